@@ -1,0 +1,66 @@
+"""The integration project: where its contracts, mappings, cases and generated code live.
+
+A project is a folder holding ``ccbmdm_project.yaml``; commands find it by searching upward from
+the working directory, like git and dbt do, unless they are given ``--project-dir``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+PROJECT_FILE = "ccbmdm_project.yaml"
+_FOLDERS = ("contracts", "mappings", "cases", "target")
+
+
+class ProjectError(Exception):
+    """The project file is missing or malformed; the message says where and what to do."""
+
+
+@dataclass(frozen=True)
+class Project:
+    """The folders of one integration project, all absolute."""
+
+    root: Path
+    name: str
+    contracts: Path
+    mappings: Path
+    cases: Path
+    target: Path
+
+    @classmethod
+    def load(cls, root: Path) -> Project:
+        """Read ``ccbmdm_project.yaml`` in ``root``."""
+        path = root / PROJECT_FILE
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise ProjectError(
+                f"{path}: no project file; run `ccbmdm init DIR` to create a project"
+            ) from None
+        except yaml.YAMLError as exc:
+            raise ProjectError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ProjectError(f"{path}: expected a mapping of folder names")
+        folders: dict[str, Path] = {}
+        for key in _FOLDERS:
+            value = data.get(key, key)
+            if not isinstance(value, str) or not value:
+                raise ProjectError(f"{path}: `{key}` must be a folder name, not {value!r}")
+            folders[key] = (root / value).resolve()
+        name = data.get("name", root.name)
+        return cls(root=root.resolve(), name=str(name), **folders)
+
+    @classmethod
+    def find(cls, start: Path | None = None) -> Project:
+        """The project that contains ``start`` (default: the working directory)."""
+        here = (start or Path.cwd()).resolve()
+        for folder in (here, *here.parents):
+            if (folder / PROJECT_FILE).is_file():
+                return cls.load(folder)
+        raise ProjectError(
+            f"no {PROJECT_FILE} in {here} or any folder above it; "
+            "run the command inside a project, pass --project-dir, or create one with `ccbmdm init DIR`"
+        )

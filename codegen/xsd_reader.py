@@ -1,0 +1,487 @@
+"""Reads a project's XSDs into the intermediate representation.
+
+xsdata parses each schema into its typed XSD model; this module checks that the schema stays in
+the subset the generator supports (with the file and line of anything outside it), resolves type
+references across chameleon includes and flattens groups, so later stages see plain sequences.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+from lxml import etree
+from xsdata.codegen.parsers.schema import SchemaParser
+from xsdata.models import xsd
+
+from ccbmdm.codegen.ir import (
+    ComplexType,
+    Contract,
+    ContractSet,
+    Facets,
+    Home,
+    Origin,
+    Particle,
+    Primitive,
+    SimpleType,
+)
+from ccbmdm.codegen.naming import class_name
+
+XS = "http://www.w3.org/2001/XMLSchema"
+SYSTEM_NAMESPACES: dict[str, str] = {
+    "common": "urn:ccbmdm:common:v1",
+    "ccb": "urn:ccbmdm:ccb:v1",
+    "mdm": "urn:ccbmdm:mdm:v1",
+}
+
+# XSD built-ins the contracts may use: their primitive and the bounds the type itself implies.
+_BUILTINS: dict[str, tuple[Primitive, Facets]] = {
+    "string": ("string", Facets()),
+    "decimal": ("decimal", Facets()),
+    "integer": ("integer", Facets()),
+    "int": ("integer", Facets(min_inclusive=str(-(2**31)), max_inclusive=str(2**31 - 1))),
+    "long": ("integer", Facets(min_inclusive=str(-(2**63)), max_inclusive=str(2**63 - 1))),
+    "nonNegativeInteger": ("integer", Facets(min_inclusive="0")),
+    "positiveInteger": ("integer", Facets(min_inclusive="1")),
+    "boolean": ("boolean", Facets()),
+    "date": ("date", Facets()),
+    "dateTime": ("dateTime", Facets()),
+}
+
+# The XSD subset: element -> the attributes it may carry. Anything else is reported.
+_ALLOWED: dict[str, set[str]] = {
+    "schema": {"targetNamespace", "elementFormDefault", "attributeFormDefault", "version"},
+    "include": {"schemaLocation"},
+    "element": {"name", "type", "minOccurs", "maxOccurs"},
+    "complexType": {"name"},
+    "sequence": set(),
+    "group": {"name", "ref"},
+    "any": {"namespace", "processContents", "minOccurs", "maxOccurs"},
+    "simpleType": {"name"},
+    "restriction": {"base"},
+    "annotation": set(),
+    "documentation": {"{http://www.w3.org/XML/1998/namespace}lang", "source"},
+    **{
+        facet: {"value"}
+        for facet in (
+            "enumeration", "pattern", "length", "minLength", "maxLength", "totalDigits",
+            "fractionDigits", "minInclusive", "maxInclusive",
+        )
+    },
+}
+# XSD regular expressions the generator cannot translate to Python's dialect.
+_UNSUPPORTED_REGEX = re.compile(r"\\[iIcC]|\\p\{Is|\[[^\]]*-\[")
+
+
+class ContractError(Exception):
+    """One or more contracts are malformed or leave the supported subset."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class _Schema:
+    """One XSD file: its parsed model, its home and what it can see."""
+
+    path: Path
+    display: str
+    model: xsd.Schema
+    lines: list[int]
+    home: Home
+    namespace: str | None
+    includes: list[Path]
+
+    def origin(self, node: xsd.ElementBase) -> Origin:
+        index = node.index - 1
+        line = self.lines[index] if 0 <= index < len(self.lines) else 0
+        return Origin(self.display, line)
+
+
+@dataclass
+class _Reader:
+    root: Path
+    problems: list[str] = field(default_factory=list)
+    schemas: dict[Path, _Schema] = field(default_factory=dict)
+    result: ContractSet = field(default_factory=ContractSet)
+    # per file: local name -> declaration, over the file and everything it includes
+    _scopes: dict[Path, dict[str, tuple[_Schema, xsd.ElementBase]]] = field(default_factory=dict)
+
+    def fail(self, where: Origin | str, message: str) -> None:
+        self.problems.append(f"{where}: {message}")
+
+    # ---------------------------------------------------------------- loading and subset check
+
+    def load(self, path: Path) -> _Schema | None:
+        path = path.resolve()
+        if path in self.schemas:
+            return self.schemas[path]
+        display = _display(path, self.root)
+        try:
+            data = path.read_bytes()
+            tree = etree.fromstring(
+                data,
+                etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False),
+            )
+        except OSError as exc:
+            self.fail(display, f"cannot read the schema: {exc.strerror}")
+            return None
+        except etree.XMLSyntaxError as exc:
+            line, column = exc.position
+            self.fail(f"{display}:{line}:{column}", f"not well-formed XML: {exc.msg}")
+            return None
+        elements = [e for e in tree.iter() if isinstance(e.tag, str)]
+        self._check_subset(display, tree, elements)
+        parser = SchemaParser(location=path.as_uri())
+        model = cast(xsd.Schema, parser.from_bytes(data, xsd.Schema))
+        namespace = model.target_namespace
+        home = _home_of(path, namespace)
+        if home is None:
+            self.fail(
+                display,
+                f"target namespace {namespace!r} does not belong in folder {path.parent.name}/; "
+                f"expected {SYSTEM_NAMESPACES.get(path.parent.name, 'one of ' + str(sorted(SYSTEM_NAMESPACES.values())))}",
+            )
+            return None
+        includes = [
+            (path.parent / include.schema_location).resolve()
+            for include in model.includes
+            if include.schema_location
+        ]
+        schema = _Schema(
+            path, display, model, [e.sourceline or 0 for e in elements], home, namespace, includes
+        )
+        self.schemas[path] = schema
+        for include in includes:
+            included = self.load(include)
+            if included is not None and included.namespace is not None:
+                self.fail(
+                    display,
+                    f"includes {included.display}, which has a target namespace; "
+                    "only schemas without one (shared types) may be included",
+                )
+        return schema
+
+    def _check_subset(self, display: str, tree: etree._Element, elements: list[etree._Element]) -> None:
+        for node in elements:
+            qname = etree.QName(node)
+            where = f"{display}:{node.sourceline}"
+            if qname.namespace != XS:
+                if not _inside_documentation(node):
+                    self.fail(where, f"unexpected element {qname.text}")
+                continue
+            local = qname.localname
+            allowed = _ALLOWED.get(local)
+            if allowed is None:
+                self.fail(where, f"xs:{local} is outside the supported XSD subset (see docs/contracts.md)")
+                continue
+            for attribute in node.attrib:
+                if attribute not in allowed:
+                    self.fail(where, f"attribute {attribute} on xs:{local} is not supported")
+            if local == "pattern" and _UNSUPPORTED_REGEX.search(node.get("value", "")):
+                self.fail(where, f"pattern {node.get('value')!r} uses XSD regex features with no Python equivalent")
+        if tree.get("elementFormDefault") != "qualified":
+            self.fail(f"{display}:{tree.sourceline}", 'xs:schema must say elementFormDefault="qualified"')
+
+    # ---------------------------------------------------------------- scopes and lookups
+
+    def scope(self, schema: _Schema) -> dict[str, tuple[_Schema, xsd.ElementBase]]:
+        cached = self._scopes.get(schema.path)
+        if cached is not None:
+            return cached
+        scope: dict[str, tuple[_Schema, xsd.ElementBase]] = {}
+        self._scopes[schema.path] = scope
+        # A shared-type schema is always included beside the others into a message schema, so
+        # it sees every shared type; a message schema sees what it includes.
+        if schema.namespace is None:
+            visible = [s for s in self.schemas.values() if s.namespace is None and s is not schema]
+        else:
+            visible = [s for s in map(self.schemas.get, schema.includes) if s is not None]
+        for other in visible:
+            for node in _declarations(other.model):
+                scope[f"{type(node).__name__}:{node.name}"] = (other, node)
+            if schema.namespace is not None:
+                scope.update(self.scope(other))
+        for node in _declarations(schema.model):
+            scope[f"{type(node).__name__}:{node.name}"] = (schema, node)
+        return scope
+
+    def lookup(self, schema: _Schema, kind: str, qname: str, where: Origin) -> tuple[_Schema, xsd.ElementBase] | None:
+        prefix, _, local = qname.rpartition(":")
+        namespace = schema.model.ns_map.get(prefix or None)
+        if namespace not in (schema.namespace, None) and not (namespace == XS):
+            self.fail(where, f"{qname} is in namespace {namespace}, which this schema cannot see")
+            return None
+        found = self.scope(schema).get(f"{kind}:{local}")
+        if found is None:
+            self.fail(where, f"no {_KIND_WORD[kind]} named {local} in this schema or what it includes")
+        return found
+
+    # ---------------------------------------------------------------- simple types
+
+    def simple_type(self, schema: _Schema, qname: str, where: Origin) -> tuple[Home, str] | None:
+        prefix, _, local = qname.rpartition(":")
+        if schema.model.ns_map.get(prefix or None) == XS:
+            if local not in _BUILTINS:
+                self.fail(where, f"built-in type xs:{local} is not supported; use one of {sorted(_BUILTINS)}")
+                return None
+            key: tuple[Home, str] = ("common", f"xs:{local}")
+            if key not in self.result.simple_types:
+                primitive, facets = _BUILTINS[local]
+                self.result.simple_types[key] = SimpleType(f"xs:{local}", "common", primitive, facets, "", None)
+            return key
+        found = self.lookup(schema, "SimpleType", qname, where)
+        if found is None:
+            return None
+        owner, node = found
+        return self.define_simple(owner, cast(xsd.SimpleType, node))
+
+    def define_simple(self, schema: _Schema, node: xsd.SimpleType) -> tuple[Home, str] | None:
+        name = cast(str, node.name)
+        key: tuple[Home, str] = (schema.home, name)
+        if key in self.result.simple_types:
+            return key
+        origin = schema.origin(node)
+        restriction = node.restriction
+        if restriction is None or not restriction.base:
+            self.fail(origin, f"simple type {name} must be an xs:restriction with a base")
+            return None
+        base_key = self.simple_type(schema, restriction.base, origin)
+        if base_key is None:
+            return None
+        base = self.result.simple_types[base_key]
+        facets = _merge_facets(base.facets, restriction)
+        self.result.simple_types[key] = SimpleType(
+            name, schema.home, base.primitive, facets, _doc(node), origin
+        )
+        return key
+
+    # ---------------------------------------------------------------- complex types
+
+    def complex_type(self, schema: _Schema, qname: str, where: Origin) -> tuple[Home, str] | None:
+        found = self.lookup(schema, "ComplexType", qname, where)
+        if found is None:
+            return None
+        owner, node = found
+        return self.define_complex(owner, cast(xsd.ComplexType, node), cast(str, node.name), _doc(node))
+
+    def define_complex(self, schema: _Schema, node: xsd.ComplexType, name: str, doc: str) -> tuple[Home, str]:
+        key: tuple[Home, str] = (schema.home, name)
+        origin = schema.origin(node)
+        existing = self.result.complex_types.get(key)
+        if existing is not None:
+            if existing.origin != origin:
+                self.fail(origin, f"complex type {name} is also defined at {existing.origin}; rename one")
+            return key
+        # A placeholder first, so that recursive references terminate.
+        self.result.complex_types[key] = ComplexType(name, schema.home, (), doc, origin)
+        particles = tuple(self.particles(schema, node.sequence, name, origin)) if node.sequence else ()
+        if node.mixed:
+            self.fail(origin, f"complex type {name} must not be mixed")
+        self.result.complex_types[key] = ComplexType(name, schema.home, particles, doc, origin)
+        return key
+
+    def particles(self, schema: _Schema, sequence: xsd.Sequence, owner: str, where: Origin) -> Iterator[Particle]:
+        if sequence.min_occurs != 1 or sequence.max_occurs != 1:
+            self.fail(where, "an xs:sequence must occur exactly once")
+        members: list[xsd.ElementBase] = [*sequence.elements, *sequence.groups, *sequence.any]
+        if sequence.choices or sequence.sequences:
+            self.fail(where, "nested xs:choice or xs:sequence is outside the supported subset")
+        for member in sorted(members, key=lambda m: m.index):
+            if isinstance(member, xsd.Group):
+                yield from self.group(schema, member, owner)
+            elif isinstance(member, xsd.Any):
+                yield Particle(
+                    "any", "elements", None, member.min_occurs, _max(member.max_occurs),
+                    _doc(member) or "Elements of other namespaces, passed through unchanged.",
+                    schema.origin(member),
+                )
+            else:
+                particle = self.element(schema, cast(xsd.Element, member), owner)
+                if particle is not None:
+                    yield particle
+
+    def group(self, schema: _Schema, ref: xsd.Group, owner: str) -> Iterator[Particle]:
+        where = schema.origin(ref)
+        if ref.min_occurs != 1 or ref.max_occurs != 1:
+            self.fail(where, f"group reference {ref.ref} must occur exactly once")
+        found = self.lookup(schema, "Group", ref.ref, where)
+        if found is None:
+            return
+        owner_schema, node = found
+        group = cast(xsd.Group, node)
+        if group.sequence is None:
+            self.fail(owner_schema.origin(group), f"group {group.name} must hold an xs:sequence")
+            return
+        yield from self.particles(owner_schema, group.sequence, owner, owner_schema.origin(group))
+
+    def element(self, schema: _Schema, node: xsd.Element, owner: str) -> Particle | None:
+        origin = schema.origin(node)
+        name = node.name
+        if not name:
+            self.fail(origin, "an element must have a name (element references are not supported)")
+            return None
+        doc = _doc(node)
+        max_occurs = _max(node.max_occurs)
+        if node.complex_type is not None:
+            key = self.define_complex(schema, node.complex_type, class_name(owner, name), doc)
+            kind = "complex"
+        elif node.simple_type is not None:
+            self.fail(origin, f"element {name}: name its simple type instead of declaring it inline")
+            return None
+        elif node.type:
+            resolved = self._resolve_type(schema, node.type, origin)
+            if resolved is None:
+                return None
+            kind, key = resolved
+        else:
+            self.fail(origin, f"element {name} needs a type")
+            return None
+        return Particle(kind, name, key, node.min_occurs, max_occurs, doc, origin)  # type: ignore[arg-type]
+
+    def _resolve_type(self, schema: _Schema, qname: str, where: Origin) -> tuple[str, tuple[Home, str]] | None:
+        prefix, _, local = qname.rpartition(":")
+        if schema.model.ns_map.get(prefix or None) == XS:
+            key = self.simple_type(schema, qname, where)
+            return None if key is None else ("simple", key)
+        scope = self.scope(schema)
+        if f"SimpleType:{local}" in scope:
+            key = self.simple_type(schema, qname, where)
+            return None if key is None else ("simple", key)
+        if f"ComplexType:{local}" in scope:
+            key = self.complex_type(schema, qname, where)
+            return None if key is None else ("complex", key)
+        self.fail(where, f"no type named {local} in this schema or what it includes")
+        return None
+
+    # ---------------------------------------------------------------- contracts
+
+    def contract(self, schema: _Schema) -> None:
+        roots = schema.model.elements
+        if schema.namespace is None:
+            for node in roots:
+                self.fail(schema.origin(node), "a shared-type schema declares no global element")
+            return
+        if len(roots) != 1:
+            self.fail(schema.display, f"a message schema declares exactly one global element, not {len(roots)}")
+            return
+        node = roots[0]
+        origin = schema.origin(node)
+        root = cast(str, node.name)
+        if root != schema.path.stem:
+            self.fail(origin, f"root element {root} must be named as its file, {schema.path.stem}")
+        if node.complex_type is not None:
+            key = self.define_complex(schema, node.complex_type, root, _doc(node))
+        elif node.type:
+            resolved = self._resolve_type(schema, node.type, origin)
+            if resolved is None or resolved[0] != "complex":
+                self.fail(origin, f"root element {root} needs a complex type")
+                return
+            key = resolved[1]
+        else:
+            self.fail(origin, f"root element {root} needs a type")
+            return
+        name = f"{schema.home}/{root}"
+        self.result.contracts[name] = Contract(
+            name, schema.home, cast(str, schema.namespace), root, key, _doc(node), schema.display
+        )
+
+
+_KIND_WORD = {"SimpleType": "simple type", "ComplexType": "complex type", "Group": "group"}
+
+
+def read_contracts(contracts_dir: Path) -> ContractSet:
+    """Every XSD under ``contracts_dir``/{common,ccb,mdm}, as one contract set.
+
+    Raises ContractError listing every problem found, each with file and line.
+    """
+    reader = _Reader(contracts_dir.parent)
+    files = sorted(
+        path for system in SYSTEM_NAMESPACES for path in (contracts_dir / system).glob("*.xsd")
+    )
+    if not files:
+        raise ContractError([f"{contracts_dir}: no XSD files under common/, ccb/ or mdm/"])
+    for path in files:
+        reader.load(path)
+    for schema in list(reader.schemas.values()):
+        for node in schema.model.simple_types:
+            reader.define_simple(schema, node)
+        for node in schema.model.complex_types:
+            reader.define_complex(schema, node, cast(str, node.name), _doc(node))
+        reader.contract(schema)
+    if reader.problems:
+        raise ContractError(sorted(set(reader.problems), key=reader.problems.index))
+    return reader.result
+
+
+def _declarations(model: xsd.Schema) -> Iterable[xsd.SimpleType | xsd.ComplexType | xsd.Group]:
+    yield from model.simple_types
+    yield from model.complex_types
+    yield from model.groups
+
+
+def _home_of(path: Path, namespace: str | None) -> Home | None:
+    if namespace is None:
+        return "common"
+    folder = path.parent.name
+    if SYSTEM_NAMESPACES.get(folder) == namespace:
+        return cast(Home, folder)
+    return None
+
+
+def _merge_facets(base: Facets, restriction: xsd.Restriction) -> Facets:
+    def value(facet: object) -> str | None:
+        return None if facet is None else str(getattr(facet, "value"))
+
+    def number(facet: object, inherited: int | None) -> int | None:
+        return inherited if facet is None else int(getattr(facet, "value"))
+
+    return Facets(
+        enumeration=tuple(e.value for e in restriction.enumerations) or base.enumeration,
+        patterns=base.patterns + tuple(p.value for p in restriction.patterns[:1])
+        if len(restriction.patterns) <= 1
+        # several patterns in one step are alternatives (XSD 1.0 §4.3.4)
+        else base.patterns + ("|".join(f"(?:{p.value})" for p in restriction.patterns),),
+        length=number(restriction.length, base.length),
+        min_length=number(restriction.min_length, base.min_length),
+        max_length=number(restriction.max_length, base.max_length),
+        total_digits=number(restriction.total_digits, base.total_digits),
+        fraction_digits=number(restriction.fraction_digits, base.fraction_digits),
+        min_inclusive=value(restriction.min_inclusive) or base.min_inclusive,
+        max_inclusive=value(restriction.max_inclusive) or base.max_inclusive,
+    )
+
+
+def _max(value: str | int) -> int | None:
+    # xsdata reads "unbounded" as sys.maxsize
+    return None if value == "unbounded" or int(value) >= sys.maxsize else int(value)
+
+
+def _doc(node: xsd.ElementBase) -> str:
+    annotations = getattr(node, "annotations", [])
+    texts = [
+        str(part)
+        for annotation in annotations
+        for documentation in annotation.documentations
+        for part in documentation.content
+        if isinstance(part, str)
+    ]
+    return " ".join(" ".join(texts).split())
+
+
+def _inside_documentation(node: etree._Element) -> bool:
+    return any(
+        etree.QName(parent).localname == "documentation" for parent in node.iterancestors()
+    )
+
+
+def _display(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)

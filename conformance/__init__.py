@@ -1,0 +1,1 @@
+"""The conformance suite: golden cases of every flow and their runner."""

@@ -1,0 +1,20 @@
+"""The base of every generated contract model."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ContractModel(BaseModel):
+    """An immutable, validated message or part of one.
+
+    Built by the generated codec (which has already enforced every facet) or by code such as a
+    mapping, in which case pydantic runs the same facet checks through the field types.
+    """
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
+        validate_default=False,
+    )
