@@ -64,3 +64,52 @@ class Project:
             f"no {PROJECT_FILE} in {here} or any folder above it; "
             "run the command inside a project, pass --project-dir, or create one with `ccbmdm init DIR`"
         )
+
+
+REFERENCE_PACKAGE = "ccbmdm.reference"
+_NEW_PROJECT_FILE = """\
+# An integration project: its contracts, mappings and conformance cases. Commands find it by
+# searching upward from the working directory for this file (or take --project-dir).
+name: {name}
+contracts: contracts
+mappings: mappings
+cases: cases
+target: target
+"""
+
+
+def init_project(destination: Path, *, force: bool = False) -> Project:
+    """Create a project in ``destination`` from the reference contracts shipped in the package."""
+    from importlib.resources import as_file, files
+
+    destination = destination.resolve()
+    if (destination / PROJECT_FILE).exists() and not force:
+        raise ProjectError(f"{destination / PROJECT_FILE} exists already; pass --force to overwrite")
+    destination.mkdir(parents=True, exist_ok=True)
+    reference = files(REFERENCE_PACKAGE)
+    for folder in ("contracts", "mappings", "cases"):
+        source = reference.joinpath(folder)
+        target = destination / folder
+        if source.is_dir():
+            with as_file(source) as path:
+                _copy_tree(Path(path), target, force=force)
+        else:
+            target.mkdir(exist_ok=True)
+    (destination / PROJECT_FILE).write_text(
+        _NEW_PROJECT_FILE.format(name=destination.name), encoding="utf-8"
+    )
+    (destination / ".gitignore").write_text("target/\n", encoding="utf-8")
+    return Project.load(destination)
+
+
+def _copy_tree(source: Path, target: Path, *, force: bool) -> None:
+    import shutil
+
+    for path in sorted(source.rglob("*")):
+        if path.is_dir() or "__pycache__" in path.parts or path.suffix == ".pyc":
+            continue
+        destination = target / path.relative_to(source)
+        if destination.exists() and not force:
+            raise ProjectError(f"{destination} exists already; pass --force to overwrite")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, destination)

@@ -30,6 +30,7 @@ from ccbmdm.codegen.ir import (
     SimpleType,
 )
 from ccbmdm.codegen.naming import class_name
+from ccbmdm.runtime.xmlsafe import syntax_reason
 
 XS = "http://www.w3.org/2001/XMLSchema"
 SYSTEM_NAMESPACES: dict[str, str] = {
@@ -133,7 +134,7 @@ class _Reader:
             return None
         except etree.XMLSyntaxError as exc:
             line, column = exc.position
-            self.fail(f"{display}:{line}:{column}", f"not well-formed XML: {exc.msg}")
+            self.fail(f"{display}:{line}:{column}", f"not well-formed XML: {syntax_reason(exc)}")
             return None
         elements = [e for e in tree.iter() if isinstance(e.tag, str)]
         self._check_subset(display, tree, elements)

@@ -6,21 +6,24 @@ runs when a message is wrong (paths, positions, wording) is deferred until a pro
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from lxml import etree
+from pydantic import BaseModel
 
 from ccbmdm.runtime.model import ContractModel
 
 M = TypeVar("M", bound=ContractModel)
-V = TypeVar("V")
 
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 # Hints to a schema processor; never fetched or acted on, so they are tolerated on the root.
 _ROOT_HINTS = {f"{{{XSI}}}schemaLocation", f"{{{XSI}}}noNamespaceSchemaLocation"}
 _ATTRIBUTES = etree.XPath("//@*")
+# Text beside child elements (mixed content); the parser has already removed blank text there.
+_MIXED_TEXT = etree.XPath("//*[*]/text()[normalize-space()]")
+_SUSPECT = etree.XPath("count(//@* | //*[*]/text())")
 
 
 @dataclass(frozen=True)
@@ -40,11 +43,35 @@ class Problem:
 class ContractViolation(ValueError):
     """A well-formed message that does not satisfy its contract; lists every problem found."""
 
-    def __init__(self, contract: str, problems: list[Problem]) -> None:
+    def __init__(
+        self,
+        contract: str,
+        problems: list[Problem],
+        found: list[tuple[etree._Element, str]] | None = None,
+    ) -> None:
         self.contract = contract
         self.problems = problems
+        self._found = found or []
         lines = "\n".join(f"  {problem}" for problem in problems)
         super().__init__(f"{contract}: {len(problems)} problem(s)\n{lines}")
+
+    def with_source(self, data: bytes) -> ContractViolation:
+        """The same violation with columns, found in the message's text."""
+        try:
+            lines = data.decode("utf-8").splitlines()
+        except UnicodeDecodeError:
+            return self
+        return _violation(self.contract, self._found, lines)
+
+
+def _violation(
+    contract: str, found: list[tuple[etree._Element, str]], source: list[str] | None
+) -> ContractViolation:
+    problems = [
+        Problem(*_locate(element, source), xpath_of(element), message) for element, message in found
+    ]
+    problems.sort(key=lambda p: (p.line or 0, p.column or 0))
+    return ContractViolation(contract, problems, found)
 
 
 class Problems:
@@ -61,10 +88,17 @@ class Problems:
     def add(self, element: etree._Element, message: str) -> None:
         self._found.append((element, message))
 
+    def compound(self, element: etree._Element) -> Any:
+        self.add(element, "must hold a value, not elements")
+        return None
+
     def missing(self, parent: etree._Element, kids: list[etree._Element], at: int, name: str) -> Any:
         found = f"found <{etree.QName(kids[at]).localname}>" if at < len(kids) else "found nothing"
         self.add(parent, f"missing required element <{name}> ({found} at its place)")
         return None
+
+    def repeated(self, element: etree._Element) -> None:
+        self.add(element, f"element <{etree.QName(element).localname}> may occur only once here")
 
     def occurrences(self, parent: etree._Element, name: str, count: int, low: int, high: int | None) -> None:
         if count < low:
@@ -78,20 +112,22 @@ class Problems:
 
     def raise_for(self, contract: str, root: etree._Element) -> None:
         """Raise ContractViolation listing every problem, in document order."""
-        source = _source_lines(root)
-        problems = [
-            Problem(*_locate(element, source), xpath_of(element), message)
-            for element, message in self._found
-        ]
-        problems.sort(key=lambda p: (p.line or 0, p.column or 0))
-        raise ContractViolation(contract, problems)
+        raise _violation(contract, self._found, None)
 
 
-def check_attributes(root: etree._Element, problems: Problems) -> None:
-    """The contracts declare no attributes: report every one (XSI hints on the root excepted)."""
-    found = _ATTRIBUTES(root)
-    if not found:
+def check_document(root: etree._Element, problems: Problems) -> None:
+    """Whole-document checks, each one XPath evaluated in C rather than per element.
+
+    The contracts declare no attributes (XSI hints on the root excepted) and no mixed content.
+    """
+    if not _SUSPECT(root):
         return
+    texts = _MIXED_TEXT(root)
+    assert isinstance(texts, list)
+    for text in texts:
+        owner = text.getparent()  # type: ignore[union-attr]
+        problems.add(owner, f"text {str(text).strip()[:40]!r} is not allowed here")
+    found = _ATTRIBUTES(root)
     assert isinstance(found, list)
     for attribute in found:
         owner = attribute.getparent()  # type: ignore[union-attr]
@@ -104,45 +140,41 @@ def check_attributes(root: etree._Element, problems: Problems) -> None:
 def children(
     element: etree._Element, known: frozenset[str] | None, problems: Problems
 ) -> tuple[list[etree._Element], list[str]]:
-    """The child elements and their tags; reports text between them and unknown elements.
+    """The child elements and their tags, less the unknown ones, which are reported.
 
-    Comments and processing instructions are skipped, as a schema validator skips them.
+    The hardened parser drops comments and processing instructions, so every child is an
+    element; text between children is found once per document by ``check_document``.
     """
-    text = element.text
-    if text and not text.isspace():
-        problems.add(element, f"text {text.strip()[:40]!r} is not allowed here")
-    kids: list[etree._Element] = []
-    tags: list[str] = []
-    for kid in element:
-        tail = kid.tail
-        if tail and not tail.isspace():
-            problems.add(element, f"text {tail.strip()[:40]!r} is not allowed here")
-        tag = kid.tag
-        if tag.__class__ is not str:
-            continue
-        if known is not None and tag not in known:
+    kids = list(element)
+    tags: list[str] = [kid.tag for kid in kids]  # type: ignore[misc]
+    if known is None or known.issuperset(tags):
+        return kids, tags
+    kept = []
+    for kid, tag in zip(kids, tags, strict=True):
+        if tag in known:
+            kept.append(kid)
+        else:
             problems.add(kid, f"unknown element <{_display_tag(kid, element)}>")
-            continue
-        kids.append(kid)
-        tags.append(tag)  # type: ignore[arg-type]
-    return kids, tags
-
-
-def leaf(element: etree._Element, parse: Callable[[str], V], problems: Problems) -> V | None:
-    """The value of a simple-content element, or None after reporting why there is none."""
-    if len(element):
-        problems.add(element, "must hold a value, not elements")
-        return None
-    try:
-        return parse(element.text or "")
-    except ValueError as exc:
-        problems.add(element, str(exc))
-        return None
+    return kept, [kid.tag for kid in kept]  # type: ignore[misc]
 
 
 def foreign(element: etree._Element) -> str:
-    """An element of another namespace inside an xs:any wildcard, kept as XML text."""
-    return etree.tostring(element, encoding="unicode", with_tail=False)
+    """An element of another namespace inside an xs:any wildcard, kept as XML text.
+
+    Namespace declarations it inherits but does not use are dropped, so the text is the same
+    wherever the element stood.
+    """
+    detached = copy.deepcopy(element)
+    etree.cleanup_namespaces(detached)
+    return etree.tostring(detached, encoding="unicode", with_tail=False)
+
+
+_new = object.__new__
+_set = object.__setattr__
+# The slots pydantic keeps beside a model's fields, set through their descriptors directly.
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 def build(model: type[M], values: dict[str, Any]) -> M:
@@ -151,11 +183,11 @@ def build(model: type[M], values: dict[str, Any]) -> M:
     Validation through pydantic would repeat those checks field by field; this sets the fields
     directly, as ``model_construct`` does, without its per-field default handling.
     """
-    instance = model.__new__(model)
-    object.__setattr__(instance, "__dict__", values)
-    object.__setattr__(instance, "__pydantic_fields_set__", set(values))
-    object.__setattr__(instance, "__pydantic_extra__", None)
-    object.__setattr__(instance, "__pydantic_private__", None)
+    instance = _new(model)
+    _set(instance, "__dict__", values)
+    _set_fields_set(instance, set(values))
+    _set_extra(instance, None)
+    _set_private(instance, None)
     return instance
 
 
@@ -190,11 +222,6 @@ def _display_tag(kid: etree._Element, parent: etree._Element) -> str:
     if qname.namespace == etree.QName(parent).namespace:
         return qname.localname
     return f"{{{qname.namespace}}}{qname.localname}" if qname.namespace else qname.localname
-
-
-def _source_lines(root: etree._Element) -> list[str] | None:
-    source = getattr(root.getroottree(), "_ccbmdm_source", None)
-    return source if isinstance(source, list) else None
 
 
 def _locate(element: etree._Element, source: list[str] | None) -> tuple[int | None, int | None]:
@@ -232,16 +259,3 @@ def _find_tag(text: str, start: str, offset: int) -> int:
         if end >= len(text) or text[end] in " \t\r\n/>":
             return position
         offset = end
-
-
-def remember_source(root: etree._Element, data: bytes) -> None:
-    """Keep the message's lines beside its tree, for columns in problem reports."""
-    try:
-        lines = data.decode("utf-8").splitlines()
-    except UnicodeDecodeError:
-        return
-    tree = root.getroottree()
-    try:
-        tree._ccbmdm_source = lines  # type: ignore[attr-defined]
-    except AttributeError:
-        pass

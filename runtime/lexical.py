@@ -7,16 +7,17 @@ checked by exactly one definition, whichever way it enters.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 _INTEGER = re.compile(r"[+-]?[0-9]+")
-_DATE = re.compile(r"(-?[0-9]{4,})-([0-9]{2})-([0-9]{2})(Z|[+-][0-9]{2}:[0-9]{2})?")
+# Four-digit years only: Python's dates end at 9999 and begin at year 1.
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _DATETIME = re.compile(
-    r"(-?[0-9]{4,})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
-    r"(Z|[+-][0-9]{2}:[0-9]{2})?"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.([0-9]+))?(?:Z|[+-][0-9]{2}:[0-9]{2})?"
 )
+_MAX_OFFSET = timedelta(hours=14)
 _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 # Characters XML 1.0 cannot carry: a string holding one could never be serialized.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -27,65 +28,64 @@ def collapse(text: str) -> str:
     return " ".join(text.split()) if text else text
 
 
+def _lexical(pattern: re.Pattern[str], text: str) -> tuple[re.Match[str] | None, str]:
+    """Match the text as it is, and only when that fails, after collapsing white space."""
+    match = pattern.fullmatch(text)
+    if match is None:
+        text = collapse(text)
+        match = pattern.fullmatch(text)
+    return match, text
+
+
 def parse_decimal(text: str) -> Decimal:
-    text = collapse(text)
-    if _DECIMAL.fullmatch(text) is None:
+    match, text = _lexical(_DECIMAL, text)
+    if match is None:
         raise ValueError(f"{text!r} is not a decimal number (digits with an optional point and sign)")
     return Decimal(text)
 
 
 def parse_integer(text: str) -> int:
-    text = collapse(text)
-    if _INTEGER.fullmatch(text) is None:
+    match, text = _lexical(_INTEGER, text)
+    if match is None:
         raise ValueError(f"{text!r} is not an integer")
     return int(text)
 
 
 def parse_boolean(text: str) -> bool:
-    value = _BOOLEANS.get(collapse(text))
+    value = _BOOLEANS.get(text)
+    if value is None:
+        value = _BOOLEANS.get(collapse(text))
     if value is None:
         raise ValueError(f"{text!r} is not a boolean (true, false, 1 or 0)")
     return value
 
 
 def parse_date(text: str) -> date:
-    text = collapse(text)
-    match = _DATE.fullmatch(text)
-    if match is None or match.group(4):
+    match, text = _lexical(_DATE, text)
+    if match is None:
         raise ValueError(f"{text!r} is not a date (YYYY-MM-DD)")
     try:
-        return date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+        return date.fromisoformat(text)
     except ValueError as exc:
         raise ValueError(f"{text!r} is not a valid date: {exc}") from None
 
 
 def parse_datetime(text: str) -> datetime:
-    text = collapse(text)
-    match = _DATETIME.fullmatch(text)
+    """XSD dateTime; the strict pattern first, then the C parser of the standard library."""
+    match, text = _lexical(_DATETIME, text)
     if match is None:
         raise ValueError(f"{text!r} is not a date-time (YYYY-MM-DDThh:mm:ss with an offset)")
-    fraction = match.group(7) or ""
-    if len(fraction) > 6:
+    fraction = match.group(1)
+    if fraction is not None and len(fraction) > 6:
         raise ValueError(f"{text!r} has more than 6 fractional digits of a second")
-    offset = match.group(8)
-    if offset is None:
-        tz = None
-    elif offset == "Z":
-        tz = timezone.utc
-    else:
-        sign = -1 if offset[0] == "-" else 1
-        hours, minutes = int(offset[1:3]), int(offset[4:6])
-        if hours > 14 or minutes > 59 or (hours == 14 and minutes):
-            raise ValueError(f"{text!r} has an offset outside -14:00..+14:00")
-        tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
     try:
-        return datetime(
-            int(match.group(1)), int(match.group(2)), int(match.group(3)),
-            int(match.group(4)), int(match.group(5)), int(match.group(6)),
-            int(fraction.ljust(6, "0")) if fraction else 0, tzinfo=tz,
-        )
+        value = datetime.fromisoformat(text)
     except ValueError as exc:
         raise ValueError(f"{text!r} is not a valid date-time: {exc}") from None
+    offset = value.utcoffset()
+    if offset is not None and abs(offset) > _MAX_OFFSET:
+        raise ValueError(f"{text!r} has an offset outside -14:00..+14:00")
+    return value
 
 
 def format_decimal(value: Decimal) -> str:
@@ -115,6 +115,28 @@ def check_xml_text(value: str) -> str:
     if bad is not None:
         raise ValueError(f"character U+{ord(bad.group()):04X} cannot appear in XML text")
     return value
+
+
+def check_foreign_xml(value: str) -> str:
+    """An xs:any element held as text: one well-formed element in a namespace, no DTD.
+
+    Returns its canonical text (as the codec's decoder writes it), so equal elements compare
+    equal however they were spelled.
+    """
+    from lxml import etree
+
+    try:
+        element = etree.fromstring(
+            value.encode(), etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+        )
+    except etree.XMLSyntaxError as exc:
+        raise ValueError(f"not one well-formed XML element: {exc.msg}") from None
+    if element.getroottree().docinfo.doctype:
+        raise ValueError("a DOCTYPE is not allowed")
+    if not etree.QName(element).namespace:
+        raise ValueError("an element of another namespace is required; this one has none")
+    etree.cleanup_namespaces(element)
+    return etree.tostring(element, encoding="unicode")
 
 
 def check_digits(value: Decimal, total: int | None, fraction: int | None) -> None:

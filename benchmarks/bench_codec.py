@@ -1,0 +1,128 @@
+"""Codec speed: the generated codec against the generic route (issue: at least 8x).
+
+The generic route is what a project would write without code generation: lxml parses, lxml's
+XMLSchema validates (so both sides check the same facets), xsdata's XmlParser binds the parsed
+tree to xsdata dataclasses of the same contract, and xsdata's XmlSerializer writes it back.
+Both routes start from the message bytes and end with bytes.
+
+Run: python benchmarks/bench_codec.py [--contract ccb/ServiceAgreementSyncRequest] [--seconds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from lxml import etree
+from xsdata.formats.dataclass.parsers import XmlParser
+from xsdata.formats.dataclass.parsers.config import ParserConfig
+from xsdata.formats.dataclass.parsers.handlers import LxmlEventHandler
+from xsdata.formats.dataclass.serializers import XmlSerializer
+
+from ccbmdm.codegen.loader import load_contracts
+from ccbmdm.codegen.project import Project
+from ccbmdm.runtime.xmlsafe import parse_partner_xml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _batch_size(function: Callable[[], object]) -> int:
+    batch = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(batch):
+            function()
+        if time.perf_counter() - start > 0.02:
+            return batch
+        batch *= 2
+
+
+def compare(ours: Callable[[], object], theirs: Callable[[], object], seconds: float) -> tuple[float, float, float]:
+    """Median seconds per call of each, and the median of their ratios.
+
+    Batches of the two alternate, so a change in the machine's speed during the run (a
+    neighbour's load, frequency scaling) touches both sides alike.
+    """
+    batches = (_batch_size(ours), _batch_size(theirs))
+    mine: list[float] = []
+    other: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(mine) < 7:
+        for function, batch, samples in ((ours, batches[0], mine), (theirs, batches[1], other)):
+            start = time.perf_counter()
+            for _ in range(batch):
+                function()
+            samples.append((time.perf_counter() - start) / batch)
+    ratios = [b / a for a, b in zip(mine, other, strict=True)]
+    return statistics.median(mine), statistics.median(other), statistics.median(ratios)
+
+
+def xsdata_baseline(contract_xsd: Path, root: str, workdir: Path) -> tuple[type, XmlParser, XmlSerializer]:
+    """Generate xsdata dataclasses for one contract and return its class, parser and serializer."""
+    package = "xsdata_baseline"
+    subprocess.run(
+        [sys.executable, "-m", "xsdata", "generate", str(contract_xsd), "--package", package],
+        cwd=workdir, check=True, capture_output=True,
+    )
+    sys.path.insert(0, str(workdir))
+    module = importlib.import_module(f"{package}.{contract_xsd.parent.name}")
+    config = ParserConfig(
+        fail_on_unknown_properties=True,
+        fail_on_unknown_attributes=True,
+        fail_on_converter_warnings=True,
+    )
+    return getattr(module, root), XmlParser(config=config, handler=LxmlEventHandler), XmlSerializer()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contract", default="ccb/ServiceAgreementSyncRequest")
+    parser.add_argument("--seconds", type=float, default=2.0)
+    args = parser.parse_args()
+    system, root = args.contract.split("/")
+    data = (ROOT / "contracts" / "samples" / system / f"{root}.xml").read_bytes()
+    xsd_path = ROOT / "contracts" / system / f"{root}.xsd"
+
+    registry = load_contracts(Project.load(ROOT))
+    codec = registry[args.contract]
+
+    def generated() -> bytes:
+        return codec.encode(codec.decode(parse_partner_xml(data)))
+
+    schema = etree.XMLSchema(etree.parse(str(xsd_path)))
+    lxml_parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    with tempfile.TemporaryDirectory() as folder:
+        clazz, xml_parser, serializer = xsdata_baseline(xsd_path, root, Path(folder))
+
+        def generic() -> bytes:
+            tree = etree.fromstring(data, lxml_parser)
+            schema.assertValid(tree)
+            obj = xml_parser.parse(tree, clazz)
+            return serializer.render(obj).encode()
+
+        # Both routes must agree on the message before their speeds are compared.
+        assert registry.decode(generated())[1] == registry.decode(generic())[1]
+        # Start-up objects (both libraries, schemas, classes) stay out of every collection, for
+        # both routes alike, so that neither pays for the other's heap.
+        gc.collect()
+        gc.freeze()
+        ours, theirs, ratio = compare(generated, generic, args.seconds)
+
+    print(f"machine: {platform.machine()} {platform.python_implementation()} {platform.python_version()}")
+    print(f"message: {args.contract} ({len(data)} bytes)")
+    print(f"generated codec (parse + decode + encode): {ours * 1e6:9.1f} us")
+    print(f"generic route (parse + XMLSchema + xsdata parse + serialize): {theirs * 1e6:9.1f} us")
+    print(f"speed-up: {ratio:.1f}x, median of paired batches (target: at least 8x)")
+
+
+if __name__ == "__main__":
+    main()

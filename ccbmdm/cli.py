@@ -1,0 +1,203 @@
+"""The `ccbmdm` command line.
+
+Each command is a thin layer over the package: it finds the project, calls one function and
+turns the known failures into a message for people (what, where, what to do) and an exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from ccbmdm import __version__
+from ccbmdm.codegen import compiler
+from ccbmdm.codegen.project import Project, ProjectError, init_project
+from ccbmdm.codegen.render import RenderError
+from ccbmdm.codegen.xsd_reader import ContractError
+from ccbmdm.runtime.codec import ContractViolation
+from ccbmdm.runtime.contracts import UnknownContract
+from ccbmdm.runtime.xmlsafe import XmlRejected
+
+app = typer.Typer(
+    name="ccbmdm",
+    help="Contract-first integration of CCB and MDM: compile contracts, validate messages.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ProjectDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--project-dir",
+        help="The project folder (default: search upward from the working directory "
+        "for ccbmdm_project.yaml).",
+        file_okay=False,
+    ),
+]
+
+
+class Failed(Exception):
+    """A failure already explained to the user; carries the exit code."""
+
+    def __init__(self, code: int = 1) -> None:
+        self.code = code
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}")
+    raise Failed(code)
+
+
+@contextmanager
+def explained() -> Iterator[None]:
+    """Turn the package's known failures into messages; anything else is an internal error."""
+    try:
+        yield
+    except (ProjectError, RenderError, compiler.FormatError) as exc:
+        fail(str(exc))
+    except ContractError as exc:
+        err.print(f"[bold red]error:[/] the contracts have {len(exc.problems)} problem(s):")
+        for problem in exc.problems:
+            err.print(f"  {problem}")
+        raise Failed(1) from None
+
+
+def _project(project_dir: Path | None) -> Project:
+    return Project.load(project_dir) if project_dir is not None else Project.find()
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"ccbmdm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Contract-first integration of CCB and MDM."""
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder of the new project (created if missing).")],
+    force: Annotated[bool, typer.Option(help="Overwrite files that exist already.")] = False,
+) -> None:
+    """Create a new integration project from the reference contracts."""
+    with explained():
+        project = init_project(directory, force=force)
+    out.print(f"created project {project.name} in {project.root}")
+    out.print(f"next: cd {directory} && ccbmdm compile")
+
+
+@app.command(name="compile")
+def compile_(
+    project_dir: ProjectDir = None,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Write nothing; fail, naming the stale files, if target/ is out of date."),
+    ] = False,
+) -> None:
+    """Generate typed models and codecs of every contract into the project's target/ folder."""
+    with explained():
+        project = _project(project_dir)
+        started = time.perf_counter()
+        with err.status("compiling contracts…"):
+            build = compiler.generate(project)
+        base = compiler.output_dir(project)
+        if check:
+            stale = compiler.stale_files(build, base)
+            if stale:
+                err.print(f"[bold red]error:[/] {base} is stale; run `ccbmdm compile`:")
+                for path in stale:
+                    err.print(f"  {path}")
+                raise Failed(1)
+            out.print(f"{base} is up to date ({build.package})")
+            return
+        package_dir = compiler.write(build, base)
+    contracts = build.files[f"{build.package}/__init__.py"].count("ContractCodec(")
+    seconds = time.perf_counter() - started
+    out.print(f"compiled {contracts} contracts into {package_dir} in {seconds:.1f} s")
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Message files to check (- for standard input).")],
+    contract: Annotated[
+        str | None,
+        typer.Option(help="The contract, as <system>/<root>; default: found from the root element."),
+    ] = None,
+    project_dir: ProjectDir = None,
+) -> None:
+    """Check messages against their contracts; print OK <contract> or every problem."""
+    from ccbmdm.codegen.loader import load_contracts
+
+    with explained():
+        registry = load_contracts(_project(project_dir))
+    failures = 0
+    for path in files:
+        name = "<stdin>" if str(path) == "-" else str(path)
+        try:
+            data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+        except OSError as exc:
+            err.print(f"{name}: cannot read: {exc.strerror}")
+            failures += 1
+            continue
+        try:
+            codec, _ = registry.decode(data, contract)
+        except XmlRejected as exc:
+            where = f"{exc.line}:{exc.column}:" if exc.line is not None else ""
+            err.print(f"{name}:{where} XML rejected: {exc.reason}")
+        except UnknownContract as exc:
+            err.print(f"{name}: {exc}")
+        except ContractViolation as exc:
+            err.print(f"{name}: does not satisfy {exc.contract}, {len(exc.problems)} problem(s):")
+            for problem in exc.problems:
+                where = ":".join(str(n) for n in (problem.line, problem.column) if n is not None)
+                err.print(f"{name}:{where}: {problem.xpath}: {problem.message}")
+        else:
+            out.print(f"OK {codec.name}" + (f"  {name}" if len(files) > 1 else ""))
+            continue
+        failures += 1
+    if failures:
+        raise Failed(1)
+
+
+def run(command: Callable[[], object]) -> int:
+    """Run the app and map failures to exit codes, never to a traceback."""
+    try:
+        command()
+    except Failed as exc:
+        return exc.code
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        if os.environ.get("CCBMDM_DEBUG"):
+            raise
+        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}")
+        err.print("this is a defect in ccbmdm; rerun with CCBMDM_DEBUG=1 for the traceback and report it")
+        return 70
+    return 0
+
+
+def main() -> None:
+    """Console entry point."""
+    sys.exit(run(lambda: app(standalone_mode=False)))

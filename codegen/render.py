@@ -1,0 +1,330 @@
+"""Renders the intermediate representation into Python source with jinja2.
+
+The view built here does the decisions (names, Python types, which checks a type needs, which
+decoder handles which element); the templates only lay the code out. Rendering is a pure
+function of the contract set, so a second run gives the same text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import jinja2
+
+from ccbmdm.codegen.ir import ComplexType, ContractSet, Home, Particle, SimpleType
+from ccbmdm.codegen.naming import class_name, field_name
+
+HOMES: tuple[Home, ...] = ("common", "ccb", "mdm")
+_PY_TYPES = {
+    "string": "str",
+    "decimal": "Decimal",
+    "integer": "int",
+    "boolean": "bool",
+    "date": "date",
+    "dateTime": "datetime",
+}
+_PARSERS = {
+    "decimal": "lexical.parse_decimal",
+    "integer": "lexical.parse_integer",
+    "boolean": "lexical.parse_boolean",
+    "date": "lexical.parse_date",
+    "dateTime": "lexical.parse_datetime",
+}
+_FORMATTERS = {
+    "string": "escape({})",
+    "decimal": "lexical.format_decimal({})",
+    "integer": "str({})",
+    "boolean": "lexical.format_boolean({})",
+    "date": "lexical.format_date({})",
+    "dateTime": "lexical.format_datetime({})",
+}
+_MODULE_ALIAS = {"common": "c", "ccb": "ccb", "mdm": "mdm"}
+
+
+class RenderError(Exception):
+    """The contracts cannot be rendered as they are (for example, two names collide)."""
+
+
+def type_ref(home: Home, name: str, here: Home | None) -> str:
+    """How module ``here`` names a type defined in module ``home`` (None: from a codec)."""
+    return name if home == here else f"{_MODULE_ALIAS[home]}.{name}"
+
+
+def simple_name(simple: SimpleType) -> str:
+    return class_name("Xs", simple.name[3:]) if simple.name.startswith("xs:") else simple.name
+
+
+@dataclass(frozen=True)
+class SimpleView:
+    name: str
+    doc: str
+    py_type: str  # the value's Python type
+    annotation: str  # the type alias' right-hand side
+    patterns: tuple[str, ...]
+    enumeration: tuple[str, ...]
+    checks: tuple[str, ...]  # statements checking the value's facets, raising ValueError
+    parser: str | None  # the lexical parser; None for strings
+    lexical_form: str  # expression of the value's canonical text, which patterns apply to
+
+    @property
+    def is_enum(self) -> bool:
+        return bool(self.enumeration)
+
+
+@dataclass(frozen=True)
+class FieldView:
+    xml: str
+    name: str
+    annotation: str
+    default: str | None
+    doc: str
+    particle: Particle
+    tag: str  # Clark notation in the codec's namespace
+    decode: str  # expression decoding kids[i]
+    encode: str  # statements writing the value (a template for the value expression)
+
+
+@dataclass(frozen=True)
+class ComplexView:
+    name: str
+    fn: str  # the suffix of its decoder and encoder, unique across homes
+    ref: str  # the class as the codec module names it
+    doc: str
+    fields: tuple[FieldView, ...]
+    has_any: bool
+    known: tuple[str, ...]
+
+
+def simple_view(simple: SimpleType) -> SimpleView:
+    facets = simple.facets
+    name = simple_name(simple)
+    py_type = _PY_TYPES[simple.primitive]
+    checks: list[str] = []  # on the value; patterns are applied by the template
+    if simple.primitive == "string":
+        if facets.length is not None:
+            checks.append(
+                f"if len(value) != {facets.length}:\n"
+                f"    raise ValueError(f\"{{value!r}} has {{len(value)}} characters; exactly {facets.length} required\")"
+            )
+        if facets.min_length:
+            checks.append(
+                f"if len(value) < {facets.min_length}:\n"
+                f"    raise ValueError(f\"{{value!r}} has {{len(value)}} characters; at least {facets.min_length} required\")"
+            )
+        if facets.max_length is not None:
+            checks.append(
+                f"if len(value) > {facets.max_length}:\n"
+                f"    raise ValueError(f\"{{value[:20]!r}}... has {{len(value)}} characters; at most {facets.max_length} allowed\")"
+            )
+        if facets.enumeration:
+            checks.append(
+                f"if value not in _E_{name}:\n"
+                f"    raise ValueError(f\"{{value!r}} is not one of {', '.join(facets.enumeration)}\")"
+            )
+    elif facets.enumeration:
+        raise RenderError(f"{simple.origin}: enumerations are supported on strings only ({name})")
+    if simple.primitive == "decimal" and (facets.total_digits or facets.fraction_digits is not None):
+        checks.append(f"lexical.check_digits(value, {facets.total_digits}, {facets.fraction_digits})")
+    if simple.primitive in ("decimal", "integer"):
+        convert = "Decimal" if simple.primitive == "decimal" else "int"
+        if facets.min_inclusive is not None:
+            checks.append(
+                f"if value < {convert}({facets.min_inclusive!r}):\n"
+                f"    raise ValueError(f\"{{value}} is below the minimum {facets.min_inclusive}\")"
+            )
+        if facets.max_inclusive is not None:
+            checks.append(
+                f"if value > {convert}({facets.max_inclusive!r}):\n"
+                f"    raise ValueError(f\"{{value}} is above the maximum {facets.max_inclusive}\")"
+            )
+    elif facets.min_inclusive is not None or facets.max_inclusive is not None:
+        raise RenderError(f"{simple.origin}: bounds are supported on numbers only ({name})")
+    if facets.enumeration:
+        annotation = "Literal[" + ", ".join(repr(v) for v in facets.enumeration) + "]"
+        py_type = "str"
+    else:
+        validators = ["AfterValidator(lexical.check_xml_text)"] if simple.primitive == "string" else []
+        if checks or facets.patterns:
+            validators.append(f"AfterValidator(check_{name})")
+        annotation = f"Annotated[{py_type}, {', '.join(validators)}]" if validators else py_type
+    return SimpleView(
+        name=name,
+        doc=simple.doc,
+        py_type=py_type,
+        annotation=annotation,
+        patterns=tuple(_python_pattern(p) for p in facets.patterns),
+        enumeration=facets.enumeration,
+        checks=tuple(checks),
+        parser=_PARSERS.get(simple.primitive),
+        lexical_form=(
+            "value"
+            if simple.primitive == "string"
+            else _FORMATTERS[simple.primitive].format("value")
+        ),
+    )
+
+
+def _docstring(text: str) -> str:
+    """Text that is safe inside a triple-quoted docstring."""
+    text = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    return text + " " if text.endswith('"') else text or "(undocumented)"
+
+
+def _python_pattern(pattern: str) -> str:
+    """XSD regexes are anchored and have no anchors of their own: ^ and $ are plain characters."""
+    return pattern.replace("^", r"\^").replace("$", r"\$")
+
+
+class Renderer:
+    """Builds the views of one contract set and renders every generated module."""
+
+    def __init__(self, contracts: ContractSet) -> None:
+        self.contracts = contracts
+        self.env = jinja2.Environment(
+            loader=jinja2.PackageLoader("ccbmdm.codegen", "templates"),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters["pyrepr"] = repr
+        self.env.filters["docstring"] = _docstring
+        self._check_names()
+
+    def _check_names(self) -> None:
+        for home in HOMES:
+            seen: dict[str, str] = {}
+            for simple in self.contracts.simple_types_of(home):
+                seen[simple_name(simple)] = str(simple.origin)
+            for complex_type in self.contracts.complex_types_of(home):
+                if complex_type.name in seen:
+                    raise RenderError(
+                        f"{complex_type.origin}: type name {complex_type.name} is also used at "
+                        f"{seen[complex_type.name]}; rename one"
+                    )
+
+    @cache  # noqa: B019 - one renderer per compile
+    def simple(self, key: tuple[Home, str]) -> SimpleView:
+        return simple_view(self.contracts.simple_types[key])
+
+    def annotation(self, particle: Particle, here: Home | None) -> tuple[str, str | None]:
+        """The field's type and default in the models module ``here``."""
+        if particle.kind == "any":
+            base = "Annotated[str, AfterValidator(lexical.check_foreign_xml)]"
+        else:
+            assert particle.type_key is not None
+            home, name = particle.type_key
+            if particle.kind == "simple":
+                name = self.simple(particle.type_key).name
+            base = type_ref(home, name, here)
+        if particle.repeats:
+            bounds = []
+            if particle.min_occurs > 0:
+                bounds.append(f"min_length={particle.min_occurs}")
+            if particle.max_occurs is not None:
+                bounds.append(f"max_length={particle.max_occurs}")
+            annotation = f"tuple[{base}, ...]"
+            if bounds:
+                annotation = f"Annotated[{annotation}, Field({', '.join(bounds)})]"
+            return annotation, None if particle.min_occurs > 0 else "()"
+        if particle.min_occurs == 0:
+            return f"{base} | None", "None"
+        return base, None
+
+    def complex_view(
+        self, complex_type: ComplexType, here: Home | None, namespace: str | None
+    ) -> ComplexView:
+        """The view of a type for the models module ``here``, or for a codec (``here`` None)."""
+        fields = []
+        prefix = f"{{{namespace}}}" if namespace else ""
+        for particle in complex_type.particles:
+            annotation, default = self.annotation(particle, here)
+            decode, encode = self._codec_parts(particle, prefix)
+            fields.append(
+                FieldView(
+                    xml=particle.name,
+                    name=field_name(particle.name),
+                    annotation=annotation,
+                    default=default,
+                    doc=particle.doc,
+                    particle=particle,
+                    tag=prefix + particle.name,
+                    decode=decode,
+                    encode=encode,
+                )
+            )
+        has_any = any(p.kind == "any" for p in complex_type.particles)
+        return ComplexView(
+            name=complex_type.name,
+            fn=f"{complex_type.home}_{complex_type.name}",
+            ref=type_ref(complex_type.home, complex_type.name, here),
+            doc=complex_type.doc,
+            fields=tuple(fields),
+            has_any=has_any,
+            known=tuple(sorted({f.tag for f in fields if f.particle.kind != "any"})),
+        )
+
+    def _codec_parts(self, particle: Particle, prefix: str) -> tuple[str, str]:
+        if particle.kind == "any":
+            return "foreign(kids[i])", "o.append({})"
+        assert particle.type_key is not None
+        home, name = particle.type_key
+        module = _MODULE_ALIAS[home]
+        if particle.kind == "simple":
+            view = self.simple(particle.type_key)
+            decode = f"{module}.parse_{view.name}(k.text or \"\") if not len(k) else p.compound(k)"
+            primitive = self.contracts.simple_types[particle.type_key].primitive
+            text = _FORMATTERS[primitive]
+            return decode, f'o.append(f"<{particle.name}>{{{{{text}}}}}</{particle.name}>")'
+        return (
+            f"d_{home}_{name}(kids[i], p)",
+            f'o.append("<{particle.name}>")\ne_{home}_{name}({{}}, o)\no.append("</{particle.name}>")',
+        )
+
+    def models_module(self, home: Home) -> str:
+        simples = [self.simple(key) for key in sorted(self.contracts.simple_types) if key[0] == home]
+        complexes = [self.complex_view(t, home, None) for t in self.contracts.complex_types_of(home)]
+        return self.env.get_template("models.py.jinja2").render(
+            home=home,
+            simples=simples,
+            complexes=complexes,
+            needs_decimal=any(s.py_type == "Decimal" for s in simples),
+        )
+
+    def codec_module(self, system: Home, namespace: str) -> str:
+        reachable = self._reachable(system)
+        complexes = [
+            self.complex_view(self.contracts.complex_types[key], None, namespace)
+            for key in reachable
+        ]
+        contracts = [c for c in sorted(self.contracts.contracts.values(), key=lambda c: c.name) if c.system == system]
+        return self.env.get_template("codec.py.jinja2").render(
+            system=system,
+            namespace=namespace,
+            complexes=complexes,
+            contracts=contracts,
+            ref=lambda key: f"{_MODULE_ALIAS[key[0]]}.{key[1]}",
+        )
+
+    def package_module(self, digest: str) -> str:
+        contracts = sorted(self.contracts.contracts.values(), key=lambda c: c.name)
+        return self.env.get_template("package.py.jinja2").render(
+            contracts=contracts,
+            digest=digest,
+            systems=sorted({c.system for c in contracts}),
+        )
+
+    def _reachable(self, system: Home) -> list[tuple[Home, str]]:
+        """Every complex type a contract of ``system`` uses, in a stable order."""
+        seen: dict[tuple[Home, str], None] = {}
+        stack = [c.type_key for c in self.contracts.contracts.values() if c.system == system]
+        while stack:
+            key = stack.pop()
+            if key in seen:
+                continue
+            seen[key] = None
+            for particle in self.contracts.complex_types[key].particles:
+                if particle.kind == "complex" and particle.type_key is not None:
+                    stack.append(particle.type_key)
+        return sorted(seen)

@@ -1,0 +1,109 @@
+"""The contracts of a project at run time: find a message's contract, decode it, encode it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lxml import etree
+
+from ccbmdm.runtime.codec import ContractViolation
+from ccbmdm.runtime.model import ContractModel
+from ccbmdm.runtime.xmlsafe import DEFAULT_LIMITS, XmlLimits, XmlRejected, parse_partner_xml
+
+
+@dataclass(frozen=True)
+class ContractCodec:
+    """One message contract with its generated model and codec."""
+
+    name: str
+    namespace: str
+    root: str
+    model: type[ContractModel]
+    decode: Callable[[etree._Element], ContractModel]
+    encode: Callable[[Any], bytes]
+
+    @property
+    def tag(self) -> str:
+        return f"{{{self.namespace}}}{self.root}"
+
+
+class UnknownContract(LookupError):
+    """No contract has the message's root element, or the name given is not a contract."""
+
+
+class ContractRegistry:
+    """Every contract of one compiled project, by name and by root element."""
+
+    def __init__(self, contracts: Mapping[str, ContractCodec], limits: XmlLimits = DEFAULT_LIMITS) -> None:
+        self.by_name = dict(contracts)
+        self.by_tag = {codec.tag: codec for codec in contracts.values()}
+        self.limits = limits
+        # A model class names its contract unless two contracts share one root type.
+        self._by_model: dict[type[ContractModel], ContractCodec | None] = {}
+        for codec in contracts.values():
+            self._by_model[codec.model] = None if codec.model in self._by_model else codec
+
+    def __getitem__(self, name: str) -> ContractCodec:
+        try:
+            return self.by_name[name]
+        except KeyError:
+            known = ", ".join(sorted(self.by_name))
+            raise UnknownContract(f"no contract named {name!r}; known contracts: {known}") from None
+
+    def detect(self, root: etree._Element) -> ContractCodec:
+        """The contract whose root element this is."""
+        codec = self.by_tag.get(root.tag)  # type: ignore[arg-type]
+        if codec is not None:
+            return codec
+        qname = etree.QName(root)
+        same_name = [c for c in self.by_name.values() if c.root == qname.localname]
+        if same_name:
+            hint = " or ".join(f"{{{c.namespace}}}{c.root}" for c in same_name)
+            raise UnknownContract(
+                f"root element {{{qname.namespace}}}{qname.localname} is in the wrong namespace; "
+                f"did you mean {hint}?"
+            )
+        raise UnknownContract(
+            f"unknown root element {{{qname.namespace}}}{qname.localname}: no contract has it"
+            if qname.namespace
+            else f"unknown root element {qname.localname} (no namespace): no contract has it"
+        )
+
+    def parse(self, data: bytes) -> etree._Element:
+        """Hardened parse of partner bytes (raises XmlRejected)."""
+        return parse_partner_xml(data, self.limits)
+
+    def decode(self, data: bytes, contract: str | None = None) -> tuple[ContractCodec, ContractModel]:
+        """Parse and decode a message; with ``contract`` given, its root must be that contract's.
+
+        Raises XmlRejected, UnknownContract or ContractViolation.
+        """
+        root = self.parse(data)
+        if contract is None:
+            codec = self.detect(root)
+        else:
+            codec = self[contract]
+            if root.tag != codec.tag:
+                raise UnknownContract(
+                    f"the message's root is {root.tag}, but contract {codec.name} has {codec.tag}"
+                )
+        try:
+            return codec, codec.decode(root)
+        except ContractViolation as violation:
+            raise violation.with_source(data) from None
+
+    def encode(self, message: ContractModel, contract: str | None = None) -> bytes:
+        """Serialize a message model with the codec of its contract."""
+        if contract is not None:
+            return self[contract].encode(message)
+        if type(message) not in self._by_model:
+            raise UnknownContract(f"{type(message).__name__} is not the model of a message contract")
+        codec = self._by_model[type(message)]
+        if codec is None:
+            raise UnknownContract(f"several contracts use {type(message).__name__}; name the contract")
+        return codec.encode(message)
+
+
+__all__ = ["ContractCodec", "ContractRegistry", "UnknownContract", "XmlRejected"]

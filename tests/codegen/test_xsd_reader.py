@@ -1,0 +1,111 @@
+"""The reader holds contracts to the supported subset and says where they leave it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from support import REPO
+
+from ccbmdm.codegen.ir import ContractSet
+from ccbmdm.codegen.xsd_reader import ContractError, read_contracts
+
+HEAD = (
+    '<?xml version="1.0"?>\n'
+    '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns="urn:ccbmdm:ccb:v1"\n'
+    '           targetNamespace="urn:ccbmdm:ccb:v1" elementFormDefault="qualified">\n'
+    '  <xs:include schemaLocation="../common/types.xsd"/>\n'
+)
+
+
+def contracts_with(tmp_path: Path, name: str, body: str) -> Path:
+    folder = tmp_path / "contracts"
+    (folder / "ccb").mkdir(parents=True)
+    (folder / "common").mkdir()
+    shutil.copy(REPO / "contracts" / "common" / "types.xsd", folder / "common" / "types.xsd")
+    (folder / "ccb" / f"{name}.xsd").write_text(HEAD + body + "</xs:schema>\n")
+    return folder
+
+
+def problems_of(folder: Path) -> list[str]:
+    with pytest.raises(ContractError) as caught:
+        read_contracts(folder)
+    return caught.value.problems
+
+
+def test_reference_contracts_read_completely(contract_set: ContractSet) -> None:
+    assert len(contract_set.contracts) == 56
+    person = contract_set.complex_types[("ccb", "PersonSyncRequest")]
+    assert [p.name for p in person.particles] == [
+        "messageHeader", "sendDetails", "changeType", "entityVersion", "person",
+    ]  # the SyncBody group is flattened in place
+    ccb_id = contract_set.simple_types[("common", "CcbIdType")]
+    assert (ccb_id.primitive, ccb_id.facets.patterns) == ("string", ("[0-9]{10}",))
+    quantity = contract_set.simple_types[("common", "QuantityType")]
+    assert (quantity.facets.total_digits, quantity.facets.fraction_digits) == (18, 6)
+    count = contract_set.simple_types[("common", "CountType")]
+    assert (count.primitive, count.facets.min_inclusive) == ("integer", "0")
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "expected"),
+    [
+        (
+            '  <xs:element name="Thing"><xs:complexType><xs:choice>\n'
+            '    <xs:element name="a" type="xs:string"/></xs:choice></xs:complexType></xs:element>\n',
+            5,
+            "xs:choice is outside the supported XSD subset",
+        ),
+        (
+            '  <xs:element name="Thing"><xs:complexType><xs:sequence/>\n'
+            '    <xs:attribute name="kind" type="xs:string"/></xs:complexType></xs:element>\n',
+            6,
+            "xs:attribute is outside the supported XSD subset",
+        ),
+        (
+            '  <xs:element name="Thing"><xs:complexType><xs:sequence>\n'
+            '    <xs:element name="a" type="NoSuchType"/></xs:sequence></xs:complexType></xs:element>\n',
+            6,
+            "no type named NoSuchType",
+        ),
+        (
+            '  <xs:element name="Thing"><xs:complexType><xs:sequence>\n'
+            '    <xs:element name="a" type="xs:string" nillable="true"/></xs:sequence></xs:complexType></xs:element>\n',
+            6,
+            "attribute nillable on xs:element is not supported",
+        ),
+        (
+            '  <xs:element name="Other" type="xs:string"/>\n',
+            5,
+            "root element Other must be named as its file, Thing",
+        ),
+        (
+            '  <xs:element name="Thing"><xs:complexType><xs:sequence>\n'
+            '    <xs:element name="a" type="xs:duration"/></xs:sequence></xs:complexType></xs:element>\n',
+            6,
+            "built-in type xs:duration is not supported",
+        ),
+    ],
+    ids=["choice", "attribute", "unknown-type", "nillable", "root-name", "unsupported-builtin"],
+)
+def test_subset_violations_name_file_and_line(tmp_path: Path, body: str, line: int, expected: str) -> None:
+    found = problems_of(contracts_with(tmp_path, "Thing", body))
+    assert any(p.startswith(f"contracts/ccb/Thing.xsd:{line}: ") and expected in p for p in found), found
+
+
+def test_malformed_schema_gives_line_and_column(tmp_path: Path) -> None:
+    found = problems_of(contracts_with(tmp_path, "Thing", '  <xs:element name="Thing">\n'))
+    assert found[0] == (
+        "contracts/ccb/Thing.xsd:6:13: not well-formed XML: "
+        "Opening and ending tag mismatch: element line 5 and schema"
+    )
+
+
+def test_namespace_must_match_the_folder(tmp_path: Path) -> None:
+    folder = contracts_with(tmp_path, "Thing", '  <xs:element name="Thing" type="CodeType"/>\n')
+    moved = folder / "mdm"
+    moved.mkdir()
+    (folder / "ccb" / "Thing.xsd").rename(moved / "Thing.xsd")
+    found = problems_of(folder)
+    assert any("does not belong in folder mdm/" in p for p in found), found

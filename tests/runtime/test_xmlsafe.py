@@ -1,0 +1,202 @@
+"""Hostile XML is rejected before anything is bound (reliability.md §3.7, X1-X11)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ccbmdm.runtime.xmlsafe import XmlLimits, XmlRejected, parse_partner_xml
+
+BILLION_LAUGHS = (
+    '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+    + "".join(
+        f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">' for i in range(1, 10)
+    )
+    + "]><lolz>&lol9;</lolz>"
+)
+QUADRATIC = (
+    '<?xml version="1.0"?><!DOCTYPE kaboom [<!ENTITY a "' + "x" * 50_000 + '">]><kaboom>'
+    + "&a;" * 5_000
+    + "</kaboom>"
+)
+
+
+class Canary:
+    """A TCP listener on loopback that counts the connections it receives."""
+
+    def __init__(self) -> None:
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen()
+        self.server.settimeout(0.2)
+        self.port = self.server.getsockname()[1]
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            client.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.server.close()
+
+
+@pytest.fixture
+def canary() -> Iterator[Canary]:
+    listener = Canary()
+    yield listener
+    listener.close()
+
+
+def test_x1_xxe_to_a_local_file_is_rejected_and_leaks_nothing(tmp_path: Path) -> None:
+    secret = tmp_path / "canary.txt"
+    secret.write_text("CANARY-SECRET-41")
+    data = f'<!DOCTYPE r [<!ENTITY x SYSTEM "{secret.as_uri()}">]><r>&x;</r>'.encode()
+    with pytest.raises(XmlRejected) as caught:
+        parse_partner_xml(data)
+    assert "DTD not allowed" in str(caught.value)
+    assert "CANARY-SECRET-41" not in str(caught.value)
+
+
+def test_x2_external_parameter_entity_is_rejected(tmp_path: Path) -> None:
+    fragment = tmp_path / "frag.dtd"
+    fragment.write_text('<!ENTITY leak "CANARY-FRAGMENT">')
+    data = f'<!DOCTYPE r [<!ENTITY % p SYSTEM "{fragment.as_uri()}"> %p;]><r>&leak;</r>'.encode()
+    with pytest.raises(XmlRejected) as caught:
+        parse_partner_xml(data)
+    assert "CANARY-FRAGMENT" not in str(caught.value)
+
+
+def test_x3_external_dtd_and_entity_over_http_are_never_fetched(canary: Canary) -> None:
+    url = f"http://127.0.0.1:{canary.port}"
+    for data in (
+        f'<!DOCTYPE r SYSTEM "{url}/x.dtd"><r/>',
+        f'<!DOCTYPE r [<!ENTITY e SYSTEM "{url}/e">]><r>&e;</r>',
+        f'<!DOCTYPE r [<!ENTITY % p SYSTEM "{url}/p"> %p;]><r/>',
+    ):
+        with pytest.raises(XmlRejected):
+            parse_partner_xml(data.encode())
+    assert canary.connections == 0
+
+
+@pytest.mark.parametrize("data", [BILLION_LAUGHS, QUADRATIC], ids=["x4-billion-laughs", "x5-quadratic"])
+def test_x4_x5_entity_expansion_is_rejected(data: str) -> None:
+    # libxml2 refuses the amplification while reading the DTD; otherwise the DTD check would.
+    with pytest.raises(XmlRejected, match="DTD not allowed|amplification"):
+        parse_partner_xml(data.encode())
+
+
+def test_x6_size_cap_rejects_before_parsing() -> None:
+    # Not even well-formed: the cap must answer before the parser looks at it.
+    with pytest.raises(XmlRejected, match="over the 1000-byte cap"):
+        parse_partner_xml(b"<" * 1001, XmlLimits(max_bytes=1000))
+
+
+def test_x6_text_node_over_libxml2_limit_is_rejected() -> None:
+    data = b"<r>" + b"x" * (10_000_001) + b"</r>"
+    with pytest.raises(XmlRejected):
+        parse_partner_xml(data, XmlLimits(max_bytes=len(data) + 1))
+
+
+def test_x7_nesting_over_the_depth_cap_is_rejected() -> None:
+    data = b"<a>" * 300 + b"</a>" * 300
+    with pytest.raises(XmlRejected, match="nesting too deep"):
+        parse_partner_xml(data)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+def test_x8_doctype_in_wide_encodings_is_rejected(encoding: str) -> None:
+    text = '<!DOCTYPE r [<!ENTITY x "expanded">]><r>&x;</r>'
+    data = text.encode(encoding)
+    assert b"<!DOCTYPE" not in data  # a byte search would miss it
+    with pytest.raises(XmlRejected):
+        parse_partner_xml(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "line", "column"),
+    [
+        (b"<r>\n  <a>1</a>\n  <b>", 3, 6),  # truncated
+        (b"<r><a>1</b></r>", 1, 12),  # mismatched tags
+        (b"<r/>\n<r/>", 2, 1),  # junk after the root
+        (b"<r>&undefined;</r>", 1, 15),  # an entity that would be dropped
+    ],
+    ids=["x9-truncated", "x9-mismatched", "x9-junk-after-root", "x10-undefined-entity"],
+)
+def test_x9_x10_damaged_documents_are_rejected_with_a_position(data: bytes, line: int, column: int) -> None:
+    with pytest.raises(XmlRejected) as caught:
+        parse_partner_xml(data)
+    assert (caught.value.line, caught.value.column) == (line, column)
+    assert not caught.value.reason.endswith(f"column {column}")  # the position is said once
+
+
+def test_x11_xinclude_stylesheet_and_schema_location_are_not_processed(canary: Canary, tmp_path: Path) -> None:
+    secret = tmp_path / "included.txt"
+    secret.write_text("CANARY-INCLUDED")
+    url = f"http://127.0.0.1:{canary.port}"
+    data = textwrap.dedent(f"""\
+        <?xml-stylesheet type="text/xsl" href="{url}/style.xsl"?>
+        <r xmlns:xi="http://www.w3.org/2001/XInclude"
+           xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+           xsi:schemaLocation="urn:x {url}/schema.xsd">
+          <xi:include href="{secret.as_uri()}" parse="text"/>
+        </r>""").encode()
+    root = parse_partner_xml(data)
+    assert b"CANARY-INCLUDED" not in __import__("lxml.etree").etree.tostring(root)
+    assert canary.connections == 0
+
+
+def test_empty_message_is_rejected() -> None:
+    with pytest.raises(XmlRejected, match="empty"):
+        parse_partner_xml(b"  \n")
+
+
+BLOW_UPS = {
+    "billion-laughs": BILLION_LAUGHS,
+    "quadratic": QUADRATIC,
+    "deep": "<a>" * 300 + "</a>" * 300,
+}
+
+
+@pytest.mark.parametrize("name", sorted(BLOW_UPS))
+def test_blow_ups_stay_within_memory_and_time_ceilings(name: str, tmp_path: Path) -> None:
+    """Generous ceilings against blow-ups (50 MiB growth, seconds), measured in a subprocess."""
+    payload = tmp_path / "payload.xml"
+    payload.write_text(BLOW_UPS[name])
+    script = textwrap.dedent(f"""\
+        import resource, sys, time
+        from ccbmdm.runtime.xmlsafe import XmlRejected, parse_partner_xml
+        data = open({str(payload)!r}, "rb").read()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        started = time.perf_counter()
+        try:
+            parse_partner_xml(data)
+        except XmlRejected:
+            pass
+        else:
+            sys.exit("accepted")
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, time.perf_counter() - started)
+        """)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    growth_kib, seconds = result.stdout.split()
+    assert int(growth_kib) < 50 * 1024
+    assert float(seconds) < 1.0

@@ -1,0 +1,20 @@
+"""Helpers the tests share (importable as ``support``: pytest puts tests/ on the path)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = sorted((REPO / "contracts" / "samples").glob("*/*.xml"))
+
+
+def contract_of(sample: Path) -> str:
+    """The contract a sample is written for: samples/<system>/<Root>[--variant].xml."""
+    return f"{sample.parent.name}/{sample.stem.split('--')[0]}"
+
+
+def sample(contract: str, variant: str | None = None) -> bytes:
+    """The bytes of a shipped sample message."""
+    system, root = contract.split("/")
+    name = f"{root}--{variant}.xml" if variant else f"{root}.xml"
+    return (REPO / "contracts" / "samples" / system / name).read_bytes()
