@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import os
 import platform
 import statistics
 import subprocess
@@ -46,7 +47,9 @@ def _batch_size(function: Callable[[], object]) -> int:
         batch *= 2
 
 
-def compare(ours: Callable[[], object], theirs: Callable[[], object], seconds: float) -> tuple[float, float, float]:
+def compare(
+    ours: Callable[[], object], theirs: Callable[[], object], seconds: float
+) -> tuple[float, float, float]:
     """Median seconds per call of each, and the median of their ratios.
 
     Batches of the two alternate, so a change in the machine's speed during the run (a
@@ -66,12 +69,16 @@ def compare(ours: Callable[[], object], theirs: Callable[[], object], seconds: f
     return statistics.median(mine), statistics.median(other), statistics.median(ratios)
 
 
-def xsdata_baseline(contract_xsd: Path, root: str, workdir: Path) -> tuple[type, XmlParser, XmlSerializer]:
+def xsdata_baseline(
+    contract_xsd: Path, root: str, workdir: Path
+) -> tuple[type, XmlParser, XmlSerializer]:
     """Generate xsdata dataclasses for one contract and return its class, parser and serializer."""
     package = "xsdata_baseline"
     subprocess.run(
         [sys.executable, "-m", "xsdata", "generate", str(contract_xsd), "--package", package],
-        cwd=workdir, check=True, capture_output=True,
+        cwd=workdir,
+        check=True,
+        capture_output=True,
     )
     sys.path.insert(0, str(workdir))
     module = importlib.import_module(f"{package}.{contract_xsd.parent.name}")
@@ -80,7 +87,11 @@ def xsdata_baseline(contract_xsd: Path, root: str, workdir: Path) -> tuple[type,
         fail_on_unknown_attributes=True,
         fail_on_converter_warnings=True,
     )
-    return getattr(module, root), XmlParser(config=config, handler=LxmlEventHandler), XmlSerializer()
+    return (
+        getattr(module, root),
+        XmlParser(config=config, handler=LxmlEventHandler),
+        XmlSerializer(),
+    )
 
 
 def main() -> None:
@@ -117,7 +128,8 @@ def main() -> None:
         gc.freeze()
         ours, theirs, ratio = compare(generated, generic, args.seconds)
 
-    print(f"machine: {platform.machine()} {platform.python_implementation()} {platform.python_version()}")
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {python}")
     print(f"message: {args.contract} ({len(data)} bytes)")
     print(f"generated codec (parse + decode + encode): {ours * 1e6:9.1f} us")
     print(f"generic route (parse + XMLSchema + xsdata parse + serialize): {theirs * 1e6:9.1f} us")

@@ -87,7 +87,9 @@ def _version(value: bool) -> None:
 def main_options(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
     ] = False,
 ) -> None:
     """Contract-first integration of CCB and MDM."""
@@ -95,7 +97,9 @@ def main_options(
 
 @app.command()
 def init(
-    directory: Annotated[Path, typer.Argument(help="Folder of the new project (created if missing).")],
+    directory: Annotated[
+        Path, typer.Argument(help="Folder of the new project (created if missing).")
+    ],
     force: Annotated[bool, typer.Option(help="Overwrite files that exist already.")] = False,
 ) -> None:
     """Create a new integration project from the reference contracts."""
@@ -110,7 +114,10 @@ def compile_(
     project_dir: ProjectDir = None,
     check: Annotated[
         bool,
-        typer.Option("--check", help="Write nothing; fail, naming the stale files, if target/ is out of date."),
+        typer.Option(
+            "--check",
+            help="Write nothing; fail, naming the stale files, if target/ is out of date.",
+        ),
     ] = False,
 ) -> None:
     """Generate typed models and codecs of every contract into the project's target/ folder."""
@@ -137,10 +144,14 @@ def compile_(
 
 @app.command()
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Message files to check (- for standard input).")],
+    files: Annotated[
+        list[Path], typer.Argument(help="Message files to check (- for standard input).")
+    ],
     contract: Annotated[
         str | None,
-        typer.Option(help="The contract, as <system>/<root>; default: found from the root element."),
+        typer.Option(
+            help="The contract, as <system>/<root>; default: found from the root element."
+        ),
     ] = None,
     project_dir: ProjectDir = None,
 ) -> None:
@@ -189,11 +200,13 @@ def run(command: Callable[[], object]) -> int:
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130
-    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+    except Exception as exc:
         if os.environ.get("CCBMDM_DEBUG"):
             raise
         err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}")
-        err.print("this is a defect in ccbmdm; rerun with CCBMDM_DEBUG=1 for the traceback and report it")
+        err.print(
+            "this is a defect in ccbmdm; rerun with CCBMDM_DEBUG=1 for the traceback and report it"
+        )
         return 70
     return 0
 

@@ -53,7 +53,9 @@ def inputs_digest(project: Project) -> str:
     """A digest of every input of generation: contract files and the generator itself."""
     digest = hashlib.sha256(f"ccbmdm {ccbmdm.__version__}\n".encode())
     here = Path(__file__).parent
-    generator = [here / name for name in _GENERATOR_SOURCES] + sorted((here / "templates").glob("*.jinja2"))
+    generator = [here / name for name in _GENERATOR_SOURCES] + sorted(
+        (here / "templates").glob("*.jinja2")
+    )
     for path in generator:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     for path in contract_files(project):
@@ -90,7 +92,17 @@ def _format(sources: dict[str, str]) -> dict[str, str]:
         for name, text in sources.items():
             (root / name).write_text(text, encoding="utf-8")
         result = subprocess.run(
-            [sys.executable, "-m", "ruff", "format", "--isolated", "--line-length", "100", "--quiet", "."],
+            [
+                sys.executable,
+                "-m",
+                "ruff",
+                "format",
+                "--isolated",
+                "--line-length",
+                "100",
+                "--quiet",
+                ".",
+            ],
             cwd=root,
             capture_output=True,
             text=True,

@@ -62,7 +62,8 @@ class Project:
                 return cls.load(folder)
         raise ProjectError(
             f"no {PROJECT_FILE} in {here} or any folder above it; "
-            "run the command inside a project, pass --project-dir, or create one with `ccbmdm init DIR`"
+            "run the command inside a project, pass --project-dir, "
+            "or create one with `ccbmdm init DIR`"
         )
 
 
@@ -84,7 +85,9 @@ def init_project(destination: Path, *, force: bool = False) -> Project:
 
     destination = destination.resolve()
     if (destination / PROJECT_FILE).exists() and not force:
-        raise ProjectError(f"{destination / PROJECT_FILE} exists already; pass --force to overwrite")
+        raise ProjectError(
+            f"{destination / PROJECT_FILE} exists already; pass --force to overwrite"
+        )
     destination.mkdir(parents=True, exist_ok=True)
     reference = files(REFERENCE_PACKAGE)
     for folder in ("contracts", "mappings", "cases"):

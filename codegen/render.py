@@ -104,39 +104,41 @@ def simple_view(simple: SimpleType) -> SimpleView:
     if simple.primitive == "string":
         if facets.length is not None:
             checks.append(
-                f"if len(value) != {facets.length}:\n"
-                f"    raise ValueError(f\"{{value!r}} has {{len(value)}} characters; exactly {facets.length} required\")"
+                _raise_if(f"len(value) != {facets.length}", f"exactly {facets.length} required")
             )
         if facets.min_length:
             checks.append(
-                f"if len(value) < {facets.min_length}:\n"
-                f"    raise ValueError(f\"{{value!r}} has {{len(value)}} characters; at least {facets.min_length} required\")"
+                _raise_if(f"len(value) < {facets.min_length}", f"at least {facets.min_length}")
             )
         if facets.max_length is not None:
             checks.append(
-                f"if len(value) > {facets.max_length}:\n"
-                f"    raise ValueError(f\"{{value[:20]!r}}... has {{len(value)}} characters; at most {facets.max_length} allowed\")"
+                _raise_if(f"len(value) > {facets.max_length}", f"at most {facets.max_length}")
             )
         if facets.enumeration:
+            allowed = ", ".join(facets.enumeration)
             checks.append(
                 f"if value not in _E_{name}:\n"
-                f"    raise ValueError(f\"{{value!r}} is not one of {', '.join(facets.enumeration)}\")"
+                f'    raise ValueError(f"{{value!r}} is not one of {allowed}")'
             )
     elif facets.enumeration:
         raise RenderError(f"{simple.origin}: enumerations are supported on strings only ({name})")
-    if simple.primitive == "decimal" and (facets.total_digits or facets.fraction_digits is not None):
-        checks.append(f"lexical.check_digits(value, {facets.total_digits}, {facets.fraction_digits})")
+    if simple.primitive == "decimal" and (
+        facets.total_digits or facets.fraction_digits is not None
+    ):
+        checks.append(
+            f"lexical.check_digits(value, {facets.total_digits}, {facets.fraction_digits})"
+        )
     if simple.primitive in ("decimal", "integer"):
         convert = "Decimal" if simple.primitive == "decimal" else "int"
         if facets.min_inclusive is not None:
             checks.append(
                 f"if value < {convert}({facets.min_inclusive!r}):\n"
-                f"    raise ValueError(f\"{{value}} is below the minimum {facets.min_inclusive}\")"
+                f'    raise ValueError(f"{{value}} is below the minimum {facets.min_inclusive}")'
             )
         if facets.max_inclusive is not None:
             checks.append(
                 f"if value > {convert}({facets.max_inclusive!r}):\n"
-                f"    raise ValueError(f\"{{value}} is above the maximum {facets.max_inclusive}\")"
+                f'    raise ValueError(f"{{value}} is above the maximum {facets.max_inclusive}")'
             )
     elif facets.min_inclusive is not None or facets.max_inclusive is not None:
         raise RenderError(f"{simple.origin}: bounds are supported on numbers only ({name})")
@@ -144,7 +146,9 @@ def simple_view(simple: SimpleType) -> SimpleView:
         annotation = "Literal[" + ", ".join(repr(v) for v in facets.enumeration) + "]"
         py_type = "str"
     else:
-        validators = ["AfterValidator(lexical.check_xml_text)"] if simple.primitive == "string" else []
+        validators = (
+            ["AfterValidator(lexical.check_xml_text)"] if simple.primitive == "string" else []
+        )
         if checks or facets.patterns:
             validators.append(f"AfterValidator(check_{name})")
         annotation = f"Annotated[{py_type}, {', '.join(validators)}]" if validators else py_type
@@ -163,6 +167,12 @@ def simple_view(simple: SimpleType) -> SimpleView:
             else _FORMATTERS[simple.primitive].format("value")
         ),
     )
+
+
+def _raise_if(condition: str, rule: str) -> str:
+    """A length check of generated code, with the message it raises."""
+    message = f"{{value[:40]!r}} has {{len(value)}} characters; {rule}"
+    return f'if {condition}:\n    raise ValueError(f"{message}")'
 
 
 def _docstring(text: str) -> str:
@@ -273,18 +283,20 @@ class Renderer:
         module = _MODULE_ALIAS[home]
         if particle.kind == "simple":
             view = self.simple(particle.type_key)
-            decode = f"{module}.parse_{view.name}(k.text or \"\") if not len(k) else p.compound(k)"
+            decode = f'{module}.parse_{view.name}(k.text or "") if not len(k) else p.compound(k)'
             primitive = self.contracts.simple_types[particle.type_key].primitive
             text = _FORMATTERS[primitive]
             return decode, f'o.append(f"<{particle.name}>{{{{{text}}}}}</{particle.name}>")'
-        return (
-            f"d_{home}_{name}(kids[i], p)",
-            f'o.append("<{particle.name}>")\ne_{home}_{name}({{}}, o)\no.append("</{particle.name}>")',
-        )
+        start, end = f'o.append("<{particle.name}>")', f'o.append("</{particle.name}>")'
+        return f"d_{home}_{name}(kids[i], p)", f"{start}\ne_{home}_{name}({{}}, o)\n{end}"
 
     def models_module(self, home: Home) -> str:
-        simples = [self.simple(key) for key in sorted(self.contracts.simple_types) if key[0] == home]
-        complexes = [self.complex_view(t, home, None) for t in self.contracts.complex_types_of(home)]
+        simples = [
+            self.simple(key) for key in sorted(self.contracts.simple_types) if key[0] == home
+        ]
+        complexes = [
+            self.complex_view(t, home, None) for t in self.contracts.complex_types_of(home)
+        ]
         return self.env.get_template("models.py.jinja2").render(
             home=home,
             simples=simples,
@@ -298,7 +310,11 @@ class Renderer:
             self.complex_view(self.contracts.complex_types[key], None, namespace)
             for key in reachable
         ]
-        contracts = [c for c in sorted(self.contracts.contracts.values(), key=lambda c: c.name) if c.system == system]
+        contracts = [
+            c
+            for c in sorted(self.contracts.contracts.values(), key=lambda c: c.name)
+            if c.system == system
+        ]
         return self.env.get_template("codec.py.jinja2").render(
             system=system,
             namespace=namespace,

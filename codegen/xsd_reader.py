@@ -12,11 +12,12 @@ import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from lxml import etree
 from xsdata.codegen.parsers.schema import SchemaParser
 from xsdata.models import xsd
+from xsdata.models.mixins import ElementBase
 
 from ccbmdm.codegen.ir import (
     ComplexType,
@@ -69,8 +70,15 @@ _ALLOWED: dict[str, set[str]] = {
     **{
         facet: {"value"}
         for facet in (
-            "enumeration", "pattern", "length", "minLength", "maxLength", "totalDigits",
-            "fractionDigits", "minInclusive", "maxInclusive",
+            "enumeration",
+            "pattern",
+            "length",
+            "minLength",
+            "maxLength",
+            "totalDigits",
+            "fractionDigits",
+            "minInclusive",
+            "maxInclusive",
         )
     },
 }
@@ -98,7 +106,7 @@ class _Schema:
     namespace: str | None
     includes: list[Path]
 
-    def origin(self, node: xsd.ElementBase) -> Origin:
+    def origin(self, node: ElementBase) -> Origin:
         index = node.index - 1
         line = self.lines[index] if 0 <= index < len(self.lines) else 0
         return Origin(self.display, line)
@@ -111,7 +119,7 @@ class _Reader:
     schemas: dict[Path, _Schema] = field(default_factory=dict)
     result: ContractSet = field(default_factory=ContractSet)
     # per file: local name -> declaration, over the file and everything it includes
-    _scopes: dict[Path, dict[str, tuple[_Schema, xsd.ElementBase]]] = field(default_factory=dict)
+    _scopes: dict[Path, dict[str, tuple[_Schema, ElementBase]]] = field(default_factory=dict)
 
     def fail(self, where: Origin | str, message: str) -> None:
         self.problems.append(f"{where}: {message}")
@@ -139,14 +147,14 @@ class _Reader:
         elements = [e for e in tree.iter() if isinstance(e.tag, str)]
         self._check_subset(display, tree, elements)
         parser = SchemaParser(location=path.as_uri())
-        model = cast(xsd.Schema, parser.from_bytes(data, xsd.Schema))
+        model = parser.from_bytes(data, xsd.Schema)
         namespace = model.target_namespace
         home = _home_of(path, namespace)
         if home is None:
             self.fail(
                 display,
                 f"target namespace {namespace!r} does not belong in folder {path.parent.name}/; "
-                f"expected {SYSTEM_NAMESPACES.get(path.parent.name, 'one of ' + str(sorted(SYSTEM_NAMESPACES.values())))}",
+                f"expected {SYSTEM_NAMESPACES.get(path.parent.name, _EXPECTED_NAMESPACES)}",
             )
             return None
         includes = [
@@ -168,7 +176,9 @@ class _Reader:
                 )
         return schema
 
-    def _check_subset(self, display: str, tree: etree._Element, elements: list[etree._Element]) -> None:
+    def _check_subset(
+        self, display: str, tree: etree._Element, elements: list[etree._Element]
+    ) -> None:
         for node in elements:
             qname = etree.QName(node)
             where = f"{display}:{node.sourceline}"
@@ -179,23 +189,31 @@ class _Reader:
             local = qname.localname
             allowed = _ALLOWED.get(local)
             if allowed is None:
-                self.fail(where, f"xs:{local} is outside the supported XSD subset (see docs/contracts.md)")
+                self.fail(
+                    where, f"xs:{local} is outside the supported XSD subset (see docs/contracts.md)"
+                )
                 continue
             for attribute in node.attrib:
                 if attribute not in allowed:
                     self.fail(where, f"attribute {attribute} on xs:{local} is not supported")
             if local == "pattern" and _UNSUPPORTED_REGEX.search(node.get("value", "")):
-                self.fail(where, f"pattern {node.get('value')!r} uses XSD regex features with no Python equivalent")
+                self.fail(
+                    where,
+                    f"pattern {node.get('value')!r} uses XSD regex features "
+                    "that Python's re cannot express",
+                )
         if tree.get("elementFormDefault") != "qualified":
-            self.fail(f"{display}:{tree.sourceline}", 'xs:schema must say elementFormDefault="qualified"')
+            self.fail(
+                f"{display}:{tree.sourceline}", 'xs:schema must say elementFormDefault="qualified"'
+            )
 
     # ---------------------------------------------------------------- scopes and lookups
 
-    def scope(self, schema: _Schema) -> dict[str, tuple[_Schema, xsd.ElementBase]]:
+    def scope(self, schema: _Schema) -> dict[str, tuple[_Schema, ElementBase]]:
         cached = self._scopes.get(schema.path)
         if cached is not None:
             return cached
-        scope: dict[str, tuple[_Schema, xsd.ElementBase]] = {}
+        scope: dict[str, tuple[_Schema, ElementBase]] = {}
         self._scopes[schema.path] = scope
         # A shared-type schema is always included beside the others into a message schema, so
         # it sees every shared type; a message schema sees what it includes.
@@ -212,29 +230,38 @@ class _Reader:
             scope[f"{type(node).__name__}:{node.name}"] = (schema, node)
         return scope
 
-    def lookup(self, schema: _Schema, kind: str, qname: str, where: Origin) -> tuple[_Schema, xsd.ElementBase] | None:
+    def lookup(
+        self, schema: _Schema, kind: str, qname: str, where: Origin
+    ) -> tuple[_Schema, ElementBase] | None:
         prefix, _, local = qname.rpartition(":")
-        namespace = schema.model.ns_map.get(prefix or None)
-        if namespace not in (schema.namespace, None) and not (namespace == XS):
+        namespace = _namespace(schema, prefix)
+        if namespace not in (schema.namespace, None) and namespace != XS:
             self.fail(where, f"{qname} is in namespace {namespace}, which this schema cannot see")
             return None
         found = self.scope(schema).get(f"{kind}:{local}")
         if found is None:
-            self.fail(where, f"no {_KIND_WORD[kind]} named {local} in this schema or what it includes")
+            self.fail(
+                where, f"no {_KIND_WORD[kind]} named {local} in this schema or what it includes"
+            )
         return found
 
     # ---------------------------------------------------------------- simple types
 
     def simple_type(self, schema: _Schema, qname: str, where: Origin) -> tuple[Home, str] | None:
         prefix, _, local = qname.rpartition(":")
-        if schema.model.ns_map.get(prefix or None) == XS:
+        if _namespace(schema, prefix) == XS:
             if local not in _BUILTINS:
-                self.fail(where, f"built-in type xs:{local} is not supported; use one of {sorted(_BUILTINS)}")
+                self.fail(
+                    where,
+                    f"built-in type xs:{local} is not supported; use one of {sorted(_BUILTINS)}",
+                )
                 return None
             key: tuple[Home, str] = ("common", f"xs:{local}")
             if key not in self.result.simple_types:
                 primitive, facets = _BUILTINS[local]
-                self.result.simple_types[key] = SimpleType(f"xs:{local}", "common", primitive, facets, "", None)
+                self.result.simple_types[key] = SimpleType(
+                    f"xs:{local}", "common", primitive, facets, "", None
+                )
             return key
         found = self.lookup(schema, "SimpleType", qname, where)
         if found is None:
@@ -269,28 +296,37 @@ class _Reader:
         if found is None:
             return None
         owner, node = found
-        return self.define_complex(owner, cast(xsd.ComplexType, node), cast(str, node.name), _doc(node))
+        complex_type = cast(xsd.ComplexType, node)
+        return self.define_complex(owner, complex_type, cast(str, complex_type.name), _doc(node))
 
-    def define_complex(self, schema: _Schema, node: xsd.ComplexType, name: str, doc: str) -> tuple[Home, str]:
+    def define_complex(
+        self, schema: _Schema, node: xsd.ComplexType, name: str, doc: str
+    ) -> tuple[Home, str]:
         key: tuple[Home, str] = (schema.home, name)
         origin = schema.origin(node)
         existing = self.result.complex_types.get(key)
         if existing is not None:
             if existing.origin != origin:
-                self.fail(origin, f"complex type {name} is also defined at {existing.origin}; rename one")
+                self.fail(
+                    origin, f"complex type {name} is also defined at {existing.origin}; rename one"
+                )
             return key
         # A placeholder first, so that recursive references terminate.
         self.result.complex_types[key] = ComplexType(name, schema.home, (), doc, origin)
-        particles = tuple(self.particles(schema, node.sequence, name, origin)) if node.sequence else ()
+        particles = (
+            tuple(self.particles(schema, node.sequence, name, origin)) if node.sequence else ()
+        )
         if node.mixed:
             self.fail(origin, f"complex type {name} must not be mixed")
         self.result.complex_types[key] = ComplexType(name, schema.home, particles, doc, origin)
         return key
 
-    def particles(self, schema: _Schema, sequence: xsd.Sequence, owner: str, where: Origin) -> Iterator[Particle]:
+    def particles(
+        self, schema: _Schema, sequence: xsd.Sequence, owner: str, where: Origin
+    ) -> Iterator[Particle]:
         if sequence.min_occurs != 1 or sequence.max_occurs != 1:
             self.fail(where, "an xs:sequence must occur exactly once")
-        members: list[xsd.ElementBase] = [*sequence.elements, *sequence.groups, *sequence.any]
+        members: list[ElementBase] = [*sequence.elements, *sequence.groups, *sequence.any]
         if sequence.choices or sequence.sequences:
             self.fail(where, "nested xs:choice or xs:sequence is outside the supported subset")
         for member in sorted(members, key=lambda m: m.index):
@@ -298,7 +334,11 @@ class _Reader:
                 yield from self.group(schema, member, owner)
             elif isinstance(member, xsd.Any):
                 yield Particle(
-                    "any", "elements", None, member.min_occurs, _max(member.max_occurs),
+                    "any",
+                    "elements",
+                    None,
+                    member.min_occurs,
+                    _max(member.max_occurs),
                     _doc(member) or "Elements of other namespaces, passed through unchanged.",
                     schema.origin(member),
                 )
@@ -333,7 +373,9 @@ class _Reader:
             key = self.define_complex(schema, node.complex_type, class_name(owner, name), doc)
             kind = "complex"
         elif node.simple_type is not None:
-            self.fail(origin, f"element {name}: name its simple type instead of declaring it inline")
+            self.fail(
+                origin, f"element {name}: name its simple type instead of declaring it inline"
+            )
             return None
         elif node.type:
             resolved = self._resolve_type(schema, node.type, origin)
@@ -345,9 +387,11 @@ class _Reader:
             return None
         return Particle(kind, name, key, node.min_occurs, max_occurs, doc, origin)  # type: ignore[arg-type]
 
-    def _resolve_type(self, schema: _Schema, qname: str, where: Origin) -> tuple[str, tuple[Home, str]] | None:
+    def _resolve_type(
+        self, schema: _Schema, qname: str, where: Origin
+    ) -> tuple[str, tuple[Home, str]] | None:
         prefix, _, local = qname.rpartition(":")
-        if schema.model.ns_map.get(prefix or None) == XS:
+        if _namespace(schema, prefix) == XS:
             key = self.simple_type(schema, qname, where)
             return None if key is None else ("simple", key)
         scope = self.scope(schema)
@@ -369,7 +413,10 @@ class _Reader:
                 self.fail(schema.origin(node), "a shared-type schema declares no global element")
             return
         if len(roots) != 1:
-            self.fail(schema.display, f"a message schema declares exactly one global element, not {len(roots)}")
+            self.fail(
+                schema.display,
+                f"a message schema declares exactly one global element, not {len(roots)}",
+            )
             return
         node = roots[0]
         origin = schema.origin(node)
@@ -389,10 +436,11 @@ class _Reader:
             return
         name = f"{schema.home}/{root}"
         self.result.contracts[name] = Contract(
-            name, schema.home, cast(str, schema.namespace), root, key, _doc(node), schema.display
+            name, schema.home, schema.namespace, root, key, _doc(node), schema.display
         )
 
 
+_EXPECTED_NAMESPACES = "one of " + ", ".join(sorted(SYSTEM_NAMESPACES.values()))
 _KIND_WORD = {"SimpleType": "simple type", "ComplexType": "complex type", "Group": "group"}
 
 
@@ -410,10 +458,12 @@ def read_contracts(contracts_dir: Path) -> ContractSet:
     for path in files:
         reader.load(path)
     for schema in list(reader.schemas.values()):
-        for node in schema.model.simple_types:
-            reader.define_simple(schema, node)
-        for node in schema.model.complex_types:
-            reader.define_complex(schema, node, cast(str, node.name), _doc(node))
+        for simple in schema.model.simple_types:
+            reader.define_simple(schema, simple)
+        for complex_type in schema.model.complex_types:
+            reader.define_complex(
+                schema, complex_type, cast(str, complex_type.name), _doc(complex_type)
+            )
         reader.contract(schema)
     if reader.problems:
         raise ContractError(sorted(set(reader.problems), key=reader.problems.index))
@@ -426,6 +476,12 @@ def _declarations(model: xsd.Schema) -> Iterable[xsd.SimpleType | xsd.ComplexTyp
     yield from model.groups
 
 
+def _namespace(schema: _Schema, prefix: str) -> str | None:
+    """The namespace a QName prefix stands for in a schema (the default one for no prefix)."""
+    ns_map = cast(dict[str | None, str], schema.model.ns_map)
+    return ns_map.get(prefix or None)
+
+
 def _home_of(path: Path, namespace: str | None) -> Home | None:
     if namespace is None:
         return "common"
@@ -436,18 +492,18 @@ def _home_of(path: Path, namespace: str | None) -> Home | None:
 
 
 def _merge_facets(base: Facets, restriction: xsd.Restriction) -> Facets:
-    def value(facet: object) -> str | None:
-        return None if facet is None else str(getattr(facet, "value"))
+    def value(facet: Any) -> str | None:
+        return None if facet is None else str(facet.value)
 
-    def number(facet: object, inherited: int | None) -> int | None:
-        return inherited if facet is None else int(getattr(facet, "value"))
+    def number(facet: Any, inherited: int | None) -> int | None:
+        return inherited if facet is None else int(facet.value)
 
     return Facets(
         enumeration=tuple(e.value for e in restriction.enumerations) or base.enumeration,
         patterns=base.patterns + tuple(p.value for p in restriction.patterns[:1])
         if len(restriction.patterns) <= 1
         # several patterns in one step are alternatives (XSD 1.0 §4.3.4)
-        else base.patterns + ("|".join(f"(?:{p.value})" for p in restriction.patterns),),
+        else (*base.patterns, "|".join(f"(?:{p.value})" for p in restriction.patterns)),
         length=number(restriction.length, base.length),
         min_length=number(restriction.min_length, base.min_length),
         max_length=number(restriction.max_length, base.max_length),
@@ -463,7 +519,7 @@ def _max(value: str | int) -> int | None:
     return None if value == "unbounded" or int(value) >= sys.maxsize else int(value)
 
 
-def _doc(node: xsd.ElementBase) -> str:
+def _doc(node: ElementBase) -> str:
     annotations = getattr(node, "annotations", [])
     texts = [
         str(part)
@@ -476,9 +532,7 @@ def _doc(node: xsd.ElementBase) -> str:
 
 
 def _inside_documentation(node: etree._Element) -> bool:
-    return any(
-        etree.QName(parent).localname == "documentation" for parent in node.iterancestors()
-    )
+    return any(etree.QName(parent).localname == "documentation" for parent in node.iterancestors())
 
 
 def _display(path: Path, root: Path) -> str:

@@ -1,1 +1,1 @@
-"""The runtime: hardened input, the contract codecs' support, and (later) delivery and lifecycles."""
+"""The runtime: hardened input and the support of the generated codecs."""

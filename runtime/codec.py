@@ -92,7 +92,9 @@ class Problems:
         self.add(element, "must hold a value, not elements")
         return None
 
-    def missing(self, parent: etree._Element, kids: list[etree._Element], at: int, name: str) -> Any:
+    def missing(
+        self, parent: etree._Element, kids: list[etree._Element], at: int, name: str
+    ) -> Any:
         found = f"found <{etree.QName(kids[at]).localname}>" if at < len(kids) else "found nothing"
         self.add(parent, f"missing required element <{name}> ({found} at its place)")
         return None
@@ -100,7 +102,9 @@ class Problems:
     def repeated(self, element: etree._Element) -> None:
         self.add(element, f"element <{etree.QName(element).localname}> may occur only once here")
 
-    def occurrences(self, parent: etree._Element, name: str, count: int, low: int, high: int | None) -> None:
+    def occurrences(
+        self, parent: etree._Element, name: str, count: int, low: int, high: int | None
+    ) -> None:
         if count < low:
             self.add(parent, f"<{name}> occurs {count} time(s); at least {low} required")
         elif high is not None and count > high:
@@ -125,13 +129,13 @@ def check_document(root: etree._Element, problems: Problems) -> None:
     texts = _MIXED_TEXT(root)
     assert isinstance(texts, list)
     for text in texts:
-        owner = text.getparent()  # type: ignore[union-attr]
+        owner = text.getparent()
         problems.add(owner, f"text {str(text).strip()[:40]!r} is not allowed here")
     found = _ATTRIBUTES(root)
     assert isinstance(found, list)
     for attribute in found:
-        owner = attribute.getparent()  # type: ignore[union-attr]
-        name = attribute.attrname  # type: ignore[union-attr]
+        owner = attribute.getparent()
+        name = attribute.attrname
         if owner is root and name in _ROOT_HINTS:
             continue
         problems.add(owner, f"attribute {etree.QName(name).localname!r} is not allowed")
@@ -237,7 +241,7 @@ def _locate(element: etree._Element, source: list[str] | None) -> tuple[int | No
     start = f"<{prefix}:{qname.localname}" if prefix else f"<{qname.localname}"
     # Earlier elements with the same tag on the same line come first.
     before = 0
-    for other in element.getroottree().iter(element.tag):
+    for other in element.getroottree().iter(qname.text):
         if other is element:
             break
         if other.sourceline == line:

@@ -36,7 +36,9 @@ class UnknownContract(LookupError):
 class ContractRegistry:
     """Every contract of one compiled project, by name and by root element."""
 
-    def __init__(self, contracts: Mapping[str, ContractCodec], limits: XmlLimits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self, contracts: Mapping[str, ContractCodec], limits: XmlLimits = DEFAULT_LIMITS
+    ) -> None:
         self.by_name = dict(contracts)
         self.by_tag = {codec.tag: codec for codec in contracts.values()}
         self.limits = limits
@@ -75,7 +77,9 @@ class ContractRegistry:
         """Hardened parse of partner bytes (raises XmlRejected)."""
         return parse_partner_xml(data, self.limits)
 
-    def decode(self, data: bytes, contract: str | None = None) -> tuple[ContractCodec, ContractModel]:
+    def decode(
+        self, data: bytes, contract: str | None = None
+    ) -> tuple[ContractCodec, ContractModel]:
         """Parse and decode a message; with ``contract`` given, its root must be that contract's.
 
         Raises XmlRejected, UnknownContract or ContractViolation.
@@ -87,7 +91,8 @@ class ContractRegistry:
             codec = self[contract]
             if root.tag != codec.tag:
                 raise UnknownContract(
-                    f"the message's root is {root.tag}, but contract {codec.name} has {codec.tag}"
+                    f"the message's root is {etree.QName(root).text}, "
+                    f"but contract {codec.name} has {codec.tag}"
                 )
         try:
             return codec, codec.decode(root)
@@ -99,10 +104,14 @@ class ContractRegistry:
         if contract is not None:
             return self[contract].encode(message)
         if type(message) not in self._by_model:
-            raise UnknownContract(f"{type(message).__name__} is not the model of a message contract")
+            raise UnknownContract(
+                f"{type(message).__name__} is not the model of a message contract"
+            )
         codec = self._by_model[type(message)]
         if codec is None:
-            raise UnknownContract(f"several contracts use {type(message).__name__}; name the contract")
+            raise UnknownContract(
+                f"several contracts use {type(message).__name__}; name the contract"
+            )
         return codec.encode(message)
 
 

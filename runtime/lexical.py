@@ -40,7 +40,9 @@ def _lexical(pattern: re.Pattern[str], text: str) -> tuple[re.Match[str] | None,
 def parse_decimal(text: str) -> Decimal:
     match, text = _lexical(_DECIMAL, text)
     if match is None:
-        raise ValueError(f"{text!r} is not a decimal number (digits with an optional point and sign)")
+        raise ValueError(
+            f"{text!r} is not a decimal number (digits with an optional point and sign)"
+        )
     return Decimal(text)
 
 
@@ -143,14 +145,16 @@ def check_digits(value: Decimal, total: int | None, fraction: int | None) -> Non
     """XSD totalDigits and fractionDigits: trailing fractional zeros do not count."""
     if not value.is_finite():
         raise ValueError(f"{value} is not a finite decimal")
-    sign, digits, exponent = value.normalize().as_tuple()
+    _, digits, exponent = value.normalize().as_tuple()
     assert isinstance(exponent, int)
     fraction_digits = max(0, -exponent)
     total_digits = len(digits) + exponent if exponent >= 0 else max(len(digits), fraction_digits)
     if value.is_zero():
         total_digits, fraction_digits = 1, 0
     if total is not None and total_digits > total:
-        raise ValueError(f"{format_decimal(value)} has {total_digits} digits; at most {total} are allowed")
+        raise ValueError(
+            f"{format_decimal(value)} has {total_digits} digits; at most {total} are allowed"
+        )
     if fraction is not None and fraction_digits > fraction:
         raise ValueError(
             f"{format_decimal(value)} has {fraction_digits} digits after the point; "

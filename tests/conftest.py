@@ -9,8 +9,8 @@ from ccbmdm.codegen.loader import load_contracts
 from ccbmdm.codegen.project import Project
 from ccbmdm.codegen.xsd_reader import read_contracts
 from ccbmdm.runtime.contracts import ContractRegistry
-
 from support import REPO
+
 
 @pytest.fixture(scope="session")
 def project() -> Project:

@@ -7,7 +7,7 @@ own validation of the facets is exercised on the way.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from types import ModuleType
 from typing import Any
@@ -25,7 +25,7 @@ XML_TEXT = st.characters(
     include_characters="\t\n",
 )
 OFFSETS = st.sampled_from(
-    [timezone.utc, timezone(timedelta(hours=-5)), timezone(timedelta(hours=5, minutes=30))]
+    [UTC, timezone(timedelta(hours=-5)), timezone(timedelta(hours=5, minutes=30))]
 )
 
 
@@ -108,7 +108,9 @@ class ContractStrategies:
             value = self.complex(particle.type_key)
         if particle.repeats:
             high = min(particle.max_occurs or 3, 3)
-            return st.lists(value, min_size=particle.min_occurs, max_size=max(high, particle.min_occurs)).map(tuple)
+            return st.lists(
+                value, min_size=particle.min_occurs, max_size=max(high, particle.min_occurs)
+            ).map(tuple)
         if particle.min_occurs == 0:
             return st.none() | value
         return value

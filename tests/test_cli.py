@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import REPO, sample
-from test_runtime_inputs import BAD_INPUTS
 
+from bad_inputs import BAD_INPUTS
 from ccbmdm.cli import app, run
 from ccbmdm.codegen.project import Project, init_project
+from support import REPO, sample
 
 
 def ccbmdm(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -45,12 +45,17 @@ def test_validate_bad_input_says_what_and_where(
     assert expected in err, err
 
 
-def test_validate_reads_standard_input(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_reads_standard_input(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     class Stdin:
         buffer = __import__("io").BytesIO(sample("mdm/ContactSyncRequest"))
 
     monkeypatch.setattr(sys, "stdin", Stdin)
-    assert ccbmdm(capsys, "validate", "-", "--project-dir", str(REPO))[:2] == (0, "OK mdm/ContactSyncRequest\n")
+    assert ccbmdm(capsys, "validate", "-", "--project-dir", str(REPO))[:2] == (
+        0,
+        "OK mdm/ContactSyncRequest\n",
+    )
 
 
 def test_compile_and_check(scratch: Project, capsys: pytest.CaptureFixture[str]) -> None:
@@ -107,7 +112,10 @@ def test_the_installed_script_runs_without_traceback(tmp_path: Path) -> None:
     bad.write_bytes(b"<PersonSyncRequest")
     result = subprocess.run(
         ["ccbmdm", "validate", str(bad), "--project-dir", str(REPO)],
-        capture_output=True, text=True, cwd=tmp_path, check=False,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
     )
     assert result.returncode == 1
     assert result.stderr.startswith(f"{bad}:1:19: XML rejected: ")

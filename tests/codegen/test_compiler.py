@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import REPO
 
 from ccbmdm.codegen import compiler
 from ccbmdm.codegen.project import Project, init_project
+from support import REPO
 
 
 @pytest.fixture
@@ -41,7 +41,9 @@ def test_package_name_follows_the_inputs(scratch: Project) -> None:
 def test_check_names_stale_files(scratch: Project) -> None:
     base = compiler.output_dir(scratch)
     build = compiler.generate(scratch)
-    assert compiler.stale_files(build, base) == [f"{base / name} (missing)" for name in sorted(build.files)]
+    assert compiler.stale_files(build, base) == [
+        f"{base / name} (missing)" for name in sorted(build.files)
+    ]
     compiler.write(build, base)
     assert compiler.stale_files(build, base) == []
     # A hand edit is found ...
@@ -60,8 +62,21 @@ def test_check_names_stale_files(scratch: Project) -> None:
 def test_generated_code_is_ruff_formatted(project: Project, tmp_path: Path) -> None:
     package = compiler.write(compiler.generate(project), tmp_path)
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", "format", "--isolated", "--line-length", "100", "--check", "."],
-        cwd=package, capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "format",
+            "--isolated",
+            "--line-length",
+            "100",
+            "--check",
+            ".",
+        ],
+        cwd=package,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -71,7 +86,10 @@ def test_generated_code_is_mypy_strict_clean(project: Project, tmp_path: Path) -
     package = compiler.write(compiler.generate(project), tmp_path)
     result = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "-p", package.name],
-        cwd=tmp_path, capture_output=True, text=True, check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Success: no issues found in 7 source files" in result.stdout
@@ -79,7 +97,11 @@ def test_generated_code_is_mypy_strict_clean(project: Project, tmp_path: Path) -
 
 def test_the_wheel_ships_the_reference_contracts(tmp_path: Path) -> None:
     created = init_project(tmp_path / "new")
-    shipped = sorted(p.relative_to(created.contracts) for p in created.contracts.rglob("*") if p.is_file())
-    source = sorted(p.relative_to(REPO / "contracts") for p in (REPO / "contracts").rglob("*") if p.is_file())
+    shipped = sorted(
+        p.relative_to(created.contracts) for p in created.contracts.rglob("*") if p.is_file()
+    )
+    source = sorted(
+        p.relative_to(REPO / "contracts") for p in (REPO / "contracts").rglob("*") if p.is_file()
+    )
     assert shipped == source
     assert shutil.which("ccbmdm") is not None

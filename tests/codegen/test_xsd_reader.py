@@ -6,10 +6,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from support import REPO
 
 from ccbmdm.codegen.ir import ContractSet
 from ccbmdm.codegen.xsd_reader import ContractError, read_contracts
+from support import REPO
 
 HEAD = (
     '<?xml version="1.0"?>\n'
@@ -38,7 +38,11 @@ def test_reference_contracts_read_completely(contract_set: ContractSet) -> None:
     assert len(contract_set.contracts) == 56
     person = contract_set.complex_types[("ccb", "PersonSyncRequest")]
     assert [p.name for p in person.particles] == [
-        "messageHeader", "sendDetails", "changeType", "entityVersion", "person",
+        "messageHeader",
+        "sendDetails",
+        "changeType",
+        "entityVersion",
+        "person",
     ]  # the SyncBody group is flattened in place
     ccb_id = contract_set.simple_types[("common", "CcbIdType")]
     assert (ccb_id.primitive, ccb_id.facets.patterns) == ("string", ("[0-9]{10}",))
@@ -89,9 +93,13 @@ def test_reference_contracts_read_completely(contract_set: ContractSet) -> None:
     ],
     ids=["choice", "attribute", "unknown-type", "nillable", "root-name", "unsupported-builtin"],
 )
-def test_subset_violations_name_file_and_line(tmp_path: Path, body: str, line: int, expected: str) -> None:
+def test_subset_violations_name_file_and_line(
+    tmp_path: Path, body: str, line: int, expected: str
+) -> None:
     found = problems_of(contracts_with(tmp_path, "Thing", body))
-    assert any(p.startswith(f"contracts/ccb/Thing.xsd:{line}: ") and expected in p for p in found), found
+    assert any(
+        p.startswith(f"contracts/ccb/Thing.xsd:{line}: ") and expected in p for p in found
+    ), found
 
 
 def test_malformed_schema_gives_line_and_column(tmp_path: Path) -> None:

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from contract_strategies import ContractStrategies
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
-from support import REPO
 
 from ccbmdm.codegen.ir import ContractSet
 from ccbmdm.codegen.loader import load_package
 from ccbmdm.codegen.project import Project
 from ccbmdm.runtime.contracts import ContractRegistry
+from contract_strategies import ContractStrategies
+from support import REPO
 
 CONTRACT_NAMES = sorted(
     f"{path.parent.name}/{path.stem}"
@@ -46,13 +46,17 @@ def test_generated_instances_round_trip(
 
 @given(st.data())
 @settings(max_examples=10, deadline=None)
-def test_models_reject_values_their_facets_forbid(registry: ContractRegistry, data: st.DataObject) -> None:
+def test_models_reject_values_their_facets_forbid(
+    registry: ContractRegistry, data: st.DataObject
+) -> None:
     person_type = type(registry["ccb/PersonSyncRequest"].model.model_fields["person"].annotation)
     assert person_type is not None
     header = registry["ccb/PersonSyncRequest"].model.model_fields["message_header"].annotation
     model = header if isinstance(header, type) else None
     assert model is not None
-    bad_id = data.draw(st.text(min_size=1).filter(lambda s: not (len(s) == 36 and s.count("-") == 4)))
+    bad_id = data.draw(
+        st.text(min_size=1).filter(lambda s: not (len(s) == 36 and s.count("-") == 4))
+    )
     with pytest.raises(ValueError):
         model(
             message_id=bad_id,

@@ -7,15 +7,17 @@ from functools import cache
 
 import pytest
 from lxml import etree
-from support import REPO, SAMPLES, contract_of, sample
 
 from ccbmdm.runtime.codec import ContractViolation
 from ccbmdm.runtime.contracts import ContractRegistry, UnknownContract
+from support import REPO, SAMPLES, contract_of, sample
 
 PERSON = sample("ccb/PersonSyncRequest").decode()
 
 
-def problems(registry: ContractRegistry, text: str) -> list[tuple[int | None, int | None, str, str]]:
+def problems(
+    registry: ContractRegistry, text: str
+) -> list[tuple[int | None, int | None, str, str]]:
     with pytest.raises(ContractViolation) as caught:
         registry.decode(text.encode())
     return [(p.line, p.column, p.xpath, p.message) for p in caught.value.problems]
@@ -37,7 +39,8 @@ def test_missing_required_element(registry: ContractRegistry) -> None:
 
 def test_bad_enumeration_value(registry: ContractRegistry) -> None:
     line, column, xpath, message = only_problem(
-        registry, PERSON.replace("<changeType>CHANGE</changeType>", "<changeType>UPSERT</changeType>")
+        registry,
+        PERSON.replace("<changeType>CHANGE</changeType>", "<changeType>UPSERT</changeType>"),
     )
     assert (line, column, xpath) == (18, 3, "/PersonSyncRequest/changeType")
     assert message == "'UPSERT' is not one of ADD, CHANGE, DELETE"
@@ -52,7 +55,10 @@ def test_bad_date_and_date_time_without_offset(registry: ContractRegistry) -> No
     )
     found = problems(registry, text)
     assert [(xpath, message.split(" ", 1)[1]) for _, _, xpath, message in found] == [
-        ("/ServiceAgreementSyncRequest/serviceAgreement/startDate", "is not a valid date: day is out of range for month"),
+        (
+            "/ServiceAgreementSyncRequest/serviceAgreement/startDate",
+            "is not a valid date: day is out of range for month",
+        ),
         (
             "/ServiceAgreementSyncRequest/serviceAgreement/spLinks[1]/startDateTime",
             "does not match the pattern .*(Z|[+\\-]\\d{2}:\\d{2})",
@@ -65,7 +71,9 @@ def test_every_problem_is_reported_in_document_order(registry: ContractRegistry)
     text = (
         PERSON.replace("<initialLoad>false", "<initialLoad>maybe")
         .replace("0001234567</personId>", "123</personId>")
-        .replace("<language>ENG</language>", '<language>ENG</language><nickname x="1">Ada</nickname>')
+        .replace(
+            "<language>ENG</language>", '<language>ENG</language><nickname x="1">Ada</nickname>'
+        )
         .replace("<city>Quincy</city>", "<city>Quincy</city><city>Boston</city>")
     )
     found = problems(registry, text)
@@ -83,7 +91,9 @@ def test_every_problem_is_reported_in_document_order(registry: ContractRegistry)
 
 
 def test_columns_are_found_on_a_single_line_message(registry: ContractRegistry) -> None:
-    compact = etree.tostring(etree.fromstring(PERSON.encode(), etree.XMLParser(remove_blank_text=True)))
+    compact = etree.tostring(
+        etree.fromstring(PERSON.encode(), etree.XMLParser(remove_blank_text=True))
+    )
     text = compact.decode().replace("<language>ENG</language>", "<language></language>")
     _, column, xpath, message = only_problem(registry, text)
     assert xpath == "/PersonSyncRequest/person/language"
@@ -102,7 +112,10 @@ def test_mixed_text_and_leaf_with_elements_are_rejected(registry: ContractRegist
 
 def test_wrong_namespace_names_the_right_one(registry: ContractRegistry) -> None:
     text = PERSON.replace('xmlns="urn:ccbmdm:ccb:v1"', 'xmlns="urn:ccbmdm:ccb:v2"')
-    with pytest.raises(UnknownContract, match=r"wrong namespace; did you mean \{urn:ccbmdm:ccb:v1\}PersonSyncRequest"):
+    with pytest.raises(
+        UnknownContract,
+        match=r"wrong namespace; did you mean \{urn:ccbmdm:ccb:v1\}PersonSyncRequest",
+    ):
         registry.decode(text.encode())
 
 
@@ -153,7 +166,9 @@ def mutate(tree: etree._Element, rng: random.Random) -> str:
         following.addnext(target)
     elif len(target) == 0:
         target.text = {
-            "value": rng.choice(["x", "-1", "1.1234567", "2025-13-01", "2025-01-01T00:00:00", "TRUE", "99999999999"]),
+            "value": rng.choice(
+                ["x", "-1", "1.1234567", "2025-13-01", "2025-01-01T00:00:00", "TRUE", "99999999999"]
+            ),
             "empty": "",
             "long": "9" * 300,
         }.get(action, target.text)
@@ -161,7 +176,9 @@ def mutate(tree: etree._Element, rng: random.Random) -> str:
 
 
 @pytest.mark.parametrize("sample_path", SAMPLES[::3], ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_codec_and_lxml_schema_agree_on_damaged_messages(registry: ContractRegistry, sample_path) -> None:  # type: ignore[no-untyped-def]
+def test_codec_and_lxml_schema_agree_on_damaged_messages(
+    registry: ContractRegistry, sample_path
+) -> None:  # type: ignore[no-untyped-def]
     contract = contract_of(sample_path)
     rng = random.Random(sample_path.name)
     for _ in range(40):

@@ -25,7 +25,9 @@ def test_sample_round_trips(registry: ContractRegistry, sample: Path) -> None:
     written = codec.encode(message)
     assert registry.decode(written, codec.name)[1] == message
     # The encoder's output is valid against the XSD itself, checked by an independent validator.
-    assert xml_schema(codec.name).validate(etree.fromstring(written)), xml_schema(codec.name).error_log
+    assert xml_schema(codec.name).validate(etree.fromstring(written)), xml_schema(
+        codec.name
+    ).error_log
     # A second trip writes the same bytes: the written form is canonical.
     assert codec.encode(registry.decode(written)[1]) == written
 

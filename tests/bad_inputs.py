@@ -32,17 +32,28 @@ BAD_INPUTS: dict[str, tuple[bytes, str]] = {
     "oversized": (b"<r>" + b"x" * (16 * 1024 * 1024) + b"</r>", "XML rejected: message of"),
     "over-deep-nesting": (b"<a>" * 300 + b"</a>" * 300, "XML rejected: nesting too deep"),
     "utf16-doctype": (
-        '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE r [<!ENTITY x "y">]><r>&x;</r>'.encode("utf-16"),
+        '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE r [<!ENTITY x "y">]><r>&x;</r>'.encode(
+            "utf-16"
+        ),
         "XML rejected",
     ),
     "truncated": (PERSON[: len(PERSON) // 2].encode(), "XML rejected: Premature end of data"),
-    "mismatched-tags": (PERSON.replace("</city>", "</town>").encode(), "XML rejected: Opening and ending tag mismatch"),
-    "junk-after-root": ((PERSON + "<more/>").encode(), "XML rejected: Extra content at the end of the document"),
+    "mismatched-tags": (
+        PERSON.replace("</city>", "</town>").encode(),
+        "XML rejected: Opening and ending tag mismatch",
+    ),
+    "junk-after-root": (
+        (PERSON + "<more/>").encode(),
+        "XML rejected: Extra content at the end of the document",
+    ),
     "wrong-namespace": (
         PERSON.replace("urn:ccbmdm:ccb:v1", "urn:example:ccb").encode(),
         "wrong namespace; did you mean {urn:ccbmdm:ccb:v1}PersonSyncRequest?",
     ),
-    "unknown-root": (b'<Invoice xmlns="urn:ccbmdm:ccb:v1"/>', "unknown root element {urn:ccbmdm:ccb:v1}Invoice"),
+    "unknown-root": (
+        b'<Invoice xmlns="urn:ccbmdm:ccb:v1"/>',
+        "unknown root element {urn:ccbmdm:ccb:v1}Invoice",
+    ),
     "missing-required-element": (
         PERSON.replace("    <language>ENG</language>\n", "").encode(),
         ":20:3: /PersonSyncRequest/person: missing required element <language>",

@@ -1,0 +1,70 @@
+"""The repository keeps its own promises: the README's commands, CI, code quality."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from support import REPO
+
+
+def readme_commands() -> list[str]:
+    blocks = re.findall(r"```sh\n(.*?)\n```", (REPO / "README.md").read_text(), re.DOTALL)
+    return blocks[:2]
+
+
+def test_readme_starts_with_the_two_set_up_commands() -> None:
+    text = (REPO / "README.md").read_text()
+    first, second = readme_commands()
+    assert text.index(first) < 200
+    assert "ccbmdm" in first and first.startswith("python3 -m venv")
+    assert second.endswith("&& pytest")
+
+
+def test_ci_runs_the_readme_test_command_as_written() -> None:
+    script = (REPO / ".ci" / "run").read_text().splitlines()
+    assert readme_commands()[1] in script
+
+
+def test_nothing_generated_is_committed() -> None:
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert not [path for path in tracked if path.startswith(("target/", "build/"))]
+
+
+def test_ruff_is_clean() -> None:
+    for command in (["check", "."], ["format", "--check", "."]):
+        result = subprocess.run(
+            [sys.executable, "-m", "ruff", *command],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_mypy_strict_is_clean(tmp_path: Path) -> None:
+    # From outside the repository, so that mypy sees the installed package, not the ccbmdm/ folder.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            str(REPO / "pyproject.toml"),
+            "-p",
+            "ccbmdm",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
