@@ -108,11 +108,15 @@ def simple_view(simple: SimpleType) -> SimpleView:
             )
         if facets.min_length:
             checks.append(
-                _raise_if(f"len(value) < {facets.min_length}", f"at least {facets.min_length}")
+                _raise_if(
+                    f"len(value) < {facets.min_length}", f"at least {facets.min_length} required"
+                )
             )
         if facets.max_length is not None:
             checks.append(
-                _raise_if(f"len(value) > {facets.max_length}", f"at most {facets.max_length}")
+                _raise_if(
+                    f"len(value) > {facets.max_length}", f"at most {facets.max_length} allowed"
+                )
             )
         if facets.enumeration:
             allowed = ", ".join(facets.enumeration)
