@@ -117,7 +117,7 @@ def main() -> None:
         def generic() -> bytes:
             tree = etree.fromstring(data, lxml_parser)
             schema.assertValid(tree)
-            obj = xml_parser.parse(tree, clazz)
+            obj: object = xml_parser.parse(tree, clazz)
             return serializer.render(obj).encode()
 
         # Both routes must agree on the message before their speeds are compared.

@@ -19,6 +19,7 @@ from rich.console import Console
 
 from ccbmdm import __version__
 from ccbmdm.codegen import compiler
+from ccbmdm.codegen.catalogue import CatalogueError
 from ccbmdm.codegen.project import Project, ProjectError, init_project
 from ccbmdm.codegen.render import RenderError
 from ccbmdm.codegen.xsd_reader import ContractError
@@ -66,6 +67,9 @@ def explained() -> Iterator[None]:
         yield
     except (ProjectError, RenderError, compiler.FormatError) as exc:
         fail(str(exc))
+    except CatalogueError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise Failed(1) from None
     except ContractError as exc:
         err.print(f"[bold red]error:[/] the contracts have {len(exc.problems)} problem(s):")
         for problem in exc.problems:

@@ -18,12 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ccbmdm
+from ccbmdm.codegen.catalogue import load_catalogue
 from ccbmdm.codegen.project import Project
 from ccbmdm.codegen.render import Renderer
 from ccbmdm.codegen.xsd_reader import SYSTEM_NAMESPACES, read_contracts
 
 PACKAGE_PREFIX = "ccbmdm_contracts_"
 MANIFEST = "manifest.json"
+# ruff, isolated from any configuration so that the output depends on nothing else.
+FORMAT_COMMAND = (sys.executable, "-m", "ruff", "format", "--isolated", "--line-length", "100")
 _GENERATOR_SOURCES = ("ir.py", "naming.py", "render.py", "xsd_reader.py", "compiler.py")
 
 
@@ -68,7 +71,9 @@ def generate(project: Project) -> Build:
     """Render and format every generated module, in memory."""
     digest = inputs_digest(project)
     build = Build(digest, {})
-    renderer = Renderer(read_contracts(project.contracts))
+    contracts = read_contracts(project.contracts)
+    load_catalogue(project.contracts / "flows.yaml", contracts.contracts)
+    renderer = Renderer(contracts)
     package = build.package
     modules = {
         "common.py": renderer.models_module("common"),
@@ -86,23 +91,13 @@ def generate(project: Project) -> Build:
 
 
 def _format(sources: dict[str, str]) -> dict[str, str]:
-    """Format with ruff, isolated from any configuration so the output depends on nothing else."""
+    """Format the generated sources as one batch (one formatter process)."""
     with tempfile.TemporaryDirectory(prefix="ccbmdm-format-") as folder:
         root = Path(folder)
         for name, text in sources.items():
             (root / name).write_text(text, encoding="utf-8")
         result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "ruff",
-                "format",
-                "--isolated",
-                "--line-length",
-                "100",
-                "--quiet",
-                ".",
-            ],
+            [*FORMAT_COMMAND, "--quiet", "."],
             cwd=root,
             capture_output=True,
             text=True,

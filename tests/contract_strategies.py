@@ -7,6 +7,7 @@ own validation of the facets is exercised on the way.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from types import ModuleType
@@ -40,18 +41,25 @@ def simple_strategy(simple: SimpleType) -> st.SearchStrategy[Any]:
             strategy: st.SearchStrategy[str] = st.from_regex(
                 facets.patterns[0], fullmatch=True, alphabet=XML_TEXT
             )
-            for extra in facets.patterns[1:]:
-                strategy = strategy.filter(lambda v, p=extra: __import__("re").fullmatch(p, v))
-            return strategy.filter(lambda v: len(v) >= low and (high is None or len(v) <= high))
+            extra = [re.compile(p) for p in facets.patterns[1:]]
+            return strategy.filter(
+                lambda v: (
+                    all(p.fullmatch(v) for p in extra)
+                    and len(v) >= low
+                    and (high is None or len(v) <= high)
+                )
+            )
         return st.text(XML_TEXT, min_size=low, max_size=min(high if high is not None else 40, 40))
     if simple.primitive == "decimal":
         places = facets.fraction_digits if facets.fraction_digits is not None else 6
         total = facets.total_digits or 18
         bound = Decimal(10) ** (total - places) - 1
-        low = max(-bound, Decimal(facets.min_inclusive)) if facets.min_inclusive else -bound
-        high = min(bound, Decimal(facets.max_inclusive)) if facets.max_inclusive else bound
+        smallest = max(-bound, Decimal(facets.min_inclusive)) if facets.min_inclusive else -bound
+        largest = min(bound, Decimal(facets.max_inclusive)) if facets.max_inclusive else bound
         return st.integers(0, places).flatmap(
-            lambda p: st.decimals(low, high, places=p, allow_nan=False, allow_infinity=False)
+            lambda p: st.decimals(
+                smallest, largest, places=p, allow_nan=False, allow_infinity=False
+            )
         )
     if simple.primitive == "integer":
         low_int = int(facets.min_inclusive) if facets.min_inclusive else -(2**40)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,3 +20,10 @@ def sample(contract: str, variant: str | None = None) -> bytes:
     system, root = contract.split("/")
     name = f"{root}--{variant}.xml" if variant else f"{root}.xml"
     return (REPO / "contracts" / "samples" / system / name).read_bytes()
+
+
+def run_python(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m ...`` of this interpreter in ``cwd``, capturing its output."""
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, check=False
+    )

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from support import REPO
+from support import REPO, run_python
 
 
 def readme_commands() -> list[str]:
@@ -39,32 +38,18 @@ def test_nothing_generated_is_committed() -> None:
 
 def test_ruff_is_clean() -> None:
     for command in (["check", "."], ["format", "--check", "."]):
-        result = subprocess.run(
-            [sys.executable, "-m", "ruff", *command],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = run_python("-m", "ruff", *command, cwd=REPO)
         assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.slow
 def test_mypy_strict_is_clean(tmp_path: Path) -> None:
     # From outside the repository, so that mypy sees the installed package, not the ccbmdm/ folder.
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mypy",
-            "--config-file",
-            str(REPO / "pyproject.toml"),
-            "-p",
-            "ccbmdm",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    config = ("--config-file", str(REPO / "pyproject.toml"))
+    for args, cwd in (
+        (("-p", "ccbmdm"), tmp_path),
+        ((".",), REPO / "tests"),
+        ((str(REPO / "benchmarks"),), tmp_path),
+    ):
+        result = run_python("-m", "mypy", *config, *args, cwd=cwd)
+        assert result.returncode == 0, result.stdout + result.stderr

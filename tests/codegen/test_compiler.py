@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from ccbmdm.codegen import compiler
 from ccbmdm.codegen.project import Project, init_project
-from support import REPO
+from support import REPO, run_python
 
 
 @pytest.fixture
@@ -62,21 +61,7 @@ def test_check_names_stale_files(scratch: Project) -> None:
 def test_generated_code_is_ruff_formatted(project: Project, tmp_path: Path) -> None:
     package = compiler.write(compiler.generate(project), tmp_path)
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ruff",
-            "format",
-            "--isolated",
-            "--line-length",
-            "100",
-            "--check",
-            ".",
-        ],
-        cwd=package,
-        capture_output=True,
-        text=True,
-        check=False,
+        [*compiler.FORMAT_COMMAND, "--check", "."], cwd=package, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -84,12 +69,8 @@ def test_generated_code_is_ruff_formatted(project: Project, tmp_path: Path) -> N
 @pytest.mark.slow
 def test_generated_code_is_mypy_strict_clean(project: Project, tmp_path: Path) -> None:
     package = compiler.write(compiler.generate(project), tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "-p", package.name],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
+    result = run_python(
+        "-m", "mypy", "--strict", "--no-incremental", "-p", package.name, cwd=tmp_path
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Success: no issues found in 7 source files" in result.stdout

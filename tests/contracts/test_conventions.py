@@ -30,7 +30,7 @@ SAMPLE_FILES = sorted(CONTRACTS.glob("samples/*/*.xml"))
 
 def _catalogue_contracts() -> set[str]:
     catalogue = yaml.safe_load((CONTRACTS / "flows.yaml").read_text(encoding="utf-8"))
-    names = set()
+    names: set[str] = set()
     for flow in catalogue["flows"]:
         for part in flow["parts"].values():
             names.update((part["sender"], part["receiver"]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from functools import cache
+from pathlib import Path
 
 import pytest
 from lxml import etree
@@ -97,6 +98,7 @@ def test_columns_are_found_on_a_single_line_message(registry: ContractRegistry) 
     text = compact.decode().replace("<language>ENG</language>", "<language></language>")
     _, column, xpath, message = only_problem(registry, text)
     assert xpath == "/PersonSyncRequest/person/language"
+    assert column is not None
     assert compact.decode()[column - 1 :].startswith("<language>")
     assert "at least 1 required" in message
 
@@ -177,8 +179,8 @@ def mutate(tree: etree._Element, rng: random.Random) -> str:
 
 @pytest.mark.parametrize("sample_path", SAMPLES[::3], ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_codec_and_lxml_schema_agree_on_damaged_messages(
-    registry: ContractRegistry, sample_path
-) -> None:  # type: ignore[no-untyped-def]
+    registry: ContractRegistry, sample_path: Path
+) -> None:
     contract = contract_of(sample_path)
     rng = random.Random(sample_path.name)
     for _ in range(40):

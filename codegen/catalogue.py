@@ -1,0 +1,152 @@
+"""The flow catalogue, `contracts/flows.yaml`: every flow, its parts and their contracts.
+
+Loaded into typed records and checked against the contracts that exist, so a misspelt contract
+name or a missing field is reported with the flow it belongs to instead of surfacing later in
+the bridge or the mapping compiler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+System = Literal["ccb", "mdm"]
+PART_NAMES = ("request", "response", "ack", "notification")
+_FLOW_KEYS = {
+    "number",
+    "code",
+    "name",
+    "initiator",
+    "receiver",
+    "mode",
+    "optional",
+    "error_policy",
+    "ordering_key",
+    "reply_timeout",
+    "parts",
+}
+
+
+class CatalogueError(Exception):
+    """The catalogue is malformed; lists every problem with the flow it concerns."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"{path}:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class Part:
+    """One message of a flow: what the sender emits and what the receiver takes in."""
+
+    name: str
+    sender: str
+    receiver: str
+
+
+@dataclass(frozen=True)
+class Flow:
+    number: int
+    code: str
+    name: str
+    initiator: System
+    receiver: System
+    mode: Literal["sync", "async"]
+    optional: bool
+    error_policy: Literal["hold", "supersede"]
+    ordering_key: Literal["sync_key", "none"]
+    reply_timeout: str
+    parts: tuple[Part, ...]
+
+    @property
+    def kebab(self) -> str:
+        """The flow code as URLs and mapping files spell it: ``SA_SYNC`` -> ``sa-sync``."""
+        return self.code.lower().replace("_", "-")
+
+    def part(self, name: str) -> Part:
+        for part in self.parts:
+            if part.name == name:
+                return part
+        raise KeyError(f"flow {self.code} has no part {name!r}")
+
+
+def load_catalogue(path: Path, contracts: Collection[str] | None = None) -> tuple[Flow, ...]:
+    """Read and check the catalogue; ``contracts`` (names) are those a part may name."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise CatalogueError(path, [f"cannot read the catalogue: {exc}"]) from None
+    problems: list[str] = []
+    flows = []
+    entries = data.get("flows") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise CatalogueError(path, ["expected a mapping with a list under `flows`"])
+    for index, entry in enumerate(entries, 1):
+        flow = _flow(entry, f"flow #{index}", contracts, problems)
+        if flow is not None:
+            flows.append(flow)
+    codes = [f.code for f in flows]
+    problems += [
+        f"flow {code} is listed twice" for code in sorted({c for c in codes if codes.count(c) > 1})
+    ]
+    if problems:
+        raise CatalogueError(path, problems)
+    return tuple(flows)
+
+
+def _flow(
+    entry: Any, where: str, contracts: Collection[str] | None, problems: list[str]
+) -> Flow | None:
+    if not isinstance(entry, dict):
+        problems.append(f"{where}: expected a mapping")
+        return None
+    where = f"flow {entry.get('code', where)}"
+    missing = sorted(_FLOW_KEYS - entry.keys())
+    unknown = sorted(entry.keys() - _FLOW_KEYS)
+    if missing or unknown:
+        problems += [f"{where}: missing `{key}`" for key in missing]
+        problems += [f"{where}: unknown key `{key}`" for key in unknown]
+        return None
+    choices = {
+        "initiator": ("ccb", "mdm"),
+        "receiver": ("ccb", "mdm"),
+        "mode": ("sync", "async"),
+        "error_policy": ("hold", "supersede"),
+        "ordering_key": ("sync_key", "none"),
+    }
+    for key, allowed in choices.items():
+        if entry[key] not in allowed:
+            problems.append(
+                f"{where}: `{key}` is {entry[key]!r}; expected one of {', '.join(allowed)}"
+            )
+    parts = []
+    raw_parts = entry["parts"] if isinstance(entry["parts"], dict) else {}
+    if not raw_parts:
+        problems.append(f"{where}: `parts` must map part names to sender and receiver contracts")
+    for name, part in raw_parts.items():
+        if name not in PART_NAMES:
+            problems.append(f"{where}: part {name!r} is not one of {', '.join(PART_NAMES)}")
+        if not isinstance(part, dict) or set(part) != {"sender", "receiver"}:
+            problems.append(f"{where}: part {name} needs exactly `sender` and `receiver`")
+            continue
+        for role in ("sender", "receiver"):
+            if contracts is not None and part[role] not in contracts:
+                problems.append(f"{where}: part {name} {role} {part[role]!r} is not a contract")
+        parts.append(Part(name, part["sender"], part["receiver"]))
+    return Flow(
+        number=entry["number"],
+        code=entry["code"],
+        name=entry["name"],
+        initiator=entry["initiator"],
+        receiver=entry["receiver"],
+        mode=entry["mode"],
+        optional=bool(entry["optional"]),
+        error_policy=entry["error_policy"],
+        ordering_key=entry["ordering_key"],
+        reply_timeout=str(entry["reply_timeout"]),
+        parts=tuple(parts),
+    )

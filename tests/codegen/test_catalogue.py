@@ -1,0 +1,48 @@
+"""The flow catalogue loads into typed flows and names only contracts that exist."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ccbmdm.codegen.catalogue import CatalogueError, load_catalogue
+from ccbmdm.runtime.contracts import ContractRegistry
+from support import REPO
+
+CATALOGUE = REPO / "contracts" / "flows.yaml"
+
+
+def test_reference_catalogue(registry: ContractRegistry) -> None:
+    flows = load_catalogue(CATALOGUE, registry.by_name)
+    assert [f.number for f in flows] == list(range(1, 21))
+    sa = next(f for f in flows if f.code == "SA_SYNC")
+    assert sa.kebab == "sa-sync"
+    assert sa.part("request").sender == "ccb/ServiceAgreementSyncRequest"
+    assert sa.part("ack").receiver == "ccb/SyncRequestUpdate"
+    assert {f.code for f in flows if f.mode == "sync"} == {
+        "HIGH_LOW",
+        "GET_USAGE",
+        "USAGE_ADJUSTMENT",
+        "SA_ACTIVATION_BILL_CYCLE",
+    }
+    change = next(f for f in flows if f.number == 20)
+    assert (change.initiator, change.part("notification").sender) == (
+        "mdm",
+        "mdm/BillCycleChangeSyncRequest",
+    )
+
+
+def test_problems_name_the_flow(tmp_path: Path, registry: ContractRegistry) -> None:
+    broken = tmp_path / "flows.yaml"
+    broken.write_text(
+        CATALOGUE.read_text()
+        .replace("ccb/PersonSyncRequest", "ccb/PersonSyncRequst")
+        .replace("    mode: sync\n", "    mode: blocking\n", 1)
+    )
+    with pytest.raises(CatalogueError) as caught:
+        load_catalogue(broken, registry.by_name)
+    assert caught.value.problems == [
+        "flow PERSON_SYNC: part request sender 'ccb/PersonSyncRequst' is not a contract",
+        "flow HIGH_LOW: `mode` is 'blocking'; expected one of sync, async",
+    ]
