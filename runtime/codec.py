@@ -21,9 +21,7 @@ XSI = "http://www.w3.org/2001/XMLSchema-instance"
 # Hints to a schema processor; never fetched or acted on, so they are tolerated on the root.
 _ROOT_HINTS = {f"{{{XSI}}}schemaLocation", f"{{{XSI}}}noNamespaceSchemaLocation"}
 _ATTRIBUTES = etree.XPath("//@*")
-# Text beside child elements (mixed content); the parser has already removed blank text there.
-_MIXED_TEXT = etree.XPath("//*[*]/text()[normalize-space()]")
-_SUSPECT = etree.XPath("count(//@* | //*[*]/text())")
+_ANY_ATTRIBUTE = etree.XPath("boolean(//@*)")
 
 
 @dataclass(frozen=True)
@@ -119,18 +117,14 @@ class Problems:
         raise _violation(contract, self._found, None)
 
 
-def check_document(root: etree._Element, problems: Problems) -> None:
-    """Whole-document checks, each one XPath evaluated in C rather than per element.
+def check_attributes(root: etree._Element, problems: Problems) -> None:
+    """The contracts declare no attributes: report every one (XSI hints on the root excepted).
 
-    The contracts declare no attributes (XSI hints on the root excepted) and no mixed content.
+    One XPath, evaluated in C, answers for the whole document; the list is built only when it
+    finds any.
     """
-    if not _SUSPECT(root):
+    if not _ANY_ATTRIBUTE(root):
         return
-    texts = _MIXED_TEXT(root)
-    assert isinstance(texts, list)
-    for text in texts:
-        owner = text.getparent()
-        problems.add(owner, f"text {str(text).strip()[:40]!r} is not allowed here")
     found = _ATTRIBUTES(root)
     assert isinstance(found, list)
     for attribute in found:
@@ -144,13 +138,21 @@ def check_document(root: etree._Element, problems: Problems) -> None:
 def children(
     element: etree._Element, known: frozenset[str] | None, problems: Problems
 ) -> tuple[list[etree._Element], list[str]]:
-    """The child elements and their tags, less the unknown ones, which are reported.
+    """The child elements and their tags, less the unknown ones; reports text beside them.
 
-    The hardened parser drops comments and processing instructions, so every child is an
-    element; text between children is found once per document by ``check_document``.
+    The hardened parser drops comments, processing instructions and the blank text between
+    elements, so every child is an element and any text left here is content out of place.
     """
+    text = element.text
+    if text is not None and not text.isspace():
+        problems.add(element, f"text {text.strip()[:40]!r} is not allowed here")
     kids = list(element)
-    tags: list[str] = [kid.tag for kid in kids]  # type: ignore[misc]
+    tags: list[str] = []
+    for kid in kids:
+        tail = kid.tail
+        if tail is not None and not tail.isspace():
+            problems.add(element, f"text {tail.strip()[:40]!r} is not allowed here")
+        tags.append(kid.tag)  # type: ignore[arg-type]
     if known is None or known.issuperset(tags):
         return kids, tags
     kept = []
