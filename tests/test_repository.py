@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,24 @@ def test_mypy_strict_is_clean(tmp_path: Path) -> None:
     ):
         result = run_python("-m", "mypy", *config, *args, cwd=cwd)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_the_wheel_is_one_package_with_the_reference_project(tmp_path: Path) -> None:
+    result = run_python(
+        "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (wheel,) = tmp_path.glob("ccbmdm-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {name.split("/")[0] for name in names if not name.startswith("ccbmdm-")}
+    assert top_level == {"ccbmdm"}  # no top-level codegen or runtime module
+    for expected in (
+        "ccbmdm/codegen/templates/codec.py.jinja2",
+        "ccbmdm/runtime/xmlsafe.py",
+        "ccbmdm/py.typed",
+        "ccbmdm/reference/contracts/flows.yaml",
+        "ccbmdm/reference/contracts/ccb/ServiceAgreementSyncRequest.xsd",
+        "ccbmdm/reference/contracts/samples/mdm/UsageTransactionResponse.xml",
+    ):
+        assert expected in names
