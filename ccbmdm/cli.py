@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -20,12 +20,16 @@ from rich.console import Console
 from ccbmdm import __version__
 from ccbmdm.codegen import compiler
 from ccbmdm.codegen.catalogue import CatalogueError
+from ccbmdm.codegen.mapping.loader import Finding
 from ccbmdm.codegen.project import Project, ProjectError, init_project
 from ccbmdm.codegen.render import RenderError
 from ccbmdm.codegen.xsd_reader import ContractError
 from ccbmdm.runtime.codec import ContractViolation
 from ccbmdm.runtime.contracts import UnknownContract
 from ccbmdm.runtime.xmlsafe import XmlRejected
+
+if TYPE_CHECKING:
+    from ccbmdm.runtime.mapping import Context
 
 app = typer.Typer(
     name="ccbmdm",
@@ -70,11 +74,28 @@ def explained() -> Iterator[None]:
     except CatalogueError as exc:
         err.print(f"[bold red]error:[/] {exc}")
         raise Failed(1) from None
+    except compiler.MappingError as exc:
+        report(exc.findings)
+        raise Failed(1) from None
     except ContractError as exc:
         err.print(f"[bold red]error:[/] the contracts have {len(exc.problems)} problem(s):")
         for problem in exc.problems:
             err.print(f"  {problem}")
         raise Failed(1) from None
+
+
+def report(findings: Iterable[Finding]) -> None:
+    """Print findings, errors last so that they stay in view, with a count."""
+    ordered = sorted(findings, key=lambda f: (f.severity == "error", str(f.pos)))
+    for finding in ordered:
+        colour = "red" if finding.severity == "error" else "yellow"
+        err.print(
+            f"{finding.pos}: [{colour}]{finding.severity}[/][{finding.rule}]: {finding.message}"
+            + (f" ({finding.hint})" if finding.hint else "")
+        )
+    errors = sum(1 for f in ordered if f.severity == "error")
+    if ordered:
+        err.print(f"{errors} error(s), {len(ordered) - errors} warning(s)")
 
 
 def _project(project_dir: Path | None) -> Project:
@@ -141,9 +162,110 @@ def compile_(
             out.print(f"{base} is up to date ({build.package})")
             return
         package_dir = compiler.write(build, base)
-    contracts = build.files[f"{build.package}/__init__.py"].count("ContractCodec(")
+    report(build.findings)
+    package = build.files[f"{build.package}/__init__.py"]
+    contracts, mappings = package.count("ContractCodec("), package.count("Transformer(")
     seconds = time.perf_counter() - started
-    out.print(f"compiled {contracts} contracts into {package_dir} in {seconds:.1f} s")
+    out.print(f"compiled {contracts} contracts and {mappings} mappings in {seconds:.1f} s")
+    out.print(f"into {package_dir}")
+
+
+@app.command()
+def check(project_dir: ProjectDir = None) -> None:
+    """Run every static check of the contracts and mappings; write nothing."""
+    with explained():
+        build = compiler.generate(_project(project_dir))
+    report(build.findings)
+    out.print("no errors" + (f", {len(build.findings)} warning(s)" if build.findings else ""))
+
+
+@app.command()
+def transform(
+    message: Annotated[Path, typer.Argument(help="The source message (- for standard input).")],
+    flow: Annotated[str, typer.Option(help="The flow code, such as SA_SYNC (or sa-sync).")],
+    part: Annotated[
+        str, typer.Option(help="The message part: request, response, ack or notification.")
+    ] = "request",
+    context: Annotated[
+        Path | None,
+        typer.Option(
+            help="A YAML file with the clock (clock: ISO date-time) and time_zone to use."
+        ),
+    ] = None,
+    project_dir: ProjectDir = None,
+) -> None:
+    """Transform one message through one flow's mapping and print the target message."""
+    from ccbmdm.codegen.loader import load_contracts, load_package
+    from ccbmdm.runtime.mapping import TransformError
+
+    with explained():
+        project = _project(project_dir)
+        package = load_package(project)
+        registry = load_contracts(project)
+        ctx = _context(project, context)
+    code = flow.upper().replace("-", "_")
+    transformer = package.TRANSFORMERS.get((code, part))
+    if transformer is None:
+        known = ", ".join(f"{f} {p}" for f, p in sorted(package.TRANSFORMERS))
+        fail(f"no mapping for flow {code} part {part}; compiled mappings: {known}")
+    name = "<stdin>" if str(message) == "-" else str(message)
+    try:
+        data = sys.stdin.buffer.read() if str(message) == "-" else message.read_bytes()
+    except OSError as exc:
+        fail(f"{name}: cannot read: {exc.strerror}")
+    try:
+        _, source = registry.decode(data, transformer.source)
+        result = transformer.function(source, ctx)
+    except XmlRejected as exc:
+        where = f"{exc.line}:{exc.column}:" if exc.line is not None else ""
+        fail(f"{name}:{where} XML rejected: {exc.reason}")
+    except UnknownContract as exc:
+        fail(f"{name}: {exc}")
+    except ContractViolation as exc:
+        lines = "\n".join(
+            f"{name}:{p.line}:{p.column}: {p.xpath}: {p.message}" for p in exc.problems
+        )
+        fail(f"{name} does not satisfy {exc.contract}:\n{lines}")
+    except TransformError as exc:
+        fail(f"{exc}\n  (fault 90000/{exc.code}; input {name})")
+    out.print(_pretty(registry[transformer.target].encode(result)), end="")
+
+
+def _context(project: Project, path: Path | None) -> Context:
+    """The transform context: the project's code tables, and the clock and zone of a file."""
+    from datetime import datetime
+
+    import yaml
+
+    from ccbmdm.runtime.lexical import parse_datetime
+    from ccbmdm.runtime.mapping import CodeTables, Context
+
+    ctx = Context(CodeTables.load(project.mappings / "tables"))
+    if path is None:
+        return ctx
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        fail(f"{path}: cannot read the context: {exc}")
+    if not isinstance(data, dict) or set(data) - {"clock", "time_zone"}:
+        fail(f"{path}: a context file may set clock and time_zone only")
+    if "clock" in data:
+        try:
+            instant: datetime = parse_datetime(str(data["clock"]))
+        except ValueError as exc:
+            fail(f"{path}: clock: {exc}")
+        ctx.clock = lambda: instant
+    if "time_zone" in data:
+        ctx.time_zone = str(data["time_zone"])
+    return ctx
+
+
+def _pretty(xml: bytes) -> str:
+    from lxml import etree
+
+    root = etree.fromstring(xml)
+    etree.indent(root)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode() + "\n"
 
 
 @app.command()

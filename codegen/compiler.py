@@ -19,19 +19,43 @@ from pathlib import Path
 
 import ccbmdm
 from ccbmdm.codegen.catalogue import load_catalogue
+from ccbmdm.codegen.mapping.compile import compile_mappings
+from ccbmdm.codegen.mapping.loader import Finding
 from ccbmdm.codegen.project import Project
 from ccbmdm.codegen.render import Renderer
 from ccbmdm.codegen.xsd_reader import SYSTEM_NAMESPACES, read_contracts
 
 PACKAGE_PREFIX = "ccbmdm_contracts_"
 MANIFEST = "manifest.json"
+LINEAGE = "lineage.json"
 # ruff, isolated from any configuration so that the output depends on nothing else.
 FORMAT_COMMAND = (sys.executable, "-m", "ruff", "format", "--isolated", "--line-length", "100")
-_GENERATOR_SOURCES = ("ir.py", "naming.py", "render.py", "xsd_reader.py", "compiler.py")
+_GENERATOR_SOURCES = (
+    "ir.py",
+    "naming.py",
+    "render.py",
+    "xsd_reader.py",
+    "compiler.py",
+    "catalogue.py",
+    "mapping/binder.py",
+    "mapping/compile.py",
+    "mapping/facets.py",
+    "mapping/loader.py",
+    "mapping/syntax.py",
+    "mapping/writer.py",
+)
 
 
 class FormatError(Exception):
     """The formatter rejected generated code: a generator defect, reported with the file."""
+
+
+class MappingError(Exception):
+    """The mappings have errors; every finding (warnings too) is listed."""
+
+    def __init__(self, findings: list[Finding]) -> None:
+        self.findings = findings
+        super().__init__("\n".join(str(f) for f in findings))
 
 
 @dataclass(frozen=True)
@@ -40,6 +64,8 @@ class Build:
 
     digest: str
     files: dict[str, str]  # path relative to target/python -> text
+    findings: tuple[Finding, ...] = ()
+    lineage: str = ""  # the lineage artifact, JSON
 
     @property
     def package(self) -> str:
@@ -61,25 +87,48 @@ def inputs_digest(project: Project) -> str:
     )
     for path in generator:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    for path in contract_files(project):
-        digest.update(path.relative_to(project.contracts).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
+    for path in [
+        *contract_files(project),
+        project.contracts / "flows.yaml",
+        *mapping_files(project),
+    ]:
+        if path.is_file():
+            digest.update(path.relative_to(project.root).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def mapping_files(project: Project) -> list[Path]:
+    folder = project.mappings
+    return sorted(
+        [
+            *folder.glob("*.yaml"),
+            *folder.glob("*.json"),
+            *folder.glob("tables/*.yaml"),
+            *folder.glob("fragments/*.yaml"),
+        ]
+    )
 
 
 def generate(project: Project) -> Build:
     """Render and format every generated module, in memory."""
     digest = inputs_digest(project)
-    build = Build(digest, {})
     contracts = read_contracts(project.contracts)
-    load_catalogue(project.contracts / "flows.yaml", contracts.contracts)
+    flows = load_catalogue(project.contracts / "flows.yaml", contracts.contracts)
     renderer = Renderer(contracts)
+    mappings = compile_mappings(project.root, project.mappings, contracts, flows, renderer.env)
+    if mappings.errors:
+        raise MappingError(mappings.findings)
+    build = Build(
+        digest, {}, tuple(mappings.findings), json.dumps(mappings.lineage, indent=2) + "\n"
+    )
     package = build.package
     modules = {
         "common.py": renderer.models_module("common"),
         "ccb.py": renderer.models_module("ccb"),
         "mdm.py": renderer.models_module("mdm"),
-        "__init__.py": renderer.package_module(digest),
+        "__init__.py": renderer.package_module(digest, mappings.transformers),
+        **mappings.modules,
     }
     for system, namespace in SYSTEM_NAMESPACES.items():
         modules[f"codec_{system}.py"] = renderer.codec_module(system, namespace)  # type: ignore[arg-type]
@@ -112,8 +161,12 @@ def output_dir(project: Project) -> Path:
     return project.target / "python"
 
 
-def write(build: Build, base: Path) -> Path:
-    """Write a build under ``base`` atomically and remove older builds; returns the package dir."""
+def write(build: Build, base: Path, *, prune: bool = True) -> Path:
+    """Write a build under ``base`` atomically; returns the package dir.
+
+    With ``prune``, builds of other inputs are removed (`ccbmdm compile`); the loader keeps them,
+    since another process may be importing one at that moment.
+    """
     base.mkdir(parents=True, exist_ok=True)
     final = base / build.package
     staging = Path(tempfile.mkdtemp(prefix=f".{build.package}-", dir=base))
@@ -137,9 +190,11 @@ def write(build: Build, base: Path) -> Path:
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    for other in base.glob(f"{PACKAGE_PREFIX}*"):
+    for other in base.glob(f"{PACKAGE_PREFIX}*") if prune else ():
         if other.name != build.package:
             shutil.rmtree(other, ignore_errors=True)
+    if build.lineage:
+        (base.parent / LINEAGE).write_text(build.lineage, encoding="utf-8")
     return final
 
 

@@ -58,9 +58,9 @@ def _current_build(project: Project, package: str) -> Path:
             return base / package
     build = compiler.generate(project)
     try:
-        return compiler.write(build, compiler.output_dir(project))
+        return compiler.write(build, compiler.output_dir(project), prune=False)
     except OSError:
-        return compiler.write(build, cache_dir() / project.root.name)
+        return compiler.write(build, cache_dir() / project.root.name, prune=False)
 
 
 def load_contracts(project: Project, limits: XmlLimits = DEFAULT_LIMITS) -> ContractRegistry:

@@ -327,12 +327,13 @@ class Renderer:
             ref=lambda key: f"{_MODULE_ALIAS[key[0]]}.{key[1]}",
         )
 
-    def package_module(self, digest: str) -> str:
+    def package_module(self, digest: str, transformers: list[dict[str, str]]) -> str:
         contracts = sorted(self.contracts.contracts.values(), key=lambda c: c.name)
         return self.env.get_template("package.py.jinja2").render(
             contracts=contracts,
             digest=digest,
             systems=sorted({c.system for c in contracts}),
+            transformers=sorted(transformers, key=lambda t: (t["flow"], t["part"])),
         )
 
     def _reachable(self, system: Home) -> list[tuple[Home, str]]:

@@ -1,0 +1,1 @@
+"""The mapping compiler: YAML mappings in, typed transformers and lineage out."""

@@ -1,0 +1,242 @@
+"""Stage 6 and the orchestration: every mapping of a project compiled into transformer modules,
+with the findings of all stages and the lineage artifact."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path as FilePath
+from typing import Any
+
+import jinja2
+
+from ccbmdm.codegen.catalogue import Flow
+from ccbmdm.codegen.ir import ContractSet
+from ccbmdm.codegen.mapping.binder import Binder, leaves
+from ccbmdm.codegen.mapping.loader import (
+    SCHEMA_FILE,
+    Finding,
+    load_fragment,
+    load_mapping,
+    table_positions,
+)
+from ccbmdm.codegen.mapping.syntax import Pos, Rules
+from ccbmdm.runtime.mapping import CodeTable, RuleSite, read_table
+
+
+@dataclass
+class MappingBuild:
+    findings: list[Finding] = field(default_factory=list)
+    modules: dict[str, str] = field(default_factory=dict)  # module file name -> source
+    transformers: list[dict[str, str]] = field(default_factory=list)
+    lineage: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+
+def module_name(file_stem: str) -> str:
+    """``sa-sync.request`` -> ``map_sa_sync_request``."""
+    return "map_" + file_stem.replace("-", "_").replace(".", "_")
+
+
+def compile_mappings(
+    root: FilePath,
+    folder: FilePath,
+    contracts: ContractSet,
+    flows: tuple[Flow, ...],
+    env: jinja2.Environment,
+) -> MappingBuild:
+    """Compile every mapping under ``folder``; findings carry paths relative to ``root``."""
+    result = MappingBuild()
+    schema = folder / SCHEMA_FILE
+
+    def display(path: FilePath) -> str:
+        try:
+            return str(path.relative_to(root))
+        except ValueError:
+            return str(path)
+
+    tables: dict[str, CodeTable] = {}
+    table_pos: dict[str, Pos] = {}
+    for path in sorted((folder / "tables").glob("*.yaml")):
+        try:
+            located = table_positions(path, display(path), schema)
+        except Finding as finding:
+            result.findings.append(finding)
+            continue
+        table = read_table(path)
+        if table.name != path.stem:
+            result.findings.append(
+                Finding(
+                    located["table"].pos,
+                    "table-name",
+                    f"table {table.name} is in {path.name}; name the file {table.name}.yaml",
+                )
+            )
+        _check_table(table, located, result)
+        tables[table.name] = table
+        table_pos[table.name] = located.pos
+    fragments: dict[str, Rules] = {}
+    for path in sorted((folder / "fragments").glob("*.yaml")):
+        try:
+            name, rules, _ = load_fragment(path, display(path), schema)
+        except Finding as finding:
+            result.findings.append(finding)
+            continue
+        fragments[name] = rules
+    parts = {(f.code, p.name): (f, p) for f in flows for p in f.parts}
+    used: set[str] = set()
+    for path in sorted(folder.glob("*.yaml")):
+        try:
+            mapping = load_mapping(path, display(path), schema)
+        except Finding as finding:
+            result.findings.append(finding)
+            continue
+        known = parts.get((mapping.flow, mapping.part))
+        if known is None:
+            result.findings.append(
+                Finding(
+                    mapping.pos,
+                    "unknown-flow",
+                    f"flow {mapping.flow} has no part {mapping.part} in contracts/flows.yaml",
+                )
+            )
+            continue
+        flow, part = known
+        expected_name = f"{flow.kebab}.{part.name}.yaml"
+        if path.name != expected_name:
+            result.findings.append(
+                Finding(
+                    mapping.pos,
+                    "file-name",
+                    f"the mapping of {flow.code} {part.name} must be named {expected_name}",
+                )
+            )
+        for given, wanted, pos, role in (
+            (mapping.source, part.sender, mapping.source_pos, "source"),
+            (mapping.target, part.receiver, mapping.target_pos, "target"),
+        ):
+            if given != wanted:
+                result.findings.append(
+                    Finding(
+                        pos,
+                        "contract",
+                        f"the {role} of {flow.code} {part.name} is {wanted}, not {given}",
+                    )
+                )
+        binder = Binder(contracts, tables, mapping, fragments)
+        binder.bind()
+        result.findings.extend(binder.findings)
+        used |= binder.tables_used
+        stem = path.name.removesuffix(".yaml")
+        if binder.findings and any(f.severity == "error" for f in binder.findings):
+            continue
+        module = module_name(stem)
+        result.modules[f"{module}.py"] = env.get_template("transformer.py.jinja2").render(
+            mapping=mapping,
+            binder=binder,
+            sites=[_site_repr(s) for s in binder.sites],
+            source_model=_model(contracts, mapping.source),
+            target_model=_model(contracts, mapping.target),
+        )
+        result.transformers.append(
+            {
+                "flow": mapping.flow,
+                "part": mapping.part,
+                "module": module,
+                "source": mapping.source,
+                "target": mapping.target,
+                "file": mapping.file,
+            }
+        )
+        source_key = contracts.contracts[mapping.source].type_key
+        result.lineage[mapping.file] = {
+            "flow": mapping.flow,
+            "part": mapping.part,
+            "source": mapping.source,
+            "target": mapping.target,
+            "fields": {
+                target: {
+                    "sources": sorted(entry.sources),
+                    "tables": sorted(entry.tables),
+                    "functions": sorted(entry.functions),
+                    "constants": entry.constants,
+                }
+                for target, entry in sorted(binder.lineage.items())
+            },
+            "unread_sources": [
+                leaf for leaf in leaves(contracts, source_key) if leaf not in binder.reads
+            ],
+        }
+    for name, pos in sorted(table_pos.items()):
+        if name not in used:
+            result.findings.append(
+                Finding(
+                    pos, "unused-table", f"no mapping uses code table {name}", severity="warning"
+                )
+            )
+    return result
+
+
+def _check_table(table: CodeTable, located: Any, result: MappingBuild) -> None:
+    columns = set(table.keys) | set(table.values)
+    if set(table.keys) & set(table.values):
+        result.findings.append(
+            Finding(
+                located["keys"].pos, "table-columns", "a column cannot be both a key and a value"
+            )
+        )
+    if table.miss == "pass_through":
+        result.findings.append(
+            Finding(
+                located.key_pos["miss"],
+                "pass-through",
+                f"{table.name} passes unknown codes through unchanged",
+                "the reference project fails on a miss (PD-C05)",
+                severity="warning",
+            )
+        )
+    if table.miss == "default" and (
+        table.default is None or set(table.default) != set(table.values)
+    ):
+        result.findings.append(
+            Finding(
+                located.key_pos["miss"],
+                "table-default",
+                "miss: default needs a default row giving every value column",
+            )
+        )
+    seen: dict[tuple[str, ...], int] = {}
+    for index, row in enumerate(located["rows"]):
+        if set(row) != columns:
+            result.findings.append(
+                Finding(
+                    row.pos,
+                    "table-row",
+                    f"the row has columns {', '.join(sorted(row))}; "
+                    f"expected {', '.join(sorted(columns))}",
+                )
+            )
+            continue
+        key = tuple(str(row[k]) for k in table.keys)
+        if key in seen:
+            result.findings.append(
+                Finding(
+                    row.pos,
+                    "table-duplicate",
+                    f"key {'/'.join(key)} is also in row {seen[key] + 1}",
+                )
+            )
+        seen[key] = index
+
+
+def _model(contracts: ContractSet, name: str) -> str:
+    from ccbmdm.codegen.mapping.binder import MODULES
+
+    home, type_name = contracts.contracts[name].type_key
+    return f"{MODULES[home]}.{type_name}"
+
+
+def _site_repr(site: RuleSite) -> str:
+    return f"RuleSite({site.file!r}, {site.line}, {site.column}, {site.target!r}, {site.source!r})"

@@ -1,0 +1,141 @@
+"""The function library of the mapping language: small, pure and typed.
+
+Each function declares the contract types of its parameters and result, so the mapping compiler
+can check a call (`{fn: start_of_day, args: [startDate, timeZone]}`) before anything runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from decimal import ROUND_HALF_EVEN, Decimal
+from functools import cache
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+@dataclass(frozen=True)
+class Signature:
+    """Parameter and result types as primitive names: ``?`` optional, ``*`` variadic, ``[]`` a
+    list."""
+
+    params: tuple[str, ...]
+    result: str
+    doc: str
+
+
+@cache
+def zone(name: str) -> ZoneInfo:
+    """An IANA time zone; a name the time zone database does not know is a ValueError."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not a time zone of the IANA database") from None
+
+
+def start_of_day(day: date, time_zone: str) -> datetime:
+    return datetime.combine(day, time(0), zone(time_zone))
+
+
+def in_zone(instant: datetime, time_zone: str) -> datetime:
+    return instant.astimezone(zone(time_zone))
+
+
+def to_utc(instant: datetime) -> datetime:
+    return instant.astimezone(UTC)
+
+
+def date_of(instant: datetime, time_zone: str) -> date:
+    return instant.astimezone(zone(time_zone)).date()
+
+
+def status_at(until: datetime | None, at: datetime) -> str:
+    return "ACTIVE" if until is None or at < until else "INACTIVE"
+
+
+def concat(*parts: str) -> str:
+    return "".join(parts)
+
+
+def join(separator: str, parts: tuple[str, ...]) -> str:
+    return separator.join(parts)
+
+
+def minutes_to_seconds(minutes: int) -> int:
+    return minutes * 60
+
+
+def multiply(left: Decimal, right: Decimal) -> Decimal:
+    return left * right
+
+
+def round_(value: Decimal, places: int) -> Decimal:
+    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+
+
+_UNIT_FACTORS = {
+    "Wh": ("energy", Decimal(1)),
+    "kWh": ("energy", Decimal(1000)),
+    "MWh": ("energy", Decimal(10**6)),
+    "W": ("power", Decimal(1)),
+    "kW": ("power", Decimal(1000)),
+    "MW": ("power", Decimal(10**6)),
+    "varh": ("reactive", Decimal(1)),
+    "kvarh": ("reactive", Decimal(1000)),
+}
+
+
+def convert_unit(value: Decimal, source: str, target: str) -> Decimal:
+    try:
+        (kind, factor), (target_kind, target_factor) = _UNIT_FACTORS[source], _UNIT_FACTORS[target]
+    except KeyError as exc:
+        raise ValueError(
+            f"unknown unit {exc.args[0]!r}; known: {', '.join(_UNIT_FACTORS)}"
+        ) from None
+    if kind != target_kind:
+        raise ValueError(f"cannot convert {source} ({kind}) to {target} ({target_kind})")
+    return value * factor / target_factor
+
+
+def number_text(value: Decimal, places: int) -> str:
+    return format(round_(value, places), "f")
+
+
+FUNCTIONS: dict[str, tuple[Callable[..., Any], Signature]] = {
+    "start_of_day": (
+        start_of_day,
+        Signature(("date", "string"), "dateTime", "00:00 of the date in the IANA zone"),
+    ),
+    "in_zone": (
+        in_zone,
+        Signature(("dateTime", "string"), "dateTime", "the instant with the zone's legal offset"),
+    ),
+    "to_utc": (to_utc, Signature(("dateTime",), "dateTime", "the instant in UTC")),
+    "date_of": (
+        date_of,
+        Signature(("dateTime", "string"), "date", "the calendar date of the instant in the zone"),
+    ),
+    "status_at": (
+        status_at,
+        Signature(
+            ("dateTime?", "dateTime"), "string", "ACTIVE until the first instant, INACTIVE from it"
+        ),
+    ),
+    "concat": (concat, Signature(("string*",), "string", "the strings joined")),
+    "join": (join, Signature(("string", "string[]"), "string", "the list joined by the separator")),
+    "minutes_to_seconds": (
+        minutes_to_seconds,
+        Signature(("integer",), "integer", "minutes as seconds"),
+    ),
+    "multiply": (multiply, Signature(("decimal", "decimal"), "decimal", "the product")),
+    "round": (round_, Signature(("decimal", "integer"), "decimal", "rounded half-even")),
+    "convert_unit": (
+        convert_unit,
+        Signature(("decimal", "string", "string"), "decimal", "between units of one kind"),
+    ),
+    "number_text": (
+        number_text,
+        Signature(("decimal", "integer"), "string", "the number with that many places"),
+    ),
+}
