@@ -1172,7 +1172,9 @@ def _target_refs(rule: Rule) -> set[str]:
 
 
 def _has_when(rule: Rule) -> bool:
-    return getattr(getattr(rule, "mods", None), "when", None) is not None
+    """A condition that can leave the element absent (a default fills it in otherwise)."""
+    mods = getattr(rule, "mods", None)
+    return mods is not None and mods.when is not None and mods.default is None
 
 
 def _model(key: tuple[Home, str]) -> str:

@@ -151,6 +151,24 @@ def _kind(data: dict[str, Any]) -> str:
     return "mapping"
 
 
+def _meant(errors: list[jsonschema.ValidationError]) -> jsonschema.ValidationError:
+    """Of the errors of a choice, one from the form the writer meant: an alternative whose
+    type and required keys the value satisfies (so a rule with `table:` is judged as a table
+    lookup), deepest first."""
+    by_form: dict[object, list[jsonschema.ValidationError]] = {}
+    for error in errors:
+        by_form.setdefault(
+            error.relative_schema_path[0] if error.relative_schema_path else None, []
+        ).append(error)
+    meant = [
+        found
+        for found in by_form.values()
+        if not any(e.validator in ("type", "required") and len(e.relative_path) == 0 for e in found)
+    ]
+    candidates = [e for found in meant for e in found] or errors
+    return max(candidates, key=lambda e: len(e.absolute_path))
+
+
 def read_located(path: FilePath, display: str, schema_path: FilePath) -> LDict:
     """Parse a YAML file with positions and validate it against the language's schema."""
     try:
@@ -171,6 +189,10 @@ def read_located(path: FilePath, display: str, schema_path: FilePath) -> LDict:
     errors = sorted(validator.iter_errors(_plain(data)), key=lambda e: list(e.absolute_path))
     if errors:
         best = jsonschema.exceptions.best_match(errors)
+        # Inside a choice (a rule has several forms), the form closest to what was written
+        # explains the problem better than "not valid under any of the given schemas".
+        while best.validator == "oneOf" and best.context:
+            best = _meant(best.context)
         where = _pos_of(data, iter(best.absolute_path), data.pos)
         location = ".".join(str(p) for p in best.absolute_path) or "the file"
         raise Finding(
