@@ -11,19 +11,16 @@ Run: python benchmarks/bench_codec.py [--contract ccb/ServiceAgreementSyncReques
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from lxml import etree
+from timing import compare, settle
 from xsdata.formats.dataclass.parsers import XmlParser
 from xsdata.formats.dataclass.parsers.config import ParserConfig
 from xsdata.formats.dataclass.parsers.handlers import LxmlEventHandler
@@ -34,39 +31,6 @@ from ccbmdm.codegen.project import Project
 from ccbmdm.runtime.xmlsafe import parse_partner_xml
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _batch_size(function: Callable[[], object]) -> int:
-    batch = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(batch):
-            function()
-        if time.perf_counter() - start > 0.02:
-            return batch
-        batch *= 2
-
-
-def compare(
-    ours: Callable[[], object], theirs: Callable[[], object], seconds: float
-) -> tuple[float, float, float]:
-    """Median seconds per call of each, and the median of their ratios.
-
-    Batches of the two alternate, so a change in the machine's speed during the run (a
-    neighbour's load, frequency scaling) touches both sides alike.
-    """
-    batches = (_batch_size(ours), _batch_size(theirs))
-    mine: list[float] = []
-    other: list[float] = []
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(mine) < 7:
-        for function, batch, samples in ((ours, batches[0], mine), (theirs, batches[1], other)):
-            start = time.perf_counter()
-            for _ in range(batch):
-                function()
-            samples.append((time.perf_counter() - start) / batch)
-    ratios = [b / a for a, b in zip(mine, other, strict=True)]
-    return statistics.median(mine), statistics.median(other), statistics.median(ratios)
 
 
 def xsdata_baseline(
@@ -122,10 +86,7 @@ def main() -> None:
 
         # Both routes must agree on the message before their speeds are compared.
         assert registry.decode(generated())[1] == registry.decode(generic())[1]
-        # Start-up objects (both libraries, schemas, classes) stay out of every collection, for
-        # both routes alike, so that neither pays for the other's heap.
-        gc.collect()
-        gc.freeze()
+        settle()
         ours, theirs, ratio = compare(generated, generic, args.seconds)
 
     python = f"{platform.python_implementation()} {platform.python_version()}"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ccbmdm import __version__
 from ccbmdm.codegen import compiler
@@ -88,11 +89,7 @@ def report(findings: Iterable[Finding]) -> None:
     """Print findings, errors last so that they stay in view, with a count."""
     ordered = sorted(findings, key=lambda f: (f.severity == "error", str(f.pos)))
     for finding in ordered:
-        colour = "red" if finding.severity == "error" else "yellow"
-        err.print(
-            f"{finding.pos}: [{colour}]{finding.severity}[/][{finding.rule}]: {finding.message}"
-            + (f" ({finding.hint})" if finding.hint else "")
-        )
+        err.print(escape(str(finding)), style="red" if finding.severity == "error" else "yellow")
     errors = sum(1 for f in ordered if f.severity == "error")
     if ordered:
         err.print(f"{errors} error(s), {len(ordered) - errors} warning(s)")

@@ -181,15 +181,20 @@ def write(build: Build, base: Path, *, prune: bool = True) -> Path:
             "files": {rel: _sha(text) for rel, text in sorted(build.files.items())},
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        if final.exists():
-            shutil.rmtree(final)
-        try:
-            os.replace(staging, final)
-        except OSError:
-            if not final.exists():  # not a concurrent writer having won the race
-                raise
+        # Same name, same inputs: a current build of another process is left as it is (it may
+        # be importing it); a damaged one is moved aside before the new one takes its place.
+        if not is_current(final):
+            if final.exists():
+                os.replace(final, staging.with_name(f".{build.package}-old-{os.getpid()}"))
+            try:
+                os.replace(staging, final)
+            except OSError:
+                if not is_current(final):  # not a concurrent writer having won the race
+                    raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        for old in base.glob(f".{build.package}-old-*"):
+            shutil.rmtree(old, ignore_errors=True)
     for other in base.glob(f"{PACKAGE_PREFIX}*") if prune else ():
         if other.name != build.package:
             shutil.rmtree(other, ignore_errors=True)

@@ -63,7 +63,7 @@ def test_compile_and_check(scratch: Project, capsys: pytest.CaptureFixture[str])
     code, _, err = ccbmdm(capsys, "compile", "--check", *where)
     assert code == 1 and "is stale; run `ccbmdm compile`" in err and "(missing)" in err
     code, out, _ = ccbmdm(capsys, "compile", *where)
-    assert code == 0 and out.startswith("compiled 56 contracts into ")
+    assert code == 0 and out.startswith("compiled 56 contracts and 39 mappings in ")
     code, out, _ = ccbmdm(capsys, "compile", "--check", *where)
     assert code == 0 and "is up to date" in out
 

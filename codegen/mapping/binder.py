@@ -10,6 +10,7 @@ is looser than the target's) gets a run-time check that fails with the rule's po
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -123,6 +124,7 @@ class Binder:
         self.tables_used: set[str] = set()
         self._counter = [0]
         self._lineage_target: str = ""
+        self._target_path = ""  # XPath of the target element being compiled, for findings
 
     # ---------------------------------------------------------------- entry
 
@@ -173,7 +175,7 @@ class Binder:
     def fail(
         self, pos: Pos, rule: str, message: str, hint: str = "", severity: str = "error"
     ) -> None:
-        self.findings.append(Finding(pos, rule, message, hint, severity))
+        self.findings.append(Finding(pos, rule, message, hint, severity, self._target_path))
 
     # ---------------------------------------------------------------- structures
 
@@ -189,6 +191,7 @@ class Binder:
                     f"<{key}> is not an element of {_type_label(target)}",
                     _suggest(key, list(particles)),
                 )
+        self._target_path = scope.target_xpath.replace("[]", "")
         for particle in target.particles:
             if particle.min_occurs > 0 and particle.name not in rules.entries:
                 self.fail(
@@ -202,12 +205,13 @@ class Binder:
         for key in order:
             particle = particles[key]
             self._lineage_target = f"{scope.target_dotted}{'.' if scope.target_dotted else ''}{key}"
+            self._target_path = f"{scope.target_xpath}/{key}".replace("[]", "")
             self.lineage.setdefault(self._lineage_target, LineageEntry())
             var = self.assign(w, scope, rules.entries[key], particle, rules.key_pos[key])
             scope.built[key] = (var, particle)
         source_cls = _model(scope.source)
         target_cls = _model(scope.target)
-        body = "\n".join("    " + line for line in w.lines) or "    pass"
+        body = "\n".join("    " + line for line in [*_declarations(w.lines), *w.lines])
         fields = "".join(
             f"            {field_name(p.name)!r}: {scope.built[p.name][0] if p.name in scope.built else ('()' if p.repeats else 'None')},\n"
             for p in target.particles
@@ -397,8 +401,9 @@ class Binder:
             sequence = (
                 items.var if items.many else f"(() if {items.var} is None else ({items.var},))"
             )
-            w.line(f"{var}: list[Any] = []")
-            with w.block(f"for i, x in enumerate({sequence}):"):
+            item = w.fresh("x")
+            w.line(f"{var} = []")
+            with w.block(f"for i, {item} in enumerate({sequence}):"):
                 if rule.where is not None:
                     inner = w.child()
                     item_scope = Scope(
@@ -409,16 +414,16 @@ class Binder:
                         "",
                         "",
                     )
-                    condition = self.condition(inner, item_scope, rule.where, "x")
+                    condition = self.condition(inner, item_scope, rule.where, item)
                     w.extend(inner)
                     with w.block(f"if not ({condition}):"):
                         w.line("continue")
                 with w.block("try:"):
-                    w.line(f"{var}.append({function}(x, r, ctx))")
+                    w.line(f"{var}.append({function}({item}, r, ctx))")
                 with w.block("except RuleFailure as failure:"):
                     w.line("failure.positions.append(i)")
                     w.line("raise")
-            w.line(f"{var} = tuple({var})")  # type: ignore[unreachable]
+            w.line(f"{var} = tuple({var})")
             return var
         if particle.repeats and not isinstance(rule, CopyRule):
             self.fail(
@@ -987,7 +992,7 @@ class Binder:
         key = self.root_source if path.absolute else scope.source
         xpath = self.root_xpath if path.absolute else scope.source_xpath
         dotted = "" if path.absolute else scope.source_dotted
-        particles = []
+        particles: list[Particle] = []
         for index, step in enumerate(path.steps):
             complex_type = self.contracts.complex_types[key]
             found = {p.name: p for p in complex_type.particles}.get(step)
@@ -1128,6 +1133,19 @@ class Resolved:
     start: str
     xpath: str
     dotted: str
+
+
+def _declarations(lines: list[str]) -> list[str]:
+    """``name: Any`` for every variable of a generated body: a variable holds a value, then the
+    same value checked or wrapped, so one precise type per name would not fit; the function's
+    own signature stays precise."""
+    names = sorted(
+        {m for line in lines for m in _VARIABLE.findall(line)}, key=lambda n: (n[0], int(n[1:]))
+    )
+    return [f"{name}: Any" for name in names]
+
+
+_VARIABLE = re.compile(r"\b([vx]\d+)\b(?= =| in )")
 
 
 def leaves(contracts: ContractSet, key: tuple[Home, str], prefix: str = "") -> list[str]:

@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path as FilePath
-from typing import Any, cast
+from typing import Any
 
 import jsonschema
 import yaml
@@ -45,7 +45,13 @@ class Finding(Exception):
     """One problem at a position; the compiler collects them (see `diagnostics`)."""
 
     def __init__(
-        self, pos: Pos, rule: str, message: str, hint: str = "", severity: str = "error"
+        self,
+        pos: Pos,
+        rule: str,
+        message: str,
+        hint: str = "",
+        severity: str = "error",
+        path: str = "",
     ) -> None:
         super().__init__(message)
         self.pos = pos
@@ -53,10 +59,12 @@ class Finding(Exception):
         self.message = message
         self.hint = hint
         self.severity = severity
+        self.path = path  # the contract path concerned: the target element being written
 
     def __str__(self) -> str:
         hint = f" ({self.hint})" if self.hint else ""
-        return f"{self.pos}: {self.severity}[{self.rule}]: {self.message}{hint}"
+        path = f"{self.path}: " if self.path else ""
+        return f"{self.pos}: {self.severity}[{self.rule}]: {path}{self.message}{hint}"
 
 
 # ---------------------------------------------------------------- YAML with positions
@@ -123,7 +131,7 @@ def _plain(data: Any) -> Any:
 def _pos_of(data: Any, path: Iterator[str | int], fallback: Pos) -> Pos:
     here = fallback
     for step in path:
-        if isinstance(data, dict) and isinstance(step, str) and step in data:
+        if isinstance(data, LDict) and isinstance(step, str) and step in data:
             here = data.key_pos.get(step, here)
             data = data[step]
         elif isinstance(data, list) and isinstance(step, int) and step < len(data):
@@ -140,8 +148,8 @@ def schema_validator(schema_path: FilePath, kind: str) -> jsonschema.protocols.V
     that kind, so that errors speak of it rather than of the three-way choice at the top."""
     schema = json.loads(schema_path.read_text(encoding="utf-8"))
     schema = {**schema, "oneOf": [{"$ref": f"#/$defs/{kind}"}]}
-    cls = jsonschema.validators.validator_for(schema)
-    return cast(jsonschema.protocols.Validator, cls(schema))
+    validator: jsonschema.protocols.Validator = jsonschema.validators.validator_for(schema)(schema)
+    return validator
 
 
 def _kind(data: dict[str, Any]) -> str:

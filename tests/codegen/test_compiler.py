@@ -73,7 +73,7 @@ def test_generated_code_is_mypy_strict_clean(project: Project, tmp_path: Path) -
         "-m", "mypy", "--strict", "--no-incremental", "-p", package.name, cwd=tmp_path
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Success: no issues found in 7 source files" in result.stdout
+    assert result.stdout.startswith("Success: no issues found in ")
 
 
 def test_the_wheel_ships_the_reference_contracts(tmp_path: Path) -> None:

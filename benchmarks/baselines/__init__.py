@@ -1,0 +1,1 @@
+"""Hand-written baselines the mapping benchmark measures the compiled transformer against."""
