@@ -61,7 +61,7 @@ class Failed(Exception):
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}")
     raise Failed(code)
 
 

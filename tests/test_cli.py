@@ -101,7 +101,9 @@ def test_init_refuses_to_overwrite(scratch: Project, capsys: pytest.CaptureFixtu
     assert ccbmdm(capsys, "init", str(scratch.root), "--force")[0] == 0
 
 
-@pytest.mark.parametrize("command", [[], ["init"], ["compile"], ["validate"]])
+@pytest.mark.parametrize(
+    "command", [[], ["init"], ["compile"], ["check"], ["validate"], ["transform"]]
+)
 def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = ccbmdm(capsys, *command, "--help")
     assert code == 0 and "Usage:" in out
@@ -120,3 +122,60 @@ def test_the_installed_script_runs_without_traceback(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith(f"{bad}:1:19: XML rejected: ")
     assert "Traceback" not in result.stderr
+
+
+def test_check_reports_findings_with_position_and_path(
+    scratch: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mapping = scratch.mappings / "person-sync.request.yaml"
+    mapping.write_text(mapping.read_text().replace("name: entityName", "name: entityNme"))
+    code, _, err = ccbmdm(capsys, "check", "--project-dir", str(scratch.root))
+    assert code == 1
+    assert (
+        "mappings/person-sync.request.yaml:13:13: error[unknown-source-path]: "
+        "/ContactSyncRequest/contact/name: PersonType (<the current node>) has no element "
+        "<entityNme> (did you mean entityName?)"
+    ) in err
+    assert "1 error(s)" in err
+
+
+def test_check_passes_on_the_reference_project(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = ccbmdm(capsys, "check", "--project-dir", str(REPO))
+    assert (code, out) == (0, "no errors\n")
+
+
+def test_transform_prints_the_target_message(capsys: pytest.CaptureFixture[str]) -> None:
+    path = REPO / "contracts" / "samples" / "ccb" / "ServiceAgreementSyncRequest.xml"
+    code, out, err = ccbmdm(
+        capsys, "transform", str(path), "--flow", "sa-sync", "--project-dir", str(REPO)
+    )
+    assert (code, err) == (0, "")
+    assert out.startswith("<?xml version='1.0' encoding='UTF-8'?>\n<UsageSubscriptionSyncRequest")
+    assert "<usType>RES-ELEC</usType>" in out
+    assert "<startDateTime>2019-06-14T00:00:00-04:00</startDateTime>" in out
+
+
+def test_transform_failure_names_the_rule(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "person.xml"
+    path.write_bytes(
+        sample("ccb/PersonSyncRequest").replace(
+            b"<country>USA</country>", b"<country>XXA</country>"
+        )
+    )
+    code, out, err = ccbmdm(
+        capsys, "transform", str(path), "--flow", "PERSON_SYNC", "--project-dir", str(REPO)
+    )
+    assert code == 1 and out == ""
+    assert "mappings/person-sync.request.yaml:" in err
+    assert "reading /PersonSyncRequest/person/address/country = 'XXA'" in err
+    assert "(fault 90000/1101;" in err
+
+
+def test_transform_unknown_flow_lists_the_compiled_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    path = REPO / "contracts" / "samples" / "ccb" / "PersonSyncRequest.xml"
+    code, _, err = ccbmdm(
+        capsys, "transform", str(path), "--flow", "PERSN_SYNC", "--project-dir", str(REPO)
+    )
+    assert code == 1 and "no mapping for flow PERSN_SYNC part request" in err
