@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
@@ -23,6 +23,7 @@ class Signature:
     params: tuple[str, ...]
     result: str
     doc: str
+    context: bool = False  # the function reads the transform's context (clock, time zone)
 
 
 @cache
@@ -52,6 +53,21 @@ def date_of(instant: datetime, time_zone: str) -> date:
 
 def status_at(until: datetime | None, at: datetime) -> str:
     return "ACTIVE" if until is None or at < until else "INACTIVE"
+
+
+class Clocked(Protocol):
+    """What the context-reading functions need of a transform context."""
+
+    time_zone: str
+    clock: Callable[[], datetime]
+
+
+def now(context: Clocked) -> datetime:
+    return context.clock()
+
+
+def today(context: Clocked) -> date:
+    return context.clock().astimezone(zone(context.time_zone)).date()
 
 
 def concat(*parts: str) -> str:
@@ -121,6 +137,11 @@ FUNCTIONS: dict[str, tuple[Callable[..., Any], Signature]] = {
         Signature(
             ("dateTime?", "dateTime"), "string", "ACTIVE until the first instant, INACTIVE from it"
         ),
+    ),
+    "now": (now, Signature((), "dateTime", "the context's clock", context=True)),
+    "today": (
+        today,
+        Signature((), "date", "today in the installation's time zone (PD-F36)", context=True),
     ),
     "concat": (concat, Signature(("string*",), "string", "the strings joined")),
     "join": (join, Signature(("string", "string[]"), "string", "the list joined by the separator")),

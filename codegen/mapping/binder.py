@@ -920,7 +920,8 @@ class Binder:
             if value.optional and not param.endswith("?"):
                 guards.append(f"{value.var} is None")
         var = w.fresh()
-        call = f"fn.{FUNCTIONS[rule.name][0].__name__}({', '.join(arguments)})"
+        call_arguments = ", ".join(["ctx", *arguments] if signature.context else arguments)
+        call = f"fn.{FUNCTIONS[rule.name][0].__name__}({call_arguments})"
         w.line(
             f"{var} = None if {' or '.join(guards)} else {call}" if guards else f"{var} = {call}"
         )

@@ -315,3 +315,28 @@ def test_lineage_records_what_each_target_reads(project: Project) -> None:
     assert lineage["fields"]["targetMo"]["tables"] == ["OUCCB2_OUMDM2_MO"]
     assert "person.emailAddress" in lineage["unread_sources"]
     assert "person.entityName" not in lineage["unread_sources"]
+
+
+class PersonToContact:
+    """A cross-reference that knows one person."""
+
+    def resolve(self, mo: str, key: str) -> str | None:
+        return "C-000000418" if (mo, key) == ("PERSON", "0001234567") else None
+
+
+def test_cross_reference_lookup(project: Project) -> None:
+    write(
+        project,
+        "person-sync.request.yaml",
+        PERSON.replace("name: entityName", "name: {xref: PERSON, key: personId}"),
+    )
+    package = load_package(project)
+    registry = load_contracts(project)
+    transform = package.TRANSFORMERS[("PERSON_SYNC", "request")].function
+    tables = CodeTables.load(project.mappings / "tables")
+    _, message = registry.decode(sample("ccb/PersonSyncRequest"))
+    assert transform(message, Context(tables, xref=PersonToContact())).contact.name == "C-000000418"
+    with pytest.raises(TransformError) as caught:
+        transform(message, Context(tables))
+    assert caught.value.code == 1102
+    assert "no cross-reference for PERSON '0001234567'" in str(caught.value)
