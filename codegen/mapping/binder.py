@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
-from typing import Literal
 
 from ccbmdm.codegen.ir import ComplexType, ContractSet, Facets, Home, Particle, SimpleType
 from ccbmdm.codegen.mapping.facets import facet_problem, lexical_of, subsumes
@@ -27,7 +26,6 @@ from ccbmdm.codegen.mapping.syntax import (
     Literal_,
     Mapping,
     MapRule,
-    Modifiers,
     Path,
     PathRule,
     Pos,
@@ -305,7 +303,7 @@ class Binder:
         if not subsumes(target_simple, value.simple):
             check = f"{MODULES[target_simple.home]}.check_{_simple_name(target_simple)}"
             if value.many:
-                w.line(f"{var} = [{check}(x) for x in {var}]" if True else "")
+                w.line(f"{var} = [{check}(x) for x in {var}]")
             else:
                 with w.block(f"if {var} is not None:"):
                     w.line(f"{var} = {check}({var})")
@@ -1228,6 +1226,3 @@ def _conversion_hint(source: SimpleType, target: SimpleType) -> str:
     if pair == ("string", "decimal"):
         return "text is not a number; map a decimal source"
     return ""
-
-
-_ = (Literal, Modifiers)
