@@ -1,6 +1,15 @@
-"""Fixtures shared by the whole suite: the reference project, compiled once per session."""
+"""Fixtures shared by the whole suite: the reference project, compiled once per session, and
+the runtime's stores: every store test runs on SQLite and on PostgreSQL.
+
+PostgreSQL comes from CCBMDM_TEST_PG_DSN (CI sets it); each test gets a schema of its own.
+Without the variable the PostgreSQL runs are skipped with that reason."""
 
 from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -9,6 +18,9 @@ from ccbmdm.codegen.loader import load_contracts
 from ccbmdm.codegen.project import Project
 from ccbmdm.codegen.xsd_reader import read_contracts
 from ccbmdm.runtime.contracts import ContractRegistry
+from ccbmdm.runtime.store import Store
+from ccbmdm.runtime.store.postgres import PostgresStore
+from ccbmdm.runtime.store.sqlite import SqliteStore
 from support import REPO
 
 
@@ -25,3 +37,30 @@ def registry(project: Project) -> ContractRegistry:
 @pytest.fixture(scope="session")
 def contract_set(project: Project) -> ContractSet:
     return read_contracts(project.contracts)
+
+
+PG_DSN = os.environ.get("CCBMDM_TEST_PG_DSN")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        created: Store = SqliteStore(str(tmp_path / "runtime.db"))
+        created.migrate()
+        yield created
+        created.close()
+        return
+    if not PG_DSN:
+        pytest.skip("PostgreSQL store tests need CCBMDM_TEST_PG_DSN (CI sets it)")
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    separator = "&" if "?" in PG_DSN else "?"
+    created = PostgresStore(f"{PG_DSN}{separator}options=-csearch_path%3D{schema}")
+    created.migrate()
+    yield created
+    created.close()
+    with psycopg.connect(PG_DSN, autocommit=True) as admin:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -1,0 +1,91 @@
+"""The store interface both backends implement."""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any
+
+Row = Mapping[str, Any]
+_PARAMETER = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used as configured; the message says what to change."""
+
+
+class Transaction(ABC):
+    """One database transaction; SQL uses ``:name`` parameters and the dialect's expressions."""
+
+    now: str  # SQL for the database clock
+
+    @abstractmethod
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
+        """Run a statement; returns the number of rows it changed."""
+
+    @abstractmethod
+    def fetch(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        """Run a query (or a statement with RETURNING) and return its rows as mappings."""
+
+    def fetch_one(self, sql: str, params: Mapping[str, Any] | None = None) -> Row | None:
+        rows = self.fetch(sql, params)
+        return rows[0] if rows else None
+
+    @abstractmethod
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A nested scope rolled back alone when it raises (a failed item of a batch)."""
+
+
+class Store(ABC):
+    """A database holding the runtime's tables; hands out transactions."""
+
+    dialect: str
+    #: SQL for the database clock, and for the clock plus ``:seconds`` seconds
+    now: str
+    now_plus: str
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """A write transaction: SQLite ``BEGIN IMMEDIATE``, PostgreSQL ``READ COMMITTED``."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def to_datetime(self, value: Any) -> datetime | None:
+        """A timestamp column's value as an aware datetime."""
+
+    @abstractmethod
+    def json_value(self, value: Any) -> Any:
+        """A JSON column's value as Python data."""
+
+    def migrate(self) -> int:
+        """Create or upgrade the runtime's schema; returns its version."""
+        from ccbmdm.runtime.store.schema import migrate
+
+        return migrate(self)
+
+
+def named_to(style: str, sql: str) -> str:
+    """Rewrite ``:name`` parameters into ``%(name)s`` (psycopg) or keep them (sqlite3)."""
+    if style == "pyformat":
+        return _PARAMETER.sub(r"%(\1)s", sql.replace("%", "%%"))
+    return sql
+
+
+def open_store(dsn: str) -> Store:
+    """A store from a DSN: ``postgresql://…`` for PostgreSQL, anything else a SQLite file path."""
+    if dsn.startswith(("postgresql://", "postgres://")) or dsn.startswith("host="):
+        from ccbmdm.runtime.store.postgres import PostgresStore
+
+        return PostgresStore(dsn)
+    from ccbmdm.runtime.store.sqlite import SqliteStore
+
+    return SqliteStore(dsn.removeprefix("sqlite:///"))
+
+
+def rows(columns: Sequence[str], values: Iterator[Sequence[Any]]) -> list[Row]:
+    return [dict(zip(columns, row, strict=True)) for row in values]

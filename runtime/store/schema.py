@@ -1,0 +1,103 @@
+"""The runtime's tables (reliability.md §2.1), versioned: the store creates and upgrades them.
+
+Each migration is written once with a few type words that each dialect spells its own way;
+``schema_version`` records what has been applied, in the same transaction as the change.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ccbmdm.runtime.store.base import Store
+
+_TYPES = {
+    "sqlite": {
+        "id": "INTEGER PRIMARY KEY",
+        "ts": "REAL",
+        "json": "TEXT",
+        "blob": "BLOB",
+        "uuid": "TEXT",
+    },
+    "postgres": {
+        "id": "bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        "ts": "timestamptz",
+        "json": "jsonb",
+        "blob": "bytea",
+        "uuid": "uuid",
+    },
+}
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: change capture, sync requests, the outbox and the inbox
+    (
+        """CREATE TABLE entity_version (
+             mo text NOT NULL, pk text NOT NULL, target text NOT NULL, version bigint NOT NULL,
+             PRIMARY KEY (mo, pk, target))""",
+        """CREATE TABLE sync_request (
+             id {id},
+             mo text NOT NULL, pk text NOT NULL, target text NOT NULL, flow text NOT NULL,
+             state text NOT NULL, reason text, due_at {ts}, entity_version bigint,
+             initial_snapshot {json} NOT NULL, final_snapshot {json},
+             initial_load boolean NOT NULL DEFAULT FALSE,
+             message_id {uuid} UNIQUE, created_at {ts} NOT NULL,
+             CHECK (state IN ('PENDING','AWAITING_ACK','ERROR','SYNCHRONIZED','DISCARDED','CANCELED','SUPERSEDED')),
+             CHECK (state NOT IN ('PENDING','ERROR') OR due_at IS NOT NULL),
+             CHECK (message_id IS NULL OR final_snapshot IS NOT NULL))""",
+        "CREATE UNIQUE INDEX one_pending ON sync_request (mo, pk, target) WHERE state = 'PENDING'",
+        "CREATE INDEX sync_request_due ON sync_request (due_at, id) WHERE state = 'PENDING'",
+        "CREATE INDEX open_key ON sync_request (mo, pk, target) WHERE state IN ('AWAITING_ACK','ERROR')",
+        """CREATE TABLE outbox (
+             id {id}, node text NOT NULL, partner text NOT NULL, flow text NOT NULL, part text NOT NULL,
+             message_id {uuid} NOT NULL, ordering_key text, owner_type text, owner_id bigint,
+             payload {blob} NOT NULL, reply_timeout_s double precision,
+             state text NOT NULL, attempt integer NOT NULL DEFAULT 0, lease_token text,
+             due_at {ts}, last_error text,
+             UNIQUE (node, partner, message_id),
+             CHECK (state IN ('PENDING','SENDING','AWAITING_REPLY','RETRY_WAIT','DELIVERED','ERROR')),
+             CHECK (state IN ('DELIVERED','ERROR') OR due_at IS NOT NULL))""",
+        "CREATE INDEX outbox_claimable ON outbox (due_at, id) WHERE state IN ('PENDING','RETRY_WAIT')",
+        "CREATE INDEX outbox_in_flight ON outbox (due_at) WHERE state IN ('SENDING','AWAITING_REPLY')",
+        """CREATE INDEX outbox_open_key ON outbox (node, partner, ordering_key, id)
+             WHERE state IN ('PENDING','SENDING','AWAITING_REPLY','RETRY_WAIT')""",
+        """CREATE TABLE inbox (
+             id {id}, node text NOT NULL, partner text NOT NULL, flow text NOT NULL, part text NOT NULL,
+             message_id {uuid} NOT NULL, correlation_id {uuid}, payload {blob} NOT NULL,
+             state text NOT NULL, attempt integer NOT NULL DEFAULT 0, lease_token text, due_at {ts},
+             outcome_message_id {uuid}, received_at {ts} NOT NULL,
+             UNIQUE (node, partner, message_id),
+             CHECK (state IN ('RECEIVED','PROCESSING','PROCESSED')),
+             CHECK (state = 'PROCESSED' OR due_at IS NOT NULL))""",
+        "CREATE INDEX inbox_claimable ON inbox (due_at, id) WHERE state = 'RECEIVED'",
+    ),
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(store: Store) -> int:
+    """Apply the migrations not yet applied, each in its own transaction; returns the version."""
+    types = _TYPES[store.dialect]
+    with store.transaction() as tx:
+        tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY)")
+        row = tx.fetch_one("SELECT max(version) AS version FROM schema_version")
+    current = int(row["version"]) if row and row["version"] is not None else 0
+    if current > SCHEMA_VERSION:
+        from ccbmdm.runtime.store.base import StoreError
+
+        raise StoreError(
+            f"the store's schema is version {current}, newer than this ccbmdm knows ({SCHEMA_VERSION}); "
+            "upgrade ccbmdm"
+        )
+    for version in range(current + 1, SCHEMA_VERSION + 1):
+        with store.transaction() as tx:
+            if store.dialect == "postgres":  # serialise concurrent migrations; released at commit
+                tx.execute("SELECT pg_advisory_xact_lock(4242)")
+            if tx.fetch_one(
+                "SELECT version FROM schema_version WHERE version = :v", {"v": version}
+            ):
+                continue  # another process migrated meanwhile
+            for statement in MIGRATIONS[version - 1]:
+                tx.execute(statement.format(**types))
+            tx.execute("INSERT INTO schema_version (version) VALUES (:v)", {"v": version})
+    return SCHEMA_VERSION

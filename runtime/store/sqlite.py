@@ -1,0 +1,129 @@
+"""SQLite backend: one file, WAL, ``synchronous=FULL``, ``BEGIN IMMEDIATE`` for every write.
+
+Connections use ``isolation_level=None`` so that nothing begins a transaction implicitly: a
+deferred transaction that reads then writes gets SQLITE_BUSY at once, whatever the timeout
+(reliability.md §2.3).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ccbmdm.runtime.store.base import Row, Store, StoreError, Transaction, rows
+
+_JULIAN_UNIX_EPOCH = 2440587.5
+_NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p", "afs"}
+
+
+class SqliteTransaction(Transaction):
+    now = "julianday('now')"
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+        self._savepoints = 0
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
+        return self.connection.execute(sql, dict(params or {})).rowcount
+
+    def fetch(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        cursor = self.connection.execute(sql, dict(params or {}))
+        columns = [d[0] for d in cursor.description or ()]
+        return rows(columns, iter(cursor.fetchall()))
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        self._savepoints += 1
+        name = f"sp{self._savepoints}"
+        self.connection.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self.connection.execute(f"ROLLBACK TO {name}")
+            self.connection.execute(f"RELEASE {name}")
+            raise
+        self.connection.execute(f"RELEASE {name}")
+
+
+class SqliteStore(Store):
+    dialect = "sqlite"
+    now = "julianday('now')"
+    now_plus = "(julianday('now') + :seconds / 86400.0)"
+
+    def __init__(
+        self, path: str, *, synchronous: str = "FULL", busy_timeout_ms: int = 5000
+    ) -> None:
+        if synchronous not in ("FULL", "NORMAL"):
+            raise StoreError(f"synchronous must be FULL (default) or NORMAL, not {synchronous!r}")
+        self.path = path
+        self.synchronous = synchronous
+        self.busy_timeout_ms = busy_timeout_ms
+        refuse_network_filesystem(Path(path))
+        self._local = threading.local()
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection (sqlite3 connections stay in the thread that made them)."""
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None or getattr(self._local, "pid", None) != os.getpid():
+            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute(f"PRAGMA synchronous={self.synchronous}")
+            connection.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
+            connection.execute("PRAGMA foreign_keys=ON")
+            self._local.connection, self._local.pid = connection, os.getpid()
+        return connection
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        connection = self.connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield SqliteTransaction(connection)
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    def close(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
+    def to_datetime(self, value: Any) -> datetime | None:
+        if value is None:
+            return None
+        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=float(value) - _JULIAN_UNIX_EPOCH)
+
+    def json_value(self, value: Any) -> Any:
+        return None if value is None else json.loads(value)
+
+    def checkpoint(self) -> None:
+        """Fold the WAL back into the database file, so that it stays small."""
+        self.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def refuse_network_filesystem(path: Path, mounts_file: Path = Path("/proc/mounts")) -> None:
+    """WAL needs shared memory on one host: a database on a network filesystem is refused."""
+    folder = path.parent.resolve()
+    try:
+        mounts = mounts_file.read_text().splitlines()
+    except OSError:
+        return
+    best, kind = "", ""
+    for line in mounts:
+        parts = line.split()
+        if len(parts) >= 3 and str(folder).startswith(parts[1]) and len(parts[1]) > len(best):
+            best, kind = parts[1], parts[2]
+    if kind in _NETWORK_FILESYSTEMS:
+        raise StoreError(
+            f"{path} is on a {kind} network filesystem; SQLite's WAL needs a local disk. "
+            "Put the database on a local disk, or use PostgreSQL (--pg DSN)"
+        )

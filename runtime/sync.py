@@ -1,0 +1,287 @@
+"""Master-data sync requests: change capture in the source's transaction, and the monitor's step
+that takes the final snapshot, compares it and hands the message to delivery.
+
+Nothing is processed in the transaction that creates it (lifecycles.md §1.4): ``capture`` only
+records that an entity changed; the monitor, later and in its own transaction, decides whether
+anything is sent (reliability.md §2.2).
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from deepdiff import DeepDiff
+from pydantic import ValidationError
+
+from ccbmdm.runtime.contracts import ContractRegistry
+from ccbmdm.runtime.lifecycle import SYNC_REQUEST
+from ccbmdm.runtime.model import ContractModel
+from ccbmdm.runtime.store import Store, Transaction
+
+KEY_SEPARATOR = "\x1f"  # PD-L12: primary-key values joined by U+001F
+_HEADER_FIELDS = ("message_header", "send_details", "change_type", "entity_version")
+
+# The reference configuration: CCB maintenance object -> its master-data flow. The MO codes are
+# the keys of the OUCCB2_OUMDM2_MO code table.
+CCB_SYNC_FLOWS: Mapping[str, str] = {
+    "PERSON": "PERSON_SYNC",
+    "SP": "SP_SYNC",
+    "SA": "SA_SYNC",
+    "SA REL": "SA_REL_SYNC",
+    "CONTRACT OPT": "DOP_SYNC",
+    "CONTR OPT EVT": "DOP_EVENT_SYNC",
+    "METER": "METER_SYNC",
+    "MTR CONFIG": "METER_CONFIG_SYNC",
+    "SP MTR HIST": "SP_METER_HISTORY_SYNC",
+    "METER READ": "SCALAR_READ_SYNC",
+    "BILL CYCLE": "BILL_CYCLE_SYNC",
+}
+
+
+def canonical_key(values: tuple[str, ...]) -> str:
+    """The canonical primary key: values joined by U+001F, trailing empty values dropped."""
+    trimmed = list(values)
+    while trimmed and not trimmed[-1]:
+        trimmed.pop()
+    if not trimmed:
+        raise ValueError("a sync request needs at least one primary-key value")
+    return KEY_SEPARATOR.join(trimmed)
+
+
+def capture(
+    tx: Transaction,
+    mo: str,
+    key: tuple[str, ...],
+    before: Mapping[str, Any] | None,
+    *,
+    target: str = "MDM",
+    initial_load: bool = False,
+    flows: Mapping[str, str] = CCB_SYNC_FLOWS,
+) -> None:
+    """Record a change of an entity, inside the caller's own transaction.
+
+    One Pending request per key: a later change joins it (the first initial snapshot is kept);
+    ``before`` is the entity as it was before this change (None: it did not exist), in the
+    JSON form of the entity element of the flow's contract.
+    """
+    flow = flows.get(mo)
+    if flow is None:
+        raise ValueError(
+            f"maintenance object {mo!r} has no sync flow; known: {', '.join(sorted(flows))}"
+        )
+    params = {
+        "mo": mo,
+        "pk": canonical_key(key),
+        "target": target,
+        "flow": flow,
+        "before": json.dumps(before, sort_keys=True, default=str),
+        "initial_load": initial_load,
+    }
+    tx.execute(
+        """INSERT INTO entity_version (mo, pk, target, version) VALUES (:mo, :pk, :target, 1)
+           ON CONFLICT (mo, pk, target) DO UPDATE SET version = entity_version.version + 1""",
+        params,
+    )
+    tx.execute(
+        f"""INSERT INTO sync_request (mo, pk, target, flow, state, initial_snapshot, due_at, created_at, initial_load)
+            VALUES (:mo, :pk, :target, :flow, 'PENDING', :before, {tx.now}, {tx.now}, :initial_load)
+            ON CONFLICT (mo, pk, target) WHERE state = 'PENDING' DO NOTHING""",
+        params,
+    )
+
+
+class SnapshotReader(Protocol):
+    """The source system's view of an entity now: its final snapshot, None when it is gone."""
+
+    def read(self, tx: Transaction, mo: str, key: tuple[str, ...]) -> Mapping[str, Any] | None: ...
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one monitor step did, by outcome."""
+
+    sent: int = 0
+    discarded: int = 0
+    errors: int = 0
+    skipped: int = 0  # due, but held behind an older request of the same key
+
+
+class SyncRequestMonitor:
+    """Moves Pending sync requests on: Discarded, Awaiting Acknowledgement or Error."""
+
+    def __init__(
+        self,
+        store: Store,
+        contracts: ContractRegistry,
+        reader: SnapshotReader,
+        sender_contracts: Mapping[str, str],
+        *,
+        source_system: str = "CCB",
+        node: str = "ccb",
+        partner: str = "bridge",
+        reply_timeout_s: float = 86400.0,
+        audit_fields: Mapping[str, frozenset[str]] | None = None,
+    ) -> None:
+        self.store = store
+        self.contracts = contracts
+        self.reader = reader
+        self.sender_contracts = sender_contracts  # flow code -> the CCB request contract
+        self.source_system = source_system
+        self.node = node
+        self.partner = partner
+        self.reply_timeout_s = reply_timeout_s
+        self.audit_fields = audit_fields or {}
+
+    def step(self, batch: int = 50) -> StepResult:
+        """One claim of due Pending requests, each handled under a savepoint; one commit."""
+        counts = {"sent": 0, "discarded": 0, "errors": 0}
+        lock = " FOR UPDATE OF r SKIP LOCKED" if self.store.dialect == "postgres" else ""
+        with self.store.transaction() as tx:
+            picked = tx.fetch(
+                f"""SELECT r.id, r.mo, r.pk, r.target, r.flow, r.initial_snapshot, r.initial_load
+                    FROM sync_request r
+                    WHERE r.state = 'PENDING' AND r.due_at <= {self.store.now}
+                      AND NOT EXISTS (SELECT 1 FROM sync_request o
+                                      WHERE o.mo = r.mo AND o.pk = r.pk AND o.target = r.target
+                                        AND o.state IN ('AWAITING_ACK', 'ERROR'))
+                    ORDER BY r.due_at, r.id LIMIT :batch{lock}""",
+                {"batch": batch},
+            )
+            for row in picked:
+                SYNC_REQUEST.next("PENDING", "claim")
+                try:
+                    with tx.savepoint():
+                        outcome = self._determine(tx, row)
+                except (ValidationError, ValueError, KeyError) as exc:
+                    self._error(tx, row["id"], f"message not built: {_reason(exc)}")
+                    outcome = "errors"
+                counts[outcome] += 1
+        return StepResult(**counts)
+
+    def _determine(self, tx: Transaction, row: Mapping[str, Any]) -> str:
+        key = tuple(row["pk"].split(KEY_SEPARATOR))
+        initial = self.store.json_value(row["initial_snapshot"])
+        if isinstance(initial, str):
+            initial = json.loads(initial)
+        final = self.reader.read(tx, row["mo"], key)
+        version_row = tx.fetch_one(
+            "SELECT version FROM entity_version WHERE mo = :mo AND pk = :pk AND target = :target",
+            row,
+        )
+        contract = self.contracts[self.sender_contracts[row["flow"]]]
+        entity_field, entity_model = _entity_of(contract.model)
+        if self._same(row["flow"], entity_model, initial, final):
+            transition = SYNC_REQUEST.next("DETERMINE", "no_difference")
+            tx.execute(
+                "UPDATE sync_request SET state = :state, reason = 'no difference', due_at = NULL, "
+                "final_snapshot = :final WHERE id = :id",
+                {
+                    "state": transition.target,
+                    "final": json.dumps(final, sort_keys=True, default=str),
+                    "id": row["id"],
+                },
+            )
+            return "discarded"
+        message_id = uuid.uuid4()
+        change = "ADD" if initial is None else "DELETE" if final is None else "CHANGE"
+        message = contract.model.model_validate(
+            {
+                "message_header": {
+                    "message_id": str(message_id),
+                    "flow": row["flow"],
+                    "source_system": self.source_system,
+                    "target_system": row["target"],
+                    "sent_date_time": datetime.now(UTC).replace(microsecond=0),
+                    "schema_version": "v1",
+                },
+                "send_details": {
+                    "sync_request_id": str(row["id"]).zfill(10),
+                    "source_system": self.source_system,
+                    "initial_load": bool(row["initial_load"]),
+                    "mo": row["mo"],
+                    **{f"pk_value{i}": value for i, value in enumerate(key, 1)},
+                },
+                "change_type": change,
+                "entity_version": int(version_row["version"]) if version_row else 1,
+                entity_field: final,
+            }
+        )
+        payload = contract.encode(message)
+        transition = SYNC_REQUEST.next("DETERMINE", "sent")
+        tx.execute(
+            f"""INSERT INTO outbox (node, partner, flow, part, message_id, ordering_key, owner_type, owner_id,
+                                    payload, reply_timeout_s, state, due_at)
+                VALUES (:node, :partner, :flow, 'request', :message_id, :ordering_key, 'sync_request', :id,
+                        :payload, :reply_timeout_s, 'PENDING', {self.store.now})""",
+            {
+                "node": self.node,
+                "partner": self.partner,
+                "flow": row["flow"],
+                "message_id": str(message_id),
+                "ordering_key": f"{row['mo']}{KEY_SEPARATOR}{row['pk']}{KEY_SEPARATOR}{row['target']}",
+                "id": row["id"],
+                "payload": payload,
+                "reply_timeout_s": self.reply_timeout_s,
+            },
+        )
+        tx.execute(
+            """UPDATE sync_request SET state = :state, final_snapshot = :final, entity_version = :version,
+                   message_id = :message_id, due_at = NULL WHERE id = :id""",
+            {
+                "state": transition.target,
+                "final": json.dumps(final, sort_keys=True, default=str),
+                "version": int(version_row["version"]) if version_row else 1,
+                "message_id": str(message_id),
+                "id": row["id"],
+            },
+        )
+        return "sent"
+
+    def _same(self, flow: str, model: type[ContractModel], initial: Any, final: Any) -> bool:
+        """PD-L04: equal in canonical form (values read through the entity's contract, so 1.50
+        equals 1.5 and offsets do not matter), audit-only fields removed, list order counting."""
+        if initial is None or final is None:
+            return initial is None and final is None
+        drop = self.audit_fields.get(flow, frozenset())
+        canonical = [
+            {k: v for k, v in model.model_validate(snapshot).model_dump().items() if k not in drop}
+            for snapshot in (initial, final)
+        ]
+        return not DeepDiff(canonical[0], canonical[1])
+
+    def _error(self, tx: Transaction, request_id: int, reason: str) -> None:
+        transition = SYNC_REQUEST.next("DETERMINE", "build_failed")
+        tx.execute(
+            f"UPDATE sync_request SET state = :state, reason = :reason, due_at = {self.store.now} WHERE id = :id",
+            {"state": transition.target, "reason": reason[:1000], "id": request_id},
+        )
+
+
+def _entity_of(model: type[ContractModel]) -> tuple[str, type[ContractModel]]:
+    """The entity element of a master-data message: the field after the sync header and body."""
+    hints = typing.get_type_hints(model)
+    for name in model.model_fields:
+        if name not in _HEADER_FIELDS:
+            annotation = hints[name]
+            candidates = [
+                a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type)
+            ]
+            entity = next((a for a in candidates if issubclass(a, ContractModel)), None)
+            if entity is not None:
+                return name, entity
+    raise KeyError(f"{model.__name__} has no entity element")
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
+            for error in exc.errors()[:5]
+        )
+    return str(exc)

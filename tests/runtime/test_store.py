@@ -1,0 +1,95 @@
+"""The store: schema versions, SQLite's durability settings and transactions (S2, S4, S5)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from ccbmdm.runtime.store import Store, StoreError, open_store
+from ccbmdm.runtime.store.schema import SCHEMA_VERSION
+from ccbmdm.runtime.store.sqlite import SqliteStore, refuse_network_filesystem
+from ccbmdm.runtime.sync import capture
+
+
+def test_migrating_twice_keeps_one_version_row(store: Store) -> None:
+    assert store.migrate() == SCHEMA_VERSION
+    with store.transaction() as tx:
+        assert [r["version"] for r in tx.fetch("SELECT version FROM schema_version")] == list(
+            range(1, SCHEMA_VERSION + 1)
+        )
+
+
+def test_a_newer_schema_is_refused(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.execute("INSERT INTO schema_version (version) VALUES (:v)", {"v": SCHEMA_VERSION + 1})
+    with pytest.raises(StoreError, match="newer than this ccbmdm knows"):
+        store.migrate()
+
+
+def test_the_database_enforces_deadlines(store: Store) -> None:
+    """E5: a non-final row without due_at is refused by a CHECK."""
+    with pytest.raises(Exception, match=r"(?i)check"), store.transaction() as tx:
+        tx.execute(
+            "INSERT INTO sync_request (mo, pk, target, flow, state, initial_snapshot, created_at) "
+            f"VALUES ('PERSON', '1', 'MDM', 'PERSON_SYNC', 'PENDING', 'null', {tx.now})"
+        )
+
+
+def test_s5_every_sqlite_connection_uses_wal_and_full_sync(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "s5.db"))
+    connection = store.connection()
+    assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert connection.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
+
+
+def test_s2_every_write_runs_in_begin_immediate(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "s2.db"))
+    store.migrate()
+    statements: list[str] = []
+    store.connection().set_trace_callback(statements.append)
+    with store.transaction() as tx:
+        capture(tx, "PERSON", ("0000000001",), None)
+    in_transaction = False
+    for statement in statements:
+        word = statement.split()[0].upper()
+        if word == "BEGIN":
+            assert statement.upper() == "BEGIN IMMEDIATE", statement
+            in_transaction = True
+        elif word in ("COMMIT", "ROLLBACK"):
+            in_transaction = False
+        elif word in ("INSERT", "UPDATE", "DELETE"):
+            assert in_transaction, f"a write outside BEGIN IMMEDIATE: {statement}"
+    assert any(s.startswith("INSERT INTO sync_request") for s in statements)
+
+
+def test_s4_a_network_filesystem_is_refused(tmp_path: Path) -> None:
+    mounts = tmp_path / "mounts"
+    mounts.write_text(f"server:/export {tmp_path} nfs4 rw 0 0\n/dev/sda1 / ext4 rw 0 0\n")
+    with pytest.raises(
+        StoreError, match="nfs4 network filesystem; SQLite's WAL needs a local disk"
+    ):
+        refuse_network_filesystem(tmp_path / "runtime.db", mounts)
+    refuse_network_filesystem(Path("/var/tmp/x.db"), mounts)  # a local disk passes
+
+
+def test_open_store_picks_the_backend(tmp_path: Path) -> None:
+    assert open_store(str(tmp_path / "a.db")).dialect == "sqlite"
+    with pytest.raises(StoreError, match="cannot connect to PostgreSQL"):
+        open_store("postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")
+
+
+def test_a_rolled_back_transaction_writes_nothing(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "rb.db"))
+    store.migrate()
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        capture(tx, "PERSON", ("0000000001",), None)
+        raise RuntimeError("abandon")
+    assert (
+        sqlite3.connect(tmp_path / "rb.db")
+        .execute("SELECT count(*) FROM sync_request")
+        .fetchone()[0]
+        == 0
+    )
