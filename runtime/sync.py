@@ -285,3 +285,42 @@ def _reason(exc: Exception) -> str:
             for error in exc.errors()[:5]
         )
     return str(exc)
+
+
+class Acknowledgements:
+    """CCB's side of an acknowledgement: matched on correlationId to the message it answers,
+    then Synchronized (positive) or Error with MDM's messages (negative, or a fault)."""
+
+    def __init__(self, contracts: ContractRegistry, outbox: Any) -> None:
+        self.contracts = contracts
+        self.outbox = outbox
+
+    def __call__(self, tx: Transaction, received: Any) -> str | None:
+        _, message = self.contracts.decode(received.payload)
+        header = message.message_header  # type: ignore[attr-defined]
+        if header.correlation_id is None:
+            return None
+        owner = self.outbox.reply_received(tx, header.correlation_id)
+        if owner is None or owner[0] != "sync_request":
+            return None  # an earlier message's, or too late: recorded in the inbox and ignored
+        result = message.result  # type: ignore[attr-defined]
+        if result.has_error:
+            transition = SYNC_REQUEST.next("AWAITING_ACK", "negative_ack")
+            reason = (
+                "; ".join(
+                    f"{info.message_category}/{info.message_number} {info.comments or ''}".strip()
+                    for info in result.exception_info
+                )
+                or "negative acknowledgement"
+            )
+            tx.execute(
+                f"UPDATE sync_request SET state = :state, reason = :reason, due_at = {tx.now} WHERE id = :id AND state = 'AWAITING_ACK'",
+                {"state": transition.target, "reason": reason[:1000], "id": owner[1]},
+            )
+        else:
+            transition = SYNC_REQUEST.next("AWAITING_ACK", "positive_ack")
+            tx.execute(
+                "UPDATE sync_request SET state = :state, due_at = NULL WHERE id = :id AND state = 'AWAITING_ACK'",
+                {"state": transition.target, "id": owner[1]},
+            )
+        return None

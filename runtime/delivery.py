@@ -1,0 +1,350 @@
+"""Delivery: the generic outbox and inbox every asynchronous message goes through.
+
+At-least-once on the wire, applied once (reliability.md §1.3): a message is committed to the
+sender's outbox before it is sent and to the receiver's inbox before its receipt; every attempt
+sends the same id and bytes; every transition after a claim is fenced by the claim's lease token,
+so a worker whose lease expired changes nothing.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ccbmdm.runtime.store import Store, Transaction
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """Leases, attempts and backoff (defaults of reliability.md §2.5)."""
+
+    lease_s: float = 60.0
+    max_attempts: int = 4
+    backoff_base_s: float = 15 * 60.0
+    backoff_factor: float = 4.0
+    backoff_cap_s: float = 4 * 3600.0
+    batch: int = 50
+
+    def backoff(self, attempt: int) -> float:
+        """``min(cap, base * factor^(n-1)) * U(0.5, 1)`` after the n-th attempt."""
+        delay = min(self.backoff_cap_s, self.backoff_base_s * self.backoff_factor ** (attempt - 1))
+        return delay * random.uniform(0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An outbox row a worker holds under a lease."""
+
+    id: int
+    partner: str
+    flow: str
+    part: str
+    message_id: str
+    payload: bytes
+    attempt: int
+    lease_token: str
+    reply_timeout_s: float | None
+    owner_type: str | None
+    owner_id: int | None
+
+
+class Outbox:
+    """One node's outgoing messages."""
+
+    def __init__(self, store: Store, node: str, settings: DeliverySettings) -> None:
+        self.store = store
+        self.node = node
+        self.settings = settings
+
+    def enqueue(
+        self,
+        tx: Transaction,
+        partner: str,
+        flow: str,
+        part: str,
+        message_id: str,
+        payload: bytes,
+        *,
+        ordering_key: str | None = None,
+        owner: tuple[str, int] | None = None,
+        reply_timeout_s: float | None = None,
+    ) -> None:
+        """Store a message to send, in the caller's transaction (nothing is sent yet)."""
+        tx.execute(
+            f"""INSERT INTO outbox (node, partner, flow, part, message_id, ordering_key, owner_type, owner_id,
+                                    payload, reply_timeout_s, state, due_at)
+                VALUES (:node, :partner, :flow, :part, :message_id, :ordering_key, :owner_type, :owner_id,
+                        :payload, :reply_timeout_s, 'PENDING', {tx.now})
+                ON CONFLICT (node, partner, message_id) DO NOTHING""",
+            {
+                "node": self.node,
+                "partner": partner,
+                "flow": flow,
+                "part": part,
+                "message_id": message_id,
+                "ordering_key": ordering_key,
+                "owner_type": owner[0] if owner else None,
+                "owner_id": owner[1] if owner else None,
+                "payload": payload,
+                "reply_timeout_s": reply_timeout_s,
+            },
+        )
+
+    def claim(self, batch: int | None = None) -> list[Claim]:
+        """Claim due rows whose key has no older open row: SENDING, one more attempt, a lease."""
+        store = self.store
+        lock = " FOR UPDATE OF r SKIP LOCKED" if store.dialect == "postgres" else ""
+        token = (
+            "md5(random()::text || clock_timestamp()::text)"
+            if store.dialect == "postgres"
+            else "lower(hex(randomblob(16)))"
+        )
+        with store.transaction() as tx:
+            picked = tx.fetch(
+                f"""SELECT r.id FROM outbox r
+                    WHERE r.node = :node AND r.state IN ('PENDING','RETRY_WAIT') AND r.due_at <= {store.now}
+                      AND NOT EXISTS (SELECT 1 FROM outbox o
+                                      WHERE o.node = r.node AND o.partner = r.partner AND o.ordering_key = r.ordering_key
+                                        AND o.id < r.id AND o.state IN ('PENDING','SENDING','AWAITING_REPLY','RETRY_WAIT'))
+                    ORDER BY r.due_at, r.id LIMIT :batch{lock}""",
+                {"node": self.node, "batch": batch or self.settings.batch},
+            )
+            claims = []
+            for row in picked:
+                claimed = tx.fetch_one(
+                    f"""UPDATE outbox SET state = 'SENDING', attempt = attempt + 1, lease_token = {token},
+                               due_at = {store.now_plus} WHERE id = :id
+                        RETURNING id, partner, flow, part, message_id, payload, attempt, lease_token,
+                                  reply_timeout_s, owner_type, owner_id""",
+                    {"id": row["id"], "seconds": self.settings.lease_s},
+                )
+                assert claimed is not None
+                claims.append(
+                    Claim(
+                        **{
+                            **claimed,
+                            "message_id": str(claimed["message_id"]),
+                            "payload": bytes(claimed["payload"]),
+                        }
+                    )
+                )
+        return claims
+
+    def _fenced(
+        self, tx: Transaction, claim: Claim, assignments: str, params: Mapping[str, Any]
+    ) -> bool:
+        changed = tx.execute(
+            f"UPDATE outbox SET {assignments} WHERE id = :id AND lease_token = :token AND state = 'SENDING'",
+            {**params, "id": claim.id, "token": claim.lease_token},
+        )
+        return changed == 1
+
+    def renew(self, claim: Claim) -> bool:
+        """Extend the lease just before sending; False: the lease is gone, do not send."""
+        with self.store.transaction() as tx:
+            return self._fenced(
+                tx, claim, f"due_at = {self.store.now_plus}", {"seconds": self.settings.lease_s}
+            )
+
+    def accepted(self, claim: Claim) -> bool:
+        """The receiver stored the message (202): await the reply, or done for a one-way message."""
+        with self.store.transaction() as tx:
+            if claim.reply_timeout_s is None:
+                return self._fenced(
+                    tx, claim, "state = 'DELIVERED', due_at = NULL, lease_token = NULL", {}
+                )
+            return self._fenced(
+                tx,
+                claim,
+                f"state = 'AWAITING_REPLY', due_at = {self.store.now_plus}",
+                {"seconds": claim.reply_timeout_s},
+            )
+
+    def failed(self, claim: Claim, error: str, *, business: bool) -> tuple[bool, bool]:
+        """A failed send: business failures end in ERROR at once, technical ones wait and retry
+        until the attempts are used up. Returns (fenced ok, now in ERROR)."""
+        final = business or claim.attempt >= self.settings.max_attempts
+        with self.store.transaction() as tx:
+            if final:
+                ok = self._fenced(
+                    tx,
+                    claim,
+                    "state = 'ERROR', due_at = NULL, lease_token = NULL, last_error = :error",
+                    {"error": error[:1000]},
+                )
+            else:
+                ok = self._fenced(
+                    tx,
+                    claim,
+                    f"state = 'RETRY_WAIT', due_at = {self.store.now_plus}, lease_token = NULL, last_error = :error",
+                    {"error": error[:1000], "seconds": self.settings.backoff(claim.attempt)},
+                )
+            if ok and final and claim.owner_type == "sync_request" and claim.owner_id is not None:
+                reason = f"{'rejected' if business else 'not delivered, attempts used up'}: {error}"
+                tx.execute(
+                    f"UPDATE sync_request SET state = 'ERROR', reason = :reason, due_at = {tx.now} WHERE id = :id AND state = 'AWAITING_ACK'",
+                    {"reason": reason[:1000], "id": claim.owner_id},
+                )
+        return ok, final
+
+    def rescue(self) -> int:
+        """Rows whose lease or reply deadline passed: again (same id and bytes), or ERROR."""
+        store = self.store
+        with store.transaction() as tx:
+            expired = tx.fetch(
+                f"SELECT id, attempt, state, owner_type, owner_id FROM outbox WHERE node = :node "
+                f"AND state IN ('SENDING','AWAITING_REPLY') AND due_at < {store.now}",
+                {"node": self.node},
+            )
+            for row in expired:
+                final = row["attempt"] >= self.settings.max_attempts
+                tx.execute(
+                    f"""UPDATE outbox SET state = :state, lease_token = NULL,
+                           last_error = 'deadline passed in ' || state,
+                           due_at = {"NULL" if final else store.now_plus} WHERE id = :id""",
+                    {
+                        "state": "ERROR" if final else "RETRY_WAIT",
+                        "id": row["id"],
+                        "seconds": self.settings.backoff(row["attempt"]),
+                    },
+                )
+                if final and row["owner_type"] == "sync_request":
+                    tx.execute(
+                        f"UPDATE sync_request SET state = 'ERROR', reason = :reason, due_at = {tx.now} WHERE id = :id AND state = 'AWAITING_ACK'",
+                        {
+                            "reason": f"no acknowledgement after {row['attempt']} attempts",
+                            "id": row["owner_id"],
+                        },
+                    )
+        return len(expired)
+
+    def reply_received(self, tx: Transaction, correlation_id: str) -> tuple[str, int] | None:
+        """Match a reply to the message it answers; returns its owner, or None (recorded and
+        ignored: a reply to an earlier message, or one that comes after the request went on)."""
+        row = tx.fetch_one(
+            """UPDATE outbox SET state = 'DELIVERED', due_at = NULL, lease_token = NULL
+               WHERE node = :node AND message_id = :correlation AND state IN ('SENDING','AWAITING_REPLY','RETRY_WAIT')
+               RETURNING owner_type, owner_id""",
+            {"node": self.node, "correlation": correlation_id},
+        )
+        if row is None or row["owner_type"] is None:
+            return None
+        return str(row["owner_type"]), int(row["owner_id"])
+
+
+@dataclass(frozen=True)
+class Received:
+    id: int
+    partner: str
+    flow: str
+    part: str
+    message_id: str
+    correlation_id: str | None
+    payload: bytes
+    lease_token: str
+
+
+class Inbox:
+    """One node's incoming messages: stored before the receipt, deduplicated by (partner, id)."""
+
+    def __init__(self, store: Store, node: str, settings: DeliverySettings) -> None:
+        self.store = store
+        self.node = node
+        self.settings = settings
+
+    def store_message(
+        self,
+        partner: str,
+        flow: str,
+        part: str,
+        message_id: str,
+        correlation_id: str | None,
+        payload: bytes,
+    ) -> tuple[bool, str | None]:
+        """Commit the message; returns (new, the recorded outcome's message id for a duplicate)."""
+        with self.store.transaction() as tx:
+            inserted = tx.fetch(
+                f"""INSERT INTO inbox (node, partner, flow, part, message_id, correlation_id, payload, state, due_at, received_at)
+                    VALUES (:node, :partner, :flow, :part, :message_id, :correlation_id, :payload, 'RECEIVED', {tx.now}, {tx.now})
+                    ON CONFLICT (node, partner, message_id) DO NOTHING RETURNING id""",
+                {
+                    "node": self.node,
+                    "partner": partner,
+                    "flow": flow,
+                    "part": part,
+                    "message_id": message_id,
+                    "correlation_id": correlation_id,
+                    "payload": payload,
+                },
+            )
+            if inserted:
+                return True, None
+            row = tx.fetch_one(
+                "SELECT outcome_message_id FROM inbox WHERE node = :node AND partner = :partner AND message_id = :message_id",
+                {"node": self.node, "partner": partner, "message_id": message_id},
+            )
+            outcome = row["outcome_message_id"] if row else None
+            return False, None if outcome is None else str(outcome)
+
+    def claim(self, batch: int | None = None) -> list[Received]:
+        store = self.store
+        lock = " FOR UPDATE SKIP LOCKED" if store.dialect == "postgres" else ""
+        token = (
+            "md5(random()::text || clock_timestamp()::text)"
+            if store.dialect == "postgres"
+            else "lower(hex(randomblob(16)))"
+        )
+        with store.transaction() as tx:
+            picked = tx.fetch(
+                f"""SELECT id FROM inbox WHERE node = :node AND state = 'RECEIVED' AND due_at <= {store.now}
+                    ORDER BY due_at, id LIMIT :batch{lock}""",
+                {"node": self.node, "batch": batch or self.settings.batch},
+            )
+            claimed = []
+            for row in picked:
+                got = tx.fetch_one(
+                    f"""UPDATE inbox SET state = 'PROCESSING', attempt = attempt + 1, lease_token = {token},
+                               due_at = {store.now_plus} WHERE id = :id
+                        RETURNING id, partner, flow, part, message_id, correlation_id, payload, lease_token""",
+                    {"id": row["id"], "seconds": self.settings.lease_s},
+                )
+                assert got is not None
+                claimed.append(
+                    Received(
+                        **{
+                            **got,
+                            "message_id": str(got["message_id"]),
+                            "payload": bytes(got["payload"]),
+                            "correlation_id": None
+                            if got["correlation_id"] is None
+                            else str(got["correlation_id"]),
+                        }
+                    )
+                )
+        return claimed
+
+    def processed(
+        self, tx: Transaction, received: Received, outcome_message_id: str | None
+    ) -> bool:
+        """Mark a message processed, in the transaction of its processing; fenced by the lease."""
+        changed = tx.execute(
+            """UPDATE inbox SET state = 'PROCESSED', due_at = NULL, lease_token = NULL, outcome_message_id = :outcome
+               WHERE id = :id AND lease_token = :token AND state = 'PROCESSING'""",
+            {"outcome": outcome_message_id, "id": received.id, "token": received.lease_token},
+        )
+        return changed == 1
+
+    def rescue(self) -> int:
+        with self.store.transaction() as tx:
+            return tx.execute(
+                f"""UPDATE inbox SET state = 'RECEIVED', lease_token = NULL, due_at = {tx.now}
+                    WHERE node = :node AND state = 'PROCESSING' AND due_at < {tx.now}""",
+                {"node": self.node},
+            )
+
+
+def new_message_id() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,142 @@
+"""A node of the integration (``ccb``, ``bridge``, ``mdm``): its outbox, inbox, endpoint and the
+handler that processes what it receives; the worker moves all of them on."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ccbmdm.codegen.catalogue import Flow
+from ccbmdm.runtime.contracts import ContractRegistry
+from ccbmdm.runtime.delivery import DeliverySettings, Inbox, Outbox, Received
+from ccbmdm.runtime.mapping import Context, TransformError
+from ccbmdm.runtime.receiver import Receiver
+from ccbmdm.runtime.store import Store, Transaction
+from ccbmdm.runtime.transport import Transport, TransportError
+
+log = logging.getLogger("ccbmdm.runtime")
+
+# A handler processes one received message in the node's transaction; returns the message id of
+# the outcome it produced (a reply, a mapped message, a fault), recorded with the inbox row.
+Handler = Callable[[Transaction, Received], str | None]
+
+
+@dataclass
+class Node:
+    name: str
+    store: Store
+    contracts: ContractRegistry
+    flows: tuple[Flow, ...]
+    transport: Transport
+    settings: DeliverySettings = field(default_factory=DeliverySettings)
+    handler: Handler | None = None
+
+    def __post_init__(self) -> None:
+        self.outbox = Outbox(self.store, self.name, self.settings)
+        self.inbox = Inbox(self.store, self.name, self.settings)
+        self.receiver = Receiver(self.name, self.inbox, self.contracts, self.flows)
+        self._kebab = {flow.code: flow.kebab for flow in self.flows}
+
+    def send_due(self) -> int:
+        """Send every claimable message once; returns how many were attempted."""
+        claims = self.outbox.claim()
+        for claim in claims:
+            if not self.outbox.renew(claim):
+                log.warning(
+                    "lease lost before sending",
+                    extra={"message_id": claim.message_id, "node": self.name},
+                )
+                continue
+            try:
+                response = self.transport.post(
+                    self.name, claim.partner, self._kebab[claim.flow], claim.part, claim.payload
+                )
+            except TransportError as exc:
+                self.outbox.failed(claim, f"technical: {exc}", business=False)
+                continue
+            if response.status in (200, 202):
+                if not self.outbox.accepted(claim):
+                    log.warning(
+                        "lease lost after sending",
+                        extra={"message_id": claim.message_id, "node": self.name},
+                    )
+            else:
+                detail = response.body.decode("utf-8", "replace")[:500]
+                self.outbox.failed(
+                    claim,
+                    f"HTTP {response.status}: {detail}",
+                    business=not response.technical_failure,
+                )
+        return len(claims)
+
+    def process_due(self) -> int:
+        """Process every claimable received message; a failing one is recorded, the rest go on."""
+        if self.handler is None:
+            return 0
+        received = self.inbox.claim()
+        for message in received:
+            with self.store.transaction() as tx:
+                outcome = self.handler(tx, message)
+                if not self.inbox.processed(tx, message, outcome):
+                    log.warning(
+                        "lease lost while processing",
+                        extra={"message_id": message.message_id, "node": self.name},
+                    )
+        return len(received)
+
+
+def other_side(partner: str) -> str:
+    return "mdm" if partner == "ccb" else "ccb"
+
+
+class Bridge:
+    """Maps each system's message into the other's and hands it to delivery (SOA Suite's role)."""
+
+    def __init__(
+        self, node: Node, transformers: dict[tuple[str, str], Any], context: Context
+    ) -> None:
+        self.node = node
+        self.transformers = transformers
+        self.context = context
+        self.flows = {flow.code: flow for flow in node.flows}
+
+    def __call__(self, tx: Transaction, received: Received) -> str | None:
+        flow = self.flows[received.flow]
+        part = flow.part(received.part)
+        codec, source = self.node.contracts.decode(received.payload)
+        target_node = other_side(received.partner)
+        if codec.name == "common/Fault":  # a fault passes through unchanged
+            self.node.outbox.enqueue(
+                tx, target_node, flow.code, part.name, received.message_id, received.payload
+            )
+            return received.message_id
+        transformer = self.transformers[(flow.code, part.name)]
+        try:
+            target = transformer.function(source, self.context)
+        except TransformError as exc:
+            log.warning("mapping failed: %s", exc, extra={"message_id": received.message_id})
+            response = self.node.receiver.fault(
+                received.message_id, flow.code, exc.code, exc.reason, 400, exc.source_xpath
+            )
+            reply_part = next(
+                (p.name for p in flow.parts if p.name in ("ack", "response")), part.name
+            )
+            fault_id = self.node.contracts.decode(response.body)[1].message_header.message_id  # type: ignore[attr-defined]
+            self.node.outbox.enqueue(
+                tx, received.partner, flow.code, reply_part, fault_id, response.body
+            )
+            return str(fault_id)
+        payload = self.node.contracts[transformer.target].encode(target)
+        message_id = str(target.message_header.message_id)
+        self.node.outbox.enqueue(tx, target_node, flow.code, part.name, message_id, payload)
+        return message_id
+
+
+def run_until_quiet(steps: list[Callable[[], int]], rounds: int = 100) -> int:
+    """Run the steps until a whole round does nothing; returns the rounds it took."""
+    for count in range(1, rounds + 1):
+        if not any([step() for step in steps]):
+            return count
+    raise RuntimeError(f"still busy after {rounds} rounds")

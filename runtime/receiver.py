@@ -1,0 +1,116 @@
+"""A node's receiving side: validate, store in the inbox, answer with a receipt or a fault.
+
+Nothing is processed here: the message is committed to the inbox before the 202 goes out, and
+the node's worker processes it later (reliability.md §2.4, "Receiving").
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from ccbmdm.codegen.catalogue import Flow
+from ccbmdm.runtime.codec import ContractViolation
+from ccbmdm.runtime.contracts import ContractRegistry, UnknownContract
+from ccbmdm.runtime.delivery import Inbox, new_message_id
+from ccbmdm.runtime.transport import Response
+from ccbmdm.runtime.xmlsafe import XmlRejected
+
+FRAMEWORK_CATEGORY = 90000
+
+
+class Receiver:
+    """The endpoint of one node (``ccb``, ``bridge`` or ``mdm``)."""
+
+    def __init__(
+        self, node: str, inbox: Inbox, contracts: ContractRegistry, flows: tuple[Flow, ...]
+    ) -> None:
+        self.node = node
+        self.inbox = inbox
+        self.contracts = contracts
+        self.flows = {flow.kebab: flow for flow in flows}
+
+    def expected_contract(self, flow: Flow, part: str) -> str | None:
+        """The bridge takes each system's own messages; the systems take the mapped ones."""
+        for candidate in flow.parts:
+            if candidate.name == part:
+                return candidate.sender if self.node == "bridge" else candidate.receiver
+        return None
+
+    def receive(self, sender: str, flow_name: str, part: str, body: bytes) -> Response:
+        flow = self.flows.get(flow_name)
+        contract = self.expected_contract(flow, part) if flow else None
+        if flow is None or contract is None:
+            return self.fault(
+                None,
+                flow.code if flow else "PERSON_SYNC",
+                1002,
+                f"no flow {flow_name} part {part}",
+                400,
+            )
+        if len(body) > self.contracts.limits.max_bytes:
+            return self.fault(None, flow.code, 1001, "message over the size cap", 413)
+        try:
+            codec, message = self.contracts.decode(body)
+            # A reply part may carry the common Fault instead of its contract (PD-C04).
+            if codec.name != contract and not (
+                codec.name == "common/Fault" and part in ("ack", "response")
+            ):
+                return self.fault(
+                    None, flow.code, 1002, f"expected {contract}, got {codec.name}", 400
+                )
+        except XmlRejected as exc:
+            return self.fault(None, flow.code, 1001, exc.reason, 400)
+        except UnknownContract as exc:
+            return self.fault(None, flow.code, 1002, str(exc), 400)
+        except ContractViolation as exc:
+            first = exc.problems[0]
+            return self.fault(
+                None, flow.code, 1003, f"{first.xpath}: {first.message}", 400, first.xpath
+            )
+        header = message.message_header  # type: ignore[attr-defined]
+        new, outcome = self.inbox.store_message(
+            sender, flow.code, part, header.message_id, header.correlation_id, body
+        )
+        if not new and outcome is not None:
+            return Response(200, self.receipt(header.message_id, outcome))
+        return Response(202, self.receipt(header.message_id, None))
+
+    def receipt(self, message_id: str, outcome: str | None) -> bytes:
+        receipt = self.contracts["common/Receipt"]
+        return receipt.encode(receipt.model.model_validate({"message_id": outcome or message_id}))
+
+    def fault(
+        self,
+        correlation: str | None,
+        flow: str,
+        number: int,
+        text: str,
+        status: int,
+        parameter: str | None = None,
+    ) -> Response:
+        fault = self.contracts["common/Fault"]
+        message = fault.model.model_validate(
+            {
+                "message_header": {
+                    "message_id": new_message_id(),
+                    "correlation_id": correlation,
+                    "flow": flow,
+                    "source_system": self.node.upper(),
+                    "target_system": "PARTNER",
+                    "sent_date_time": datetime.now(UTC).replace(microsecond=0),
+                    "schema_version": "v1",
+                },
+                "result": {
+                    "has_error": True,
+                    "exception_info": [
+                        {
+                            "message_category": FRAMEWORK_CATEGORY,
+                            "message_number": number,
+                            "message_parameters": [parameter[:254]] if parameter else [],
+                            "comments": text[:254],
+                        }
+                    ],
+                },
+            }
+        )
+        return Response(status, fault.encode(message))
