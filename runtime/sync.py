@@ -138,23 +138,37 @@ class SyncRequestMonitor:
         self.reply_timeout_s = reply_timeout_s
         self.audit_fields = audit_fields or {}
 
-    def step(self, batch: int = 50) -> StepResult:
-        """One claim of due Pending requests, each handled under a savepoint; one commit."""
+    def step(
+        self, batch: int = 50, *, request_ids: list[int] | None = None, from_error: bool = False
+    ) -> StepResult:
+        """One claim of due Pending requests (or, resubmitting, of requests in Error), each
+        handled under a savepoint; one commit."""
         counts = {"sent": 0, "discarded": 0, "errors": 0}
         lock = " FOR UPDATE OF r SKIP LOCKED" if self.store.dialect == "postgres" else ""
+        if from_error:
+            # S10: only rows still in Error, so pressing twice resubmits once (E3)
+            chosen = (
+                " AND r.id IN (" + ",".join(str(int(i)) for i in request_ids) + ")"
+                if request_ids
+                else ""
+            )
+            where = f"r.state = 'ERROR'{chosen}"
+        else:
+            where = f"""r.state = 'PENDING' AND r.due_at <= {self.store.now}
+                      AND NOT EXISTS (SELECT 1 FROM sync_request o
+                                      WHERE o.mo = r.mo AND o.pk = r.pk AND o.target = r.target
+                                        AND o.state IN ('AWAITING_ACK', 'ERROR'))"""
         with self.store.transaction() as tx:
             picked = tx.fetch(
                 f"""SELECT r.id, r.mo, r.pk, r.target, r.flow, r.initial_snapshot, r.initial_load
-                    FROM sync_request r
-                    WHERE r.state = 'PENDING' AND r.due_at <= {self.store.now}
-                      AND NOT EXISTS (SELECT 1 FROM sync_request o
-                                      WHERE o.mo = r.mo AND o.pk = r.pk AND o.target = r.target
-                                        AND o.state IN ('AWAITING_ACK', 'ERROR'))
+                    FROM sync_request r WHERE {where}
                     ORDER BY r.due_at, r.id LIMIT :batch{lock}""",
                 {"batch": batch},
             )
             for row in picked:
-                SYNC_REQUEST.next("PENDING", "claim")
+                SYNC_REQUEST.next(
+                    "ERROR" if from_error else "PENDING", "resubmit" if from_error else "claim"
+                )
                 try:
                     with tx.savepoint():
                         outcome = self._determine(tx, row)
