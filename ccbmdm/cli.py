@@ -31,6 +31,7 @@ from ccbmdm.runtime.xmlsafe import XmlRejected
 
 if TYPE_CHECKING:
     from ccbmdm.runtime.mapping import Context
+    from ccbmdm.runtime.store import Store
 
 app = typer.Typer(
     name="ccbmdm",
@@ -312,6 +313,75 @@ def validate(
         raise Failed(1)
 
 
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        envvar="CCBMDM_STORE",
+        help="The runtime's store: a SQLite file or a postgresql:// DSN "
+        "(default: target/runtime.db in the project).",
+    ),
+]
+
+
+def _open_store(dsn: str | None, project_dir: Path | None) -> Store:
+    from ccbmdm.runtime.store import StoreError, open_store
+
+    if dsn is None:
+        with explained():
+            project = _project(project_dir)
+        path = project.target / "runtime.db"
+        if not path.exists():
+            fail(f"no store at {path}; pass --store (a SQLite file or a postgresql:// DSN)")
+        dsn = str(path)
+    try:
+        store = open_store(dsn)
+        store.migrate()
+    except StoreError as exc:
+        fail(str(exc))
+    return store
+
+
+@app.command()
+def status(store: StoreOption = None, project_dir: ProjectDir = None) -> None:
+    """Counts per lifecycle and state, the oldest Pending request, every Error and its reason."""
+    from rich.table import Table
+
+    from ccbmdm.runtime.operations import status as read_status
+
+    current = read_status(_open_store(store, project_dir))
+    table = Table("machine", "state", "rows", title="ccbmdm status")
+    for (machine, state), count in sorted(current.counts.items()):
+        table.add_row(machine, state, str(count))
+    out.print(table)
+    age = current.oldest_pending_age_s()
+    out.print("oldest Pending request: " + ("none" if age is None else f"{age:.0f} s old"))
+    if current.errors:
+        out.print(f"{len(current.errors)} in ERROR:")
+        for entry in current.errors:
+            out.print(f"  {entry.kind} {entry.id} {escape(entry.key)}: {escape(entry.reason)}")
+
+
+@app.command()
+def discard(
+    request_id: Annotated[
+        int, typer.Argument(help="The sync request, as `ccbmdm status` lists it.")
+    ],
+    reason: Annotated[str, typer.Option(help="Why it is discarded; kept with the request.")],
+    store: StoreOption = None,
+    project_dir: ProjectDir = None,
+) -> None:
+    """Discard a sync request in Error (the change will not reach MDM), with a reason."""
+    from ccbmdm.runtime.operations import NotInError
+    from ccbmdm.runtime.operations import discard as discard_request
+
+    try:
+        discard_request(_open_store(store, project_dir), request_id, reason)
+    except (NotInError, ValueError) as exc:
+        fail(str(exc))
+    out.print(f"sync request {request_id} discarded")
+
+
 def run(command: Callable[[], object]) -> int:
     """Run the app and map failures to exit codes, never to a traceback."""
     try:
@@ -336,4 +406,5 @@ def run(command: Callable[[], object]) -> int:
 
 def main() -> None:
     """Console entry point."""
-    sys.exit(run(lambda: app(standalone_mode=False)))
+    # Standalone mode: usage errors print what is missing with a pointer to --help, exit 2.
+    sys.exit(run(app))

@@ -15,7 +15,7 @@ from support import REPO, sample
 
 
 def ccbmdm(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = run(lambda: app(list(args), standalone_mode=False))
+    code = run(lambda: app(list(args)))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -179,3 +179,36 @@ def test_transform_unknown_flow_lists_the_compiled_ones(capsys: pytest.CaptureFi
         capsys, "transform", str(path), "--flow", "PERSN_SYNC", "--project-dir", str(REPO)
     )
     assert code == 1 and "no mapping for flow PERSN_SYNC part request" in err
+
+
+def test_status_and_discard_on_a_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ccbmdm.runtime.store.sqlite import SqliteStore
+    from ccbmdm.runtime.sync import capture
+
+    path = tmp_path / "runtime.db"
+    store = SqliteStore(str(path))
+    store.migrate()
+    with store.transaction() as tx:
+        capture(tx, "PERSON", ("0000000001",), None)
+        tx.execute(
+            f"UPDATE sync_request SET state = 'ERROR', reason = 'rejected by MDM', due_at = {tx.now}"
+        )
+    code, out, _ = ccbmdm(capsys, "status", "--store", str(path), "--project-dir", str(REPO))
+    assert code == 0
+    assert "sync_request" in out and "1 in ERROR:" in out
+    assert "sync_request 1 PERSON 0000000001: rejected by MDM" in out
+    code, _, err = ccbmdm(capsys, "discard", "1", "--store", str(path), "--project-dir", str(REPO))
+    assert code == 2 and "Missing option '--reason'" in err  # the reason is required
+    code, out, _ = ccbmdm(
+        capsys, "discard", "1", "--reason", "merged by hand", "--store", str(path)
+    )
+    assert (code, out) == (0, "sync request 1 discarded\n")
+    code, _, err = ccbmdm(capsys, "discard", "1", "--reason", "again", "--store", str(path))
+    assert code == 1 and "sync request 1 is CANCELED" in err
+
+
+def test_status_without_a_store_says_what_to_pass(
+    scratch: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = ccbmdm(capsys, "status", "--project-dir", str(scratch.root))
+    assert code == 1 and "no store at" in err and "pass --store" in err
