@@ -106,9 +106,10 @@ class Outbox:
             picked = tx.fetch(
                 f"""SELECT r.id FROM outbox r
                     WHERE r.node = :node AND r.state IN ('PENDING','RETRY_WAIT') AND r.due_at <= {store.now}
-                      AND NOT EXISTS (SELECT 1 FROM outbox o
-                                      WHERE o.node = r.node AND o.partner = r.partner AND o.ordering_key = r.ordering_key
-                                        AND o.id < r.id AND o.state IN ('PENDING','SENDING','AWAITING_REPLY','RETRY_WAIT'))
+                      AND (r.ordering_key IS NULL  -- an unordered message never waits
+                           OR NOT EXISTS (SELECT 1 FROM outbox o
+                                          WHERE o.node = r.node AND o.partner = r.partner AND o.ordering_key = r.ordering_key
+                                            AND o.id < r.id AND o.state IN ('PENDING','SENDING','AWAITING_REPLY','RETRY_WAIT')))
                     ORDER BY r.due_at, r.id LIMIT :batch{lock}""",
                 {"node": self.node, "batch": batch or self.settings.batch},
             )

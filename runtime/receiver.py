@@ -48,7 +48,7 @@ class Receiver:
                 400,
             )
         if len(body) > self.contracts.limits.max_bytes:
-            return self.fault(None, flow.code, 1001, "message over the size cap", 413)
+            return self.too_large(flow.kebab)
         try:
             codec, message = self.contracts.decode(body)
             # A reply part may carry the common Fault instead of its contract (PD-C04).
@@ -74,6 +74,18 @@ class Receiver:
         if not new and outcome is not None:
             return Response(200, self.receipt(header.message_id, outcome))
         return Response(202, self.receipt(header.message_id, None))
+
+    def too_large(self, flow_name: str) -> Response:
+        """413 with a fault: the message is over the size cap (a business failure, not retried)."""
+        flow = self.flows.get(flow_name)
+        cap = self.contracts.limits.max_bytes
+        return self.fault(
+            None,
+            flow.code if flow else "PERSON_SYNC",
+            1001,
+            f"message over the {cap}-byte cap",
+            413,
+        )
 
     def receipt(self, message_id: str, outcome: str | None) -> bytes:
         receipt = self.contracts["common/Receipt"]

@@ -159,3 +159,19 @@ class Integration:
                 (r["state"], r["reason"])
                 for r in tx.fetch("SELECT state, reason FROM sync_request ORDER BY id")
             ]
+
+
+def claim_all(dsn: str) -> list[int]:
+    """A worker process: claim outbox batches until nothing is claimable; the ids it claimed.
+
+    It lives in an importable module so that spawned processes can run it."""
+    from ccbmdm.runtime.delivery import DeliverySettings, Outbox
+    from ccbmdm.runtime.store import open_store
+
+    store = open_store(dsn)
+    outbox = Outbox(store, "ccb", DeliverySettings(lease_s=600, batch=50))
+    claimed: list[int] = []
+    while batch := outbox.claim():
+        claimed += [claim.id for claim in batch]
+    store.close()
+    return claimed

@@ -1,0 +1,195 @@
+"""The HTTP binding of flows.md PD-C12: an ASGI app in front of a node's receiver (served by
+uvicorn), and a transport that posts stored messages with httpx.
+
+Authentication is HTTP Basic or a bearer token per partner: the credential names the partner,
+which is who the inbox deduplicates by. A missing or wrong credential is 401, a technical
+failure the sender retries; credentials are never logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import logging
+import re
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import uvicorn
+
+from ccbmdm.runtime.receiver import Receiver
+from ccbmdm.runtime.transport import Response, TransportError
+
+log = logging.getLogger("ccbmdm.http")
+_PATH = re.compile(r"^/ccbmdm/v1/([a-z0-9-]+)/(request|response|ack|notification)$")
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Credential:
+    """How a partner proves who it is: a bearer token, or a user and password (Basic)."""
+
+    token: str | None = None
+    user: str | None = None
+    password: str | None = None
+
+    def header(self) -> str:
+        if self.token is not None:
+            return f"Bearer {self.token}"
+        pair = f"{self.user}:{self.password}".encode()
+        return "Basic " + base64.b64encode(pair).decode()
+
+    def __repr__(self) -> str:  # never show a secret, not even in a traceback
+        return (
+            "Credential(token=***)"
+            if self.token is not None
+            else f"Credential(user={self.user!r}, password=***)"
+        )
+
+
+class ReceiverApp:
+    """ASGI application: ``POST /ccbmdm/v1/{flow}/{part}`` into a node's receiver."""
+
+    def __init__(
+        self,
+        endpoint: Receiver,
+        partners: Mapping[str, Credential],
+        max_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
+        self.endpoint = endpoint
+        self.partners = dict(partners)
+        self.max_bytes = max_bytes
+
+    def partner_of(self, authorization: str | None) -> str | None:
+        if not authorization:
+            return None
+        for partner, credential in self.partners.items():
+            if hmac.compare_digest(authorization.encode(), credential.header().encode()):
+                return partner
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                pass
+            return
+        if scope["type"] != "http":
+            return
+        match = _PATH.match(scope["path"])
+        if scope["method"] != "POST" or match is None:
+            await _respond(
+                send,
+                404,
+                b"POST /ccbmdm/v1/{flow}/{part}, part one of request, response, ack, notification",
+            )
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        partner = self.partner_of(headers.get("authorization"))
+        if partner is None:
+            await _respond(
+                send,
+                401,
+                b"authentication required",
+                [(b"www-authenticate", b'Bearer realm="ccbmdm"')],
+            )
+            return
+        declared = headers.get("content-length")
+        too_large = self.endpoint.too_large(match.group(1))
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _respond(send, too_large.status, too_large.body)
+            return
+        body = bytearray()
+        while True:  # the cap holds on what arrives too, whatever the header said
+            message = await receive()
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
+                await _respond(send, too_large.status, too_large.body)
+                return
+            if not message.get("more_body"):
+                break
+        response = self.endpoint.receive(partner, match.group(1), match.group(2), bytes(body))
+        await _respond(send, response.status, response.body)
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    content_type = b"application/xml" if body.startswith(b"<?xml") else b"text/plain; charset=utf-8"
+    headers = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+        *(extra or []),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class HttpTransport:
+    """Posts messages to partners' base URLs with each partner's credential and a timeout."""
+
+    def __init__(
+        self,
+        partners: Mapping[str, str],
+        credentials: Mapping[str, Credential],
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.partners = dict(partners)  # partner -> base URL
+        self.credentials = dict(credentials)  # partner -> the credential we present to it
+        self.client = httpx.Client(timeout=timeout_s)
+
+    def post(self, sender: str, partner: str, flow: str, part: str, body: bytes) -> Response:
+        base = self.partners.get(partner)
+        if base is None:
+            raise TransportError(f"no address configured for {partner}")
+        headers = {"content-type": "application/xml"}
+        credential = self.credentials.get(partner)
+        if credential is not None:
+            headers["authorization"] = credential.header()
+        try:
+            answer = self.client.post(
+                f"{base.rstrip('/')}/ccbmdm/v1/{flow}/{part}", content=body, headers=headers
+            )
+        except httpx.TimeoutException as exc:
+            raise TransportError(f"timeout posting to {partner}: {type(exc).__name__}") from None
+        except httpx.TransportError as exc:
+            raise TransportError(f"cannot reach {partner}: {type(exc).__name__}: {exc}") from None
+        return Response(answer.status_code, answer.content)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class Server:
+    """A receiver app served by uvicorn in a background thread, on loopback by default."""
+
+    def __init__(self, app: ReceiverApp, host: str = "127.0.0.1", port: int = 0) -> None:
+        if port == 0:
+            with socket.socket() as probe:
+                probe.bind((host, 0))
+                port = probe.getsockname()[1]
+        self.url = f"http://{host}:{port}"
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError(f"the server at {self.url} did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

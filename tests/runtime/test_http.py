@@ -1,0 +1,107 @@
+"""The HTTP binding on loopback: PERSON_SYNC across real sockets, authentication, size cap,
+duplicates, and failures the sender retries."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import httpx
+import pytest
+
+from ccbmdm.codegen.loader import load_package
+from ccbmdm.codegen.project import Project
+from ccbmdm.runtime.contracts import ContractRegistry
+from ccbmdm.runtime.http import Credential, HttpTransport, ReceiverApp, Server
+from ccbmdm.runtime.store import Store
+from ccbmdm.runtime.transport import InProcessTransport
+from runtime_world import Integration
+from support import REPO
+
+# Each node presents its own credential to the others (a token, or Basic for CCB).
+CREDENTIALS = {
+    "ccb": Credential(user="ccb", password="ccb-secret"),
+    "bridge": Credential(token="bridge-token"),
+    "mdm": Credential(token="mdm-token"),
+}
+
+
+@pytest.fixture(scope="module")
+def package() -> ModuleType:
+    return load_package(Project.load(REPO))
+
+
+def test_person_sync_over_http_on_loopback(
+    store: Store, registry: ContractRegistry, package: ModuleType
+) -> None:
+    world = Integration(store, registry, package, InProcessTransport())
+    nodes = {"ccb": world.ccb, "bridge": world.bridge, "mdm": world.mdm}
+    servers = {
+        name: Server(
+            ReceiverApp(node.receiver, {p: c for p, c in CREDENTIALS.items() if p != name})
+        )
+        for name, node in nodes.items()
+    }
+    for server in servers.values():
+        server.__enter__()
+    try:
+        addresses = {name: server.url for name, server in servers.items()}
+        for name, node in nodes.items():
+            node.transport = HttpTransport(addresses, {p: CREDENTIALS[name] for p in addresses})
+        world.people.change("0001234567", "Okafor,Adaeze")
+        world.run()
+        assert world.requests() == [("SYNCHRONIZED", None)]
+        assert world.stub.applied == {"0001234567": (1, "Okafor,Adaeze")}
+        url = f"{servers['mdm'].url}/ccbmdm/v1/person-sync/request"
+        with store.transaction() as tx:
+            (row,) = tx.fetch(
+                "SELECT payload FROM outbox WHERE node = 'bridge' AND partner = 'mdm'"
+            )
+        payload = bytes(row["payload"])
+        bridge = {"authorization": CREDENTIALS["bridge"].header()}
+        # A redelivery gets the recorded outcome (200) and is not processed again.
+        assert httpx.post(url, content=payload, headers=bridge).status_code == 200
+        # No credential, or a wrong one: 401, which a sender retries.
+        assert httpx.post(url, content=payload).status_code == 401
+        assert (
+            httpx.post(url, content=payload, headers={"authorization": "Bearer guess"}).status_code
+            == 401
+        )
+        # Invalid XML: 400 with a fault; too large: 413.
+        bad = httpx.post(url, content=b"<ContactSyncRequest", headers=bridge)
+        assert bad.status_code == 400 and b"<messageNumber>1001</messageNumber>" in bad.content
+        huge = httpx.post(url, content=b" " * (17 * 1024 * 1024), headers=bridge)
+        assert huge.status_code == 413 and b"byte cap" in huge.content
+        assert httpx.get(url, headers=bridge).status_code == 404
+        world.run()
+        assert world.stub.applications == 1
+    finally:
+        for server in servers.values():
+            server.__exit__()
+
+
+def test_a_refused_connection_is_a_technical_failure(
+    store: Store, registry: ContractRegistry, package: ModuleType
+) -> None:
+    world = Integration(store, registry, package, InProcessTransport())
+    with Server(ReceiverApp(world.bridge.receiver, {"ccb": CREDENTIALS["ccb"]})) as bridge:
+        dead = "http://127.0.0.1:9"  # nothing listens on the discard port
+        world.ccb.transport = HttpTransport(
+            {"bridge": dead}, {"bridge": CREDENTIALS["ccb"]}, timeout_s=2
+        )
+        world.people.change("0000000060", "Later,Person")
+        world.monitor.step()
+        world.ccb.send_due()
+        with store.transaction() as tx:
+            (row,) = tx.fetch("SELECT state, attempt, last_error FROM outbox WHERE node = 'ccb'")
+        assert (row["state"], row["attempt"]) == ("RETRY_WAIT", 1)
+        assert "cannot reach bridge" in row["last_error"]
+        world.ccb.transport = HttpTransport({"bridge": bridge.url}, {"bridge": CREDENTIALS["ccb"]})
+        world.ccb.send_due()
+        with store.transaction() as tx:
+            (row,) = tx.fetch("SELECT state, attempt FROM outbox WHERE node = 'ccb'")
+        assert (row["state"], row["attempt"]) == ("AWAITING_REPLY", 2)
+
+
+def test_credentials_never_show_in_their_representation() -> None:
+    assert "secret" not in repr(Credential(user="ccb", password="ccb-secret"))
+    assert "bridge-token" not in repr(Credential(token="bridge-token"))
