@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,8 +23,16 @@ def sample(contract: str, variant: str | None = None) -> bytes:
     return (REPO / "contracts" / "samples" / system / name).read_bytes()
 
 
-def run_python(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_python(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m ...`` of this interpreter in ``cwd``, capturing its output."""
+    environment = {**os.environ, **env} if env else None
     return subprocess.run(
-        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, check=False
+        [sys.executable, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=environment,
     )
