@@ -143,53 +143,71 @@ class Outbox:
         )
         return changed == 1
 
-    def renew(self, claim: Claim) -> bool:
-        """Extend the lease just before sending; False: the lease is gone, do not send."""
+    def renew(self, claims: list[Claim]) -> list[Claim]:
+        """Extend the leases just before sending, in one transaction; the claims still held
+        (a claim whose lease is gone must not be sent)."""
         with self.store.transaction() as tx:
-            return self._fenced(
-                tx, claim, f"due_at = {self.store.now_plus}", {"seconds": self.settings.lease_s}
-            )
-
-    def accepted(self, claim: Claim) -> bool:
-        """The receiver stored the message (202): await the reply, or done for a one-way message."""
-        with self.store.transaction() as tx:
-            if claim.reply_timeout_s is None:
-                return self._fenced(
-                    tx, claim, "state = 'DELIVERED', due_at = NULL, lease_token = NULL", {}
+            return [
+                claim
+                for claim in claims
+                if self._fenced(
+                    tx, claim, f"due_at = {self.store.now_plus}", {"seconds": self.settings.lease_s}
                 )
+            ]
+
+    def record(self, outcomes: list[tuple[Claim, str | None, bool]]) -> list[Claim]:
+        """Record what each send came to, in one transaction: (claim, error or None for an
+        accepted message, business failure). Returns the claims whose lease was gone."""
+        lost = []
+        with self.store.transaction() as tx:
+            for claim, error, business in outcomes:
+                held = (
+                    self._accepted(tx, claim)
+                    if error is None
+                    else self._failed(tx, claim, error, business)
+                )
+                if not held:
+                    lost.append(claim)
+        return lost
+
+    def _accepted(self, tx: Transaction, claim: Claim) -> bool:
+        """The receiver stored the message (202): await the reply, or done for a one-way message."""
+        if claim.reply_timeout_s is None:
             return self._fenced(
+                tx, claim, "state = 'DELIVERED', due_at = NULL, lease_token = NULL", {}
+            )
+        return self._fenced(
+            tx,
+            claim,
+            f"state = 'AWAITING_REPLY', due_at = {self.store.now_plus}",
+            {"seconds": claim.reply_timeout_s},
+        )
+
+    def _failed(self, tx: Transaction, claim: Claim, error: str, business: bool) -> bool:
+        """Business failures end in ERROR at once; technical ones wait and retry until the
+        attempts are used up. The owner of a message in ERROR moves with it."""
+        final = business or claim.attempt >= self.settings.max_attempts
+        if final:
+            ok = self._fenced(
                 tx,
                 claim,
-                f"state = 'AWAITING_REPLY', due_at = {self.store.now_plus}",
-                {"seconds": claim.reply_timeout_s},
+                "state = 'ERROR', due_at = NULL, lease_token = NULL, last_error = :error",
+                {"error": error[:1000]},
             )
-
-    def failed(self, claim: Claim, error: str, *, business: bool) -> tuple[bool, bool]:
-        """A failed send: business failures end in ERROR at once, technical ones wait and retry
-        until the attempts are used up. Returns (fenced ok, now in ERROR)."""
-        final = business or claim.attempt >= self.settings.max_attempts
-        with self.store.transaction() as tx:
-            if final:
-                ok = self._fenced(
-                    tx,
-                    claim,
-                    "state = 'ERROR', due_at = NULL, lease_token = NULL, last_error = :error",
-                    {"error": error[:1000]},
-                )
-            else:
-                ok = self._fenced(
-                    tx,
-                    claim,
-                    f"state = 'RETRY_WAIT', due_at = {self.store.now_plus}, lease_token = NULL, last_error = :error",
-                    {"error": error[:1000], "seconds": self.settings.backoff(claim.attempt)},
-                )
-            if ok and final and claim.owner_type == "sync_request" and claim.owner_id is not None:
-                reason = f"{'rejected' if business else 'not delivered, attempts used up'}: {error}"
-                tx.execute(
-                    f"UPDATE sync_request SET state = 'ERROR', reason = :reason, due_at = {tx.now} WHERE id = :id AND state = 'AWAITING_ACK'",
-                    {"reason": reason[:1000], "id": claim.owner_id},
-                )
-        return ok, final
+        else:
+            ok = self._fenced(
+                tx,
+                claim,
+                f"state = 'RETRY_WAIT', due_at = {self.store.now_plus}, lease_token = NULL, last_error = :error",
+                {"error": error[:1000], "seconds": self.settings.backoff(claim.attempt)},
+            )
+        if ok and final and claim.owner_type == "sync_request" and claim.owner_id is not None:
+            reason = f"{'rejected' if business else 'not delivered, attempts used up'}: {error}"
+            tx.execute(
+                f"UPDATE sync_request SET state = 'ERROR', reason = :reason, due_at = {tx.now} WHERE id = :id AND state = 'AWAITING_ACK'",
+                {"reason": reason[:1000], "id": claim.owner_id},
+            )
+        return ok
 
     def rescue(self) -> int:
         """Rows whose lease or reply deadline passed: again (same id and bytes), or ERROR."""
