@@ -96,6 +96,20 @@ def report(findings: Iterable[Finding]) -> None:
         err.print(f"{errors} error(s), {len(ordered) - errors} warning(s)")
 
 
+def describe_input_error(name: str, exc: Exception) -> str:
+    """A message that could not be read, as ``file:line:col: what`` lines."""
+    if isinstance(exc, XmlRejected):
+        where = f"{exc.line}:{exc.column}:" if exc.line is not None else ""
+        return f"{name}:{where} XML rejected: {exc.reason}"
+    if isinstance(exc, ContractViolation):
+        lines = [f"{name}: does not satisfy {exc.contract}, {len(exc.problems)} problem(s):"]
+        for problem in exc.problems:
+            where = ":".join(str(n) for n in (problem.line, problem.column) if n is not None)
+            lines.append(f"{name}:{where}: {problem.xpath}: {problem.message}")
+        return "\n".join(lines)
+    return f"{name}: {exc}"
+
+
 def _project(project_dir: Path | None) -> Project:
     return Project.load(project_dir) if project_dir is not None else Project.find()
 
@@ -214,16 +228,8 @@ def transform(
     try:
         _, source = registry.decode(data, transformer.source)
         result = transformer.function(source, ctx)
-    except XmlRejected as exc:
-        where = f"{exc.line}:{exc.column}:" if exc.line is not None else ""
-        fail(f"{name}:{where} XML rejected: {exc.reason}")
-    except UnknownContract as exc:
-        fail(f"{name}: {exc}")
-    except ContractViolation as exc:
-        lines = "\n".join(
-            f"{name}:{p.line}:{p.column}: {p.xpath}: {p.message}" for p in exc.problems
-        )
-        fail(f"{name} does not satisfy {exc.contract}:\n{lines}")
+    except (XmlRejected, UnknownContract, ContractViolation) as exc:
+        fail(describe_input_error(name, exc))
     except TransformError as exc:
         fail(f"{exc}\n  (fault 90000/{exc.code}; input {name})")
     out.print(_pretty(registry[transformer.target].encode(result)), end="")
@@ -295,16 +301,8 @@ def validate(
             continue
         try:
             codec, _ = registry.decode(data, contract)
-        except XmlRejected as exc:
-            where = f"{exc.line}:{exc.column}:" if exc.line is not None else ""
-            err.print(f"{name}:{where} XML rejected: {exc.reason}")
-        except UnknownContract as exc:
-            err.print(f"{name}: {exc}")
-        except ContractViolation as exc:
-            err.print(f"{name}: does not satisfy {exc.contract}, {len(exc.problems)} problem(s):")
-            for problem in exc.problems:
-                where = ":".join(str(n) for n in (problem.line, problem.column) if n is not None)
-                err.print(f"{name}:{where}: {problem.xpath}: {problem.message}")
+        except (XmlRejected, UnknownContract, ContractViolation) as exc:
+            err.print(escape(describe_input_error(name, exc)))
         else:
             out.print(f"OK {codec.name}" + (f"  {name}" if len(files) > 1 else ""))
             continue

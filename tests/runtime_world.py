@@ -37,25 +37,36 @@ class People:
         return None if row is None else json.loads(row["data"])
 
     def change(self, person_id: str, name: str, country: str = "USA") -> None:
-        data = {
-            "person_id": person_id,
-            "person_or_business": "P",
-            "entity_name": name,
-            "language": "ENG",
-            "address": {
-                "address1": "1 Main St",
-                "city": "Quincy",
-                "postal": "02169",
-                "country": country,
-            },
-        }
+        """A person with an address, saved and captured."""
+        address = {"address1": "1 Main St", "city": "Quincy", "postal": "02169", "country": country}
+        self.put(person_id, person(person_id, name, address=address))
+
+    def put(self, person_id: str, data: Mapping[str, Any] | None, *, fail: bool = False) -> None:
+        """Save (None: delete) a person and capture the change in the same transaction;
+        ``fail`` makes the business transaction fail after capturing."""
         with self.store.transaction() as tx:
             before = self.read(tx, "PERSON", (person_id,))
-            tx.execute(
-                "INSERT INTO test_person (id, data) VALUES (:id, :data) ON CONFLICT (id) DO UPDATE SET data = excluded.data",
-                {"id": person_id, "data": json.dumps(data)},
-            )
+            if data is None:
+                tx.execute("DELETE FROM test_person WHERE id = :id", {"id": person_id})
+            else:
+                tx.execute(
+                    "INSERT INTO test_person (id, data) VALUES (:id, :data) ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+                    {"id": person_id, "data": json.dumps(data)},
+                )
             capture(tx, "PERSON", (person_id,), before)
+            if fail:
+                raise RuntimeError("the business transaction fails after capturing")
+
+
+def person(person_id: str, name: str, **extra: Any) -> dict[str, Any]:
+    """A person snapshot, in the JSON form of the PersonSyncRequest's person element."""
+    return {
+        "person_id": person_id,
+        "person_or_business": "P",
+        "entity_name": name,
+        "language": "ENG",
+        **extra,
+    }
 
 
 class StubMdm:

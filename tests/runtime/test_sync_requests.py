@@ -4,66 +4,27 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.lifecycle import SYNC_REQUEST, IllegalTransition
-from ccbmdm.runtime.store import Store, Transaction
-from ccbmdm.runtime.sync import SyncRequestMonitor, capture
+from ccbmdm.runtime.store import Store
+from ccbmdm.runtime.sync import SyncRequestMonitor
+from runtime_world import People, person
 from support import sample
 
 PERSON_REQUEST = "ccb/PersonSyncRequest"
 
 
-class PersonTable:
-    """A source system's person table in the runtime's store, changed with capture."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        with store.transaction() as tx:
-            tx.execute(
-                "CREATE TABLE IF NOT EXISTS test_person (id text PRIMARY KEY, data text NOT NULL)"
-            )
-
-    def read(self, tx: Transaction, mo: str, key: tuple[str, ...]) -> Mapping[str, Any] | None:
-        row = tx.fetch_one("SELECT data FROM test_person WHERE id = :id", {"id": key[0]})
-        return None if row is None else json.loads(row["data"])
-
-    def change(self, person_id: str, data: Mapping[str, Any] | None, *, fail: bool = False) -> None:
-        with self.store.transaction() as tx:
-            before = self.read(tx, "PERSON", (person_id,))
-            if data is None:
-                tx.execute("DELETE FROM test_person WHERE id = :id", {"id": person_id})
-            else:
-                tx.execute(
-                    "INSERT INTO test_person (id, data) VALUES (:id, :data) ON CONFLICT (id) DO UPDATE SET data = excluded.data",
-                    {"id": person_id, "data": json.dumps(data)},
-                )
-            capture(tx, "PERSON", (person_id,), before)
-            if fail:
-                raise RuntimeError("the business transaction fails after capturing")
-
-
-def person(person_id: str, name: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "person_id": person_id,
-        "person_or_business": "P",
-        "entity_name": name,
-        "language": "ENG",
-        **extra,
-    }
+@pytest.fixture
+def people(store: Store) -> People:
+    return People(store)
 
 
 @pytest.fixture
-def people(store: Store) -> PersonTable:
-    return PersonTable(store)
-
-
-@pytest.fixture
-def monitor(store: Store, registry: ContractRegistry, people: PersonTable) -> SyncRequestMonitor:
+def monitor(store: Store, registry: ContractRegistry, people: People) -> SyncRequestMonitor:
     return SyncRequestMonitor(store, registry, people, {"PERSON_SYNC": PERSON_REQUEST})
 
 
@@ -88,14 +49,14 @@ def outbox(store: Store) -> list[dict[str, Any]]:
 
 
 def test_c1_many_changes_coalesce_into_one_message_with_the_last_state(
-    store: Store, people: PersonTable, monitor: SyncRequestMonitor, registry: ContractRegistry
+    store: Store, people: People, monitor: SyncRequestMonitor, registry: ContractRegistry
 ) -> None:
-    people.change("0000000001", person("0000000001", "Okafor,Ada"))
+    people.put("0000000001", person("0000000001", "Okafor,Ada"))
     monitor.step()
     with store.transaction() as tx:  # the first request is acknowledged
         tx.execute("UPDATE sync_request SET state = 'SYNCHRONIZED' WHERE id = 1")
     for version in range(100):
-        people.change("0000000001", person("0000000001", f"Okafor,Ada {version}"))
+        people.put("0000000001", person("0000000001", f"Okafor,Ada {version}"))
     pending = [r for r in requests(store) if r["state"] == "PENDING"]
     assert len(pending) == 1
     assert store.json_value(pending[0]["initial_snapshot"]) in (
@@ -111,12 +72,12 @@ def test_c1_many_changes_coalesce_into_one_message_with_the_last_state(
     assert message.entity_version == 101  # type: ignore[attr-defined]
 
 
-def test_c2_concurrent_changes_leave_one_pending_request(store: Store, people: PersonTable) -> None:
+def test_c2_concurrent_changes_leave_one_pending_request(store: Store, people: People) -> None:
     errors: list[BaseException] = []
 
     def worker(index: int) -> None:
         try:
-            PersonTable(store).change("0000000002", person("0000000002", f"Name {index}"))
+            People(store).put("0000000002", person("0000000002", f"Name {index}"))
         except BaseException as exc:
             errors.append(exc)
 
@@ -130,11 +91,11 @@ def test_c2_concurrent_changes_leave_one_pending_request(store: Store, people: P
 
 
 def test_c3_a_change_after_the_final_snapshot_starts_a_new_request(
-    store: Store, people: PersonTable, monitor: SyncRequestMonitor
+    store: Store, people: People, monitor: SyncRequestMonitor
 ) -> None:
-    people.change("0000000003", person("0000000003", "First"))
+    people.put("0000000003", person("0000000003", "First"))
     monitor.step()
-    people.change("0000000003", person("0000000003", "Second"))
+    people.put("0000000003", person("0000000003", "Second"))
     assert [r["state"] for r in requests(store)] == ["AWAITING_ACK", "PENDING"]
     # The newer request waits while the older is not final (S2): nothing is sent.
     assert monitor.step() == type(monitor.step())()
@@ -142,14 +103,14 @@ def test_c3_a_change_after_the_final_snapshot_starts_a_new_request(
 
 
 def test_c4_a_change_undone_before_the_monitor_runs_is_discarded(
-    store: Store, people: PersonTable, monitor: SyncRequestMonitor
+    store: Store, people: People, monitor: SyncRequestMonitor
 ) -> None:
-    people.change("0000000004", person("0000000004", "A"))
+    people.put("0000000004", person("0000000004", "A"))
     monitor.step()
     with store.transaction() as tx:
         tx.execute("UPDATE sync_request SET state = 'SYNCHRONIZED'")
-    people.change("0000000004", person("0000000004", "B"))
-    people.change("0000000004", person("0000000004", "A"))
+    people.put("0000000004", person("0000000004", "B"))
+    people.put("0000000004", person("0000000004", "A"))
     assert monitor.step().discarded == 1
     assert (
         requests(store)[-1]["state"] == "DISCARDED"
@@ -158,20 +119,20 @@ def test_c4_a_change_undone_before_the_monitor_runs_is_discarded(
     assert len(outbox(store)) == 1
 
 
-def test_c6_a_rolled_back_change_leaves_no_request(store: Store, people: PersonTable) -> None:
+def test_c6_a_rolled_back_change_leaves_no_request(store: Store, people: People) -> None:
     with pytest.raises(RuntimeError):
-        people.change("0000000006", person("0000000006", "Rolled"), fail=True)
+        people.put("0000000006", person("0000000006", "Rolled"), fail=True)
     assert requests(store) == []
 
 
 def test_add_and_delete_change_types(
-    store: Store, people: PersonTable, monitor: SyncRequestMonitor, registry: ContractRegistry
+    store: Store, people: People, monitor: SyncRequestMonitor, registry: ContractRegistry
 ) -> None:
-    people.change("0000000007", person("0000000007", "New"))
+    people.put("0000000007", person("0000000007", "New"))
     monitor.step()
     with store.transaction() as tx:
         tx.execute("UPDATE sync_request SET state = 'SYNCHRONIZED'")
-    people.change("0000000007", None)
+    people.put("0000000007", None)
     monitor.step()
     added, deleted = (
         registry.decode(bytes(row["payload"]), PERSON_REQUEST)[1] for row in outbox(store)
@@ -181,10 +142,10 @@ def test_add_and_delete_change_types(
 
 
 def test_e4_a_message_that_cannot_be_built_errs_and_the_batch_goes_on(
-    store: Store, people: PersonTable, monitor: SyncRequestMonitor
+    store: Store, people: People, monitor: SyncRequestMonitor
 ) -> None:
-    people.change("0000000008", person("0000000008", "x" * 300))
-    people.change("0000000009", person("0000000009", "Fine"))
+    people.put("0000000008", person("0000000008", "x" * 300))
+    people.put("0000000009", person("0000000009", "Fine"))
     result = monitor.step()
     assert (result.sent, result.errors) == (1, 1)
     failed, sent = requests(store)
@@ -197,9 +158,9 @@ def test_e4_a_message_that_cannot_be_built_errs_and_the_batch_goes_on(
 
 
 def test_the_message_carries_header_and_keys(
-    store: Store, people: PersonTable, monitor: SyncRequestMonitor, registry: ContractRegistry
+    store: Store, people: People, monitor: SyncRequestMonitor, registry: ContractRegistry
 ) -> None:
-    people.change("0000000010", person("0000000010", "Keys"))
+    people.put("0000000010", person("0000000010", "Keys"))
     monitor.step()
     (row,) = outbox(store)
     _, message = registry.decode(bytes(row["payload"]), PERSON_REQUEST)
