@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ccbmdm.runtime.store import Store, Transaction
+from ccbmdm.runtime.store.base import Row
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,38 @@ class Claim:
     reply_timeout_s: float | None
     owner_type: str | None
     owner_id: int | None
+
+
+def claim_rows(
+    store: Store,
+    node: str,
+    settings: DeliverySettings,
+    table: str,
+    state: str,
+    pick: str,
+    columns: str,
+    batch: int | None,
+) -> list[Row]:
+    """Move the rows ``pick`` selects to ``state`` under a new lease, in one statement:
+    PostgreSQL picks with ``FOR UPDATE SKIP LOCKED`` in a materialised CTE (so the limit applies
+    before the update); SQLite, under BEGIN IMMEDIATE, updates the rows a subquery picks."""
+    if store.dialect == "postgres":
+        lock = " FOR UPDATE OF r SKIP LOCKED" if " r " in pick else " FOR UPDATE SKIP LOCKED"
+        sql = f"""WITH picked AS MATERIALIZED ({pick} LIMIT :batch{lock})
+                  UPDATE {table} s SET state = '{state}', attempt = s.attempt + 1,
+                         lease_token = md5(random()::text || clock_timestamp()::text), due_at = {store.now_plus}
+                  FROM picked WHERE s.id = picked.id
+                  RETURNING {", ".join("s." + c for c in columns.split(", "))}"""
+    else:
+        sql = f"""UPDATE {table} SET state = '{state}', attempt = attempt + 1,
+                         lease_token = lower(hex(randomblob(16))), due_at = {store.now_plus}
+                  WHERE id IN ({pick} LIMIT :batch)
+                  RETURNING {columns}"""
+    with store.transaction() as tx:
+        rows = tx.fetch(
+            sql, {"node": node, "batch": batch or settings.batch, "seconds": settings.lease_s}
+        )
+    return sorted(rows, key=lambda row: int(row["id"]))
 
 
 class Outbox:
@@ -94,45 +127,25 @@ class Outbox:
         )
 
     def claim(self, batch: int | None = None) -> list[Claim]:
-        """Claim due rows whose key has no older open row: SENDING, one more attempt, a lease."""
+        """Claim due rows whose key has no older open row: SENDING, one more attempt, a lease.
+
+        The guard keeps per-key order across workers (reliability.md §2.3).
+        """
         store = self.store
-        lock = " FOR UPDATE OF r SKIP LOCKED" if store.dialect == "postgres" else ""
-        token = (
-            "md5(random()::text || clock_timestamp()::text)"
-            if store.dialect == "postgres"
-            else "lower(hex(randomblob(16)))"
+        due = f"""r.node = :node AND r.state IN ('PENDING','RETRY_WAIT') AND r.due_at <= {store.now}
+                  AND (r.ordering_key IS NULL  -- an unordered message never waits
+                       OR NOT EXISTS (SELECT 1 FROM outbox o
+                                      WHERE o.node = r.node AND o.partner = r.partner AND o.ordering_key = r.ordering_key
+                                        AND o.id < r.id AND o.state IN ('PENDING','SENDING','AWAITING_REPLY','RETRY_WAIT')))"""
+        columns = "id, partner, flow, part, message_id, payload, attempt, lease_token, reply_timeout_s, owner_type, owner_id"
+        pick = f"SELECT r.id FROM outbox r WHERE {due} ORDER BY r.due_at, r.id"
+        rows = claim_rows(
+            self.store, self.node, self.settings, "outbox", "SENDING", pick, columns, batch
         )
-        with store.transaction() as tx:
-            picked = tx.fetch(
-                f"""SELECT r.id FROM outbox r
-                    WHERE r.node = :node AND r.state IN ('PENDING','RETRY_WAIT') AND r.due_at <= {store.now}
-                      AND (r.ordering_key IS NULL  -- an unordered message never waits
-                           OR NOT EXISTS (SELECT 1 FROM outbox o
-                                          WHERE o.node = r.node AND o.partner = r.partner AND o.ordering_key = r.ordering_key
-                                            AND o.id < r.id AND o.state IN ('PENDING','SENDING','AWAITING_REPLY','RETRY_WAIT')))
-                    ORDER BY r.due_at, r.id LIMIT :batch{lock}""",
-                {"node": self.node, "batch": batch or self.settings.batch},
-            )
-            claims = []
-            for row in picked:
-                claimed = tx.fetch_one(
-                    f"""UPDATE outbox SET state = 'SENDING', attempt = attempt + 1, lease_token = {token},
-                               due_at = {store.now_plus} WHERE id = :id
-                        RETURNING id, partner, flow, part, message_id, payload, attempt, lease_token,
-                                  reply_timeout_s, owner_type, owner_id""",
-                    {"id": row["id"], "seconds": self.settings.lease_s},
-                )
-                assert claimed is not None
-                claims.append(
-                    Claim(
-                        **{
-                            **claimed,
-                            "message_id": str(claimed["message_id"]),
-                            "payload": bytes(claimed["payload"]),
-                        }
-                    )
-                )
-        return claims
+        return [
+            Claim(**{**row, "message_id": str(row["message_id"]), "payload": bytes(row["payload"])})
+            for row in rows
+        ]
 
     def _fenced(
         self, tx: Transaction, claim: Claim, assignments: str, params: Mapping[str, Any]
@@ -309,41 +322,25 @@ class Inbox:
             return False, None if outcome is None else str(outcome)
 
     def claim(self, batch: int | None = None) -> list[Received]:
-        store = self.store
-        lock = " FOR UPDATE SKIP LOCKED" if store.dialect == "postgres" else ""
-        token = (
-            "md5(random()::text || clock_timestamp()::text)"
-            if store.dialect == "postgres"
-            else "lower(hex(randomblob(16)))"
+        """Claim received messages for processing, in one statement, as the outbox does."""
+        pick = f"SELECT id FROM inbox WHERE node = :node AND state = 'RECEIVED' AND due_at <= {self.store.now} ORDER BY due_at, id"
+        columns = "id, partner, flow, part, message_id, correlation_id, payload, lease_token"
+        rows = claim_rows(
+            self.store, self.node, self.settings, "inbox", "PROCESSING", pick, columns, batch
         )
-        with store.transaction() as tx:
-            picked = tx.fetch(
-                f"""SELECT id FROM inbox WHERE node = :node AND state = 'RECEIVED' AND due_at <= {store.now}
-                    ORDER BY due_at, id LIMIT :batch{lock}""",
-                {"node": self.node, "batch": batch or self.settings.batch},
+        return [
+            Received(
+                **{
+                    **row,
+                    "message_id": str(row["message_id"]),
+                    "payload": bytes(row["payload"]),
+                    "correlation_id": None
+                    if row["correlation_id"] is None
+                    else str(row["correlation_id"]),
+                }
             )
-            claimed = []
-            for row in picked:
-                got = tx.fetch_one(
-                    f"""UPDATE inbox SET state = 'PROCESSING', attempt = attempt + 1, lease_token = {token},
-                               due_at = {store.now_plus} WHERE id = :id
-                        RETURNING id, partner, flow, part, message_id, correlation_id, payload, lease_token""",
-                    {"id": row["id"], "seconds": self.settings.lease_s},
-                )
-                assert got is not None
-                claimed.append(
-                    Received(
-                        **{
-                            **got,
-                            "message_id": str(got["message_id"]),
-                            "payload": bytes(got["payload"]),
-                            "correlation_id": None
-                            if got["correlation_id"] is None
-                            else str(got["correlation_id"]),
-                        }
-                    )
-                )
-        return claimed
+            for row in rows
+        ]
 
     def processed(
         self, tx: Transaction, received: Received, outcome_message_id: str | None
