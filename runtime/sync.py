@@ -127,6 +127,7 @@ class SyncRequestMonitor:
         partner: str = "bridge",
         reply_timeout_s: float = 86400.0,
         audit_fields: Mapping[str, frozenset[str]] | None = None,
+        error_policies: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
         self.contracts = contracts
@@ -137,6 +138,10 @@ class SyncRequestMonitor:
         self.partner = partner
         self.reply_timeout_s = reply_timeout_s
         self.audit_fields = audit_fields or {}
+        # flow code -> hold (the default, PD-L02) or supersede, as contracts/flows.yaml declares
+        self.superseding = sorted(
+            f for f, policy in (error_policies or {}).items() if policy == "supersede"
+        )
 
     def step(
         self, batch: int = 50, *, request_ids: list[int] | None = None, from_error: bool = False
@@ -159,6 +164,8 @@ class SyncRequestMonitor:
                                       WHERE o.mo = r.mo AND o.pk = r.pk AND o.target = r.target
                                         AND o.state IN ('AWAITING_ACK', 'ERROR'))"""
         with self.store.transaction() as tx:
+            if not from_error and self.superseding:
+                self._supersede(tx)
             picked = tx.fetch(
                 f"""SELECT r.id, r.mo, r.pk, r.target, r.flow, r.initial_snapshot, r.initial_load
                     FROM sync_request r WHERE {where}
@@ -177,6 +184,33 @@ class SyncRequestMonitor:
                     outcome = "errors"
                 counts[outcome] += 1
         return StepResult(**counts)
+
+    def _supersede(self, tx: Transaction) -> None:
+        """S12, for flows that declare it: a request in Error whose key has a Pending one is
+        superseded, and its initial snapshot becomes the Pending one's (so the next message
+        still compares against what MDM last had)."""
+        flows = ",".join(
+            f"'{flow}'" for flow in self.superseding if flow.replace("_", "").isalnum()
+        )
+        stale = tx.fetch(
+            f"""SELECT e.id AS old, p.id AS new, e.initial_snapshot FROM sync_request e
+                JOIN sync_request p ON p.mo = e.mo AND p.pk = e.pk AND p.target = e.target AND p.state = 'PENDING'
+                WHERE e.state = 'ERROR' AND e.flow IN ({flows}) ORDER BY e.id"""
+        )
+        transition = SYNC_REQUEST.next("ERROR", "supersede")
+        for row in stale:
+            if tx.execute(
+                "UPDATE sync_request SET state = :state, reason = 'superseded by a newer request', due_at = NULL "
+                "WHERE id = :old AND state = 'ERROR'",
+                {"state": transition.target, "old": row["old"]},
+            ):
+                tx.execute(
+                    "UPDATE sync_request SET initial_snapshot = :snapshot WHERE id = :new",
+                    {
+                        "snapshot": json.dumps(self.store.json_value(row["initial_snapshot"])),
+                        "new": row["new"],
+                    },
+                )
 
     def _determine(self, tx: Transaction, row: Mapping[str, Any]) -> str:
         key = tuple(row["pk"].split(KEY_SEPARATOR))
