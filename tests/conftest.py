@@ -10,11 +10,12 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from ccbmdm.codegen.ir import ContractSet
-from ccbmdm.codegen.loader import load_contracts
+from ccbmdm.codegen.loader import load_contracts, load_package
 from ccbmdm.codegen.project import Project
 from ccbmdm.codegen.xsd_reader import read_contracts
 from ccbmdm.runtime.contracts import ContractRegistry
@@ -32,6 +33,12 @@ def project() -> Project:
 @pytest.fixture(scope="session")
 def registry(project: Project) -> ContractRegistry:
     return load_contracts(project)
+
+
+@pytest.fixture(scope="session")
+def package(project: Project) -> ModuleType:
+    """The reference project's generated package: models, codecs and transformers."""
+    return load_package(project)
 
 
 @pytest.fixture(scope="session")

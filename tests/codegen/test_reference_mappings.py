@@ -11,7 +11,6 @@ import pytest
 from lxml import etree
 
 from ccbmdm.codegen.catalogue import load_catalogue
-from ccbmdm.codegen.loader import load_package
 from ccbmdm.codegen.project import Project
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.mapping import CodeTables, Context, Transformer
@@ -20,11 +19,6 @@ from support import REPO
 SAMPLES = REPO / "contracts" / "samples"
 CATALOGUE = load_catalogue(REPO / "contracts" / "flows.yaml")
 PARTS = [(flow.code, part.name) for flow in CATALOGUE for part in flow.parts]
-
-
-@pytest.fixture(scope="module")
-def package(project: Project) -> ModuleType:
-    return load_package(project)
 
 
 @pytest.fixture(scope="module")

@@ -6,16 +6,12 @@ from __future__ import annotations
 from types import ModuleType
 
 import httpx
-import pytest
 
-from ccbmdm.codegen.loader import load_package
-from ccbmdm.codegen.project import Project
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.http import Credential, HttpTransport, ReceiverApp, Server
 from ccbmdm.runtime.store import Store
 from ccbmdm.runtime.transport import InProcessTransport
 from runtime_world import Integration
-from support import REPO
 
 # Each node presents its own credential to the others (a token, or Basic for CCB).
 CREDENTIALS = {
@@ -23,11 +19,6 @@ CREDENTIALS = {
     "bridge": Credential(token="bridge-token"),
     "mdm": Credential(token="mdm-token"),
 }
-
-
-@pytest.fixture(scope="module")
-def package() -> ModuleType:
-    return load_package(Project.load(REPO))
 
 
 def test_person_sync_over_http_on_loopback(

@@ -6,19 +6,11 @@ from types import ModuleType
 
 import pytest
 
-from ccbmdm.codegen.loader import load_package
-from ccbmdm.codegen.project import Project
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.operations import NotInError, discard, resubmit, status
 from ccbmdm.runtime.store import Store
 from ccbmdm.runtime.transport import InProcessTransport
 from runtime_world import Integration
-from support import REPO
-
-
-@pytest.fixture(scope="module")
-def package() -> ModuleType:
-    return load_package(Project.load(REPO))
 
 
 @pytest.fixture

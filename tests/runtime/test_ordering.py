@@ -4,22 +4,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
-import pytest
-
-from ccbmdm.codegen.loader import load_package
-from ccbmdm.codegen.project import Project
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.operations import discard, resubmit, status
 from ccbmdm.runtime.store import Store
 from ccbmdm.runtime.sync import SyncRequestMonitor
 from ccbmdm.runtime.transport import InProcessTransport
 from runtime_world import Integration
-from support import REPO
-
-
-@pytest.fixture(scope="module")
-def package() -> ModuleType:
-    return load_package(Project.load(REPO))
 
 
 def world_with_rejected_v1(

@@ -5,20 +5,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
-import pytest
-
-from ccbmdm.codegen.loader import load_package
-from ccbmdm.codegen.project import Project
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.store import Store
 from ccbmdm.runtime.transport import InProcessTransport
 from runtime_world import Flaky, Integration
-from support import REPO
-
-
-@pytest.fixture(scope="module")
-def package() -> ModuleType:
-    return load_package(Project.load(REPO))
 
 
 def test_a_change_reaches_mdm_and_ends_synchronized(
