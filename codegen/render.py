@@ -67,10 +67,6 @@ class SimpleView:
     parser: str | None  # the lexical parser; None for strings
     lexical_form: str  # expression of the value's canonical text, which patterns apply to
 
-    @property
-    def is_enum(self) -> bool:
-        return bool(self.enumeration)
-
 
 @dataclass(frozen=True)
 class FieldView:

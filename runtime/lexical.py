@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 _INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -160,11 +160,3 @@ def check_digits(value: Decimal, total: int | None, fraction: int | None) -> Non
             f"{format_decimal(value)} has {fraction_digits} digits after the point; "
             f"at most {fraction} are allowed"
         )
-
-
-def check_decimal_text(text: str) -> Decimal:
-    """For tests and tools: parse without the facet checks of a particular type."""
-    try:
-        return parse_decimal(text)
-    except InvalidOperation:  # pragma: no cover - the pattern admits only valid literals
-        raise ValueError(f"{text!r} is not a decimal number") from None

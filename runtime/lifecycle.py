@@ -45,9 +45,6 @@ class Lifecycle:
         accepted = sorted({t.event for t in self.transitions if t.source == state})
         raise IllegalTransition(self.name, state, event, accepted)
 
-    def is_final(self, state: str) -> bool:
-        return self.states[state] == "final"
-
 
 # CCB outbound sync request (lifecycles.md §1, stored as reliability.md §1.2 says). Determine if
 # Sync Needed and Send Request are transitory: they happen inside the monitor's step.

@@ -373,22 +373,15 @@ class Binder:
                     "use from: instead",
                 )
                 return "None"
-            resolved = self.resolve(scope, rule.source)
-            if resolved is None:
+            found = self._structure_source(scope, rule.source, rule.source.pos, "each:")
+            if found is None:
                 return "None"
-            source_particle = resolved.particles[-1]
-            if source_particle.kind != "complex" or source_particle.type_key is None:
-                self.fail(
-                    rule.source.pos,
-                    "type-mismatch",
-                    f"each: needs repeated structures; <{rule.source}> is a value",
-                )
-                return "None"
+            resolved, source_key = found
             items = self.emit_path(w, resolved)
             function = f"_b{self._next()}"
             item_xpath = resolved.xpath + "[{}]"
             child = Scope(
-                source_particle.type_key,
+                source_key,
                 item_xpath,
                 resolved.dotted + "[]",
                 target_key,
@@ -405,7 +398,7 @@ class Binder:
                 if rule.where is not None:
                     inner = w.child()
                     item_scope = Scope(
-                        source_particle.type_key,
+                        source_key,
                         item_xpath,
                         resolved.dotted + "[]",
                         target_key,
@@ -451,17 +444,10 @@ class Binder:
                 False,
             )
         else:
-            resolved = self.resolve(scope, rule.source)
-            if resolved is None:
+            found = self._structure_source(scope, rule.source, rule.source.pos, "from:")
+            if found is None:
                 return "None"
-            last = resolved.particles[-1]
-            if last.kind != "complex" or last.type_key is None:
-                self.fail(
-                    rule.source.pos,
-                    "type-mismatch",
-                    f"from: needs a structure; <{rule.source}> is a value",
-                )
-                return "None"
+            resolved, node_key = found
             value = self.emit_path(w, resolved)
             if value.many:
                 self.fail(
@@ -473,7 +459,7 @@ class Binder:
                 return "None"
             node, source_key, source_xpath, source_dotted, optional = (
                 value.var,
-                last.type_key,
+                node_key,
                 resolved.xpath,
                 resolved.dotted,
                 value.optional,
@@ -491,25 +477,17 @@ class Binder:
             else f"{var} = {call}"
         )
         if particle.min_occurs > 0 and conditions:
-            site = self.site(rule, scope, particle)
-            with w.block(f"if {var} is None:"):
-                w.line(
-                    f"raise RuleFailure({site}, None, {f'required element <{particle.name}> has no source'!r}, 1003)"
-                )
+            self._require_source(w, rule, scope, particle, var)
         return var
 
     def _copy(self, w: Writer, scope: Scope, rule: CopyRule, particle: Particle) -> str:
-        resolved = self.resolve(scope, rule.source)
-        if resolved is None:
+        found = self._structure_source(scope, rule.source, rule.pos, "copy:")
+        if found is None or particle.type_key is None:
             return "None"
+        resolved, source_key = found
         last = resolved.particles[-1]
-        if last.kind != "complex" or last.type_key is None or particle.type_key is None:
-            self.fail(
-                rule.pos, "type-mismatch", f"copy: needs a structure; <{rule.source}> is a value"
-            )
-            return "None"
         value = self.emit_path(w, resolved)
-        self._read_subtree(resolved.dotted, last.type_key)
+        self._read_subtree(resolved.dotted, source_key)
         if last.repeats != particle.repeats:
             self.fail(
                 rule.pos,
@@ -517,7 +495,7 @@ class Binder:
                 f"<{rule.source}> and <{particle.name}> differ in repetition",
             )
             return "None"
-        converter = self._copier(last.type_key, particle.type_key, rule.pos)
+        converter = self._copier(source_key, particle.type_key, rule.pos)
         var = value.var
         if particle.repeats:
             w.line(
@@ -528,12 +506,31 @@ class Binder:
         elif converter:
             w.line(f"{var} = None if {var} is None else {converter}({var})")
         if particle.min_occurs > 0 and value.optional and not particle.repeats:
-            site = self.site(rule, scope, particle)
-            with w.block(f"if {var} is None:"):
-                w.line(
-                    f"raise RuleFailure({site}, None, {f'required element <{particle.name}> has no source'!r}, 1003)"
-                )
+            self._require_source(w, rule, scope, particle, var)
         return var
+
+    def _structure_source(
+        self, scope: Scope, path: Path, pos: Pos, verb: str
+    ) -> tuple[Resolved, tuple[Home, str]] | None:
+        """The source structure a from:, each: or copy: reads; None after reporting a value."""
+        resolved = self.resolve(scope, path)
+        if resolved is None:
+            return None
+        last = resolved.particles[-1]
+        if last.kind != "complex" or last.type_key is None:
+            wanted = "repeated structures" if verb == "each:" else "a structure"
+            self.fail(pos, "type-mismatch", f"{verb} needs {wanted}; <{path}> is a value")
+            return None
+        return resolved, last.type_key
+
+    def _require_source(
+        self, w: Writer, rule: Rule, scope: Scope, particle: Particle, var: str
+    ) -> None:
+        """A run-time failure when a required structure's source turns out absent."""
+        site = self.site(rule, scope, particle)
+        message = f"required element <{particle.name}> has no source"
+        with w.block(f"if {var} is None:"):
+            w.line(f"raise RuleFailure({site}, None, {message!r}, 1003)")
 
     def _copier(self, source: tuple[Home, str], target: tuple[Home, str], pos: Pos) -> str | None:
         """A function copying one structure into another of the same shape; None when the two

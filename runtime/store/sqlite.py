@@ -105,10 +105,6 @@ class SqliteStore(Store):
     def json_value(self, value: Any) -> Any:
         return None if value is None else json.loads(value)
 
-    def checkpoint(self) -> None:
-        """Fold the WAL back into the database file, so that it stays small."""
-        self.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
 
 def refuse_network_filesystem(path: Path, mounts_file: Path = Path("/proc/mounts")) -> None:
     """WAL needs shared memory on one host: a database on a network filesystem is refused."""
