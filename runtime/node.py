@@ -69,6 +69,11 @@ class Node:
             )
         return len(claims)
 
+    def rescue_due(self) -> int:
+        """Messages whose lease or reply deadline passed go back to be sent or processed again
+        (the same id and bytes), or to ERROR when their attempts are used up."""
+        return self.outbox.rescue() + self.inbox.rescue()
+
     def process_due(self) -> int:
         """Process every claimable received message, the batch in one transaction."""
         if self.handler is None:
@@ -124,17 +129,14 @@ class Bridge:
             target = transformer.function(source, self.context)
         except TransformError as exc:
             log.warning("mapping failed: %s", exc, extra={"message_id": received.message_id})
-            response = self.node.receiver.fault(
-                received.message_id, flow.code, exc.code, exc.reason, 400, exc.source_xpath
+            fault_id, fault = self.node.receiver.fault_message(
+                received.message_id, flow.code, exc.code, exc.reason, exc.source_xpath
             )
             reply_part = next(
                 (p.name for p in flow.parts if p.name in ("ack", "response")), part.name
             )
-            fault_id = self.node.contracts.decode(response.body)[1].message_header.message_id  # type: ignore[attr-defined]
-            self.node.outbox.enqueue(
-                tx, received.partner, flow.code, reply_part, fault_id, response.body
-            )
-            return str(fault_id)
+            self.node.outbox.enqueue(tx, received.partner, flow.code, reply_part, fault_id, fault)
+            return fault_id
         payload = self.node.contracts[transformer.target].encode(target)
         message_id = str(target.message_header.message_id)
         self.node.outbox.enqueue(tx, target_node, flow.code, part.name, message_id, payload)

@@ -100,11 +100,24 @@ class Receiver:
         status: int,
         parameter: str | None = None,
     ) -> Response:
+        """A fault answered over the transport, with its HTTP status."""
+        return Response(status, self.fault_message(correlation, flow, number, text, parameter)[1])
+
+    def fault_message(
+        self,
+        correlation: str | None,
+        flow: str,
+        number: int,
+        text: str,
+        parameter: str | None = None,
+    ) -> tuple[str, bytes]:
+        """A framework fault (PD-C11) as a message of its own: its message id and bytes."""
         fault = self.contracts["common/Fault"]
+        message_id = new_message_id()
         message = fault.model.model_validate(
             {
                 "message_header": {
-                    "message_id": new_message_id(),
+                    "message_id": message_id,
                     "correlation_id": correlation,
                     "flow": flow,
                     "source_system": self.node.upper(),
@@ -125,4 +138,4 @@ class Receiver:
                 },
             }
         )
-        return Response(status, fault.encode(message))
+        return message_id, fault.encode(message)

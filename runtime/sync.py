@@ -8,6 +8,7 @@ anything is sent (reliability.md §2.2).
 
 from __future__ import annotations
 
+import functools
 import json
 import typing
 import uuid
@@ -311,6 +312,7 @@ class SyncRequestMonitor:
         )
 
 
+@functools.cache
 def _entity_of(model: type[ContractModel]) -> tuple[str, type[ContractModel]]:
     """The entity element of a master-data message: the field after the sync header and body."""
     hints = typing.get_type_hints(model)

@@ -161,7 +161,7 @@ class Integration:
     def run(self) -> int:
         steps = [lambda: sum(self.monitor.step().__dict__.values())]
         for node in (self.ccb, self.bridge, self.mdm):
-            steps += [node.send_due, node.process_due]
+            steps += [node.rescue_due, node.send_due, node.process_due]
         return run_until_quiet(steps)
 
     def requests(self) -> list[tuple[str, str | None]]:

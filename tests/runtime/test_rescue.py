@@ -1,0 +1,80 @@
+"""Leases that expire: the message is sent or processed again under the same id, and the worker
+that lost its lease changes nothing (reliability.md §2.4; R3 without the signals)."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from ccbmdm.runtime.contracts import ContractRegistry
+from ccbmdm.runtime.store import Store
+from ccbmdm.runtime.transport import InProcessTransport
+from runtime_world import Integration
+
+
+def expire(store: Store, table: str, row_id: int) -> None:
+    """Age a lease as if its holder had died an hour ago."""
+    with store.transaction() as tx:
+        tx.execute(
+            f"UPDATE {table} SET due_at = {store.now_plus} WHERE id = :id",
+            {"id": row_id, "seconds": -3600},
+        )
+
+
+def test_an_expired_send_is_rescued_and_the_old_holder_is_fenced_out(
+    store: Store, registry: ContractRegistry, package: ModuleType
+) -> None:
+    world = Integration(store, registry, package, InProcessTransport())
+    world.people.change("0000000080", "Lost,Lease")
+    world.monitor.step()
+    (zombie,) = world.ccb.outbox.claim()  # a worker claims, then dies before sending
+    expire(store, "outbox", zombie.id)
+    world.run()
+    assert world.requests() == [("SYNCHRONIZED", None)]
+    with store.transaction() as tx:
+        (row,) = tx.fetch("SELECT message_id, attempt, state FROM outbox WHERE node = 'ccb'")
+    assert (str(row["message_id"]), row["attempt"], row["state"]) == (
+        zombie.message_id,
+        2,
+        "DELIVERED",
+    )
+    assert world.ccb.outbox.record([(zombie, None, False)]) == [zombie]  # its lease is gone
+    assert world.stub.applications == 1
+
+
+def test_an_expired_processing_is_done_again(
+    store: Store, registry: ContractRegistry, package: ModuleType
+) -> None:
+    world = Integration(store, registry, package, InProcessTransport())
+    world.people.change("0000000081", "Slow,Worker")
+    world.monitor.step()
+    world.ccb.send_due()
+    (taken,) = world.bridge.inbox.claim()  # claimed for processing by a worker that dies
+    expire(store, "inbox", taken.id)
+    world.run()
+    assert world.requests() == [("SYNCHRONIZED", None)]
+    with store.transaction() as tx:
+        (row,) = tx.fetch(
+            "SELECT attempt, state FROM inbox WHERE node = 'bridge' AND partner = 'ccb'"
+        )
+    assert (row["attempt"], row["state"]) == (2, "PROCESSED")
+
+
+def test_a_message_past_its_last_attempt_ends_in_error_with_its_request(
+    store: Store, registry: ContractRegistry, package: ModuleType
+) -> None:
+    world = Integration(store, registry, package, InProcessTransport())
+    world.people.change("0000000082", "Never,Answered")
+    world.monitor.step()
+    for _ in range(world.ccb.settings.max_attempts):
+        (claim,) = world.ccb.outbox.claim()
+        expire(store, "outbox", claim.id)
+        world.ccb.rescue_due()
+    with store.transaction() as tx:
+        (row,) = tx.fetch("SELECT state, attempt, last_error FROM outbox WHERE node = 'ccb'")
+    assert (row["state"], row["attempt"], row["last_error"]) == (
+        "ERROR",
+        4,
+        "deadline passed in SENDING",
+    )
+    ((state, reason),) = world.requests()
+    assert (state, reason) == ("ERROR", "no acknowledgement after 4 attempts")
