@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from lxml import etree
-from timing import compare, settle
+from timing import compare, machine, settle
 from xsdata.formats.dataclass.parsers import XmlParser
 from xsdata.formats.dataclass.parsers.config import ParserConfig
 from xsdata.formats.dataclass.parsers.handlers import LxmlEventHandler
@@ -89,8 +87,7 @@ def main() -> None:
         settle()
         ours, theirs, ratio = compare(generated, generic, args.seconds)
 
-    python = f"{platform.python_implementation()} {platform.python_version()}"
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {python}")
+    print(machine())
     print(f"message: {args.contract} ({len(data)} bytes)")
     print(f"generated codec (parse + decode + encode): {ours * 1e6:9.1f} us")
     print(f"generic route (parse + XMLSchema + xsdata parse + serialize): {theirs * 1e6:9.1f} us")

@@ -12,8 +12,6 @@ Run: python benchmarks/bench_mapping.py [--seconds 2]
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 from datetime import date
 from pathlib import Path
@@ -29,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from baselines import sa_sync_request  # noqa: E402
-from timing import compare, settle  # noqa: E402
+from timing import compare, machine, settle  # noqa: E402
 
 ROOT = HERE.parent
 SOURCE, TARGET = "ccb/ServiceAgreementSyncRequest", "mdm/UsageSubscriptionSyncRequest"
@@ -86,8 +84,7 @@ def main() -> None:
     settle()
     ours, theirs, ratio = compare(compiled, by_hand, args.seconds)
     whole, xslt, whole_ratio = compare(typed_path, xslt_path, args.seconds)
-    python = f"{platform.python_implementation()} {platform.python_version()}"
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {python}")
+    print(machine())
     print(f"compiled transformer {ours * 1e6:8.1f} us   hand-written {theirs * 1e6:8.1f} us")
     print(f"  transformer / hand-written: {1 / ratio:.2f}x (target: at most 1.5x)")
     print(f"typed path           {whole * 1e6:8.1f} us   XSLT (libxslt) {xslt * 1e6:8.1f} us")

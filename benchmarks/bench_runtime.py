@@ -11,8 +11,6 @@ Run: python benchmarks/bench_runtime.py [--requests 500] [--pg postgresql://...]
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -22,6 +20,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
+
+from timing import machine  # noqa: E402
 
 from ccbmdm.codegen.loader import load_contracts, load_package  # noqa: E402
 from ccbmdm.codegen.project import Project  # noqa: E402
@@ -48,8 +48,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--pg", help="a PostgreSQL DSN; a schema of its own is created and dropped")
     args = parser.parse_args()
-    python = f"{platform.python_implementation()} {platform.python_version()}"
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {python}")
+    print(machine())
     with tempfile.TemporaryDirectory() as folder:
         store = open_store(str(Path(folder) / "bench.db"))
         store.migrate()

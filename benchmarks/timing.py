@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import os
+import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -45,3 +47,9 @@ def settle() -> None:
     """Keep the objects built so far out of every later collection, for both routes alike."""
     gc.collect()
     gc.freeze()
+
+
+def machine() -> str:
+    """The line every benchmark prints first: what the figures were measured on."""
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    return f"machine: {platform.machine()}, {os.cpu_count()} cores, {python}"
