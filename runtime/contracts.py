@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +13,10 @@ from lxml import etree
 from ccbmdm.runtime.codec import ContractViolation
 from ccbmdm.runtime.model import ContractModel
 from ccbmdm.runtime.xmlsafe import DEFAULT_LIMITS, XmlLimits, XmlRejected, parse_partner_xml
+
+# What the memo of decoded messages may hold, in messages and in bytes of their XML.
+_RECENT_ENTRIES = 4096
+_RECENT_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,11 @@ class ContractRegistry:
         self.by_name = dict(contracts)
         self.by_tag = {codec.tag: codec for codec in contracts.values()}
         self.limits = limits
+        # Messages decoded lately, by their bytes: a node checks a message when it arrives and
+        # decodes it again to process it a moment later. Models are immutable, so sharing is safe.
+        self._recent: OrderedDict[bytes, tuple[ContractCodec, ContractModel]] = OrderedDict()
+        self._recent_bytes = 0
+        self._recent_lock = threading.Lock()
         # A model class names its contract unless two contracts share one root type.
         self._by_model: dict[type[ContractModel], ContractCodec | None] = {}
         for codec in contracts.values():
@@ -84,6 +95,21 @@ class ContractRegistry:
 
         Raises XmlRejected, UnknownContract or ContractViolation.
         """
+        recent = self._recent.get(data)
+        if recent is not None and (contract is None or recent[0].name == contract):
+            return recent
+        decoded = self._decode(data, contract)
+        with self._recent_lock:
+            if data not in self._recent:
+                self._recent[data] = decoded
+                self._recent_bytes += len(data)
+            while self._recent and (
+                len(self._recent) > _RECENT_ENTRIES or self._recent_bytes > _RECENT_BYTES
+            ):
+                self._recent_bytes -= len(self._recent.popitem(last=False)[0])
+        return decoded
+
+    def _decode(self, data: bytes, contract: str | None) -> tuple[ContractCodec, ContractModel]:
         root = self.parse(data)
         if contract is None:
             codec = self.detect(root)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,53 +148,52 @@ class Outbox:
         ]
 
     def _fenced(
-        self, tx: Transaction, claim: Claim, assignments: str, params: Mapping[str, Any]
-    ) -> bool:
-        changed = tx.execute(
-            f"UPDATE outbox SET {assignments} WHERE id = :id AND lease_token = :token AND state = 'SENDING'",
-            {**params, "id": claim.id, "token": claim.lease_token},
+        self, tx: Transaction, claims: Sequence[Claim], assignments: str, params: Mapping[str, Any]
+    ) -> set[int]:
+        """Apply ``assignments`` to the claims whose lease is still theirs, in one statement;
+        returns their ids (a claim missing from it lost its lease: do not send, log)."""
+        if not claims:
+            return set()
+        fenced, values = fenced_rows(claims)
+        rows = tx.fetch(
+            f"UPDATE outbox SET {assignments} WHERE state = 'SENDING' AND {fenced} RETURNING id",
+            {**params, **values},
         )
-        return changed == 1
+        return {int(row["id"]) for row in rows}
 
     def renew(self, claims: list[Claim]) -> list[Claim]:
-        """Extend the leases just before sending, in one transaction; the claims still held
+        """Extend the leases just before sending, in one statement; the claims still held
         (a claim whose lease is gone must not be sent)."""
         with self.store.transaction() as tx:
-            return [
-                claim
-                for claim in claims
-                if self._fenced(
-                    tx, claim, f"due_at = {self.store.now_plus}", {"seconds": self.settings.lease_s}
-                )
-            ]
+            held = self._fenced(
+                tx, claims, f"due_at = {self.store.now_plus}", {"seconds": self.settings.lease_s}
+            )
+        return [claim for claim in claims if claim.id in held]
 
     def record(self, outcomes: list[tuple[Claim, str | None, bool]]) -> list[Claim]:
         """Record what each send came to, in one transaction: (claim, error or None for an
         accepted message, business failure). Returns the claims whose lease was gone."""
-        lost = []
+        held: set[int] = set()
+        accepted = [claim for claim, error, _ in outcomes if error is None]
         with self.store.transaction() as tx:
-            for claim, error, business in outcomes:
-                held = (
-                    self._accepted(tx, claim)
-                    if error is None
-                    else self._failed(tx, claim, error, business)
-                )
-                if not held:
-                    lost.append(claim)
-        return lost
-
-    def _accepted(self, tx: Transaction, claim: Claim) -> bool:
-        """The receiver stored the message (202): await the reply, or done for a one-way message."""
-        if claim.reply_timeout_s is None:
-            return self._fenced(
-                tx, claim, "state = 'DELIVERED', due_at = NULL, lease_token = NULL", {}
+            # The receiver stored the message (202): done for a one-way message, else await the reply.
+            held |= self._fenced(
+                tx,
+                [claim for claim in accepted if claim.reply_timeout_s is None],
+                "state = 'DELIVERED', due_at = NULL, lease_token = NULL",
+                {},
             )
-        return self._fenced(
-            tx,
-            claim,
-            f"state = 'AWAITING_REPLY', due_at = {self.store.now_plus}",
-            {"seconds": claim.reply_timeout_s},
-        )
+            for timeout in {c.reply_timeout_s for c in accepted} - {None}:
+                held |= self._fenced(
+                    tx,
+                    [claim for claim in accepted if claim.reply_timeout_s == timeout],
+                    f"state = 'AWAITING_REPLY', due_at = {self.store.now_plus}",
+                    {"seconds": timeout},
+                )
+            for claim, error, business in outcomes:
+                if error is not None and self._failed(tx, claim, error, business):
+                    held.add(claim.id)
+        return [claim for claim, _, _ in outcomes if claim.id not in held]
 
     def _failed(self, tx: Transaction, claim: Claim, error: str, business: bool) -> bool:
         """Business failures end in ERROR at once; technical ones wait and retry until the
@@ -203,14 +202,14 @@ class Outbox:
         if final:
             ok = self._fenced(
                 tx,
-                claim,
+                [claim],
                 "state = 'ERROR', due_at = NULL, lease_token = NULL, last_error = :error",
                 {"error": error[:1000]},
             )
         else:
             ok = self._fenced(
                 tx,
-                claim,
+                [claim],
                 f"state = 'RETRY_WAIT', due_at = {self.store.now_plus}, lease_token = NULL, last_error = :error",
                 {"error": error[:1000], "seconds": self.settings.backoff(claim.attempt)},
             )
@@ -220,7 +219,7 @@ class Outbox:
                 f"UPDATE sync_request SET state = 'ERROR', reason = :reason, due_at = {tx.now} WHERE id = :id AND state = 'AWAITING_ACK'",
                 {"reason": reason[:1000], "id": claim.owner_id},
             )
-        return ok
+        return bool(ok)
 
     def rescue(self) -> int:
         """Rows whose lease or reply deadline passed: again (same id and bytes), or ERROR."""
@@ -253,18 +252,32 @@ class Outbox:
                     )
         return len(expired)
 
-    def reply_received(self, tx: Transaction, correlation_id: str) -> tuple[str, int] | None:
+    def reply_received(
+        self, tx: Transaction, partner: str, correlation_id: str
+    ) -> tuple[str, int] | None:
         """Match a reply to the message it answers; returns its owner, or None (recorded and
         ignored: a reply to an earlier message, or one that comes after the request went on)."""
         row = tx.fetch_one(
             """UPDATE outbox SET state = 'DELIVERED', due_at = NULL, lease_token = NULL
-               WHERE node = :node AND message_id = :correlation AND state IN ('SENDING','AWAITING_REPLY','RETRY_WAIT')
+               WHERE node = :node AND partner = :partner AND message_id = :correlation
+                 AND state IN ('SENDING','AWAITING_REPLY','RETRY_WAIT')
                RETURNING owner_type, owner_id""",
-            {"node": self.node, "correlation": correlation_id},
+            {"node": self.node, "partner": partner, "correlation": correlation_id},
         )
         if row is None or row["owner_type"] is None:
             return None
         return str(row["owner_type"]), int(row["owner_id"])
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A checked message about to be stored in the inbox."""
+
+    flow: str
+    part: str
+    message_id: str
+    correlation_id: str | None
+    payload: bytes
 
 
 @dataclass(frozen=True)
@@ -287,39 +300,34 @@ class Inbox:
         self.node = node
         self.settings = settings
 
-    def store_message(
-        self,
-        partner: str,
-        flow: str,
-        part: str,
-        message_id: str,
-        correlation_id: str | None,
-        payload: bytes,
-    ) -> tuple[bool, str | None]:
-        """Commit the message; returns (new, the recorded outcome's message id for a duplicate)."""
+    def store_messages(
+        self, partner: str, arrivals: Sequence[Arrival]
+    ) -> list[tuple[bool, str | None]]:
+        """Commit messages from one partner together, before any receipt goes out; per message:
+        (new, the recorded outcome's message id when it is a repeat)."""
+        if not arrivals:
+            return []
+        results: list[tuple[bool, str | None]] = []
         with self.store.transaction() as tx:
-            inserted = tx.fetch(
-                f"""INSERT INTO inbox (node, partner, flow, part, message_id, correlation_id, payload, state, due_at, received_at)
-                    VALUES (:node, :partner, :flow, :part, :message_id, :correlation_id, :payload, 'RECEIVED', {tx.now}, {tx.now})
-                    ON CONFLICT (node, partner, message_id) DO NOTHING RETURNING id""",
-                {
-                    "node": self.node,
-                    "partner": partner,
-                    "flow": flow,
-                    "part": part,
-                    "message_id": message_id,
-                    "correlation_id": correlation_id,
-                    "payload": payload,
-                },
-            )
-            if inserted:
-                return True, None
-            row = tx.fetch_one(
-                "SELECT outcome_message_id FROM inbox WHERE node = :node AND partner = :partner AND message_id = :message_id",
-                {"node": self.node, "partner": partner, "message_id": message_id},
-            )
-            outcome = row["outcome_message_id"] if row else None
-            return False, None if outcome is None else str(outcome)
+            for arrival in arrivals:
+                inserted = tx.fetch(
+                    f"""INSERT INTO inbox (node, partner, flow, part, message_id, correlation_id, payload, state, due_at, received_at)
+                        VALUES (:node, :partner, :flow, :part, :message_id, :correlation_id, :payload, 'RECEIVED', {tx.now}, {tx.now})
+                        ON CONFLICT (node, partner, message_id) DO NOTHING RETURNING id""",
+                    {"node": self.node, "partner": partner, **arrival.__dict__},
+                )
+                results.append(
+                    (True, None) if inserted else (False, self._outcome(tx, partner, arrival))
+                )
+        return results
+
+    def _outcome(self, tx: Transaction, partner: str, arrival: Arrival) -> str | None:
+        row = tx.fetch_one(
+            "SELECT outcome_message_id FROM inbox WHERE node = :node AND partner = :partner AND message_id = :message_id",
+            {"node": self.node, "partner": partner, "message_id": arrival.message_id},
+        )
+        outcome = row["outcome_message_id"] if row else None
+        return None if outcome is None else str(outcome)
 
     def claim(self, batch: int | None = None) -> list[Received]:
         """Claim received messages for processing, in one statement, as the outbox does."""
@@ -342,16 +350,28 @@ class Inbox:
             for row in rows
         ]
 
-    def processed(
-        self, tx: Transaction, received: Received, outcome_message_id: str | None
-    ) -> bool:
-        """Mark a message processed, in the transaction of its processing; fenced by the lease."""
-        changed = tx.execute(
-            """UPDATE inbox SET state = 'PROCESSED', due_at = NULL, lease_token = NULL, outcome_message_id = :outcome
-               WHERE id = :id AND lease_token = :token AND state = 'PROCESSING'""",
-            {"outcome": outcome_message_id, "id": received.id, "token": received.lease_token},
+    def hold(self, tx: Transaction, received: Sequence[Received]) -> list[Received]:
+        """Start processing: the messages whose lease is still ours, their rows locked by this
+        transaction until it commits (so nothing can rescue them meanwhile)."""
+        if not received:
+            return []
+        fenced, values = fenced_rows(received)
+        rows = tx.fetch(
+            f"""UPDATE inbox SET due_at = {self.store.now_plus}
+                WHERE state = 'PROCESSING' AND {fenced} RETURNING id""",
+            {**values, "seconds": self.settings.lease_s},
         )
-        return changed == 1
+        held = {int(row["id"]) for row in rows}
+        return [message for message in received if message.id in held]
+
+    def processed(self, tx: Transaction, outcomes: Sequence[tuple[Received, str | None]]) -> None:
+        """Mark held messages processed with the message id each led to, in the transaction of
+        their processing."""
+        tx.execute_many(
+            """UPDATE inbox SET state = 'PROCESSED', due_at = NULL, lease_token = NULL, outcome_message_id = :outcome
+               WHERE id = :id AND state = 'PROCESSING'""",
+            [{"outcome": outcome, "id": message.id} for message, outcome in outcomes],
+        )
 
     def rescue(self) -> int:
         with self.store.transaction() as tx:
@@ -360,6 +380,18 @@ class Inbox:
                     WHERE node = :node AND state = 'PROCESSING' AND due_at < {tx.now}""",
                 {"node": self.node},
             )
+
+
+def fenced_rows(rows: Sequence[Claim | Received]) -> tuple[str, dict[str, Any]]:
+    """A condition matching the rows whose lease token is still the one they were claimed
+    with, for one fenced statement over a batch, and its parameters. The id list lets both
+    databases find the rows by primary key; the ``(id, lease_token)`` pairs do the fencing."""
+    values: dict[str, Any] = {}
+    for index, row in enumerate(rows):
+        values[f"i{index}"], values[f"t{index}"] = row.id, row.lease_token
+    ids = ", ".join(f":i{i}" for i in range(len(rows)))
+    pairs = ", ".join(f"(:i{i}, :t{i})" for i in range(len(rows)))
+    return f"id IN ({ids}) AND (id, lease_token) IN (VALUES {pairs})", values
 
 
 def new_message_id() -> str:

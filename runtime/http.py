@@ -15,7 +15,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ import httpx
 import uvicorn
 
 from ccbmdm.runtime.receiver import Receiver
-from ccbmdm.runtime.transport import Response, TransportError
+from ccbmdm.runtime.transport import Answer, Posting, Response, TransportError
 
 log = logging.getLogger("ccbmdm.http")
 _PATH = re.compile(r"^/ccbmdm/v1/([a-z0-9-]+)/(request|response|ack|notification)$")
@@ -142,9 +142,20 @@ class HttpTransport:
     ) -> None:
         self.partners = dict(partners)  # partner -> base URL
         self.credentials = dict(credentials)  # partner -> the credential we present to it
+        self.timeout_s = timeout_s
         self.client = httpx.Client(timeout=timeout_s)
 
-    def post(self, sender: str, partner: str, flow: str, part: str, body: bytes) -> Response:
+    def post_many(self, sender: str, partner: str, postings: Sequence[Posting]) -> list[Answer]:
+        """One request per message (the binding has no batch resource), over one connection."""
+        answers: list[Answer] = []
+        for posting in postings:
+            try:
+                answers.append(self.post(partner, posting.flow, posting.part, posting.body))
+            except TransportError as exc:
+                answers.append(exc)
+        return answers
+
+    def post(self, partner: str, flow: str, part: str, body: bytes) -> Response:
         base = self.partners.get(partner)
         if base is None:
             raise TransportError(f"no address configured for {partner}")

@@ -4,17 +4,18 @@ handler that processes what it receives; the worker moves all of them on."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ccbmdm.codegen.catalogue import Flow
 from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.delivery import DeliverySettings, Inbox, Outbox, Received
+from ccbmdm.runtime.delivery import Claim, DeliverySettings, Inbox, Outbox, Received
 from ccbmdm.runtime.mapping import Context, TransformError
 from ccbmdm.runtime.receiver import Receiver
 from ccbmdm.runtime.store import Store, Transaction
-from ccbmdm.runtime.transport import Transport, TransportError
+from ccbmdm.runtime.transport import Answer, Posting, Transport, TransportError
 
 log = logging.getLogger("ccbmdm.runtime")
 
@@ -42,32 +43,38 @@ class Node:
     def send_due(self) -> int:
         """Send every claimable message once; returns how many were attempted.
 
-        Leases are renewed together before sending and outcomes recorded together after, so a
-        batch costs three commits, not three per message.
+        A batch costs a claim, one delivery per partner and one record of the outcomes: three
+        commits, not three per message. Leases are renewed together before a delivery when less
+        of them is left than the transport may take.
         """
-        claims = self.outbox.renew(self.outbox.claim())
-        outcomes: list[tuple[Any, str | None, bool]] = []
-        for claim in claims:
-            try:
-                response = self.transport.post(
-                    self.name, claim.partner, self._kebab[claim.flow], claim.part, claim.payload
-                )
-            except TransportError as exc:
-                outcomes.append((claim, f"technical: {exc}", False))
-                continue
-            if response.status in (200, 202):
-                outcomes.append((claim, None, False))
-            else:
-                detail = response.body.decode("utf-8", "replace")[:500]
-                outcomes.append(
-                    (claim, f"HTTP {response.status}: {detail}", not response.technical_failure)
-                )
+        claims = self.outbox.claim()
+        if not claims:
+            return 0
+        leased_at = time.monotonic()
+        outcomes: list[tuple[Claim, str | None, bool]] = []
+        for partner, group in _by_partner(claims):
+            if self.settings.lease_s - (time.monotonic() - leased_at) < self.transport.timeout_s:
+                held = {claim.id for claim in self.outbox.renew(group)}
+                leased_at = time.monotonic()
+                for claim in group:
+                    if claim.id not in held:
+                        self._lease_lost(claim.message_id, "sending")
+                group = [claim for claim in group if claim.id in held]
+            postings = [
+                Posting(self._kebab[claim.flow], claim.part, claim.payload) for claim in group
+            ]
+            answers = self.transport.post_many(self.name, partner, postings)
+            outcomes += [
+                _outcome(claim, answer) for claim, answer in zip(group, answers, strict=True)
+            ]
         for claim in self.outbox.record(outcomes):
-            log.warning(
-                "lease lost while sending",
-                extra={"message_id": claim.message_id, "node": self.name},
-            )
+            self._lease_lost(claim.message_id, "sending")
         return len(claims)
+
+    def _lease_lost(self, message_id: str, doing: str) -> None:
+        log.warning(
+            f"lease lost while {doing}", extra={"message_id": message_id, "node": self.name}
+        )
 
     def rescue_due(self) -> int:
         """Messages whose lease or reply deadline passed go back to be sent or processed again
@@ -75,28 +82,49 @@ class Node:
         return self.outbox.rescue() + self.inbox.rescue()
 
     def process_due(self) -> int:
-        """Process every claimable received message, the batch in one transaction."""
+        """Process every claimable received message, the batch in one transaction; each under
+        a savepoint, so a defect in one does not stop the others (E4)."""
         if self.handler is None:
             return 0
         received = self.inbox.claim()
         if not received:
             return 0
         with self.store.transaction() as tx:
+            held = self.inbox.hold(tx, received)
+            held_ids = {message.id for message in held}
             for message in received:
+                if message.id not in held_ids:
+                    self._lease_lost(message.message_id, "processing")
+            outcomes = []
+            for message in held:
                 try:
                     with tx.savepoint():
-                        outcome = self.handler(tx, message)
-                        if not self.inbox.processed(tx, message, outcome):
-                            log.warning(
-                                "lease lost while processing",
-                                extra={"message_id": message.message_id, "node": self.name},
-                            )
-                except Exception:  # a defect in one handler must not stop the batch (E4)
+                        outcomes.append((message, self.handler(tx, message)))
+                except Exception:
                     log.exception(
                         "processing failed; the message is retried after its lease",
                         extra={"message_id": message.message_id, "node": self.name},
                     )
+            self.inbox.processed(tx, outcomes)
         return len(received)
+
+
+def _by_partner(claims: list[Claim]) -> list[tuple[str, list[Claim]]]:
+    """The claims grouped by partner, each group in claim order."""
+    groups: dict[str, list[Claim]] = {}
+    for claim in claims:
+        groups.setdefault(claim.partner, []).append(claim)
+    return list(groups.items())
+
+
+def _outcome(claim: Claim, answer: Answer) -> tuple[Claim, str | None, bool]:
+    """(claim, error or None when accepted, whether the failure is a business one)."""
+    if isinstance(answer, TransportError):
+        return claim, f"technical: {answer}", False
+    if answer.status in (200, 202):
+        return claim, None, False
+    detail = answer.body.decode("utf-8", "replace")[:500]
+    return claim, f"HTTP {answer.status}: {detail}", not answer.technical_failure
 
 
 def other_side(partner: str) -> str:

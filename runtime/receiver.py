@@ -6,16 +6,19 @@ the node's worker processes it later (reliability.md §2.4, "Receiving").
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from ccbmdm.codegen.catalogue import Flow
 from ccbmdm.runtime.codec import ContractViolation
 from ccbmdm.runtime.contracts import ContractRegistry, UnknownContract
-from ccbmdm.runtime.delivery import Inbox, new_message_id
-from ccbmdm.runtime.transport import Response
+from ccbmdm.runtime.delivery import Arrival, Inbox, new_message_id
+from ccbmdm.runtime.transport import Posting, Response
 from ccbmdm.runtime.xmlsafe import XmlRejected
 
 FRAMEWORK_CATEGORY = 90000
+# A fault must name a flow; one about a path that names none is filed under this one.
+UNKNOWN_FLOW = "UNKNOWN"
 
 
 class Receiver:
@@ -37,23 +40,46 @@ class Receiver:
         return None
 
     def receive(self, sender: str, flow_name: str, part: str, body: bytes) -> Response:
-        flow = self.flows.get(flow_name)
-        contract = self.expected_contract(flow, part) if flow else None
+        return self.receive_many(sender, [Posting(flow_name, part, body)])[0]
+
+    def receive_many(self, sender: str, postings: Sequence[Posting]) -> list[Response]:
+        """Check every posting, commit the good ones to the inbox together, then answer each:
+        a fault for a bad one, 202 for a new one, 200 with the recorded outcome for a repeat."""
+        checked = [self._check(posting) for posting in postings]
+        arrivals = [item for item in checked if isinstance(item, Arrival)]
+        stored = iter(self.inbox.store_messages(sender, arrivals))
+        answers = []
+        for item in checked:
+            if isinstance(item, Response):
+                answers.append(item)
+                continue
+            new, outcome = next(stored)
+            if not new and outcome is not None:
+                answers.append(Response(200, self.receipt(item.message_id, outcome)))
+            else:
+                answers.append(Response(202, self.receipt(item.message_id, None)))
+        return answers
+
+    def _check(self, posting: Posting) -> Arrival | Response:
+        """Parse and validate a posting against its flow's contract: what to store, or the
+        fault that answers it (nothing is stored for a bad message)."""
+        flow = self.flows.get(posting.flow)
+        contract = self.expected_contract(flow, posting.part) if flow else None
         if flow is None or contract is None:
             return self.fault(
                 None,
-                flow.code if flow else "PERSON_SYNC",
+                flow.code if flow else UNKNOWN_FLOW,
                 1002,
-                f"no flow {flow_name} part {part}",
+                f"no flow {posting.flow} part {posting.part}",
                 400,
             )
-        if len(body) > self.contracts.limits.max_bytes:
+        if len(posting.body) > self.contracts.limits.max_bytes:
             return self.too_large(flow.kebab)
         try:
-            codec, message = self.contracts.decode(body)
+            codec, message = self.contracts.decode(posting.body)
             # A reply part may carry the common Fault instead of its contract (PD-C04).
             if codec.name != contract and not (
-                codec.name == "common/Fault" and part in ("ack", "response")
+                codec.name == "common/Fault" and posting.part in ("ack", "response")
             ):
                 return self.fault(
                     None, flow.code, 1002, f"expected {contract}, got {codec.name}", 400
@@ -68,12 +94,9 @@ class Receiver:
                 None, flow.code, 1003, f"{first.xpath}: {first.message}", 400, first.xpath
             )
         header = message.message_header  # type: ignore[attr-defined]
-        new, outcome = self.inbox.store_message(
-            sender, flow.code, part, header.message_id, header.correlation_id, body
+        return Arrival(
+            flow.code, posting.part, header.message_id, header.correlation_id, posting.body
         )
-        if not new and outcome is not None:
-            return Response(200, self.receipt(header.message_id, outcome))
-        return Response(202, self.receipt(header.message_id, None))
 
     def too_large(self, flow_name: str) -> Response:
         """413 with a fault: the message is over the size cap (a business failure, not retried)."""
@@ -81,7 +104,7 @@ class Receiver:
         cap = self.contracts.limits.max_bytes
         return self.fault(
             None,
-            flow.code if flow else "PERSON_SYNC",
+            flow.code if flow else UNKNOWN_FLOW,
             1001,
             f"message over the {cap}-byte cap",
             413,

@@ -350,7 +350,7 @@ class Acknowledgements:
         header = message.message_header  # type: ignore[attr-defined]
         if header.correlation_id is None:
             return None
-        owner = self.outbox.reply_received(tx, header.correlation_id)
+        owner = self.outbox.reply_received(tx, received.partner, header.correlation_id)
         if owner is None or owner[0] != "sync_request":
             return None  # an earlier message's, or too late: recorded in the inbox and ignored
         result = message.result  # type: ignore[attr-defined]

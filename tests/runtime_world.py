@@ -4,8 +4,9 @@ acknowledges."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
@@ -17,7 +18,7 @@ from ccbmdm.runtime.mapping import CodeTables, Context
 from ccbmdm.runtime.node import Bridge, Node, run_until_quiet
 from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.sync import Acknowledgements, SyncRequestMonitor, capture
-from ccbmdm.runtime.transport import InProcessTransport, Response, TransportError
+from ccbmdm.runtime.transport import Answer, InProcessTransport, Posting, TransportError
 from support import REPO
 
 FLOWS = load_catalogue(REPO / "contracts" / "flows.yaml")
@@ -126,11 +127,13 @@ class Flaky(InProcessTransport):
         super().__init__()
         self.failures = failures
 
-    def post(self, sender: str, partner: str, flow: str, part: str, body: bytes) -> Response:
-        if partner == "mdm" and self.failures > 0:
-            self.failures -= 1
-            raise TransportError("connection refused")
-        return super().post(sender, partner, flow, part, body)
+    def post_many(self, sender: str, partner: str, postings: Sequence[Posting]) -> list[Answer]:
+        if partner != "mdm":
+            return super().post_many(sender, partner, postings)
+        refused = min(self.failures, len(postings))
+        self.failures -= refused
+        answers: list[Answer] = [TransportError("connection refused")] * refused
+        return answers + super().post_many(sender, partner, postings[refused:])
 
 
 class Integration:
@@ -141,13 +144,16 @@ class Integration:
         package: ModuleType,
         transport: InProcessTransport,
         reject: set[str] | None = None,
+        batch: int = FAST.batch,
     ) -> None:
         self.store = store
         self.people = People(store)
+        self.batch = batch
         context = Context(CodeTables.load(REPO / "mappings" / "tables"))
-        self.ccb = Node("ccb", store, registry, FLOWS, transport, FAST)
-        self.bridge = Node("bridge", store, registry, FLOWS, transport, FAST)
-        self.mdm = Node("mdm", store, registry, FLOWS, transport, FAST)
+        settings = dataclasses.replace(FAST, batch=batch)
+        self.ccb = Node("ccb", store, registry, FLOWS, transport, settings)
+        self.bridge = Node("bridge", store, registry, FLOWS, transport, settings)
+        self.mdm = Node("mdm", store, registry, FLOWS, transport, settings)
         self.ccb.handler = Acknowledgements(registry, self.ccb.outbox)
         self.bridge.handler = Bridge(self.bridge, package.TRANSFORMERS, context)
         self.stub = StubMdm(self.mdm, reject)
@@ -158,11 +164,12 @@ class Integration:
             store, registry, self.people, {"PERSON_SYNC": "ccb/PersonSyncRequest"}
         )
 
-    def run(self) -> int:
-        steps = [lambda: sum(self.monitor.step().__dict__.values())]
+    def run(self, rounds: int = 100) -> int:
+        """Run every step until all is quiet; ``rounds`` bounds it (raise it for big loads)."""
+        steps = [lambda: sum(self.monitor.step(self.batch).__dict__.values())]
         for node in (self.ccb, self.bridge, self.mdm):
             steps += [node.rescue_due, node.send_due, node.process_due]
-        return run_until_quiet(steps)
+        return run_until_quiet(steps, rounds)
 
     def requests(self) -> list[tuple[str, str | None]]:
         with self.store.transaction() as tx:

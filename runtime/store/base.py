@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
@@ -29,6 +30,10 @@ class Transaction(ABC):
     @abstractmethod
     def fetch(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         """Run a query (or a statement with RETURNING) and return its rows as mappings."""
+
+    @abstractmethod
+    def execute_many(self, sql: str, params: Sequence[Mapping[str, Any]]) -> None:
+        """Run one statement once per parameter set (a batch's rows in one call)."""
 
     def fetch_one(self, sql: str, params: Mapping[str, Any] | None = None) -> Row | None:
         rows = self.fetch(sql, params)
@@ -69,6 +74,7 @@ class Store(ABC):
         return migrate(self)
 
 
+@functools.lru_cache(maxsize=512)
 def named_to(style: str, sql: str) -> str:
     """Rewrite ``:name`` parameters into ``%(name)s`` (psycopg) or keep them (sqlite3)."""
     if style == "pyformat":

@@ -4,7 +4,7 @@ the durability settings checked when the store opens."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -26,6 +26,11 @@ class PostgresTransaction(Transaction):
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
         cursor = self.connection.execute(named_to("pyformat", sql), dict(params or {}))
         return cursor.rowcount
+
+    def execute_many(self, sql: str, params: Sequence[Mapping[str, Any]]) -> None:
+        if params:
+            with self.connection.cursor() as cursor:
+                cursor.executemany(named_to("pyformat", sql), [dict(p) for p in params])
 
     def fetch(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         cursor = self.connection.execute(named_to("pyformat", sql), dict(params or {}))

@@ -70,6 +70,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
              CHECK (state = 'PROCESSED' OR due_at IS NOT NULL))""",
         "CREATE INDEX inbox_claimable ON inbox (due_at, id) WHERE state = 'RECEIVED'",
     ),
+    # 2: claims and rescues find one node's rows by index (several nodes may share a store)
+    (
+        "DROP INDEX outbox_claimable",
+        "CREATE INDEX outbox_claimable ON outbox (node, due_at, id) WHERE state IN ('PENDING','RETRY_WAIT')",
+        "DROP INDEX inbox_claimable",
+        "CREATE INDEX inbox_claimable ON inbox (node, due_at, id) WHERE state = 'RECEIVED'",
+        "DROP INDEX outbox_in_flight",
+        "CREATE INDEX outbox_in_flight ON outbox (node, due_at) WHERE state IN ('SENDING','AWAITING_REPLY')",
+        "CREATE INDEX inbox_in_flight ON inbox (node, due_at) WHERE state = 'PROCESSING'",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -11,7 +11,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +32,9 @@ class SqliteTransaction(Transaction):
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
         return self.connection.execute(sql, dict(params or {})).rowcount
+
+    def execute_many(self, sql: str, params: Sequence[Mapping[str, Any]]) -> None:
+        self.connection.executemany(sql, [dict(p) for p in params])
 
     def fetch(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         cursor = self.connection.execute(sql, dict(params or {}))
