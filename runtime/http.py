@@ -8,6 +8,7 @@ failure the sender retries; credentials are never logged.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import logging
@@ -23,7 +24,7 @@ import httpx
 import uvicorn
 
 from ccbmdm.runtime.receiver import Receiver
-from ccbmdm.runtime.transport import Answer, Posting, Response, TransportError
+from ccbmdm.runtime.transport import Answer, Posting, Response, TransportError, TransportTimeout
 
 log = logging.getLogger("ccbmdm.http")
 _PATH = re.compile(r"^/ccbmdm/v1/([a-z0-9-]+)/(request|response|ack|notification)$")
@@ -114,7 +115,11 @@ class ReceiverApp:
                 return
             if not message.get("more_body"):
                 break
-        response = self.endpoint.receive(partner, match.group(1), match.group(2), bytes(body))
+        # In a worker thread: storing commits to disk, and a synchronous flow waits for the
+        # other system; neither may hold up the other requests this server is answering.
+        response = await asyncio.to_thread(
+            self.endpoint.receive, partner, match.group(1), match.group(2), bytes(body)
+        )
         await _respond(send, response.status, response.body)
 
 
@@ -168,7 +173,7 @@ class HttpTransport:
                 f"{base.rstrip('/')}/ccbmdm/v1/{flow}/{part}", content=body, headers=headers
             )
         except httpx.TimeoutException as exc:
-            raise TransportError(f"timeout posting to {partner}: {type(exc).__name__}") from None
+            raise TransportTimeout(f"timeout posting to {partner}: {type(exc).__name__}") from None
         except httpx.TransportError as exc:
             raise TransportError(f"cannot reach {partner}: {type(exc).__name__}: {exc}") from None
         return Response(answer.status_code, answer.content)

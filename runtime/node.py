@@ -12,6 +12,7 @@ from typing import Any
 from ccbmdm.codegen.catalogue import Flow
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.delivery import Claim, DeliverySettings, Inbox, Outbox, Received
+from ccbmdm.runtime.inline import other_side
 from ccbmdm.runtime.mapping import Context, TransformError
 from ccbmdm.runtime.receiver import Receiver
 from ccbmdm.runtime.store import Store, Transaction
@@ -125,10 +126,6 @@ def _outcome(claim: Claim, answer: Answer) -> tuple[Claim, str | None, bool]:
         return claim, None, False
     detail = answer.body.decode("utf-8", "replace")[:500]
     return claim, f"HTTP {answer.status}: {detail}", not answer.technical_failure
-
-
-def other_side(partner: str) -> str:
-    return "mdm" if partner == "ccb" else "ccb"
 
 
 class Bridge:

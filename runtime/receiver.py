@@ -13,6 +13,7 @@ from ccbmdm.codegen.catalogue import Flow
 from ccbmdm.runtime.codec import ContractViolation
 from ccbmdm.runtime.contracts import ContractRegistry, UnknownContract
 from ccbmdm.runtime.delivery import Arrival, Inbox, new_message_id
+from ccbmdm.runtime.inline import Answerer
 from ccbmdm.runtime.transport import Posting, Response
 from ccbmdm.runtime.xmlsafe import XmlRejected
 
@@ -31,6 +32,8 @@ class Receiver:
         self.inbox = inbox
         self.contracts = contracts
         self.flows = {flow.kebab: flow for flow in flows}
+        # answers the synchronous flows at once, unstored; None: this node answers none
+        self.answerer: Answerer | None = None
 
     def expected_contract(self, flow: Flow, part: str) -> str | None:
         """The bridge takes each system's own messages; the systems take the mapped ones."""
@@ -45,7 +48,7 @@ class Receiver:
     def receive_many(self, sender: str, postings: Sequence[Posting]) -> list[Response]:
         """Check every posting, commit the good ones to the inbox together, then answer each:
         a fault for a bad one, 202 for a new one, 200 with the recorded outcome for a repeat."""
-        checked = [self._check(posting) for posting in postings]
+        checked = [self._check(sender, posting) for posting in postings]
         arrivals = [item for item in checked if isinstance(item, Arrival)]
         stored = iter(self.inbox.store_messages(sender, arrivals))
         answers = []
@@ -60,9 +63,9 @@ class Receiver:
                 answers.append(Response(202, self.receipt(item.message_id, None)))
         return answers
 
-    def _check(self, posting: Posting) -> Arrival | Response:
+    def _check(self, sender: str, posting: Posting) -> Arrival | Response:
         """Parse and validate a posting against its flow's contract: what to store, or the
-        fault that answers it (nothing is stored for a bad message)."""
+        answer: a fault (nothing is stored for a bad message), or a synchronous flow's reply."""
         flow = self.flows.get(posting.flow)
         contract = self.expected_contract(flow, posting.part) if flow else None
         if flow is None or contract is None:
@@ -94,6 +97,16 @@ class Receiver:
                 None, flow.code, 1003, f"{first.xpath}: {first.message}", 400, first.xpath
             )
         header = message.message_header  # type: ignore[attr-defined]
+        if flow.mode == "sync":
+            if self.answerer is None or posting.part != "request":
+                return self.fault(
+                    header.message_id,
+                    flow.code,
+                    1002,
+                    f"{self.node} does not answer {flow.kebab} {posting.part}",
+                    400,
+                )
+            return self.answerer(sender, flow, message)
         return Arrival(
             flow.code, posting.part, header.message_id, header.correlation_id, posting.body
         )

@@ -28,6 +28,10 @@ class TransportError(Exception):
     """The message did not reach the receiver (refused, reset, timed out): retried."""
 
 
+class TransportTimeout(TransportError):
+    """No answer within the transport's timeout (the message may have arrived)."""
+
+
 @dataclass(frozen=True)
 class Posting:
     """One message to deliver: the flow's path name, the part and the stored bytes."""

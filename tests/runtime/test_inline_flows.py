@@ -1,0 +1,173 @@
+"""The synchronous, read-only flows (14, 15, 17, 19) are answered inline through the bridge:
+mapped both ways, logged, never stored (flows.md PD-C07), in process and over HTTP."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from ccbmdm.codegen.catalogue import Flow
+from ccbmdm.runtime.contracts import ContractRegistry
+from ccbmdm.runtime.http import Credential, HttpTransport, ReceiverApp, Server
+from ccbmdm.runtime.inline import InlineBridge
+from ccbmdm.runtime.mapping import CodeTables, Context
+from ccbmdm.runtime.model import ContractModel
+from ccbmdm.runtime.node import Node
+from ccbmdm.runtime.store import Store
+from ccbmdm.runtime.transport import InProcessTransport, Posting, Response
+from runtime_world import FAST, FLOWS
+from support import REPO
+
+SAMPLES = REPO / "contracts" / "samples"
+SYNCHRONOUS = [flow for flow in FLOWS if flow.mode == "sync"]
+
+
+def sample(contract: str) -> bytes:
+    system, root = contract.split("/")
+    return (SAMPLES / system / f"{root}.xml").read_bytes()
+
+
+class SampleMdm:
+    """MDM's stand-in for read-only calls: checks it got the expected request, answers with the
+    sample reply of the flow (or with what a test scripts)."""
+
+    def __init__(self, registry: ContractRegistry) -> None:
+        self.registry = registry
+        self.received: list[tuple[str, ContractModel]] = []
+        self.scripted: Response | None = None
+
+    def __call__(self, sender: str, flow: Flow, request: ContractModel) -> Response:
+        self.received.append((flow.code, request))
+        if self.scripted is not None:
+            return self.scripted
+        return Response(200, sample(flow.part("response").sender))
+
+
+class World:
+    def __init__(self, store: Store, registry: ContractRegistry, package: ModuleType) -> None:
+        self.registry = registry
+        self.transport = InProcessTransport()
+        context = Context(CodeTables.load(REPO / "mappings" / "tables"))
+        self.bridge = Node("bridge", store, registry, FLOWS, self.transport, FAST)
+        self.mdm = Node("mdm", store, registry, FLOWS, self.transport, FAST)
+        self.bridge.receiver.answerer = InlineBridge(self.bridge, package.TRANSFORMERS, context)
+        self.answers = SampleMdm(registry)
+        self.mdm.receiver.answerer = self.answers
+        self.transport.register("bridge", self.bridge.receiver)
+        self.transport.register("mdm", self.mdm.receiver)
+
+    def ask(self, flow: Flow, body: bytes | None = None) -> Response:
+        request = body if body is not None else sample(flow.part("request").sender)
+        return self.bridge.receiver.receive("ccb", flow.kebab, "request", request)
+
+    def stored(self, store: Store) -> int:
+        with store.transaction() as tx:
+            row = tx.fetch_one(
+                "SELECT (SELECT count(*) FROM inbox) + (SELECT count(*) FROM outbox) AS n"
+            )
+        return int(row["n"]) if row else -1
+
+    def fault_of(self, response: Response) -> tuple[int, int, str | None]:
+        codec, fault = self.registry.decode(response.body)
+        assert codec.name == "common/Fault"
+        (info,) = fault.result.exception_info  # type: ignore[attr-defined]
+        correlation = fault.message_header.correlation_id  # type: ignore[attr-defined]
+        return info.message_category, info.message_number, correlation
+
+
+@pytest.mark.parametrize("flow", SYNCHRONOUS, ids=[flow.code for flow in SYNCHRONOUS])
+def test_each_synchronous_flow_is_mapped_both_ways_and_nothing_is_stored(
+    store: Store,
+    registry: ContractRegistry,
+    package: ModuleType,
+    flow: Flow,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    world = World(store, registry, package)
+    with caplog.at_level(logging.INFO, logger="ccbmdm.inline"):
+        response = world.ask(flow)
+    assert response.status == 200, response.body.decode()
+    request, reply = flow.part("request"), flow.part("response")
+    # MDM got the CCB request mapped into its own contract, exactly as the samples tell it ...
+    (received,) = world.answers.received
+    assert received == (flow.code, registry.decode(sample(request.receiver))[1])
+    # ... and CCB got MDM's reply mapped back into CCB's contract.
+    codec, answer = registry.decode(response.body)
+    assert codec.name == reply.receiver
+    assert answer == registry.decode(sample(reply.receiver))[1]
+    assert world.stored(store) == 0  # read-only: never queued
+    assert any(f"answered {flow.code} inline with HTTP 200" in r.message for r in caplog.records)
+
+
+def test_an_unreachable_system_gets_the_caller_a_fault_at_once(
+    store: Store, registry: ContractRegistry, package: ModuleType
+) -> None:
+    world = World(store, registry, package)
+    del world.transport.endpoints["mdm"]
+    flow = SYNCHRONOUS[0]
+    response = world.ask(flow)
+    request_id = registry.decode(sample(flow.part("request").sender))[1].message_header.message_id  # type: ignore[attr-defined]
+    assert response.status == 502
+    assert world.fault_of(response) == (90000, 1401, request_id)
+    assert world.stored(store) == 0
+
+
+def test_the_other_systems_fault_goes_back_unchanged(
+    store: Store, registry: ContractRegistry, package: ModuleType
+) -> None:
+    world = World(store, registry, package)
+    fault = world.mdm.receiver.fault(None, "HIGH_LOW", 1301, "insufficient data", 400)
+    world.answers.scripted = fault
+    response = world.ask(next(f for f in SYNCHRONOUS if f.code == "HIGH_LOW"))
+    assert response == fault
+
+
+def test_a_mapping_failure_is_a_fault_naming_the_value(
+    store: Store, registry: ContractRegistry, package: ModuleType
+) -> None:
+    world = World(store, registry, package)
+    flow = next(f for f in SYNCHRONOUS if f.code == "GET_USAGE")
+    body = sample(flow.part("request").sender)
+    with_unknown_code = body.replace(b">RATECOMP<", b">NO-SUCH-TYPE<", 1)
+    assert with_unknown_code != body, "the sample has no calculation type to spoil"
+    response = world.ask(flow, with_unknown_code)
+    assert response.status == 400
+    category, number, _ = world.fault_of(response)
+    assert (category, number) == (90000, 1101)
+    assert world.answers.received == []  # MDM was never asked
+
+
+def test_an_asynchronous_node_does_not_answer_a_synchronous_flow(
+    store: Store, registry: ContractRegistry, package: ModuleType
+) -> None:
+    world = World(store, registry, package)
+    world.bridge.receiver.answerer = None
+    response = world.ask(SYNCHRONOUS[0])
+    assert response.status == 400
+    assert world.fault_of(response)[:2] == (90000, 1002)
+
+
+def test_synchronous_flow_over_http_on_loopback(
+    store: Store, registry: ContractRegistry, package: ModuleType, tmp_path: Path
+) -> None:
+    world = World(store, registry, package)
+    ccb, bridge = Credential(user="ccb", password="ccb-secret"), Credential(token="bridge-token")
+    with (
+        Server(ReceiverApp(world.bridge.receiver, {"ccb": ccb})) as bridge_server,
+        Server(ReceiverApp(world.mdm.receiver, {"bridge": bridge})) as mdm_server,
+    ):
+        world.bridge.transport = HttpTransport({"mdm": mdm_server.url}, {"mdm": bridge})
+        caller = HttpTransport({"bridge": bridge_server.url}, {"bridge": ccb})
+        flow = next(f for f in SYNCHRONOUS if f.code == "GET_USAGE")
+        (response,) = caller.post_many(
+            "ccb", "bridge", [Posting(flow.kebab, "request", sample(flow.part("request").sender))]
+        )
+    assert isinstance(response, Response) and response.status == 200
+    assert (
+        registry.decode(response.body)[1]
+        == registry.decode(sample(flow.part("response").receiver))[1]
+    )
+    assert world.stored(store) == 0
