@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -26,10 +26,13 @@ from ccbmdm.codegen.project import Project, ProjectError, init_project
 from ccbmdm.codegen.render import RenderError
 from ccbmdm.codegen.xsd_reader import ContractError
 from ccbmdm.runtime.codec import ContractViolation
+from ccbmdm.runtime.config import ConfigError
 from ccbmdm.runtime.contracts import UnknownContract
+from ccbmdm.runtime.store.base import StoreError
 from ccbmdm.runtime.xmlsafe import XmlRejected
 
 if TYPE_CHECKING:
+    from ccbmdm.runtime.assembly import Runtime
     from ccbmdm.runtime.mapping import Context
     from ccbmdm.runtime.store import Store
 
@@ -71,7 +74,7 @@ def explained() -> Iterator[None]:
     """Turn the package's known failures into messages; anything else is an internal error."""
     try:
         yield
-    except (ProjectError, RenderError, compiler.FormatError) as exc:
+    except (ProjectError, RenderError, compiler.FormatError, ConfigError, StoreError) as exc:
         fail(str(exc))
     except CatalogueError as exc:
         err.print(f"[bold red]error:[/] {exc}")
@@ -311,6 +314,8 @@ def validate(
         raise Failed(1)
 
 
+RUNTIME_CONFIG = "ccbmdm_runtime.yaml"
+
 StoreOption = Annotated[
     str | None,
     typer.Option(
@@ -378,6 +383,165 @@ def discard(
     except (NotInError, ValueError) as exc:
         fail(str(exc))
     out.print(f"sync request {request_id} discarded")
+
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        envvar="CCBMDM_CONFIG",
+        help="The runtime configuration (store, nodes, credentials by environment variable, "
+        f"delivery); default: {RUNTIME_CONFIG} in the project.",
+        dir_okay=False,
+    ),
+]
+WorkersOption = Annotated[
+    int, typer.Option("--workers", min=1, max=64, help="Worker processes sharing the store.")
+]
+BatchOption = Annotated[
+    int | None,
+    typer.Option("--batch", min=1, max=10_000, help="Items per claim (default: the config's)."),
+]
+
+
+def _runtime(config: Path | None, project_dir: Path | None) -> tuple[Runtime, Path]:
+    """The runtime a configuration describes, and the configuration's path."""
+    from ccbmdm.runtime.assembly import Runtime
+    from ccbmdm.runtime.config import load_config
+
+    with explained():
+        project = _project(project_dir)
+        path = config or project.root / RUNTIME_CONFIG
+        if not path.exists():
+            fail(
+                f"no runtime configuration at {path}; pass --config FILE "
+                "(store, nodes and delivery: see docs/runtime.md, Configuration)"
+            )
+        return Runtime(load_config(path), project), path
+    raise AssertionError("unreachable")
+
+
+def _spawn_workers(count: int, config: Path, project: Path, batch: int | None) -> list[Any]:
+    """Start worker processes; each builds its own runtime and stops on SIGTERM or SIGINT."""
+    import multiprocessing
+
+    from ccbmdm.runtime.assembly import work_in_process
+
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(
+            target=work_in_process, args=(str(config), str(project), batch), daemon=False
+        )
+        for _ in range(count)
+    ]
+    for process in processes:
+        process.start()
+    return processes
+
+
+def _stop_workers(processes: list[Any]) -> None:
+    for process in processes:
+        if process.is_alive():
+            process.terminate()  # SIGTERM: the batch in hand finishes first
+    for process in processes:
+        process.join()
+
+
+@app.command()
+def monitor(
+    config: ConfigOption = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Work until nothing is due, then exit.")
+    ] = False,
+    workers: WorkersOption = 1,
+    batch: BatchOption = None,
+    project_dir: ProjectDir = None,
+) -> None:
+    """Move every lifecycle and message on: claim due work, send, process, rescue passed leases."""
+    from ccbmdm.runtime.worker import StillBusy, stop_on_signals
+
+    runtime, path = _runtime(config, project_dir)
+    try:
+        if once:
+            with err.status("working until nothing is due…"):
+                moved = runtime.worker(batch).drain()
+            out.print(f"moved {moved} item(s); nothing more is due")
+            return
+        helpers = _spawn_workers(workers - 1, path, runtime.project.root, batch)
+        stop = stop_on_signals()
+        out.print(f"monitoring with {workers} worker(s); Ctrl-C stops after the current batch")
+        try:
+            runtime.worker(batch).run(stop)
+        finally:
+            _stop_workers(helpers)
+    except StillBusy as exc:
+        fail(f"{exc}; run the monitor without --once, or with more --workers")
+    finally:
+        runtime.close()
+
+
+@app.command()
+def resubmit(
+    request_ids: Annotated[
+        list[int] | None,
+        typer.Argument(help="Sync requests in Error, as `ccbmdm status` lists them."),
+    ] = None,
+    all_errors: Annotated[
+        bool, typer.Option("--all-errors", help="Resubmit every sync request in Error.")
+    ] = False,
+    config: ConfigOption = None,
+    project_dir: ProjectDir = None,
+) -> None:
+    """Send sync requests in Error again: the final snapshot re-taken, a new message id, the
+    same sync request id. Pressed twice, it sends once."""
+    from ccbmdm.runtime.operations import resubmit as resubmit_requests
+
+    if bool(request_ids) == all_errors:
+        fail("name the sync requests to resubmit, or pass --all-errors (not both)", 2)
+    runtime, _ = _runtime(config, project_dir)
+    try:
+        if runtime.monitor is None:
+            fail("this runtime hosts no ccb node, so it has no sync requests to resubmit")
+        result = resubmit_requests(runtime.monitor, None if all_errors else list(request_ids or []))
+    finally:
+        runtime.close()
+    done = result.sent + result.discarded + result.errors
+    if done == 0:
+        fail("nothing resubmitted: no such request in ERROR (see `ccbmdm status`)")
+    out.print(
+        f"resubmitted {done}: {result.sent} sent, {result.discarded} without difference "
+        f"(discarded), {result.errors} in Error again"
+    )
+
+
+@app.command(name="run")
+def run_runtime(
+    config: ConfigOption = None,
+    workers: WorkersOption = 1,
+    project_dir: ProjectDir = None,
+) -> None:
+    """Serve every hosted node's HTTP endpoint and run the workers until stopped."""
+    from contextlib import ExitStack
+
+    from ccbmdm.runtime.worker import stop_on_signals
+
+    runtime, path = _runtime(config, project_dir)
+    try:
+        with ExitStack() as stack:
+            with explained():
+                urls = runtime.serve(stack)
+            for url in urls:
+                out.print(f"listening: {url}")
+            hosted = ", ".join(runtime.nodes)
+            out.print(f"running {hosted} with {workers} worker(s); Ctrl-C stops")
+            helpers = _spawn_workers(workers - 1, path, runtime.project.root, None)
+            try:
+                runtime.worker().run(stop_on_signals())
+            finally:
+                _stop_workers(helpers)
+    finally:
+        runtime.close()
+    out.print("stopped")
 
 
 def run(command: Callable[[], object]) -> int:

@@ -6,20 +6,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ccbmdm.codegen.catalogue import load_catalogue
+from ccbmdm.codegen.catalogue import Flow, load_catalogue
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.delivery import DeliverySettings, Received, new_message_id
 from ccbmdm.runtime.mapping import CodeTables, Context
+from ccbmdm.runtime.model import ContractModel
 from ccbmdm.runtime.node import Bridge, Node, run_until_quiet
 from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.sync import Acknowledgements, SyncRequestMonitor, capture
-from ccbmdm.runtime.transport import Answer, InProcessTransport, Posting, TransportError
+from ccbmdm.runtime.transport import Answer, InProcessTransport, Posting, Response, TransportError
 from support import REPO
+
+if TYPE_CHECKING:
+    from ccbmdm.runtime.assembly import Runtime
 
 FLOWS = load_catalogue(REPO / "contracts" / "flows.yaml")
 FAST = DeliverySettings(lease_s=2, backoff_base_s=0.0, backoff_factor=2, max_attempts=4)
@@ -193,3 +197,49 @@ def claim_all(dsn: str) -> list[int]:
         claimed += [claim.id for claim in batch]
     store.close()
     return claimed
+
+
+class PeopleSystem(People):
+    """The test CCB behind a hosted ``ccb`` node: its people are the snapshots' source."""
+
+    def __init__(self, store: Store, node: Node) -> None:
+        super().__init__(store)
+        self.node = node
+
+    def handle(self, tx: Transaction, received: Received) -> str | None:
+        return None  # this CCB receives nothing but acknowledgements, which the runtime handles
+
+    def answer(self, sender: str, flow: Flow, request: ContractModel) -> Response:
+        return self.node.receiver.fault(None, flow.code, 1002, "this CCB answers no calls", 400)
+
+    def steps(self) -> Sequence[Callable[[], int]]:
+        return ()
+
+
+class MdmSystem:
+    """The test MDM behind a hosted ``mdm`` node: applies and acknowledges (StubMdm)."""
+
+    def __init__(self, node: Node, reject: set[str] | None = None) -> None:
+        self.node = node
+        self.stub = StubMdm(node, reject)
+
+    def handle(self, tx: Transaction, received: Received) -> str | None:
+        return self.stub(tx, received)
+
+    def answer(self, sender: str, flow: Flow, request: ContractModel) -> Response:
+        return self.node.receiver.fault(None, flow.code, 1301, "no usage here", 400)
+
+    def steps(self) -> Sequence[Callable[[], int]]:
+        return ()
+
+
+def ccb_system(runtime: Runtime, node: str) -> PeopleSystem:
+    """Entry point for a runtime configuration: ``runtime_world:ccb_system``."""
+    return PeopleSystem(runtime.store, runtime.nodes[node])
+
+
+def mdm_system(runtime: Runtime, node: str) -> MdmSystem:
+    """Entry point for a runtime configuration: ``runtime_world:mdm_system``; persons whose
+    id ends in 13 are rejected, so that tests can resubmit."""
+    people = {f"{index:010d}" for index in range(13, 10_000, 100)}
+    return MdmSystem(runtime.nodes[node], people)

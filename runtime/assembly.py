@@ -1,0 +1,215 @@
+"""A runtime put together from its configuration: the store, the hosted nodes with their
+handlers, the systems plugged in behind them, the transports, the HTTP servers and the worker.
+
+A system behind a hosted ``ccb`` or ``mdm`` node (a reference simulator, or an adapter to the
+real system) is named in the configuration as ``module:factory``; the factory receives the
+runtime and the node's name and returns the system.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from ccbmdm.codegen.catalogue import Flow, load_catalogue
+from ccbmdm.codegen.loader import load_contracts, load_package
+from ccbmdm.codegen.project import Project
+from ccbmdm.runtime.config import ConfigError, RuntimeConfig, load_config
+from ccbmdm.runtime.delivery import Received
+from ccbmdm.runtime.http import Credential, HttpTransport, ReceiverApp, Server
+from ccbmdm.runtime.inline import InlineBridge
+from ccbmdm.runtime.mapping import CodeTables, Context
+from ccbmdm.runtime.model import ContractModel
+from ccbmdm.runtime.node import Bridge, Node
+from ccbmdm.runtime.store import Transaction, open_store
+from ccbmdm.runtime.sync import (
+    CCB_SYNC_FLOWS,
+    Acknowledgements,
+    SnapshotReader,
+    SyncRequestMonitor,
+)
+from ccbmdm.runtime.transport import Answer, InProcessTransport, Posting, Response
+from ccbmdm.runtime.worker import Step, Worker, stop_on_signals
+
+log = logging.getLogger("ccbmdm.runtime")
+
+
+class HostedSystem(Protocol):
+    """What sits behind a hosted ``ccb`` or ``mdm`` node."""
+
+    def handle(self, tx: Transaction, received: Received) -> str | None:
+        """Process a received message in the node's transaction; the id of the message it
+        produced (a reply, an acknowledgement), if any."""
+        ...
+
+    def answer(self, sender: str, flow: Flow, request: ContractModel) -> Response:
+        """Answer a synchronous, read-only request at once."""
+        ...
+
+    def steps(self) -> Sequence[Step]:
+        """The system's own monitors, which the runtime's workers run with its steps."""
+        ...
+
+
+@runtime_checkable
+class SourceSystem(HostedSystem, SnapshotReader, Protocol):
+    """CCB: also the source of master-data snapshots for its sync requests."""
+
+
+SystemFactory = Callable[["Runtime", str], HostedSystem]
+
+
+class RoutedTransport:
+    """In process to the nodes hosted here, over HTTP to the others."""
+
+    def __init__(self, local: InProcessTransport, remote: HttpTransport | None) -> None:
+        self.local = local
+        self.remote = remote
+        self.timeout_s = remote.timeout_s if remote is not None else local.timeout_s
+
+    def post_many(self, sender: str, partner: str, postings: Sequence[Posting]) -> list[Answer]:
+        if partner in self.local.endpoints or self.remote is None:
+            return self.local.post_many(sender, partner, postings)
+        return self.remote.post_many(sender, partner, postings)
+
+
+class Runtime:
+    """Everything one configuration describes, ready to run."""
+
+    def __init__(self, config: RuntimeConfig, project: Project) -> None:
+        self.config = config
+        self.project = project
+        self.store = open_store(config.store)
+        self.store.migrate()
+        self.contracts = load_contracts(project)
+        self.flows = load_catalogue(project.contracts / "flows.yaml")
+        self.settings = config.delivery.settings()
+        self.context = Context(CodeTables.load(project.mappings / "tables"))
+        transformers = load_package(project).TRANSFORMERS
+        local = InProcessTransport()
+        self.transport = RoutedTransport(local, self._http_transport())
+        self.nodes: dict[str, Node] = {}
+        for name in config.hosted():
+            node = Node(name, self.store, self.contracts, self.flows, self.transport, self.settings)
+            self.nodes[name] = node
+            local.register(name, node.receiver)
+        if "bridge" in self.nodes:
+            bridge = self.nodes["bridge"]
+            bridge.handler = Bridge(bridge, transformers, self.context)
+            bridge.receiver.answerer = InlineBridge(bridge, transformers, self.context)
+        self.systems: dict[str, HostedSystem] = {}
+        for name in ("ccb", "mdm"):
+            if name in self.nodes:
+                self.systems[name] = self._plug_in(name)
+        self.monitor = self._sync_monitor() if "ccb" in self.systems else None
+
+    def _http_transport(self) -> HttpTransport | None:
+        remote = {n: s for n, s in self.config.nodes.items() if not s.hosted}
+        if not remote:
+            return None
+        credentials: dict[str, Credential] = {}
+        for name, setting in remote.items():
+            if setting.credential is not None:
+                credentials[name] = setting.credential.resolve(f"nodes.{name}.credential")
+        addresses: dict[str, str] = {name: str(s.url) for name, s in remote.items()}
+        return HttpTransport(addresses, credentials, self.config.delivery.http_timeout_s)
+
+    def _plug_in(self, name: str) -> HostedSystem:
+        entry = self.config.nodes[name].system  # type: ignore[index]
+        assert entry is not None  # the configuration checks a hosted system has one
+        module_name, _, attribute = entry.partition(":")
+        try:
+            factory: SystemFactory = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"nodes.{name}.system: cannot load {entry}: {exc}") from None
+        system = factory(self, name)
+        node = self.nodes[name]
+        if name == "ccb":
+            if not isinstance(system, SourceSystem):
+                raise ConfigError(
+                    f"nodes.ccb.system: {entry} gives no snapshot reader (read(tx, mo, key))"
+                )
+            acknowledgements = Acknowledgements(self.contracts, node.outbox)
+            sync_flows = set(CCB_SYNC_FLOWS.values())
+
+            def ccb_handler(tx: Transaction, received: Received) -> str | None:
+                if received.flow in sync_flows and received.part == "ack":
+                    return acknowledgements(tx, received)
+                return system.handle(tx, received)
+
+            node.handler = ccb_handler
+        else:
+            node.handler = system.handle
+        node.receiver.answerer = system.answer
+        return system
+
+    def _sync_monitor(self) -> SyncRequestMonitor:
+        system = self.systems["ccb"]
+        assert isinstance(system, SourceSystem)
+        by_code = {flow.code: flow for flow in self.flows}
+        codes = [code for code in CCB_SYNC_FLOWS.values() if code in by_code]
+        return SyncRequestMonitor(
+            self.store,
+            self.contracts,
+            system,
+            {code: by_code[code].part("request").sender for code in codes},
+            error_policies={code: by_code[code].error_policy for code in codes},
+        )
+
+    def steps(self, batch: int | None = None) -> list[Step]:
+        """Every step a worker runs each round: the sync monitor, each node's sends and
+        processing, and the hosted systems' own monitors."""
+        size = batch or self.settings.batch
+        steps: list[Step] = []
+        if self.monitor is not None:
+            monitor = self.monitor
+            steps.append(lambda: sum(vars(monitor.step(size)).values()))
+        for node in self.nodes.values():
+            steps += [node.send_due, node.process_due]
+        for system in self.systems.values():
+            steps += list(system.steps())
+        return steps
+
+    def worker(self, batch: int | None = None) -> Worker:
+        return Worker(
+            self.steps(batch),
+            sweeps=[node.rescue_due for node in self.nodes.values()],
+            poll_interval_s=self.config.delivery.poll_interval_s,
+            sweep_interval_s=max(self.settings.lease_s / 4, self.config.delivery.poll_interval_s),
+        )
+
+    def serve(self, stack: ExitStack) -> list[str]:
+        """Start the HTTP endpoint of every hosted node that listens; their URLs."""
+        urls = []
+        for name, node in self.nodes.items():
+            setting = self.config.nodes[name]  # type: ignore[index]
+            if setting.listen is None:
+                continue
+            accepted: dict[str, Credential] = {
+                partner: credential.resolve(f"nodes.{name}.accept.{partner}")
+                for partner, credential in setting.accept.items()
+            }
+            host, port = setting.address()
+            server = stack.enter_context(Server(ReceiverApp(node.receiver, accepted), host, port))
+            urls.append(f"{name}: {server.url}")
+        return urls
+
+    def close(self) -> None:
+        if self.transport.remote is not None:
+            self.transport.remote.close()
+        self.store.close()
+
+
+def work_in_process(config_path: str, project_root: str, batch: int | None) -> None:
+    """A worker process of ``monitor --workers N``: its own runtime and connections, stopped by
+    SIGTERM or SIGINT after the batch in hand. Module-level, so that spawned processes find it."""
+    stop = stop_on_signals()
+    runtime = Runtime(load_config(Path(config_path)), Project.load(Path(project_root)))
+    try:
+        runtime.worker(batch).run(stop)
+    finally:
+        runtime.close()

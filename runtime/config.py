@@ -1,0 +1,169 @@
+"""The runtime's configuration file: the store, the nodes this runtime hosts and how to reach the
+others, credentials (read from environment variables, never written in the file), the systems
+that plug in behind the hosted nodes, and the delivery settings.
+
+```yaml
+store: target/runtime.db            # a SQLite file (relative to the file) or a postgresql:// DSN
+nodes:
+  ccb: {system: mypackage.ccb:connect}                # hosted, in process
+  bridge: {listen: "127.0.0.1:8400", accept: {ccb: {user: ccb, password_env: CCB_PASSWORD}}}
+  mdm: {url: "https://mdm.example.com", credential: {token_env: MDM_TOKEN}}   # remote
+delivery: {lease_s: 60, max_attempts: 4, batch: 50, poll_interval_s: 1}
+```
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ccbmdm.runtime.delivery import DeliverySettings
+from ccbmdm.runtime.http import Credential
+
+NodeName = Literal["ccb", "bridge", "mdm"]
+_ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_LISTEN = re.compile(r"^(?P<host>[^:\s]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the file and the setting."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CredentialSetting(_Strict):
+    """A bearer token or a user and password, each secret from an environment variable."""
+
+    token_env: str | None = None
+    user: str | None = None
+    password_env: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> CredentialSetting:
+        bearer, basic = self.token_env is not None, self.user is not None
+        if bearer == basic or (basic and self.password_env is None):
+            raise ValueError("give token_env, or user with password_env")
+        return self
+
+    def resolve(self, where: str) -> Credential:
+        """The credential, with its secret read from the environment now."""
+        name = self.token_env or self.password_env or ""
+        secret = os.environ.get(name)
+        if not secret:
+            raise ConfigError(f"{where}: environment variable {name} is not set")
+        if self.token_env is not None:
+            return Credential(token=secret)
+        return Credential(user=self.user, password=secret)
+
+
+class NodeSetting(_Strict):
+    """A node hosted here (``system``/``listen``/``accept``) or elsewhere (``url``)."""
+
+    system: str | None = Field(
+        default=None, description="module:factory of the system behind a hosted ccb or mdm node"
+    )
+    listen: str | None = Field(default=None, description="host:port of this node's HTTP endpoint")
+    accept: dict[NodeName, CredentialSetting] = Field(default_factory=dict)
+    url: str | None = Field(default=None, description="base URL of a node hosted elsewhere")
+    credential: CredentialSetting | None = None
+
+    @model_validator(mode="after")
+    def _hosted_or_remote(self) -> NodeSetting:
+        if self.url is not None:
+            if self.system or self.listen or self.accept:
+                raise ValueError("a remote node (url) takes only credential")
+            if not self.url.startswith(("http://", "https://")):
+                raise ValueError(f"url must start with http:// or https://, not {self.url!r}")
+        elif self.credential is not None:
+            raise ValueError("credential is what we present to a remote node; give its url")
+        if self.system is not None and not _ENTRY_POINT.match(self.system):
+            raise ValueError(f"system must be module:factory, not {self.system!r}")
+        if self.listen is not None and not _LISTEN.match(self.listen):
+            raise ValueError(f"listen must be host:port, not {self.listen!r}")
+        return self
+
+    @property
+    def hosted(self) -> bool:
+        return self.url is None
+
+    def address(self) -> tuple[str, int]:
+        match = _LISTEN.match(self.listen or "")
+        assert match is not None
+        return match["host"].strip("[]"), int(match["port"])
+
+
+class DeliverySetting(_Strict):
+    lease_s: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=4, ge=1)
+    backoff_base_s: float = Field(default=15 * 60.0, ge=0)
+    backoff_factor: float = Field(default=4.0, ge=1)
+    backoff_cap_s: float = Field(default=4 * 3600.0, ge=0)
+    batch: int = Field(default=50, ge=1, le=10_000)
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    http_timeout_s: float = Field(default=30.0, gt=0)
+
+    def settings(self) -> DeliverySettings:
+        return DeliverySettings(
+            lease_s=self.lease_s,
+            max_attempts=self.max_attempts,
+            backoff_base_s=self.backoff_base_s,
+            backoff_factor=self.backoff_factor,
+            backoff_cap_s=self.backoff_cap_s,
+            batch=self.batch,
+        )
+
+
+class RuntimeConfig(_Strict):
+    store: str
+    nodes: dict[NodeName, NodeSetting]
+    delivery: DeliverySetting = Field(default_factory=DeliverySetting)
+    source: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _complete(self) -> RuntimeConfig:
+        if set(self.nodes) != {"ccb", "bridge", "mdm"}:
+            missing = sorted({"ccb", "bridge", "mdm"} - set(self.nodes))
+            raise ValueError(f"every node needs an entry (hosted or url); missing: {missing}")
+        if not any(node.hosted for node in self.nodes.values()):
+            raise ValueError("no node is hosted here: give at least one node without url")
+        for name in ("ccb", "mdm"):
+            node = self.nodes[name]
+            if node.hosted and node.system is None:
+                raise ValueError(f"nodes.{name}: a hosted {name} node needs system: module:factory")
+        return self
+
+    def hosted(self) -> list[str]:
+        return [name for name, node in self.nodes.items() if node.hosted]
+
+
+def load_config(path: Path) -> RuntimeConfig:
+    """Read and check a configuration file; a relative SQLite store is relative to the file."""
+    try:
+        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with store and nodes")
+    try:
+        config = RuntimeConfig.model_validate({**data, "source": path})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or '(top)'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from None
+    store = os.path.expandvars(config.store)
+    if not store.startswith(("postgresql://", "postgres://", "host=")):
+        store = str((path.parent / store).resolve())
+    return config.model_copy(update={"store": store})

@@ -1,0 +1,60 @@
+"""The worker loop: rounds until quiet, sweeps on their own interval, stops when asked."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from ccbmdm.runtime.worker import StillBusy, Worker
+
+
+class Countdown:
+    """A step with ``items`` to move, ``per_round`` at a time."""
+
+    def __init__(self, items: int, per_round: int) -> None:
+        self.items, self.per_round, self.calls = items, per_round, 0
+
+    def __call__(self) -> int:
+        self.calls += 1
+        moved = min(self.items, self.per_round)
+        self.items -= moved
+        return moved
+
+
+def test_drain_runs_rounds_until_one_moves_nothing() -> None:
+    step, sweep = Countdown(25, 10), Countdown(3, 3)
+    worker = Worker([step], sweeps=[sweep], sweep_interval_s=3600)
+    assert worker.drain() == 28  # 3 swept first, then 10 + 10 + 5
+    assert (step.calls, sweep.calls) == (4, 1)  # the sweep waits for its interval
+
+
+def test_drain_gives_up_when_work_keeps_coming() -> None:
+    endless = Worker([lambda: 1])
+    with pytest.raises(StillBusy, match="after 5 rounds"):
+        endless.drain(max_rounds=5)
+
+
+def test_run_stops_when_asked_after_the_round_in_hand() -> None:
+    stop = threading.Event()
+    seen: list[int] = []
+
+    def step() -> int:
+        seen.append(1)
+        if len(seen) == 3:
+            stop.set()
+        return 1
+
+    assert Worker([step], poll_interval_s=0.01).run(stop) == 3
+
+
+def test_run_waits_a_poll_interval_when_nothing_is_due() -> None:
+    stop = threading.Event()
+    idle = Countdown(0, 1)
+    thread = threading.Thread(target=Worker([idle], poll_interval_s=0.01).run, args=(stop,))
+    thread.start()
+    while idle.calls < 3:  # it keeps polling ...
+        stop.wait(0.01)
+    stop.set()
+    thread.join(timeout=10)
+    assert not thread.is_alive()  # ... and stops within a poll interval of being asked

@@ -1,0 +1,199 @@
+"""The runtime's commands: `monitor` (once, or workers until stopped), `resubmit` and `run`,
+on a configuration whose CCB and MDM are the test systems of runtime_world."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ccbmdm.cli import app, run
+from ccbmdm.runtime.store import Store, open_store
+from ccbmdm.runtime.store.sqlite import SqliteStore
+from runtime_world import People
+from support import REPO, sample
+
+CCBMDM = str(Path(sys.executable).parent / "ccbmdm")
+REJECTED = "0000000013"  # runtime_world.mdm_system rejects this person
+
+
+def ccbmdm(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = run(lambda: app([*args, "--project-dir", str(REPO)]))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def dsn_of(store: Store) -> str:
+    return store.path if isinstance(store, SqliteStore) else store.dsn  # type: ignore[attr-defined]
+
+
+def write_config(tmp_path: Path, dsn: str, bridge: str = "") -> Path:
+    path = tmp_path / "runtime.yaml"
+    path.write_text(
+        f"""\
+store: "{dsn}"
+nodes:
+  ccb: {{system: "runtime_world:ccb_system"}}
+  bridge: {{{bridge}}}
+  mdm: {{system: "runtime_world:mdm_system"}}
+delivery: {{lease_s: 2, backoff_base_s: 0, backoff_factor: 2, poll_interval_s: 0.05}}
+"""
+    )
+    return path
+
+
+def states(store: Store) -> dict[str, str]:
+    with store.transaction() as tx:
+        return {r["pk"]: r["state"] for r in tx.fetch("SELECT pk, state FROM sync_request")}
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("the condition did not hold in time")
+        time.sleep(0.05)
+
+
+def test_monitor_once_then_resubmit(
+    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(write_config(tmp_path, dsn_of(store)))
+    people = People(store)
+    for person in ("0000000011", "0000000012", REJECTED):
+        people.change(person, f"Person,{person[-2:]}")
+    code, out, err = ccbmdm(capsys, "monitor", "--once", "--config", config)
+    assert (code, err) == (0, "")
+    assert "nothing more is due" in out
+    assert states(store) == {
+        "0000000011": "SYNCHRONIZED",
+        "0000000012": "SYNCHRONIZED",
+        REJECTED: "ERROR",
+    }
+    with store.transaction() as tx:
+        before = tx.fetch_one(
+            "SELECT id, message_id FROM sync_request WHERE pk = :pk", {"pk": REJECTED}
+        )
+    assert before is not None
+    code, out, _ = ccbmdm(capsys, "resubmit", str(before["id"]), "--config", config)
+    assert (code, out) == (
+        0,
+        "resubmitted 1: 1 sent, 0 without difference (discarded), 0 in Error again\n",
+    )
+    with store.transaction() as tx:
+        after = tx.fetch_one(
+            "SELECT id, state, message_id FROM sync_request WHERE pk = :pk", {"pk": REJECTED}
+        )
+    assert after is not None
+    assert (after["id"], after["state"]) == (before["id"], "AWAITING_ACK")  # same request ...
+    assert after["message_id"] != before["message_id"]  # ... under a new message id
+    # Pressed again before anything came back: nothing is in Error, nothing is sent.
+    code, _, err = ccbmdm(capsys, "resubmit", "--all-errors", "--config", config)
+    assert code == 1 and "nothing resubmitted" in err
+
+
+def test_resubmit_needs_ids_or_all_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(write_config(tmp_path, str(tmp_path / "runtime.db")))
+    code, _, err = ccbmdm(capsys, "resubmit", "--config", config)
+    assert code == 2 and "--all-errors" in err
+    code, _, err = ccbmdm(capsys, "resubmit", "1", "--all-errors", "--config", config)
+    assert code == 2
+
+
+def test_a_missing_configuration_says_what_to_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = ccbmdm(capsys, "monitor", "--once", "--config", str(tmp_path / "nope.yaml"))
+    assert code == 1 and "pass --config FILE" in err and "Traceback" not in err
+
+
+def test_a_system_that_cannot_be_loaded_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, str(tmp_path / "runtime.db"))
+    config.write_text(
+        config.read_text().replace("runtime_world:mdm_system", "runtime_world:nobody")
+    )
+    code, _, err = ccbmdm(capsys, "monitor", "--once", "--config", str(config))
+    assert code == 1
+    assert "nodes.mdm.system: cannot load runtime_world:nobody" in err
+
+
+def _environment() -> dict[str, str]:
+    """The test systems importable (an empty entry would put the working directory, the
+    repository with its unbuilt ccbmdm folder, on the path), and the CCB password."""
+    paths = [str(REPO / "tests"), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(path for path in paths if path),
+        "TEST_CCB_PASSWORD": "ccb-secret",
+    }
+
+
+def test_monitor_with_two_workers_until_stopped(store: Store, tmp_path: Path) -> None:
+    config = write_config(tmp_path, dsn_of(store))
+    people = People(store)
+    for index in range(200):
+        people.change(f"{index + 20000:010d}", f"Person,{index}")
+    worker = subprocess.Popen(
+        [CCBMDM, "monitor", "--workers", "2", "--config", str(config), "--project-dir", str(REPO)],
+        env=_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: set(states(store).values()) == {"SYNCHRONIZED"})
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    assert "monitoring with 2 worker(s)" in out
+
+
+def test_run_serves_the_bridge_and_stops_on_sigterm(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    listen = f'listen: "127.0.0.1:{port}", accept: {{ccb: {{user: ccb, password_env: TEST_CCB_PASSWORD}}}}'
+    config = write_config(tmp_path, str(tmp_path / "runtime.db"), listen)
+    server = subprocess.Popen(
+        [CCBMDM, "run", "--config", str(config), "--project-dir", str(REPO)],
+        env=_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        first = server.stdout.readline()
+        assert first == f"listening: bridge: http://127.0.0.1:{port}\n", first
+        url = f"http://127.0.0.1:{port}/ccbmdm/v1/person-sync/request"
+        body = sample("ccb/PersonSyncRequest")
+        assert httpx.post(url, content=body).status_code == 401
+        answer = httpx.post(url, content=body, auth=("ccb", "ccb-secret"))
+        assert answer.status_code == 202, answer.text
+        store = open_store(str(tmp_path / "runtime.db"))
+
+        def acknowledged() -> bool:  # MDM applied it and the acknowledgement reached CCB
+            with store.transaction() as tx:
+                rows = tx.fetch("SELECT node, state FROM inbox ORDER BY id")
+            return [(r["node"], r["state"]) for r in rows][-1:] == [("ccb", "PROCESSED")]
+
+        wait_for(acknowledged)
+        store.close()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=60)
+    assert server.returncode == 0, err
+    assert out.endswith("stopped\n")
