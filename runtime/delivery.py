@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +91,16 @@ class Outbox:
         self.store = store
         self.node = node
         self.settings = settings
+        # owner type -> what to do, in the same transaction, when a message it owns ends in
+        # ERROR undelivered: (tx, owner id, reason)
+        self.on_undelivered: dict[str, Callable[[Transaction, int, str], None]] = {}
+
+    def _undelivered(
+        self, tx: Transaction, owner_type: str | None, owner_id: int | None, reason: str
+    ) -> None:
+        hook = self.on_undelivered.get(owner_type or "")
+        if hook is not None and owner_id is not None:
+            hook(tx, owner_id, reason)
 
     def enqueue(
         self,
@@ -219,6 +229,8 @@ class Outbox:
                 f"UPDATE sync_request SET state = 'ERROR', reason = :reason, due_at = {tx.now} WHERE id = :id AND state = 'AWAITING_ACK'",
                 {"reason": reason[:1000], "id": claim.owner_id},
             )
+        if ok and final:
+            self._undelivered(tx, claim.owner_type, claim.owner_id, error)
         return bool(ok)
 
     def rescue(self) -> int:
@@ -249,6 +261,13 @@ class Outbox:
                             "reason": f"no acknowledgement after {row['attempt']} attempts",
                             "id": row["owner_id"],
                         },
+                    )
+                if final:
+                    self._undelivered(
+                        tx,
+                        row["owner_type"],
+                        row["owner_id"],
+                        f"deadline passed in {row['state']} after {row['attempt']} attempts",
                     )
         return len(expired)
 

@@ -12,13 +12,16 @@ from typing import Any
 from ccbmdm.codegen.catalogue import Flow
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.delivery import Claim, DeliverySettings, Inbox, Outbox, Received
-from ccbmdm.runtime.inline import other_side
+from ccbmdm.runtime.inline import NOT_DELIVERED, other_side
 from ccbmdm.runtime.mapping import Context, TransformError
 from ccbmdm.runtime.receiver import Receiver
 from ccbmdm.runtime.store import Store, Transaction
+from ccbmdm.runtime.sync import canonical_key, ordering_key
 from ccbmdm.runtime.transport import Answer, Posting, Transport, TransportError
 
 log = logging.getLogger("ccbmdm.runtime")
+
+RELAY = "relay"  # owner type of a bridge outbox row: the inbox row of the message it maps
 
 # A handler processes one received message in the node's transaction; returns the message id of
 # the outcome it produced (a reply, a mapped message, a fault), recorded with the inbox row.
@@ -138,6 +141,7 @@ class Bridge:
         self.transformers = transformers
         self.context = context
         self.flows = {flow.code: flow for flow in node.flows}
+        node.outbox.on_undelivered[RELAY] = self._undelivered
 
     def __call__(self, tx: Transaction, received: Received) -> str | None:
         flow = self.flows[received.flow]
@@ -154,18 +158,62 @@ class Bridge:
             target = transformer.function(source, self.context)
         except TransformError as exc:
             log.warning("mapping failed: %s", exc, extra={"message_id": received.message_id})
-            fault_id, fault = self.node.receiver.fault_message(
-                received.message_id, flow.code, exc.code, exc.reason, exc.source_xpath
-            )
-            reply_part = next(
-                (p.name for p in flow.parts if p.name in ("ack", "response")), part.name
-            )
-            self.node.outbox.enqueue(tx, received.partner, flow.code, reply_part, fault_id, fault)
-            return fault_id
+            return self._fault(tx, received, exc.code, exc.reason, exc.source_xpath)
         payload = self.node.contracts[transformer.target].encode(target)
         message_id = str(target.message_header.message_id)
-        self.node.outbox.enqueue(tx, target_node, flow.code, part.name, message_id, payload)
+        originating = part.name in ("request", "notification")
+        self.node.outbox.enqueue(
+            tx,
+            target_node,
+            flow.code,
+            part.name,
+            message_id,
+            payload,
+            ordering_key=_sync_key(source) if flow.ordering_key == "sync_key" else None,
+            owner=(RELAY, received.id) if originating else None,
+        )
         return message_id
+
+    def _fault(
+        self,
+        tx: Transaction,
+        originator: tuple[str, str, str],
+        number: int,
+        reason: str,
+        parameter: str | None = None,
+    ) -> str:
+        """Answer the originator (partner, flow code, message id) of a message with a framework
+        fault (PD-C11), on the flow's reply part, correlated with the message not relayed."""
+        partner, code, message_id = originator
+        flow = self.flows[code]
+        fault_id, fault = self.node.receiver.fault_message(
+            message_id, code, number, reason, parameter
+        )
+        reply_part = next(
+            (p.name for p in flow.parts if p.name in ("ack", "response")), flow.parts[0].name
+        )
+        self.node.outbox.enqueue(tx, partner, code, reply_part, fault_id, fault)
+        return fault_id
+
+    def _undelivered(self, tx: Transaction, inbox_id: int, reason: str) -> None:
+        """A relayed message ended in ERROR undelivered: its originator gets 90000/1401
+        (reliability.md §2.4), so its own request ends in Error instead of waiting a day."""
+        row = tx.fetch_one(
+            "SELECT partner, flow, message_id FROM inbox WHERE id = :id", {"id": inbox_id}
+        )
+        if row is not None:
+            originator = (str(row["partner"]), str(row["flow"]), str(row["message_id"]))
+            self._fault(tx, originator, NOT_DELIVERED, f"not delivered: {reason}"[:254])
+
+
+def _sync_key(source: Any) -> str | None:
+    """The sync key of a CCB master-data message, from its send details (PD-L12)."""
+    details = getattr(source, "send_details", None)
+    if details is None:
+        return None
+    values = [getattr(details, f"pk_value{i}", None) or "" for i in range(1, 6)]
+    target = source.message_header.target_system
+    return ordering_key(details.mo, canonical_key(tuple(values)), str(target))
 
 
 def run_until_quiet(steps: list[Callable[[], int]], rounds: int = 100) -> int:

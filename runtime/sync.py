@@ -55,6 +55,12 @@ def canonical_key(values: tuple[str, ...]) -> str:
     return KEY_SEPARATOR.join(trimmed)
 
 
+def ordering_key(mo: str, pk: str, target: str) -> str:
+    """The delivery ordering key of a master-data message: its sync key (PD-L12), so that one
+    entity's messages go out in order at every hop."""
+    return KEY_SEPARATOR.join((mo, pk, target))
+
+
 def capture(
     tx: Transaction,
     mo: str,
@@ -273,7 +279,7 @@ class SyncRequestMonitor:
                 "partner": self.partner,
                 "flow": row["flow"],
                 "message_id": str(message_id),
-                "ordering_key": f"{row['mo']}{KEY_SEPARATOR}{row['pk']}{KEY_SEPARATOR}{row['target']}",
+                "ordering_key": ordering_key(row["mo"], row["pk"], row["target"]),
                 "id": row["id"],
                 "payload": payload,
                 "reply_timeout_s": self.reply_timeout_s,
