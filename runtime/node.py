@@ -158,7 +158,8 @@ class Bridge:
             target = transformer.function(source, self.context)
         except TransformError as exc:
             log.warning("mapping failed: %s", exc, extra={"message_id": received.message_id})
-            return self._fault(tx, received, exc.code, exc.reason, exc.source_xpath)
+            originator = (received.partner, flow.code, received.message_id)
+            return self._fault(tx, originator, exc.code, exc.reason, exc.source_xpath)
         payload = self.node.contracts[transformer.target].encode(target)
         message_id = str(target.message_header.message_id)
         originating = part.name in ("request", "notification")
