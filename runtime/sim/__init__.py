@@ -1,0 +1,2 @@
+"""The reference simulators of CCB and MDM: how every flow runs end to end without the real
+systems, and what the demo runs."""
