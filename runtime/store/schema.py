@@ -80,6 +80,38 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX outbox_in_flight ON outbox (node, due_at) WHERE state IN ('SENDING','AWAITING_REPLY')",
         "CREATE INDEX inbox_in_flight ON inbox (node, due_at) WHERE state = 'PROCESSING'",
     ),
+    # 3: the CCB usage request and the MDM inbound sync request (lifecycle.USAGE_REQUEST and
+    # MDM_INBOUND_SYNC; their transitory states are never stored). Dates a deadline counts
+    # from (window end, endDateTimeTo, estimate date) are stored as the instants they stand for.
+    (
+        """CREATE TABLE usage_request (
+             id {id}, flow text NOT NULL, sa_id text NOT NULL, bill_segment_id text NOT NULL,
+             state text NOT NULL, reason text, due_at {ts},
+             message_id {uuid} UNIQUE, response_message_id {uuid}, previous_usage_id text, usage_id text,
+             window_end {ts}, end_date_time_to {ts}, estimate_date {ts}, created_at {ts} NOT NULL,
+             CHECK (flow IN ('BATCH_BD','ONLINE_BD')),
+             CHECK (state IN ('PENDING','AWAITING_DATA_SYNC','AWAITING_BILL_DETERMINANTS','BILL_DETERMINANTS_RECEIVED',
+                              'BILL_DETERMINANTS_PROCESSED','ERROR','CANCELED')),
+             CHECK (state NOT IN ('PENDING','AWAITING_DATA_SYNC','AWAITING_BILL_DETERMINANTS','BILL_DETERMINANTS_RECEIVED')
+                    OR due_at IS NOT NULL),
+             CHECK (flow <> 'BATCH_BD' OR (window_end IS NOT NULL AND end_date_time_to IS NOT NULL AND estimate_date IS NOT NULL)),
+             CHECK (state NOT IN ('AWAITING_BILL_DETERMINANTS','BILL_DETERMINANTS_RECEIVED','BILL_DETERMINANTS_PROCESSED')
+                    OR message_id IS NOT NULL))""",
+        """CREATE INDEX usage_request_due ON usage_request (due_at, id)
+             WHERE state IN ('PENDING','AWAITING_DATA_SYNC','AWAITING_BILL_DETERMINANTS','BILL_DETERMINANTS_RECEIVED')""",
+        # the duplicate guard (lifecycles §3): one open request per bill segment
+        """CREATE UNIQUE INDEX one_open_usage_request ON usage_request (bill_segment_id)
+             WHERE state IN ('PENDING','AWAITING_DATA_SYNC','AWAITING_BILL_DETERMINANTS','BILL_DETERMINANTS_RECEIVED')""",
+        """CREATE TABLE mdm_sync_request (
+             id {id}, flow text NOT NULL, mo text NOT NULL, external_key text NOT NULL,
+             initial_load boolean NOT NULL DEFAULT FALSE, message_id {uuid} NOT NULL UNIQUE,
+             state text NOT NULL, reason text, due_at {ts}, first_error_at {ts}, created_at {ts} NOT NULL,
+             CHECK (state IN ('PENDING','ERROR_RETRYABLE','SYNCHRONIZED','ERROR','DISCARDED')),
+             CHECK (state NOT IN ('PENDING','ERROR_RETRYABLE') OR due_at IS NOT NULL),
+             CHECK (state <> 'ERROR_RETRYABLE' OR first_error_at IS NOT NULL))""",
+        """CREATE INDEX mdm_sync_request_due ON mdm_sync_request (due_at, id)
+             WHERE state IN ('PENDING','ERROR_RETRYABLE')""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -22,7 +22,9 @@ def test_relayed_sync_requests_keep_the_id_and_the_ordering_key(
             "SELECT node, partner, message_id, ordering_key, owner_type FROM outbox "
             "WHERE part = 'request' ORDER BY id"
         )
-    sent, relayed = ((r["node"], r["partner"], str(r["message_id"]), r["ordering_key"]) for r in rows)
+    sent, relayed = (
+        (r["node"], r["partner"], str(r["message_id"]), r["ordering_key"]) for r in rows
+    )
     assert sent[:2] == ("ccb", "bridge") and relayed[:2] == ("bridge", "mdm")
     assert relayed[2:] == sent[2:]  # the same message id, the same ordering key
     assert sent[3] == "PERSON\x1f0000000090\x1fMDM"
