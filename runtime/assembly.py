@@ -33,6 +33,7 @@ from ccbmdm.runtime.sync import (
     SyncRequestMonitor,
 )
 from ccbmdm.runtime.transport import Answer, InProcessTransport, Posting, Response
+from ccbmdm.runtime.usage import USAGE_FLOWS, Billing, UsageRequestMonitor
 from ccbmdm.runtime.worker import Step, Worker, stop_on_signals
 
 log = logging.getLogger("ccbmdm.runtime")
@@ -102,6 +103,7 @@ class Runtime:
             bridge.handler = Bridge(bridge, transformers, self.context)
             bridge.receiver.answerer = InlineBridge(bridge, transformers, self.context)
         self.systems: dict[str, HostedSystem] = {}
+        self.usage_monitor: UsageRequestMonitor | None = None
         for name in ("ccb", "mdm"):
             if name in self.nodes:
                 self.systems[name] = self._plug_in(name)
@@ -135,10 +137,18 @@ class Runtime:
                 )
             acknowledgements = Acknowledgements(self.contracts, node.outbox)
             sync_flows = set(CCB_SYNC_FLOWS.values())
+            usage = (
+                UsageRequestMonitor(self.store, self.contracts, system, node.outbox)
+                if isinstance(system, Billing)
+                else None
+            )
+            self.usage_monitor = usage
 
             def ccb_handler(tx: Transaction, received: Received) -> str | None:
                 if received.flow in sync_flows and received.part == "ack":
                     return acknowledgements(tx, received)
+                if usage is not None and received.flow in USAGE_FLOWS:
+                    return usage.responded(tx, received)
                 return system.handle(tx, received)
 
             node.handler = ccb_handler
@@ -168,6 +178,9 @@ class Runtime:
         if self.monitor is not None:
             monitor = self.monitor
             steps.append(lambda: sum(vars(monitor.step(size)).values()))
+        if self.usage_monitor is not None:
+            usage = self.usage_monitor
+            steps.append(lambda: usage.step(size))
         for node in self.nodes.values():
             steps += [node.send_due, node.process_due]
         for system in self.systems.values():

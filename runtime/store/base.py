@@ -31,6 +31,10 @@ class Transaction(ABC):
     def fetch(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         """Run a query (or a statement with RETURNING) and return its rows as mappings."""
 
+    def instant(self, value: datetime | None) -> Any:
+        """A timestamp as a parameter for a timestamp column of this store."""
+        return value
+
     @abstractmethod
     def execute_many(self, sql: str, params: Sequence[Mapping[str, Any]]) -> None:
         """Run one statement once per parameter set (a batch's rows in one call)."""

@@ -33,6 +33,14 @@ class SqliteTransaction(Transaction):
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
         return self.connection.execute(sql, dict(params or {})).rowcount
 
+    def instant(self, value: datetime | None) -> Any:
+        """SQLite keeps timestamps as Julian days (REAL), on the database clock's scale."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"a timestamp needs a UTC offset: {value.isoformat()}")
+        return value.timestamp() / 86400.0 + _JULIAN_UNIX_EPOCH
+
     def execute_many(self, sql: str, params: Sequence[Mapping[str, Any]]) -> None:
         self.connection.executemany(sql, [dict(p) for p in params])
 
