@@ -13,7 +13,7 @@ from ccbmdm.runtime.sync import StepResult, SyncRequestMonitor
 
 @dataclass(frozen=True)
 class ErrorEntry:
-    kind: str  # sync_request or outbox
+    kind: str  # sync_request, usage_request or outbox
     id: int
     key: str
     reason: str
@@ -37,6 +37,11 @@ def status(store: Store) -> Status:
     with store.transaction() as tx:
         for machine, sql in (
             ("sync_request", "SELECT state, count(*) AS n FROM sync_request GROUP BY state"),
+            ("usage_request", "SELECT state, count(*) AS n FROM usage_request GROUP BY state"),
+            (
+                "mdm_sync_request",
+                "SELECT state, count(*) AS n FROM mdm_sync_request GROUP BY state",
+            ),
             (
                 "outbox",
                 "SELECT node || ' ' || state AS state, count(*) AS n FROM outbox GROUP BY node, state",
@@ -64,6 +69,17 @@ def status(store: Store) -> Status:
         ]
         errors += [
             ErrorEntry(
+                "usage_request",
+                int(r["id"]),
+                f"{r['flow']} SA {r['sa_id']} segment {r['bill_segment_id']}",
+                r["reason"] or "",
+            )
+            for r in tx.fetch(
+                "SELECT id, flow, sa_id, bill_segment_id, reason FROM usage_request WHERE state = 'ERROR' ORDER BY id"
+            )
+        ]
+        errors += [
+            ErrorEntry(
                 "outbox",
                 int(r["id"]),
                 f"{r['node']}->{r['partner']} {r['flow']} {r['part']}",
@@ -71,7 +87,7 @@ def status(store: Store) -> Status:
             )
             for r in tx.fetch(
                 "SELECT id, node, partner, flow, part, last_error FROM outbox WHERE state = 'ERROR' "
-                "AND (owner_type IS NULL OR owner_type <> 'sync_request') ORDER BY id"
+                "AND (owner_type IS NULL OR owner_type NOT IN ('sync_request', 'usage_request')) ORDER BY id"
             )
         ]
     return Status(counts, store.to_datetime(oldest["oldest"]) if oldest else None, tuple(errors))
