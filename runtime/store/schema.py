@@ -6,6 +6,7 @@ Each migration is written once with a few type words that each dialect spells it
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -117,29 +118,40 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def migrate(store: Store) -> int:
-    """Apply the migrations not yet applied, each in its own transaction; returns the version."""
+def migrate(
+    store: Store,
+    migrations: Sequence[tuple[str, ...]] = MIGRATIONS,
+    version_table: str = "schema_version",
+) -> int:
+    """Apply the migrations not yet applied, each in its own transaction; returns the version.
+
+    The runtime's tables use the defaults; a simulator keeps its own tables in the same store
+    with its own list and version table. Statements may use the type words ``{id}``, ``{ts}``,
+    ``{json}``, ``{blob}`` and ``{uuid}``."""
+    if not version_table.replace("_", "").isalnum():
+        raise ValueError(f"not a table name: {version_table!r}")
+    latest = len(migrations)
     types = _TYPES[store.dialect]
     with store.transaction() as tx:
-        tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY)")
-        row = tx.fetch_one("SELECT max(version) AS version FROM schema_version")
+        tx.execute(f"CREATE TABLE IF NOT EXISTS {version_table} (version integer PRIMARY KEY)")
+        row = tx.fetch_one(f"SELECT max(version) AS version FROM {version_table}")
     current = int(row["version"]) if row and row["version"] is not None else 0
-    if current > SCHEMA_VERSION:
+    if current > latest:
         from ccbmdm.runtime.store.base import StoreError
 
         raise StoreError(
-            f"the store's schema is version {current}, newer than this ccbmdm knows ({SCHEMA_VERSION}); "
+            f"the store's {version_table} is {current}, newer than this ccbmdm knows ({latest}); "
             "upgrade ccbmdm"
         )
-    for version in range(current + 1, SCHEMA_VERSION + 1):
+    for version in range(current + 1, latest + 1):
         with store.transaction() as tx:
             if store.dialect == "postgres":  # serialise concurrent migrations; released at commit
                 tx.execute("SELECT pg_advisory_xact_lock(4242)")
             if tx.fetch_one(
-                "SELECT version FROM schema_version WHERE version = :v", {"v": version}
+                f"SELECT version FROM {version_table} WHERE version = :v", {"v": version}
             ):
                 continue  # another process migrated meanwhile
-            for statement in MIGRATIONS[version - 1]:
+            for statement in migrations[version - 1]:
                 tx.execute(statement.format(**types))
-            tx.execute("INSERT INTO schema_version (version) VALUES (:v)", {"v": version})
-    return SCHEMA_VERSION
+            tx.execute(f"INSERT INTO {version_table} (version) VALUES (:v)", {"v": version})
+    return latest
