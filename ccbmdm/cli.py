@@ -391,7 +391,8 @@ ConfigOption = Annotated[
         "--config",
         envvar="CCBMDM_CONFIG",
         help="The runtime configuration (store, nodes, credentials by environment variable, "
-        f"delivery); default: {RUNTIME_CONFIG} in the project.",
+        f"delivery); default: {RUNTIME_CONFIG} in the project, else SQLite in target/ with "
+        "the reference simulators.",
         dir_okay=False,
     ),
 ]
@@ -404,24 +405,28 @@ BatchOption = Annotated[
 ]
 
 
-def _runtime(config: Path | None, project_dir: Path | None) -> tuple[Runtime, Path]:
-    """The runtime a configuration describes, and the configuration's path."""
+def _runtime(config: Path | None, project_dir: Path | None) -> Runtime:
+    """The runtime a configuration describes: ``--config``, else the project's
+    ``ccbmdm_runtime.yaml``, else SQLite in target/ with the reference simulators."""
     from ccbmdm.runtime.assembly import Runtime
-    from ccbmdm.runtime.config import load_config
+    from ccbmdm.runtime.config import load_config, reference_config
 
     with explained():
         project = _project(project_dir)
-        path = config or project.root / RUNTIME_CONFIG
-        if not path.exists():
+        if config is not None and not config.exists():
             fail(
-                f"no runtime configuration at {path}; pass --config FILE "
+                f"no runtime configuration at {config}; pass an existing --config FILE "
                 "(store, nodes and delivery: see docs/runtime.md, Configuration)"
             )
-        return Runtime(load_config(path), project), path
+        path = config or project.root / RUNTIME_CONFIG
+        if path.exists():
+            return Runtime(load_config(path), project)
+        project.target.mkdir(parents=True, exist_ok=True)
+        return Runtime(reference_config(str(project.target / "runtime.db")), project)
     raise AssertionError("unreachable")
 
 
-def _spawn_workers(count: int, config: Path, project: Path, batch: int | None) -> list[Any]:
+def _spawn_workers(count: int, runtime: Runtime, batch: int | None) -> list[Any]:
     """Start worker processes; each builds its own runtime and stops on SIGTERM or SIGINT."""
     import multiprocessing
 
@@ -430,7 +435,9 @@ def _spawn_workers(count: int, config: Path, project: Path, batch: int | None) -
     context = multiprocessing.get_context("spawn")
     processes = [
         context.Process(
-            target=work_in_process, args=(str(config), str(project), batch), daemon=False
+            target=work_in_process,
+            args=(runtime.config, str(runtime.project.root), batch),
+            daemon=False,
         )
         for _ in range(count)
     ]
@@ -460,14 +467,14 @@ def monitor(
     """Move every lifecycle and message on: claim due work, send, process, rescue passed leases."""
     from ccbmdm.runtime.worker import StillBusy, stop_on_signals
 
-    runtime, path = _runtime(config, project_dir)
+    runtime = _runtime(config, project_dir)
     try:
         if once:
             with err.status("working until nothing is due…"):
                 moved = runtime.worker(batch).drain()
             out.print(f"moved {moved} item(s); nothing more is due")
             return
-        helpers = _spawn_workers(workers - 1, path, runtime.project.root, batch)
+        helpers = _spawn_workers(workers - 1, runtime, batch)
         stop = stop_on_signals()
         out.print(f"monitoring with {workers} worker(s); Ctrl-C stops after the current batch")
         try:
@@ -498,7 +505,7 @@ def resubmit(
 
     if bool(request_ids) == all_errors:
         fail("name the sync requests to resubmit, or pass --all-errors (not both)", 2)
-    runtime, _ = _runtime(config, project_dir)
+    runtime = _runtime(config, project_dir)
     try:
         if runtime.monitor is None:
             fail("this runtime hosts no ccb node, so it has no sync requests to resubmit")
@@ -525,7 +532,7 @@ def run_runtime(
 
     from ccbmdm.runtime.worker import stop_on_signals
 
-    runtime, path = _runtime(config, project_dir)
+    runtime = _runtime(config, project_dir)
     try:
         with ExitStack() as stack:
             with explained():
@@ -534,7 +541,7 @@ def run_runtime(
                 out.print(f"listening: {url}")
             hosted = ", ".join(runtime.nodes)
             out.print(f"running {hosted} with {workers} worker(s); Ctrl-C stops")
-            helpers = _spawn_workers(workers - 1, path, runtime.project.root, None)
+            helpers = _spawn_workers(workers - 1, runtime, None)
             try:
                 runtime.worker().run(stop_on_signals())
             finally:

@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 from ccbmdm.codegen.catalogue import Flow, load_catalogue
 from ccbmdm.codegen.loader import load_contracts, load_package
 from ccbmdm.codegen.project import Project
-from ccbmdm.runtime.config import ConfigError, RuntimeConfig, load_config
+from ccbmdm.runtime.config import ConfigError, RuntimeConfig
 from ccbmdm.runtime.delivery import Received
 from ccbmdm.runtime.http import Credential, HttpTransport, ReceiverApp, Server
 from ccbmdm.runtime.inline import InlineBridge
@@ -217,11 +217,11 @@ class Runtime:
         self.store.close()
 
 
-def work_in_process(config_path: str, project_root: str, batch: int | None) -> None:
+def work_in_process(config: RuntimeConfig, project_root: str, batch: int | None) -> None:
     """A worker process of ``monitor --workers N``: its own runtime and connections, stopped by
     SIGTERM or SIGINT after the batch in hand. Module-level, so that spawned processes find it."""
     stop = stop_on_signals()
-    runtime = Runtime(load_config(Path(config_path)), Project.load(Path(project_root)))
+    runtime = Runtime(config, Project.load(Path(project_root)))
     try:
         runtime.worker(batch).run(stop)
     finally:

@@ -143,6 +143,26 @@ class RuntimeConfig(_Strict):
         return [name for name, node in self.nodes.items() if node.hosted]
 
 
+REFERENCE_SYSTEMS = {
+    "ccb": "ccbmdm.runtime.sim.ccb:connect",
+    "mdm": "ccbmdm.runtime.sim.mdm:connect",
+}
+
+
+def reference_config(store: str, delivery: DeliverySetting | None = None) -> RuntimeConfig:
+    """The configuration without a file: every node hosted here, in process, with the
+    reference simulators behind CCB and MDM."""
+    return RuntimeConfig(
+        store=store,
+        nodes={
+            "ccb": NodeSetting(system=REFERENCE_SYSTEMS["ccb"]),
+            "bridge": NodeSetting(),
+            "mdm": NodeSetting(system=REFERENCE_SYSTEMS["mdm"]),
+        },
+        delivery=delivery or DeliverySetting(),
+    )
+
+
 def load_config(path: Path) -> RuntimeConfig:
     """Read and check a configuration file; a relative SQLite store is relative to the file."""
     try:

@@ -114,7 +114,7 @@ def test_a_missing_configuration_says_what_to_pass(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, _, err = ccbmdm(capsys, "monitor", "--once", "--config", str(tmp_path / "nope.yaml"))
-    assert code == 1 and "pass --config FILE" in err and "Traceback" not in err
+    assert code == 1 and "pass an existing --config FILE" in err and "Traceback" not in err
 
 
 def test_a_system_that_cannot_be_loaded_is_named(
