@@ -116,12 +116,15 @@ class CcbSimulator:
 
     # -- records -------------------------------------------------------------------------
 
-    def save(self, tx: Transaction, mo: str, record: Mapping[str, Any]) -> tuple[str, ...]:
+    def save(
+        self, tx: Transaction, mo: str, record: Mapping[str, Any], *, captured: bool = True
+    ) -> tuple[str, ...]:
         """Add or change a record and capture the change, in the caller's transaction; returns
-        the record's key."""
+        the record's key. ``captured=False`` is data conversion before go-live: nothing is
+        captured, and an initial load sends it later."""
         kind = self._kind(mo)
         key = tuple(str(record[field]) for field in kind.key)
-        before = self.read(tx, mo, key)
+        before = self.read(tx, mo, key) if captured else None
         params = {
             "mo": mo,
             "pk": KEY_SEPARATOR.join(key),
@@ -133,7 +136,8 @@ class CcbSimulator:
                ON CONFLICT (mo, pk) DO UPDATE SET ref = excluded.ref, data = excluded.data""",
             params,
         )
-        capture(tx, mo, key, before)
+        if captured:
+            capture(tx, mo, key, before)
         return key
 
     def delete(self, tx: Transaction, mo: str, key: Sequence[str]) -> None:

@@ -73,20 +73,27 @@ class Ids:
 
 
 def generate(
-    ccb: CcbSimulator, plan: Plan, progress: Callable[[int], None] | None = None
+    ccb: CcbSimulator,
+    plan: Plan,
+    progress: Callable[[int], None] | None = None,
+    *,
+    converted: bool = False,
 ) -> list[Customer]:
-    """Write the utility into CCB, one transaction per 200 customers; the customers made."""
+    """Write the utility into CCB, one transaction per 200 customers; the customers made.
+    ``converted``: loaded as a conversion before go-live (nothing captured; an initial load
+    sends it), else entered as changes, each captured."""
     rng = random.Random(plan.seed)
     ids = Ids()
     customers: list[Customer] = []
+    writer = _Writer(ccb, captured=not converted)
     with ccb.store.transaction() as tx:
         for cycle, _ in CYCLES:
-            ccb.save(tx, "BILL CYCLE", bill_cycle(cycle, plan.month))
+            writer.save(tx, "BILL CYCLE", bill_cycle(cycle, plan.month))
     for chunk in _chunks(range(plan.customers), 200):
         with ccb.store.transaction() as tx:
             for _ in chunk:
                 commercial = rng.random() < plan.commercial_share
-                customers.append(_customer(ccb, tx, rng, ids, plan, commercial))
+                customers.append(_customer(writer, tx, rng, ids, plan, commercial))
         if progress is not None:
             progress(len(chunk))
     return customers
@@ -97,8 +104,22 @@ def _chunks(values: range, size: int) -> Iterator[range]:
         yield values[start : start + size]
 
 
+@dataclass(frozen=True)
+class _Writer:
+    """Saves into CCB, captured or converted."""
+
+    ccb: CcbSimulator
+    captured: bool
+
+    def save(self, tx: Any, mo: str, record: dict[str, Any]) -> None:
+        self.ccb.save(tx, mo, record, captured=self.captured)
+
+    def save_account(self, tx: Any, account: Account) -> None:
+        self.ccb.save_account(tx, account)
+
+
 def _customer(
-    ccb: CcbSimulator, tx: Any, rng: random.Random, ids: Ids, plan: Plan, commercial: bool
+    ccb: _Writer, tx: Any, rng: random.Random, ids: Ids, plan: Plan, commercial: bool
 ) -> Customer:
     person_id, account_id, premise_id = ids.next(1), ids.next(2), ids.next(3)
     sp_id, sa_id = ids.next(4), ids.next(5)

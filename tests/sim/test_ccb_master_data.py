@@ -160,3 +160,13 @@ def test_an_unknown_maintenance_object_is_named(store: Store) -> None:
         pytest.raises(UnknownEntity, match="'PREMISE' is not one CCB synchronizes"),
     ):
         ccb.save(tx, "PREMISE", {"premise_id": "1"})
+
+
+def test_converted_data_is_sent_by_the_initial_load_alone(store: Store) -> None:
+    ccb = CcbSimulator(store)
+    generate(ccb, Plan(customers=2, seed=5), converted=True)
+    assert states(store) == {}  # a conversion captures nothing
+    assert ccb.initial_load() == 2 * 6 + 4
+    with store.transaction() as tx:
+        rows = tx.fetch("SELECT initial_load FROM sync_request")
+    assert len(rows) == 16 and all(r["initial_load"] for r in rows)
