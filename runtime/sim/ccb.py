@@ -20,7 +20,8 @@ Decisions:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,10 @@ from ccbmdm.runtime.transport import Response
 if TYPE_CHECKING:
     from ccbmdm.runtime.assembly import Runtime
     from ccbmdm.runtime.node import Node
+    from ccbmdm.runtime.sim.billing import Billing
+    from ccbmdm.runtime.usage import UsageRequest
+
+log = logging.getLogger("ccbmdm.sim.ccb")
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -108,6 +113,11 @@ class CcbSimulator:
         self.store = store
         self.node = node
         migrate(store, MIGRATIONS, "ccb_sim_schema_version")
+        self._billing: Billing | None = None
+        if node is not None:
+            from ccbmdm.runtime.sim.billing import Billing
+
+            self._billing = Billing(self, node.contracts, node.outbox)
         self._snapshots: Mapping[str, Callable[[Transaction, dict[str, Any]], Any]] = {
             "SA": self._sa_snapshot,
             "SA REL": self._in_sa_zone,
@@ -304,10 +314,43 @@ class CcbSimulator:
             )
         return kind
 
+    # -- billing (the runtime's usage requests call these) --------------------------------
+
+    def related_keys(self, tx: Transaction, sa_id: str) -> Iterable[tuple[str, tuple[str, ...]]]:
+        return self.billing.related_keys(tx, sa_id)
+
+    def build_request(self, tx: Transaction, request: UsageRequest) -> ContractModel:
+        return self.billing.build_request(tx, request)
+
+    def apply(self, tx: Transaction, request: UsageRequest, response: ContractModel) -> None:
+        self.billing.apply(tx, request, response)
+
+    def report_error(self, tx: Transaction, request: UsageRequest, reason: str) -> None:
+        self.billing.report_error(tx, request, reason)
+
+    @property
+    def billing(self) -> Billing:
+        if self._billing is None:
+            raise RuntimeError("this CCB has no node to send from, so it does not bill")
+        return self._billing
+
     # -- the hosted system ---------------------------------------------------------------
 
     def handle(self, tx: Transaction, received: Received) -> str | None:
-        """What CCB receives besides acknowledgements (which the runtime matches itself)."""
+        """What CCB receives besides acknowledgements and usage responses (which the runtime
+        matches itself): MDM's answer to a used-on-bill update."""
+        if received.flow == "UT_INFO_UPDATE" and received.part == "response" and self.node:
+            _, response = self.node.contracts.decode(received.payload)
+            header = response.message_header  # type: ignore[attr-defined]
+            self.node.outbox.reply_received(tx, received.partner, str(header.correlation_id))
+            for info in response.result.exception_info:  # type: ignore[attr-defined]
+                log.warning(
+                    "MDM did not take a used-on-bill flag: %s/%s %s",
+                    info.message_category,
+                    info.message_number,
+                    info.comments or "",
+                    extra={"message_id": received.message_id},
+                )
         return None
 
     def answer(self, sender: str, flow: Flow, request: ContractModel) -> Response:

@@ -1,0 +1,177 @@
+"""The reference CCB's billing: a billing run makes segments and usage requests, determinants
+become priced service quantities, completing a bill tells MDM the usage was used, cancelling
+tells it the usage no longer is."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from ccbmdm.runtime.contracts import ContractRegistry
+from ccbmdm.runtime.node import Node
+from ccbmdm.runtime.sim.ccb import CcbSimulator
+from ccbmdm.runtime.sim.synthetic import Plan, generate
+from ccbmdm.runtime.store import Store
+from ccbmdm.runtime.transport import InProcessTransport
+from ccbmdm.runtime.usage import UsageRequestMonitor
+from runtime_world import FAST, FLOWS
+from support import sample
+
+
+class World:
+    def __init__(self, store: Store, registry: ContractRegistry) -> None:
+        self.store = store
+        self.registry = registry
+        self.node = Node("ccb", store, registry, FLOWS, InProcessTransport(), FAST)
+        self.ccb = CcbSimulator(store, self.node)
+        self.usage = UsageRequestMonitor(store, registry, self.ccb, self.node.outbox)
+        self.node.handler = self.usage.responded
+        self.customers = generate(
+            self.ccb, Plan(customers=8, commercial_share=0.0, seed=11), converted=True
+        )
+
+    def run_billing(self) -> list[int]:
+        with self.store.transaction() as tx:
+            cycle = self.ccb.record(tx, "BILL CYCLE", ("M01",))
+            assert cycle is not None
+            window = date.fromisoformat(cycle["schedule"][0]["window_start_date"])
+            return self.ccb.billing.billing_run(tx, "M01", window)
+
+    def respond(self, segment_id: int, variant: str | None = None) -> None:
+        """MDM's answer for the segment's request: the sample response, correlated."""
+        with self.store.transaction() as tx:
+            row = tx.fetch_one(
+                "SELECT r.message_id FROM usage_request r JOIN ccb_bill_segment s ON s.usage_request_id = r.id WHERE s.id = :id",
+                {"id": segment_id},
+            )
+        assert row is not None and row["message_id"] is not None
+        _, message = self.registry.decode(sample("ccb/BillDeterminantsResponse", variant))
+        header = message.message_header.model_copy(  # type: ignore[attr-defined]
+            update={"message_id": str(uuid.uuid4()), "correlation_id": str(row["message_id"])}
+        )
+        payload = self.registry.encode(
+            message.model_copy(update={"message_header": header}), "ccb/BillDeterminantsResponse"
+        )
+        assert self.node.receiver.receive("bridge", "batch-bd", "response", payload).status == 202
+        self.node.process_due()
+
+    def segment(self, segment_id: int) -> dict[str, object]:
+        with self.store.transaction() as tx:
+            row = tx.fetch_one("SELECT * FROM ccb_bill_segment WHERE id = :id", {"id": segment_id})
+        assert row is not None
+        return dict(row)
+
+
+def test_a_billing_run_requests_usage_for_each_sa_of_the_cycle(
+    store: Store, registry: ContractRegistry
+) -> None:
+    world = World(store, registry)
+    segments = world.run_billing()
+    with store.transaction() as tx:
+        accounts = tx.fetch("SELECT account_id FROM ccb_account WHERE bill_cycle = 'M01'")
+    assert len(segments) == len(accounts) > 0
+    assert world.run_billing() == []  # the duplicate guard: the SAs already have open requests
+    assert world.usage.step() == len(segments)
+    with store.transaction() as tx:
+        rows = tx.fetch("SELECT payload FROM outbox WHERE flow = 'BATCH_BD' ORDER BY id")
+    _, request = registry.decode(bytes(rows[0]["payload"]))
+    details = request.send_details  # type: ignore[attr-defined]
+    assert details.bill_condition == "D2IL"  # the SA's first segment
+    assert details.bill_cycle == "M01"
+    assert (
+        details.end_date_time_from.isoformat() == "2025-04-01T00:00:00-04:00"
+    )  # window start, 00:00
+    assert (
+        details.end_date_time_to.isoformat() == "2025-04-06T00:00:00-04:00"
+    )  # day after window end
+    assert details.start_date_time.isoformat() == "2024-03-01T00:00:00-05:00"  # the SA's start
+
+
+def test_determinants_become_priced_service_quantities(
+    store: Store, registry: ContractRegistry
+) -> None:
+    world = World(store, registry)
+    segment_id = world.run_billing()[0]
+    world.usage.step()
+    world.respond(segment_id)
+    world.usage.step()  # batch: processed by the next step
+    segment = world.segment(segment_id)
+    assert segment["status"] == "FREEZABLE"
+    assert segment["end_date_time"] == "2025-07-14T00:00:00-04:00"
+    with store.transaction() as tx:
+        quantities = tx.fetch(
+            "SELECT period_start, uom, tou, quantity FROM ccb_service_quantity WHERE segment_id = :id ORDER BY seq",
+            {"id": segment_id},
+        )
+        lines = tx.fetch(
+            "SELECT description, amount FROM ccb_bill_line WHERE segment_id = :id ORDER BY seq",
+            {"id": segment_id},
+        )
+    assert len(quantities) == 6  # one per usage period and UOM/TOU/SQI (PD-D15)
+    assert [(r["description"], r["amount"]) for r in lines] == [
+        ("fixed charge, days", "10.13"),  # 32 days at 9.50 / 30
+        ("energy ON-PEAK", "44.41"),  # 142.350 kWh at 0.3120
+        ("energy OFF-PEAK", "59.01"),  # 398.720 kWh at 0.1480
+        ("energy ON-PEAK", "36.95"),
+        ("energy OFF-PEAK", "45.82"),
+    ]
+    assert Decimal(str(segment["amount"])) == Decimal("196.32")
+
+
+def test_completing_and_cancelling_tell_mdm_about_used_on_bill(
+    store: Store, registry: ContractRegistry
+) -> None:
+    world = World(store, registry)
+    segment_id = world.run_billing()[0]
+    world.usage.step()
+    world.respond(segment_id)
+    world.usage.step()
+    with store.transaction() as tx:
+        assert world.ccb.billing.complete_bills(tx) == 1
+    assert world.segment(segment_id)["status"] == "FROZEN"
+    with store.transaction() as tx:
+        world.ccb.billing.cancel_segment(tx, segment_id, "MDM Corrected Read")
+    segment = world.segment(segment_id)
+    assert (segment["status"], segment["reason"]) == ("CANCELED", "MDM Corrected Read")
+    with store.transaction() as tx:
+        rows = tx.fetch("SELECT payload FROM outbox WHERE flow = 'UT_INFO_UPDATE' ORDER BY id")
+    flags = []
+    for row in rows:
+        _, update = registry.decode(bytes(row["payload"]))
+        (item,) = update.items  # type: ignore[attr-defined]
+        flags.append((item.bill_segment_id, item.used_on_bill))
+    assert flags == [(str(segment_id).zfill(10), True), (str(segment_id).zfill(10), False)]
+    with store.transaction() as tx, pytest.raises(ValueError, match="is not frozen"):
+        world.ccb.billing.cancel_segment(tx, segment_id, "again")
+
+
+def test_a_skip_answer_cancels_the_segment_and_skips_the_sa(
+    store: Store, registry: ContractRegistry
+) -> None:
+    world = World(store, registry)
+    segment_id = world.run_billing()[0]
+    world.usage.step()
+    world.respond(segment_id, "skip")
+    segment = world.segment(segment_id)
+    assert segment["status"] == "CANCELED"
+    assert str(segment["reason"]).startswith("skipped: Summary-billed")
+    with store.transaction() as tx:
+        row = tx.fetch_one(
+            "SELECT value FROM ccb_sa_characteristic WHERE sa_id = :sa", {"sa": segment["sa_id"]}
+        )
+    assert row is not None and row["value"] == "2025-07-22"
+
+
+def test_a_negative_answer_leaves_the_segment_in_error(
+    store: Store, registry: ContractRegistry
+) -> None:
+    world = World(store, registry)
+    segment_id = world.run_billing()[0]
+    world.usage.step()
+    world.respond(segment_id, "fault")
+    segment = world.segment(segment_id)
+    assert segment["status"] == "ERROR"
+    assert "90000/1301" in str(segment["reason"])
