@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from ccbmdm.runtime.contracts import ContractRegistry
@@ -96,10 +96,19 @@ class Segment:
     end_to: datetime
     bill_cycle: str | None
     window_start: str | None
+    rebill_of: int | None
 
     @property
     def external_id(self) -> str:
         return str(self.id).zfill(10)
+
+
+class Rebills(Protocol):
+    """Told when a rebill's determinants were processed or it failed (the corrected reads)."""
+
+    def rebilled(self, tx: Transaction, old_segment: int, new_segment: int) -> None: ...
+
+    def rebill_failed(self, tx: Transaction, old_segment: int, reason: str) -> None: ...
 
 
 class Billing:
@@ -110,6 +119,7 @@ class Billing:
         self.contracts = contracts
         self.outbox = outbox
         migrate(ccb.store, MIGRATIONS, "ccb_billing_schema_version")
+        self.rebills: Rebills | None = None  # told when a rebill ends (corrected reads)
 
     # -- billing runs --------------------------------------------------------------------
 
@@ -186,12 +196,63 @@ class Billing:
             {"sa": sa["sa_id"]},
         ):
             return None
-        start = self._next_start(tx, sa)
+        return self._open_segment(
+            tx,
+            sa,
+            flow,
+            start=self._next_start(tx, sa),
+            end_from=end_from,
+            end_to=end_to,
+            window_end=window_end,
+            estimate=estimate,
+            window=window,
+        )
+
+    def rebill(self, tx: Transaction, old: Segment) -> int | None:
+        """A new segment for the period of a frozen one, requested online with the old usage
+        as ``previousUsageId`` (a cancel/rebill, lifecycles §5); the old one is Pending Cancel
+        until the new one's determinants are processed."""
+        sa = self.ccb.record(tx, "SA", (old.sa_id,))
+        if sa is None or old.end is None:
+            return None
+        end = datetime.fromisoformat(old.end)
+        new = self._open_segment(
+            tx,
+            sa,
+            "ONLINE_BD",
+            start=old.start,
+            end_from=end,
+            end_to=end,
+            previous_usage_id=old.usage_id,
+            rebill_of=old.id,
+        )
+        if new is not None:
+            tx.execute(
+                "UPDATE ccb_bill_segment SET status = 'PENDING_CANCEL' WHERE id = :id",
+                {"id": old.id},
+            )
+        return new
+
+    def _open_segment(
+        self,
+        tx: Transaction,
+        sa: Mapping[str, Any],
+        flow: str,
+        *,
+        start: str,
+        end_from: datetime,
+        end_to: datetime,
+        window_end: datetime | None = None,
+        estimate: datetime | None = None,
+        window: tuple[str, date] | None = None,
+        previous_usage_id: str | None = None,
+        rebill_of: int | None = None,
+    ) -> int | None:
         row = tx.fetch_one(
             f"""INSERT INTO ccb_bill_segment (sa_id, account_id, start_date_time, status,
-                  end_from, end_to, bill_cycle, window_start, created_at)
+                  end_from, end_to, bill_cycle, window_start, rebill_of, created_at)
                 VALUES (:sa, :account, :start, 'PENDING', :end_from, :end_to, :cycle, :window,
-                  {tx.now}) RETURNING id""",
+                  :rebill_of, {tx.now}) RETURNING id""",
             {
                 "sa": sa["sa_id"],
                 "account": sa["account_id"],
@@ -200,6 +261,7 @@ class Billing:
                 "end_to": end_to.isoformat(),
                 "cycle": window[0] if window else None,
                 "window": window[1].isoformat() if window else None,
+                "rebill_of": rebill_of,
             },
         )
         assert row is not None
@@ -212,6 +274,7 @@ class Billing:
             window_end=window_end,
             end_date_time_to=end_to if flow == "BATCH_BD" else None,
             estimate_date=estimate,
+            previous_usage_id=previous_usage_id,
         )
         if request_id is None:  # the duplicate guard
             tx.execute("DELETE FROM ccb_bill_segment WHERE id = :id", {"id": segment_id})
@@ -301,6 +364,8 @@ class Billing:
                 },
             )
             self._close(tx, segment.id, "CANCELED", f"skipped: {skip.skip_reason}")
+            if segment.rebill_of is not None and self.rebills is not None:
+                self.rebills.rebill_failed(tx, segment.rebill_of, "rebill skipped by MDM")
             return
         sa = self.ccb.record(tx, "SA", (request.sa_id,))
         assert sa is not None
@@ -362,11 +427,15 @@ class Billing:
                 "id": segment.id,
             },
         )
+        if segment.rebill_of is not None and self.rebills is not None:
+            self.rebills.rebilled(tx, segment.rebill_of, segment.id)
 
     def report_error(self, tx: Transaction, request: UsageRequest, reason: str) -> None:
         """The segment stays in Error with MDM's reason: a To Do for batch, the user online."""
         segment = self._segment_of(tx, request)
         self._close(tx, segment.id, "ERROR", reason)
+        if segment.rebill_of is not None and self.rebills is not None:
+            self.rebills.rebill_failed(tx, segment.rebill_of, reason)
 
     # -- bills -----------------------------------------------------------------------------
 
@@ -440,11 +509,15 @@ class Billing:
     # -- helpers ---------------------------------------------------------------------------
 
     def _segment_of(self, tx: Transaction, request: UsageRequest) -> Segment:
-        row = tx.fetch_one(
-            "SELECT * FROM ccb_bill_segment WHERE id = :id", {"id": int(request.bill_segment_id)}
-        )
-        if row is None:
+        found = self.segment(tx, int(request.bill_segment_id))
+        if found is None:
             raise ValueError(f"usage request {request.id}: no segment {request.bill_segment_id}")
+        return found
+
+    def segment(self, tx: Transaction, segment_id: int) -> Segment | None:
+        row = tx.fetch_one("SELECT * FROM ccb_bill_segment WHERE id = :id", {"id": segment_id})
+        if row is None:
+            return None
         return Segment(
             id=int(row["id"]),
             sa_id=row["sa_id"],
@@ -460,6 +533,7 @@ class Billing:
             end_to=datetime.fromisoformat(row["end_to"]),
             bill_cycle=row["bill_cycle"],
             window_start=row["window_start"],
+            rebill_of=row["rebill_of"],
         )
 
     def _close(self, tx: Transaction, segment_id: int, status: str, reason: str) -> None:

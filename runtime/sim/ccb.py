@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ccbmdm.runtime.assembly import Runtime
     from ccbmdm.runtime.node import Node
     from ccbmdm.runtime.sim.billing import Billing
+    from ccbmdm.runtime.sim.corrected_reads import CorrectedReads
     from ccbmdm.runtime.usage import UsageRequest
 
 log = logging.getLogger("ccbmdm.sim.ccb")
@@ -114,10 +115,13 @@ class CcbSimulator:
         self.node = node
         migrate(store, MIGRATIONS, "ccb_sim_schema_version")
         self._billing: Billing | None = None
+        self._corrections: CorrectedReads | None = None
         if node is not None:
             from ccbmdm.runtime.sim.billing import Billing
+            from ccbmdm.runtime.sim.corrected_reads import CorrectedReads
 
             self._billing = Billing(self, node.contracts, node.outbox)
+            self._corrections = CorrectedReads(store, node.contracts, self._billing)
         self._snapshots: Mapping[str, Callable[[Transaction, dict[str, Any]], Any]] = {
             "SA": self._sa_snapshot,
             "SA REL": self._in_sa_zone,
@@ -338,7 +342,10 @@ class CcbSimulator:
 
     def handle(self, tx: Transaction, received: Received) -> str | None:
         """What CCB receives besides acknowledgements and usage responses (which the runtime
-        matches itself): MDM's answer to a used-on-bill update."""
+        matches itself): replacement read notifications, and MDM's answer to a used-on-bill
+        update."""
+        if received.flow == "REPLACEMENT_READS" and self._corrections is not None:
+            return self._corrections.notified(tx, received)
         if received.flow == "UT_INFO_UPDATE" and received.part == "response" and self.node:
             _, response = self.node.contracts.decode(received.payload)
             header = response.message_header  # type: ignore[attr-defined]
@@ -360,7 +367,8 @@ class CcbSimulator:
         return self.node.receiver.fault(None, flow.code, 1002, "CCB answers no calls", 400)
 
     def steps(self) -> Sequence[Callable[[], int]]:
-        return ()
+        """The off-cycle bill generators' monitor."""
+        return () if self._corrections is None else self._corrections.steps()
 
 
 def _json(store: Store, value: Any) -> dict[str, Any]:

@@ -175,3 +175,92 @@ def test_a_negative_answer_leaves_the_segment_in_error(
     segment = world.segment(segment_id)
     assert segment["status"] == "ERROR"
     assert "90000/1301" in str(segment["reason"])
+
+
+def notify(world: World, segment_id: int, notification_id: str = "740193385216") -> None:
+    """MDM's replacement read notification for the usage the segment was billed with."""
+    segment = world.segment(segment_id)
+    _, notice = world.registry.decode(sample("ccb/CorrectedReadNotification"))
+    header = notice.message_header.model_copy(update={"message_id": str(uuid.uuid4())})  # type: ignore[attr-defined]
+    changed = notice.model_copy(
+        update={
+            "message_header": header,
+            "notification_id": notification_id,
+            "usage_id": segment["usage_id"],
+            "sa_id": segment["sa_id"],
+        }
+    )
+    payload = world.registry.encode(changed, "ccb/CorrectedReadNotification")
+    answer = world.node.receiver.receive("bridge", "replacement-reads", "notification", payload)
+    assert answer.status == 202, answer.body
+    world.node.handler = world.ccb.handle  # CCB's own handler takes the notification
+    world.node.process_due()
+    world.node.handler = world.usage.responded
+
+
+def billed(world: World) -> int:
+    segment_id = world.run_billing()[0]
+    world.usage.step()
+    world.respond(segment_id)
+    world.usage.step()
+    with world.store.transaction() as tx:
+        world.ccb.billing.complete_bills(tx)
+    return segment_id
+
+
+def generators(world: World) -> list[tuple[str, str | None]]:
+    with world.store.transaction() as tx:
+        return [
+            (r["state"], r["reason"])
+            for r in tx.fetch("SELECT state, reason FROM ccb_ocbg ORDER BY id")
+        ]
+
+
+def test_a_corrected_read_cancels_and_rebills_the_segment(
+    store: Store, registry: ContractRegistry
+) -> None:
+    world = World(store, registry)
+    old = billed(world)
+    notify(world, old)
+    notify(world, old)  # a repeated notification makes no second generator
+    assert generators(world) == [("PENDING", None)]
+    (corrections,) = world.ccb.steps()
+    assert corrections() == 1
+    assert world.segment(old)["status"] == "PENDING_CANCEL"
+    assert generators(world) == [("PROCESSING_REQUEST", None)]
+    with store.transaction() as tx:
+        new = tx.fetch_one("SELECT id FROM ccb_bill_segment WHERE rebill_of = :old", {"old": old})
+    assert new is not None
+    world.usage.step()  # the rebill's online request goes out, with the old usage as previous
+    with store.transaction() as tx:
+        row = tx.fetch_one("SELECT payload FROM outbox WHERE flow = 'ONLINE_BD'")
+    assert row is not None
+    _, request = registry.decode(bytes(row["payload"]))
+    assert request.send_details.previous_usage_id == world.segment(old)["usage_id"]  # type: ignore[attr-defined]
+    world.respond(int(new["id"]))  # online: processed at once
+    assert (world.segment(old)["status"], world.segment(old)["reason"]) == (
+        "CANCELED",
+        "MDM Corrected Read",
+    )
+    assert world.segment(int(new["id"]))["status"] == "FROZEN"  # an off-cycle bill
+    assert generators(world) == [("COMPLETED", None)]
+
+
+def test_a_failed_rebill_leaves_the_segment_frozen_and_discards_the_rest(
+    store: Store, registry: ContractRegistry
+) -> None:
+    world = World(store, registry)
+    old = billed(world)
+    notify(world, old, "1")
+    notify(world, old, "2")
+    (corrections,) = world.ccb.steps()
+    corrections()  # the first starts; the second waits behind it
+    with store.transaction() as tx:
+        new = tx.fetch_one("SELECT id FROM ccb_bill_segment WHERE rebill_of = :old", {"old": old})
+    assert new is not None
+    world.usage.step()
+    world.respond(int(new["id"]), "fault")
+    assert world.segment(old)["status"] == "FROZEN"
+    states = generators(world)
+    assert [s for s, _ in states] == ["ERROR", "DISCARDED"]
+    assert str(states[0][1]).startswith("rebill failed: 90000/1301")
