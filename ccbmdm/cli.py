@@ -551,6 +551,87 @@ def run_runtime(
     out.print("stopped")
 
 
+@app.command()
+def demo(
+    customers: Annotated[
+        int, typer.Option("--customers", min=1, max=1_000_000, help="Customers to generate.")
+    ] = 1000,
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            "--db", help="The SQLite file (default: target/demo.db), replaced if present."
+        ),
+    ] = None,
+    pg: Annotated[
+        str | None,
+        typer.Option("--pg", help="A PostgreSQL DSN: the demo creates a schema of its own there."),
+    ] = None,
+    project_dir: ProjectDir = None,
+) -> None:
+    """Run a synthetic utility end to end between the reference CCB and MDM, with a summary."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from ccbmdm.runtime.sim.demo import fresh_sqlite, run_demo
+
+    if db is not None and pg is not None:
+        fail("give --db or --pg, not both", 2)
+    with explained():
+        project = _project(project_dir)
+    store = _demo_schema(pg) if pg else fresh_sqlite(db or project.target / "demo.db")
+    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress("{task.description}", *columns, console=err) as bars:
+
+        def phase(name: str, total: int) -> Any:
+            task = bars.add_task(name, total=total)
+            return lambda done: bars.advance(task, done)
+
+        with explained():
+            report = run_demo(project, store, customers, phase)
+    _print_demo(report)
+
+
+def _demo_schema(dsn: str) -> str:
+    """A schema of its own for the demo's run in a PostgreSQL database, named by the time."""
+    import psycopg
+
+    from ccbmdm.runtime.store.base import StoreError
+
+    schema = f"ccbmdm_demo_{time.strftime('%Y%m%d%H%M%S')}"
+    try:
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(f"CREATE SCHEMA {schema}")
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot create the demo's schema at {dsn}: {exc}") from None
+    err.print(f"PostgreSQL schema {schema}")
+    separator = "&" if "?" in dsn else "?"
+    return f"{dsn}{separator}options=-csearch_path%3D{schema}"
+
+
+def _print_demo(report: Any) -> None:
+    from rich.table import Table
+
+    out.print(f"[bold]ccbmdm demo[/]: {report.customers} customers")
+    phases = Table("phase", "seconds", title="time per phase")
+    for name, seconds in report.phases:
+        phases.add_row(name, f"{seconds:.1f}")
+    phases.add_row("total", f"{sum(s for _, s in report.phases):.1f}")
+    out.print(phases)
+    messages = Table("flow", "part", "messages", title="messages relayed by the bridge")
+    for (flow, part), count in sorted(report.messages.items()):
+        messages.add_row(flow, part, str(count))
+    out.print(messages)
+    requests = Table("machine", "state", "requests", title="requests per state")
+    for (machine, state), count in sorted(report.requests.items()):
+        requests.add_row(machine, state, str(count))
+    out.print(requests)
+    if report.errors:
+        out.print(f"[bold red]{len(report.errors)} in Error:[/]")
+        for machine, key, reason in report.errors:
+            out.print(f"  {machine} {escape(key)}: {escape(reason)}")
+    else:
+        out.print("no request in Error")
+
+
 def run(command: Callable[[], object]) -> int:
     """Run the app and map failures to exit codes, never to a traceback."""
     try:

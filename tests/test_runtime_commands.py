@@ -197,3 +197,23 @@ def test_run_serves_the_bridge_and_stops_on_sigterm(tmp_path: Path) -> None:
         out, err = server.communicate(timeout=60)
     assert server.returncode == 0, err
     assert out.endswith("stopped\n")
+
+
+def test_demo_runs_a_small_utility_end_to_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = ccbmdm(capsys, "demo", "--customers", "15", "--db", str(tmp_path / "demo.db"))
+    assert code == 0, err
+    assert "ccbmdm demo: 15 customers" in out
+    assert "│ sync_request │ SYNCHRONIZED │ 94       │" in out  # 15 x 6 entities + 4 bill cycles
+    assert "no request in Error" in out
+    store = open_store(str(tmp_path / "demo.db"))
+    with store.transaction() as tx:
+        row = tx.fetch_one("SELECT count(*) AS n FROM mdm_contact")
+    store.close()
+    assert row is not None and row["n"] == 15  # MDM has a contact per customer
+
+
+def test_demo_takes_one_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = ccbmdm(capsys, "demo", "--db", str(tmp_path / "d.db"), "--pg", "postgresql://x")
+    assert code == 2 and "--db or --pg" in err
