@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
 import typer
 from rich.console import Console
@@ -630,6 +630,132 @@ def _print_demo(report: Any) -> None:
             out.print(f"  {machine} {escape(key)}: {escape(reason)}")
     else:
         out.print("no request in Error")
+
+
+sim_app = typer.Typer(
+    help="The reference simulators of CCB and MDM, as HTTP services or for one task.",
+    no_args_is_help=True,
+)
+app.add_typer(sim_app, name="sim")
+
+PortOption = Annotated[int, typer.Option("--port", min=1, max=65535, help="The port to listen on.")]
+BridgeOption = Annotated[
+    str, typer.Option("--bridge", help="The bridge's base URL (a runtime serving it).")
+]
+TokenOption = Annotated[
+    str,
+    typer.Option(
+        "--token-env",
+        help="The environment variable holding the bearer token the simulator and the bridge "
+        "present to each other.",
+    ),
+]
+
+
+def _serve_simulator(
+    name: Literal["ccb", "mdm"],
+    port: int,
+    store: Path | None,
+    bridge: str,
+    token_env: str,
+    project_dir: Path | None,
+) -> None:
+    """A runtime hosting one simulator's node on ``port``; the bridge is reached over HTTP."""
+    from contextlib import ExitStack
+
+    from ccbmdm.runtime.assembly import Runtime
+    from ccbmdm.runtime.config import (
+        REFERENCE_SYSTEMS,
+        CredentialSetting,
+        NodeSetting,
+        RuntimeConfig,
+    )
+    from ccbmdm.runtime.worker import stop_on_signals
+
+    token = CredentialSetting(token_env=token_env)
+    other: Literal["ccb", "mdm"] = "mdm" if name == "ccb" else "ccb"
+    with explained():
+        project = _project(project_dir)
+        project.target.mkdir(parents=True, exist_ok=True)
+        config = RuntimeConfig(
+            store=str(store or project.target / f"{name}.db"),
+            nodes={
+                name: NodeSetting(
+                    system=REFERENCE_SYSTEMS[name],
+                    listen=f"127.0.0.1:{port}",
+                    accept={"bridge": token},
+                ),
+                "bridge": NodeSetting(url=bridge, credential=token),
+                other: NodeSetting(url=bridge, credential=token),  # reached only through it
+            },
+        )
+        runtime = Runtime(config, project)
+        try:
+            with ExitStack() as stack:
+                for url in runtime.serve(stack):
+                    out.print(f"listening: {url}")
+                out.print(f"the {name.upper()} simulator is running; Ctrl-C stops it")
+                runtime.worker().run(stop_on_signals())
+        finally:
+            runtime.close()
+    out.print("stopped")
+
+
+ccb_app = typer.Typer(help="The reference CCB: serve it (no command), or one task.")
+mdm_app = typer.Typer(help="The reference MDM: serve it (no command), or one task.")
+sim_app.add_typer(ccb_app, name="ccb")
+sim_app.add_typer(mdm_app, name="mdm")
+
+
+@ccb_app.callback(invoke_without_command=True)
+def sim_ccb(
+    context: typer.Context,
+    port: PortOption = 8401,
+    store: Annotated[
+        Path | None, typer.Option("--store", help="Its SQLite file (default: target/ccb.db).")
+    ] = None,
+    bridge: BridgeOption = "http://127.0.0.1:8400",
+    token_env: TokenOption = "CCBMDM_SIM_TOKEN",
+    project_dir: ProjectDir = None,
+) -> None:
+    """Serve the reference CCB over HTTP, with its monitors, until stopped."""
+    if context.invoked_subcommand is None:
+        _serve_simulator("ccb", port, store, bridge, token_env, project_dir)
+
+
+@mdm_app.callback(invoke_without_command=True)
+def sim_mdm(
+    context: typer.Context,
+    port: PortOption = 8402,
+    store: Annotated[
+        Path | None, typer.Option("--store", help="Its SQLite file (default: target/mdm.db).")
+    ] = None,
+    bridge: BridgeOption = "http://127.0.0.1:8400",
+    token_env: TokenOption = "CCBMDM_SIM_TOKEN",
+    project_dir: ProjectDir = None,
+) -> None:
+    """Serve the reference MDM over HTTP, with its monitors, until stopped."""
+    if context.invoked_subcommand is None:
+        _serve_simulator("mdm", port, store, bridge, token_env, project_dir)
+
+
+@ccb_app.command("initial-load")
+def sim_initial_load(config: ConfigOption = None, project_dir: ProjectDir = None) -> None:
+    """Create one sync request per CCB entity with the initial-load flag (flows.md §0.2)."""
+    from ccbmdm.runtime.sim.ccb import CcbSimulator
+
+    runtime = _runtime(config, project_dir)
+    try:
+        ccb = runtime.systems.get("ccb")
+        if not isinstance(ccb, CcbSimulator):
+            fail("this runtime does not host the reference CCB")
+        with err.status("capturing every entity…"):
+            count = ccb.initial_load()
+    finally:
+        runtime.close()
+    out.print(
+        f"{count} sync request(s) created with the initial-load flag; `ccbmdm monitor` sends them"
+    )
 
 
 def run(command: Callable[[], object]) -> int:

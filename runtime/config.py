@@ -87,6 +87,9 @@ class NodeSetting(_Strict):
             raise ValueError(f"system must be module:factory, not {self.system!r}")
         if self.listen is not None and not _LISTEN.match(self.listen):
             raise ValueError(f"listen must be host:port, not {self.listen!r}")
+        secrets = [c.token_env or c.user for c in self.accept.values()]
+        if len(set(secrets)) != len(secrets):
+            raise ValueError("accept: each partner needs a credential of its own (it names them)")
         return self
 
     @property

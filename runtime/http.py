@@ -67,6 +67,11 @@ class ReceiverApp:
         self.endpoint = endpoint
         self.partners = dict(partners)
         self.max_bytes = max_bytes
+        seen: dict[str, str] = {}
+        for partner, credential in self.partners.items():
+            other = seen.setdefault(credential.header(), partner)
+            if other != partner:  # the credential names the partner, so it must be its own
+                raise ValueError(f"{other} and {partner} present the same credential")
 
     def partner_of(self, authorization: str | None) -> str | None:
         if not authorization:

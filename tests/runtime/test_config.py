@@ -54,6 +54,13 @@ def test_a_postgresql_store_is_taken_as_given_with_environment_variables(
         (("ccb: {system", "ccb: {colour: red, system"), "nodes.ccb.colour"),
         (('  ccb: {system: "runtime_world:ccb_system"}\n', ""), "missing: ['ccb']"),
         (("{token_env: TEST_MDM_TOKEN}", "{user: mdm}"), "user with password_env"),
+        (
+            (
+                "accept: {ccb: {user: ccb, password_env: TEST_CCB_PASSWORD}}",
+                "accept: {ccb: {token_env: T}, mdm: {token_env: T}}",
+            ),
+            "each partner needs a credential of its own",
+        ),
     ],
 )
 def test_a_bad_setting_is_named(tmp_path: Path, change: tuple[str, str], expected: str) -> None:

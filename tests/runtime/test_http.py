@@ -96,3 +96,14 @@ def test_a_refused_connection_is_a_technical_failure(
 def test_credentials_never_show_in_their_representation() -> None:
     assert "secret" not in repr(Credential(user="ccb", password="ccb-secret"))
     assert "bridge-token" not in repr(Credential(token="bridge-token"))
+
+
+def test_two_partners_cannot_share_a_credential(
+    store: Store, registry: ContractRegistry, package: ModuleType
+) -> None:
+    import pytest
+
+    world = Integration(store, registry, package, InProcessTransport())
+    shared = Credential(token="same")
+    with pytest.raises(ValueError, match="ccb and mdm present the same credential"):
+        ReceiverApp(world.bridge.receiver, {"ccb": shared, "mdm": shared})
