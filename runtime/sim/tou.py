@@ -1,0 +1,90 @@
+"""Standard time, the interval grid and TOU bucketing (determinants.md PD-D01, PD-D02, §6).
+
+MDM evaluates TOU maps in standard time, so an interval is bucketed by its start in the SP's zone
+without daylight saving: in summer the legal hour 00:00-01:00 belongs to the previous standard
+date. The interval grid is anchored at standard midnight for the same reason, which for every
+length up to an hour is also the legal grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from ccbmdm.runtime.sim.measurements import instant
+from ccbmdm.runtime.sim.usage_groups import TouMap
+
+
+def legal_time(moment: datetime, time_zone: ZoneInfo) -> datetime:
+    """``moment`` with the SP's legal offset as a fixed offset: it prints as the contracts want
+    (``-04:00``) and, unlike a zone-aware time in the repeated autumn hour, compares by instant."""
+    local = moment.astimezone(time_zone)
+    return local.replace(tzinfo=timezone(local.utcoffset() or timedelta(0)))
+
+
+def standard_time(moment: datetime, time_zone: ZoneInfo) -> datetime:
+    """``moment`` as naive standard local time: UTC plus the zone's standard offset."""
+    local = moment.astimezone(time_zone)
+    offset = (local.utcoffset() or timedelta(0)) - (local.dst() or timedelta(0))
+    return (moment.astimezone(UTC) + offset).replace(tzinfo=None)
+
+
+def _into_day(moment: datetime, seconds: int, time_zone: ZoneInfo) -> timedelta:
+    """How far ``moment`` lies past the last grid instant at or before it."""
+    local = standard_time(moment, time_zone)
+    since_midnight = timedelta(hours=local.hour, minutes=local.minute, seconds=local.second)
+    since_midnight += timedelta(microseconds=local.microsecond)
+    return since_midnight % timedelta(seconds=seconds)
+
+
+def on_grid(moment: datetime, seconds: int, time_zone: ZoneInfo) -> bool:
+    return not _into_day(moment, seconds, time_zone)
+
+
+def grid_floor(moment: datetime, seconds: int, time_zone: ZoneInfo) -> datetime:
+    return instant(moment) - _into_day(moment, seconds, time_zone)
+
+
+def grid_ceiling(moment: datetime, seconds: int, time_zone: ZoneInfo) -> datetime:
+    """The next interval end at or after ``moment``: where PD-D01 moves a boundary MDM found
+    itself (a scalar read, an exchange) that is not on the grid."""
+    past = _into_day(moment, seconds, time_zone)
+    return instant(moment) + (timedelta(seconds=seconds) - past if past else timedelta(0))
+
+
+@dataclass(frozen=True)
+class TouOverride:
+    """A dynamic option event in force over ``[start, end)``: its option's TOU map replaces the
+    usage group's (``[TOU-DOP]``)."""
+
+    start: datetime
+    end: datetime
+    tou_map: TouMap
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "start", instant(self.start))
+        object.__setattr__(self, "end", instant(self.end))
+
+
+@dataclass(frozen=True)
+class TouCalendar:
+    """Which TOU an interval falls in, for one SP zone, map and set of option events."""
+
+    time_zone: ZoneInfo
+    tou_map: TouMap | None
+    overrides: Sequence[TouOverride] = ()
+    _seen: dict[tuple[datetime, int], str] = field(default_factory=dict, compare=False)
+
+    def tou_of(self, end: datetime, seconds: int) -> str:
+        """The TOU of the interval stamped ``end``; blank without a map."""
+        key = (end, seconds)
+        if key not in self._seen:
+            start = end - timedelta(seconds=seconds)
+            tou_map = next(
+                (o.tou_map for o in self.overrides if o.start <= start < o.end), self.tou_map
+            )
+            tou = tou_map.tou_at(standard_time(start, self.time_zone)) if tou_map else ""
+            self._seen[key] = tou
+        return self._seen[key]
