@@ -216,8 +216,8 @@ class UsageRequestMonitor:
     def _process(self, tx: Transaction, request: UsageRequest, row: Row) -> int:
         """Bill Determinants Received → Processed: billing applies the determinants."""
         stored = tx.fetch_one(
-            "SELECT payload FROM inbox WHERE node = :node AND message_id = :id",
-            {"node": self.outbox.node, "id": row["response_message_id"]},
+            "SELECT payload FROM inbox WHERE node = :node AND partner = :partner AND message_id = :id",
+            {"node": self.outbox.node, "partner": self.partner, "id": row["response_message_id"]},
         )
         if stored is None:
             raise LookupError(f"usage request {request.id}: its response is not in the inbox")

@@ -28,7 +28,6 @@ Progress = Callable[[str, int], Callable[[int], None]]
 DEMO_DELIVERY = DeliverySetting(
     lease_s=30, backoff_base_s=0.05, backoff_factor=2, backoff_cap_s=1, poll_interval_s=0.01
 )
-SYNC_FINAL = ("SYNCHRONIZED", "DISCARDED", "CANCELED", "SUPERSEDED", "ERROR")
 
 
 @dataclass
@@ -78,17 +77,23 @@ def synchronize(runtime: Runtime, total: int, advance: Callable[[int], None]) ->
     done = 0
     while True:
         moved = worker.round()
-        with runtime.store.transaction() as tx:
-            row = tx.fetch_one(
-                "SELECT count(*) AS n FROM sync_request WHERE state IN "
-                "('SYNCHRONIZED','DISCARDED','CANCELED','SUPERSEDED','ERROR')"
-            )
-        now_done = int(row["n"]) if row else done
+        now_done = total - open_sync_requests(runtime.store)
         if now_done > done:
             advance(now_done - done)
             done = now_done
         if moved == 0:
             return
+
+
+def open_sync_requests(store: Store) -> int:
+    """Sync requests Pending or awaiting their acknowledgement (each counted by its partial
+    index, so a round's progress costs no scan of the finished ones)."""
+    with store.transaction() as tx:
+        pending = tx.fetch_one("SELECT count(*) AS n FROM sync_request WHERE state = 'PENDING'")
+        waiting = tx.fetch_one(
+            "SELECT count(*) AS n FROM sync_request WHERE state = 'AWAITING_ACK'"
+        )
+    return sum(int(row["n"]) for row in (pending, waiting) if row is not None)
 
 
 def summarize(store: Store, report: Report) -> None:

@@ -288,8 +288,9 @@ class MdmSimulator:
     def _message(self, tx: Transaction, row: Row) -> SyncMessage | None:
         """The request's message, read back from the node's inbox."""
         stored = tx.fetch_one(
-            "SELECT payload FROM inbox WHERE node = :node AND message_id = :id ORDER BY id",
-            {"node": self.node.name, "id": str(row["message_id"])},
+            "SELECT payload FROM inbox WHERE node = :node AND partner = :partner "
+            "AND message_id = :id",
+            {"node": self.node.name, "partner": self.partner, "id": str(row["message_id"])},
         )
         if stored is None:
             log.error("MDM sync request %s: its message is not in the inbox", row["id"])
@@ -365,8 +366,13 @@ class MdmSimulator:
         )
         tx.execute(
             """UPDATE inbox SET outcome_message_id = :ack
-               WHERE node = :node AND message_id = :answered""",
-            {"ack": message_id, "node": self.node.name, "answered": answered},
+               WHERE node = :node AND partner = :partner AND message_id = :answered""",
+            {
+                "ack": message_id,
+                "node": self.node.name,
+                "partner": self.partner,
+                "answered": answered,
+            },
         )
         return message_id
 
