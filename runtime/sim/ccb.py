@@ -342,10 +342,14 @@ class CcbSimulator:
 
     def handle(self, tx: Transaction, received: Received) -> str | None:
         """What CCB receives besides acknowledgements and usage responses (which the runtime
-        matches itself): replacement read notifications, and MDM's answer to a used-on-bill
-        update."""
+        matches itself): replacement read notifications, bill cycle changes, and MDM's answer
+        to a used-on-bill update."""
         if received.flow == "REPLACEMENT_READS" and self._corrections is not None:
             return self._corrections.notified(tx, received)
+        if received.flow == "BILL_CYCLE_CHANGE" and received.part == "notification":
+            from ccbmdm.runtime.sim.bill_cycle_change import notified
+
+            return notified(self, tx, received)
         if received.flow == "UT_INFO_UPDATE" and received.part == "response" and self.node:
             _, response = self.node.contracts.decode(received.payload)
             header = response.message_header  # type: ignore[attr-defined]

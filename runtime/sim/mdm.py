@@ -137,7 +137,13 @@ class MdmSimulator:
     # -- the hosted system ---------------------------------------------------------------
 
     def handle(self, tx: Transaction, received: Received) -> str | None:
-        """The seeder: a Pending sync request for each master-data request; nothing applied."""
+        """The seeder: a Pending sync request for each master-data request; nothing applied.
+        CCB's acknowledgement of a bill cycle change ends that notification's wait."""
+        if received.flow == "BILL_CYCLE_CHANGE" and received.part == "ack":
+            from ccbmdm.runtime.sim.bill_cycle_change import acknowledged
+
+            acknowledged(self.node.outbox, self.contracts, tx, received)
+            return None
         kind = FLOWS.get(received.flow)
         if kind is None or received.part != "request":
             log.info(
