@@ -282,3 +282,72 @@ def _next_month(day: date) -> date:
 def _midnight(day: date) -> str:
     """00:00 of a day in the utility's zone, with its offset (flows.md PD-C05)."""
     return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(ZONE)).isoformat()
+
+
+def exchange_meter(ccb: CcbSimulator, tx: Any, customer: Customer, at: datetime) -> Customer:
+    """Exchange the customer's meter at ``at``: the old installation is removed with a read,
+    a new meter with the same kind of configuration is installed at the same instant (PD-F09),
+    each change captured. Returns the customer with its new meter."""
+    new = Customer(
+        customer.person_id,
+        customer.account_id,
+        customer.sp_id,
+        customer.sa_id,
+        meter_id=_successor(customer.meter_id),
+        meter_config_id=_successor(customer.meter_config_id),
+        register_id=_successor(customer.register_id),
+        commercial=customer.commercial,
+    )
+    when = at.isoformat()
+    old_meter = ccb.record(tx, "METER", (customer.meter_id,))
+    old_config = ccb.record(tx, "MTR CONFIG", (customer.meter_config_id,))
+    (history,) = ccb.records(tx, "SP MTR HIST", ref=customer.sp_id)[-1:]
+    if old_meter is None or old_config is None:
+        raise LookupError(f"customer {customer.person_id} has no meter to exchange")
+    removal_read = {
+        "register_id": customer.register_id,
+        "reading": "1250.000",
+        "read_type": "REGULAR",
+    }
+    ccb.save(
+        tx,
+        "SP MTR HIST",
+        {**history, "removal_event": {"event_date_time": when, "reads": [removal_read]}},
+    )
+    ccb.save(
+        tx,
+        "METER",
+        {**old_meter, "meter_id": new.meter_id, "badge_number": f"E{new.meter_id[-8:]}"},
+    )
+    ccb.save(
+        tx,
+        "MTR CONFIG",
+        {
+            **old_config,
+            "meter_config_id": new.meter_config_id,
+            "meter_id": new.meter_id,
+            "effective_date_time": when,
+            "registers": [interval_register(new.register_id)],
+        },
+    )
+    ccb.save(
+        tx,
+        "SP MTR HIST",
+        {
+            "sp_meter_history_id": _successor(history["sp_meter_history_id"]),
+            "sp_id": customer.sp_id,
+            "meter_config_id": new.meter_config_id,
+            "install_event": {
+                "event_date_time": when,
+                "reads": [
+                    {"register_id": new.register_id, "reading": "0.000", "read_type": "REGULAR"}
+                ],
+            },
+        },
+    )
+    return new
+
+
+def _successor(ccb_id: str) -> str:
+    """A new id in the same series: an exchange's meter, configuration and history."""
+    return f"{int(ccb_id) + 500_000_000:010d}"
