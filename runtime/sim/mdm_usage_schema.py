@@ -1,0 +1,83 @@
+"""The tables of the MDM simulator's usage side: measurements and usage transactions, in the
+runtime's store and versioned apart from the master data (``mdm_usage_schema_version``).
+
+Instants that are compared or looked up exactly (interval ends, a usage period's bounds) are
+UTC epoch seconds: exact on both stores, where a timestamp column would be a Julian day on
+SQLite. Instants the request sent keep their text with its legal offset, so what MDM answers
+carries the offset CCB asked with. Decimals are text: the scale sent is the scale kept.
+"""
+
+from __future__ import annotations
+
+from ccbmdm.runtime.store import Store
+from ccbmdm.runtime.store.schema import migrate as migrate_tables
+
+VERSION_TABLE = "mdm_usage_schema_version"
+
+UT_STATES = (
+    "PENDING",
+    "CALCULATION_DEFERRED",
+    "CALCULATION_IN_PROGRESS",
+    "APPROVAL_IN_PROGRESS",
+    "SENT",
+    "SUBSEQUENT_CORRECTION",
+    "ERROR",
+    "DISCARDED",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: measurements
+    (
+        # one value per interval MC and interval end; quality codes space-separated (PD-D09)
+        """CREATE TABLE mdm_interval_value (
+             mc_id text NOT NULL, end_at bigint NOT NULL, value text NOT NULL,
+             quality_codes text NOT NULL, PRIMARY KEY (mc_id, end_at))""",
+        # the version an edit replaced is kept for audit and for the adjustments of flow 17
+        """CREATE TABLE mdm_measurement_edit (
+             id {id}, mc_id text NOT NULL, kind text NOT NULL, measured_at bigint NOT NULL,
+             old_value text, old_quality_codes text, new_value text NOT NULL,
+             new_quality_codes text NOT NULL, edited_at {ts} NOT NULL,
+             CHECK (kind IN ('INTERVAL','SCALAR')))""",
+        "CREATE INDEX mdm_measurement_edit_mc ON mdm_measurement_edit (mc_id, measured_at)",
+        # MDM's own measurement cycle data: a default bill cycle other than the MCnn -> Mnn rule,
+        # and the scheduled read dates the summary-billing skip looks at (PD-D13, PD-F20)
+        """CREATE TABLE mdm_measurement_cycle (
+             measurement_cycle text PRIMARY KEY, default_bill_cycle text NOT NULL)""",
+        """CREATE TABLE mdm_measurement_cycle_read (
+             measurement_cycle text NOT NULL, read_date text NOT NULL,
+             PRIMARY KEY (measurement_cycle, read_date))""",
+    ),
+    # 2: usage transactions (lifecycle.USAGE_TRANSACTION; Calculation is never stored)
+    (
+        f"""CREATE TABLE mdm_usage_transaction (
+             id {{id}}, ut_id text NOT NULL UNIQUE, external_id text NOT NULL,
+             flow text NOT NULL, message_id {{uuid}} NOT NULL UNIQUE,
+             us_external_id text NOT NULL, previous_usage_id text,
+             start_date_time text NOT NULL, end_date_time_from text NOT NULL,
+             end_date_time_to text NOT NULL, bill_condition text NOT NULL,
+             date_breaks text NOT NULL, bill_cycle text, window_start_date text,
+             return_interval_data boolean NOT NULL, automated_retry text NOT NULL,
+             state text NOT NULL, reason text, due_at {{ts}}, retry_until {{ts}},
+             us_id text, usage_group text, estimate_date_reached boolean,
+             period_start bigint, period_end bigint, determinants text,
+             response_message_id {{uuid}}, notification_id text,
+             used_on_bill boolean NOT NULL DEFAULT FALSE, used_on_bill_at {{ts}},
+             superseded boolean NOT NULL DEFAULT FALSE, stale boolean NOT NULL DEFAULT FALSE,
+             created_at {{ts}} NOT NULL, sent_at {{ts}},
+             CHECK (flow IN ('BATCH_BD','ONLINE_BD')),
+             CHECK (automated_retry IN ('D1YS','D1NA')),
+             CHECK (state IN ({", ".join(f"'{s}'" for s in UT_STATES)})),
+             CHECK (state <> 'PENDING' OR due_at IS NOT NULL),
+             CHECK (state NOT IN ('SENT','SUBSEQUENT_CORRECTION') OR determinants IS NOT NULL))""",
+        """CREATE INDEX mdm_usage_transaction_due ON mdm_usage_transaction (due_at, id)
+             WHERE state IN ('PENDING','ERROR')""",
+        "CREATE INDEX mdm_usage_transaction_external ON mdm_usage_transaction (external_id)",
+        """CREATE INDEX mdm_usage_transaction_us
+             ON mdm_usage_transaction (us_external_id, state)""",
+    ),
+)
+
+
+def migrate(store: Store) -> int:
+    """Create or upgrade the usage side's tables; returns their version."""
+    return migrate_tables(store, MIGRATIONS, VERSION_TABLE)

@@ -1,0 +1,216 @@
+"""The world the MDM usage tests share (no tests here): the reference CCB, the bridge with the
+reference mappings and its inline answerer, and MDM as the master-data simulator with the usage
+side beside it, three nodes on one store moved on by their steps, as a runtime does."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from types import ModuleType
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ccbmdm.codegen.catalogue import Flow
+from ccbmdm.runtime.contracts import ContractRegistry
+from ccbmdm.runtime.delivery import Received
+from ccbmdm.runtime.inline import InlineBridge
+from ccbmdm.runtime.mapping import CodeTables, Context
+from ccbmdm.runtime.model import ContractModel
+from ccbmdm.runtime.node import Bridge, Node, run_until_quiet
+from ccbmdm.runtime.sim.ccb import CcbSimulator
+from ccbmdm.runtime.sim.mdm import MdmSimulator
+from ccbmdm.runtime.sim.synthetic import Customer, Plan, generate
+from ccbmdm.runtime.store import Store, Transaction
+from ccbmdm.runtime.sync import CCB_SYNC_FLOWS, Acknowledgements, SyncRequestMonitor
+from ccbmdm.runtime.transport import InProcessTransport, Response
+from ccbmdm.runtime.usage import USAGE_FLOWS, UsageRequestMonitor
+from runtime_world import FAST, FLOWS
+from support import REPO
+
+TABLES = CodeTables.load(REPO / "mappings" / "tables")
+SENDERS = {
+    flow.code: flow.part("request").sender for flow in FLOWS if flow.code in CCB_SYNC_FLOWS.values()
+}
+ZONE = ZoneInfo("America/New_York")
+MASTER_DATA_FLOWS = {"BILL_CYCLE_SYNC", *CCB_SYNC_FLOWS.values()}
+HOURLY_FEED = (
+    REPO
+    / "tests"
+    / "data"
+    / "greenbutton"
+    / "Coastal_Multi_Family_Jan_1_2011_to_Jan_1_2012_RetailCustomer_5.xml"
+)
+
+
+def hourly(ccb: CcbSimulator, tx: Transaction) -> None:
+    """Every meter configuration of the utility with a 60-minute channel."""
+    for config in ccb.records(tx, "MTR CONFIG"):
+        config["registers"] = [{**r, "interval_minutes": 60} for r in config["registers"]]
+        ccb.save(tx, "MTR CONFIG", config, captured=False)
+
+
+def midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), ZONE)
+
+
+class Mdm:
+    """MDM as one hosted system: master data to the master-data simulator, the rest to the
+    usage side (when there is one)."""
+
+    def __init__(self, master: MdmSimulator, usage: Any = None) -> None:
+        self.master, self.usage = master, usage
+
+    def handle(self, tx: Transaction, received: Received) -> str | None:
+        if received.flow in MASTER_DATA_FLOWS or self.usage is None:
+            return self.master.handle(tx, received)
+        result: str | None = self.usage.handle(tx, received)
+        return result
+
+    def answer(self, sender: str, flow: Flow, request: ContractModel) -> Response:
+        if self.usage is None:
+            return self.master.answer(sender, flow, request)
+        response: Response = self.usage.answer(sender, flow, request)
+        return response
+
+    def steps(self) -> Sequence[Callable[[], int]]:
+        usage = () if self.usage is None else tuple(self.usage.steps())
+        return (*self.master.steps(), *usage)
+
+
+class World:
+    """CCB, the bridge and MDM on one store; ``usage`` makes MDM's usage side from the node."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: ContractRegistry,
+        package: ModuleType,
+        usage: Callable[[Store, Node, ContractRegistry], Any] | None = None,
+    ) -> None:
+        self.store, self.registry = store, registry
+        transport = InProcessTransport()
+        self.ccb_node = Node("ccb", store, registry, FLOWS, transport, FAST)
+        self.bridge = Node("bridge", store, registry, FLOWS, transport, FAST)
+        self.mdm_node = Node("mdm", store, registry, FLOWS, transport, FAST)
+        for node in (self.ccb_node, self.bridge, self.mdm_node):
+            transport.register(node.name, node.receiver)
+        context = Context(TABLES)
+        self.bridge.handler = Bridge(self.bridge, package.TRANSFORMERS, context)
+        self.bridge.receiver.answerer = InlineBridge(self.bridge, package.TRANSFORMERS, context)
+        self.ccb = CcbSimulator(store, self.ccb_node)
+        acknowledgements = Acknowledgements(registry, self.ccb_node.outbox)
+        self.usage_requests = UsageRequestMonitor(store, registry, self.ccb, self.ccb_node.outbox)
+        sync_flows = set(CCB_SYNC_FLOWS.values())
+
+        def ccb_handler(tx: Transaction, received: Received) -> str | None:
+            if received.flow in sync_flows and received.part == "ack":
+                return acknowledgements(tx, received)
+            if received.flow in USAGE_FLOWS:
+                return self.usage_requests.responded(tx, received)
+            return self.ccb.handle(tx, received)
+
+        self.ccb_node.handler = ccb_handler
+        self.ccb_node.receiver.answerer = self.ccb.answer
+        self.master = MdmSimulator(store, self.mdm_node, TABLES)
+        self.usage = None if usage is None else usage(store, self.mdm_node, registry)
+        self.mdm = Mdm(self.master, self.usage)
+        self.mdm_node.handler = self.mdm.handle
+        self.mdm_node.receiver.answerer = self.mdm.answer
+        self.monitor = SyncRequestMonitor(store, registry, self.ccb, SENDERS)
+        self.customers: list[Customer] = []
+
+    def run(self, rounds: int = 200) -> int:
+        steps: list[Callable[[], int]] = [
+            lambda: sum(vars(self.monitor.step()).values()),
+            self.usage_requests.step,
+        ]
+        for node in (self.ccb_node, self.bridge, self.mdm_node):
+            steps += [node.rescue_due, node.send_due, node.process_due]
+        return run_until_quiet([*steps, *self.ccb.steps(), *self.mdm.steps()], rounds=rounds)
+
+    def utility(
+        self, plan: Plan, change: Callable[[CcbSimulator, Transaction], None] | None = None
+    ) -> list[Customer]:
+        """A synthetic utility converted into CCB (``change`` edits it before go-live), loaded
+        initially and synchronized into MDM."""
+        self.customers = generate(self.ccb, plan, converted=True)
+        if change is not None:
+            with self.store.transaction() as tx:
+                change(self.ccb, tx)
+        self.ccb.initial_load()
+        self.run(rounds=100 + len(self.customers))
+        with self.store.transaction() as tx:
+            open_requests = tx.fetch(
+                "SELECT mo, pk, state, reason FROM sync_request WHERE state <> 'SYNCHRONIZED'"
+            )
+        assert open_requests == [], open_requests
+        return self.customers
+
+    def billed_until(self, month: date) -> None:
+        """Every SA's bills before ``month`` as converted history: a frozen segment ending at
+        00:00 of its first day, so the first billing run covers the month alone."""
+        with self.store.transaction() as tx:
+            for customer in self.customers:
+                tx.execute(
+                    f"""INSERT INTO ccb_bill_segment (sa_id, account_id, start_date_time,
+                          end_date_time, status, end_from, end_to, created_at)
+                        VALUES (:sa, :account, :start, :end, 'FROZEN', :end, :end, {tx.now})""",
+                    {
+                        "sa": customer.sa_id,
+                        "account": customer.account_id,
+                        "start": midnight(month - timedelta(days=28)).isoformat(),
+                        "end": midnight(month).isoformat(),
+                    },
+                )
+
+    def mc_id(self, register_id: str) -> str:
+        with self.store.transaction() as tx:
+            found = self.master.production_id(tx, "D1-MC", register_id)
+        assert found is not None
+        return found
+
+    def sp_production_id(self, sp_id: str) -> str:
+        with self.store.transaction() as tx:
+            found = self.master.production_id(tx, "D1-SP", sp_id)
+        assert found is not None
+        return found
+
+    def raw_values(
+        self, mc_id: str, start: datetime, end: datetime
+    ) -> list[tuple[int, Decimal, str]]:
+        """The stored values of an MC stamped in ``(start, end]``, straight from the table."""
+        with self.store.transaction() as tx:
+            rows = tx.fetch(
+                """SELECT end_at, value, quality_codes FROM mdm_interval_value
+                   WHERE mc_id = :mc AND end_at > :low AND end_at <= :high ORDER BY end_at""",
+                {"mc": mc_id, "low": int(start.timestamp()), "high": int(end.timestamp())},
+            )
+        return [(int(r["end_at"]), Decimal(r["value"]), str(r["quality_codes"])) for r in rows]
+
+    def outbox(self, node: str, flow: str) -> list[Any]:
+        with self.store.transaction() as tx:
+            rows = tx.fetch(
+                "SELECT payload FROM outbox WHERE node = :node AND flow = :flow ORDER BY id",
+                {"node": node, "flow": flow},
+            )
+        return [self.registry.decode(bytes(row["payload"]))[1] for row in rows]
+
+    def call(self, flow: str, contract: str, message: ContractModel) -> tuple[int, Any]:
+        """A synchronous call from CCB through the bridge; the status and the decoded reply."""
+        payload = self.registry.encode(message, contract)
+        answer = self.bridge.receiver.receive("ccb", flow, "request", payload)
+        return answer.status, self.registry.decode(answer.body)[1]
+
+
+def header(flow: str) -> dict[str, Any]:
+    """A CCB message header for ``flow`` under a new message id."""
+    return {
+        "message_id": str(uuid.uuid4()),
+        "flow": flow,
+        "source_system": "CCB",
+        "target_system": "MDM",
+        "sent_date_time": datetime.now(UTC).replace(microsecond=0),
+        "schema_version": "v1",
+    }
