@@ -133,6 +133,10 @@ class MdmSimulator:
         self.records = Records(store)
         self.machine = Machine(store, MDM_INBOUND_SYNC, TABLE)
         self._by_contract = {kind.contract: kind for kind in FLOWS.values()}
+        from ccbmdm.runtime.sim.mdm_usage import MdmUsage
+
+        # the usage side: measurements, usage transactions, corrections, read-only answers
+        self.usage = MdmUsage(store, node, node.contracts, partner=partner)
 
     # -- the hosted system ---------------------------------------------------------------
 
@@ -145,7 +149,9 @@ class MdmSimulator:
             acknowledged(self.node.outbox, self.contracts, tx, received)
             return None
         kind = FLOWS.get(received.flow)
-        if kind is None or received.part != "request":
+        if kind is None:
+            return self.usage.handle(tx, received)
+        if received.part != "request":
             log.info(
                 "the master-data simulator does not handle %s %s",
                 received.flow,
@@ -182,15 +188,11 @@ class MdmSimulator:
         return None
 
     def answer(self, sender: str, flow: Flow, request: ContractModel) -> Response:
-        """No synchronous flow is answered here yet."""
-        header = getattr(request, "message_header", None)
-        correlation = None if header is None else str(header.message_id)
-        return self.node.receiver.fault(
-            correlation, flow.code, 1002, "not answered by the master-data simulator", 400
-        )
+        """The read-only flows are the usage side's."""
+        return self.usage.answer(sender, flow, request)
 
     def steps(self) -> Sequence[Callable[[], int]]:
-        return (self.step,)
+        return (self.step, *self.usage.steps())
 
     # -- the monitor ---------------------------------------------------------------------
 

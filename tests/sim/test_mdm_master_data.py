@@ -807,21 +807,6 @@ def test_a_bill_cycle_replaces_its_entries_from_the_earliest_window_sent(
 # -- what MDM does not handle here ---------------------------------------------------------------
 
 
-def test_synchronous_calls_get_a_fault_and_other_flows_are_left_alone(world: World) -> None:
-    answer = world.mdm_node.receiver.receive(
-        "bridge", "high-low", "request", sample("mdm/HighLowBoundariesRequest")
-    )
-    _, fault = world.registry.decode(answer.body)
-    assert answer.status == 400
-    assert exceptions(fault) == [(90000, 1002, ())]
-    assert world.post("batch-bd", sample("mdm/UsageTransactionRequest"))[0] == 202
-    world.run()
-    assert world.mdm_requests() == []
-    with world.store.transaction() as tx:
-        (row,) = tx.fetch("SELECT state, outcome_message_id FROM inbox WHERE node = 'mdm'")
-    assert (row["state"], row["outcome_message_id"]) == ("PROCESSED", None)
-
-
 def test_a_runtime_plugs_the_simulator_in_through_its_factory(store: Store, tmp_path: Path) -> None:
     dsn = store.path if isinstance(store, SqliteStore) else store.dsn  # type: ignore[attr-defined]
     config = tmp_path / "runtime.yaml"

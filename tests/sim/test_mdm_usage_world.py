@@ -5,14 +5,13 @@ side beside it, three nodes on one store moved on by their steps, as a runtime d
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from types import ModuleType
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ccbmdm.codegen.catalogue import Flow
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.delivery import Received
 from ccbmdm.runtime.inline import InlineBridge
@@ -24,7 +23,7 @@ from ccbmdm.runtime.sim.mdm import MdmSimulator
 from ccbmdm.runtime.sim.synthetic import Customer, Plan, generate
 from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.sync import CCB_SYNC_FLOWS, Acknowledgements, SyncRequestMonitor
-from ccbmdm.runtime.transport import InProcessTransport, Response
+from ccbmdm.runtime.transport import InProcessTransport
 from ccbmdm.runtime.usage import USAGE_FLOWS, UsageRequestMonitor
 from runtime_world import FAST, FLOWS
 from support import REPO
@@ -53,30 +52,6 @@ def hourly(ccb: CcbSimulator, tx: Transaction) -> None:
 
 def midnight(day: date) -> datetime:
     return datetime.combine(day, time(), ZONE)
-
-
-class Mdm:
-    """MDM as one hosted system: master data to the master-data simulator, the rest to the
-    usage side (when there is one)."""
-
-    def __init__(self, master: MdmSimulator, usage: Any = None) -> None:
-        self.master, self.usage = master, usage
-
-    def handle(self, tx: Transaction, received: Received) -> str | None:
-        if received.flow in MASTER_DATA_FLOWS or self.usage is None:
-            return self.master.handle(tx, received)
-        result: str | None = self.usage.handle(tx, received)
-        return result
-
-    def answer(self, sender: str, flow: Flow, request: ContractModel) -> Response:
-        if self.usage is None:
-            return self.master.answer(sender, flow, request)
-        response: Response = self.usage.answer(sender, flow, request)
-        return response
-
-    def steps(self) -> Sequence[Callable[[], int]]:
-        usage = () if self.usage is None else tuple(self.usage.steps())
-        return (*self.master.steps(), *usage)
 
 
 class World:
@@ -114,8 +89,10 @@ class World:
         self.ccb_node.handler = ccb_handler
         self.ccb_node.receiver.answerer = self.ccb.answer
         self.master = MdmSimulator(store, self.mdm_node, TABLES)
-        self.usage = None if usage is None else usage(store, self.mdm_node, registry)
-        self.mdm = Mdm(self.master, self.usage)
+        if usage is not None:  # the test's own usage side (a clock of its own, say) replaces it
+            self.master.usage = usage(store, self.mdm_node, registry)
+        self.usage = self.master.usage
+        self.mdm = self.master
         self.mdm_node.handler = self.mdm.handle
         self.mdm_node.receiver.answerer = self.mdm.answer
         self.monitor = SyncRequestMonitor(store, registry, self.ccb, SENDERS)
