@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from lxml import etree
-from sim.test_mdm_usage_world import HOURLY_FEED, World, hourly, midnight
+from usage_world import HOURLY_FEED, World, hourly, midnight
 
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.delivery import new_message_id

@@ -10,7 +10,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from sim.test_mdm_usage_world import ZONE, World, header, midnight
+from usage_world import ZONE, World, header, midnight
 
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.sim.ccb import CcbSimulator

@@ -10,7 +10,7 @@ from itertools import pairwise
 from types import ModuleType
 
 import pytest
-from sim.test_mdm_usage_world import HOURLY_FEED, World, hourly, midnight
+from usage_world import HOURLY_FEED, World, hourly, midnight
 
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.sim.mdm_measurements import (
