@@ -165,9 +165,14 @@ class Outbox:
         if not claims:
             return set()
         fenced, values = fenced_rows(claims)
+        held = f"state = 'SENDING' AND {fenced}"
+        if self.store.dialect == "postgres":
+            # A row another transaction is changing (its reply being matched, its lease being
+            # rescued) is skipped, not waited for: this lease no longer decides its state, and
+            # waiting would deadlock with a batch of replies that locks the rows in another order.
+            held = f"id IN (SELECT id FROM outbox WHERE {held} FOR UPDATE SKIP LOCKED)"
         rows = tx.fetch(
-            f"UPDATE outbox SET {assignments} WHERE state = 'SENDING' AND {fenced} RETURNING id",
-            {**params, **values},
+            f"UPDATE outbox SET {assignments} WHERE {held} RETURNING id", {**params, **values}
         )
         return {int(row["id"]) for row in rows}
 
@@ -236,10 +241,14 @@ class Outbox:
     def rescue(self) -> int:
         """Rows whose lease or reply deadline passed: again (same id and bytes), or ERROR."""
         store = self.store
+        # The rows stay locked until the commit (PostgreSQL): a reply or a late record that ends
+        # the lease meanwhile waits and then finds the rescued row, instead of being overwritten;
+        # rows another transaction holds are left to the next sweep.
+        lock = " FOR UPDATE SKIP LOCKED" if store.dialect == "postgres" else ""
         with store.transaction() as tx:
             expired = tx.fetch(
                 f"SELECT id, attempt, state, owner_type, owner_id FROM outbox WHERE node = :node "
-                f"AND state IN ('SENDING','AWAITING_REPLY') AND due_at < {store.now}",
+                f"AND state IN ('SENDING','AWAITING_REPLY') AND due_at < {store.now}{lock}",
                 {"node": self.node},
             )
             for row in expired:

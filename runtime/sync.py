@@ -156,7 +156,10 @@ class SyncRequestMonitor:
         """One claim of due Pending requests (or, resubmitting, of requests in Error), each
         handled under a savepoint; one commit."""
         counts = {"sent": 0, "discarded": 0, "errors": 0}
-        lock = " FOR UPDATE OF r SKIP LOCKED" if self.store.dialect == "postgres" else ""
+        # The key's entity_version row is locked with the request: a capture holds it from its
+        # first statement to its commit, so a request whose key has a capture in flight is left
+        # for the next step, and no capture can join a request while it is being sent (C8).
+        lock = " FOR UPDATE OF r, v SKIP LOCKED" if self.store.dialect == "postgres" else ""
         if from_error:
             # S10: only rows still in Error, so pressing twice resubmits once (E3)
             chosen = (
@@ -175,7 +178,9 @@ class SyncRequestMonitor:
                 self._supersede(tx)
             picked = tx.fetch(
                 f"""SELECT r.id, r.mo, r.pk, r.target, r.flow, r.initial_snapshot, r.initial_load
-                    FROM sync_request r WHERE {where}
+                    FROM sync_request r JOIN entity_version v
+                      ON v.mo = r.mo AND v.pk = r.pk AND v.target = r.target
+                    WHERE {where}
                     ORDER BY r.due_at, r.id LIMIT :batch{lock}""",
                 {"batch": batch},
             )

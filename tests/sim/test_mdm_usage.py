@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from lxml import etree
-from usage_world import HOURLY_FEED, World, hourly, midnight
 
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.delivery import new_message_id
@@ -23,6 +22,7 @@ from ccbmdm.runtime.sim.mdm_measurements import Measurements, generate_interval_
 from ccbmdm.runtime.sim.mdm_usage import MdmUsage, UsageTransaction, correct_read
 from ccbmdm.runtime.sim.synthetic import Customer, Plan
 from ccbmdm.runtime.store import Store, Transaction
+from usage_world import HOURLY_FEED, World, hourly, midnight
 
 TODAY = datetime.now(UTC).date()
 # the next March: a month with the spring DST change whose billing windows are still ahead,

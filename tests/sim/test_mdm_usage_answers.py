@@ -10,7 +10,6 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from usage_world import ZONE, World, header, midnight
 
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.sim.ccb import CcbSimulator
@@ -18,6 +17,7 @@ from ccbmdm.runtime.sim.mdm_measurements import Measurements, generate_interval_
 from ccbmdm.runtime.sim.mdm_usage import MdmUsage
 from ccbmdm.runtime.sim.synthetic import Plan
 from ccbmdm.runtime.store import Store, Transaction
+from usage_world import ZONE, World, header, midnight
 
 TODAY = datetime.now(ZONE).date()
 MONTH = date(TODAY.year + (1 if TODAY.month >= 3 else 0), 3, 1)  # windows still ahead

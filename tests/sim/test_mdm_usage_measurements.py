@@ -10,7 +10,6 @@ from itertools import pairwise
 from types import ModuleType
 
 import pytest
-from usage_world import HOURLY_FEED, World, hourly, midnight
 
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.sim.mdm_measurements import (
@@ -21,6 +20,7 @@ from ccbmdm.runtime.sim.mdm_measurements import (
 )
 from ccbmdm.runtime.sim.synthetic import Plan
 from ccbmdm.runtime.store import Store
+from usage_world import HOURLY_FEED, World, hourly, midnight
 
 MONTH = date(2025, 3, 1)
 
