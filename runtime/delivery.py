@@ -401,13 +401,32 @@ class Inbox:
             [{"outcome": outcome, "id": message.id} for message, outcome in outcomes],
         )
 
-    def rescue(self) -> int:
+    def rescue(self, give_up: Callable[[Transaction, Row], str | None] | None = None) -> int:
+        """Messages whose processing lease passed are received again, to be processed anew;
+        one whose attempts are used up is PROCESSED instead, with the outcome ``give_up``
+        records for it (the fault its partner gets, reliability.md §2.4)."""
+        lock = " FOR UPDATE SKIP LOCKED" if self.store.dialect == "postgres" else ""
         with self.store.transaction() as tx:
-            return tx.execute(
-                f"""UPDATE inbox SET state = 'RECEIVED', lease_token = NULL, due_at = {tx.now}
-                    WHERE node = :node AND state = 'PROCESSING' AND due_at < {tx.now}""",
+            expired = tx.fetch(
+                f"""SELECT id, partner, flow, part, message_id, attempt FROM inbox
+                    WHERE node = :node AND state = 'PROCESSING' AND due_at < {tx.now}{lock}""",
                 {"node": self.node},
             )
+            for row in expired:
+                if row["attempt"] < self.settings.max_attempts:
+                    tx.execute(
+                        f"""UPDATE inbox SET state = 'RECEIVED', lease_token = NULL,
+                              due_at = {tx.now} WHERE id = :id""",
+                        {"id": row["id"]},
+                    )
+                    continue
+                outcome = None if give_up is None else give_up(tx, row)
+                tx.execute(
+                    """UPDATE inbox SET state = 'PROCESSED', due_at = NULL, lease_token = NULL,
+                         outcome_message_id = :outcome WHERE id = :id""",
+                    {"outcome": outcome, "id": row["id"]},
+                )
+        return len(expired)
 
 
 def fenced_rows(rows: Sequence[Claim | Received]) -> tuple[str, dict[str, Any]]:

@@ -16,11 +16,13 @@ from ccbmdm.runtime.inline import NOT_DELIVERED, other_side
 from ccbmdm.runtime.mapping import Context, TransformError
 from ccbmdm.runtime.receiver import Receiver
 from ccbmdm.runtime.store import Store, Transaction
+from ccbmdm.runtime.store.base import Row
 from ccbmdm.runtime.sync import canonical_key, ordering_key
 from ccbmdm.runtime.transport import Answer, Posting, Transport, TransportError
 
 log = logging.getLogger("ccbmdm.runtime")
 
+NOT_PROCESSED = 1402  # PD-C11: a received message whose processing attempts are used up
 RELAY = "relay"  # owner type of a bridge outbox row: the inbox row of the message it maps
 
 # A handler processes one received message in the node's transaction; returns the message id of
@@ -83,7 +85,30 @@ class Node:
     def rescue_due(self) -> int:
         """Messages whose lease or reply deadline passed go back to be sent or processed again
         (the same id and bytes), or to ERROR when their attempts are used up."""
-        return self.outbox.rescue() + self.inbox.rescue()
+        return self.outbox.rescue() + self.inbox.rescue(self._not_processed)
+
+    def _not_processed(self, tx: Transaction, row: Row) -> str | None:
+        """A received message that failed every attempt: its sender gets fault 90000/1402 on
+        the flow's reply part (a message that is itself a reply is only logged)."""
+        log.error(
+            "not processed: attempts used up",
+            extra={"message_id": str(row["message_id"]), "node": self.name},
+        )
+        if row["part"] not in ("request", "notification"):
+            return None
+        flow = next((f for f in self.flows if f.code == row["flow"]), None)
+        reply = (
+            None
+            if flow is None
+            else next((p.name for p in flow.parts if p.name in ("ack", "response")), None)
+        )
+        if flow is None or reply is None or flow.mode == "sync":
+            return None
+        fault_id, fault = self.receiver.fault_message(
+            str(row["message_id"]), flow.code, NOT_PROCESSED, "not processed: attempts used up"
+        )
+        self.outbox.enqueue(tx, str(row["partner"]), flow.code, reply, fault_id, fault)
+        return fault_id
 
     def process_due(self) -> int:
         """Process every claimable received message, the batch in one transaction; each under

@@ -58,10 +58,21 @@ class Worker:
 
     def run(self, stop: threading.Event) -> int:
         """Until ``stop`` is set: a round, or a poll interval's wait when it found nothing.
-        Returns the items moved."""
+        A round that fails (the database restarting, a deadlock, a lost connection) is logged
+        and the worker waits, then carries on: every step is a transaction, so a failed one
+        changed nothing, and what it held is rescued when its lease passes. Returns the items
+        moved."""
         total = 0
+        failures = 0
         while not stop.is_set():
-            moved = self.round()
+            try:
+                moved = self.round()
+            except Exception:
+                failures += 1
+                log.exception("a round failed; retrying after a pause (%d in a row)", failures)
+                stop.wait(min(self.poll_interval_s * 2**failures, 30.0))
+                continue
+            failures = 0
             total += moved
             if moved == 0:
                 stop.wait(self.poll_interval_s)

@@ -78,3 +78,33 @@ def test_a_message_past_its_last_attempt_ends_in_error_with_its_request(
     )
     ((state, reason),) = world.requests()
     assert (state, reason) == ("ERROR", "no acknowledgement after 4 attempts")
+
+
+def test_a_message_that_fails_every_attempt_is_answered_with_1402(
+    store: Store, registry: ContractRegistry, package: ModuleType
+) -> None:
+    world = Integration(store, registry, package, InProcessTransport())
+    world.people.change("0000000082", "Always,Failing")
+    world.monitor.step()
+    world.ccb.send_due()
+
+    def broken(tx: object, received: object) -> str | None:
+        raise RuntimeError("a defect in the handler")
+
+    world.bridge.handler = broken
+    for _ in range(4):  # FAST: four attempts
+        world.bridge.process_due()
+        with store.transaction() as tx:
+            (row,) = tx.fetch("SELECT id FROM inbox WHERE node = 'bridge'")
+        expire(store, "inbox", row["id"])
+        world.bridge.rescue_due()
+    with store.transaction() as tx:
+        (row,) = tx.fetch(
+            "SELECT state, attempt, outcome_message_id FROM inbox WHERE node = 'bridge'"
+        )
+    assert (row["state"], row["attempt"]) == ("PROCESSED", 4)
+    assert row["outcome_message_id"] is not None
+    world.run()  # the fault reaches CCB, whose request ends in Error with it
+    ((state, reason),) = world.requests()
+    assert state == "ERROR"
+    assert reason is not None and reason.startswith("90000/1402 not processed: attempts used up")

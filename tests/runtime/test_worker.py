@@ -58,3 +58,23 @@ def test_run_waits_a_poll_interval_when_nothing_is_due() -> None:
     stop.set()
     thread.join(timeout=10)
     assert not thread.is_alive()  # ... and stops within a poll interval of being asked
+
+
+def test_a_failing_round_is_logged_and_the_worker_carries_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stop = threading.Event()
+    calls: list[int] = []
+
+    def flaky() -> int:
+        calls.append(1)
+        if len(calls) == 2:
+            raise ConnectionError("the server closed the connection unexpectedly")
+        if len(calls) == 4:
+            stop.set()
+        return 1
+
+    with caplog.at_level("ERROR", logger="ccbmdm.worker"):
+        moved = Worker([flaky], poll_interval_s=0.001).run(stop)
+    assert moved == 3 and len(calls) == 4  # the round after the failure went on
+    assert "a round failed; retrying after a pause (1 in a row)" in caplog.text
