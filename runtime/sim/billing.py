@@ -285,6 +285,24 @@ class Billing:
         )
         return segment_id
 
+    def convert_history(
+        self, tx: Transaction, sa_id: str, account_id: str, start: datetime, end: datetime
+    ) -> None:
+        """An SA's billing before go-live, converted: one frozen segment ending at ``end``, so
+        the first billing run starts there (flows.md PD-F11: the previous segment's end)."""
+        tx.execute(
+            f"""INSERT INTO ccb_bill_segment (sa_id, account_id, start_date_time, end_date_time,
+                  status, end_from, end_to, reason, created_at)
+                VALUES (:sa, :account, :start, :end, 'FROZEN', :end, :end, 'converted',
+                  {tx.now})""",
+            {
+                "sa": sa_id,
+                "account": account_id,
+                "start": start.isoformat(),
+                "end": end.isoformat(),
+            },
+        )
+
     # -- the Billing protocol ------------------------------------------------------------
 
     def related_keys(self, tx: Transaction, sa_id: str) -> Iterable[tuple[str, tuple[str, ...]]]:

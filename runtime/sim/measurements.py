@@ -8,6 +8,7 @@ legal times of the repeated autumn hour must never compare equal by their wall-c
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -74,6 +75,13 @@ _CODE = re.compile(r"^\d{1,3}\.(\d{1,3})\.\d{1,5}$")
 
 def quality_of(codes: Iterable[str]) -> Quality:
     """PD-D09: any category 8 code makes a value estimated, else any category 7 edited."""
+    return _quality_of(tuple(codes))
+
+
+@functools.lru_cache(maxsize=1024)
+def _quality_of(codes: tuple[str, ...]) -> Quality:
+    """A month of 15-minute values carries a handful of distinct code lists: each is read
+    once."""
     categories = set()
     for code in codes:
         match = _CODE.match(code)

@@ -8,9 +8,10 @@ length up to an hour is also the legal grid.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from ccbmdm.runtime.sim.measurements import instant
@@ -22,6 +23,13 @@ def legal_time(moment: datetime, time_zone: ZoneInfo) -> datetime:
     (``-04:00``) and, unlike a zone-aware time in the repeated autumn hour, compares by instant."""
     local = moment.astimezone(time_zone)
     return local.replace(tzinfo=timezone(local.utcoffset() or timedelta(0)))
+
+
+@functools.lru_cache(maxsize=64)
+def _standard_offset(time_zone: ZoneInfo) -> timedelta:
+    """A zone's standard offset: its UTC offset without daylight saving (any date tells it)."""
+    sample = datetime(2001, 1, 15, tzinfo=time_zone)
+    return (sample.utcoffset() or timedelta(0)) - (sample.dst() or timedelta(0))
 
 
 def standard_time(moment: datetime, time_zone: ZoneInfo) -> datetime:
@@ -75,16 +83,23 @@ class TouCalendar:
     time_zone: ZoneInfo
     tou_map: TouMap | None
     overrides: Sequence[TouOverride] = ()
-    _seen: dict[tuple[datetime, int], str] = field(default_factory=dict, compare=False)
+    _by_minute: dict[tuple[date, int], str] = field(default_factory=dict, compare=False)
 
     def tou_of(self, end: datetime, seconds: int) -> str:
-        """The TOU of the interval stamped ``end``; blank without a map."""
-        key = (end, seconds)
-        if key not in self._seen:
-            start = end - timedelta(seconds=seconds)
-            tou_map = next(
-                (o.tou_map for o in self.overrides if o.start <= start < o.end), self.tou_map
-            )
-            tou = tou_map.tou_at(standard_time(start, self.time_zone)) if tou_map else ""
-            self._seen[key] = tou
-        return self._seen[key]
+        """The TOU of the interval stamped ``end``; blank without a map. Outside an override
+        the TOU depends only on the standard-time day and minute, which a month's intervals
+        share day after day, so each is looked up once."""
+        start = end - timedelta(seconds=seconds)
+        if self.tou_map is None and not self.overrides:
+            return ""
+        override = next((o.tou_map for o in self.overrides if o.start <= start < o.end), None)
+        if override is not None:
+            return override.tou_at(standard_time(start, self.time_zone))
+        if self.tou_map is None:
+            return ""
+        standard = start.astimezone(UTC).replace(tzinfo=None) + _standard_offset(self.time_zone)
+        key = (standard.date(), standard.hour * 60 + standard.minute)
+        tou = self._by_minute.get(key)
+        if tou is None:
+            tou = self._by_minute[key] = self.tou_map.tou_at(standard)
+        return tou
