@@ -624,6 +624,13 @@ def _print_demo(report: Any) -> None:
     for (machine, state), count in sorted(report.requests.items()):
         requests.add_row(machine, state, str(count))
     out.print(requests)
+    if report.bills:
+        bills = Table("billing", "count", title="bills")
+        for name, count in sorted(report.bills.items()):
+            bills.add_row(name, str(count))
+        out.print(bills)
+    if report.rate_check:
+        out.print(f"rate check: {escape(report.rate_check)}")
     if report.errors:
         out.print(f"[bold red]{len(report.errors)} in Error:[/]")
         for machine, key, reason in report.errors:

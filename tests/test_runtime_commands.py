@@ -205,7 +205,13 @@ def test_demo_runs_a_small_utility_end_to_end(
     code, out, err = ccbmdm(capsys, "demo", "--customers", "15", "--db", str(tmp_path / "demo.db"))
     assert code == 0, err
     assert "ccbmdm demo: 15 customers" in out
-    assert "│ sync_request │ SYNCHRONIZED │ 94       │" in out  # 15 x 6 entities + 4 bill cycles
+    # 15 x 6 entities, 4 bill cycles, and the exchange's meter, configuration and 2 histories
+    assert "│ sync_request  │ SYNCHRONIZED                │ 98       │" in out
+    # 15 batch requests and the rebill of the corrected segment
+    assert "│ usage_request │ BILL_DETERMINANTS_PROCESSED │ 16       │" in out
+    assert "│ bills completed   │ 16    │" in out  # 15 cycle bills and 1 off-cycle bill
+    assert "│ segments canceled │ 1     │" in out  # the one with the corrected read
+    assert "rate check: SA " in out
     assert "no request in Error" in out
     store = open_store(str(tmp_path / "demo.db"))
     with store.transaction() as tx:

@@ -1,24 +1,33 @@
 """The end-to-end demo: a synthetic utility run through the runtime between the two simulators.
 
 Phases run one after the other, each timed: the utility is generated in CCB (a conversion, so
-nothing is captured yet), the initial load captures every entity, and the workers synchronize it
-into MDM. The report says what ran: messages per flow, requests per state, the time per phase,
-and every request in Error with its reason.
+nothing is captured yet, with its bills up to the billing month converted too), the initial load
+captures every entity and the workers synchronize it into MDM; a meter is exchanged in the
+middle of the month; MDM gets a month of 15-minute data (some intervals estimated, the spring
+daylight-saving change inside); a billing run per bill cycle asks MDM for the determinants and
+prices the segments; the bills are completed (MDM told the usage was used); a read behind one
+bill is corrected, which cancels and rebills its segment; and a rate check asks MDM what one
+customer's month would have been on the other rate. The report says what ran: messages per flow,
+requests per state, bills, the time per phase, and every request in Error with its reason.
 """
 
 from __future__ import annotations
 
-import time
+import time as clock
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from ccbmdm.codegen.project import Project
 from ccbmdm.runtime.assembly import Runtime
 from ccbmdm.runtime.config import DeliverySetting, reference_config
 from ccbmdm.runtime.sim.ccb import CcbSimulator
-from ccbmdm.runtime.sim.synthetic import Plan, generate
+from ccbmdm.runtime.sim.synthetic import CYCLES, ZONE, Customer, Plan, exchange_meter, generate
 from ccbmdm.runtime.store import Store
 
 # A phase's progress: (description, total items) -> a function advancing it by some items.
@@ -37,38 +46,186 @@ class Report:
     messages: dict[tuple[str, str], int] = field(default_factory=dict)  # (flow, part) -> sent
     requests: dict[tuple[str, str], int] = field(default_factory=dict)  # (machine, state) -> rows
     errors: list[tuple[str, str, str]] = field(default_factory=list)  # machine, key, reason
+    bills: dict[str, int] = field(default_factory=dict)  # segments per status, bills
+    rate_check: str | None = None
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
+        started = clock.perf_counter()
         yield
-        self.phases.append((name, time.perf_counter() - started))
+        self.phases.append((name, clock.perf_counter() - started))
 
 
 def run_demo(
-    project: Project, store: str, customers: int = 1000, progress: Progress | None = None
+    project: Project,
+    store: str,
+    customers: int = 1000,
+    progress: Progress | None = None,
+    *,
+    billing: bool = True,
 ) -> Report:
-    """Run every phase on a fresh store (a SQLite path or a postgresql:// DSN)."""
+    """Run every phase on a fresh store (a SQLite path or a postgresql:// DSN); ``billing``
+    False stops after the initial sync."""
     advance = progress or (lambda _name, _total: lambda _n: None)
     runtime = Runtime(reference_config(store, DEMO_DELIVERY), project)
     report = Report(customers)
     try:
         ccb = runtime.systems["ccb"]
         assert isinstance(ccb, CcbSimulator)
+        plan = Plan(customers=customers, month=billing_month(date.today()))
         with report.phase("generate the utility"):
-            generate(
-                ccb, Plan(customers=customers), advance("generating", customers), converted=True
-            )
+            made = generate(ccb, plan, advance("generating", customers), converted=True)
+            convert_bills(ccb, made, plan.month)
         with report.phase("initial load"):
             with runtime.store.transaction() as tx:
                 entities = sum(n for mo, n in ccb.counts(tx).items() if mo != "ACCOUNT")
             ccb.initial_load(progress=advance("capturing", entities))
         with report.phase("initial sync"):
             synchronize(runtime, entities, advance("synchronizing", entities))
+        if billing:
+            bill(runtime, ccb, made, plan, report, advance)
         summarize(runtime.store, report)
     finally:
         runtime.close()
     return report
+
+
+def billing_month(today: date) -> date:
+    """The first March whose billing windows are still ahead: a month with the spring
+    daylight-saving change, billed before its usage requests' deadlines pass."""
+    year = today.year if today < date(today.year, 3, 1) else today.year + 1
+    return date(year, 3, 1)
+
+
+def convert_bills(ccb: CcbSimulator, customers: list[Customer], month: date) -> None:
+    """Each SA's bills before the billing month, converted: its first run starts at the
+    month."""
+    end = _midnight(month)
+    with ccb.store.transaction() as tx:
+        for customer in customers:
+            ccb.billing.convert_history(
+                tx, customer.sa_id, customer.account_id, _midnight(month - timedelta(days=28)), end
+            )
+
+
+def bill(
+    runtime: Runtime,
+    ccb: CcbSimulator,
+    customers: list[Customer],
+    plan: Plan,
+    report: Report,
+    advance: Progress,
+) -> None:
+    """The billing phases: exchange, data, runs, bills, a correction and a rate check."""
+    from ccbmdm.runtime.sim.mdm import MdmSimulator
+    from ccbmdm.runtime.sim.mdm_measurements import generate_interval_data
+
+    mdm = runtime.systems["mdm"]
+    assert isinstance(mdm, MdmSimulator)
+    with report.phase("meter exchange"):
+        with runtime.store.transaction() as tx:
+            exchange_meter(ccb, tx, customers[0], _midnight(plan.month + timedelta(days=14), 10))
+        runtime.worker(batch=200).drain()
+    with report.phase("interval data"):
+        generate_interval_data(
+            runtime.store, plan.month, plan.seed, advance("metering", len(customers))
+        )
+    with report.phase("billing run"):
+        with runtime.store.transaction() as tx:
+            segments = []
+            for cycle, _ in CYCLES:
+                entry = ccb.record(tx, "BILL CYCLE", (cycle,))
+                assert entry is not None
+                window = date.fromisoformat(entry["schedule"][0]["window_start_date"])
+                segments += ccb.billing.billing_run(tx, cycle, window)
+        settle(runtime, "usage_request", len(segments), advance("billing", len(segments)))
+    with report.phase("complete bills"):
+        with runtime.store.transaction() as tx:
+            ccb.billing.complete_bills(tx)
+        runtime.worker(batch=200).drain()
+    with report.phase("read correction and rebill"):
+        corrected = customers[-1]
+        mdm.usage.correct_read(
+            sp_id=corrected.sp_id, at=_midnight(plan.month + timedelta(days=9), 18), value="1.234"
+        )
+        runtime.worker(batch=200).drain()
+    with report.phase("rate check"):
+        report.rate_check = rate_check(runtime, customers[-1], plan)
+
+
+def settle(runtime: Runtime, machine: str, total: int, advance: Callable[[int], None]) -> None:
+    """Rounds until nothing is due, advancing as the machine's requests end."""
+    worker = runtime.worker(batch=200)
+    done = 0
+    while True:
+        moved = worker.round()
+        with runtime.store.transaction() as tx:
+            row = tx.fetch_one(
+                f"SELECT count(*) AS n FROM {machine} WHERE state IN "
+                "('BILL_DETERMINANTS_PROCESSED','ERROR','CANCELED')"
+            )
+        now_done = int(row["n"]) if row else done
+        if now_done > done:
+            advance(now_done - done)
+            done = now_done
+        if moved == 0:
+            return
+
+
+def rate_check(runtime: Runtime, customer: Customer, plan: Plan) -> str:
+    """What the customer's billing month would have been on the other rate (flow 15, answered
+    inline through the bridge)."""
+    from ccbmdm.runtime.transport import Posting
+
+    node = runtime.nodes["ccb"]
+    other = "RES-TOU" if customer.commercial else "COM-DEM"
+    start, end = _midnight(plan.month), _midnight(plan.month + timedelta(days=31))
+    processing = {"start_date_time": start, "end_date_time_from": end, "end_date_time_to": end}
+    codec = node.contracts["ccb/GetUsageRequest"]
+    request = codec.model.model_validate(
+        {
+            "message_header": {
+                "message_id": str(uuid.uuid4()),
+                "flow": "GET_USAGE",
+                "source_system": "CCB",
+                "target_system": "MDM",
+                "sent_date_time": datetime.now(UTC).replace(microsecond=0),
+                "schema_version": "v1",
+            },
+            "request_details": {
+                "usage_calculation_cal_type": "RATECHK",
+                "mode": "SIMULATE",
+                "request": [
+                    {
+                        "sa_id": customer.sa_id,
+                        "rate_schedule": other,
+                        "rate_schedule_seq": 1,
+                        "bill_condition": "D2IM",
+                        "interval_processing": processing,
+                    }
+                ],
+                "language": "ENG",
+            },
+        }
+    )
+    (answer,) = node.transport.post_many(
+        "ccb", "bridge", [Posting("get-usage", "request", codec.encode(request))]
+    )
+    if isinstance(answer, Exception) or answer.status != 200:
+        return f"no answer: {answer}"
+    _, reply = node.contracts.decode(answer.body)
+    (item,) = reply.response  # type: ignore[attr-defined]
+    if item.result.has_error:
+        return f"SA {customer.sa_id} on {other}: " + "; ".join(
+            f"{i.message_category}/{i.message_number} {i.comments or ''}".strip()
+            for i in item.result.exception_info
+        )
+    quantities = [
+        " ".join(str(part) for part in (sq.quantity, sq.uom, sq.tou, sq.sqi) if part)
+        for period in item.periods
+        for sq in period.service_quantities
+    ]
+    return f"SA {customer.sa_id} on {other}: " + (", ".join(quantities) or "no usage")
 
 
 def synchronize(runtime: Runtime, total: int, advance: Callable[[int], None]) -> None:
@@ -113,6 +270,33 @@ def summarize(store: Store, report: Report) -> None:
                 "SELECT mo, pk, reason FROM sync_request WHERE state = 'ERROR' ORDER BY id"
             )
         ]
+        report.errors += [
+            ("usage request", f"SA {r['sa_id']}", str(r["reason"]))
+            for r in tx.fetch(
+                "SELECT sa_id, reason FROM usage_request WHERE state = 'ERROR' ORDER BY id"
+            )
+        ]
+        if _has_table(tx, "ccb_bill"):
+            for row in tx.fetch(
+                "SELECT status, count(*) AS n FROM ccb_bill_segment "
+                "WHERE reason IS NULL OR reason <> 'converted' GROUP BY status"
+            ):
+                report.bills[f"segments {str(row['status']).lower()}"] = int(row["n"])
+            bills = tx.fetch_one("SELECT count(*) AS n FROM ccb_bill")
+            report.bills["bills completed"] = int(bills["n"]) if bills else 0
+
+
+def _has_table(tx: Any, name: str) -> bool:
+    try:
+        with tx.savepoint():
+            tx.fetch(f"SELECT 1 FROM {name} LIMIT 1")
+    except Exception:
+        return False
+    return True
+
+
+def _midnight(day: date, hour: int = 0) -> datetime:
+    return datetime.combine(day, time(hour), tzinfo=ZoneInfo(ZONE))
 
 
 def fresh_sqlite(path: Path) -> str:
