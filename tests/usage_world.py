@@ -130,16 +130,12 @@ class World:
         00:00 of its first day, so the first billing run covers the month alone."""
         with self.store.transaction() as tx:
             for customer in self.customers:
-                tx.execute(
-                    f"""INSERT INTO ccb_bill_segment (sa_id, account_id, start_date_time,
-                          end_date_time, status, end_from, end_to, created_at)
-                        VALUES (:sa, :account, :start, :end, 'FROZEN', :end, :end, {tx.now})""",
-                    {
-                        "sa": customer.sa_id,
-                        "account": customer.account_id,
-                        "start": midnight(month - timedelta(days=28)).isoformat(),
-                        "end": midnight(month).isoformat(),
-                    },
+                self.ccb.billing.convert_history(
+                    tx,
+                    customer.sa_id,
+                    customer.account_id,
+                    midnight(month - timedelta(days=28)),
+                    midnight(month),
                 )
 
     def mc_id(self, register_id: str) -> str:
