@@ -765,6 +765,84 @@ def sim_initial_load(config: ConfigOption = None, project_dir: ProjectDir = None
     )
 
 
+def _mdm_simulator(config: Path | None, project_dir: Path | None) -> tuple[Runtime, Any]:
+    """The runtime and its reference MDM (the command needs the simulator hosted)."""
+    from ccbmdm.runtime.sim.mdm import MdmSimulator
+
+    runtime = _runtime(config, project_dir)
+    mdm = runtime.systems.get("mdm")
+    if not isinstance(mdm, MdmSimulator):
+        runtime.close()
+        fail("this runtime does not host the reference MDM")
+    return runtime, mdm
+
+
+@mdm_app.command("import-espi")
+def sim_import_espi(
+    feed: Annotated[
+        Path, typer.Argument(help="A NAESB ESPI (Green Button) XML feed.", dir_okay=False)
+    ],
+    sp: Annotated[
+        str, typer.Option("--sp", help="The CCB SP whose installed interval MC gets it.")
+    ],
+    config: ConfigOption = None,
+    project_dir: ProjectDir = None,
+) -> None:
+    """Load a Green Button feed as the interval channel of an SP's installed configuration."""
+    from ccbmdm.runtime.sim.espi import EspiError
+    from ccbmdm.runtime.sim.mdm_measurements import MeasurementError, import_espi
+
+    runtime, _ = _mdm_simulator(config, project_dir)
+    try:
+        with err.status(f"importing {feed.name}…"):
+            result = import_espi(runtime.store, feed, sp)
+    except (EspiError, MeasurementError, OSError) as exc:
+        fail(f"{feed}: {exc}")
+    finally:
+        runtime.close()
+    out.print(
+        f"{result.values} interval value(s) of {result.seconds_per_interval // 60} minutes on MC "
+        f"{result.mc_id}, {result.first_end} to {result.last_end}; {result.skipped} outside the "
+        f"installation, {result.gaps} gap(s)"
+    )
+
+
+@mdm_app.command("correct-read")
+def sim_correct_read(
+    sp: Annotated[str, typer.Option("--sp", help="The CCB SP whose measurement is corrected.")],
+    at: Annotated[
+        str, typer.Option("--at", help="The interval's end or the read's instant, with offset.")
+    ],
+    value: Annotated[str, typer.Option("--value", help="The corrected value (a decimal).")],
+    config: ConfigOption = None,
+    project_dir: ProjectDir = None,
+) -> None:
+    """Correct a measurement in MDM: usage already billed with it is notified to CCB (flow 13),
+    which cancels and rebills; usage not yet on a bill is marked stale."""
+    from decimal import Decimal, InvalidOperation
+
+    from ccbmdm.runtime.lexical import parse_datetime
+    from ccbmdm.runtime.sim.mdm_measurements import MeasurementError
+
+    try:
+        instant = parse_datetime(at)
+        Decimal(value)
+    except (ValueError, InvalidOperation) as exc:
+        fail(f"--at takes an ISO date-time with offset and --value a decimal: {exc}", 2)
+    runtime, mdm = _mdm_simulator(config, project_dir)
+    try:
+        result = mdm.usage.correct_read(sp_id=sp, at=instant, value=value)
+    except (MeasurementError, LookupError, ValueError) as exc:
+        fail(str(exc))
+    finally:
+        runtime.close()
+    out.print(
+        f"MC {result.mc_id} at {result.measurement_date_time}: {result.old_value} -> "
+        f"{result.new_value}; {len(result.corrected)} usage transaction(s) notified to CCB, "
+        f"{len(result.stale)} stale, {len(result.unchanged)} unchanged"
+    )
+
+
 def run(command: Callable[[], object]) -> int:
     """Run the app and map failures to exit codes, never to a traceback."""
     try:

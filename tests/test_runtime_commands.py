@@ -3,6 +3,7 @@ on a configuration whose CCB and MDM are the test systems of runtime_world."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -223,3 +225,71 @@ def test_demo_runs_a_small_utility_end_to_end(
 def test_demo_takes_one_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = ccbmdm(capsys, "demo", "--db", str(tmp_path / "d.db"), "--pg", "postgresql://x")
     assert code == 2 and "--db or --pg" in err
+
+
+def test_sim_mdm_correct_read_and_import_espi(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store_path = tmp_path / "demo.db"
+    assert ccbmdm(capsys, "demo", "--customers", "4", "--db", str(store_path))[0] == 0
+    config = tmp_path / "runtime.yaml"
+    config.write_text(
+        f"""\
+store: "{store_path}"
+nodes:
+  ccb: {{system: "ccbmdm.runtime.sim.ccb:connect"}}
+  bridge: {{}}
+  mdm: {{system: "ccbmdm.runtime.sim.mdm:connect"}}
+"""
+    )
+    store = open_store(str(store_path))
+    with store.transaction() as tx:
+        row = tx.fetch_one(
+            "SELECT start_date_time, sa_id FROM ccb_bill_segment WHERE status = 'FROZEN' AND reason IS NULL ORDER BY id"
+        )
+        assert row is not None
+        sa = tx.fetch_one(
+            "SELECT data FROM ccb_entity WHERE mo = 'SA' AND pk = :sa", {"sa": row["sa_id"]}
+        )
+    store.close()
+    assert sa is not None
+    sp_id = json.loads(sa["data"])["sp_links"][0]["sp_id"]
+    month = datetime.fromisoformat(row["start_date_time"])
+    at = (month + timedelta(days=3, hours=12)).isoformat()
+    code, out, err = ccbmdm(
+        capsys,
+        "sim",
+        "mdm",
+        "correct-read",
+        "--sp",
+        sp_id,
+        "--at",
+        at,
+        "--value",
+        "0.777",
+        "--config",
+        str(config),
+    )
+    assert code == 0, err
+    assert "-> 0.777; 1 usage transaction(s) notified to CCB" in out
+    feed = REPO / "tests" / "data" / "greenbutton" / "TestGBDataHourlyNineDaysBinnedDaily.xml"
+    code, _, err = ccbmdm(
+        capsys, "sim", "mdm", "import-espi", str(feed), "--sp", sp_id, "--config", str(config)
+    )
+    assert code == 1 and "Traceback" not in err
+    assert "3600" in err or "60" in err  # an hourly feed does not fit a 15-minute channel
+    code, _, err = ccbmdm(
+        capsys,
+        "sim",
+        "mdm",
+        "correct-read",
+        "--sp",
+        sp_id,
+        "--at",
+        "yesterday",
+        "--value",
+        "1",
+        "--config",
+        str(config),
+    )
+    assert code == 2 and "ISO date-time" in err
