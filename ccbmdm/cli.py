@@ -843,6 +843,38 @@ def sim_correct_read(
     )
 
 
+@app.command("link")
+def link_command(
+    system: Annotated[str, typer.Argument(help="Where the entity is: ccb or mdm.")],
+    kind: Annotated[
+        str,
+        typer.Argument(
+            help="CCB: person, sa, sa-360, sp, usage-request, meter; MDM: service-point."
+        ),
+    ],
+    entity_id: Annotated[str, typer.Argument(help="Its id in that system.")],
+    ccb_url: Annotated[
+        str, typer.Option("--ccb-url", help="Where the CCB simulator serves its pages.")
+    ] = "http://127.0.0.1:8401",
+    mdm_url: Annotated[
+        str, typer.Option("--mdm-url", help="Where the MDM simulator serves its pages.")
+    ] = "http://127.0.0.1:8402",
+    config: ConfigOption = None,
+    project_dir: ProjectDir = None,
+) -> None:
+    """Print the address, in the other system, of an entity (through MDM's cross-reference)."""
+    from ccbmdm.runtime.sim.links import Bases, NoLink, link
+
+    runtime = _runtime(config, project_dir)
+    try:
+        url = link(runtime.store, system.lower(), kind, entity_id, Bases(ccb_url, mdm_url))
+    except NoLink as exc:
+        fail(str(exc))
+    finally:
+        runtime.close()
+    out.print(url)
+
+
 def run(command: Callable[[], object]) -> int:
     """Run the app and map failures to exit codes, never to a traceback."""
     try:

@@ -207,7 +207,9 @@ class Runtime:
                 for partner, credential in setting.accept.items()
             }
             host, port = setting.address()
-            server = stack.enter_context(Server(ReceiverApp(node.receiver, accepted), host, port))
+            pages = getattr(self.systems.get(name), "page", None)  # a simulator's entity pages
+            app = ReceiverApp(node.receiver, accepted, pages=pages)
+            server = stack.enter_context(Server(app, host, port))
             urls.append(f"{name}: {server.url}")
         return urls
 

@@ -63,10 +63,12 @@ class ReceiverApp:
         endpoint: Receiver,
         partners: Mapping[str, Credential],
         max_bytes: int = 16 * 1024 * 1024,
+        pages: Callable[[str], str | None] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.partners = dict(partners)
         self.max_bytes = max_bytes
+        self.pages = pages  # GET path -> an HTML page (a simulator's entity pages), or None
         seen: dict[str, str] = {}
         for partner, credential in self.partners.items():
             other = seen.setdefault(credential.header(), partner)
@@ -88,6 +90,11 @@ class ReceiverApp:
             return
         if scope["type"] != "http":
             return
+        if scope["method"] == "GET" and self.pages is not None:
+            found = await asyncio.to_thread(self.pages, scope["path"])
+            if found is not None:
+                await _respond(send, 200, found.encode(), [], "text/html; charset=utf-8")
+                return
         match = _PATH.match(scope["path"])
         if scope["method"] != "POST" or match is None:
             await _respond(
@@ -129,9 +136,19 @@ class ReceiverApp:
 
 
 async def _respond(
-    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+    send: Send,
+    status: int,
+    body: bytes,
+    extra: list[tuple[bytes, bytes]] | None = None,
+    media_type: str | None = None,
 ) -> None:
-    content_type = b"application/xml" if body.startswith(b"<?xml") else b"text/plain; charset=utf-8"
+    content_type = (
+        media_type.encode()
+        if media_type
+        else b"application/xml"
+        if body.startswith(b"<?xml")
+        else b"text/plain; charset=utf-8"
+    )
     headers = [
         (b"content-type", content_type),
         (b"content-length", str(len(body)).encode()),

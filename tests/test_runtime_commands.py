@@ -293,3 +293,65 @@ nodes:
         str(config),
     )
     assert code == 2 and "ISO date-time" in err
+
+
+def test_navigation_links_and_the_pages_behind_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ccbmdm.runtime.sim.links import page
+
+    store_path = tmp_path / "demo.db"
+    assert ccbmdm(capsys, "demo", "--customers", "3", "--db", str(store_path))[0] == 0
+    config = tmp_path / "runtime.yaml"
+    config.write_text(
+        f"""\
+store: "{store_path}"
+nodes:
+  ccb: {{system: "ccbmdm.runtime.sim.ccb:connect"}}
+  bridge: {{}}
+  mdm: {{system: "ccbmdm.runtime.sim.mdm:connect"}}
+"""
+    )
+    store = open_store(str(store_path))
+    with store.transaction() as tx:
+        sa = tx.fetch_one("SELECT pk, data FROM ccb_entity WHERE mo = 'SA' ORDER BY pk")
+        usage = tx.fetch_one("SELECT id FROM usage_request ORDER BY id")
+    assert sa is not None and usage is not None
+    data = json.loads(sa["data"])
+    links = {}
+    for kind, entity in (
+        ("sa", sa["pk"]),
+        ("sa-360", sa["pk"]),
+        ("person", None),
+        ("sp", data["sp_links"][0]["sp_id"]),
+        ("usage-request", str(usage["id"])),
+    ):
+        if kind == "person":
+            with store.transaction() as tx:
+                account = tx.fetch_one(
+                    "SELECT person_id FROM ccb_account WHERE account_id = :a",
+                    {"a": data["account_id"]},
+                )
+            assert account is not None
+            entity = account["person_id"]
+        code, out, err = ccbmdm(capsys, "link", "ccb", kind, str(entity), "--config", str(config))
+        assert code == 0, err
+        links[kind] = out.strip()
+    assert links["sa"].startswith("http://127.0.0.1:8402/mdm/usage-subscription/")
+    assert links["sa-360"].startswith("http://127.0.0.1:8402/mdm/360/")
+    assert links["person"].startswith("http://127.0.0.1:8402/mdm/contact/")
+    assert links["usage-request"].startswith("http://127.0.0.1:8402/mdm/usage-transaction/")
+    # Every MDM page exists, and names the entity; from MDM's SP back to CCB's account.
+    for url in links.values():
+        html = page(store, "mdm", url.removeprefix("http://127.0.0.1:8402"))
+        assert html is not None and "<table>" in html
+    sp_production = links["sp"].rsplit("/", 1)[1]
+    code, out, _ = ccbmdm(
+        capsys, "link", "mdm", "service-point", sp_production, "--config", str(config)
+    )
+    assert (code, out.strip()) == (0, f"http://127.0.0.1:8401/ccb/account/{data['account_id']}")
+    account_page = page(store, "ccb", f"/ccb/account/{data['account_id']}")
+    assert account_page is not None and data["account_id"] in account_page
+    store.close()
+    code, _, err = ccbmdm(capsys, "link", "ccb", "sa", "0000000000", "--config", str(config))
+    assert code == 1 and "MDM does not know CCB sa 0000000000" in err

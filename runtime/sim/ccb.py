@@ -370,6 +370,12 @@ class CcbSimulator:
             return Response(400)
         return self.node.receiver.fault(None, flow.code, 1002, "CCB answers no calls", 400)
 
+    def page(self, path: str) -> str | None:
+        """The HTML page of an entity, at the address navigation links use."""
+        from ccbmdm.runtime.sim.links import page
+
+        return page(self.store, "ccb", path)
+
     def steps(self) -> Sequence[Callable[[], int]]:
         """The off-cycle bill generators' monitor."""
         return () if self._corrections is None else self._corrections.steps()

@@ -191,6 +191,12 @@ class MdmSimulator:
         """The read-only flows are the usage side's."""
         return self.usage.answer(sender, flow, request)
 
+    def page(self, path: str) -> str | None:
+        """The HTML page of an entity, at the address navigation links use."""
+        from ccbmdm.runtime.sim.links import page
+
+        return page(self.store, "mdm", path)
+
     def steps(self) -> Sequence[Callable[[], int]]:
         return (self.step, *self.usage.steps())
 
