@@ -32,11 +32,14 @@ Decisions:
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal, localcontext
-from itertools import pairwise
+from functools import cached_property, reduce
+from itertools import accumulate, compress, pairwise, repeat
+from typing import cast
 
 from ccbmdm.runtime.functions import zone
 from ccbmdm.runtime.sim.estimation import estimate_reading, fill_gaps
@@ -48,12 +51,14 @@ from ccbmdm.runtime.sim.measurements import (
     Installation,
     InsufficientData,
     IntervalChannel,
+    IntervalValue,
     MisalignedPeriod,
     Quality,
     Reading,
     ReadingKind,
     Register,
     TouSumCheckFailed,
+    quality_of,
     quantize,
     worst,
 )
@@ -120,6 +125,11 @@ def calculate(
 # -- the calculation ----------------------------------------------------------------------------
 
 
+def _grid(low: datetime, step: timedelta, count: int) -> list[datetime]:
+    """``low + step``, ``low + 2 step`` ... ``low + count step``, added up one step at a time."""
+    return cast("list[datetime]", list(accumulate(repeat(step, count), initial=low))[1:])
+
+
 @dataclass
 class _Sq:
     """A service quantity being built: a sum, or a maximum for demand."""
@@ -138,6 +148,29 @@ class _Sq:
         else:
             self.quantity += amount
         self.count(quality, 1)
+
+    def take_sum(self, amounts: list[Decimal], estimated: int, edited: int) -> None:
+        """``take`` of each amount in turn, at once (``estimated`` and ``edited`` of them
+        so); the same additions in the same order."""
+        if not amounts:
+            return
+        if self.quantity is None:
+            self.quantity = reduce(operator.add, amounts)
+        else:
+            self.quantity = reduce(operator.add, amounts, self.quantity)
+        self.values += len(amounts)
+        self.estimated += estimated
+        self.edited += edited
+
+    def take_peak(self, amount: Decimal, values: int, estimated: int, edited: int) -> None:
+        """``take`` of ``values`` amounts whose highest (the first of equal ones) is ``amount``."""
+        if self.quantity is None:
+            self.quantity = amount
+        else:
+            self.quantity = max(self.quantity, amount)
+        self.values += values
+        self.estimated += estimated
+        self.edited += edited
 
     def count(self, quality: Quality, values: int) -> None:
         self.values += values
@@ -172,7 +205,7 @@ class _Channel:
     first: datetime
     last: datetime | None  # None: still installed
 
-    @property
+    @cached_property
     def step(self) -> timedelta:
         return timedelta(seconds=self.channel.seconds_per_interval)
 
@@ -312,9 +345,10 @@ class _Calculation:
         reachable = self.window[1]
         for c in self.channels:
             span_end = c.until(self.window[1])
-            moment = c.first
-            while moment < span_end and moment + c.step in c.channel.by_end:
-                moment += c.step
+            # from the channel's first instant, step on while the next value is there
+            steps = max(0, -((c.first - span_end) // c.step))  # the steps before span_end
+            present = list(map(c.channel.by_end.__contains__, _grid(c.first, c.step, steps)))
+            moment = c.first + c.step * (present.index(False) if False in present else steps)
             if moment < span_end or c.last is None or c.last > self.window[1]:
                 reachable = min(reachable, moment)
         if scalar_end is not None:
@@ -450,7 +484,9 @@ class _Calculation:
         return reads
 
     def interval_quantities(self, start: datetime, end: datetime, sqs: dict[SqKey, _Sq]) -> None:
-        """§5-§7: energy per TOU bucket and demand from interval energy."""
+        """§5-§7: energy per TOU bucket and demand from interval energy. A channel's intervals
+        are taken together: each bucket adds its values in interval order, and demand is the
+        highest value's: kW = kWh x 3600 / L never ranks two values the other way round."""
         energy: dict[SqKey, _Sq] = {}
         demand: dict[SqKey, _Sq] = {}
         sqis: set[str] = set()
@@ -462,24 +498,36 @@ class _Calculation:
             if uom == ENERGY:
                 sqis.add(sqi)
             delivered = uom == ENERGY and sqi in ("", DELIVERED)
-            moment = low + c.step
-            while moment <= high:
-                value = c.channel.by_end.get(moment)
-                if value is None:
-                    raise InsufficientData(
-                        f"channel {c.channel.mc} has no value for {self.local(moment)}",
-                        c.channel.mc,
-                    )
-                quality, tou = value.quality, self.calendar.tou_of(moment, seconds)
-                energy.setdefault(SqKey(uom, "", sqi), _Sq()).take(value.value, quality)
-                if tou:
-                    energy.setdefault(SqKey(uom, tou, sqi), _Sq()).take(value.value, quality)
-                if delivered:
-                    kw = value.value * 3600 / seconds
-                    demand.setdefault(SqKey(DEMAND), _Sq(peak=True)).take(kw, quality)
-                    if tou == ON_PEAK:
-                        demand.setdefault(SqKey(DEMAND, ON_PEAK), _Sq(peak=True)).take(kw, quality)
-                moment += c.step
+            values = self.channel_values(c, low, high)
+            if not values:
+                continue
+            tous = self.calendar.tous_of(values[0].end, len(values), seconds)
+            amounts = [v.value for v in values]
+            codes = [v.quality_codes for v in values]
+            quality = {code: quality_of(code) for code in set(codes)}
+            odd = [
+                (tou, quality[code])
+                for tou, code in zip(tous, codes, strict=True)
+                if quality[code] is not Quality.ACTUAL
+            ]  # the estimated and edited values, with their TOUs
+
+            def counts(tou: str | None, odd: list[tuple[str, Quality]] = odd) -> tuple[int, int]:
+                chosen = [q for t, q in odd if tou is None or t == tou]
+                return chosen.count(Quality.ESTIMATED), chosen.count(Quality.EDITED)
+
+            energy.setdefault(SqKey(uom, "", sqi), _Sq()).take_sum(amounts, *counts(None))
+            for tou in sorted(set(tous) - {""}):
+                chosen = list(compress(amounts, map(tou.__eq__, tous)))
+                energy.setdefault(SqKey(uom, tou, sqi), _Sq()).take_sum(chosen, *counts(tou))
+            if delivered:
+                kw = max(amounts) * 3600 / seconds
+                total = demand.setdefault(SqKey(DEMAND), _Sq(peak=True))
+                total.take_peak(kw, len(amounts), *counts(None))
+                on_peak = list(compress(amounts, map(ON_PEAK.__eq__, tous)))
+                if on_peak:
+                    kw = max(on_peak) * 3600 / seconds
+                    peak = demand.setdefault(SqKey(DEMAND, ON_PEAK), _Sq(peak=True))
+                    peak.take_peak(kw, len(on_peak), *counts(ON_PEAK))
         if not sqis:
             return
         for key in self.group.sqs:
@@ -490,6 +538,23 @@ class _Calculation:
             elif key.uom == DEMAND and key.sqi != BILLED and sqis & {"", DELIVERED}:
                 found = demand.get(key, _Sq(peak=True, quantity=Decimal(0)))
                 sqs.setdefault(key, _Sq(peak=True)).merge(found)
+
+    def channel_values(self, c: _Channel, low: datetime, high: datetime) -> list[IntervalValue]:
+        """The channel's values stamped ``low + L``, ``low + 2L`` ... up to ``high``; a missing
+        one is a fault (1301), once the TOUs of the values before it are known to exist."""
+        grid = _grid(low, c.step, (high - low) // c.step)
+        by_end = c.channel.by_end
+        try:
+            return [by_end[moment] for moment in grid]
+        except KeyError:
+            pass
+        found = list(map(by_end.get, grid))
+        missing = found.index(None)
+        if missing:
+            self.calendar.tous_of(grid[0], missing, c.channel.seconds_per_interval)
+        raise InsufficientData(
+            f"channel {c.channel.mc} has no value for {self.local(grid[missing])}", c.channel.mc
+        )
 
     def net(self, sqs: dict[SqKey, _Sq]) -> None:
         """§10: NET = DEL - REC wherever both were measured; only NET may be negative."""

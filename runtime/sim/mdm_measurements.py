@@ -63,6 +63,7 @@ from ccbmdm.runtime.sim.measurements import (
     ReadingKind,
     Register,
     instant,
+    quality_of,
 )
 from ccbmdm.runtime.store import Store, Transaction
 
@@ -83,7 +84,18 @@ def epoch(moment: datetime) -> int:
 
 
 def from_epoch(seconds: int) -> datetime:
-    return datetime.fromtimestamp(int(seconds), UTC)
+    """The UTC instant of epoch seconds. Every SP's month shares the same interval ends, so the
+    instants are kept and shared (a datetime is immutable; a shared one also hashes once)."""
+    found = _INSTANTS.get(seconds)
+    if found is None:
+        if len(_INSTANTS) >= _INSTANTS_KEPT:
+            _INSTANTS.clear()
+        found = _INSTANTS[seconds] = datetime.fromtimestamp(int(seconds), UTC)
+    return found
+
+
+_INSTANTS: dict[int, datetime] = {}
+_INSTANTS_KEPT = 200_000  # a year of 15-minute ends is 35,040
 
 
 def codes_text(codes: Iterable[str]) -> str:
@@ -131,11 +143,17 @@ class Measurements:
                WHERE mc_id = :mc AND end_at > :low AND end_at <= :high ORDER BY end_at""",
             {"mc": mc_id, "low": epoch(after), "high": epoch(until)},
         )
-        return tuple(
-            IntervalValue(
-                from_epoch(r["end_at"]), Decimal(r["value"]), codes_of(r["quality_codes"])
-            )
-            for r in rows
+        # Each distinct code list is split and checked once, and the values built without
+        # re-checking what that made sure of (a month holds thousands of rows and a handful of
+        # code lists); an end read from epoch seconds is a UTC instant.
+        texts, known = [row["quality_codes"] for row in rows], _INSTANTS.get
+        codes = {text: codes_of(text) for text in dict.fromkeys(texts)}
+        for found in codes.values():
+            quality_of(found)  # rejects a code that is not system.category.index
+        return IntervalValue.prechecked(
+            [known(row["end_at"]) or from_epoch(row["end_at"]) for row in rows],
+            [Decimal(row["value"]) for row in rows],
+            map(codes.__getitem__, texts),
         )
 
     def interval_value(self, tx: Transaction, mc_id: str, end: datetime) -> StoredValue | None:

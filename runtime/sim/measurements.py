@@ -9,6 +9,7 @@ legal times of the repeated autumn hour must never compare equal by their wall-c
 from __future__ import annotations
 
 import functools
+import operator
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,7 +17,8 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
 from enum import StrEnum
 from functools import cached_property
-from itertools import pairwise
+from itertools import islice, pairwise
+from operator import attrgetter
 from typing import ClassVar
 
 from ccbmdm.runtime.sim.usage_groups import SqKey
@@ -106,6 +108,8 @@ def worst(qualities: Iterable[Quality]) -> Quality:
 
 def instant(moment: datetime) -> datetime:
     """A timestamp as a UTC instant; one without an offset is rejected (PD-C05)."""
+    if moment.tzinfo is UTC:
+        return moment  # already an instant: most timestamps the engine sees are
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"{moment.isoformat()} has no offset: timestamps must carry one")
     return moment.astimezone(UTC)
@@ -148,7 +152,7 @@ class Reading:
         return self.quality is Quality.ESTIMATED
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IntervalValue:
     """An interval-ending value: stamped ``end``, it covers ``[end - L, end)`` (PD-D01)."""
 
@@ -166,9 +170,39 @@ class IntervalValue:
     ) -> IntervalValue:
         return cls(end, Decimal(value), QUALITY_CODES[quality])
 
+    @classmethod
+    def prechecked(
+        cls,
+        ends: Iterable[datetime],
+        values: Iterable[Decimal],
+        quality_codes: Iterable[tuple[str, ...]],
+    ) -> tuple[IntervalValue, ...]:
+        """Values whose parts are already what ``__post_init__`` makes sure of: each end a UTC
+        instant, each code list a tuple that ``quality_of`` accepts. A reader that checks each
+        distinct code list once builds a month of values this way without re-checking every
+        one."""
+        made = []
+        new, set_end, set_value, set_codes = (
+            object.__new__,
+            _SLOTS["end"].__set__,
+            _SLOTS["value"].__set__,
+            _SLOTS["quality_codes"].__set__,
+        )
+        for end, value, codes in zip(ends, values, quality_codes, strict=True):
+            one = new(cls)
+            set_end(one, end)
+            set_value(one, value)
+            set_codes(one, codes)
+            made.append(one)
+        return tuple(made)
+
     @property
     def quality(self) -> Quality:
         return quality_of(self.quality_codes)
+
+
+_END = attrgetter("end")
+_SLOTS = {name: getattr(IntervalValue, name) for name in ("end", "value", "quality_codes")}
 
 
 class ReadingKind(StrEnum):
@@ -246,6 +280,11 @@ class IntervalChannel:
         seconds = self.seconds_per_interval
         if seconds <= 0 or DAY_SECONDS % seconds:
             raise ValueError(f"channel {self.mc}: {seconds} s does not divide a day")
+        ends = list(map(_END, self.values))
+        if all(map(operator.lt, ends, islice(ends, 1, None))):
+            # already in order without a repeated stamp (values read ORDER BY end): kept as is
+            object.__setattr__(self, "values", tuple(self.values))
+            return
         ordered = tuple(sorted(self.values, key=lambda v: v.end))
         for before, after in pairwise(ordered):
             if before.end == after.end:
@@ -254,7 +293,7 @@ class IntervalChannel:
 
     @cached_property
     def by_end(self) -> dict[datetime, IntervalValue]:
-        return {value.end: value for value in self.values}
+        return dict(zip(map(_END, self.values), self.values, strict=True))
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,17 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from ccbmdm.runtime.sim.measurements import instant
-from ccbmdm.runtime.sim.usage_groups import TouMap
+from ccbmdm.runtime.sim.usage_groups import DayType, TouMap
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_DAY = _EPOCH.date().toordinal()
+_MICROSECOND = timedelta(microseconds=1)
+_DAY_MICROSECONDS = 86_400_000_000
+_MINUTE_MICROSECONDS = 60_000_000
 
 
 def legal_time(moment: datetime, time_zone: ZoneInfo) -> datetime:
@@ -103,3 +109,54 @@ class TouCalendar:
         if tou is None:
             tou = self._by_minute[key] = self.tou_map.tou_at(standard)
         return tou
+
+    def tous_of(self, first_end: datetime, count: int, seconds: int) -> list[str]:
+        """The TOUs of ``count`` consecutive intervals of ``seconds``, the first stamped
+        ``first_end`` (each ``seconds`` after the one before, as datetime arithmetic on
+        ``first_end`` steps): ``tou_of`` of each, in order. Outside an override a TOU depends
+        only on the season and day type of the interval's standard-time date and its minute of
+        the day, so each date is classified once and takes its run from that day kind's row."""
+        tou_map = self.tou_map
+        if tou_map is None and not self.overrides:
+            return [""] * count
+        if tou_map is None or self.overrides or first_end.tzinfo is not UTC:
+            return [
+                self.tou_of(first_end + timedelta(seconds=seconds * k), seconds)
+                for k in range(count)
+            ]
+        step = seconds * 1_000_000
+        first_start = (first_end - _EPOCH) // _MICROSECOND - step
+        offset = _standard_offset(self.time_zone) // _MICROSECOND
+        rows: dict[tuple[str, DayType, int], tuple[str, ...]] = {}
+        found: list[str] = []
+        while len(found) < count:
+            number, into = divmod(first_start + len(found) * step + offset, _DAY_MICROSECONDS)
+            on = date.fromordinal(_EPOCH_DAY + number)
+            phase, first = into % step, into // step
+            kind = (tou_map.season_of(on), tou_map.day_type_of(on), phase)
+            row = rows.get(kind)
+            if row is None:
+                row = rows[kind] = _day_row(tou_map, on, step, phase)
+            found.extend(row[first : first + count - len(found)])
+        return found
+
+
+def _day_row(tou_map: TouMap, on: date, step: int, phase: int) -> tuple[str, ...]:
+    """The TOUs of the intervals of ``step`` microseconds that start ``phase`` after standard
+    midnight and then every ``step`` through the day, on a date of ``on``'s season and day
+    type: kept for every date of that kind (``TouMap.tou_at`` reads nothing else of it)."""
+    key = (tou_map, tou_map.season_of(on), tou_map.day_type_of(on), step, phase)
+    row = _DAY_ROWS.get(key)
+    if row is None:
+        minutes = [start // _MINUTE_MICROSECONDS for start in range(phase, _DAY_MICROSECONDS, step)]
+        row = tuple(
+            tou_map.tou_at(datetime.combine(on, time(minute // 60, minute % 60)))
+            for minute in minutes
+        )
+        if len(_DAY_ROWS) >= 1024:
+            _DAY_ROWS.clear()
+        _DAY_ROWS[key] = row
+    return row
+
+
+_DAY_ROWS: dict[tuple[TouMap, str, DayType, int, int], tuple[str, ...]] = {}
