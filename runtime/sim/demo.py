@@ -221,7 +221,7 @@ def rate_check(runtime: Runtime, customer: Customer, plan: Plan) -> str:
             for i in item.result.exception_info
         )
     quantities = [
-        " ".join(str(part) for part in (sq.quantity, sq.uom, sq.tou, sq.sqi) if part)
+        " ".join(str(part) for part in (sq.quantity, sq.uom, sq.tou, sq.sqi) if part is not None)
         for period in item.periods
         for sq in period.service_quantities
     ]
