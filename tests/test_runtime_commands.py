@@ -355,3 +355,21 @@ nodes:
     store.close()
     code, _, err = ccbmdm(capsys, "link", "ccb", "sa", "0000000000", "--config", str(config))
     assert code == 1 and "MDM does not know CCB sa 0000000000" in err
+
+
+def test_demo_on_postgresql_in_a_schema_of_its_own(capsys: pytest.CaptureFixture[str]) -> None:
+    dsn = os.environ.get("CCBMDM_TEST_PG_DSN")
+    if not dsn:
+        pytest.skip("PostgreSQL store tests need CCBMDM_TEST_PG_DSN (CI sets it)")
+    import psycopg
+
+    code, out, err = ccbmdm(capsys, "demo", "--customers", "6", "--pg", dsn)
+    schema = err.split("PostgreSQL schema ", 1)[1].split()[0] if "PostgreSQL schema " in err else ""
+    try:
+        assert code == 0, err
+        assert schema.startswith("ccbmdm_demo_")
+        assert "no request in Error" in out and "│ bills completed   │ 7     │" in out
+    finally:
+        if schema:
+            with psycopg.connect(dsn, autocommit=True) as admin:
+                admin.execute(f"DROP SCHEMA {schema} CASCADE")
