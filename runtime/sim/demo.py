@@ -14,11 +14,10 @@ requests per state, bills, the time per phase, and every request in Error with i
 from __future__ import annotations
 
 import time as clock
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -175,45 +174,14 @@ def settle(runtime: Runtime, machine: str, total: int, advance: Callable[[int], 
 def rate_check(runtime: Runtime, customer: Customer, plan: Plan) -> str:
     """What the customer's billing month would have been on the other rate (flow 15, answered
     inline through the bridge)."""
-    from ccbmdm.runtime.transport import Posting
+    from ccbmdm.runtime.sim.ccb_calls import CallFailed, CcbCalls
 
-    node = runtime.nodes["ccb"]
     other = "RES-TOU" if customer.commercial else "COM-DEM"
     start, end = _midnight(plan.month), _midnight(plan.month + timedelta(days=31))
-    processing = {"start_date_time": start, "end_date_time_from": end, "end_date_time_to": end}
-    codec = node.contracts["ccb/GetUsageRequest"]
-    request = codec.model.model_validate(
-        {
-            "message_header": {
-                "message_id": str(uuid.uuid4()),
-                "flow": "GET_USAGE",
-                "source_system": "CCB",
-                "target_system": "MDM",
-                "sent_date_time": datetime.now(UTC).replace(microsecond=0),
-                "schema_version": "v1",
-            },
-            "request_details": {
-                "usage_calculation_cal_type": "RATECHK",
-                "mode": "SIMULATE",
-                "request": [
-                    {
-                        "sa_id": customer.sa_id,
-                        "rate_schedule": other,
-                        "rate_schedule_seq": 1,
-                        "bill_condition": "D2IM",
-                        "interval_processing": processing,
-                    }
-                ],
-                "language": "ENG",
-            },
-        }
-    )
-    (answer,) = node.transport.post_many(
-        "ccb", "bridge", [Posting("get-usage", "request", codec.encode(request))]
-    )
-    if isinstance(answer, Exception) or answer.status != 200:
-        return f"no answer: {answer}"
-    _, reply = node.contracts.decode(answer.body)
+    try:
+        reply = CcbCalls(runtime.nodes["ccb"]).rate_check(customer.sa_id, other, start, end)
+    except CallFailed as exc:
+        return f"no answer: {exc}"
     (item,) = reply.response  # type: ignore[attr-defined]
     if item.result.has_error:
         return f"SA {customer.sa_id} on {other}: " + "; ".join(
