@@ -4,7 +4,6 @@ answers carry what MDM holds."""
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
