@@ -3,6 +3,7 @@ answers carry what MDM holds."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -19,10 +20,12 @@ ZONE = ZoneInfo("America/New_York")
 
 
 @pytest.fixture(scope="module")
-def runtime(project: Project, tmp_path_factory: pytest.TempPathFactory) -> Runtime:
+def runtime(project: Project, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     store = str(tmp_path_factory.mktemp("calls") / "demo.db")
     run_demo(project, store, customers=4)
-    return Runtime(reference_config(store, DEMO_DELIVERY), project)
+    running = Runtime(reference_config(store, DEMO_DELIVERY), project)
+    yield running
+    running.close()
 
 
 def first_sa(runtime: Runtime) -> dict[str, object]:
