@@ -227,11 +227,12 @@ def test_demo_takes_one_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert code == 2 and "--db or --pg" in err
 
 
-def test_sim_mdm_correct_read_and_import_espi(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def demo_with_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], customers: int
+) -> tuple[Path, Path]:
+    """A small demo's store, and a configuration naming it with both simulators."""
     store_path = tmp_path / "demo.db"
-    assert ccbmdm(capsys, "demo", "--customers", "4", "--db", str(store_path))[0] == 0
+    assert ccbmdm(capsys, "demo", "--customers", str(customers), "--db", str(store_path))[0] == 0
     config = tmp_path / "runtime.yaml"
     config.write_text(
         f"""\
@@ -242,6 +243,13 @@ nodes:
   mdm: {{system: "ccbmdm.runtime.sim.mdm:connect"}}
 """
     )
+    return store_path, config
+
+
+def test_sim_mdm_correct_read_and_import_espi(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store_path, config = demo_with_config(tmp_path, capsys, customers=4)
     store = open_store(str(store_path))
     with store.transaction() as tx:
         row = tx.fetch_one(
@@ -300,18 +308,7 @@ def test_navigation_links_and_the_pages_behind_them(
 ) -> None:
     from ccbmdm.runtime.sim.links import page
 
-    store_path = tmp_path / "demo.db"
-    assert ccbmdm(capsys, "demo", "--customers", "3", "--db", str(store_path))[0] == 0
-    config = tmp_path / "runtime.yaml"
-    config.write_text(
-        f"""\
-store: "{store_path}"
-nodes:
-  ccb: {{system: "ccbmdm.runtime.sim.ccb:connect"}}
-  bridge: {{}}
-  mdm: {{system: "ccbmdm.runtime.sim.mdm:connect"}}
-"""
-    )
+    store_path, config = demo_with_config(tmp_path, capsys, customers=3)
     store = open_store(str(store_path))
     with store.transaction() as tx:
         sa = tx.fetch_one("SELECT pk, data FROM ccb_entity WHERE mo = 'SA' ORDER BY pk")
