@@ -460,10 +460,8 @@ class Billing:
     def complete_bills(self, tx: Transaction, account_ids: Iterable[str] | None = None) -> int:
         """Freeze every freezable segment and complete a bill per account; MDM is told the
         segments' usage was used on a bill. Returns the bills completed."""
-        where = "status = 'FREEZABLE'"
-        params: dict[str, Any] = {}
         rows = tx.fetch(
-            f"SELECT * FROM ccb_bill_segment WHERE {where} ORDER BY account_id, id", params
+            "SELECT * FROM ccb_bill_segment WHERE status = 'FREEZABLE' ORDER BY account_id, id"
         )
         chosen = None if account_ids is None else set(account_ids)
         by_account: dict[str, list[Any]] = {}
