@@ -53,11 +53,6 @@ FINAL_REQUEST_STATES = ("SYNCHRONIZED", "DISCARDED", "SUPERSEDED", "CANCELED", "
 _MESSAGE_ID = re.compile(rb"<(?:\w+:)?messageId>([^<]+)</")
 
 
-def dsn_of(store: Store) -> str:
-    """What another process opens to reach the same store (for PostgreSQL, the same schema)."""
-    return store.path if isinstance(store, SqliteStore) else store.dsn  # type: ignore[attr-defined]
-
-
 def epoch(store: Store, column: str) -> str:
     """SQL for a timestamp column in seconds since 1970, on either store."""
     if store.dialect == "postgres":

@@ -19,7 +19,6 @@ import pytest
 
 from ccbmdm.cli import app, run
 from ccbmdm.runtime.store import Store, open_store
-from ccbmdm.runtime.store.sqlite import SqliteStore
 from runtime_world import People
 from support import REPO, sample
 
@@ -31,10 +30,6 @@ def ccbmdm(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, st
     code = run(lambda: app([*args, "--project-dir", str(REPO)]))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
-
-
-def dsn_of(store: Store) -> str:
-    return store.path if isinstance(store, SqliteStore) else store.dsn  # type: ignore[attr-defined]
 
 
 def write_config(tmp_path: Path, dsn: str, bridge: str = "") -> Path:
@@ -68,7 +63,7 @@ def wait_for(condition: Callable[[], bool], seconds: float = 60) -> None:
 def test_monitor_once_then_resubmit(
     store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = str(write_config(tmp_path, dsn_of(store)))
+    config = str(write_config(tmp_path, store.dsn))
     people = People(store)
     for person in ("0000000011", "0000000012", REJECTED):
         people.change(person, f"Person,{person[-2:]}")
@@ -143,7 +138,7 @@ def _environment() -> dict[str, str]:
 
 
 def test_monitor_with_two_workers_until_stopped(store: Store, tmp_path: Path) -> None:
-    config = write_config(tmp_path, dsn_of(store))
+    config = write_config(tmp_path, store.dsn)
     people = People(store)
     for index in range(200):
         people.change(f"{index + 20000:010d}", f"Person,{index}")

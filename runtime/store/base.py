@@ -52,6 +52,8 @@ class Store(ABC):
     """A database holding the runtime's tables; hands out transactions."""
 
     dialect: str
+    #: what ``open_store`` takes to open this store again (a worker process, a second runtime)
+    dsn: str
     #: SQL for the database clock, and for the clock plus ``:seconds`` seconds
     now: str
     now_plus: str

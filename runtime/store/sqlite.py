@@ -74,6 +74,7 @@ class SqliteStore(Store):
         if synchronous not in ("FULL", "NORMAL"):
             raise StoreError(f"synchronous must be FULL (default) or NORMAL, not {synchronous!r}")
         self.path = path
+        self.dsn = path
         self.synchronous = synchronous
         self.busy_timeout_ms = busy_timeout_ms
         refuse_network_filesystem(Path(path))

@@ -27,16 +27,12 @@ def fill(store: Store) -> None:
             outbox.enqueue(tx, "bridge", "PERSON_SYNC", "request", new_message_id(), b"<m/>")
 
 
-def dsn_of(store: Store) -> str:
-    return store.path if isinstance(store, SqliteStore) else store.dsn  # type: ignore[attr-defined]
-
-
 @pytest.mark.parametrize("workers", [2, 4])
 def test_every_message_is_claimed_exactly_once(store: Store, workers: int) -> None:
     fill(store)
     context = multiprocessing.get_context("spawn")
     with context.Pool(workers) as pool:
-        results = pool.map(claim_all, [dsn_of(store)] * workers)
+        results = pool.map(claim_all, [store.dsn] * workers)
     claimed = [i for result in results for i in result]
     assert len(claimed) == MESSAGES
     assert len(set(claimed)) == MESSAGES  # nothing claimed twice

@@ -36,7 +36,6 @@ from reliability_world import (
     ZombieSpec,
     build_world,
     check,
-    dsn_of,
     hot_changes,
     install,
     more_stores,
@@ -66,7 +65,7 @@ def run_under_kills(
 ) -> tuple[Verdict, Cluster]:
     """Workers and a changer run while workers are killed; then quiescence and the checker."""
     install(store)
-    cluster = Cluster(spawn, dsn_of(store), workers_for(store), logs)
+    cluster = Cluster(spawn, store.dsn, workers_for(store), logs)
     schedule = FaultSchedule(kills, seed)
     with running(cluster):
         cluster.start_all()
@@ -95,7 +94,7 @@ def test_r1_killed_workers_lose_nothing_and_apply_everything_once(
 ) -> None:
     """R1: a random worker is SIGKILLed mid-batch every 1-3 s and restarts 0-2 s later, while
     a changer commits changes to a few hundred entities."""
-    plan = ChangePlan(dsn_of(store), random_changes(random.Random(1), 300, 2000), 14.0)
+    plan = ChangePlan(store.dsn, random_changes(random.Random(1), 300, 2000), 14.0)
     verdict, cluster = run_under_kills(store, spawn, plan, kills=10, seed=11, logs=tmp_path)
     assert verdict.violations() == {}, verdict.details
     assert cluster.kills == 10
@@ -111,7 +110,7 @@ def test_o1_hot_entities_reach_mdm_in_version_order_under_kills(
     per key the applied entityVersion never decreases, a skipped version was coalesced into
     the next one sent (or discarded), and each key ends at its last version."""
     keys, rounds = 100, 20
-    plan = ChangePlan(dsn_of(store), hot_changes(keys, rounds), 8.0)
+    plan = ChangePlan(store.dsn, hot_changes(keys, rounds), 8.0)
     verdict, _ = run_under_kills(store, spawn, plan, kills=5, seed=5, logs=tmp_path)
     assert verdict.violations() == {}, verdict.details
     with store.transaction() as tx:
@@ -177,7 +176,7 @@ def test_r2_a_crash_after_each_commit_boundary_is_recovered(
         crashes = [
             spawn.Process(
                 target=run_crash,
-                args=(CrashPlan(dsn_of(s), boundary, seed, str(reports[seed])),),
+                args=(CrashPlan(s.dsn, boundary, seed, str(reports[seed])),),
                 daemon=True,
             )
             for seed, s in enumerate(stores)
@@ -233,7 +232,7 @@ def test_r3_a_frozen_lease_holder_changes_nothing_when_it_wakes(
     for key in keys:
         source.change(key, "Moreau,Ada")
     spec = ZombieSpec(
-        dsn_of(store), Flag(spawn), Flag(spawn), Flag(spawn), str(tmp_path / "zombie.log")
+        store.dsn, Flag(spawn), Flag(spawn), Flag(spawn), str(tmp_path / "zombie.log")
     )
     zombie = spawn.Process(target=run_zombie, args=(spec,), daemon=True)
     zombie.start()

@@ -15,17 +15,12 @@ from ccbmdm.runtime.sim.ccb import CcbSimulator
 from ccbmdm.runtime.sim.mdm import MdmSimulator
 from ccbmdm.runtime.sim.synthetic import Plan, generate
 from ccbmdm.runtime.store import Store
-from ccbmdm.runtime.store.sqlite import SqliteStore
 
 FAST = DeliverySetting(lease_s=5, backoff_base_s=0.01, backoff_factor=2, poll_interval_s=0.01)
 
 
-def dsn_of(store: Store) -> str:
-    return store.path if isinstance(store, SqliteStore) else store.dsn  # type: ignore[attr-defined]
-
-
 def test_a_bill_cycle_change_moves_the_sp_and_its_accounts(store: Store, project: Project) -> None:
-    runtime = Runtime(reference_config(dsn_of(store), FAST), project)
+    runtime = Runtime(reference_config(store.dsn, FAST), project)
     try:
         ccb, mdm = runtime.systems["ccb"], runtime.systems["mdm"]
         assert isinstance(ccb, CcbSimulator) and isinstance(mdm, MdmSimulator)

@@ -27,7 +27,6 @@ from ccbmdm.runtime.node import Bridge, Node, run_until_quiet
 from ccbmdm.runtime.sim.mdm import MdmSimulator
 from ccbmdm.runtime.sim.mdm_records import Period
 from ccbmdm.runtime.store import Store, Transaction
-from ccbmdm.runtime.store.sqlite import SqliteStore
 from ccbmdm.runtime.sync import CCB_SYNC_FLOWS, Acknowledgements, SyncRequestMonitor, capture
 from ccbmdm.runtime.transport import InProcessTransport
 from runtime_world import FAST, FLOWS
@@ -808,7 +807,7 @@ def test_a_bill_cycle_replaces_its_entries_from_the_earliest_window_sent(
 
 
 def test_a_runtime_plugs_the_simulator_in_through_its_factory(store: Store, tmp_path: Path) -> None:
-    dsn = store.path if isinstance(store, SqliteStore) else store.dsn  # type: ignore[attr-defined]
+    dsn = store.dsn
     config = tmp_path / "runtime.yaml"
     config.write_text(
         f"""\

@@ -13,19 +13,14 @@ from ccbmdm.runtime.sim.ccb import CcbSimulator
 from ccbmdm.runtime.sim.mdm import MdmSimulator
 from ccbmdm.runtime.sim.synthetic import Plan, exchange_meter, generate
 from ccbmdm.runtime.store import Store
-from ccbmdm.runtime.store.sqlite import SqliteStore
 
 FAST = DeliverySetting(lease_s=5, backoff_base_s=0.01, backoff_factor=2, poll_interval_s=0.01)
-
-
-def dsn_of(store: Store) -> str:
-    return store.path if isinstance(store, SqliteStore) else store.dsn  # type: ignore[attr-defined]
 
 
 def test_an_exchange_closes_the_old_installation_where_the_new_one_opens(
     store: Store, project: Project
 ) -> None:
-    runtime = Runtime(reference_config(dsn_of(store), FAST), project)
+    runtime = Runtime(reference_config(store.dsn, FAST), project)
     try:
         ccb, mdm = runtime.systems["ccb"], runtime.systems["mdm"]
         assert isinstance(ccb, CcbSimulator) and isinstance(mdm, MdmSimulator)
