@@ -80,7 +80,7 @@ def run_demo(
                 entities = sum(n for mo, n in ccb.counts(tx).items() if mo != "ACCOUNT")
             ccb.initial_load(progress=advance("capturing", entities))
         with report.phase("initial sync"):
-            synchronize(runtime, entities, advance("synchronizing", entities))
+            drain(runtime, SYNC_OPEN, entities, advance("synchronizing", entities))
         if billing:
             bill(runtime, ccb, made, plan, report, advance)
         summarize(runtime.store, report)
@@ -137,7 +137,7 @@ def bill(
                 assert entry is not None
                 window = date.fromisoformat(entry["schedule"][0]["window_start_date"])
                 segments += ccb.billing.billing_run(tx, cycle, window)
-        settle(runtime, "usage_request", len(segments), advance("billing", len(segments)))
+        drain(runtime, USAGE_OPEN, len(segments), advance("billing", len(segments)))
     with report.phase("complete bills"):
         with runtime.store.transaction() as tx:
             ccb.billing.complete_bills(tx)
@@ -150,25 +150,6 @@ def bill(
         runtime.worker(batch=200).drain()
     with report.phase("rate check"):
         report.rate_check = rate_check(runtime, customers[-1], plan)
-
-
-def settle(runtime: Runtime, machine: str, total: int, advance: Callable[[int], None]) -> None:
-    """Rounds until nothing is due, advancing as the machine's requests end."""
-    worker = runtime.worker(batch=200)
-    done = 0
-    while True:
-        moved = worker.round()
-        with runtime.store.transaction() as tx:
-            row = tx.fetch_one(
-                f"SELECT count(*) AS n FROM {machine} WHERE state IN "
-                "('BILL_DETERMINANTS_PROCESSED','ERROR','CANCELED')"
-            )
-        now_done = int(row["n"]) if row else done
-        if now_done > done:
-            advance(now_done - done)
-            done = now_done
-        if moved == 0:
-            return
 
 
 def rate_check(runtime: Runtime, customer: Customer, plan: Plan) -> str:
@@ -196,13 +177,26 @@ def rate_check(runtime: Runtime, customer: Customer, plan: Plan) -> str:
     return f"SA {customer.sa_id} on {other}: " + (", ".join(quantities) or "no usage")
 
 
-def synchronize(runtime: Runtime, total: int, advance: Callable[[int], None]) -> None:
-    """Run the workers' rounds until nothing is due, advancing as sync requests end."""
+SYNC_OPEN = ("sync_request", ("PENDING", "AWAITING_ACK"))
+USAGE_OPEN = (
+    "usage_request",
+    ("PENDING", "AWAITING_DATA_SYNC", "AWAITING_BILL_DETERMINANTS", "BILL_DETERMINANTS_RECEIVED"),
+)
+
+
+def drain(
+    runtime: Runtime,
+    requests: tuple[str, tuple[str, ...]],
+    total: int,
+    advance: Callable[[int], None],
+) -> None:
+    """Run the workers' rounds until nothing is due, advancing as the ``total`` requests of
+    ``requests`` (a table and its open states) end."""
     worker = runtime.worker(batch=200)
     done = 0
     while True:
         moved = worker.round()
-        now_done = total - open_sync_requests(runtime.store)
+        now_done = total - open_requests(runtime.store, *requests)
         if now_done > done:
             advance(now_done - done)
             done = now_done
@@ -210,15 +204,15 @@ def synchronize(runtime: Runtime, total: int, advance: Callable[[int], None]) ->
             return
 
 
-def open_sync_requests(store: Store) -> int:
-    """Sync requests Pending or awaiting their acknowledgement (each counted by its partial
-    index, so a round's progress costs no scan of the finished ones)."""
+def open_requests(store: Store, table: str, states: tuple[str, ...]) -> int:
+    """Requests in an open state, counted state by state so that each count is served by the
+    table's partial index and a round's progress costs no scan of the finished ones."""
     with store.transaction() as tx:
-        pending = tx.fetch_one("SELECT count(*) AS n FROM sync_request WHERE state = 'PENDING'")
-        waiting = tx.fetch_one(
-            "SELECT count(*) AS n FROM sync_request WHERE state = 'AWAITING_ACK'"
-        )
-    return sum(int(row["n"]) for row in (pending, waiting) if row is not None)
+        rows = [
+            tx.fetch_one(f"SELECT count(*) AS n FROM {table} WHERE state = :state", {"state": s})
+            for s in states
+        ]
+    return sum(int(row["n"]) for row in rows if row is not None)
 
 
 def summarize(store: Store, report: Report) -> None:
