@@ -3,11 +3,13 @@ went to Error (lifecycles.md PD-L01; transitions S10 and S11)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ccbmdm.runtime.lifecycle import SYNC_REQUEST
 from ccbmdm.runtime.store import Store
+from ccbmdm.runtime.store.base import Row
 from ccbmdm.runtime.sync import StepResult, SyncRequestMonitor
 
 
@@ -29,6 +31,31 @@ class Status:
         if self.oldest_pending is None:
             return None
         return ((now or datetime.now(UTC)) - self.oldest_pending).total_seconds()
+
+
+# What is in Error, per kind: its query, how an operator recognises a row, its reason column.
+_IN_ERROR: tuple[tuple[str, str, Callable[[Row], str], str], ...] = (
+    (
+        "sync_request",
+        "SELECT id, mo, pk, reason FROM sync_request WHERE state = 'ERROR' ORDER BY id",
+        lambda r: f"{r['mo']} {r['pk'].replace(chr(31), '/')}",
+        "reason",
+    ),
+    (
+        "usage_request",
+        "SELECT id, flow, sa_id, bill_segment_id, reason FROM usage_request "
+        "WHERE state = 'ERROR' ORDER BY id",
+        lambda r: f"{r['flow']} SA {r['sa_id']} segment {r['bill_segment_id']}",
+        "reason",
+    ),
+    (
+        "outbox",  # messages whose owner, in Error with them, is listed already
+        "SELECT id, node, partner, flow, part, last_error FROM outbox WHERE state = 'ERROR' "
+        "AND (owner_type IS NULL OR owner_type NOT IN ('sync_request', 'usage_request')) ORDER BY id",
+        lambda r: f"{r['node']}->{r['partner']} {r['flow']} {r['part']}",
+        "last_error",
+    ),
+)
 
 
 def status(store: Store) -> Status:
@@ -57,38 +84,9 @@ def status(store: Store) -> Status:
             "SELECT min(created_at) AS oldest FROM sync_request WHERE state = 'PENDING'"
         )
         errors = [
-            ErrorEntry(
-                "sync_request",
-                int(r["id"]),
-                f"{r['mo']} {r['pk'].replace(chr(31), '/')}",
-                r["reason"] or "",
-            )
-            for r in tx.fetch(
-                "SELECT id, mo, pk, reason FROM sync_request WHERE state = 'ERROR' ORDER BY id"
-            )
-        ]
-        errors += [
-            ErrorEntry(
-                "usage_request",
-                int(r["id"]),
-                f"{r['flow']} SA {r['sa_id']} segment {r['bill_segment_id']}",
-                r["reason"] or "",
-            )
-            for r in tx.fetch(
-                "SELECT id, flow, sa_id, bill_segment_id, reason FROM usage_request WHERE state = 'ERROR' ORDER BY id"
-            )
-        ]
-        errors += [
-            ErrorEntry(
-                "outbox",
-                int(r["id"]),
-                f"{r['node']}->{r['partner']} {r['flow']} {r['part']}",
-                r["last_error"] or "",
-            )
-            for r in tx.fetch(
-                "SELECT id, node, partner, flow, part, last_error FROM outbox WHERE state = 'ERROR' "
-                "AND (owner_type IS NULL OR owner_type NOT IN ('sync_request', 'usage_request')) ORDER BY id"
-            )
+            ErrorEntry(kind, int(row["id"]), key(row), row[reason] or "")
+            for kind, sql, key, reason in _IN_ERROR
+            for row in tx.fetch(sql)
         ]
     return Status(counts, store.to_datetime(oldest["oldest"]) if oldest else None, tuple(errors))
 
