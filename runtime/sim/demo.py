@@ -238,23 +238,13 @@ def summarize(store: Store, report: Report) -> None:
                 "SELECT sa_id, reason FROM usage_request WHERE state = 'ERROR' ORDER BY id"
             )
         ]
-        if _has_table(tx, "ccb_bill"):
-            for row in tx.fetch(
-                "SELECT status, count(*) AS n FROM ccb_bill_segment "
-                "WHERE reason IS NULL OR reason <> 'converted' GROUP BY status"
-            ):
-                report.bills[f"segments {str(row['status']).lower()}"] = int(row["n"])
-            bills = tx.fetch_one("SELECT count(*) AS n FROM ccb_bill")
-            report.bills["bills completed"] = int(bills["n"]) if bills else 0
-
-
-def _has_table(tx: Any, name: str) -> bool:
-    try:
-        with tx.savepoint():
-            tx.fetch(f"SELECT 1 FROM {name} LIMIT 1")
-    except Exception:
-        return False
-    return True
+        for row in tx.fetch(
+            "SELECT status, count(*) AS n FROM ccb_bill_segment "
+            "WHERE reason IS NULL OR reason <> 'converted' GROUP BY status"
+        ):
+            report.bills[f"segments {str(row['status']).lower()}"] = int(row["n"])
+        bills = tx.fetch_one("SELECT count(*) AS n FROM ccb_bill")
+        report.bills["bills completed"] = int(bills["n"]) if bills else 0
 
 
 def _midnight(day: date, hour: int = 0) -> datetime:
