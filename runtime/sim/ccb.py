@@ -169,7 +169,7 @@ class CcbSimulator:
             "SELECT data FROM ccb_entity WHERE mo = :mo AND pk = :pk",
             {"mo": mo, "pk": KEY_SEPARATOR.join(key)},
         )
-        return None if row is None else _json(self.store, row["data"])
+        return None if row is None else parse_record(self.store, row["data"])
 
     def records(self, tx: Transaction, mo: str, ref: str | None = None) -> list[dict[str, Any]]:
         """Every record of a maintenance object, or those whose foreign key is ``ref``."""
@@ -177,7 +177,7 @@ class CcbSimulator:
         if ref is not None:
             where, params = "mo = :mo AND ref = :ref", {"mo": mo, "ref": ref}
         return [
-            _json(self.store, row["data"])
+            parse_record(self.store, row["data"])
             for row in tx.fetch(f"SELECT data FROM ccb_entity WHERE {where} ORDER BY pk", params)
         ]
 
@@ -381,7 +381,8 @@ class CcbSimulator:
         return () if self._corrections is None else self._corrections.steps()
 
 
-def _json(store: Store, value: Any) -> dict[str, Any]:
+def parse_record(store: Store, value: Any) -> dict[str, Any]:
+    """A ``ccb_entity`` record as Python data, from either store's JSON column."""
     data = store.json_value(value)
     return json.loads(data) if isinstance(data, str) else dict(data)
 

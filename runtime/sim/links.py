@@ -12,11 +12,10 @@ Addresses: ``{base}/ccb/{kind}/{id}`` and ``{base}/mdm/{kind}/{id}``.
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from ccbmdm.runtime.sim.ccb import parse_record
 from ccbmdm.runtime.sim.mdm_records import external_key, production_id
 from ccbmdm.runtime.store import Store, Transaction
 
@@ -50,7 +49,7 @@ def link(store: Store, system: str, kind: str, entity_id: str, bases: Bases = Ba
         if system == "ccb":
             return _ccb_to_mdm(tx, kind, entity_id, bases)
         if system == "mdm":
-            return _mdm_to_ccb(tx, kind, entity_id, bases)
+            return _mdm_to_ccb(store, tx, kind, entity_id, bases)
     raise NoLink(f"no system {system!r}: ccb or mdm")
 
 
@@ -72,7 +71,7 @@ def _ccb_to_mdm(tx: Transaction, kind: str, entity_id: str, bases: Bases) -> str
     return f"{bases.mdm}/mdm/{page}/{target}"
 
 
-def _mdm_to_ccb(tx: Transaction, kind: str, entity_id: str, bases: Bases) -> str:
+def _mdm_to_ccb(store: Store, tx: Transaction, kind: str, entity_id: str, bases: Bases) -> str:
     if kind not in MDM_TO_CCB:
         raise NoLink(f"MDM links from {', '.join(sorted(MDM_TO_CCB))}, not {kind!r}")
     known = external_key(tx, "D1-SP", entity_id)
@@ -80,7 +79,7 @@ def _mdm_to_ccb(tx: Transaction, kind: str, entity_id: str, bases: Bases) -> str
         raise NoLink(f"MDM SP {entity_id} did not come from CCB")
     sp_id = known[1]
     for row in tx.fetch("SELECT data FROM ccb_entity WHERE mo = 'SA' ORDER BY pk"):
-        sa = _json(row["data"])
+        sa = parse_record(store, row["data"])
         if any(link["sp_id"] == sp_id for link in sa.get("sp_links") or ()):
             return f"{bases.ccb}/ccb/{MDM_TO_CCB[kind]}/{sa['account_id']}"
     raise NoLink(f"CCB SP {sp_id} has no account (no SA links it)")
@@ -94,7 +93,7 @@ def page(store: Store, system: str, path: str) -> str | None:
         return None
     _, kind, entity_id = parts
     with store.transaction() as tx:
-        fields = _ccb_fields(tx, kind, entity_id) if system == "ccb" else None
+        fields = _ccb_fields(store, tx, kind, entity_id) if system == "ccb" else None
         if system == "mdm":
             fields = _mdm_fields(tx, kind, entity_id)
     if fields is None:
@@ -110,7 +109,9 @@ def page(store: Store, system: str, path: str) -> str | None:
     )
 
 
-def _ccb_fields(tx: Transaction, kind: str, entity_id: str) -> dict[str, object] | None:
+def _ccb_fields(
+    store: Store, tx: Transaction, kind: str, entity_id: str
+) -> dict[str, object] | None:
     if kind == "account":
         row = tx.fetch_one("SELECT * FROM ccb_account WHERE account_id = :id", {"id": entity_id})
         return None if row is None else dict(row)
@@ -120,7 +121,7 @@ def _ccb_fields(tx: Transaction, kind: str, entity_id: str) -> dict[str, object]
     row = tx.fetch_one(
         "SELECT data FROM ccb_entity WHERE mo = :mo AND pk = :pk", {"mo": mo, "pk": entity_id}
     )
-    return None if row is None else _json(row["data"])
+    return None if row is None else parse_record(store, row["data"])
 
 
 def _mdm_fields(tx: Transaction, kind: str, entity_id: str) -> dict[str, object] | None:
@@ -137,9 +138,3 @@ def _mdm_fields(tx: Transaction, kind: str, entity_id: str) -> dict[str, object]
     table, key = tables[kind]
     row = tx.fetch_one(f"SELECT * FROM {table} WHERE {key} = :id", {"id": entity_id})
     return None if row is None else {k: v for k, v in dict(row).items() if k != "determinants"}
-
-
-def _json(value: object) -> dict[str, Any]:
-    data = json.loads(value) if isinstance(value, str) else value
-    assert isinstance(data, dict)
-    return data
