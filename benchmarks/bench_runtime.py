@@ -6,13 +6,18 @@ acknowledgement mapped back, and the final state: four hops, each stored in an o
 against its contract, stored in an inbox and processed. Issue targets: SQLite with one worker at
 least 2,000/s (synchronous=FULL); PostgreSQL at least 1.6x from one worker to two.
 
-Run: python benchmarks/bench_runtime.py [--requests 3000] [--batch 50] [--pg postgresql://...]
+SQLite is measured at each batch size given (batching is the lever: fewer commits, each fsynced,
+per message), the median of ``--repeat`` runs on a fresh database each.
+
+Run: python benchmarks/bench_runtime.py [--requests 3000] [--batch 50 200] [--repeat 3]
+                                        [--pg postgresql://...]
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
+import statistics
 import sys
 import tempfile
 import time
@@ -124,24 +129,38 @@ def scratch_schema(dsn: str) -> Iterator[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000)
-    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument(
+        "--batch", type=int, nargs="+", default=[50, 200], help="batch sizes (SQLite)"
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="SQLite runs per batch size")
     parser.add_argument("--pg", help="a PostgreSQL DSN; a schema of its own is created and dropped")
     args = parser.parse_args()
     print(machine())
-    print(f"{args.requests} requests, batch {args.batch}")
-    with tempfile.TemporaryDirectory() as folder:
-        store = open_store(str(Path(folder) / "bench.db"))
-        store.migrate()
-        rate = measure(store, args.requests, args.batch)
-        print(f"SQLite, synchronous=FULL, one worker: {rate:8.0f} requests/s")
+    print(f"{args.requests} requests")
+    for batch in args.batch:
+        rates = []
+        for _ in range(args.repeat):
+            with tempfile.TemporaryDirectory() as folder:
+                store = open_store(str(Path(folder) / "bench.db"))
+                store.migrate()
+                rates.append(measure(store, args.requests, batch))
+                store.close()
+        print(
+            f"SQLite, synchronous=FULL, one worker, batch {batch:4d}: "
+            f"{statistics.median(rates):8.0f} requests/s "
+            f"(median of {len(rates)}: {', '.join(f'{r:.0f}' for r in sorted(rates))})"
+        )
     if args.pg:
-        rates = {}
+        batch = args.batch[0]
+        print(f"PostgreSQL, batch {batch}")
+        pg_rates: dict[int, float] = {}
         for workers in (1, 2, 4):
             with scratch_schema(args.pg) as dsn:
-                rates[workers] = measure_workers(dsn, args.requests, workers, args.batch)
+                pg_rates[workers] = measure_workers(dsn, args.requests, workers, batch)
             print(
                 f"PostgreSQL, {workers} worker{'s' if workers > 1 else ''}: "
-                f"{rates[workers]:8.0f} requests/s ({rates[workers] / rates[1]:.2f}x one worker)"
+                f"{pg_rates[workers]:8.0f} requests/s "
+                f"({pg_rates[workers] / pg_rates[1]:.2f}x one worker)"
             )
 
 

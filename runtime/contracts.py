@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lxml import etree
@@ -17,6 +17,9 @@ from ccbmdm.runtime.xmlsafe import DEFAULT_LIMITS, XmlLimits, XmlRejected, parse
 # What the memo of decoded messages may hold, in messages and in bytes of their XML.
 _RECENT_ENTRIES = 4096
 _RECENT_BYTES = 16 * 1024 * 1024
+# A receipt answers a posting and is never itself received: remembering it would only crowd out
+# the messages that are.
+_NEVER_RECEIVED = frozenset({"common/Receipt"})
 
 
 @dataclass(frozen=True)
@@ -45,18 +48,36 @@ class ContractRegistry:
     def __init__(
         self, contracts: Mapping[str, ContractCodec], limits: XmlLimits = DEFAULT_LIMITS
     ) -> None:
-        self.by_name = dict(contracts)
-        self.by_tag = {codec.tag: codec for codec in contracts.values()}
-        self.limits = limits
-        # Messages decoded lately, by their bytes: a node checks a message when it arrives and
-        # decodes it again to process it a moment later. Models are immutable, so sharing is safe.
+        # Messages decoded or encoded lately, by their bytes: a node checks a message when it
+        # arrives and decodes it again to process it a moment later, and a message one node of
+        # this process encodes is received by another one. A valid model survives the codec
+        # unchanged (the round trip is a tested property) and models are immutable, so the
+        # model itself stands for what decoding its bytes would give.
         self._recent: OrderedDict[bytes, tuple[ContractCodec, ContractModel]] = OrderedDict()
         self._recent_bytes = 0
         self._recent_lock = threading.Lock()
+        self.by_name = {
+            name: codec if name in _NEVER_RECEIVED else self._remembering(codec)
+            for name, codec in contracts.items()
+        }
+        self.by_tag = {codec.tag: codec for codec in self.by_name.values()}
+        self.limits = limits
         # A model class names its contract unless two contracts share one root type.
         self._by_model: dict[type[ContractModel], ContractCodec | None] = {}
-        for codec in contracts.values():
+        for codec in self.by_name.values():
             self._by_model[codec.model] = None if codec.model in self._by_model else codec
+
+    def _remembering(self, codec: ContractCodec) -> ContractCodec:
+        """The codec with an encoder that keeps what it wrote with the model it came from."""
+        encode = codec.encode
+
+        def remembering(message: Any) -> bytes:
+            data = encode(message)
+            self._remember(data, (remembered, message))
+            return data
+
+        remembered = replace(codec, encode=remembering)
+        return remembered
 
     def __getitem__(self, name: str) -> ContractCodec:
         try:
@@ -98,7 +119,11 @@ class ContractRegistry:
         recent = self._recent.get(data)
         if recent is not None and (contract is None or recent[0].name == contract):
             return recent
-        decoded = self._decode(data, contract)
+        decoded = self.decode_afresh(data, contract)
+        self._remember(data, decoded)
+        return decoded
+
+    def _remember(self, data: bytes, decoded: tuple[ContractCodec, ContractModel]) -> None:
         with self._recent_lock:
             if data not in self._recent:
                 self._recent[data] = decoded
@@ -107,9 +132,11 @@ class ContractRegistry:
                 len(self._recent) > _RECENT_ENTRIES or self._recent_bytes > _RECENT_BYTES
             ):
                 self._recent_bytes -= len(self._recent.popitem(last=False)[0])
-        return decoded
 
-    def _decode(self, data: bytes, contract: str | None) -> tuple[ContractCodec, ContractModel]:
+    def decode_afresh(
+        self, data: bytes, contract: str | None = None
+    ) -> tuple[ContractCodec, ContractModel]:
+        """``decode`` from the bytes themselves, never from the memo (what a codec test checks)."""
         root = self.parse(data)
         if contract is None:
             codec = self.detect(root)

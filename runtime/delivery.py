@@ -61,10 +61,12 @@ def claim_rows(
     pick: str,
     columns: str,
     batch: int | None,
+    tx: Transaction | None = None,
 ) -> list[Row]:
     """Move the rows ``pick`` selects to ``state`` under a new lease, in one statement:
     PostgreSQL picks with ``FOR UPDATE SKIP LOCKED`` in a materialised CTE (so the limit applies
-    before the update); SQLite, under BEGIN IMMEDIATE, updates the rows a subquery picks."""
+    before the update); SQLite, under BEGIN IMMEDIATE, updates the rows a subquery picks. With
+    ``tx``, the claim is part of that transaction; else it commits on its own."""
     if store.dialect == "postgres":
         lock = " FOR UPDATE OF r SKIP LOCKED" if " r " in pick else " FOR UPDATE SKIP LOCKED"
         sql = f"""WITH picked AS MATERIALIZED ({pick} LIMIT :batch{lock})
@@ -77,10 +79,12 @@ def claim_rows(
                          lease_token = lower(hex(randomblob(16))), due_at = {store.now_plus}
                   WHERE id IN ({pick} LIMIT :batch)
                   RETURNING {columns}"""
-    with store.transaction() as tx:
-        rows = tx.fetch(
-            sql, {"node": node, "batch": batch or settings.batch, "seconds": settings.lease_s}
-        )
+    params = {"node": node, "batch": batch or settings.batch, "seconds": settings.lease_s}
+    if tx is not None:
+        rows = tx.fetch(sql, params)
+    else:
+        with store.transaction() as own:
+            rows = own.fetch(sql, params)
     return sorted(rows, key=lambda row: int(row["id"]))
 
 
@@ -308,6 +312,10 @@ class Arrival:
     payload: bytes
 
 
+class _Repeats(Exception):
+    """A batch of arrivals holds messages the inbox already has."""
+
+
 @dataclass(frozen=True)
 class Received:
     id: int
@@ -335,18 +343,26 @@ class Inbox:
         (new, the recorded outcome's message id when it is a repeat)."""
         if not arrivals:
             return []
-        results: list[tuple[bool, str | None]] = []
+        insert = f"""INSERT INTO inbox (node, partner, flow, part, message_id, correlation_id, payload, state, due_at, received_at)
+                     VALUES (:node, :partner, :flow, :part, :message_id, :correlation_id, :payload, 'RECEIVED', {self.store.now}, {self.store.now})
+                     ON CONFLICT (node, partner, message_id) DO NOTHING"""
+        rows = [{"node": self.node, "partner": partner, **a.__dict__} for a in arrivals]
         with self.store.transaction() as tx:
-            for arrival in arrivals:
-                inserted = tx.fetch(
-                    f"""INSERT INTO inbox (node, partner, flow, part, message_id, correlation_id, payload, state, due_at, received_at)
-                        VALUES (:node, :partner, :flow, :part, :message_id, :correlation_id, :payload, 'RECEIVED', {tx.now}, {tx.now})
-                        ON CONFLICT (node, partner, message_id) DO NOTHING RETURNING id""",
-                    {"node": self.node, "partner": partner, **arrival.__dict__},
-                )
-                results.append(
-                    (True, None) if inserted else (False, self._outcome(tx, partner, arrival))
-                )
+            # Usually every message is new: one statement for the batch. When some are repeats
+            # (a sender retrying), the batch is stored again message by message to tell which.
+            try:
+                with tx.savepoint():
+                    if tx.execute_many(insert, rows) != len(rows):
+                        raise _Repeats
+                return [(True, None)] * len(rows)
+            except _Repeats:
+                pass
+            results: list[tuple[bool, str | None]] = []
+            for arrival, row in zip(arrivals, rows, strict=True):
+                if tx.execute(insert, row):
+                    results.append((True, None))
+                else:
+                    results.append((False, self._outcome(tx, partner, arrival)))
         return results
 
     def _outcome(self, tx: Transaction, partner: str, arrival: Arrival) -> str | None:
@@ -357,12 +373,14 @@ class Inbox:
         outcome = row["outcome_message_id"] if row else None
         return None if outcome is None else str(outcome)
 
-    def claim(self, batch: int | None = None) -> list[Received]:
-        """Claim received messages for processing, in one statement, as the outbox does."""
+    def claim(self, batch: int | None = None, tx: Transaction | None = None) -> list[Received]:
+        """Claim received messages for processing, in one statement, as the outbox does; with
+        ``tx``, in the transaction that processes them (their rows stay locked until it ends,
+        so nothing can rescue them meanwhile, and a crash leaves them received)."""
         pick = f"SELECT id FROM inbox WHERE node = :node AND state = 'RECEIVED' AND due_at <= {self.store.now} ORDER BY due_at, id"
         columns = "id, partner, flow, part, message_id, correlation_id, payload, lease_token"
         rows = claim_rows(
-            self.store, self.node, self.settings, "inbox", "PROCESSING", pick, columns, batch
+            self.store, self.node, self.settings, "inbox", "PROCESSING", pick, columns, batch, tx
         )
         return [
             Received(
@@ -377,20 +395,6 @@ class Inbox:
             )
             for row in rows
         ]
-
-    def hold(self, tx: Transaction, received: Sequence[Received]) -> list[Received]:
-        """Start processing: the messages whose lease is still ours, their rows locked by this
-        transaction until it commits (so nothing can rescue them meanwhile)."""
-        if not received:
-            return []
-        fenced, values = fenced_rows(received)
-        rows = tx.fetch(
-            f"""UPDATE inbox SET due_at = {self.store.now_plus}
-                WHERE state = 'PROCESSING' AND {fenced} RETURNING id""",
-            {**values, "seconds": self.settings.lease_s},
-        )
-        held = {int(row["id"]) for row in rows}
-        return [message for message in received if message.id in held]
 
     def processed(self, tx: Transaction, outcomes: Sequence[tuple[Received, str | None]]) -> None:
         """Mark held messages processed with the message id each led to, in the transaction of

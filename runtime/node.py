@@ -24,6 +24,7 @@ log = logging.getLogger("ccbmdm.runtime")
 
 NOT_PROCESSED = 1402  # PD-C11: a received message whose processing attempts are used up
 RELAY = "relay"  # owner type of a bridge outbox row: the inbox row of the message it maps
+BATCHES_PER_STEP = 4  # how many full batches one send or process step may take in a row
 
 # A handler processes one received message in the node's transaction; returns the message id of
 # the outcome it produced (a reply, a mapped message, a fault), recorded with the inbox row.
@@ -47,7 +48,28 @@ class Node:
         self._kebab = {flow.code: flow.kebab for flow in self.flows}
 
     def send_due(self) -> int:
-        """Send every claimable message once; returns how many were attempted.
+        """Send claimable messages, batch after batch while batches come back full (at most
+        ``BATCHES_PER_STEP``); returns how many were attempted."""
+        return self._while_full(self._send_batch)
+
+    def process_due(self) -> int:
+        """Process received messages, batch after batch while batches come back full (at most
+        ``BATCHES_PER_STEP``); returns how many were claimed."""
+        return self._while_full(self._process_batch)
+
+    def _while_full(self, batch_step: Callable[[], int]) -> int:
+        """A node that takes the messages of two others (the bridge) would fall behind them,
+        and pile work up, at one batch a round: it goes on while its batches are full."""
+        total = 0
+        for _ in range(BATCHES_PER_STEP):
+            moved = batch_step()
+            total += moved
+            if moved < self.settings.batch:
+                break
+        return total
+
+    def _send_batch(self) -> int:
+        """Send one batch of claimable messages once; returns how many were attempted.
 
         A batch costs a claim, one delivery per partner and one record of the outcomes: three
         commits, not three per message. Leases are renewed together before a delivery when less
@@ -110,22 +132,15 @@ class Node:
         self.outbox.enqueue(tx, str(row["partner"]), flow.code, reply, fault_id, fault)
         return fault_id
 
-    def process_due(self) -> int:
-        """Process every claimable received message, the batch in one transaction; each under
-        a savepoint, so a defect in one does not stop the others (E4)."""
+    def _process_batch(self) -> int:
+        """Claim and process one batch of received messages in one transaction; each under a
+        savepoint, so a defect in one does not stop the others (E4)."""
         if self.handler is None:
             return 0
-        received = self.inbox.claim()
-        if not received:
-            return 0
         with self.store.transaction() as tx:
-            held = self.inbox.hold(tx, received)
-            held_ids = {message.id for message in held}
-            for message in received:
-                if message.id not in held_ids:
-                    self._lease_lost(message.message_id, "processing")
+            received = self.inbox.claim(tx=tx)
             outcomes = []
-            for message in held:
+            for message in received:
                 try:
                     with tx.savepoint():
                         outcomes.append((message, self.handler(tx, message)))

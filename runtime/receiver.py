@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from ccbmdm.codegen.catalogue import Flow
-from ccbmdm.runtime.codec import ContractViolation
+from ccbmdm.runtime.codec import ContractViolation, build
 from ccbmdm.runtime.contracts import ContractRegistry, UnknownContract
 from ccbmdm.runtime.delivery import Arrival, Inbox, new_message_id
 from ccbmdm.runtime.inline import Answerer
@@ -124,8 +124,9 @@ class Receiver:
         )
 
     def receipt(self, message_id: str, outcome: str | None) -> bytes:
+        """The Receipt of a stored message; both ids were checked as UUIDs when they arrived."""
         receipt = self.contracts["common/Receipt"]
-        return receipt.encode(receipt.model.model_validate({"message_id": outcome or message_id}))
+        return receipt.encode(build(receipt.model, {"message_id": outcome or message_id}))
 
     def fault(
         self,

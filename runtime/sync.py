@@ -177,7 +177,7 @@ class SyncRequestMonitor:
             if not from_error and self.superseding:
                 self._supersede(tx)
             picked = tx.fetch(
-                f"""SELECT r.id, r.mo, r.pk, r.target, r.flow, r.initial_snapshot, r.initial_load
+                f"""SELECT r.id, r.mo, r.pk, r.target, r.flow, r.initial_snapshot, r.initial_load, v.version
                     FROM sync_request r JOIN entity_version v
                       ON v.mo = r.mo AND v.pk = r.pk AND v.target = r.target
                     WHERE {where}
@@ -230,10 +230,7 @@ class SyncRequestMonitor:
         if isinstance(initial, str):
             initial = json.loads(initial)
         final = self.reader.read(tx, row["mo"], key)
-        version_row = tx.fetch_one(
-            "SELECT version FROM entity_version WHERE mo = :mo AND pk = :pk AND target = :target",
-            row,
-        )
+        version = int(row["version"])  # locked with the request (see step)
         contract = self.contracts[self.sender_contracts[row["flow"]]]
         entity_field, entity_model = _entity_of(contract.model)
         if self._same(row["flow"], entity_model, initial, final):
@@ -268,7 +265,7 @@ class SyncRequestMonitor:
                     **{f"pk_value{i}": value for i, value in enumerate(key, 1)},
                 },
                 "change_type": change,
-                "entity_version": int(version_row["version"]) if version_row else 1,
+                "entity_version": version,
                 entity_field: final,
             }
         )
@@ -296,7 +293,7 @@ class SyncRequestMonitor:
             {
                 "state": transition.target,
                 "final": json.dumps(final, sort_keys=True, default=str),
-                "version": int(version_row["version"]) if version_row else 1,
+                "version": version,
                 "message_id": str(message_id),
                 "id": row["id"],
             },

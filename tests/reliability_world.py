@@ -595,8 +595,8 @@ def run_worker(spec: WorkerSpec) -> None:
     for cls in (delivery.Outbox, delivery.Inbox):
         original = cls.claim
 
-        def claim(self: Any, batch: int | None = None, _original: Any = original) -> Any:
-            claimed = _original(self, batch)
+        def claim(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            claimed = _original(self, *args, **kwargs)
             if claimed:
                 spec.busy.set()
             return claimed

@@ -36,8 +36,9 @@ class Transaction(ABC):
         return value
 
     @abstractmethod
-    def execute_many(self, sql: str, params: Sequence[Mapping[str, Any]]) -> None:
-        """Run one statement once per parameter set (a batch's rows in one call)."""
+    def execute_many(self, sql: str, params: Sequence[Mapping[str, Any]]) -> int:
+        """Run one statement once per parameter set (a batch's rows in one call); returns the
+        number of rows they changed together."""
 
     def fetch_one(self, sql: str, params: Mapping[str, Any] | None = None) -> Row | None:
         rows = self.fetch(sql, params)

@@ -27,10 +27,12 @@ class PostgresTransaction(Transaction):
         cursor = self.connection.execute(named_to("pyformat", sql), dict(params or {}))
         return cursor.rowcount
 
-    def execute_many(self, sql: str, params: Sequence[Mapping[str, Any]]) -> None:
-        if params:
-            with self.connection.cursor() as cursor:
-                cursor.executemany(named_to("pyformat", sql), [dict(p) for p in params])
+    def execute_many(self, sql: str, params: Sequence[Mapping[str, Any]]) -> int:
+        if not params:
+            return 0
+        with self.connection.cursor() as cursor:
+            cursor.executemany(named_to("pyformat", sql), [dict(p) for p in params])
+            return max(cursor.rowcount, 0)
 
     def fetch(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         cursor = self.connection.execute(named_to("pyformat", sql), dict(params or {}))

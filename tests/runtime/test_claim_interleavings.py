@@ -158,9 +158,9 @@ class GatedTransaction(Transaction):
         self.session.gate(_first_words(sql))
         return self.inner.fetch(sql, params)
 
-    def execute_many(self, sql: str, params: Sequence[Mapping[str, Any]]) -> None:
+    def execute_many(self, sql: str, params: Sequence[Mapping[str, Any]]) -> int:
         self.session.gate(_first_words(sql))
-        self.inner.execute_many(sql, params)
+        return self.inner.execute_many(sql, params)
 
     def savepoint(self) -> AbstractContextManager[None]:
         return self.inner.savepoint()

@@ -543,9 +543,9 @@ class Recording(Transaction):
         self.statements.append(sql)
         return self.inner.fetch(sql, params)
 
-    def execute_many(self, sql: str, params: Sequence[Mapping[str, Any]]) -> None:
+    def execute_many(self, sql: str, params: Sequence[Mapping[str, Any]]) -> int:
         self.statements.append(sql)
-        self.inner.execute_many(sql, params)
+        return self.inner.execute_many(sql, params)
 
     def savepoint(self) -> AbstractContextManager[None]:
         return self.inner.savepoint()

@@ -7,7 +7,7 @@ from types import ModuleType
 
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.store import Store
-from ccbmdm.runtime.transport import InProcessTransport
+from ccbmdm.runtime.transport import InProcessTransport, Posting
 from runtime_world import Flaky, Integration
 
 
@@ -103,3 +103,38 @@ def test_an_invalid_message_is_refused_with_a_fault(
     assert (info.message_category, info.message_number) == (90000, 1001)
     with store.transaction() as tx:
         assert tx.fetch("SELECT id FROM inbox") == []  # nothing stored
+
+
+def test_a_batch_mixing_new_and_repeated_messages_answers_each_rightly(
+    store: Store, registry: ContractRegistry, package: ModuleType
+) -> None:
+    """Repeats among new messages (a sender retrying part of a batch): each new one is stored
+    and answered 202, each repeat answered 200 with its recorded outcome, none stored twice."""
+    world = Integration(store, registry, package, InProcessTransport())
+    world.people.change("0000000047", "First,Person")
+    world.run()
+    with store.transaction() as tx:
+        (sent,) = tx.fetch("SELECT payload FROM outbox WHERE node = 'bridge' AND partner = 'mdm'")
+        (stored,) = tx.fetch("SELECT outcome_message_id FROM inbox WHERE node = 'mdm'")
+    world.people.change("0000000048", "Second,Person")
+    world.monitor.step()
+    world.ccb.send_due()
+    world.bridge.process_due()
+    with store.transaction() as tx:
+        (fresh,) = tx.fetch(
+            "SELECT payload FROM outbox WHERE node = 'bridge' AND partner = 'mdm' AND state = 'PENDING'"
+        )
+    postings = [
+        Posting("person-sync", "request", bytes(fresh["payload"])),
+        Posting("person-sync", "request", bytes(sent["payload"])),
+    ]
+    new, repeat = world.mdm.receiver.receive_many("bridge", postings)
+    assert (new.status, repeat.status) == (202, 200)
+    _, receipt = registry.decode(repeat.body)
+    assert receipt.message_id == str(stored["outcome_message_id"])  # type: ignore[attr-defined]
+    with store.transaction() as tx:
+        (row,) = tx.fetch("SELECT count(*) AS n FROM inbox WHERE node = 'mdm'")
+    assert row["n"] == 2
+    world.run()
+    assert world.stub.applications == 2
+    assert [state for state, _ in world.requests()] == ["SYNCHRONIZED", "SYNCHRONIZED"]
