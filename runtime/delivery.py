@@ -35,6 +35,11 @@ class DeliverySettings:
         return delay * random.uniform(0.5, 1.0)
 
 
+# A body is keyed by its row's id. SQLite may give a new row the id of a row deleted before (rows
+# purged by an operator): the new message's body takes the place of the one left behind.
+_REPLACING = " ON CONFLICT (id) DO UPDATE SET payload = excluded.payload"
+
+
 @dataclass(frozen=True)
 class Claim:
     """An outbox row a worker holds under a lease."""
@@ -66,19 +71,22 @@ def claim_rows(
     """Move the rows ``pick`` selects to ``state`` under a new lease, in one statement:
     PostgreSQL picks with ``FOR UPDATE SKIP LOCKED`` in a materialised CTE (so the limit applies
     before the update); SQLite, under BEGIN IMMEDIATE, updates the rows a subquery picks. With
-    ``tx``, the claim is part of that transaction; else it commits on its own."""
+    ``tx``, the claim is part of that transaction; else it commits on its own. Each row comes
+    with its message's ``payload``, from the table's body table."""
     if store.dialect == "postgres":
         lock = " FOR UPDATE OF r SKIP LOCKED" if " r " in pick else " FOR UPDATE SKIP LOCKED"
         sql = f"""WITH picked AS MATERIALIZED ({pick} LIMIT :batch{lock})
                   UPDATE {table} s SET state = '{state}', attempt = s.attempt + 1,
                          lease_token = md5(random()::text || clock_timestamp()::text), due_at = {store.now_plus}
                   FROM picked WHERE s.id = picked.id
-                  RETURNING {", ".join("s." + c for c in columns.split(", "))}"""
+                  RETURNING {", ".join("s." + c for c in columns.split(", "))},
+                            (SELECT b.payload FROM {table}_body b WHERE b.id = s.id) AS payload"""
     else:
         sql = f"""UPDATE {table} SET state = '{state}', attempt = attempt + 1,
                          lease_token = lower(hex(randomblob(16))), due_at = {store.now_plus}
                   WHERE id IN ({pick} LIMIT :batch)
-                  RETURNING {columns}"""
+                  RETURNING {columns},
+                            (SELECT b.payload FROM {table}_body b WHERE b.id = {table}.id) AS payload"""
     params = {"node": node, "batch": batch or settings.batch, "seconds": settings.lease_s}
     if tx is not None:
         rows = tx.fetch(sql, params)
@@ -119,13 +127,14 @@ class Outbox:
         owner: tuple[str, int] | None = None,
         reply_timeout_s: float | None = None,
     ) -> None:
-        """Store a message to send, in the caller's transaction (nothing is sent yet)."""
-        tx.execute(
+        """Store a message to send, in the caller's transaction (nothing is sent yet); a message
+        already in the outbox (the same id to the same partner) is left as it is."""
+        inserted = tx.fetch(
             f"""INSERT INTO outbox (node, partner, flow, part, message_id, ordering_key, owner_type, owner_id,
-                                    payload, reply_timeout_s, state, due_at)
+                                    reply_timeout_s, state, due_at)
                 VALUES (:node, :partner, :flow, :part, :message_id, :ordering_key, :owner_type, :owner_id,
-                        :payload, :reply_timeout_s, 'PENDING', {tx.now})
-                ON CONFLICT (node, partner, message_id) DO NOTHING""",
+                        :reply_timeout_s, 'PENDING', {tx.now})
+                ON CONFLICT (node, partner, message_id) DO NOTHING RETURNING id""",
             {
                 "node": self.node,
                 "partner": partner,
@@ -135,10 +144,14 @@ class Outbox:
                 "ordering_key": ordering_key,
                 "owner_type": owner[0] if owner else None,
                 "owner_id": owner[1] if owner else None,
-                "payload": payload,
                 "reply_timeout_s": reply_timeout_s,
             },
         )
+        if inserted:
+            tx.execute(
+                f"INSERT INTO outbox_body (id, payload) VALUES (:id, :payload){_REPLACING}",
+                {"id": inserted[0]["id"], "payload": payload},
+            )
 
     def claim(self, batch: int | None = None) -> list[Claim]:
         """Claim due rows whose key has no older open row: SENDING, one more attempt, a lease.
@@ -151,7 +164,7 @@ class Outbox:
                        OR NOT EXISTS (SELECT 1 FROM outbox o
                                       WHERE o.node = r.node AND o.partner = r.partner AND o.ordering_key = r.ordering_key
                                         AND o.id < r.id AND o.state IN ('PENDING','SENDING','AWAITING_REPLY','RETRY_WAIT')))"""
-        columns = "id, partner, flow, part, message_id, payload, attempt, lease_token, reply_timeout_s, owner_type, owner_id"
+        columns = "id, partner, flow, part, message_id, attempt, lease_token, reply_timeout_s, owner_type, owner_id"
         pick = f"SELECT r.id FROM outbox r WHERE {due} ORDER BY r.due_at, r.id"
         rows = claim_rows(
             self.store, self.node, self.settings, "outbox", "SENDING", pick, columns, batch
@@ -343,9 +356,12 @@ class Inbox:
         (new, the recorded outcome's message id when it is a repeat)."""
         if not arrivals:
             return []
-        insert = f"""INSERT INTO inbox (node, partner, flow, part, message_id, correlation_id, payload, state, due_at, received_at)
-                     VALUES (:node, :partner, :flow, :part, :message_id, :correlation_id, :payload, 'RECEIVED', {self.store.now}, {self.store.now})
+        insert = f"""INSERT INTO inbox (node, partner, flow, part, message_id, correlation_id, state, due_at, received_at)
+                     VALUES (:node, :partner, :flow, :part, :message_id, :correlation_id, 'RECEIVED', {self.store.now}, {self.store.now})
                      ON CONFLICT (node, partner, message_id) DO NOTHING"""
+        body = f"""INSERT INTO inbox_body (id, payload)
+                   SELECT id, :payload FROM inbox WHERE node = :node AND partner = :partner AND message_id = :message_id
+                   {_REPLACING}"""
         rows = [{"node": self.node, "partner": partner, **a.__dict__} for a in arrivals]
         with self.store.transaction() as tx:
             # Usually every message is new: one statement for the batch. When some are repeats
@@ -354,16 +370,27 @@ class Inbox:
                 with tx.savepoint():
                     if tx.execute_many(insert, rows) != len(rows):
                         raise _Repeats
+                    tx.execute_many(body, rows)
                 return [(True, None)] * len(rows)
             except _Repeats:
                 pass
             results: list[tuple[bool, str | None]] = []
             for arrival, row in zip(arrivals, rows, strict=True):
                 if tx.execute(insert, row):
+                    tx.execute(body, row)
                     results.append((True, None))
                 else:
                     results.append((False, self._outcome(tx, partner, arrival)))
         return results
+
+    def payload(self, tx: Transaction, partner: str, message_id: str) -> bytes | None:
+        """The bytes of a message received from ``partner``, or None when there is none."""
+        row = tx.fetch_one(
+            """SELECT b.payload FROM inbox i JOIN inbox_body b ON b.id = i.id
+               WHERE i.node = :node AND i.partner = :partner AND i.message_id = :message_id""",
+            {"node": self.node, "partner": partner, "message_id": message_id},
+        )
+        return None if row is None else bytes(row["payload"])
 
     def _outcome(self, tx: Transaction, partner: str, arrival: Arrival) -> str | None:
         row = tx.fetch_one(
@@ -378,7 +405,7 @@ class Inbox:
         ``tx``, in the transaction that processes them (their rows stay locked until it ends,
         so nothing can rescue them meanwhile, and a crash leaves them received)."""
         pick = f"SELECT id FROM inbox WHERE node = :node AND state = 'RECEIVED' AND due_at <= {self.store.now} ORDER BY due_at, id"
-        columns = "id, partner, flow, part, message_id, correlation_id, payload, lease_token"
+        columns = "id, partner, flow, part, message_id, correlation_id, lease_token"
         rows = claim_rows(
             self.store, self.node, self.settings, "inbox", "PROCESSING", pick, columns, batch, tx
         )

@@ -21,6 +21,7 @@ from deepdiff import DeepDiff
 from pydantic import ValidationError
 
 from ccbmdm.runtime.contracts import ContractRegistry
+from ccbmdm.runtime.delivery import DeliverySettings, Outbox
 from ccbmdm.runtime.lifecycle import SYNC_REQUEST
 from ccbmdm.runtime.model import ContractModel
 from ccbmdm.runtime.store import Store, Transaction
@@ -143,6 +144,7 @@ class SyncRequestMonitor:
         self.source_system = source_system
         self.node = node
         self.partner = partner
+        self.outbox = Outbox(store, node, DeliverySettings())  # the monitor only enqueues
         self.reply_timeout_s = reply_timeout_s
         self.audit_fields = audit_fields or {}
         # flow code -> hold (the default, PD-L02) or supersede, as contracts/flows.yaml declares
@@ -269,23 +271,17 @@ class SyncRequestMonitor:
                 entity_field: final,
             }
         )
-        payload = contract.encode(message)
         transition = SYNC_REQUEST.next("DETERMINE", "sent")
-        tx.execute(
-            f"""INSERT INTO outbox (node, partner, flow, part, message_id, ordering_key, owner_type, owner_id,
-                                    payload, reply_timeout_s, state, due_at)
-                VALUES (:node, :partner, :flow, 'request', :message_id, :ordering_key, 'sync_request', :id,
-                        :payload, :reply_timeout_s, 'PENDING', {self.store.now})""",
-            {
-                "node": self.node,
-                "partner": self.partner,
-                "flow": row["flow"],
-                "message_id": str(message_id),
-                "ordering_key": ordering_key(row["mo"], row["pk"], row["target"]),
-                "id": row["id"],
-                "payload": payload,
-                "reply_timeout_s": self.reply_timeout_s,
-            },
+        self.outbox.enqueue(
+            tx,
+            self.partner,
+            row["flow"],
+            "request",
+            str(message_id),
+            contract.encode(message),
+            ordering_key=ordering_key(row["mo"], row["pk"], row["target"]),
+            owner=("sync_request", int(row["id"])),
+            reply_timeout_s=self.reply_timeout_s,
         )
         tx.execute(
             """UPDATE sync_request SET state = :state, final_snapshot = :final, entity_version = :version,

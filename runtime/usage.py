@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.delivery import Outbox, Received
+from ccbmdm.runtime.delivery import Inbox, Outbox, Received
 from ccbmdm.runtime.lifecycle import USAGE_REQUEST
 from ccbmdm.runtime.machine import Machine
 from ccbmdm.runtime.model import ContractModel
@@ -125,6 +125,7 @@ class UsageRequestMonitor:
         self.contracts = contracts
         self.billing = billing
         self.outbox = outbox
+        self.inbox = Inbox(store, outbox.node, outbox.settings)  # where responses arrive
         self.partner = partner
         self.machine = Machine(store, USAGE_REQUEST, "usage_request")
         outbox.on_undelivered[OWNER] = self._undelivered
@@ -215,13 +216,10 @@ class UsageRequestMonitor:
 
     def _process(self, tx: Transaction, request: UsageRequest, row: Row) -> int:
         """Bill Determinants Received → Processed: billing applies the determinants."""
-        stored = tx.fetch_one(
-            "SELECT payload FROM inbox WHERE node = :node AND partner = :partner AND message_id = :id",
-            {"node": self.outbox.node, "partner": self.partner, "id": row["response_message_id"]},
-        )
+        stored = self.inbox.payload(tx, self.partner, str(row["response_message_id"]))
         if stored is None:
             raise LookupError(f"usage request {request.id}: its response is not in the inbox")
-        _, response = self.contracts.decode(bytes(stored["payload"]))
+        _, response = self.contracts.decode(stored)
         self.billing.apply(tx, request, response)
         return int(self.machine.move(tx, request.id, "BILL_DETERMINANTS_RECEIVED", "process"))
 

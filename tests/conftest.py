@@ -50,10 +50,10 @@ PG_DSN = os.environ.get("CCBMDM_TEST_PG_DSN")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+def empty_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A store with no tables yet."""
     if request.param == "sqlite":
         created: Store = SqliteStore(str(tmp_path / "runtime.db"))
-        created.migrate()
         yield created
         created.close()
         return
@@ -66,8 +66,14 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         admin.execute(f"CREATE SCHEMA {schema}")
     separator = "&" if "?" in PG_DSN else "?"
     created = PostgresStore(f"{PG_DSN}{separator}options=-csearch_path%3D{schema}")
-    created.migrate()
     yield created
     created.close()
     with psycopg.connect(PG_DSN, autocommit=True) as admin:
         admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def store(empty_store: Store) -> Store:
+    """A store with the runtime's tables."""
+    empty_store.migrate()
+    return empty_store

@@ -9,6 +9,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = sorted((REPO / "contracts" / "samples").glob("*/*.xml"))
+# The outbox with each message's bytes, which live in a table of their own: select b.payload.
+OUTBOX = "outbox o JOIN outbox_body b ON b.id = o.id"
 
 
 def contract_of(sample: Path) -> str:

@@ -26,7 +26,7 @@ from ccbmdm.runtime.sync import CCB_SYNC_FLOWS, Acknowledgements, SyncRequestMon
 from ccbmdm.runtime.transport import InProcessTransport
 from ccbmdm.runtime.usage import USAGE_FLOWS, UsageRequestMonitor
 from runtime_world import FAST, FLOWS
-from support import REPO
+from support import OUTBOX, REPO
 
 TABLES = CodeTables.load(REPO / "mappings" / "tables")
 SENDERS = {
@@ -165,7 +165,7 @@ class World:
     def outbox(self, node: str, flow: str) -> list[Any]:
         with self.store.transaction() as tx:
             rows = tx.fetch(
-                "SELECT payload FROM outbox WHERE node = :node AND flow = :flow ORDER BY id",
+                f"SELECT b.payload FROM {OUTBOX} WHERE node = :node AND flow = :flow ORDER BY o.id",
                 {"node": node, "flow": flow},
             )
         return [self.registry.decode(bytes(row["payload"]))[1] for row in rows]

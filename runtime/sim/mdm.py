@@ -301,15 +301,11 @@ class MdmSimulator:
 
     def _message(self, tx: Transaction, row: Row) -> SyncMessage | None:
         """The request's message, read back from the node's inbox."""
-        stored = tx.fetch_one(
-            "SELECT payload FROM inbox WHERE node = :node AND partner = :partner "
-            "AND message_id = :id",
-            {"node": self.node.name, "partner": self.partner, "id": str(row["message_id"])},
-        )
+        stored = self.node.inbox.payload(tx, self.partner, str(row["message_id"]))
         if stored is None:
             log.error("MDM sync request %s: its message is not in the inbox", row["id"])
             return None
-        _, message = self.contracts.decode(bytes(stored["payload"]))
+        _, message = self.contracts.decode(stored)
         return SyncMessage(FLOWS[str(row["flow"])], message)
 
     def _applied_version(self, tx: Transaction, request: SyncMessage) -> int | None:

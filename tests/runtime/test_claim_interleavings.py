@@ -270,7 +270,14 @@ STATES = {1: "Moreau,Ada", 2: "Tanaka,Ada"}  # the entity's name at each version
 
 def reset(store: Store) -> None:
     with store.transaction() as tx:
-        for table in ("outbox", "sync_request", "entity_version", "test_person", "change_log"):
+        for table in (
+            "outbox",
+            "outbox_body",
+            "sync_request",
+            "entity_version",
+            "test_person",
+            "change_log",
+        ):
             tx.execute(f"DELETE FROM {table}")
 
 
@@ -437,6 +444,7 @@ def test_a_rescue_never_undoes_a_transition_that_ended_the_lease(store: Store, e
     for schedule in schedules(store, {"rescue": 3, ending: 2}):
         with store.transaction() as tx:
             tx.execute("DELETE FROM outbox")
+            tx.execute("DELETE FROM outbox_body")
         claim = expired_claim(store)
         bodies = {"rescue": rescuing(settings), ending: ending_lease(ending, claim, settings)}
         run = interleave(store, bodies, schedule)
@@ -481,6 +489,7 @@ def test_replies_matched_before_their_batch_is_recorded_never_deadlock(store: St
     for schedule in schedules(store, {"replies": 3, "record": 2}):
         with store.transaction() as tx:
             tx.execute("DELETE FROM outbox")
+            tx.execute("DELETE FROM outbox_body")
         claims = sent_batch(store, settings)
 
         def replies(s: Store, claims: list[Claim] = claims) -> None:

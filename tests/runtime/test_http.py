@@ -12,6 +12,7 @@ from ccbmdm.runtime.http import Credential, HttpTransport, ReceiverApp, Server
 from ccbmdm.runtime.store import Store
 from ccbmdm.runtime.transport import InProcessTransport
 from runtime_world import Integration
+from support import OUTBOX
 
 # Each node presents its own credential to the others (a token, or Basic for CCB).
 CREDENTIALS = {
@@ -45,7 +46,7 @@ def test_person_sync_over_http_on_loopback(
         url = f"{servers['mdm'].url}/ccbmdm/v1/person-sync/request"
         with store.transaction() as tx:
             (row,) = tx.fetch(
-                "SELECT payload FROM outbox WHERE node = 'bridge' AND partner = 'mdm'"
+                f"SELECT b.payload FROM {OUTBOX} WHERE node = 'bridge' AND partner = 'mdm'"
             )
         payload = bytes(row["payload"])
         bridge = {"authorization": CREDENTIALS["bridge"].header()}

@@ -9,6 +9,9 @@ from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.store import Store
 from ccbmdm.runtime.transport import InProcessTransport, Posting
 from runtime_world import Flaky, Integration
+from support import OUTBOX
+
+BRIDGE_TO_MDM = f"SELECT b.payload FROM {OUTBOX} WHERE node = 'bridge' AND partner = 'mdm'"
 
 
 def test_a_change_reaches_mdm_and_ends_synchronized(
@@ -85,7 +88,7 @@ def test_a_redelivered_message_is_applied_once(
     world.people.change("0000000046", "Twice,Person")
     world.run()
     with store.transaction() as tx:
-        (row,) = tx.fetch("SELECT payload FROM outbox WHERE node = 'bridge' AND partner = 'mdm'")
+        (row,) = tx.fetch(BRIDGE_TO_MDM)
     again = world.mdm.receiver.receive("bridge", "person-sync", "request", bytes(row["payload"]))
     assert again.status == 200  # the recorded outcome, no second processing
     world.run()
@@ -114,16 +117,14 @@ def test_a_batch_mixing_new_and_repeated_messages_answers_each_rightly(
     world.people.change("0000000047", "First,Person")
     world.run()
     with store.transaction() as tx:
-        (sent,) = tx.fetch("SELECT payload FROM outbox WHERE node = 'bridge' AND partner = 'mdm'")
+        (sent,) = tx.fetch(BRIDGE_TO_MDM)
         (stored,) = tx.fetch("SELECT outcome_message_id FROM inbox WHERE node = 'mdm'")
     world.people.change("0000000048", "Second,Person")
     world.monitor.step()
     world.ccb.send_due()
     world.bridge.process_due()
     with store.transaction() as tx:
-        (fresh,) = tx.fetch(
-            "SELECT payload FROM outbox WHERE node = 'bridge' AND partner = 'mdm' AND state = 'PENDING'"
-        )
+        (fresh,) = tx.fetch(BRIDGE_TO_MDM + " AND state = 'PENDING'")
     postings = [
         Posting("person-sync", "request", bytes(fresh["payload"])),
         Posting("person-sync", "request", bytes(sent["payload"])),

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from ccbmdm.runtime.delivery import DeliverySettings, Inbox, Outbox
 from ccbmdm.runtime.store import Store, StoreError, open_store
-from ccbmdm.runtime.store.schema import SCHEMA_VERSION
+from ccbmdm.runtime.store.schema import MIGRATIONS, SCHEMA_VERSION, migrate
 from ccbmdm.runtime.store.sqlite import SqliteStore, refuse_network_filesystem
 from ccbmdm.runtime.sync import capture
 
@@ -19,6 +20,31 @@ def test_migrating_twice_keeps_one_version_row(store: Store) -> None:
         assert [r["version"] for r in tx.fetch("SELECT version FROM schema_version")] == list(
             range(1, SCHEMA_VERSION + 1)
         )
+
+
+def test_upgrading_to_separate_bodies_keeps_every_message(empty_store: Store) -> None:
+    """Schema 4 moves the messages of a store at version 3 into the body tables: a message
+    queued or received before the upgrade is sent and read afterwards as it was."""
+    migrate(empty_store, MIGRATIONS[:3])
+    with empty_store.transaction() as tx:
+        tx.execute(
+            "INSERT INTO outbox (node, partner, flow, part, message_id, payload, state, due_at) "
+            f"VALUES ('ccb', 'bridge', 'PERSON_SYNC', 'request', :id, :body, 'PENDING', {tx.now})",
+            {"id": "6a1c2f0e-1111-4a6b-8c1d-2e3f4a5b6c7d", "body": b"<queued/>"},
+        )
+        tx.execute(
+            "INSERT INTO inbox (node, partner, flow, part, message_id, payload, state, due_at, "
+            f"received_at) VALUES ('ccb', 'bridge', 'PERSON_SYNC', 'ack', :id, :body, "
+            f"'PROCESSED', NULL, {tx.now})",
+            {"id": "6a1c2f0e-2222-4a6b-8c1d-2e3f4a5b6c7d", "body": b"<received/>"},
+        )
+    assert empty_store.migrate() == SCHEMA_VERSION
+    (claim,) = Outbox(empty_store, "ccb", DeliverySettings()).claim()
+    assert claim.payload == b"<queued/>"
+    inbox = Inbox(empty_store, "ccb", DeliverySettings())
+    with empty_store.transaction() as tx:
+        assert inbox.payload(tx, "bridge", "6a1c2f0e-2222-4a6b-8c1d-2e3f4a5b6c7d") == b"<received/>"
+        assert inbox.payload(tx, "bridge", "6a1c2f0e-3333-4a6b-8c1d-2e3f4a5b6c7d") is None
 
 
 def test_a_newer_schema_is_refused(store: Store) -> None:

@@ -13,7 +13,7 @@ from ccbmdm.runtime.lifecycle import SYNC_REQUEST, IllegalTransition
 from ccbmdm.runtime.store import Store
 from ccbmdm.runtime.sync import SyncRequestMonitor
 from runtime_world import People, person
-from support import sample
+from support import OUTBOX, sample
 
 PERSON_REQUEST = "ccb/PersonSyncRequest"
 
@@ -43,7 +43,7 @@ def outbox(store: Store) -> list[dict[str, Any]]:
         return [
             dict(r)
             for r in tx.fetch(
-                "SELECT message_id, ordering_key, owner_id, payload, state FROM outbox ORDER BY id"
+                f"SELECT message_id, ordering_key, owner_id, payload, state FROM {OUTBOX} ORDER BY o.id"
             )
         ]
 

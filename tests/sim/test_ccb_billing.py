@@ -18,7 +18,7 @@ from ccbmdm.runtime.store import Store
 from ccbmdm.runtime.transport import InProcessTransport
 from ccbmdm.runtime.usage import UsageRequestMonitor
 from runtime_world import FAST, FLOWS
-from support import sample
+from support import OUTBOX, sample
 
 
 class World:
@@ -76,7 +76,7 @@ def test_a_billing_run_requests_usage_for_each_sa_of_the_cycle(
     assert world.run_billing() == []  # the duplicate guard: the SAs already have open requests
     assert world.usage.step() == len(segments)
     with store.transaction() as tx:
-        rows = tx.fetch("SELECT payload FROM outbox WHERE flow = 'BATCH_BD' ORDER BY id")
+        rows = tx.fetch(f"SELECT b.payload FROM {OUTBOX} WHERE flow = 'BATCH_BD' ORDER BY o.id")
     _, request = registry.decode(bytes(rows[0]["payload"]))
     details = request.send_details  # type: ignore[attr-defined]
     assert details.bill_condition == "D2IL"  # the SA's first segment
@@ -137,7 +137,9 @@ def test_completing_and_cancelling_tell_mdm_about_used_on_bill(
     segment = world.segment(segment_id)
     assert (segment["status"], segment["reason"]) == ("CANCELED", "MDM Corrected Read")
     with store.transaction() as tx:
-        rows = tx.fetch("SELECT payload FROM outbox WHERE flow = 'UT_INFO_UPDATE' ORDER BY id")
+        rows = tx.fetch(
+            f"SELECT b.payload FROM {OUTBOX} WHERE flow = 'UT_INFO_UPDATE' ORDER BY o.id"
+        )
     flags = []
     for row in rows:
         _, update = registry.decode(bytes(row["payload"]))
@@ -233,7 +235,7 @@ def test_a_corrected_read_cancels_and_rebills_the_segment(
     assert new is not None
     world.usage.step()  # the rebill's online request goes out, with the old usage as previous
     with store.transaction() as tx:
-        row = tx.fetch_one("SELECT payload FROM outbox WHERE flow = 'ONLINE_BD'")
+        row = tx.fetch_one(f"SELECT b.payload FROM {OUTBOX} WHERE flow = 'ONLINE_BD'")
     assert row is not None
     _, request = registry.decode(bytes(row["payload"]))
     assert request.send_details.previous_usage_id == world.segment(old)["usage_id"]  # type: ignore[attr-defined]

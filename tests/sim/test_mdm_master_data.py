@@ -30,7 +30,7 @@ from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.sync import CCB_SYNC_FLOWS, Acknowledgements, SyncRequestMonitor, capture
 from ccbmdm.runtime.transport import InProcessTransport
 from runtime_world import FAST, FLOWS
-from support import REPO, sample
+from support import OUTBOX, REPO, sample
 
 SENDERS = {
     flow.code: flow.part("request").sender for flow in FLOWS if flow.code in CCB_SYNC_FLOWS.values()
@@ -135,7 +135,7 @@ class World:
     def acknowledgements(self) -> list[Any]:
         """MDM's acknowledgements, oldest first."""
         with self.store.transaction() as tx:
-            rows = tx.fetch("SELECT payload FROM outbox WHERE node = 'mdm' ORDER BY id")
+            rows = tx.fetch(f"SELECT b.payload FROM {OUTBOX} WHERE node = 'mdm' ORDER BY o.id")
         return [self.registry.decode(bytes(row["payload"]))[1] for row in rows]
 
     def post(self, flow: str, payload: bytes) -> tuple[int, str]:
