@@ -3,53 +3,14 @@ store: a utility entered in CCB reaches MDM across real sockets."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from ccbmdm.runtime.sim.ccb import CcbSimulator
 from ccbmdm.runtime.sim.synthetic import Plan, generate
 from ccbmdm.runtime.store import open_store
-from support import REPO
-
-CCBMDM = str(Path(sys.executable).parent / "ccbmdm")
-TOKENS = {"CCBMDM_CCB_TOKEN": "ccb-loopback-token", "CCBMDM_MDM_TOKEN": "mdm-loopback-token"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def service(*args: str) -> Iterator[subprocess.Popen[str]]:
-    """A ccbmdm command running until the block ends; it must stop cleanly on SIGTERM."""
-    env = {**os.environ, **TOKENS}
-    process = subprocess.Popen(
-        [CCBMDM, *args, "--project-dir", str(REPO)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("listening: "), line + (
-            process.stderr.read() if process.stderr else ""
-        )
-        yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=60)
-        assert process.returncode == 0, err
+from loopback import three_services
 
 
 def wait_for(condition: Callable[[], bool], seconds: float = 90) -> None:
@@ -60,34 +21,8 @@ def wait_for(condition: Callable[[], bool], seconds: float = 90) -> None:
 
 
 def test_master_data_crosses_three_services(tmp_path: Path) -> None:
-    ports = {name: free_port() for name in ("bridge", "ccb", "mdm")}
-    url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-    bridge_config = tmp_path / "bridge.yaml"
-    bridge_config.write_text(
-        f"""\
-store: bridge.db
-nodes:
-  bridge:
-    listen: "127.0.0.1:{ports["bridge"]}"
-    accept: {{ccb: {{token_env: CCBMDM_CCB_TOKEN}}, mdm: {{token_env: CCBMDM_MDM_TOKEN}}}}
-  ccb: {{url: "{url["ccb"]}", credential: {{token_env: CCBMDM_CCB_TOKEN}}}}
-  mdm: {{url: "{url["mdm"]}", credential: {{token_env: CCBMDM_MDM_TOKEN}}}}
-delivery: {{poll_interval_s: 0.05, backoff_base_s: 0.2, backoff_factor: 2}}
-"""
-    )
-
-    def options(name: str) -> list[str]:
-        token = f"CCBMDM_{name.upper()}_TOKEN"
-        return ["--port", str(ports[name]), "--bridge", url["bridge"], "--token-env", token]
-
-    ccb_store = tmp_path / "ccb.db"
-    mdm_store = tmp_path / "mdm.db"
-    with (
-        service("run", "--config", str(bridge_config)),
-        service("sim", "mdm", *options("mdm"), "--store", str(mdm_store)),
-        service("sim", "ccb", *options("ccb"), "--store", str(ccb_store)),
-    ):
-        store = open_store(str(ccb_store))
+    with three_services(tmp_path) as services:
+        store = open_store(str(services.store["ccb"]))
         customers = generate(CcbSimulator(store), Plan(customers=5, seed=9))
 
         def synchronized() -> bool:
@@ -97,7 +32,7 @@ delivery: {{poll_interval_s: 0.05, backoff_base_s: 0.2, backoff_factor: 2}}
 
         wait_for(synchronized)
         store.close()
-    mdm = open_store(str(mdm_store))
+    mdm = open_store(str(services.store["mdm"]))
     with mdm.transaction() as tx:
         contacts = tx.fetch("SELECT count(*) AS n FROM mdm_contact")
         references = tx.fetch(
