@@ -106,10 +106,11 @@ class ReceiverApp:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         partner = self.partner_of(headers.get("authorization"))
         if partner is None:
+            refused = self.endpoint.unauthenticated(match.group(1))
             await _respond(
                 send,
-                401,
-                b"authentication required",
+                refused.status,
+                refused.body,
                 [(b"www-authenticate", b'Bearer realm="ccbmdm"')],
             )
             return

@@ -18,6 +18,7 @@ from ccbmdm.runtime.transport import Posting, Response
 from ccbmdm.runtime.xmlsafe import XmlRejected
 
 FRAMEWORK_CATEGORY = 90000
+AUTHENTICATION_FAILED = 1201  # PD-C11
 # A fault must name a flow; one about a path that names none is filed under this one.
 UNKNOWN_FLOW = "UNKNOWN"
 
@@ -113,15 +114,23 @@ class Receiver:
 
     def too_large(self, flow_name: str) -> Response:
         """413 with a fault: the message is over the size cap (a business failure, not retried)."""
-        flow = self.flows.get(flow_name)
         cap = self.contracts.limits.max_bytes
+        return self.fault(None, self._code(flow_name), 1001, f"message over the {cap}-byte cap", 413)
+
+    def unauthenticated(self, flow_name: str) -> Response:
+        """401 with fault 90000/1201: no credential, or not one of a partner (retried by the
+        sender, whose credential may be about to be rotated)."""
         return self.fault(
             None,
-            flow.code if flow else UNKNOWN_FLOW,
-            1001,
-            f"message over the {cap}-byte cap",
-            413,
+            self._code(flow_name),
+            AUTHENTICATION_FAILED,
+            "authentication failed: present the credential configured for this node",
+            401,
         )
+
+    def _code(self, flow_name: str) -> str:
+        flow = self.flows.get(flow_name)
+        return flow.code if flow else UNKNOWN_FLOW
 
     def receipt(self, message_id: str, outcome: str | None) -> bytes:
         """The Receipt of a stored message; both ids were checked as UUIDs when they arrived."""
