@@ -151,3 +151,21 @@ def test_every_endpoint_refuses_bad_input_with_a_fault_and_records_nothing(
             table: int(tx.fetch(f"SELECT count(*) AS n FROM {table}")[0]["n"]) for table in RECORDS
         }
     assert counts == dict.fromkeys(RECORDS, 0)
+
+
+@pytest.mark.parametrize(
+    ("node", "path"),
+    [
+        ("ccb", "/ccb/sa/0000000000"),
+        ("ccb", "/ccb/sa/0000000000'%20OR%20'1'='1"),
+        ("ccb", "/ccb/invoice/0000000001"),
+        ("ccb", "/ccb/sa"),
+        ("mdm", "/mdm/contact/%3Cscript%3E"),
+        ("mdm", "/ccb/account/0000000001"),  # a CCB page asked of MDM
+        ("bridge", "/ccb/sa/0000000001"),  # the bridge serves no pages
+    ],
+)
+def test_a_page_of_no_entity_is_not_found(served: Served, node: str, path: str) -> None:
+    answer = httpx.get(f"{served.url[node]}{path}")
+    assert answer.status_code == 404
+    assert "POST /ccbmdm/v1/{flow}/{part}" in answer.text
