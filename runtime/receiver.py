@@ -115,7 +115,9 @@ class Receiver:
     def too_large(self, flow_name: str) -> Response:
         """413 with a fault: the message is over the size cap (a business failure, not retried)."""
         cap = self.contracts.limits.max_bytes
-        return self.fault(None, self._code(flow_name), 1001, f"message over the {cap}-byte cap", 413)
+        return self.fault(
+            None, self._code(flow_name), 1001, f"message over the {cap}-byte cap", 413
+        )
 
     def unauthenticated(self, flow_name: str) -> Response:
         """401 with fault 90000/1201: no credential, or not one of a partner (retried by the

@@ -29,7 +29,6 @@ log = logging.getLogger("ccbmdm.usage")
 
 OWNER = "usage_request"  # the outbox owner type of a usage request's message
 USAGE_FLOWS = ("BATCH_BD", "ONLINE_BD")
-_OPEN_SYNC = ("PENDING", "AWAITING_ACK", "ERROR")  # a sync request not final
 
 
 @dataclass(frozen=True)
@@ -137,10 +136,11 @@ class UsageRequestMonitor:
         moved = 0
         with self.store.transaction() as tx:
             rows = tx.fetch(
+                # the open states, as the partial index usage_request_due has them, so that the
+                # step reads open requests only
                 f"""SELECT * FROM usage_request
-                    WHERE (state IN ('PENDING','AWAITING_BILL_DETERMINANTS','BILL_DETERMINANTS_RECEIVED')
-                           AND due_at <= {self.store.now})
-                       OR state = 'AWAITING_DATA_SYNC'
+                    WHERE state IN ('PENDING','AWAITING_DATA_SYNC','AWAITING_BILL_DETERMINANTS','BILL_DETERMINANTS_RECEIVED')
+                      AND (state = 'AWAITING_DATA_SYNC' OR due_at <= {self.store.now})
                     ORDER BY due_at, id LIMIT :batch{lock}""",
                 {"batch": batch},
             )
@@ -180,10 +180,15 @@ class UsageRequestMonitor:
         for i, (mo, pk) in enumerate(keys):
             params[f"mo{i}"], params[f"pk{i}"] = mo, pk
             pairs.append(f"(mo = :mo{i} AND pk = :pk{i})")
-        states = ", ".join(f"'{s}'" for s in _OPEN_SYNC)
+        # One part per partial index of open requests (Pending; Awaiting Ack or Error), so the
+        # look-up reads open requests only, never the table's final ones.
+        keys_match = " OR ".join(pairs)
         open_row = tx.fetch_one(
-            f"SELECT 1 AS open FROM sync_request WHERE state IN ({states}) "
-            f"AND ({' OR '.join(pairs)}) LIMIT 1",
+            f"""SELECT 1 AS open FROM sync_request WHERE state = 'PENDING' AND ({keys_match})
+                UNION ALL
+                SELECT 1 AS open FROM sync_request
+                WHERE state IN ('AWAITING_ACK', 'ERROR') AND ({keys_match})
+                LIMIT 1""",
             params,
         )
         return open_row is not None
