@@ -53,6 +53,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
              bill_cycle_protected boolean NOT NULL DEFAULT FALSE, cis_division text NOT NULL)""",
         "CREATE INDEX ccb_account_bill_cycle ON ccb_account (bill_cycle)",
     ),
+    # 2: the records of a foreign key come in key order from the index itself (with (mo, ref)
+    # alone, SQLite read every record of the MO in key order rather than sort a few)
+    (
+        "DROP INDEX ccb_entity_ref",
+        "CREATE INDEX ccb_entity_ref ON ccb_entity (mo, ref, pk)",
+    ),
 )
 
 

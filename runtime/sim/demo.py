@@ -176,10 +176,19 @@ def rate_check(runtime: Runtime, customer: Customer, plan: Plan) -> str:
     return f"SA {customer.sa_id} on {other}: " + (", ".join(quantities) or "no usage")
 
 
-SYNC_OPEN = ("sync_request", ("PENDING", "AWAITING_ACK"))
+# A table's open requests, as conditions that each match one of its partial indexes word for
+# word: SQLite uses a partial index only for a query whose WHERE implies the index's literally,
+# and a count through one reads the open requests only, never the table's finished ones.
+SYNC_OPEN = (
+    "sync_request",
+    ("state = 'PENDING'", "state IN ('AWAITING_ACK','ERROR') AND state = 'AWAITING_ACK'"),
+)
 USAGE_OPEN = (
     "usage_request",
-    ("PENDING", "AWAITING_DATA_SYNC", "AWAITING_BILL_DETERMINANTS", "BILL_DETERMINANTS_RECEIVED"),
+    (
+        "state IN ('PENDING','AWAITING_DATA_SYNC','AWAITING_BILL_DETERMINANTS',"
+        "'BILL_DETERMINANTS_RECEIVED')",
+    ),
 )
 
 
@@ -190,7 +199,7 @@ def drain(
     advance: Callable[[int], None],
 ) -> None:
     """Run the workers' rounds until nothing is due, advancing as the ``total`` requests of
-    ``requests`` (a table and its open states) end."""
+    ``requests`` (a table and the conditions of its open ones) end."""
     worker = runtime.worker(batch=200)
     done = 0
     while True:
@@ -203,13 +212,13 @@ def drain(
             return
 
 
-def open_requests(store: Store, table: str, states: tuple[str, ...]) -> int:
-    """Requests in an open state, counted state by state so that each count is served by the
-    table's partial index and a round's progress costs no scan of the finished ones."""
+def open_requests(store: Store, table: str, conditions: tuple[str, ...]) -> int:
+    """The requests meeting any of ``conditions`` (constants of this module, each one partial
+    index's), so that a round's progress costs no scan of the finished ones."""
     with store.transaction() as tx:
         rows = [
-            tx.fetch_one(f"SELECT count(*) AS n FROM {table} WHERE state = :state", {"state": s})
-            for s in states
+            tx.fetch_one(f"SELECT count(*) AS n FROM {table} WHERE {condition}")
+            for condition in conditions
         ]
     return sum(int(row["n"]) for row in rows if row is not None)
 

@@ -639,8 +639,13 @@ class MdmUsage:
         )
         tx.execute(
             """UPDATE inbox SET outcome_message_id = :response
-               WHERE node = :node AND message_id = :request""",
-            {"response": message_id, "node": self.node.name, "request": row["message_id"]},
+               WHERE node = :node AND partner = :partner AND message_id = :request""",
+            {
+                "response": message_id,
+                "node": self.node.name,
+                "partner": self.partner,
+                "request": row["message_id"],
+            },
         )
         return message_id
 
