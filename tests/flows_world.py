@@ -381,11 +381,13 @@ def open_work(store: Store) -> dict[str, int]:
 def settle(
     stores: list[Store], work: Callable[[], object] | None = None, seconds: float = 180
 ) -> None:
-    """Until nothing is open in any of the stores (twice in a row, a moment apart): ``work``
-    moves things on in process; without it, services do, and this only watches."""
+    """Until nothing is open in any of the stores, three looks in a row a moment apart: a
+    message passing from one store to another while the stores are read one after the other
+    can be missed by one look, not by three. ``work`` moves things on in process; without it,
+    services do, and this only watches."""
     deadline = clock.monotonic() + seconds
     quiet_checks = 0
-    while quiet_checks < 2:
+    while quiet_checks < 3:
         if work is not None:
             work()
         left = {name: n for store in stores for name, n in open_work(store).items()}
