@@ -7,9 +7,9 @@ against its contract, stored in an inbox and processed. Issue targets: SQLite wi
 least 2,000/s (synchronous=FULL); PostgreSQL at least 1.6x from one worker to two.
 
 SQLite is measured at each batch size given (batching is the lever: fewer commits, each fsynced,
-per message), the median of ``--repeat`` runs on a fresh database each.
+per message), the median of ``--repeat`` runs, each on a fresh database in a process of its own.
 
-Run: python benchmarks/bench_runtime.py [--requests 3000] [--batch 50 200] [--repeat 3]
+Run: python benchmarks/bench_runtime.py [--requests 3000] [--batch 50 200] [--repeat 5]
                                         [--pg postgresql://...]
 """
 
@@ -62,6 +62,17 @@ def measure(store: Store, requests: int, batch: int = 50) -> float:
     states = {state for state, _ in world.requests()}
     assert states == {"SYNCHRONIZED"}, states
     return requests / seconds
+
+
+def sqlite_rate(requests: int, batch: int) -> float:
+    """One measurement on a fresh SQLite database."""
+    with tempfile.TemporaryDirectory() as folder:
+        store = open_store(str(Path(folder) / "bench.db"))
+        store.migrate()
+        try:
+            return measure(store, requests, batch)
+        finally:
+            store.close()
 
 
 def worker(dsn: str, batch: int, ready: Semaphore, start: Event) -> None:
@@ -132,19 +143,17 @@ def main() -> None:
     parser.add_argument(
         "--batch", type=int, nargs="+", default=[50, 200], help="batch sizes (SQLite)"
     )
-    parser.add_argument("--repeat", type=int, default=3, help="SQLite runs per batch size")
+    parser.add_argument("--repeat", type=int, default=5, help="SQLite runs per batch size")
     parser.add_argument("--pg", help="a PostgreSQL DSN; a schema of its own is created and dropped")
     args = parser.parse_args()
     print(machine())
     print(f"{args.requests} requests")
+    context = multiprocessing.get_context("spawn")
     for batch in args.batch:
-        rates = []
-        for _ in range(args.repeat):
-            with tempfile.TemporaryDirectory() as folder:
-                store = open_store(str(Path(folder) / "bench.db"))
-                store.migrate()
-                rates.append(measure(store, args.requests, batch))
-                store.close()
+        # each run in a process of its own: what one run leaves behind (its registry, its
+        # garbage) must not slow the next one down
+        with context.Pool(1, maxtasksperchild=1) as pool:
+            rates = [pool.apply(sqlite_rate, (args.requests, batch)) for _ in range(args.repeat)]
         print(
             f"SQLite, synchronous=FULL, one worker, batch {batch:4d}: "
             f"{statistics.median(rates):8.0f} requests/s "

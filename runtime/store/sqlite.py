@@ -106,6 +106,10 @@ class SqliteStore(Store):
             # A checkpoint every 16 MB of WAL instead of 4 MB: the pages every commit rewrites
             # (the outbox's and inbox's index pages) are copied back to the database less often.
             connection.execute("PRAGMA wal_autocheckpoint=4000")
+            # 32 MiB of page cache rather than 2: a batch of a few hundred messages dirties more
+            # pages than 2 MiB holds, and SQLite would spill them into the WAL mid-transaction
+            # and read the indexes it just left again.
+            connection.execute("PRAGMA cache_size=-32768")
             self._local.connection, self._local.pid = connection, os.getpid()
         return connection
 
