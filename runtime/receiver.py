@@ -7,12 +7,12 @@ the node's worker processes it later (reliability.md §2.4, "Receiving").
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from ccbmdm.codegen.catalogue import Flow
 from ccbmdm.runtime.codec import ContractViolation, build
 from ccbmdm.runtime.contracts import ContractRegistry, UnknownContract
 from ccbmdm.runtime.delivery import Arrival, Inbox, new_message_id
+from ccbmdm.runtime.header import message_header
 from ccbmdm.runtime.inline import Answerer
 from ccbmdm.runtime.transport import Posting, Response
 from ccbmdm.runtime.xmlsafe import XmlRejected
@@ -164,15 +164,13 @@ class Receiver:
         message_id = new_message_id()
         message = fault.model.model_validate(
             {
-                "message_header": {
-                    "message_id": message_id,
-                    "correlation_id": correlation,
-                    "flow": flow,
-                    "source_system": self.node.upper(),
-                    "target_system": "PARTNER",
-                    "sent_date_time": datetime.now(UTC).replace(microsecond=0),
-                    "schema_version": "v1",
-                },
+                "message_header": message_header(
+                    flow,
+                    self.node.upper(),
+                    "PARTNER",
+                    message_id=message_id,
+                    correlation_id=correlation,
+                ),
                 "result": {
                     "has_error": True,
                     "exception_info": [

@@ -14,7 +14,6 @@ import typing
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from deepdiff import DeepDiff
@@ -22,6 +21,7 @@ from pydantic import ValidationError
 
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.delivery import DeliverySettings, Outbox
+from ccbmdm.runtime.header import message_header
 from ccbmdm.runtime.lifecycle import SYNC_REQUEST
 from ccbmdm.runtime.model import ContractModel
 from ccbmdm.runtime.store import Store, Transaction
@@ -251,14 +251,9 @@ class SyncRequestMonitor:
         change = "ADD" if initial is None else "DELETE" if final is None else "CHANGE"
         message = contract.model.model_validate(
             {
-                "message_header": {
-                    "message_id": str(message_id),
-                    "flow": row["flow"],
-                    "source_system": self.source_system,
-                    "target_system": row["target"],
-                    "sent_date_time": datetime.now(UTC).replace(microsecond=0),
-                    "schema_version": "v1",
-                },
+                "message_header": message_header(
+                    row["flow"], self.source_system, row["target"], message_id=str(message_id)
+                ),
                 "send_details": {
                     "sync_request_id": str(row["id"]).zfill(10),
                     "source_system": self.source_system,

@@ -7,13 +7,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ccbmdm.codegen.catalogue import Flow, load_catalogue
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.delivery import DeliverySettings, Received, new_message_id
+from ccbmdm.runtime.header import message_header
 from ccbmdm.runtime.mapping import CodeTables, Context
 from ccbmdm.runtime.model import ContractModel
 from ccbmdm.runtime.node import Bridge, Node, run_until_quiet
@@ -95,15 +95,13 @@ class StubMdm:
         message_id = new_message_id()
         message = ack.model.model_validate(
             {
-                "message_header": {
-                    "message_id": message_id,
-                    "correlation_id": request.message_header.message_id,  # type: ignore[attr-defined]
-                    "flow": received.flow,
-                    "source_system": "MDM",
-                    "target_system": "CCB",
-                    "sent_date_time": datetime.now(UTC).replace(microsecond=0),
-                    "schema_version": "v1",
-                },
+                "message_header": message_header(
+                    received.flow,
+                    "MDM",
+                    "CCB",
+                    message_id=message_id,
+                    correlation_id=request.message_header.message_id,  # type: ignore[attr-defined]
+                ),
                 "external_reference_id": request.external_reference_id,  # type: ignore[attr-defined]
                 "result": {
                     "has_error": has_error,

@@ -4,9 +4,8 @@ side beside it, three nodes on one store moved on by their steps, as a runtime d
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from types import ModuleType
 from typing import Any
@@ -175,15 +174,3 @@ class World:
         payload = self.registry.encode(message, contract)
         answer = self.bridge.receiver.receive("ccb", flow, "request", payload)
         return answer.status, self.registry.decode(answer.body)[1]
-
-
-def header(flow: str) -> dict[str, Any]:
-    """A CCB message header for ``flow`` under a new message id."""
-    return {
-        "message_id": str(uuid.uuid4()),
-        "flow": flow,
-        "source_system": "CCB",
-        "target_system": "MDM",
-        "sent_date_time": datetime.now(UTC).replace(microsecond=0),
-        "schema_version": "v1",
-    }

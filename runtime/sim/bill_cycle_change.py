@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.delivery import Outbox, Received
+from ccbmdm.runtime.header import message_header
 from ccbmdm.runtime.sim.ccb import CcbSimulator
 from ccbmdm.runtime.sim.mdm import MdmSimulator
 from ccbmdm.runtime.sim.mdm_apply import FIRST_PRODUCTION_ID
@@ -63,7 +64,7 @@ def change_measurement_cycle(
     message_id = str(uuid.uuid4())
     message = codec.model.model_validate(
         {
-            "message_header": _header(message_id, None, "MDM", "CCB"),
+            "message_header": message_header(FLOW, "MDM", "CCB", message_id=message_id),
             "send_details": {
                 "sync_request_id": sync_id,
                 "source_system": "MDM",
@@ -145,7 +146,9 @@ def notified(ccb: CcbSimulator, tx: Transaction, received: Received) -> str | No
     message_id = str(uuid.uuid4())
     ack = codec.model.model_validate(
         {
-            "message_header": _header(message_id, received.message_id, "CCB", "MDM"),
+            "message_header": message_header(
+                FLOW, "CCB", "MDM", message_id=message_id, correlation_id=received.message_id
+            ),
             "external_reference_id": notice.external_reference_id,  # type: ignore[attr-defined]
             "result": {
                 "has_error": bool(errors),
@@ -187,15 +190,3 @@ def _next_sync_id(tx: Transaction) -> str:
     row = tx.fetch_one("INSERT INTO mdm_key (mo) VALUES ('F1-SYNCREQ') RETURNING id")
     assert row is not None
     return f"{FIRST_PRODUCTION_ID + int(row['id']):012d}"
-
-
-def _header(message_id: str, correlation: str | None, source: str, target: str) -> dict[str, Any]:
-    return {
-        "message_id": message_id,
-        "correlation_id": correlation,
-        "flow": FLOW,
-        "source_system": source,
-        "target_system": target,
-        "sent_date_time": datetime.now(UTC).replace(microsecond=0),
-        "schema_version": "v1",
-    }

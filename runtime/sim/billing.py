@@ -19,7 +19,6 @@ Decisions:
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -29,6 +28,7 @@ from zoneinfo import ZoneInfo
 
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.delivery import Outbox
+from ccbmdm.runtime.header import message_header
 from ccbmdm.runtime.model import ContractModel
 from ccbmdm.runtime.sim.ccb import CcbSimulator
 from ccbmdm.runtime.store import Transaction
@@ -363,7 +363,7 @@ class Billing:
         if segment.bill_cycle is not None:
             details |= {"bill_cycle": segment.bill_cycle, "window_start_date": segment.window_start}
         return self.contracts["ccb/BillDeterminantsRequest"].model.model_validate(
-            {"message_header": _header(request.flow), "send_details": details}
+            {"message_header": message_header(request.flow, "CCB", "MDM"), "send_details": details}
         )
 
     def apply(self, tx: Transaction, request: UsageRequest, response: ContractModel) -> None:
@@ -508,7 +508,7 @@ class Billing:
         if not items:
             return
         codec = self.contracts["ccb/UsageTransactionInfoUpdate"]
-        header = _header("UT_INFO_UPDATE")
+        header = message_header("UT_INFO_UPDATE", "CCB", "MDM")
         message = codec.model.model_validate(
             {"message_header": header, "bill_id": bill_id, "items": items}
         )
@@ -607,14 +607,3 @@ def _rate_at(sa: Mapping[str, Any], day: date) -> str:
 
 def _midnight(day: date, zone: str) -> datetime:
     return datetime.combine(day, time(), tzinfo=ZoneInfo(zone))
-
-
-def _header(flow: str) -> dict[str, Any]:
-    return {
-        "message_id": str(uuid.uuid4()),
-        "flow": flow,
-        "source_system": "CCB",
-        "target_system": "MDM",
-        "sent_date_time": datetime.now(UTC).replace(microsecond=0),
-        "schema_version": "v1",
-    }

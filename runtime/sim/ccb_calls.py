@@ -8,11 +8,11 @@ A call returns MDM's reply in CCB's contract; a fault, a refused connection or a
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
+from ccbmdm.runtime.header import message_header
 from ccbmdm.runtime.model import ContractModel
 from ccbmdm.runtime.node import Node
 from ccbmdm.runtime.transport import Posting, TransportError
@@ -113,7 +113,9 @@ class CcbCalls:
         """Post a request to the bridge and wait for the reply; ``CallFailed`` otherwise."""
         contracts = self.node.contracts
         codec = contracts[contract]
-        request = codec.model.model_validate({"message_header": _header(flow), **body})
+        request = codec.model.model_validate(
+            {"message_header": message_header(flow, "CCB", "MDM"), **body}
+        )
         kebab = flow.lower().replace("_", "-")
         (answer,) = self.node.transport.post_many(
             self.node.name, self.partner, [Posting(kebab, "request", codec.encode(request))]
@@ -134,14 +136,3 @@ def _faults(reply: ContractModel) -> str:
         f"{i.message_category}/{i.message_number} {i.comments or ''}".strip()
         for i in result.exception_info
     )
-
-
-def _header(flow: str) -> dict[str, Any]:
-    return {
-        "message_id": str(uuid.uuid4()),
-        "flow": flow,
-        "source_system": "CCB",
-        "target_system": "MDM",
-        "sent_date_time": datetime.now(UTC).replace(microsecond=0),
-        "schema_version": "v1",
-    }

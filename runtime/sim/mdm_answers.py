@@ -32,11 +32,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from ccbmdm.codegen.catalogue import Flow
-from ccbmdm.runtime.delivery import new_message_id
+from ccbmdm.runtime.header import message_header
 from ccbmdm.runtime.model import ContractModel
 from ccbmdm.runtime.sim.determinants import Determinants, DeterminantsFault, calculate
 from ccbmdm.runtime.sim.high_low import high_low_boundaries
@@ -110,7 +110,10 @@ class MdmAnswers:
         if isinstance(reply, Response):
             return reply
         codec = self.usage.contracts[contract]
-        body = {"message_header": _header(flow.code, correlation), **reply}
+        body = {
+            "message_header": message_header(flow.code, "MDM", "CCB", correlation_id=correlation),
+            **reply,
+        }
         return Response(200, codec.encode(codec.model.model_validate(body)))
 
     # -- flow 14 ---------------------------------------------------------------------------
@@ -359,15 +362,3 @@ def _adjustments(ut_id: str, sent: Determinants, now: Determinants) -> list[dict
             }
         )
     return adjustments
-
-
-def _header(flow: str, correlation: str) -> dict[str, Any]:
-    return {
-        "message_id": new_message_id(),
-        "correlation_id": correlation,
-        "flow": flow,
-        "source_system": "MDM",
-        "target_system": "CCB",
-        "sent_date_time": datetime.now(UTC).replace(microsecond=0),
-        "schema_version": "v1",
-    }

@@ -60,6 +60,7 @@ from ccbmdm.codegen.catalogue import Flow
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.delivery import Received, new_message_id
 from ccbmdm.runtime.functions import zone
+from ccbmdm.runtime.header import message_header
 from ccbmdm.runtime.lifecycle import USAGE_TRANSACTION
 from ccbmdm.runtime.machine import Machine
 from ccbmdm.runtime.model import ContractModel
@@ -615,7 +616,13 @@ class MdmUsage:
         recorded as its inbox outcome (a redelivery gets it back)."""
         message_id = new_message_id()
         body: dict[str, Any] = {
-            "message_header": mdm_header(str(row["flow"]), message_id, str(row["message_id"])),
+            "message_header": message_header(
+                str(row["flow"]),
+                "MDM",
+                "CCB",
+                message_id=message_id,
+                correlation_id=str(row["message_id"]),
+            ),
             "external_id": row["external_id"],
             "ut_id": row["ut_id"],
             "result": result,
@@ -688,7 +695,13 @@ class MdmUsage:
         codec = self.contracts["mdm/UsageTransactionUpdateResponse"]
         reply = codec.model.model_validate(
             {
-                "message_header": mdm_header("UT_INFO_UPDATE", message_id, received.message_id),
+                "message_header": message_header(
+                    "UT_INFO_UPDATE",
+                    "MDM",
+                    "CCB",
+                    message_id=message_id,
+                    correlation_id=received.message_id,
+                ),
                 "result": {
                     "has_error": bool(failures),
                     "exception_info": failures,
@@ -903,7 +916,9 @@ class MdmUsage:
         codec = self.contracts["mdm/SubsequentCorrectionNotification"]
         notice = codec.model.model_validate(
             {
-                "message_header": mdm_header("REPLACEMENT_READS", message_id, None),
+                "message_header": message_header(
+                    "REPLACEMENT_READS", "MDM", "CCB", message_id=message_id
+                ),
                 "notification_id": notification_id,
                 "ut_id": row["ut_id"],
                 "external_id": row["external_id"],
@@ -959,18 +974,6 @@ def correct_read(store: Store, node: Node, **correction: Any) -> CorrectionResul
 
 
 # -- messages -----------------------------------------------------------------------------------
-
-
-def mdm_header(flow: str, message_id: str, correlation_id: str | None) -> dict[str, Any]:
-    return {
-        "message_id": message_id,
-        "correlation_id": correlation_id,
-        "flow": flow,
-        "source_system": "MDM",
-        "target_system": "CCB",
-        "sent_date_time": datetime.now(UTC).replace(microsecond=0),
-        "schema_version": "v1",
-    }
 
 
 def _positive() -> dict[str, Any]:

@@ -15,7 +15,7 @@ import pytest
 from lxml import etree
 
 from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.delivery import new_message_id
+from ccbmdm.runtime.header import message_header
 from ccbmdm.runtime.sim.billing import RATES
 from ccbmdm.runtime.sim.ccb import CcbSimulator
 from ccbmdm.runtime.sim.mdm_measurements import Measurements, generate_interval_data, import_espi
@@ -309,14 +309,7 @@ def test_an_update_for_a_usage_mdm_never_sent_fails_that_item_only(world: World)
     codec = world.registry["mdm/UsageTransactionUpdate"]
     update = codec.model.model_validate(
         {
-            "message_header": {
-                "message_id": new_message_id(),
-                "flow": "UT_INFO_UPDATE",
-                "source_system": "CCB",
-                "target_system": "MDM",
-                "sent_date_time": datetime.now(UTC).replace(microsecond=0),
-                "schema_version": "v1",
-            },
+            "message_header": message_header("UT_INFO_UPDATE", "CCB", "MDM"),
             "bill_reference": "0000000099",
             "items": [
                 {

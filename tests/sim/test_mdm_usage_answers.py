@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 
 from ccbmdm.runtime.contracts import ContractRegistry
+from ccbmdm.runtime.header import message_header
 from ccbmdm.runtime.sim.ccb import CcbSimulator
 from ccbmdm.runtime.sim.mdm_measurements import Measurements, generate_interval_data
 from ccbmdm.runtime.sim.mdm_usage import MdmUsage
 from ccbmdm.runtime.sim.synthetic import Plan
 from ccbmdm.runtime.store import Store, Transaction
-from usage_world import ZONE, World, header, midnight
+from usage_world import ZONE, World, midnight
 
 TODAY = datetime.now(ZONE).date()
 MONTH = date(TODAY.year + (1 if TODAY.month >= 3 else 0), 3, 1)  # windows still ahead
@@ -91,7 +92,9 @@ def plain_house(world: World) -> Any:
 
 
 def message(world: World, contract: str, flow: str, **body: Any) -> Any:
-    return world.registry[contract].model.model_validate({"message_header": header(flow), **body})
+    return world.registry[contract].model.model_validate(
+        {"message_header": message_header(flow, "CCB", "MDM"), **body}
+    )
 
 
 def errors(result: Any) -> list[tuple[int, int, tuple[str, ...]]]:
