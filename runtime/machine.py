@@ -9,12 +9,14 @@ database clock, or from columns of the row plus an offset; a final state clears 
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ccbmdm.runtime.lifecycle import Deadline, Lifecycle, State
 from ccbmdm.runtime.store import Store, Transaction
+from ccbmdm.runtime.store.base import Row
 
 _NAME = re.compile(r"^[a-z_]+$")
 # the earliest and the latest of several instants, NULL when any is NULL (on both stores)
@@ -164,3 +166,30 @@ class Machine:
         if self.store.dialect == "sqlite":  # min/max of several arguments: NULL if any is NULL
             return f"{function}({joined})"
         return f"(CASE WHEN num_nulls({joined}) > 0 THEN NULL ELSE {function}({joined}) END)"
+
+
+class Overtaken(Exception):
+    """The row left its state meanwhile: what the step did for it is rolled back."""
+
+
+def each_apart(
+    tx: Transaction,
+    rows: Iterable[Row],
+    move: Callable[[Row], int],
+    name: Callable[[Row], str],
+    log: logging.Logger,
+) -> int:
+    """A monitor step's rows, each moved under a savepoint of its own: one overtaken meanwhile
+    is left quietly, and one whose move fails is logged and left for a later step, so that a
+    defect in one does not stop the others (E4). ``name`` names a row in ``log``'s lines.
+    Returns how many moved."""
+    moved = 0
+    for row in rows:
+        try:
+            with tx.savepoint():
+                moved += move(row)
+        except Overtaken:
+            log.info("%s was moved meanwhile", name(row))
+        except Exception:  # one row's defect must not stop the others
+            log.exception("%s could not be moved on", name(row))
+    return moved

@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.delivery import Inbox, Outbox, Received
 from ccbmdm.runtime.lifecycle import USAGE_REQUEST
-from ccbmdm.runtime.machine import Machine
+from ccbmdm.runtime.machine import Machine, each_apart
 from ccbmdm.runtime.model import ContractModel
 from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.store.base import Row
@@ -133,7 +133,6 @@ class UsageRequestMonitor:
         """One claim of due requests (and of every request waiting for its data to sync), each
         under a savepoint; one commit. Returns how many moved."""
         lock = " FOR UPDATE SKIP LOCKED" if self.store.dialect == "postgres" else ""
-        moved = 0
         with self.store.transaction() as tx:
             rows = tx.fetch(
                 # the open states, as the partial index usage_request_due has them, so that the
@@ -144,13 +143,13 @@ class UsageRequestMonitor:
                     ORDER BY due_at, id LIMIT :batch{lock}""",
                 {"batch": batch},
             )
-            for row in rows:
-                try:
-                    with tx.savepoint():
-                        moved += self._advance(tx, row)
-                except Exception:  # one request's defect must not stop the others
-                    log.exception("usage request %s could not be moved on", row["id"])
-        return moved
+            return each_apart(
+                tx,
+                rows,
+                lambda row: self._advance(tx, row),
+                lambda r: f"usage request {r['id']}",
+                log,
+            )
 
     def _advance(self, tx: Transaction, row: Row) -> int:
         request, state = _request(row), str(row["state"])

@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 from ccbmdm.codegen.catalogue import Flow
 from ccbmdm.runtime.delivery import Received, new_message_id
 from ccbmdm.runtime.lifecycle import MDM_INBOUND_SYNC
-from ccbmdm.runtime.machine import Machine
+from ccbmdm.runtime.machine import Machine, Overtaken, each_apart
 from ccbmdm.runtime.mapping import CodeTables
 from ccbmdm.runtime.model import ContractModel
 from ccbmdm.runtime.sim.mdm_apply import (
@@ -104,10 +104,6 @@ ACKNOWLEDGEMENT = "mdm/SyncAcknowledgement"
 _RANK = "CASE flow {} ELSE 99 END".format(
     " ".join(f"WHEN '{kind.code}' THEN {kind.rank}" for kind in FLOWS.values())
 )
-
-
-class _Overtaken(Exception):
-    """The request left its state meanwhile: what this step did for it is rolled back."""
 
 
 class MdmSimulator:
@@ -206,7 +202,6 @@ class MdmSimulator:
         """One claim of due Pending and retryable requests in dependency order, each under a
         savepoint; one commit. Returns how many moved."""
         lock = " FOR UPDATE SKIP LOCKED" if self.store.dialect == "postgres" else ""
-        moved = 0
         with self.store.transaction() as tx:
             rows = tx.fetch(
                 f"""SELECT id, flow, mo, external_key, message_id, state FROM {TABLE}
@@ -214,16 +209,12 @@ class MdmSimulator:
                     ORDER BY {_RANK}, id LIMIT :batch{lock}""",
                 {"batch": batch or self.batch},
             )
-            for row in rows:
-                try:
-                    with tx.savepoint():
-                        self._process(tx, row)
-                    moved += 1
-                except _Overtaken:
-                    log.info("sync request %s was moved meanwhile", row["id"])
-                except Exception:  # one request's defect must not stop the others
-                    log.exception("MDM sync request %s could not be processed", row["id"])
-        return moved
+
+            def process(row: Row) -> int:
+                self._process(tx, row)
+                return 1
+
+            return each_apart(tx, rows, process, lambda r: f"MDM sync request {r['id']}", log)
 
     def _process(self, tx: Transaction, row: Row) -> None:
         source = str(row["state"])
@@ -260,7 +251,7 @@ class MdmSimulator:
                 self._move(tx, row, (first, "unresolved"), request, missing)
             return
         if not self._record_version(tx, request):
-            raise _Overtaken(row["id"])  # a newer version was applied meanwhile
+            raise Overtaken(row["id"])  # a newer version was applied meanwhile
         self._move(tx, row, (first, "resolved", "applied", "acknowledge"), request, loaded)
 
     def _move(
@@ -287,7 +278,7 @@ class MdmSimulator:
         elif request is None:
             reason = "the message is no longer in the inbox"
         if not self.machine.move(tx, int(row["id"]), source, *events, reason=reason):
-            raise _Overtaken(row["id"])
+            raise Overtaken(row["id"])
         action = MDM_INBOUND_SYNC.state(target).enter
         if request is None or action is None:
             return

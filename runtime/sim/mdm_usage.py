@@ -62,7 +62,7 @@ from ccbmdm.runtime.delivery import Received, new_message_id
 from ccbmdm.runtime.functions import zone
 from ccbmdm.runtime.header import message_header
 from ccbmdm.runtime.lifecycle import USAGE_TRANSACTION
-from ccbmdm.runtime.machine import Machine
+from ccbmdm.runtime.machine import Machine, Overtaken, each_apart
 from ccbmdm.runtime.model import ContractModel
 from ccbmdm.runtime.node import Node
 from ccbmdm.runtime.sim.corrections import (
@@ -120,10 +120,6 @@ RETRY_AFTER_S = 15 * 60.0
 SCHEMA_VIOLATION, UNRESOLVED_KEY, INSUFFICIENT_DATA = 1003, 1102, 1301
 UT_NOT_SENT = (11302, 11406)  # MDM's own message: no Sent UT has the external id (flow 16)
 _SENT = ("SENT", "SUBSEQUENT_CORRECTION")
-
-
-class _Overtaken(Exception):
-    """The UT left its state meanwhile: what this step did for it is rolled back."""
 
 
 class Unanswerable(Exception):
@@ -288,22 +284,19 @@ class MdmUsage:
         """Calculate the due Pending UTs and the batch UTs whose retry is due, each under a
         savepoint; one commit. Returns how many moved."""
         lock = " FOR UPDATE SKIP LOCKED" if self.store.dialect == "postgres" else ""
-        moved = 0
         with self.store.transaction() as tx:
             rows = tx.fetch(
                 f"""SELECT * FROM {TABLE} WHERE state IN ('PENDING','ERROR')
                       AND due_at <= {tx.now} ORDER BY due_at, id LIMIT :batch{lock}""",
                 {"batch": batch or self.batch},
             )
-            for row in rows:
-                try:
-                    with tx.savepoint():
-                        moved += self._calculate(tx, row)
-                except _Overtaken:
-                    log.info("usage transaction %s was moved meanwhile", row["ut_id"])
-                except Exception:  # one UT's defect must not stop the others
-                    log.exception("usage transaction %s could not be calculated", row["ut_id"])
-        return moved
+            return each_apart(
+                tx,
+                rows,
+                lambda row: self._calculate(tx, row),
+                lambda r: f"usage transaction {r['ut_id']}",
+                log,
+            )
 
     def _calculate(self, tx: Transaction, row: Row) -> int:
         state = str(row["state"])
@@ -334,7 +327,7 @@ class MdmUsage:
             assert calculation is not None
             self._keep(tx, row, calculation, outcome)  # before Sent, which requires them
             if not self._move(tx, row, (first, "calculated")):
-                raise _Overtaken(row["ut_id"])  # the savepoint drops what was kept
+                raise Overtaken(row["ut_id"])  # the savepoint drops what was kept
             self._respond(tx, row, _positive(), determinants=outcome)
             return 1
         return self._failed(tx, row, first, outcome, now, retry_until)
