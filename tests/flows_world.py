@@ -32,6 +32,7 @@ from ccbmdm.runtime.sim.mdm_measurements import generate_interval_data
 from ccbmdm.runtime.sim.mdm_usage import CorrectionResult
 from ccbmdm.runtime.sim.synthetic import CYCLES, ZONE, Customer, Plan, generate
 from ccbmdm.runtime.store import Store
+from ccbmdm.runtime.store.base import Row
 
 NEW_YORK = ZoneInfo(ZONE)
 SEED = 77
@@ -70,17 +71,13 @@ class Systems:
 
     def errors(self) -> list[dict[str, Any]]:
         """Every request and message in Error, in any store."""
-        found = []
-        for store in self.stores:
-            with store.transaction() as tx:
-                for table in ERROR_TABLES:
-                    try:
-                        with tx.savepoint():
-                            rows = tx.fetch(f"SELECT * FROM {table} WHERE state = 'ERROR'")
-                    except Exception:
-                        continue
-                    found += [{"table": table, **row} for row in rows]
-        return found
+        queries = {table: f"SELECT * FROM {table} WHERE state = 'ERROR'" for table in ERROR_TABLES}
+        return [
+            {"table": table, **row}
+            for store in self.stores
+            for table, rows in rows_of(store, queries).items()
+            for row in rows
+        ]
 
 
 @dataclass
@@ -363,18 +360,29 @@ def _calls(scenario: Scenario) -> None:
 
 def open_work(store: Store) -> dict[str, int]:
     """What is not final yet in a store, per table and state (tables it lacks are skipped)."""
-    found: dict[str, int] = {}
+    queries = {
+        table: f"SELECT state, count(*) AS n FROM {table} WHERE state IN "
+        f"({', '.join(repr(s) for s in states)}) GROUP BY state"
+        for table, states in OPEN_STATES.items()
+    }
+    return {
+        f"{table} {r['state']}": int(r["n"])
+        for table, rows in rows_of(store, queries).items()
+        for r in rows
+    }
+
+
+def rows_of(store: Store, queries: dict[str, str]) -> dict[str, list[Row]]:
+    """Each table's query, in one transaction; a table this store does not have is left out
+    (each node's store has the tables of what it hosts)."""
+    found: dict[str, list[Row]] = {}
     with store.transaction() as tx:
-        for table, states in OPEN_STATES.items():
+        for table, query in queries.items():
             try:
                 with tx.savepoint():
-                    rows = tx.fetch(
-                        f"SELECT state, count(*) AS n FROM {table} WHERE state IN "
-                        f"({', '.join(repr(s) for s in states)}) GROUP BY state"
-                    )
+                    found[table] = tx.fetch(query)
             except Exception:
                 continue
-            found.update({f"{table} {r['state']}": int(r["n"]) for r in rows})
     return found
 
 
