@@ -128,30 +128,29 @@ class Outbox:
         reply_timeout_s: float | None = None,
     ) -> None:
         """Store a message to send, in the caller's transaction (nothing is sent yet); a message
-        already in the outbox (the same id to the same partner) is left as it is."""
-        inserted = tx.fetch(
-            f"""INSERT INTO outbox (node, partner, flow, part, message_id, ordering_key, owner_type, owner_id,
-                                    reply_timeout_s, state, due_at)
-                VALUES (:node, :partner, :flow, :part, :message_id, :ordering_key, :owner_type, :owner_id,
-                        :reply_timeout_s, 'PENDING', {tx.now})
-                ON CONFLICT (node, partner, message_id) DO NOTHING RETURNING id""",
-            {
-                "node": self.node,
-                "partner": partner,
-                "flow": flow,
-                "part": part,
-                "message_id": message_id,
-                "ordering_key": ordering_key,
-                "owner_type": owner[0] if owner else None,
-                "owner_id": owner[1] if owner else None,
-                "reply_timeout_s": reply_timeout_s,
-            },
-        )
-        if inserted:
-            tx.execute(
-                f"INSERT INTO outbox_body (id, payload) VALUES (:id, :payload){_REPLACING}",
-                {"id": inserted[0]["id"], "payload": payload},
-            )
+        already in the outbox (the same id to the same partner) is left as it is. The row is
+        written at the commit, with the transaction's other messages (``Transaction.later``)."""
+        row = {
+            "node": self.node,
+            "partner": partner,
+            "flow": flow,
+            "part": part,
+            "message_id": message_id,
+            "ordering_key": ordering_key,
+            "owner_type": owner[0] if owner else None,
+            "owner_id": owner[1] if owner else None,
+            "reply_timeout_s": reply_timeout_s,
+            "payload": payload,
+        }
+        tx.later(self._write, row)
+
+    def _write(self, tx: Transaction, rows: list[dict[str, Any]]) -> None:
+        insert = f"""INSERT INTO outbox (node, partner, flow, part, message_id, ordering_key, owner_type, owner_id,
+                                         reply_timeout_s, state, due_at)
+                     VALUES (:node, :partner, :flow, :part, :message_id, :ordering_key, :owner_type, :owner_id,
+                             :reply_timeout_s, 'PENDING', {tx.now})
+                     ON CONFLICT (node, partner, message_id) DO NOTHING"""
+        insert_with_bodies(tx, "outbox", insert, rows)
 
     def claim(self, batch: int | None = None) -> list[Claim]:
         """Claim due rows whose key has no older open row: SENDING, one more attempt, a lease.
@@ -326,7 +325,35 @@ class Arrival:
 
 
 class _Repeats(Exception):
-    """A batch of arrivals holds messages the inbox already has."""
+    """A batch of messages holds some the table already has."""
+
+
+def insert_with_bodies(
+    tx: Transaction, table: str, insert: str, rows: Sequence[Mapping[str, Any]]
+) -> list[bool]:
+    """Insert messages (``insert`` does nothing for one the table has) and their ``payload``
+    into the table's body table; per row, whether it was new. Usually every one is: one
+    statement each for the batch. When some are repeats (a sender retrying, a handler run
+    again), the batch is written again message by message to tell which, and a repeat's
+    stored bytes stay as they are."""
+    body = f"""INSERT INTO {table}_body (id, payload)
+               SELECT id, :payload FROM {table} WHERE node = :node AND partner = :partner AND message_id = :message_id
+               {_REPLACING}"""
+    try:
+        with tx.savepoint():
+            if tx.execute_many(insert, rows) != len(rows):
+                raise _Repeats
+            tx.execute_many(body, rows)
+        return [True] * len(rows)
+    except _Repeats:
+        pass
+    new = []
+    for row in rows:
+        fresh = bool(tx.execute(insert, row))
+        if fresh:
+            tx.execute(body, row)
+        new.append(fresh)
+    return new
 
 
 @dataclass(frozen=True)
@@ -359,29 +386,13 @@ class Inbox:
         insert = f"""INSERT INTO inbox (node, partner, flow, part, message_id, correlation_id, state, due_at, received_at)
                      VALUES (:node, :partner, :flow, :part, :message_id, :correlation_id, 'RECEIVED', {self.store.now}, {self.store.now})
                      ON CONFLICT (node, partner, message_id) DO NOTHING"""
-        body = f"""INSERT INTO inbox_body (id, payload)
-                   SELECT id, :payload FROM inbox WHERE node = :node AND partner = :partner AND message_id = :message_id
-                   {_REPLACING}"""
         rows = [{"node": self.node, "partner": partner, **a.__dict__} for a in arrivals]
         with self.store.transaction() as tx:
-            # Usually every message is new: one statement for the batch. When some are repeats
-            # (a sender retrying), the batch is stored again message by message to tell which.
-            try:
-                with tx.savepoint():
-                    if tx.execute_many(insert, rows) != len(rows):
-                        raise _Repeats
-                    tx.execute_many(body, rows)
-                return [(True, None)] * len(rows)
-            except _Repeats:
-                pass
-            results: list[tuple[bool, str | None]] = []
-            for arrival, row in zip(arrivals, rows, strict=True):
-                if tx.execute(insert, row):
-                    tx.execute(body, row)
-                    results.append((True, None))
-                else:
-                    results.append((False, self._outcome(tx, partner, arrival)))
-        return results
+            new = insert_with_bodies(tx, "inbox", insert, rows)
+            return [
+                (True, None) if fresh else (False, self._outcome(tx, partner, arrival))
+                for fresh, arrival in zip(new, arrivals, strict=True)
+            ]
 
     def payload(self, tx: Transaction, partner: str, message_id: str) -> bytes | None:
         """The bytes of a message received from ``partner``, or None when there is none."""

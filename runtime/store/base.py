@@ -5,12 +5,14 @@ from __future__ import annotations
 import functools
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
 Row = Mapping[str, Any]
+# Writes the rows queued with Transaction.later, all of a transaction's at once
+Flush = Callable[["Transaction", list[Any]], None]
 _PARAMETER = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
 
 
@@ -22,6 +24,7 @@ class Transaction(ABC):
     """One database transaction; SQL uses ``:name`` parameters and the dialect's expressions."""
 
     now: str  # SQL for the database clock
+    _queued: list[tuple[Flush, Any]]  # what ``later`` holds until the commit
 
     @abstractmethod
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
@@ -47,6 +50,24 @@ class Transaction(ABC):
     @abstractmethod
     def savepoint(self) -> AbstractContextManager[None]:
         """A nested scope rolled back alone when it raises (a failed item of a batch)."""
+
+    def later(self, flush: Flush, row: Any) -> None:
+        """Queue a row that ``flush`` writes just before the commit, with every other row it was
+        given in this transaction: one statement for a batch's rows instead of one per row. A
+        savepoint rolled back drops the rows queued under it; nothing in the transaction may
+        read them before the commit."""
+        self._queued.append((flush, row))
+
+    def flush_later(self) -> None:
+        """Write the queued rows: each flush once, with its rows in the order they came (the
+        backends call it before COMMIT)."""
+        while self._queued:
+            queued, self._queued = self._queued, []
+            groups: dict[Flush, list[Any]] = {}
+            for flush, row in queued:
+                groups.setdefault(flush, []).append(row)
+            for flush, rows in groups.items():
+                flush(self, rows)
 
 
 class Store(ABC):

@@ -22,6 +22,7 @@ class PostgresTransaction(Transaction):
 
     def __init__(self, connection: psycopg.Connection[dict[str, Any]]) -> None:
         self.connection = connection
+        self._queued = []
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
         cursor = self.connection.execute(named_to("pyformat", sql), dict(params or {}))
@@ -40,8 +41,13 @@ class PostgresTransaction(Transaction):
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
-        with self.connection.transaction():
-            yield
+        queued = len(self._queued)
+        try:
+            with self.connection.transaction():
+                yield
+        except BaseException:
+            del self._queued[queued:]
+            raise
 
 
 class PostgresStore(Store):
@@ -84,7 +90,9 @@ class PostgresStore(Store):
     def transaction(self) -> Iterator[Transaction]:
         connection = self.connection()
         with connection.transaction():
-            yield PostgresTransaction(connection)
+            tx = PostgresTransaction(connection)
+            yield tx
+            tx.flush_later()
 
     def close(self) -> None:
         connection = getattr(self._local, "connection", None)

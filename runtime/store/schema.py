@@ -6,11 +6,24 @@ Each migration is written once with a few type words that each dialect spells it
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ccbmdm.runtime.store.base import Store
+    from ccbmdm.runtime.store.base import Store, Transaction
+
+# A migration's step: a statement (with type words), or what a statement cannot say
+Step = str | Callable[["Store", "Transaction"], None]
+
+
+def spell_out_constant_lists(store: Store, tx: Transaction) -> None:
+    """SQLite: the stored definitions with their constant lists spelled out (see
+    ``sqlite.spelled_out``); PostgreSQL has nothing to change."""
+    if store.dialect == "sqlite":
+        from ccbmdm.runtime.store.sqlite import spell_out_stored_schema
+
+        spell_out_stored_schema(tx)
+
 
 _TYPES = {
     "sqlite": {
@@ -31,7 +44,7 @@ _TYPES = {
     },
 }
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     # 1: change capture, sync requests, the outbox and the inbox
     (
         """CREATE TABLE entity_version (
@@ -126,6 +139,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "INSERT INTO inbox_body (id, payload) SELECT id, payload FROM inbox",
         "ALTER TABLE inbox DROP COLUMN payload",
     ),
+    # 5: on SQLite, the state lists of CHECKs and partial indexes spelled out as ORs, as the
+    # store now writes every statement (a list of three or more constants cost a temporary
+    # table in each write); covers every table of the file, the simulators' included
+    (spell_out_constant_lists,),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -133,7 +150,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 def migrate(
     store: Store,
-    migrations: Sequence[tuple[str, ...]] = MIGRATIONS,
+    migrations: Sequence[tuple[Step, ...]] = MIGRATIONS,
     version_table: str = "schema_version",
 ) -> int:
     """Apply the migrations not yet applied, each in its own transaction; returns the version.
@@ -141,7 +158,7 @@ def migrate(
     The runtime's tables use the defaults; a simulator keeps its own tables in the same store
     with its own list and version table. Statements may use the type words ``{id}`` (a key
     the store assigns), ``{key}`` (a key the row is given), ``{ts}``, ``{json}``, ``{blob}`` and
-    ``{uuid}``."""
+    ``{uuid}``; a step that is a function is called with the store and the transaction."""
     if not version_table.replace("_", "").isalnum():
         raise ValueError(f"not a table name: {version_table!r}")
     latest = len(migrations)
@@ -165,7 +182,10 @@ def migrate(
                 f"SELECT version FROM {version_table} WHERE version = :v", {"v": version}
             ):
                 continue  # another process migrated meanwhile
-            for statement in migrations[version - 1]:
-                tx.execute(statement.format(**types))
+            for step in migrations[version - 1]:
+                if isinstance(step, str):
+                    tx.execute(step.format(**types))
+                else:
+                    step(store, tx)
             tx.execute(f"INSERT INTO {version_table} (version) VALUES (:v)", {"v": version})
     return latest

@@ -7,8 +7,10 @@ deferred transaction that reads then writes gets SQLITE_BUSY at once, whatever t
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -20,6 +22,11 @@ from typing import Any
 from ccbmdm.runtime.store.base import Row, Store, StoreError, Transaction, rows
 
 _JULIAN_UNIX_EPOCH = 2440587.5
+# ``column [NOT] IN ('a', 'b', 'c')``: a list of three or more string constants
+_CONSTANT_LIST = re.compile(
+    r"(?<![\w.'\"])(?P<column>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)?)\s+(?P<negated>NOT\s+)?IN\s*"
+    r"\(\s*(?P<items>'[^']*'(?:\s*,\s*'[^']*'){2,})\s*\)"
+)
 _NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p", "afs"}
 
 
@@ -29,9 +36,10 @@ class SqliteTransaction(Transaction):
     def __init__(self, connection: sqlite3.Connection) -> None:
         self.connection = connection
         self._depth = 0
+        self._queued = []
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
-        return self.connection.execute(sql, params or {}).rowcount
+        return self.connection.execute(spelled_out(sql), params or {}).rowcount
 
     def instant(self, value: datetime | None) -> Any:
         """SQLite keeps timestamps as Julian days (REAL), on the database clock's scale."""
@@ -42,10 +50,10 @@ class SqliteTransaction(Transaction):
         return value.timestamp() / 86400.0 + _JULIAN_UNIX_EPOCH
 
     def execute_many(self, sql: str, params: Sequence[Mapping[str, Any]]) -> int:
-        return self.connection.executemany(sql, params).rowcount
+        return self.connection.executemany(spelled_out(sql), params).rowcount
 
     def fetch(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
-        cursor = self.connection.execute(sql, params or {})
+        cursor = self.connection.execute(spelled_out(sql), params or {})
         columns = [d[0] for d in cursor.description or ()]
         return rows(columns, iter(cursor.fetchall()))
 
@@ -58,21 +66,24 @@ class _Savepoint:
     the connection's statement cache instead of pushing the others out of it (a batch opens
     one per item)."""
 
-    __slots__ = ("name", "transaction")
+    __slots__ = ("name", "queued", "transaction")
 
     def __init__(self, transaction: SqliteTransaction) -> None:
         self.transaction = transaction
         self.name = ""
+        self.queued = 0
 
     def __enter__(self) -> None:
         self.transaction._depth += 1
         self.name = f"sp{self.transaction._depth}"
+        self.queued = len(self.transaction._queued)
         self.transaction.connection.execute(f"SAVEPOINT {self.name}")
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         self.transaction._depth -= 1
         connection = self.transaction.connection
         if kind is not None:
+            del self.transaction._queued[self.queued :]
             connection.execute(f"ROLLBACK TO {self.name}")
         connection.execute(f"RELEASE {self.name}")
 
@@ -110,6 +121,7 @@ class SqliteStore(Store):
             # pages than 2 MiB holds, and SQLite would spill them into the WAL mid-transaction
             # and read the indexes it just left again.
             connection.execute("PRAGMA cache_size=-32768")
+            connection.execute("PRAGMA temp_store=MEMORY")
             self._local.connection, self._local.pid = connection, os.getpid()
         return connection
 
@@ -118,7 +130,9 @@ class SqliteStore(Store):
         connection = self.connection()
         connection.execute("BEGIN IMMEDIATE")
         try:
-            yield SqliteTransaction(connection)
+            tx = SqliteTransaction(connection)
+            yield tx
+            tx.flush_later()
         except BaseException:
             connection.execute("ROLLBACK")
             raise
@@ -137,6 +151,53 @@ class SqliteStore(Store):
 
     def json_value(self, value: Any) -> Any:
         return None if value is None else json.loads(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def spelled_out(sql: str) -> str:
+    """``x IN ('a', 'b', 'c')`` written as ``(x = 'a' OR x = 'b' OR x = 'c')`` (and ``NOT IN`` as
+    ANDs of ``<>``): the same meaning, NULL included, but SQLite builds a temporary table for a
+    list of more than two constants each time a statement runs, and a state list sits in
+    nearly every write (the CHECK of a state column, a partial index's condition). DDL goes
+    through here too, so that a partial index's condition reads as the queries that use it."""
+
+    def spell(match: re.Match[str]) -> str:
+        column, items = match["column"], re.findall(r"'[^']*'", match["items"])
+        if match["negated"]:
+            return "(" + " AND ".join(f"{column} <> {item}" for item in items) + ")"
+        return "(" + " OR ".join(f"{column} = {item}" for item in items) + ")"
+
+    return _CONSTANT_LIST.sub(spell, sql)
+
+
+def spell_out_stored_schema(tx: Transaction) -> None:
+    """Rewrite the stored definitions of the database's tables and indexes as ``spelled_out``
+    writes them (a database made before it did): the same meaning and the same stored rows, so
+    the definitions are edited in place, as sqlite.org/lang_altertable.html shows for CHECK
+    constraints, instead of rebuilding every table."""
+    assert isinstance(tx, SqliteTransaction)
+    connection = tx.connection
+    changed = [
+        (spelled_out(sql), kind, name)
+        for kind, name, sql in connection.execute(
+            "SELECT type, name, sql FROM sqlite_schema WHERE sql IS NOT NULL"
+        ).fetchall()
+        if spelled_out(sql) != sql
+    ]
+    if not changed:
+        return
+    (version,) = connection.execute("PRAGMA schema_version").fetchone()
+    connection.execute("PRAGMA writable_schema=ON")
+    try:
+        connection.executemany(
+            "UPDATE sqlite_schema SET sql = ? WHERE type = ? AND name = ?", changed
+        )
+        connection.execute(f"PRAGMA schema_version={int(version) + 1}")
+    finally:
+        connection.execute("PRAGMA writable_schema=OFF")
+    problems = [row[0] for row in connection.execute("PRAGMA quick_check").fetchall()]
+    if problems != ["ok"]:
+        raise StoreError(f"the schema's definitions could not be rewritten: {problems[:5]}")
 
 
 def refuse_network_filesystem(path: Path, mounts_file: Path = Path("/proc/mounts")) -> None:

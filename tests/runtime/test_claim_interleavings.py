@@ -31,7 +31,7 @@ import pytest
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.delivery import Claim, DeliverySettings, Outbox
 from ccbmdm.runtime.store import Store, Transaction
-from ccbmdm.runtime.store.base import Row
+from ccbmdm.runtime.store.base import Flush, Row
 from ccbmdm.runtime.store.sqlite import SqliteStore
 from ccbmdm.runtime.sync import SyncRequestMonitor, capture
 from reliability_world import Source, install, person_of
@@ -164,6 +164,9 @@ class GatedTransaction(Transaction):
 
     def savepoint(self) -> AbstractContextManager[None]:
         return self.inner.savepoint()
+
+    def later(self, flush: Flush, row: Any) -> None:
+        self.inner.later(flush, row)
 
 
 class GatedStore(Store):

@@ -30,7 +30,7 @@ from ccbmdm.runtime.lifecycle import (
 )
 from ccbmdm.runtime.machine import Machine
 from ccbmdm.runtime.store import Store, Transaction
-from ccbmdm.runtime.store.base import Row
+from ccbmdm.runtime.store.base import Flush, Row
 
 # The transitions as lifecycles.md lists them: (id, from, to). §4 numbers them (U1-U9); for §2,
 # §3 and §5, which do not, the ids are the tables' own (MS, UR, OB).
@@ -549,6 +549,9 @@ class Recording(Transaction):
 
     def savepoint(self) -> AbstractContextManager[None]:
         return self.inner.savepoint()
+
+    def later(self, flush: Flush, row: Any) -> None:
+        self.inner.later(flush, row)
 
 
 def test_an_illegal_event_raises_before_any_sql(store: Store, usage_requests: Machine) -> None:

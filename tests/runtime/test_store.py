@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from ccbmdm.runtime.delivery import DeliverySettings, Inbox, Outbox
-from ccbmdm.runtime.store import Store, StoreError, open_store
-from ccbmdm.runtime.store.schema import MIGRATIONS, SCHEMA_VERSION, migrate
-from ccbmdm.runtime.store.sqlite import SqliteStore, refuse_network_filesystem
+from ccbmdm.runtime.store import Store, StoreError, Transaction, open_store
+from ccbmdm.runtime.store.schema import _TYPES, MIGRATIONS, SCHEMA_VERSION, migrate
+from ccbmdm.runtime.store.sqlite import SqliteStore, refuse_network_filesystem, spelled_out
 from ccbmdm.runtime.sync import capture
 
 
@@ -45,6 +45,94 @@ def test_upgrading_to_separate_bodies_keeps_every_message(empty_store: Store) ->
     with empty_store.transaction() as tx:
         assert inbox.payload(tx, "bridge", "6a1c2f0e-2222-4a6b-8c1d-2e3f4a5b6c7d") == b"<received/>"
         assert inbox.payload(tx, "bridge", "6a1c2f0e-3333-4a6b-8c1d-2e3f4a5b6c7d") is None
+
+
+def test_messages_are_written_at_the_commit_as_they_were_queued(store: Store) -> None:
+    """Outbox rows wait for the commit (Transaction.later): a savepoint rolled back drops its
+    own, and a message queued again, in the same transaction or a later one, keeps the bytes
+    it was first stored with."""
+    outbox = Outbox(store, "ccb", DeliverySettings())
+    one, two, three, four = (f"6a1c2f0e-{n}{n}{n}{n}-4a6b-8c1d-2e3f4a5b6c7d" for n in range(1, 5))
+
+    def queue(tx: Transaction, message_id: str, payload: bytes) -> None:
+        outbox.enqueue(tx, "bridge", "PERSON_SYNC", "request", message_id, payload)
+
+    with store.transaction() as tx:
+        queue(tx, one, b"<one/>")
+        with pytest.raises(RuntimeError), tx.savepoint():
+            queue(tx, two, b"<two/>")
+            raise RuntimeError("this item fails")
+        queue(tx, one, b"<one again/>")
+        queue(tx, three, b"<three/>")
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        queue(tx, two, b"<two/>")
+        raise RuntimeError("this transaction fails")
+    with store.transaction() as tx:
+        queue(tx, one, b"<changed/>")
+        queue(tx, four, b"<four/>")
+    claims = outbox.claim()
+    assert [(c.message_id, c.payload) for c in claims] == [
+        (one, b"<one/>"),
+        (three, b"<three/>"),
+        (four, b"<four/>"),
+    ]
+
+
+@pytest.mark.parametrize("value", ["'a'", "'c'", "'d'", "NULL"])
+@pytest.mark.parametrize("negated", ["", "NOT "])
+def test_a_spelled_out_constant_list_means_what_the_list_meant(value: str, negated: str) -> None:
+    listed = f"SELECT x {negated}IN ('a', 'b','c') FROM (SELECT {value} AS x)"
+    spelled = spelled_out(listed)
+    assert " IN " not in spelled, spelled
+    database = sqlite3.connect(":memory:")
+    assert database.execute(spelled).fetchone() == database.execute(listed).fetchone()
+
+
+def test_only_lists_of_three_or_more_constants_are_spelled_out() -> None:
+    kept = "SELECT 1 WHERE state IN ('A','B') AND id IN (:i0, :i1, :i2) AND id IN (SELECT 1)"
+    assert spelled_out(kept) == kept
+    assert spelled_out("WHERE r.state NOT IN ('A','B','C')") == (
+        "WHERE (r.state <> 'A' AND r.state <> 'B' AND r.state <> 'C')"
+    )
+
+
+def test_upgrading_a_sqlite_store_spells_out_its_stored_lists(tmp_path: Path) -> None:
+    """Schema 5 rewrites the definitions a store at version 4 was made with (lists in its
+    CHECKs and partial indexes): its rows stay, its constraints still hold, and the claim
+    still finds its rows through the partial index."""
+    path = tmp_path / "v4.db"
+    database = sqlite3.connect(path, isolation_level=None)
+    for version, statements in enumerate(MIGRATIONS[:4], 1):
+        for statement in statements:
+            assert isinstance(statement, str)
+            database.execute(statement.format(**_TYPES["sqlite"]))
+        database.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY)")
+        database.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+    database.execute(
+        "INSERT INTO outbox (node, partner, flow, part, message_id, ordering_key, state, due_at) "
+        "VALUES ('ccb', 'bridge', 'PERSON_SYNC', 'request', 'm-1', 'k', 'PENDING', julianday('now'))"
+    )
+    database.execute("INSERT INTO outbox_body (id, payload) VALUES (1, x'3c6d2f3e')")
+    listed = "SELECT name FROM sqlite_schema WHERE sql LIKE '%IN (''PENDING'',''SENDING''%'"
+    assert database.execute(listed).fetchall()  # what the upgrade is for
+    database.close()
+
+    store = SqliteStore(str(path))
+    assert store.migrate() == SCHEMA_VERSION
+    connection = store.connection()
+    assert connection.execute(listed).fetchall() == []
+    assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    plan = connection.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM outbox WHERE node = 'ccb' AND partner = 'bridge' "
+        "AND ordering_key = 'k' AND "
+        + spelled_out("state IN ('PENDING','SENDING','AWAITING_REPLY','RETRY_WAIT')")
+    ).fetchall()
+    assert "outbox_open_key" in str(plan)
+    with pytest.raises(Exception, match=r"(?i)check"), store.transaction() as tx:
+        tx.execute("UPDATE outbox SET state = 'LOST'")
+    (claim,) = Outbox(store, "ccb", DeliverySettings()).claim()
+    assert (claim.message_id, claim.payload) == ("m-1", b"<m/>")
+    store.close()
 
 
 def test_a_newer_schema_is_refused(store: Store) -> None:
