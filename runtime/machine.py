@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from ccbmdm.runtime.lifecycle import Deadline, Lifecycle, State
 from ccbmdm.runtime.store import Store, Transaction
@@ -22,6 +22,7 @@ _NAME = re.compile(r"^[a-z_]+$")
 # the earliest and the latest of several instants, NULL when any is NULL (on both stores)
 _EXTREMES = {"sqlite": ("min", "max"), "postgres": ("least", "greatest")}
 FLOW_COLUMN = "flow"  # the column a flow-specific deadline is chosen by
+T = TypeVar("T")
 
 
 class Machine:
@@ -170,6 +171,19 @@ class Machine:
 
 class Overtaken(Exception):
     """The row left its state meanwhile: what the step did for it is rolled back."""
+
+
+def together_or_apart(tx: Transaction, together: Callable[[], T], apart: Callable[[], T]) -> T:
+    """A batch's items one after another under one savepoint (``together``); when one of them
+    fails, the batch is rolled back and run again by ``apart``, each item under a savepoint of
+    its own, so that a defect in one does not stop the others (E4). A savepoint per item costs
+    two statements and a copy of every page the item changes; a failing item is rare, and then
+    what the batch did outside the store (a log line, a memo) may be done twice."""
+    try:
+        with tx.savepoint():
+            return together()
+    except Exception:
+        return apart()
 
 
 def each_apart(

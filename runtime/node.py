@@ -13,6 +13,7 @@ from ccbmdm.codegen.catalogue import Flow
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.delivery import Claim, DeliverySettings, Inbox, Outbox, Received
 from ccbmdm.runtime.inline import NOT_DELIVERED, other_side
+from ccbmdm.runtime.machine import together_or_apart
 from ccbmdm.runtime.mapping import Context, TransformError
 from ccbmdm.runtime.receiver import Receiver
 from ccbmdm.runtime.store import Store, Transaction
@@ -29,6 +30,7 @@ BATCHES_PER_STEP = 4  # how many full batches one send or process step may take 
 # A handler processes one received message in the node's transaction; returns the message id of
 # the outcome it produced (a reply, a mapped message, a fault), recorded with the inbox row.
 Handler = Callable[[Transaction, Received], str | None]
+Outcome = tuple[Received, str | None]  # a processed message and the message id it led to
 
 
 @dataclass
@@ -133,24 +135,37 @@ class Node:
         return fault_id
 
     def _process_batch(self) -> int:
-        """Claim and process one batch of received messages in one transaction; each under a
-        savepoint, so a defect in one does not stop the others (E4)."""
-        if self.handler is None:
+        """Claim and process one batch of received messages in one transaction, together; when
+        one fails, again each under a savepoint, so that a defect in one does not stop the
+        others (E4)."""
+        handler = self.handler
+        if handler is None:
             return 0
         with self.store.transaction() as tx:
             received = self.inbox.claim(tx=tx)
-            outcomes = []
-            for message in received:
-                try:
-                    with tx.savepoint():
-                        outcomes.append((message, self.handler(tx, message)))
-                except Exception:
-                    log.exception(
-                        "processing failed; the message is retried after its lease",
-                        extra={"message_id": message.message_id, "node": self.name},
-                    )
+            outcomes = together_or_apart(
+                tx,
+                lambda: [(message, handler(tx, message)) for message in received],
+                lambda: self._process_apart(tx, handler, received),
+            )
             self.inbox.processed(tx, outcomes)
         return len(received)
+
+    def _process_apart(
+        self, tx: Transaction, handler: Handler, received: list[Received]
+    ) -> list[Outcome]:
+        """Each message under a savepoint: one that fails is logged and left to be retried."""
+        outcomes = []
+        for message in received:
+            try:
+                with tx.savepoint():
+                    outcomes.append((message, handler(tx, message)))
+            except Exception:
+                log.exception(
+                    "processing failed; the message is retried after its lease",
+                    extra={"message_id": message.message_id, "node": self.name},
+                )
+        return outcomes
 
 
 def _by_partner(claims: list[Claim]) -> list[tuple[str, list[Claim]]]:

@@ -23,8 +23,10 @@ from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.delivery import DeliverySettings, Outbox
 from ccbmdm.runtime.header import message_header
 from ccbmdm.runtime.lifecycle import SYNC_REQUEST
+from ccbmdm.runtime.machine import together_or_apart
 from ccbmdm.runtime.model import ContractModel
 from ccbmdm.runtime.store import Store, Transaction
+from ccbmdm.runtime.store.base import Row
 
 KEY_SEPARATOR = "\x1f"  # PD-L12: primary-key values joined by U+001F
 _HEADER_FIELDS = ("message_header", "send_details", "change_type", "entity_version")
@@ -155,8 +157,8 @@ class SyncRequestMonitor:
     def step(
         self, batch: int = 50, *, request_ids: list[int] | None = None, from_error: bool = False
     ) -> StepResult:
-        """One claim of due Pending requests (or, resubmitting, of requests in Error), each
-        handled under a savepoint; one commit."""
+        """One claim of due Pending requests (or, resubmitting, of requests in Error), handled
+        together, or each under a savepoint when one cannot be built; one commit."""
         counts = {"sent": 0, "discarded": 0, "errors": 0}
         # The key's entity_version row is locked with the request: a capture holds it from its
         # first statement to its commit, so a request whose key has a capture in flight is left
@@ -186,17 +188,13 @@ class SyncRequestMonitor:
                     ORDER BY r.due_at, r.id LIMIT :batch{lock}""",
                 {"batch": batch},
             )
-            for row in picked:
-                SYNC_REQUEST.next(
-                    "ERROR" if from_error else "PENDING", "resubmit" if from_error else "claim"
-                )
-                try:
-                    with tx.savepoint():
-                        outcome = self._determine(tx, row)
-                except (ValidationError, ValueError, KeyError) as exc:
-                    self._error(tx, row["id"], f"message not built: {_reason(exc)}")
-                    outcome = "errors"
-                counts[outcome] += 1
+            outcomes = together_or_apart(
+                tx,
+                lambda: [self._determine(tx, row, from_error) for row in picked],
+                lambda: self._determine_apart(tx, picked, from_error),
+            )
+        for outcome in outcomes:
+            counts[outcome] += 1
         return StepResult(**counts)
 
     def _supersede(self, tx: Transaction) -> None:
@@ -226,7 +224,22 @@ class SyncRequestMonitor:
                     },
                 )
 
-    def _determine(self, tx: Transaction, row: Mapping[str, Any]) -> str:
+    def _determine_apart(self, tx: Transaction, picked: list[Row], from_error: bool) -> list[str]:
+        """Each request under a savepoint: one whose message cannot be built goes to Error."""
+        outcomes = []
+        for row in picked:
+            try:
+                with tx.savepoint():
+                    outcomes.append(self._determine(tx, row, from_error))
+            except (ValidationError, ValueError, KeyError) as exc:
+                self._error(tx, row["id"], f"message not built: {_reason(exc)}")
+                outcomes.append("errors")
+        return outcomes
+
+    def _determine(self, tx: Transaction, row: Mapping[str, Any], from_error: bool) -> str:
+        SYNC_REQUEST.next(
+            "ERROR" if from_error else "PENDING", "resubmit" if from_error else "claim"
+        )
         key = tuple(row["pk"].split(KEY_SEPARATOR))
         initial = self.store.json_value(row["initial_snapshot"])
         if isinstance(initial, str):

@@ -6,7 +6,8 @@ from __future__ import annotations
 from types import ModuleType
 
 from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.store import Store
+from ccbmdm.runtime.delivery import Received
+from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.transport import InProcessTransport
 from runtime_world import Integration
 
@@ -108,3 +109,33 @@ def test_a_message_that_fails_every_attempt_is_answered_with_1402(
     ((state, reason),) = world.requests()
     assert state == "ERROR"
     assert reason is not None and reason.startswith("90000/1402 not processed: attempts used up")
+
+
+def test_e4_a_defect_in_one_message_leaves_the_rest_of_its_batch_processed(
+    store: Store, registry: ContractRegistry, package: ModuleType
+) -> None:
+    """The bridge's batch of three holds one message its handler fails on after mapping it:
+    the other two are processed and relayed, the failing one waits for its lease, and what its
+    handler queued is gone with it."""
+    world = Integration(store, registry, package, InProcessTransport())
+    for person_id in ("0000000091", "0000000092", "0000000093"):
+        world.people.change(person_id, "Batch,Member")
+    world.monitor.step()
+    world.ccb.send_due()
+    relay = world.bridge.handler
+    assert relay is not None
+
+    def defective(tx: Transaction, received: Received) -> str | None:
+        outcome = relay(tx, received)  # the mapped message is queued, then the defect strikes
+        if b"0000000092" in received.payload:
+            raise RuntimeError("a defect in the handler")
+        return outcome
+
+    world.bridge.handler = defective
+    assert world.bridge.process_due() == 3
+    with store.transaction() as tx:
+        states = [r["state"] for r in tx.fetch("SELECT state FROM inbox WHERE node = 'bridge'")]
+        relayed = tx.fetch("SELECT b.payload FROM outbox o JOIN outbox_body b ON b.id = o.id")
+    assert sorted(states) == ["PROCESSED", "PROCESSED", "PROCESSING"]
+    payloads = [bytes(row["payload"]) for row in relayed if b"ContactSyncRequest" in row["payload"]]
+    assert len(payloads) == 2 and not any(b"0000000092" in p for p in payloads)
