@@ -8,7 +8,9 @@ so a worker whose lease expired changes nothing.
 
 from __future__ import annotations
 
+import os
 import random
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -483,5 +485,19 @@ def fenced_rows(rows: Sequence[Claim | Received]) -> tuple[str, dict[str, Any]]:
     return f"id IN ({ids}) AND (id, lease_token) IN (VALUES {pairs})", values
 
 
-def new_message_id() -> str:
-    return str(uuid.uuid4())
+def new_message_id(now_ns: int | None = None) -> str:
+    """A UUID version 7 (RFC 9562): the milliseconds since 1970 (``now_ns``, the clock by
+    default), then 74 random bits. An id made later sorts later, so the rows of a batch go to
+    the end of the (partner, message id) indexes instead of to a page of their own each: fewer
+    pages written per commit, and no random reads once the tables outgrow the cache."""
+    milliseconds = (time.time_ns() if now_ns is None else now_ns) // 1_000_000
+    random_bits = int.from_bytes(os.urandom(10), "big")
+    return str(
+        uuid.UUID(
+            int=(milliseconds & (1 << 48) - 1) << 80
+            | 0x7 << 76  # version
+            | (random_bits >> 62 & 0xFFF) << 64
+            | 0b10 << 62  # variant
+            | random_bits & (1 << 62) - 1
+        )
+    )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import typing
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,7 +19,7 @@ from deepdiff import DeepDiff
 from pydantic import ValidationError
 
 from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.delivery import DeliverySettings, Outbox
+from ccbmdm.runtime.delivery import DeliverySettings, Outbox, new_message_id
 from ccbmdm.runtime.header import message_header
 from ccbmdm.runtime.lifecycle import SYNC_REQUEST
 from ccbmdm.runtime.machine import together_or_apart
@@ -260,12 +259,12 @@ class SyncRequestMonitor:
                 },
             )
             return "discarded"
-        message_id = uuid.uuid4()
+        message_id = new_message_id()
         change = "ADD" if initial is None else "DELETE" if final is None else "CHANGE"
         message = contract.model.model_validate(
             {
                 "message_header": message_header(
-                    row["flow"], self.source_system, row["target"], message_id=str(message_id)
+                    row["flow"], self.source_system, row["target"], message_id=message_id
                 ),
                 "send_details": {
                     "sync_request_id": str(row["id"]).zfill(10),
@@ -285,7 +284,7 @@ class SyncRequestMonitor:
             self.partner,
             row["flow"],
             "request",
-            str(message_id),
+            message_id,
             contract.encode(message),
             ordering_key=ordering_key(row["mo"], row["pk"], row["target"]),
             owner=("sync_request", int(row["id"])),
@@ -298,7 +297,7 @@ class SyncRequestMonitor:
                 "state": transition.target,
                 "final": json.dumps(final, sort_keys=True, default=str),
                 "version": version,
-                "message_id": str(message_id),
+                "message_id": message_id,
                 "id": row["id"],
             },
         )

@@ -16,12 +16,11 @@ Decisions:
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import date
 from typing import Any
 
 from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.delivery import Outbox, Received
+from ccbmdm.runtime.delivery import Outbox, Received, new_message_id
 from ccbmdm.runtime.header import message_header
 from ccbmdm.runtime.sim.ccb import CcbSimulator
 from ccbmdm.runtime.sim.mdm import MdmSimulator
@@ -61,7 +60,7 @@ def change_measurement_cycle(
     sync_id = _next_sync_id(tx)
     contracts = mdm.node.contracts
     codec = contracts["mdm/BillCycleChangeSyncRequest"]
-    message_id = str(uuid.uuid4())
+    message_id = new_message_id()
     message = codec.model.model_validate(
         {
             "message_header": message_header(FLOW, "MDM", "CCB", message_id=message_id),
@@ -143,7 +142,7 @@ def notified(ccb: CcbSimulator, tx: Transaction, received: Received) -> str | No
             )
             ids.append({"entity": "ACCOUNT", "external_pk1": account_id})
     codec = contracts["ccb/SyncAcknowledgement"]
-    message_id = str(uuid.uuid4())
+    message_id = new_message_id()
     ack = codec.model.model_validate(
         {
             "message_header": message_header(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from pathlib import Path
 
 import pytest
 
-from ccbmdm.runtime.delivery import DeliverySettings, Inbox, Outbox
+from ccbmdm.runtime.delivery import DeliverySettings, Inbox, Outbox, new_message_id
 from ccbmdm.runtime.store import Store, StoreError, Transaction, open_store
 from ccbmdm.runtime.store.schema import _TYPES, MIGRATIONS, SCHEMA_VERSION, migrate
 from ccbmdm.runtime.store.sqlite import SqliteStore, refuse_network_filesystem, spelled_out
@@ -76,6 +77,17 @@ def test_messages_are_written_at_the_commit_as_they_were_queued(store: Store) ->
         (three, b"<three/>"),
         (four, b"<four/>"),
     ]
+
+
+def test_message_ids_are_version_7_uuids_that_sort_by_the_time_they_were_made() -> None:
+    made_at = 1_795_000_000_000_000_000  # ns: November 2026
+    ids = [new_message_id(made_at + step * 1_000_000) for step in range(50)]
+    assert ids == sorted(ids) and len(set(ids)) == 50
+    first = uuid.UUID(ids[0])
+    assert (first.version, first.variant) == (7, uuid.RFC_4122)
+    assert first.int >> 80 == made_at // 1_000_000
+    same_millisecond = {new_message_id(made_at) for _ in range(100)}
+    assert len(same_millisecond) == 100  # the random bits tell them apart
 
 
 @pytest.mark.parametrize("value", ["'a'", "'c'", "'d'", "NULL"])
