@@ -37,6 +37,7 @@ from ccbmdm.codegen.loader import load_contracts, load_package  # noqa: E402
 from ccbmdm.codegen.project import Project  # noqa: E402
 from ccbmdm.runtime.store import Store, open_store  # noqa: E402
 from ccbmdm.runtime.transport import InProcessTransport  # noqa: E402
+from ccbmdm.runtime.worker import settle_collector  # noqa: E402
 from runtime_world import Integration  # noqa: E402
 
 
@@ -56,6 +57,7 @@ def measure(store: Store, requests: int, batch: int = 50) -> float:
     """One worker runs every step until all is quiet; requests per second."""
     world = integration(store, batch)
     load(world, requests)
+    settle_collector()  # as a worker does before its first round
     started = time.perf_counter()
     world.run(rounds=10 + 4 * requests // batch)
     seconds = time.perf_counter() - started
@@ -80,6 +82,7 @@ def worker(dsn: str, batch: int, ready: Semaphore, start: Event) -> None:
     left open (each process has its own in-process transport; the store is shared)."""
     store = open_store(dsn)
     world = integration(store, batch)
+    settle_collector()
     ready.release()
     start.wait()
     while True:

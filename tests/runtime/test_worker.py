@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 
 import pytest
@@ -78,3 +79,17 @@ def test_a_failing_round_is_logged_and_the_worker_carries_on(
         moved = Worker([flaky], poll_interval_s=0.001).run(stop)
     assert moved == 3 and len(calls) == 4  # the round after the failure went on
     assert "a round failed; retrying after a pause (1 in a row)" in caplog.text
+
+
+def test_a_worker_settles_the_collector_before_its_first_round() -> None:
+    """The young generation is collected every 10,000 allocations, and what was loaded before
+    the first round is frozen out of the collector's passes (once per process)."""
+    seen: list[tuple[tuple[int, int, int], int]] = []
+
+    def observe() -> int:
+        seen.append((gc.get_threshold(), gc.get_freeze_count()))
+        return 0
+
+    Worker([observe]).drain()
+    ((threshold, frozen),) = seen
+    assert threshold == (10_000, 10, 10) and frozen > 0
