@@ -555,8 +555,11 @@ class Flag:
     def __init__(self, context: SpawnContext) -> None:
         self._value = context.RawValue("b", 0)
 
-    def set(self) -> None:
-        self._value.value = 1
+    def set(self, level: int = 1) -> None:
+        self._value.value = level
+
+    def level(self) -> int:
+        return int(self._value.value)
 
     def clear(self) -> None:
         self._value.value = 0
@@ -574,6 +577,9 @@ class Flag:
         return True
 
 
+RECEIVED_BATCH, SENT_BATCH = 1, 2  # what a worker's busy flag says it holds
+
+
 @dataclass(frozen=True)
 class WorkerSpec:
     """What a worker process needs; everything in it crosses a spawn."""
@@ -587,18 +593,23 @@ class WorkerSpec:
 
 def run_worker(spec: WorkerSpec) -> None:
     """A worker process: every step of the three nodes and the monitor, in-process transport,
-    until ``stop``. ``busy`` is 1 while it holds claimed rows, so a kill can land mid-batch."""
+    until ``stop``. ``busy`` is set while it holds claimed rows, so a kill can land mid-batch:
+    RECEIVED_BATCH for received messages being processed (their claim is part of the processing
+    transaction, which a kill rolls back), SENT_BATCH for messages being sent (their leases are
+    committed: a kill strands them until they pass)."""
     if spec.log_path:
         logging.basicConfig(filename=spec.log_path, level=logging.WARNING, force=True)
     from ccbmdm.runtime import delivery
 
-    for cls in (delivery.Outbox, delivery.Inbox):
+    for cls, level in ((delivery.Outbox, SENT_BATCH), (delivery.Inbox, RECEIVED_BATCH)):
         original = cls.claim
 
-        def claim(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+        def claim(
+            self: Any, *args: Any, _original: Any = original, _level: int = level, **kwargs: Any
+        ) -> Any:
             claimed = _original(self, *args, **kwargs)
             if claimed:
-                spec.busy.set()
+                spec.busy.set(_level)
             return claimed
 
         cls.claim = claim  # type: ignore[method-assign]
@@ -699,13 +710,22 @@ class Cluster:
                 log = self.log(slot).read_text()[-3000:] if self.log(slot).exists() else ""
                 raise AssertionError(f"worker {slot} exited by itself ({process.exitcode}):\n{log}")
 
-    def kill(self, slot: int, busy_within_s: float = 1.0) -> None:
-        """SIGKILL a worker, preferably while it holds a claimed batch."""
+    def busy_worker(self, rng: random.Random, holding: int, within_s: float = 2.0) -> int:
+        """A running worker holding a claimed batch (``SENT_BATCH``: one it is sending, whose
+        leases a kill strands), chosen at random among those that do; any running worker
+        when none does within ``within_s``."""
+        deadline = time.monotonic() + within_s
+        while True:
+            running = [slot for slot, p in enumerate(self.processes) if p is not None]
+            holders = [slot for slot in running if self.flags[slot].level() >= holding]
+            if holders or time.monotonic() >= deadline:
+                return rng.choice(holders or running)
+            time.sleep(0.001)
+
+    def kill(self, slot: int) -> None:
+        """SIGKILL a worker, as it is."""
         process = self.processes[slot]
         assert process is not None and process.pid is not None
-        deadline = time.monotonic() + busy_within_s
-        while not self.flags[slot].is_set() and time.monotonic() < deadline:
-            time.sleep(0.001)
         os.kill(process.pid, signal.SIGKILL)
         self.mid_batch += self.flags[slot].is_set()
         process.join(10)
@@ -725,7 +745,9 @@ class Cluster:
 
 @dataclass
 class FaultSchedule:
-    """R1's faults: every 1-3 s a random worker is killed mid-batch; it restarts 0-2 s later."""
+    """R1's faults: every 1-3 s a random worker is killed mid-batch, every other time while it
+    sends (so that leases are stranded, not only transactions rolled back); it restarts 0-2 s
+    later."""
 
     kills: int
     seed: int
@@ -734,9 +756,9 @@ class FaultSchedule:
     def run(self, cluster: Cluster, store: Store, changer: SpawnProcess) -> None:
         rng = random.Random(self.seed)
         restarts: dict[int, float] = {}
-        for _ in range(self.kills):
+        for kill in range(self.kills):
             self._wait(cluster, store, restarts, time.monotonic() + rng.uniform(1.0, 3.0))
-            slot = rng.choice([s for s, p in enumerate(cluster.processes) if p is not None])
+            slot = cluster.busy_worker(rng, SENT_BATCH if kill % 2 == 0 else RECEIVED_BATCH)
             cluster.kill(slot)
             restarts[slot] = time.monotonic() + rng.uniform(0.0, 2.0)
         changer.join(120)
