@@ -63,8 +63,8 @@ class SqliteTransaction(Transaction):
 
 class _Savepoint:
     """A savepoint named by its depth, not numbered: the same few statements each time stay in
-    the connection's statement cache instead of pushing the others out of it (a batch opens
-    one per item)."""
+    the connection's statement cache instead of pushing the others out of it (a batch whose item
+    failed opens one per item)."""
 
     __slots__ = ("name", "queued", "transaction")
 
