@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from ccbmdm.runtime.worker import StillBusy, Worker
+from ccbmdm.runtime.worker import StillBusy, Worker, settle_collector
 
 
 class Countdown:
@@ -83,7 +83,11 @@ def test_a_failing_round_is_logged_and_the_worker_carries_on(
 
 def test_a_worker_settles_the_collector_before_its_first_round() -> None:
     """The young generation is collected every 10,000 allocations, and what was loaded before
-    the first round is frozen out of the collector's passes (once per process)."""
+    the first round is frozen out of the collector's passes (once per process: the test starts
+    from the collector as Python sets it)."""
+    settle_collector.cache_clear()
+    gc.unfreeze()
+    gc.set_threshold(700, 10, 10)
     seen: list[tuple[tuple[int, int, int], int]] = []
 
     def observe() -> int:
