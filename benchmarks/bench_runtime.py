@@ -8,16 +8,22 @@ least 2,000/s (synchronous=FULL); PostgreSQL at least 1.6x from one worker to tw
 
 SQLite is measured at each batch size given (batching is the lever: fewer commits, each fsynced,
 per message), the median of ``--repeat`` runs, each on a fresh database in a process of its own.
+With ``--instructions``, one run per batch size is also counted by callgrind (valgrind): the
+instructions a request costs, the same run after run whatever else the machine is doing, where
+requests a second on a shared virtual machine vary by a third from one minute to the next.
 
 Run: python benchmarks/bench_runtime.py [--requests 3000] [--batch 50 200] [--repeat 5]
-                                        [--pg postgresql://...]
+                                        [--pg postgresql://...] [--instructions]
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,28 +59,67 @@ def load(world: Integration, requests: int) -> None:
         world.people.change(f"{index:010d}", f"Person,Number {index}")
 
 
-def measure(store: Store, requests: int, batch: int = 50) -> float:
-    """One worker runs every step until all is quiet; requests per second."""
+def measure(store: Store, requests: int, batch: int = 50, counted: bool = False) -> float:
+    """One worker runs every step until all is quiet; requests per second. ``counted``: the
+    process runs under callgrind, which counts the run's instructions only."""
     world = integration(store, batch)
     load(world, requests)
     settle_collector()  # as a worker does before its first round
-    started = time.perf_counter()
-    world.run(rounds=10 + 4 * requests // batch)
-    seconds = time.perf_counter() - started
+    with counting(counted):
+        started = time.perf_counter()
+        world.run(rounds=10 + 4 * requests // batch)
+        seconds = time.perf_counter() - started
     states = {state for state, _ in world.requests()}
     assert states == {"SYNCHRONIZED"}, states
     return requests / seconds
 
 
-def sqlite_rate(requests: int, batch: int) -> float:
+def sqlite_rate(requests: int, batch: int, counted: bool = False) -> float:
     """One measurement on a fresh SQLite database."""
     with tempfile.TemporaryDirectory() as folder:
         store = open_store(str(Path(folder) / "bench.db"))
         store.migrate()
         try:
-            return measure(store, requests, batch)
+            return measure(store, requests, batch, counted)
         finally:
             store.close()
+
+
+@contextmanager
+def counting(counted: bool) -> Iterator[None]:
+    """Callgrind's instruction count on inside, off outside (the set-up is not counted)."""
+    if counted:
+        subprocess.run(["callgrind_control", "-i", "on", str(os.getpid())], check=True)
+    try:
+        yield
+    finally:
+        if counted:
+            subprocess.run(["callgrind_control", "-i", "off", str(os.getpid())], check=True)
+
+
+def instructions_per_request(requests: int, batch: int) -> int:
+    """One SQLite run of this file under callgrind, counted from the first round to the last."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (Debian package valgrind)")
+    with tempfile.TemporaryDirectory() as folder:
+        counts = Path(folder) / "callgrind.out"
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                f"--callgrind-out-file={counts}",
+                sys.executable,
+                __file__,
+                "--counted-run",
+                str(requests),
+                str(batch),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        totals = [line for line in counts.read_text().splitlines() if line.startswith("totals:")]
+    return int(totals[0].split()[1]) // requests
 
 
 def worker(dsn: str, batch: int, ready: Semaphore, start: Event) -> None:
@@ -148,7 +193,18 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=5, help="SQLite runs per batch size")
     parser.add_argument("--pg", help="a PostgreSQL DSN; a schema of its own is created and dropped")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count a request's instructions under callgrind, 1,000 requests a batch size "
+        "(about a minute each)",
+    )
+    parser.add_argument("--counted-run", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.counted_run:  # the process callgrind counts (see instructions_per_request)
+        requests, batch = args.counted_run
+        sqlite_rate(requests, batch, counted=True)
+        return
     print(machine())
     print(f"{args.requests} requests")
     context = multiprocessing.get_context("spawn")
@@ -162,6 +218,11 @@ def main() -> None:
             f"{statistics.median(rates):8.0f} requests/s "
             f"(median of {len(rates)}: {', '.join(f'{r:.0f}' for r in sorted(rates))})"
         )
+        if args.instructions:
+            print(
+                f"SQLite, batch {batch:4d}: "
+                f"{instructions_per_request(1000, batch):,} instructions a request (callgrind)"
+            )
     if args.pg:
         batch = args.batch[0]
         print(f"PostgreSQL, batch {batch}")

@@ -28,10 +28,9 @@ def settle_collector() -> None:
     """Once per process, before a worker's first round. A batch allocates a great many
     short-lived objects, few of them in cycles: at the collector's default of a collection every
     700 allocations, a collection ran every few messages, and the older generations' passes
-    walked the contracts, models and mappings loaded at start each time (55 µs of a request's
-    790 in the runtime benchmark). The youngest generation is now collected every 10,000
-    allocations, and what is loaded by the first round, kept for the life of the process, is
-    frozen out of the passes."""
+    walked the contracts, models and mappings loaded at start each time. The youngest generation
+    is now collected every 10,000 allocations, and what is loaded by the first round, kept for
+    the life of the process, is frozen out of the passes."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
