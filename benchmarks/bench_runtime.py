@@ -8,9 +8,11 @@ least 2,000/s (synchronous=FULL); PostgreSQL at least 1.6x from one worker to tw
 
 SQLite is measured at each batch size given (batching is the lever: fewer commits, each fsynced,
 per message), the median of ``--repeat`` runs, each on a fresh database in a process of its own.
-With ``--instructions``, one run per batch size is also counted by callgrind (valgrind): the
-instructions a request costs, the same run after run whatever else the machine is doing, where
-requests a second on a shared virtual machine vary by a third from one minute to the next.
+PostgreSQL is measured with 1, 2 and 4 worker processes, ``--repeat`` rounds of the three, and
+the ratios are those of the medians. With ``--instructions``, one run per batch size is also
+counted by callgrind (valgrind): the instructions a request costs, the same run after run
+whatever else the machine is doing, where requests a second on a shared virtual machine vary by
+a third from one minute to the next.
 
 Run: python benchmarks/bench_runtime.py [--requests 3000] [--batch 50 200] [--repeat 5]
                                         [--pg postgresql://...] [--instructions]
@@ -191,7 +193,9 @@ def main() -> None:
     parser.add_argument(
         "--batch", type=int, nargs="+", default=[50, 200], help="batch sizes (SQLite)"
     )
-    parser.add_argument("--repeat", type=int, default=5, help="SQLite runs per batch size")
+    parser.add_argument(
+        "--repeat", type=int, default=5, help="runs per SQLite batch size and per worker count"
+    )
     parser.add_argument("--pg", help="a PostgreSQL DSN; a schema of its own is created and dropped")
     parser.add_argument(
         "--instructions",
@@ -225,15 +229,20 @@ def main() -> None:
             )
     if args.pg:
         batch = args.batch[0]
-        print(f"PostgreSQL, batch {batch}")
-        pg_rates: dict[int, float] = {}
-        for workers in (1, 2, 4):
-            with scratch_schema(args.pg) as dsn:
-                pg_rates[workers] = measure_workers(dsn, args.requests, workers, batch)
+        print(f"PostgreSQL, batch {batch}, median of {args.repeat} rounds of 1, 2 and 4 workers")
+        # rounds rather than runs in a row: the machine's drift then weighs on every count alike
+        pg_rates: dict[int, list[float]] = {1: [], 2: [], 4: []}
+        for _ in range(args.repeat):
+            for workers, rates in pg_rates.items():
+                with scratch_schema(args.pg) as dsn:
+                    rates.append(measure_workers(dsn, args.requests, workers, batch))
+        one = statistics.median(pg_rates[1])
+        for workers, rates in pg_rates.items():
             print(
                 f"PostgreSQL, {workers} worker{'s' if workers > 1 else ''}: "
-                f"{pg_rates[workers]:8.0f} requests/s "
-                f"({pg_rates[workers] / pg_rates[1]:.2f}x one worker)"
+                f"{statistics.median(rates):8.0f} requests/s "
+                f"({statistics.median(rates) / one:.2f}x one worker; "
+                f"runs: {', '.join(f'{r:.0f}' for r in rates)})"
             )
 
 
