@@ -290,9 +290,8 @@ class SyncRequestMonitor:
             owner=("sync_request", int(row["id"])),
             reply_timeout_s=self.reply_timeout_s,
         )
-        tx.execute(
-            """UPDATE sync_request SET state = :state, final_snapshot = :final, entity_version = :version,
-                   message_id = :message_id, due_at = NULL WHERE id = :id""",
+        tx.later(
+            _write_sent,
             {
                 "state": transition.target,
                 "final": json.dumps(final, sort_keys=True, default=str),
@@ -380,8 +379,24 @@ class Acknowledgements:
             )
         else:
             transition = SYNC_REQUEST.next("AWAITING_ACK", "positive_ack")
-            tx.execute(
-                "UPDATE sync_request SET state = :state, due_at = NULL WHERE id = :id AND state = 'AWAITING_ACK'",
-                {"state": transition.target, "id": owner[1]},
-            )
+            tx.later(_write_acknowledged, {"state": transition.target, "id": owner[1]})
         return None
+
+
+# A batch's requests move on in one statement each at the commit (``Transaction.later``): what
+# else the transaction does never reads them back (the message's outbox row carries its owner).
+
+
+def _write_sent(tx: Transaction, rows: list[dict[str, Any]]) -> None:
+    tx.execute_many(
+        """UPDATE sync_request SET state = :state, final_snapshot = :final, entity_version = :version,
+               message_id = :message_id, due_at = NULL WHERE id = :id""",
+        rows,
+    )
+
+
+def _write_acknowledged(tx: Transaction, rows: list[dict[str, Any]]) -> None:
+    tx.execute_many(
+        "UPDATE sync_request SET state = :state, due_at = NULL WHERE id = :id AND state = 'AWAITING_ACK'",
+        rows,
+    )
