@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,22 +74,30 @@ def claim_rows(
     PostgreSQL picks with ``FOR UPDATE SKIP LOCKED`` in a materialised CTE (so the limit applies
     before the update); SQLite, under BEGIN IMMEDIATE, updates the rows a subquery picks. With
     ``tx``, the claim is part of that transaction; else it commits on its own. Each row comes
-    with its message's ``payload``, from the table's body table."""
+    with its message's ``payload``, from the table's body table.
+
+    The rows of one claim share its lease token: it tells this claim from any later one of the
+    same row, which is all the fencing needs."""
+    params = {
+        "node": node,
+        "batch": batch or settings.batch,
+        "seconds": settings.lease_s,
+        "token": secrets.token_hex(16),
+    }
     if store.dialect == "postgres":
         lock = " FOR UPDATE OF r SKIP LOCKED" if " r " in pick else " FOR UPDATE SKIP LOCKED"
         sql = f"""WITH picked AS MATERIALIZED ({pick} LIMIT :batch{lock})
                   UPDATE {table} s SET state = '{state}', attempt = s.attempt + 1,
-                         lease_token = md5(random()::text || clock_timestamp()::text), due_at = {store.now_plus}
+                         lease_token = :token, due_at = {store.now_plus}
                   FROM picked WHERE s.id = picked.id
                   RETURNING {", ".join("s." + c for c in columns.split(", "))},
                             (SELECT b.payload FROM {table}_body b WHERE b.id = s.id) AS payload"""
     else:
         sql = f"""UPDATE {table} SET state = '{state}', attempt = attempt + 1,
-                         lease_token = lower(hex(randomblob(16))), due_at = {store.now_plus}
+                         lease_token = :token, due_at = {store.now_plus}
                   WHERE id IN ({pick} LIMIT :batch)
                   RETURNING {columns},
                             (SELECT b.payload FROM {table}_body b WHERE b.id = {table}.id) AS payload"""
-    params = {"node": node, "batch": batch or settings.batch, "seconds": settings.lease_s}
     if tx is not None:
         rows = tx.fetch(sql, params)
     else:
@@ -476,11 +484,16 @@ class Inbox:
 def fenced_rows(rows: Sequence[Claim | Received]) -> tuple[str, dict[str, Any]]:
     """A condition matching the rows whose lease token is still the one they were claimed
     with, for one fenced statement over a batch, and its parameters. The id list lets both
-    databases find the rows by primary key; the ``(id, lease_token)`` pairs do the fencing."""
-    values: dict[str, Any] = {}
-    for index, row in enumerate(rows):
-        values[f"i{index}"], values[f"t{index}"] = row.id, row.lease_token
+    databases find the rows by primary key; the token does the fencing: one for all when the
+    rows come from one claim (the usual case), else one per row."""
+    values: dict[str, Any] = {f"i{index}": row.id for index, row in enumerate(rows)}
     ids = ", ".join(f":i{i}" for i in range(len(rows)))
+    tokens = {row.lease_token for row in rows}
+    if len(tokens) == 1:
+        values["t"] = tokens.pop()
+        return f"id IN ({ids}) AND lease_token = :t", values
+    for index, row in enumerate(rows):
+        values[f"t{index}"] = row.lease_token
     pairs = ", ".join(f"(:i{i}, :t{i})" for i in range(len(rows)))
     return f"id IN ({ids}) AND (id, lease_token) IN (VALUES {pairs})", values
 
@@ -492,12 +505,12 @@ def new_message_id(now_ns: int | None = None) -> str:
     pages written per commit, and no random reads once the tables outgrow the cache."""
     milliseconds = (time.time_ns() if now_ns is None else now_ns) // 1_000_000
     random_bits = int.from_bytes(os.urandom(10), "big")
-    return str(
-        uuid.UUID(
-            int=(milliseconds & (1 << 48) - 1) << 80
-            | 0x7 << 76  # version
-            | (random_bits >> 62 & 0xFFF) << 64
-            | 0b10 << 62  # variant
-            | random_bits & (1 << 62) - 1
-        )
+    value = (
+        (milliseconds & (1 << 48) - 1) << 80
+        | 0x7 << 76  # version
+        | (random_bits >> 62 & 0xFFF) << 64
+        | 0b10 << 62  # variant
+        | random_bits & (1 << 62) - 1
     )
+    digits = f"{value:032x}"
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
