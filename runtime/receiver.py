@@ -6,6 +6,7 @@ the node's worker processes it later (reliability.md §2.4, "Receiving").
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from ccbmdm.codegen.catalogue import Flow
@@ -21,6 +22,7 @@ FRAMEWORK_CATEGORY = 90000
 AUTHENTICATION_FAILED = 1201  # PD-C11
 # A fault must name a flow; one about a path that names none is filed under this one.
 UNKNOWN_FLOW = "UNKNOWN"
+_SAMPLE_ID = "00000000-0000-7000-8000-000000000000"  # stands for a receipt's message id
 
 
 class Receiver:
@@ -136,8 +138,19 @@ class Receiver:
 
     def receipt(self, message_id: str, outcome: str | None) -> bytes:
         """The Receipt of a stored message; both ids were checked as UUIDs when they arrived."""
+        before, after = self._receipt_around_id
+        return before + (outcome or message_id).encode("ascii") + after
+
+    @functools.cached_property
+    def _receipt_around_id(self) -> tuple[bytes, bytes]:
+        """The Receipt's bytes before and after its message id, as the contract's encoder
+        writes them: every message gets a receipt, and only the id differs (a UUID, which
+        needs no escaping)."""
         receipt = self.contracts["common/Receipt"]
-        return receipt.encode(build(receipt.model, {"message_id": outcome or message_id}))
+        before, after = receipt.encode(build(receipt.model, {"message_id": _SAMPLE_ID})).split(
+            _SAMPLE_ID.encode("ascii")
+        )
+        return before, after
 
     def fault(
         self,

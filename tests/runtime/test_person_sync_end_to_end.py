@@ -6,6 +6,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from ccbmdm.runtime.contracts import ContractRegistry
+from ccbmdm.runtime.delivery import new_message_id
 from ccbmdm.runtime.store import Store
 from ccbmdm.runtime.transport import InProcessTransport, Posting
 from runtime_world import Flaky, Integration
@@ -139,3 +140,18 @@ def test_a_batch_mixing_new_and_repeated_messages_answers_each_rightly(
     world.run()
     assert world.stub.applications == 2
     assert [state for state, _ in world.requests()] == ["SYNCHRONIZED", "SYNCHRONIZED"]
+
+
+def test_a_receipt_is_what_the_receipt_contract_encodes(
+    store: Store, registry: ContractRegistry, package: ModuleType
+) -> None:
+    """Receipts are written from the contract encoder's bytes around the id: the same bytes,
+    naming the message, or for a repeat the outcome recorded with it."""
+    receiver = Integration(store, registry, package, InProcessTransport()).mdm.receiver
+    contract = registry["common/Receipt"]
+    message_id, outcome = new_message_id(), new_message_id()
+    for named in (message_id, outcome):
+        expected = contract.encode(contract.model.model_validate({"message_id": named}))
+        answered = receiver.receipt(message_id, None if named == message_id else outcome)
+        assert answered == expected
+        assert registry.decode_afresh(answered)[1].message_id == named  # type: ignore[attr-defined]
