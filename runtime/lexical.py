@@ -6,6 +6,7 @@ checked by exactly one definition, whichever way it enters.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -105,6 +106,14 @@ def format_date(value: date) -> str:
 
 def format_datetime(value: datetime) -> str:
     """ISO 8601 with the value's own offset, Z for UTC, no fraction unless it has one."""
+    # Instants that are equal compare equal whatever their offsets: the offset is in the key.
+    return _formatted_datetime(value, value.utcoffset())
+
+
+@functools.lru_cache(maxsize=1024)
+def _formatted_datetime(value: datetime, offset: timedelta | None) -> str:
+    """A message's timestamps repeat (to the second, one per header) and ``isoformat`` with an
+    offset is slow: the text of the values seen lately."""
     text = value.isoformat()
     if text.endswith("+00:00"):
         return text[:-6] + "Z"

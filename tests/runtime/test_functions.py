@@ -23,6 +23,23 @@ def test_start_of_day_takes_the_legal_offset_of_that_day() -> None:
     )
 
 
+def test_one_instant_is_written_with_each_value_s_own_offset() -> None:
+    """Equal instants with different offsets (or a repeated hour's two folds) compare equal
+    in Python; each is written with its own offset all the same, however often it comes."""
+    instant = datetime(2025, 11, 2, 5, 30, tzinfo=UTC)
+    eastern = instant.astimezone(timezone(timedelta(hours=-5)))
+    # 01:30 in New York, the second time that night, and the first time
+    repeated = fn.in_zone(datetime(2025, 11, 2, 6, 30, tzinfo=UTC), "America/New_York")
+    first_time = repeated.replace(fold=0)
+    assert instant == eastern and repeated == first_time
+    for _ in range(2):
+        assert format_datetime(instant) == "2025-11-02T05:30:00Z"
+        assert format_datetime(eastern) == "2025-11-02T00:30:00-05:00"
+        assert format_datetime(first_time) == "2025-11-02T01:30:00-04:00"
+        assert format_datetime(repeated) == "2025-11-02T01:30:00-05:00"
+        assert format_datetime(instant.replace(tzinfo=None)) == "2025-11-02T05:30:00"
+
+
 def test_unknown_zone_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="'Mars/Olympus' is not a time zone of the IANA database"):
         fn.start_of_day(date(2025, 1, 1), "Mars/Olympus")
