@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.store.base import Row
@@ -42,9 +42,9 @@ class DeliverySettings:
 _REPLACING = " ON CONFLICT (id) DO UPDATE SET payload = excluded.payload"
 
 
-@dataclass(frozen=True)
-class Claim:
-    """An outbox row a worker holds under a lease."""
+class Claim(NamedTuple):
+    """An outbox row a worker holds under a lease (a named tuple: a batch makes one a message,
+    at a third of a frozen dataclass's cost)."""
 
     id: int
     partner: str
@@ -366,8 +366,9 @@ def insert_with_bodies(
     return new
 
 
-@dataclass(frozen=True)
-class Received:
+class Received(NamedTuple):
+    """An inbox row a worker holds under a lease, to process (a named tuple, as ``Claim``)."""
+
     id: int
     partner: str
     flow: str
