@@ -21,7 +21,7 @@ from typing import Any
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.delivery import Received
 from ccbmdm.runtime.lifecycle import OFF_CYCLE_BILL_GENERATOR
-from ccbmdm.runtime.machine import Machine
+from ccbmdm.runtime.machine import Machine, each_apart
 from ccbmdm.runtime.sim.billing import Billing
 from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.store.schema import migrate
@@ -79,8 +79,8 @@ class CorrectedReads:
 
     def step(self, batch: int = 50) -> int:
         """Start the due generators whose usage is processed and whose SA has none in
-        progress, oldest first; returns how many started or failed."""
-        moved = 0
+        progress, oldest first, each under a savepoint (one that raises is logged and left
+        for the next step); returns how many started or failed."""
         with self.store.transaction() as tx:
             pending = tx.fetch(
                 f"""SELECT * FROM ccb_ocbg g WHERE state = 'PENDING' AND due_at <= {tx.now}
@@ -91,10 +91,13 @@ class CorrectedReads:
                     ORDER BY id LIMIT :batch""",
                 {"batch": batch},
             )
-            for generator in pending:
-                with tx.savepoint():
-                    moved += self._start(tx, generator)
-        return moved
+            return each_apart(
+                tx,
+                pending,
+                lambda generator: self._start(tx, generator),
+                lambda generator: f"off-cycle bill generator {generator['id']}",
+                log,
+            )
 
     def _start(self, tx: Transaction, generator: Any) -> int:
         awaited = tx.fetch_one(

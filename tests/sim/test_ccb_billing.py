@@ -12,9 +12,10 @@ import pytest
 
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.node import Node
+from ccbmdm.runtime.sim.billing import Segment
 from ccbmdm.runtime.sim.ccb import CcbSimulator
 from ccbmdm.runtime.sim.synthetic import Plan, generate
-from ccbmdm.runtime.store import Store
+from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.transport import InProcessTransport
 from ccbmdm.runtime.usage import UsageRequestMonitor
 from runtime_world import FAST, FLOWS
@@ -266,3 +267,33 @@ def test_a_failed_rebill_leaves_the_segment_frozen_and_discards_the_rest(
     states = generators(world)
     assert [s for s, _ in states] == ["ERROR", "DISCARDED"]
     assert str(states[0][1]).startswith("rebill failed: 90000/1301")
+
+
+def test_a_generator_whose_rebill_raises_does_not_stop_the_others(
+    store: Store, registry: ContractRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """E4 for the off-cycle bill generators: the defective one stays Pending for the next step;
+    the other SA's generator starts."""
+    world = World(store, registry)
+    first, second = world.run_billing()[:2]
+    world.usage.step()
+    world.respond(first)
+    world.respond(second)
+    world.usage.step()
+    with store.transaction() as tx:
+        world.ccb.billing.complete_bills(tx)
+    notify(world, first, "1")
+    notify(world, second, "2")
+    rebill = world.ccb.billing.rebill
+
+    def defective(tx: Transaction, old: Segment) -> int | None:
+        if old.id == first:
+            raise RuntimeError("a defect in the rebill")
+        return rebill(tx, old)
+
+    monkeypatch.setattr(world.ccb.billing, "rebill", defective)
+    (corrections,) = world.ccb.steps()
+    assert corrections() == 1
+    assert generators(world) == [("PENDING", None), ("PROCESSING_REQUEST", None)]
+    assert world.segment(first)["status"] == "FROZEN"
+    assert world.segment(second)["status"] == "PENDING_CANCEL"
