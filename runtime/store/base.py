@@ -6,7 +6,7 @@ import functools
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +24,9 @@ class Transaction(ABC):
     """One database transaction; SQL uses ``:name`` parameters and the dialect's expressions."""
 
     now: str  # SQL for the database clock
-    _queued: list[tuple[Flush, Any]]  # what ``later`` holds until the commit
+
+    def __init__(self) -> None:
+        self._queued: list[tuple[Flush, Any]] = []  # what ``later`` holds until the commit
 
     @abstractmethod
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
@@ -47,9 +49,21 @@ class Transaction(ABC):
         rows = self.fetch(sql, params)
         return rows[0] if rows else None
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested scope rolled back alone when it raises (a failed item of a batch), with the
+        rows queued under it (``later``)."""
+        queued = len(self._queued)
+        try:
+            with self._savepoint():
+                yield
+        except BaseException:
+            del self._queued[queued:]
+            raise
+
     @abstractmethod
-    def savepoint(self) -> AbstractContextManager[None]:
-        """A nested scope rolled back alone when it raises (a failed item of a batch)."""
+    def _savepoint(self) -> AbstractContextManager[None]:
+        """The database's own savepoint."""
 
     def later(self, flush: Flush, row: Any) -> None:
         """Queue a row that ``flush`` writes just before the commit, with every other row it was

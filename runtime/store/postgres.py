@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -21,8 +21,8 @@ class PostgresTransaction(Transaction):
     now = "now()"
 
     def __init__(self, connection: psycopg.Connection[dict[str, Any]]) -> None:
+        super().__init__()
         self.connection = connection
-        self._queued = []
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
         cursor = self.connection.execute(named_to("pyformat", sql), dict(params or {}))
@@ -39,15 +39,8 @@ class PostgresTransaction(Transaction):
         cursor = self.connection.execute(named_to("pyformat", sql), dict(params or {}))
         return list(cursor.fetchall())
 
-    @contextmanager
-    def savepoint(self) -> Iterator[None]:
-        queued = len(self._queued)
-        try:
-            with self.connection.transaction():
-                yield
-        except BaseException:
-            del self._queued[queued:]
-            raise
+    def _savepoint(self) -> AbstractContextManager[Any]:
+        return self.connection.transaction()
 
 
 class PostgresStore(Store):

@@ -34,9 +34,9 @@ class SqliteTransaction(Transaction):
     now = "julianday('now')"
 
     def __init__(self, connection: sqlite3.Connection) -> None:
+        super().__init__()
         self.connection = connection
         self._depth = 0
-        self._queued = []
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
         return self.connection.execute(spelled_out(sql), params or {}).rowcount
@@ -57,7 +57,7 @@ class SqliteTransaction(Transaction):
         columns = [d[0] for d in cursor.description or ()]
         return rows(columns, iter(cursor.fetchall()))
 
-    def savepoint(self) -> _Savepoint:
+    def _savepoint(self) -> _Savepoint:
         return _Savepoint(self)
 
 
@@ -66,24 +66,21 @@ class _Savepoint:
     the connection's statement cache instead of pushing the others out of it (a batch whose item
     failed opens one per item)."""
 
-    __slots__ = ("name", "queued", "transaction")
+    __slots__ = ("name", "transaction")
 
     def __init__(self, transaction: SqliteTransaction) -> None:
         self.transaction = transaction
         self.name = ""
-        self.queued = 0
 
     def __enter__(self) -> None:
         self.transaction._depth += 1
         self.name = f"sp{self.transaction._depth}"
-        self.queued = len(self.transaction._queued)
         self.transaction.connection.execute(f"SAVEPOINT {self.name}")
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         self.transaction._depth -= 1
         connection = self.transaction.connection
         if kind is not None:
-            del self.transaction._queued[self.queued :]
             connection.execute(f"ROLLBACK TO {self.name}")
         connection.execute(f"RELEASE {self.name}")
 

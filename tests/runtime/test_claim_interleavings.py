@@ -146,6 +146,7 @@ class Session:
 
 class GatedTransaction(Transaction):
     def __init__(self, inner: Transaction, session: Session) -> None:
+        super().__init__()
         self.inner = inner
         self.session = session
         self.now = inner.now
@@ -162,10 +163,11 @@ class GatedTransaction(Transaction):
         self.session.gate(_first_words(sql))
         return self.inner.execute_many(sql, params)
 
-    def savepoint(self) -> AbstractContextManager[None]:
+    def _savepoint(self) -> AbstractContextManager[None]:
         return self.inner.savepoint()
 
     def later(self, flush: Flush, row: Any) -> None:
+        # the inner transaction writes them as it commits: within the COMMIT step, ungated
         self.inner.later(flush, row)
 
 

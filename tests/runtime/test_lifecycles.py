@@ -532,6 +532,7 @@ class Recording(Transaction):
     """A transaction that records the statements run through it."""
 
     def __init__(self, inner: Transaction) -> None:
+        super().__init__()
         self.inner, self.now = inner, inner.now
         self.statements: list[str] = []
 
@@ -547,11 +548,11 @@ class Recording(Transaction):
         self.statements.append(sql)
         return self.inner.execute_many(sql, params)
 
-    def savepoint(self) -> AbstractContextManager[None]:
+    def _savepoint(self) -> AbstractContextManager[None]:
         return self.inner.savepoint()
 
     def later(self, flush: Flush, row: Any) -> None:
-        self.inner.later(flush, row)
+        self.inner.later(flush, row)  # written by the inner transaction, unrecorded
 
 
 def test_an_illegal_event_raises_before_any_sql(store: Store, usage_requests: Machine) -> None:
