@@ -657,6 +657,21 @@ TokenOption = Annotated[
         "present to each other.",
     ),
 ]
+ViewerOption = Annotated[
+    str,
+    typer.Option(
+        "--viewer",
+        help="The user an operator gives a browser (HTTP Basic) to read the entity pages.",
+    ),
+]
+ViewerPasswordOption = Annotated[
+    str,
+    typer.Option(
+        "--viewer-password-env",
+        help="The environment variable holding that user's password; unset, only the bridge's "
+        "token reads the pages.",
+    ),
+]
 
 
 def _serve_simulator(
@@ -665,9 +680,11 @@ def _serve_simulator(
     store: Path | None,
     bridge: str,
     token_env: str,
+    viewer: tuple[str, str],
     project_dir: Path | None,
 ) -> None:
-    """A runtime hosting one simulator's node on ``port``; the bridge is reached over HTTP."""
+    """A runtime hosting one simulator's node on ``port``; the bridge is reached over HTTP.
+    Its pages show persons' data: they need the bridge's token or the viewer's password."""
     from contextlib import ExitStack
 
     from ccbmdm.runtime.assembly import Runtime
@@ -680,6 +697,12 @@ def _serve_simulator(
     from ccbmdm.runtime.worker import stop_on_signals
 
     token = CredentialSetting(token_env=token_env)
+    user, password_env = viewer
+    viewers = (
+        {user: CredentialSetting(user=user, password_env=password_env)}
+        if os.environ.get(password_env)
+        else {}
+    )
     other: Literal["ccb", "mdm"] = "mdm" if name == "ccb" else "ccb"
     with explained():
         project = _project(project_dir)
@@ -691,6 +714,7 @@ def _serve_simulator(
                     system=REFERENCE_SYSTEMS[name],
                     listen=f"127.0.0.1:{port}",
                     accept={"bridge": token},
+                    viewers=viewers,
                 ),
                 "bridge": NodeSetting(url=bridge, credential=token),
                 other: NodeSetting(url=bridge, credential=token),  # reached only through it
@@ -701,6 +725,11 @@ def _serve_simulator(
             with ExitStack() as stack:
                 for url in runtime.serve(stack):
                     out.print(f"listening: {url}")
+                out.print(
+                    f"pages: for {user} (HTTP Basic, password in {password_env})"
+                    if viewers
+                    else f"pages: only with the bridge's token (set {password_env} for a browser)"
+                )
                 out.print(f"the {name.upper()} simulator is running; Ctrl-C stops it")
                 runtime.worker().run(stop_on_signals())
         finally:
@@ -723,11 +752,15 @@ def sim_ccb(
     ] = None,
     bridge: BridgeOption = "http://127.0.0.1:8400",
     token_env: TokenOption = "CCBMDM_SIM_TOKEN",
+    viewer: ViewerOption = "operator",
+    viewer_password_env: ViewerPasswordOption = "CCBMDM_SIM_VIEWER_PASSWORD",
     project_dir: ProjectDir = None,
 ) -> None:
     """Serve the reference CCB over HTTP, with its monitors, until stopped."""
     if context.invoked_subcommand is None:
-        _serve_simulator("ccb", port, store, bridge, token_env, project_dir)
+        _serve_simulator(
+            "ccb", port, store, bridge, token_env, (viewer, viewer_password_env), project_dir
+        )
 
 
 @mdm_app.callback(invoke_without_command=True)
@@ -739,11 +772,15 @@ def sim_mdm(
     ] = None,
     bridge: BridgeOption = "http://127.0.0.1:8400",
     token_env: TokenOption = "CCBMDM_SIM_TOKEN",
+    viewer: ViewerOption = "operator",
+    viewer_password_env: ViewerPasswordOption = "CCBMDM_SIM_VIEWER_PASSWORD",
     project_dir: ProjectDir = None,
 ) -> None:
     """Serve the reference MDM over HTTP, with its monitors, until stopped."""
     if context.invoked_subcommand is None:
-        _serve_simulator("mdm", port, store, bridge, token_env, project_dir)
+        _serve_simulator(
+            "mdm", port, store, bridge, token_env, (viewer, viewer_password_env), project_dir
+        )
 
 
 @ccb_app.command("initial-load")
