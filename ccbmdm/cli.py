@@ -207,6 +207,7 @@ def transform(
             help="A YAML file with the clock (clock: ISO date-time) and time_zone to use."
         ),
     ] = None,
+    unmask: UnmaskOption = False,
     project_dir: ProjectDir = None,
 ) -> None:
     """Transform one message through one flow's mapping and print the target message."""
@@ -234,7 +235,7 @@ def transform(
     except (XmlRejected, UnknownContract, ContractViolation) as exc:
         fail(describe_input_error(name, exc))
     except TransformError as exc:
-        fail(f"{exc}\n  (fault 90000/{exc.code}; input {name})")
+        fail(f"{exc.unmasked() if unmask else exc}\n  (fault 90000/{exc.code}; input {name})")
     out.print(_pretty(registry[transformer.target].encode(result)), end="")
 
 
@@ -345,14 +346,27 @@ def _open_store(dsn: str | None, project_dir: Path | None) -> Store:
     return store
 
 
+UnmaskOption = Annotated[
+    bool,
+    typer.Option(
+        "--unmask",
+        help="Show the values of personal data that reasons withhold (***), re-derived from "
+        "the data itself; for an operator's terminal, never for a log or a ticket.",
+    ),
+]
+
+
 @app.command()
-def status(store: StoreOption = None, project_dir: ProjectDir = None) -> None:
+def status(
+    store: StoreOption = None, unmask: UnmaskOption = False, project_dir: ProjectDir = None
+) -> None:
     """Counts per lifecycle and state, the oldest Pending request, every Error and its reason."""
     from rich.table import Table
 
     from ccbmdm.runtime.operations import status as read_status
 
-    current = read_status(_open_store(store, project_dir))
+    opened = _open_store(store, project_dir)
+    current = read_status(opened)
     table = Table("machine", "state", "rows", title="ccbmdm status")
     for (machine, state), count in sorted(current.counts.items()):
         table.add_row(machine, state, str(count))
@@ -361,8 +375,30 @@ def status(store: StoreOption = None, project_dir: ProjectDir = None) -> None:
     out.print("oldest Pending request: " + ("none" if age is None else f"{age:.0f} s old"))
     if current.errors:
         out.print(f"{len(current.errors)} in ERROR:")
+        unmasked = _unmasker(opened, project_dir) if unmask else None
         for entry in current.errors:
             out.print(f"  {entry.kind} {entry.id} {escape(entry.key)}: {escape(entry.reason)}")
+            shown = unmasked(entry.id) if unmasked and entry.kind == "sync_request" else None
+            if shown:
+                out.print(f"    unmasked: {escape(shown)}")
+
+
+def _unmasker(store: Store, project_dir: Path | None) -> Callable[[int], str | None]:
+    """The reasons of sync requests in Error with personal values, re-derived from the final
+    snapshots kept with them, through the project's contracts."""
+    from ccbmdm.codegen.catalogue import load_catalogue
+    from ccbmdm.codegen.loader import load_contracts
+    from ccbmdm.runtime.sync import unmasked_reasons
+
+    with explained():
+        project = _project(project_dir)
+        contracts = load_contracts(project)
+        flows = load_catalogue(project.contracts / "flows.yaml")
+    senders = {
+        flow.code: part.sender for flow in flows for part in flow.parts if part.name == "request"
+    }
+    err.print("--unmask: personal data is shown below; keep it off logs and tickets")
+    return lambda request_id: unmasked_reasons(store, contracts, senders, request_id)
 
 
 @app.command()

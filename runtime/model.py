@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import BaseModel, ConfigDict
 
 
@@ -18,3 +20,6 @@ class ContractModel(BaseModel):
         use_attribute_docstrings=True,
         validate_default=False,
     )
+    # The fields whose values are personal data, as the contracts mark them (everything inside
+    # such a field is personal too): what a stored reason, a log line or a fault never quotes.
+    personal_fields: ClassVar[frozenset[str]] = frozenset()
