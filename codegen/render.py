@@ -232,6 +232,9 @@ class Renderer:
             if particle.kind == "simple":
                 name = self.simple(particle.type_key).name
             base = type_ref(home, name, here)
+        if particle.personal and particle.kind != "complex":
+            # a refused value of personal data is never quoted (runtime.personal.withhold)
+            base = f"Annotated[{base}, WrapValidator(personal.withhold)]"
         if particle.repeats:
             bounds = []
             if particle.min_occurs > 0:

@@ -19,6 +19,7 @@ class ContractModel(BaseModel):
         extra="forbid",
         use_attribute_docstrings=True,
         validate_default=False,
+        hide_input_in_errors=True,  # an error's text never carries what was refused
     )
     # The fields whose values are personal data, as the contracts mark them (everything inside
     # such a field is personal too): what a stored reason, a log line or a fault never quotes.

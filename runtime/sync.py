@@ -24,7 +24,6 @@ from ccbmdm.runtime.header import message_header
 from ccbmdm.runtime.lifecycle import SYNC_REQUEST
 from ccbmdm.runtime.machine import together_or_apart
 from ccbmdm.runtime.model import ContractModel
-from ccbmdm.runtime.personal import validation_reasons
 from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.store.base import Row
 
@@ -338,8 +337,7 @@ class SyncRequestMonitor:
         could not be built from is kept, from which ``ccbmdm status --unmask`` re-derives the
         values (``unmasked_reasons``)."""
         transition = SYNC_REQUEST.next("DETERMINE", "build_failed")
-        model = self.contracts[self.sender_contracts[row["flow"]]].model
-        reason = f"message not built: {_reason(exc, (model, _entity_of(model)[1]))}"
+        reason = f"message not built: {_reason(exc)}"
         tx.execute(
             f"""UPDATE sync_request SET state = :state, reason = :reason, due_at = {self.store.now},
                    final_snapshot = :final WHERE id = :id""",
@@ -390,7 +388,8 @@ def unmasked_reasons(
         entity_model.model_validate(final)
     except ValidationError as exc:
         return "; ".join(
-            f"{'.'.join(str(p) for p in (entity_field, *error['loc']))}: {error['msg']}"
+            f"{'.'.join(str(p) for p in (entity_field, *error['loc']))} = {error['input']!r}: "
+            f"{error['msg']}"
             for error in exc.errors()[:5]
         )
     return None
@@ -405,10 +404,14 @@ class NotBuilt(Exception):
         self.final = final
 
 
-def _reason(exc: Exception, models: tuple[type[ContractModel], ...]) -> str:
-    """Why a message was not built, without the value of a personal field."""
+def _reason(exc: Exception) -> str:
+    """Why a message was not built; a personal field's error never quotes its value (the
+    models withhold it, runtime.personal)."""
     if isinstance(exc, ValidationError):
-        return validation_reasons(exc, models)
+        return "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
+            for error in exc.errors()[:5]
+        )
     return str(exc)
 
 
