@@ -6,19 +6,22 @@ sent back is searched for its values."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from types import ModuleType
 
 import pytest
 from pydantic import ValidationError
 
+from ccbmdm.cli import app, run
 from ccbmdm.runtime.codec import ContractViolation
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.logs import JsonFormatter
 from ccbmdm.runtime.store import Store
+from ccbmdm.runtime.store.sqlite import SqliteStore
 from ccbmdm.runtime.sync import unmasked_reasons
 from ccbmdm.runtime.transport import InProcessTransport
 from runtime_world import Integration
-from support import sample
+from support import REPO, sample
 
 NAME = "Zelinski,Marguerite"
 COUNTRY = "ZZZ-NOWHERE"
@@ -191,3 +194,28 @@ def test_errors_of_personal_fields_never_quote_the_value(registry: ContractRegis
     with pytest.raises(ValidationError) as refused:
         model.model_validate(data)
     assert NAME not in str(refused.value) and "***" in str(refused.value)
+
+
+def test_status_withholds_the_value_and_unmask_shows_it_on_the_terminal(
+    tmp_path: Path,
+    registry: ContractRegistry,
+    package: ModuleType,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "runtime.db"
+    store = SqliteStore(str(path))
+    store.migrate()
+    world = Integration(store, registry, package, InProcessTransport())
+    too_long = f"{NAME} " * 15
+    world.people.change("0000000047", too_long)
+    world.run()
+    store.close()
+    status = ("status", "--store", str(path), "--project-dir", str(REPO))
+    assert run(lambda: app(list(status))) == 0
+    out, err = capsys.readouterr()
+    assert "person.entity_name: Value error, *** has 300" in out
+    assert NAME not in out + err
+    assert run(lambda: app([*status, "--unmask"])) == 0
+    out, err = capsys.readouterr()
+    assert f"unmasked: person.entity_name = '{NAME}" in " ".join(out.split())
+    assert "personal data is shown" in err
