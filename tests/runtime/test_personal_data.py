@@ -94,14 +94,21 @@ def assert_nowhere(
         assert not [line for line in logged(caplog) if needle in line], f"{needle!r} logged"
 
 
-def test_a_name_that_breaks_its_facet_is_withheld_from_the_reason_and_the_logs(
+@pytest.fixture
+def world(
     store: Store,
     registry: ContractRegistry,
     package: ModuleType,
     caplog: pytest.LogCaptureFixture,
-) -> None:
+) -> Integration:
+    """CCB's monitor, the bridge and an MDM stand-in on the store, every log record kept."""
     caplog.set_level(logging.DEBUG, logger="ccbmdm")
-    world = Integration(store, registry, package, InProcessTransport())
+    return Integration(store, registry, package, InProcessTransport())
+
+
+def test_a_name_that_breaks_its_facet_is_withheld_from_the_reason_and_the_logs(
+    world: Integration, store: Store, registry: ContractRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
     too_long = f"{NAME} " * 15  # 300 characters: TextType allows 254
     world.people.change("0000000044", too_long)
     world.people.change("0000000045", "Okafor,Adaeze")  # its batch neighbour goes through
@@ -124,13 +131,8 @@ def test_a_name_that_breaks_its_facet_is_withheld_from_the_reason_and_the_logs(
 
 
 def test_a_country_the_code_table_lacks_is_withheld_from_the_fault_reason_and_logs(
-    store: Store,
-    registry: ContractRegistry,
-    package: ModuleType,
-    caplog: pytest.LogCaptureFixture,
+    world: Integration, store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="ccbmdm")
-    world = Integration(store, registry, package, InProcessTransport())
     world.people.change("0000000046", NAME, country=COUNTRY)
     world.run()
     assert world.requests() == [
@@ -153,15 +155,10 @@ def test_a_country_the_code_table_lacks_is_withheld_from_the_fault_reason_and_lo
 
 
 def test_a_partner_message_with_a_bad_personal_value_gets_a_fault_without_it(
-    store: Store,
-    registry: ContractRegistry,
-    package: ModuleType,
-    caplog: pytest.LogCaptureFixture,
+    world: Integration, store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The codec's problems quote a refused value, but never one of a personal field: the
     fault answered to the partner names where and why, and nothing is stored."""
-    caplog.set_level(logging.DEBUG, logger="ccbmdm")
-    world = Integration(store, registry, package, InProcessTransport())
     original = sample("ccb/PersonSyncRequest")
     name = original.split(b"<entityName>")[1].split(b"</entityName>")[0]
     body = original.replace(name, f"{NAME} ".encode() * 15)
