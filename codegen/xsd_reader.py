@@ -219,7 +219,7 @@ class _Reader:
         if node.get("source") != PERSONAL_DATA:
             self.fail(where, f'xs:appinfo needs source="{PERSONAL_DATA}" (the only marker known)')
         elif len(node) or (node.text or "").strip():
-            self.fail(where, "the personal-data xs:appinfo marker is empty")
+            self.fail(where, "the personal-data xs:appinfo marker must be empty")
         annotated = node.getparent()
         owner = None if annotated is None else annotated.getparent()
         if owner is None or etree.QName(owner).localname not in ("element", "complexType"):

@@ -32,8 +32,7 @@ class InvalidValue(ValueError):
     that holds personal data is written without the value (``about``)."""
 
     def __init__(self, shown: str, reason: str) -> None:
-        super().__init__(f"{shown} {reason}")
-        self.shown = shown  # the value as a message quotes it
+        super().__init__(f"{shown} {reason}")  # shown: the value as a message quotes it
         self.reason = reason
 
     def about(self, personal: bool) -> str:
