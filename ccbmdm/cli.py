@@ -207,6 +207,7 @@ def transform(
             help="A YAML file with the clock (clock: ISO date-time) and time_zone to use."
         ),
     ] = None,
+    unmask: UnmaskOption = False,
     project_dir: ProjectDir = None,
 ) -> None:
     """Transform one message through one flow's mapping and print the target message."""
@@ -234,7 +235,7 @@ def transform(
     except (XmlRejected, UnknownContract, ContractViolation) as exc:
         fail(describe_input_error(name, exc))
     except TransformError as exc:
-        fail(f"{exc}\n  (fault 90000/{exc.code}; input {name})")
+        fail(f"{exc.unmasked() if unmask else exc}\n  (fault 90000/{exc.code}; input {name})")
     out.print(_pretty(registry[transformer.target].encode(result)), end="")
 
 
@@ -345,14 +346,27 @@ def _open_store(dsn: str | None, project_dir: Path | None) -> Store:
     return store
 
 
+UnmaskOption = Annotated[
+    bool,
+    typer.Option(
+        "--unmask",
+        help="Show the values of personal data that reasons withhold (***), re-derived from "
+        "the data itself; for an operator's terminal, never for a log or a ticket.",
+    ),
+]
+
+
 @app.command()
-def status(store: StoreOption = None, project_dir: ProjectDir = None) -> None:
+def status(
+    store: StoreOption = None, unmask: UnmaskOption = False, project_dir: ProjectDir = None
+) -> None:
     """Counts per lifecycle and state, the oldest Pending request, every Error and its reason."""
     from rich.table import Table
 
     from ccbmdm.runtime.operations import status as read_status
 
-    current = read_status(_open_store(store, project_dir))
+    opened = _open_store(store, project_dir)
+    current = read_status(opened)
     table = Table("machine", "state", "rows", title="ccbmdm status")
     for (machine, state), count in sorted(current.counts.items()):
         table.add_row(machine, state, str(count))
@@ -361,8 +375,30 @@ def status(store: StoreOption = None, project_dir: ProjectDir = None) -> None:
     out.print("oldest Pending request: " + ("none" if age is None else f"{age:.0f} s old"))
     if current.errors:
         out.print(f"{len(current.errors)} in ERROR:")
+        unmasked = _unmasker(opened, project_dir) if unmask else None
         for entry in current.errors:
             out.print(f"  {entry.kind} {entry.id} {escape(entry.key)}: {escape(entry.reason)}")
+            shown = unmasked(entry.id) if unmasked and entry.kind == "sync_request" else None
+            if shown:
+                out.print(f"    unmasked: {escape(shown)}")
+
+
+def _unmasker(store: Store, project_dir: Path | None) -> Callable[[int], str | None]:
+    """The reasons of sync requests in Error with personal values, re-derived from the final
+    snapshots kept with them, through the project's contracts."""
+    from ccbmdm.codegen.catalogue import load_catalogue
+    from ccbmdm.codegen.loader import load_contracts
+    from ccbmdm.runtime.sync import unmasked_reasons
+
+    with explained():
+        project = _project(project_dir)
+        contracts = load_contracts(project)
+        flows = load_catalogue(project.contracts / "flows.yaml")
+    senders = {
+        flow.code: part.sender for flow in flows for part in flow.parts if part.name == "request"
+    }
+    err.print("--unmask: personal data is shown below; keep it off logs and tickets")
+    return lambda request_id: unmasked_reasons(store, contracts, senders, request_id)
 
 
 @app.command()
@@ -657,6 +693,21 @@ TokenOption = Annotated[
         "present to each other.",
     ),
 ]
+ViewerOption = Annotated[
+    str,
+    typer.Option(
+        "--viewer",
+        help="The user an operator gives a browser (HTTP Basic) to read the entity pages.",
+    ),
+]
+ViewerPasswordOption = Annotated[
+    str,
+    typer.Option(
+        "--viewer-password-env",
+        help="The environment variable holding that user's password; unset, only the bridge's "
+        "token reads the pages.",
+    ),
+]
 
 
 def _serve_simulator(
@@ -665,9 +716,11 @@ def _serve_simulator(
     store: Path | None,
     bridge: str,
     token_env: str,
+    viewer: tuple[str, str],
     project_dir: Path | None,
 ) -> None:
-    """A runtime hosting one simulator's node on ``port``; the bridge is reached over HTTP."""
+    """A runtime hosting one simulator's node on ``port``; the bridge is reached over HTTP.
+    Its pages show persons' data: they need the bridge's token or the viewer's password."""
     from contextlib import ExitStack
 
     from ccbmdm.runtime.assembly import Runtime
@@ -680,6 +733,12 @@ def _serve_simulator(
     from ccbmdm.runtime.worker import stop_on_signals
 
     token = CredentialSetting(token_env=token_env)
+    user, password_env = viewer
+    viewers = (
+        {user: CredentialSetting(user=user, password_env=password_env)}
+        if os.environ.get(password_env)
+        else {}
+    )
     other: Literal["ccb", "mdm"] = "mdm" if name == "ccb" else "ccb"
     with explained():
         project = _project(project_dir)
@@ -691,6 +750,7 @@ def _serve_simulator(
                     system=REFERENCE_SYSTEMS[name],
                     listen=f"127.0.0.1:{port}",
                     accept={"bridge": token},
+                    viewers=viewers,
                 ),
                 "bridge": NodeSetting(url=bridge, credential=token),
                 other: NodeSetting(url=bridge, credential=token),  # reached only through it
@@ -701,6 +761,11 @@ def _serve_simulator(
             with ExitStack() as stack:
                 for url in runtime.serve(stack):
                     out.print(f"listening: {url}")
+                out.print(
+                    f"pages: for {user} (HTTP Basic, password in {password_env})"
+                    if viewers
+                    else f"pages: only with the bridge's token (set {password_env} for a browser)"
+                )
                 out.print(f"the {name.upper()} simulator is running; Ctrl-C stops it")
                 runtime.worker().run(stop_on_signals())
         finally:
@@ -723,11 +788,15 @@ def sim_ccb(
     ] = None,
     bridge: BridgeOption = "http://127.0.0.1:8400",
     token_env: TokenOption = "CCBMDM_SIM_TOKEN",
+    viewer: ViewerOption = "operator",
+    viewer_password_env: ViewerPasswordOption = "CCBMDM_SIM_VIEWER_PASSWORD",
     project_dir: ProjectDir = None,
 ) -> None:
     """Serve the reference CCB over HTTP, with its monitors, until stopped."""
     if context.invoked_subcommand is None:
-        _serve_simulator("ccb", port, store, bridge, token_env, project_dir)
+        _serve_simulator(
+            "ccb", port, store, bridge, token_env, (viewer, viewer_password_env), project_dir
+        )
 
 
 @mdm_app.callback(invoke_without_command=True)
@@ -739,11 +808,15 @@ def sim_mdm(
     ] = None,
     bridge: BridgeOption = "http://127.0.0.1:8400",
     token_env: TokenOption = "CCBMDM_SIM_TOKEN",
+    viewer: ViewerOption = "operator",
+    viewer_password_env: ViewerPasswordOption = "CCBMDM_SIM_VIEWER_PASSWORD",
     project_dir: ProjectDir = None,
 ) -> None:
     """Serve the reference MDM over HTTP, with its monitors, until stopped."""
     if context.invoked_subcommand is None:
-        _serve_simulator("mdm", port, store, bridge, token_env, project_dir)
+        _serve_simulator(
+            "mdm", port, store, bridge, token_env, (viewer, viewer_password_env), project_dir
+        )
 
 
 @ccb_app.command("initial-load")

@@ -63,6 +63,10 @@ class Particle:
     max_occurs: int | None  # None: unbounded
     doc: str
     origin: Origin
+    # Holds personal data (a name, an address, contact details, a person's identifier): marked
+    # on the element, on the complex type that declares it, or on its own complex type. Its
+    # values never reach a stored reason, a log line or a fault.
+    personal: bool = False
 
     @property
     def repeats(self) -> bool:
@@ -78,6 +82,7 @@ class ComplexType:
     particles: tuple[Particle, ...]
     doc: str
     origin: Origin
+    personal: bool = False  # every element in it holds personal data
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,8 @@ class ComplexView:
     fields: tuple[FieldView, ...]
     has_any: bool
     known: tuple[str, ...]
+    personal: bool  # the type is personal data as a whole
+    personal_fields: tuple[str, ...]  # the fields whose values are personal data
 
 
 def simple_view(simple: SimpleType) -> SimpleView:
@@ -118,7 +120,7 @@ def simple_view(simple: SimpleType) -> SimpleView:
             allowed = ", ".join(facets.enumeration)
             checks.append(
                 f"if value not in _E_{name}:\n"
-                f'    raise ValueError(f"{{value!r}} is not one of {allowed}")'
+                f'    raise lexical.InvalidValue(repr(value), "is not one of {allowed}")'
             )
     elif facets.enumeration:
         raise RenderError(f"{simple.origin}: enumerations are supported on strings only ({name})")
@@ -133,12 +135,14 @@ def simple_view(simple: SimpleType) -> SimpleView:
         if facets.min_inclusive is not None:
             checks.append(
                 f"if value < {convert}({facets.min_inclusive!r}):\n"
-                f'    raise ValueError(f"{{value}} is below the minimum {facets.min_inclusive}")'
+                "    raise lexical.InvalidValue(str(value), "
+                f'"is below the minimum {facets.min_inclusive}")'
             )
         if facets.max_inclusive is not None:
             checks.append(
                 f"if value > {convert}({facets.max_inclusive!r}):\n"
-                f'    raise ValueError(f"{{value}} is above the maximum {facets.max_inclusive}")'
+                "    raise lexical.InvalidValue(str(value), "
+                f'"is above the maximum {facets.max_inclusive}")'
             )
     elif facets.min_inclusive is not None or facets.max_inclusive is not None:
         raise RenderError(f"{simple.origin}: bounds are supported on numbers only ({name})")
@@ -171,8 +175,8 @@ def simple_view(simple: SimpleType) -> SimpleView:
 
 def _raise_if(condition: str, rule: str) -> str:
     """A length check of generated code, with the message it raises."""
-    message = f"{{value[:40]!r}} has {{len(value)}} characters; {rule}"
-    return f'if {condition}:\n    raise ValueError(f"{message}")'
+    message = f"has {{len(value)}} characters; {rule}"
+    return f'if {condition}:\n    raise lexical.InvalidValue(repr(value[:40]), f"{message}")'
 
 
 def _docstring(text: str) -> str:
@@ -228,6 +232,9 @@ class Renderer:
             if particle.kind == "simple":
                 name = self.simple(particle.type_key).name
             base = type_ref(home, name, here)
+        if particle.personal and particle.kind != "complex":
+            # a refused value of personal data is never quoted (runtime.personal.withhold)
+            base = f"Annotated[{base}, WrapValidator(personal.withhold)]"
         if particle.repeats:
             bounds = []
             if particle.min_occurs > 0:
@@ -273,6 +280,8 @@ class Renderer:
             fields=tuple(fields),
             has_any=has_any,
             known=tuple(sorted({f.tag for f in fields if f.particle.kind != "any"})),
+            personal=complex_type.personal,
+            personal_fields=tuple(f.name for f in fields if f.particle.personal),
         )
 
     def _codec_parts(self, particle: Particle, prefix: str) -> tuple[str, str]:

@@ -34,6 +34,9 @@ from ccbmdm.codegen.naming import class_name
 from ccbmdm.runtime.xmlsafe import syntax_reason
 
 XS = "http://www.w3.org/2001/XMLSchema"
+# The xs:appinfo source that marks an element (of a simple type) or a complex type as personal
+# data: <xs:annotation><xs:appinfo source="urn:ccbmdm:personal-data"/>…</xs:annotation>
+PERSONAL_DATA = "urn:ccbmdm:personal-data"
 SYSTEM_NAMESPACES: dict[str, str] = {
     "common": "urn:ccbmdm:common:v1",
     "ccb": "urn:ccbmdm:ccb:v1",
@@ -66,6 +69,7 @@ _ALLOWED: dict[str, set[str]] = {
     "simpleType": {"name"},
     "restriction": {"base"},
     "annotation": set(),
+    "appinfo": {"source"},
     "documentation": {"{http://www.w3.org/XML/1998/namespace}lang", "source"},
     **{
         facet: {"value"}
@@ -196,6 +200,8 @@ class _Reader:
             for attribute in node.attrib:
                 if attribute not in allowed:
                     self.fail(where, f"attribute {attribute} on xs:{local} is not supported")
+            if local == "appinfo":
+                self._check_appinfo(where, node)
             if local == "pattern" and _UNSUPPORTED_REGEX.search(node.get("value", "")):
                 self.fail(
                     where,
@@ -206,6 +212,18 @@ class _Reader:
             self.fail(
                 f"{display}:{tree.sourceline}", 'xs:schema must say elementFormDefault="qualified"'
             )
+
+    def _check_appinfo(self, where: str, node: etree._Element) -> None:
+        """The only appinfo the contracts use is the empty personal-data marker, on an
+        element or a complex type."""
+        if node.get("source") != PERSONAL_DATA:
+            self.fail(where, f'xs:appinfo needs source="{PERSONAL_DATA}" (the only marker known)')
+        elif len(node) or (node.text or "").strip():
+            self.fail(where, "the personal-data xs:appinfo marker must be empty")
+        annotated = node.getparent()
+        owner = None if annotated is None else annotated.getparent()
+        if owner is None or etree.QName(owner).localname not in ("element", "complexType"):
+            self.fail(where, "the personal-data marker belongs on an xs:element or xs:complexType")
 
     # ---------------------------------------------------------------- scopes and lookups
 
@@ -311,18 +329,23 @@ class _Reader:
                     origin, f"complex type {name} is also defined at {existing.origin}; rename one"
                 )
             return key
+        personal = _personal(node)
         # A placeholder first, so that recursive references terminate.
-        self.result.complex_types[key] = ComplexType(name, schema.home, (), doc, origin)
+        self.result.complex_types[key] = ComplexType(name, schema.home, (), doc, origin, personal)
         particles = (
-            tuple(self.particles(schema, node.sequence, name, origin)) if node.sequence else ()
+            tuple(self.particles(schema, node.sequence, name, origin, personal))
+            if node.sequence
+            else ()
         )
         if node.mixed:
             self.fail(origin, f"complex type {name} must not be mixed")
-        self.result.complex_types[key] = ComplexType(name, schema.home, particles, doc, origin)
+        self.result.complex_types[key] = ComplexType(
+            name, schema.home, particles, doc, origin, personal
+        )
         return key
 
     def particles(
-        self, schema: _Schema, sequence: xsd.Sequence, owner: str, where: Origin
+        self, schema: _Schema, sequence: xsd.Sequence, owner: str, where: Origin, personal: bool
     ) -> Iterator[Particle]:
         if sequence.min_occurs != 1 or sequence.max_occurs != 1:
             self.fail(where, "an xs:sequence must occur exactly once")
@@ -331,7 +354,7 @@ class _Reader:
             self.fail(where, "nested xs:choice or xs:sequence is outside the supported subset")
         for member in sorted(members, key=lambda m: m.index):
             if isinstance(member, xsd.Group):
-                yield from self.group(schema, member, owner)
+                yield from self.group(schema, member, owner, personal)
             elif isinstance(member, xsd.Any):
                 yield Particle(
                     "any",
@@ -341,13 +364,16 @@ class _Reader:
                     _max(member.max_occurs),
                     _doc(member) or "Elements of other namespaces, passed through unchanged.",
                     schema.origin(member),
+                    personal,
                 )
             else:
-                particle = self.element(schema, cast(xsd.Element, member), owner)
+                particle = self.element(schema, cast(xsd.Element, member), owner, personal)
                 if particle is not None:
                     yield particle
 
-    def group(self, schema: _Schema, ref: xsd.Group, owner: str) -> Iterator[Particle]:
+    def group(
+        self, schema: _Schema, ref: xsd.Group, owner: str, personal: bool
+    ) -> Iterator[Particle]:
         where = schema.origin(ref)
         if ref.min_occurs != 1 or ref.max_occurs != 1:
             self.fail(where, f"group reference {ref.ref} must occur exactly once")
@@ -359,9 +385,14 @@ class _Reader:
         if group.sequence is None:
             self.fail(owner_schema.origin(group), f"group {group.name} must hold an xs:sequence")
             return
-        yield from self.particles(owner_schema, group.sequence, owner, owner_schema.origin(group))
+        yield from self.particles(
+            owner_schema, group.sequence, owner, owner_schema.origin(group), personal
+        )
 
-    def element(self, schema: _Schema, node: xsd.Element, owner: str) -> Particle | None:
+    def element(
+        self, schema: _Schema, node: xsd.Element, owner: str, in_personal: bool
+    ) -> Particle | None:
+        """One element; personal when marked, or when the type that declares it is."""
         origin = schema.origin(node)
         name = node.name
         if not name:
@@ -385,7 +416,40 @@ class _Reader:
         else:
             self.fail(origin, f"element {name} needs a type")
             return None
-        return Particle(kind, name, key, node.min_occurs, max_occurs, doc, origin)  # type: ignore[arg-type]
+        marked = _personal(node)
+        of_personal_type = kind == "complex" and self.result.complex_types[key].personal
+        if marked and kind == "complex":
+            self.fail(
+                origin,
+                f"element {name}: mark its complex type as personal data, not the element "
+                "(everything in the type is then personal)",
+            )
+        return Particle(
+            kind,  # type: ignore[arg-type]
+            name,
+            key,
+            node.min_occurs,
+            max_occurs,
+            doc,
+            origin,
+            marked or in_personal or of_personal_type,
+        )
+
+    def check_personal_types(self) -> None:
+        """Everything inside personal data is personal: a complex element of a personal type
+        needs a personal type too, so a field's mark alone says what a value is."""
+        for complex_type in self.result.complex_types.values():
+            for particle in complex_type.particles:
+                if not (complex_type.personal and particle.kind == "complex"):
+                    continue
+                assert particle.type_key is not None
+                inner = self.result.complex_types.get(particle.type_key)
+                if inner is not None and not inner.personal:
+                    self.fail(
+                        particle.origin,
+                        f"element {particle.name} of personal type {complex_type.name}: mark "
+                        f"its type {inner.name} as personal data too",
+                    )
 
     def _resolve_type(
         self, schema: _Schema, qname: str, where: Origin
@@ -465,6 +529,7 @@ def read_contracts(contracts_dir: Path) -> ContractSet:
                 schema, complex_type, cast(str, complex_type.name), _doc(complex_type)
             )
         reader.contract(schema)
+    reader.check_personal_types()
     if reader.problems:
         raise ContractError(sorted(set(reader.problems), key=reader.problems.index))
     return reader.result
@@ -529,6 +594,15 @@ def _doc(node: ElementBase) -> str:
         if isinstance(part, str)
     ]
     return " ".join(" ".join(texts).split())
+
+
+def _personal(node: ElementBase) -> bool:
+    """Whether a declaration carries the personal-data marker."""
+    return any(
+        info.source == PERSONAL_DATA
+        for annotation in getattr(node, "annotations", [])
+        for info in annotation.app_infos
+    )
 
 
 def _inside_documentation(node: etree._Element) -> bool:

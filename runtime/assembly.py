@@ -207,8 +207,12 @@ class Runtime:
                 for partner, credential in setting.accept.items()
             }
             host, port = setting.address()
+            viewers = {
+                viewer: credential.resolve(f"nodes.{name}.viewers.{viewer}")
+                for viewer, credential in setting.viewers.items()
+            }
             pages = getattr(self.systems.get(name), "page", None)  # a simulator's entity pages
-            app = ReceiverApp(node.receiver, accepted, pages=pages)
+            app = ReceiverApp(node.receiver, accepted, pages=pages, viewers=viewers)
             server = stack.enter_context(Server(app, host, port))
             urls.append(f"{name}: {server.url}")
         return urls

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from lxml import etree
 from pydantic import BaseModel
 
+from ccbmdm.runtime import lexical
 from ccbmdm.runtime.model import ContractModel
 
 M = TypeVar("M", bound=ContractModel)
@@ -136,22 +137,26 @@ def check_attributes(root: etree._Element, problems: Problems) -> None:
 
 
 def children(
-    element: etree._Element, known: frozenset[str] | None, problems: Problems
+    element: etree._Element,
+    known: frozenset[str] | None,
+    problems: Problems,
+    personal: bool = False,
 ) -> tuple[list[etree._Element], list[str]]:
-    """The child elements and their tags, less the unknown ones; reports text beside them.
+    """The child elements and their tags, less the unknown ones; reports text beside them
+    (without quoting it inside personal data).
 
     The hardened parser drops comments, processing instructions and the blank text between
     elements, so every child is an element and any text left here is content out of place.
     """
     text = element.text
     if text is not None and not text.isspace():
-        problems.add(element, f"text {text.strip()[:40]!r} is not allowed here")
+        problems.add(element, _stray(text, personal))
     kids = list(element)
     tags: list[str] = []
     for kid in kids:
         tail = kid.tail
         if tail is not None and not tail.isspace():
-            problems.add(element, f"text {tail.strip()[:40]!r} is not allowed here")
+            problems.add(element, _stray(tail, personal))
         tags.append(kid.tag)  # type: ignore[arg-type]
     if known is None or known.issuperset(tags):
         return kids, tags
@@ -162,6 +167,11 @@ def children(
         else:
             problems.add(kid, f"unknown element <{_display_tag(kid, element)}>")
     return kept, [kid.tag for kid in kept]  # type: ignore[misc]
+
+
+def _stray(text: str, personal: bool) -> str:
+    shown = lexical.WITHHELD if personal else repr(text.strip()[:40])
+    return f"text {shown} is not allowed here"
 
 
 def foreign(element: etree._Element) -> str:

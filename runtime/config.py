@@ -71,13 +71,17 @@ class NodeSetting(_Strict):
     )
     listen: str | None = Field(default=None, description="host:port of this node's HTTP endpoint")
     accept: dict[NodeName, CredentialSetting] = Field(default_factory=dict)
+    viewers: dict[str, CredentialSetting] = Field(
+        default_factory=dict,
+        description="who may read a simulator's pages besides the partners (operators, Basic)",
+    )
     url: str | None = Field(default=None, description="base URL of a node hosted elsewhere")
     credential: CredentialSetting | None = None
 
     @model_validator(mode="after")
     def _hosted_or_remote(self) -> NodeSetting:
         if self.url is not None:
-            if self.system or self.listen or self.accept:
+            if self.system or self.listen or self.accept or self.viewers:
                 raise ValueError("a remote node (url) takes only credential")
             if not self.url.startswith(("http://", "https://")):
                 raise ValueError(f"url must start with http:// or https://, not {self.url!r}")

@@ -64,11 +64,14 @@ class ReceiverApp:
         partners: Mapping[str, Credential],
         max_bytes: int = 16 * 1024 * 1024,
         pages: Callable[[str], str | None] | None = None,
+        viewers: Mapping[str, Credential] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.partners = dict(partners)
         self.max_bytes = max_bytes
         self.pages = pages  # GET path -> an HTML page (a simulator's entity pages), or None
+        # Who may read the pages besides the partners: operators, by HTTP Basic in a browser.
+        self.viewers = dict(viewers or {})
         seen: dict[str, str] = {}
         for partner, credential in self.partners.items():
             other = seen.setdefault(credential.header(), partner)
@@ -83,6 +86,32 @@ class ReceiverApp:
                 return partner
         return None
 
+    def may_view(self, authorization: str | None) -> bool:
+        """A page shows a person's data: only a partner or a viewer of this node may read it."""
+        if self.partner_of(authorization) is not None:
+            return True
+        return authorization is not None and any(
+            hmac.compare_digest(authorization.encode(), viewer.header().encode())
+            for viewer in self.viewers.values()
+        )
+
+    async def _page(self, pages: Callable[[str], str | None], scope: Scope, send: Send) -> bool:
+        """Answer a GET of a page: 401 (a Basic challenge a browser answers) before anything is
+        looked up, then the page; False when there is no such page."""
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if not self.may_view(headers.get("authorization")):
+            challenge = [
+                (b"www-authenticate", b'Basic realm="ccbmdm", charset="UTF-8"'),
+                (b"www-authenticate", b'Bearer realm="ccbmdm"'),
+            ]
+            await _respond(send, 401, b"this page needs the node's credential", challenge)
+            return True
+        found = await asyncio.to_thread(pages, scope["path"])
+        if found is None:
+            return False
+        await _respond(send, 200, found.encode(), [], "text/html; charset=utf-8")
+        return True
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             while (await receive())["type"] != "lifespan.shutdown":
@@ -90,11 +119,12 @@ class ReceiverApp:
             return
         if scope["type"] != "http":
             return
-        if scope["method"] == "GET" and self.pages is not None:
-            found = await asyncio.to_thread(self.pages, scope["path"])
-            if found is not None:
-                await _respond(send, 200, found.encode(), [], "text/html; charset=utf-8")
-                return
+        if (
+            scope["method"] == "GET"
+            and self.pages is not None
+            and await self._page(self.pages, scope, send)
+        ):
+            return
         match = _PATH.match(scope["path"])
         if scope["method"] != "POST" or match is None:
             await _respond(

@@ -24,6 +24,34 @@ _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
+WITHHELD = "***"  # what a message writes in place of a value of personal data
+
+
+class InvalidValue(ValueError):
+    """A value its type refuses, with the value apart from the reason: a message about a field
+    that holds personal data is written without the value (``about``)."""
+
+    def __init__(self, shown: str, reason: str) -> None:
+        super().__init__(f"{shown} {reason}")  # shown: the value as a message quotes it
+        self.reason = reason
+
+    def about(self, personal: bool) -> str:
+        """The message, with the value replaced by ``***`` when the field is personal."""
+        return f"{WITHHELD} {self.reason}" if personal else str(self)
+
+
+def about(error: ValueError, personal: bool) -> str:
+    """What a refused value's error says, without the value when its field is personal (every
+    message of this module and of the generated checks that quotes a value is an InvalidValue)."""
+    return error.about(personal) if isinstance(error, InvalidValue) else str(error)
+
+
+def quoting(error: ValueError) -> str:
+    """A refused value's message with the value as ``{value}``, for a mapping failure to fill
+    in or withhold (other errors do not quote the value)."""
+    return f"{{value}} {error.reason}" if isinstance(error, InvalidValue) else str(error)
+
+
 def collapse(text: str) -> str:
     """XSD whiteSpace="collapse", which every non-string built-in applies before parsing."""
     return " ".join(text.split()) if text else text
@@ -41,8 +69,8 @@ def _lexical(pattern: re.Pattern[str], text: str) -> tuple[re.Match[str] | None,
 def parse_decimal(text: str) -> Decimal:
     match, text = _lexical(_DECIMAL, text)
     if match is None:
-        raise ValueError(
-            f"{text!r} is not a decimal number (digits with an optional point and sign)"
+        raise InvalidValue(
+            repr(text), "is not a decimal number (digits with an optional point and sign)"
         )
     return Decimal(text)
 
@@ -50,7 +78,7 @@ def parse_decimal(text: str) -> Decimal:
 def parse_integer(text: str) -> int:
     match, text = _lexical(_INTEGER, text)
     if match is None:
-        raise ValueError(f"{text!r} is not an integer")
+        raise InvalidValue(repr(text), "is not an integer")
     return int(text)
 
 
@@ -59,35 +87,35 @@ def parse_boolean(text: str) -> bool:
     if value is None:
         value = _BOOLEANS.get(collapse(text))
     if value is None:
-        raise ValueError(f"{text!r} is not a boolean (true, false, 1 or 0)")
+        raise InvalidValue(repr(text), "is not a boolean (true, false, 1 or 0)")
     return value
 
 
 def parse_date(text: str) -> date:
     match, text = _lexical(_DATE, text)
     if match is None:
-        raise ValueError(f"{text!r} is not a date (YYYY-MM-DD)")
+        raise InvalidValue(repr(text), "is not a date (YYYY-MM-DD)")
     try:
         return date.fromisoformat(text)
     except ValueError as exc:
-        raise ValueError(f"{text!r} is not a valid date: {exc}") from None
+        raise InvalidValue(repr(text), f"is not a valid date: {exc}") from None
 
 
 def parse_datetime(text: str) -> datetime:
     """XSD dateTime; the strict pattern first, then the C parser of the standard library."""
     match, text = _lexical(_DATETIME, text)
     if match is None:
-        raise ValueError(f"{text!r} is not a date-time (YYYY-MM-DDThh:mm:ss with an offset)")
+        raise InvalidValue(repr(text), "is not a date-time (YYYY-MM-DDThh:mm:ss with an offset)")
     fraction = match.group(1)
     if fraction is not None and len(fraction) > 6:
-        raise ValueError(f"{text!r} has more than 6 fractional digits of a second")
+        raise InvalidValue(repr(text), "has more than 6 fractional digits of a second")
     try:
         value = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise ValueError(f"{text!r} is not a valid date-time: {exc}") from None
+        raise InvalidValue(repr(text), f"is not a valid date-time: {exc}") from None
     offset = value.utcoffset()
     if offset is not None and abs(offset) > _MAX_OFFSET:
-        raise ValueError(f"{text!r} has an offset outside -14:00..+14:00")
+        raise InvalidValue(repr(text), "has an offset outside -14:00..+14:00")
     return value
 
 
@@ -153,7 +181,7 @@ def check_foreign_xml(value: str) -> str:
 def check_digits(value: Decimal, total: int | None, fraction: int | None) -> None:
     """XSD totalDigits and fractionDigits: trailing fractional zeros do not count."""
     if not value.is_finite():
-        raise ValueError(f"{value} is not a finite decimal")
+        raise InvalidValue(str(value), "is not a finite decimal")
     _, digits, exponent = value.normalize().as_tuple()
     assert isinstance(exponent, int)
     fraction_digits = max(0, -exponent)
@@ -161,11 +189,11 @@ def check_digits(value: Decimal, total: int | None, fraction: int | None) -> Non
     if value.is_zero():
         total_digits, fraction_digits = 1, 0
     if total is not None and total_digits > total:
-        raise ValueError(
-            f"{format_decimal(value)} has {total_digits} digits; at most {total} are allowed"
+        raise InvalidValue(
+            format_decimal(value), f"has {total_digits} digits; at most {total} are allowed"
         )
     if fraction is not None and fraction_digits > fraction:
-        raise ValueError(
-            f"{format_decimal(value)} has {fraction_digits} digits after the point; "
-            f"at most {fraction} are allowed"
+        raise InvalidValue(
+            format_decimal(value),
+            f"has {fraction_digits} digits after the point; at most {fraction} are allowed",
         )

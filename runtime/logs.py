@@ -1,8 +1,13 @@
 """Structured logs: one JSON object a line, with the message id and node of what is being
-handled, and personal data masked (names, addresses, phone numbers, e-mail addresses).
+handled.
 
-Messages carry customers' data; logs travel further than the store (to log shippers, to
-tickets), so what identifies a person never reaches them in clear.
+Messages carry customers' data, and logs travel further than the store (to log shippers, to
+tickets). What keeps personal data out of them is knowledge, not guessing: the contracts mark
+the personal fields, and every message about a refused value of one (a codec problem, a model's
+validation error, a mapping failure) is built with ``***`` in its place (runtime.personal); a
+log line quotes ids and such messages, never a message body. One fallback remains for text that
+comes from outside, such as a partner's fault: an e-mail address, unambiguous in any text, is
+masked. Nothing else is guessed, so ordinary words, dates and ids stay as they are.
 """
 
 from __future__ import annotations
@@ -13,46 +18,13 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-# Elements of the contracts that hold a person's name, address or contact details.
-PERSONAL_ELEMENTS = (
-    "entityName",
-    "name",
-    "address1",
-    "address2",
-    "address3",
-    "city",
-    "postal",
-    "phoneNumber",
-    "phone",
-    "emailAddress",
-    "email",
-    "webUserId",
-    "ipAddress",
-)
-_ELEMENTS = re.compile(
-    r"<(?P<tag>(?:\w+:)?(?:" + "|".join(PERSONAL_ELEMENTS) + r"))>[^<]*</(?P=tag)>"
-)
-_FIELDS = re.compile(
-    r"(?P<key>\b(?:entity_name|name|address[123]|city|postal|phone_number|phone|email_address|email)\b['\"]?\s*[:=]\s*)"
-    r"(?P<value>'[^']*'|\"[^\"]*\"|[^\s,;}]+)"
-)
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_PHONE = re.compile(r"(?<![\w-])\+?\(?\d[\d ().-]{6,}\d(?:\s*x\d+)?(?![\w-])")
-_ID = re.compile(r"^\d{10}$")
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
 
 
 def mask(text: str) -> str:
-    """The text with personal data replaced by ``***`` (ten-digit ids are kept: they are keys)."""
-    text = _ELEMENTS.sub(lambda m: f"<{m.group('tag')}>***</{m.group('tag')}>", text)
-    text = _FIELDS.sub(lambda m: f"{m.group('key')}{_quoted(m.group('value'))}", text)
-    text = _EMAIL.sub("***@***", text)
-    return _PHONE.sub(lambda m: m.group() if _ID.match(m.group()) else "***", text)
-
-
-def _quoted(value: str) -> str:
-    quote = value[0] if value[:1] in ("'", '"') else ""
-    return f"{quote}***{quote}"
+    """The text with any e-mail address replaced by ``***@***``."""
+    return _EMAIL.sub("***@***", text)
 
 
 class JsonFormatter(logging.Formatter):

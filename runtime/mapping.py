@@ -3,7 +3,9 @@
 A transformer is a pure function from a source message to a target message plus a Context that
 brings everything outside the message: the clock, the installation's time zone, the code tables
 and the cross-reference. A failure names the mapping rule (file:line:col), the source XPath it
-was reading and the value, so an integrator can fix the mapping or the data.
+was reading and the value, so an integrator can fix the mapping or the data; the value of an
+element the contracts mark as personal data is written ``***`` instead, in the message as in the
+fault the bridge sends back.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any, Literal, Protocol
 
 import yaml
 
+from ccbmdm.runtime.lexical import WITHHELD
+
 
 @dataclass(frozen=True)
 class RuleSite:
@@ -26,10 +30,18 @@ class RuleSite:
     column: int
     target: str  # the target element the rule writes, as an XPath
     source: str  # the source XPath it reads; {} stands for the position of each repetition
+    personal: bool = False  # it reads or writes personal data: its failures withhold the value
+
+
+VALUE = "{value}"  # where a failure's message quotes the value it failed on
 
 
 class RuleFailure(Exception):
-    """Raised inside a transformer; the transformer turns it into a located TransformError."""
+    """Raised inside a transformer; the transformer turns it into a located TransformError.
+
+    ``message`` writes the value as ``{value}`` (``VALUE``), never in itself: where the rule's
+    site is personal, the located message withholds it.
+    """
 
     def __init__(self, rule: int, value: object, message: str, code: int = 1101) -> None:
         super().__init__(message)
@@ -49,11 +61,25 @@ class TransformError(Exception):
         self.site = site
         self.source_xpath = source_xpath
         self.value = value
-        self.reason = message
+        self.template = message
+        self.reason = self._reason(site.personal)  # what the fault to the sender says
         self.code = code  # the framework fault number (90000/code), PD-C11
-        super().__init__(
+        super().__init__(self._text(site.personal))
+
+    def unmasked(self) -> str:
+        """The message with the value even when it is personal data: for an operator's
+        command run locally on its own data (``ccbmdm transform --unmask``), never a log."""
+        return self._text(False)
+
+    def _reason(self, withhold: bool) -> str:
+        return self.template.replace(VALUE, WITHHELD if withhold else repr(self.value))
+
+    def _text(self, withhold: bool) -> str:
+        site = self.site
+        return (
             f"{site.file}:{site.line}:{site.column}: rule for {site.target}, reading "
-            f"{source_xpath} = {value!r}: {message}"
+            f"{self.source_xpath} = {WITHHELD if withhold else repr(self.value)}: "
+            f"{self._reason(withhold)}"
         )
 
     @classmethod
@@ -144,7 +170,7 @@ class CodeTables:
         value = self.tables[table].lookup(key, column)
         if value is None:
             shown = key[0] if len(key) == 1 else "/".join(key)
-            raise RuleFailure(rule, shown, f"code table {table} has no row for {shown!r}")
+            raise RuleFailure(rule, shown, f"code table {table} has no row for {VALUE}")
         return value
 
     def reverse(self, rule: int, table: str, value: str) -> str:
@@ -155,9 +181,7 @@ class CodeTables:
         if key is None:
             if self.tables[table].miss == "pass_through":
                 return value
-            raise RuleFailure(
-                rule, value, f"code table {table} has no row whose value is {value!r}"
-            )
+            raise RuleFailure(rule, value, f"code table {table} has no row whose value is {VALUE}")
         return key
 
 
@@ -177,7 +201,7 @@ class Context:
     def resolve(self, rule: int, mo: str, key: str) -> str:
         found = self.xref.resolve(mo, key) if self.xref is not None else None
         if found is None:
-            raise RuleFailure(rule, key, f"no cross-reference for {mo} {key!r}", code=1102)
+            raise RuleFailure(rule, key, f"no cross-reference for {mo} {VALUE}", code=1102)
         return found
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import BaseModel, ConfigDict
 
 
@@ -17,4 +19,8 @@ class ContractModel(BaseModel):
         extra="forbid",
         use_attribute_docstrings=True,
         validate_default=False,
+        hide_input_in_errors=True,  # an error's text never carries what was refused
     )
+    # The fields whose values are personal data, as the contracts mark them (everything inside
+    # such a field is personal too): what a stored reason, a log line or a fault never quotes.
+    personal_fields: ClassVar[frozenset[str]] = frozenset()

@@ -230,8 +230,11 @@ class SyncRequestMonitor:
             try:
                 with tx.savepoint():
                     outcomes.append(self._determine(tx, row, from_error))
+            except NotBuilt as exc:
+                self._error(tx, row, exc.cause, exc.final)
+                outcomes.append("errors")
             except (ValidationError, ValueError, KeyError) as exc:
-                self._error(tx, row["id"], f"message not built: {_reason(exc)}")
+                self._error(tx, row, exc, None)
                 outcomes.append("errors")
         return outcomes
 
@@ -244,6 +247,21 @@ class SyncRequestMonitor:
         if isinstance(initial, str):
             initial = json.loads(initial)
         final = self.reader.read(tx, row["mo"], key)
+        try:
+            return self._build(tx, row, key, initial, final)
+        except (ValidationError, ValueError, KeyError) as exc:
+            raise NotBuilt(exc, final) from exc
+
+    def _build(
+        self,
+        tx: Transaction,
+        row: Mapping[str, Any],
+        key: tuple[str, ...],
+        initial: Any,
+        final: Any,
+    ) -> str:
+        """The message from the final snapshot into the outbox, or the request discarded when
+        nothing changed."""
         version = int(row["version"])  # locked with the request (see step)
         contract = self.contracts[self.sender_contracts[row["flow"]]]
         entity_field, entity_model = _entity_of(contract.model)
@@ -314,11 +332,21 @@ class SyncRequestMonitor:
         ]
         return not DeepDiff(canonical[0], canonical[1])
 
-    def _error(self, tx: Transaction, request_id: int, reason: str) -> None:
+    def _error(self, tx: Transaction, row: Mapping[str, Any], exc: Exception, final: Any) -> None:
+        """Error with the reason, never quoting personal data; the final snapshot the message
+        could not be built from is kept, from which ``ccbmdm status --unmask`` re-derives the
+        values (``unmasked_reasons``)."""
         transition = SYNC_REQUEST.next("DETERMINE", "build_failed")
+        reason = f"message not built: {_reason(exc)}"
         tx.execute(
-            f"UPDATE sync_request SET state = :state, reason = :reason, due_at = {self.store.now} WHERE id = :id",
-            {"state": transition.target, "reason": reason[:1000], "id": request_id},
+            f"""UPDATE sync_request SET state = :state, reason = :reason, due_at = {self.store.now},
+                   final_snapshot = :final WHERE id = :id""",
+            {
+                "state": transition.target,
+                "reason": reason[:1000],
+                "final": None if final is None else json.dumps(final, sort_keys=True, default=str),
+                "id": row["id"],
+            },
         )
 
 
@@ -338,7 +366,47 @@ def _entity_of(model: type[ContractModel]) -> tuple[str, type[ContractModel]]:
     raise KeyError(f"{model.__name__} has no entity element")
 
 
+def unmasked_reasons(
+    store: Store, contracts: ContractRegistry, sender_contract: Mapping[str, str], request_id: int
+) -> str | None:
+    """For an operator's command run locally only (``ccbmdm status --unmask``): why the message
+    of a request in Error could not be built, with the values of personal fields, re-derived from
+    the final snapshot kept with it. None when there is nothing to re-derive (no snapshot kept:
+    the failure came later, from the bridge or MDM; or the snapshot now passes)."""
+    with store.transaction() as tx:
+        row = tx.fetch_one(
+            "SELECT flow, final_snapshot FROM sync_request WHERE id = :id AND state = 'ERROR'",
+            {"id": request_id},
+        )
+    if row is None or row["final_snapshot"] is None or row["flow"] not in sender_contract:
+        return None
+    final = store.json_value(row["final_snapshot"])
+    if isinstance(final, str):
+        final = json.loads(final)
+    entity_field, entity_model = _entity_of(contracts[sender_contract[row["flow"]]].model)
+    try:
+        entity_model.model_validate(final)
+    except ValidationError as exc:
+        return "; ".join(
+            f"{'.'.join(str(p) for p in (entity_field, *error['loc']))} = {error['input']!r}: "
+            f"{error['msg']}"
+            for error in exc.errors()[:5]
+        )
+    return None
+
+
+class NotBuilt(Exception):
+    """The message of a request cannot be built from its final snapshot (kept for the operator)."""
+
+    def __init__(self, cause: Exception, final: Any) -> None:
+        super().__init__("message not built")  # the cause may quote personal data
+        self.cause = cause
+        self.final = final
+
+
 def _reason(exc: Exception) -> str:
+    """Why a message was not built; a personal field's error never quotes its value (the
+    models withhold it, runtime.personal)."""
     if isinstance(exc, ValidationError):
         return "; ".join(
             f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"

@@ -18,6 +18,8 @@ from support import REPO
 
 CCBMDM = str(Path(sys.executable).parent / "ccbmdm")
 TOKENS = {"CCBMDM_CCB_TOKEN": "ccb-loopback-token", "CCBMDM_MDM_TOKEN": "mdm-loopback-token"}
+# The operator both simulators let read their pages (HTTP Basic, as a browser sends it).
+VIEWER = ("operator", "viewer-loopback-password")
 
 
 def free_port() -> int:
@@ -29,7 +31,7 @@ def free_port() -> int:
 @contextmanager
 def service(*args: str) -> Iterator[subprocess.Popen[str]]:
     """A ccbmdm command running until the block ends; it must stop cleanly on SIGTERM."""
-    env = {**os.environ, **TOKENS}
+    env = {**os.environ, **TOKENS, "CCBMDM_SIM_VIEWER_PASSWORD": VIEWER[1]}
     process = subprocess.Popen(
         [CCBMDM, *args, "--project-dir", str(REPO)],
         env=env,

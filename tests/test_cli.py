@@ -169,8 +169,22 @@ def test_transform_failure_names_the_rule(
     )
     assert code == 1 and out == ""
     assert "mappings/person-sync.request.yaml:" in err
-    assert "reading /PersonSyncRequest/person/address/country = 'XXA'" in err
+    # an address is personal data: the value only with --unmask, on the operator's terminal
+    assert "reading /PersonSyncRequest/person/address/country = ***" in err
+    assert "XXA" not in err
     assert "(fault 90000/1101;" in err
+    code, _, err = ccbmdm(
+        capsys,
+        "transform",
+        str(path),
+        "--flow",
+        "PERSON_SYNC",
+        "--unmask",
+        "--project-dir",
+        str(REPO),
+    )
+    assert code == 1
+    assert "reading /PersonSyncRequest/person/address/country = 'XXA'" in err
 
 
 def test_transform_unknown_flow_lists_the_compiled_ones(capsys: pytest.CaptureFixture[str]) -> None:

@@ -350,6 +350,100 @@ def test_navigation_links_and_the_pages_behind_them(
     assert code == 1 and "MDM does not know CCB sa 0000000000" in err
 
 
+def test_every_page_of_both_simulators_needs_the_node_credential(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page shows a person's name, address and phone: without the node's credential (the
+    bridge's token, or an operator's Basic password a browser sends) it is 401 with a challenge
+    and nothing of the entity; with it, 200."""
+    from contextlib import ExitStack
+
+    from ccbmdm.codegen.project import Project
+    from ccbmdm.runtime.assembly import Runtime
+    from ccbmdm.runtime.config import (
+        REFERENCE_SYSTEMS,
+        CredentialSetting,
+        NodeSetting,
+        RuntimeConfig,
+    )
+    from loopback import free_port
+
+    store_path, _ = demo_with_config(tmp_path, capsys, customers=2)
+    monkeypatch.setenv("T_BRIDGE", "bridge-page-token")
+    monkeypatch.setenv("P_OPERATOR", "operator-password")
+    ports = {"ccb": free_port(), "mdm": free_port()}
+
+    def simulator(name: str) -> NodeSetting:
+        return NodeSetting(
+            system=REFERENCE_SYSTEMS[name],
+            listen=f"127.0.0.1:{ports[name]}",
+            accept={"bridge": CredentialSetting(token_env="T_BRIDGE")},
+            viewers={"operator": CredentialSetting(user="operator", password_env="P_OPERATOR")},
+        )
+
+    config = RuntimeConfig(
+        store=str(store_path),
+        nodes={"ccb": simulator("ccb"), "bridge": NodeSetting(), "mdm": simulator("mdm")},
+    )
+    store = open_store(str(store_path))
+    with store.transaction() as tx:
+        person = tx.fetch_one("SELECT pk, data FROM ccb_entity WHERE mo = 'PERSON' ORDER BY pk")
+        ids = {
+            kind: str(tx.fetch(sql)[0]["id"])
+            for kind, sql in {
+                "/ccb/account": "SELECT account_id AS id FROM ccb_account ORDER BY account_id",
+                "/ccb/person": "SELECT pk AS id FROM ccb_entity WHERE mo = 'PERSON' ORDER BY pk",
+                "/ccb/sa": "SELECT pk AS id FROM ccb_entity WHERE mo = 'SA' ORDER BY pk",
+                "/ccb/sp": "SELECT pk AS id FROM ccb_entity WHERE mo = 'SP' ORDER BY pk",
+                "/ccb/meter": "SELECT pk AS id FROM ccb_entity WHERE mo = 'METER' ORDER BY pk",
+                "/mdm/contact": "SELECT id FROM mdm_contact ORDER BY id",
+                "/mdm/usage-subscription": "SELECT id FROM mdm_usage_subscription ORDER BY id",
+                "/mdm/360": "SELECT id FROM mdm_usage_subscription ORDER BY id",
+                "/mdm/service-point": "SELECT id FROM mdm_service_point ORDER BY id",
+                "/mdm/device": "SELECT id FROM mdm_device ORDER BY id",
+                "/mdm/usage-transaction": "SELECT ut_id AS id FROM mdm_usage_transaction ORDER BY id",
+            }.items()
+        }
+    store.close()
+    assert person is not None
+    name = json.loads(person["data"])["entity_name"]
+    refused = {
+        "none": {},
+        "wrong token": {"authorization": "Bearer not-the-token"},
+        "wrong password": {"authorization": _basic("operator", "guess")},
+    }
+    accepted = {
+        "the bridge's token": {"authorization": "Bearer bridge-page-token"},
+        "the operator (Basic)": {"authorization": _basic("operator", "operator-password")},
+    }
+    runtime = Runtime(config, Project.load(REPO))
+    try:
+        with ExitStack() as stack, httpx.Client() as client:
+            runtime.serve(stack)
+            for kind, entity in ids.items():
+                url = f"http://127.0.0.1:{ports[kind.split('/')[1]]}{kind}/{entity}"
+                for case, headers in refused.items():
+                    answer = client.get(url, headers=headers)
+                    assert answer.status_code == 401, (url, case)
+                    challenges = answer.headers.get_list("www-authenticate")
+                    assert any(c.startswith("Basic ") for c in challenges), (url, challenges)
+                    assert entity not in answer.text and name not in answer.text
+                for case, headers in accepted.items():
+                    answer = client.get(url, headers=headers)
+                    assert answer.status_code == 200, (url, case, answer.text)
+                    assert entity in answer.text
+            person_page = f"http://127.0.0.1:{ports['ccb']}/ccb/person/{person['pk']}"
+            assert name in client.get(person_page, headers=accepted["the bridge's token"]).text
+    finally:
+        runtime.close()
+
+
+def _basic(user: str, password: str) -> str:
+    import base64
+
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
 def test_demo_on_postgresql_in_a_schema_of_its_own(capsys: pytest.CaptureFixture[str]) -> None:
     dsn = os.environ.get("CCBMDM_TEST_PG_DSN")
     if not dsn:

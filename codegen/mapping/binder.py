@@ -341,7 +341,7 @@ class Binder:
         w.lines.extend("    " + line for line in check_lines)
         w.lines.append(f"{indent}except ValueError as error:")
         w.lines.append(
-            f"{indent}    raise RuleFailure({site}, {shown or var}, str(error), 1003) from None"
+            f"{indent}    raise RuleFailure({site}, {shown or var}, lexical.quoting(error), 1003) from None"
         )
 
     def _require_count(self, w: Writer, site: int, var: str, particle: Particle) -> None:
@@ -1110,9 +1110,30 @@ class Binder:
                 pos.column,
                 f"{scope.target_xpath}/{particle.name}".replace("[]", ""),
                 source,
+                particle.personal or (path is not None and self._reads_personal(scope, path)),
             )
         )
         return len(self.sites) - 1
+
+    def _reads_personal(self, scope: Scope, path: Path) -> bool:
+        """Whether a source path reaches personal data (a path that does not resolve was
+        reported where it was read)."""
+        key = self.root_source if path.absolute else scope.source
+        for step in path.steps:
+            complex_type = self.contracts.complex_types.get(key)
+            found = (
+                None
+                if complex_type is None
+                else {p.name: p for p in complex_type.particles}.get(step)
+            )
+            if found is None:
+                return False
+            if found.personal:
+                return True
+            if found.type_key is None or found.kind != "complex":
+                return False
+            key = found.type_key
+        return False
 
     def _read_subtree(self, dotted: str, key: tuple[Home, str]) -> None:
         for leaf in leaves(self.contracts, key, dotted):

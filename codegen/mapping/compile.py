@@ -239,4 +239,7 @@ def _model(contracts: ContractSet, name: str) -> str:
 
 
 def _site_repr(site: RuleSite) -> str:
-    return f"RuleSite({site.file!r}, {site.line}, {site.column}, {site.target!r}, {site.source!r})"
+    return (
+        f"RuleSite({site.file!r}, {site.line}, {site.column}, {site.target!r}, {site.source!r}, "
+        f"{site.personal!r})"
+    )

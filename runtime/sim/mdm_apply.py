@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from ccbmdm.runtime.mapping import CodeTables
+from ccbmdm.runtime.personal import WITHHELD, is_personal
 from ccbmdm.runtime.sim.mdm_records import external_key, key_params, production_id
 from ccbmdm.runtime.store import Transaction
 from ccbmdm.runtime.sync import KEY_SEPARATOR
@@ -219,9 +220,18 @@ class Codes:
                 values = frozenset(row[column] for row in table.rows.values() if column in row)
                 self.known[(table.name, column)] = values
 
-    def check(self, table: str, column: str, value: str, element: str) -> None:
+    def check(
+        self, table: str, column: str, value: str, element: str, personal: bool = False
+    ) -> None:
+        """A code MDM lacks is a CodeMiss, which names the code unless it is personal data (a
+        country of an address): the reason and the negative acknowledgement never quote it."""
         if value not in self.known.get((table, column), frozenset()):
-            raise CodeMiss(f"{element}: code table {table} has no MDM code {value!r}", table, value)
+            shown = WITHHELD if personal else repr(value)
+            raise CodeMiss(
+                f"{element}: code table {table} has no MDM code {shown}",
+                table,
+                WITHHELD if personal else value,
+            )
 
     def check_message(self, request: SyncMessage) -> None:
         """The target MO and every code of the entity (nothing to check on DELETE)."""
@@ -230,8 +240,10 @@ class Codes:
         if entity is None:
             return
         for element, table, column in _CODES[request.kind.entity]:
-            for value in _values(entity, element.split("/")):
-                self.check(table, column, value, element)
+            path = element.split("/")
+            personal = is_personal(type(entity), [_snake(step) for step in path])
+            for value in _values(entity, path):
+                self.check(table, column, value, element, personal)
 
 
 def _values(node: Any, path: Sequence[str]) -> Iterator[str]:

@@ -280,24 +280,48 @@ def test_schema_errors_point_at_the_value(project: Project) -> None:
     assert "Additional properties are not allowed ('colum' was unexpected)" in finding.message
 
 
-def test_run_time_failure_names_rule_source_and_value(project: Project) -> None:
+def failure_of(project: Project, before: bytes, after: bytes) -> TransformError:
+    """How PERSON's transformer fails on the sample person with ``before`` made ``after``."""
     write(project, "person-sync.request.yaml", PERSON)
     package = load_package(project)
     registry = load_contracts(project)
-    data = sample("ccb/PersonSyncRequest").replace(
-        b"<country>USA</country>", b"<country>XXA</country>"
-    )
-    _, message = registry.decode(data)
+    _, message = registry.decode(sample("ccb/PersonSyncRequest").replace(before, after))
     with pytest.raises(TransformError) as caught:
         package.TRANSFORMERS[("PERSON_SYNC", "request")].function(
             message, Context(CodeTables.load(project.mappings / "tables"))
         )
-    assert str(caught.value) == (
-        "mappings/person-sync.request.yaml:20:20: rule for /ContactSyncRequest/contact/address/country, "
-        "reading /PersonSyncRequest/person/address/country = 'XXA': "
-        "code table OUCCB2_OUMDM2_Country has no row for 'XXA'"
+    return caught.value
+
+
+def test_run_time_failure_names_rule_source_and_value(project: Project) -> None:
+    failure = failure_of(
+        project,
+        b"<personOrBusiness>P</personOrBusiness>",
+        b"<personOrBusiness>Q</personOrBusiness>",
     )
-    assert caught.value.code == 1101
+    assert str(failure) == (
+        "mappings/person-sync.request.yaml:10:20: rule for /ContactSyncRequest/contact/contactType, "
+        "reading /PersonSyncRequest/person/personOrBusiness = 'Q': "
+        "code table OUCCB2_OUMDM2_ContactType has no row for 'Q'"
+    )
+    assert failure.code == 1101
+
+
+def test_run_time_failure_on_personal_data_withholds_the_value(project: Project) -> None:
+    """An address is personal data (the contracts mark AddressType): the rule, the source and
+    the reason are named, the value is not, neither in the message nor in the fault's reason;
+    an operator's local command may still show it (``unmasked``)."""
+    failure = failure_of(project, b"<country>USA</country>", b"<country>XXA</country>")
+    assert str(failure) == (
+        "mappings/person-sync.request.yaml:20:20: rule for /ContactSyncRequest/contact/address/country, "
+        "reading /PersonSyncRequest/person/address/country = ***: "
+        "code table OUCCB2_OUMDM2_Country has no row for ***"
+    )
+    assert failure.reason == "code table OUCCB2_OUMDM2_Country has no row for ***"
+    assert failure.unmasked().endswith(
+        "country = 'XXA': code table OUCCB2_OUMDM2_Country has no row for 'XXA'"
+    )
+    assert failure.code == 1101
 
 
 def test_lineage_records_what_each_target_reads(project: Project) -> None:
@@ -339,4 +363,6 @@ def test_cross_reference_lookup(project: Project) -> None:
     with pytest.raises(TransformError) as caught:
         transform(message, Context(tables))
     assert caught.value.code == 1102
-    assert "no cross-reference for PERSON '0001234567'" in str(caught.value)
+    # the rule writes the contact's name, personal data: the value is withheld but for unmasked()
+    assert "no cross-reference for PERSON ***" in str(caught.value)
+    assert "no cross-reference for PERSON '0001234567'" in caught.value.unmasked()

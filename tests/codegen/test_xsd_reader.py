@@ -117,3 +117,63 @@ def test_namespace_must_match_the_folder(tmp_path: Path) -> None:
     (folder / "ccb" / "Thing.xsd").rename(moved / "Thing.xsd")
     found = problems_of(folder)
     assert any("does not belong in folder mdm/" in p for p in found), found
+
+
+MARK = '<xs:annotation><xs:appinfo source="urn:ccbmdm:personal-data"/></xs:annotation>'
+
+
+def test_personal_data_is_read_from_the_contracts_marks(contract_set: ContractSet) -> None:
+    """An element marked personal, every element of a complex type marked personal, and an
+    element of such a type: nothing else."""
+
+    def personal(home: str, name: str) -> list[str]:
+        particles = contract_set.complex_types[(home, name)].particles  # type: ignore[index]
+        return [p.name for p in particles if p.personal]
+
+    assert personal("ccb", "PersonType") == ["entityName", "phoneNumber", "emailAddress", "address"]
+    assert personal("mdm", "ContactType") == ["name", "phone", "email", "address"]
+    assert personal("common", "AddressType") == [
+        "address1",
+        "address2",
+        "address3",
+        "city",
+        "state",
+        "postal",
+        "country",
+    ]
+    assert personal("common", "SelfServiceHeadType") == ["webUserId", "emailAddress", "ipAddress"]
+    assert personal("ccb", "ServicePointType") == ["address"]
+    assert personal("ccb", "MeterType") == []
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            '  <xs:element name="Thing"><xs:complexType><xs:sequence>\n'
+            '    <xs:element name="a" type="xs:string"><xs:annotation>'
+            '<xs:appinfo source="urn:example:other"/></xs:annotation></xs:element>\n'
+            "  </xs:sequence></xs:complexType></xs:element>\n",
+            'xs:appinfo needs source="urn:ccbmdm:personal-data"',
+        ),
+        (
+            '  <xs:element name="Thing"><xs:complexType><xs:sequence>\n'
+            f'    <xs:element name="a" type="AddressType">{MARK}</xs:element>\n'
+            "  </xs:sequence></xs:complexType></xs:element>\n",
+            "element a: mark its complex type as personal data, not the element",
+        ),
+        (
+            '  <xs:element name="Thing" type="Outer"/>\n'
+            f'  <xs:complexType name="Outer">{MARK}<xs:sequence>\n'
+            '    <xs:element name="inner" type="Inner"/></xs:sequence></xs:complexType>\n'
+            '  <xs:complexType name="Inner"><xs:sequence>\n'
+            '    <xs:element name="b" type="xs:string"/></xs:sequence></xs:complexType>\n',
+            "element inner of personal type Outer: mark its type Inner as personal data too",
+        ),
+    ],
+)
+def test_a_personal_data_mark_out_of_place_is_reported(
+    tmp_path: Path, body: str, expected: str
+) -> None:
+    problems = problems_of(contracts_with(tmp_path, "Thing", body))
+    assert any(expected in problem for problem in problems), problems

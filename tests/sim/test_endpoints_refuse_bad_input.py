@@ -166,6 +166,7 @@ def test_every_endpoint_refuses_bad_input_with_a_fault_and_records_nothing(
     ],
 )
 def test_a_page_of_no_entity_is_not_found(served: Served, node: str, path: str) -> None:
-    answer = httpx.get(f"{served.url[node]}{path}")
+    token = {"authorization": f"Bearer {TOKENS['bridge']}"}
+    answer = httpx.get(f"{served.url[node]}{path}", headers=token)
     assert answer.status_code == 404
     assert "POST /ccbmdm/v1/{flow}/{part}" in answer.text
