@@ -11,15 +11,23 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
+from typing import cast
 
 from lxml import etree
 
 
 @dataclass(frozen=True)
 class XmlLimits:
-    """Caps on partner XML. libxml2 itself caps depth (256) and text nodes (10 MB)."""
+    """Caps on partner XML. libxml2 itself caps depth (256) and text nodes (10 MB).
+
+    The contracts declare no attributes and a handful of namespaces, so the caps on attributes
+    per element and namespace declarations per message are far above any message they allow,
+    and far below what it takes to make a report or a namespace lookup expensive.
+    """
 
     max_bytes: int = 16 * 1024 * 1024
+    max_attributes: int = 64
+    max_namespace_declarations: int = 128
 
 
 DEFAULT_LIMITS = XmlLimits()
@@ -32,7 +40,13 @@ class XmlRejected(Exception):
         self.reason = reason
         self.line = line
         self.column = column
-        where = f"line {line}, column {column}: " if line is not None else ""
+        where = (
+            ""
+            if line is None
+            else f"line {line}: "
+            if column is None
+            else f"line {line}, column {column}: "
+        )
         super().__init__(f"XML rejected: {where}{reason}")
 
 
@@ -73,6 +87,9 @@ def parse_partner_xml(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree.
         raise XmlRejected(f"message of {len(data)} bytes is over the {limits.max_bytes}-byte cap")
     if not data.strip():
         raise XmlRejected("the message is empty")
+    # Before the tree is built: a flood of declarations would cost a tree of them first.
+    if _occurrences(data, "xmlns") > limits.max_namespace_declarations:
+        _check_declarations(data, limits)
     try:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
@@ -81,7 +98,100 @@ def parse_partner_xml(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree.
     docinfo = root.getroottree().docinfo
     if docinfo.internalDTD is not None or docinfo.externalDTD is not None or docinfo.doctype:
         raise XmlRejected("DTD not allowed (a DOCTYPE declaration was found)", 1, 1)
+    countable = _countable(docinfo.encoding)
+    if not countable:
+        _check_declarations(data, limits)
+    if not countable or _occurrences(data, "=") > limits.max_attributes:
+        _check_attributes(root, limits)
     return root
+
+
+def _check_declarations(data: bytes, limits: XmlLimits) -> None:
+    """Reject a message with more namespace declarations than the cap.
+
+    The tree does not list an element's own declarations (and a walk of it with namespace
+    events is quadratic in them), so the bytes are read once more into a counter instead of a
+    tree, which stops one past the cap. A message it cannot read is left to the parser.
+    """
+    counter = _DeclarationCounter(limits.max_namespace_declarations)
+    parser = etree.XMLParser(
+        target=cast("etree.ParserTarget[None]", counter),
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=False,
+    )
+    try:
+        etree.fromstring(data, parser)
+    except etree.XMLSyntaxError:
+        return
+
+
+class _DeclarationCounter:
+    """A parser target that counts namespace declarations and rejects one past the cap."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self.declared = 0
+
+    def start_ns(self, prefix: str, uri: str) -> None:
+        self.declared += 1
+        if self.declared > self.most:
+            raise XmlRejected(
+                f"over {self.most} namespace declarations; at most {self.most} are allowed"
+            )
+
+    def close(self) -> None:
+        return None
+
+
+_CROWDED = etree.XPath("(//*[count(@*) > $most])[1]")
+
+
+def _check_attributes(root: etree._Element, limits: XmlLimits) -> None:
+    """Reject an element with more attributes than the cap (one XPath, evaluated in C)."""
+    crowded = _CROWDED(root, most=limits.max_attributes)
+    assert isinstance(crowded, list)
+    if crowded:
+        element = crowded[0]
+        raise XmlRejected(
+            f"element <{etree.QName(element).localname}> has {len(element.attrib)} "
+            f"attributes; at most {limits.max_attributes} are allowed on one element",
+            element.sourceline,
+        )
+
+
+def _occurrences(data: bytes, word: str) -> int:
+    """At least as many as the times ``word`` occurs in the message's text, if its encoding
+    is one of those ``_countable`` accepts.
+
+    The word is counted as ASCII, UTF-16 and UTF-32 bytes alike: the encoding is not known
+    before parsing, and even after it the parser names a message without a declaration UTF-8
+    whatever its byte order mark said.
+    """
+    return sum(data.count(word.encode(form)) for form in _FORMS)
+
+
+def _countable(encoding: str | None) -> bool:
+    """Whether ``_occurrences`` can be trusted for a message in this encoding."""
+    return (encoding or "utf-8").lower().replace("-", "").replace("_", "").startswith(_COUNTABLE)
+
+
+# Encodings in which every ASCII character is written as in one of _FORMS.
+_COUNTABLE = (
+    "utf8",
+    "utf16",
+    "utf32",
+    "ucs2",
+    "ucs4",
+    "ascii",
+    "usascii",
+    "iso8859",
+    "latin",
+    "windows125",
+    "cp125",
+)
+_FORMS = ("ascii", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
 
 
 _POSITION_SUFFIX = re.compile(r",? line \d+, column \d+$")
