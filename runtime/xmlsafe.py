@@ -8,6 +8,8 @@ cannot happen whatever the encoding.
 
 from __future__ import annotations
 
+import codecs
+import functools
 import re
 import threading
 from dataclasses import dataclass
@@ -87,8 +89,15 @@ def parse_partner_xml(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree.
         raise XmlRejected(f"message of {len(data)} bytes is over the {limits.max_bytes}-byte cap")
     if not data.strip():
         raise XmlRejected("the message is empty")
-    # Before the tree is built: a flood of declarations would cost a tree of them first.
-    if _occurrences(data, "xmlns") > limits.max_namespace_declarations:
+    # Every attribute and namespace declaration has a "=", and the "=" of every encoding counted
+    # right (see _counted_right) has this byte: one count bounds both for nearly every message.
+    # Declarations are counted before the tree is built, which a flood of them would make costly.
+    equals = data.count(b"=")
+    wide = _is_wide(data)
+    if (
+        equals > limits.max_namespace_declarations
+        and _declarations_at_most(data, wide) > limits.max_namespace_declarations
+    ):
         _check_declarations(data, limits)
     try:
         root = etree.fromstring(data, _parser())
@@ -98,10 +107,10 @@ def parse_partner_xml(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree.
     docinfo = root.getroottree().docinfo
     if docinfo.internalDTD is not None or docinfo.externalDTD is not None or docinfo.doctype:
         raise XmlRejected("DTD not allowed (a DOCTYPE declaration was found)", 1, 1)
-    countable = _countable(docinfo.encoding)
-    if not countable:
+    counted = _counted_right(docinfo.encoding, wide)
+    if not counted:
         _check_declarations(data, limits)
-    if not countable or _occurrences(data, "=") > limits.max_attributes:
+    if not counted or equals > limits.max_attributes:
         _check_attributes(root, limits)
     return root
 
@@ -161,37 +170,38 @@ def _check_attributes(root: etree._Element, limits: XmlLimits) -> None:
         )
 
 
-def _occurrences(data: bytes, word: str) -> int:
-    """At least as many as the times ``word`` occurs in the message's text, if its encoding
-    is one of those ``_countable`` accepts.
+def _is_wide(data: bytes) -> bool:
+    """Whether the parser will read the bytes as UTF-16 or UTF-32: a byte order mark of UTF-16
+    (UTF-32's begins with it) or a zero byte where "<" or "<?" begins (XML 1.0, appendix F)."""
+    return data.startswith(_UTF16_MARKS) or data.find(0, 0, 4) >= 0
 
-    The word is counted as ASCII, UTF-16 and UTF-32 bytes alike: the encoding is not known
-    before parsing, and even after it the parser names a message without a declaration UTF-8
-    whatever its byte order mark said.
+
+def _declarations_at_most(data: bytes, wide: bool) -> int:
+    """How many times the word "xmlns", which every namespace declaration has, is in the
+    bytes: at least as many as the declarations, if ``_counted_right`` says so."""
+    if not wide:
+        return data.count(b"xmlns")
+    return sum(data.count(form) for form in _WIDE_XMLNS)
+
+
+@functools.cache
+def _counted_right(encoding: str | None, wide: bool) -> bool:
+    """Whether the parser read the message in an encoding ``_declarations_at_most`` counts in.
+
+    A message without a declaration is named UTF-8 by the parser whatever its byte order mark
+    said; one declaring another encoding than its first bytes suggest is counted again.
     """
-    return sum(data.count(word.encode(form)) for form in _FORMS)
+    name = (encoding or "utf-8").lower().replace("-", "").replace("_", "")
+    return name.startswith(_WIDE if wide else _NARROW)
 
 
-def _countable(encoding: str | None) -> bool:
-    """Whether ``_occurrences`` can be trusted for a message in this encoding."""
-    return (encoding or "utf-8").lower().replace("-", "").replace("_", "").startswith(_COUNTABLE)
-
-
-# Encodings in which every ASCII character is written as in one of _FORMS.
-_COUNTABLE = (
-    "utf8",
-    "utf16",
-    "utf32",
-    "ucs2",
-    "ucs4",
-    "ascii",
-    "usascii",
-    "iso8859",
-    "latin",
-    "windows125",
-    "cp125",
+_UTF16_MARKS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+_WIDE_XMLNS = tuple(
+    "xmlns".encode(form) for form in ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
 )
-_FORMS = ("ascii", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
+# Encodings that write ASCII as ASCII, and those that write it in 16 or 32 bits.
+_NARROW = ("utf8", "ascii", "usascii", "iso8859", "latin", "windows125", "cp125")
+_WIDE = ("utf16", "utf32", "ucs2", "ucs4", "utf8")
 
 
 _POSITION_SUFFIX = re.compile(r",? line \d+, column \d+$")
