@@ -25,7 +25,7 @@ M = TypeVar("M", bound=ContractModel)
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 # Hints to a schema processor; never fetched or acted on, so they are tolerated on the root.
 _ROOT_HINTS = {f"{{{XSI}}}schemaLocation", f"{{{XSI}}}noNamespaceSchemaLocation"}
-_ATTRIBUTES = etree.XPath("//@*")
+_WITH_ATTRIBUTES = etree.XPath("//*[@*]")
 _ANY_ATTRIBUTE = etree.XPath("boolean(//@*)")
 
 # A report lists at most this many problems and counts the rest: enough to mend a message by,
@@ -171,19 +171,24 @@ class Problems:
 def check_attributes(root: etree._Element, problems: Problems) -> None:
     """The contracts declare no attributes: report every one (XSI hints on the root excepted).
 
-    One XPath, evaluated in C, answers for the whole document; the list is built only when it
-    finds any.
+    One XPath, evaluated in C, answers for the whole document; the elements that have any are
+    listed only when it finds some, and each problem is worded once for all elements.
     """
     if not _ANY_ATTRIBUTE(root):
         return
-    found = _ATTRIBUTES(root)
-    assert isinstance(found, list)
-    for attribute in found:
-        owner = attribute.getparent()
-        name = attribute.attrname
-        if owner is root and name in _ROOT_HINTS:
-            continue
-        problems.add(owner, f"attribute {etree.QName(name).localname!r} is not allowed")
+    owners = _WITH_ATTRIBUTES(root)
+    assert isinstance(owners, list)
+    wording: dict[str, str] = {}
+    for owner in owners:
+        for name in owner.attrib:
+            if owner is root and name in _ROOT_HINTS:
+                continue
+            message = wording.get(name)
+            if message is None:
+                message = wording[name] = (
+                    f"attribute {etree.QName(name).localname!r} is not allowed"
+                )
+            problems.add(owner, message)
 
 
 def children(
@@ -207,12 +212,16 @@ def children(
     if known is None or known.issuperset(tags):
         return kids, tags
     kept = []
+    unknown: dict[str, str] = {}  # the problem with each unknown tag, worded once
     for kid, tag in zip(kids, tags, strict=True):
         if tag in known:
             kept.append(kid)
-        else:
-            problems.add(kid, f"unknown element <{_display_tag(kid, element)}>")
-    return kept, [kid.tag for kid in kept]  # type: ignore[misc]
+            continue
+        message = unknown.get(tag)
+        if message is None:
+            message = unknown[tag] = f"unknown element <{_display_tag(kid, element)}>"
+        problems.add(kid, message)
+    return kept, [tag for tag in tags if tag in known]
 
 
 def foreign(element: etree._Element) -> str:
@@ -269,14 +278,15 @@ def _paths(elements: Iterable[etree._Element]) -> dict[etree._Element, str]:
     """A readable XPath of each element and its ancestors: local names, with a position where a
     name repeats among siblings.
 
-    The children of each parent on the way are walked once for all the elements asked about.
+    For each parent on the way and each tag asked about, its children of that tag are walked
+    once, and only as far as the last one asked about (and a second one, to know it repeats).
     """
-    wanted: dict[etree._Element, set[etree._Element]] = {}
+    wanted: dict[etree._Element, dict[str, set[etree._Element]]] = {}
     tops: set[etree._Element] = set()
     for element in elements:
         node = element
         while (parent := node.getparent()) is not None:
-            kids = wanted.setdefault(parent, set())
+            kids = wanted.setdefault(parent, {}).setdefault(str(node.tag), set())
             if node in kids:
                 break
             kids.add(node)
@@ -284,16 +294,19 @@ def _paths(elements: Iterable[etree._Element]) -> dict[etree._Element, str]:
         else:
             tops.add(node)
     steps = {top: etree.QName(top).localname for top in tops}
-    for parent, kids in wanted.items():
-        seen: dict[Any, int] = {}
-        positions: dict[etree._Element, int] = {}
-        for kid in parent:
-            seen[kid.tag] = at = seen.get(kid.tag, 0) + 1
-            if kid in kids:
-                positions[kid] = at
-        for kid, at in positions.items():
-            name = etree.QName(kid).localname
-            steps[kid] = f"{name}[{at}]" if seen[kid.tag] > 1 else name
+    for parent, by_tag in wanted.items():
+        for tag, kids in by_tag.items():
+            name = etree.QName(tag).localname
+            positions: dict[etree._Element, int] = {}
+            at = 0
+            for kid in parent.iterchildren(tag):
+                at += 1
+                if kid in kids:
+                    positions[kid] = at
+                if at > 1 and len(positions) == len(kids):
+                    break
+            for kid, position in positions.items():
+                steps[kid] = f"{name}[{position}]" if at > 1 else name
     paths: dict[etree._Element, str] = {}
     for element in elements:
         chain = []
