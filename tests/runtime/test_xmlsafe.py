@@ -214,6 +214,25 @@ def test_a_message_with_more_namespace_declarations_than_the_cap_is_rejected(
         parse_partner_xml(declarations(cap + 1).encode(encoding))
 
 
+def test_counting_declarations_before_the_parse_reads_no_dtd_or_entity(
+    canary: Canary, tmp_path: Path
+) -> None:
+    secret = tmp_path / "canary.txt"
+    secret.write_text("CANARY-SECRET-42")
+    url = f"http://127.0.0.1:{canary.port}"
+    flood = " ".join(f'xmlns:p{i}="urn:p{i}"' for i in range(200))
+    for dtd in (
+        f'<!DOCTYPE r SYSTEM "{url}/x.dtd">',
+        f'<!DOCTYPE r [<!ENTITY e SYSTEM "{url}/e">]>',
+        f'<!DOCTYPE r [<!ENTITY % p SYSTEM "{url}/p"> %p;]>',
+        f'<!DOCTYPE r [<!ENTITY e SYSTEM "{secret.as_uri()}">]>',
+    ):
+        with pytest.raises(XmlRejected) as caught:
+            parse_partner_xml(f"{dtd}<r>&e;<s {flood}/></r>".encode())
+        assert "CANARY-SECRET-42" not in str(caught.value)
+    assert canary.connections == 0
+
+
 def test_caps_hold_in_an_encoding_that_writes_the_equals_sign_otherwise() -> None:
     # UTF-7 may write "=" as "+AD0-": the bytes then say nothing, and the tree is counted.
     def utf7(text: str) -> bytes:
