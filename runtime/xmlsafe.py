@@ -42,13 +42,9 @@ class XmlRejected(Exception):
         self.reason = reason
         self.line = line
         self.column = column
-        where = (
-            ""
-            if line is None
-            else f"line {line}: "
-            if column is None
-            else f"line {line}, column {column}: "
-        )
+        where = ""
+        if line is not None:
+            where = f"line {line}: " if column is None else f"line {line}, column {column}: "
         super().__init__(f"XML rejected: {where}{reason}")
 
 
@@ -184,7 +180,7 @@ def _declarations_at_most(data: bytes, wide: bool) -> int:
     return sum(data.count(form) for form in _WIDE_XMLNS)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=64)  # the encoding is the sender's to name: a bounded cache
 def _counted_right(encoding: str | None, wide: bool) -> bool:
     """Whether the parser read the message in an encoding ``_declarations_at_most`` counts in.
 
