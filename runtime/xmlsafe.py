@@ -9,7 +9,6 @@ cannot happen whatever the encoding.
 from __future__ import annotations
 
 import codecs
-import functools
 import re
 import threading
 from dataclasses import dataclass
@@ -89,10 +88,9 @@ def parse_partner_xml(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree.
     # right (see _counted_right) has this byte: one count bounds both for nearly every message.
     # Declarations are counted before the tree is built, which a flood of them would make costly.
     equals = data.count(b"=")
-    wide = _is_wide(data)
     if (
         equals > limits.max_namespace_declarations
-        and _declarations_at_most(data, wide) > limits.max_namespace_declarations
+        and _declarations_at_most(data) > limits.max_namespace_declarations
     ):
         _check_declarations(data, limits)
     try:
@@ -103,7 +101,7 @@ def parse_partner_xml(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree.
     docinfo = root.getroottree().docinfo
     if docinfo.internalDTD is not None or docinfo.externalDTD is not None or docinfo.doctype:
         raise XmlRejected("DTD not allowed (a DOCTYPE declaration was found)", 1, 1)
-    counted = _counted_right(docinfo.encoding, wide)
+    counted = _counted_right(data, docinfo.encoding)
     if not counted:
         _check_declarations(data, limits)
     if not counted or equals > limits.max_attributes:
@@ -172,25 +170,27 @@ def _is_wide(data: bytes) -> bool:
     return data.startswith(_UTF16_MARKS) or data.find(0, 0, 4) >= 0
 
 
-def _declarations_at_most(data: bytes, wide: bool) -> int:
+def _declarations_at_most(data: bytes) -> int:
     """How many times the word "xmlns", which every namespace declaration has, is in the
     bytes: at least as many as the declarations, if ``_counted_right`` says so."""
-    if not wide:
+    if not _is_wide(data):
         return data.count(b"xmlns")
     return sum(data.count(form) for form in _WIDE_XMLNS)
 
 
-@functools.lru_cache(maxsize=64)  # the encoding is the sender's to name: a bounded cache
-def _counted_right(encoding: str | None, wide: bool) -> bool:
+def _counted_right(data: bytes, encoding: str | None) -> bool:
     """Whether the parser read the message in an encoding ``_declarations_at_most`` counts in.
 
     A message without a declaration is named UTF-8 by the parser whatever its byte order mark
     said; one declaring another encoding than its first bytes suggest is counted again.
     """
-    name = (encoding or "utf-8").lower().replace("-", "").replace("_", "")
-    return name.startswith(_WIDE if wide else _NARROW)
+    if encoding in _USUAL:
+        return True
+    name = (encoding or "").lower().replace("-", "").replace("_", "")
+    return name.startswith(_WIDE if _is_wide(data) else _NARROW)
 
 
+_USUAL = frozenset({"UTF-8", "utf-8", "UTF8", "utf8"})
 _UTF16_MARKS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _WIDE_XMLNS = tuple(
     "xmlns".encode(form) for form in ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
