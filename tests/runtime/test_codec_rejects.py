@@ -94,7 +94,7 @@ def test_every_problem_is_reported_in_document_order(registry: ContractRegistry)
 def test_a_hundred_thousand_problems_list_the_first_hundred_and_count_the_rest(
     registry: ContractRegistry,
 ) -> None:
-    # One unknown element a line: the lines past 65,535 (where the parser's count stops) too.
+    # One unknown element a line, each found in the text: 100,000 of them, and 100 listed.
     text = PERSON.replace("<person>\n", "<person>\n" + "    <x/>\n" * 100_000)
     with pytest.raises(ContractViolation) as caught:
         registry.decode(text.encode())
@@ -132,7 +132,8 @@ def test_a_problem_is_placed_at_the_start_of_its_tag_on_any_line(
     registry: ContractRegistry,
 ) -> None:
     # Past line 65,535, after markup that holds "<" (a comment, a processing instruction), with
-    # a ">" in an attribute value, and its start tag over three lines.
+    # a ">" in an attribute value, and its start tag over three lines: the parser's line would
+    # be the one where the start tag ends.
     before = "  <!-- <x/> --><?pi <x/>?> "
     text = PERSON.replace("<person>\n", "<person>\n" + "\n" * 70_000 + before + "<x\n  a='>'\n/>\n")
     found = problems(registry, text)
