@@ -102,13 +102,15 @@ def report(findings: Iterable[Finding]) -> None:
 def describe_input_error(name: str, exc: Exception) -> str:
     """A message that could not be read, as ``file:line:col: what`` lines."""
     if isinstance(exc, XmlRejected):
-        where = f"{exc.line}:{exc.column}:" if exc.line is not None else ""
+        where = "".join(f"{n}:" for n in (exc.line, exc.column) if n is not None)
         return f"{name}:{where} XML rejected: {exc.reason}"
     if isinstance(exc, ContractViolation):
-        lines = [f"{name}: does not satisfy {exc.contract}, {len(exc.problems)} problem(s):"]
+        lines = [f"{name}: does not satisfy {exc.contract}, {exc.total} problem(s):"]
         for problem in exc.problems:
             where = ":".join(str(n) for n in (problem.line, problem.column) if n is not None)
             lines.append(f"{name}:{where}: {problem.xpath}: {problem.message}")
+        if exc.more:
+            lines.append(f"{name}: and {exc.more} more problem(s)")
         return "\n".join(lines)
     return f"{name}: {exc}"
 

@@ -1,12 +1,17 @@
 """Support for the generated codecs: problem collection, tree walking, trusted construction.
 
 The generated decoders call these on every element, so they are small; everything that only
-runs when a message is wrong (paths, positions, wording) is deferred until a problem is raised.
+runs when a message is wrong (paths, positions, wording) is deferred until a problem is raised,
+and then done in one walk of the tree and one scan of the text, however many problems there are.
 """
 
 from __future__ import annotations
 
+import codecs
 import copy
+import heapq
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -21,8 +26,12 @@ M = TypeVar("M", bound=ContractModel)
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 # Hints to a schema processor; never fetched or acted on, so they are tolerated on the root.
 _ROOT_HINTS = {f"{{{XSI}}}schemaLocation", f"{{{XSI}}}noNamespaceSchemaLocation"}
-_ATTRIBUTES = etree.XPath("//@*")
+_WITH_ATTRIBUTES = etree.XPath("//*[@*]")
 _ANY_ATTRIBUTE = etree.XPath("boolean(//@*)")
+
+# A report lists at most this many problems and counts the rest: enough to mend a message by,
+# and a bound on what a message with millions of wrong elements costs to answer.
+MAX_REPORTED = 100
 
 
 @dataclass(frozen=True)
@@ -39,53 +48,94 @@ class Problem:
         return f"{where}{self.xpath}: {self.message}"
 
 
+# A problem as found: the order it was found in, the element it is about, what is wrong.
+_Found = tuple[int, etree._Element, str]
+
+
 class ContractViolation(ValueError):
-    """A well-formed message that does not satisfy its contract; lists every problem found."""
+    """A well-formed message that does not satisfy its contract.
+
+    ``problems`` lists the first ``MAX_REPORTED`` problems in document order, ``total`` counts
+    every problem found and ``more`` those beyond the list.
+    """
 
     def __init__(
         self,
         contract: str,
         problems: list[Problem],
-        found: list[tuple[etree._Element, str]] | None = None,
+        total: int | None = None,
+        found: list[_Found] | None = None,
+        paths: dict[etree._Element, str] | None = None,
     ) -> None:
         self.contract = contract
         self.problems = problems
+        self.total = len(problems) if total is None else total
         self._found = found or []
-        lines = "\n".join(f"  {problem}" for problem in problems)
-        super().__init__(f"{contract}: {len(problems)} problem(s)\n{lines}")
+        self._paths = paths or {}
+        lines = "".join(f"\n  {problem}" for problem in problems)
+        if self.more:
+            lines += f"\n  and {self.more} more problem(s)"
+        super().__init__(f"{contract}: {self.total} problem(s){lines}")
+
+    @property
+    def more(self) -> int:
+        """How many problems were found beyond those listed."""
+        return self.total - len(self.problems)
 
     def with_source(self, data: bytes) -> ContractViolation:
-        """The same violation with columns, found in the message's text."""
-        try:
-            lines = data.decode("utf-8").splitlines()
-        except UnicodeDecodeError:
+        """The same violation with lines and columns found in the message's text."""
+        if not self._found:
             return self
-        return _violation(self.contract, self._found, lines)
+        try:
+            text = data.decode(_text_encoding(data, self._found[0][1].getroottree()))
+        except (LookupError, UnicodeDecodeError):
+            return self
+        return _violation(self.contract, self._found, self.total, self._paths, text)
 
 
 def _violation(
-    contract: str, found: list[tuple[etree._Element, str]], source: list[str] | None
+    contract: str,
+    found: list[_Found],
+    total: int,
+    paths: dict[etree._Element, str] | None = None,
+    text: str | None = None,
 ) -> ContractViolation:
+    """The report of the problems kept: located, given their paths, in document order."""
+    elements = [element for _, element, _ in found]
+    paths = paths or _paths(elements)
+    places = _places(elements, text)
+    ordered = sorted(found, key=lambda f: (*(n or 0 for n in places[f[1]]), f[0]))
     problems = [
-        Problem(*_locate(element, source), xpath_of(element), message) for element, message in found
+        Problem(*places[element], paths[element], message) for _, element, message in ordered
     ]
-    problems.sort(key=lambda p: (p.line or 0, p.column or 0))
-    return ContractViolation(contract, problems, found)
+    return ContractViolation(contract, problems, total, found, paths)
 
 
 class Problems:
     """Collects problems while a decoder walks one message."""
 
-    __slots__ = ("_found",)
+    __slots__ = ("_count", "_first")
 
     def __init__(self) -> None:
-        self._found: list[tuple[etree._Element, str]] = []
+        self._count = 0
+        # The first MAX_REPORTED problems by line, as a heap whose top is the last of them.
+        self._first: list[tuple[int, int, etree._Element, str]] = []
 
     def __bool__(self) -> bool:
-        return bool(self._found)
+        return self._count > 0
 
     def add(self, element: etree._Element, message: str) -> None:
-        self._found.append((element, message))
+        """Count a problem; keep it if it is among the first MAX_REPORTED by line.
+
+        The parser gives each element its line, not its column: problems on one line are kept
+        in the order they were found, and ordered by column once the report is written.
+        """
+        self._count += 1
+        entry = (-(element.sourceline or 0), -self._count, element, message)
+        if len(self._first) < MAX_REPORTED:
+            heapq.heappush(self._first, entry)
+        elif entry > self._first[0]:
+            heapq.heapreplace(self._first, entry)
 
     def compound(self, element: etree._Element) -> Any:
         self.add(element, "must hold a value, not elements")
@@ -114,26 +164,32 @@ class Problems:
             self.add(kid, f"element <{etree.QName(kid).localname}> is out of order or repeated")
 
     def raise_for(self, contract: str, root: etree._Element) -> None:
-        """Raise ContractViolation listing every problem, in document order."""
-        raise _violation(contract, self._found, None)
+        """Raise ContractViolation: the first problems in document order, and how many in all."""
+        found = [(-seq, element, message) for _, seq, element, message in self._first]
+        raise _violation(contract, found, self._count)
 
 
 def check_attributes(root: etree._Element, problems: Problems) -> None:
     """The contracts declare no attributes: report every one (XSI hints on the root excepted).
 
-    One XPath, evaluated in C, answers for the whole document; the list is built only when it
-    finds any.
+    One XPath, evaluated in C, answers for the whole document; the elements that have any are
+    listed only when it finds some, and each problem is worded once for all elements.
     """
     if not _ANY_ATTRIBUTE(root):
         return
-    found = _ATTRIBUTES(root)
-    assert isinstance(found, list)
-    for attribute in found:
-        owner = attribute.getparent()
-        name = attribute.attrname
-        if owner is root and name in _ROOT_HINTS:
-            continue
-        problems.add(owner, f"attribute {etree.QName(name).localname!r} is not allowed")
+    owners = _WITH_ATTRIBUTES(root)
+    assert isinstance(owners, list)
+    wording: dict[str, str] = {}
+    for owner in owners:
+        for name in owner.attrib:
+            if owner is root and name in _ROOT_HINTS:
+                continue
+            message = wording.get(name)
+            if message is None:
+                message = wording[name] = (
+                    f"attribute {etree.QName(name).localname!r} is not allowed"
+                )
+            problems.add(owner, message)
 
 
 def children(
@@ -161,12 +217,16 @@ def children(
     if known is None or known.issuperset(tags):
         return kids, tags
     kept = []
+    unknown: dict[str, str] = {}  # the problem with each unknown tag, worded once
     for kid, tag in zip(kids, tags, strict=True):
         if tag in known:
             kept.append(kid)
-        else:
-            problems.add(kid, f"unknown element <{_display_tag(kid, element)}>")
-    return kept, [kid.tag for kid in kept]  # type: ignore[misc]
+            continue
+        message = unknown.get(tag)
+        if message is None:
+            message = unknown[tag] = f"unknown element <{_display_tag(kid, element)}>"
+        problems.add(kid, message)
+    return kept, [tag for tag in tags if tag in known]
 
 
 def _stray(text: str, personal: bool) -> str:
@@ -217,22 +277,6 @@ def escape(text: str) -> str:
     return text
 
 
-def xpath_of(element: etree._Element) -> str:
-    """A readable XPath: local names, with a position where a name repeats among siblings."""
-    steps = []
-    node: etree._Element | None = element
-    while node is not None:
-        parent = node.getparent()
-        name = etree.QName(node).localname
-        if parent is not None:
-            same = [kid for kid in parent if kid.tag == node.tag]
-            if len(same) > 1:
-                name += f"[{same.index(node) + 1}]"
-        steps.append(name)
-        node = parent
-    return "/" + "/".join(reversed(steps))
-
-
 def _display_tag(kid: etree._Element, parent: etree._Element) -> str:
     qname = etree.QName(kid)
     if qname.namespace == etree.QName(parent).namespace:
@@ -240,38 +284,112 @@ def _display_tag(kid: etree._Element, parent: etree._Element) -> str:
     return f"{{{qname.namespace}}}{qname.localname}" if qname.namespace else qname.localname
 
 
-def _locate(element: etree._Element, source: list[str] | None) -> tuple[int | None, int | None]:
-    """Line and column of an element's start tag; the column is found in the source line."""
-    line = element.sourceline
-    if line is None:
-        return None, None
-    if source is None or line > len(source):
-        return line, None
-    text = source[line - 1]
-    qname = etree.QName(element)
-    prefix = element.prefix
-    start = f"<{prefix}:{qname.localname}" if prefix else f"<{qname.localname}"
-    # Earlier elements with the same tag on the same line come first.
-    before = 0
-    for other in element.getroottree().iter(qname.text):
-        if other is element:
+def _paths(elements: Iterable[etree._Element]) -> dict[etree._Element, str]:
+    """A readable XPath of each element and its ancestors: local names, with a position where a
+    name repeats among siblings.
+
+    For each parent on the way and each tag asked about, its children of that tag are walked
+    once, and only as far as the last one asked about (and a second one, to know it repeats).
+    """
+    wanted: dict[etree._Element, dict[str, set[etree._Element]]] = {}
+    tops: set[etree._Element] = set()
+    for element in elements:
+        node = element
+        while (parent := node.getparent()) is not None:
+            kids = wanted.setdefault(parent, {}).setdefault(str(node.tag), set())
+            if node in kids:
+                break
+            kids.add(node)
+            node = parent
+        else:
+            tops.add(node)
+    steps = {top: etree.QName(top).localname for top in tops}
+    for parent, by_tag in wanted.items():
+        for tag, kids in by_tag.items():
+            name = etree.QName(tag).localname
+            positions: dict[etree._Element, int] = {}
+            at = 0
+            for kid in parent.iterchildren(tag):
+                at += 1
+                if kid in kids:
+                    positions[kid] = at
+                if at > 1 and len(positions) == len(kids):
+                    break
+            for kid, position in positions.items():
+                steps[kid] = f"{name}[{position}]" if at > 1 else name
+    paths: dict[etree._Element, str] = {}
+    for element in elements:
+        chain = []
+        above: etree._Element | None = element
+        while above is not None and above not in paths:
+            chain.append(above)
+            above = above.getparent()
+        path = "" if above is None else paths[above]
+        for step in reversed(chain):
+            path = paths[step] = f"{path}/{steps[step]}"
+    return paths
+
+
+# Markup in document order: comments, CDATA sections and processing instructions (which may
+# hold a "<"), end tags, and start tags with their name. Text and attribute values hold no "<".
+_MARKUP = re.compile(r"<(?:!--.*?-->|!\[CDATA\[.*?\]\]>|\?.*?\?>|/|([^\s/>!?][^\s/>]*))", re.S)
+
+
+def _places(
+    elements: list[etree._Element], text: str | None
+) -> dict[etree._Element, tuple[int | None, int | None]]:
+    """Line and column of each element's start tag.
+
+    Without the text, the line is the parser's (where the start tag ends) and the column is
+    unknown. With it, the elements of the tree and the start tags of the text are walked side
+    by side, once, up to the last element asked about.
+    """
+    places: dict[etree._Element, tuple[int | None, int | None]] = {
+        element: (element.sourceline, None) for element in elements
+    }
+    if text is None or not elements:
+        return places
+    if "\r" in text:  # line ends as the parser counts them
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    left = set(elements)
+    tags = (match for match in _MARKUP.finditer(text) if match.group(1) is not None)
+    line, counted, line_start = 1, 0, 0
+    for element, tag in zip(elements[0].getroottree().iter(etree.Element), tags, strict=False):
+        if tag.group(1).rpartition(":")[2] != str(element.tag).rpartition("}")[2]:
+            break  # the text is not the one parsed: keep the parser's lines
+        if element not in left:
+            continue
+        offset = tag.start()
+        breaks = text.count("\n", counted, offset)
+        if breaks:
+            line += breaks
+            line_start = text.rfind("\n", counted, offset) + 1
+        counted = offset
+        places[element] = (line, offset - line_start + 1)
+        left.discard(element)
+        if not left:
             break
-        if other.sourceline == line:
-            before += 1
-    position = -1
-    for _ in range(before + 1):
-        position = _find_tag(text, start, position + 1)
-        if position < 0:
-            return line, None
-    return line, position + 1
+    return places
 
 
-def _find_tag(text: str, start: str, offset: int) -> int:
-    while True:
-        position = text.find(start, offset)
-        if position < 0:
-            return -1
-        end = position + len(start)
-        if end >= len(text) or text[end] in " \t\r\n/>":
-            return position
-        offset = end
+def _text_encoding(data: bytes, tree: etree._ElementTree) -> str:
+    """The Python codec for the encoding the parser read the message in.
+
+    A byte order mark decides, as it did for the parser (which names a message without a
+    declaration UTF-8 whatever the mark said); otherwise the declaration does.
+    """
+    for mark, codec in _MARKS:
+        if data.startswith(mark):
+            return codec
+    encoding = (tree.docinfo.encoding or "utf-8").lower()
+    return "utf-8-sig" if encoding in ("utf-8", "utf8") else encoding
+
+
+# Longest first: the UTF-32 little-endian mark begins with the UTF-16 one.
+_MARKS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+)

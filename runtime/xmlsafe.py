@@ -8,18 +8,27 @@ cannot happen whatever the encoding.
 
 from __future__ import annotations
 
+import codecs
 import re
 import threading
 from dataclasses import dataclass
+from typing import cast
 
 from lxml import etree
 
 
 @dataclass(frozen=True)
 class XmlLimits:
-    """Caps on partner XML. libxml2 itself caps depth (256) and text nodes (10 MB)."""
+    """Caps on partner XML. libxml2 itself caps depth (256) and text nodes (10 MB).
+
+    The contracts declare no attributes and a handful of namespaces, so the caps on attributes
+    per element and namespace declarations per message are far above any message they allow,
+    and far below what it takes to make a report or a namespace lookup expensive.
+    """
 
     max_bytes: int = 16 * 1024 * 1024
+    max_attributes: int = 64
+    max_namespace_declarations: int = 128
 
 
 DEFAULT_LIMITS = XmlLimits()
@@ -32,7 +41,9 @@ class XmlRejected(Exception):
         self.reason = reason
         self.line = line
         self.column = column
-        where = f"line {line}, column {column}: " if line is not None else ""
+        where = ""
+        if line is not None:
+            where = f"line {line}: " if column is None else f"line {line}, column {column}: "
         super().__init__(f"XML rejected: {where}{reason}")
 
 
@@ -73,6 +84,15 @@ def parse_partner_xml(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree.
         raise XmlRejected(f"message of {len(data)} bytes is over the {limits.max_bytes}-byte cap")
     if not data.strip():
         raise XmlRejected("the message is empty")
+    # Every attribute and namespace declaration has a "=", and the "=" of every encoding counted
+    # right (see _counted_right) has this byte: one count bounds both for nearly every message.
+    # Declarations are counted before the tree is built, which a flood of them would make costly.
+    equals = data.count(b"=")
+    if (
+        equals > limits.max_namespace_declarations
+        and _declarations_at_most(data) > limits.max_namespace_declarations
+    ):
+        _check_declarations(data, limits)
     try:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
@@ -81,7 +101,103 @@ def parse_partner_xml(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree.
     docinfo = root.getroottree().docinfo
     if docinfo.internalDTD is not None or docinfo.externalDTD is not None or docinfo.doctype:
         raise XmlRejected("DTD not allowed (a DOCTYPE declaration was found)", 1, 1)
+    counted = _counted_right(data, docinfo.encoding)
+    if not counted:
+        _check_declarations(data, limits)
+    if not counted or equals > limits.max_attributes:
+        _check_attributes(root, limits)
     return root
+
+
+def _check_declarations(data: bytes, limits: XmlLimits) -> None:
+    """Reject a message with more namespace declarations than the cap.
+
+    The tree does not list an element's own declarations (and a walk of it with namespace
+    events is quadratic in them), so the bytes are read once more into a counter instead of a
+    tree, which stops one past the cap. A message it cannot read is left to the parser.
+    """
+    counter = _DeclarationCounter(limits.max_namespace_declarations)
+    parser = etree.XMLParser(
+        target=cast("etree.ParserTarget[None]", counter),
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=False,
+    )
+    try:
+        etree.fromstring(data, parser)
+    except etree.XMLSyntaxError:
+        return
+
+
+class _DeclarationCounter:
+    """A parser target that counts namespace declarations and rejects one past the cap."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self.declared = 0
+
+    def start_ns(self, prefix: str, uri: str) -> None:
+        self.declared += 1
+        if self.declared > self.most:
+            raise XmlRejected(
+                f"over {self.most} namespace declarations; at most {self.most} are allowed"
+            )
+
+    def close(self) -> None:
+        return None
+
+
+_CROWDED = etree.XPath("(//*[count(@*) > $most])[1]")
+
+
+def _check_attributes(root: etree._Element, limits: XmlLimits) -> None:
+    """Reject an element with more attributes than the cap (one XPath, evaluated in C)."""
+    crowded = _CROWDED(root, most=limits.max_attributes)
+    assert isinstance(crowded, list)
+    if crowded:
+        element = crowded[0]
+        raise XmlRejected(
+            f"element <{etree.QName(element).localname}> has {len(element.attrib)} "
+            f"attributes; at most {limits.max_attributes} are allowed on one element",
+            element.sourceline,
+        )
+
+
+def _is_wide(data: bytes) -> bool:
+    """Whether the parser will read the bytes as UTF-16 or UTF-32: a byte order mark of UTF-16
+    (UTF-32's begins with it) or a zero byte where "<" or "<?" begins (XML 1.0, appendix F)."""
+    return data.startswith(_UTF16_MARKS) or data.find(0, 0, 4) >= 0
+
+
+def _declarations_at_most(data: bytes) -> int:
+    """How many times the word "xmlns", which every namespace declaration has, is in the
+    bytes: at least as many as the declarations, if ``_counted_right`` says so."""
+    if not _is_wide(data):
+        return data.count(b"xmlns")
+    return sum(data.count(form) for form in _WIDE_XMLNS)
+
+
+def _counted_right(data: bytes, encoding: str | None) -> bool:
+    """Whether the parser read the message in an encoding ``_declarations_at_most`` counts in.
+
+    A message without a declaration is named UTF-8 by the parser whatever its byte order mark
+    said; one declaring another encoding than its first bytes suggest is counted again.
+    """
+    if encoding in _USUAL:
+        return True
+    name = (encoding or "").lower().replace("-", "").replace("_", "")
+    return name.startswith(_WIDE if _is_wide(data) else _NARROW)
+
+
+_USUAL = frozenset({"UTF-8", "utf-8", "UTF8", "utf8"})
+_UTF16_MARKS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+_WIDE_XMLNS = tuple(
+    "xmlns".encode(form) for form in ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
+)
+# Encodings that write ASCII as ASCII, and those that write it in 16 or 32 bits.
+_NARROW = ("utf8", "ascii", "usascii", "iso8859", "latin", "windows125", "cp125")
+_WIDE = ("utf16", "utf32", "ucs2", "ucs4", "utf8")
 
 
 _POSITION_SUFFIX = re.compile(r",? line \d+, column \d+$")

@@ -46,6 +46,21 @@ BAD_INPUTS: dict[str, tuple[bytes, str]] = {
         (PERSON + "<more/>").encode(),
         "XML rejected: Extra content at the end of the document",
     ),
+    "many-attributes": (
+        PERSON.replace(
+            "<person>", "<person " + " ".join(f'a{i}="1"' for i in range(60_000)) + ">"
+        ).encode(),
+        ":20: XML rejected: element <person> has 60000 attributes; at most 64 are allowed",
+    ),
+    "many-namespace-declarations": (
+        PERSON.replace(
+            'xmlns="urn:ccbmdm:ccb:v1">',
+            'xmlns="urn:ccbmdm:ccb:v1" '
+            + " ".join(f'xmlns:p{i}="urn:p{i}"' for i in range(30_000))
+            + ">",
+        ).encode(),
+        "XML rejected: over 128 namespace declarations; at most 128 are allowed",
+    ),
     "wrong-namespace": (
         PERSON.replace("urn:ccbmdm:ccb:v1", "urn:example:ccb").encode(),
         "wrong namespace; did you mean {urn:ccbmdm:ccb:v1}PersonSyncRequest?",

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bad_inputs import BAD_INPUTS
+from bad_inputs import BAD_INPUTS, PERSON
 from ccbmdm.cli import app, run
 from ccbmdm.codegen.project import Project, init_project
+from ccbmdm.runtime.codec import MAX_REPORTED
 from support import REPO, sample
 
 
@@ -43,6 +44,19 @@ def test_validate_bad_input_says_what_and_where(
     assert "Traceback" not in err
     assert err.startswith(f"{path}:")
     assert expected in err, err
+
+
+def test_validate_lists_the_first_hundred_problems_and_counts_the_rest(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "unknown-elements.xml"
+    path.write_text(PERSON.replace("<person>\n", "<person>\n" + "    <x/>\n" * 100_000))
+    code, out, err = ccbmdm(capsys, "validate", str(path), "--project-dir", str(REPO))
+    assert (code, out) == (1, "")
+    lines = err.splitlines()
+    assert lines[0] == f"{path}: does not satisfy ccb/PersonSyncRequest, 100000 problem(s):"
+    assert lines[1] == f"{path}:21:5: /PersonSyncRequest/person/x[1]: unknown element <x>"
+    assert lines[MAX_REPORTED + 1 :] == [f"{path}: and {100_000 - MAX_REPORTED} more problem(s)"]
 
 
 def test_validate_reads_standard_input(

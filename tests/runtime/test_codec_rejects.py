@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from ccbmdm.runtime.codec import ContractViolation
+from ccbmdm.runtime.codec import MAX_REPORTED, ContractViolation
 from ccbmdm.runtime.contracts import ContractRegistry, UnknownContract
 from support import REPO, SAMPLES, contract_of, sample
 
@@ -89,6 +89,58 @@ def test_every_problem_is_reported_in_document_order(registry: ContractRegistry)
     assert "attribute 'x' is not allowed" in messages
     assert "unknown element <nickname>" in messages
     assert "element <city> may occur only once here" in messages
+
+
+def test_a_hundred_thousand_problems_list_the_first_hundred_and_count_the_rest(
+    registry: ContractRegistry,
+) -> None:
+    # One unknown element a line, each found in the text: 100,000 of them, and 100 listed.
+    text = PERSON.replace("<person>\n", "<person>\n" + "    <x/>\n" * 100_000)
+    with pytest.raises(ContractViolation) as caught:
+        registry.decode(text.encode())
+    violation = caught.value
+    assert (len(violation.problems), violation.total, violation.more) == (
+        MAX_REPORTED,
+        100_000,
+        100_000 - MAX_REPORTED,
+    )
+    assert [(p.line, p.column, p.xpath) for p in violation.problems[:: MAX_REPORTED - 1]] == [
+        (21, 5, "/PersonSyncRequest/person/x[1]"),
+        (20 + MAX_REPORTED, 5, f"/PersonSyncRequest/person/x[{MAX_REPORTED}]"),
+    ]
+    assert {p.message for p in violation.problems} == {"unknown element <x>"}
+    assert str(violation).endswith(f"\n  and {100_000 - MAX_REPORTED} more problem(s)")
+
+
+def test_the_problems_listed_are_the_first_in_the_document_not_the_first_found(
+    registry: ContractRegistry,
+) -> None:
+    # The missing <entityName> is found after every unknown element before it, yet is at <person>.
+    text = PERSON.replace("<person>\n", "<person>\n" + "    <x/>\n" * 150).replace(
+        "    <entityName>Okafor,Adaeze</entityName>\n", ""
+    )
+    found = problems(registry, text)
+    assert len(found) == MAX_REPORTED
+    assert found[0][:3] == (20, 3, "/PersonSyncRequest/person")
+    assert found[0][3].startswith("missing required element <entityName>")
+    assert [xpath for _, _, xpath, _ in found[1:]] == [
+        f"/PersonSyncRequest/person/x[{n}]" for n in range(1, MAX_REPORTED)
+    ]
+
+
+def test_a_problem_is_placed_at_the_start_of_its_tag_on_any_line(
+    registry: ContractRegistry,
+) -> None:
+    # Past line 65,535, after markup that holds "<" (a comment, a processing instruction), with
+    # a ">" in an attribute value, and its start tag over three lines: the parser's line would
+    # be the one where the start tag ends.
+    before = "  <!-- <x/> --><?pi <x/>?> "
+    text = PERSON.replace("<person>\n", "<person>\n" + "\n" * 70_000 + before + "<x\n  a='>'\n/>\n")
+    found = problems(registry, text)
+    assert [(line, column, message) for line, column, _, message in found] == [
+        (70_021, len(before) + 1, "attribute 'a' is not allowed"),
+        (70_021, len(before) + 1, "unknown element <x>"),
+    ]
 
 
 def test_columns_are_found_on_a_single_line_message(registry: ContractRegistry) -> None:

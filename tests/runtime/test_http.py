@@ -7,12 +7,13 @@ from types import ModuleType
 
 import httpx
 
+from bad_inputs import BAD_INPUTS
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.http import Credential, HttpTransport, ReceiverApp, Server
 from ccbmdm.runtime.store import Store
 from ccbmdm.runtime.transport import InProcessTransport
 from runtime_world import Integration
-from support import OUTBOX
+from support import OUTBOX, sample
 
 # Each node presents its own credential to the others (a token, or Basic for CCB).
 CREDENTIALS = {
@@ -108,3 +109,39 @@ def test_two_partners_cannot_share_a_credential(
     shared = Credential(token="same")
     with pytest.raises(ValueError, match="ccb and mdm present the same credential"):
         ReceiverApp(world.bridge.receiver, {"ccb": shared, "mdm": shared})
+
+
+def test_hostile_messages_get_a_bounded_fault_and_nothing_is_stored(
+    store: Store, registry: ContractRegistry, package: ModuleType
+) -> None:
+    """A hundred thousand unknown elements, and the floods the parser refuses, each get a 400 with
+    a fault of one problem; nothing of them is recorded."""
+    world = Integration(store, registry, package, InProcessTransport())
+    person = sample("ccb/PersonSyncRequest").decode()
+    hostile = {
+        "unknown elements": (
+            person.replace("<person>\n", "<person>\n" + "    <x/>\n" * 100_000),
+            1003,
+            "/PersonSyncRequest/person/x[1]: unknown element &lt;x&gt;",
+        ),
+        "attributes": (BAD_INPUTS["many-attributes"][0].decode(), 1001, "60000 attributes"),
+        "namespace declarations": (
+            BAD_INPUTS["many-namespace-declarations"][0].decode(),
+            1001,
+            "over 128 namespace declarations",
+        ),
+    }
+    with Server(ReceiverApp(world.bridge.receiver, {"ccb": CREDENTIALS["ccb"]})) as bridge:
+        url = f"{bridge.url}/ccbmdm/v1/person-sync/request"
+        ccb = {"authorization": CREDENTIALS["ccb"].header()}
+        for case, (text, number, said) in hostile.items():
+            for encoding in ("utf-8", "utf-16"):
+                data = text.replace('encoding="UTF-8"', f'encoding="{encoding.upper()}"')
+                answer = httpx.post(url, content=data.encode(encoding), headers=ccb, timeout=30)
+                where = f"{case} in {encoding}"
+                assert answer.status_code == 400, (where, answer.text)
+                assert f"<messageNumber>{number}</messageNumber>".encode() in answer.content, where
+                assert said.encode() in answer.content, (where, answer.text)
+                assert len(answer.content) < 2_000, where
+    with store.transaction() as tx:
+        assert tx.fetch("SELECT count(*) AS n FROM inbox")[0]["n"] == 0

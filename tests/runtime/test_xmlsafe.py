@@ -67,14 +67,19 @@ def canary() -> Iterator[Canary]:
     listener.close()
 
 
+# Namespace declarations enough to have the bytes read once more before the parse, to count them.
+FLOOD = " ".join(f'xmlns:p{i}="urn:p{i}"' for i in range(200))
+
+
 def test_x1_xxe_to_a_local_file_is_rejected_and_leaks_nothing(tmp_path: Path) -> None:
     secret = tmp_path / "canary.txt"
     secret.write_text("CANARY-SECRET-41")
-    data = f'<!DOCTYPE r [<!ENTITY x SYSTEM "{secret.as_uri()}">]><r>&x;</r>'.encode()
-    with pytest.raises(XmlRejected) as caught:
-        parse_partner_xml(data)
-    assert "DTD not allowed" in str(caught.value)
-    assert "CANARY-SECRET-41" not in str(caught.value)
+    dtd = f'<!DOCTYPE r [<!ENTITY x SYSTEM "{secret.as_uri()}">]>'
+    flooded = (f"<r>&x;<s {FLOOD}/></r>", "over 128 namespace declarations")
+    for data, reason in (("<r>&x;</r>", "DTD not allowed"), flooded):
+        with pytest.raises(XmlRejected, match=reason) as caught:
+            parse_partner_xml((dtd + data).encode())
+        assert "CANARY-SECRET-41" not in str(caught.value)
 
 
 def test_x2_external_parameter_entity_is_rejected(tmp_path: Path) -> None:
@@ -93,8 +98,12 @@ def test_x3_external_dtd_and_entity_over_http_are_never_fetched(canary: Canary) 
         f'<!DOCTYPE r [<!ENTITY e SYSTEM "{url}/e">]><r>&e;</r>',
         f'<!DOCTYPE r [<!ENTITY % p SYSTEM "{url}/p"> %p;]><r/>',
     ):
-        with pytest.raises(XmlRejected):
-            parse_partner_xml(data.encode())
+        for flooded in (
+            data,
+            data.replace("</r>", f"<s {FLOOD}/></r>").replace("<r/>", f"<r {FLOOD}/>"),
+        ):
+            with pytest.raises(XmlRejected):
+                parse_partner_xml(flooded.encode())
     assert canary.connections == 0
 
 
@@ -176,23 +185,83 @@ def test_empty_message_is_rejected() -> None:
         parse_partner_xml(b"  \n")
 
 
+def attributes(count: int) -> str:
+    """A message whose root has ``count`` attributes."""
+    return "<r " + " ".join(f'a{i}="1"' for i in range(count)) + "><a/></r>"
+
+
+def declarations(count: int) -> str:
+    """A message with ``count`` namespace declarations, on its root and on a child."""
+    half = count // 2
+    return (
+        '<r xmlns="urn:r" '
+        + " ".join(f'xmlns:p{i}="urn:p{i}"' for i in range(half - 1))
+        + "><a "
+        + " ".join(f'xmlns:q{i}="urn:q{i}"' for i in range(count - half))
+        + "/></r>"
+    )
+
+
+WIDE = ["utf-8", "utf-16", "utf-32"]
+
+
+@pytest.mark.parametrize("encoding", WIDE)
+def test_an_element_with_more_attributes_than_the_cap_is_rejected(encoding: str) -> None:
+    cap = XmlLimits().max_attributes
+    assert parse_partner_xml(attributes(cap).encode(encoding)).get("a0") == "1"
+    with pytest.raises(XmlRejected, match=f"<r> has {cap + 1} attributes; at most {cap} are"):
+        parse_partner_xml(attributes(cap + 1).encode(encoding))
+
+
+@pytest.mark.parametrize("encoding", WIDE)
+def test_a_message_with_more_namespace_declarations_than_the_cap_is_rejected(
+    encoding: str,
+) -> None:
+    cap = XmlLimits().max_namespace_declarations
+    assert len(parse_partner_xml(declarations(cap).encode(encoding))[0].nsmap) == cap
+    with pytest.raises(XmlRejected, match=f"over {cap} namespace declarations"):
+        parse_partner_xml(declarations(cap + 1).encode(encoding))
+
+
+def test_caps_hold_in_an_encoding_that_writes_the_equals_sign_otherwise() -> None:
+    # UTF-7 may write "=" as "+AD0-": the bytes then say nothing, and the tree is counted.
+    def utf7(text: str) -> bytes:
+        return ('<?xml version="1.0" encoding="UTF-7"?>' + text.replace("=", "+AD0-")).encode()
+
+    with pytest.raises(XmlRejected, match="over 128 namespace declarations"):
+        parse_partner_xml(utf7(declarations(129)))
+    with pytest.raises(XmlRejected, match="65 attributes"):
+        parse_partner_xml(utf7(attributes(65)))
+    assert parse_partner_xml(utf7(attributes(3))).get("a2") == "1"
+
+
 BLOW_UPS = {
-    "billion-laughs": BILLION_LAUGHS,
-    "quadratic": QUADRATIC,
-    "deep": "<a>" * 300 + "</a>" * 300,
+    "billion-laughs": BILLION_LAUGHS.encode(),
+    "quadratic": QUADRATIC.encode(),
+    "deep": b"<a>" * 300 + b"</a>" * 300,
+    **{f"60k-attributes-{e}": attributes(60_000).encode(e) for e in WIDE},
+    **{f"30k-namespace-declarations-{e}": declarations(30_000).encode(e) for e in WIDE},
 }
 
 
 @pytest.mark.parametrize("name", sorted(BLOW_UPS))
 def test_blow_ups_stay_within_memory_and_time_ceilings(name: str, tmp_path: Path) -> None:
-    """Generous ceilings against blow-ups (50 MiB growth, seconds), measured in a subprocess."""
+    """Generous ceilings against blow-ups (50 MiB growth, seconds), measured in a subprocess.
+
+    The growth is the peak resident size while parsing (the kernel's high-water mark, reset just
+    before) less the resident size before it: the peak of the imports cannot hide it."""
     payload = tmp_path / "payload.xml"
-    payload.write_text(BLOW_UPS[name])
+    payload.write_bytes(BLOW_UPS[name])
     script = textwrap.dedent(f"""\
-        import resource, sys, time
+        import sys, time
         from ccbmdm.runtime.xmlsafe import XmlRejected, parse_partner_xml
+        def kib(field):
+            with open("/proc/self/status") as status:
+                return next(int(line.split()[1]) for line in status if line.startswith(field))
         data = open({str(payload)!r}, "rb").read()
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        before = kib("VmRSS:")
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")  # the high-water mark starts again from here
         started = time.perf_counter()
         try:
             parse_partner_xml(data)
@@ -200,7 +269,7 @@ def test_blow_ups_stay_within_memory_and_time_ceilings(name: str, tmp_path: Path
             pass
         else:
             sys.exit("accepted")
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, time.perf_counter() - started)
+        print(kib("VmHWM:") - before, time.perf_counter() - started)
         """)
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path
