@@ -102,13 +102,19 @@ class NodeSetting(_Strict):
         return match["host"].strip("[]"), int(match["port"])
 
 
+_DEFAULT = DeliverySettings()
+
+
 class DeliverySetting(_Strict):
-    lease_s: float = Field(default=60.0, gt=0)
-    max_attempts: int = Field(default=4, ge=1)
-    backoff_base_s: float = Field(default=15 * 60.0, ge=0)
-    backoff_factor: float = Field(default=4.0, ge=1)
-    backoff_cap_s: float = Field(default=4 * 3600.0, ge=0)
-    batch: int = Field(default=50, ge=1, le=10_000)
+    """The ``delivery:`` settings; the defaults are ``DeliverySettings``'s."""
+
+    lease_s: float = Field(default=_DEFAULT.lease_s, gt=0)
+    max_attempts: int = Field(default=_DEFAULT.max_attempts, ge=1)
+    backoff_base_s: float = Field(default=_DEFAULT.backoff_base_s, ge=0)
+    backoff_factor: float = Field(default=_DEFAULT.backoff_factor, ge=1)
+    backoff_cap_s: float = Field(default=_DEFAULT.backoff_cap_s, ge=0)
+    retry_window_s: float = Field(default=_DEFAULT.retry_window_s, ge=0)
+    batch: int = Field(default=_DEFAULT.batch, ge=1, le=10_000)
     poll_interval_s: float = Field(default=1.0, gt=0)
     http_timeout_s: float = Field(default=30.0, gt=0)
 
@@ -120,7 +126,16 @@ class DeliverySetting(_Strict):
             backoff_factor=self.backoff_factor,
             backoff_cap_s=self.backoff_cap_s,
             batch=self.batch,
+            retry_window_s=self.retry_window_s,
         )
+
+
+# The simulators (``ccbmdm sim``) are a partner on the same machine or the same network: a
+# send that failed is tried again within seconds, a minute at most, and a message is given up
+# after ten minutes (and its attempts) rather than an hour.
+SIMULATOR_DELIVERY = DeliverySetting(
+    lease_s=30, backoff_base_s=1, backoff_factor=2, backoff_cap_s=30, retry_window_s=600
+)
 
 
 class RuntimeConfig(_Strict):
