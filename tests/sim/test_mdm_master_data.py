@@ -568,12 +568,18 @@ def test_a_usage_subscription_before_its_contact_and_sps_moves_on_as_each_key_ar
 
     world.save(*(entities[f"sp {sp_id}"] for sp_id in SPS))
     world.run()
+    assert_usage_subscription_loaded(world)
+
+
+def assert_usage_subscription_loaded(world: World) -> None:
+    """The SA synchronized, its US in MDM with its contact and its three SPs."""
     assert world.ccb_requests()[0] == ("SA", SA, "SYNCHRONIZED", None)
     with world.store.transaction() as tx:
         us = world.mdm.usage_subscription(tx, SA)
         contact = world.mdm.contact(tx, PERSON)
         assert us is not None and contact is not None
         assert us.main_contact_id == contact.production_id
+        assert len(us.service_points) == 3
 
 
 def test_a_waiting_request_that_records_no_key_is_applied_at_its_15_minute_retry(
@@ -595,13 +601,7 @@ def test_a_waiting_request_that_records_no_key_is_applied_at_its_15_minute_retry
 
     world.age()  # 15 minutes later
     world.run()
-    assert world.ccb_requests()[0] == ("SA", SA, "SYNCHRONIZED", None)
-    with world.store.transaction() as tx:
-        us = world.mdm.usage_subscription(tx, SA)
-        contact = world.mdm.contact(tx, PERSON)
-        assert us is not None and contact is not None
-        assert us.main_contact_id == contact.production_id
-        assert len(us.service_points) == 3
+    assert_usage_subscription_loaded(world)
 
 
 def test_a_key_still_unresolved_after_12_hours_ends_in_error_with_a_negative_acknowledgement(
