@@ -1,5 +1,6 @@
 """Faults on the wire (reliability.md R6, E1): answers that never come back, and technical
-failures retried with backoff until the attempts are used up.
+failures retried with backoff until the attempts are used up and the retry window has passed
+(a refused send uses up no attempt).
 
 The whole integration runs in this process, with a transport that injects the faults; what
 happened is read back from the store (the transition history and the receiver's record), not
