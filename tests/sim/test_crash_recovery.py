@@ -33,7 +33,6 @@ DELIVERY = (
     "{lease_s: 5, poll_interval_s: 0.1, backoff_base_s: 0.5, backoff_factor: 2, "
     "backoff_cap_s: 5, retry_window_s: 300, http_timeout_s: 2}"
 )
-FINAL = ("SYNCHRONIZED", "ERROR", "DISCARDED", "CANCELED", "SUPERSEDED")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
