@@ -712,13 +712,25 @@ ViewerPasswordOption = Annotated[
 ]
 
 
+DeliveryOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--delivery",
+        help="A YAML file whose delivery: settings (as in a runtime configuration) replace the "
+        "simulator's (lease 30 s, backoff from 1 s to 30 s, retry window 10 min).",
+        dir_okay=False,
+    ),
+]
+
+
 def _serve_simulator(
     name: Literal["ccb", "mdm"],
     port: int,
-    store: Path | None,
+    store: str | None,
     bridge: str,
     token_env: str,
     viewer: tuple[str, str],
+    delivery: Path | None,
     project_dir: Path | None,
 ) -> None:
     """A runtime hosting one simulator's node on ``port``; the bridge is reached over HTTP.
@@ -728,9 +740,11 @@ def _serve_simulator(
     from ccbmdm.runtime.assembly import Runtime
     from ccbmdm.runtime.config import (
         REFERENCE_SYSTEMS,
+        SIMULATOR_DELIVERY,
         CredentialSetting,
         NodeSetting,
         RuntimeConfig,
+        load_delivery,
     )
     from ccbmdm.runtime.worker import stop_on_signals
 
@@ -746,7 +760,8 @@ def _serve_simulator(
         project = _project(project_dir)
         project.target.mkdir(parents=True, exist_ok=True)
         config = RuntimeConfig(
-            store=str(store or project.target / f"{name}.db"),
+            store=store or str(project.target / f"{name}.db"),
+            delivery=SIMULATOR_DELIVERY if delivery is None else load_delivery(delivery),
             nodes={
                 name: NodeSetting(
                     system=REFERENCE_SYSTEMS[name],
@@ -786,18 +801,29 @@ def sim_ccb(
     context: typer.Context,
     port: PortOption = 8401,
     store: Annotated[
-        Path | None, typer.Option("--store", help="Its SQLite file (default: target/ccb.db).")
+        str | None,
+        typer.Option(
+            "--store", help="Its SQLite file or postgresql:// DSN (default: target/ccb.db)."
+        ),
     ] = None,
     bridge: BridgeOption = "http://127.0.0.1:8400",
     token_env: TokenOption = "CCBMDM_SIM_TOKEN",
     viewer: ViewerOption = "operator",
     viewer_password_env: ViewerPasswordOption = "CCBMDM_SIM_VIEWER_PASSWORD",
+    delivery: DeliveryOption = None,
     project_dir: ProjectDir = None,
 ) -> None:
     """Serve the reference CCB over HTTP, with its monitors, until stopped."""
     if context.invoked_subcommand is None:
         _serve_simulator(
-            "ccb", port, store, bridge, token_env, (viewer, viewer_password_env), project_dir
+            "ccb",
+            port,
+            store,
+            bridge,
+            token_env,
+            (viewer, viewer_password_env),
+            delivery,
+            project_dir,
         )
 
 
@@ -806,18 +832,29 @@ def sim_mdm(
     context: typer.Context,
     port: PortOption = 8402,
     store: Annotated[
-        Path | None, typer.Option("--store", help="Its SQLite file (default: target/mdm.db).")
+        str | None,
+        typer.Option(
+            "--store", help="Its SQLite file or postgresql:// DSN (default: target/mdm.db)."
+        ),
     ] = None,
     bridge: BridgeOption = "http://127.0.0.1:8400",
     token_env: TokenOption = "CCBMDM_SIM_TOKEN",
     viewer: ViewerOption = "operator",
     viewer_password_env: ViewerPasswordOption = "CCBMDM_SIM_VIEWER_PASSWORD",
+    delivery: DeliveryOption = None,
     project_dir: ProjectDir = None,
 ) -> None:
     """Serve the reference MDM over HTTP, with its monitors, until stopped."""
     if context.invoked_subcommand is None:
         _serve_simulator(
-            "mdm", port, store, bridge, token_env, (viewer, viewer_password_env), project_dir
+            "mdm",
+            port,
+            store,
+            bridge,
+            token_env,
+            (viewer, viewer_password_env),
+            delivery,
+            project_dir,
         )
 
 

@@ -106,13 +106,19 @@ class NodeSetting(_Strict):
         return match["host"].strip("[]"), int(match["port"])
 
 
+_DEFAULT = DeliverySettings()
+
+
 class DeliverySetting(_Strict):
-    lease_s: float = Field(default=60.0, gt=0)
-    max_attempts: int = Field(default=4, ge=1)
-    backoff_base_s: float = Field(default=15 * 60.0, ge=0)
-    backoff_factor: float = Field(default=4.0, ge=1)
-    backoff_cap_s: float = Field(default=4 * 3600.0, ge=0)
-    batch: int = Field(default=50, ge=1, le=10_000)
+    """The ``delivery:`` settings; the defaults are ``DeliverySettings``'s."""
+
+    lease_s: float = Field(default=_DEFAULT.lease_s, gt=0)
+    max_attempts: int = Field(default=_DEFAULT.max_attempts, ge=1)
+    backoff_base_s: float = Field(default=_DEFAULT.backoff_base_s, ge=0)
+    backoff_factor: float = Field(default=_DEFAULT.backoff_factor, ge=1)
+    backoff_cap_s: float = Field(default=_DEFAULT.backoff_cap_s, ge=0)
+    retry_window_s: float = Field(default=_DEFAULT.retry_window_s, ge=0)
+    batch: int = Field(default=_DEFAULT.batch, ge=1, le=10_000)
     poll_interval_s: float = Field(default=1.0, gt=0)
     http_timeout_s: float = Field(default=30.0, gt=0)
 
@@ -124,7 +130,17 @@ class DeliverySetting(_Strict):
             backoff_factor=self.backoff_factor,
             backoff_cap_s=self.backoff_cap_s,
             batch=self.batch,
+            retry_window_s=self.retry_window_s,
         )
+
+
+# The simulators (``ccbmdm sim``) are partners on the same machine or network, restarted at
+# will: a send that failed is tried again within seconds (half a minute at most), a lease held
+# by a simulator killed is rescued after 30 s, and a message is given up after its attempts
+# and ten minutes rather than an hour.
+SIMULATOR_DELIVERY = DeliverySetting(
+    lease_s=30, backoff_base_s=1, backoff_factor=2, backoff_cap_s=30, retry_window_s=600
+)
 
 
 class RuntimeConfig(_Strict):
@@ -170,8 +186,8 @@ def reference_config(store: str, delivery: DeliverySetting | None = None) -> Run
     )
 
 
-def load_config(path: Path) -> RuntimeConfig:
-    """Read and check a configuration file; a relative SQLite store is relative to the file."""
+def _read_mapping(path: Path, expected: str) -> dict[str, Any]:
+    """A YAML file holding a mapping; ``expected`` says what it should hold."""
     try:
         data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -181,15 +197,35 @@ def load_config(path: Path) -> RuntimeConfig:
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping with store and nodes")
+        raise ConfigError(f"{path}: expected a mapping with {expected}")
+    return data
+
+
+def _problems(path: Path, exc: ValidationError, prefix: str = "") -> ConfigError:
+    problems = "; ".join(
+        f"{prefix}{'.'.join(str(p) for p in error['loc']) or '(top)'}: {error['msg']}"
+        for error in exc.errors()
+    )
+    return ConfigError(f"{path}: {problems}")
+
+
+def load_delivery(path: Path) -> DeliverySetting:
+    """The ``delivery:`` settings of a file (a runtime configuration, or a file that holds only
+    them), for a command that has no other use for the rest: a simulator."""
+    data = _read_mapping(path, "delivery")
+    try:
+        return DeliverySetting.model_validate(data.get("delivery") or {})
+    except ValidationError as exc:
+        raise _problems(path, exc, "delivery.") from None
+
+
+def load_config(path: Path) -> RuntimeConfig:
+    """Read and check a configuration file; a relative SQLite store is relative to the file."""
+    data = _read_mapping(path, "store and nodes")
     try:
         config = RuntimeConfig.model_validate({**data, "source": path})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or '(top)'}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from None
+        raise _problems(path, exc) from None
     store = os.path.expandvars(config.store)
     if not store.startswith(("postgresql://", "postgres://", "host=")):
         store = str((path.parent / store).resolve())

@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.store.base import Row
@@ -22,20 +22,36 @@ from ccbmdm.runtime.store.base import Row
 
 @dataclass(frozen=True)
 class DeliverySettings:
-    """Leases, attempts and backoff (defaults of reliability.md §2.5)."""
+    """Leases, attempts, the retry window and backoff (docs/runtime.md, Delivery).
+
+    A message is given up only when both its ``max_attempts`` are used and ``retry_window_s``
+    has passed since its first send: a partner down for a few seconds must not use up every
+    attempt. The backoff is capped at 15 minutes: a partner that comes back is retried at
+    once by the first message that gets through (``Outbox.record``), and the cap bounds how
+    long that first message may wait."""
 
     lease_s: float = 60.0
     max_attempts: int = 4
-    backoff_base_s: float = 15 * 60.0
+    backoff_base_s: float = 60.0
     backoff_factor: float = 4.0
-    backoff_cap_s: float = 4 * 3600.0
+    backoff_cap_s: float = 15 * 60.0
     batch: int = 50
+    retry_window_s: float = 3600.0
 
     def backoff(self, attempt: int) -> float:
         """``min(cap, base * factor^(n-1)) * U(0.5, 1)`` after the n-th attempt."""
         delay = min(self.backoff_cap_s, self.backoff_base_s * self.backoff_factor ** (attempt - 1))
         return delay * random.uniform(0.5, 1.0)
 
+
+# Why a send failed, as the outbox records it: ``unreachable`` (nothing was sent: refused, no
+# route; no attempt used), ``transport`` (a timeout or a connection lost after sending),
+# ``answer`` (the partner answered 401, 429 or 5xx), ``business`` (400, 413: ERROR at once);
+# a rescue records ``deadline`` (a lease or reply deadline passed).
+Failure = Literal["unreachable", "transport", "answer", "business"]
+# The failures that say the partner, not the message, was the trouble: a success to that
+# partner retries such rows at once.
+PARTNER_DOWN = "('unreachable','transport','deadline')"
 
 # A body is keyed by its row's id. SQLite may give a new row the id of a row deleted before (rows
 # purged by an operator): the new message's body takes the place of the one left behind.
@@ -69,6 +85,7 @@ def claim_rows(
     columns: str,
     batch: int | None,
     tx: Transaction | None = None,
+    stamp: str = "",
 ) -> list[Row]:
     """Move the rows ``pick`` selects to ``state`` under a new lease, in one statement:
     PostgreSQL picks with ``FOR UPDATE SKIP LOCKED`` in a materialised CTE (so the limit applies
@@ -77,7 +94,7 @@ def claim_rows(
     with its message's ``payload``, from the table's body table.
 
     The rows of one claim share its lease token: it tells this claim from any later one of the
-    same row, which is all the fencing needs."""
+    same row, which is all the fencing needs. ``stamp``: more assignments (``, col = …``)."""
     params = {
         "node": node,
         "batch": batch or settings.batch,
@@ -88,13 +105,13 @@ def claim_rows(
         lock = " FOR UPDATE OF r SKIP LOCKED" if " r " in pick else " FOR UPDATE SKIP LOCKED"
         sql = f"""WITH picked AS MATERIALIZED ({pick} LIMIT :batch{lock})
                   UPDATE {table} s SET state = '{state}', attempt = s.attempt + 1,
-                         lease_token = :token, due_at = {store.now_plus}
+                         lease_token = :token, due_at = {store.now_plus}{stamp}
                   FROM picked WHERE s.id = picked.id
                   RETURNING {", ".join("s." + c for c in columns.split(", "))},
                             (SELECT b.payload FROM {table}_body b WHERE b.id = s.id) AS payload"""
     else:
         sql = f"""UPDATE {table} SET state = '{state}', attempt = attempt + 1,
-                         lease_token = :token, due_at = {store.now_plus}
+                         lease_token = :token, due_at = {store.now_plus}{stamp}
                   WHERE id IN ({pick} LIMIT :batch)
                   RETURNING {columns},
                             (SELECT b.payload FROM {table}_body b WHERE b.id = {table}.id) AS payload"""
@@ -175,8 +192,17 @@ class Outbox:
                                         AND o.id < r.id AND o.state IN ('PENDING','SENDING','AWAITING_REPLY','RETRY_WAIT')))"""
         columns = "id, partner, flow, part, message_id, attempt, lease_token, reply_timeout_s, owner_type, owner_id"
         pick = f"SELECT r.id FROM outbox r WHERE {due} ORDER BY r.due_at, r.id"
+        first = f", first_attempt_at = COALESCE(first_attempt_at, {store.now})"
         rows = claim_rows(
-            self.store, self.node, self.settings, "outbox", "SENDING", pick, columns, batch
+            self.store,
+            self.node,
+            self.settings,
+            "outbox",
+            "SENDING",
+            pick,
+            columns,
+            batch,
+            stamp=first,
         )
         return [
             Claim(**{**row, "message_id": str(row["message_id"]), "payload": bytes(row["payload"])})
@@ -188,8 +214,19 @@ class Outbox:
     ) -> set[int]:
         """Apply ``assignments`` to the claims whose lease is still theirs, in one statement;
         returns their ids (a claim missing from it lost its lease: do not send, log)."""
+        return {int(row["id"]) for row in self._fenced_rows(tx, claims, assignments, params)}
+
+    def _fenced_rows(
+        self,
+        tx: Transaction,
+        claims: Sequence[Claim],
+        assignments: str,
+        params: Mapping[str, Any],
+        returning: str = "id",
+    ) -> list[Row]:
+        """``_fenced``, returning ``returning`` of each row changed."""
         if not claims:
-            return set()
+            return []
         fenced, values = fenced_rows(claims)
         held = f"state = 'SENDING' AND {fenced}"
         if self.store.dialect == "postgres":
@@ -197,10 +234,10 @@ class Outbox:
             # rescued) is skipped, not waited for: this lease no longer decides its state, and
             # waiting would deadlock with a batch of replies that locks the rows in another order.
             held = f"id IN (SELECT id FROM outbox WHERE {held} FOR UPDATE SKIP LOCKED)"
-        rows = tx.fetch(
-            f"UPDATE outbox SET {assignments} WHERE {held} RETURNING id", {**params, **values}
+        return tx.fetch(
+            f"UPDATE outbox SET {assignments} WHERE {held} RETURNING {returning}",
+            {**params, **values},
         )
-        return {int(row["id"]) for row in rows}
 
     def renew(self, claims: list[Claim]) -> list[Claim]:
         """Extend the leases just before sending, in one statement; the claims still held
@@ -211,9 +248,11 @@ class Outbox:
             )
         return [claim for claim in claims if claim.id in held]
 
-    def record(self, outcomes: list[tuple[Claim, str | None, bool]]) -> list[Claim]:
+    def record(self, outcomes: list[tuple[Claim, str | None, Failure | None]]) -> list[Claim]:
         """Record what each send came to, in one transaction: (claim, error or None for an
-        accepted message, business failure). Returns the claims whose lease was gone."""
+        accepted message, the kind of failure). A partner that took a message is up again:
+        its rows waiting after it seemed down are retried at once. Returns the claims whose
+        lease was gone."""
         held: set[int] = set()
         accepted = [claim for claim, error, _ in outcomes if error is None]
         with self.store.transaction() as tx:
@@ -231,29 +270,52 @@ class Outbox:
                     f"state = 'AWAITING_REPLY', due_at = {self.store.now_plus}",
                     {"seconds": timeout},
                 )
-            for claim, error, business in outcomes:
-                if error is not None and self._failed(tx, claim, error, business):
+            for claim, error, failure in outcomes:
+                if error is not None and self._failed(tx, claim, error, failure or "transport"):
                     held.add(claim.id)
+            for partner in sorted({claim.partner for claim in accepted if claim.id in held}):
+                self._partner_back(tx, partner)
         return [claim for claim, _, _ in outcomes if claim.id not in held]
 
-    def _failed(self, tx: Transaction, claim: Claim, error: str, business: bool) -> bool:
+    def _given_up(self, refused_now: str = "0") -> str:
+        """SQL: whether a row's technical failure is its last (its attempts used and its retry
+        window passed); a send refused before anything was sent uses up no attempt.
+        ``refused_now``: 1 when the failure being recorded is such a refusal."""
+        window = self.store.now_plus.replace(":seconds", ":window_ago")
+        return (
+            f"(attempt - refused - {refused_now} >= :max_attempts"
+            f" AND (first_attempt_at IS NULL OR first_attempt_at <= {window}))"
+        )
+
+    def _window(self) -> dict[str, Any]:
+        return {
+            "max_attempts": self.settings.max_attempts,
+            "window_ago": -self.settings.retry_window_s,
+        }
+
+    def _failed(self, tx: Transaction, claim: Claim, error: str, failure: Failure) -> bool:
         """Business failures end in ERROR at once; technical ones wait and retry until the
-        attempts are used up. The owner of a message in ERROR moves with it."""
-        final = business or claim.attempt >= self.settings.max_attempts
-        if final:
-            ok = self._fenced(
-                tx,
-                [claim],
-                "state = 'ERROR', due_at = NULL, lease_token = NULL, last_error = :error",
-                {"error": error[:1000]},
-            )
-        else:
-            ok = self._fenced(
-                tx,
-                [claim],
-                f"state = 'RETRY_WAIT', due_at = {self.store.now_plus}, lease_token = NULL, last_error = :error",
-                {"error": error[:1000], "seconds": self.settings.backoff(claim.attempt)},
-            )
+        message is given up (``_given_up``). The owner of a message in ERROR moves with it."""
+        final_sql = "1 = 1" if failure == "business" else self._given_up(":refused")
+        rows = self._fenced_rows(
+            tx,
+            [claim],
+            f"""state = CASE WHEN {final_sql} THEN 'ERROR' ELSE 'RETRY_WAIT' END,
+                due_at = CASE WHEN {final_sql} THEN NULL ELSE {self.store.now_plus} END,
+                refused = refused + :refused, failure = :failure, lease_token = NULL,
+                last_error = :error""",
+            {
+                **self._window(),
+                "error": error[:1000],
+                "failure": failure,
+                "refused": 1 if failure == "unreachable" else 0,
+                "seconds": self.settings.backoff(claim.attempt),
+            },
+            returning="id, state",
+        )
+        ok = bool(rows)
+        final = ok and rows[0]["state"] == "ERROR"
+        business = failure == "business"
         if ok and final and claim.owner_type == "sync_request" and claim.owner_id is not None:
             reason = f"{'rejected' if business else 'not delivered, attempts used up'}: {error}"
             tx.execute(
@@ -262,7 +324,29 @@ class Outbox:
             )
         if ok and final:
             self._undelivered(tx, claim.owner_type, claim.owner_id, error)
-        return bool(ok)
+        return ok
+
+    def _partner_back(self, tx: Transaction, partner: str) -> None:
+        """``partner`` took a message: the rows waiting for it after a failure that blamed the
+        partner (unreachable, a lost connection, a passed deadline) are due now, a batch of
+        them at most (the next batches follow as these get through). A row the partner
+        answered with an error keeps its backoff: that partner is up, and said no to it. The
+        oldest messages go first."""
+        now = self.store.now
+        waiting = f"""SELECT id FROM outbox
+                      WHERE node = :node AND partner = :partner AND state = 'RETRY_WAIT'
+                        AND failure IN {PARTNER_DOWN} AND due_at > {now}
+                      ORDER BY id LIMIT :batch"""
+        if self.store.dialect == "postgres":  # the limit applies before the update (claim_rows)
+            sql = f"""WITH picked AS MATERIALIZED ({waiting} FOR UPDATE SKIP LOCKED)
+                      UPDATE outbox o SET due_at = {now} FROM picked
+                      WHERE o.id = picked.id AND o.state = 'RETRY_WAIT'"""
+        else:
+            sql = f"UPDATE outbox SET due_at = {now} WHERE id IN ({waiting})"
+        tx.execute(
+            sql,
+            {"node": self.node, "partner": partner, "batch": self.settings.batch},
+        )
 
     def rescue(self) -> int:
         """Rows whose lease or reply deadline passed: again (same id and bytes), or ERROR."""
@@ -273,14 +357,16 @@ class Outbox:
         lock = " FOR UPDATE SKIP LOCKED" if store.dialect == "postgres" else ""
         with store.transaction() as tx:
             expired = tx.fetch(
-                f"SELECT id, attempt, state, owner_type, owner_id FROM outbox WHERE node = :node "
-                f"AND state IN ('SENDING','AWAITING_REPLY') AND due_at < {store.now}{lock}",
-                {"node": self.node},
+                f"SELECT id, attempt, state, owner_type, owner_id, "
+                f"CASE WHEN {self._given_up()} THEN 1 ELSE 0 END AS given_up FROM outbox "
+                f"WHERE node = :node AND state IN ('SENDING','AWAITING_REPLY') "
+                f"AND due_at < {store.now}{lock}",
+                {"node": self.node, **self._window()},
             )
             for row in expired:
-                final = row["attempt"] >= self.settings.max_attempts
+                final = bool(row["given_up"])
                 tx.execute(
-                    f"""UPDATE outbox SET state = :state, lease_token = NULL,
+                    f"""UPDATE outbox SET state = :state, lease_token = NULL, failure = 'deadline',
                            last_error = 'deadline passed in ' || state,
                            due_at = {"NULL" if final else store.now_plus} WHERE id = :id""",
                     {

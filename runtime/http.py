@@ -24,7 +24,14 @@ import httpx
 import uvicorn
 
 from ccbmdm.runtime.receiver import Receiver
-from ccbmdm.runtime.transport import Answer, Posting, Response, TransportError, TransportTimeout
+from ccbmdm.runtime.transport import (
+    Answer,
+    Posting,
+    Response,
+    TransportError,
+    TransportTimeout,
+    TransportUnreachable,
+)
 
 log = logging.getLogger("ccbmdm.http")
 _PATH = re.compile(r"^/ccbmdm/v1/([a-z0-9-]+)/(request|response|ack|notification)$")
@@ -225,6 +232,10 @@ class HttpTransport:
             answer = self.client.post(
                 f"{base.rstrip('/')}/ccbmdm/v1/{flow}/{part}", content=body, headers=headers
             )
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing was sent
+            raise TransportUnreachable(
+                f"cannot reach {partner}: {type(exc).__name__}: {exc}"
+            ) from None
         except httpx.TimeoutException as exc:
             raise TransportTimeout(f"timeout posting to {partner}: {type(exc).__name__}") from None
         except httpx.TransportError as exc:

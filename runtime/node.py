@@ -11,7 +11,7 @@ from typing import Any
 
 from ccbmdm.codegen.catalogue import Flow
 from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.delivery import Claim, DeliverySettings, Inbox, Outbox, Received
+from ccbmdm.runtime.delivery import Claim, DeliverySettings, Failure, Inbox, Outbox, Received
 from ccbmdm.runtime.inline import NOT_DELIVERED, other_side
 from ccbmdm.runtime.machine import together_or_apart
 from ccbmdm.runtime.mapping import Context, TransformError
@@ -19,7 +19,13 @@ from ccbmdm.runtime.receiver import Receiver
 from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.store.base import Row
 from ccbmdm.runtime.sync import canonical_key, ordering_key
-from ccbmdm.runtime.transport import Answer, Posting, Transport, TransportError
+from ccbmdm.runtime.transport import (
+    Answer,
+    Posting,
+    Transport,
+    TransportError,
+    TransportUnreachable,
+)
 
 log = logging.getLogger("ccbmdm.runtime")
 
@@ -81,7 +87,7 @@ class Node:
         if not claims:
             return 0
         leased_at = time.monotonic()
-        outcomes: list[tuple[Claim, str | None, bool]] = []
+        outcomes: list[tuple[Claim, str | None, Failure | None]] = []
         for partner, group in _by_partner(claims):
             if self.settings.lease_s - (time.monotonic() - leased_at) < self.transport.timeout_s:
                 held = {claim.id for claim in self.outbox.renew(group)}
@@ -176,14 +182,17 @@ def _by_partner(claims: list[Claim]) -> list[tuple[str, list[Claim]]]:
     return list(groups.items())
 
 
-def _outcome(claim: Claim, answer: Answer) -> tuple[Claim, str | None, bool]:
-    """(claim, error or None when accepted, whether the failure is a business one)."""
+def _outcome(claim: Claim, answer: Answer) -> tuple[Claim, str | None, Failure | None]:
+    """(claim, error or None when accepted, the kind of failure)."""
+    if isinstance(answer, TransportUnreachable):
+        return claim, f"unreachable: {answer}", "unreachable"
     if isinstance(answer, TransportError):
-        return claim, f"technical: {answer}", False
+        return claim, f"technical: {answer}", "transport"
     if answer.status in (200, 202):
-        return claim, None, False
+        return claim, None, None
     detail = answer.body.decode("utf-8", "replace")[:500]
-    return claim, f"HTTP {answer.status}: {detail}", not answer.technical_failure
+    failure: Failure = "answer" if answer.technical_failure else "business"
+    return claim, f"HTTP {answer.status}: {detail}", failure
 
 
 class Bridge:

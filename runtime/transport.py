@@ -32,6 +32,12 @@ class TransportTimeout(TransportError):
     """No answer within the transport's timeout (the message may have arrived)."""
 
 
+class TransportUnreachable(TransportError):
+    """The receiver could not be reached at all (connection refused, no route, no connection
+    within the timeout): nothing was sent, so the attempt is not counted against the
+    message (a partner that is down is not a fault of the message)."""
+
+
 @dataclass(frozen=True)
 class Posting:
     """One message to deliver: the flow's path name, the part and the stored bytes."""
@@ -80,6 +86,6 @@ class InProcessTransport:
     def post_many(self, sender: str, partner: str, postings: Sequence[Posting]) -> list[Answer]:
         endpoint = self.endpoints.get(partner)
         if endpoint is None:
-            refused = TransportError(f"no endpoint for {partner}: connection refused")
+            refused = TransportUnreachable(f"no endpoint for {partner}: connection refused")
             return [refused for _ in postings]
         return list(endpoint.receive_many(sender, postings))

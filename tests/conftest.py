@@ -6,8 +6,6 @@ Without the variable the PostgreSQL runs are skipped with that reason."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -22,7 +20,7 @@ from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.store import Store
 from ccbmdm.runtime.store.postgres import PostgresStore
 from ccbmdm.runtime.store.sqlite import SqliteStore
-from support import REPO
+from support import PG_DSN, REPO, postgres_schema
 
 
 @pytest.fixture(scope="session")
@@ -46,9 +44,6 @@ def contract_set(project: Project) -> ContractSet:
     return read_contracts(project.contracts)
 
 
-PG_DSN = os.environ.get("CCBMDM_TEST_PG_DSN")
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def empty_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """A store with no tables yet."""
@@ -59,17 +54,10 @@ def empty_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stor
         return
     if not PG_DSN:
         pytest.skip("PostgreSQL store tests need CCBMDM_TEST_PG_DSN (CI sets it)")
-    import psycopg
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_DSN, autocommit=True) as admin:
-        admin.execute(f"CREATE SCHEMA {schema}")
-    separator = "&" if "?" in PG_DSN else "?"
-    created = PostgresStore(f"{PG_DSN}{separator}options=-csearch_path%3D{schema}")
-    yield created
-    created.close()
-    with psycopg.connect(PG_DSN, autocommit=True) as admin:
-        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+    with postgres_schema(PG_DSN) as dsn:
+        created = PostgresStore(dsn)
+        yield created
+        created.close()
 
 
 @pytest.fixture

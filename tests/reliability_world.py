@@ -38,7 +38,8 @@ from ccbmdm.runtime.worker import Step, Worker
 from runtime_world import FLOWS, People, StubMdm, person
 from support import REPO
 
-# reliability.md §3.1: 2 s lease, 200 ms poll interval, backoff base 50 ms and factor 2.
+# reliability.md §3.1: 2 s lease, 200 ms poll interval, backoff base 50 ms and factor 2; a
+# retry window of 2 s (a message is given up once its attempts are used and 2 s have passed).
 SETTINGS = DeliverySettings(
     lease_s=2.0,
     max_attempts=4,
@@ -46,6 +47,7 @@ SETTINGS = DeliverySettings(
     backoff_factor=2.0,
     backoff_cap_s=0.8,
     batch=20,
+    retry_window_s=2.0,
 )
 POLL_S = 0.2
 SWEEP_S = 0.5

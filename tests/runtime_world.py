@@ -26,7 +26,10 @@ if TYPE_CHECKING:
     from ccbmdm.runtime.assembly import Runtime
 
 FLOWS = load_catalogue(REPO / "contracts" / "flows.yaml")
-FAST = DeliverySettings(lease_s=2, backoff_base_s=0.0, backoff_factor=2, max_attempts=4)
+# no retry window: a message is given up as soon as its attempts are used
+FAST = DeliverySettings(
+    lease_s=2, backoff_base_s=0.0, backoff_factor=2, max_attempts=4, retry_window_s=0
+)
 
 
 class People:
@@ -147,12 +150,13 @@ class Integration:
         transport: InProcessTransport,
         reject: set[str] | None = None,
         batch: int = FAST.batch,
+        settings: DeliverySettings = FAST,
     ) -> None:
         self.store = store
         self.people = People(store)
         self.batch = batch
         context = Context(CodeTables.load(REPO / "mappings" / "tables"))
-        settings = dataclasses.replace(FAST, batch=batch)
+        settings = dataclasses.replace(settings, batch=batch)
         self.ccb = Node("ccb", store, registry, FLOWS, transport, settings)
         self.bridge = Node("bridge", store, registry, FLOWS, transport, settings)
         self.mdm = Node("mdm", store, registry, FLOWS, transport, settings)

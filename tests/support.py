@@ -5,12 +5,34 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = sorted((REPO / "contracts" / "samples").glob("*/*.xml"))
 # The outbox with each message's bytes, which live in a table of their own: select b.payload.
 OUTBOX = "outbox o JOIN outbox_body b ON b.id = o.id"
+# PostgreSQL for the store tests (CI sets it); without it their PostgreSQL runs are skipped
+PG_DSN = os.environ.get("CCBMDM_TEST_PG_DSN")
+
+
+@contextmanager
+def postgres_schema(dsn: str, name: str = "t") -> Iterator[str]:
+    """A schema of its own in the database ``dsn`` names, dropped afterwards: the DSN that
+    works in it."""
+    import psycopg
+
+    schema = f"{name}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    separator = "&" if "?" in dsn else "?"
+    try:
+        yield f"{dsn}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def contract_of(sample: Path) -> str:

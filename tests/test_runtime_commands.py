@@ -299,6 +299,20 @@ def test_sim_mdm_correct_read_and_import_espi(
     assert code == 2 and "ISO date-time" in err
 
 
+def test_a_simulator_with_bad_delivery_settings_says_which(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = tmp_path / "delivery.yaml"
+    settings.write_text("delivery: {lease_s: 0}\n")
+    code, _, err = ccbmdm(
+        capsys, "sim", "ccb", "--store", str(tmp_path / "ccb.db"), "--delivery", str(settings)
+    )
+    assert code == 1 and "Traceback" not in err
+    assert "delivery.yaml: delivery.lease_s: Input should be greater than 0" in " ".join(
+        err.split()
+    )
+
+
 def test_navigation_links_and_the_pages_behind_them(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

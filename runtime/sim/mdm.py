@@ -12,8 +12,11 @@ request's load, its move and its acknowledgement commit together or not at all.
 Decisions:
 - Dependency order is one ranking of all flows: bill cycle, contact, SP, US, SA relationship,
   dynamic option, option event, device, configuration, install event, scalar read; requests of
-  one rank in arrival order. What is still unresolved waits in the retryable Error and is
-  retried every 15 minutes (the lifecycle's deadlines, not a timer of its own).
+  one rank in arrival order. What is still unresolved waits in the retryable Error, recording
+  the MO and key it waits for; loading an entity of that key (or a configuration's MC) makes
+  the waiting requests due at once, in the same transaction, so a request that came before what
+  it depends on (after a crash, say) moves on as soon as that arrives. The 15-minute retry (the
+  lifecycle's deadline) remains the fallback, and the 12 h limit counts from the first error.
 - Staleness is checked first: a message whose entityVersion is not above the last applied for
   its key is acknowledged positively with no effect and without validation (PD-C03), naming the
   keys MDM holds for it. A DELETE of an entity MDM never had records its version too, so an
@@ -72,6 +75,7 @@ from ccbmdm.runtime.sim.mdm_apply import (
     SyncMessage,
     Unresolved,
     check_rules,
+    wake_waiting,
 )
 from ccbmdm.runtime.sim.mdm_records import (
     BillCycle,
@@ -252,6 +256,7 @@ class MdmSimulator:
             return
         if not self._record_version(tx, request):
             raise Overtaken(row["id"])  # a newer version was applied meanwhile
+        wake_waiting(tx, request.kind.mo, request.canonical_key)
         self._move(tx, row, (first, "resolved", "applied", "acknowledge"), request, loaded)
 
     def _move(
@@ -279,6 +284,11 @@ class MdmSimulator:
             reason = "the message is no longer in the inbox"
         if not self.machine.move(tx, int(row["id"]), source, *events, reason=reason):
             raise Overtaken(row["id"])
+        if isinstance(outcome, Unresolved) and target == "ERROR_RETRYABLE":
+            tx.execute(  # what it waits for: storing that entity wakes it (wake_waiting)
+                f"UPDATE {TABLE} SET waiting_mo = :mo, waiting_key = :key WHERE id = :id",
+                {"mo": outcome.mo, "key": outcome.key, "id": row["id"]},
+            )
         action = MDM_INBOUND_SYNC.state(target).enter
         if request is None or action is None:
             return

@@ -112,11 +112,24 @@ class RuleBroken(Rejected):
 
 class Unresolved(Exception):
     """A foreign key MDM cannot resolve yet, or an install event waiting for a removal
-    (PD-L06, PD-L15): retried, and answered 90000/1102 [MO, key] once the retries are over."""
+    (PD-L06, PD-L15): retried, and answered 90000/1102 [MO, key] once the retries are over.
+    ``mo`` and ``key`` name what the request waits for: storing it wakes the request."""
 
     def __init__(self, mo: str, key: str, text: str) -> None:
         super().__init__(text)
         self.mo, self.key, self.text = mo, key, text
+
+
+def wake_waiting(tx: Transaction, mo: str, key: str) -> None:
+    """An entity of ``mo`` and ``key`` was stored: the requests in retryable Error that wait
+    for it fall due now, in the transaction that stores it, rather than at their next 15-minute
+    retry (an SA that came before its person moves on as soon as the person is loaded)."""
+    tx.execute(
+        f"""UPDATE mdm_sync_request SET due_at = {tx.now}
+            WHERE state = 'ERROR_RETRYABLE' AND waiting_mo = :mo AND waiting_key = :key
+              AND due_at > {tx.now}""",
+        {"mo": mo, "key": key},
+    )
 
 
 @dataclass(frozen=True)
@@ -759,6 +772,7 @@ class Loader:
         loaded: list[ExternalId] = [(request.kind.mo, production)]
         for mc in configuration.measuring_components:
             mc_id = self.key_for(tx, request.system, MEASURING_COMPONENT, (mc.external_id,))
+            wake_waiting(tx, MEASURING_COMPONENT, str(mc.external_id))
             seconds = mc.seconds_per_interval
             self._upsert(
                 tx,

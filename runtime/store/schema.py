@@ -143,6 +143,21 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     # store now writes every statement (a list of three or more constants cost a temporary
     # table in each write); covers every table of the file, the simulators' included
     (spell_out_constant_lists,),
+    # 6: recovery after a crash. An MDM request in retryable Error records the key it waits
+    # for, so storing that key wakes it (the 15-minute retry is only the fallback). An outbox
+    # row keeps when it was first sent (a retry window counts from it), how many of its sends
+    # were refused before anything was sent (they use up no attempt), and what its last failure
+    # was (a successful send retries at once the rows whose partner seemed down)
+    (
+        "ALTER TABLE mdm_sync_request ADD COLUMN waiting_mo text",
+        "ALTER TABLE mdm_sync_request ADD COLUMN waiting_key text",
+        """CREATE INDEX mdm_sync_request_waiting ON mdm_sync_request (waiting_mo, waiting_key)
+             WHERE state = 'ERROR_RETRYABLE'""",
+        "ALTER TABLE outbox ADD COLUMN first_attempt_at {ts}",
+        "ALTER TABLE outbox ADD COLUMN refused integer NOT NULL DEFAULT 0",
+        """ALTER TABLE outbox ADD COLUMN failure text
+             CHECK (failure IN ('unreachable','transport','answer','deadline','business'))""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

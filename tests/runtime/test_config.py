@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ccbmdm.runtime.config import ConfigError, CredentialSetting, load_config
+from ccbmdm.runtime.config import ConfigError, CredentialSetting, load_config, load_delivery
 
 GOOD = """\
 store: state/runtime.db
@@ -33,6 +33,18 @@ def test_a_good_configuration(tmp_path: Path) -> None:
     assert config.nodes["bridge"].address() == ("127.0.0.1", 8400)
     settings = config.delivery.settings()
     assert (settings.lease_s, settings.batch, settings.max_attempts) == (2, 20, 4)
+
+
+def test_a_simulator_takes_the_delivery_settings_of_a_file(tmp_path: Path) -> None:
+    """A runtime configuration's delivery: (the rest is not the simulator's), or a file that
+    holds only them; a bad value is named with the file and the setting."""
+    settings = load_delivery(write(tmp_path, GOOD)).settings()
+    assert (settings.lease_s, settings.batch, settings.retry_window_s) == (2, 20, 3600)
+    only = write(tmp_path, "delivery: {retry_window_s: 60, backoff_cap_s: 5}\n")
+    assert load_delivery(only).settings().retry_window_s == 60
+    bad = write(tmp_path, "delivery: {retry_window_s: -1}\n")
+    with pytest.raises(ConfigError, match=r"runtime.yaml: delivery.retry_window_s: .*0"):
+        load_delivery(bad)
 
 
 def test_a_postgresql_store_is_taken_as_given_with_environment_variables(

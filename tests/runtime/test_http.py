@@ -85,8 +85,12 @@ def test_a_refused_connection_is_a_technical_failure(
         world.monitor.step()
         world.ccb.send_due()
         with store.transaction() as tx:
-            (row,) = tx.fetch("SELECT state, attempt, last_error FROM outbox WHERE node = 'ccb'")
-        assert (row["state"], row["attempt"]) == ("RETRY_WAIT", 1)
+            (row,) = tx.fetch(
+                "SELECT state, attempt, refused, failure, last_error FROM outbox WHERE node = 'ccb'"
+            )
+        # nothing was sent: the attempt is counted as refused, not used up
+        assert (row["state"], row["attempt"], row["refused"]) == ("RETRY_WAIT", 1, 1)
+        assert row["failure"] == "unreachable"
         assert "cannot reach bridge" in row["last_error"]
         world.ccb.transport = HttpTransport({"bridge": bridge.url}, {"bridge": CREDENTIALS["ccb"]})
         world.ccb.send_due()

@@ -38,7 +38,7 @@ def test_an_expired_send_is_rescued_and_the_old_holder_is_fenced_out(
         2,
         "DELIVERED",
     )
-    assert world.ccb.outbox.record([(zombie, None, False)]) == [zombie]  # its lease is gone
+    assert world.ccb.outbox.record([(zombie, None, None)]) == [zombie]  # its lease is gone
     assert world.stub.applications == 1
 
 

@@ -4,7 +4,7 @@ PD-L07), sending, responses matched on correlationId, timeouts, and the duplicat
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
@@ -14,7 +14,7 @@ import pytest
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.model import ContractModel
 from ccbmdm.runtime.store import Store, Transaction
-from ccbmdm.runtime.transport import InProcessTransport
+from ccbmdm.runtime.transport import Answer, InProcessTransport, Posting, Response
 from ccbmdm.runtime.usage import UsageRequest, UsageRequestMonitor, request_usage
 from runtime_world import Integration
 from support import sample
@@ -255,19 +255,26 @@ def test_an_unknown_flow_is_refused(store: Store) -> None:
         request_usage(tx, "SA_SYNC", SA, "SEG-1")
 
 
+class Failing(InProcessTransport):
+    """A bridge that answers every message with 503."""
+
+    def post_many(self, sender: str, partner: str, postings: Sequence[Posting]) -> list[Answer]:
+        return [Response(503, b"unavailable") for _ in postings]
+
+
 def test_a_request_that_cannot_be_delivered_ends_in_error(
     store: Store, registry: ContractRegistry, package: ModuleType
 ) -> None:
     world = World(store, registry, package)
-    world.integration.ccb.transport = InProcessTransport()  # the bridge cannot be reached
+    world.integration.ccb.transport = Failing()
     request_id = world.request()
     assert request_id is not None
     world.monitor.step()
-    for _ in range(4):  # every attempt refused (no backoff in the test settings)
+    for _ in range(4):  # every attempt failed (no backoff nor retry window in the settings)
         world.integration.ccb.send_due()
     state, reason = world.state(request_id)
     assert state == "ERROR"
-    assert reason is not None and reason.startswith("request not delivered: technical:")
+    assert reason == "request not delivered: HTTP 503: unavailable"
     assert [r for r, _ in world.billing.errors] == [request_id]
 
 
