@@ -38,6 +38,7 @@ class Receiver:
         self.inbox = inbox
         self.contracts = contracts
         self.flows = {flow.kebab: flow for flow in flows}
+        self.parts = {(flow.kebab, part.name): part for flow in flows for part in flow.parts}
         # answers the synchronous flows at once, unstored; None: this node answers none
         self.answerer: Answerer | None = None
 
@@ -68,7 +69,7 @@ class Receiver:
         not have, 403 with fault 90000/1202 for a partner that does not send the part here (a
         business failure: sent again, it would be refused again)."""
         flow = self.flows.get(flow_name)
-        part = next((p for p in flow.parts if p.name == part_name), None) if flow else None
+        part = self.parts.get((flow_name, part_name))
         if flow is None or part is None:
             return self.fault(
                 None, self._code(flow_name), 1002, f"no flow {flow_name} part {part_name}", 400
@@ -97,8 +98,7 @@ class Receiver:
         refused = self.refusal(sender, posting.flow, posting.part)
         if refused is not None:
             return refused
-        flow = self.flows[posting.flow]
-        part = flow.part(posting.part)
+        flow, part = self.flows[posting.flow], self.parts[posting.flow, posting.part]
         contract = part.sender if self.node == BRIDGE else part.receiver
         if len(posting.body) > self.contracts.limits.max_bytes:
             return self.too_large(flow.kebab)

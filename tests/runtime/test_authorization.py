@@ -98,6 +98,7 @@ PERSON = sample("ccb/PersonSyncRequest")
 ACK = sample("mdm/SyncAcknowledgement")  # MDM's acknowledgement of PERSON_SYNC, for the bridge
 CONTACT = sample("mdm/ContactSyncRequest")  # the bridge's mapping of PERSON, for MDM
 UPDATE = sample("ccb/SyncRequestUpdate")  # the bridge's mapping of ACK, for CCB
+FAULT = sample("common/Fault")  # the bridge's fault on PERSON_SYNC's ack, for CCB
 UUID = "0190a5c2-7b1e-7c3d-8e4f-5a6b7c8d9e0f"
 
 
@@ -138,6 +139,8 @@ def test_a_partner_may_not_post_a_part_it_does_not_send_there(
         ("bridge", "mdm", "request", with_header(CONTACT, flow="SA_SYNC"), "flow"),
         ("bridge", "mdm", "request", with_header(CONTACT, source_system="BRIDGE"), "sourceSystem"),
         ("bridge", "ccb", "ack", with_header(UPDATE, target_system="MDM"), "targetSystem"),
+        # a fault may name the node that raised it, but MDM cannot pose as the bridge
+        ("mdm", "bridge", "ack", FAULT, "sourceSystem"),
     ],
     ids=lambda value: value if isinstance(value, str) and len(value) < 16 else None,
 )
@@ -175,3 +178,14 @@ def test_the_right_partner_with_a_matching_header_is_taken_and_flows_end_to_end(
     }
     assert world.integration.stub.applications == 2
     assert world.integration.requests() == [("SYNCHRONIZED", None)]
+
+
+def test_a_fault_from_the_bridge_names_the_bridge_and_is_taken(
+    world: World, registry: ContractRegistry
+) -> None:
+    """The bridge answers for MDM with faults of its own (a mapping failure, a message it could
+    not deliver): CCB takes one on the reply part, from the bridge, naming the bridge."""
+    assert registry.decode(FAULT)[1].message_header.source_system == "BRIDGE"  # type: ignore[attr-defined]
+    answer = world.post("bridge", "ccb", "person-sync", "ack", FAULT)
+    assert answer.status == 202, answer.body.decode()
+    assert world.stored()["inbox"] == 1
