@@ -20,6 +20,12 @@ from ccbmdm.runtime.header import Header, system_code
 BRIDGE = "bridge"
 
 
+def partners(node: str) -> tuple[str, ...]:
+    """The partners that post anything to ``node``: both systems to the bridge, the bridge to
+    each system."""
+    return ("ccb", "mdm") if node == BRIDGE else (BRIDGE,)
+
+
 def poster(node: str, part: Part) -> str | None:
     """The partner that may post ``part`` to ``node``; None when the node does not receive it."""
     if node == BRIDGE:
