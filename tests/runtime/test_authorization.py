@@ -29,7 +29,7 @@ CREDENTIALS = {
 NODES = ("ccb", "bridge", "mdm")
 NOT_AUTHORIZED = (90000, 1202)
 
-# (partner posting, node, flow, part, message) -> (status, fault number)
+# (partner posting, node, flow path, part, message) -> the node's answer
 Post = Callable[[str, str, str, str, bytes], Response]
 
 
@@ -62,8 +62,9 @@ def world(
         yield World(integration, post_in_process)
         return
     with ExitStack() as stack:
-        # Each node accepts the credential of both others: genuine, so that what decides is
-        # whether that partner may post the part there.
+        # Each node accepts the credentials of both others, genuine, so that what decides is
+        # whether that partner may post the part there (a runtime configuration would not even
+        # accept MDM's at CCB nor CCB's at MDM; the receivers refuse them anyway).
         urls = {
             name: stack.enter_context(
                 Server(ReceiverApp(node.receiver, {p: CREDENTIALS[p] for p in NODES if p != name}))
