@@ -190,3 +190,15 @@ def test_a_fault_from_the_bridge_names_the_bridge_and_is_taken(
     answer = world.post("bridge", "ccb", "person-sync", "ack", FAULT)
     assert answer.status == 202, answer.body.decode()
     assert world.stored()["inbox"] == 1
+
+
+def test_a_partner_that_may_not_post_a_part_is_refused_before_its_message_is_read(
+    world: World, registry: ContractRegistry
+) -> None:
+    """Neither its size nor its bytes matter: the answer is 403, not 413 or 400."""
+    huge = b" " * (registry.limits.max_bytes + 1)
+    for body in (huge, b"<Unclosed"):
+        answer = world.post("mdm", "bridge", "person-sync", "request", body)
+        assert answer.status == 403, answer.body.decode()[:300]
+        assert fault_of(registry, answer)[:2] == NOT_AUTHORIZED
+    assert set(world.stored().values()) == {0}
