@@ -16,6 +16,8 @@ import yaml
 
 System = Literal["ccb", "mdm"]
 PART_NAMES = ("request", "response", "ack", "notification")
+# The parts that answer another message, sent by the flow's receiver back to its initiator.
+REPLY_PARTS = ("ack", "response")
 _FLOW_KEYS = {
     "number",
     "code",
@@ -41,11 +43,19 @@ class CatalogueError(Exception):
 
 @dataclass(frozen=True)
 class Part:
-    """One message of a flow: what the sender emits and what the receiver takes in."""
+    """One message of a flow: what the sender emits and what the receiver takes in (contract
+    names), and which system sends it and which receives it."""
 
     name: str
     sender: str
     receiver: str
+    sent_by: System
+    received_by: System
+
+    @property
+    def reply(self) -> bool:
+        """Whether the part answers another message (and carries its id as correlationId)."""
+        return self.name in REPLY_PARTS
 
 
 @dataclass(frozen=True)
@@ -133,10 +143,18 @@ def _flow(
         if not isinstance(part, dict) or set(part) != {"sender", "receiver"}:
             problems.append(f"{where}: part {name} needs exactly `sender` and `receiver`")
             continue
-        for role in ("sender", "receiver"):
+        # The initiator sends a request or notification, the other system answers it.
+        systems = (entry["initiator"], entry["receiver"])
+        sent_by, received_by = systems[::-1] if name in REPLY_PARTS else systems
+        for role, system in (("sender", sent_by), ("receiver", received_by)):
             if contracts is not None and part[role] not in contracts:
                 problems.append(f"{where}: part {name} {role} {part[role]!r} is not a contract")
-        parts.append(Part(name, part["sender"], part["receiver"]))
+            elif not str(part[role]).startswith(f"{system}/"):
+                problems.append(
+                    f"{where}: part {name} is sent by {sent_by} to {received_by}, so its {role} "
+                    f"must be a contract of {system}, not {part[role]!r}"
+                )
+        parts.append(Part(name, part["sender"], part["receiver"], sent_by, received_by))
     return Flow(
         number=entry["number"],
         code=entry["code"],

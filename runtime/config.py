@@ -22,6 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ccbmdm.runtime.authorization import partners
 from ccbmdm.runtime.delivery import DeliverySettings
 from ccbmdm.runtime.http import Credential
 
@@ -160,6 +161,13 @@ class RuntimeConfig(_Strict):
             node = self.nodes[name]
             if node.hosted and node.system is None:
                 raise ValueError(f"nodes.{name}: a hosted {name} node needs system: module:factory")
+        for name, node in self.nodes.items():
+            # a credential that may post nothing here would only ever be refused (403)
+            for partner in sorted(set(node.accept) - set(partners(name))):
+                raise ValueError(
+                    f"nodes.{name}.accept.{partner}: {partner} posts nothing to {name}; "
+                    f"only {' and '.join(partners(name))} may"
+                )
         return self
 
     def hosted(self) -> list[str]:

@@ -4,11 +4,32 @@ and when; built here so that every message the framework writes has it the same 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from ccbmdm.runtime.delivery import new_message_id
 
 SCHEMA_VERSION = "v1"
+
+
+class Header(Protocol):
+    """What the runtime reads of a decoded message's header."""
+
+    @property
+    def message_id(self) -> str: ...
+    @property
+    def correlation_id(self) -> str | None: ...
+    @property
+    def flow(self) -> str: ...
+    @property
+    def source_system(self) -> str: ...
+    @property
+    def target_system(self) -> str: ...
+
+
+def system_code(node: str) -> str:
+    """How a header names a node or the system behind it (its source or target): ``ccb`` is
+    ``CCB``."""
+    return node.upper()
 
 
 def message_header(

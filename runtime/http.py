@@ -3,7 +3,9 @@ uvicorn), and a transport that posts stored messages with httpx.
 
 Authentication is HTTP Basic or a bearer token per partner: the credential names the partner,
 which is who the inbox deduplicates by. A missing or wrong credential is 401, a technical
-failure the sender retries; credentials are never logged.
+failure the sender retries; credentials are never logged. What the partner may post is the
+receiver's to decide (403 for a part it does not send here), so that the in-process transport
+keeps the same rules.
 """
 
 from __future__ import annotations
@@ -150,6 +152,11 @@ class ReceiverApp:
                 refused.body,
                 [(b"www-authenticate", b'Bearer realm="ccbmdm"')],
             )
+            return
+        # Whether this partner may post this part here is known before its body is read.
+        forbidden = self.endpoint.refusal(partner, match.group(1), match.group(2))
+        if forbidden is not None:
+            await _respond(send, forbidden.status, forbidden.body)
             return
         declared = headers.get("content-length")
         too_large = self.endpoint.too_large(match.group(1))

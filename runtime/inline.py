@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ccbmdm.codegen.catalogue import Flow
+from ccbmdm.runtime.authorization import Mismatch, header_mismatch
 from ccbmdm.runtime.codec import ContractViolation
 from ccbmdm.runtime.contracts import UnknownContract
 from ccbmdm.runtime.mapping import Context, TransformError
@@ -85,6 +86,15 @@ class InlineBridge:
             text = (
                 f"{partner} answered HTTP {answer.status} with {codec.name}, not {inbound.source}"
             )
+            return fault(request_id, flow.code, NOT_DELIVERED, text, 502)
+        # The reply must answer this request, as a posted reply must match its endpoint.
+        header = reply.message_header  # type: ignore[attr-defined]
+        asked = str(mapped.message_header.message_id)
+        mismatch = header_mismatch(header, flow, flow.part("response"), partner)
+        if mismatch is None and header.correlation_id != asked:
+            mismatch = Mismatch("correlationId", f"its correlationId is not {asked}")
+        if mismatch is not None:
+            text = f"{partner} answered with a reply to another message: {mismatch.reason}"
             return fault(request_id, flow.code, NOT_DELIVERED, text, 502)
         try:
             result = inbound.function(reply, self.context)

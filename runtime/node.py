@@ -12,6 +12,7 @@ from typing import Any
 from ccbmdm.codegen.catalogue import Flow
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.delivery import Claim, DeliverySettings, Failure, Inbox, Outbox, Received
+from ccbmdm.runtime.header import system_code
 from ccbmdm.runtime.inline import NOT_DELIVERED, other_side
 from ccbmdm.runtime.machine import together_or_apart
 from ccbmdm.runtime.mapping import Context, TransformError
@@ -127,17 +128,17 @@ class Node:
         if row["part"] not in ("request", "notification"):
             return None
         flow = next((f for f in self.flows if f.code == row["flow"]), None)
-        reply = (
-            None
-            if flow is None
-            else next((p.name for p in flow.parts if p.name in ("ack", "response")), None)
-        )
+        reply = None if flow is None else next((p for p in flow.parts if p.reply), None)
         if flow is None or reply is None or flow.mode == "sync":
             return None
         fault_id, fault = self.receiver.fault_message(
-            str(row["message_id"]), flow.code, NOT_PROCESSED, "not processed: attempts used up"
+            str(row["message_id"]),
+            flow.code,
+            NOT_PROCESSED,
+            "not processed: attempts used up",
+            target=system_code(reply.received_by),
         )
-        self.outbox.enqueue(tx, str(row["partner"]), flow.code, reply, fault_id, fault)
+        self.outbox.enqueue(tx, str(row["partner"]), flow.code, reply.name, fault_id, fault)
         return fault_id
 
     def _process_batch(self) -> int:
@@ -251,13 +252,11 @@ class Bridge:
         fault (PD-C11), on the flow's reply part, correlated with the message not relayed."""
         partner, code, message_id = originator
         flow = self.flows[code]
+        reply = next((p for p in flow.parts if p.reply), flow.parts[0])
         fault_id, fault = self.node.receiver.fault_message(
-            message_id, code, number, reason, parameter
+            message_id, code, number, reason, parameter, system_code(reply.received_by)
         )
-        reply_part = next(
-            (p.name for p in flow.parts if p.name in ("ack", "response")), flow.parts[0].name
-        )
-        self.node.outbox.enqueue(tx, partner, code, reply_part, fault_id, fault)
+        self.node.outbox.enqueue(tx, partner, code, reply.name, fault_id, fault)
         return fault_id
 
     def _undelivered(self, tx: Transaction, inbox_id: int, reason: str) -> None:

@@ -10,16 +10,19 @@ import functools
 from collections.abc import Sequence
 
 from ccbmdm.codegen.catalogue import Flow
+from ccbmdm.runtime.authorization import BRIDGE, header_mismatch, poster
 from ccbmdm.runtime.codec import ContractViolation, build
 from ccbmdm.runtime.contracts import ContractRegistry, UnknownContract
 from ccbmdm.runtime.delivery import Arrival, Inbox, new_message_id
-from ccbmdm.runtime.header import message_header
+from ccbmdm.runtime.header import message_header, system_code
 from ccbmdm.runtime.inline import Answerer
 from ccbmdm.runtime.transport import Posting, Response
 from ccbmdm.runtime.xmlsafe import XmlRejected
 
 FRAMEWORK_CATEGORY = 90000
 AUTHENTICATION_FAILED = 1201  # PD-C11
+# The credential, the endpoint and the message's header disagree (runtime.md, "Faults").
+NOT_AUTHORIZED = 1202
 # A fault must name a flow; one about a path that names none is filed under this one.
 UNKNOWN_FLOW = "UNKNOWN"
 _SAMPLE_ID = "00000000-0000-7000-8000-000000000000"  # stands for a receipt's message id
@@ -35,15 +38,9 @@ class Receiver:
         self.inbox = inbox
         self.contracts = contracts
         self.flows = {flow.kebab: flow for flow in flows}
+        self.parts = {(flow.kebab, part.name): part for flow in flows for part in flow.parts}
         # answers the synchronous flows at once, unstored; None: this node answers none
         self.answerer: Answerer | None = None
-
-    def expected_contract(self, flow: Flow, part: str) -> str | None:
-        """The bridge takes each system's own messages; the systems take the mapped ones."""
-        for candidate in flow.parts:
-            if candidate.name == part:
-                return candidate.sender if self.node == "bridge" else candidate.receiver
-        return None
 
     def receive(self, sender: str, flow_name: str, part: str, body: bytes) -> Response:
         return self.receive_many(sender, [Posting(flow_name, part, body)])[0]
@@ -66,27 +63,50 @@ class Receiver:
                 answers.append(Response(202, self.receipt(item.message_id, None)))
         return answers
 
-    def _check(self, sender: str, posting: Posting) -> Arrival | Response:
-        """Parse and validate a posting against its flow's contract: what to store, or the
-        answer: a fault (nothing is stored for a bad message), or a synchronous flow's reply."""
-        flow = self.flows.get(posting.flow)
-        contract = self.expected_contract(flow, posting.part) if flow else None
-        if flow is None or contract is None:
+    def refusal(self, partner: str, flow_name: str, part_name: str) -> Response | None:
+        """Whether this node takes the part from ``partner``, known before the message is read:
+        None when it does; otherwise 400 with fault 90000/1002 for an endpoint this node does
+        not have, 403 with fault 90000/1202 for a partner that does not send the part here (a
+        business failure: sent again, it would be refused again)."""
+        flow = self.flows.get(flow_name)
+        part = self.parts.get((flow_name, part_name))
+        if flow is None or part is None:
+            return self.fault(
+                None, self._code(flow_name), 1002, f"no flow {flow_name} part {part_name}", 400
+            )
+        allowed = poster(self.node, part)
+        answered = part.name == "request" and self.answerer is not None
+        if allowed is None or (flow.mode == "sync" and not answered):
+            return self.fault(
+                None, flow.code, 1002, f"{self.node} does not receive {flow.code} {part.name}", 400
+            )
+        if partner != allowed:
             return self.fault(
                 None,
-                flow.code if flow else UNKNOWN_FLOW,
-                1002,
-                f"no flow {posting.flow} part {posting.part}",
-                400,
+                flow.code,
+                NOT_AUTHORIZED,
+                f"not authorized: {flow.code} {part.name} comes to {self.node} from {allowed}, "
+                f"not from {partner}",
+                403,
             )
+        return None
+
+    def _check(self, sender: str, posting: Posting) -> Arrival | Response:
+        """Authorize, parse and validate a posting against its flow's contract: what to store,
+        or the answer: a fault (nothing is stored for a refused message), or a synchronous
+        flow's reply."""
+        refused = self.refusal(sender, posting.flow, posting.part)
+        if refused is not None:
+            return refused
+        flow, part = self.flows[posting.flow], self.parts[posting.flow, posting.part]
+        contract = part.sender if self.node == BRIDGE else part.receiver
         if len(posting.body) > self.contracts.limits.max_bytes:
             return self.too_large(flow.kebab)
         try:
             codec, message = self.contracts.decode(posting.body)
             # A reply part may carry the common Fault instead of its contract (PD-C04).
-            if codec.name != contract and not (
-                codec.name == "common/Fault" and posting.part in ("ack", "response")
-            ):
+            is_fault = codec.name == "common/Fault" and part.reply
+            if codec.name != contract and not is_fault:
                 return self.fault(
                     None, flow.code, 1002, f"expected {contract}, got {codec.name}", 400
                 )
@@ -100,15 +120,18 @@ class Receiver:
                 None, flow.code, 1003, f"{first.xpath}: {first.message}", 400, first.xpath
             )
         header = message.message_header  # type: ignore[attr-defined]
-        if flow.mode == "sync":
-            if self.answerer is None or posting.part != "request":
-                return self.fault(
-                    header.message_id,
-                    flow.code,
-                    1002,
-                    f"{self.node} does not answer {flow.kebab} {posting.part}",
-                    400,
-                )
+        mismatch = header_mismatch(header, flow, part, sender, fault=is_fault)
+        if mismatch is not None:
+            root = codec.name.partition("/")[2]
+            return self.fault(
+                header.message_id,
+                flow.code,
+                NOT_AUTHORIZED,
+                f"not authorized: {mismatch.reason}",
+                400,
+                f"/{root}/messageHeader/{mismatch.element}",
+            )
+        if flow.mode == "sync" and self.answerer is not None:  # refusal() saw to it
             return self.answerer(sender, flow, message)
         return Arrival(
             flow.code, posting.part, header.message_id, header.correlation_id, posting.body
@@ -171,16 +194,19 @@ class Receiver:
         number: int,
         text: str,
         parameter: str | None = None,
+        target: str = "PARTNER",
     ) -> tuple[str, bytes]:
-        """A framework fault (PD-C11) as a message of its own: its message id and bytes."""
+        """A framework fault (PD-C11) as a message of its own: its message id and bytes. A
+        fault sent on a reply part names the system it is for (``target``, as the header
+        names it), since its receivers check that; one answered in the exchange need not."""
         fault = self.contracts["common/Fault"]
         message_id = new_message_id()
         message = fault.model.model_validate(
             {
                 "message_header": message_header(
                     flow,
-                    self.node.upper(),
-                    "PARTNER",
+                    system_code(self.node),
+                    target,
                     message_id=message_id,
                     correlation_id=correlation,
                 ),

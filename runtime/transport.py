@@ -1,7 +1,7 @@
 """Transports carry stored messages to another node and bring back their receipts.
 
 The binding is the HTTP one of flows.md PD-C12 (``POST /ccbmdm/v1/{flow}/{part}``, 202 with a
-Receipt, 200 with the recorded outcome for a duplicate, 400/413 with a Fault); the in-process
+Receipt, 200 with the recorded outcome for a duplicate, 400/403/413 with a Fault); the in-process
 transport keeps those semantics without sockets, for tests and the demo. A sender hands a
 transport a batch of postings for one partner; each gets its own answer, in order.
 """
@@ -20,7 +20,7 @@ class Response:
 
     @property
     def technical_failure(self) -> bool:
-        """401, 429 and 5xx are retried; 400 and 413 are business failures (PD-L01)."""
+        """401, 429 and 5xx are retried; 400, 403 and 413 are business failures (PD-L01)."""
         return self.status in (401, 429) or self.status >= 500
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -45,6 +46,20 @@ def sample(contract: str, variant: str | None = None) -> bytes:
     system, root = contract.split("/")
     name = f"{root}--{variant}.xml" if variant else f"{root}.xml"
     return (REPO / "contracts" / "samples" / system / name).read_bytes()
+
+
+def with_header(message: bytes, **elements: str | None) -> bytes:
+    """A message with elements of its header set (``flow="SA_SYNC"``, ``correlation_id=…``) or
+    removed (None); an element the message lacks is added after its messageId."""
+    for name, value in elements.items():
+        tag = re.sub(r"_(.)", lambda m: m.group(1).upper(), name).encode()  # correlationId
+        element = b"" if value is None else b"<%s>%s</%s>" % (tag, value.encode(), tag)
+        pattern = rb"<%s>[^<]*</%s>" % (tag, tag)
+        if re.search(pattern, message):
+            message = re.sub(pattern, element, message, count=1)
+        else:
+            message = message.replace(b"</messageId>", b"</messageId>" + element, 1)
+    return message
 
 
 def run_python(

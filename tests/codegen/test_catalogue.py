@@ -20,6 +20,9 @@ def test_reference_catalogue(registry: ContractRegistry) -> None:
     assert sa.kebab == "sa-sync"
     assert sa.part("request").sender == "ccb/ServiceAgreementSyncRequest"
     assert sa.part("ack").receiver == "ccb/SyncRequestUpdate"
+    # who sends each part and who receives it: the initiator its request, the other its reply
+    assert (sa.part("request").sent_by, sa.part("request").received_by) == ("ccb", "mdm")
+    assert (sa.part("ack").sent_by, sa.part("ack").received_by) == ("mdm", "ccb")
     assert {f.code for f in flows if f.mode == "sync"} == {
         "HIGH_LOW",
         "GET_USAGE",
@@ -31,6 +34,7 @@ def test_reference_catalogue(registry: ContractRegistry) -> None:
         "mdm",
         "mdm/BillCycleChangeSyncRequest",
     )
+    assert (change.part("ack").sent_by, change.part("ack").received_by) == ("ccb", "mdm")
 
 
 def test_problems_name_the_flow(tmp_path: Path, registry: ContractRegistry) -> None:
@@ -39,10 +43,15 @@ def test_problems_name_the_flow(tmp_path: Path, registry: ContractRegistry) -> N
         CATALOGUE.read_text()
         .replace("ccb/PersonSyncRequest", "ccb/PersonSyncRequst")
         .replace("    mode: sync\n", "    mode: blocking\n", 1)
+        .replace(
+            "ack: {sender: mdm/SyncAcknowledgement", "ack: {sender: ccb/SyncAcknowledgement", 1
+        )
     )
     with pytest.raises(CatalogueError) as caught:
         load_catalogue(broken, registry.by_name)
     assert caught.value.problems == [
         "flow PERSON_SYNC: part request sender 'ccb/PersonSyncRequst' is not a contract",
+        "flow PERSON_SYNC: part ack is sent by mdm to ccb, so its sender must be a contract of mdm, "
+        "not 'ccb/SyncAcknowledgement'",
         "flow HIGH_LOW: `mode` is 'blocking'; expected one of sync, async",
     ]

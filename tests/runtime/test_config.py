@@ -73,6 +73,20 @@ def test_a_postgresql_store_is_taken_as_given_with_environment_variables(
             ),
             "each partner needs a credential of its own",
         ),
+        (
+            (
+                "accept: {ccb: {user: ccb, password_env: TEST_CCB_PASSWORD}}",
+                "accept: {bridge: {token_env: TEST_BRIDGE_TOKEN}}",
+            ),
+            "nodes.bridge.accept.bridge: bridge posts nothing to bridge; only ccb and mdm may",
+        ),
+        (
+            (
+                'ccb: {system: "runtime_world:ccb_system"}',
+                'ccb: {system: "runtime_world:ccb_system", accept: {mdm: {token_env: T}}}',
+            ),
+            "nodes.ccb.accept.mdm: mdm posts nothing to ccb; only bridge may",
+        ),
     ],
 )
 def test_a_bad_setting_is_named(tmp_path: Path, change: tuple[str, str], expected: str) -> None:

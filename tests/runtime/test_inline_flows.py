@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from types import ModuleType
 
+import httpx
 import pytest
 
 from ccbmdm.codegen.catalogue import Flow
@@ -19,7 +20,7 @@ from ccbmdm.runtime.node import Node
 from ccbmdm.runtime.store import Store
 from ccbmdm.runtime.transport import InProcessTransport, Posting, Response
 from runtime_world import FAST, FLOWS
-from support import REPO
+from support import REPO, with_header
 
 SAMPLES = REPO / "contracts" / "samples"
 SYNCHRONOUS = [flow for flow in FLOWS if flow.mode == "sync"]
@@ -170,4 +171,66 @@ def test_synchronous_flow_over_http_on_loopback(
         registry.decode(response.body)[1]
         == registry.decode(sample(flow.part("response").receiver))[1]
     )
+    assert world.stored(store) == 0
+
+
+def test_a_call_from_a_partner_that_does_not_make_it_or_of_another_flow_is_refused(
+    store: Store, registry: ContractRegistry, package: ModuleType
+) -> None:
+    world = World(store, registry, package)
+    flow = next(f for f in SYNCHRONOUS if f.code == "HIGH_LOW")
+    request = sample(flow.part("request").sender)
+    request_id = registry.decode(request)[1].message_header.message_id  # type: ignore[attr-defined]
+    # MDM's credential for CCB's call: 403, before the request is read
+    refused = world.bridge.receiver.receive("mdm", flow.kebab, "request", request)
+    assert refused.status == 403
+    assert world.fault_of(refused) == (90000, 1202, None)
+    # CCB's call whose header names another flow than its endpoint: 400
+    another = world.ask(flow, with_header(request, flow="GET_USAGE"))
+    assert another.status == 400
+    assert world.fault_of(another) == (90000, 1202, request_id)
+    assert world.answers.received == []  # MDM was never asked
+    assert world.stored(store) == 0
+
+
+@pytest.mark.parametrize(
+    "header",
+    [{"correlation_id": "0190a5c2-7b1e-7c3d-8e4f-5a6b7c8d9e0f"}, {"flow": "GET_USAGE"}],
+    ids=["another-correlation", "another-flow"],
+)
+def test_a_reply_that_answers_another_call_gets_the_caller_a_fault(
+    store: Store, registry: ContractRegistry, package: ModuleType, header: dict[str, str]
+) -> None:
+    world = World(store, registry, package)
+    flow = next(f for f in SYNCHRONOUS if f.code == "HIGH_LOW")
+    world.answers.scripted = Response(
+        200, with_header(sample(flow.part("response").sender), **header)
+    )
+    response = world.ask(flow)
+    assert response.status == 502
+    assert world.fault_of(response)[:2] == (90000, 1401)
+
+
+def test_a_call_over_http_is_authorized_as_in_process(
+    store: Store, registry: ContractRegistry, package: ModuleType
+) -> None:
+    world = World(store, registry, package)
+    ccb, mdm = Credential(user="ccb", password="ccb-secret"), Credential(token="mdm-token")
+    flow = next(f for f in SYNCHRONOUS if f.code == "GET_USAGE")
+    request = sample(flow.part("request").sender)
+    with Server(ReceiverApp(world.bridge.receiver, {"ccb": ccb, "mdm": mdm})) as bridge_server:
+        url = f"{bridge_server.url}/ccbmdm/v1/{flow.kebab}/request"
+        as_mdm = httpx.post(url, content=request, headers={"authorization": mdm.header()})
+        mismatch = httpx.post(
+            url,
+            content=with_header(request, source_system="MDM"),
+            headers={"authorization": ccb.header()},
+        )
+        taken = httpx.post(url, content=request, headers={"authorization": ccb.header()})
+    assert (as_mdm.status_code, mismatch.status_code, taken.status_code) == (403, 400, 200)
+    assert [world.fault_of(Response(a.status_code, a.content))[1] for a in (as_mdm, mismatch)] == [
+        1202,
+        1202,
+    ]
+    assert len(world.answers.received) == 1  # only the call that was taken reached MDM
     assert world.stored(store) == 0

@@ -1,6 +1,7 @@
 """Bad input at every HTTP endpoint of the three nodes (each flow and part, on the bridge and on
 both simulators, served on loopback): malformed XML, a message of the wrong contract, no
-credential or a wrong one. Each gets a fault with its code, and nothing is recorded."""
+credential or a wrong one, the credential of a partner who does not post there, a header of
+another flow. Each gets a fault with its code, and nothing is recorded."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from ccbmdm.codegen.catalogue import Flow
+from ccbmdm.codegen.catalogue import Flow, Part
 from ccbmdm.codegen.project import Project
 from ccbmdm.runtime.assembly import Runtime
 from ccbmdm.runtime.config import (
@@ -23,7 +24,7 @@ from ccbmdm.runtime.config import (
 )
 from ccbmdm.runtime.contracts import ContractRegistry
 from loopback import free_port
-from support import sample
+from support import sample, with_header
 
 TOKENS = {
     "bridge": "bridge-endpoint-token",
@@ -89,14 +90,21 @@ def served(project: Project, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             runtime.close()
 
 
-def endpoints(flows: tuple[Flow, ...]) -> list[tuple[str, str, str, str]]:
-    """(node, sender, flow path, part) for every part of every flow at every node."""
-    found = []
-    for node, senders in (("bridge", ("ccb", "mdm")), ("ccb", ("bridge",)), ("mdm", ("bridge",))):
-        for flow in flows:
-            for part in flow.parts:
-                found += [(node, sender, flow.kebab, part.name) for sender in senders]
-    return found
+# The partners each node accepts a credential of: the bridge both systems', a system the bridge's.
+ACCEPTED = {"bridge": ("ccb", "mdm"), "ccb": ("bridge",), "mdm": ("bridge",)}
+
+
+def posters(flow: Flow, part: Part) -> dict[str, str]:
+    """node -> the partner that posts ``part`` to it: the system that sends the part to the
+    bridge, the bridge to the system that receives it; a synchronous reply is never posted (it
+    is the answer to the call)."""
+    if flow.mode == "sync" and part.name != "request":
+        return {}
+    return {"bridge": part.sent_by, part.received_by: "bridge"}
+
+
+def every_part(flows: tuple[Flow, ...]) -> list[tuple[Flow, Part]]:
+    return [(flow, part) for flow in flows for part in flow.parts]
 
 
 def fault_of(registry: ContractRegistry, answer: httpx.Response) -> tuple[int, int]:
@@ -111,46 +119,97 @@ def test_every_endpoint_refuses_bad_input_with_a_fault_and_records_nothing(
     flows = served.runtime.flows
     client = httpx.Client()
     tried = 0
-    for node, sender, flow, part in endpoints(flows):
-        url = f"{served.url[node]}/ccbmdm/v1/{flow}/{part}"
-        token = {"authorization": f"Bearer {TOKENS[sender]}"}
-        expected = next(
-            c
-            for f in flows
-            if f.kebab == flow
-            for p in f.parts
-            if p.name == part
-            for c in [p.sender if node == "bridge" else p.receiver]
-        )
-        other = (
-            "ccb/PersonSyncRequest"
-            if expected != "ccb/PersonSyncRequest"
-            else "ccb/MeterSyncRequest"
-        )
-        cases = {
-            "malformed": (client.post(url, content=b"<Unclosed><a>", headers=token), 400, 1001),
-            "wrong contract": (client.post(url, content=sample(other), headers=token), 400, 1002),
-            "no credential": (client.post(url, content=sample(other)), 401, 1201),
-            "wrong credential": (
-                client.post(url, content=sample(other), headers={"authorization": "Bearer guess"}),
-                401,
-                1201,
-            ),
-        }
-        for case, (answer, status, number) in cases.items():
-            where = f"{case} at {node} {flow}/{part} from {sender}"
-            assert answer.status_code == status, (where, answer.text)
-            assert fault_of(registry, answer) == (90000, number), where
-            tried += 1
-        assert cases["no credential"][0].headers["www-authenticate"].startswith("Bearer")
+    for flow, part in every_part(flows):
+        for node, sender in posters(flow, part).items():
+            url = f"{served.url[node]}/ccbmdm/v1/{flow.kebab}/{part.name}"
+            token = {"authorization": f"Bearer {TOKENS[sender]}"}
+            # another partner's genuine credential: not the poster's at the bridge (403), not
+            # accepted at all by a system, which takes everything from the bridge (401)
+            (stranger,) = set(TOKENS) - {node, sender}
+            refused = (403, 1202) if node == "bridge" else (401, 1201)
+            expected = part.sender if node == "bridge" else part.receiver
+            other = (
+                "ccb/PersonSyncRequest"
+                if expected != "ccb/PersonSyncRequest"
+                else "ccb/MeterSyncRequest"
+            )
+            another_flow = "SA_SYNC" if flow.code != "SA_SYNC" else "PERSON_SYNC"
+            cases = {
+                "malformed": (client.post(url, content=b"<Unclosed><a>", headers=token), 400, 1001),
+                "wrong contract": (
+                    client.post(url, content=sample(other), headers=token),
+                    400,
+                    1002,
+                ),
+                "no credential": (client.post(url, content=sample(other)), 401, 1201),
+                "wrong credential": (
+                    client.post(
+                        url, content=sample(other), headers={"authorization": "Bearer guess"}
+                    ),
+                    401,
+                    1201,
+                ),
+                "another partner's credential": (
+                    client.post(
+                        url,
+                        content=with_header(sample(expected), flow=flow.code),
+                        headers={"authorization": f"Bearer {TOKENS[stranger]}"},
+                    ),
+                    *refused,
+                ),
+                "a header of another flow": (
+                    client.post(
+                        url, content=with_header(sample(expected), flow=another_flow), headers=token
+                    ),
+                    400,
+                    1202,
+                ),
+            }
+            for case, (answer, status, number) in cases.items():
+                where = f"{case} at {node} {flow.kebab}/{part.name} from {sender}"
+                assert answer.status_code == status, (where, answer.text)
+                assert fault_of(registry, answer) == (90000, number), where
+                tried += 1
+            assert cases["no credential"][0].headers["www-authenticate"].startswith("Bearer")
     client.close()
-    parts = sum(len(f.parts) for f in flows)
-    assert (len(flows), tried) == (20, 4 * 4 * parts)  # four cases, four (node, sender) pairs
+    # Every part reaches the bridge and then the system that receives it; the four synchronous
+    # flows' replies are never posted.
+    endpoints = 2 * sum(len(f.parts) for f in flows) - 2 * 4
+    assert (len(flows), tried) == (20, 6 * endpoints)
     with served.runtime.store.transaction() as tx:
         counts = {
             table: int(tx.fetch(f"SELECT count(*) AS n FROM {table}")[0]["n"]) for table in RECORDS
         }
     assert counts == dict.fromkeys(RECORDS, 0)
+
+
+def test_a_node_has_no_endpoint_for_a_part_it_does_not_receive(
+    served: Served, registry: ContractRegistry
+) -> None:
+    """CCB receives no request of its own flows, MDM no acknowledgement of them, the bridge no
+    synchronous reply: whoever posts one gets 400 with fault 90000/1002, before it is read."""
+    refused = []
+    for flow, part in every_part(served.runtime.flows):
+        for node in set(ACCEPTED) - set(posters(flow, part)):
+            for partner in ACCEPTED[node]:
+                answer = httpx.post(
+                    f"{served.url[node]}/ccbmdm/v1/{flow.kebab}/{part.name}",
+                    content=sample(part.sender),
+                    headers={"authorization": f"Bearer {TOKENS[partner]}"},
+                )
+                where = f"{node} {flow.kebab}/{part.name} from {partner}"
+                assert (answer.status_code, fault_of(registry, answer)) == (400, (90000, 1002)), (
+                    where
+                )
+                refused.append((node, flow.code, part.name))
+    assert ("ccb", "PERSON_SYNC", "request") in refused
+    assert ("mdm", "PERSON_SYNC", "ack") in refused
+    assert ("bridge", "HIGH_LOW", "response") in refused
+    assert ("mdm", "BILL_CYCLE_CHANGE", "notification") in refused
+    with served.runtime.store.transaction() as tx:
+        assert all(
+            int(tx.fetch(f"SELECT count(*) AS n FROM {table}")[0]["n"]) == 0 for table in RECORDS
+        )
 
 
 @pytest.mark.parametrize(
