@@ -16,7 +16,7 @@ from ccbmdm.runtime.inline import NOT_DELIVERED, other_side
 from ccbmdm.runtime.machine import together_or_apart
 from ccbmdm.runtime.mapping import Context, TransformError
 from ccbmdm.runtime.receiver import Receiver
-from ccbmdm.runtime.store import Store, Transaction
+from ccbmdm.runtime.store import Store, StoreUnavailable, Transaction
 from ccbmdm.runtime.store.base import Row
 from ccbmdm.runtime.sync import canonical_key, ordering_key
 from ccbmdm.runtime.transport import Answer, Posting, Transport, TransportError
@@ -154,12 +154,15 @@ class Node:
     def _process_apart(
         self, tx: Transaction, handler: Handler, received: list[Received]
     ) -> list[Outcome]:
-        """Each message under a savepoint: one that fails is logged and left to be retried."""
+        """Each message under a savepoint: one that fails is logged and left to be retried; a
+        lost connection ends the batch at the first."""
         outcomes = []
         for message in received:
             try:
                 with tx.savepoint():
                     outcomes.append((message, handler(tx, message)))
+            except StoreUnavailable:
+                raise
             except Exception:
                 log.exception(
                     "processing failed; the message is retried after its lease",
