@@ -15,7 +15,7 @@ from ccbmdm.runtime.delivery import Claim, DeliverySettings, Inbox, Outbox, Rece
 from ccbmdm.runtime.inline import NOT_DELIVERED, other_side
 from ccbmdm.runtime.machine import together_or_apart
 from ccbmdm.runtime.mapping import Context, TransformError
-from ccbmdm.runtime.receiver import Receiver
+from ccbmdm.runtime.receiver import NOT_PROCESSED, Receiver
 from ccbmdm.runtime.store import Store, StoreUnavailable, Transaction
 from ccbmdm.runtime.store.base import Row
 from ccbmdm.runtime.sync import canonical_key, ordering_key
@@ -23,7 +23,6 @@ from ccbmdm.runtime.transport import Answer, Posting, Transport, TransportError
 
 log = logging.getLogger("ccbmdm.runtime")
 
-NOT_PROCESSED = 1402  # PD-C11: a received message whose processing attempts are used up
 RELAY = "relay"  # owner type of a bridge outbox row: the inbox row of the message it maps
 BATCHES_PER_STEP = 4  # how many full batches one send or process step may take in a row
 

@@ -22,10 +22,13 @@ from conftest import PG_DSN
 
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.delivery import Received
+from ccbmdm.runtime.node import Node
 from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.store.dsn import redacted
+from ccbmdm.runtime.transport import InProcessTransport
 from reliability_world import build_world, check, install, open_work, quiet
-from runtime_world import People
+from runtime_world import FAST, FLOWS, People
+from support import sample
 
 
 class Terminator:
@@ -40,7 +43,9 @@ class Terminator:
     def terminate(self, tx: Transaction) -> None:
         row = tx.fetch_one("SELECT pg_backend_pid() AS pid")
         assert row is not None
-        pid = int(row["pid"])
+        self.terminate_pid(int(row["pid"]))
+
+    def terminate_pid(self, pid: int) -> None:
         self.admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         deadline = time.monotonic() + 10
         while self.admin.execute(
@@ -150,3 +155,29 @@ def test_r4_terminated_backends_are_one_warning_each_and_the_work_completes(
     assert all(b - a < 30 for (a, _), (b, _) in zip(moments[::2], moments[1::2], strict=True))
     assert [r for r in records if r.exc_info] == []
     assert [r.getMessage() for r in records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.parametrize("empty_store", ["postgres"], indirect=True)
+def test_a_message_arriving_while_the_store_is_lost_is_refused_to_be_sent_again(
+    store: Store, registry: ContractRegistry, runtime_logs: pytest.LogCaptureFixture
+) -> None:
+    """The receiving thread's connection is terminated: the posting gets 503 with fault
+    90000/1402 (the sender retries), nothing is stored and nothing is logged; the next posting
+    reconnects and is stored."""
+    node = Node("bridge", store, registry, FLOWS, InProcessTransport(), FAST)
+    with store.transaction() as tx:
+        row = tx.fetch_one("SELECT pg_backend_pid() AS pid")
+    assert row is not None
+    terminator = Terminator()
+    terminator.terminate_pid(int(row["pid"]))
+    terminator.admin.close()
+    body = sample("ccb/PersonSyncRequest")
+
+    refused = node.receiver.receive("ccb", "person-sync", "request", body)
+    assert refused.status == 503 and refused.technical_failure
+    assert b"<messageNumber>1402</messageNumber>" in refused.body
+    assert b"store is unavailable" in refused.body
+    assert runtime_logs.records == []
+    assert node.receiver.receive("ccb", "person-sync", "request", body).status == 202
+    with store.transaction() as tx:
+        assert [r["state"] for r in tx.fetch("SELECT state FROM inbox")] == ["RECEIVED"]
