@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 import pytest
+from conftest import PG_DSN
 
 from ccbmdm.cli import UNAVAILABLE, app, run
 from ccbmdm.runtime.store import Store, open_store
@@ -351,18 +353,27 @@ def test_navigation_links_and_the_pages_behind_them(
     assert code == 1 and "MDM does not know CCB sa 0000000000" in err
 
 
-def test_demo_on_postgresql_in_a_schema_of_its_own(capsys: pytest.CaptureFixture[str]) -> None:
-    dsn = os.environ.get("CCBMDM_TEST_PG_DSN")
-    if not dsn:
+def test_demo_on_postgresql_in_a_schema_of_its_own(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The demo in a schema of its own, given a DSN with a password: the password is in no
+    output, no log line and nothing the demo stored."""
+    if not PG_DSN:
         pytest.skip("PostgreSQL store tests need CCBMDM_TEST_PG_DSN (CI sets it)")
     import psycopg
 
+    dsn, secret = with_password(PG_DSN)
     code, out, err = ccbmdm(capsys, "demo", "--customers", "6", "--pg", dsn)
     schema = err.split("PostgreSQL schema ", 1)[1].split()[0] if "PostgreSQL schema " in err else ""
     try:
         assert code == 0, err
         assert schema.startswith("ccbmdm_demo_")
         assert "no request in Error" in out and "│ bills completed   │ 7     │" in out
+        assert secret not in out + err + caplog.text
+        separator = "&" if "?" in dsn else "?"
+        demo = open_store(f"{dsn}{separator}options=-csearch_path%3D{schema}")
+        assert secret not in stored_text(demo)
+        demo.close()
     finally:
         if schema:
             with psycopg.connect(dsn, autocommit=True) as admin:
@@ -385,6 +396,9 @@ def refused_port() -> Iterator[int]:
 def with_password(dsn: str) -> tuple[str, str]:
     """The DSN with a password, and that password: its own if it has one (the server checks
     it), else ``SECRET`` (a server that trusts the test's user ignores it)."""
+    if not dsn.startswith(("postgresql://", "postgres://")):  # the key/value form
+        found = re.search(r"\bpassword\s*=\s*(\S+)", dsn)
+        return (dsn, found[1]) if found else (f"{dsn} password={SECRET}", SECRET)
     parts = urlsplit(dsn)
     if parts.password:
         return dsn, unquote(parts.password)
