@@ -8,6 +8,7 @@ twice.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -23,7 +24,7 @@ from conftest import PG_DSN
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.delivery import Received
 from ccbmdm.runtime.node import Node
-from ccbmdm.runtime.store import Store, Transaction
+from ccbmdm.runtime.store import Store, StoreUnavailable, Transaction
 from ccbmdm.runtime.store.dsn import redacted
 from ccbmdm.runtime.transport import InProcessTransport
 from reliability_world import build_world, check, install, open_work, quiet
@@ -181,3 +182,40 @@ def test_a_message_arriving_while_the_store_is_lost_is_refused_to_be_sent_again(
     assert node.receiver.receive("ccb", "person-sync", "request", body).status == 202
     with store.transaction() as tx:
         assert [r["state"] for r in tx.fetch("SELECT state FROM inbox")] == ["RECEIVED"]
+
+
+def backend_of(store: Store) -> int:
+    """The pid of this thread's connection to the store."""
+    with store.transaction() as tx:
+        row = tx.fetch_one("SELECT pg_backend_pid() AS pid")
+    assert row is not None
+    return int(row["pid"])
+
+
+@pytest.mark.parametrize("empty_store", ["postgres"], indirect=True)
+def test_a_connection_lost_while_idle_fails_one_transaction_and_the_next_reconnects(
+    store: Store,
+) -> None:
+    terminator = Terminator()
+    lost = backend_of(store)
+    terminator.terminate_pid(lost)
+    terminator.admin.close()
+    lost_here = pytest.raises(StoreUnavailable, match=r"^lost the connection to PostgreSQL at ")
+    with lost_here, store.transaction() as tx:
+        tx.fetch("SELECT 1 AS one")
+    assert backend_of(store) != lost
+
+
+@pytest.mark.parametrize("empty_store", ["postgres"], indirect=True)
+def test_a_transaction_whose_connection_is_gone_never_returns_as_committed(store: Store) -> None:
+    """Whatever the code inside made of the failure (an item loop that swallowed it), leaving
+    the block raises: nothing was committed. psycopg alone would leave it without a word."""
+    terminator = Terminator()
+    with pytest.raises(StoreUnavailable, match="before the commit"), store.transaction() as tx:
+        tx.execute("CREATE TABLE kept (id integer)")
+        terminator.terminate(tx)
+        with contextlib.suppress(StoreUnavailable):
+            tx.execute("INSERT INTO kept VALUES (1)")
+    terminator.admin.close()
+    with store.transaction() as tx:
+        assert tx.fetch("SELECT to_regclass('kept') AS kept") == [{"kept": None}]
