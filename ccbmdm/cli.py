@@ -894,7 +894,7 @@ def run(command: Callable[[], object]) -> int:
     try:
         try:
             command()
-        except StoreError as exc:  # the database lost in the middle of a command
+        except StoreError as exc:  # outside `explained`: the database lost mid-command
             fail_store(exc)
     except Failed as exc:
         return exc.code
