@@ -3,9 +3,10 @@ the durability settings checked when the store opens."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,8 @@ from ccbmdm.runtime.store.base import (
     named_to,
 )
 from ccbmdm.runtime.store.dsn import redacted, scrubbed
+
+log = logging.getLogger("ccbmdm.store")
 
 _REQUIRED_ON = ("fsync", "synchronous_commit", "full_page_writes")
 
@@ -133,20 +136,46 @@ class PostgresStore(Store):
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        connection = self.connection()
+        block = ExitStack()
+        connection, begun = self._begin(block)
         try:
-            with connection.transaction() as block:
+            with block:
                 tx = PostgresTransaction(connection, self.where)
                 yield tx
                 tx.flush_later()
         except psycopg.Error as exc:
             raise_if_lost(connection, self.where, exc)
             raise
-        if block.status is not block.Status.COMMITTED:
+        if begun.status is not begun.Status.COMMITTED:
             # psycopg leaves the block without a word when the connection is already gone
             raise StoreUnavailable(
                 f"lost the connection to {self.where} before the commit", self.where
             )
+
+    def _begin(
+        self, block: ExitStack
+    ) -> tuple[psycopg.Connection[dict[str, Any]], psycopg.Transaction]:
+        """BEGIN on this thread's connection, its end left to ``block``. A connection lost while
+        it was idle (the server restarted, the backend terminated between two transactions) is
+        replaced once: nothing of the transaction had been sent, so it goes on, with one
+        warning. A replacement refused raises ``StoreUnavailable``."""
+        connection = self.connection()
+        try:
+            return connection, block.enter_context(connection.transaction())
+        except psycopg.Error as exc:
+            if not connection.broken:
+                raise
+            lost = self._reason(exc)
+        connection = self.connection()
+        try:
+            begun = block.enter_context(connection.transaction())
+        except psycopg.Error as exc:
+            raise_if_lost(connection, self.where, exc)
+            raise
+        log.warning(
+            "lost the connection to %s while it was idle (%s); reconnected", self.where, lost
+        )
+        return connection, begun
 
     def close(self) -> None:
         connection = getattr(self._local, "connection", None)

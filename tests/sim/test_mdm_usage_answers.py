@@ -21,9 +21,9 @@ from ccbmdm.runtime.sim.mdm_answers import MdmAnswers
 from ccbmdm.runtime.sim.mdm_measurements import Measurements, generate_interval_data
 from ccbmdm.runtime.sim.mdm_usage import MdmUsage
 from ccbmdm.runtime.sim.synthetic import Plan
-from ccbmdm.runtime.store import Store, StoreUnavailable, Transaction
+from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.transport import InProcessTransport
-from runtime_world import FAST, FLOWS
+from runtime_world import FAST, FLOWS, Unreachable
 from usage_world import ZONE, World, midnight
 
 TODAY = datetime.now(ZONE).date()
@@ -366,15 +366,6 @@ def test_sa_activation_bill_cycle_from_the_sps_measurement_cycles(world: World) 
 
 
 # -- the store unavailable --------------------------------------------------------------------
-
-
-class Unreachable:
-    """A store whose database cannot be reached."""
-
-    where = "PostgreSQL at postgresql://mdm:***@db.example/mdm"
-
-    def transaction(self) -> Any:
-        raise StoreUnavailable(f"cannot connect to {self.where} (connection refused)", self.where)
 
 
 def test_an_answer_without_its_store_is_a_fault_the_caller_retries(
