@@ -603,7 +603,6 @@ def _demo_schema(dsn: str) -> str:
     """A schema of its own for the demo's run in a PostgreSQL database, named by the time."""
     import psycopg
 
-    from ccbmdm.runtime.store.dsn import scrubbed
     from ccbmdm.runtime.store.postgres import PostgresStore
 
     schema = f"ccbmdm_demo_{time.strftime('%Y%m%d%H%M%S')}"
@@ -612,7 +611,7 @@ def _demo_schema(dsn: str) -> str:
         with admin.transaction() as tx:
             tx.execute(f"CREATE SCHEMA {schema}")
     except psycopg.Error as exc:
-        reason = scrubbed(" ".join(str(exc).split()), dsn)
+        reason = admin.described(exc)
         raise StoreError(f"cannot create the demo's schema in {admin.where}: {reason}") from None
     finally:
         admin.close()

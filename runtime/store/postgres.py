@@ -26,6 +26,9 @@ from ccbmdm.runtime.store.dsn import redacted, scrubbed
 log = logging.getLogger("ccbmdm.store")
 
 _REQUIRED_ON = ("fsync", "synchronous_commit", "full_page_writes")
+# The server ends the session: admin_shutdown, crash_shutdown, cannot_connect_now,
+# idle_session_timeout, idle_in_transaction_session_timeout (class 08 is the connection's own)
+_SESSION_ENDED = ("57P01", "57P02", "57P03", "57P05", "25P03")
 
 
 class PostgresTransaction(Transaction):
@@ -40,7 +43,8 @@ class PostgresTransaction(Transaction):
         try:
             cursor = self.connection.execute(named_to("pyformat", sql), dict(params or {}))
         except psycopg.Error as exc:
-            raise_if_lost(self.connection, self.where, exc)
+            if lost(self.connection, exc):
+                raise unavailable(self.where, exc) from exc
             raise
         return cursor.rowcount
 
@@ -52,7 +56,8 @@ class PostgresTransaction(Transaction):
                 cursor.executemany(named_to("pyformat", sql), [dict(p) for p in params])
                 return max(cursor.rowcount, 0)
         except psycopg.Error as exc:
-            raise_if_lost(self.connection, self.where, exc)
+            if lost(self.connection, exc):
+                raise unavailable(self.where, exc) from exc
             raise
 
     def fetch(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
@@ -60,7 +65,8 @@ class PostgresTransaction(Transaction):
             cursor = self.connection.execute(named_to("pyformat", sql), dict(params or {}))
             return list(cursor.fetchall())
         except psycopg.Error as exc:
-            raise_if_lost(self.connection, self.where, exc)
+            if lost(self.connection, exc):
+                raise unavailable(self.where, exc) from exc
             raise
 
     @contextmanager
@@ -69,19 +75,30 @@ class PostgresTransaction(Transaction):
             with self.connection.transaction():
                 yield
         except psycopg.Error as exc:
-            raise_if_lost(self.connection, self.where, exc)
+            if lost(self.connection, exc):
+                raise unavailable(self.where, exc) from exc
             raise
 
 
-def raise_if_lost(
-    connection: psycopg.Connection[dict[str, Any]], where: str, exc: psycopg.Error
-) -> None:
-    """A failure that cost the connection (the server restarting, the backend terminated, the
-    network gone) as ``StoreUnavailable``: nothing of the transaction was committed, and the
-    store connects again for the next one. Any other failure is left as it is."""
-    if connection.broken:
-        reason = " ".join(str(exc).split())
-        raise StoreUnavailable(f"lost the connection to {where} ({reason})", where) from exc
+def lost(connection: psycopg.Connection[dict[str, Any]], exc: psycopg.Error) -> bool:
+    """Whether a failure cost the connection (the server restarting, the backend terminated, the
+    network gone): nothing of its transaction was committed. Such a connection is closed, so
+    that the next transaction connects anew. libpq may hand over the server's last words
+    (57P01 and the like) before it sees the socket close: those count as lost too."""
+    sqlstate = exc.sqlstate or ""
+    if connection.broken or sqlstate in _SESSION_ENDED or sqlstate.startswith("08"):
+        connection.close()
+        return True
+    return False
+
+
+def unavailable(where: str, exc: psycopg.Error) -> StoreUnavailable:
+    return StoreUnavailable(f"lost the connection to {where} ({one_line(exc)})", where)
+
+
+def one_line(exc: psycopg.Error) -> str:
+    """The driver's message on one line (libpq's span several)."""
+    return " ".join(str(exc).split())
 
 
 class PostgresStore(Store):
@@ -116,23 +133,23 @@ class PostgresStore(Store):
                 connection = psycopg.connect(self.dsn, row_factory=dict_row, autocommit=True)
             except psycopg.OperationalError as exc:
                 raise StoreUnavailable(
-                    f"cannot connect to {self.where} ({self._reason(exc)}); check that the "
+                    f"cannot connect to {self.where} ({self.described(exc)}); check that the "
                     "server runs there, and the DSN's host, port, user and password",
                     self.where,
                 ) from None
             except psycopg.Error as exc:  # a DSN libpq cannot read
                 raise StoreError(
                     f"{redacted(self.dsn)} is not a PostgreSQL DSN libpq can read: "
-                    f"{self._reason(exc)}; write it as postgresql://user:password@host:port/db "
+                    f"{self.described(exc)}; write it as postgresql://user:password@host:port/db "
                     "(or host=… dbname=… user=…)"
                 ) from None
             self._local.connection = connection
         return connection
 
-    def _reason(self, exc: psycopg.Error) -> str:
+    def described(self, exc: psycopg.Error) -> str:
         """The driver's message on one line, without the DSN's password (libpq quotes a DSN
         it cannot parse)."""
-        return scrubbed(" ".join(str(exc).split()), self.dsn)
+        return scrubbed(one_line(exc), self.dsn)
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -144,7 +161,8 @@ class PostgresStore(Store):
                 yield tx
                 tx.flush_later()
         except psycopg.Error as exc:
-            raise_if_lost(connection, self.where, exc)
+            if lost(connection, exc):
+                raise unavailable(self.where, exc) from exc
             raise
         if begun.status is not begun.Status.COMMITTED:
             # psycopg leaves the block without a word when the connection is already gone
@@ -163,17 +181,18 @@ class PostgresStore(Store):
         try:
             return connection, block.enter_context(connection.transaction())
         except psycopg.Error as exc:
-            if not connection.broken:
+            if not lost(connection, exc):
                 raise
-            lost = self._reason(exc)
+            reason = one_line(exc)
         connection = self.connection()
         try:
             begun = block.enter_context(connection.transaction())
         except psycopg.Error as exc:
-            raise_if_lost(connection, self.where, exc)
+            if lost(connection, exc):
+                raise unavailable(self.where, exc) from exc
             raise
         log.warning(
-            "lost the connection to %s while it was idle (%s); reconnected", self.where, lost
+            "lost the connection to %s while it was idle (%s); reconnected", self.where, reason
         )
         return connection, begun
 

@@ -26,6 +26,7 @@ from ccbmdm.runtime.delivery import Received
 from ccbmdm.runtime.node import Node
 from ccbmdm.runtime.store import Store, StoreUnavailable, Transaction
 from ccbmdm.runtime.store.dsn import redacted
+from ccbmdm.runtime.store.postgres import lost
 from ccbmdm.runtime.transport import InProcessTransport
 from reliability_world import build_world, check, install, open_work, quiet
 from runtime_world import FAST, FLOWS, People, Unreachable
@@ -145,13 +146,13 @@ def test_r4_terminated_backends_are_one_warning_each_and_the_work_completes(
 
     records = runtime_logs.records
     where = f"PostgreSQL at {redacted(store.dsn)}"
-    lost = [r for r in records if r.getMessage().startswith(f"lost the connection to {where} (")]
-    back = [r for r in records if r.getMessage() == f"the connection to {where} is back"]
-    assert [r.levelno for r in lost] == [logging.WARNING] * 3
-    assert all(r.getMessage().endswith("; reconnecting") for r in lost)
-    assert [r.levelno for r in back] == [logging.WARNING] * 3
+    losses = [r for r in records if r.getMessage().startswith(f"lost the connection to {where} (")]
+    backs = [r for r in records if r.getMessage() == f"the connection to {where} is back"]
+    assert [r.levelno for r in losses] == [logging.WARNING] * 3
+    assert all(r.getMessage().endswith("; reconnecting") for r in losses)
+    assert [r.levelno for r in backs] == [logging.WARNING] * 3
     # each loss is followed by its reconnection, within R4's 30 s
-    moments = sorted([(r.created, "lost") for r in lost] + [(r.created, "back") for r in back])
+    moments = sorted([(r.created, "lost") for r in losses] + [(r.created, "back") for r in backs])
     assert [kind for _, kind in moments] == ["lost", "back"] * 3
     assert all(b - a < 30 for (a, _), (b, _) in zip(moments[::2], moments[1::2], strict=True))
     assert [r for r in records if r.exc_info] == []
@@ -189,12 +190,12 @@ def test_a_connection_lost_while_idle_is_replaced_at_the_next_transaction(
     between requests) nothing of a transaction was sent: the next one reconnects and goes on,
     with one warning."""
     terminator = Terminator()
-    lost = backend_of(store)
-    terminator.terminate_pid(lost)
+    idle = backend_of(store)
+    terminator.terminate_pid(idle)
     terminator.admin.close()
     with store.transaction() as tx:
         assert tx.fetch("SELECT 1 AS one") == [{"one": 1}]
-    assert backend_of(store) != lost
+    assert backend_of(store) != idle
     assert [(r.levelname, r.getMessage(), r.exc_info) for r in runtime_logs.records] == [
         (
             "WARNING",
@@ -218,3 +219,38 @@ def test_a_transaction_whose_connection_is_gone_never_returns_as_committed(store
     terminator.admin.close()
     with store.transaction() as tx:
         assert tx.fetch("SELECT to_regclass('kept') AS kept") == [{"kept": None}]
+
+
+class Connection:
+    """What ``lost`` reads of a psycopg connection."""
+
+    def __init__(self, broken: bool) -> None:
+        self.broken, self.closed = broken, False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize(
+    ("broken", "error", "is_lost"),
+    [
+        (
+            True,
+            psycopg.OperationalError("consuming input failed: server closed the connection"),
+            True,
+        ),
+        # the server's last words, read before libpq sees the socket close
+        (False, psycopg.errors.AdminShutdown("terminating connection"), True),
+        (False, psycopg.errors.IdleSessionTimeout("terminating connection"), True),
+        (False, psycopg.errors.ConnectionFailure("connection failure"), True),
+        # the connection is fine: a defect, or the database's own refusal
+        (False, psycopg.errors.UniqueViolation("duplicate key"), False),
+        (False, psycopg.errors.DeadlockDetected("deadlock detected"), False),
+    ],
+)
+def test_a_connection_is_lost_when_broken_or_when_the_server_ended_the_session(
+    broken: bool, error: psycopg.Error, is_lost: bool
+) -> None:
+    connection = Connection(broken)
+    assert lost(cast(Any, connection), error) is is_lost
+    assert connection.closed is is_lost  # a lost one is closed: the next transaction reconnects
