@@ -28,7 +28,7 @@ from ccbmdm.codegen.xsd_reader import ContractError
 from ccbmdm.runtime.codec import ContractViolation
 from ccbmdm.runtime.config import ConfigError
 from ccbmdm.runtime.contracts import UnknownContract
-from ccbmdm.runtime.store.base import StoreError
+from ccbmdm.runtime.store.base import StoreError, StoreUnavailable
 from ccbmdm.runtime.xmlsafe import XmlRejected
 
 if TYPE_CHECKING:
@@ -57,6 +57,10 @@ ProjectDir = Annotated[
 ]
 
 
+# The database cannot be reached (sysexits' EX_UNAVAILABLE): the same command may work later.
+UNAVAILABLE = 69
+
+
 class Failed(Exception):
     """A failure already explained to the user; carries the exit code."""
 
@@ -69,13 +73,20 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise Failed(code)
 
 
+def fail_store(exc: StoreError) -> NoReturn:
+    """A store that cannot be used: its message names the database, the password redacted."""
+    fail(str(exc), UNAVAILABLE if isinstance(exc, StoreUnavailable) else 1)
+
+
 @contextmanager
 def explained() -> Iterator[None]:
     """Turn the package's known failures into messages; anything else is an internal error."""
     try:
         yield
-    except (ProjectError, RenderError, compiler.FormatError, ConfigError, StoreError) as exc:
+    except (ProjectError, RenderError, compiler.FormatError, ConfigError) as exc:
         fail(str(exc))
+    except StoreError as exc:
+        fail_store(exc)
     except CatalogueError as exc:
         err.print(f"[bold red]error:[/] {exc}")
         raise Failed(1) from None
@@ -331,7 +342,7 @@ StoreOption = Annotated[
 
 
 def _open_store(dsn: str | None, project_dir: Path | None) -> Store:
-    from ccbmdm.runtime.store import StoreError, open_store
+    from ccbmdm.runtime.store import open_store
 
     if dsn is None:
         with explained():
@@ -340,11 +351,9 @@ def _open_store(dsn: str | None, project_dir: Path | None) -> Store:
         if not path.exists():
             fail(f"no store at {path}; pass --store (a SQLite file or a postgresql:// DSN)")
         dsn = str(path)
-    try:
+    with explained():
         store = open_store(dsn)
         store.migrate()
-    except StoreError as exc:
-        fail(str(exc))
     return store
 
 
@@ -615,7 +624,7 @@ def demo(
         fail("give --db or --pg, not both", 2)
     with explained():
         project = _project(project_dir)
-    store = _demo_schema(pg) if pg else fresh_sqlite(db or project.target / "demo.db")
+        store = _demo_schema(pg) if pg else fresh_sqlite(db or project.target / "demo.db")
     columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress("{task.description}", *columns, console=err) as bars:
 
@@ -632,14 +641,18 @@ def _demo_schema(dsn: str) -> str:
     """A schema of its own for the demo's run in a PostgreSQL database, named by the time."""
     import psycopg
 
-    from ccbmdm.runtime.store.base import StoreError
+    from ccbmdm.runtime.store.postgres import PostgresStore
 
     schema = f"ccbmdm_demo_{time.strftime('%Y%m%d%H%M%S')}"
+    admin = PostgresStore(dsn)
     try:
-        with psycopg.connect(dsn, autocommit=True) as admin:
-            admin.execute(f"CREATE SCHEMA {schema}")
+        with admin.transaction() as tx:
+            tx.execute(f"CREATE SCHEMA {schema}")
     except psycopg.Error as exc:
-        raise StoreError(f"cannot create the demo's schema at {dsn}: {exc}") from None
+        reason = admin.described(exc)
+        raise StoreError(f"cannot create the demo's schema in {admin.where}: {reason}") from None
+    finally:
+        admin.close()
     err.print(f"PostgreSQL schema {schema}")
     separator = "&" if "?" in dsn else "?"
     return f"{dsn}{separator}options=-csearch_path%3D{schema}"
@@ -990,7 +1003,10 @@ def link_command(
 def run(command: Callable[[], object]) -> int:
     """Run the app and map failures to exit codes, never to a traceback."""
     try:
-        command()
+        try:
+            command()
+        except StoreError as exc:  # outside `explained`: the database lost mid-command
+            fail_store(exc)
     except Failed as exc:
         return exc.code
     except SystemExit as exc:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,9 +26,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ccbmdm.runtime.authorization import partners
 from ccbmdm.runtime.delivery import DeliverySettings
 from ccbmdm.runtime.http import Credential
+from ccbmdm.runtime.store.dsn import is_postgres, redacted
 
 NodeName = Literal["ccb", "bridge", "mdm"]
 _ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+# what os.path.expandvars leaves of a variable that is not set
+_VARIABLE = re.compile(r"\$\{?(?P<name>[A-Za-z_]\w*)")
 _LISTEN = re.compile(r"^(?P<host>[^:\s]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
 
 
@@ -173,6 +177,11 @@ class RuntimeConfig(_Strict):
     def hosted(self) -> list[str]:
         return [name for name, node in self.nodes.items() if node.hosted]
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """The store's password never shown, not even in a traceback."""
+        for name, value in super().__repr_args__():
+            yield name, redacted(value) if name == "store" else value
+
 
 REFERENCE_SYSTEMS = {
     "ccb": "ccbmdm.runtime.sim.ccb:connect",
@@ -235,6 +244,12 @@ def load_config(path: Path) -> RuntimeConfig:
     except ValidationError as exc:
         raise _problems(path, exc) from None
     store = os.path.expandvars(config.store)
-    if not store.startswith(("postgresql://", "postgres://", "host=")):
+    unset = _VARIABLE.search(store)
+    if unset:
+        raise ConfigError(
+            f"{path}: store: the environment variable {unset['name']} is not set; set it, "
+            "or write the store without it"
+        )
+    if not is_postgres(store):
         store = str((path.parent / store).resolve())
     return config.model_copy(update={"store": store})

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from ccbmdm.runtime.lifecycle import Deadline, Lifecycle, State
-from ccbmdm.runtime.store import Store, Transaction
+from ccbmdm.runtime.store import Store, StoreUnavailable, Transaction
 from ccbmdm.runtime.store.base import Row
 
 _NAME = re.compile(r"^[a-z_]+$")
@@ -178,10 +178,13 @@ def together_or_apart(tx: Transaction, together: Callable[[], T], apart: Callabl
     fails, the batch is rolled back and run again by ``apart``, each item under a savepoint of
     its own, so that a defect in one does not stop the others (E4). A savepoint per item costs
     two statements and a copy of every page the item changes; a failing item is rare, and then
-    what the batch did outside the store (a log line, a memo) may be done twice."""
+    what the batch did outside the store (a log line, a memo) may be done twice. A lost
+    connection is no item's defect: it ends the batch at once."""
     try:
         with tx.savepoint():
             return together()
+    except StoreUnavailable:
+        raise
     except Exception:
         return apart()
 
@@ -195,7 +198,8 @@ def each_apart(
 ) -> int:
     """A monitor step's rows, each moved under a savepoint of its own: one overtaken meanwhile
     is left quietly, and one whose move fails is logged and left for a later step, so that a
-    defect in one does not stop the others (E4). ``name`` names a row in ``log``'s lines.
+    defect in one does not stop the others (E4). A lost connection stops the loop at the first
+    row: the others would only fail the same way. ``name`` names a row in ``log``'s lines.
     Returns how many moved."""
     moved = 0
     for row in rows:
@@ -204,6 +208,8 @@ def each_apart(
                 moved += move(row)
         except Overtaken:
             log.info("%s was moved meanwhile", name(row))
+        except StoreUnavailable:
+            raise
         except Exception:  # one row's defect must not stop the others
             log.exception("%s could not be moved on", name(row))
     return moved

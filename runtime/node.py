@@ -16,8 +16,8 @@ from ccbmdm.runtime.header import system_code
 from ccbmdm.runtime.inline import NOT_DELIVERED, other_side
 from ccbmdm.runtime.machine import together_or_apart
 from ccbmdm.runtime.mapping import Context, TransformError
-from ccbmdm.runtime.receiver import Receiver
-from ccbmdm.runtime.store import Store, Transaction
+from ccbmdm.runtime.receiver import NOT_PROCESSED, Receiver
+from ccbmdm.runtime.store import Store, StoreUnavailable, Transaction
 from ccbmdm.runtime.store.base import Row
 from ccbmdm.runtime.sync import canonical_key, ordering_key
 from ccbmdm.runtime.transport import (
@@ -30,7 +30,6 @@ from ccbmdm.runtime.transport import (
 
 log = logging.getLogger("ccbmdm.runtime")
 
-NOT_PROCESSED = 1402  # PD-C11: a received message whose processing attempts are used up
 RELAY = "relay"  # owner type of a bridge outbox row: the inbox row of the message it maps
 BATCHES_PER_STEP = 4  # how many full batches one send or process step may take in a row
 
@@ -161,12 +160,15 @@ class Node:
     def _process_apart(
         self, tx: Transaction, handler: Handler, received: list[Received]
     ) -> list[Outcome]:
-        """Each message under a savepoint: one that fails is logged and left to be retried."""
+        """Each message under a savepoint: one that fails is logged and left to be retried; a
+        lost connection ends the batch at the first."""
         outcomes = []
         for message in received:
             try:
                 with tx.savepoint():
                     outcomes.append((message, handler(tx, message)))
+            except StoreUnavailable:
+                raise
             except Exception:
                 log.exception(
                     "processing failed; the message is retried after its lease",

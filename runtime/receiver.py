@@ -16,6 +16,7 @@ from ccbmdm.runtime.contracts import ContractRegistry, UnknownContract
 from ccbmdm.runtime.delivery import Arrival, Inbox, new_message_id
 from ccbmdm.runtime.header import message_header, system_code
 from ccbmdm.runtime.inline import Answerer
+from ccbmdm.runtime.store import StoreUnavailable
 from ccbmdm.runtime.transport import Posting, Response
 from ccbmdm.runtime.xmlsafe import XmlRejected
 
@@ -23,6 +24,7 @@ FRAMEWORK_CATEGORY = 90000
 AUTHENTICATION_FAILED = 1201  # PD-C11
 # The credential, the endpoint and the message's header disagree (runtime.md, "Faults").
 NOT_AUTHORIZED = 1202
+NOT_PROCESSED = 1402  # PD-C11: not processed (attempts used up, or the store unavailable)
 # A fault must name a flow; one about a path that names none is filed under this one.
 UNKNOWN_FLOW = "UNKNOWN"
 _SAMPLE_ID = "00000000-0000-7000-8000-000000000000"  # stands for a receipt's message id
@@ -50,7 +52,14 @@ class Receiver:
         a fault for a bad one, 202 for a new one, 200 with the recorded outcome for a repeat."""
         checked = [self._check(sender, posting) for posting in postings]
         arrivals = [item for item in checked if isinstance(item, Arrival)]
-        stored = iter(self.inbox.store_messages(sender, arrivals))
+        try:
+            stored = iter(self.inbox.store_messages(sender, arrivals))
+        except StoreUnavailable:
+            # Nothing was stored and the sender sends again; the worker polling the same store
+            # reports the outage, once, rather than a traceback per posting.
+            return [
+                item if isinstance(item, Response) else self.unavailable(item) for item in checked
+            ]
         answers = []
         for item in checked:
             if isinstance(item, Response):
@@ -142,6 +151,17 @@ class Receiver:
         cap = self.contracts.limits.max_bytes
         return self.fault(
             None, self._code(flow_name), 1001, f"message over the {cap}-byte cap", 413
+        )
+
+    def unavailable(self, arrival: Arrival) -> Response:
+        """503 with fault 90000/1402: the node's store cannot be reached, so nothing was stored
+        (a technical failure: the sender retries)."""
+        return self.fault(
+            arrival.message_id,
+            arrival.flow,
+            NOT_PROCESSED,
+            "not processed: the node's store is unavailable; send again",
+            503,
         )
 
     def unauthenticated(self, flow_name: str) -> Response:

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ccbmdm.runtime.store import StoreUnavailable
+
 log = logging.getLogger("ccbmdm.worker")
 
 # A step does one batch of work and says how many items it moved (0: nothing was due).
@@ -76,24 +78,41 @@ class Worker:
         """Until ``stop`` is set: a round, or a poll interval's wait when it found nothing.
         A round that fails (the database restarting, a deadlock, a lost connection) is logged
         and the worker waits, then carries on: every step is a transaction, so a failed one
-        changed nothing, and what it held is rescued when its lease passes. Returns the items
+        changed nothing, and what it held is rescued when its lease passes. A lost connection
+        is one warning, and one more when the store answers again, however many rounds it
+        takes; any other failure is a defect and keeps its traceback. Returns the items
         moved."""
         total = 0
         failures = 0
+        lost: StoreUnavailable | None = None  # the store's connection, while it is away
         settle_collector()
         while not stop.is_set():
             try:
                 moved = self.round()
+            except StoreUnavailable as exc:
+                failures += 1
+                if lost is None:
+                    log.warning("%s; reconnecting", exc)
+                lost = exc
+                stop.wait(self._pause(failures))
+                continue
             except Exception:
                 failures += 1
                 log.exception("a round failed; retrying after a pause (%d in a row)", failures)
-                stop.wait(min(self.poll_interval_s * 2**failures, 30.0))
+                stop.wait(self._pause(failures))
                 continue
+            if lost is not None:
+                log.warning("the connection to %s is back", lost.where)
+                lost = None
             failures = 0
             total += moved
             if moved == 0:
                 stop.wait(self.poll_interval_s)
         return total
+
+    def _pause(self, failures: int) -> float:
+        """The wait after ``failures`` failed rounds in a row: doubling, at most 30 s."""
+        return min(self.poll_interval_s * 2.0**failures, 30.0)
 
 
 def stop_on_signals() -> threading.Event:

@@ -17,7 +17,7 @@ from ccbmdm.runtime.header import message_header
 from ccbmdm.runtime.mapping import CodeTables, Context
 from ccbmdm.runtime.model import ContractModel
 from ccbmdm.runtime.node import Bridge, Node, run_until_quiet
-from ccbmdm.runtime.store import Store, Transaction
+from ccbmdm.runtime.store import Store, StoreUnavailable, Transaction
 from ccbmdm.runtime.sync import Acknowledgements, SyncRequestMonitor, capture
 from ccbmdm.runtime.transport import Answer, InProcessTransport, Posting, Response, TransportError
 from support import REPO
@@ -123,6 +123,16 @@ class StubMdm:
             tx, "bridge", received.flow, "ack", message_id, ack.encode(message)
         )
         return message_id
+
+
+class Unreachable:
+    """A store whose database cannot be reached (refused, or lost and not back)."""
+
+    dialect, now, now_plus = "postgres", "now()", "now()"
+    where = "PostgreSQL at postgresql://ccbmdm:***@db.example/integration"
+
+    def transaction(self) -> Any:
+        raise StoreUnavailable(f"cannot connect to {self.where} (connection refused)", self.where)
 
 
 class Flaky(InProcessTransport):

@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 import pytest
+from conftest import PG_DSN
 
-from ccbmdm.cli import app, run
+from ccbmdm.cli import UNAVAILABLE, app, run
 from ccbmdm.runtime.store import Store, open_store
 from runtime_world import People
 from support import REPO, sample
@@ -458,19 +461,170 @@ def _basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-def test_demo_on_postgresql_in_a_schema_of_its_own(capsys: pytest.CaptureFixture[str]) -> None:
-    dsn = os.environ.get("CCBMDM_TEST_PG_DSN")
-    if not dsn:
+def test_demo_on_postgresql_in_a_schema_of_its_own(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The demo in a schema of its own, given a DSN with a password: the password is in no
+    output, no log line and nothing the demo stored."""
+    if not PG_DSN:
         pytest.skip("PostgreSQL store tests need CCBMDM_TEST_PG_DSN (CI sets it)")
     import psycopg
 
+    dsn, secret = with_password(PG_DSN)
     code, out, err = ccbmdm(capsys, "demo", "--customers", "6", "--pg", dsn)
     schema = err.split("PostgreSQL schema ", 1)[1].split()[0] if "PostgreSQL schema " in err else ""
     try:
         assert code == 0, err
         assert schema.startswith("ccbmdm_demo_")
         assert "no request in Error" in out and "│ bills completed   │ 7     │" in out
+        assert secret not in out + err + caplog.text
+        separator = "&" if "?" in dsn else "?"
+        demo = open_store(f"{dsn}{separator}options=-csearch_path%3D{schema}")
+        assert secret not in stored_text(demo)
+        demo.close()
     finally:
         if schema:
             with psycopg.connect(dsn, autocommit=True) as admin:
                 admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+# --- a DSN's password is never shown ---------------------------------------------------------
+
+SECRET = "Sw0rdf1sh-not-for-logs"
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A loopback port bound but not listening while the test runs: a connection is refused."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
+
+
+def with_password(dsn: str) -> tuple[str, str]:
+    """The DSN with a password, and that password: its own if it has one (the server checks
+    it), else ``SECRET`` (a server that trusts the test's user ignores it)."""
+    if not dsn.startswith(("postgresql://", "postgres://")):  # the key/value form
+        found = re.search(r"\bpassword\s*=\s*(\S+)", dsn)
+        return (dsn, found[1]) if found else (f"{dsn} password={SECRET}", SECRET)
+    parts = urlsplit(dsn)
+    if parts.password:
+        return dsn, unquote(parts.password)
+    user, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user or 'postgres'}:{SECRET}@{host}")), SECRET
+
+
+UNREACHABLE_COMMANDS = {
+    "status": ["status", "--store", "{dsn}"],
+    "discard": ["discard", "1", "--reason", "obsolete", "--store", "{dsn}"],
+    "monitor --once": ["monitor", "--once", "--config", "{config}"],
+    "monitor": ["monitor", "--config", "{config}"],
+    "resubmit": ["resubmit", "--all-errors", "--config", "{config}"],
+    "run": ["run", "--config", "{config}"],
+    "demo --pg": ["demo", "--customers", "1", "--pg", "{dsn}"],
+}
+
+
+@pytest.mark.parametrize("command", UNREACHABLE_COMMANDS)
+def test_an_unreachable_database_is_a_clear_error_without_its_password(
+    command: str,
+    refused_port: int,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each command that takes a store, given a DSN with a password where nothing listens (the
+    runtime file's store from an environment variable): what failed, where, with the password
+    redacted, what to do, and the exit code of an unavailable service, not an internal error."""
+    dsn = f"postgresql://ccbmdm:{SECRET}@127.0.0.1:{refused_port}/integration"
+    monkeypatch.setenv("TEST_STORE_DSN", dsn)
+    config = write_config(tmp_path, "${TEST_STORE_DSN}")
+    args = [a.format(dsn=dsn, config=config) for a in UNREACHABLE_COMMANDS[command]]
+    code, out, err = ccbmdm(capsys, *args)
+    where = f"PostgreSQL at postgresql://ccbmdm:***@127.0.0.1:{refused_port}/integration"
+    assert code == UNAVAILABLE, err
+    assert f"error: cannot connect to {where} (" in err
+    assert "check that the server runs there" in err
+    assert SECRET not in out + err + caplog.text
+    assert "internal error" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("dsn", "code"),
+    [
+        (
+            "host=127.0.0.1 port={port} user=ccbmdm password={secret} dbname=integration",
+            UNAVAILABLE,
+        ),
+        ("host=127.0.0.1 port={port} password='{secret} with spaces' dbname=db", UNAVAILABLE),
+        ("postgresql://127.0.0.1:{port}/integration?user=ccbmdm&password={secret}", UNAVAILABLE),
+        ("postgresql://ccbmdm:{secret}@[::1/integration", 1),  # libpq quotes what it cannot parse
+    ],
+)
+def test_every_form_of_a_dsn_password_is_redacted(
+    dsn: str, code: int, refused_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    given = dsn.format(port=refused_port, secret=SECRET)
+    exit_code, out, err = ccbmdm(capsys, "status", "--store", given)
+    assert exit_code == code and err.startswith("error: ") and "***" in err
+    assert SECRET not in out + err
+
+
+def test_a_store_variable_that_is_not_set_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TEST_STORE_DSN", raising=False)
+    config = write_config(tmp_path, "${TEST_STORE_DSN}")
+    code, _, err = ccbmdm(capsys, "monitor", "--once", "--config", str(config))
+    assert code == 1
+    assert "store: the environment variable TEST_STORE_DSN is not set" in err
+    assert not list(tmp_path.glob("$*"))  # no SQLite file named after the variable
+
+
+@pytest.mark.parametrize("empty_store", ["postgres"], indirect=True)
+def test_commands_on_a_dsn_with_a_password_never_show_it(
+    store: Store,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same commands on the real server, its DSN carrying a password: the password is in
+    no output, no log line and nothing the store keeps (reasons included)."""
+    dsn, secret = with_password(store.dsn)
+    monkeypatch.setenv("TEST_STORE_DSN", dsn)
+    config = str(write_config(tmp_path, "${TEST_STORE_DSN}"))
+    people = People(store)
+    for person in ("0000000011", REJECTED):
+        people.change(person, f"Person,{person[-2:]}")
+    shown = ""
+    for args, expected in (
+        (["monitor", "--once", "--config", config], 0),
+        (["status", "--store", dsn], 0),
+        (["resubmit", "--all-errors", "--config", config], 0),
+        (["discard", "999999", "--reason", "obsolete", "--store", dsn], 1),
+    ):
+        code, out, err = ccbmdm(capsys, *args)
+        assert code == expected, err
+        shown += out + err
+    assert "in ERROR" in shown  # status listed the rejected request with its reason
+    assert secret not in shown + caplog.text
+    assert secret not in stored_text(store)
+
+
+def stored_text(store: Store) -> str:
+    """Every row of every table of the store's schema, as text."""
+    with store.transaction() as tx:
+        tables = [
+            r["table_name"]
+            for r in tx.fetch(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = current_schema()"
+            )
+        ]
+        return "\n".join(
+            str(row["t"])
+            for table in tables
+            for row in tx.fetch(f"SELECT t::text AS t FROM {table} t")
+        )

@@ -51,7 +51,7 @@ from ccbmdm.runtime.sim.mdm_usage import (
 )
 from ccbmdm.runtime.sim.measurements import FAULT_CATEGORY, instant
 from ccbmdm.runtime.sim.usage_groups import SqKey, UsageGroup
-from ccbmdm.runtime.store import Transaction
+from ccbmdm.runtime.store import StoreUnavailable, Transaction
 from ccbmdm.runtime.transport import Response
 
 log = logging.getLogger("ccbmdm.sim.mdm")
@@ -104,6 +104,10 @@ class MdmAnswers:
         try:
             with self.usage.store.transaction() as tx:
                 reply = handler(tx, request)
+        except StoreUnavailable as exc:  # no defect: the caller asks again (a 5xx is retried)
+            log.warning("%s could not be answered: %s", flow.code, exc)
+            text = "not processed: the store is unavailable, try again"
+            return fault(correlation, flow.code, NOT_PROCESSED, text, 503)
         except Exception as exc:  # a defect answers the caller instead of hanging it
             log.exception("%s could not be answered", flow.code)
             return fault(correlation, flow.code, NOT_PROCESSED, f"not processed: {exc}", 500)

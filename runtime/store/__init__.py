@@ -7,6 +7,12 @@ explicit transaction; the database clock is the only clock (reliability.md §2.5
 
 from __future__ import annotations
 
-from ccbmdm.runtime.store.base import Store, StoreError, Transaction, open_store
+from ccbmdm.runtime.store.base import (
+    Store,
+    StoreError,
+    StoreUnavailable,
+    Transaction,
+    open_store,
+)
 
-__all__ = ["Store", "StoreError", "Transaction", "open_store"]
+__all__ = ["Store", "StoreError", "StoreUnavailable", "Transaction", "open_store"]

@@ -10,6 +10,8 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any
 
+from ccbmdm.runtime.store.dsn import is_postgres, redacted
+
 Row = Mapping[str, Any]
 # Writes the rows queued with Transaction.later, all of a transaction's at once
 Flush = Callable[["Transaction", list[Any]], None]
@@ -18,6 +20,16 @@ _PARAMETER = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
 
 class StoreError(Exception):
     """The store cannot be opened or used as configured; the message says what to change."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached: the connection was refused or lost. Nothing of the
+    transaction in hand was committed; the store connects again for the next one. ``where``
+    names the database, its password redacted."""
+
+    def __init__(self, message: str, where: str) -> None:
+        super().__init__(message)
+        self.where = where
 
 
 class Transaction(ABC):
@@ -101,6 +113,9 @@ class Store(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def __repr__(self) -> str:  # the DSN's password is never shown, not even in a traceback
+        return f"<{type(self).__name__} {redacted(self.dsn)}>"
+
     @abstractmethod
     def to_datetime(self, value: Any) -> datetime | None:
         """A timestamp column's value as an aware datetime."""
@@ -126,7 +141,7 @@ def named_to(style: str, sql: str) -> str:
 
 def open_store(dsn: str) -> Store:
     """A store from a DSN: ``postgresql://…`` for PostgreSQL, anything else a SQLite file path."""
-    if dsn.startswith(("postgresql://", "postgres://")) or dsn.startswith("host="):
+    if is_postgres(dsn):
         from ccbmdm.runtime.store.postgres import PostgresStore
 
         return PostgresStore(dsn)

@@ -3,44 +3,102 @@ the durability settings checked when the store opens."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
-from ccbmdm.runtime.store.base import Row, Store, StoreError, Transaction, named_to
+from ccbmdm.runtime.store.base import (
+    Row,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    Transaction,
+    named_to,
+)
+from ccbmdm.runtime.store.dsn import redacted, scrubbed
+
+log = logging.getLogger("ccbmdm.store")
 
 _REQUIRED_ON = ("fsync", "synchronous_commit", "full_page_writes")
+# The server ends the session: admin_shutdown, crash_shutdown, cannot_connect_now,
+# idle_session_timeout, idle_in_transaction_session_timeout (class 08 is the connection's own)
+_SESSION_ENDED = ("57P01", "57P02", "57P03", "57P05", "25P03")
 
 
 class PostgresTransaction(Transaction):
     now = "now()"
 
-    def __init__(self, connection: psycopg.Connection[dict[str, Any]]) -> None:
+    def __init__(self, connection: psycopg.Connection[dict[str, Any]], where: str) -> None:
         super().__init__()
         self.connection = connection
+        self.where = where
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
-        cursor = self.connection.execute(named_to("pyformat", sql), dict(params or {}))
+        try:
+            cursor = self.connection.execute(named_to("pyformat", sql), dict(params or {}))
+        except psycopg.Error as exc:
+            if lost(self.connection, exc):
+                raise unavailable(self.where, exc) from exc
+            raise
         return cursor.rowcount
 
     def execute_many(self, sql: str, params: Sequence[Mapping[str, Any]]) -> int:
         if not params:
             return 0
-        with self.connection.cursor() as cursor:
-            cursor.executemany(named_to("pyformat", sql), [dict(p) for p in params])
-            return max(cursor.rowcount, 0)
+        try:
+            with self.connection.cursor() as cursor:
+                cursor.executemany(named_to("pyformat", sql), [dict(p) for p in params])
+                return max(cursor.rowcount, 0)
+        except psycopg.Error as exc:
+            if lost(self.connection, exc):
+                raise unavailable(self.where, exc) from exc
+            raise
 
     def fetch(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
-        cursor = self.connection.execute(named_to("pyformat", sql), dict(params or {}))
-        return list(cursor.fetchall())
+        try:
+            cursor = self.connection.execute(named_to("pyformat", sql), dict(params or {}))
+            return list(cursor.fetchall())
+        except psycopg.Error as exc:
+            if lost(self.connection, exc):
+                raise unavailable(self.where, exc) from exc
+            raise
 
-    def _savepoint(self) -> AbstractContextManager[Any]:
-        return self.connection.transaction()
+    @contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        try:
+            with self.connection.transaction():
+                yield
+        except psycopg.Error as exc:
+            if lost(self.connection, exc):
+                raise unavailable(self.where, exc) from exc
+            raise
+
+
+def lost(connection: psycopg.Connection[dict[str, Any]], exc: psycopg.Error) -> bool:
+    """Whether a failure cost the connection (the server restarting, the backend terminated, the
+    network gone): nothing of its transaction was committed. Such a connection is closed, so
+    that the next transaction connects anew. libpq may hand over the server's last words
+    (57P01 and the like) before it sees the socket close: those count as lost too."""
+    sqlstate = exc.sqlstate or ""
+    if connection.broken or sqlstate in _SESSION_ENDED or sqlstate.startswith("08"):
+        connection.close()
+        return True
+    return False
+
+
+def unavailable(where: str, exc: psycopg.Error) -> StoreUnavailable:
+    return StoreUnavailable(f"lost the connection to {where} ({one_line(exc)})", where)
+
+
+def one_line(exc: psycopg.Error) -> str:
+    """The driver's message on one line (libpq's span several)."""
+    return " ".join(str(exc).split())
 
 
 class PostgresStore(Store):
@@ -50,6 +108,7 @@ class PostgresStore(Store):
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
+        self.where = f"PostgreSQL at {redacted(dsn)}"
         self._local = threading.local()
         with self.transaction() as tx:
             settings = {
@@ -61,7 +120,7 @@ class PostgresStore(Store):
         off = [name for name in _REQUIRED_ON if settings.get(name) != "on"]
         if off:
             raise StoreError(
-                f"PostgreSQL at {dsn} runs with {', '.join(off)} off; the runtime promises durability "
+                f"{self.where} runs with {', '.join(off)} off; the runtime promises durability "
                 "only with fsync, synchronous_commit and full_page_writes on"
             )
 
@@ -73,19 +132,69 @@ class PostgresStore(Store):
             try:
                 connection = psycopg.connect(self.dsn, row_factory=dict_row, autocommit=True)
             except psycopg.OperationalError as exc:
+                raise StoreUnavailable(
+                    f"cannot connect to {self.where} ({self.described(exc)}); check that the "
+                    "server runs there, and the DSN's host, port, user and password",
+                    self.where,
+                ) from None
+            except psycopg.Error as exc:  # a DSN libpq cannot read
                 raise StoreError(
-                    f"cannot connect to PostgreSQL at {self.dsn}: {exc}".strip()
+                    f"{redacted(self.dsn)} is not a PostgreSQL DSN libpq can read: "
+                    f"{self.described(exc)}; write it as postgresql://user:password@host:port/db "
+                    "(or host=… dbname=… user=…)"
                 ) from None
             self._local.connection = connection
         return connection
 
+    def described(self, exc: psycopg.Error) -> str:
+        """The driver's message on one line, without the DSN's password (libpq quotes a DSN
+        it cannot parse)."""
+        return scrubbed(one_line(exc), self.dsn)
+
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
+        block = ExitStack()
+        connection, begun = self._begin(block)
+        try:
+            with block:
+                tx = PostgresTransaction(connection, self.where)
+                yield tx
+                tx.flush_later()
+        except psycopg.Error as exc:
+            if lost(connection, exc):
+                raise unavailable(self.where, exc) from exc
+            raise
+        if begun.status is not begun.Status.COMMITTED:
+            # psycopg leaves the block without a word when the connection is already gone
+            raise StoreUnavailable(
+                f"lost the connection to {self.where} before the commit", self.where
+            )
+
+    def _begin(
+        self, block: ExitStack
+    ) -> tuple[psycopg.Connection[dict[str, Any]], psycopg.Transaction]:
+        """BEGIN on this thread's connection, its end left to ``block``. A connection lost while
+        it was idle (the server restarted, the backend terminated between two transactions) is
+        replaced once: nothing of the transaction had been sent, so it goes on, with one
+        warning. A replacement refused raises ``StoreUnavailable``."""
         connection = self.connection()
-        with connection.transaction():
-            tx = PostgresTransaction(connection)
-            yield tx
-            tx.flush_later()
+        try:
+            return connection, block.enter_context(connection.transaction())
+        except psycopg.Error as exc:
+            if not lost(connection, exc):
+                raise
+            reason = one_line(exc)
+        connection = self.connection()
+        try:
+            begun = block.enter_context(connection.transaction())
+        except psycopg.Error as exc:
+            if lost(connection, exc):
+                raise unavailable(self.where, exc) from exc
+            raise
+        log.warning(
+            "lost the connection to %s while it was idle (%s); reconnected", self.where, reason
+        )
+        return connection, begun
 
     def close(self) -> None:
         connection = getattr(self._local, "connection", None)

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import gc
+import logging
+import sqlite3
 import threading
 
 import pytest
 
+from ccbmdm.runtime.machine import each_apart, together_or_apart
+from ccbmdm.runtime.store import Store, StoreUnavailable
+from ccbmdm.runtime.store.base import Row
 from ccbmdm.runtime.worker import StillBusy, Worker, settle_collector
+
+log = logging.getLogger("ccbmdm.test")
 
 
 class Countdown:
@@ -79,6 +86,114 @@ def test_a_failing_round_is_logged_and_the_worker_carries_on(
         moved = Worker([flaky], poll_interval_s=0.001).run(stop)
     assert moved == 3 and len(calls) == 4  # the round after the failure went on
     assert "a round failed; retrying after a pause (1 in a row)" in caplog.text
+
+
+WHERE = "PostgreSQL at postgresql://ccbmdm:***@db.example/integration"
+
+
+def lost() -> StoreUnavailable:
+    return StoreUnavailable(f"lost the connection to {WHERE} (server closed the connection)", WHERE)
+
+
+def test_a_lost_store_is_one_warning_and_one_line_when_it_is_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Three rounds in a row find the store gone: one warning, no traceback, then one line
+    when a round gets through again."""
+    stop = threading.Event()
+    calls: list[int] = []
+
+    def reconnecting() -> int:
+        calls.append(1)
+        if 2 <= len(calls) <= 4:
+            raise lost()
+        if len(calls) == 6:
+            stop.set()
+        return 1
+
+    with caplog.at_level("INFO", logger="ccbmdm.worker"):
+        moved = Worker([reconnecting], poll_interval_s=0.001).run(stop)
+    assert moved == 3 and len(calls) == 6
+    assert [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records] == [
+        (
+            "WARNING",
+            f"lost the connection to {WHERE} (server closed the connection); reconnecting",
+            None,
+        ),
+        ("WARNING", f"the connection to {WHERE} is back", None),
+    ]
+
+
+@pytest.mark.parametrize("error", ["database is locked", "disk I/O error"])
+def test_a_sqlite_failure_keeps_its_traceback(error: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Only a lost connection is quiet: SQLite's busy lock or I/O error is logged with its
+    traceback every time."""
+    stop = threading.Event()
+    calls: list[int] = []
+
+    def failing() -> int:
+        calls.append(1)
+        if len(calls) in (2, 3):
+            raise sqlite3.OperationalError(error)
+        if len(calls) == 4:
+            stop.set()
+        return 1
+
+    with caplog.at_level("INFO", logger="ccbmdm.worker"):
+        Worker([failing], poll_interval_s=0.001).run(stop)
+    assert [(r.levelname, r.exc_info is not None) for r in caplog.records] == [("ERROR", True)] * 2
+    assert all(error in r.exc_text for r in caplog.records if r.exc_text)
+
+
+def rows(count: int) -> list[dict[str, int]]:
+    return [{"id": n} for n in range(1, count + 1)]
+
+
+@pytest.mark.parametrize("error", ["database is locked", "disk I/O error"])
+def test_an_item_loop_logs_a_failing_item_and_moves_the_others(
+    store: Store, error: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """E4 on either store: a failing item (here SQLite's busy or I/O error, as its step would
+    see it) is logged with its traceback and the loop goes on."""
+    moved: list[int] = []
+
+    def move(row: Row) -> int:
+        if row["id"] == 2:
+            raise sqlite3.OperationalError(error)
+        moved.append(row["id"])
+        return 1
+
+    with caplog.at_level("INFO", logger="ccbmdm"), store.transaction() as tx:
+        assert each_apart(tx, rows(3), move, lambda r: f"row {r['id']}", log) == 2
+    assert moved == [1, 3]
+    assert [(r.getMessage(), r.exc_info is not None) for r in caplog.records] == [
+        ("row 2 could not be moved on", True)
+    ]
+
+
+def test_an_item_loop_stops_at_a_lost_connection(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A lost connection is no item's defect: the loop ends at the first, logs nothing, and the
+    batch done together is not done again item by item."""
+    moved: list[int] = []
+    apart: list[int] = []
+
+    def move(row: Row) -> int:
+        moved.append(row["id"])
+        raise lost()
+
+    def one_by_one() -> int:
+        apart.append(1)
+        return 0
+
+    quiet = caplog.at_level("INFO", logger="ccbmdm")
+    with quiet, pytest.raises(StoreUnavailable), store.transaction() as tx:
+        each_apart(tx, rows(3), move, lambda r: f"row {r['id']}", log)
+    assert moved == [1] and caplog.records == []
+    with pytest.raises(StoreUnavailable), store.transaction() as tx:
+        together_or_apart(tx, lambda: move({"id": 4}), one_by_one)
+    assert moved == [1, 4] and apart == []
 
 
 def test_a_worker_settles_the_collector_before_its_first_round() -> None:

@@ -6,18 +6,24 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from types import ModuleType
-from typing import Any
+from types import ModuleType, SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
 from ccbmdm.runtime.contracts import ContractRegistry
+from ccbmdm.runtime.delivery import new_message_id
 from ccbmdm.runtime.header import message_header
+from ccbmdm.runtime.model import ContractModel
+from ccbmdm.runtime.node import Node
 from ccbmdm.runtime.sim.ccb import CcbSimulator
+from ccbmdm.runtime.sim.mdm_answers import MdmAnswers
 from ccbmdm.runtime.sim.mdm_measurements import Measurements, generate_interval_data
 from ccbmdm.runtime.sim.mdm_usage import MdmUsage
 from ccbmdm.runtime.sim.synthetic import Plan
 from ccbmdm.runtime.store import Store, Transaction
+from ccbmdm.runtime.transport import InProcessTransport
+from runtime_world import FAST, FLOWS, Unreachable
 from usage_world import ZONE, World, midnight
 
 TODAY = datetime.now(ZONE).date()
@@ -357,3 +363,24 @@ def test_sa_activation_bill_cycle_from_the_sps_measurement_cycles(world: World) 
     assert (reply.result.has_error, reply.bill_cycle) == (False, f"M{one[2:]}")
     reply = activation(world, "0000000001")
     assert errors(reply.result) == [(90000, 1102, ("D1-SP", "0000000001"))]
+
+
+# -- the store unavailable --------------------------------------------------------------------
+
+
+def test_an_answer_without_its_store_is_a_fault_the_caller_retries(
+    registry: ContractRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """503 with 90000/1402, which names neither the database nor its address, and one warning
+    without a traceback: no defect, the caller asks again."""
+    store = cast(Store, Unreachable())
+    node = Node("mdm", store, registry, FLOWS, InProcessTransport(), FAST)
+    answers = MdmAnswers(cast(MdmUsage, SimpleNamespace(node=node, store=store)))
+    flow = next(f for f in FLOWS if f.code == "HIGH_LOW")
+    request = SimpleNamespace(message_header=SimpleNamespace(message_id=new_message_id()))
+    with caplog.at_level("INFO", logger="ccbmdm"):
+        response = answers.answer("bridge", flow, cast(ContractModel, request))
+    assert response.status == 503 and response.technical_failure
+    assert b"<messageNumber>1402</messageNumber>" in response.body
+    assert b"store is unavailable" in response.body and b"db.example" not in response.body
+    assert [(r.levelname, r.exc_info) for r in caplog.records] == [("WARNING", None)]
