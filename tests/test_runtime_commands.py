@@ -18,12 +18,11 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 import pytest
-from conftest import PG_DSN
 
 from ccbmdm.cli import UNAVAILABLE, app, run
 from ccbmdm.runtime.store import Store, open_store
 from runtime_world import People
-from support import REPO, sample
+from support import PG_DSN, REPO, sample
 
 CCBMDM = str(Path(sys.executable).parent / "ccbmdm")
 REJECTED = "0000000013"  # runtime_world.mdm_system rejects this person

@@ -19,7 +19,6 @@ from typing import Any, cast
 
 import psycopg
 import pytest
-from conftest import PG_DSN
 
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.delivery import Received
@@ -30,7 +29,7 @@ from ccbmdm.runtime.store.postgres import lost
 from ccbmdm.runtime.transport import InProcessTransport
 from reliability_world import build_world, check, install, open_work, quiet
 from runtime_world import FAST, FLOWS, People, Unreachable
-from support import sample
+from support import PG_DSN, sample
 
 
 class Terminator:
