@@ -23,12 +23,16 @@ class XmlLimits:
 
     The contracts declare no attributes and a handful of namespaces, so the caps on attributes
     per element and namespace declarations per message are far above any message they allow,
-    and far below what it takes to make a report or a namespace lookup expensive.
+    and far below what it takes to make a report or a namespace lookup expensive. A message
+    at the size cap, laid out as partners write them, has well under a million elements; a
+    flood of empty elements would have four times as many, and its tree and report would take
+    gigabytes, so a message with more is refused before its tree is built.
     """
 
     max_bytes: int = 16 * 1024 * 1024
     max_attributes: int = 64
     max_namespace_declarations: int = 128
+    max_elements: int = 1_000_000
 
 
 DEFAULT_LIMITS = XmlLimits()
@@ -84,15 +88,16 @@ def parse_partner_xml(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree.
         raise XmlRejected(f"message of {len(data)} bytes is over the {limits.max_bytes}-byte cap")
     if not data.strip():
         raise XmlRejected("the message is empty")
-    # Every attribute and namespace declaration has a "=", and the "=" of every encoding counted
-    # right (see _counted_right) has this byte: one count bounds both for nearly every message.
-    # Declarations are counted before the tree is built, which a flood of them would make costly.
+    # Every attribute and namespace declaration has a "=", and every element a "<", and those
+    # characters have these bytes in every encoding counted right (see _counted_right): one count
+    # each bounds them for nearly every message. Declarations and elements are counted before
+    # the tree is built, which a flood of them would make costly.
     equals = data.count(b"=")
     if (
         equals > limits.max_namespace_declarations
         and _declarations_at_most(data) > limits.max_namespace_declarations
-    ):
-        _check_declarations(data, limits)
+    ) or data.count(b"<") > limits.max_elements:
+        _check_counts(data, limits)
     try:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
@@ -103,20 +108,21 @@ def parse_partner_xml(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree.
         raise XmlRejected("DTD not allowed (a DOCTYPE declaration was found)", 1, 1)
     counted = _counted_right(data, docinfo.encoding)
     if not counted:
-        _check_declarations(data, limits)
+        _check_counts(data, limits)
     if not counted or equals > limits.max_attributes:
         _check_attributes(root, limits)
     return root
 
 
-def _check_declarations(data: bytes, limits: XmlLimits) -> None:
-    """Reject a message with more namespace declarations than the cap.
+def _check_counts(data: bytes, limits: XmlLimits) -> None:
+    """Reject a message with more namespace declarations or elements than the caps.
 
     The tree does not list an element's own declarations (and a walk of it with namespace
-    events is quadratic in them), so the bytes are read once more into a counter instead of a
-    tree, which stops one past the cap. A message it cannot read is left to the parser.
+    events is quadratic in them), and a flood of elements must never become a tree, so the
+    bytes are read once more into a counter instead, which stops one past a cap. A message it
+    cannot read is left to the parser.
     """
-    counter = _DeclarationCounter(limits.max_namespace_declarations)
+    counter = _Counter(limits)
     parser = etree.XMLParser(
         target=cast("etree.ParserTarget[None]", counter),
         resolve_entities=False,
@@ -130,19 +136,27 @@ def _check_declarations(data: bytes, limits: XmlLimits) -> None:
         return
 
 
-class _DeclarationCounter:
-    """A parser target that counts namespace declarations and rejects one past the cap."""
+class _Counter:
+    """A parser target that counts namespace declarations and elements, and rejects the
+    message one past either cap."""
 
-    def __init__(self, most: int) -> None:
-        self.most = most
+    def __init__(self, limits: XmlLimits) -> None:
+        self.declarations = limits.max_namespace_declarations
+        self.elements = limits.max_elements
         self.declared = 0
+        self.started = 0
 
     def start_ns(self, prefix: str, uri: str) -> None:
         self.declared += 1
-        if self.declared > self.most:
-            raise XmlRejected(
-                f"over {self.most} namespace declarations; at most {self.most} are allowed"
-            )
+        if self.declared > self.declarations:
+            most = self.declarations
+            raise XmlRejected(f"over {most} namespace declarations; at most {most} are allowed")
+
+    def start(self, tag: str, attrib: object) -> None:
+        self.started += 1
+        if self.started > self.elements:
+            most = self.elements
+            raise XmlRejected(f"over {most:,} elements; at most {most:,} are allowed")
 
     def close(self) -> None:
         return None

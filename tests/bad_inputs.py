@@ -61,6 +61,10 @@ BAD_INPUTS: dict[str, tuple[bytes, str]] = {
         ).encode(),
         "XML rejected: over 128 namespace declarations; at most 128 are allowed",
     ),
+    "many-elements": (
+        PERSON.replace("<person>", "<person>" + "<x/>" * 1_000_001).encode(),
+        "XML rejected: over 1,000,000 elements; at most 1,000,000 are allowed",
+    ),
     "wrong-namespace": (
         PERSON.replace("urn:ccbmdm:ccb:v1", "urn:example:ccb").encode(),
         "wrong namespace; did you mean {urn:ccbmdm:ccb:v1}PersonSyncRequest?",

@@ -134,6 +134,7 @@ def test_hostile_messages_get_a_bounded_fault_and_nothing_is_stored(
             1001,
             "over 128 namespace declarations",
         ),
+        "elements": (BAD_INPUTS["many-elements"][0].decode(), 1001, "over 1,000,000 elements"),
     }
     with Server(ReceiverApp(world.bridge.receiver, {"ccb": CREDENTIALS["ccb"]})) as bridge:
         url = f"{bridge.url}/ccbmdm/v1/person-sync/request"

@@ -223,6 +223,25 @@ def test_a_message_with_more_namespace_declarations_than_the_cap_is_rejected(
         parse_partner_xml(declarations(cap + 1).encode(encoding))
 
 
+@pytest.mark.parametrize("encoding", WIDE)
+def test_a_message_with_more_elements_than_the_cap_is_rejected_before_its_tree(
+    encoding: str,
+) -> None:
+    limits = XmlLimits(max_elements=10)
+    assert len(parse_partner_xml(("<r>" + "<x/>" * 9 + "</r>").encode(encoding), limits)) == 9
+    with pytest.raises(XmlRejected, match="over 10 elements; at most 10 are allowed"):
+        parse_partner_xml(("<r>" + "<x/>" * 10 + "</r>").encode(encoding), limits)
+
+
+def test_the_element_cap_is_far_above_a_message_at_the_size_cap() -> None:
+    # A realistic message at the size cap: readings laid out as partners write them.
+    limits = XmlLimits()
+    reading = b"  <reading>\n    <at>2026-01-01T00:15:00Z</at>\n    <q>1.5</q>\n  </reading>\n"
+    count = (limits.max_bytes - 100) // len(reading)
+    root = parse_partner_xml(b"<r>\n" + reading * count + b"</r>", limits)
+    assert len(root) == count and 3 * count < limits.max_elements
+
+
 def test_caps_hold_in_an_encoding_that_writes_the_equals_sign_otherwise() -> None:
     # UTF-7 may write "=" as "+AD0-": the bytes then say nothing, and the tree is counted.
     def utf7(text: str) -> bytes:
@@ -241,6 +260,7 @@ BLOW_UPS = {
     "deep": b"<a>" * 300 + b"</a>" * 300,
     **{f"60k-attributes-{e}": attributes(60_000).encode(e) for e in WIDE},
     **{f"30k-namespace-declarations-{e}": declarations(30_000).encode(e) for e in WIDE},
+    "4m-elements": b"<r>" + b"<x/>" * 4_000_000 + b"</r>",
 }
 
 
