@@ -3,7 +3,8 @@
 Polling moves all work (reliability.md §1.3): a worker runs each step once per round, sleeps a
 poll interval when a round found nothing, and sweeps passed leases and deadlines on its own,
 slower, interval. Several workers, in threads, processes or on other machines, may share a store:
-claims never hand one row to two of them. A stop request lets the batch in hand finish.
+claims never hand one row to two of them. A stop request lets the batch in hand finish, within a
+grace period that the process enforces (``Shutdown``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import functools
 import gc
 import logging
+import os
 import signal
 import threading
 import time
@@ -96,14 +98,58 @@ class Worker:
         return total
 
 
-def stop_on_signals() -> threading.Event:
-    """An event set by SIGTERM or SIGINT, so a worker finishes its batch and exits cleanly."""
-    stop = threading.Event()
+FORCED_EXIT = 1  # the exit status of a process ended at its stop deadline
 
-    def request_stop(signum: int, _frame: object) -> None:
-        log.info("stopping after the current batch", extra={"signal": signal.Signals(signum).name})
-        stop.set()
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    return stop
+class Shutdown:
+    """A process's stop: requested by SIGTERM or SIGINT (or by ``request``, when a worker's
+    supervising process is gone), honoured by the worker after the batch in hand. The request
+    also starts the grace period: past it, whatever still runs (a step stuck in a system, a
+    server thread decoding a huge message, a thread the interpreter would wait for at exit) is
+    ended. The ``at_deadline`` hooks run (a supervisor kills its workers), then the process
+    exits with ``os._exit(FORCED_EXIT)``. Every batch is a transaction, so ending it loses
+    nothing: what it held is rescued when its lease passes."""
+
+    def __init__(self, grace_s: float) -> None:
+        self.event = threading.Event()
+        self.grace_s = grace_s
+        self.deadline: float | None = None  # time.monotonic() at which the process is ended
+        self.reason = ""
+        self._hooks: list[Callable[[], object]] = []
+        # Started now, not from a signal handler, which may run while a lock it needs is held.
+        threading.Thread(target=self._enforce, name="ccbmdm-stop-deadline", daemon=True).start()
+
+    def request(self, reason: str) -> None:
+        """Ask the worker to stop after its batch; safe in a signal handler (no lock, no log)."""
+        if not self.event.is_set():
+            self.reason = reason
+            self.deadline = time.monotonic() + self.grace_s
+            self.event.set()
+
+    def at_deadline(self, hook: Callable[[], object]) -> None:
+        """Run ``hook`` when the grace period has passed, before the process exits."""
+        self._hooks.append(hook)
+
+    def on_signals(self) -> Shutdown:
+        """SIGTERM and SIGINT request the stop (installed from the main thread)."""
+
+        def request_stop(signum: int, _frame: object) -> None:
+            self.request(signal.Signals(signum).name)
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        return self
+
+    def _enforce(self) -> None:
+        self.event.wait()
+        log.info("stopping after the current batch (%s)", self.reason)
+        time.sleep(self.grace_s)
+        log.warning(
+            "still running %g s after the stop (%s); ending the process", self.grace_s, self.reason
+        )
+        for hook in self._hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("a stop hook failed")
+        os._exit(FORCED_EXIT)

@@ -1,0 +1,272 @@
+"""Worker processes under a supervising process (``monitor --workers N``, ``run --workers N``).
+
+The supervisor starts each worker as a fresh interpreter (not through multiprocessing, whose
+spawn start method also starts a resource tracker process that nothing here needs), restarts a
+worker that dies, after a delay that doubles while workers keep dying, and stops them all with
+the process: SIGTERM, the grace period for the batches in hand, then SIGKILL.
+
+A worker never outlives its supervisor. It holds the read end of a pipe whose write end only the
+supervisor holds (its standard input, which first carries the worker's configuration): the pipe
+reaches its end when the supervisor is gone, however it went, on any platform. On Linux the
+kernel also sends it SIGTERM at once (``PR_SET_PDEATHSIG``). Either way the worker stops as on
+SIGTERM: it finishes the batch in hand, within its grace period. SIGTERM rather than SIGKILL,
+because a batch that finishes leaves nothing for the restarted runtime to rescue, whereas a
+killed one leaves its rows leased until their leases pass; a worker stuck in its batch is ended
+at the grace period all the same (``Shutdown``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ccbmdm.codegen.project import Project, ProjectError
+from ccbmdm.runtime.assembly import Runtime
+from ccbmdm.runtime.config import ConfigError, RuntimeConfig, SupervisionSetting
+from ccbmdm.runtime.store.base import StoreError
+from ccbmdm.runtime.worker import Shutdown
+
+log = logging.getLogger("ccbmdm.supervisor")
+
+# The worker's interpreter: -P keeps the working directory off its path (a checkout of the
+# project must not shadow the installed package); the parent's path is handed over instead.
+_WORKER = "from ccbmdm.runtime.supervisor import work_under_supervisor; work_under_supervisor()"
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_CHECK_S = 0.1  # how often the supervisor looks at its workers
+
+
+@dataclass
+class _Slot:
+    """One worker's place: the process in it, and when it may be started again."""
+
+    number: int
+    process: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    delay_s: float = 0.0  # the last restart delay; 0 before the first death
+    restart_at: float | None = None
+
+
+@dataclass
+class Supervisor:
+    """Runs ``count`` worker processes of ``config`` until ``stop``; numbers them from 1 (the
+    supervising process itself may run worker 0)."""
+
+    config: RuntimeConfig
+    project_root: Path
+    count: int
+    batch: int | None = None
+    _slots: list[_Slot] = field(default_factory=list, init=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False)
+
+    @property
+    def settings(self) -> SupervisionSetting:
+        return self.config.supervision
+
+    def start(self) -> None:
+        """Start the workers, and the thread that watches and restarts them. The workers are
+        started from that thread: on Linux a worker is signalled when the thread that started
+        it ends, and this one lives until ``stop``."""
+        self._slots = [_Slot(number) for number in range(1, self.count + 1)]
+        started = threading.Event()
+        self._thread = threading.Thread(
+            target=self._watch, args=(started,), name="ccbmdm-supervisor", daemon=True
+        )
+        self._thread.start()
+        started.wait()
+
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [s.process.pid for s in self._slots if s.process and s.process.poll() is None]
+
+    def _watch(self, started: threading.Event) -> None:
+        for slot in self._slots:
+            self._launch_or_retry(slot)
+        started.set()
+        while not self._stopping.wait(_CHECK_S):
+            for slot in self._slots:
+                self._look_after(slot)
+
+    def _launch_or_retry(self, slot: _Slot) -> None:
+        try:
+            self._launch(slot)
+        except OSError as exc:  # no process could be made (out of memory, of pids): later
+            delay = self._schedule(slot, time.monotonic())
+            log.warning("worker %d cannot be started (%s); trying in %g s", slot.number, exc, delay)
+
+    def _look_after(self, slot: _Slot) -> None:
+        now = time.monotonic()
+        if slot.restart_at is not None:
+            if now >= slot.restart_at:
+                self._launch_or_retry(slot)
+            return
+        if slot.process is None or slot.process.poll() is None:
+            return
+        lived = now - slot.started
+        delay = self._schedule(slot, now)
+        log.warning(
+            "worker %d (pid %d) %s after %.1f s; restarting it in %g s",
+            slot.number,
+            slot.process.pid,
+            ended(slot.process.returncode),
+            lived,
+            delay,
+        )
+
+    def _schedule(self, slot: _Slot, now: float) -> float:
+        """The restart delay: the first, again after a worker lived the longest delay, and
+        doubled (to the cap) while workers keep dying sooner."""
+        first, cap = self.settings.restart_delay_s, self.settings.restart_delay_cap_s
+        lived = now - slot.started
+        slot.delay_s = first if slot.delay_s == 0 or lived >= cap else min(slot.delay_s * 2, cap)
+        slot.restart_at = now + slot.delay_s
+        return slot.delay_s
+
+    def _launch(self, slot: _Slot) -> None:
+        """Start the worker in ``slot``: its configuration goes down its standard input, which
+        then stays open for as long as this process lives."""
+        slot.restart_at = None
+        slot.started = time.monotonic()
+        orders = {
+            "parent": os.getpid(),
+            "number": slot.number,
+            "config": self.config.model_dump(mode="json"),
+            "project_root": str(self.project_root),
+            "batch": self.batch,
+            "path": sys.path,
+        }
+        process = subprocess.Popen([sys.executable, "-P", "-c", _WORKER], stdin=subprocess.PIPE)
+        with self._lock:
+            slot.process = process
+        assert process.stdin is not None
+        try:
+            process.stdin.write(json.dumps(orders).encode() + b"\n")
+            process.stdin.flush()
+        except BrokenPipeError:  # it died at once; seen as dead on the next look
+            pass
+        log.info("worker %d started (pid %d)", slot.number, process.pid)
+
+    def stop(self, deadline: float | None = None) -> bool:
+        """Stop every worker: SIGTERM, then SIGKILL to those still running at ``deadline``
+        (``time.monotonic()``; default: the grace period from now). True when every worker
+        stopped in time."""
+        if deadline is None:
+            deadline = time.monotonic() + self.settings.stop_grace_s
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+        with self._lock:
+            running = [s for s in self._slots if s.process and s.process.poll() is None]
+        for slot in running:
+            assert slot.process is not None
+            slot.process.terminate()
+        clean = True
+        for slot in running:
+            assert slot.process is not None
+            try:
+                slot.process.wait(timeout=max(deadline - time.monotonic(), 0))
+            except subprocess.TimeoutExpired:
+                clean = False
+                log.warning(
+                    "worker %d (pid %d) still running at the end of the grace period; killed",
+                    slot.number,
+                    slot.process.pid,
+                )
+                slot.process.kill()
+                slot.process.wait()
+        for slot in self._slots:
+            if slot.process is not None and slot.process.stdin is not None:
+                slot.process.stdin.close()
+        return clean
+
+    def kill(self) -> None:
+        """SIGKILL every worker at once (the process is being ended)."""
+        with self._lock:
+            processes = [s.process for s in self._slots if s.process is not None]
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+
+
+def ended(returncode: int) -> str:
+    """How a process ended, for a log line: ``exited with status 1``, ``was killed by SIGKILL``."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"was killed by {name}"
+    return f"exited with status {returncode}"
+
+
+def die_with_parent(parent: int) -> bool:
+    """On Linux, have the kernel send SIGTERM to this process when its parent ends; False when
+    the parent is gone already (it may have ended before the request was made)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            log.warning(
+                "cannot ask to be signalled when the supervisor ends (errno %d)", ctypes.get_errno()
+            )
+    return os.getppid() == parent
+
+
+def watch_parent(shutdown: Shutdown) -> None:
+    """Request the stop when standard input ends: the supervisor, which holds the pipe's only
+    write end, is gone (the portable half of ``die_with_parent``)."""
+
+    def wait_for_the_end() -> None:
+        while sys.stdin.buffer.read(4096):
+            pass
+        shutdown.request("the supervising process is gone")
+
+    threading.Thread(target=wait_for_the_end, name="ccbmdm-parent-watch", daemon=True).start()
+
+
+def work_under_supervisor() -> None:
+    """A worker process's life: its orders from standard input, tied to its supervisor, its
+    own runtime and connections, until SIGTERM, SIGINT or the supervisor's end."""
+    line = sys.stdin.buffer.readline()
+    if not line:
+        return  # the supervisor is gone before it said anything
+    orders = json.loads(line)
+    if not die_with_parent(orders["parent"]):
+        return
+    sys.path.extend(entry for entry in orders["path"] if entry not in sys.path)
+    config = RuntimeConfig.model_validate(orders["config"])
+    shutdown = Shutdown(config.supervision.stop_grace_s).on_signals()
+    watch_parent(shutdown)
+    try:
+        runtime = Runtime(config, Project.load(Path(orders["project_root"])))
+    except (ConfigError, ProjectError, StoreError) as exc:  # told once; restarted later
+        log.error("worker %d cannot start: %s", orders["number"], exc)
+        sys.exit(1)
+    try:
+        runtime.worker(orders["batch"]).run(shutdown.event)
+    finally:
+        runtime.close()
+
+
+def run_supervised(runtime: Runtime, workers: int, batch: int | None, shutdown: Shutdown) -> bool:
+    """Run ``runtime``'s worker in this process and ``workers - 1`` more under a supervisor,
+    until ``shutdown``; at its deadline the supervised workers are killed with the process.
+    True when everything stopped within the grace period."""
+    supervisor = Supervisor(runtime.config, runtime.project.root, workers - 1, batch)
+    shutdown.at_deadline(supervisor.kill)
+    if workers > 1:
+        supervisor.start()
+    try:
+        runtime.worker(batch).run(shutdown.event)
+    finally:
+        clean = supervisor.stop(shutdown.deadline)
+    return clean
