@@ -33,8 +33,8 @@ nodes:
   bridge: {{{bridge}}}
   mdm: {{system: "{mdm}"}}
 delivery: {{lease_s: 2, backoff_base_s: 0, backoff_factor: 2, poll_interval_s: 0.05}}
-supervision: {{{supervision}}}
 """
+        + (f"supervision: {{{supervision}}}\n" if supervision else "")
     )
     return path
 
