@@ -428,15 +428,12 @@ def _runtime(config: Path | None, project_dir: Path | None) -> Runtime:
 
 def _work_until_stopped(runtime: Runtime, workers: int, batch: int | None) -> None:
     """This process's worker and ``workers - 1`` supervised worker processes, until SIGTERM or
-    SIGINT; whatever still runs at the end of the grace period is ended, and the exit status
-    says so."""
+    SIGINT; whatever still runs at the end of the grace period is ended (exit status 1)."""
     from ccbmdm.runtime.supervisor import run_supervised
-    from ccbmdm.runtime.worker import FORCED_EXIT, Shutdown
+    from ccbmdm.runtime.worker import Shutdown
 
     shutdown = Shutdown(runtime.config.supervision.stop_grace_s).on_signals()
-    if not run_supervised(runtime, workers, batch, shutdown):
-        grace = runtime.config.supervision.stop_grace_s
-        fail(f"stopped, but a worker was still busy after {grace:g} s and was killed", FORCED_EXIT)
+    run_supervised(runtime, workers, batch, shutdown)
 
 
 @app.command()

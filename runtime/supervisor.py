@@ -17,6 +17,7 @@ at the grace period all the same (``Shutdown``).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import logging
@@ -57,15 +58,14 @@ class _Slot:
 
 @dataclass
 class Supervisor:
-    """Runs ``count`` worker processes of ``config`` until ``stop``; numbers them from 1 (the
-    supervising process itself may run worker 0)."""
+    """Runs ``count`` worker processes of ``config``, numbered from 1 (the supervising process
+    runs worker 0), until the ``stop`` event given to ``start`` is set."""
 
     config: RuntimeConfig
     project_root: Path
     count: int
     batch: int | None = None
     _slots: list[_Slot] = field(default_factory=list, init=False)
-    _stopping: threading.Event = field(default_factory=threading.Event, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
 
@@ -73,29 +73,25 @@ class Supervisor:
     def settings(self) -> SupervisionSetting:
         return self.config.supervision
 
-    def start(self) -> None:
-        """Start the workers, and the thread that watches and restarts them. The workers are
-        started from that thread: on Linux a worker is signalled when the thread that started
-        it ends, and this one lives until ``stop``."""
+    def start(self, stop: threading.Event) -> None:
+        """Start the workers from a thread that watches and restarts them until ``stop``, then
+        passes SIGTERM on to them at once (whatever this process is still doing). The workers
+        are started from that thread because, on Linux, a worker is signalled when the thread
+        that started it ends, and this one lives until the workers are told to stop anyway."""
         self._slots = [_Slot(number) for number in range(1, self.count + 1)]
-        started = threading.Event()
         self._thread = threading.Thread(
-            target=self._watch, args=(started,), name="ccbmdm-supervisor", daemon=True
+            target=self._watch, args=(stop,), name="ccbmdm-supervisor", daemon=True
         )
         self._thread.start()
-        started.wait()
 
-    def pids(self) -> list[int]:
-        with self._lock:
-            return [s.process.pid for s in self._slots if s.process and s.process.poll() is None]
-
-    def _watch(self, started: threading.Event) -> None:
+    def _watch(self, stop: threading.Event) -> None:
         for slot in self._slots:
             self._launch_or_retry(slot)
-        started.set()
-        while not self._stopping.wait(_CHECK_S):
+        while not stop.wait(_CHECK_S):
             for slot in self._slots:
                 self._look_after(slot)
+        for process in self._processes():
+            process.terminate()
 
     def _launch_or_retry(self, slot: _Slot) -> None:
         try:
@@ -112,23 +108,20 @@ class Supervisor:
             return
         if slot.process is None or slot.process.poll() is None:
             return
+        _release(slot.process)
         lived = now - slot.started
         delay = self._schedule(slot, now)
         log.warning(
             "worker %d (pid %d) %s after %.1f s; restarting it in %g s",
             slot.number,
             slot.process.pid,
-            ended(slot.process.returncode),
+            _ended(slot.process.returncode),
             lived,
             delay,
         )
 
     def _schedule(self, slot: _Slot, now: float) -> float:
-        """The restart delay: the first, again after a worker lived the longest delay, and
-        doubled (to the cap) while workers keep dying sooner."""
-        first, cap = self.settings.restart_delay_s, self.settings.restart_delay_cap_s
-        lived = now - slot.started
-        slot.delay_s = first if slot.delay_s == 0 or lived >= cap else min(slot.delay_s * 2, cap)
+        slot.delay_s = restart_delay(slot.delay_s, now - slot.started, self.settings)
         slot.restart_at = now + slot.delay_s
         return slot.delay_s
 
@@ -156,49 +149,52 @@ class Supervisor:
             pass
         log.info("worker %d started (pid %d)", slot.number, process.pid)
 
-    def stop(self, deadline: float | None = None) -> bool:
-        """Stop every worker: SIGTERM, then SIGKILL to those still running at ``deadline``
-        (``time.monotonic()``; default: the grace period from now). True when every worker
-        stopped in time."""
-        if deadline is None:
-            deadline = time.monotonic() + self.settings.stop_grace_s
-        self._stopping.set()
+    def wait(self) -> None:
+        """Once ``stop`` is set: wait until every worker has finished its batch and exited. One
+        that does not is killed by ``kill`` at the process's stop deadline."""
         if self._thread is not None:
             self._thread.join()
+        for process in self._processes():
+            process.wait()
+        for slot in self._slots:
+            _release(slot.process)
+
+    def kill(self) -> None:
+        """SIGKILL every worker still running, saying which (the grace period has passed)."""
         with self._lock:
             running = [s for s in self._slots if s.process and s.process.poll() is None]
         for slot in running:
             assert slot.process is not None
-            slot.process.terminate()
-        clean = True
-        for slot in running:
-            assert slot.process is not None
-            try:
-                slot.process.wait(timeout=max(deadline - time.monotonic(), 0))
-            except subprocess.TimeoutExpired:
-                clean = False
-                log.warning(
-                    "worker %d (pid %d) still running at the end of the grace period; killed",
-                    slot.number,
-                    slot.process.pid,
-                )
-                slot.process.kill()
-                slot.process.wait()
-        for slot in self._slots:
-            if slot.process is not None and slot.process.stdin is not None:
-                slot.process.stdin.close()
-        return clean
+            log.warning(
+                "worker %d (pid %d) still running at the end of the grace period; killed",
+                slot.number,
+                slot.process.pid,
+            )
+            slot.process.kill()
 
-    def kill(self) -> None:
-        """SIGKILL every worker at once (the process is being ended)."""
+    def _processes(self) -> list[subprocess.Popen[bytes]]:
         with self._lock:
-            processes = [s.process for s in self._slots if s.process is not None]
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
+            return [s.process for s in self._slots if s.process and s.process.poll() is None]
 
 
-def ended(returncode: int) -> str:
+def _release(process: subprocess.Popen[bytes] | None) -> None:
+    """Close this side of a worker's pipe (its end has come, or it is being stopped)."""
+    if process is not None and process.stdin is not None:
+        with contextlib.suppress(OSError):  # what a dead worker did not read is dropped
+            process.stdin.close()
+
+
+def restart_delay(previous_s: float, lived_s: float, settings: SupervisionSetting) -> float:
+    """How long to wait before a worker that died after ``lived_s`` seconds is restarted: the
+    first delay, again once a worker lived as long as the longest delay (it was not dying over
+    and over), else the previous delay doubled, up to the longest."""
+    first, cap = settings.restart_delay_s, settings.restart_delay_cap_s
+    if previous_s == 0 or lived_s >= cap:
+        return first
+    return min(previous_s * 2, cap)
+
+
+def _ended(returncode: int) -> str:
     """How a process ended, for a log line: ``exited with status 1``, ``was killed by SIGKILL``."""
     if returncode < 0:
         try:
@@ -209,7 +205,7 @@ def ended(returncode: int) -> str:
     return f"exited with status {returncode}"
 
 
-def die_with_parent(parent: int) -> bool:
+def _die_with_parent(parent: int) -> bool:
     """On Linux, have the kernel send SIGTERM to this process when its parent ends; False when
     the parent is gone already (it may have ended before the request was made)."""
     if sys.platform.startswith("linux"):
@@ -221,9 +217,9 @@ def die_with_parent(parent: int) -> bool:
     return os.getppid() == parent
 
 
-def watch_parent(shutdown: Shutdown) -> None:
+def _watch_parent(shutdown: Shutdown) -> None:
     """Request the stop when standard input ends: the supervisor, which holds the pipe's only
-    write end, is gone (the portable half of ``die_with_parent``)."""
+    write end, is gone (the portable half of ``_die_with_parent``)."""
 
     def wait_for_the_end() -> None:
         while sys.stdin.buffer.read(4096):
@@ -240,12 +236,12 @@ def work_under_supervisor() -> None:
     if not line:
         return  # the supervisor is gone before it said anything
     orders = json.loads(line)
-    if not die_with_parent(orders["parent"]):
+    if not _die_with_parent(orders["parent"]):
         return
     sys.path.extend(entry for entry in orders["path"] if entry not in sys.path)
     config = RuntimeConfig.model_validate(orders["config"])
-    shutdown = Shutdown(config.supervision.stop_grace_s).on_signals()
-    watch_parent(shutdown)
+    shutdown = Shutdown(config.supervision.stop_grace_s, orders["parent"]).on_signals()
+    _watch_parent(shutdown)
     try:
         runtime = Runtime(config, Project.load(Path(orders["project_root"])))
     except (ConfigError, ProjectError, StoreError) as exc:  # told once; restarted later
@@ -257,16 +253,16 @@ def work_under_supervisor() -> None:
         runtime.close()
 
 
-def run_supervised(runtime: Runtime, workers: int, batch: int | None, shutdown: Shutdown) -> bool:
+def run_supervised(runtime: Runtime, workers: int, batch: int | None, shutdown: Shutdown) -> None:
     """Run ``runtime``'s worker in this process and ``workers - 1`` more under a supervisor,
-    until ``shutdown``; at its deadline the supervised workers are killed with the process.
-    True when everything stopped within the grace period."""
+    until ``shutdown`` is requested; then wait for them all. At the shutdown's deadline the
+    workers still running are killed and the process ends (``Shutdown``)."""
     supervisor = Supervisor(runtime.config, runtime.project.root, workers - 1, batch)
     shutdown.at_deadline(supervisor.kill)
     if workers > 1:
-        supervisor.start()
+        supervisor.start(shutdown.event)
     try:
         runtime.worker(batch).run(shutdown.event)
     finally:
-        clean = supervisor.stop(shutdown.deadline)
-    return clean
+        shutdown.request("the worker has stopped")  # whatever ended it, the workers stop too
+        supervisor.wait()

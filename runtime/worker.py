@@ -13,6 +13,7 @@ import functools
 import gc
 import logging
 import os
+import queue
 import signal
 import threading
 import time
@@ -107,24 +108,24 @@ class Shutdown:
     also starts the grace period: past it, whatever still runs (a step stuck in a system, a
     server thread decoding a huge message, a thread the interpreter would wait for at exit) is
     ended. The ``at_deadline`` hooks run (a supervisor kills its workers), then the process
-    exits with ``os._exit(FORCED_EXIT)``. Every batch is a transaction, so ending it loses
-    nothing: what it held is rescued when its lease passes."""
+    exits with ``os._exit(FORCED_EXIT)``; a supervised worker leaves that to its ``supervisor``
+    for as long as it lives, so that one deadline decides. Every batch is a transaction, so
+    ending it loses nothing: what it held is rescued when its lease passes."""
 
-    def __init__(self, grace_s: float) -> None:
+    def __init__(self, grace_s: float, supervisor: int | None = None) -> None:
         self.event = threading.Event()
         self.grace_s = grace_s
-        self.deadline: float | None = None  # time.monotonic() at which the process is ended
-        self.reason = ""
+        self.supervisor = supervisor  # the pid whose own deadline decides while it lives
         self._hooks: list[Callable[[], object]] = []
-        # Started now, not from a signal handler, which may run while a lock it needs is held.
+        # A signal handler may run while the main thread holds the event's lock: it only puts
+        # the request in a queue that is safe there, and this thread, started now, acts on it.
+        self._requests: queue.SimpleQueue[str] = queue.SimpleQueue()
         threading.Thread(target=self._enforce, name="ccbmdm-stop-deadline", daemon=True).start()
 
     def request(self, reason: str) -> None:
-        """Ask the worker to stop after its batch; safe in a signal handler (no lock, no log)."""
-        if not self.event.is_set():
-            self.reason = reason
-            self.deadline = time.monotonic() + self.grace_s
-            self.event.set()
+        """Ask the worker to stop after its batch (safe in a signal handler); the first request
+        counts."""
+        self._requests.put(reason)
 
     def at_deadline(self, hook: Callable[[], object]) -> None:
         """Run ``hook`` when the grace period has passed, before the process exits."""
@@ -141,11 +142,16 @@ class Shutdown:
         return self
 
     def _enforce(self) -> None:
-        self.event.wait()
-        log.info("stopping after the current batch (%s)", self.reason)
+        reason = self._requests.get()
+        self.event.set()
+        log.info("stopping after the current batch (%s)", reason)
         time.sleep(self.grace_s)
+        while self.supervisor is not None and os.getppid() == self.supervisor:
+            time.sleep(0.1)  # the supervisor ends its stuck workers at its own deadline
         log.warning(
-            "still running %g s after the stop (%s); ending the process", self.grace_s, self.reason
+            "the stop (%s) took longer than its grace period of %g s; ending the process",
+            reason,
+            self.grace_s,
         )
         for hook in self._hooks:
             try:

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from ccbmdm.runtime.config import SupervisionSetting
 from ccbmdm.runtime.store import Store
+from ccbmdm.runtime.supervisor import restart_delay
 from ccbmdm.runtime.worker import FORCED_EXIT
 from command_world import CCBMDM, alive, descendants, environment, wait_for, write_config
 from loopback import free_port
@@ -27,6 +29,15 @@ from support import REPO, sample
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/task").is_dir(), reason="follows the processes through /proc"
 )
+
+
+def test_the_restart_delay_doubles_while_workers_keep_dying_and_starts_over() -> None:
+    settings = SupervisionSetting(restart_delay_s=1, restart_delay_cap_s=60)
+    delays = [restart_delay(0, 0.5, settings)]
+    for _ in range(7):
+        delays.append(restart_delay(delays[-1], 10, settings))
+    assert delays == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert restart_delay(60, 60, settings) == 1  # it had lived as long as the longest delay
 
 
 @dataclass
@@ -152,6 +163,9 @@ def test_a_stop_is_over_at_the_grace_period_even_when_a_process_is_stuck(
         assert runtime.process.wait(timeout=30) == FORCED_EXIT, runtime.stderr()
         assert time.monotonic() - asked >= 2  # the batch in hand was given its grace period
         wait_for(lambda: not alive(worker), 5)
+        killed = f"worker 1 (pid {worker}) still running at the end of the grace period; killed"
+        assert (killed in runtime.stderr()) == (stuck == "worker")
+        assert "took longer than its grace period of 2 s; ending the process" in runtime.stderr()
         assert "Traceback" not in runtime.stderr()
 
 
