@@ -138,7 +138,11 @@ class Supervisor:
             "batch": self.batch,
             "path": sys.path,
         }
-        process = subprocess.Popen([sys.executable, "-P", "-c", _WORKER], stdin=subprocess.PIPE)
+        # A process group of its own: Ctrl-C at a terminal reaches the supervisor only, which
+        # passes the stop on (a worker still importing would die of it with a traceback).
+        process = subprocess.Popen(
+            [sys.executable, "-P", "-c", _WORKER], stdin=subprocess.PIPE, process_group=0
+        )
         with self._lock:
             slot.process = process
         assert process.stdin is not None
