@@ -126,31 +126,11 @@ class Supervisor:
         return slot.delay_s
 
     def _launch(self, slot: _Slot) -> None:
-        """Start the worker in ``slot``: its configuration goes down its standard input, which
-        then stays open for as long as this process lives."""
         slot.restart_at = None
         slot.started = time.monotonic()
-        orders = {
-            "parent": os.getpid(),
-            "number": slot.number,
-            "config": self.config.model_dump(mode="json"),
-            "project_root": str(self.project_root),
-            "batch": self.batch,
-            "path": sys.path,
-        }
-        # A process group of its own: Ctrl-C at a terminal reaches the supervisor only, which
-        # passes the stop on (a worker still importing would die of it with a traceback).
-        process = subprocess.Popen(
-            [sys.executable, "-P", "-c", _WORKER], stdin=subprocess.PIPE, process_group=0
-        )
+        process = start_worker(self.config, self.project_root, slot.number, self.batch)
         with self._lock:
             slot.process = process
-        assert process.stdin is not None
-        try:
-            process.stdin.write(json.dumps(orders).encode() + b"\n")
-            process.stdin.flush()
-        except BrokenPipeError:  # it died at once; seen as dead on the next look
-            pass
         log.info("worker %d started (pid %d)", slot.number, process.pid)
 
     def wait(self) -> None:
@@ -186,6 +166,34 @@ def _release(process: subprocess.Popen[bytes] | None) -> None:
     if process is not None and process.stdin is not None:
         with contextlib.suppress(OSError):  # what a dead worker did not read is dropped
             process.stdin.close()
+
+
+def start_worker(
+    config: RuntimeConfig, project_root: Path, number: int, batch: int | None
+) -> subprocess.Popen[bytes]:
+    """Start worker ``number`` of ``config`` as a child of this process: its orders go down its
+    standard input, which then stays open for as long as this process lives (or until it is
+    closed: the worker stops)."""
+    orders = {
+        "parent": os.getpid(),
+        "number": number,
+        "config": config.model_dump(mode="json"),
+        "project_root": str(project_root),
+        "batch": batch,
+        "path": sys.path,
+    }
+    # A process group of its own: Ctrl-C at a terminal reaches the supervisor only, which
+    # passes the stop on (a worker still importing would die of it with a traceback).
+    process = subprocess.Popen(
+        [sys.executable, "-P", "-c", _WORKER], stdin=subprocess.PIPE, process_group=0
+    )
+    assert process.stdin is not None
+    try:
+        process.stdin.write(json.dumps(orders).encode() + b"\n")
+        process.stdin.flush()
+    except BrokenPipeError:  # it died at once; its supervisor sees it dead
+        pass
+    return process
 
 
 def restart_delay(previous_s: float, lived_s: float, settings: SupervisionSetting) -> float:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from ccbmdm.runtime.config import SupervisionSetting
+from ccbmdm.runtime.config import SupervisionSetting, load_config
 from ccbmdm.runtime.store import Store
-from ccbmdm.runtime.supervisor import restart_delay
+from ccbmdm.runtime.supervisor import restart_delay, start_worker
 from ccbmdm.runtime.worker import FORCED_EXIT
 from command_world import CCBMDM, alive, descendants, environment, wait_for, write_config
 from loopback import free_port
@@ -105,6 +105,28 @@ def started(
             os.kill(pid, signal.SIGKILL)
         process.kill()
         process.wait()
+
+
+def test_a_worker_stops_when_the_pipe_from_its_supervisor_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tie that holds on every platform: here the supervisor (this test) lives on, and only
+    the pipe it holds ends."""
+    folder = tmp_path / "workers"
+    folder.mkdir()
+    monkeypatch.setenv("CCBMDM_TEST_WORKERS", str(folder))
+    written = write_config(
+        tmp_path, str(tmp_path / "runtime.db"), mdm="runtime_world:observed_mdm_system"
+    )
+    worker = start_worker(load_config(written), REPO, 1, None)
+    try:
+        wait_for(lambda: (folder / str(worker.pid)).exists())  # it works
+        assert worker.stdin is not None
+        worker.stdin.close()
+        assert worker.wait(timeout=20) == 0
+    finally:
+        worker.kill()
+        worker.wait()
 
 
 @pytest.mark.parametrize("command", ["monitor", "run"])
