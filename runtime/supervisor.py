@@ -138,9 +138,12 @@ class Supervisor:
         that does not is killed by ``kill`` at the process's stop deadline."""
         if self._thread is not None:
             self._thread.join()
-        for process in self._processes():
-            process.wait()
         for slot in self._slots:
+            if slot.process is None or slot.restart_at is not None:  # its death was told
+                continue
+            code = slot.process.wait()
+            if code not in (0, -signal.SIGTERM, -signal.SIGKILL):  # SIGKILL: told already
+                log.warning("worker %d (pid %d) %s", slot.number, slot.process.pid, _ended(code))
             _release(slot.process)
 
     def kill(self) -> None:
@@ -234,7 +237,9 @@ def _watch_parent(shutdown: Shutdown) -> None:
     write end, is gone (the portable half of ``_die_with_parent``)."""
 
     def wait_for_the_end() -> None:
-        while sys.stdin.buffer.read(4096):
+        # The file descriptor, not sys.stdin: a thread blocked in a buffered read holds its
+        # lock, and the interpreter, closing stdin at exit, would abort on it.
+        while os.read(sys.stdin.fileno(), 4096):
             pass
         shutdown.request("the supervising process is gone")
 

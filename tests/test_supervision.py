@@ -171,6 +171,7 @@ def test_sigterm_stops_run_and_its_workers_within_the_grace_period(tmp_path: Pat
         runtime.process.send_signal(signal.SIGTERM)
         assert runtime.process.wait(timeout=20) == 0, runtime.stderr()
         assert not any(alive(pid) for pid in below)
+        assert runtime.stderr() == ""  # every process stopped cleanly and quietly
 
 
 @pytest.mark.parametrize("stuck", ["worker", "supervisor"])
