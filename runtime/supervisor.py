@@ -142,7 +142,7 @@ class Supervisor:
             if slot.process is None or slot.restart_at is not None:  # its death was told
                 continue
             code = slot.process.wait()
-            if code not in (0, -signal.SIGTERM, -signal.SIGKILL):  # SIGKILL: told already
+            if code not in (0, -signal.SIGTERM):  # -SIGTERM: stopped while it was starting
                 log.warning("worker %d (pid %d) %s", slot.number, slot.process.pid, _ended(code))
             _release(slot.process)
 
