@@ -473,32 +473,14 @@ def _runtime(config: Path | None, project_dir: Path | None) -> Runtime:
     raise AssertionError("unreachable")
 
 
-def _spawn_workers(count: int, runtime: Runtime, batch: int | None) -> list[Any]:
-    """Start worker processes; each builds its own runtime and stops on SIGTERM or SIGINT."""
-    import multiprocessing
+def _work_until_stopped(runtime: Runtime, workers: int, batch: int | None) -> None:
+    """This process's worker and ``workers - 1`` supervised worker processes, until SIGTERM or
+    SIGINT; whatever still runs at the end of the grace period is ended (exit status 1)."""
+    from ccbmdm.runtime.supervisor import run_supervised
+    from ccbmdm.runtime.worker import Shutdown
 
-    from ccbmdm.runtime.assembly import work_in_process
-
-    context = multiprocessing.get_context("spawn")
-    processes = [
-        context.Process(
-            target=work_in_process,
-            args=(runtime.config, str(runtime.project.root), batch),
-            daemon=False,
-        )
-        for _ in range(count)
-    ]
-    for process in processes:
-        process.start()
-    return processes
-
-
-def _stop_workers(processes: list[Any]) -> None:
-    for process in processes:
-        if process.is_alive():
-            process.terminate()  # SIGTERM: the batch in hand finishes first
-    for process in processes:
-        process.join()
+    shutdown = Shutdown(runtime.config.supervision.stop_grace_s).on_signals()
+    run_supervised(runtime, workers, batch, shutdown)
 
 
 @app.command()
@@ -512,7 +494,7 @@ def monitor(
     project_dir: ProjectDir = None,
 ) -> None:
     """Move every lifecycle and message on: claim due work, send, process, rescue passed leases."""
-    from ccbmdm.runtime.worker import StillBusy, stop_on_signals
+    from ccbmdm.runtime.worker import StillBusy
 
     runtime = _runtime(config, project_dir)
     try:
@@ -521,13 +503,8 @@ def monitor(
                 moved = runtime.worker(batch).drain()
             out.print(f"moved {moved} item(s); nothing more is due")
             return
-        helpers = _spawn_workers(workers - 1, runtime, batch)
-        stop = stop_on_signals()
         out.print(f"monitoring with {workers} worker(s); Ctrl-C stops after the current batch")
-        try:
-            runtime.worker(batch).run(stop)
-        finally:
-            _stop_workers(helpers)
+        _work_until_stopped(runtime, workers, batch)
     except StillBusy as exc:
         fail(f"{exc}; run the monitor without --once, or with more --workers")
     finally:
@@ -577,8 +554,6 @@ def run_runtime(
     """Serve every hosted node's HTTP endpoint and run the workers until stopped."""
     from contextlib import ExitStack
 
-    from ccbmdm.runtime.worker import stop_on_signals
-
     runtime = _runtime(config, project_dir)
     try:
         with ExitStack() as stack:
@@ -588,11 +563,7 @@ def run_runtime(
                 out.print(f"listening: {url}")
             hosted = ", ".join(runtime.nodes)
             out.print(f"running {hosted} with {workers} worker(s); Ctrl-C stops")
-            helpers = _spawn_workers(workers - 1, runtime, None)
-            try:
-                runtime.worker().run(stop_on_signals())
-            finally:
-                _stop_workers(helpers)
+            _work_until_stopped(runtime, workers, None)
     finally:
         runtime.close()
     out.print("stopped")
@@ -759,7 +730,6 @@ def _serve_simulator(
         RuntimeConfig,
         load_delivery,
     )
-    from ccbmdm.runtime.worker import stop_on_signals
 
     token = CredentialSetting(token_env=token_env)
     user, password_env = viewer
@@ -797,7 +767,7 @@ def _serve_simulator(
                     else f"pages: only with the bridge's token (set {password_env} for a browser)"
                 )
                 out.print(f"the {name.upper()} simulator is running; Ctrl-C stops it")
-                runtime.worker().run(stop_on_signals())
+                _work_until_stopped(runtime, 1, None)
         finally:
             runtime.close()
     out.print("stopped")

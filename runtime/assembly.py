@@ -12,7 +12,6 @@ import importlib
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from ccbmdm.codegen.catalogue import Flow, load_catalogue
@@ -34,7 +33,7 @@ from ccbmdm.runtime.sync import (
 )
 from ccbmdm.runtime.transport import Answer, InProcessTransport, Posting, Response
 from ccbmdm.runtime.usage import USAGE_FLOWS, Billing, UsageRequestMonitor
-from ccbmdm.runtime.worker import Step, Worker, stop_on_signals
+from ccbmdm.runtime.worker import Step, Worker
 
 log = logging.getLogger("ccbmdm.runtime")
 
@@ -221,14 +220,3 @@ class Runtime:
         if self.transport.remote is not None:
             self.transport.remote.close()
         self.store.close()
-
-
-def work_in_process(config: RuntimeConfig, project_root: str, batch: int | None) -> None:
-    """A worker process of ``monitor --workers N``: its own runtime and connections, stopped by
-    SIGTERM or SIGINT after the batch in hand. Module-level, so that spawned processes find it."""
-    stop = stop_on_signals()
-    runtime = Runtime(config, Project.load(Path(project_root)))
-    try:
-        runtime.worker(batch).run(stop)
-    finally:
-        runtime.close()

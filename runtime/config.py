@@ -9,6 +9,7 @@ nodes:
   bridge: {listen: "127.0.0.1:8400", accept: {ccb: {user: ccb, password_env: CCB_PASSWORD}}}
   mdm: {url: "https://mdm.example.com", credential: {token_env: MDM_TOKEN}}   # remote
 delivery: {lease_s: 60, max_attempts: 4, batch: 50, poll_interval_s: 1}
+supervision: {stop_grace_s: 30, restart_delay_s: 1, restart_delay_cap_s: 60}
 ```
 """
 
@@ -148,10 +149,31 @@ SIMULATOR_DELIVERY = DeliverySetting(
 )
 
 
+class SupervisionSetting(_Strict):
+    """How a runtime's processes stop and how its worker processes are restarted."""
+
+    stop_grace_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="after SIGTERM or SIGINT, how long the batches in hand may take; then "
+        "whatever still runs is killed",
+    )
+    restart_delay_s: float = Field(
+        default=1.0, gt=0, description="the wait before a dead worker process is restarted"
+    )
+    restart_delay_cap_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="the longest wait: the delay doubles while workers keep dying, and starts "
+        "over once a worker has lived this long",
+    )
+
+
 class RuntimeConfig(_Strict):
     store: str
     nodes: dict[NodeName, NodeSetting]
     delivery: DeliverySetting = Field(default_factory=DeliverySetting)
+    supervision: SupervisionSetting = Field(default_factory=SupervisionSetting)
     source: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")

@@ -3,7 +3,8 @@
 Polling moves all work (reliability.md §1.3): a worker runs each step once per round, sleeps a
 poll interval when a round found nothing, and sweeps passed leases and deadlines on its own,
 slower, interval. Several workers, in threads, processes or on other machines, may share a store:
-claims never hand one row to two of them. A stop request lets the batch in hand finish.
+claims never hand one row to two of them. A stop request lets the batch in hand finish, within a
+grace period that the process enforces (``Shutdown``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import functools
 import gc
 import logging
+import os
+import queue
 import signal
 import threading
 import time
@@ -115,14 +118,63 @@ class Worker:
         return min(self.poll_interval_s * 2.0**failures, 30.0)
 
 
-def stop_on_signals() -> threading.Event:
-    """An event set by SIGTERM or SIGINT, so a worker finishes its batch and exits cleanly."""
-    stop = threading.Event()
+FORCED_EXIT = 1  # the exit status of a process ended at its stop deadline
 
-    def request_stop(signum: int, _frame: object) -> None:
-        log.info("stopping after the current batch", extra={"signal": signal.Signals(signum).name})
-        stop.set()
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    return stop
+class Shutdown:
+    """A process's stop: requested by SIGTERM or SIGINT (or by ``request``, when a worker's
+    supervising process is gone), honoured by the worker after the batch in hand. The request
+    also starts the grace period: past it, whatever still runs (a step stuck in a system, a
+    server thread decoding a huge message, a thread the interpreter would wait for at exit) is
+    ended. The ``at_deadline`` hooks run (a supervisor kills its workers), then the process
+    exits with ``os._exit(FORCED_EXIT)``; a supervised worker leaves that to its ``supervisor``
+    for as long as it lives, so that one deadline decides. Every batch is a transaction, so
+    ending it loses nothing: what it held is rescued when its lease passes."""
+
+    def __init__(self, grace_s: float, supervisor: int | None = None) -> None:
+        self.event = threading.Event()
+        self.grace_s = grace_s
+        self.supervisor = supervisor  # the pid whose own deadline decides while it lives
+        self._hooks: list[Callable[[], object]] = []
+        # A signal handler may run while the main thread holds the event's lock: it only puts
+        # the request in a queue that is safe there, and this thread, started now, acts on it.
+        self._requests: queue.SimpleQueue[str] = queue.SimpleQueue()
+        threading.Thread(target=self._enforce, name="ccbmdm-stop-deadline", daemon=True).start()
+
+    def request(self, reason: str) -> None:
+        """Ask the worker to stop after its batch (safe in a signal handler); the first request
+        counts."""
+        self._requests.put(reason)
+
+    def at_deadline(self, hook: Callable[[], object]) -> None:
+        """Run ``hook`` when the grace period has passed, before the process exits."""
+        self._hooks.append(hook)
+
+    def on_signals(self) -> Shutdown:
+        """SIGTERM and SIGINT request the stop (installed from the main thread)."""
+
+        def request_stop(signum: int, _frame: object) -> None:
+            self.request(signal.Signals(signum).name)
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        return self
+
+    def _enforce(self) -> None:
+        reason = self._requests.get()
+        self.event.set()
+        log.info("stopping after the current batch (%s)", reason)
+        time.sleep(self.grace_s)
+        while self.supervisor is not None and os.getppid() == self.supervisor:
+            time.sleep(0.1)  # the supervisor ends its stuck workers at its own deadline
+        log.warning(
+            "the stop (%s) took longer than its grace period of %g s; ending the process",
+            reason,
+            self.grace_s,
+        )
+        for hook in self._hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("a stop hook failed")
+        os._exit(FORCED_EXIT)

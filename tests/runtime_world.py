@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -255,3 +258,41 @@ def mdm_system(runtime: Runtime, node: str) -> MdmSystem:
     id ends in 13 are rejected, so that tests can resubmit."""
     people = {f"{index:010d}" for index in range(13, 10_000, 100)}
     return MdmSystem(runtime.nodes[node], people)
+
+
+class ObservedMdm(MdmSystem):
+    """The test MDM with a monitor of its own that shows which processes run workers: each one
+    that runs it creates a file named by its pid in the folder CCBMDM_TEST_WORKERS names. A
+    process whose pid is written in the file ``stall`` there never returns from it (a system
+    stuck in a call), and shows it with a file ``<pid>.stalled``. While a file ``stall-calls``
+    is there, a synchronous call never returns either (``calls.stalled`` shows it has begun)."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__(node)
+        self.folder = Path(os.environ["CCBMDM_TEST_WORKERS"])
+        self.seen = False
+
+    def steps(self) -> Sequence[Callable[[], int]]:
+        return (self.observe,)
+
+    def observe(self) -> int:
+        pid = os.getpid()
+        if not self.seen:
+            (self.folder / str(pid)).touch()
+            self.seen = True
+        stall = self.folder / "stall"
+        if stall.exists() and str(pid) in stall.read_text().split():
+            (self.folder / f"{pid}.stalled").touch()
+            threading.Event().wait()  # signals are handled; the step never returns
+        return 0
+
+    def answer(self, sender: str, flow: Flow, request: ContractModel) -> Response:
+        if (self.folder / "stall-calls").exists():
+            (self.folder / "calls.stalled").touch()
+            threading.Event().wait()
+        return super().answer(sender, flow, request)
+
+
+def observed_mdm_system(runtime: Runtime, node: str) -> ObservedMdm:
+    """Entry point for a runtime configuration: ``runtime_world:observed_mdm_system``."""
+    return ObservedMdm(runtime.nodes[node])

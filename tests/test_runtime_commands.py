@@ -4,14 +4,11 @@ on a configuration whose CCB and MDM are the test systems of runtime_world."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import socket
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -21,10 +18,10 @@ import pytest
 
 from ccbmdm.cli import UNAVAILABLE, app, run
 from ccbmdm.runtime.store import Store, open_store
+from command_world import CCBMDM, environment, wait_for, write_config
 from runtime_world import People
 from support import PG_DSN, REPO, sample
 
-CCBMDM = str(Path(sys.executable).parent / "ccbmdm")
 REJECTED = "0000000013"  # runtime_world.mdm_system rejects this person
 
 
@@ -34,32 +31,9 @@ def ccbmdm(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, st
     return code, captured.out, captured.err
 
 
-def write_config(tmp_path: Path, dsn: str, bridge: str = "") -> Path:
-    path = tmp_path / "runtime.yaml"
-    path.write_text(
-        f"""\
-store: "{dsn}"
-nodes:
-  ccb: {{system: "runtime_world:ccb_system"}}
-  bridge: {{{bridge}}}
-  mdm: {{system: "runtime_world:mdm_system"}}
-delivery: {{lease_s: 2, backoff_base_s: 0, backoff_factor: 2, poll_interval_s: 0.05}}
-"""
-    )
-    return path
-
-
 def states(store: Store) -> dict[str, str]:
     with store.transaction() as tx:
         return {r["pk"]: r["state"] for r in tx.fetch("SELECT pk, state FROM sync_request")}
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("the condition did not hold in time")
-        time.sleep(0.05)
 
 
 def test_monitor_once_then_resubmit(
@@ -128,17 +102,6 @@ def test_a_system_that_cannot_be_loaded_is_named(
     assert "nodes.mdm.system: cannot load runtime_world:nobody" in err
 
 
-def _environment() -> dict[str, str]:
-    """The test systems importable (an empty entry would put the working directory, the
-    repository with its unbuilt ccbmdm folder, on the path), and the CCB password."""
-    paths = [str(REPO / "tests"), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(path for path in paths if path),
-        "TEST_CCB_PASSWORD": "ccb-secret",
-    }
-
-
 def test_monitor_with_two_workers_until_stopped(store: Store, tmp_path: Path) -> None:
     config = write_config(tmp_path, store.dsn)
     people = People(store)
@@ -146,7 +109,7 @@ def test_monitor_with_two_workers_until_stopped(store: Store, tmp_path: Path) ->
         people.change(f"{index + 20000:010d}", f"Person,{index}")
     worker = subprocess.Popen(
         [CCBMDM, "monitor", "--workers", "2", "--config", str(config), "--project-dir", str(REPO)],
-        env=_environment(),
+        env=environment(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -168,7 +131,7 @@ def test_run_serves_the_bridge_and_stops_on_sigterm(tmp_path: Path) -> None:
     config = write_config(tmp_path, str(tmp_path / "runtime.db"), listen)
     server = subprocess.Popen(
         [CCBMDM, "run", "--config", str(config), "--project-dir", str(REPO)],
-        env=_environment(),
+        env=environment(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

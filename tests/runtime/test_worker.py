@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import logging
 import sqlite3
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -212,3 +214,25 @@ def test_a_worker_settles_the_collector_before_its_first_round() -> None:
     Worker([observe]).drain()
     ((threshold, frozen),) = seen
     assert threshold == (10_000, 10, 10) and frozen > 0
+
+
+# A process whose stop event is being waited on when SIGTERM lands: the handler runs in the
+# main thread while it holds the event's lock (CPython's Event.wait), as it may in any round.
+SIGNAL_INSIDE_THE_WAIT = """
+import os, signal, sys
+from ccbmdm.runtime.worker import Shutdown
+shutdown = Shutdown(grace_s=60).on_signals()
+with shutdown.event._cond:
+    os.kill(os.getpid(), signal.SIGTERM)
+    sum(range(1000))  # the handler runs here
+sys.exit(0 if shutdown.event.wait(10) else 3)
+"""
+
+
+def test_a_stop_signal_that_lands_while_the_worker_waits_is_honoured() -> None:
+    """Setting the event in the handler would need the lock the interrupted thread holds: the
+    process hung, and its supervisor killed it at the end of the grace period."""
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", SIGNAL_INSIDE_THE_WAIT], timeout=30, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr
