@@ -277,7 +277,9 @@ class Outbox:
                 f"AND state IN ('SENDING','AWAITING_REPLY') AND due_at < {store.now}{lock}",
                 {"node": self.node},
             )
-            for row in expired:
+            rescued = 0
+            for row in tx.budgeted(expired):  # those left wait for the next sweep
+                rescued += 1
                 final = row["attempt"] >= self.settings.max_attempts
                 tx.execute(
                     f"""UPDATE outbox SET state = :state, lease_token = NULL,
@@ -304,7 +306,7 @@ class Outbox:
                         row["owner_id"],
                         f"deadline passed in {row['state']} after {row['attempt']} attempts",
                     )
-        return len(expired)
+        return rescued
 
     def reply_received(
         self, tx: Transaction, partner: str, correlation_id: str
@@ -454,6 +456,16 @@ class Inbox:
             [{"outcome": outcome, "id": message.id} for message, outcome in outcomes],
         )
 
+    def give_back(self, tx: Transaction, messages: Sequence[Received]) -> None:
+        """Messages claimed in ``tx`` and left unprocessed (its write budget spent): received
+        again, as they were before the claim, the attempt it counted taken back."""
+        if messages:
+            tx.execute_many(
+                f"""UPDATE inbox SET state = 'RECEIVED', attempt = attempt - 1, lease_token = NULL,
+                      due_at = {tx.now} WHERE id = :id AND state = 'PROCESSING'""",
+                [{"id": message.id} for message in messages],
+            )
+
     def rescue(self, give_up: Callable[[Transaction, Row], str | None] | None = None) -> int:
         """Messages whose processing lease passed are received again, to be processed anew;
         one whose attempts are used up is PROCESSED instead, with the outcome ``give_up``
@@ -465,7 +477,9 @@ class Inbox:
                     WHERE node = :node AND state = 'PROCESSING' AND due_at < {tx.now}{lock}""",
                 {"node": self.node},
             )
-            for row in expired:
+            rescued = 0
+            for row in tx.budgeted(expired):  # those left wait for the next sweep
+                rescued += 1
                 if row["attempt"] < self.settings.max_attempts:
                     tx.execute(
                         f"""UPDATE inbox SET state = 'RECEIVED', lease_token = NULL,
@@ -479,7 +493,7 @@ class Inbox:
                          outcome_message_id = :outcome WHERE id = :id""",
                     {"outcome": outcome, "id": row["id"]},
                 )
-        return len(expired)
+        return rescued
 
 
 def fenced_rows(rows: Sequence[Claim | Received]) -> tuple[str, dict[str, Any]]:

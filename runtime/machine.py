@@ -196,9 +196,10 @@ def each_apart(
     """A monitor step's rows, each moved under a savepoint of its own: one overtaken meanwhile
     is left quietly, and one whose move fails is logged and left for a later step, so that a
     defect in one does not stop the others (E4). ``name`` names a row in ``log``'s lines.
-    Returns how many moved."""
+    The rows the transaction's write budget leaves are left for the next step. Returns how
+    many moved."""
     moved = 0
-    for row in rows:
+    for row in tx.budgeted(rows):
         try:
             with tx.savepoint():
                 moved += move(row)

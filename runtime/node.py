@@ -56,7 +56,7 @@ class Node:
 
     def process_due(self) -> int:
         """Process received messages, batch after batch while batches come back full (at most
-        ``BATCHES_PER_STEP``); returns how many were claimed."""
+        ``BATCHES_PER_STEP``); returns how many were taken."""
         return self._while_full(self._process_batch)
 
     def _while_full(self, batch_step: Callable[[], int]) -> int:
@@ -137,19 +137,30 @@ class Node:
     def _process_batch(self) -> int:
         """Claim and process one batch of received messages in one transaction, together; when
         one fails, again each under a savepoint, so that a defect in one does not stop the
-        others (E4)."""
+        others (E4). The messages the transaction's write budget leaves are given back
+        unprocessed. Returns how many were taken."""
         handler = self.handler
         if handler is None:
             return 0
         with self.store.transaction() as tx:
             received = self.inbox.claim(tx=tx)
-            outcomes = together_or_apart(
-                tx,
-                lambda: [(message, handler(tx, message)) for message in received],
-                lambda: self._process_apart(tx, handler, received),
-            )
+            taken: list[Received] = []  # the first pass's, then the second's (one failed)
+
+            def together() -> list[Outcome]:
+                outcomes = []
+                for message in tx.budgeted(received):
+                    taken.append(message)
+                    outcomes.append((message, handler(tx, message)))
+                return outcomes
+
+            def apart() -> list[Outcome]:
+                taken[:] = tx.budgeted(received, len(taken))
+                return self._process_apart(tx, handler, taken)
+
+            outcomes = together_or_apart(tx, together, apart)
             self.inbox.processed(tx, outcomes)
-        return len(received)
+            self.inbox.give_back(tx, received[len(taken) :])
+        return len(taken)
 
     def _process_apart(
         self, tx: Transaction, handler: Handler, received: list[Received]

@@ -157,7 +157,8 @@ class SyncRequestMonitor:
         self, batch: int = 50, *, request_ids: list[int] | None = None, from_error: bool = False
     ) -> StepResult:
         """One claim of due Pending requests (or, resubmitting, of requests in Error), handled
-        together, or each under a savepoint when one cannot be built; one commit."""
+        together, or each under a savepoint when one cannot be built; one commit. Those the
+        transaction's write budget leaves stay as they are, for the next step."""
         counts = {"sent": 0, "discarded": 0, "errors": 0}
         # The key's entity_version row is locked with the request: a capture holds it from its
         # first statement to its commit, so a request whose key has a capture in flight is left
@@ -187,10 +188,21 @@ class SyncRequestMonitor:
                     ORDER BY r.due_at, r.id LIMIT :batch{lock}""",
                 {"batch": batch},
             )
+            tried: list[Row] = []  # those the first pass took, up to the one that failed
+
+            def together() -> list[str]:
+                outcomes = []
+                for row in tx.budgeted(picked):
+                    tried.append(row)
+                    outcomes.append(self._determine(tx, row, from_error))
+                return outcomes
+
             outcomes = together_or_apart(
                 tx,
-                lambda: [self._determine(tx, row, from_error) for row in picked],
-                lambda: self._determine_apart(tx, picked, from_error),
+                together,
+                lambda: self._determine_apart(
+                    tx, list(tx.budgeted(picked, len(tried))), from_error
+                ),
             )
         for outcome in outcomes:
             counts[outcome] += 1

@@ -3,17 +3,41 @@
 from __future__ import annotations
 
 import functools
+import math
 import re
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+T = TypeVar("T")
 Row = Mapping[str, Any]
 # Writes the rows queued with Transaction.later, all of a transaction's at once
 Flush = Callable[["Transaction", list[Any]], None]
 _PARAMETER = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
+_BACKGROUND: ContextVar[bool] = ContextVar("background", default=False)
+# How long a background write transaction goes on taking items (``Transaction.budgeted``): on
+# SQLite, what a source system's save may have to wait for behind each worker.
+WRITE_BUDGET_S = 0.25
+
+
+@contextmanager
+def background() -> Iterator[None]:
+    """The integration's own work (a worker's round): on a store with one writer at a time,
+    its write transactions give way to the others, the source system's saves first."""
+    token = _BACKGROUND.set(True)
+    try:
+        yield
+    finally:
+        _BACKGROUND.reset(token)
+
+
+def in_background() -> bool:
+    """Whether the write transactions begun here give way to the others (``background``)."""
+    return _BACKGROUND.get()
 
 
 class StoreError(Exception):
@@ -25,8 +49,20 @@ class Transaction(ABC):
 
     now: str  # SQL for the database clock
 
-    def __init__(self) -> None:
+    def __init__(self, budget_s: float = math.inf) -> None:
         self._queued: list[tuple[Flush, Any]] = []  # what ``later`` holds until the commit
+        # a background transaction takes no further item after this (``budgeted``)
+        self.deadline = time.perf_counter() + budget_s if in_background() else math.inf
+
+    def budgeted(self, items: Iterable[T], at_least: int = 1) -> Iterator[T]:
+        """The items a batch works on in this transaction: the first ``at_least`` always, each
+        further one while the transaction's write budget lasts. The items left are untouched,
+        for the next batch; a foreground transaction (an operator's, the source's) takes them
+        all."""
+        for index, item in enumerate(items):
+            if index >= at_least and time.perf_counter() >= self.deadline:
+                return
+            yield item
 
     @abstractmethod
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
@@ -93,6 +129,8 @@ class Store(ABC):
     #: SQL for the database clock, and for the clock plus ``:seconds`` seconds
     now: str
     now_plus: str
+    #: how long a background write transaction goes on taking items (``Transaction.budgeted``)
+    write_budget_s: float = WRITE_BUDGET_S
 
     @abstractmethod
     def transaction(self) -> AbstractContextManager[Transaction]:

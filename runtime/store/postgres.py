@@ -20,8 +20,8 @@ _REQUIRED_ON = ("fsync", "synchronous_commit", "full_page_writes")
 class PostgresTransaction(Transaction):
     now = "now()"
 
-    def __init__(self, connection: psycopg.Connection[dict[str, Any]]) -> None:
-        super().__init__()
+    def __init__(self, connection: psycopg.Connection[dict[str, Any]], budget_s: float) -> None:
+        super().__init__(budget_s)
         self.connection = connection
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
@@ -83,7 +83,7 @@ class PostgresStore(Store):
     def transaction(self) -> Iterator[Transaction]:
         connection = self.connection()
         with connection.transaction():
-            tx = PostgresTransaction(connection)
+            tx = PostgresTransaction(connection, self.write_budget_s)
             yield tx
             tx.flush_later()
 

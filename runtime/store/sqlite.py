@@ -13,13 +13,16 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ccbmdm.runtime.store.base import Row, Store, StoreError, Transaction, rows
+from ccbmdm.runtime.store.base import Row, Store, StoreError, Transaction, in_background, rows
+from ccbmdm.runtime.store.gate import WriterGate
 
 _JULIAN_UNIX_EPOCH = 2440587.5
 # ``column [NOT] IN ('a', 'b', 'c')``: a list of three or more string constants
@@ -30,11 +33,20 @@ _CONSTANT_LIST = re.compile(
 _NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p", "afs"}
 
 
+@dataclass(frozen=True)
+class WriteLock:
+    """How long one write transaction waited for SQLite's write lock and then held it."""
+
+    waited_s: float  # BEGIN IMMEDIATE, until it had the lock
+    held_s: float  # from then until COMMIT or ROLLBACK had released it
+    committed: bool
+
+
 class SqliteTransaction(Transaction):
     now = "julianday('now')"
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        super().__init__()
+    def __init__(self, connection: sqlite3.Connection, budget_s: float) -> None:
+        super().__init__(budget_s)
         self.connection = connection
         self._depth = 0
 
@@ -101,6 +113,9 @@ class SqliteStore(Store):
         self.busy_timeout_ms = busy_timeout_ms
         refuse_network_filesystem(Path(path))
         self._local = threading.local()
+        self.gate = WriterGate(path, busy_timeout_ms / 1000)
+        #: called after each write transaction with its lock's wait and hold (a debug hook)
+        self.on_write_lock: Callable[[WriteLock], None] | None = None
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection (sqlite3 connections stay in the thread that made them)."""
@@ -124,22 +139,44 @@ class SqliteStore(Store):
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
+        """``BEGIN IMMEDIATE``: the write lock from the start. A worker's transaction first
+        passes the writer gate; any other holds it until its end (``gate``)."""
+        if in_background():
+            self.gate.pass_through()
+            with self._write() as tx:
+                yield tx
+        else:
+            with self.gate.foreground(), self._write() as tx:
+                yield tx
+
+    @contextmanager
+    def _write(self) -> Iterator[Transaction]:
         connection = self.connection()
+        asked = time.perf_counter()
         connection.execute("BEGIN IMMEDIATE")
+        locked = time.perf_counter()
         try:
-            tx = SqliteTransaction(connection)
+            tx = SqliteTransaction(connection, self.write_budget_s)
             yield tx
             tx.flush_later()
         except BaseException:
             connection.execute("ROLLBACK")
+            self._released(asked, locked, committed=False)
             raise
         connection.execute("COMMIT")
+        self._released(asked, locked, committed=True)
+
+    def _released(self, asked: float, locked: float, *, committed: bool) -> None:
+        hook = self.on_write_lock
+        if hook is not None:
+            hook(WriteLock(locked - asked, time.perf_counter() - locked, committed))
 
     def close(self) -> None:
         connection = getattr(self._local, "connection", None)
         if connection is not None:
             connection.close()
             self._local.connection = None
+        self.gate.close()
 
     def to_datetime(self, value: Any) -> datetime | None:
         if value is None:
