@@ -682,7 +682,8 @@ def run_saver(plan: SavePlan) -> None:
         store.busy_timeout_ms = plan.busy_timeout_ms
     source = Source(store)
     rng = random.Random(plan.keys)
-    saves, failures = 0, []
+    saves = 0
+    failures: list[str] = []
     deadline = time.monotonic() + plan.duration_s
     while time.monotonic() < deadline:
         key = f"{8_000_000 + rng.randrange(plan.keys):010d}"

@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -38,6 +39,16 @@ def background() -> Iterator[None]:
 def in_background() -> bool:
     """Whether the write transactions begun here give way to the others (``background``)."""
     return _BACKGROUND.get()
+
+
+@dataclass(frozen=True)
+class WriteSpan:
+    """How long one write transaction waited to begin (on SQLite, for the write lock) and then
+    ran until its commit or rollback had ended (on SQLite, held the lock)."""
+
+    waited_s: float
+    held_s: float
+    committed: bool
 
 
 class StoreError(Exception):
@@ -131,6 +142,14 @@ class Store(ABC):
     now_plus: str
     #: how long a background write transaction goes on taking items (``Transaction.budgeted``)
     write_budget_s: float = WRITE_BUDGET_S
+    #: called after each write transaction with its span (a debug hook: tests, measurements)
+    on_write: Callable[[WriteSpan], None] | None = None
+
+    def written(self, asked: float, begun: float, *, committed: bool) -> None:
+        """A write transaction asked to begin at ``asked`` and began at ``begun``
+        (``time.perf_counter``) has just ended: the hook, when there is one, hears of it."""
+        if self.on_write is not None:
+            self.on_write(WriteSpan(begun - asked, time.perf_counter() - begun, committed))
 
     @abstractmethod
     def transaction(self) -> AbstractContextManager[Transaction]:

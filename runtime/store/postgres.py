@@ -4,6 +4,7 @@ the durability settings checked when the store opens."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -82,10 +83,17 @@ class PostgresStore(Store):
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
         connection = self.connection()
-        with connection.transaction():
-            tx = PostgresTransaction(connection, self.write_budget_s)
-            yield tx
-            tx.flush_later()
+        asked = begun = time.perf_counter()
+        committed = False
+        try:
+            with connection.transaction():
+                begun = time.perf_counter()
+                tx = PostgresTransaction(connection, self.write_budget_s)
+                yield tx
+                tx.flush_later()
+            committed = True
+        finally:
+            self.written(asked, begun, committed=committed)
 
     def close(self) -> None:
         connection = getattr(self._local, "connection", None)

@@ -14,9 +14,8 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,15 +30,6 @@ _CONSTANT_LIST = re.compile(
     r"\(\s*(?P<items>'[^']*'(?:\s*,\s*'[^']*'){2,})\s*\)"
 )
 _NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p", "afs"}
-
-
-@dataclass(frozen=True)
-class WriteLock:
-    """How long one write transaction waited for SQLite's write lock and then held it."""
-
-    waited_s: float  # BEGIN IMMEDIATE, until it had the lock
-    held_s: float  # from then until COMMIT or ROLLBACK had released it
-    committed: bool
 
 
 class SqliteTransaction(Transaction):
@@ -114,8 +104,6 @@ class SqliteStore(Store):
         refuse_network_filesystem(Path(path))
         self._local = threading.local()
         self.gate = WriterGate(path, busy_timeout_ms / 1000)
-        #: called after each write transaction with its lock's wait and hold (a debug hook)
-        self.on_write_lock: Callable[[WriteLock], None] | None = None
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection (sqlite3 connections stay in the thread that made them)."""
@@ -154,22 +142,17 @@ class SqliteStore(Store):
         connection = self.connection()
         asked = time.perf_counter()
         connection.execute("BEGIN IMMEDIATE")
-        locked = time.perf_counter()
+        begun = time.perf_counter()
         try:
             tx = SqliteTransaction(connection, self.write_budget_s)
             yield tx
             tx.flush_later()
         except BaseException:
             connection.execute("ROLLBACK")
-            self._released(asked, locked, committed=False)
+            self.written(asked, begun, committed=False)
             raise
         connection.execute("COMMIT")
-        self._released(asked, locked, committed=True)
-
-    def _released(self, asked: float, locked: float, *, committed: bool) -> None:
-        hook = self.on_write_lock
-        if hook is not None:
-            hook(WriteLock(locked - asked, time.perf_counter() - locked, committed))
+        self.written(asked, begun, committed=True)
 
     def close(self) -> None:
         connection = getattr(self._local, "connection", None)
