@@ -458,11 +458,13 @@ class Inbox:
 
     def give_back(self, tx: Transaction, messages: Sequence[Received]) -> None:
         """Messages claimed in ``tx`` and left unprocessed (its write budget spent): received
-        again, as they were before the claim, the attempt it counted taken back."""
+        again, the attempt the claim counted taken back, and due from their arrival, so that
+        they keep their place before the messages that came after them (an entity's next
+        version among them)."""
         if messages:
             tx.execute_many(
-                f"""UPDATE inbox SET state = 'RECEIVED', attempt = attempt - 1, lease_token = NULL,
-                      due_at = {tx.now} WHERE id = :id AND state = 'PROCESSING'""",
+                """UPDATE inbox SET state = 'RECEIVED', attempt = attempt - 1, lease_token = NULL,
+                     due_at = received_at WHERE id = :id AND state = 'PROCESSING'""",
                 [{"id": message.id} for message in messages],
             )
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.delivery import Received
+from ccbmdm.runtime.delivery import Arrival, DeliverySettings, Inbox, Received, new_message_id
 from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.store.base import WriteSpan, background, in_background
 from ccbmdm.runtime.store.sqlite import SqliteStore
@@ -22,7 +22,7 @@ from ccbmdm.runtime.worker import Worker
 from runtime_world import Integration, StubMdm
 
 BUDGET_S = 0.2
-ITEM_S = 0.1  # what each message costs MDM here: the batch's 20 would take 2 s together
+ITEM_S = 0.2  # what each message costs MDM here: the batch's 10 would take 2 s together
 
 
 class SlowMdm:
@@ -41,7 +41,7 @@ def test_a_workers_write_transaction_takes_items_only_within_the_write_budget(
 ) -> None:
     world = Integration(store, registry, package, InProcessTransport(), batch=50)
     world.mdm.handler = SlowMdm(world.stub)
-    for index in range(20):
+    for index in range(10):
         world.people.change(f"{index:010d}", f"Person,Number {index}")
     store.write_budget_s = BUDGET_S
     spans: list[WriteSpan] = []
@@ -58,7 +58,7 @@ def test_a_workers_write_transaction_takes_items_only_within_the_write_budget(
             "SELECT max(attempt) AS attempts, count(*) AS n FROM inbox WHERE node = 'mdm'"
         )
     # every message processed once: those given back counted no attempt
-    assert (rows[0]["attempts"], rows[0]["n"]) == (1, 20)
+    assert (rows[0]["attempts"], rows[0]["n"]) == (1, 10)
 
 
 def test_a_foreground_transaction_takes_every_item(store: Store) -> None:
@@ -138,3 +138,23 @@ def wait_until_held_shared(path: str, timeout_s: float = 10.0) -> None:
             time.sleep(0.001)
     finally:
         os.close(descriptor)
+
+
+def test_messages_given_back_keep_their_place_and_their_attempts(store: Store) -> None:
+    """A batch cut short by its budget gives its claimed messages back as they came: the next
+    claim takes them first, in their order, at their first attempt."""
+    inbox = Inbox(store, "mdm", DeliverySettings())
+    ids = [new_message_id() for _ in range(3)]
+    arrivals = [Arrival("PERSON_SYNC", "request", id_, None, b"<m/>") for id_ in ids]
+    inbox.store_messages("bridge", arrivals[:2])
+    with store.transaction() as tx:
+        claimed = inbox.claim(tx=tx)
+        inbox.give_back(tx, claimed)
+    inbox.store_messages("bridge", arrivals[2:])  # came after them
+    with store.transaction() as tx:
+        again = inbox.claim(tx=tx)
+    assert [(m.message_id, m.id) for m in again][:2] == [(m.message_id, m.id) for m in claimed]
+    assert [m.message_id for m in again] == ids
+    with store.transaction() as tx:
+        attempts = [r["attempt"] for r in tx.fetch("SELECT attempt FROM inbox ORDER BY id")]
+    assert attempts == [1, 1, 1]  # the claim given back counted none
