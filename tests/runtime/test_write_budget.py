@@ -1,6 +1,6 @@
 """The write budget and the writer gate: a worker's write transaction stops taking items once the
-store's write budget is spent (the rest wait for the next batch, received messages given back as
-they were), and on SQLite a worker's transaction waits while a foreground one (the source
+store's write budget is spent (the rest wait for the next batch, received messages given back in
+their place), and on SQLite a worker's transaction waits while a foreground one (the source
 system's save) waits or runs."""
 
 from __future__ import annotations
