@@ -27,9 +27,8 @@ class WriterGate:
     """One database's gate; a descriptor of its own per thread, since a file lock belongs to
     the descriptor and two threads sharing one would share the lock."""
 
-    def __init__(self, database: str, patience_s: float) -> None:
+    def __init__(self, database: str) -> None:
         self.path = f"{database}-writers"
-        self.patience_s = patience_s
         self._local = threading.local()
 
     def _descriptor(self) -> int:
@@ -49,11 +48,11 @@ class WriterGate:
         finally:
             fcntl.flock(descriptor, fcntl.LOCK_UN)
 
-    def pass_through(self) -> None:
-        """A worker's way in: once no foreground transaction holds the gate, or after the
-        busy timeout (then SQLite's own wait decides, as without a gate)."""
+    def pass_through(self, patience_s: float) -> None:
+        """A worker's way in: once no foreground transaction holds the gate, or after
+        ``patience_s`` (the busy timeout: then SQLite's own wait decides, as without a gate)."""
         descriptor = self._descriptor()
-        deadline = time.monotonic() + self.patience_s
+        deadline = time.monotonic() + patience_s
         pause = 0.0001
         while True:
             try:

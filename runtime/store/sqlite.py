@@ -103,7 +103,7 @@ class SqliteStore(Store):
         self.busy_timeout_ms = busy_timeout_ms
         refuse_network_filesystem(Path(path))
         self._local = threading.local()
-        self.gate = WriterGate(path, busy_timeout_ms / 1000)
+        self.gate = WriterGate(path)
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection (sqlite3 connections stay in the thread that made them)."""
@@ -130,7 +130,7 @@ class SqliteStore(Store):
         """``BEGIN IMMEDIATE``: the write lock from the start. A worker's transaction first
         passes the writer gate; any other holds it until its end (``gate``)."""
         if in_background():
-            self.gate.pass_through()
+            self.gate.pass_through(self.busy_timeout_ms / 1000)
             with self._write() as tx:
                 yield tx
         else:
