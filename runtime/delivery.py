@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ccbmdm.runtime.store import Store, Transaction
-from ccbmdm.runtime.store.base import Row
+from ccbmdm.runtime.store.base import Row, background
 
 
 @dataclass(frozen=True)
@@ -393,14 +393,16 @@ class Inbox:
         self, partner: str, arrivals: Sequence[Arrival]
     ) -> list[tuple[bool, str | None]]:
         """Commit messages from one partner together, before any receipt goes out; per message:
-        (new, the recorded outcome's message id when it is a repeat)."""
+        (new, the recorded outcome's message id when it is a repeat). Storing what a partner
+        sent is the integration's own work: on SQLite its commit gives way to the source
+        system's saves (``background``), wherever the message came in."""
         if not arrivals:
             return []
         insert = f"""INSERT INTO inbox (node, partner, flow, part, message_id, correlation_id, state, due_at, received_at)
                      VALUES (:node, :partner, :flow, :part, :message_id, :correlation_id, 'RECEIVED', {self.store.now}, {self.store.now})
                      ON CONFLICT (node, partner, message_id) DO NOTHING"""
         rows = [{"node": self.node, "partner": partner, **a.__dict__} for a in arrivals]
-        with self.store.transaction() as tx:
+        with background(), self.store.transaction() as tx:
             new = insert_with_bodies(tx, "inbox", insert, rows)
             return [
                 (True, None) if fresh else (False, self._outcome(tx, partner, arrival))

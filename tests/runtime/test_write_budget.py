@@ -9,6 +9,7 @@ import fcntl
 import os
 import threading
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import ModuleType
 
@@ -158,3 +159,21 @@ def test_messages_given_back_keep_their_place_and_their_attempts(store: Store) -
     with store.transaction() as tx:
         attempts = [r["attempt"] for r in tx.fetch("SELECT attempt FROM inbox ORDER BY id")]
     assert attempts == [1, 1, 1]  # the claim given back counted none
+
+
+def test_a_message_received_is_stored_in_the_background(store: Store) -> None:
+    """However it came in (over HTTP, in a server's thread), storing a partner's message is the
+    integration's work: on SQLite it gives way to the source's saves."""
+    inbox = Inbox(store, "mdm", DeliverySettings())
+    begun = store.transaction
+    backgrounds: list[bool] = []
+
+    def watched() -> AbstractContextManager[Transaction]:
+        backgrounds.append(in_background())
+        return begun()
+
+    store.transaction = watched  # type: ignore[method-assign]
+    inbox.store_messages(
+        "bridge", [Arrival("PERSON_SYNC", "request", new_message_id(), None, b"<m/>")]
+    )
+    assert backgrounds == [True] and not in_background()
