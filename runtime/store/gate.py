@@ -5,9 +5,9 @@ at a time, and tries once more, and a worker that commits and begins again at on
 lock back before a sleeper wakes. With workers moving a backlog (after a restart, say) the lock
 is taken nearly all the time, and a save of the source system can lose every try until its busy
 timeout passes ("database is locked"). The gate is an advisory file lock beside the database,
-``<database>-writers``: a foreground transaction (anything not run by a worker) holds it shared
-from before its ``BEGIN IMMEDIATE`` to its end; a worker's transaction first waits until no one
-holds it shared. So a save waits for at most the transactions workers had already begun, each
+``<database>-writers``: a foreground transaction (anything but the integration's own work: a
+worker's round, a partner's message being stored) holds it shared from before its
+``BEGIN IMMEDIATE`` to its end; a background transaction first waits until no one holds it. So a save waits for at most the transactions workers had already begun, each
 kept short by its write budget, and the kernel releases a killed process's hold on the gate.
 """
 
