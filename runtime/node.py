@@ -144,20 +144,12 @@ class Node:
             return 0
         with self.store.transaction() as tx:
             received = self.inbox.claim(tx=tx)
-            taken: list[Received] = []  # the first pass's, then the second's (one failed)
-
-            def together() -> list[Outcome]:
-                outcomes = []
-                for message in tx.budgeted(received):
-                    taken.append(message)
-                    outcomes.append((message, handler(tx, message)))
-                return outcomes
-
-            def apart() -> list[Outcome]:
-                taken[:] = tx.budgeted(received, len(taken))
-                return self._process_apart(tx, handler, taken)
-
-            outcomes = together_or_apart(tx, together, apart)
+            outcomes, taken = together_or_apart(
+                tx,
+                received,
+                lambda message: (message, handler(tx, message)),
+                lambda messages: self._process_apart(tx, handler, messages),
+            )
             self.inbox.processed(tx, outcomes)
             self.inbox.give_back(tx, received[len(taken) :])
         return len(taken)

@@ -188,21 +188,11 @@ class SyncRequestMonitor:
                     ORDER BY r.due_at, r.id LIMIT :batch{lock}""",
                 {"batch": batch},
             )
-            tried: list[Row] = []  # those the first pass took, up to the one that failed
-
-            def together() -> list[str]:
-                outcomes = []
-                for row in tx.budgeted(picked):
-                    tried.append(row)
-                    outcomes.append(self._determine(tx, row, from_error))
-                return outcomes
-
-            outcomes = together_or_apart(
+            outcomes, _ = together_or_apart(
                 tx,
-                together,
-                lambda: self._determine_apart(
-                    tx, list(tx.budgeted(picked, len(tried))), from_error
-                ),
+                picked,
+                lambda row: self._determine(tx, row, from_error),
+                lambda rows: self._determine_apart(tx, rows, from_error),
             )
         for outcome in outcomes:
             counts[outcome] += 1
