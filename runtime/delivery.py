@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from ccbmdm.runtime.store import Store, Transaction
-from ccbmdm.runtime.store.base import Row
+from ccbmdm.runtime.store.base import Row, background
 
 
 @dataclass(frozen=True)
@@ -363,7 +363,9 @@ class Outbox:
                 f"AND due_at < {store.now}{lock}",
                 {"node": self.node, **self._window()},
             )
-            for row in expired:
+            rescued = 0
+            for row in tx.budgeted(expired):  # those left wait for the next sweep
+                rescued += 1
                 final = bool(row["given_up"])
                 tx.execute(
                     f"""UPDATE outbox SET state = :state, lease_token = NULL, failure = 'deadline',
@@ -390,7 +392,7 @@ class Outbox:
                         row["owner_id"],
                         f"deadline passed in {row['state']} after {row['attempt']} attempts",
                     )
-        return len(expired)
+        return rescued
 
     def reply_received(
         self, tx: Transaction, partner: str, correlation_id: str
@@ -477,14 +479,16 @@ class Inbox:
         self, partner: str, arrivals: Sequence[Arrival]
     ) -> list[tuple[bool, str | None]]:
         """Commit messages from one partner together, before any receipt goes out; per message:
-        (new, the recorded outcome's message id when it is a repeat)."""
+        (new, the recorded outcome's message id when it is a repeat). Storing what a partner
+        sent is the integration's own work: on SQLite its commit gives way to the source
+        system's saves (``background``), wherever the message came in."""
         if not arrivals:
             return []
         insert = f"""INSERT INTO inbox (node, partner, flow, part, message_id, correlation_id, state, due_at, received_at)
                      VALUES (:node, :partner, :flow, :part, :message_id, :correlation_id, 'RECEIVED', {self.store.now}, {self.store.now})
                      ON CONFLICT (node, partner, message_id) DO NOTHING"""
         rows = [{"node": self.node, "partner": partner, **a.__dict__} for a in arrivals]
-        with self.store.transaction() as tx:
+        with background(), self.store.transaction() as tx:
             new = insert_with_bodies(tx, "inbox", insert, rows)
             return [
                 (True, None) if fresh else (False, self._outcome(tx, partner, arrival))
@@ -540,6 +544,18 @@ class Inbox:
             [{"outcome": outcome, "id": message.id} for message, outcome in outcomes],
         )
 
+    def give_back(self, tx: Transaction, messages: Sequence[Received]) -> None:
+        """Messages claimed in ``tx`` and left unprocessed (its write budget spent): received
+        again, the attempt the claim counted taken back, and due from their arrival, so that
+        they keep their place before the messages that came after them (an entity's next
+        version among them)."""
+        if messages:
+            tx.execute_many(
+                """UPDATE inbox SET state = 'RECEIVED', attempt = attempt - 1, lease_token = NULL,
+                     due_at = received_at WHERE id = :id AND state = 'PROCESSING'""",
+                [{"id": message.id} for message in messages],
+            )
+
     def rescue(self, give_up: Callable[[Transaction, Row], str | None] | None = None) -> int:
         """Messages whose processing lease passed are received again, to be processed anew;
         one whose attempts are used up is PROCESSED instead, with the outcome ``give_up``
@@ -551,7 +567,9 @@ class Inbox:
                     WHERE node = :node AND state = 'PROCESSING' AND due_at < {tx.now}{lock}""",
                 {"node": self.node},
             )
-            for row in expired:
+            rescued = 0
+            for row in tx.budgeted(expired):  # those left wait for the next sweep
+                rescued += 1
                 if row["attempt"] < self.settings.max_attempts:
                     tx.execute(
                         f"""UPDATE inbox SET state = 'RECEIVED', lease_token = NULL,
@@ -565,7 +583,7 @@ class Inbox:
                          outcome_message_id = :outcome WHERE id = :id""",
                     {"outcome": outcome, "id": row["id"]},
                 )
-        return len(expired)
+        return rescued
 
 
 def fenced_rows(rows: Sequence[Claim | Received]) -> tuple[str, dict[str, Any]]:

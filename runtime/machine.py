@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from ccbmdm.runtime.lifecycle import Deadline, Lifecycle, State
@@ -23,6 +23,7 @@ _NAME = re.compile(r"^[a-z_]+$")
 _EXTREMES = {"sqlite": ("min", "max"), "postgres": ("least", "greatest")}
 FLOW_COLUMN = "flow"  # the column a flow-specific deadline is chosen by
 T = TypeVar("T")
+Item = TypeVar("Item")
 
 
 class Machine:
@@ -173,20 +174,38 @@ class Overtaken(Exception):
     """The row left its state meanwhile: what the step did for it is rolled back."""
 
 
-def together_or_apart(tx: Transaction, together: Callable[[], T], apart: Callable[[], T]) -> T:
-    """A batch's items one after another under one savepoint (``together``); when one of them
-    fails, the batch is rolled back and run again by ``apart``, each item under a savepoint of
-    its own, so that a defect in one does not stop the others (E4). A savepoint per item costs
-    two statements and a copy of every page the item changes; a failing item is rare, and then
-    what the batch did outside the store (a log line, a memo) may be done twice. A lost
-    connection is no item's defect: it ends the batch at once."""
+def together_or_apart(
+    tx: Transaction,
+    items: Sequence[Item],
+    each: Callable[[Item], T],
+    apart: Callable[[list[Item]], list[T]],
+) -> tuple[list[T], list[Item]]:
+    """A batch's items one after another under one savepoint (``each``), as many as the
+    transaction's write budget lets it take (``Transaction.budgeted``); when one of them fails,
+    the batch is rolled back and run again by ``apart``, each item under a savepoint of its own,
+    so that a defect in one does not stop the others (E4): the items the first pass took, up to
+    the one that failed, and as many more as the budget still lets it take. A savepoint per item
+    costs two statements and a copy of every page the item changes; a failing item is rare, and
+    then what the batch did outside the store (a log line, a memo) may be done twice. Returns
+    the outcomes and the items taken; those left are for the next batch. A lost connection is
+    no item's defect: it ends the batch at once."""
+    taken: list[Item] = []
+
+    def together() -> list[T]:
+        outcomes = []
+        for item in tx.budgeted(items):
+            taken.append(item)
+            outcomes.append(each(item))
+        return outcomes
+
     try:
         with tx.savepoint():
-            return together()
+            return together(), taken
     except StoreUnavailable:
         raise
     except Exception:
-        return apart()
+        taken[:] = tx.budgeted(items, len(taken))
+        return apart(taken), taken
 
 
 def each_apart(
@@ -200,9 +219,10 @@ def each_apart(
     is left quietly, and one whose move fails is logged and left for a later step, so that a
     defect in one does not stop the others (E4). A lost connection stops the loop at the first
     row: the others would only fail the same way. ``name`` names a row in ``log``'s lines.
-    Returns how many moved."""
+    The rows the transaction's write budget leaves are left for the next step. Returns how
+    many moved."""
     moved = 0
-    for row in rows:
+    for row in tx.budgeted(rows):
         try:
             with tx.savepoint():
                 moved += move(row)

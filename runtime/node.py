@@ -62,7 +62,7 @@ class Node:
 
     def process_due(self) -> int:
         """Process received messages, batch after batch while batches come back full (at most
-        ``BATCHES_PER_STEP``); returns how many were claimed."""
+        ``BATCHES_PER_STEP``); returns how many were taken."""
         return self._while_full(self._process_batch)
 
     def _while_full(self, batch_step: Callable[[], int]) -> int:
@@ -143,19 +143,22 @@ class Node:
     def _process_batch(self) -> int:
         """Claim and process one batch of received messages in one transaction, together; when
         one fails, again each under a savepoint, so that a defect in one does not stop the
-        others (E4)."""
+        others (E4). The messages the transaction's write budget leaves are given back
+        unprocessed. Returns how many were taken."""
         handler = self.handler
         if handler is None:
             return 0
         with self.store.transaction() as tx:
             received = self.inbox.claim(tx=tx)
-            outcomes = together_or_apart(
+            outcomes, taken = together_or_apart(
                 tx,
-                lambda: [(message, handler(tx, message)) for message in received],
-                lambda: self._process_apart(tx, handler, received),
+                received,
+                lambda message: (message, handler(tx, message)),
+                lambda messages: self._process_apart(tx, handler, messages),
             )
             self.inbox.processed(tx, outcomes)
-        return len(received)
+            self.inbox.give_back(tx, received[len(taken) :])
+        return len(taken)
 
     def _process_apart(
         self, tx: Transaction, handler: Handler, received: list[Received]

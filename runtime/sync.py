@@ -157,7 +157,8 @@ class SyncRequestMonitor:
         self, batch: int = 50, *, request_ids: list[int] | None = None, from_error: bool = False
     ) -> StepResult:
         """One claim of due Pending requests (or, resubmitting, of requests in Error), handled
-        together, or each under a savepoint when one cannot be built; one commit."""
+        together, or each under a savepoint when one cannot be built; one commit. Those the
+        transaction's write budget leaves stay as they are, for the next step."""
         counts = {"sent": 0, "discarded": 0, "errors": 0}
         # The key's entity_version row is locked with the request: a capture holds it from its
         # first statement to its commit, so a request whose key has a capture in flight is left
@@ -187,10 +188,11 @@ class SyncRequestMonitor:
                     ORDER BY r.due_at, r.id LIMIT :batch{lock}""",
                 {"batch": batch},
             )
-            outcomes = together_or_apart(
+            outcomes, _ = together_or_apart(
                 tx,
-                lambda: [self._determine(tx, row, from_error) for row in picked],
-                lambda: self._determine_apart(tx, picked, from_error),
+                picked,
+                lambda row: self._determine(tx, row, from_error),
+                lambda rows: self._determine_apart(tx, rows, from_error),
             )
         for outcome in outcomes:
             counts[outcome] += 1

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ccbmdm.runtime.store import StoreUnavailable
+from ccbmdm.runtime.store.base import background
 
 log = logging.getLogger("ccbmdm.worker")
 
@@ -57,13 +58,15 @@ class Worker:
     _last_sweep: float | None = field(default=None, init=False)
 
     def round(self) -> int:
-        """One pass over every step (and the sweeps when due); how many items moved."""
+        """One pass over every step (and the sweeps when due); how many items moved. The
+        round's write transactions give way to the source system's (``background``)."""
         moved = 0
         now = time.monotonic()
-        if self._last_sweep is None or now - self._last_sweep >= self.sweep_interval_s:
-            self._last_sweep = now
-            moved += sum(sweep() for sweep in self.sweeps)
-        return moved + sum(step() for step in self.steps)
+        with background():
+            if self._last_sweep is None or now - self._last_sweep >= self.sweep_interval_s:
+                self._last_sweep = now
+                moved += sum(sweep() for sweep in self.sweeps)
+            return moved + sum(step() for step in self.steps)
 
     def drain(self, max_rounds: int = 10_000) -> int:
         """Rounds until one moves nothing (``monitor --once``); returns the items moved."""

@@ -591,6 +591,7 @@ class WorkerSpec:
     busy: Flag
     settings: DeliverySettings = SETTINGS
     log_path: str | None = None
+    write_budget_s: float | None = None  # the store's, when not its default
 
 
 def run_worker(spec: WorkerSpec) -> None:
@@ -616,7 +617,10 @@ def run_worker(spec: WorkerSpec) -> None:
 
         cls.claim = claim  # type: ignore[method-assign]
     registry, package = load_reference()
-    world = build_world(open_store(spec.dsn), registry, package, settings=spec.settings)
+    store = open_store(spec.dsn)
+    if spec.write_budget_s is not None:
+        store.write_budget_s = spec.write_budget_s
+    world = build_world(store, registry, package, settings=spec.settings)
 
     def idle_after(step: Step) -> Step:
         def run() -> int:
@@ -658,6 +662,43 @@ def run_changer(plan: ChangePlan) -> None:
     source.store.close()
 
 
+@dataclass(frozen=True)
+class SavePlan:
+    """A source saving one change after another, ``pause_s`` apart (its users' pace), for
+    ``duration_s``; what came of it goes to ``report``. ``busy_timeout_ms``: how long a save may
+    wait for SQLite's write lock."""
+
+    dsn: str
+    keys: int
+    duration_s: float
+    report: str
+    busy_timeout_ms: int = 5000
+    pause_s: float = 0.002
+
+
+def run_saver(plan: SavePlan) -> None:
+    """The source system saving continuously: each change in its own business transaction, a
+    new name each time. A save that fails is counted with its error, and the saves go on."""
+    store = open_store(plan.dsn)
+    if isinstance(store, SqliteStore):
+        store.busy_timeout_ms = plan.busy_timeout_ms
+    source = Source(store)
+    rng = random.Random(plan.keys)
+    saves = 0
+    failures: list[str] = []
+    deadline = time.monotonic() + plan.duration_s
+    while time.monotonic() < deadline:
+        key = f"{8_000_000 + rng.randrange(plan.keys):010d}"
+        try:
+            source.change(key, f"{rng.choice(SURNAMES)},Save{saves + len(failures)}")
+            saves += 1
+        except Exception as exc:  # counted: what the test is about
+            failures.append(f"{type(exc).__name__}: {exc}")
+        time.sleep(plan.pause_s)  # the load's pace, not a wait for a result
+    Path(plan.report).write_text(json.dumps({"saves": saves, "failures": failures}))
+    store.close()
+
+
 SURNAMES = ("Okafor", "Lindqvist", "Moreau", "Tanaka", "Silva", "Novak")
 
 
@@ -681,10 +722,18 @@ def hot_changes(keys: int, rounds: int) -> tuple[tuple[str, str], ...]:
 class Cluster:
     """Worker processes on one store: started, SIGKILLed mid-batch, restarted, stopped."""
 
-    def __init__(self, context: SpawnContext, dsn: str, size: int, logs: Path) -> None:
+    def __init__(
+        self,
+        context: SpawnContext,
+        dsn: str,
+        size: int,
+        logs: Path,
+        write_budget_s: float | None = None,
+    ) -> None:
         self.context = context
         self.dsn = dsn
         self.logs = logs
+        self.write_budget_s = write_budget_s
         self.stop = Flag(context)
         self.flags = [Flag(context) for _ in range(size)]
         self.processes: list[SpawnProcess | None] = [None] * size
@@ -692,7 +741,13 @@ class Cluster:
         self.mid_batch = 0  # kills that found the worker holding a claimed batch
 
     def start(self, slot: int) -> None:
-        spec = WorkerSpec(self.dsn, self.stop, self.flags[slot], log_path=str(self.log(slot)))
+        spec = WorkerSpec(
+            self.dsn,
+            self.stop,
+            self.flags[slot],
+            log_path=str(self.log(slot)),
+            write_budget_s=self.write_budget_s,
+        )
         process = self.context.Process(target=run_worker, args=(spec,), daemon=True)
         process.start()
         self.processes[slot] = process

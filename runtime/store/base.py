@@ -3,19 +3,54 @@
 from __future__ import annotations
 
 import functools
+import math
 import re
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from ccbmdm.runtime.store.dsn import is_postgres, redacted
 
+T = TypeVar("T")
 Row = Mapping[str, Any]
 # Writes the rows queued with Transaction.later, all of a transaction's at once
 Flush = Callable[["Transaction", list[Any]], None]
 _PARAMETER = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
+_BACKGROUND: ContextVar[bool] = ContextVar("background", default=False)
+# How long a background write transaction goes on taking items (``Transaction.budgeted``): on
+# SQLite, what a source system's save may have to wait for behind each worker.
+WRITE_BUDGET_S = 0.25
+
+
+@contextmanager
+def background() -> Iterator[None]:
+    """The integration's own work (a worker's round): on a store with one writer at a time,
+    its write transactions give way to the others, the source system's saves first."""
+    token = _BACKGROUND.set(True)
+    try:
+        yield
+    finally:
+        _BACKGROUND.reset(token)
+
+
+def in_background() -> bool:
+    """Whether the write transactions begun here give way to the others (``background``)."""
+    return _BACKGROUND.get()
+
+
+@dataclass(frozen=True)
+class WriteSpan:
+    """How long one write transaction waited to begin (on SQLite, for the write lock) and then
+    ran until its commit or rollback had ended (on SQLite, held the lock)."""
+
+    waited_s: float
+    held_s: float
+    committed: bool
 
 
 class StoreError(Exception):
@@ -37,8 +72,20 @@ class Transaction(ABC):
 
     now: str  # SQL for the database clock
 
-    def __init__(self) -> None:
+    def __init__(self, budget_s: float = math.inf) -> None:
         self._queued: list[tuple[Flush, Any]] = []  # what ``later`` holds until the commit
+        # a background transaction takes no further item after this (``budgeted``)
+        self.deadline = time.perf_counter() + budget_s if in_background() else math.inf
+
+    def budgeted(self, items: Iterable[T], at_least: int = 1) -> Iterator[T]:
+        """The items a batch works on in this transaction: the first ``at_least`` always, each
+        further one while the transaction's write budget lasts. The items left are untouched,
+        for the next batch; a foreground transaction (an operator's, the source's) takes them
+        all."""
+        for index, item in enumerate(items):
+            if index >= at_least and time.perf_counter() >= self.deadline:
+                return
+            yield item
 
     @abstractmethod
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
@@ -105,6 +152,16 @@ class Store(ABC):
     #: SQL for the database clock, and for the clock plus ``:seconds`` seconds
     now: str
     now_plus: str
+    #: how long a background write transaction goes on taking items (``Transaction.budgeted``)
+    write_budget_s: float = WRITE_BUDGET_S
+    #: called after each write transaction with its span (a debug hook: tests, measurements)
+    on_write: Callable[[WriteSpan], None] | None = None
+
+    def written(self, asked: float, begun: float, *, committed: bool) -> None:
+        """A write transaction asked to begin at ``asked`` and began at ``begun``
+        (``time.perf_counter``) has just ended: the hook, when there is one, hears of it."""
+        if self.on_write is not None:
+            self.on_write(WriteSpan(begun - asked, time.perf_counter() - begun, committed))
 
     @abstractmethod
     def transaction(self) -> AbstractContextManager[Transaction]:

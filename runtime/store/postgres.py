@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
@@ -34,8 +35,10 @@ _SESSION_ENDED = ("57P01", "57P02", "57P03", "57P05", "25P03")
 class PostgresTransaction(Transaction):
     now = "now()"
 
-    def __init__(self, connection: psycopg.Connection[dict[str, Any]], where: str) -> None:
-        super().__init__()
+    def __init__(
+        self, connection: psycopg.Connection[dict[str, Any]], where: str, budget_s: float
+    ) -> None:
+        super().__init__(budget_s)
         self.connection = connection
         self.where = where
 
@@ -153,22 +156,29 @@ class PostgresStore(Store):
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
+        asked = began = time.perf_counter()
+        committed = False
         block = ExitStack()
-        connection, begun = self._begin(block)
         try:
-            with block:
-                tx = PostgresTransaction(connection, self.where)
-                yield tx
-                tx.flush_later()
-        except psycopg.Error as exc:
-            if lost(connection, exc):
-                raise unavailable(self.where, exc) from exc
-            raise
-        if begun.status is not begun.Status.COMMITTED:
-            # psycopg leaves the block without a word when the connection is already gone
-            raise StoreUnavailable(
-                f"lost the connection to {self.where} before the commit", self.where
-            )
+            connection, begun = self._begin(block)
+            began = time.perf_counter()
+            try:
+                with block:
+                    tx = PostgresTransaction(connection, self.where, self.write_budget_s)
+                    yield tx
+                    tx.flush_later()
+            except psycopg.Error as exc:
+                if lost(connection, exc):
+                    raise unavailable(self.where, exc) from exc
+                raise
+            if begun.status is not begun.Status.COMMITTED:
+                # psycopg leaves the block without a word when the connection is already gone
+                raise StoreUnavailable(
+                    f"lost the connection to {self.where} before the commit", self.where
+                )
+            committed = True
+        finally:
+            self.written(asked, began, committed=committed)
 
     def _begin(
         self, block: ExitStack

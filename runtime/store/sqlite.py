@@ -13,13 +13,15 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ccbmdm.runtime.store.base import Row, Store, StoreError, Transaction, rows
+from ccbmdm.runtime.store.base import Row, Store, StoreError, Transaction, in_background, rows
+from ccbmdm.runtime.store.gate import WriterGate
 
 _JULIAN_UNIX_EPOCH = 2440587.5
 # ``column [NOT] IN ('a', 'b', 'c')``: a list of three or more string constants
@@ -33,8 +35,8 @@ _NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "9
 class SqliteTransaction(Transaction):
     now = "julianday('now')"
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        super().__init__()
+    def __init__(self, connection: sqlite3.Connection, budget_s: float) -> None:
+        super().__init__(budget_s)
         self.connection = connection
         self._depth = 0
 
@@ -101,6 +103,7 @@ class SqliteStore(Store):
         self.busy_timeout_ms = busy_timeout_ms
         refuse_network_filesystem(Path(path))
         self._local = threading.local()
+        self.gate = WriterGate(path)
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection (sqlite3 connections stay in the thread that made them)."""
@@ -124,22 +127,39 @@ class SqliteStore(Store):
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
+        """``BEGIN IMMEDIATE``: the write lock from the start. A worker's transaction first
+        passes the writer gate; any other holds it until its end (``gate``)."""
+        if in_background():
+            self.gate.pass_through(self.busy_timeout_ms / 1000)
+            with self._write() as tx:
+                yield tx
+        else:
+            with self.gate.foreground(), self._write() as tx:
+                yield tx
+
+    @contextmanager
+    def _write(self) -> Iterator[Transaction]:
         connection = self.connection()
+        asked = time.perf_counter()
         connection.execute("BEGIN IMMEDIATE")
+        begun = time.perf_counter()
         try:
-            tx = SqliteTransaction(connection)
+            tx = SqliteTransaction(connection, self.write_budget_s)
             yield tx
             tx.flush_later()
         except BaseException:
             connection.execute("ROLLBACK")
+            self.written(asked, begun, committed=False)
             raise
         connection.execute("COMMIT")
+        self.written(asked, begun, committed=True)
 
     def close(self) -> None:
         connection = getattr(self._local, "connection", None)
         if connection is not None:
             connection.close()
             self._local.connection = None
+        self.gate.close()
 
     def to_datetime(self, value: Any) -> datetime | None:
         if value is None:

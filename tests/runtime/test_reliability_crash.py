@@ -31,6 +31,7 @@ from reliability_world import (
     CrashPlan,
     FaultSchedule,
     Flag,
+    SavePlan,
     Source,
     Verdict,
     ZombieSpec,
@@ -44,6 +45,7 @@ from reliability_world import (
     random_changes,
     run_changer,
     run_crash,
+    run_saver,
     run_until,
     run_zombie,
     running,
@@ -61,15 +63,23 @@ def workers_for(store: Store) -> int:
 
 
 def run_under_kills(
-    store: Store, spawn: SpawnContext, plan: ChangePlan, kills: int, seed: int, logs: Path
+    store: Store,
+    spawn: SpawnContext,
+    plan: ChangePlan | SavePlan,
+    kills: int,
+    seed: int,
+    logs: Path,
+    write_budget_s: float | None = None,
 ) -> tuple[Verdict, Cluster]:
-    """Workers and a changer run while workers are killed; then quiescence and the checker."""
+    """Workers and a changer (or a saver) run while workers are killed; then quiescence and
+    the checker."""
     install(store)
-    cluster = Cluster(spawn, store.dsn, workers_for(store), logs)
+    cluster = Cluster(spawn, store.dsn, workers_for(store), logs, write_budget_s)
     schedule = FaultSchedule(kills, seed)
     with running(cluster):
         cluster.start_all()
-        changer = spawn.Process(target=run_changer, args=(plan,), daemon=True)
+        source = run_changer if isinstance(plan, ChangePlan) else run_saver
+        changer = spawn.Process(target=source, args=(plan,), daemon=True)
         changer.start()
         schedule.run(cluster, store, changer)
         quiesce(store, cluster, schedule.samples)
@@ -117,6 +127,27 @@ def test_o1_hot_entities_reach_mdm_in_version_order_under_kills(
         versions = {int(r["version"]) for r in tx.fetch("SELECT version FROM mdm_contact")}
         (row,) = tx.fetch("SELECT count(*) AS n FROM mdm_contact")
     assert (int(row["n"]), versions) == (keys, {rounds})
+
+
+@pytest.mark.slow
+def test_source_saves_never_fail_while_killed_workers_recover(
+    store: Store, spawn: SpawnContext, tmp_path: Path
+) -> None:
+    """A source saving every few milliseconds while workers are SIGKILLed and restarted at random
+    moments, each restarted worker recovering what the killed one held: no save fails, and
+    every saved change is captured and reaches MDM. On SQLite the saves give a worker's
+    transaction little time (a busy timeout of 1 s, a write budget of 50 ms): workers that
+    commit and begin again must not keep the write lock from a waiting save."""
+    report = tmp_path / "saves.json"
+    plan = SavePlan(store.dsn, keys=200, duration_s=12.0, report=str(report), busy_timeout_ms=1000)
+    verdict, cluster = run_under_kills(
+        store, spawn, plan, kills=6, seed=12, logs=tmp_path, write_budget_s=0.05
+    )
+    outcome = json.loads(report.read_text())
+    assert outcome["failures"] == [], f"{len(outcome['failures'])} saves failed"
+    assert outcome["saves"] >= 100  # the saves went on throughout the kills
+    assert verdict.violations() == {}, verdict.details
+    assert cluster.kills == 6
 
 
 SEEDS = 3  # seeded runs per boundary, side by side, each on a store of its own

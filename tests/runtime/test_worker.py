@@ -185,16 +185,17 @@ def test_an_item_loop_stops_at_a_lost_connection(
         moved.append(row["id"])
         raise lost()
 
-    def one_by_one() -> int:
-        apart.append(1)
-        return 0
+    def one_by_one(items: list[Row]) -> list[int]:
+        apart.append(len(items))
+        return []
 
     quiet = caplog.at_level("INFO", logger="ccbmdm")
     with quiet, pytest.raises(StoreUnavailable), store.transaction() as tx:
         each_apart(tx, rows(3), move, lambda r: f"row {r['id']}", log)
     assert moved == [1] and caplog.records == []
     with pytest.raises(StoreUnavailable), store.transaction() as tx:
-        together_or_apart(tx, lambda: move({"id": 4}), one_by_one)
+        batch: list[Row] = [{"id": 4}]
+        together_or_apart(tx, batch, move, one_by_one)
     assert moved == [1, 4] and apart == []
 
 
