@@ -7,8 +7,9 @@ is taken nearly all the time, and a save of the source system can lose every try
 timeout passes ("database is locked"). The gate is an advisory file lock beside the database,
 ``<database>-writers``: a foreground transaction (anything but the integration's own work: a
 worker's round, a partner's message being stored) holds it shared from before its
-``BEGIN IMMEDIATE`` to its end; a background transaction first waits until no one holds it. So a save waits for at most the transactions workers had already begun, each
-kept short by its write budget, and the kernel releases a killed process's hold on the gate.
+``BEGIN IMMEDIATE`` to its end; a background transaction first waits until no one holds it.
+So a save waits for at most the transactions workers had already begun, each kept short by its
+write budget, and the kernel releases a killed process's hold on the gate.
 """
 
 from __future__ import annotations
