@@ -101,7 +101,7 @@ def read_case(folder: Path, root: Path) -> MappingCase:
             return None
         path = folder / str(name)
         if not path.is_file():
-            raise Finding(positions[key], "case", f"{key}: no file {name} beside case.yaml", HINT)
+            raise Finding(name.pos, "case", f"{key}: no file {name} beside case.yaml", HINT)
         return path
 
     clock = None
@@ -109,7 +109,7 @@ def read_case(folder: Path, root: Path) -> MappingCase:
         try:
             clock = parse_datetime(str(data["clock"]))
         except ValueError as exc:
-            raise Finding(positions["clock"], "case", f"clock: {exc}", HINT) from None
+            raise Finding(data["clock"].pos, "case", f"clock: {exc}", HINT) from None
     fault = None
     if "fault" in data:
         fault = ExpectedFault(int(str(_plain(data["fault"]["code"]))), str(data["fault"]["rule"]))
