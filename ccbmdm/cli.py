@@ -384,7 +384,10 @@ def conformance(
         if output == "text":
             _print_outcome(outcome, number, len(cases), update)
     if junit is not None:
-        suite.write_junit(junit, outcomes, findings)
+        try:
+            suite.write_junit(junit, outcomes, findings)
+        except OSError as exc:
+            fail(f"{junit}: cannot write the JUnit report: {exc.strerror}")
     if output == "json":
         out.print_json(json.dumps(suite.as_json(outcomes, findings)))
     else:

@@ -80,8 +80,11 @@ class Kit:
         self.registry: ContractRegistry = load_contracts(project)
         self.contracts: ContractSet = read_contracts(project.contracts)
         self.tables = CodeTables.load(project.mappings / "tables")
+        # Written by the compiler beside the build; without it, differences name no rule.
         lineage_file = Path(self.package.__file__ or "").parent.parent.parent / LINEAGE
-        self.lineage: dict[str, Any] = json.loads(lineage_file.read_text(encoding="utf-8"))
+        self.lineage: dict[str, Any] = (
+            json.loads(lineage_file.read_text(encoding="utf-8")) if lineage_file.is_file() else {}
+        )
 
     def run(self, case: MappingCase) -> Outcome:
         started = time.perf_counter()
@@ -189,7 +192,7 @@ class Kit:
         type_key = self.contracts.contracts[transformer.target].type_key
         rules = {
             target: entry["rule"]
-            for target, entry in self.lineage[transformer.file]["fields"].items()
+            for target, entry in self.lineage.get(transformer.file, {}).get("fields", {}).items()
             if entry.get("rule")
         }
         return differences(
