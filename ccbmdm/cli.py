@@ -32,6 +32,7 @@ from ccbmdm.runtime.store.base import StoreError, StoreUnavailable
 from ccbmdm.runtime.xmlsafe import XmlRejected
 
 if TYPE_CHECKING:
+    from ccbmdm.conformance.runner import Outcome
     from ccbmdm.runtime.assembly import Runtime
     from ccbmdm.runtime.mapping import Context
     from ccbmdm.runtime.store import Store
@@ -410,7 +411,7 @@ def conformance(
         raise Failed(1)
 
 
-def _print_outcome(outcome: Any, number: int, total: int, update: bool) -> None:
+def _print_outcome(outcome: Outcome, number: int, total: int, update: bool) -> None:
     from ccbmdm.conformance.suite import failure_lines
 
     progress = f"[{number}/{total}] {outcome.case.id}"
