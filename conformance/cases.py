@@ -93,7 +93,8 @@ def read_case(folder: Path, root: Path) -> MappingCase:
     display = str((folder / CASE_FILE).relative_to(root))
     data = compose_located(folder / CASE_FILE, display, "a case file")
     validate_located(data, _validator(), HINT)
-    positions = dict(data.key_pos)
+    # Where each key's value is written: a finding points at the value that is wrong.
+    positions = {key: getattr(value, "pos", data.key_pos[key]) for key, value in data.items()}
 
     def file(key: str) -> Path | None:
         name = data.get(key)
