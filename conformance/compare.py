@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import date, time
+from decimal import Decimal
 from typing import Any
 
 from deepdiff import DeepDiff
@@ -111,6 +113,16 @@ def _rule(steps: list[str | int], rules: dict[str, str]) -> str | None:
 
 
 def _shown(value: Any) -> str:
+    """A value as the report prints it: text quoted, numbers as written, times in ISO 8601."""
     if value is None or type(value).__name__ == "NotPresent":
         return ABSENT
-    return json.dumps(value, default=str, ensure_ascii=False)
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, date | time):
+        return f'"{value.isoformat()}"'
+    return json.dumps(value, default=_plain, ensure_ascii=False)
+
+
+def _plain(value: Any) -> str:
+    """A value inside a whole element (an added repetition, say) that JSON cannot write."""
+    return value.isoformat() if isinstance(value, date | time) else str(value)
