@@ -19,6 +19,7 @@ from ccbmdm.codegen.mapping.loader import (
     Finding,
     LDict,
     LScalar,
+    LStr,
     compose_located,
     validate_located,
 )
@@ -105,12 +106,7 @@ def read_case(folder: Path, root: Path) -> MappingCase:
             raise Finding(name.pos, "case", f"{key}: no file {name} beside case.yaml", HINT)
         return path
 
-    clock = None
-    if "clock" in data:
-        try:
-            clock = parse_datetime(str(data["clock"]))
-        except ValueError as exc:
-            raise Finding(data["clock"].pos, "case", f"clock: {exc}", HINT) from None
+    clock = _clock(data["clock"]) if "clock" in data else None
     fault = None
     if "fault" in data:
         fault = ExpectedFault(int(str(_plain(data["fault"]["code"]))), str(data["fault"]["rule"]))
@@ -141,6 +137,21 @@ def read_case(folder: Path, root: Path) -> MappingCase:
             **{f"tables.{k}": p for k, p in _key_pos(data.get("tables")).items()},
         },
     )
+
+
+def _clock(value: LStr | LScalar) -> datetime:
+    """The frozen clock: YAML reads an unquoted date-time as a timestamp, which is taken as it
+    is when it has its offset."""
+    # (LScalar declares the scalars of mappings; a case's clock may also be a timestamp.)
+    written: object = value.value if isinstance(value, LScalar) else value
+    try:
+        if isinstance(written, datetime):
+            if written.tzinfo is None:
+                raise ValueError(f"{written.isoformat()} has no offset (add Z or +hh:mm)")
+            return written
+        return parse_datetime(str(written))
+    except ValueError as exc:
+        raise Finding(value.pos, "case", f"clock: {exc}", HINT) from None
 
 
 def _mapping(data: object) -> LDict:

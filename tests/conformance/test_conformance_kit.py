@@ -241,6 +241,12 @@ def test_json_and_junit_reports(
         ),
         (
             "kind: mapping",
+            "kind: mapping\nclock: 2025-03-10T14:05:00",
+            "cases/person-sync/person-change/case.yaml:3:8: error[case]: clock: "
+            "2025-03-10T14:05:00 has no offset (add Z or +hh:mm)",
+        ),
+        (
+            "kind: mapping",
             "kind: mapping\nclock: yesterday",
             "cases/person-sync/person-change/case.yaml:3:8: error[case]: clock:",
         ),
@@ -287,3 +293,26 @@ def test_pytest_collects_the_cases_of_an_initialised_project(tmp_path: Path) -> 
         in result.stdout
     )
     assert '/contact/address/city: expected "Boston", actual "Quincy"' in result.stdout
+
+
+def test_the_context_of_a_case_is_its_clock_zone_rows_and_cross_reference(
+    project: Project,
+) -> None:
+    from datetime import UTC, datetime
+
+    from ccbmdm.conformance.cases import read_case
+    from ccbmdm.conformance.runner import Kit
+
+    edit(
+        project.root / PERSON_CHANGE / "case.yaml",
+        "kind: mapping",
+        "kind: mapping\nclock: 2025-03-10T14:05:00Z\ntime_zone: America/Chicago\n"
+        "xref:\n  PERSON: {'0001234567': C-000000418}\n"
+        "tables:\n  OUCCB2_OUMDM2_Country:\n    - {ccbCountry: BMU, mdmCountry: BM}",
+    )
+    ctx = Kit(project).context(read_case(project.root / PERSON_CHANGE, project.root))
+    assert ctx.clock() == datetime(2025, 3, 10, 14, 5, tzinfo=UTC)
+    assert ctx.time_zone == "America/Chicago"
+    assert ctx.resolve(0, "PERSON", "0001234567") == "C-000000418"
+    assert ctx.tables.lookup(0, "OUCCB2_OUMDM2_Country", ("BMU",), "mdmCountry") == "BM"
+    assert ctx.tables.lookup(0, "OUCCB2_OUMDM2_Country", ("USA",), "mdmCountry") == "US"
