@@ -259,7 +259,7 @@ def _context(project: Project, path: Path | None) -> Context:
 
     import yaml
 
-    from ccbmdm.runtime.lexical import parse_datetime
+    from ccbmdm.runtime.lexical import configured_datetime
     from ccbmdm.runtime.mapping import CodeTables, Context
 
     ctx = Context(CodeTables.load(project.mappings / "tables"))
@@ -273,7 +273,7 @@ def _context(project: Project, path: Path | None) -> Context:
         fail(f"{path}: a context file may set clock and time_zone only")
     if "clock" in data:
         try:
-            instant: datetime = parse_datetime(str(data["clock"]))
+            instant: datetime = configured_datetime(data["clock"])
         except ValueError as exc:
             fail(f"{path}: clock: {exc}")
         ctx.clock = lambda: instant

@@ -25,7 +25,7 @@ from ccbmdm.codegen.mapping.loader import (
 )
 from ccbmdm.codegen.mapping.syntax import Pos
 from ccbmdm.codegen.project import Project
-from ccbmdm.runtime.lexical import parse_datetime
+from ccbmdm.runtime.lexical import configured_datetime
 
 CASE_FILE = "case.yaml"
 SCHEMA_FILE = Path(__file__).with_name("case.schema.json")
@@ -140,16 +140,10 @@ def read_case(folder: Path, root: Path) -> MappingCase:
 
 
 def _clock(value: LStr | LScalar) -> datetime:
-    """The frozen clock: YAML reads an unquoted date-time as a timestamp, which is taken as it
-    is when it has its offset."""
-    # (LScalar declares the scalars of mappings; a case's clock may also be a timestamp.)
-    written: object = value.value if isinstance(value, LScalar) else value
+    # (LScalar declares the scalars of mappings; YAML makes a timestamp of an unquoted clock.)
+    written: object = value.value if isinstance(value, LScalar) else str(value)
     try:
-        if isinstance(written, datetime):
-            if written.tzinfo is None:
-                raise ValueError(f"{written.isoformat()} has no offset (add Z or +hh:mm)")
-            return written
-        return parse_datetime(str(written))
+        return configured_datetime(written)
     except ValueError as exc:
         raise Finding(value.pos, "case", f"clock: {exc}", HINT) from None
 
