@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
+from ccbmdm.codegen.compiler import MappingError
 from ccbmdm.codegen.mapping.loader import Finding
 from ccbmdm.codegen.project import PROJECT_FILE, Project, ProjectError
+from ccbmdm.codegen.xsd_reader import ContractError
 from ccbmdm.conformance.cases import CASE_FILE, read_case
 from ccbmdm.conformance.runner import Kit, Outcome
 from ccbmdm.conformance.suite import failure_lines
@@ -67,7 +69,12 @@ class CaseItem(pytest.Item):
             case = read_case(self.path.parent, project.root)
         except Finding as finding:
             raise CaseFailed(str(finding)) from None
-        outcome: Outcome = _kit(project).run(case)
+        try:
+            kit = _kit(project)
+        except (MappingError, ContractError) as exc:
+            # The project does not compile: every case says why, as `ccbmdm check` would.
+            raise CaseFailed(f"the project does not compile:\n{exc}") from None
+        outcome: Outcome = kit.run(case)
         if not outcome.passed:
             raise CaseFailed("\n".join(failure_lines(outcome)))
 

@@ -316,3 +316,14 @@ def test_the_context_of_a_case_is_its_clock_zone_rows_and_cross_reference(
     assert ctx.resolve(0, "PERSON", "0001234567") == "C-000000418"
     assert ctx.tables.lookup(0, "OUCCB2_OUMDM2_Country", ("BMU",), "mdmCountry") == "BM"
     assert ctx.tables.lookup(0, "OUCCB2_OUMDM2_Country", ("USA",), "mdmCountry") == "US"
+
+
+def test_pytest_reports_a_project_that_does_not_compile_per_case(tmp_path: Path) -> None:
+    project = init_project(tmp_path / "project")
+    edit(project.mappings / "sp-sync.request.yaml", "timeZone: timeZone", "timeZone: timeZones")
+    result = run_python("-m", "pytest", "-p", "no:cacheprovider", "-q", cwd=project.root)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "7 failed" in result.stdout
+    assert "the project does not compile:" in result.stdout
+    assert "mappings/sp-sync.request.yaml:" in result.stdout
+    assert "Traceback" not in result.stdout
