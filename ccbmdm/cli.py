@@ -32,6 +32,7 @@ from ccbmdm.runtime.store.base import StoreError, StoreUnavailable
 from ccbmdm.runtime.xmlsafe import XmlRejected
 
 if TYPE_CHECKING:
+    from ccbmdm.conformance.runner import Outcome
     from ccbmdm.runtime.assembly import Runtime
     from ccbmdm.runtime.mapping import Context
     from ccbmdm.runtime.store import Store
@@ -258,7 +259,7 @@ def _context(project: Project, path: Path | None) -> Context:
 
     import yaml
 
-    from ccbmdm.runtime.lexical import parse_datetime
+    from ccbmdm.runtime.lexical import configured_datetime
     from ccbmdm.runtime.mapping import CodeTables, Context
 
     ctx = Context(CodeTables.load(project.mappings / "tables"))
@@ -272,7 +273,7 @@ def _context(project: Project, path: Path | None) -> Context:
         fail(f"{path}: a context file may set clock and time_zone only")
     if "clock" in data:
         try:
-            instant: datetime = parse_datetime(str(data["clock"]))
+            instant: datetime = configured_datetime(data["clock"])
         except ValueError as exc:
             fail(f"{path}: clock: {exc}")
         ctx.clock = lambda: instant
@@ -326,6 +327,105 @@ def validate(
         failures += 1
     if failures:
         raise Failed(1)
+
+
+@app.command()
+def conformance(
+    flow: Annotated[
+        str | None, typer.Option(help="Run only this flow's cases (PERSON_SYNC or person-sync).")
+    ] = None,
+    case: Annotated[
+        str | None, typer.Option(help="Run only this case (its folder name or flow/case).")
+    ] = None,
+    keyword: Annotated[
+        str | None,
+        typer.Option(
+            "-k", help="Run the cases whose id matches, as pytest -k: words, and, or, not."
+        ),
+    ] = None,
+    update: Annotated[
+        bool,
+        typer.Option(
+            "--update",
+            help="Rewrite the golden messages of the selected cases from what the mappings "
+            "give now, and print what changed.",
+        ),
+    ] = False,
+    output: Annotated[
+        Literal["text", "json"], typer.Option("--format", help="text or json.")
+    ] = "text",
+    junit: Annotated[
+        Path | None, typer.Option(help="Also write a JUnit XML report to this file (for CI).")
+    ] = None,
+    project_dir: ProjectDir = None,
+) -> None:
+    """Run the project's conformance cases: each input through its mapping, against its golden."""
+    import json
+
+    from rich.table import Table
+
+    from ccbmdm.conformance import suite
+    from ccbmdm.conformance.runner import Kit
+
+    with explained():
+        project = _project(project_dir)
+        selection = suite.Selection(flow, case, keyword)
+        try:
+            cases, findings = suite.load(project, selection)
+        except suite.BadSelection as exc:
+            fail(str(exc))
+        if not cases and not findings:
+            fail(f"no conformance case in {project.cases} matches the selection")
+        with err.status("loading the compiled mappings…"):
+            kit = Kit(project)
+    outcomes = []
+    for number, selected in enumerate(cases, 1):
+        outcome = kit.update(selected) if update else kit.run(selected)
+        outcomes.append(outcome)
+        if output == "text":
+            _print_outcome(outcome, number, len(cases), update)
+    if junit is not None:
+        try:
+            suite.write_junit(junit, outcomes, findings)
+        except OSError as exc:
+            fail(f"{junit}: cannot write the JUnit report: {exc.strerror}")
+    if output == "json":
+        out.print_json(json.dumps(suite.as_json(outcomes, findings)))
+    else:
+        report(findings)
+        table = Table(title="conformance", title_justify="left")
+        for column in ("flow", "cases", "passed", "failed", "time"):
+            table.add_column(column, justify="left" if column == "flow" else "right")
+        for row in suite.summary(outcomes):
+            table.add_row(
+                row.flow, str(row.cases), str(row.passed), str(row.failed), f"{row.seconds:.2f} s"
+            )
+        out.print(table)
+    # Under --update a rewritten golden is no failure; a fault case or a broken one still is.
+    failed = [
+        o
+        for o in outcomes
+        if not o.passed and not (update and o.case.expected is not None and not o.problems)
+    ]
+    if findings or failed:
+        raise Failed(1)
+
+
+def _print_outcome(outcome: Outcome, number: int, total: int, update: bool) -> None:
+    from ccbmdm.conformance.suite import failure_lines
+
+    progress = f"[{number}/{total}] {outcome.case.id}"
+    if update and outcome.case.expected is not None:  # a fault case is only run
+        changed = "updated" if outcome.differences or outcome.notes else "unchanged"
+        out.print(f"{progress} {'FAILED' if outcome.problems else changed}")
+        for difference in outcome.differences:
+            out.print(f"    {escape(str(difference))}")
+        for line in (*outcome.notes, *outcome.problems):
+            out.print(f"    {escape(line)}")
+        return
+    out.print(f"{progress} " + ("[green]passed[/]" if outcome.passed else "[red]FAILED[/]"))
+    for line in failure_lines(outcome):
+        out.print(f"    {escape(line)}")
 
 
 RUNTIME_CONFIG = "ccbmdm_runtime.yaml"

@@ -101,6 +101,17 @@ def parse_date(text: str) -> date:
         raise InvalidValue(repr(text), f"is not a valid date: {exc}") from None
 
 
+def configured_datetime(value: object) -> datetime:
+    """A date-time written in a YAML file (a context's or a case's clock): YAML reads an
+    unquoted one as a timestamp, taken as it is when it carries its offset; anything else is
+    read as XSD dateTime."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise InvalidValue(value.isoformat(), "has no offset (add Z or +hh:mm)")
+        return value
+    return parse_datetime(str(value))
+
+
 def parse_datetime(text: str) -> datetime:
     """XSD dateTime; the strict pattern first, then the C parser of the standard library."""
     match, text = _lexical(_DATETIME, text)

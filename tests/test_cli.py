@@ -169,6 +169,35 @@ def test_transform_prints_the_target_message(capsys: pytest.CaptureFixture[str])
     assert "<startDateTime>2019-06-14T00:00:00-04:00</startDateTime>" in out
 
 
+@pytest.mark.parametrize(
+    ("clock", "error"),
+    [
+        ("2025-03-10T14:05:00Z", ""),
+        ("'2025-03-10T14:05:00-05:00'", ""),
+        ("2025-03-10T14:05:00", "clock: 2025-03-10T14:05:00 has no offset (add Z or +hh:mm)"),
+    ],
+)
+def test_transform_reads_a_context_clock_quoted_or_not(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, clock: str, error: str
+) -> None:
+    context = tmp_path / "context.yaml"
+    context.write_text(f"clock: {clock}\ntime_zone: America/New_York\n", encoding="utf-8")
+    path = REPO / "contracts" / "samples" / "ccb" / "PersonSyncRequest.xml"
+    code, out, err = ccbmdm(
+        capsys,
+        "transform",
+        str(path),
+        "--flow",
+        "person-sync",
+        "--context",
+        str(context),
+        "--project-dir",
+        str(REPO),
+    )
+    assert (code, error in err) == ((1, True) if error else (0, True)), err
+    assert ("<ContactSyncRequest" in out) != bool(error)
+
+
 def test_transform_failure_names_the_rule(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -97,6 +97,7 @@ class LineageEntry:
     tables: set[str] = field(default_factory=set)
     functions: set[str] = field(default_factory=set)
     constants: list[str] = field(default_factory=list)
+    rule: Pos | None = None  # where the rule that writes the field is written
 
 
 class Binder:
@@ -204,7 +205,8 @@ class Binder:
             particle = particles[key]
             self._lineage_target = f"{scope.target_dotted}{'.' if scope.target_dotted else ''}{key}"
             self._target_path = f"{scope.target_xpath}/{key}".replace("[]", "")
-            self.lineage.setdefault(self._lineage_target, LineageEntry())
+            entry = self.lineage.setdefault(self._lineage_target, LineageEntry())
+            entry.rule = entry.rule or rules.key_pos[key]
             var = self.assign(w, scope, rules.entries[key], particle, rules.key_pos[key])
             scope.built[key] = (var, particle)
         source_cls = _model(scope.source)

@@ -162,6 +162,7 @@ def compile_mappings(
                     "tables": sorted(entry.tables),
                     "functions": sorted(entry.functions),
                     "constants": entry.constants,
+                    "rule": str(entry.rule) if entry.rule else None,
                 }
                 for target, entry in sorted(binder.lineage.items())
             },

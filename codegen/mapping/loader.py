@@ -179,6 +179,16 @@ def _meant(errors: list[jsonschema.ValidationError]) -> jsonschema.ValidationErr
 
 def read_located(path: FilePath, display: str, schema_path: FilePath) -> LDict:
     """Parse a YAML file with positions and validate it against the language's schema."""
+    data = compose_located(path, display, "a mapping file")
+    validate_located(
+        data, schema_validator(schema_path, _kind(data)), "see mappings/mapping.schema.json"
+    )
+    return data
+
+
+def compose_located(path: FilePath, display: str, what: str) -> LDict:
+    """Parse a YAML file that holds a mapping (``what`` names it) with the position of each
+    node, so that every later message can point at a line and column."""
     try:
         text = path.read_text(encoding="utf-8")
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -192,8 +202,12 @@ def read_located(path: FilePath, display: str, schema_path: FilePath) -> LDict:
         raise Finding(Pos(display, 1, 1), "schema", "the file is empty")
     data = _located(node, display)
     if not isinstance(data, LDict):
-        raise Finding(data.pos, "schema", "a mapping file holds a YAML mapping")
-    validator = schema_validator(schema_path, _kind(data))
+        raise Finding(data.pos, "schema", f"{what} holds a YAML mapping")
+    return data
+
+
+def validate_located(data: LDict, validator: jsonschema.protocols.Validator, hint: str) -> None:
+    """Raise the schema error that best explains what is wrong, at its line and column."""
     errors = sorted(validator.iter_errors(_plain(data)), key=lambda e: list(e.absolute_path))
     if errors:
         best = jsonschema.exceptions.best_match(errors)
@@ -203,10 +217,7 @@ def read_located(path: FilePath, display: str, schema_path: FilePath) -> LDict:
             best = _meant(best.context)
         where = _pos_of(data, iter(best.absolute_path), data.pos)
         location = ".".join(str(p) for p in best.absolute_path) or "the file"
-        raise Finding(
-            where, "schema", f"{location}: {best.message}", "see mappings/mapping.schema.json"
-        )
-    return data
+        raise Finding(where, "schema", f"{location}: {best.message}", hint)
 
 
 # ---------------------------------------------------------------- syntax tree

@@ -335,6 +335,7 @@ def test_lineage_records_what_each_target_reads(project: Project) -> None:
         "tables": ["OUCCB2_OUMDM2_ContactType"],
         "functions": [],
         "constants": [],
+        "rule": "mappings/person-sync.request.yaml:10:7",
     }
     assert lineage["fields"]["targetMo"]["tables"] == ["OUCCB2_OUMDM2_MO"]
     assert "person.emailAddress" in lineage["unread_sources"]

@@ -1,0 +1,243 @@
+"""Run mapping cases through the project's compiled transformers and judge the result.
+
+The runner uses what ``ccbmdm transform`` uses: the generated package (compiled first when
+stale), the contract registry and a Context, here built from the case (its frozen clock, time
+zone, extra code-table rows and cross-references). A case passes when the actual message equals
+the golden after normalisation, or when the mapping fails with the expected fault at the
+expected rule.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from lxml import etree
+from pydantic import BaseModel
+
+from ccbmdm.codegen.compiler import LINEAGE
+from ccbmdm.codegen.ir import ContractSet
+from ccbmdm.codegen.loader import load_contracts, load_package
+from ccbmdm.codegen.mapping.loader import Finding
+from ccbmdm.codegen.mapping.syntax import Pos
+from ccbmdm.codegen.project import Project
+from ccbmdm.codegen.xsd_reader import read_contracts
+from ccbmdm.conformance.cases import HINT, MappingCase
+from ccbmdm.conformance.compare import Difference, differences, message_tree
+from ccbmdm.runtime.codec import ContractViolation
+from ccbmdm.runtime.contracts import ContractRegistry, UnknownContract
+from ccbmdm.runtime.mapping import CodeTables, Context, Transformer, TransformError
+from ccbmdm.runtime.xmlsafe import XmlRejected
+
+# The clock of a case that does not freeze its own: a case never reads the real time.
+DEFAULT_CLOCK = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What running one case found: nothing (it passed), differences, or problems."""
+
+    case: MappingCase
+    seconds: float
+    differences: tuple[Difference, ...] = ()
+    problems: tuple[str, ...] = ()  # a broken case, or a fault where a message was expected
+    actual: bytes | None = None  # the actual target message, pretty-printed
+    notes: tuple[str, ...] = ()  # what --update did beyond the differences
+
+    @property
+    def passed(self) -> bool:
+        return not self.differences and not self.problems
+
+
+class _CaseCrossReference:
+    """The cross-reference a case declares: maintenance object -> key -> other key."""
+
+    def __init__(self, keys: dict[str, dict[str, str]]) -> None:
+        self.keys = keys
+
+    def resolve(self, mo: str, key: str) -> str | None:
+        return self.keys.get(mo, {}).get(key)
+
+
+def pretty(xml: bytes) -> bytes:
+    """A message indented, one element a line: how goldens are written."""
+    root = etree.fromstring(xml)
+    etree.indent(root)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8") + b"\n"
+
+
+class Kit:
+    """The project's compiled mappings and contracts, loaded once for many cases."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.package: ModuleType = load_package(project)
+        self.registry: ContractRegistry = load_contracts(project)
+        self.contracts: ContractSet = read_contracts(project.contracts)
+        self.tables = CodeTables.load(project.mappings / "tables")
+        # Written by the compiler beside the build; without it, differences name no rule.
+        lineage_file = Path(self.package.__file__ or "").parent.parent.parent / LINEAGE
+        self.lineage: dict[str, Any] = (
+            json.loads(lineage_file.read_text(encoding="utf-8")) if lineage_file.is_file() else {}
+        )
+
+    def run(self, case: MappingCase) -> Outcome:
+        started = time.perf_counter()
+        try:
+            differences_, actual = self._judge(case)
+        except (Finding, _Unexpected) as exc:
+            return Outcome(case, time.perf_counter() - started, problems=(str(exc),))
+        return Outcome(case, time.perf_counter() - started, tuple(differences_), actual=actual)
+
+    def update(self, case: MappingCase) -> Outcome:
+        """Run the case and write its actual message as its golden. The outcome's differences
+        are the changes, field by field; a golden that could not be read is written anew and
+        said so. A fault case is only run: its expected fault is written by hand."""
+        started = time.perf_counter()
+        if case.expected is None:
+            return self.run(case)
+        try:
+            transformer, result = self._transform(case)
+            if isinstance(result, TransformError):
+                raise _Unexpected(f"{case.id}: the mapping failed, nothing to write: {result}")
+            written = pretty(self.registry[transformer.target].encode(result))
+            try:
+                changes = tuple(self._compare(case, transformer, result))
+                notes: tuple[str, ...] = ()
+            except Finding as finding:
+                changes, notes = (), (f"the old golden could not be read: {finding}",)
+        except (Finding, _Unexpected) as exc:
+            return Outcome(case, time.perf_counter() - started, problems=(str(exc),))
+        if changes or notes:
+            case.expected.write_bytes(written)
+        return Outcome(case, time.perf_counter() - started, changes, actual=written, notes=notes)
+
+    # ------------------------------------------------------------------ judging
+
+    def transformer(self, case: MappingCase) -> Transformer:
+        found: Transformer | None = self.package.TRANSFORMERS.get((case.flow, case.part))
+        if found is not None:
+            return found
+        flows = sorted({flow for flow, _ in self.package.TRANSFORMERS})
+        if case.flow not in flows:
+            raise Finding(
+                Pos(case.display(case.folder / "case.yaml"), 1, 1),
+                "case",
+                f"no flow {case.flow} (the folder {case.folder.parent.name})",
+                "the flow folder is the flow code in kebab case; flows: " + ", ".join(flows),
+            )
+        parts = sorted(part for flow, part in self.package.TRANSFORMERS if flow == case.flow)
+        raise Finding(
+            case.at("part"),
+            "case",
+            f"part: flow {case.flow} has no mapping for part {case.part}",
+            "its parts: " + ", ".join(parts),
+        )
+
+    def context(self, case: MappingCase) -> Context:
+        tables = dict(self.tables.tables)
+        for name, rows in case.tables.items():
+            table = tables.get(name)
+            if table is None:
+                raise Finding(
+                    case.at(f"tables.{name}"),
+                    "case",
+                    f"tables: no code table {name}",
+                    "tables: " + ", ".join(sorted(tables)),
+                )
+            extra = {tuple(row.get(k, "") for k in table.keys): row for row in rows}
+            tables[name] = replace(table, rows={**table.rows, **extra})
+        clock = case.clock or DEFAULT_CLOCK
+        return Context(
+            CodeTables(tables),
+            clock=lambda: clock,
+            time_zone=case.time_zone or "UTC",
+            xref=_CaseCrossReference(case.xref),
+        )
+
+    def _transform(self, case: MappingCase) -> tuple[Transformer, BaseModel | TransformError]:
+        """The case's input through its mapping: the target message or the mapping's fault."""
+        transformer = self.transformer(case)
+        ctx = self.context(case)
+        source = self._decode(case, case.input, transformer.source)
+        try:
+            return transformer, transformer.function(source, ctx)
+        except TransformError as exc:
+            return transformer, exc
+
+    def _judge(self, case: MappingCase) -> tuple[list[Difference], bytes | None]:
+        transformer, result = self._transform(case)
+        if case.fault is not None:
+            if not isinstance(result, TransformError):
+                raise _Unexpected(
+                    f"{case.id}: expected fault 90000/{case.fault.code} at {case.fault.rule}; "
+                    "the mapping gave a message"
+                )
+            return self._fault_differences(case, result), None
+        if isinstance(result, TransformError):
+            raise _Unexpected(f"{case.id}: expected a message; the mapping failed: {result}")
+        written = pretty(self.registry[transformer.target].encode(result))
+        return self._compare(case, transformer, result), written
+
+    def _compare(
+        self, case: MappingCase, transformer: Transformer, actual: BaseModel
+    ) -> list[Difference]:
+        assert case.expected is not None
+        expected = self._decode(case, case.expected, transformer.target)
+        type_key = self.contracts.contracts[transformer.target].type_key
+        rules = {
+            target: entry["rule"]
+            for target, entry in self.lineage.get(transformer.file, {}).get("fields", {}).items()
+            if entry.get("rule")
+        }
+        return differences(
+            message_tree(expected, self.contracts, type_key),
+            message_tree(actual, self.contracts, type_key),
+            rules,
+        )
+
+    @staticmethod
+    def _fault_differences(case: MappingCase, fault: TransformError) -> list[Difference]:
+        assert case.fault is not None
+        site = fault.site
+        where = f"{site.file}:{site.line}:{site.column}"
+        found = []
+        if fault.code != case.fault.code:
+            found.append(Difference("fault/code", str(case.fault.code), str(fault.code), where))
+        rule = f"{site.file}#{site.target}"
+        if rule != case.fault.rule:
+            found.append(Difference("fault/rule", case.fault.rule, rule, where))
+        return found
+
+    def _decode(self, case: MappingCase, path: Path, contract: str) -> BaseModel:
+        name = case.display(path)
+        try:
+            _, message = self.registry.decode(path.read_bytes(), contract)
+        except OSError as exc:
+            raise Finding(Pos(name, 1, 1), "message", f"cannot read: {exc.strerror}") from None
+        except XmlRejected as exc:
+            raise Finding(
+                Pos(name, exc.line or 1, exc.column or 1), "message", exc.reason, HINT
+            ) from None
+        except UnknownContract as exc:
+            raise Finding(Pos(name, 1, 1), "message", str(exc), HINT) from None
+        except ContractViolation as exc:
+            first = exc.problems[0] if exc.problems else None
+            line, column = (first.line or 1, first.column or 1) if first else (1, 1)
+            what = f"{first.xpath}: {first.message}" if first else str(exc)
+            raise Finding(
+                Pos(name, line, column),
+                "message",
+                f"not a valid {contract} message ({exc.total} problem(s)): {what}",
+                f"run `ccbmdm validate --contract {contract} {name}`",
+            ) from None
+        return message
+
+
+class _Unexpected(Exception):
+    """The mapping gave a message where the case expects a fault, or the reverse."""

@@ -1,0 +1,67 @@
+"""The comparison's rules (decimals by value, normalised ids kept present) and -k selection."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from ccbmdm.conformance.compare import Difference, differences
+from ccbmdm.conformance.suite import BadSelection, Selection, matches
+
+
+def test_decimals_compare_by_value() -> None:
+    rules = {"periods[].quantity": "m.yaml:4:5"}
+    same = differences(
+        {"periods": [{"quantity": Decimal("1.0")}]},
+        {"periods": [{"quantity": Decimal("1.000")}]},
+        rules,
+    )
+    assert same == []
+    assert differences(
+        {"periods": [{"quantity": Decimal("1.0")}]},
+        {"periods": [{"quantity": Decimal("1.001")}]},
+        rules,
+    ) == [Difference("/periods[1]/quantity", "1.0", "1.001", "m.yaml:4:5")]
+
+
+def test_a_normalised_id_still_counts_when_absent() -> None:
+    header = {"messageId": "a", "correlationId": None, "sentDateTime": "2025-01-01T00:00:00Z"}
+    other = {"messageId": "b", "correlationId": None, "sentDateTime": "2030-01-01T00:00:00Z"}
+    assert differences({"messageHeader": header}, {"messageHeader": other}, {}) == []
+    assert differences(
+        {"messageHeader": header}, {"messageHeader": {**other, "messageId": None}}, {}
+    ) == [Difference("/messageHeader/messageId", '"<message-id>"', "(absent)", None)]
+
+
+@pytest.mark.parametrize(
+    ("expression", "selected"),
+    [
+        ("ack", ["person-sync/ack-accepted", "person-sync/ack-rejected"]),
+        ("ack and not rejected", ["person-sync/ack-accepted"]),
+        ("sp-sync or country", ["person-sync/unknown-country", "sp-sync/abolished"]),
+        ("not (ack or sp)", ["person-sync/unknown-country"]),
+    ],
+)
+def test_k_selects_as_pytest_does(expression: str, selected: list[str]) -> None:
+    ids = [
+        "person-sync/ack-accepted",
+        "person-sync/ack-rejected",
+        "person-sync/unknown-country",
+        "sp-sync/abolished",
+    ]
+    assert [i for i in ids if matches(expression, i)] == selected
+
+
+@pytest.mark.parametrize("expression", ["ack and", "(ack", "ack)", "or ack"])
+def test_a_k_expression_that_cannot_be_read_is_refused(expression: str) -> None:
+    with pytest.raises(BadSelection):
+        matches(expression, "person-sync/ack-accepted")
+
+
+def test_flow_and_case_select_by_code_or_folder() -> None:
+    assert Selection(flow="PERSON_SYNC")("person-sync/ack-accepted")
+    assert not Selection(flow="sp-sync")("person-sync/ack-accepted")
+    assert Selection(case="ack-accepted")("person-sync/ack-accepted")
+    assert Selection(case="person-sync/ack-accepted")("person-sync/ack-accepted")
+    assert not Selection(case="ack")("person-sync/ack-accepted")
