@@ -389,7 +389,7 @@ def conformance(
 
     with explained():
         if fail_under is not None and not coverage:
-            fail("--fail-under needs --coverage")
+            fail("--fail-under needs --coverage", 2)
         project = _project(project_dir)
         selection = suite.Selection(flow, case, keyword)
         try:

@@ -87,10 +87,18 @@ def measure(
             continue
         mapping.cases += 1
         exercised = set(outcome.exercised)
-        if outcome.fault_rule is not None:
-            exercised |= {t for t, rule in mapping.fields.items() if rule == outcome.fault_rule}
+        if outcome.fault_target is not None:
+            exercised |= {
+                t for t in mapping.fields if _xpath(t) == outcome.fault_target.split("/", 2)[-1]
+            }
         mapping.covered_fields |= exercised & set(mapping.fields)
     return [mappings[key] for key in sorted(mappings)]
+
+
+def _xpath(target: str) -> str:
+    """A lineage target as a rule site's XPath names it below the root element:
+    ``items[].id`` is ``items/id`` (the site's ``/Root/items/id``)."""
+    return target.replace("[]", "").replace(".", "/")
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ class Outcome:
     actual: bytes | None = None  # the actual target message, pretty-printed
     notes: tuple[str, ...] = ()  # what --update did beyond the differences
     exercised: frozenset[str] = frozenset()  # the lineage targets present in the actual message
-    fault_rule: str | None = None  # file:line:col of the rule the mapping failed at
+    fault_target: str | None = None  # the target XPath of the rule the mapping failed at
 
     @property
     def passed(self) -> bool:
@@ -186,8 +186,7 @@ class Kit:
         """What the case exercised, for --coverage: the fields its message holds, or the rule
         its mapping failed at."""
         if isinstance(result, TransformError):
-            site = result.site
-            return replace(ran, fault_rule=f"{site.file}:{site.line}:{site.column}")
+            return replace(ran, fault_target=result.site.target)
         type_key = self.contracts.contracts[transformer.target].type_key
         tree = message_tree(result, self.contracts, type_key)
         return replace(ran, exercised=frozenset(present_fields(tree)))
