@@ -40,8 +40,9 @@ def coverage(capsys: pytest.CaptureFixture[str], project: Project, *args: str) -
 
 
 def mapping(document: dict[str, Any], part: str) -> dict[str, Any]:
-    (found,) = [m for m in document["mappings"] if m["part"] == part]
-    return found
+    found: list[dict[str, Any]] = [m for m in document["mappings"] if m["part"] == part]
+    assert len(found) == 1
+    return found[0]
 
 
 def test_the_rules_a_case_leaves_unexercised_are_named_at_their_site(
