@@ -459,9 +459,9 @@ def _print_coverage(mappings: list[MappingCoverage]) -> None:
         for rule in mapping.uncovered_rules:
             written = sorted(t for t, r in mapping.fields.items() if r == rule)
             out.print(f"    rule {escape(rule)} not exercised ({', '.join(written)})")
-        covered_by_rule = {t for t, r in mapping.fields.items() if r in mapping.uncovered_rules}
+        listed = {t for t, r in mapping.fields.items() if r in mapping.uncovered_rules}
         for target in mapping.uncovered_fields:
-            if target not in covered_by_rule:
+            if target not in listed:  # a field without a rule of its own
                 out.print(f"    field {escape(target)} not exercised")
     table = Table(title="coverage", title_justify="left")
     for column in ("mapping", "cases", "rules", "fields", "rules %", "fields %"):
@@ -471,7 +471,7 @@ def _print_coverage(mappings: list[MappingCoverage]) -> None:
             f"{mapping.flow} {mapping.part}",
             str(mapping.cases),
             f"{len(mapping.covered_rules)}/{len(mapping.rules)}",
-            f"{len(mapping.fields) - len(mapping.uncovered_fields)}/{len(mapping.fields)}",
+            f"{mapping.exercised_fields}/{len(mapping.fields)}",
             f"{mapping.rule_percent:.1f}",
             f"{mapping.field_percent:.1f}",
         )

@@ -44,6 +44,10 @@ class MappingCoverage:
         return [rule for rule in self.rules if rule not in covered]
 
     @property
+    def exercised_fields(self) -> int:
+        return len(self.covered_fields & set(self.fields))
+
+    @property
     def uncovered_fields(self) -> list[str]:
         return [target for target in sorted(self.fields) if target not in self.covered_fields]
 
@@ -53,7 +57,7 @@ class MappingCoverage:
 
     @property
     def field_percent(self) -> float:
-        return percent(len(self.fields) - len(self.uncovered_fields), len(self.fields))
+        return percent(self.exercised_fields, len(self.fields))
 
 
 def percent(covered: int, total: int) -> float:
@@ -124,7 +128,7 @@ def totals(mappings: Iterable[MappingCoverage]) -> Totals:
         sum(len(m.rules) for m in found),
         sum(len(m.covered_rules) for m in found),
         sum(len(m.fields) for m in found),
-        sum(len(m.fields) - len(m.uncovered_fields) for m in found),
+        sum(m.exercised_fields for m in found),
     )
 
 
@@ -138,10 +142,7 @@ def as_json(mappings: list[MappingCoverage]) -> dict[str, Any]:
                 "part": m.part,
                 "cases": m.cases,
                 "rules": {"covered": len(m.covered_rules), "total": len(m.rules)},
-                "fields": {
-                    "covered": len(m.fields) - len(m.uncovered_fields),
-                    "total": len(m.fields),
-                },
+                "fields": {"covered": m.exercised_fields, "total": len(m.fields)},
                 "rule_percent": round(m.rule_percent, 1),
                 "field_percent": round(m.field_percent, 1),
                 "uncovered_rules": [

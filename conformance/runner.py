@@ -111,8 +111,10 @@ class Kit:
         started = time.perf_counter()
         if case.expected is None:
             return self.run(case)
+        ran = Outcome(case, 0.0)
         try:
             transformer, result = self._transform(case)
+            ran = self._exercised(ran, transformer, result)
             if isinstance(result, TransformError):
                 raise _Unexpected(f"{case.id}: the mapping failed, nothing to write: {result}")
             written = pretty(self.registry[transformer.target].encode(result))
@@ -122,10 +124,16 @@ class Kit:
             except Finding as finding:
                 changes, notes = (), (f"the old golden could not be read: {finding}",)
         except (Finding, _Unexpected) as exc:
-            return Outcome(case, time.perf_counter() - started, problems=(str(exc),))
+            return replace(ran, seconds=time.perf_counter() - started, problems=(str(exc),))
         if changes or notes:
             case.expected.write_bytes(written)
-        return Outcome(case, time.perf_counter() - started, changes, actual=written, notes=notes)
+        return replace(
+            ran,
+            seconds=time.perf_counter() - started,
+            differences=changes,
+            actual=written,
+            notes=notes,
+        )
 
     # ------------------------------------------------------------------ judging
 

@@ -183,3 +183,13 @@ def test_present_fields_skip_absent_values_and_empty_repetitions() -> None:
         "items[].id",
         "items[].tag",
     }
+
+
+def test_update_with_coverage_counts_what_the_cases_wrote(
+    capsys: pytest.CaptureFixture[str], project: Project, tmp_path: Path
+) -> None:
+    copy = tmp_path / "project"
+    shutil.copytree(project.root, copy)
+    document = coverage(capsys, Project.load(copy), "--update", "--case", "person-change")
+    request = next(m for m in document["mappings"] if m["file"] == REQUEST)
+    assert request["rules"] == {"covered": 21, "total": 26}
