@@ -32,6 +32,7 @@ from ccbmdm.runtime.store.base import StoreError, StoreUnavailable
 from ccbmdm.runtime.xmlsafe import XmlRejected
 
 if TYPE_CHECKING:
+    from ccbmdm.conformance.coverage import MappingCoverage
     from ccbmdm.conformance.runner import Outcome
     from ccbmdm.runtime.assembly import Runtime
     from ccbmdm.runtime.mapping import Context
@@ -357,6 +358,23 @@ def conformance(
     junit: Annotated[
         Path | None, typer.Option(help="Also write a JUnit XML report to this file (for CI).")
     ] = None,
+    coverage: Annotated[
+        bool,
+        typer.Option(
+            "--coverage",
+            help="Also report, per mapping, the rules and target fields no selected case "
+            "exercises.",
+        ),
+    ] = False,
+    fail_under: Annotated[
+        float | None,
+        typer.Option(
+            "--fail-under",
+            min=0,
+            max=100,
+            help="With --coverage: fail when the rules covered are below this percent.",
+        ),
+    ] = None,
     project_dir: ProjectDir = None,
 ) -> None:
     """Run the project's conformance cases: each input through its mapping, against its golden."""
@@ -365,9 +383,13 @@ def conformance(
     from rich.table import Table
 
     from ccbmdm.conformance import suite
+    from ccbmdm.conformance.cases import flow_code
+    from ccbmdm.conformance.coverage import as_json, measure, totals
     from ccbmdm.conformance.runner import Kit
 
     with explained():
+        if fail_under is not None and not coverage:
+            fail("--fail-under needs --coverage", 2)
         project = _project(project_dir)
         selection = suite.Selection(flow, case, keyword)
         try:
@@ -389,8 +411,12 @@ def conformance(
             suite.write_junit(junit, outcomes, findings)
         except OSError as exc:
             fail(f"{junit}: cannot write the JUnit report: {exc.strerror}")
+    mappings = measure(kit.lineage, outcomes, flow and flow_code(flow)) if coverage else []
     if output == "json":
-        out.print_json(json.dumps(suite.as_json(outcomes, findings)))
+        document = suite.as_json(outcomes, findings)
+        if coverage:
+            document["coverage"] = as_json(mappings)
+        out.print_json(json.dumps(document))
     else:
         report(findings)
         table = Table(title="conformance", title_justify="left")
@@ -401,6 +427,8 @@ def conformance(
                 row.flow, str(row.cases), str(row.passed), str(row.failed), f"{row.seconds:.2f} s"
             )
         out.print(table)
+        if coverage:
+            _print_coverage(mappings)
     # Under --update a rewritten golden is no failure; a fault case or a broken one still is.
     failed = [
         o
@@ -409,6 +437,54 @@ def conformance(
     ]
     if findings or failed:
         raise Failed(1)
+    if fail_under is not None and totals(mappings).rule_percent < fail_under:
+        err.print(
+            f"rule coverage {totals(mappings).rule_percent:.1f} % is below "
+            f"--fail-under {fail_under:g} %"
+        )
+        raise Failed(1)
+
+
+def _print_coverage(mappings: list[MappingCoverage]) -> None:
+    """Each mapping's rules and fields no case exercises, then the coverage table."""
+    from rich.table import Table
+
+    from ccbmdm.conformance.coverage import totals
+
+    for mapping in mappings:
+        if not mapping.uncovered_rules and not mapping.uncovered_fields:
+            continue
+        cases = "no case" if not mapping.cases else f"{mapping.cases} case(s)"
+        out.print(f"{escape(mapping.file)} ({mapping.flow} {mapping.part}, {cases}):")
+        for rule in mapping.uncovered_rules:
+            written = sorted(t for t, r in mapping.fields.items() if r == rule)
+            out.print(f"    rule {escape(rule)} not exercised ({', '.join(written)})")
+        listed = {t for t, r in mapping.fields.items() if r in mapping.uncovered_rules}
+        for target in mapping.uncovered_fields:
+            if target not in listed:  # a field without a rule of its own
+                out.print(f"    field {escape(target)} not exercised")
+    table = Table(title="coverage", title_justify="left")
+    for column in ("mapping", "cases", "rules", "fields", "rules %", "fields %"):
+        table.add_column(column, justify="left" if column == "mapping" else "right")
+    for mapping in mappings:
+        table.add_row(
+            f"{mapping.flow} {mapping.part}",
+            str(mapping.cases),
+            f"{len(mapping.covered_rules)}/{len(mapping.rules)}",
+            f"{mapping.exercised_fields}/{len(mapping.fields)}",
+            f"{mapping.rule_percent:.1f}",
+            f"{mapping.field_percent:.1f}",
+        )
+    total = totals(mappings)
+    table.add_row(
+        "total",
+        str(sum(m.cases for m in mappings)),
+        f"{total.covered_rules}/{total.rules}",
+        f"{total.covered_fields}/{total.fields}",
+        f"{total.rule_percent:.1f}",
+        f"{total.field_percent:.1f}",
+    )
+    out.print(table)
 
 
 def _print_outcome(outcome: Outcome, number: int, total: int, update: bool) -> None:

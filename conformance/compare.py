@@ -66,6 +66,25 @@ def _value(value: Any, contracts: ContractSet, type_key: tuple[Home, str] | None
     return value
 
 
+def present_fields(tree: dict[str, Any], prefix: str = "") -> set[str]:
+    """The lineage targets (``contact.address.city``, ``items[].id``) a message tree holds:
+    a field is present when it has a value, a repeated one when it has at least one."""
+    found: set[str] = set()
+    for name, value in tree.items():
+        dotted = f"{prefix}{name}"
+        if value is None or value == [] or value == ():
+            continue
+        found.add(dotted)
+        if isinstance(value, list | tuple):
+            found.add(f"{dotted}[]")
+            for item in value:
+                if isinstance(item, dict):
+                    found |= present_fields(item, f"{dotted}[].")
+        elif isinstance(value, dict):
+            found |= present_fields(value, f"{dotted}.")
+    return found
+
+
 def differences(
     expected: dict[str, Any], actual: dict[str, Any], rules: dict[str, str]
 ) -> list[Difference]:

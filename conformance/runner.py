@@ -28,7 +28,7 @@ from ccbmdm.codegen.mapping.syntax import Pos
 from ccbmdm.codegen.project import Project
 from ccbmdm.codegen.xsd_reader import read_contracts
 from ccbmdm.conformance.cases import HINT, MappingCase
-from ccbmdm.conformance.compare import Difference, differences, message_tree
+from ccbmdm.conformance.compare import Difference, differences, message_tree, present_fields
 from ccbmdm.runtime.codec import ContractViolation
 from ccbmdm.runtime.contracts import ContractRegistry, UnknownContract
 from ccbmdm.runtime.mapping import CodeTables, Context, Transformer, TransformError
@@ -48,6 +48,8 @@ class Outcome:
     problems: tuple[str, ...] = ()  # a broken case, or a fault where a message was expected
     actual: bytes | None = None  # the actual target message, pretty-printed
     notes: tuple[str, ...] = ()  # what --update did beyond the differences
+    exercised: frozenset[str] = frozenset()  # the lineage targets present in the actual message
+    fault_target: str | None = None  # the target XPath of the rule the mapping failed at
 
     @property
     def passed(self) -> bool:
@@ -88,11 +90,19 @@ class Kit:
 
     def run(self, case: MappingCase) -> Outcome:
         started = time.perf_counter()
+        ran = Outcome(case, 0.0)
         try:
-            differences_, actual = self._judge(case)
+            transformer, result = self._transform(case)
+            ran = self._exercised(ran, transformer, result)
+            differences_, actual = self._judge(case, transformer, result)
         except (Finding, _Unexpected) as exc:
-            return Outcome(case, time.perf_counter() - started, problems=(str(exc),))
-        return Outcome(case, time.perf_counter() - started, tuple(differences_), actual=actual)
+            return replace(ran, seconds=time.perf_counter() - started, problems=(str(exc),))
+        return replace(
+            ran,
+            seconds=time.perf_counter() - started,
+            differences=tuple(differences_),
+            actual=actual,
+        )
 
     def update(self, case: MappingCase) -> Outcome:
         """Run the case and write its actual message as its golden. The outcome's differences
@@ -101,8 +111,10 @@ class Kit:
         started = time.perf_counter()
         if case.expected is None:
             return self.run(case)
+        ran = Outcome(case, 0.0)
         try:
             transformer, result = self._transform(case)
+            ran = self._exercised(ran, transformer, result)
             if isinstance(result, TransformError):
                 raise _Unexpected(f"{case.id}: the mapping failed, nothing to write: {result}")
             written = pretty(self.registry[transformer.target].encode(result))
@@ -112,10 +124,16 @@ class Kit:
             except Finding as finding:
                 changes, notes = (), (f"the old golden could not be read: {finding}",)
         except (Finding, _Unexpected) as exc:
-            return Outcome(case, time.perf_counter() - started, problems=(str(exc),))
+            return replace(ran, seconds=time.perf_counter() - started, problems=(str(exc),))
         if changes or notes:
             case.expected.write_bytes(written)
-        return Outcome(case, time.perf_counter() - started, changes, actual=written, notes=notes)
+        return replace(
+            ran,
+            seconds=time.perf_counter() - started,
+            differences=changes,
+            actual=written,
+            notes=notes,
+        )
 
     # ------------------------------------------------------------------ judging
 
@@ -170,8 +188,20 @@ class Kit:
         except TransformError as exc:
             return transformer, exc
 
-    def _judge(self, case: MappingCase) -> tuple[list[Difference], bytes | None]:
-        transformer, result = self._transform(case)
+    def _exercised(
+        self, ran: Outcome, transformer: Transformer, result: BaseModel | TransformError
+    ) -> Outcome:
+        """What the case exercised, for --coverage: the fields its message holds, or the rule
+        its mapping failed at."""
+        if isinstance(result, TransformError):
+            return replace(ran, fault_target=result.site.target)
+        type_key = self.contracts.contracts[transformer.target].type_key
+        tree = message_tree(result, self.contracts, type_key)
+        return replace(ran, exercised=frozenset(present_fields(tree)))
+
+    def _judge(
+        self, case: MappingCase, transformer: Transformer, result: BaseModel | TransformError
+    ) -> tuple[list[Difference], bytes | None]:
         if case.fault is not None:
             if not isinstance(result, TransformError):
                 raise _Unexpected(
