@@ -2,7 +2,8 @@
 
 Both messages are decoded into the contract's models, turned into trees keyed by the
 contract's XML names, normalised (see normalise.py) and compared with deepdiff: values by value
-(a decimal 1.0 equals 1.000), repeated elements position by position. Each difference names the
+(a decimal 1.0 equals 1.000; a date-time by its instant and its offset), repeated elements
+position by position. Each difference names the
 contract path, the expected and the actual value and, through the lineage the compiler writes,
 the mapping rule (``file:line:col``) that wrote the field.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date, time
+from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
@@ -63,6 +64,10 @@ def _value(value: Any, contracts: ContractSet, type_key: tuple[Home, str] | None
         return message_tree(value, contracts, type_key)
     if isinstance(value, tuple | list):
         return [_value(item, contracts, type_key) for item in value]
+    if isinstance(value, datetime | time) and value.utcoffset() is not None:
+        # Python holds the same instant at two offsets equal, but a mapping that writes a
+        # zone's legal offset must be held to it: the offset is part of the value.
+        return value.isoformat()
     return value
 
 

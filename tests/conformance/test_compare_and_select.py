@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from pydantic import BaseModel
 
-from ccbmdm.conformance.compare import Difference, differences
+from ccbmdm.codegen.ir import ContractSet
+from ccbmdm.conformance.compare import Difference, differences, message_tree
 from ccbmdm.conformance.suite import BadSelection, Selection, matches
 
 
@@ -23,6 +26,26 @@ def test_decimals_compare_by_value() -> None:
         {"periods": [{"quantity": Decimal("1.001")}]},
         rules,
     ) == [Difference("/periods[1]/quantity", "1.0", "1.001", "m.yaml:4:5")]
+
+
+class Stamped(BaseModel):
+    start: datetime
+
+
+def test_a_date_time_compares_by_its_offset_too() -> None:
+    """The same instant written at another offset is another value: a mapping that writes a
+    zone's legal offset is held to it."""
+    eastern = timezone(timedelta(hours=-4))
+    contracts = ContractSet()
+
+    def tree(start: datetime) -> dict[str, object]:
+        return message_tree(Stamped(start=start), contracts, None)
+
+    local = tree(datetime(2019, 6, 14, tzinfo=eastern))
+    assert differences(local, tree(datetime(2019, 6, 14, tzinfo=eastern)), {}) == []
+    assert differences(local, tree(datetime(2019, 6, 14, 4, tzinfo=UTC)), {"start": "m:1:1"}) == [
+        Difference("/start", '"2019-06-14T00:00:00-04:00"', '"2019-06-14T04:00:00+00:00"', "m:1:1")
+    ]
 
 
 def test_a_normalised_id_still_counts_when_absent() -> None:
