@@ -21,9 +21,11 @@ def write_config(
     *,
     mdm: str = "runtime_world:mdm_system",
     supervision: str = "",
+    lease_s: float = 2,
 ) -> Path:
     """A runtime configuration on the store ``dsn``, with the bridge's settings ``bridge``, the
-    system ``mdm`` behind MDM, and the supervision settings ``supervision``."""
+    system ``mdm`` behind MDM, the supervision settings ``supervision`` and leases of
+    ``lease_s`` (short, so that a test sees a killed worker's rows rescued soon)."""
     path = tmp_path / "runtime.yaml"
     path.write_text(
         f"""\
@@ -32,7 +34,7 @@ nodes:
   ccb: {{system: "runtime_world:ccb_system"}}
   bridge: {{{bridge}}}
   mdm: {{system: "{mdm}"}}
-delivery: {{lease_s: 2, backoff_base_s: 0, backoff_factor: 2, poll_interval_s: 0.05}}
+delivery: {{lease_s: {lease_s}, backoff_base_s: 0, backoff_factor: 2, poll_interval_s: 0.05}}
 """
         + (f"supervision: {{{supervision}}}\n" if supervision else "")
     )
