@@ -11,6 +11,7 @@ not depend on the run: the same mappings give the same mutants in the same order
 from __future__ import annotations
 
 from collections.abc import Iterator
+from collections.abc import Mapping as Mapping_
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
@@ -50,6 +51,9 @@ OTHER_SOURCE = "other-source"
 OPERATORS = (DROP, SWAP_VALUES, ALTER_CONSTANT, NEGATE, SWAP_ARGUMENTS, OTHER_SOURCE)
 
 
+CellsLike = Mapping_[str, str]
+
+
 @dataclass(frozen=True)
 class TableSwap:
     """A code table whose values in one column are exchanged, under a name of its own so that
@@ -67,12 +71,12 @@ class TableSwap:
         default = None if table.default is None else self._row(table.default, swap)
         return replace(table, name=self.name, rows=rows, default=default)
 
-    def row(self, row: dict[str, str]) -> dict[str, str]:
+    def row(self, row: CellsLike) -> dict[str, str]:
         """A case's extra row of the project's table, as the mutant's copy holds it."""
         return self._row(row, dict(self.values))
 
-    def _row(self, row: object, swap: dict[str, str]) -> dict[str, str]:
-        cells = dict(row)  # type: ignore[call-overload]
+    def _row(self, row: CellsLike, swap: dict[str, str]) -> dict[str, str]:
+        cells = dict(row)
         if self.column in cells:
             cells[self.column] = swap.get(cells[self.column], cells[self.column])
         return cells
@@ -201,8 +205,8 @@ class _Generator:
                     yield mutant(changed, NEGATE, f"{verb} negated", pos)
                 inner = source
                 if rule.source is not None:
-                    found = self._resolve(source, rule.source)
-                    inner = found[-1].type_key if found else None
+                    reached = self._resolve(source, rule.source)
+                    inner = reached[-1].type_key if reached else None
                 if particle.type_key is not None and particle.kind == "complex":
                     yield from self._structure(rule.rules, particle.type_key, inner, here, written)
                 continue
@@ -280,7 +284,7 @@ class _Generator:
             for index, key in enumerate(rule.keys):
                 for found in self._value(key, None, source):
                     keys = (*rule.keys[:index], found.value, *rule.keys[index + 1 :])
-                    yield replace(found, value=replace(rule, keys=keys))
+                    yield _inner(found, replace(rule, keys=keys), f"key {index + 1}")
         elif isinstance(rule, MapRule):
             swap = _rotation([str(lexical_of(v)) for _, v in rule.cases])
             if swap:
@@ -291,7 +295,7 @@ class _Generator:
             yield from self._function(rule, source)
         elif isinstance(rule, XrefRule):
             for found in self._value(rule.key, None, source):
-                yield replace(found, value=replace(rule, key=found.value))
+                yield _inner(found, replace(rule, key=found.value), "key")
 
     def _table(self, rule: TableRule) -> Iterator[_Change]:
         table = self.tables.get(rule.table)
@@ -335,7 +339,7 @@ class _Generator:
             wanted = kinds[index].removesuffix("[]") if kinds else "string"
             for found in self._value(argument, plain(wanted), source):
                 args = (*rule.args[:index], found.value, *rule.args[index + 1 :])
-                yield replace(found, value=replace(rule, args=args))
+                yield _inner(found, replace(rule, args=args), f"{rule.name} argument {index + 1}")
 
     # ---------------------------------------------------------------- source paths
 
@@ -356,10 +360,10 @@ class _Generator:
     def _other_source(self, source: tuple[Home, str] | None, path: Path) -> Path | None:
         """The path with its last step moved to the next sibling of the same simple type (or,
         failing one, of the same primitive and repetition)."""
-        found = self._resolve(source, path)
-        if not found or found[-1].kind != "simple" or found[-1].type_key is None:
+        found = self._resolve(source, path) or []
+        last = found[-1] if found else None
+        if last is None or last.kind != "simple" or last.type_key is None:
             return None
-        last = found[-1]
         parent = found[-2].type_key if len(found) > 1 else (self.root if path.absolute else source)
         if parent is None:
             return None
@@ -367,6 +371,7 @@ class _Generator:
         start = next(i for i, p in enumerate(siblings) if p.name == last.name)
         ordered = siblings[start + 1 :] + siblings[:start]
         primitive = self.contracts.simple_types[last.type_key].primitive
+        simple = self.contracts.simple_types
         candidates = [
             p
             for p in ordered
@@ -374,15 +379,17 @@ class _Generator:
         ]
         same_type = [p for p in candidates if p.type_key == last.type_key]
         same_primitive = [
-            p
-            for p in candidates
-            if p.type_key is not None
-            and self.contracts.simple_types[p.type_key].primitive == primitive
+            p for p in candidates if p.type_key and simple[p.type_key].primitive == primitive
         ]
-        chosen = (same_type or same_primitive or [None])[0]
-        if chosen is None:
+        chosen = same_type or same_primitive
+        if not chosen:
             return None
-        return replace(path, steps=(*path.steps[:-1], chosen.name))
+        return replace(path, steps=(*path.steps[:-1], chosen[0].name))
+
+
+def _inner(found: _Change, rule: Value, where: str) -> _Change:
+    """A change of an inner value (a key, an argument) as a change of the rule holding it."""
+    return replace(found, value=rule, change=f"{where}: {found.change}")
 
 
 def _negated(condition: Condition) -> Condition:

@@ -62,8 +62,10 @@ class Report:
         rows = []
         for operator in OPERATORS:
             mine = [v for v in self.verdicts if v.mutant.operator == operator]
-            counts = {status: sum(1 for v in mine if v.status == status) for status in _STATUSES}
-            rows.append((operator, {"mutants": len(mine), **counts}))
+            counts: dict[str, int] = {"mutants": len(mine)}
+            for status in _STATUSES:
+                counts[status] = sum(1 for v in mine if v.status == status)
+            rows.append((operator, counts))
         return rows
 
 
@@ -140,7 +142,7 @@ class Mutator:
             except Exception as exc:  # a mutant may break the generated code itself
                 return "killed", f"{case.id}: {type(exc).__name__}: {exc}"
             if not outcome.passed:
-                return "killed", f"{case.id}: {_first_failure(outcome)}"
+                return "killed", _first_failure(outcome)
         return "survived", None
 
 
@@ -232,10 +234,19 @@ def _stale(
 
 
 def _first_failure(outcome: Outcome) -> str:
+    """How a case noticed a mutant, on one line: its first problem or difference."""
     if outcome.problems:
-        return outcome.problems[0].split("\n")[0]
+        problem = outcome.problems[0].splitlines()[0]
+        if not problem.startswith(outcome.case.id):
+            problem = f"{outcome.case.id}: {problem}"
+        return _short(problem, 300)
     first = outcome.differences[0]
-    return f"{first.path}: expected {first.expected}, actual {first.actual}"
+    expected, actual = _short(first.expected, 80), _short(first.actual, 80)
+    return f"{outcome.case.id}: {first.path}: expected {expected}, actual {actual}"
+
+
+def _short(text: str, length: int) -> str:
+    return text if len(text) <= length else text[: length - 1] + "…"
 
 
 def _display(root: FilePath, path: FilePath) -> str:
