@@ -14,9 +14,10 @@ import pytest
 from ccbmdm.cli import app, run
 from ccbmdm.codegen.mapping.syntax import Pos
 from ccbmdm.codegen.project import Project, init_project
-from ccbmdm.conformance.mutants import OPERATORS, altered
+from ccbmdm.conformance.mutants import OPERATORS, TableSwap, altered
 from ccbmdm.conformance.mutation import Mutator
 from ccbmdm.conformance.runner import Kit
+from ccbmdm.runtime.mapping import CodeTable
 
 REQUEST = "mappings/person-sync.request.yaml"
 ALLOWED = "cases/mutants-allowed.yaml"
@@ -32,7 +33,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Project:
     for case in sorted(project.cases.glob("*/*/case.yaml")):
         if f"{case.parent.parent.name}/{case.parent.name}" not in KEPT:
             shutil.rmtree(case.parent)
-    (project.cases / "mutants-allowed.yaml").unlink(missing_ok=True)
+    (project.cases / "mutants-allowed.yaml").unlink()  # `ccbmdm init` ships an empty one
     Kit(project)  # compiles it
     return project
 
@@ -210,3 +211,15 @@ def write_allowed(project: Project, mutants: list[dict[str, Any]]) -> None:
             '    reason: "reviewed in the test: no message can tell"',
         ]
     (project.root / ALLOWED).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_a_swapped_code_table_swaps_a_cases_own_rows_alike() -> None:
+    table = CodeTable(
+        "T", ("k",), ("v",), "fail", {("a",): {"k": "a", "v": "X"}, ("b",): {"k": "b", "v": "Y"}}
+    )
+    swap = TableSwap("T", "T~v~swapped", "v", (("X", "Y"), ("Y", "X")))
+    mutated = swap.applied(table)
+    assert mutated.name == "T~v~swapped"
+    assert mutated.rows == {("a",): {"k": "a", "v": "Y"}, ("b",): {"k": "b", "v": "X"}}
+    assert swap.row({"k": "c", "v": "X"}) == {"k": "c", "v": "Y"}
+    assert swap.row({"k": "d", "v": "Z"}) == {"k": "d", "v": "Z"}
