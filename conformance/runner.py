@@ -9,6 +9,7 @@ expected rule.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass, replace
@@ -27,8 +28,9 @@ from ccbmdm.codegen.mapping.loader import Finding
 from ccbmdm.codegen.mapping.syntax import Pos
 from ccbmdm.codegen.project import Project
 from ccbmdm.codegen.xsd_reader import read_contracts
-from ccbmdm.conformance.cases import HINT, MappingCase
+from ccbmdm.conformance.cases import HINT, Case, FlowCase, MappingCase
 from ccbmdm.conformance.compare import Difference, differences, message_tree, present_fields
+from ccbmdm.conformance.flow_runner import FlowRunner
 from ccbmdm.runtime.codec import ContractViolation
 from ccbmdm.runtime.contracts import ContractRegistry, UnknownContract
 from ccbmdm.runtime.mapping import CodeTables, Context, Transformer, TransformError
@@ -42,7 +44,7 @@ DEFAULT_CLOCK = datetime(2025, 1, 1, tzinfo=UTC)
 class Outcome:
     """What running one case found: nothing (it passed), differences, or problems."""
 
-    case: MappingCase
+    case: Case
     seconds: float
     differences: tuple[Difference, ...] = ()
     problems: tuple[str, ...] = ()  # a broken case, or a fault where a message was expected
@@ -50,6 +52,9 @@ class Outcome:
     notes: tuple[str, ...] = ()  # what --update did beyond the differences
     exercised: frozenset[str] = frozenset()  # the lineage targets present in the actual message
     fault_target: str | None = None  # the target XPath of the rule the mapping failed at
+    # a flow case's trail: (flow, part, the lineage targets present) per message the bridge
+    # mapped
+    mapped: tuple[tuple[str, str, frozenset[str]], ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -88,7 +93,13 @@ class Kit:
             json.loads(lineage_file.read_text(encoding="utf-8")) if lineage_file.is_file() else {}
         )
 
-    def run(self, case: MappingCase) -> Outcome:
+    @functools.cached_property
+    def flows(self) -> FlowRunner:
+        return FlowRunner(self)
+
+    def run(self, case: Case) -> Outcome:
+        if isinstance(case, FlowCase):
+            return self.flows.run(case)
         started = time.perf_counter()
         ran = Outcome(case, 0.0)
         try:
@@ -104,10 +115,12 @@ class Kit:
             actual=actual,
         )
 
-    def update(self, case: MappingCase) -> Outcome:
+    def update(self, case: Case) -> Outcome:
         """Run the case and write its actual message as its golden. The outcome's differences
         are the changes, field by field; a golden that could not be read is written anew and
         said so. A fault case is only run: its expected fault is written by hand."""
+        if isinstance(case, FlowCase):
+            return self.flows.update(case)
         started = time.perf_counter()
         if case.expected is None:
             return self.run(case)
