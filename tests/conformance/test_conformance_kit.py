@@ -214,7 +214,8 @@ def test_json_and_junit_reports(
 
     suites = {s.get("name"): s for s in etree.parse(str(junit)).getroot()}
     assert (
-        suites["PERSON_SYNC"].get("tests") == str(PER_FLOW["person-sync"]) and suites["PERSON_SYNC"].get("failures") == "1"
+        suites["PERSON_SYNC"].get("tests") == str(PER_FLOW["person-sync"])
+        and suites["PERSON_SYNC"].get("failures") == "1"
     )
     failure = suites["PERSON_SYNC"].find("testcase[@name='person-sync/person-change']/failure")
     assert failure is not None and "/contact/address/city" in (failure.text or "")
