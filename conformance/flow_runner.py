@@ -22,7 +22,13 @@ from deepdiff import DeepDiff
 from ccbmdm.codegen.mapping.loader import Finding
 from ccbmdm.codegen.mapping.syntax import Pos
 from ccbmdm.conformance.cases import HINT, FlowCase, Step
-from ccbmdm.conformance.compare import Difference, differences, message_tree, present_fields
+from ccbmdm.conformance.compare import (
+    Difference,
+    differences,
+    message_tree,
+    present_fields,
+    shown,
+)
 from ccbmdm.conformance.end_state import end_state, watermark
 from ccbmdm.conformance.scenario import StepFailed, Unsettled, World, perform
 from ccbmdm.conformance.trail import TRAIL_FOLDER, Hop, Recorder, golden_files, read_hop
@@ -183,8 +189,8 @@ class FlowRunner:
         return [
             Difference(
                 END_STATE_FILE + "".join(f"/{step}" for step in level.path(output_format="list")),
-                _shown(level.t1),
-                _shown(level.t2),
+                shown(level.t1),
+                shown(level.t2),
                 None,
             )
             for levels in diff.values()
@@ -244,10 +250,3 @@ class FlowRunner:
             encoding="utf-8",
         )
 
-
-def _shown(value: object) -> str:
-    from deepdiff.helper import notpresent
-
-    if value is notpresent:
-        return "(absent)"
-    return repr(value) if isinstance(value, str) else str(value)
