@@ -158,8 +158,12 @@ class FlowRunner:
     def _message_differences(
         self, case: FlowCase, golden: Path, hop: Hop, where: str
     ) -> list[Difference]:
-        expected_name, expected_model = self._decode(case, golden.read_bytes(), golden)
-        actual_name, actual_model = self._decode(case, hop.body, None)
+        expected_name, expected_model = self.kit.decode_file(case, golden)
+        try:
+            actual_codec, actual_model = self.kit.registry.decode(hop.body)
+        except (XmlRejected, UnknownContract, ContractViolation) as exc:
+            return [Difference(f"{where} {hop.label}", "a valid message", str(exc), None)]
+        actual_name = actual_codec.name
         if expected_name != actual_name:
             return [Difference(f"{where}/contract", expected_name, actual_name, None)]
         type_key = self.kit.contracts.contracts[actual_name].type_key
@@ -196,16 +200,6 @@ class FlowRunner:
             for levels in diff.values()
             for level in levels
         ]
-
-    def _decode(self, case: FlowCase, body: bytes, path: Path | None) -> tuple[str, Any]:
-        name = case.display(path) if path is not None else f"{case.id} (recorded)"
-        try:
-            codec, model = self.kit.registry.decode(body)
-        except (XmlRejected, UnknownContract, ContractViolation) as exc:
-            raise Finding(
-                Pos(name, 1, 1), "message", f"not a message of a contract: {exc}"
-            ) from None
-        return codec.name, model
 
     def _rules(self, hop: Hop, contract: str) -> dict[str, str]:
         for entry in self.kit.lineage.values():
@@ -249,4 +243,3 @@ class FlowRunner:
             + yaml.safe_dump(ran.state, sort_keys=False, allow_unicode=True, width=100),
             encoding="utf-8",
         )
-

@@ -258,9 +258,16 @@ class Kit:
         return found
 
     def _decode(self, case: MappingCase, path: Path, contract: str) -> BaseModel:
+        return self.decode_file(case, path, contract)[1]
+
+    def decode_file(
+        self, case: Case, path: Path, contract: str | None = None
+    ) -> tuple[str, BaseModel]:
+        """A message file of a case as its contract's model (the contract its root names when
+        none is given); a Finding at the line and column of what is wrong."""
         name = case.display(path)
         try:
-            _, message = self.registry.decode(path.read_bytes(), contract)
+            codec, message = self.registry.decode(path.read_bytes(), contract)
         except OSError as exc:
             raise Finding(Pos(name, 1, 1), "message", f"cannot read: {exc.strerror}") from None
         except XmlRejected as exc:
@@ -273,13 +280,14 @@ class Kit:
             first = exc.problems[0] if exc.problems else None
             line, column = (first.line or 1, first.column or 1) if first else (1, 1)
             what = f"{first.xpath}: {first.message}" if first else str(exc)
+            written = contract or exc.contract
             raise Finding(
                 Pos(name, line, column),
                 "message",
-                f"not a valid {contract} message ({exc.total} problem(s)): {what}",
-                f"run `ccbmdm validate --contract {contract} {name}`",
+                f"not a valid {written} message ({exc.total} problem(s)): {what}",
+                f"run `ccbmdm validate --contract {written} {name}`",
             ) from None
-        return message
+        return codec.name, message
 
 
 class _Unexpected(Exception):

@@ -135,3 +135,15 @@ def test_a_step_the_simulator_refuses_is_a_finding_at_the_step(
         "rename-after-go-live/case.yaml:8:5: error[case]: CCB holds no PERSON 1999999999" in output
     )
     assert "Traceback" not in output
+
+
+def test_a_golden_that_is_not_a_valid_message_is_a_finding_at_its_line(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(project.root / TRAIL / REQUEST, "<city>Braintree</city>", "<town>Braintree</town>")
+    code, output = run_case(project, capsys)
+    assert code == 1
+    # the first problem in document order: <state> stands where <city> must be
+    assert f"{TRAIL}/{REQUEST}:23:5: error[message]: not a valid mdm/ContactSyncRequest" in output
+    assert "missing required element <city>" in output
+    assert "Traceback" not in output
