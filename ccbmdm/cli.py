@@ -447,7 +447,7 @@ def conformance(
     failed = [
         o
         for o in outcomes
-        if not o.passed and not (update and o.case.expected is not None and not o.problems)
+        if not o.passed and not (update and o.case.writes_golden and not o.problems)
     ]
     if findings or failed:
         raise Failed(1)
@@ -589,7 +589,7 @@ def _print_outcome(outcome: Outcome, number: int, total: int, update: bool) -> N
     from ccbmdm.conformance.suite import failure_lines
 
     progress = f"[{number}/{total}] {outcome.case.id}"
-    if update and outcome.case.expected is not None:  # a fault case is only run
+    if update and outcome.case.writes_golden:  # a fault case is only run
         changed = "updated" if outcome.differences or outcome.notes else "unchanged"
         out.print(f"{progress} {'FAILED' if outcome.problems else changed}")
         for difference in outcome.differences:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 
@@ -60,6 +61,12 @@ class MappingCase:
     xref: dict[str, dict[str, str]] = field(default_factory=dict)
     positions: dict[str, Pos] = field(default_factory=dict)  # of each key of case.yaml
 
+    @property
+    def writes_golden(self) -> bool:
+        """--update writes this case's golden (a fault case's expected fault is written by
+        hand)."""
+        return self.expected is not None
+
     def at(self, key: str) -> Pos:
         """Where ``key`` is written in case.yaml (its first line when it is not)."""
         return self.positions.get(key) or Pos(self.display(self.folder / CASE_FILE), 1, 1)
@@ -88,7 +95,45 @@ def discover(project: Project) -> list[Path]:
     return sorted(path.parent for path in project.cases.glob(f"*/*/{CASE_FILE}"))
 
 
-def read_case(folder: Path, root: Path) -> MappingCase:
+@dataclass(frozen=True)
+class Step:
+    """One action of a flow case's ``given`` or ``when``, with its arguments as YAML gave them."""
+
+    action: str
+    arguments: dict[str, Any]
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class FlowCase:
+    """A scenario through the runtime between the reference simulators: its starting state,
+    its business events, and the golden trail and end state they must give."""
+
+    id: str
+    root: Path
+    folder: Path
+    flow: str
+    description: str
+    clock: datetime
+    time_zone: str | None
+    given: tuple[Step, ...]
+    when: tuple[Step, ...]
+    time_limit_s: float | None = None
+    positions: dict[str, Pos] = field(default_factory=dict)
+    part: str = "flow"  # (a flow case runs every part of its flow)
+    writes_golden = True  # its trail and end state
+
+    def at(self, key: str) -> Pos:
+        return self.positions.get(key) or Pos(self.display(self.folder / CASE_FILE), 1, 1)
+
+    def display(self, path: Path) -> str:
+        return str(path.relative_to(self.root))
+
+
+Case = MappingCase | FlowCase
+
+
+def read_case(folder: Path, root: Path) -> Case:
     """Read and check one case.yaml of the project in ``root``; raise a Finding where it is
     wrong."""
     display = str((folder / CASE_FILE).relative_to(root))
@@ -96,6 +141,8 @@ def read_case(folder: Path, root: Path) -> MappingCase:
     validate_located(data, _validator(), HINT)
     # Where each key's value is written: a finding points at the value that is wrong.
     positions = {key: getattr(value, "pos", data.key_pos[key]) for key, value in data.items()}
+    if str(data["kind"]) == "flow":
+        return _flow_case(folder, root, data, positions)
 
     def file(key: str) -> Path | None:
         name = data.get(key)
@@ -137,6 +184,52 @@ def read_case(folder: Path, root: Path) -> MappingCase:
             **{f"tables.{k}": p for k, p in _key_pos(data.get("tables")).items()},
         },
     )
+
+
+def _flow_case(folder: Path, root: Path, data: LDict, positions: dict[str, Pos]) -> FlowCase:
+    from ccbmdm.conformance.scenario import ACTIONS
+
+    def steps(key: str) -> tuple[Step, ...]:
+        found = []
+        for item in data.get(key) or ():
+            ((action, arguments),) = item.items()
+            if action not in ACTIONS:
+                raise Finding(
+                    item.key_pos[action],
+                    "case",
+                    f"{key}: no action {action}",
+                    "actions: "
+                    + ", ".join(ACTIONS)
+                    + " (docs/conformance.md, Writing a flow case)",
+                )
+            found.append(Step(str(action), native(arguments or {}), item.key_pos[action]))
+        return tuple(found)
+
+    limit = data.get("time_limit_s")
+    return FlowCase(
+        id=f"{folder.parent.name}/{folder.name}",
+        root=root,
+        folder=folder,
+        flow=flow_code(folder.parent.name),
+        description=str(data["description"]),
+        clock=_clock(data["clock"]),
+        time_zone=str(data["time_zone"]) if "time_zone" in data else None,
+        given=steps("given"),
+        when=steps("when"),
+        time_limit_s=float(limit.value or 0) or None if isinstance(limit, LScalar) else None,
+        positions=positions,
+    )
+
+
+def native(data: object) -> Any:
+    """Located YAML as plain Python values (dates and date-times as YAML read them)."""
+    if isinstance(data, dict):
+        return {str(k): native(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [native(v) for v in data]
+    if isinstance(data, LScalar):
+        return data.value
+    return str(data)
 
 
 def _clock(value: LStr | LScalar) -> datetime:

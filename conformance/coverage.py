@@ -86,6 +86,11 @@ def measure(
         if flow is None or entry["flow"] == flow
     }
     for outcome in outcomes:
+        # A flow case exercises each mapping the bridge ran in its trail.
+        for flow_, part, exercised_ in outcome.mapped:
+            found = mappings.get((flow_, part))
+            if found is not None:
+                found.covered_fields |= exercised_ & set(found.fields)
         mapping = mappings.get((outcome.case.flow, outcome.case.part))
         if mapping is None:
             continue

@@ -34,8 +34,13 @@ def _project_of(folder: Path) -> Project | None:
 
 
 @cache
-def _kit(project: Project) -> Kit:
-    return Kit(project)
+def _kit(project: Project) -> Kit | str:
+    """The project's kit, or why the project does not compile (said once, for every case,
+    without compiling again for each)."""
+    try:
+        return Kit(project)
+    except (MappingError, ContractError) as exc:
+        return f"the project does not compile:\n{exc}"
 
 
 def pytest_collect_file(parent: pytest.Collector, file_path: Path) -> pytest.Collector | None:
@@ -69,11 +74,9 @@ class CaseItem(pytest.Item):
             case = read_case(self.path.parent, project.root)
         except Finding as finding:
             raise CaseFailed(str(finding)) from None
-        try:
-            kit = _kit(project)
-        except (MappingError, ContractError) as exc:
-            # The project does not compile: every case says why, as `ccbmdm check` would.
-            raise CaseFailed(f"the project does not compile:\n{exc}") from None
+        kit = _kit(project)
+        if isinstance(kit, str):  # every case says why, as `ccbmdm check` would
+            raise CaseFailed(kit)
         outcome: Outcome = kit.run(case)
         if not outcome.passed:
             raise CaseFailed("\n".join(failure_lines(outcome)))

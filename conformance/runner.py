@@ -9,6 +9,7 @@ expected rule.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass, replace
@@ -27,8 +28,9 @@ from ccbmdm.codegen.mapping.loader import Finding
 from ccbmdm.codegen.mapping.syntax import Pos
 from ccbmdm.codegen.project import Project
 from ccbmdm.codegen.xsd_reader import read_contracts
-from ccbmdm.conformance.cases import HINT, MappingCase
+from ccbmdm.conformance.cases import HINT, Case, FlowCase, MappingCase
 from ccbmdm.conformance.compare import Difference, differences, message_tree, present_fields
+from ccbmdm.conformance.flow_runner import FlowRunner
 from ccbmdm.runtime.codec import ContractViolation
 from ccbmdm.runtime.contracts import ContractRegistry, UnknownContract
 from ccbmdm.runtime.mapping import CodeTables, Context, Transformer, TransformError
@@ -42,7 +44,7 @@ DEFAULT_CLOCK = datetime(2025, 1, 1, tzinfo=UTC)
 class Outcome:
     """What running one case found: nothing (it passed), differences, or problems."""
 
-    case: MappingCase
+    case: Case
     seconds: float
     differences: tuple[Difference, ...] = ()
     problems: tuple[str, ...] = ()  # a broken case, or a fault where a message was expected
@@ -50,6 +52,9 @@ class Outcome:
     notes: tuple[str, ...] = ()  # what --update did beyond the differences
     exercised: frozenset[str] = frozenset()  # the lineage targets present in the actual message
     fault_target: str | None = None  # the target XPath of the rule the mapping failed at
+    # a flow case's trail: (flow, part, the lineage targets present) per message the bridge
+    # mapped
+    mapped: tuple[tuple[str, str, frozenset[str]], ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -90,7 +95,13 @@ class Kit:
             json.loads(lineage_file.read_text(encoding="utf-8")) if lineage_file.is_file() else {}
         )
 
-    def run(self, case: MappingCase) -> Outcome:
+    @functools.cached_property
+    def flows(self) -> FlowRunner:
+        return FlowRunner(self)
+
+    def run(self, case: Case) -> Outcome:
+        if isinstance(case, FlowCase):
+            return self.flows.run(case)
         started = time.perf_counter()
         ran = Outcome(case, 0.0)
         try:
@@ -106,10 +117,12 @@ class Kit:
             actual=actual,
         )
 
-    def update(self, case: MappingCase) -> Outcome:
+    def update(self, case: Case) -> Outcome:
         """Run the case and write its actual message as its golden. The outcome's differences
         are the changes, field by field; a golden that could not be read is written anew and
         said so. A fault case is only run: its expected fault is written by hand."""
+        if isinstance(case, FlowCase):
+            return self.flows.update(case)
         started = time.perf_counter()
         if case.expected is None:
             return self.run(case)
@@ -247,9 +260,16 @@ class Kit:
         return found
 
     def _decode(self, case: MappingCase, path: Path, contract: str) -> BaseModel:
+        return self.decode_file(case, path, contract)[1]
+
+    def decode_file(
+        self, case: Case, path: Path, contract: str | None = None
+    ) -> tuple[str, BaseModel]:
+        """A message file of a case as its contract's model (the contract its root names when
+        none is given); a Finding at the line and column of what is wrong."""
         name = case.display(path)
         try:
-            _, message = self.registry.decode(path.read_bytes(), contract)
+            codec, message = self.registry.decode(path.read_bytes(), contract)
         except OSError as exc:
             raise Finding(Pos(name, 1, 1), "message", f"cannot read: {exc.strerror}") from None
         except XmlRejected as exc:
@@ -262,13 +282,14 @@ class Kit:
             first = exc.problems[0] if exc.problems else None
             line, column = (first.line or 1, first.column or 1) if first else (1, 1)
             what = f"{first.xpath}: {first.message}" if first else str(exc)
+            written = contract or exc.contract
             raise Finding(
                 Pos(name, line, column),
                 "message",
-                f"not a valid {contract} message ({exc.total} problem(s)): {what}",
-                f"run `ccbmdm validate --contract {contract} {name}`",
+                f"not a valid {written} message ({exc.total} problem(s)): {what}",
+                f"run `ccbmdm validate --contract {written} {name}`",
             ) from None
-        return message
+        return codec.name, message
 
 
 class _Unexpected(Exception):

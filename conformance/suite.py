@@ -12,7 +12,7 @@ from xml.etree import ElementTree
 
 from ccbmdm.codegen.mapping.loader import Finding
 from ccbmdm.codegen.project import Project
-from ccbmdm.conformance.cases import MappingCase, discover, flow_code, read_case
+from ccbmdm.conformance.cases import Case, discover, flow_code, read_case
 from ccbmdm.conformance.runner import Outcome
 
 
@@ -37,9 +37,9 @@ class Selection:
         return self.keyword is None or matches(self.keyword, case_id)
 
 
-def load(project: Project, selection: Selection) -> tuple[list[MappingCase], list[Finding]]:
+def load(project: Project, selection: Selection) -> tuple[list[Case], list[Finding]]:
     """The selected cases of the project, and a finding for each malformed one."""
-    cases: list[MappingCase] = []
+    cases: list[Case] = []
     findings: list[Finding] = []
     for folder in discover(project):
         if not selection(f"{folder.parent.name}/{folder.name}"):

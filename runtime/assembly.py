@@ -12,6 +12,7 @@ import importlib
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 from ccbmdm.codegen.catalogue import Flow, load_catalogue
@@ -80,15 +81,24 @@ class RoutedTransport:
 class Runtime:
     """Everything one configuration describes, ready to run."""
 
-    def __init__(self, config: RuntimeConfig, project: Project) -> None:
+    def __init__(
+        self, config: RuntimeConfig, project: Project, *, frozen_at: datetime | None = None
+    ) -> None:
+        """``frozen_at`` (a conformance case's clock): what the mappings and the simulators
+        read as now; the store's clock starts there and runs on, so that leases, retries and
+        deadlines behave as they do on the real one."""
         self.config = config
         self.project = project
-        self.store = open_store(config.store)
+        self.clock: Callable[[], datetime] = (
+            (lambda: frozen_at) if frozen_at is not None else (lambda: datetime.now(UTC))
+        )
+        offset = (frozen_at - datetime.now(UTC)).total_seconds() if frozen_at else 0.0
+        self.store = open_store(config.store, clock_offset_s=offset)
         self.store.migrate()
         self.contracts = load_contracts(project)
         self.flows = load_catalogue(project.contracts / "flows.yaml")
         self.settings = config.delivery.settings()
-        self.context = Context(CodeTables.load(project.mappings / "tables"))
+        self.context = Context(CodeTables.load(project.mappings / "tables"), clock=self.clock)
         transformers = load_package(project).TRANSFORMERS
         local = InProcessTransport()
         self.transport = RoutedTransport(local, self._http_transport())

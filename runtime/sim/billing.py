@@ -19,7 +19,7 @@ Decisions:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -114,8 +114,15 @@ class Rebills(Protocol):
 class Billing:
     """CCB's billing, the ``Billing`` side of usage requests (``ccbmdm.runtime.usage``)."""
 
-    def __init__(self, ccb: CcbSimulator, contracts: ContractRegistry, outbox: Outbox) -> None:
+    def __init__(
+        self,
+        ccb: CcbSimulator,
+        contracts: ContractRegistry,
+        outbox: Outbox,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.ccb = ccb
+        self.clock = clock or (lambda: datetime.now(UTC))
         self.contracts = contracts
         self.outbox = outbox
         migrate(ccb.store, MIGRATIONS, "ccb_billing_schema_version")
@@ -500,7 +507,7 @@ class Billing:
                 "bill_segment_id": str(s["id"]).zfill(10),
                 "usage_id": s["usage_id"],
                 "used_on_bill": used,
-                "event_date_time": datetime.now(UTC).replace(microsecond=0),
+                "event_date_time": self.clock().replace(microsecond=0),
             }
             for s in segments
             if s["usage_id"] is not None

@@ -23,6 +23,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ccbmdm.codegen.catalogue import Flow
@@ -116,7 +117,12 @@ class Account:
 class CcbSimulator:
     """CCB's master data and its change capture; the source of the sync requests' snapshots."""
 
-    def __init__(self, store: Store, node: Node | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        node: Node | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.store = store
         self.node = node
         migrate(store, MIGRATIONS, "ccb_sim_schema_version")
@@ -126,7 +132,7 @@ class CcbSimulator:
             from ccbmdm.runtime.sim.billing import Billing
             from ccbmdm.runtime.sim.corrected_reads import CorrectedReads
 
-            self._billing = Billing(self, node.contracts, node.outbox)
+            self._billing = Billing(self, node.contracts, node.outbox, clock)
             self._corrections = CorrectedReads(store, node.contracts, self._billing)
         self._snapshots: Mapping[str, Callable[[Transaction, dict[str, Any]], Any]] = {
             "SA": self._sa_snapshot,
@@ -396,4 +402,4 @@ def parse_record(store: Store, value: Any) -> dict[str, Any]:
 def connect(runtime: Runtime, node: str) -> CcbSimulator:
     """The reference CCB behind a hosted ``ccb`` node
     (``system: ccbmdm.runtime.sim.ccb:connect``)."""
-    return CcbSimulator(runtime.store, runtime.nodes[node])
+    return CcbSimulator(runtime.store, runtime.nodes[node], runtime.clock)

@@ -121,6 +121,7 @@ class MdmSimulator:
         *,
         partner: str = "bridge",
         batch: int | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.store = store
         self.node = node
@@ -136,7 +137,7 @@ class MdmSimulator:
         from ccbmdm.runtime.sim.mdm_usage import MdmUsage
 
         # the usage side: measurements, usage transactions, corrections, read-only answers
-        self.usage = MdmUsage(store, node, node.contracts, partner=partner)
+        self.usage = MdmUsage(store, node, node.contracts, partner=partner, clock=clock)
 
     # -- the hosted system ---------------------------------------------------------------
 
@@ -497,4 +498,6 @@ def _negative(outcome: object) -> dict[str, Any]:
 def connect(runtime: Runtime, node: str) -> MdmSimulator:
     """The reference MDM behind a hosted ``mdm`` node
     (``system: ccbmdm.runtime.sim.mdm:connect``)."""
-    return MdmSimulator(runtime.store, runtime.nodes[node], runtime.context.tables)
+    return MdmSimulator(
+        runtime.store, runtime.nodes[node], runtime.context.tables, clock=runtime.clock
+    )

@@ -93,7 +93,12 @@ class SqliteStore(Store):
     now_plus = "(julianday('now') + :seconds / 86400.0)"
 
     def __init__(
-        self, path: str, *, synchronous: str = "FULL", busy_timeout_ms: int = 5000
+        self,
+        path: str,
+        *,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = 5000,
+        clock_offset_s: float = 0.0,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise StoreError(f"synchronous must be FULL (default) or NORMAL, not {synchronous!r}")
@@ -104,6 +109,12 @@ class SqliteStore(Store):
         refuse_network_filesystem(Path(path))
         self._local = threading.local()
         self.gate = WriterGate(path)
+        if clock_offset_s:
+            # A clock that started elsewhere and runs on (a conformance case's): every
+            # deadline, lease and retry is computed on it, as on the real one.
+            days = clock_offset_s / 86400.0
+            self.now = f"(julianday('now') + {days!r})"
+            self.now_plus = f"({self.now} + :seconds / 86400.0)"
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection (sqlite3 connections stay in the thread that made them)."""
@@ -145,6 +156,7 @@ class SqliteStore(Store):
         begun = time.perf_counter()
         try:
             tx = SqliteTransaction(connection, self.write_budget_s)
+            tx.now = self.now
             yield tx
             tx.flush_later()
         except BaseException:

@@ -1,0 +1,135 @@
+"""The end state of a flow case: what the simulators' users would look at once the flow is done.
+
+Three views, each limited to what the case's events made or touched, so that a golden shows the
+case and not its starting state:
+
+- ``requests``: the lifecycle rows the events created, per table, with their flow, key and
+  final state (and reason): CCB's sync and usage requests and corrected-read notifications,
+  MDM's sync requests and usage transactions;
+- ``mdm``: the record MDM holds for every CCB entity a sync request of the events named;
+- ``ccb``: the bill segments the events created or changed, with their service quantities.
+
+Surrogate ids, lease tokens and timestamps of the store are not shown: they say when a row was
+written, not what the flow did. Values are written as the store holds them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from ccbmdm.runtime.sim.ccb import CcbSimulator
+from ccbmdm.runtime.sim.mdm import MdmSimulator
+from ccbmdm.runtime.store import Store, Transaction
+
+# Lifecycle tables: (table, the columns shown), rows in the order they were created.
+REQUESTS: tuple[tuple[str, str], ...] = (
+    ("sync_request", "flow, mo, pk AS key, target, state, reason"),
+    ("usage_request", "flow, sa_id, bill_segment_id, state, reason"),
+    ("ccb_ocbg", "sa_id, usage_id, period_start, period_end, state, reason"),
+    ("mdm_sync_request", "flow, mo, external_key, state, reason"),
+    (
+        "mdm_usage_transaction",
+        "ut_id, external_id, flow, bill_condition, usage_group, state, reason, "
+        "used_on_bill, superseded, stale",
+    ),
+)
+SEGMENTS = (
+    "SELECT id, sa_id, start_date_time, end_date_time, status, usage_id, rebill_of, reason, "
+    "amount FROM ccb_bill_segment WHERE id > :since OR id IN (SELECT rebill_of FROM "
+    "ccb_bill_segment WHERE id > :since) ORDER BY id"
+)
+QUANTITIES = (
+    "SELECT period_start, period_end, uom, tou, sqi, quantity, quality, value_count, "
+    "estimated_count, edited_count FROM ccb_service_quantity WHERE segment_id = :id ORDER BY seq"
+)
+# What MDM keeps for each CCB maintenance object, by the simulator's accessor.
+MDM_RECORDS = {
+    "PERSON": "contact",
+    "SP": "service_point",
+    "SA": "usage_subscription",
+    "SA REL": "market_participant",
+    "CONTRACT OPT": "dynamic_option",
+    "CONTR OPT EVT": "dynamic_option_event",
+    "METER": "device",
+    "MTR CONFIG": "device_configuration",
+    "SP MTR HIST": "install_event",
+    "BILL CYCLE": "bill_cycle",
+}
+_TABLES = (*(table for table, _ in REQUESTS), "ccb_bill_segment")
+
+
+def watermark(store: Store) -> dict[str, int]:
+    """The last id of each table before the events: what came after is the case's."""
+    with store.transaction() as tx:
+        return {
+            table: int((tx.fetch_one(f"SELECT max(id) AS n FROM {table}") or {}).get("n") or 0)
+            for table in _TABLES
+        }
+
+
+def end_state(ccb: CcbSimulator, mdm: MdmSimulator, since: dict[str, int]) -> dict[str, Any]:
+    """The three views after the events (``since``: the watermark taken before them)."""
+    with ccb.store.transaction() as tx:
+        requests = {
+            table: [
+                plain(dict(row))
+                for row in tx.fetch(
+                    f"SELECT {columns} FROM {table} WHERE id > :since ORDER BY id",
+                    {"since": since[table]},
+                )
+            ]
+            for table, columns in REQUESTS
+        }
+        synced = {(str(row["mo"]), str(row["key"])): None for row in requests["sync_request"]}
+        records = {
+            f"{mo} {key}": _mdm_record(mdm, tx, mo, key)
+            for mo, key in synced
+            if mo in MDM_RECORDS or mo == "METER READ"
+        }
+        segments = _segments(tx, since["ccb_bill_segment"])
+    state: dict[str, Any] = {"requests": {k: v for k, v in requests.items() if v}}
+    if records:
+        state["mdm"] = records
+    if segments:
+        state["ccb"] = {"bill segments": segments}
+    return state
+
+
+def _mdm_record(mdm: MdmSimulator, tx: Transaction, mo: str, key: str) -> Any:
+    if mo == "METER READ":
+        return plain(list(mdm.meter_read(tx, key)))
+    return plain(getattr(mdm, MDM_RECORDS[mo])(tx, key))
+
+
+def _segments(tx: Transaction, since: int) -> list[dict[str, Any]]:
+    found = []
+    for row in tx.fetch(SEGMENTS, {"since": since}):
+        segment = plain(dict(row))
+        segment["service quantities"] = [
+            plain(dict(q)) for q in tx.fetch(QUANTITIES, {"id": row["id"]})
+        ]
+        found.append(segment)
+    return found
+
+
+def plain(value: Any) -> Any:
+    """Records as YAML can write and deepdiff compare: dataclasses and mappings as dicts,
+    tuples as lists, instants and decimals as text."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [plain(v) for v in value]
+        return sorted(items, key=str) if isinstance(value, (set, frozenset)) else items
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return plain(value.value)
+    return value

@@ -1,0 +1,213 @@
+"""The business events a flow case is written in, each a call of a reference simulator's own API.
+
+A flow case's ``given`` and ``when`` are lists of steps, one action each, written
+``- <action>: {arguments}``. The actions are the simulators' operations a user of CCB or MDM
+would perform (save a record, run billing, correct a read, move a measurement cycle, ask MDM
+something); each step is followed by the workers' rounds until nothing moves, so the next step
+sees everything the last one caused. Adding an action is adding a function here and a line in
+``ACTIONS``; docs/conformance.md lists them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from ccbmdm.runtime.assembly import Runtime
+from ccbmdm.runtime.lexical import configured_datetime
+from ccbmdm.runtime.sim.bill_cycle_change import change_measurement_cycle
+from ccbmdm.runtime.sim.ccb import Account, CcbSimulator
+from ccbmdm.runtime.sim.demo import convert_bills
+from ccbmdm.runtime.sim.mdm import MdmSimulator
+from ccbmdm.runtime.sim.mdm_measurements import generate_interval_data
+from ccbmdm.runtime.sim.synthetic import Plan, generate
+from ccbmdm.runtime.transport import Posting, TransportError
+
+
+class StepFailed(Exception):
+    """A step could not be carried out: its arguments are wrong, or the simulator refused."""
+
+
+class Unsettled(Exception):
+    """The nodes were still busy when the case's time ran out."""
+
+
+@dataclass
+class World:
+    """The runtime of one flow case and the two simulators in it."""
+
+    runtime: Runtime
+    folder: Path  # the case's folder: a step's message files are read from it
+
+    @property
+    def ccb(self) -> CcbSimulator:
+        system = self.runtime.systems["ccb"]
+        assert isinstance(system, CcbSimulator)
+        return system
+
+    @property
+    def mdm(self) -> MdmSimulator:
+        system = self.runtime.systems["mdm"]
+        assert isinstance(system, MdmSimulator)
+        return system
+
+    def settle(self, deadline: float) -> None:
+        """The workers' rounds until two in a row move nothing (one round can wake work the
+        next picks up), or ``Unsettled`` at ``deadline`` (time.monotonic)."""
+        worker = self.runtime.worker()
+        quiet = 0
+        while quiet < 2:
+            quiet = quiet + 1 if worker.round() == 0 else 0
+            if time.monotonic() > deadline:
+                raise Unsettled("the nodes were still busy when the case's time limit passed")
+
+
+# -- the actions -----------------------------------------------------------------------------
+
+
+def ccb_generate(
+    world: World, customers: int, seed: int, month: date, converted: bool = True
+) -> None:
+    """A synthetic utility in CCB (the generator the demo uses): ``customers`` customers with
+    their premises, SPs, SAs, meters and bill cycles; ``converted``: entered before go-live,
+    so nothing is captured, and billed up to ``month``."""
+    made = generate(
+        world.ccb, Plan(customers=customers, month=month, seed=seed), converted=converted
+    )
+    if converted:
+        convert_bills(world.ccb, made, month)
+
+
+def ccb_initial_load(world: World) -> None:
+    """Go-live: every entity CCB holds is captured as an add, in load order."""
+    world.ccb.initial_load()
+
+
+def ccb_save(world: World, mo: str, record: Mapping[str, Any], captured: bool = True) -> None:
+    """Add or replace one record of a maintenance object; ``captured``: the change is captured
+    for synchronization, as CCB's audit does for a user's change."""
+    with world.ccb.store.transaction() as tx:
+        world.ccb.save(tx, mo, dict(record), captured=captured)
+
+
+def ccb_change(world: World, mo: str, key: str | list[str], fields: Mapping[str, Any]) -> None:
+    """Change fields of a record CCB holds (a user's edit), captured."""
+    keys = (key,) if isinstance(key, str) else tuple(key)
+    with world.ccb.store.transaction() as tx:
+        record = world.ccb.record(tx, mo, keys)
+        if record is None:
+            raise StepFailed(f"CCB holds no {mo} {'/'.join(keys)}")
+        world.ccb.save(tx, mo, {**record, **fields})
+
+
+def ccb_account(
+    world: World, account_id: str, person_id: str, bill_cycle: str, cis_division: str
+) -> None:
+    """Add or replace an account (accounts are not synchronized; SAs refer to them)."""
+    with world.ccb.store.transaction() as tx:
+        world.ccb.save_account(tx, Account(account_id, person_id, bill_cycle, cis_division))
+
+
+def ccb_billing_run(world: World, bill_cycle: str, window_start: date) -> None:
+    """A batch billing run of one bill cycle's window: a segment and a usage request per SA."""
+    with world.ccb.store.transaction() as tx:
+        world.ccb.billing.billing_run(tx, bill_cycle, window_start)
+
+
+def ccb_bill_online(world: World, account_id: str, end: date) -> None:
+    """A user bills one account online, up to ``end``."""
+    with world.ccb.store.transaction() as tx:
+        world.ccb.billing.bill_online(tx, account_id, end)
+
+
+def ccb_complete_bills(world: World, account_ids: list[str] | None = None) -> None:
+    """Bill completion: the frozen segments' bills are completed and MDM is told which usage
+    was used on a bill."""
+    with world.ccb.store.transaction() as tx:
+        world.ccb.billing.complete_bills(tx, account_ids)
+
+
+def ccb_call(world: World, message: str) -> None:
+    """CCB sends one synchronous request (a message file beside case.yaml) to the bridge and
+    takes the answer (a reply or a fault; both are in the trail)."""
+    path = world.folder / message
+    try:
+        body = path.read_bytes()
+    except OSError as exc:
+        raise StepFailed(f"cannot read {message}: {exc.strerror}") from None
+    node = world.runtime.nodes["ccb"]
+    try:
+        codec, _ = node.contracts.decode(body)
+    except Exception as exc:  # a refusal of any kind is the case author's to fix
+        raise StepFailed(f"{message} is not a valid message: {exc}") from None
+    flow = next((f for f in world.runtime.flows if f.part("request").sender == codec.name), None)
+    if flow is None:
+        raise StepFailed(f"{message}: {codec.name} is the request of no flow")
+    (answer,) = node.transport.post_many("ccb", "bridge", [Posting(flow.kebab, "request", body)])
+    if isinstance(answer, TransportError):
+        raise StepFailed(f"{message}: the bridge could not be reached: {answer}")
+
+
+def mdm_interval_data(world: World, month: date, seed: int) -> None:
+    """Synthetic interval measurements in MDM for every interval channel installed during
+    ``month`` and its billing windows (some estimated), as the demo loads them."""
+    generate_interval_data(world.mdm.store, month, seed)
+
+
+def mdm_correct_read(world: World, sp_id: str, at: datetime, value: str) -> None:
+    """An MDM user corrects the measurement at ``at`` on the SP's channel; MDM recalculates
+    the usage transactions it touches and notifies CCB of each changed one."""
+    world.mdm.usage.correct_read(sp_id=sp_id, at=at, value=value)
+
+
+def mdm_change_measurement_cycle(
+    world: World, sp_id: str, measurement_cycle: str, bill_cycle: str, effective: date
+) -> None:
+    """MDM moves an externally managed SP to another measurement cycle, which tells CCB the
+    bill cycle of the SP's accounts."""
+    with world.mdm.store.transaction() as tx:
+        change_measurement_cycle(world.mdm, tx, sp_id, measurement_cycle, bill_cycle, effective)
+
+
+Action = Callable[..., None]
+
+ACTIONS: Mapping[str, Action] = {
+    "ccb.generate": ccb_generate,
+    "ccb.initial_load": ccb_initial_load,
+    "ccb.save": ccb_save,
+    "ccb.change": ccb_change,
+    "ccb.account": ccb_account,
+    "ccb.billing_run": ccb_billing_run,
+    "ccb.bill_online": ccb_bill_online,
+    "ccb.complete_bills": ccb_complete_bills,
+    "ccb.call": ccb_call,
+    "mdm.interval_data": mdm_interval_data,
+    "mdm.correct_read": mdm_correct_read,
+    "mdm.change_measurement_cycle": mdm_change_measurement_cycle,
+}
+
+
+def perform(world: World, action: str, arguments: Mapping[str, Any]) -> None:
+    """Carry out one step; ``StepFailed`` says why it could not be."""
+    function = ACTIONS[action]
+    converted = {name: _argument(value) for name, value in arguments.items()}
+    try:
+        function(world, **converted)
+    except TypeError as exc:
+        raise StepFailed(f"{action}: {exc}".replace(f"{function.__name__}()", action)) from None
+    except (LookupError, ValueError) as exc:
+        raise StepFailed(f"{action}: {exc}") from None
+
+
+def _argument(value: Any) -> Any:
+    """A YAML value as the simulators take it: a date-time written with its offset becomes one."""
+    if isinstance(value, str) and "T" in value and len(value) >= 19:
+        try:
+            return configured_datetime(value)
+        except ValueError:
+            return value
+    return value
