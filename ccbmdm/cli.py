@@ -517,9 +517,9 @@ def _mutate(
             why = (
                 f"allowed: {verdict.reason}"
                 if verdict.status == "allowed"
-                else "no case runs this mapping"
+                else "no mapping case runs this mapping"
                 if not verdict.cases
-                else "no case exercises this rule"
+                else "no mapping case exercises this rule"
                 if not verdict.covered
                 else f"{verdict.cases} case(s) run this rule; none notices the change"
             )

@@ -91,9 +91,9 @@ def test_a_mutant_no_case_covers_is_reported_at_its_rule(
         f"SURVIVED {REQUEST}:22:11 contact.address.address3 ({REQUEST}) drop-rule: rule removed"
     )
     assert survivor in lines
-    assert lines[lines.index(survivor) + 1].strip() == "no case exercises this rule"
+    assert lines[lines.index(survivor) + 1].strip() == "no mapping case exercises this rule"
     # The ack has no case left: its mutants survive, each said so.
-    assert "no case runs this mapping" in output
+    assert "no mapping case runs this mapping" in output
     assert "│ total" in output
     assert " mutant(s) in " in output
 
