@@ -21,6 +21,7 @@ from ccbmdm.codegen.mapping.binder import plain
 from ccbmdm.codegen.mapping.facets import facet_problem, lexical_of
 from ccbmdm.codegen.mapping.syntax import (
     Combine,
+    Compare,
     Condition,
     ConstRule,
     CopyRule,
@@ -193,28 +194,24 @@ class _Generator:
             if particle.min_occurs == 0:
                 yield mutant(None, DROP, "rule removed", pos)
             if isinstance(rule, StructRule | EachRule):
-                condition = rule.when if isinstance(rule, StructRule) else rule.where
-                if condition is not None:
-                    negated = _negated(condition)
-                    changed = (
-                        replace(rule, when=negated)
-                        if isinstance(rule, StructRule)
-                        else replace(rule, where=negated)
-                    )
-                    verb = "when" if isinstance(rule, StructRule) else "where"
-                    yield mutant(changed, NEGATE, f"{verb} negated", pos)
                 inner = source
                 if rule.source is not None:
                     reached = self._resolve(source, rule.source)
                     inner = reached[-1].type_key if reached else None
+                if isinstance(rule, StructRule) and rule.when is not None:
+                    for condition, operator, change in self._condition(rule.when, source, "when"):
+                        yield mutant(replace(rule, when=condition), operator, change, pos)
+                if isinstance(rule, EachRule) and rule.where is not None:
+                    # where: reads each item of the repeated source
+                    for condition, operator, change in self._condition(rule.where, inner, "where"):
+                        yield mutant(replace(rule, where=condition), operator, change, pos)
                 if particle.type_key is not None and particle.kind == "complex":
                     yield from self._structure(rule.rules, particle.type_key, inner, here, written)
                 continue
             if isinstance(rule, CopyRule):
                 if rule.when is not None:
-                    yield mutant(
-                        replace(rule, when=_negated(rule.when)), NEGATE, "when negated", pos
-                    )
+                    for condition, operator, change in self._condition(rule.when, source, "when"):
+                        yield mutant(replace(rule, when=condition), operator, change, pos)
                 continue
             expected = (
                 self.contracts.simple_types.get(particle.type_key)
@@ -261,8 +258,9 @@ class _Generator:
         """The changes of one value rule: of itself, its modifiers and its inner values."""
         mods = rule.mods
         if mods.when is not None:
-            negated = replace(mods, when=_negated(mods.when))
-            yield _Change(replace(rule, mods=negated), NEGATE, "when negated", rule.pos)
+            for condition, operator, change in self._condition(mods.when, source, "when"):
+                changed = replace(rule, mods=replace(mods, when=condition))
+                yield _Change(changed, operator, change, rule.pos)
         if mods.default is not None:
             new = altered(mods.default, expected)
             if new is not None:
@@ -296,6 +294,37 @@ class _Generator:
         elif isinstance(rule, XrefRule):
             for found in self._value(rule.key, None, source):
                 yield _inner(found, replace(rule, key=found.value), "key")
+
+    def _condition(
+        self, condition: Condition, source: tuple[Home, str] | None, verb: str
+    ) -> Iterator[tuple[Condition, str, str]]:
+        """A condition negated, then each constant it compares with altered."""
+        yield _negated(condition), NEGATE, f"{verb} negated"
+        for changed, change in self._compared(condition, source):
+            yield changed, ALTER_CONSTANT, f"{verb}: {change}"
+
+    def _compared(
+        self, condition: Condition, source: tuple[Home, str] | None
+    ) -> Iterator[tuple[Condition, str]]:
+        if isinstance(condition, Combine):
+            for index, part in enumerate(condition.parts):
+                for changed, change in self._compared(part, source):
+                    parts = (*condition.parts[:index], changed, *condition.parts[index + 1 :])
+                    yield replace(condition, parts=parts), change
+        elif isinstance(condition, Compare):
+            found = self._resolve(source, condition.path) or []
+            last = found[-1] if found else None
+            simple = (
+                self.contracts.simple_types.get(last.type_key)
+                if last is not None and last.kind == "simple" and last.type_key
+                else None
+            )
+            for index, value in enumerate(condition.values):
+                new = altered(value, simple)
+                if new is not None:
+                    values = (*condition.values[:index], new, *condition.values[index + 1 :])
+                    old, now = lexical_of(value), lexical_of(new)
+                    yield replace(condition, values=values), f"{condition.path} {old!r} -> {now!r}"
 
     def _table(self, rule: TableRule) -> Iterator[_Change]:
         table = self.tables.get(rule.table)
@@ -430,6 +459,8 @@ def altered(literal: Literal_, simple: SimpleType | None) -> Literal_ | None:
         new: Literal_ = literal + 1
     else:
         new = _altered_text(literal, simple)
+    if new == literal:
+        return None
     if simple is not None and facet_problem(simple, lexical_of(new)) is not None:
         return None
     return new

@@ -193,6 +193,21 @@ def test_a_required_element_is_never_dropped_and_a_fragment_rule_is_named_at_its
     assert pk2.change == "reads sendDetails.pkValue3 instead of sendDetails.pkValue2"
 
 
+def test_a_condition_is_negated_and_the_constant_it_compares_with_altered(
+    capsys: pytest.CaptureFixture[str], project: Project
+) -> None:
+    mapping = project.root / REQUEST
+    text = mapping.read_text(encoding="utf-8")
+    written = "phone: {path: phoneNumber, when: {equals: [personOrBusiness, P]}}"
+    mapping.write_text(text.replace("phone: phoneNumber", written, 1), encoding="utf-8")
+    found = verdicts(capsys, project)
+    negated = found[f"{REQUEST}#contact.phone negate-condition"]
+    assert (negated["change"], negated["status"]) == ("when negated", "killed")
+    altered_ = found[f"{REQUEST}#contact.phone alter-constant"]
+    assert altered_["change"] == "when: personOrBusiness 'P' -> 'Q'"
+    assert altered_["status"] == "killed"
+
+
 def test_a_constant_is_altered_within_its_type() -> None:
     assert altered("ACTIVE", None) == "ACTIVF"
     assert altered("-", None) == "-X"
