@@ -198,6 +198,10 @@ class _Generator:
                 if rule.source is not None:
                     reached = self._resolve(source, rule.source)
                     inner = reached[-1].type_key if reached else None
+                moved = self._other_source(source, rule.source) if rule.source else None
+                if moved is not None:
+                    change = f"reads {moved} instead of {rule.source}"
+                    yield mutant(replace(rule, source=moved), OTHER_SOURCE, change, moved.pos)
                 if isinstance(rule, StructRule) and rule.when is not None:
                     for condition, operator, change in self._condition(rule.when, source, "when"):
                         yield mutant(replace(rule, when=condition), operator, change, pos)
@@ -209,6 +213,10 @@ class _Generator:
                     yield from self._structure(rule.rules, particle.type_key, inner, here, written)
                 continue
             if isinstance(rule, CopyRule):
+                moved = self._other_source(source, rule.source)
+                if moved is not None:
+                    change = f"copies {moved} instead of {rule.source}"
+                    yield mutant(replace(rule, source=moved), OTHER_SOURCE, change, moved.pos)
                 if rule.when is not None:
                     for condition, operator, change in self._condition(rule.when, source, "when"):
                         yield mutant(replace(rule, when=condition), operator, change, pos)
@@ -387,30 +395,30 @@ class _Generator:
         return found
 
     def _other_source(self, source: tuple[Home, str] | None, path: Path) -> Path | None:
-        """The path with its last step moved to the next sibling of the same simple type (or,
-        failing one, of the same primitive and repetition)."""
+        """The path with its last step moved to the next sibling of the same type and
+        repetition: for a value, the same simple type or, failing one, the same primitive; for
+        a structure (from:, each:, copy:), the same complex type."""
         found = self._resolve(source, path) or []
         last = found[-1] if found else None
-        if last is None or last.kind != "simple" or last.type_key is None:
+        if last is None or last.type_key is None:
             return None
         parent = found[-2].type_key if len(found) > 1 else (self.root if path.absolute else source)
         if parent is None:
             return None
         siblings = list(self.contracts.complex_types[parent].particles)
         start = next(i for i, p in enumerate(siblings) if p.name == last.name)
-        ordered = siblings[start + 1 :] + siblings[:start]
-        primitive = self.contracts.simple_types[last.type_key].primitive
-        simple = self.contracts.simple_types
         candidates = [
             p
-            for p in ordered
-            if p.kind == "simple" and p.type_key is not None and p.repeats == last.repeats
+            for p in siblings[start + 1 :] + siblings[:start]
+            if p.kind == last.kind and p.type_key is not None and p.repeats == last.repeats
         ]
-        same_type = [p for p in candidates if p.type_key == last.type_key]
-        same_primitive = [
-            p for p in candidates if p.type_key and simple[p.type_key].primitive == primitive
-        ]
-        chosen = same_type or same_primitive
+        chosen = [p for p in candidates if p.type_key == last.type_key]
+        if not chosen and last.kind == "simple":
+            simple = self.contracts.simple_types
+            primitive = simple[last.type_key].primitive
+            chosen = [
+                p for p in candidates if p.type_key and simple[p.type_key].primitive == primitive
+            ]
         if not chosen:
             return None
         return replace(path, steps=(*path.steps[:-1], chosen[0].name))
