@@ -105,11 +105,10 @@ def merged(mapping: Mapping, fragments: dict[str, Rules]) -> Mapping:
     """The mapping with the rules of its fragments written in, as the binder merges them, so
     that a fragment's rule is mutated in one mapping only."""
     rules = Rules(dict(mapping.rules.entries), dict(mapping.rules.key_pos))
-    for name in mapping.use:
-        fragment = fragments.get(name)
-        for key, rule in (fragment.entries if fragment else {}).items():
+    for fragment in (fragments[name] for name in mapping.use if name in fragments):
+        for key, rule in fragment.entries.items():
             if key not in rules.entries:
-                rules.entries[key], rules.key_pos[key] = rule, fragment.key_pos[key]  # type: ignore[union-attr]
+                rules.entries[key], rules.key_pos[key] = rule, fragment.key_pos[key]
     return replace(mapping, use=(), rules=rules)
 
 
