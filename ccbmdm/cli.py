@@ -333,10 +333,14 @@ def validate(
 @app.command()
 def conformance(
     flow: Annotated[
-        str | None, typer.Option(help="Run only this flow's cases (PERSON_SYNC or person-sync).")
+        list[str] | None,
+        typer.Option(
+            help="Run only this flow's cases (PERSON_SYNC or person-sync); repeat for more flows."
+        ),
     ] = None,
     case: Annotated[
-        str | None, typer.Option(help="Run only this case (its folder name or flow/case).")
+        list[str] | None,
+        typer.Option(help="Run only this case (its folder name or flow/case); repeat for more."),
     ] = None,
     keyword: Annotated[
         str | None,
@@ -391,7 +395,7 @@ def conformance(
         if fail_under is not None and not coverage:
             fail("--fail-under needs --coverage", 2)
         project = _project(project_dir)
-        selection = suite.Selection(flow, case, keyword)
+        selection = suite.Selection(tuple(flow or ()), tuple(case or ()), keyword)
         try:
             cases, findings = suite.load(project, selection)
         except suite.BadSelection as exc:
@@ -411,7 +415,8 @@ def conformance(
             suite.write_junit(junit, outcomes, findings)
         except OSError as exc:
             fail(f"{junit}: cannot write the JUnit report: {exc.strerror}")
-    mappings = measure(kit.lineage, outcomes, flow and flow_code(flow)) if coverage else []
+    flows = {flow_code(f) for f in flow or ()}
+    mappings = measure(kit.lineage, outcomes, flows) if coverage else []
     if output == "json":
         document = suite.as_json(outcomes, findings)
         if coverage:
