@@ -379,16 +379,27 @@ def conformance(
             help="With --coverage: fail when the rules covered are below this percent.",
         ),
     ] = None,
+    time_limit: Annotated[
+        float | None,
+        typer.Option(
+            "--time-limit",
+            min=0.001,
+            help="Seconds a case may take before it is stopped and fails (default 30; a "
+            "case's time_limit_s in case.yaml overrides it).",
+        ),
+    ] = None,
     project_dir: ProjectDir = None,
 ) -> None:
     """Run the project's conformance cases: each input through its mapping, against its golden."""
     import json
+    from functools import partial
 
     from rich.table import Table
 
     from ccbmdm.conformance import suite
     from ccbmdm.conformance.cases import flow_code
     from ccbmdm.conformance.coverage import as_json, measure, totals
+    from ccbmdm.conformance.limit import limit_of, limited
     from ccbmdm.conformance.runner import Kit
 
     with explained():
@@ -405,8 +416,9 @@ def conformance(
         with err.status("loading the compiled mappings…"):
             kit = Kit(project)
     outcomes = []
+    step = kit.update if update else kit.run
     for number, selected in enumerate(cases, 1):
-        outcome = kit.update(selected) if update else kit.run(selected)
+        outcome = limited(selected, limit_of(selected, time_limit), partial(step, selected))
         outcomes.append(outcome)
         if output == "text":
             _print_outcome(outcome, number, len(cases), update)

@@ -58,6 +58,7 @@ class MappingCase:
     time_zone: str | None
     tables: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     xref: dict[str, dict[str, str]] = field(default_factory=dict)
+    time_limit_s: float | None = None  # what the case may take; None: the run's limit
     positions: dict[str, Pos] = field(default_factory=dict)  # of each key of case.yaml
 
     def at(self, key: str) -> Pos:
@@ -132,6 +133,7 @@ def read_case(folder: Path, root: Path) -> MappingCase:
             str(mo): {str(k): str(v) for k, v in keys.items()}
             for mo, keys in _mapping(data.get("xref")).items()
         },
+        time_limit_s=float(str(_plain(data["time_limit_s"]))) if "time_limit_s" in data else None,
         positions={
             **positions,
             **{f"tables.{k}": p for k, p in _key_pos(data.get("tables")).items()},

@@ -18,6 +18,7 @@ from ccbmdm.codegen.mapping.loader import Finding
 from ccbmdm.codegen.project import PROJECT_FILE, Project, ProjectError
 from ccbmdm.codegen.xsd_reader import ContractError
 from ccbmdm.conformance.cases import CASE_FILE, read_case
+from ccbmdm.conformance.limit import limit_of, limited
 from ccbmdm.conformance.runner import Kit, Outcome
 from ccbmdm.conformance.suite import failure_lines
 
@@ -74,7 +75,7 @@ class CaseItem(pytest.Item):
         except (MappingError, ContractError) as exc:
             # The project does not compile: every case says why, as `ccbmdm check` would.
             raise CaseFailed(f"the project does not compile:\n{exc}") from None
-        outcome: Outcome = kit.run(case)
+        outcome: Outcome = limited(case, limit_of(case), lambda: kit.run(case))
         if not outcome.passed:
             raise CaseFailed("\n".join(failure_lines(outcome)))
 
