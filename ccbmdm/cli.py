@@ -446,12 +446,8 @@ def conformance(
         out.print(table)
         if coverage:
             _print_coverage(mappings)
-    # Under --update a rewritten golden is no failure; a fault case or a broken one still is.
-    failed = [
-        o
-        for o in outcomes
-        if not o.passed and not (update and o.case.expected is not None and not o.problems)
-    ]
+    # Under --update a rewritten golden or fault is no failure; a broken case still is.
+    failed = [o for o in outcomes if not o.passed and not (update and not o.problems)]
     if findings or failed:
         raise Failed(1)
     if fail_under is not None and totals(mappings).rule_percent < fail_under:
@@ -508,7 +504,7 @@ def _print_outcome(outcome: Outcome, number: int, total: int, update: bool) -> N
     from ccbmdm.conformance.suite import failure_lines
 
     progress = f"[{number}/{total}] {outcome.case.id}"
-    if update and outcome.case.expected is not None:  # a fault case is only run
+    if update:
         changed = "updated" if outcome.differences or outcome.notes else "unchanged"
         out.print(f"{progress} {'FAILED' if outcome.problems else changed}")
         for difference in outcome.differences:
