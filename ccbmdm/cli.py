@@ -32,8 +32,10 @@ from ccbmdm.runtime.store.base import StoreError, StoreUnavailable
 from ccbmdm.runtime.xmlsafe import XmlRejected
 
 if TYPE_CHECKING:
+    from ccbmdm.conformance.against import Skipped
+    from ccbmdm.conformance.cases import MappingCase
     from ccbmdm.conformance.coverage import MappingCoverage
-    from ccbmdm.conformance.runner import Outcome
+    from ccbmdm.conformance.runner import Kit, Outcome
     from ccbmdm.runtime.assembly import Runtime
     from ccbmdm.runtime.mapping import Context
     from ccbmdm.runtime.store import Store
@@ -388,6 +390,52 @@ def conformance(
             "case's time_limit_s in case.yaml overrides it).",
         ),
     ] = None,
+    against: Annotated[
+        str | None,
+        typer.Option(
+            "--against",
+            envvar="CCBMDM_AGAINST",
+            help="Run the cases against the bridge at this base URL (a deployment) instead of "
+            "the in-process build: the kit posts each input and takes the delivered messages "
+            "as CCB and MDM (see --receive).",
+        ),
+    ] = None,
+    receive: Annotated[
+        str,
+        typer.Option(
+            "--receive",
+            help="With --against: host:port where the kit takes deliveries, as CCB at /ccb and "
+            "MDM at /mdm (port 0: any free port, printed).",
+        ),
+    ] = "127.0.0.1:0",
+    as_ccb: Annotated[
+        str | None,
+        typer.Option(
+            "--as-ccb",
+            envvar="CCBMDM_AGAINST_AS_CCB",
+            help="With --against: the credential the kit presents to the bridge as CCB: "
+            "token_env=VAR, or user=NAME,password_env=VAR (the secret from the environment).",
+        ),
+    ] = None,
+    as_mdm: Annotated[
+        str | None,
+        typer.Option("--as-mdm", envvar="CCBMDM_AGAINST_AS_MDM", help="The same, as MDM."),
+    ] = None,
+    bridge_to_ccb: Annotated[
+        str | None,
+        typer.Option(
+            "--bridge-to-ccb",
+            envvar="CCBMDM_AGAINST_BRIDGE_TO_CCB",
+            help="With --against: the credential the bridge presents to CCB, which the kit's "
+            "CCB then requires (same forms); unset, it takes deliveries from anyone.",
+        ),
+    ] = None,
+    bridge_to_mdm: Annotated[
+        str | None,
+        typer.Option(
+            "--bridge-to-mdm", envvar="CCBMDM_AGAINST_BRIDGE_TO_MDM", help="The same, to MDM."
+        ),
+    ] = None,
     project_dir: ProjectDir = None,
 ) -> None:
     """Run the project's conformance cases: each input through its mapping, against its golden."""
@@ -405,6 +453,8 @@ def conformance(
     with explained():
         if fail_under is not None and not coverage:
             fail("--fail-under needs --coverage", 2)
+        if against is not None and (update or coverage):
+            fail("--against checks a deployment; --update and --coverage work in process", 2)
         project = _project(project_dir)
         selection = suite.Selection(tuple(flow or ()), tuple(case or ()), keyword)
         try:
@@ -415,13 +465,23 @@ def conformance(
             fail(f"no conformance case in {project.cases} matches the selection")
         with err.status("loading the compiled mappings…"):
             kit = Kit(project)
-    outcomes = []
-    step = kit.update if update else kit.run
-    for number, selected in enumerate(cases, 1):
-        outcome = limited(selected, limit_of(selected, time_limit), partial(step, selected))
-        outcomes.append(outcome)
-        if output == "text":
-            _print_outcome(outcome, number, len(cases), update)
+    outcomes: list[Outcome] = []
+    skipped: list[Skipped] = []
+    if against is not None:
+        credentials = {
+            "as": {"ccb": as_ccb, "mdm": as_mdm},
+            "bridge-to": {"ccb": bridge_to_ccb, "mdm": bridge_to_mdm},
+        }
+        outcomes, skipped = _run_against(
+            kit, project, against, receive, credentials, cases, time_limit, output
+        )
+    else:
+        step = kit.update if update else kit.run
+        for number, selected in enumerate(cases, 1):
+            outcome = limited(selected, limit_of(selected, time_limit), partial(step, selected))
+            outcomes.append(outcome)
+            if output == "text":
+                _print_outcome(outcome, number, len(cases), update)
     if junit is not None:
         try:
             suite.write_junit(junit, outcomes, findings)
@@ -431,6 +491,8 @@ def conformance(
     mappings = measure(kit.lineage, outcomes, flows) if coverage else []
     if output == "json":
         document = suite.as_json(outcomes, findings)
+        if against is not None:
+            document["skipped"] = [{"case": s.case.id, "reason": s.reason} for s in skipped]
         if coverage:
             document["coverage"] = as_json(mappings)
         out.print_json(json.dumps(document))
@@ -444,6 +506,8 @@ def conformance(
                 row.flow, str(row.cases), str(row.passed), str(row.failed), f"{row.seconds:.2f} s"
             )
         out.print(table)
+        if skipped:
+            out.print(f"{len(skipped)} case(s) skipped: a deployment cannot run them")
         if coverage:
             _print_coverage(mappings)
     # Under --update a rewritten golden or fault is no failure; a broken case still is.
@@ -456,6 +520,75 @@ def conformance(
             f"--fail-under {fail_under:g} %"
         )
         raise Failed(1)
+
+
+def _run_against(
+    kit: Kit,
+    project: Project,
+    url: str,
+    receive: str,
+    credentials: dict[str, dict[str, str | None]],
+    cases: list[MappingCase],
+    time_limit: float | None,
+    output: str,
+) -> tuple[list[Outcome], list[Skipped]]:
+    """The cases run against the bridge at ``url``, the kit taking deliveries at ``receive``."""
+    from contextlib import ExitStack
+
+    from pydantic import ValidationError
+
+    from ccbmdm.codegen.catalogue import load_catalogue
+    from ccbmdm.conformance import suite
+    from ccbmdm.conformance.against import Against, AgainstError, Skipped, credential
+    from ccbmdm.conformance.receiving import KitSystems
+    from ccbmdm.runtime.config import NodeSetting
+
+    try:
+        host, port = NodeSetting(listen=receive).address()
+    except ValidationError:
+        fail(f"--receive {receive!r}: write host:port (port 0: any free port)", 2)
+    outcomes: list[Outcome] = []
+    skipped: list[Skipped] = []
+    try:
+        given = {
+            kind: {
+                system: credential(spec, f"--{kind}-{system}")
+                for system, spec in specs.items()
+                if spec is not None
+            }
+            for kind, specs in credentials.items()
+        }
+        with explained():
+            flows = load_catalogue(project.contracts / "flows.yaml")
+        every_case, _ = suite.load(project, suite.Selection())
+        systems = KitSystems(kit.registry, flows, given["bridge-to"])
+        with ExitStack() as stack:
+            base = systems.serve(stack, host, port)
+            err.print(f"the kit takes deliveries as CCB at {base}/ccb and as MDM at {base}/mdm")
+            for system, checked in systems.checked.items():
+                if not checked:
+                    err.print(
+                        f"  (as {system.upper()} from any caller: no --bridge-to-{system} given)"
+                    )
+            runner = Against(kit, flows, url, given["as"], systems, every_case, time_limit)
+            stack.callback(runner.close)
+            for number, selected in enumerate(cases, 1):
+                ran = runner.run(selected)
+                if isinstance(ran, Skipped):
+                    skipped.append(ran)
+                    if output == "text":
+                        out.print(
+                            f"[{number}/{len(cases)}] {ran.case.id} skipped: {escape(ran.reason)}"
+                        )
+                    continue
+                outcomes.append(ran)
+                if output == "text":
+                    _print_outcome(ran, number, len(cases), False)
+    except AgainstError as exc:
+        fail(str(exc))
+    except OSError as exc:  # the kit's own address cannot be listened at
+        fail(f"--receive {receive}: cannot listen there: {exc.strerror or exc}")
+    return outcomes, skipped
 
 
 def _print_coverage(mappings: list[MappingCoverage]) -> None:
