@@ -563,7 +563,10 @@ def _run_against(
         every_case, _ = suite.load(project, suite.Selection())
         systems = KitSystems(kit.registry, flows, given["bridge-to"])
         with ExitStack() as stack:
-            base = systems.serve(stack, host, port)
+            try:
+                base = systems.serve(stack, host, port)
+            except RuntimeError:  # uvicorn could not bind: it said why just above
+                fail(f"--receive {receive}: the kit cannot listen there; is the port in use?")
             err.print(f"the kit takes deliveries as CCB at {base}/ccb and as MDM at {base}/mdm")
             for system, checked in systems.checked.items():
                 if not checked:
@@ -586,8 +589,6 @@ def _run_against(
                     _print_outcome(ran, number, len(cases), False)
     except AgainstError as exc:
         fail(str(exc))
-    except OSError as exc:  # the kit's own address cannot be listened at
-        fail(f"--receive {receive}: cannot listen there: {exc.strerror or exc}")
     return outcomes, skipped
 
 
