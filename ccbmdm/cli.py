@@ -534,12 +534,20 @@ def _run_against(
 ) -> tuple[list[Outcome], list[Skipped]]:
     """The cases run against the bridge at ``url``, the kit taking deliveries at ``receive``."""
     from contextlib import ExitStack
+    from functools import partial
 
     from pydantic import ValidationError
 
     from ccbmdm.codegen.catalogue import load_catalogue
     from ccbmdm.conformance import suite
-    from ccbmdm.conformance.against import Against, AgainstError, Skipped, credential
+    from ccbmdm.conformance.against import (
+        AGAINST_GRACE_S,
+        Against,
+        AgainstError,
+        Skipped,
+        credential,
+    )
+    from ccbmdm.conformance.limit import limit_of, limited
     from ccbmdm.conformance.receiving import KitSystems
     from ccbmdm.runtime.config import NodeSetting
 
@@ -576,7 +584,10 @@ def _run_against(
             runner = Against(kit, flows, url, given["as"], systems, every_case, time_limit)
             stack.callback(runner.close)
             for number, selected in enumerate(cases, 1):
-                ran = runner.run(selected)
+                # The kit stops waiting for the bridge at the case's limit; past it, what still
+                # runs is the kit's own work on the case (decoding its input, say): stopped.
+                limit = limit_of(selected, time_limit) + AGAINST_GRACE_S
+                ran = limited(selected, limit, partial(runner.run, selected))
                 if isinstance(ran, Skipped):
                     skipped.append(ran)
                     if output == "text":

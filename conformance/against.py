@@ -51,6 +51,9 @@ from ccbmdm.runtime.transport import (
 from ccbmdm.runtime.xmlsafe import XmlRejected
 
 CREDENTIAL_FORM = "token_env=VAR, or user=NAME,password_env=VAR"
+# How long past a case's limit the kit's own work on it may go on before it is stopped: the
+# wait for the bridge ends at the limit, with its own message.
+AGAINST_GRACE_S = 1.0
 
 
 class AgainstError(Exception):

@@ -40,8 +40,8 @@ def limit_of(case: MappingCase, run: float | None = None) -> float:
     return run if run is not None else DEFAULT_TIME_LIMIT_S
 
 
-def limited(case: MappingCase, seconds: float, call: Callable[[], Outcome]) -> Outcome:
-    """The outcome of ``call`` (running ``case``), or a failed outcome that says the case was
+def limited(case: MappingCase, seconds: float, call: Callable[[], T]) -> T | Outcome:
+    """What ``call`` (running ``case``) gives, or a failed outcome that says the case was
     stopped at its time limit of ``seconds``."""
     started = time.perf_counter()
     try:

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
@@ -45,7 +45,6 @@ class Delivery:
     message_id: str
     correlation_id: str | None
     payload: bytes
-    refused: int | None = None  # the HTTP status the kit answered when the binding refuses it
 
 
 @dataclass
@@ -136,7 +135,7 @@ class _SystemReceiver(Receiver):
                 continue
             fault = self._fault(posting)
             if fault is not None:
-                self.deliveries.add(replace(fault, refused=answer.status))
+                self.deliveries.add(fault)
             text = answer.body.decode("utf-8", "replace")
             self.deliveries.refuse(
                 f"the kit's {self.node.upper()} refused {posting.flow} {posting.part}: HTTP "
