@@ -19,6 +19,7 @@ from ccbmdm.codegen.project import Project, init_project
 from ccbmdm.conformance.cases import read_case
 from ccbmdm.conformance.limit import limited
 from ccbmdm.conformance.runner import Outcome
+from support import run_python
 
 HANGING = "person-sync/person-change"
 NEXT = "person-sync/unknown-country"  # the case after it, in path order
@@ -109,3 +110,14 @@ def test_outside_the_main_thread_the_case_is_waited_for_and_reported(project: Pr
         f"{NEXT}: not stopped (it runs outside the main thread, where it cannot be interrupted; "
         "it goes on in the background): still running at its time limit of 0.2 s",
     )
+
+
+def test_under_pytest_a_hanging_case_fails_at_its_limit(project: Project) -> None:
+    case_file = project.cases / HANGING / "case.yaml"
+    case_file.write_text(case_file.read_text(encoding="utf-8") + "time_limit_s: 0.5\n")
+    result = run_python(
+        "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rf", f"cases/{HANGING}", cwd=project.root
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 failed" in result.stdout
+    assert f"{HANGING}: stopped: still running at its time limit of 0.5 s" in result.stdout
