@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import time
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path as FilePath
 from typing import Literal
@@ -95,12 +95,13 @@ class Mutator:
             if path.parent == project.mappings and path.suffix == ".yaml" and display in compiled:
                 self.mappings[display] = merged(load_mapping(path, display, schema), fragments)
 
-    def mutants(self, flow: str | None = None) -> list[Mutant]:
-        """Every mutant of the mappings (of one flow), mapping by mapping in file order."""
+    def mutants(self, flows: Collection[str] = ()) -> list[Mutant]:
+        """Every mutant of the mappings (of those flows when ``flows`` names some), mapping by
+        mapping in file order."""
         return [
             mutant
             for file, mapping in sorted(self.mappings.items())
-            if flow is None or mapping.flow == flow
+            if not flows or mapping.flow in flows
             for mutant in mutants(mapping, self.kit.contracts, self.kit.tables.tables)
         ]
 
@@ -149,10 +150,11 @@ class Mutator:
 def mutate(
     kit: Kit,
     cases: list[MappingCase],
-    flow: str | None = None,
+    flows: Collection[str] = (),
     progress: Callable[[int, int, Mutant], None] | None = None,
 ) -> Report:
-    """Every mutant of the project's mappings (of ``flow``) against the cases of its mapping."""
+    """Every mutant of the project's mappings (of ``flows`` when it names some) against the
+    cases of its mapping."""
     started = time.perf_counter()
     baseline = [kit.run(case) for case in cases]
     failed = [o.case.id for o in baseline if not o.passed]
@@ -167,9 +169,9 @@ def mutate(
         findings: list[Finding] = []
     except Finding as finding:
         allowed, findings = [], [finding]
-    covered = {(m.flow, m.part): m.covered_rules for m in measure(kit.lineage, baseline, flow)}
+    covered = {(m.flow, m.part): m.covered_rules for m in measure(kit.lineage, baseline, flows)}
     mutator = Mutator(kit)
-    found = mutator.mutants(flow)
+    found = mutator.mutants(flows)
     by_mapping: dict[tuple[str, str], list[MappingCase]] = {}
     for case in cases:
         by_mapping.setdefault((case.flow, case.part), []).append(case)
@@ -193,7 +195,7 @@ def mutate(
                 allowance.reason if allowance and status == "allowed" else None,
             )
         )
-    findings += _stale(allowed, verdicts, flow, mutator.mappings)
+    findings += _stale(allowed, verdicts, flows, mutator.mappings)
     return Report(verdicts, findings, time.perf_counter() - started)
 
 
@@ -204,7 +206,7 @@ def _key(mutant: Mutant) -> tuple[str, str, str, str]:
 def _stale(
     allowed: Iterable[Allowance],
     verdicts: list[Verdict],
-    flow: str | None,
+    flows: Collection[str],
     mappings: dict[str, Mapping],
 ) -> list[Finding]:
     """An entry of a mapping in the run that names no surviving mutant: it no longer says
@@ -212,8 +214,8 @@ def _stale(
     status = {_key(v.mutant): v.status for v in verdicts}
     findings = []
     for allowance in allowed:
-        if flow is not None and (
-            allowance.mapping not in mappings or mappings[allowance.mapping].flow != flow
+        if flows and (
+            allowance.mapping not in mappings or mappings[allowance.mapping].flow not in flows
         ):
             continue
         found = status.get(allowance.key)

@@ -186,7 +186,7 @@ def test_mutants_are_the_same_on_every_run_and_never_written(small: Project) -> 
 def test_a_required_element_is_never_dropped_and_a_fragment_rule_is_named_at_its_file(
     small: Project,
 ) -> None:
-    found = {m.id: m for m in Mutator(Kit(small)).mutants("PERSON_SYNC")}
+    found = {m.id: m for m in Mutator(Kit(small)).mutants({"PERSON_SYNC"})}
     assert f"{REQUEST}#contact.contactType drop-rule" not in found  # required
     pk2 = found[f"{REQUEST}#externalPkValue2 other-source"]
     assert pk2.rule == Pos("mappings/fragments/sync-request-header.yaml", 13, 3)
