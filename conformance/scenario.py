@@ -144,7 +144,14 @@ def ccb_call(world: World, message: str) -> None:
         codec, _ = node.contracts.decode(body)
     except Exception as exc:  # a refusal of any kind is the case author's to fix
         raise StepFailed(f"{message} is not a valid message: {exc}") from None
-    flow = next((f for f in world.runtime.flows if f.part("request").sender == codec.name), None)
+    flow = next(
+        (
+            f
+            for f in world.runtime.flows
+            if any(p.name == "request" and p.sender == codec.name for p in f.parts)
+        ),
+        None,
+    )
     if flow is None:
         raise StepFailed(f"{message}: {codec.name} is the request of no flow")
     (answer,) = node.transport.post_many("ccb", "bridge", [Posting(flow.kebab, "request", body)])
