@@ -105,11 +105,18 @@ def ccb_change(world: World, mo: str, key: str | list[str], fields: Mapping[str,
 
 
 def ccb_account(
-    world: World, account_id: str, person_id: str, bill_cycle: str, cis_division: str
+    world: World,
+    account_id: str,
+    person_id: str,
+    bill_cycle: str,
+    cis_division: str,
+    bill_cycle_protected: bool = False,
 ) -> None:
-    """Add or replace an account (accounts are not synchronized; SAs refer to them)."""
+    """Add or replace an account (accounts are not synchronized; SAs refer to them);
+    ``bill_cycle_protected``: a bill cycle change from MDM leaves the account's cycle alone."""
+    account = Account(account_id, person_id, bill_cycle, cis_division, bill_cycle_protected)
     with world.ccb.store.transaction() as tx:
-        world.ccb.save_account(tx, Account(account_id, person_id, bill_cycle, cis_division))
+        world.ccb.save_account(tx, account)
 
 
 def ccb_billing_run(world: World, bill_cycle: str, window_start: date) -> None:
