@@ -1,9 +1,9 @@
 """The reference CCB's billing: bill segments made from MDM's bill determinants.
 
 A billing run for a bill cycle's window creates, per service agreement that needs bill
-determinants, a segment awaiting usage and its batch usage request (flows.md §11, PD-F11); online
-billing does the same for one account at once (§12). When the determinants are processed the
-segment gets one service quantity per usage period and UOM/TOU/SQI (determinants.md PD-D15),
+determinants, a segment awaiting usage and its batch usage request (docs/flows.md §11, PD-F11);
+online billing does the same for one account at once (§12). When the determinants are processed the
+segment gets one service quantity per usage period and UOM/TOU/SQI (docs/determinants.md PD-D15),
 priced with the rate in force at the period's start, and becomes Freezable. Completing a bill
 freezes its segments and tells MDM they were used on a bill; cancelling a frozen segment tells
 MDM they no longer are (flow 16, PD-F17); freezing alone sends nothing.
@@ -296,7 +296,7 @@ class Billing:
         self, tx: Transaction, sa_id: str, account_id: str, start: datetime, end: datetime
     ) -> None:
         """An SA's billing before go-live, converted: one frozen segment ending at ``end``, so
-        the first billing run starts there (flows.md PD-F11: the previous segment's end)."""
+        the first billing run starts there (docs/flows.md PD-F11: the previous segment's end)."""
         tx.execute(
             f"""INSERT INTO ccb_bill_segment (sa_id, account_id, start_date_time, end_date_time,
                   status, end_from, end_to, reason, created_at)

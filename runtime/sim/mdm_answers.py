@@ -1,10 +1,10 @@
 """The reference MDM's answers to the synchronous, read-only flows: high-low boundaries (14),
-get usage (15), usage adjustment (17) and the SA activation bill cycle (19) (flows.md §14, §15,
+get usage (15), usage adjustment (17) and the SA activation bill cycle (19) (docs/flows.md §14, §15,
 §17, §19; PD-C07). Nothing is written: each answer reads MDM's master data, measurements and
 usage transactions as they are now.
 
 A fault about the whole request travels in the flow's reply contract with ``hasError`` true
-(HTTP 200), as flows.md §0.3 says of flows with a reply contract; only a request MDM will not
+(HTTP 200), as docs/flows.md §0.3 says of flows with a reply contract; only a request MDM will not
 read (an unknown ``mode`` or usage request mode, PD-F34) or a defect is a common ``Fault``.
 
 Decisions:

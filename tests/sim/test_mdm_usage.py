@@ -2,7 +2,7 @@
 MDM simulator, on both stores: billing runs priced from determinants the test recomputes from
 the raw values, a month of a Green Button feed, used-on-bill flags, corrections that rebill or
 make a UT stale, the silent batch retry, online faults and the summary-billing skip
-(flows.md §11-§13, §16; lifecycles.md §4; determinants.md)."""
+(docs/flows.md §11-§13, §16; docs/lifecycles.md §4; docs/determinants.md)."""
 
 from __future__ import annotations
 

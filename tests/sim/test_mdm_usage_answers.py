@@ -1,6 +1,6 @@
 """The reference MDM's read-only answers, called from CCB through the bridge's inline answerer
 on both stores: high-low boundaries, get usage, usage adjustment and the SA activation bill
-cycle, with their faults (flows.md §14, §15, §17, §19)."""
+cycle, with their faults (docs/flows.md §14, §15, §17, §19)."""
 
 from __future__ import annotations
 
