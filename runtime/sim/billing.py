@@ -401,9 +401,7 @@ class Billing:
             for sq in period.service_quantities:
                 quantities.append((period, sq))
                 lines += _charges(rate, sq)
-        days = Decimal(
-            calendar_days(periods[0].start_date_time, periods[-1].end_date_time) or 1
-        )
+        days = Decimal(calendar_days(periods[0].start_date_time, periods[-1].end_date_time) or 1)
         first_rate = RATES[_rate_at(sa, periods[0].start_date_time.date())]
         per_day = (first_rate.fixed / 30).quantize(Decimal("0.0001"), ROUND_HALF_UP)
         lines.insert(0, ("fixed charge, days", days, per_day))
