@@ -401,7 +401,7 @@ class Billing:
             for sq in period.service_quantities:
                 quantities.append((period, sq))
                 lines += _charges(rate, sq)
-        days = Decimal((periods[-1].end_date_time - periods[0].start_date_time).days or 1)
+        days = Decimal(calendar_days(periods[0].start_date_time, periods[-1].end_date_time) or 1)
         first_rate = RATES[_rate_at(sa, periods[0].start_date_time.date())]
         per_day = (first_rate.fixed / 30).quantize(Decimal("0.0001"), ROUND_HALF_UP)
         lines.insert(0, ("fixed charge, days", days, per_day))
@@ -600,6 +600,13 @@ def _charges(rate: Rate, sq: Any) -> list[tuple[str, Decimal, Decimal]]:
     if sq.uom == "KW" and sq.sqi == "BILLDMD" and rate.demand:
         return [("demand charge", quantity, rate.demand)]
     return []
+
+
+def calendar_days(start: datetime, end: datetime) -> int:
+    """The calendar days of a period in legal time (determinants.md §2): a month spanning the
+    spring change is 31 days though it lasts 743 hours. ``start`` and ``end`` carry the SP's
+    legal offsets, as MDM sends them."""
+    return (end.date() - start.date()).days
 
 
 def _rate_at(sa: Mapping[str, Any], day: date) -> str:
