@@ -3,8 +3,8 @@ hand: one value for every interval of a period, with runs that say otherwise.
 
 A profile covers ``[start, end)`` on the channel's grid. Every interval gets ``kwh`` unless a
 run covering it (the intervals wholly inside the run's ``[from, to)``) gives another ``kwh``,
-a ``quality`` (a class of determinants.md §8, or a list of IEC 61968-9 codes), or
-``missing: true``: a missing interval is not written at all (determinants.md §9: missing is
+a ``quality`` (a class of docs/determinants.md §8, or a list of IEC 61968-9 codes), or
+``missing: true``: a missing interval is not written at all (docs/determinants.md §9: missing is
 never zero). Later runs win over earlier ones.
 """
 

@@ -603,7 +603,7 @@ def _charges(rate: Rate, sq: Any) -> list[tuple[str, Decimal, Decimal]]:
 
 
 def calendar_days(start: datetime, end: datetime) -> int:
-    """The calendar days of a period in legal time (determinants.md §2): a month spanning the
+    """The calendar days of a period in legal time (docs/determinants.md §2): a month spanning the
     spring change is 31 days though it lasts 743 hours. ``start`` and ``end`` carry the SP's
     legal offsets, as MDM sends them."""
     return (end.date() - start.date()).days

@@ -94,7 +94,7 @@ def kwh(value: Decimal) -> Decimal:
 def expected_amount(rate_schedule: str, start: str, end: str, sqs: dict[Any, Any]) -> Decimal:
     """The segment's price from the reference rate and the quantities, computed here."""
     rate = RATES[rate_schedule]
-    # calendar days in legal time (determinants.md §2): March is 31 days though 743 hours
+    # calendar days in legal time (docs/determinants.md §2): March is 31 days though 743 hours
     days = Decimal((datetime.fromisoformat(end).date() - datetime.fromisoformat(start).date()).days)
     amount = (days * (rate.fixed / 30).quantize(Decimal("0.0001"), ROUND_HALF_UP)).quantize(
         CENT, ROUND_HALF_UP
