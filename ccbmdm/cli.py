@@ -1278,7 +1278,7 @@ def sim_mdm(
 
 @ccb_app.command("initial-load")
 def sim_initial_load(config: ConfigOption = None, project_dir: ProjectDir = None) -> None:
-    """Create one sync request per CCB entity with the initial-load flag (flows.md §0.2)."""
+    """Create one sync request per CCB entity with the initial-load flag (docs/flows.md §0.2)."""
     from ccbmdm.runtime.sim.ccb import CcbSimulator
 
     runtime = _runtime(config, project_dir)

@@ -1,4 +1,4 @@
-"""The HTTP binding of flows.md PD-C12: an ASGI app in front of a node's receiver (served by
+"""The HTTP binding of docs/flows.md PD-C12: an ASGI app in front of a node's receiver (served by
 uvicorn), and a transport that posts stored messages with httpx.
 
 Authentication is HTTP Basic or a bearer token per partner: the credential names the partner,

@@ -1,7 +1,7 @@
 """A node's receiving side: validate, store in the inbox, answer with a receipt or a fault.
 
 Nothing is processed here: the message is committed to the inbox before the 202 goes out, and
-the node's worker processes it later (reliability.md §2.4, "Receiving").
+the node's worker processes it later (docs/reliability.md §2.4, "Receiving").
 """
 
 from __future__ import annotations

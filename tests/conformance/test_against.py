@@ -20,7 +20,7 @@ ASYNC_FAULT = "person-sync/unknown-country"
 INLINE_REQUEST = "high-low/boundaries-request"
 INLINE_RESPONSE = "high-low/boundaries-response"
 INLINE_FAULT = "get-usage/unknown-sqi"  # the reply's mapping fails: the bridge answers 90000/1101
-BROKEN = "sp-sync/service-point-change"  # its golden changed on purpose: Quincy -> Boston
+BROKEN = "sp-sync/service-point-change"  # its golden changed on purpose: Naperville -> Boston
 WITH_TABLES = "person-sync/business-extra-country"
 CREDENTIALS = (
     *("--as-ccb", "token_env=CCBMDM_CCB_TOKEN", "--as-mdm", "token_env=CCBMDM_MDM_TOKEN"),
@@ -35,7 +35,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     made = init_project(tmp_path_factory.mktemp("against") / "project")
     golden = made.cases / BROKEN / "expected.xml"
     text = golden.read_text(encoding="utf-8")
-    golden.write_text(text.replace("<city>Quincy</city>", "<city>Boston</city>", 1))
+    golden.write_text(text.replace("<city>Naperville</city>", "<city>Boston</city>", 1))
     return made
 
 
@@ -119,7 +119,7 @@ def test_a_broken_golden_fails_with_the_difference_the_in_process_run_reports(
     lines = out.splitlines()
     at = lines.index(f"[1/1] {BROKEN} FAILED")
     assert lines[at + 1].startswith(
-        '    /servicePoint/address/city: expected "Boston", actual "Quincy"  (written by '
+        '    /servicePoint/address/city: expected "Boston", actual "Naperville"  (written by '
         "mappings/sp-sync.request.yaml:"
     )
     assert lines[at + 1 : at + 2] == local[local.index(f"[1/1] {BROKEN} FAILED") + 1 :][:1]
