@@ -238,3 +238,20 @@ def test_a_swapped_code_table_swaps_a_cases_own_rows_alike() -> None:
     assert mutated.rows == {("a",): {"k": "a", "v": "Y"}, ("b",): {"k": "b", "v": "X"}}
     assert swap.row({"k": "c", "v": "X"}) == {"k": "c", "v": "Y"}
     assert swap.row({"k": "d", "v": "Z"}) == {"k": "d", "v": "Z"}
+
+
+def test_the_reference_project_kills_every_mutant_and_exercises_every_rule(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from support import REPO
+
+    root = str(REPO)
+    code = run(lambda: app(["conformance", "--mutate", "--project-dir", root, "--format", "json"]))
+    document = json.loads(capsys.readouterr().out)
+    assert code == 0
+    statuses = [m["status"] for m in document["mutants"]]
+    assert len(statuses) > 600 and "survived" not in statuses
+    code = run(
+        lambda: app(["conformance", "--project-dir", root, "--coverage", "--fail-under", "100"])
+    )
+    assert code == 0, capsys.readouterr().out
