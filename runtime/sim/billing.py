@@ -401,7 +401,10 @@ class Billing:
             for sq in period.service_quantities:
                 quantities.append((period, sq))
                 lines += _charges(rate, sq)
-        days = Decimal((periods[-1].end_date_time - periods[0].start_date_time).days or 1)
+        # Calendar days in the SP's zone: the periods carry its legal offsets, so a segment
+        # across a DST change is not an hour short of a day.
+        first_day, last_day = periods[0].start_date_time.date(), periods[-1].end_date_time.date()
+        days = Decimal((last_day - first_day).days or 1)
         first_rate = RATES[_rate_at(sa, periods[0].start_date_time.date())]
         per_day = (first_rate.fixed / 30).quantize(Decimal("0.0001"), ROUND_HALF_UP)
         lines.insert(0, ("fixed charge, days", days, per_day))
