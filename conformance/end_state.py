@@ -3,9 +3,10 @@
 Three views, each limited to what the case's events made or touched, so that a golden shows the
 case and not its starting state:
 
-- ``requests``: the lifecycle rows the events created, per table, with their flow, key and
-  final state (and reason): CCB's sync and usage requests and corrected-read notifications,
-  MDM's sync requests and usage transactions;
+- ``requests``: the lifecycle rows the events created or changed, per table, with their flow,
+  key and final state (and reason): CCB's sync and usage requests and corrected-read
+  notifications, MDM's sync requests and usage transactions (a usage transaction of the
+  starting state flagged used on a bill, or corrected, is the event's doing);
 - ``mdm``: the record MDM holds for every CCB entity a sync request of the events named;
 - ``ccb``: the bill segments the events created or changed, with their service quantities.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -39,8 +41,7 @@ REQUESTS: tuple[tuple[str, str], ...] = (
 )
 SEGMENTS = (
     "SELECT id, sa_id, start_date_time, end_date_time, status, usage_id, rebill_of, reason, "
-    "amount FROM ccb_bill_segment WHERE id > :since OR id IN (SELECT rebill_of FROM "
-    "ccb_bill_segment WHERE id > :since) ORDER BY id"
+    "amount FROM ccb_bill_segment ORDER BY id"
 )
 QUANTITIES = (
     "SELECT period_start, period_end, uom, tou, sqi, quantity, quality, value_count, "
@@ -62,27 +63,44 @@ MDM_RECORDS = {
 _TABLES = (*(table for table, _ in REQUESTS), "ccb_bill_segment")
 
 
-def watermark(store: Store) -> dict[str, int]:
-    """The last id of each table before the events: what came after is the case's."""
+@dataclass(frozen=True)
+class Watermark:
+    """What the tables held before the events, as the views show it: a row the events added
+    or changed is theirs. Starting states are a customer or two, so keeping them is cheap."""
+
+    rows: dict[str, dict[int, Any]]
+
+
+def watermark(store: Store) -> Watermark:
+    """The shown rows of each table before the events, by id."""
     with store.transaction() as tx:
-        return {
-            table: int((tx.fetch_one(f"SELECT max(id) AS n FROM {table}") or {}).get("n") or 0)
-            for table in _TABLES
-        }
+        return Watermark({table: _shown_rows(tx, table) for table in _TABLES})
 
 
-def end_state(ccb: CcbSimulator, mdm: MdmSimulator, since: dict[str, int]) -> dict[str, Any]:
-    """The three views after the events (``since``: the watermark taken before them)."""
+def _shown_rows(tx: Transaction, table: str) -> dict[int, Any]:
+    query = SEGMENTS if table == "ccb_bill_segment" else _request_query(table)
+    return {int(row["id"]): plain(dict(row)) for row in tx.fetch(query)}
+
+
+def _request_query(table: str) -> str:
+    columns = dict(REQUESTS)[table]
+    return f"SELECT id, {columns} FROM {table} ORDER BY id"
+
+
+def _new_or_changed(tx: Transaction, table: str, before: Watermark) -> dict[int, Any]:
+    old = before.rows[table]
+    return {id_: row for id_, row in _shown_rows(tx, table).items() if old.get(id_) != row}
+
+
+def end_state(ccb: CcbSimulator, mdm: MdmSimulator, before: Watermark) -> dict[str, Any]:
+    """The three views after the events (``before``: the watermark taken before them)."""
     with ccb.store.transaction() as tx:
         requests = {
             table: [
-                plain(dict(row))
-                for row in tx.fetch(
-                    f"SELECT {columns} FROM {table} WHERE id > :since ORDER BY id",
-                    {"since": since[table]},
-                )
+                {k: v for k, v in row.items() if k != "id"}
+                for row in _new_or_changed(tx, table, before).values()
             ]
-            for table, columns in REQUESTS
+            for table, _ in REQUESTS
         }
         synced = {(str(row["mo"]), str(row["key"])): None for row in requests["sync_request"]}
         records = {
@@ -90,7 +108,7 @@ def end_state(ccb: CcbSimulator, mdm: MdmSimulator, since: dict[str, int]) -> di
             for mo, key in synced
             if mo in MDM_RECORDS or mo == "METER READ"
         }
-        segments = _segments(tx, since["ccb_bill_segment"])
+        segments = _segments(tx, before)
     state: dict[str, Any] = {"requests": {k: v for k, v in requests.items() if v}}
     if records:
         state["mdm"] = records
@@ -105,13 +123,15 @@ def _mdm_record(mdm: MdmSimulator, tx: Transaction, mo: str, key: str) -> Any:
     return plain(getattr(mdm, MDM_RECORDS[mo])(tx, key))
 
 
-def _segments(tx: Transaction, since: int) -> list[dict[str, Any]]:
+def _segments(tx: Transaction, before: Watermark) -> list[dict[str, Any]]:
+    """The segments the events added or changed, and the one each rebill replaces."""
+    touched = _new_or_changed(tx, "ccb_bill_segment", before)
+    replaced = {row["rebill_of"] for row in touched.values() if row["rebill_of"] is not None}
+    every = _shown_rows(tx, "ccb_bill_segment")
     found = []
-    for row in tx.fetch(SEGMENTS, {"since": since}):
-        segment = plain(dict(row))
-        segment["service quantities"] = [
-            plain(dict(q)) for q in tx.fetch(QUANTITIES, {"id": row["id"]})
-        ]
+    for id_ in sorted(touched.keys() | (replaced & every.keys())):
+        segment = dict(every[id_])
+        segment["service quantities"] = [plain(dict(q)) for q in tx.fetch(QUANTITIES, {"id": id_})]
         found.append(segment)
     return found
 
