@@ -94,8 +94,8 @@ def kwh(value: Decimal) -> Decimal:
 def expected_amount(rate_schedule: str, start: str, end: str, sqs: dict[Any, Any]) -> Decimal:
     """The segment's price from the reference rate and the quantities, computed here."""
     rate = RATES[rate_schedule]
-    elapsed = datetime.fromisoformat(end) - datetime.fromisoformat(start)
-    days = Decimal(int(elapsed.total_seconds() // 86400))
+    # calendar days in the SP's zone (the instants carry its offsets): March's DST day counts
+    days = Decimal((datetime.fromisoformat(end).date() - datetime.fromisoformat(start).date()).days)
     amount = (days * (rate.fixed / 30).quantize(Decimal("0.0001"), ROUND_HALF_UP)).quantize(
         CENT, ROUND_HALF_UP
     )
