@@ -6,9 +6,10 @@ case and not its starting state:
 - ``requests``: the lifecycle rows the events created or changed, per table, with their flow,
   key and final state (and reason): CCB's sync and usage requests and corrected-read
   notifications, MDM's sync requests and usage transactions (a usage transaction of the
-  starting state flagged used on a bill, or corrected, is the event's doing);
+  starting state flagged used on a bill, or corrected, is the events' doing);
 - ``mdm``: the record MDM holds for every CCB entity a sync request of the events named;
-- ``ccb``: the bill segments the events created or changed, with their service quantities.
+- ``ccb``: the accounts the events changed (a bill cycle moved by MDM, say), and the bill
+  segments they created or changed, with their service quantities.
 
 Surrogate ids, lease tokens and timestamps of the store are not shown: they say when a row was
 written, not what the flow did. Values are written as the store holds them.
@@ -60,45 +61,34 @@ MDM_RECORDS = {
     "SP MTR HIST": "install_event",
     "BILL CYCLE": "bill_cycle",
 }
+ACCOUNTS = (
+    "SELECT account_id, person_id, bill_cycle, bill_cycle_protected, cis_division "
+    "FROM ccb_account ORDER BY account_id"
+)
 _TABLES = (*(table for table, _ in REQUESTS), "ccb_bill_segment")
 
 
 @dataclass(frozen=True)
 class Watermark:
-    """What the tables held before the events, as the views show it: a row the events added
-    or changed is theirs. Starting states are a customer or two, so keeping them is cheap."""
+    """What the store held before the events, as the views show it: a row the events added or
+    changed is theirs. Starting states are a customer or two, so keeping them is cheap."""
 
-    rows: dict[str, dict[int, Any]]
+    rows: dict[str, dict[int, Any]]  # per lifecycle table and the segments: the shown row by id
+    accounts: list[dict[str, Any]]  # accounts have no id to count from
 
 
 def watermark(store: Store) -> Watermark:
-    """The shown rows of each table before the events, by id."""
     with store.transaction() as tx:
-        return Watermark({table: _shown_rows(tx, table) for table in _TABLES})
+        return Watermark({table: _shown_rows(tx, table) for table in _TABLES}, _accounts(tx))
 
 
-def _shown_rows(tx: Transaction, table: str) -> dict[int, Any]:
-    query = SEGMENTS if table == "ccb_bill_segment" else _request_query(table)
-    return {int(row["id"]): plain(dict(row)) for row in tx.fetch(query)}
-
-
-def _request_query(table: str) -> str:
-    columns = dict(REQUESTS)[table]
-    return f"SELECT id, {columns} FROM {table} ORDER BY id"
-
-
-def _new_or_changed(tx: Transaction, table: str, before: Watermark) -> dict[int, Any]:
-    old = before.rows[table]
-    return {id_: row for id_, row in _shown_rows(tx, table).items() if old.get(id_) != row}
-
-
-def end_state(ccb: CcbSimulator, mdm: MdmSimulator, before: Watermark) -> dict[str, Any]:
-    """The three views after the events (``before``: the watermark taken before them)."""
+def end_state(ccb: CcbSimulator, mdm: MdmSimulator, mark: Watermark) -> dict[str, Any]:
+    """The three views after the events (``mark``: taken before them)."""
     with ccb.store.transaction() as tx:
         requests = {
             table: [
                 {k: v for k, v in row.items() if k != "id"}
-                for row in _new_or_changed(tx, table, before).values()
+                for row in _new_or_changed(tx, table, mark).values()
             ]
             for table, _ in REQUESTS
         }
@@ -108,13 +98,33 @@ def end_state(ccb: CcbSimulator, mdm: MdmSimulator, before: Watermark) -> dict[s
             for mo, key in synced
             if mo in MDM_RECORDS or mo == "METER READ"
         }
-        segments = _segments(tx, before)
+        segments = _segments(tx, mark)
+        accounts = [a for a in _accounts(tx) if a not in mark.accounts]
     state: dict[str, Any] = {"requests": {k: v for k, v in requests.items() if v}}
     if records:
         state["mdm"] = records
-    if segments:
-        state["ccb"] = {"bill segments": segments}
+    ccb_view = {"accounts": accounts, "bill segments": segments}
+    if any(ccb_view.values()):
+        state["ccb"] = {name: rows for name, rows in ccb_view.items() if rows}
     return state
+
+
+def _shown_rows(tx: Transaction, table: str) -> dict[int, Any]:
+    """A table's rows as the views show them (with the id), by id."""
+    if table == "ccb_bill_segment":
+        query = SEGMENTS
+    else:
+        query = f"SELECT id, {dict(REQUESTS)[table]} FROM {table} ORDER BY id"
+    return {int(row["id"]): plain(dict(row)) for row in tx.fetch(query)}
+
+
+def _new_or_changed(tx: Transaction, table: str, mark: Watermark) -> dict[int, Any]:
+    old = mark.rows[table]
+    return {id_: row for id_, row in _shown_rows(tx, table).items() if old.get(id_) != row}
+
+
+def _accounts(tx: Transaction) -> list[dict[str, Any]]:
+    return [plain(dict(row)) for row in tx.fetch(ACCOUNTS)]
 
 
 def _mdm_record(mdm: MdmSimulator, tx: Transaction, mo: str, key: str) -> Any:
@@ -123,9 +133,9 @@ def _mdm_record(mdm: MdmSimulator, tx: Transaction, mo: str, key: str) -> Any:
     return plain(getattr(mdm, MDM_RECORDS[mo])(tx, key))
 
 
-def _segments(tx: Transaction, before: Watermark) -> list[dict[str, Any]]:
+def _segments(tx: Transaction, mark: Watermark) -> list[dict[str, Any]]:
     """The segments the events added or changed, and the one each rebill replaces."""
-    touched = _new_or_changed(tx, "ccb_bill_segment", before)
+    touched = _new_or_changed(tx, "ccb_bill_segment", mark)
     replaced = {row["rebill_of"] for row in touched.values() if row["rebill_of"] is not None}
     every = _shown_rows(tx, "ccb_bill_segment")
     found = []

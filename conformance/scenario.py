@@ -105,11 +105,18 @@ def ccb_change(world: World, mo: str, key: str | list[str], fields: Mapping[str,
 
 
 def ccb_account(
-    world: World, account_id: str, person_id: str, bill_cycle: str, cis_division: str
+    world: World,
+    account_id: str,
+    person_id: str,
+    bill_cycle: str,
+    cis_division: str,
+    bill_cycle_protected: bool = False,
 ) -> None:
-    """Add or replace an account (accounts are not synchronized; SAs refer to them)."""
+    """Add or replace an account (accounts are not synchronized; SAs refer to them);
+    ``bill_cycle_protected``: a bill cycle change from MDM leaves the account's cycle alone."""
+    account = Account(account_id, person_id, bill_cycle, cis_division, bill_cycle_protected)
     with world.ccb.store.transaction() as tx:
-        world.ccb.save_account(tx, Account(account_id, person_id, bill_cycle, cis_division))
+        world.ccb.save_account(tx, account)
 
 
 def ccb_billing_run(world: World, bill_cycle: str, window_start: date) -> None:
@@ -144,7 +151,14 @@ def ccb_call(world: World, message: str) -> None:
         codec, _ = node.contracts.decode(body)
     except Exception as exc:  # a refusal of any kind is the case author's to fix
         raise StepFailed(f"{message} is not a valid message: {exc}") from None
-    flow = next((f for f in world.runtime.flows if f.part("request").sender == codec.name), None)
+    flow = next(
+        (
+            f
+            for f in world.runtime.flows
+            if any(p.name == "request" and p.sender == codec.name for p in f.parts)
+        ),
+        None,
+    )
     if flow is None:
         raise StepFailed(f"{message}: {codec.name} is the request of no flow")
     (answer,) = node.transport.post_many("ccb", "bridge", [Posting(flow.kebab, "request", body)])

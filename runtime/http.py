@@ -40,6 +40,7 @@ _PATH = re.compile(r"^/ccbmdm/v1/([a-z0-9-]+)/(request|response|ack|notification
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+Application = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -254,9 +255,10 @@ class HttpTransport:
 
 
 class Server:
-    """A receiver app served by uvicorn in a background thread, on loopback by default."""
+    """A receiver app (or any ASGI app) served by uvicorn in a background thread, on loopback
+    by default."""
 
-    def __init__(self, app: ReceiverApp, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, app: Application, host: str = "127.0.0.1", port: int = 0) -> None:
         if port == 0:
             with socket.socket() as probe:
                 probe.bind((host, 0))
