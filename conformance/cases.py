@@ -42,8 +42,24 @@ class ExpectedFault:
     rule: str
 
 
+class _InFolder:
+    """A case in its folder of the project: where its keys and files are written."""
+
+    root: Path  # the project's folder: findings name files relative to it
+    folder: Path
+    positions: dict[str, Pos]  # of each key of case.yaml
+
+    def at(self, key: str) -> Pos:
+        """Where ``key`` is written in case.yaml (its first line when it is not)."""
+        return self.positions.get(key) or Pos(self.display(self.folder / CASE_FILE), 1, 1)
+
+    def display(self, path: Path) -> str:
+        """A case's file as findings name it: relative to the project's folder."""
+        return str(path.relative_to(self.root))
+
+
 @dataclass(frozen=True)
-class MappingCase:
+class MappingCase(_InFolder):
     """One input message through one part of a flow's mapping, with what must come out."""
 
     id: str  # <flow-kebab>/<name>: the test id
@@ -60,15 +76,7 @@ class MappingCase:
     tables: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     xref: dict[str, dict[str, str]] = field(default_factory=dict)
     time_limit_s: float | None = None  # what the case may take; None: the run's limit
-    positions: dict[str, Pos] = field(default_factory=dict)  # of each key of case.yaml
-
-    def at(self, key: str) -> Pos:
-        """Where ``key`` is written in case.yaml (its first line when it is not)."""
-        return self.positions.get(key) or Pos(self.display(self.folder / CASE_FILE), 1, 1)
-
-    def display(self, path: Path) -> str:
-        """A case's file as findings name it: relative to the project's folder."""
-        return str(path.relative_to(self.root))
+    positions: dict[str, Pos] = field(default_factory=dict)
 
 
 def flow_code(folder: str) -> str:
@@ -100,7 +108,7 @@ class Step:
 
 
 @dataclass(frozen=True)
-class FlowCase:
+class FlowCase(_InFolder):
     """A scenario through the runtime between the reference simulators: its starting state,
     its business events, and the golden trail and end state they must give."""
 
@@ -110,18 +118,11 @@ class FlowCase:
     flow: str
     description: str
     clock: datetime
-    time_zone: str | None
     given: tuple[Step, ...]
     when: tuple[Step, ...]
     time_limit_s: float | None = None
     positions: dict[str, Pos] = field(default_factory=dict)
     part: str = "flow"  # (a flow case runs every part of its flow)
-
-    def at(self, key: str) -> Pos:
-        return self.positions.get(key) or Pos(self.display(self.folder / CASE_FILE), 1, 1)
-
-    def display(self, path: Path) -> str:
-        return str(path.relative_to(self.root))
 
 
 Case = MappingCase | FlowCase
@@ -173,7 +174,7 @@ def read_case(folder: Path, root: Path) -> Case:
             str(mo): {str(k): str(v) for k, v in keys.items()}
             for mo, keys in _mapping(data.get("xref")).items()
         },
-        time_limit_s=float(str(_plain(data["time_limit_s"]))) if "time_limit_s" in data else None,
+        time_limit_s=_time_limit(data),
         positions={
             **positions,
             **{f"tables.{k}": p for k, p in _key_pos(data.get("tables")).items()},
@@ -200,7 +201,6 @@ def _flow_case(folder: Path, root: Path, data: LDict, positions: dict[str, Pos])
             found.append(Step(str(action), native(arguments or {}), item.key_pos[action]))
         return tuple(found)
 
-    limit = data.get("time_limit_s")
     return FlowCase(
         id=f"{folder.parent.name}/{folder.name}",
         root=root,
@@ -208,12 +208,15 @@ def _flow_case(folder: Path, root: Path, data: LDict, positions: dict[str, Pos])
         flow=flow_code(folder.parent.name),
         description=str(data["description"]),
         clock=_clock(data["clock"]),
-        time_zone=str(data["time_zone"]) if "time_zone" in data else None,
         given=steps("given"),
         when=steps("when"),
-        time_limit_s=float(limit.value or 0) or None if isinstance(limit, LScalar) else None,
+        time_limit_s=_time_limit(data),
         positions=positions,
     )
+
+
+def _time_limit(data: LDict) -> float | None:
+    return float(str(_plain(data["time_limit_s"]))) if "time_limit_s" in data else None
 
 
 def native(data: object) -> Any:

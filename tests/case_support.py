@@ -3,11 +3,13 @@ project's files, reading one case's report."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from ccbmdm.cli import app, run
+from ccbmdm.codegen.project import Project
 
 
 def ccbmdm(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -32,3 +34,10 @@ def report_of(output: str, case: str) -> list[str]:
             break
         found.append(line.strip())
     return found
+
+
+def copied(project: Project, tmp_path: Path) -> Project:
+    """A copy of a project a test may change (its compiled build included)."""
+    root = tmp_path / "project"
+    shutil.copytree(project.root, root)
+    return Project.load(root)

@@ -22,21 +22,6 @@ REQUEST_RULES = "mappings/person-sync.request.yaml"
 ACK_RULES = "mappings/fragments/sync-ack.yaml"
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> Project:
-    """A project made by `ccbmdm init`, compiled once; tests copy what they change."""
-    return init_project(tmp_path_factory.mktemp("reference") / "project")
-
-
-@pytest.fixture
-def project(reference: Project, tmp_path: Path) -> Project:
-    import shutil
-
-    root = tmp_path / "project"
-    shutil.copytree(reference.root, root)
-    return Project.load(root)
-
-
 def check(project: Project, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     code, out, err = ccbmdm(capsys, "conformance", "--project-dir", str(project.root), *args)
     return code, out + err

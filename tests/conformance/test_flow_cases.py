@@ -3,30 +3,17 @@ message trail, hop by hop, and its end state; --update writes both; bad steps ar
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 from case_support import ccbmdm, edit, report_of
 
-from ccbmdm.codegen.project import Project, init_project
+from ccbmdm.codegen.project import Project
 
 RENAME = Path("cases/person-sync/rename-after-go-live")
 TRAIL = RENAME / "trail"
 REQUEST = "02-bridge-to-mdm-person-sync-request.xml"
 HOP_2 = "trail[2] bridge -> mdm person-sync request"
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> Project:
-    return init_project(tmp_path_factory.mktemp("flow-reference") / "project")
-
-
-@pytest.fixture
-def project(reference: Project, tmp_path: Path) -> Project:
-    root = tmp_path / "project"
-    shutil.copytree(reference.root, root)
-    return Project.load(root)
 
 
 def run_case(project: Project, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:

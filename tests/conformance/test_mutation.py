@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from case_support import copied
 
 from ccbmdm.cli import app, run
 from ccbmdm.codegen.mapping.syntax import Pos
@@ -40,9 +41,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Project:
 
 @pytest.fixture
 def project(small: Project, tmp_path: Path) -> Project:
-    root = tmp_path / "project"
-    shutil.copytree(small.root, root)
-    return Project.load(root)
+    return copied(small, tmp_path)
 
 
 def mutate(capsys: pytest.CaptureFixture[str], project: Project, *args: str) -> tuple[int, str]:

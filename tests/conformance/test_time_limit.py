@@ -8,11 +8,11 @@ would take far longer than any test run; SIGALRM stops the regular expression wh
 
 from __future__ import annotations
 
-import shutil
 import threading
 from pathlib import Path
 
 import pytest
+from case_support import copied
 
 from ccbmdm.cli import app, run
 from ccbmdm.codegen.project import Project, init_project
@@ -46,9 +46,7 @@ def hanging(tmp_path_factory: pytest.TempPathFactory) -> Project:
 
 @pytest.fixture
 def project(hanging: Project, tmp_path: Path) -> Project:
-    root = tmp_path / "project"
-    shutil.copytree(hanging.root, root)
-    return Project.load(root)
+    return copied(hanging, tmp_path)
 
 
 def conformance(

@@ -4,29 +4,14 @@ left."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
 
 from ccbmdm.cli import app, run
-from ccbmdm.codegen.project import Project, init_project
+from ccbmdm.codegen.project import Project
 
 CASE = "person-sync/unknown-country"
 RULE = "mappings/person-sync.request.yaml#/ContactSyncRequest/contact/address/country"
 WHERE = "mappings/person-sync.request.yaml:26:20"  # the country rule, as differences name it
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> Project:
-    return init_project(tmp_path_factory.mktemp("reference") / "project")
-
-
-@pytest.fixture
-def project(reference: Project, tmp_path: Path) -> Project:
-    root = tmp_path / "project"
-    shutil.copytree(reference.root, root)
-    return Project.load(root)
 
 
 def conformance(
