@@ -26,7 +26,7 @@ from xsdata.formats.dataclass.serializers import XmlSerializer
 
 from ccbmdm.codegen.loader import load_contracts
 from ccbmdm.codegen.project import Project
-from ccbmdm.runtime.xmlsafe import parse_partner_xml
+from ccbmdm.runtime.messages.xmlsafe import parse_partner_xml
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,7 +19,7 @@ from timing import machine, settle
 
 from ccbmdm.codegen.loader import load_contracts
 from ccbmdm.codegen.project import Project
-from ccbmdm.runtime.codec import MAX_REPORTED, ContractViolation
+from ccbmdm.runtime.messages.codec import MAX_REPORTED, ContractViolation
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACT = "ccb/PersonSyncRequest"

@@ -20,8 +20,8 @@ from lxml import etree
 
 from ccbmdm.codegen.loader import load_contracts, load_package
 from ccbmdm.codegen.project import Project
-from ccbmdm.runtime import functions, lexical
-from ccbmdm.runtime.mapping import CodeTables, Context
+from ccbmdm.runtime.messages import functions, lexical
+from ccbmdm.runtime.messages.mapping import CodeTables, Context
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

@@ -44,9 +44,9 @@ from timing import machine  # noqa: E402
 
 from ccbmdm.codegen.loader import load_contracts, load_package  # noqa: E402
 from ccbmdm.codegen.project import Project  # noqa: E402
+from ccbmdm.runtime.messaging.transport import InProcessTransport  # noqa: E402
 from ccbmdm.runtime.store import Store, open_store  # noqa: E402
 from ccbmdm.runtime.store.base import background  # noqa: E402
-from ccbmdm.runtime.transport import InProcessTransport  # noqa: E402
 from ccbmdm.runtime.worker import settle_collector  # noqa: E402
 from runtime_world import Integration  # noqa: E402
 

@@ -25,20 +25,21 @@ from ccbmdm.codegen.mapping.loader import Finding
 from ccbmdm.codegen.project import Project, ProjectError, init_project
 from ccbmdm.codegen.render import RenderError
 from ccbmdm.codegen.xsd_reader import ContractError
-from ccbmdm.runtime.codec import ContractViolation
 from ccbmdm.runtime.config import ConfigError
-from ccbmdm.runtime.contracts import UnknownContract
+from ccbmdm.runtime.messages.codec import ContractViolation
+from ccbmdm.runtime.messages.contracts import UnknownContract
+from ccbmdm.runtime.messages.xmlsafe import XmlRejected
 from ccbmdm.runtime.store.base import StoreError, StoreUnavailable
-from ccbmdm.runtime.xmlsafe import XmlRejected
 
 if TYPE_CHECKING:
     from ccbmdm.conformance.against import Skipped
     from ccbmdm.conformance.cases import Case
     from ccbmdm.conformance.coverage import MappingCoverage
     from ccbmdm.conformance.mutants import Mutant
-    from ccbmdm.conformance.runner import Kit, Outcome
+    from ccbmdm.conformance.outcome import Outcome
+    from ccbmdm.conformance.runner import Kit
     from ccbmdm.runtime.assembly import Runtime
-    from ccbmdm.runtime.mapping import Context
+    from ccbmdm.runtime.messages.mapping import Context
     from ccbmdm.runtime.store import Store
 
 app = typer.Typer(
@@ -230,7 +231,7 @@ def transform(
 ) -> None:
     """Transform one message through one flow's mapping and print the target message."""
     from ccbmdm.codegen.loader import load_contracts, load_package
-    from ccbmdm.runtime.mapping import TransformError
+    from ccbmdm.runtime.messages.mapping import TransformError
 
     with explained():
         project = _project(project_dir)
@@ -263,8 +264,8 @@ def _context(project: Project, path: Path | None) -> Context:
 
     import yaml
 
-    from ccbmdm.runtime.lexical import configured_datetime
-    from ccbmdm.runtime.mapping import CodeTables, Context
+    from ccbmdm.runtime.messages.lexical import configured_datetime
+    from ccbmdm.runtime.messages.mapping import CodeTables, Context
 
     ctx = Context(CodeTables.load(project.mappings / "tables"))
     if path is None:
@@ -834,7 +835,7 @@ def _unmasker(store: Store, project_dir: Path | None) -> Callable[[int], str | N
     snapshots kept with them, through the project's contracts."""
     from ccbmdm.codegen.catalogue import load_catalogue
     from ccbmdm.codegen.loader import load_contracts
-    from ccbmdm.runtime.sync import unmasked_reasons
+    from ccbmdm.runtime.lifecycles.sync import unmasked_reasons
 
     with explained():
         project = _project(project_dir)
@@ -1279,7 +1280,7 @@ def sim_mdm(
 @ccb_app.command("initial-load")
 def sim_initial_load(config: ConfigOption = None, project_dir: ProjectDir = None) -> None:
     """Create one sync request per CCB entity with the initial-load flag (docs/flows.md §0.2)."""
-    from ccbmdm.runtime.sim.ccb import CcbSimulator
+    from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
 
     runtime = _runtime(config, project_dir)
     try:
@@ -1297,7 +1298,7 @@ def sim_initial_load(config: ConfigOption = None, project_dir: ProjectDir = None
 
 def _mdm_simulator(config: Path | None, project_dir: Path | None) -> tuple[Runtime, Any]:
     """The runtime and its reference MDM (the command needs the simulator hosted)."""
-    from ccbmdm.runtime.sim.mdm import MdmSimulator
+    from ccbmdm.runtime.sim.mdm.simulator import MdmSimulator
 
     runtime = _runtime(config, project_dir)
     mdm = runtime.systems.get("mdm")
@@ -1319,8 +1320,8 @@ def sim_import_espi(
     project_dir: ProjectDir = None,
 ) -> None:
     """Load a Green Button feed as the interval channel of an SP's installed configuration."""
-    from ccbmdm.runtime.sim.espi import EspiError
-    from ccbmdm.runtime.sim.mdm_measurements import MeasurementError, import_espi
+    from ccbmdm.runtime.sim.mdm.espi import EspiError
+    from ccbmdm.runtime.sim.mdm.measurements import MeasurementError, import_espi
 
     runtime, _ = _mdm_simulator(config, project_dir)
     try:
@@ -1351,8 +1352,8 @@ def sim_correct_read(
     which cancels and rebills; usage not yet on a bill is marked stale."""
     from decimal import Decimal, InvalidOperation
 
-    from ccbmdm.runtime.lexical import parse_datetime
-    from ccbmdm.runtime.sim.mdm_measurements import MeasurementError
+    from ccbmdm.runtime.messages.lexical import parse_datetime
+    from ccbmdm.runtime.sim.mdm.measurements import MeasurementError
 
     try:
         instant = parse_datetime(at)

@@ -16,8 +16,8 @@ from types import ModuleType
 
 from ccbmdm.codegen import compiler
 from ccbmdm.codegen.project import Project
-from ccbmdm.runtime.contracts import ContractCodec, ContractRegistry
-from ccbmdm.runtime.xmlsafe import DEFAULT_LIMITS, XmlLimits
+from ccbmdm.runtime.messages.contracts import ContractCodec, ContractRegistry
+from ccbmdm.runtime.messages.xmlsafe import DEFAULT_LIMITS, XmlLimits
 
 _lock = threading.Lock()
 

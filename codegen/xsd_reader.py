@@ -31,7 +31,7 @@ from ccbmdm.codegen.ir import (
     SimpleType,
 )
 from ccbmdm.codegen.naming import class_name
-from ccbmdm.runtime.xmlsafe import syntax_reason
+from ccbmdm.runtime.messages.xmlsafe import syntax_reason
 
 XS = "http://www.w3.org/2001/XMLSchema"
 # The xs:appinfo source that marks an element (of a simple type) or a complex type as personal

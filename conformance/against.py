@@ -34,21 +34,22 @@ from ccbmdm.codegen.mapping.loader import Finding
 from ccbmdm.conformance.cases import Case, FlowCase, MappingCase
 from ccbmdm.conformance.compare import Difference
 from ccbmdm.conformance.limit import DEFAULT_TIME_LIMIT_S, limit_of
+from ccbmdm.conformance.outcome import Outcome, pretty
 from ccbmdm.conformance.receiving import Delivery, KitSystems, read_fault, rewritten
-from ccbmdm.conformance.runner import Kit, Outcome, pretty
-from ccbmdm.runtime.codec import ContractViolation
+from ccbmdm.conformance.runner import Kit
 from ccbmdm.runtime.config import ConfigError, CredentialSetting
-from ccbmdm.runtime.contracts import UnknownContract
-from ccbmdm.runtime.delivery import new_message_id
-from ccbmdm.runtime.http import Credential, HttpTransport
-from ccbmdm.runtime.mapping import TransformError
-from ccbmdm.runtime.transport import (
+from ccbmdm.runtime.messages.codec import ContractViolation
+from ccbmdm.runtime.messages.contracts import UnknownContract
+from ccbmdm.runtime.messages.header import new_message_id
+from ccbmdm.runtime.messages.mapping import TransformError
+from ccbmdm.runtime.messages.xmlsafe import XmlRejected
+from ccbmdm.runtime.messaging.http import Credential, HttpTransport
+from ccbmdm.runtime.messaging.transport import (
     Response,
     TransportError,
     TransportTimeout,
     TransportUnreachable,
 )
-from ccbmdm.runtime.xmlsafe import XmlRejected
 
 CREDENTIAL_FORM = "token_env=VAR, or user=NAME,password_env=VAR"
 # How long past a case's limit the kit's own work on it may go on before it is stopped: the

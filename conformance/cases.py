@@ -26,7 +26,7 @@ from ccbmdm.codegen.mapping.loader import (
 )
 from ccbmdm.codegen.mapping.syntax import Pos
 from ccbmdm.codegen.project import Project
-from ccbmdm.runtime.lexical import configured_datetime
+from ccbmdm.runtime.messages.lexical import configured_datetime
 
 CASE_FILE = "case.yaml"
 SCHEMA_FILE = Path(__file__).with_name("case.schema.json")

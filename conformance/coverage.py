@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ccbmdm.conformance.runner import Outcome
+from ccbmdm.conformance.outcome import Outcome
 
 
 @dataclass

@@ -24,8 +24,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from ccbmdm.runtime.sim.ccb import CcbSimulator
-from ccbmdm.runtime.sim.mdm import MdmSimulator
+from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
+from ccbmdm.runtime.sim.mdm.simulator import MdmSimulator
 from ccbmdm.runtime.store import Store, Transaction
 
 # Lifecycle tables: (table, the columns shown), rows in the order they were created.

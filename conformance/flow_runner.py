@@ -14,14 +14,17 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import yaml
 from deepdiff import DeepDiff
+from pydantic import BaseModel
 
+from ccbmdm.codegen.ir import ContractSet
 from ccbmdm.codegen.mapping.loader import Finding
 from ccbmdm.codegen.mapping.syntax import Pos
-from ccbmdm.conformance.cases import HINT, FlowCase, Step
+from ccbmdm.codegen.project import Project
+from ccbmdm.conformance.cases import HINT, Case, FlowCase, Step
 from ccbmdm.conformance.compare import (
     Difference,
     differences,
@@ -30,16 +33,15 @@ from ccbmdm.conformance.compare import (
     shown,
 )
 from ccbmdm.conformance.end_state import end_state, watermark
+from ccbmdm.conformance.limit import limit_of
+from ccbmdm.conformance.outcome import Outcome, pretty
 from ccbmdm.conformance.scenario import StepFailed, Unsettled, World, perform
 from ccbmdm.conformance.trail import TRAIL_FOLDER, Hop, Recorder, golden_files, read_hop
 from ccbmdm.runtime.assembly import Runtime
-from ccbmdm.runtime.codec import ContractViolation
 from ccbmdm.runtime.config import DeliverySetting, reference_config
-from ccbmdm.runtime.contracts import UnknownContract
-from ccbmdm.runtime.xmlsafe import XmlRejected
-
-if TYPE_CHECKING:
-    from ccbmdm.conformance.runner import Kit, Outcome
+from ccbmdm.runtime.messages.codec import ContractViolation
+from ccbmdm.runtime.messages.contracts import ContractRegistry, UnknownContract
+from ccbmdm.runtime.messages.xmlsafe import XmlRejected
 
 END_STATE_FILE = "end-state.yaml"
 # Every node is in process: retries and leases need not wait minutes.
@@ -56,10 +58,26 @@ class Ran:
     state: dict[str, Any]
 
 
+class CompiledProject(Protocol):
+    """What a flow case uses of the kit (``runner.Kit``)."""
+
+    @property
+    def project(self) -> Project: ...
+    @property
+    def registry(self) -> ContractRegistry: ...
+    @property
+    def contracts(self) -> ContractSet: ...
+    @property
+    def lineage(self) -> dict[str, Any]: ...
+    def decode_file(
+        self, case: Case, path: Path, contract: str | None = None
+    ) -> tuple[str, BaseModel]: ...
+
+
 class FlowRunner:
     """Runs flow cases with the kit's contracts and lineage."""
 
-    def __init__(self, kit: Kit) -> None:
+    def __init__(self, kit: CompiledProject) -> None:
         self.kit = kit
 
     def run(self, case: FlowCase, time_limit_s: float | None = None) -> Outcome:
@@ -73,8 +91,6 @@ class FlowRunner:
     # ------------------------------------------------------------------ running
 
     def _outcome(self, case: FlowCase, time_limit_s: float | None, *, write: bool) -> Outcome:
-        from ccbmdm.conformance.runner import Outcome
-
         started = time.perf_counter()
         try:
             ran = self._run(case, time_limit_s)
@@ -96,8 +112,6 @@ class FlowRunner:
         )
 
     def _run(self, case: FlowCase, time_limit_s: float | None) -> Ran:
-        from ccbmdm.conformance.limit import limit_of
-
         # (the runner stops a case at its limit; this stops waiting for the nodes by then)
         deadline = time.monotonic() + limit_of(case, time_limit_s)
         with tempfile.TemporaryDirectory(prefix="ccbmdm-case-") as folder:
@@ -231,8 +245,6 @@ class FlowRunner:
     # ------------------------------------------------------------------ writing
 
     def _write(self, case: FlowCase, ran: Ran) -> None:
-        from ccbmdm.conformance.runner import pretty
-
         trail = case.folder / TRAIL_FOLDER
         for old in golden_files(case.folder):
             old.unlink()

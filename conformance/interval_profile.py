@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ccbmdm.runtime.lexical import configured_datetime
-from ccbmdm.runtime.sim.measurements import QUALITY_CODES, Quality, instant, quality_of
+from ccbmdm.runtime.messages.lexical import configured_datetime
+from ccbmdm.runtime.sim.determinants.measurements import QUALITY_CODES, Quality, instant, quality_of
 
 RUN_KEYS = frozenset({"from", "to", "kwh", "quality", "missing"})
 

@@ -19,7 +19,7 @@ from types import FrameType
 from typing import TypeVar
 
 from ccbmdm.conformance.cases import Case
-from ccbmdm.conformance.runner import Outcome
+from ccbmdm.conformance.outcome import Outcome
 
 # What a case may take when neither it (time_limit_s in case.yaml) nor --time-limit says.
 DEFAULT_TIME_LIMIT_S = 30.0

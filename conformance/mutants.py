@@ -40,8 +40,8 @@ from ccbmdm.codegen.mapping.syntax import (
     Value,
     XrefRule,
 )
-from ccbmdm.runtime.functions import FUNCTIONS
-from ccbmdm.runtime.mapping import CodeTable
+from ccbmdm.runtime.messages.functions import FUNCTIONS
+from ccbmdm.runtime.messages.mapping import CodeTable
 
 DROP = "drop-rule"
 SWAP_VALUES = "swap-values"

@@ -29,8 +29,9 @@ from ccbmdm.conformance.allowed import Allowance, read_allowed
 from ccbmdm.conformance.cases import MappingCase
 from ccbmdm.conformance.coverage import measure
 from ccbmdm.conformance.mutants import OPERATORS, Mutant, applied, merged, mutants
-from ccbmdm.conformance.runner import Kit, Outcome
-from ccbmdm.runtime.mapping import CodeTables, Transformer
+from ccbmdm.conformance.outcome import Outcome
+from ccbmdm.conformance.runner import Kit
+from ccbmdm.runtime.messages.mapping import CodeTables, Transformer
 
 Status = Literal["killed", "survived", "allowed", "not-compiled"]
 

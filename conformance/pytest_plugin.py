@@ -19,7 +19,8 @@ from ccbmdm.codegen.project import PROJECT_FILE, Project, ProjectError
 from ccbmdm.codegen.xsd_reader import ContractError
 from ccbmdm.conformance.cases import CASE_FILE, read_case
 from ccbmdm.conformance.limit import limit_of, limited
-from ccbmdm.conformance.runner import Kit, Outcome
+from ccbmdm.conformance.outcome import Outcome
+from ccbmdm.conformance.runner import Kit
 from ccbmdm.conformance.suite import failure_lines
 
 

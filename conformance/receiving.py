@@ -22,14 +22,15 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel
 
 from ccbmdm.codegen.catalogue import Flow
-from ccbmdm.runtime.codec import ContractViolation
-from ccbmdm.runtime.contracts import ContractRegistry, UnknownContract
-from ccbmdm.runtime.delivery import Arrival, new_message_id
-from ccbmdm.runtime.http import Credential, Receive, ReceiverApp, Scope, Send, Server
-from ccbmdm.runtime.model import ContractModel
-from ccbmdm.runtime.receiver import NOT_PROCESSED, Receiver
-from ccbmdm.runtime.transport import Posting, Response
-from ccbmdm.runtime.xmlsafe import XmlRejected
+from ccbmdm.runtime.messages.codec import ContractViolation
+from ccbmdm.runtime.messages.contracts import ContractRegistry, UnknownContract
+from ccbmdm.runtime.messages.header import new_message_id
+from ccbmdm.runtime.messages.model import ContractModel
+from ccbmdm.runtime.messages.xmlsafe import XmlRejected
+from ccbmdm.runtime.messaging.delivery import Arrival
+from ccbmdm.runtime.messaging.http import Credential, Receive, ReceiverApp, Scope, Send, Server
+from ccbmdm.runtime.messaging.receiver import NOT_PROCESSED, Receiver
+from ccbmdm.runtime.messaging.transport import Posting, Response
 
 SYSTEMS = ("ccb", "mdm")
 FAULT = "common/Fault"

@@ -12,13 +12,12 @@ from __future__ import annotations
 import functools
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from lxml import etree
 from pydantic import BaseModel
 
 from ccbmdm.codegen.compiler import LINEAGE
@@ -32,34 +31,14 @@ from ccbmdm.conformance.cases import CASE_FILE, HINT, Case, FlowCase, MappingCas
 from ccbmdm.conformance.compare import Difference, differences, message_tree, present_fields
 from ccbmdm.conformance.fault_file import FaultNotWritten, rewrite_fault
 from ccbmdm.conformance.flow_runner import FlowRunner
-from ccbmdm.runtime.codec import ContractViolation
-from ccbmdm.runtime.contracts import ContractRegistry, UnknownContract
-from ccbmdm.runtime.mapping import CodeTables, Context, Transformer, TransformError
-from ccbmdm.runtime.xmlsafe import XmlRejected
+from ccbmdm.conformance.outcome import Outcome, pretty
+from ccbmdm.runtime.messages.codec import ContractViolation
+from ccbmdm.runtime.messages.contracts import ContractRegistry, UnknownContract
+from ccbmdm.runtime.messages.mapping import CodeTables, Context, Transformer, TransformError
+from ccbmdm.runtime.messages.xmlsafe import XmlRejected
 
 # The clock of a case that does not freeze its own: a case never reads the real time.
 DEFAULT_CLOCK = datetime(2025, 1, 1, tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What running one case found: nothing (it passed), differences, or problems."""
-
-    case: Case
-    seconds: float
-    differences: tuple[Difference, ...] = ()
-    problems: tuple[str, ...] = ()  # a broken case, or a fault where a message was expected
-    actual: bytes | None = None  # the actual target message, pretty-printed
-    notes: tuple[str, ...] = ()  # what --update did beyond the differences
-    exercised: frozenset[str] = frozenset()  # the lineage targets present in the actual message
-    fault_target: str | None = None  # the target XPath of the rule the mapping failed at
-    # a flow case's trail: (flow, part, the lineage targets present) per message the bridge
-    # mapped
-    mapped: tuple[tuple[str, str, frozenset[str]], ...] = ()
-
-    @property
-    def passed(self) -> bool:
-        return not self.differences and not self.problems
 
 
 class _CaseCrossReference:
@@ -70,13 +49,6 @@ class _CaseCrossReference:
 
     def resolve(self, mo: str, key: str) -> str | None:
         return self.keys.get(mo, {}).get(key)
-
-
-def pretty(xml: bytes) -> bytes:
-    """A message indented, one element a line: how goldens are written."""
-    root = etree.fromstring(xml)
-    etree.indent(root)
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8") + b"\n"
 
 
 class Kit:

@@ -19,21 +19,22 @@ from typing import Any
 
 from ccbmdm.conformance.interval_profile import profile_values
 from ccbmdm.runtime.assembly import Runtime
-from ccbmdm.runtime.lexical import configured_datetime
-from ccbmdm.runtime.sim.bill_cycle_change import change_measurement_cycle
-from ccbmdm.runtime.sim.ccb import Account, CcbSimulator
+from ccbmdm.runtime.messages.lexical import configured_datetime
+from ccbmdm.runtime.messaging.transport import Posting, TransportError
+from ccbmdm.runtime.sim.ccb.records import Account
+from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
 from ccbmdm.runtime.sim.demo import convert_bills
-from ccbmdm.runtime.sim.mdm import MdmSimulator
-from ccbmdm.runtime.sim.mdm_measurements import (
+from ccbmdm.runtime.sim.mdm.bill_cycle_change import change_measurement_cycle
+from ccbmdm.runtime.sim.mdm.measurements import (
     Measurements,
     codes_text,
     epoch,
     generate_interval_data,
 )
-from ccbmdm.runtime.sim.mdm_records import production_id
+from ccbmdm.runtime.sim.mdm.records import production_id
+from ccbmdm.runtime.sim.mdm.simulator import MdmSimulator
 from ccbmdm.runtime.sim.synthetic import Plan, generate
 from ccbmdm.runtime.store import Transaction
-from ccbmdm.runtime.transport import Posting, TransportError
 
 
 class StepFailed(Exception):

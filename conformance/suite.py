@@ -13,7 +13,7 @@ from xml.etree import ElementTree
 from ccbmdm.codegen.mapping.loader import Finding
 from ccbmdm.codegen.project import Project
 from ccbmdm.conformance.cases import Case, discover, flow_code, read_case
-from ccbmdm.conformance.runner import Outcome
+from ccbmdm.conformance.outcome import Outcome
 
 
 class BadSelection(Exception):

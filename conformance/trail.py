@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from ccbmdm.runtime.transport import Endpoint, InProcessTransport, Posting, Response
+from ccbmdm.runtime.messaging.transport import Endpoint, InProcessTransport, Posting, Response
 
 TRAIL_FOLDER = "trail"
 _NAME = re.compile(r"^(?P<n>\d{2,})-(?P<sender>[a-z]+)-to-(?P<receiver>[a-z]+)-(?P<rest>.+)\.xml$")

@@ -19,21 +19,21 @@ from ccbmdm.codegen.catalogue import Flow, load_catalogue
 from ccbmdm.codegen.loader import load_contracts, load_package
 from ccbmdm.codegen.project import Project
 from ccbmdm.runtime.config import ConfigError, RuntimeConfig
-from ccbmdm.runtime.delivery import Received
-from ccbmdm.runtime.http import Credential, HttpTransport, ReceiverApp, Server
-from ccbmdm.runtime.inline import InlineBridge
-from ccbmdm.runtime.mapping import CodeTables, Context
-from ccbmdm.runtime.model import ContractModel
-from ccbmdm.runtime.node import Bridge, Node
-from ccbmdm.runtime.store import Transaction, open_store
-from ccbmdm.runtime.sync import (
+from ccbmdm.runtime.lifecycles.sync import (
     CCB_SYNC_FLOWS,
     Acknowledgements,
     SnapshotReader,
     SyncRequestMonitor,
 )
-from ccbmdm.runtime.transport import Answer, InProcessTransport, Posting, Response
-from ccbmdm.runtime.usage import USAGE_FLOWS, Billing, UsageRequestMonitor
+from ccbmdm.runtime.lifecycles.usage import USAGE_FLOWS, Billing, UsageRequestMonitor
+from ccbmdm.runtime.messages.mapping import CodeTables, Context
+from ccbmdm.runtime.messages.model import ContractModel
+from ccbmdm.runtime.messaging.delivery import Received
+from ccbmdm.runtime.messaging.http import Credential, HttpTransport, ReceiverApp, Server
+from ccbmdm.runtime.messaging.inline import InlineBridge
+from ccbmdm.runtime.messaging.node import Bridge, Node
+from ccbmdm.runtime.messaging.transport import Answer, InProcessTransport, Posting, Response
+from ccbmdm.runtime.store import Transaction, open_store
 from ccbmdm.runtime.worker import Step, Worker
 
 log = logging.getLogger("ccbmdm.runtime")

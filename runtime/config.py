@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ccbmdm.runtime.authorization import partners
-from ccbmdm.runtime.delivery import DeliverySettings
-from ccbmdm.runtime.http import Credential
+from ccbmdm.runtime.messaging.authorization import partners
+from ccbmdm.runtime.messaging.delivery import DeliverySettings
+from ccbmdm.runtime.messaging.http import Credential
 from ccbmdm.runtime.store.dsn import is_postgres, redacted
 
 NodeName = Literal["ccb", "bridge", "mdm"]
@@ -83,6 +83,12 @@ class NodeSetting(_Strict):
     )
     url: str | None = Field(default=None, description="base URL of a node hosted elsewhere")
     credential: CredentialSetting | None = None
+
+    @field_validator("system")
+    @classmethod
+    def _moved(cls, system: str | None) -> str | None:
+        """A reference simulator named by its former module still loads."""
+        return MOVED_SYSTEMS.get(system, system) if system is not None else None
 
     @model_validator(mode="after")
     def _hosted_or_remote(self) -> NodeSetting:
@@ -206,8 +212,13 @@ class RuntimeConfig(_Strict):
 
 
 REFERENCE_SYSTEMS = {
-    "ccb": "ccbmdm.runtime.sim.ccb:connect",
-    "mdm": "ccbmdm.runtime.sim.mdm:connect",
+    "ccb": "ccbmdm.runtime.sim.ccb.simulator:connect",
+    "mdm": "ccbmdm.runtime.sim.mdm.simulator:connect",
+}
+# The reference simulators' entry points before they became packages (docs/runtime.md).
+MOVED_SYSTEMS = {
+    "ccbmdm.runtime.sim.ccb:connect": REFERENCE_SYSTEMS["ccb"],
+    "ccbmdm.runtime.sim.mdm:connect": REFERENCE_SYSTEMS["mdm"],
 }
 
 

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ccbmdm.runtime.lifecycle import SYNC_REQUEST
+from ccbmdm.runtime.lifecycles.lifecycle import SYNC_REQUEST
+from ccbmdm.runtime.lifecycles.sync import StepResult, SyncRequestMonitor
 from ccbmdm.runtime.store import Store
 from ccbmdm.runtime.store.base import Row
-from ccbmdm.runtime.sync import StepResult, SyncRequestMonitor
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from ccbmdm.codegen.ir import ContractSet
 from ccbmdm.codegen.loader import load_contracts, load_package
 from ccbmdm.codegen.project import Project
 from ccbmdm.codegen.xsd_reader import read_contracts
-from ccbmdm.runtime.contracts import ContractRegistry
+from ccbmdm.runtime.messages.contracts import ContractRegistry
 from ccbmdm.runtime.store import Store
 from ccbmdm.runtime.store.postgres import PostgresStore
 from ccbmdm.runtime.store.sqlite import SqliteStore

@@ -21,15 +21,15 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ccbmdm.runtime.model import ContractModel
-from ccbmdm.runtime.sim.bill_cycle_change import change_measurement_cycle
-from ccbmdm.runtime.sim.billing import Segment
-from ccbmdm.runtime.sim.ccb import CcbSimulator
-from ccbmdm.runtime.sim.ccb_calls import CcbCalls
+from ccbmdm.runtime.messages.model import ContractModel
+from ccbmdm.runtime.sim.ccb.billing import Segment
+from ccbmdm.runtime.sim.ccb.calls import CcbCalls
+from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
 from ccbmdm.runtime.sim.demo import billing_month
-from ccbmdm.runtime.sim.mdm import MdmSimulator
-from ccbmdm.runtime.sim.mdm_measurements import generate_interval_data
-from ccbmdm.runtime.sim.mdm_usage import CorrectionResult
+from ccbmdm.runtime.sim.mdm.bill_cycle_change import change_measurement_cycle
+from ccbmdm.runtime.sim.mdm.measurements import generate_interval_data
+from ccbmdm.runtime.sim.mdm.simulator import MdmSimulator
+from ccbmdm.runtime.sim.mdm.usage import CorrectionResult
 from ccbmdm.runtime.sim.synthetic import CYCLES, ZONE, Customer, Plan, generate
 from ccbmdm.runtime.store import Store
 from ccbmdm.runtime.store.base import Row

@@ -26,14 +26,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.delivery import DeliverySettings, Received
-from ccbmdm.runtime.mapping import CodeTables, Context
-from ccbmdm.runtime.node import Bridge, Node
+from ccbmdm.runtime.lifecycles.sync import Acknowledgements, SyncRequestMonitor, capture
+from ccbmdm.runtime.messages.contracts import ContractRegistry
+from ccbmdm.runtime.messages.mapping import CodeTables, Context
+from ccbmdm.runtime.messaging.delivery import DeliverySettings, Received
+from ccbmdm.runtime.messaging.node import Bridge, Node
+from ccbmdm.runtime.messaging.transport import Endpoint, InProcessTransport, Posting, Response
 from ccbmdm.runtime.store import Store, Transaction, open_store
 from ccbmdm.runtime.store.sqlite import SqliteStore
-from ccbmdm.runtime.sync import Acknowledgements, SyncRequestMonitor, capture
-from ccbmdm.runtime.transport import Endpoint, InProcessTransport, Posting, Response
 from ccbmdm.runtime.worker import Step, Worker
 from runtime_world import FLOWS, People, StubMdm, person
 from support import REPO
@@ -602,7 +602,7 @@ def run_worker(spec: WorkerSpec) -> None:
     committed: a kill strands them until they pass)."""
     if spec.log_path:
         logging.basicConfig(filename=spec.log_path, level=logging.WARNING, force=True)
-    from ccbmdm.runtime import delivery
+    from ccbmdm.runtime.messaging import delivery
 
     for cls, level in ((delivery.Outbox, SENT_BATCH), (delivery.Inbox, RECEIVED_BATCH)):
         original = cls.claim
@@ -892,7 +892,8 @@ def run_crash(plan: CrashPlan) -> None:
 
     The runtime's own functions are wrapped in this process only: the crash comes after the
     wrapped function's commit, or before the record that would follow the send."""
-    from ccbmdm.runtime import delivery, sync
+    from ccbmdm.runtime.lifecycles import sync
+    from ccbmdm.runtime.messaging import delivery
 
     rng = random.Random(plan.seed)
     crash_at = 1 + rng.randrange(2)  # the first or the second passage

@@ -14,15 +14,21 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ccbmdm.codegen.catalogue import Flow, load_catalogue
-from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.delivery import DeliverySettings, Received, new_message_id
-from ccbmdm.runtime.header import message_header
-from ccbmdm.runtime.mapping import CodeTables, Context
-from ccbmdm.runtime.model import ContractModel
-from ccbmdm.runtime.node import Bridge, Node, run_until_quiet
+from ccbmdm.runtime.lifecycles.sync import Acknowledgements, SyncRequestMonitor, capture
+from ccbmdm.runtime.messages.contracts import ContractRegistry
+from ccbmdm.runtime.messages.header import message_header, new_message_id
+from ccbmdm.runtime.messages.mapping import CodeTables, Context
+from ccbmdm.runtime.messages.model import ContractModel
+from ccbmdm.runtime.messaging.delivery import DeliverySettings, Received
+from ccbmdm.runtime.messaging.node import Bridge, Node, run_until_quiet
+from ccbmdm.runtime.messaging.transport import (
+    Answer,
+    InProcessTransport,
+    Posting,
+    Response,
+    TransportError,
+)
 from ccbmdm.runtime.store import Store, StoreUnavailable, Transaction
-from ccbmdm.runtime.sync import Acknowledgements, SyncRequestMonitor, capture
-from ccbmdm.runtime.transport import Answer, InProcessTransport, Posting, Response, TransportError
 from support import REPO
 
 if TYPE_CHECKING:
@@ -202,7 +208,7 @@ def claim_all(dsn: str) -> list[int]:
     """A worker process: claim outbox batches until nothing is claimable; the ids it claimed.
 
     It lives in an importable module so that spawned processes can run it."""
-    from ccbmdm.runtime.delivery import DeliverySettings, Outbox
+    from ccbmdm.runtime.messaging.delivery import DeliverySettings, Outbox
     from ccbmdm.runtime.store import open_store
 
     store = open_store(dsn)

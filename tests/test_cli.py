@@ -11,7 +11,7 @@ import pytest
 from bad_inputs import BAD_INPUTS, PERSON
 from ccbmdm.cli import app, run
 from ccbmdm.codegen.project import Project, init_project
-from ccbmdm.runtime.codec import MAX_REPORTED
+from ccbmdm.runtime.messages.codec import MAX_REPORTED
 from support import REPO, sample
 
 
@@ -239,8 +239,8 @@ def test_transform_unknown_flow_lists_the_compiled_ones(capsys: pytest.CaptureFi
 
 
 def test_status_and_discard_on_a_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ccbmdm.runtime.lifecycles.sync import capture
     from ccbmdm.runtime.store.sqlite import SqliteStore
-    from ccbmdm.runtime.sync import capture
 
     path = tmp_path / "runtime.db"
     store = SqliteStore(str(path))

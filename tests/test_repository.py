@@ -69,7 +69,8 @@ def test_the_wheel_is_one_package_with_the_reference_project(tmp_path: Path) -> 
     assert top_level == {"ccbmdm"}  # no top-level codegen or runtime module
     for expected in (
         "ccbmdm/codegen/templates/codec.py.jinja2",
-        "ccbmdm/runtime/xmlsafe.py",
+        "ccbmdm/runtime/messages/xmlsafe.py",
+        "ccbmdm/runtime/sim/determinants/usage_groups/RES-TOU.yaml",
         "ccbmdm/py.typed",
         "ccbmdm/reference/contracts/flows.yaml",
         "ccbmdm/reference/contracts/ccb/ServiceAgreementSyncRequest.xsd",

@@ -3,6 +3,7 @@ on a configuration whose CCB and MDM are the test systems of runtime_world."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import signal
@@ -198,9 +199,9 @@ def demo_with_config(
         f"""\
 store: "{store_path}"
 nodes:
-  ccb: {{system: "ccbmdm.runtime.sim.ccb:connect"}}
+  ccb: {{system: "ccbmdm.runtime.sim.ccb.simulator:connect"}}
   bridge: {{}}
-  mdm: {{system: "ccbmdm.runtime.sim.mdm:connect"}}
+  mdm: {{system: "ccbmdm.runtime.sim.mdm.simulator:connect"}}
 """
     )
     return store_path, config
@@ -281,7 +282,9 @@ def test_a_simulator_with_bad_delivery_settings_says_which(
 def test_navigation_links_and_the_pages_behind_them(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from ccbmdm.runtime.sim.links import page
+    from ccbmdm.runtime.sim.ccb.simulator import page_fields as ccb_fields
+    from ccbmdm.runtime.sim.mdm.simulator import page_fields as mdm_fields
+    from ccbmdm.runtime.sim.pages import page
 
     store_path, config = demo_with_config(tmp_path, capsys, customers=3)
     store = open_store(str(store_path))
@@ -315,14 +318,16 @@ def test_navigation_links_and_the_pages_behind_them(
     assert links["usage-request"].startswith("http://127.0.0.1:8402/mdm/usage-transaction/")
     # Every MDM page exists, and names the entity; from MDM's SP back to CCB's account.
     for url in links.values():
-        html = page(store, "mdm", url.removeprefix("http://127.0.0.1:8402"))
+        html = page(store, "mdm", url.removeprefix("http://127.0.0.1:8402"), mdm_fields)
         assert html is not None and "<table>" in html
     sp_production = links["sp"].rsplit("/", 1)[1]
     code, out, _ = ccbmdm(
         capsys, "link", "mdm", "service-point", sp_production, "--config", str(config)
     )
     assert (code, out.strip()) == (0, f"http://127.0.0.1:8401/ccb/account/{data['account_id']}")
-    account_page = page(store, "ccb", f"/ccb/account/{data['account_id']}")
+    account_page = page(
+        store, "ccb", f"/ccb/account/{data['account_id']}", functools.partial(ccb_fields, store)
+    )
     assert account_page is not None and data["account_id"] in account_page
     store.close()
     code, _, err = ccbmdm(capsys, "link", "ccb", "sa", "0000000000", "--config", str(config))

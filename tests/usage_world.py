@@ -11,19 +11,19 @@ from types import ModuleType
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.delivery import Received
-from ccbmdm.runtime.inline import InlineBridge
-from ccbmdm.runtime.mapping import CodeTables, Context
-from ccbmdm.runtime.model import ContractModel
-from ccbmdm.runtime.node import Bridge, Node, run_until_quiet
-from ccbmdm.runtime.sim.ccb import CcbSimulator
-from ccbmdm.runtime.sim.mdm import MdmSimulator
+from ccbmdm.runtime.lifecycles.sync import CCB_SYNC_FLOWS, Acknowledgements, SyncRequestMonitor
+from ccbmdm.runtime.lifecycles.usage import USAGE_FLOWS, UsageRequestMonitor
+from ccbmdm.runtime.messages.contracts import ContractRegistry
+from ccbmdm.runtime.messages.mapping import CodeTables, Context
+from ccbmdm.runtime.messages.model import ContractModel
+from ccbmdm.runtime.messaging.delivery import Received
+from ccbmdm.runtime.messaging.inline import InlineBridge
+from ccbmdm.runtime.messaging.node import Bridge, Node, run_until_quiet
+from ccbmdm.runtime.messaging.transport import InProcessTransport
+from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
+from ccbmdm.runtime.sim.mdm.simulator import MdmSimulator
 from ccbmdm.runtime.sim.synthetic import Customer, Plan, generate
 from ccbmdm.runtime.store import Store, Transaction
-from ccbmdm.runtime.sync import CCB_SYNC_FLOWS, Acknowledgements, SyncRequestMonitor
-from ccbmdm.runtime.transport import InProcessTransport
-from ccbmdm.runtime.usage import USAGE_FLOWS, UsageRequestMonitor
 from runtime_world import FAST, FLOWS
 from support import OUTBOX, REPO
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from ccbmdm.runtime import functions
-from ccbmdm.runtime.mapping import Context
+from ccbmdm.runtime.messages import functions
+from ccbmdm.runtime.messages.mapping import Context
 
 _STATUS = {
     "ACTIVE": "ACTIVE",

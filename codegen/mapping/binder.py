@@ -41,8 +41,8 @@ from ccbmdm.codegen.mapping.syntax import (
 )
 from ccbmdm.codegen.mapping.writer import Writer
 from ccbmdm.codegen.naming import field_name
-from ccbmdm.runtime.functions import FUNCTIONS
-from ccbmdm.runtime.mapping import CodeTable, RuleSite
+from ccbmdm.runtime.messages.functions import FUNCTIONS
+from ccbmdm.runtime.messages.mapping import CodeTable, RuleSite
 
 MODULES: dict[Home, str] = {"common": "c", "ccb": "ccb", "mdm": "mdm"}
 _FORMAT = {

@@ -20,7 +20,7 @@ from ccbmdm.codegen.mapping.loader import (
     table_positions,
 )
 from ccbmdm.codegen.mapping.syntax import Mapping, Pos, Rules
-from ccbmdm.runtime.mapping import CodeTable, RuleSite, read_table
+from ccbmdm.runtime.messages.mapping import CodeTable, RuleSite, read_table
 
 
 @dataclass

@@ -7,7 +7,7 @@ import re
 from decimal import Decimal
 
 from ccbmdm.codegen.ir import SimpleType
-from ccbmdm.runtime import lexical
+from ccbmdm.runtime.messages import lexical
 
 _PARSERS = {
     "decimal": lexical.parse_decimal,

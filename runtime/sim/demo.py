@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from ccbmdm.codegen.project import Project
 from ccbmdm.runtime.assembly import Runtime
 from ccbmdm.runtime.config import DeliverySetting, reference_config
-from ccbmdm.runtime.sim.ccb import CcbSimulator
+from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
 from ccbmdm.runtime.sim.synthetic import CYCLES, ZONE, Customer, Plan, exchange_meter, generate
 from ccbmdm.runtime.store import Store
 
@@ -115,8 +115,8 @@ def bill(
     advance: Progress,
 ) -> None:
     """The billing phases: exchange, data, runs, bills, a correction and a rate check."""
-    from ccbmdm.runtime.sim.mdm import MdmSimulator
-    from ccbmdm.runtime.sim.mdm_measurements import generate_interval_data
+    from ccbmdm.runtime.sim.mdm.measurements import generate_interval_data
+    from ccbmdm.runtime.sim.mdm.simulator import MdmSimulator
 
     mdm = runtime.systems["mdm"]
     assert isinstance(mdm, MdmSimulator)
@@ -154,7 +154,7 @@ def bill(
 def rate_check(runtime: Runtime, customer: Customer, plan: Plan) -> str:
     """What the customer's billing month would have been on the other rate (flow 15, answered
     inline through the bridge)."""
-    from ccbmdm.runtime.sim.ccb_calls import CallFailed, CcbCalls
+    from ccbmdm.runtime.sim.ccb.calls import CallFailed, CcbCalls
 
     other = "RES-TOU" if customer.commercial else "COM-DEM"
     start, end = _midnight(plan.month), _midnight(plan.month + timedelta(days=31))

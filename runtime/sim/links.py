@@ -1,22 +1,21 @@
-"""Navigation links between the two systems, and the simulators' page per entity.
+"""Navigation links between the two systems.
 
 From a CCB person, SA, SP, usage request or meter, a user jumps to MDM's contact, usage
 subscription, SP, usage transaction or device (and from an SA to MDM's 360 view); from an MDM SP
 to CCB's account information. A link names the target system's own id, found through MDM's
 cross-reference (docs/flows.md §0.5: the cross-reference serves MDM → CCB messages and navigation
-links). Each simulator serves a minimal HTML page at those addresses.
+links). Each simulator serves a minimal HTML page at those addresses (``sim.pages``).
 
 Addresses: ``{base}/ccb/{kind}/{id}`` and ``{base}/mdm/{kind}/{id}``.
 """
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ccbmdm.runtime.sim.ccb import parse_record
-from ccbmdm.runtime.sim.mdm_records import external_key, production_id
+from ccbmdm.runtime.sim.ccb.records import parse_record
+from ccbmdm.runtime.sim.mdm.records import external_key, production_id
 from ccbmdm.runtime.store import Store, Transaction
 
 # CCB entity -> (MDM page kind, MDM MO of its cross-reference)
@@ -83,58 +82,3 @@ def _mdm_to_ccb(store: Store, tx: Transaction, kind: str, entity_id: str, bases:
         if any(link["sp_id"] == sp_id for link in sa.get("sp_links") or ()):
             return f"{bases.ccb}/ccb/{MDM_TO_CCB[kind]}/{sa['account_id']}"
     raise NoLink(f"CCB SP {sp_id} has no account (no SA links it)")
-
-
-def page(store: Store, system: str, path: str) -> str | None:
-    """The HTML page a simulator serves at ``path`` (``/ccb/sa/0000000001``); None when there
-    is no such entity."""
-    parts = path.strip("/").split("/")
-    if len(parts) != 3 or parts[0] != system:
-        return None
-    _, kind, entity_id = parts
-    with store.transaction() as tx:
-        fields = _ccb_fields(store, tx, kind, entity_id) if system == "ccb" else None
-        if system == "mdm":
-            fields = _mdm_fields(tx, kind, entity_id)
-    if fields is None:
-        return None
-    rows = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-        for k, v in fields.items()
-    )
-    title = html.escape(f"{system.upper()} {kind} {entity_id}")
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
-        f"<body><h1>{title}</h1><table>{rows}</table></body></html>"
-    )
-
-
-def _ccb_fields(
-    store: Store, tx: Transaction, kind: str, entity_id: str
-) -> dict[str, object] | None:
-    if kind == "account":
-        row = tx.fetch_one("SELECT * FROM ccb_account WHERE account_id = :id", {"id": entity_id})
-        return None if row is None else dict(row)
-    mo = {"person": "PERSON", "sa": "SA", "sp": "SP", "meter": "METER"}.get(kind)
-    if mo is None:
-        return None
-    row = tx.fetch_one(
-        "SELECT data FROM ccb_entity WHERE mo = :mo AND pk = :pk", {"mo": mo, "pk": entity_id}
-    )
-    return None if row is None else parse_record(store, row["data"])
-
-
-def _mdm_fields(tx: Transaction, kind: str, entity_id: str) -> dict[str, object] | None:
-    tables = {
-        "contact": ("mdm_contact", "id"),
-        "usage-subscription": ("mdm_usage_subscription", "id"),
-        "360": ("mdm_usage_subscription", "id"),
-        "service-point": ("mdm_service_point", "id"),
-        "device": ("mdm_device", "id"),
-        "usage-transaction": ("mdm_usage_transaction", "ut_id"),
-    }
-    if kind not in tables:
-        return None
-    table, key = tables[kind]
-    row = tx.fetch_one(f"SELECT * FROM {table} WHERE {key} = :id", {"id": entity_id})
-    return None if row is None else {k: v for k, v in dict(row).items() if k != "determinants"}

@@ -16,7 +16,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ccbmdm.runtime.sim.ccb import Account, CcbSimulator
+from ccbmdm.runtime.sim.ccb.records import Account
+from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
 
 ZONE = "America/New_York"
 DIVISION = "MA"

@@ -7,12 +7,12 @@ explicit transaction; the database clock is the only clock (docs/reliability.md 
 
 from __future__ import annotations
 
+from ccbmdm.runtime.store.backends import open_store
 from ccbmdm.runtime.store.base import (
     Store,
     StoreError,
     StoreUnavailable,
     Transaction,
-    open_store,
 )
 
 __all__ = ["Store", "StoreError", "StoreUnavailable", "Transaction", "open_store"]

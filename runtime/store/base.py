@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from ccbmdm.runtime.store.dsn import is_postgres, redacted
+from ccbmdm.runtime.store.dsn import redacted
 
 T = TypeVar("T")
 Row = Mapping[str, Any]
@@ -181,11 +181,14 @@ class Store(ABC):
     def json_value(self, value: Any) -> Any:
         """A JSON column's value as Python data."""
 
+    @abstractmethod
     def migrate(self) -> int:
-        """Create or upgrade the runtime's schema; returns its version."""
-        from ccbmdm.runtime.store.schema import migrate
+        """Create or upgrade the runtime's schema (``store.schema``); returns its version."""
 
-        return migrate(self)
+    def spell_out_schema(self, tx: Transaction) -> None:
+        """What a migration leaves to the dialect once its statements ran: SQLite spells out
+        its stored definitions' constant lists; nothing by default."""
+        return None
 
 
 @functools.lru_cache(maxsize=512)
@@ -194,20 +197,6 @@ def named_to(style: str, sql: str) -> str:
     if style == "pyformat":
         return _PARAMETER.sub(r"%(\1)s", sql.replace("%", "%%"))
     return sql
-
-
-def open_store(dsn: str, *, clock_offset_s: float = 0.0) -> Store:
-    """A store from a DSN: ``postgresql://…`` for PostgreSQL, anything else a SQLite file path.
-    ``clock_offset_s`` moves a SQLite store's clock (a conformance case's frozen start)."""
-    if is_postgres(dsn):
-        if clock_offset_s:
-            raise StoreError("only a SQLite store's clock can be moved")
-        from ccbmdm.runtime.store.postgres import PostgresStore
-
-        return PostgresStore(dsn)
-    from ccbmdm.runtime.store.sqlite import SqliteStore
-
-    return SqliteStore(dsn.removeprefix("sqlite:///"), clock_offset_s=clock_offset_s)
 
 
 def rows(columns: Sequence[str], values: Iterator[Sequence[Any]]) -> list[Row]:

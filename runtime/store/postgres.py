@@ -23,6 +23,7 @@ from ccbmdm.runtime.store.base import (
     named_to,
 )
 from ccbmdm.runtime.store.dsn import redacted, scrubbed
+from ccbmdm.runtime.store.schema import migrate
 
 log = logging.getLogger("ccbmdm.store")
 
@@ -217,3 +218,6 @@ class PostgresStore(Store):
 
     def json_value(self, value: Any) -> Any:
         return value
+
+    def migrate(self) -> int:
+        return migrate(self)

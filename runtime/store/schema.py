@@ -19,10 +19,7 @@ Step = str | Callable[["Store", "Transaction"], None]
 def spell_out_constant_lists(store: Store, tx: Transaction) -> None:
     """SQLite: the stored definitions with their constant lists spelled out (see
     ``sqlite.spelled_out``); PostgreSQL has nothing to change."""
-    if store.dialect == "sqlite":
-        from ccbmdm.runtime.store.sqlite import spell_out_stored_schema
-
-        spell_out_stored_schema(tx)
+    store.spell_out_schema(tx)
 
 
 _TYPES = {

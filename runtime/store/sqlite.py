@@ -22,6 +22,7 @@ from typing import Any
 
 from ccbmdm.runtime.store.base import Row, Store, StoreError, Transaction, in_background, rows
 from ccbmdm.runtime.store.gate import WriterGate
+from ccbmdm.runtime.store.schema import migrate
 
 _JULIAN_UNIX_EPOCH = 2440587.5
 # ``column [NOT] IN ('a', 'b', 'c')``: a list of three or more string constants
@@ -180,6 +181,12 @@ class SqliteStore(Store):
 
     def json_value(self, value: Any) -> Any:
         return None if value is None else json.loads(value)
+
+    def migrate(self) -> int:
+        return migrate(self)
+
+    def spell_out_schema(self, tx: Transaction) -> None:
+        spell_out_stored_schema(tx)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ccbmdm.codegen.catalogue import CatalogueError, load_catalogue
-from ccbmdm.runtime.contracts import ContractRegistry
+from ccbmdm.runtime.messages.contracts import ContractRegistry
 from support import REPO
 
 CATALOGUE = REPO / "contracts" / "flows.yaml"

@@ -14,7 +14,7 @@ from ccbmdm.codegen import compiler
 from ccbmdm.codegen.loader import load_contracts, load_package
 from ccbmdm.codegen.mapping.loader import Finding
 from ccbmdm.codegen.project import Project
-from ccbmdm.runtime.mapping import CodeTables, Context, TransformError
+from ccbmdm.runtime.messages.mapping import CodeTables, Context, TransformError
 from support import REPO, sample
 
 PERSON = textwrap.dedent("""\

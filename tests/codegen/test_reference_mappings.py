@@ -12,8 +12,8 @@ from lxml import etree
 
 from ccbmdm.codegen.catalogue import load_catalogue
 from ccbmdm.codegen.project import Project
-from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.mapping import CodeTables, Context, Transformer
+from ccbmdm.runtime.messages.contracts import ContractRegistry
+from ccbmdm.runtime.messages.mapping import CodeTables, Context, Transformer
 from support import REPO
 
 SAMPLES = REPO / "contracts" / "samples"

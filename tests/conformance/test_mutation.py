@@ -18,7 +18,7 @@ from ccbmdm.codegen.project import Project, init_project
 from ccbmdm.conformance.mutants import OPERATORS, TableSwap, altered
 from ccbmdm.conformance.mutation import Mutator
 from ccbmdm.conformance.runner import Kit
-from ccbmdm.runtime.mapping import CodeTable
+from ccbmdm.runtime.messages.mapping import CodeTable
 
 REQUEST = "mappings/person-sync.request.yaml"
 ALLOWED = "cases/mutants-allowed.yaml"

@@ -18,7 +18,7 @@ from ccbmdm.cli import app, run
 from ccbmdm.codegen.project import Project, init_project
 from ccbmdm.conformance.cases import read_case
 from ccbmdm.conformance.limit import limited
-from ccbmdm.conformance.runner import Outcome
+from ccbmdm.conformance.outcome import Outcome
 from support import run_python
 
 HANGING = "person-sync/person-change"

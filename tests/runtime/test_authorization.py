@@ -14,10 +14,10 @@ from types import ModuleType
 import httpx
 import pytest
 
-from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.http import Credential, HttpTransport, ReceiverApp, Server
+from ccbmdm.runtime.messages.contracts import ContractRegistry
+from ccbmdm.runtime.messaging.http import Credential, HttpTransport, ReceiverApp, Server
+from ccbmdm.runtime.messaging.transport import InProcessTransport, Posting, Response
 from ccbmdm.runtime.store import Store
-from ccbmdm.runtime.transport import InProcessTransport, Posting, Response
 from runtime_world import Integration
 from support import sample, with_header
 

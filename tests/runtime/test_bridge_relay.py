@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from ccbmdm.runtime.contracts import ContractRegistry
+from ccbmdm.runtime.messages.contracts import ContractRegistry
 from ccbmdm.runtime.store import Store
 from runtime_world import Flaky, Integration
 

@@ -28,12 +28,12 @@ from typing import Any
 
 import pytest
 
-from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.delivery import Claim, DeliverySettings, Outbox
+from ccbmdm.runtime.lifecycles.sync import SyncRequestMonitor, capture
+from ccbmdm.runtime.messages.contracts import ContractRegistry
+from ccbmdm.runtime.messaging.delivery import Claim, DeliverySettings, Outbox
 from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.store.base import Flush, Row
 from ccbmdm.runtime.store.sqlite import SqliteStore
-from ccbmdm.runtime.sync import SyncRequestMonitor, capture
 from reliability_world import Source, install, person_of
 
 KEY = "0000007700"
@@ -193,6 +193,9 @@ class GatedStore(Store):
 
     def close(self) -> None:
         self.inner.close()
+
+    def migrate(self) -> int:
+        return self.inner.migrate()
 
     def to_datetime(self, value: Any) -> Any:
         return self.inner.to_datetime(value)

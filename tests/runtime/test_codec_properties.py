@@ -10,7 +10,7 @@ from lxml import etree
 from ccbmdm.codegen.ir import ContractSet
 from ccbmdm.codegen.loader import load_package
 from ccbmdm.codegen.project import Project
-from ccbmdm.runtime.contracts import ContractRegistry
+from ccbmdm.runtime.messages.contracts import ContractRegistry
 from contract_strategies import ContractStrategies
 from support import REPO
 

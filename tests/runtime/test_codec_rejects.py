@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from ccbmdm.runtime.codec import MAX_REPORTED, ContractViolation
-from ccbmdm.runtime.contracts import ContractRegistry, UnknownContract
+from ccbmdm.runtime.messages.codec import MAX_REPORTED, ContractViolation
+from ccbmdm.runtime.messages.contracts import ContractRegistry, UnknownContract
 from support import REPO, SAMPLES, contract_of, sample
 
 PERSON = sample("ccb/PersonSyncRequest").decode()

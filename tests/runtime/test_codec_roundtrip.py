@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from ccbmdm.runtime.contracts import ContractRegistry
+from ccbmdm.runtime.messages.contracts import ContractRegistry
 from support import REPO, SAMPLES, contract_of
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ccbmdm.runtime.delivery import DeliverySettings, Outbox, new_message_id
+from ccbmdm.runtime.messages.header import new_message_id
+from ccbmdm.runtime.messaging.delivery import DeliverySettings, Outbox
 from ccbmdm.runtime.store import Store
 from ccbmdm.runtime.store.sqlite import SqliteStore
 from runtime_world import claim_all

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from ccbmdm.runtime import functions as fn
-from ccbmdm.runtime.lexical import format_datetime
+from ccbmdm.runtime.messages import functions as fn
+from ccbmdm.runtime.messages.lexical import format_datetime
 
 
 def test_start_of_day_takes_the_legal_offset_of_that_day() -> None:

@@ -8,10 +8,10 @@ from types import ModuleType
 import httpx
 
 from bad_inputs import BAD_INPUTS
-from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.http import Credential, HttpTransport, ReceiverApp, Server
+from ccbmdm.runtime.messages.contracts import ContractRegistry
+from ccbmdm.runtime.messaging.http import Credential, HttpTransport, ReceiverApp, Server
+from ccbmdm.runtime.messaging.transport import InProcessTransport
 from ccbmdm.runtime.store import Store
-from ccbmdm.runtime.transport import InProcessTransport
 from runtime_world import Integration
 from support import OUTBOX, sample
 

@@ -11,14 +11,14 @@ import httpx
 import pytest
 
 from ccbmdm.codegen.catalogue import Flow
-from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.http import Credential, HttpTransport, ReceiverApp, Server
-from ccbmdm.runtime.inline import InlineBridge
-from ccbmdm.runtime.mapping import CodeTables, Context
-from ccbmdm.runtime.model import ContractModel
-from ccbmdm.runtime.node import Node
+from ccbmdm.runtime.messages.contracts import ContractRegistry
+from ccbmdm.runtime.messages.mapping import CodeTables, Context
+from ccbmdm.runtime.messages.model import ContractModel
+from ccbmdm.runtime.messaging.http import Credential, HttpTransport, ReceiverApp, Server
+from ccbmdm.runtime.messaging.inline import InlineBridge
+from ccbmdm.runtime.messaging.node import Node
+from ccbmdm.runtime.messaging.transport import InProcessTransport, Posting, Response
 from ccbmdm.runtime.store import Store
-from ccbmdm.runtime.transport import InProcessTransport, Posting, Response
 from runtime_world import FAST, FLOWS
 from support import REPO, with_header
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ccbmdm.runtime.lifecycle import (
+from ccbmdm.runtime.lifecycles.lifecycle import (
     HOURS_12,
     HOURS_24,
     MDM_INBOUND_SYNC,
@@ -28,7 +28,7 @@ from ccbmdm.runtime.lifecycle import (
     State,
     Transition,
 )
-from ccbmdm.runtime.machine import Machine
+from ccbmdm.runtime.lifecycles.machine import Machine
 from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.store.base import Flush, Row
 

@@ -6,10 +6,10 @@ from types import ModuleType
 
 import pytest
 
-from ccbmdm.runtime.contracts import ContractRegistry
+from ccbmdm.runtime.messages.contracts import ContractRegistry
+from ccbmdm.runtime.messaging.transport import InProcessTransport
 from ccbmdm.runtime.operations import NotInError, discard, resubmit, status
 from ccbmdm.runtime.store import Store
-from ccbmdm.runtime.transport import InProcessTransport
 from runtime_world import Integration
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from ccbmdm.runtime.contracts import ContractRegistry
+from ccbmdm.runtime.lifecycles.sync import SyncRequestMonitor
+from ccbmdm.runtime.messages.contracts import ContractRegistry
+from ccbmdm.runtime.messaging.transport import InProcessTransport
 from ccbmdm.runtime.operations import discard, resubmit, status
 from ccbmdm.runtime.store import Store
-from ccbmdm.runtime.sync import SyncRequestMonitor
-from ccbmdm.runtime.transport import InProcessTransport
 from runtime_world import Integration
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.delivery import new_message_id
+from ccbmdm.runtime.messages.contracts import ContractRegistry
+from ccbmdm.runtime.messages.header import new_message_id
+from ccbmdm.runtime.messaging.transport import InProcessTransport, Posting
 from ccbmdm.runtime.store import Store
-from ccbmdm.runtime.transport import InProcessTransport, Posting
 from runtime_world import Flaky, Integration
 from support import OUTBOX
 

@@ -13,13 +13,13 @@ import pytest
 from pydantic import ValidationError
 
 from ccbmdm.cli import app, run
-from ccbmdm.runtime.codec import ContractViolation
-from ccbmdm.runtime.contracts import ContractRegistry
+from ccbmdm.runtime.lifecycles.sync import unmasked_reasons
 from ccbmdm.runtime.logs import JsonFormatter
+from ccbmdm.runtime.messages.codec import ContractViolation
+from ccbmdm.runtime.messages.contracts import ContractRegistry
+from ccbmdm.runtime.messaging.transport import InProcessTransport
 from ccbmdm.runtime.store import Store
 from ccbmdm.runtime.store.sqlite import SqliteStore
-from ccbmdm.runtime.sync import unmasked_reasons
-from ccbmdm.runtime.transport import InProcessTransport
 from runtime_world import Integration
 from support import REPO, sample
 

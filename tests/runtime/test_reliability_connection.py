@@ -20,13 +20,13 @@ from typing import Any, cast
 import psycopg
 import pytest
 
-from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.delivery import Received
-from ccbmdm.runtime.node import Node
+from ccbmdm.runtime.messages.contracts import ContractRegistry
+from ccbmdm.runtime.messaging.delivery import Received
+from ccbmdm.runtime.messaging.node import Node
+from ccbmdm.runtime.messaging.transport import InProcessTransport
 from ccbmdm.runtime.store import Store, StoreUnavailable, Transaction
 from ccbmdm.runtime.store.dsn import redacted
 from ccbmdm.runtime.store.postgres import lost
-from ccbmdm.runtime.transport import InProcessTransport
 from reliability_world import build_world, check, install, open_work, quiet
 from runtime_world import FAST, FLOWS, People, Unreachable
 from support import PG_DSN, sample

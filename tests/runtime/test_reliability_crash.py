@@ -19,7 +19,7 @@ from types import ModuleType
 
 import pytest
 
-from ccbmdm.runtime.contracts import ContractRegistry
+from ccbmdm.runtime.messages.contracts import ContractRegistry
 from ccbmdm.runtime.store import Store
 from reliability_world import (
     BOUNDARIES,

@@ -15,9 +15,8 @@ from collections import Counter
 from collections.abc import Sequence
 from types import ModuleType
 
-from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.store import Store
-from ccbmdm.runtime.transport import (
+from ccbmdm.runtime.messages.contracts import ContractRegistry
+from ccbmdm.runtime.messaging.transport import (
     Answer,
     InProcessTransport,
     Posting,
@@ -25,6 +24,7 @@ from ccbmdm.runtime.transport import (
     TransportError,
     TransportUnreachable,
 )
+from ccbmdm.runtime.store import Store
 from reliability_world import (
     SETTINGS,
     build_world,

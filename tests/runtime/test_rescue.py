@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.delivery import Received
+from ccbmdm.runtime.messages.contracts import ContractRegistry
+from ccbmdm.runtime.messaging.delivery import Received
+from ccbmdm.runtime.messaging.transport import InProcessTransport
 from ccbmdm.runtime.store import Store, Transaction
-from ccbmdm.runtime.transport import InProcessTransport
 from runtime_world import Integration
 
 

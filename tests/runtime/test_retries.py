@@ -9,15 +9,15 @@ import dataclasses
 from collections.abc import Sequence
 from types import ModuleType
 
-from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.store import Store
-from ccbmdm.runtime.transport import (
+from ccbmdm.runtime.messages.contracts import ContractRegistry
+from ccbmdm.runtime.messaging.transport import (
     Answer,
     InProcessTransport,
     Posting,
     Response,
     TransportUnreachable,
 )
+from ccbmdm.runtime.store import Store
 from runtime_world import FAST, Integration
 
 HOUR = 3600.0

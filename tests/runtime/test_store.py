@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from ccbmdm.runtime.delivery import DeliverySettings, Inbox, Outbox, new_message_id
+from ccbmdm.runtime.lifecycles.sync import capture
+from ccbmdm.runtime.messages.header import new_message_id
+from ccbmdm.runtime.messaging.delivery import DeliverySettings, Inbox, Outbox
 from ccbmdm.runtime.store import Store, StoreError, Transaction, open_store
 from ccbmdm.runtime.store.schema import _TYPES, MIGRATIONS, SCHEMA_VERSION, migrate
 from ccbmdm.runtime.store.sqlite import SqliteStore, refuse_network_filesystem, spelled_out
-from ccbmdm.runtime.sync import capture
 
 
 def test_migrating_twice_keeps_one_version_row(store: Store) -> None:

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.lifecycle import SYNC_REQUEST, IllegalTransition
+from ccbmdm.runtime.lifecycles.lifecycle import SYNC_REQUEST, IllegalTransition
+from ccbmdm.runtime.lifecycles.sync import SyncRequestMonitor
+from ccbmdm.runtime.messages.contracts import ContractRegistry
 from ccbmdm.runtime.store import Store
-from ccbmdm.runtime.sync import SyncRequestMonitor
 from runtime_world import People, person
 from support import OUTBOX, sample
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.model import ContractModel
+from ccbmdm.runtime.lifecycles.usage import UsageRequest, UsageRequestMonitor, request_usage
+from ccbmdm.runtime.messages.contracts import ContractRegistry
+from ccbmdm.runtime.messages.model import ContractModel
+from ccbmdm.runtime.messaging.transport import Answer, InProcessTransport, Posting, Response
 from ccbmdm.runtime.store import Store, Transaction
-from ccbmdm.runtime.transport import Answer, InProcessTransport, Posting, Response
-from ccbmdm.runtime.usage import UsageRequest, UsageRequestMonitor, request_usage
 from runtime_world import Integration
 from support import sample
 

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from ccbmdm.runtime.machine import each_apart, together_or_apart
+from ccbmdm.runtime.lifecycles.machine import each_apart, together_or_apart
 from ccbmdm.runtime.store import Store, StoreUnavailable
 from ccbmdm.runtime.store.base import Row
 from ccbmdm.runtime.worker import StillBusy, Worker, settle_collector

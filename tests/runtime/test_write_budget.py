@@ -13,12 +13,13 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from types import ModuleType
 
-from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.delivery import Arrival, DeliverySettings, Inbox, Received, new_message_id
+from ccbmdm.runtime.messages.contracts import ContractRegistry
+from ccbmdm.runtime.messages.header import new_message_id
+from ccbmdm.runtime.messaging.delivery import Arrival, DeliverySettings, Inbox, Received
+from ccbmdm.runtime.messaging.transport import InProcessTransport
 from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.store.base import WriteSpan, background, in_background
 from ccbmdm.runtime.store.sqlite import SqliteStore
-from ccbmdm.runtime.transport import InProcessTransport
 from ccbmdm.runtime.worker import Worker
 from runtime_world import Integration, StubMdm
 

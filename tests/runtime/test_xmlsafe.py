@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ccbmdm.runtime.xmlsafe import XmlLimits, XmlRejected, parse_partner_xml
+from ccbmdm.runtime.messages.xmlsafe import XmlLimits, XmlRejected, parse_partner_xml
 
 BILLION_LAUGHS = (
     '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
@@ -274,7 +274,7 @@ def test_blow_ups_stay_within_memory_and_time_ceilings(name: str, tmp_path: Path
     payload.write_bytes(BLOW_UPS[name])
     script = textwrap.dedent(f"""\
         import sys, time
-        from ccbmdm.runtime.xmlsafe import XmlRejected, parse_partner_xml
+        from ccbmdm.runtime.messages.xmlsafe import XmlRejected, parse_partner_xml
         def kib(field):
             with open("/proc/self/status") as status:
                 return next(int(line.split()[1]) for line in status if line.startswith(field))

@@ -10,9 +10,9 @@ import pytest
 from ccbmdm.codegen.project import Project
 from ccbmdm.runtime.assembly import Runtime
 from ccbmdm.runtime.config import DeliverySetting, reference_config
-from ccbmdm.runtime.sim.bill_cycle_change import NotExternallyManaged, change_measurement_cycle
-from ccbmdm.runtime.sim.ccb import CcbSimulator
-from ccbmdm.runtime.sim.mdm import MdmSimulator
+from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
+from ccbmdm.runtime.sim.mdm.bill_cycle_change import NotExternallyManaged, change_measurement_cycle
+from ccbmdm.runtime.sim.mdm.simulator import MdmSimulator
 from ccbmdm.runtime.sim.synthetic import Plan, generate
 from ccbmdm.runtime.store import Store
 

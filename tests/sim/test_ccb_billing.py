@@ -10,14 +10,14 @@ from decimal import Decimal
 
 import pytest
 
-from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.node import Node
-from ccbmdm.runtime.sim.billing import Segment, calendar_days
-from ccbmdm.runtime.sim.ccb import CcbSimulator
+from ccbmdm.runtime.lifecycles.usage import UsageRequestMonitor
+from ccbmdm.runtime.messages.contracts import ContractRegistry
+from ccbmdm.runtime.messaging.node import Node
+from ccbmdm.runtime.messaging.transport import InProcessTransport
+from ccbmdm.runtime.sim.ccb.billing import Segment, calendar_days
+from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
 from ccbmdm.runtime.sim.synthetic import Plan, generate
 from ccbmdm.runtime.store import Store, Transaction
-from ccbmdm.runtime.transport import InProcessTransport
-from ccbmdm.runtime.usage import UsageRequestMonitor
 from runtime_world import FAST, FLOWS
 from support import OUTBOX, sample
 

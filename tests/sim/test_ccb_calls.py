@@ -12,8 +12,8 @@ import pytest
 from ccbmdm.codegen.project import Project
 from ccbmdm.runtime.assembly import Runtime
 from ccbmdm.runtime.config import reference_config
-from ccbmdm.runtime.sim.ccb import CcbSimulator
-from ccbmdm.runtime.sim.ccb_calls import CallFailed, CcbCalls
+from ccbmdm.runtime.sim.ccb.calls import CallFailed, CcbCalls
+from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
 from ccbmdm.runtime.sim.demo import DEMO_DELIVERY, billing_month, run_demo
 
 ZONE = ZoneInfo("America/New_York")

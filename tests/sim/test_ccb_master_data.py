@@ -7,14 +7,15 @@ from types import ModuleType
 
 import pytest
 
-from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.mapping import CodeTables, Context
-from ccbmdm.runtime.node import Bridge, Node
-from ccbmdm.runtime.sim.ccb import CcbSimulator, UnknownEntity
+from ccbmdm.runtime.lifecycles.sync import CCB_SYNC_FLOWS, SyncRequestMonitor
+from ccbmdm.runtime.messages.contracts import ContractRegistry
+from ccbmdm.runtime.messages.mapping import CodeTables, Context
+from ccbmdm.runtime.messaging.node import Bridge, Node
+from ccbmdm.runtime.messaging.transport import InProcessTransport
+from ccbmdm.runtime.sim.ccb.records import UnknownEntity
+from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
 from ccbmdm.runtime.sim.synthetic import Plan, generate
 from ccbmdm.runtime.store import Store
-from ccbmdm.runtime.sync import CCB_SYNC_FLOWS, SyncRequestMonitor
-from ccbmdm.runtime.transport import InProcessTransport
 from runtime_world import FAST, FLOWS
 from support import REPO
 

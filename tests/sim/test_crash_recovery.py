@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from ccbmdm.runtime.sim.ccb import CcbSimulator
-from ccbmdm.runtime.sim.mdm_apply import FLOWS
-from ccbmdm.runtime.sim.mdm_records import Records, production_id
+from ccbmdm.runtime.lifecycles.sync import CCB_SYNC_FLOWS
+from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
+from ccbmdm.runtime.sim.mdm.apply import FLOWS
+from ccbmdm.runtime.sim.mdm.records import Records, production_id
 from ccbmdm.runtime.sim.synthetic import CYCLES, Customer, Plan, generate
 from ccbmdm.runtime.store import Store, open_store
-from ccbmdm.runtime.sync import CCB_SYNC_FLOWS
 from flows_world import settle
 from loopback import NODES, three_services
 from support import PG_DSN, postgres_schema

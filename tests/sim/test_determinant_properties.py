@@ -11,10 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ccbmdm.runtime.functions import zone
-from ccbmdm.runtime.sim.determinants import CalculationRequest, DateBreak, Determinants, calculate
-from ccbmdm.runtime.sim.estimation import fill_gaps
-from ccbmdm.runtime.sim.measurements import (
+from ccbmdm.runtime.messages.functions import zone
+from ccbmdm.runtime.sim.determinants.engine import (
+    CalculationRequest,
+    DateBreak,
+    Determinants,
+    calculate,
+)
+from ccbmdm.runtime.sim.determinants.estimation import fill_gaps
+from ccbmdm.runtime.sim.determinants.measurements import (
     ImplausibleRegisterDecrease,
     Installation,
     IntervalChannel,
@@ -24,8 +29,8 @@ from ccbmdm.runtime.sim.measurements import (
     Register,
     quantize,
 )
-from ccbmdm.runtime.sim.registers import measured_quantity
-from ccbmdm.runtime.sim.usage_groups import UsageGroup, load_usage_group
+from ccbmdm.runtime.sim.determinants.registers import measured_quantity
+from ccbmdm.runtime.sim.determinants.usage_groups import UsageGroup, load_usage_group
 
 NY = zone("America/New_York")
 STEP = timedelta(minutes=15)

@@ -10,13 +10,7 @@ from typing import Any
 
 import pytest
 
-from ccbmdm.runtime.sim.corrections import (
-    Correction,
-    CorrectionOutcome,
-    SentUsage,
-    correction_outcome,
-)
-from ccbmdm.runtime.sim.determinants import (
+from ccbmdm.runtime.sim.determinants.engine import (
     BillCondition,
     CalculationRequest,
     DateBreak,
@@ -24,9 +18,13 @@ from ccbmdm.runtime.sim.determinants import (
     PriorDemand,
     calculate,
 )
-from ccbmdm.runtime.sim.estimation import fill_gaps
-from ccbmdm.runtime.sim.high_low import ReadCheck, classify_consumption, high_low_boundaries
-from ccbmdm.runtime.sim.measurements import (
+from ccbmdm.runtime.sim.determinants.estimation import fill_gaps
+from ccbmdm.runtime.sim.determinants.high_low import (
+    ReadCheck,
+    classify_consumption,
+    high_low_boundaries,
+)
+from ccbmdm.runtime.sim.determinants.measurements import (
     HowToUse,
     Installation,
     InsufficientData,
@@ -38,12 +36,18 @@ from ccbmdm.runtime.sim.measurements import (
     Register,
     quality_of,
 )
-from ccbmdm.runtime.sim.tou import TouOverride
-from ccbmdm.runtime.sim.usage_groups import (
+from ccbmdm.runtime.sim.determinants.tou import TouOverride
+from ccbmdm.runtime.sim.determinants.usage_groups import (
     DEFAULTS,
     HighLowFactors,
     UsageGroup,
     load_usage_group,
+)
+from ccbmdm.runtime.sim.mdm.corrections import (
+    Correction,
+    CorrectionOutcome,
+    SentUsage,
+    correction_outcome,
 )
 
 NY = "America/New_York"

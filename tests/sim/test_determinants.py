@@ -9,16 +9,8 @@ from typing import Any
 
 import pytest
 
-from ccbmdm.runtime.functions import zone
-from ccbmdm.runtime.sim.corrections import (
-    Correction,
-    CorrectionOutcome,
-    SentUsage,
-    changed_quantities,
-    correction_outcome,
-    touched_usages,
-)
-from ccbmdm.runtime.sim.determinants import (
+from ccbmdm.runtime.messages.functions import zone
+from ccbmdm.runtime.sim.determinants.engine import (
     BillCondition,
     CalculationRequest,
     Determinants,
@@ -27,9 +19,13 @@ from ccbmdm.runtime.sim.determinants import (
     calculate,
     sa_is_skipped,
 )
-from ccbmdm.runtime.sim.estimation import fill_gaps, reestimate_bad_estimate
-from ccbmdm.runtime.sim.high_low import ReadCheck, classify_consumption, high_low_boundaries
-from ccbmdm.runtime.sim.measurements import (
+from ccbmdm.runtime.sim.determinants.estimation import fill_gaps, reestimate_bad_estimate
+from ccbmdm.runtime.sim.determinants.high_low import (
+    ReadCheck,
+    classify_consumption,
+    high_low_boundaries,
+)
+from ccbmdm.runtime.sim.determinants.measurements import (
     HowToUse,
     ImplausibleRegisterDecrease,
     Installation,
@@ -41,12 +37,20 @@ from ccbmdm.runtime.sim.measurements import (
     Register,
     TouSumCheckFailed,
 )
-from ccbmdm.runtime.sim.tou import TouCalendar
-from ccbmdm.runtime.sim.usage_groups import (
+from ccbmdm.runtime.sim.determinants.tou import TouCalendar
+from ccbmdm.runtime.sim.determinants.usage_groups import (
     DEFAULTS,
     HighLowFactors,
     UsageGroup,
     load_usage_group,
+)
+from ccbmdm.runtime.sim.mdm.corrections import (
+    Correction,
+    CorrectionOutcome,
+    SentUsage,
+    changed_quantities,
+    correction_outcome,
+    touched_usages,
 )
 
 NY = "America/New_York"

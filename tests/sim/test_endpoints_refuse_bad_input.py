@@ -22,7 +22,7 @@ from ccbmdm.runtime.config import (
     NodeSetting,
     RuntimeConfig,
 )
-from ccbmdm.runtime.contracts import ContractRegistry
+from ccbmdm.runtime.messages.contracts import ContractRegistry
 from loopback import free_port
 from support import sample, with_header
 

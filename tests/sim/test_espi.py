@@ -16,8 +16,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ccbmdm.runtime.lexical import format_datetime
-from ccbmdm.runtime.sim.espi import (
+from ccbmdm.runtime.messages.lexical import format_datetime
+from ccbmdm.runtime.messages.xmlsafe import XmlLimits
+from ccbmdm.runtime.sim.mdm.espi import (
     EspiError,
     EspiFeed,
     local_series,
@@ -26,7 +27,6 @@ from ccbmdm.runtime.sim.espi import (
     read_espi,
     read_espi_file,
 )
-from ccbmdm.runtime.xmlsafe import XmlLimits
 from support import REPO
 
 DATA = REPO / "tests" / "data" / "greenbutton"

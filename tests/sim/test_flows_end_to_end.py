@@ -22,9 +22,9 @@ from ccbmdm.runtime.config import (
     RuntimeConfig,
     reference_config,
 )
-from ccbmdm.runtime.sim.ccb import CcbSimulator
-from ccbmdm.runtime.sim.ccb_calls import CcbCalls
-from ccbmdm.runtime.sim.mdm import MdmSimulator
+from ccbmdm.runtime.sim.ccb.calls import CcbCalls
+from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
+from ccbmdm.runtime.sim.mdm.simulator import MdmSimulator
 from ccbmdm.runtime.sim.synthetic import CYCLES
 from ccbmdm.runtime.store import open_store
 from flows_world import (

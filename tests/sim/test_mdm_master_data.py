@@ -19,16 +19,21 @@ import pytest
 from ccbmdm.codegen.project import Project
 from ccbmdm.runtime.assembly import Runtime
 from ccbmdm.runtime.config import load_config
-from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.delivery import new_message_id
-from ccbmdm.runtime.lifecycle import HOURS_12
-from ccbmdm.runtime.mapping import CodeTables, Context
-from ccbmdm.runtime.node import Bridge, Node, run_until_quiet
-from ccbmdm.runtime.sim.mdm import MdmSimulator
-from ccbmdm.runtime.sim.mdm_records import Period
+from ccbmdm.runtime.lifecycles.lifecycle import HOURS_12
+from ccbmdm.runtime.lifecycles.sync import (
+    CCB_SYNC_FLOWS,
+    Acknowledgements,
+    SyncRequestMonitor,
+    capture,
+)
+from ccbmdm.runtime.messages.contracts import ContractRegistry
+from ccbmdm.runtime.messages.header import new_message_id
+from ccbmdm.runtime.messages.mapping import CodeTables, Context
+from ccbmdm.runtime.messaging.node import Bridge, Node, run_until_quiet
+from ccbmdm.runtime.messaging.transport import InProcessTransport
+from ccbmdm.runtime.sim.mdm.records import Period
+from ccbmdm.runtime.sim.mdm.simulator import MdmSimulator
 from ccbmdm.runtime.store import Store, Transaction
-from ccbmdm.runtime.sync import CCB_SYNC_FLOWS, Acknowledgements, SyncRequestMonitor, capture
-from ccbmdm.runtime.transport import InProcessTransport
 from runtime_world import FAST, FLOWS
 from support import OUTBOX, REPO, sample
 
@@ -869,7 +874,7 @@ store: "{dsn}"
 nodes:
   ccb: {{system: "runtime_world:ccb_system"}}
   bridge: {{}}
-  mdm: {{system: "ccbmdm.runtime.sim.mdm:connect"}}
+  mdm: {{system: "ccbmdm.runtime.sim.mdm.simulator:connect"}}
 delivery: {{lease_s: 2, backoff_base_s: 0, backoff_factor: 2}}
 """
     )

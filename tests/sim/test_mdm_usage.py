@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.header import message_header
-from ccbmdm.runtime.sim.billing import RATES
-from ccbmdm.runtime.sim.ccb import CcbSimulator
-from ccbmdm.runtime.sim.mdm_measurements import Measurements, generate_interval_data, import_espi
-from ccbmdm.runtime.sim.mdm_usage import MdmUsage, UsageTransaction, correct_read
+from ccbmdm.runtime.messages.contracts import ContractRegistry
+from ccbmdm.runtime.messages.header import message_header
+from ccbmdm.runtime.sim.ccb.billing import RATES
+from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
+from ccbmdm.runtime.sim.mdm.measurements import Measurements, generate_interval_data, import_espi
+from ccbmdm.runtime.sim.mdm.usage import MdmUsage, UsageTransaction, correct_read
 from ccbmdm.runtime.sim.synthetic import Customer, Plan
 from ccbmdm.runtime.store import Store, Transaction
 from usage_world import HOURLY_FEED, World, hourly, midnight

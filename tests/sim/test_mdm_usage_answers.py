@@ -11,18 +11,17 @@ from typing import Any, cast
 
 import pytest
 
-from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.delivery import new_message_id
-from ccbmdm.runtime.header import message_header
-from ccbmdm.runtime.model import ContractModel
-from ccbmdm.runtime.node import Node
-from ccbmdm.runtime.sim.ccb import CcbSimulator
-from ccbmdm.runtime.sim.mdm_answers import MdmAnswers, year_before
-from ccbmdm.runtime.sim.mdm_measurements import Measurements, generate_interval_data
-from ccbmdm.runtime.sim.mdm_usage import MdmUsage
+from ccbmdm.runtime.messages.contracts import ContractRegistry
+from ccbmdm.runtime.messages.header import message_header, new_message_id
+from ccbmdm.runtime.messages.model import ContractModel
+from ccbmdm.runtime.messaging.node import Node
+from ccbmdm.runtime.messaging.transport import InProcessTransport
+from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
+from ccbmdm.runtime.sim.mdm.answers import MdmAnswers, year_before
+from ccbmdm.runtime.sim.mdm.measurements import Measurements, generate_interval_data
+from ccbmdm.runtime.sim.mdm.usage import MdmUsage
 from ccbmdm.runtime.sim.synthetic import Plan
 from ccbmdm.runtime.store import Store, Transaction
-from ccbmdm.runtime.transport import InProcessTransport
 from runtime_world import FAST, FLOWS, Unreachable
 from usage_world import ZONE, World, midnight
 

@@ -11,8 +11,8 @@ from types import ModuleType
 
 import pytest
 
-from ccbmdm.runtime.contracts import ContractRegistry
-from ccbmdm.runtime.sim.mdm_measurements import (
+from ccbmdm.runtime.messages.contracts import ContractRegistry
+from ccbmdm.runtime.sim.mdm.measurements import (
     MeasurementError,
     Measurements,
     generate_interval_data,

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 from ccbmdm.codegen.project import Project
 from ccbmdm.runtime.assembly import Runtime
 from ccbmdm.runtime.config import DeliverySetting, reference_config
-from ccbmdm.runtime.sim.ccb import CcbSimulator
-from ccbmdm.runtime.sim.mdm import MdmSimulator
+from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
+from ccbmdm.runtime.sim.mdm.simulator import MdmSimulator
 from ccbmdm.runtime.sim.synthetic import Plan, exchange_meter, generate
 from ccbmdm.runtime.store import Store
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from ccbmdm.runtime.sim.ccb import CcbSimulator
+from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
 from ccbmdm.runtime.sim.synthetic import Plan, generate
 from ccbmdm.runtime.store import open_store
 from loopback import VIEWER, three_services

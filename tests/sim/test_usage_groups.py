@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ccbmdm.runtime.sim.usage_groups import (
+from ccbmdm.runtime.sim.determinants.usage_groups import (
     DayType,
     HighLowFactors,
     Ratchet,

@@ -1,0 +1,601 @@
+"""Delivery: the generic outbox and inbox every asynchronous message goes through.
+
+At-least-once on the wire, applied once (docs/reliability.md §1.3): a message is committed to the
+sender's outbox before it is sent and to the receiver's inbox before its receipt; every attempt
+sends the same id and bytes; every transition after a claim is fenced by the claim's lease token,
+so a worker whose lease expired changes nothing.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+from ccbmdm.runtime.store import Store, Transaction
+from ccbmdm.runtime.store.base import Row, background
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """Leases, attempts, the retry window and backoff (docs/runtime.md, Delivery).
+
+    A message is given up only when both its ``max_attempts`` are used and ``retry_window_s``
+    has passed since its first send: a partner down for a few seconds must not use up every
+    attempt. The backoff is capped at 15 minutes: a partner that comes back is retried at
+    once by the first message that gets through (``Outbox.record``), and the cap bounds how
+    long that first message may wait."""
+
+    lease_s: float = 60.0
+    max_attempts: int = 4
+    backoff_base_s: float = 60.0
+    backoff_factor: float = 4.0
+    backoff_cap_s: float = 15 * 60.0
+    batch: int = 50
+    retry_window_s: float = 3600.0
+
+    def backoff(self, attempt: int) -> float:
+        """``min(cap, base * factor^(n-1)) * U(0.5, 1)`` after the n-th attempt."""
+        delay = min(self.backoff_cap_s, self.backoff_base_s * self.backoff_factor ** (attempt - 1))
+        return delay * random.uniform(0.5, 1.0)
+
+
+# Why a send failed, as the outbox records it: ``unreachable`` (nothing was sent: refused, no
+# route; no attempt used), ``transport`` (a timeout or a connection lost after sending),
+# ``answer`` (the partner answered 401, 429 or 5xx), ``business`` (400, 413: ERROR at once);
+# a rescue records ``deadline`` (a lease or reply deadline passed).
+Failure = Literal["unreachable", "transport", "answer", "business"]
+# The failures that say the partner, not the message, was the trouble: a success to that
+# partner retries such rows at once.
+PARTNER_DOWN = "('unreachable','transport','deadline')"
+
+# A body is keyed by its row's id. SQLite may give a new row the id of a row deleted before (rows
+# purged by an operator): the new message's body takes the place of the one left behind.
+_REPLACING = " ON CONFLICT (id) DO UPDATE SET payload = excluded.payload"
+
+
+class Claim(NamedTuple):
+    """An outbox row a worker holds under a lease (a named tuple: a batch makes one a message,
+    at a third of a frozen dataclass's cost)."""
+
+    id: int
+    partner: str
+    flow: str
+    part: str
+    message_id: str
+    payload: bytes
+    attempt: int
+    lease_token: str
+    reply_timeout_s: float | None
+    owner_type: str | None
+    owner_id: int | None
+
+
+def claim_rows(
+    store: Store,
+    node: str,
+    settings: DeliverySettings,
+    table: str,
+    state: str,
+    pick: str,
+    columns: str,
+    batch: int | None,
+    tx: Transaction | None = None,
+    stamp: str = "",
+) -> list[Row]:
+    """Move the rows ``pick`` selects to ``state`` under a new lease, in one statement:
+    PostgreSQL picks with ``FOR UPDATE SKIP LOCKED`` in a materialised CTE (so the limit applies
+    before the update); SQLite, under BEGIN IMMEDIATE, updates the rows a subquery picks. With
+    ``tx``, the claim is part of that transaction; else it commits on its own. Each row comes
+    with its message's ``payload``, from the table's body table.
+
+    The rows of one claim share its lease token: it tells this claim from any later one of the
+    same row, which is all the fencing needs. ``stamp``: more assignments (``, col = …``)."""
+    params = {
+        "node": node,
+        "batch": batch or settings.batch,
+        "seconds": settings.lease_s,
+        "token": secrets.token_hex(16),
+    }
+    if store.dialect == "postgres":
+        lock = " FOR UPDATE OF r SKIP LOCKED" if " r " in pick else " FOR UPDATE SKIP LOCKED"
+        sql = f"""WITH picked AS MATERIALIZED ({pick} LIMIT :batch{lock})
+                  UPDATE {table} s SET state = '{state}', attempt = s.attempt + 1,
+                         lease_token = :token, due_at = {store.now_plus}{stamp}
+                  FROM picked WHERE s.id = picked.id
+                  RETURNING {", ".join("s." + c for c in columns.split(", "))},
+                            (SELECT b.payload FROM {table}_body b WHERE b.id = s.id) AS payload"""
+    else:
+        sql = f"""UPDATE {table} SET state = '{state}', attempt = attempt + 1,
+                         lease_token = :token, due_at = {store.now_plus}{stamp}
+                  WHERE id IN ({pick} LIMIT :batch)
+                  RETURNING {columns},
+                            (SELECT b.payload FROM {table}_body b WHERE b.id = {table}.id) AS payload"""
+    if tx is not None:
+        rows = tx.fetch(sql, params)
+    else:
+        with store.transaction() as own:
+            rows = own.fetch(sql, params)
+    return sorted(rows, key=lambda row: int(row["id"]))
+
+
+class Outbox:
+    """One node's outgoing messages."""
+
+    def __init__(self, store: Store, node: str, settings: DeliverySettings) -> None:
+        self.store = store
+        self.node = node
+        self.settings = settings
+        # owner type -> what to do, in the same transaction, when a message it owns ends in
+        # ERROR undelivered: (tx, owner id, reason)
+        self.on_undelivered: dict[str, Callable[[Transaction, int, str], None]] = {}
+
+    def _undelivered(
+        self, tx: Transaction, owner_type: str | None, owner_id: int | None, reason: str
+    ) -> None:
+        hook = self.on_undelivered.get(owner_type or "")
+        if hook is not None and owner_id is not None:
+            hook(tx, owner_id, reason)
+
+    def enqueue(
+        self,
+        tx: Transaction,
+        partner: str,
+        flow: str,
+        part: str,
+        message_id: str,
+        payload: bytes,
+        *,
+        ordering_key: str | None = None,
+        owner: tuple[str, int] | None = None,
+        reply_timeout_s: float | None = None,
+    ) -> None:
+        """Store a message to send, in the caller's transaction (nothing is sent yet); a message
+        already in the outbox (the same id to the same partner) is left as it is. The row is
+        written at the commit, with the transaction's other messages (``Transaction.later``)."""
+        row = {
+            "node": self.node,
+            "partner": partner,
+            "flow": flow,
+            "part": part,
+            "message_id": message_id,
+            "ordering_key": ordering_key,
+            "owner_type": owner[0] if owner else None,
+            "owner_id": owner[1] if owner else None,
+            "reply_timeout_s": reply_timeout_s,
+            "payload": payload,
+        }
+        tx.later(self._write, row)
+
+    def _write(self, tx: Transaction, rows: list[dict[str, Any]]) -> None:
+        insert = f"""INSERT INTO outbox (node, partner, flow, part, message_id, ordering_key, owner_type, owner_id,
+                                         reply_timeout_s, state, due_at)
+                     VALUES (:node, :partner, :flow, :part, :message_id, :ordering_key, :owner_type, :owner_id,
+                             :reply_timeout_s, 'PENDING', {tx.now})
+                     ON CONFLICT (node, partner, message_id) DO NOTHING"""
+        insert_with_bodies(tx, "outbox", insert, rows)
+
+    def claim(self, batch: int | None = None) -> list[Claim]:
+        """Claim due rows whose key has no older open row: SENDING, one more attempt, a lease.
+
+        The guard keeps per-key order across workers (docs/reliability.md §2.3).
+        """
+        store = self.store
+        due = f"""r.node = :node AND r.state IN ('PENDING','RETRY_WAIT') AND r.due_at <= {store.now}
+                  AND (r.ordering_key IS NULL  -- an unordered message never waits
+                       OR NOT EXISTS (SELECT 1 FROM outbox o
+                                      WHERE o.node = r.node AND o.partner = r.partner AND o.ordering_key = r.ordering_key
+                                        AND o.id < r.id AND o.state IN ('PENDING','SENDING','AWAITING_REPLY','RETRY_WAIT')))"""
+        columns = "id, partner, flow, part, message_id, attempt, lease_token, reply_timeout_s, owner_type, owner_id"
+        pick = f"SELECT r.id FROM outbox r WHERE {due} ORDER BY r.due_at, r.id"
+        first = f", first_attempt_at = COALESCE(first_attempt_at, {store.now})"
+        rows = claim_rows(
+            self.store,
+            self.node,
+            self.settings,
+            "outbox",
+            "SENDING",
+            pick,
+            columns,
+            batch,
+            stamp=first,
+        )
+        return [
+            Claim(**{**row, "message_id": str(row["message_id"]), "payload": bytes(row["payload"])})
+            for row in rows
+        ]
+
+    def _fenced(
+        self, tx: Transaction, claims: Sequence[Claim], assignments: str, params: Mapping[str, Any]
+    ) -> set[int]:
+        """Apply ``assignments`` to the claims whose lease is still theirs, in one statement;
+        returns their ids (a claim missing from it lost its lease: do not send, log)."""
+        return {int(row["id"]) for row in self._fenced_rows(tx, claims, assignments, params)}
+
+    def _fenced_rows(
+        self,
+        tx: Transaction,
+        claims: Sequence[Claim],
+        assignments: str,
+        params: Mapping[str, Any],
+        returning: str = "id",
+    ) -> list[Row]:
+        """``_fenced``, returning ``returning`` of each row changed."""
+        if not claims:
+            return []
+        fenced, values = fenced_rows(claims)
+        held = f"state = 'SENDING' AND {fenced}"
+        if self.store.dialect == "postgres":
+            # A row another transaction is changing (its reply being matched, its lease being
+            # rescued) is skipped, not waited for: this lease no longer decides its state, and
+            # waiting would deadlock with a batch of replies that locks the rows in another order.
+            held = f"id IN (SELECT id FROM outbox WHERE {held} FOR UPDATE SKIP LOCKED)"
+        return tx.fetch(
+            f"UPDATE outbox SET {assignments} WHERE {held} RETURNING {returning}",
+            {**params, **values},
+        )
+
+    def renew(self, claims: list[Claim]) -> list[Claim]:
+        """Extend the leases just before sending, in one statement; the claims still held
+        (a claim whose lease is gone must not be sent)."""
+        with self.store.transaction() as tx:
+            held = self._fenced(
+                tx, claims, f"due_at = {self.store.now_plus}", {"seconds": self.settings.lease_s}
+            )
+        return [claim for claim in claims if claim.id in held]
+
+    def record(self, outcomes: list[tuple[Claim, str | None, Failure | None]]) -> list[Claim]:
+        """Record what each send came to, in one transaction: (claim, error or None for an
+        accepted message, the kind of failure). A partner that took a message is up again:
+        its rows waiting after it seemed down are retried at once. Returns the claims whose
+        lease was gone."""
+        held: set[int] = set()
+        accepted = [claim for claim, error, _ in outcomes if error is None]
+        with self.store.transaction() as tx:
+            # The receiver stored the message (202): done for a one-way message, else await the reply.
+            held |= self._fenced(
+                tx,
+                [claim for claim in accepted if claim.reply_timeout_s is None],
+                "state = 'DELIVERED', due_at = NULL, lease_token = NULL",
+                {},
+            )
+            for timeout in {c.reply_timeout_s for c in accepted} - {None}:
+                held |= self._fenced(
+                    tx,
+                    [claim for claim in accepted if claim.reply_timeout_s == timeout],
+                    f"state = 'AWAITING_REPLY', due_at = {self.store.now_plus}",
+                    {"seconds": timeout},
+                )
+            for claim, error, failure in outcomes:
+                if error is not None and self._failed(tx, claim, error, failure or "transport"):
+                    held.add(claim.id)
+            for partner in sorted({claim.partner for claim in accepted if claim.id in held}):
+                self._partner_back(tx, partner)
+        return [claim for claim, _, _ in outcomes if claim.id not in held]
+
+    def _given_up(self, refused_now: str = "0") -> str:
+        """SQL: whether a row's technical failure is its last (its attempts used and its retry
+        window passed); a send refused before anything was sent uses up no attempt.
+        ``refused_now``: 1 when the failure being recorded is such a refusal."""
+        window = self.store.now_plus.replace(":seconds", ":window_ago")
+        return (
+            f"(attempt - refused - {refused_now} >= :max_attempts"
+            f" AND (first_attempt_at IS NULL OR first_attempt_at <= {window}))"
+        )
+
+    def _window(self) -> dict[str, Any]:
+        return {
+            "max_attempts": self.settings.max_attempts,
+            "window_ago": -self.settings.retry_window_s,
+        }
+
+    def _failed(self, tx: Transaction, claim: Claim, error: str, failure: Failure) -> bool:
+        """Business failures end in ERROR at once; technical ones wait and retry until the
+        message is given up (``_given_up``). The owner of a message in ERROR moves with it."""
+        final_sql = "1 = 1" if failure == "business" else self._given_up(":refused")
+        rows = self._fenced_rows(
+            tx,
+            [claim],
+            f"""state = CASE WHEN {final_sql} THEN 'ERROR' ELSE 'RETRY_WAIT' END,
+                due_at = CASE WHEN {final_sql} THEN NULL ELSE {self.store.now_plus} END,
+                refused = refused + :refused, failure = :failure, lease_token = NULL,
+                last_error = :error""",
+            {
+                **self._window(),
+                "error": error[:1000],
+                "failure": failure,
+                "refused": 1 if failure == "unreachable" else 0,
+                "seconds": self.settings.backoff(claim.attempt),
+            },
+            returning="id, state",
+        )
+        ok = bool(rows)
+        final = ok and rows[0]["state"] == "ERROR"
+        business = failure == "business"
+        if ok and final and claim.owner_type == "sync_request" and claim.owner_id is not None:
+            reason = f"{'rejected' if business else 'not delivered, attempts used up'}: {error}"
+            tx.execute(
+                f"UPDATE sync_request SET state = 'ERROR', reason = :reason, due_at = {tx.now} WHERE id = :id AND state = 'AWAITING_ACK'",
+                {"reason": reason[:1000], "id": claim.owner_id},
+            )
+        if ok and final:
+            self._undelivered(tx, claim.owner_type, claim.owner_id, error)
+        return ok
+
+    def _partner_back(self, tx: Transaction, partner: str) -> None:
+        """``partner`` took a message: the rows waiting for it after a failure that blamed the
+        partner (unreachable, a lost connection, a passed deadline) are due now, a batch of
+        them at most (the next batches follow as these get through). A row the partner
+        answered with an error keeps its backoff: that partner is up, and said no to it. The
+        oldest messages go first."""
+        now = self.store.now
+        waiting = f"""SELECT id FROM outbox
+                      WHERE node = :node AND partner = :partner AND state = 'RETRY_WAIT'
+                        AND failure IN {PARTNER_DOWN} AND due_at > {now}
+                      ORDER BY id LIMIT :batch"""
+        if self.store.dialect == "postgres":  # the limit applies before the update (claim_rows)
+            sql = f"""WITH picked AS MATERIALIZED ({waiting} FOR UPDATE SKIP LOCKED)
+                      UPDATE outbox o SET due_at = {now} FROM picked
+                      WHERE o.id = picked.id AND o.state = 'RETRY_WAIT'"""
+        else:
+            sql = f"UPDATE outbox SET due_at = {now} WHERE id IN ({waiting})"
+        tx.execute(
+            sql,
+            {"node": self.node, "partner": partner, "batch": self.settings.batch},
+        )
+
+    def rescue(self) -> int:
+        """Rows whose lease or reply deadline passed: again (same id and bytes), or ERROR."""
+        store = self.store
+        # The rows stay locked until the commit (PostgreSQL): a reply or a late record that ends
+        # the lease meanwhile waits and then finds the rescued row, instead of being overwritten;
+        # rows another transaction holds are left to the next sweep.
+        lock = " FOR UPDATE SKIP LOCKED" if store.dialect == "postgres" else ""
+        with store.transaction() as tx:
+            expired = tx.fetch(
+                f"SELECT id, attempt, state, owner_type, owner_id, "
+                f"CASE WHEN {self._given_up()} THEN 1 ELSE 0 END AS given_up FROM outbox "
+                f"WHERE node = :node AND state IN ('SENDING','AWAITING_REPLY') "
+                f"AND due_at < {store.now}{lock}",
+                {"node": self.node, **self._window()},
+            )
+            rescued = 0
+            for row in tx.budgeted(expired):  # those left wait for the next sweep
+                rescued += 1
+                final = bool(row["given_up"])
+                tx.execute(
+                    f"""UPDATE outbox SET state = :state, lease_token = NULL, failure = 'deadline',
+                           last_error = 'deadline passed in ' || state,
+                           due_at = {"NULL" if final else store.now_plus} WHERE id = :id""",
+                    {
+                        "state": "ERROR" if final else "RETRY_WAIT",
+                        "id": row["id"],
+                        "seconds": self.settings.backoff(row["attempt"]),
+                    },
+                )
+                if final and row["owner_type"] == "sync_request":
+                    tx.execute(
+                        f"UPDATE sync_request SET state = 'ERROR', reason = :reason, due_at = {tx.now} WHERE id = :id AND state = 'AWAITING_ACK'",
+                        {
+                            "reason": f"no acknowledgement after {row['attempt']} attempts",
+                            "id": row["owner_id"],
+                        },
+                    )
+                if final:
+                    self._undelivered(
+                        tx,
+                        row["owner_type"],
+                        row["owner_id"],
+                        f"deadline passed in {row['state']} after {row['attempt']} attempts",
+                    )
+        return rescued
+
+    def reply_received(
+        self, tx: Transaction, partner: str, correlation_id: str
+    ) -> tuple[str, int] | None:
+        """Match a reply to the message it answers; returns its owner, or None (recorded and
+        ignored: a reply to an earlier message, or one that comes after the request went on)."""
+        row = tx.fetch_one(
+            """UPDATE outbox SET state = 'DELIVERED', due_at = NULL, lease_token = NULL
+               WHERE node = :node AND partner = :partner AND message_id = :correlation
+                 AND state IN ('SENDING','AWAITING_REPLY','RETRY_WAIT')
+               RETURNING owner_type, owner_id""",
+            {"node": self.node, "partner": partner, "correlation": correlation_id},
+        )
+        if row is None or row["owner_type"] is None:
+            return None
+        return str(row["owner_type"]), int(row["owner_id"])
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A checked message about to be stored in the inbox."""
+
+    flow: str
+    part: str
+    message_id: str
+    correlation_id: str | None
+    payload: bytes
+
+
+class _Repeats(Exception):
+    """A batch of messages holds some the table already has."""
+
+
+def insert_with_bodies(
+    tx: Transaction, table: str, insert: str, rows: Sequence[Mapping[str, Any]]
+) -> list[bool]:
+    """Insert messages (``insert`` does nothing for one the table has) and their ``payload``
+    into the table's body table; per row, whether it was new. Usually every one is: one
+    statement each for the batch. When some are repeats (a sender retrying, a handler run
+    again), the batch is written again message by message to tell which, and a repeat's
+    stored bytes stay as they are."""
+    body = f"""INSERT INTO {table}_body (id, payload)
+               SELECT id, :payload FROM {table} WHERE node = :node AND partner = :partner AND message_id = :message_id
+               {_REPLACING}"""
+    try:
+        with tx.savepoint():
+            if tx.execute_many(insert, rows) != len(rows):
+                raise _Repeats
+            tx.execute_many(body, rows)
+        return [True] * len(rows)
+    except _Repeats:
+        pass
+    new = []
+    for row in rows:
+        fresh = bool(tx.execute(insert, row))
+        if fresh:
+            tx.execute(body, row)
+        new.append(fresh)
+    return new
+
+
+class Received(NamedTuple):
+    """An inbox row a worker holds under a lease, to process (a named tuple, as ``Claim``)."""
+
+    id: int
+    partner: str
+    flow: str
+    part: str
+    message_id: str
+    correlation_id: str | None
+    payload: bytes
+    lease_token: str
+
+
+class Inbox:
+    """One node's incoming messages: stored before the receipt, deduplicated by (partner, id)."""
+
+    def __init__(self, store: Store, node: str, settings: DeliverySettings) -> None:
+        self.store = store
+        self.node = node
+        self.settings = settings
+
+    def store_messages(
+        self, partner: str, arrivals: Sequence[Arrival]
+    ) -> list[tuple[bool, str | None]]:
+        """Commit messages from one partner together, before any receipt goes out; per message:
+        (new, the recorded outcome's message id when it is a repeat). Storing what a partner
+        sent is the integration's own work: on SQLite its commit gives way to the source
+        system's saves (``background``), wherever the message came in."""
+        if not arrivals:
+            return []
+        insert = f"""INSERT INTO inbox (node, partner, flow, part, message_id, correlation_id, state, due_at, received_at)
+                     VALUES (:node, :partner, :flow, :part, :message_id, :correlation_id, 'RECEIVED', {self.store.now}, {self.store.now})
+                     ON CONFLICT (node, partner, message_id) DO NOTHING"""
+        rows = [{"node": self.node, "partner": partner, **a.__dict__} for a in arrivals]
+        with background(), self.store.transaction() as tx:
+            new = insert_with_bodies(tx, "inbox", insert, rows)
+            return [
+                (True, None) if fresh else (False, self._outcome(tx, partner, arrival))
+                for fresh, arrival in zip(new, arrivals, strict=True)
+            ]
+
+    def payload(self, tx: Transaction, partner: str, message_id: str) -> bytes | None:
+        """The bytes of a message received from ``partner``, or None when there is none."""
+        row = tx.fetch_one(
+            """SELECT b.payload FROM inbox i JOIN inbox_body b ON b.id = i.id
+               WHERE i.node = :node AND i.partner = :partner AND i.message_id = :message_id""",
+            {"node": self.node, "partner": partner, "message_id": message_id},
+        )
+        return None if row is None else bytes(row["payload"])
+
+    def _outcome(self, tx: Transaction, partner: str, arrival: Arrival) -> str | None:
+        row = tx.fetch_one(
+            "SELECT outcome_message_id FROM inbox WHERE node = :node AND partner = :partner AND message_id = :message_id",
+            {"node": self.node, "partner": partner, "message_id": arrival.message_id},
+        )
+        outcome = row["outcome_message_id"] if row else None
+        return None if outcome is None else str(outcome)
+
+    def claim(self, batch: int | None = None, tx: Transaction | None = None) -> list[Received]:
+        """Claim received messages for processing, in one statement, as the outbox does; with
+        ``tx``, in the transaction that processes them (their rows stay locked until it ends,
+        so nothing can rescue them meanwhile, and a crash leaves them received)."""
+        pick = f"SELECT id FROM inbox WHERE node = :node AND state = 'RECEIVED' AND due_at <= {self.store.now} ORDER BY due_at, id"
+        columns = "id, partner, flow, part, message_id, correlation_id, lease_token"
+        rows = claim_rows(
+            self.store, self.node, self.settings, "inbox", "PROCESSING", pick, columns, batch, tx
+        )
+        return [
+            Received(
+                **{
+                    **row,
+                    "message_id": str(row["message_id"]),
+                    "payload": bytes(row["payload"]),
+                    "correlation_id": None
+                    if row["correlation_id"] is None
+                    else str(row["correlation_id"]),
+                }
+            )
+            for row in rows
+        ]
+
+    def processed(self, tx: Transaction, outcomes: Sequence[tuple[Received, str | None]]) -> None:
+        """Mark held messages processed with the message id each led to, in the transaction of
+        their processing."""
+        tx.execute_many(
+            """UPDATE inbox SET state = 'PROCESSED', due_at = NULL, lease_token = NULL, outcome_message_id = :outcome
+               WHERE id = :id AND state = 'PROCESSING'""",
+            [{"outcome": outcome, "id": message.id} for message, outcome in outcomes],
+        )
+
+    def give_back(self, tx: Transaction, messages: Sequence[Received]) -> None:
+        """Messages claimed in ``tx`` and left unprocessed (its write budget spent): received
+        again, the attempt the claim counted taken back, and due from their arrival, so that
+        they keep their place before the messages that came after them (an entity's next
+        version among them)."""
+        if messages:
+            tx.execute_many(
+                """UPDATE inbox SET state = 'RECEIVED', attempt = attempt - 1, lease_token = NULL,
+                     due_at = received_at WHERE id = :id AND state = 'PROCESSING'""",
+                [{"id": message.id} for message in messages],
+            )
+
+    def rescue(self, give_up: Callable[[Transaction, Row], str | None] | None = None) -> int:
+        """Messages whose processing lease passed are received again, to be processed anew;
+        one whose attempts are used up is PROCESSED instead, with the outcome ``give_up``
+        records for it (the fault its partner gets, docs/reliability.md §2.4)."""
+        lock = " FOR UPDATE SKIP LOCKED" if self.store.dialect == "postgres" else ""
+        with self.store.transaction() as tx:
+            expired = tx.fetch(
+                f"""SELECT id, partner, flow, part, message_id, attempt FROM inbox
+                    WHERE node = :node AND state = 'PROCESSING' AND due_at < {tx.now}{lock}""",
+                {"node": self.node},
+            )
+            rescued = 0
+            for row in tx.budgeted(expired):  # those left wait for the next sweep
+                rescued += 1
+                if row["attempt"] < self.settings.max_attempts:
+                    tx.execute(
+                        f"""UPDATE inbox SET state = 'RECEIVED', lease_token = NULL,
+                              due_at = {tx.now} WHERE id = :id""",
+                        {"id": row["id"]},
+                    )
+                    continue
+                outcome = None if give_up is None else give_up(tx, row)
+                tx.execute(
+                    """UPDATE inbox SET state = 'PROCESSED', due_at = NULL, lease_token = NULL,
+                         outcome_message_id = :outcome WHERE id = :id""",
+                    {"outcome": outcome, "id": row["id"]},
+                )
+        return rescued
+
+
+def fenced_rows(rows: Sequence[Claim | Received]) -> tuple[str, dict[str, Any]]:
+    """A condition matching the rows whose lease token is still the one they were claimed
+    with, for one fenced statement over a batch, and its parameters. The id list lets both
+    databases find the rows by primary key; the token does the fencing: one for all when the
+    rows come from one claim (the usual case), else one per row."""
+    values: dict[str, Any] = {f"i{index}": row.id for index, row in enumerate(rows)}
+    ids = ", ".join(f":i{i}" for i in range(len(rows)))
+    tokens = {row.lease_token for row in rows}
+    if len(tokens) == 1:
+        values["t"] = tokens.pop()
+        return f"id IN ({ids}) AND lease_token = :t", values
+    for index, row in enumerate(rows):
+        values[f"t{index}"] = row.lease_token
+    pairs = ", ".join(f"(:i{i}, :t{i})" for i in range(len(rows)))
+    return f"id IN ({ids}) AND (id, lease_token) IN (VALUES {pairs})", values

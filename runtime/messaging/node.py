@@ -1,0 +1,300 @@
+"""A node of the integration (``ccb``, ``bridge``, ``mdm``): its outbox, inbox, endpoint and the
+handler that processes what it receives; the worker moves all of them on."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ccbmdm.codegen.catalogue import Flow
+from ccbmdm.runtime.lifecycles.machine import together_or_apart
+from ccbmdm.runtime.lifecycles.sync import canonical_key, ordering_key
+from ccbmdm.runtime.messages.contracts import ContractRegistry
+from ccbmdm.runtime.messages.header import system_code
+from ccbmdm.runtime.messages.mapping import Context, TransformError
+from ccbmdm.runtime.messaging.delivery import (
+    Claim,
+    DeliverySettings,
+    Failure,
+    Inbox,
+    Outbox,
+    Received,
+)
+from ccbmdm.runtime.messaging.inline import NOT_DELIVERED, other_side
+from ccbmdm.runtime.messaging.receiver import NOT_PROCESSED, Receiver
+from ccbmdm.runtime.messaging.transport import (
+    Answer,
+    Posting,
+    Transport,
+    TransportError,
+    TransportUnreachable,
+)
+from ccbmdm.runtime.store import Store, StoreUnavailable, Transaction
+from ccbmdm.runtime.store.base import Row
+
+log = logging.getLogger("ccbmdm.runtime")
+
+RELAY = "relay"  # owner type of a bridge outbox row: the inbox row of the message it maps
+BATCHES_PER_STEP = 4  # how many full batches one send or process step may take in a row
+
+# A handler processes one received message in the node's transaction; returns the message id of
+# the outcome it produced (a reply, a mapped message, a fault), recorded with the inbox row.
+Handler = Callable[[Transaction, Received], str | None]
+Outcome = tuple[Received, str | None]  # a processed message and the message id it led to
+
+
+@dataclass
+class Node:
+    name: str
+    store: Store
+    contracts: ContractRegistry
+    flows: tuple[Flow, ...]
+    transport: Transport
+    settings: DeliverySettings = field(default_factory=DeliverySettings)
+    handler: Handler | None = None
+
+    def __post_init__(self) -> None:
+        self.outbox = Outbox(self.store, self.name, self.settings)
+        self.inbox = Inbox(self.store, self.name, self.settings)
+        self.receiver = Receiver(self.name, self.inbox, self.contracts, self.flows)
+        self._kebab = {flow.code: flow.kebab for flow in self.flows}
+
+    def send_due(self) -> int:
+        """Send claimable messages, batch after batch while batches come back full (at most
+        ``BATCHES_PER_STEP``); returns how many were attempted."""
+        return self._while_full(self._send_batch)
+
+    def process_due(self) -> int:
+        """Process received messages, batch after batch while batches come back full (at most
+        ``BATCHES_PER_STEP``); returns how many were taken."""
+        return self._while_full(self._process_batch)
+
+    def _while_full(self, batch_step: Callable[[], int]) -> int:
+        """A node that takes the messages of two others (the bridge) would fall behind them,
+        and pile work up, at one batch a round: it goes on while its batches are full."""
+        total = 0
+        for _ in range(BATCHES_PER_STEP):
+            moved = batch_step()
+            total += moved
+            if moved < self.settings.batch:
+                break
+        return total
+
+    def _send_batch(self) -> int:
+        """Send one batch of claimable messages once; returns how many were attempted.
+
+        A batch costs a claim, one delivery per partner and one record of the outcomes: three
+        commits, not three per message. Leases are renewed together before a delivery when less
+        of them is left than the transport may take.
+        """
+        claims = self.outbox.claim()
+        if not claims:
+            return 0
+        leased_at = time.monotonic()
+        outcomes: list[tuple[Claim, str | None, Failure | None]] = []
+        for partner, group in _by_partner(claims):
+            if self.settings.lease_s - (time.monotonic() - leased_at) < self.transport.timeout_s:
+                held = {claim.id for claim in self.outbox.renew(group)}
+                leased_at = time.monotonic()
+                for claim in group:
+                    if claim.id not in held:
+                        self._lease_lost(claim.message_id, "sending")
+                group = [claim for claim in group if claim.id in held]
+            postings = [
+                Posting(self._kebab[claim.flow], claim.part, claim.payload) for claim in group
+            ]
+            answers = self.transport.post_many(self.name, partner, postings)
+            outcomes += [
+                _outcome(claim, answer) for claim, answer in zip(group, answers, strict=True)
+            ]
+        for claim in self.outbox.record(outcomes):
+            self._lease_lost(claim.message_id, "sending")
+        return len(claims)
+
+    def _lease_lost(self, message_id: str, doing: str) -> None:
+        log.warning(
+            f"lease lost while {doing}", extra={"message_id": message_id, "node": self.name}
+        )
+
+    def rescue_due(self) -> int:
+        """Messages whose lease or reply deadline passed go back to be sent or processed again
+        (the same id and bytes), or to ERROR when their attempts are used up."""
+        return self.outbox.rescue() + self.inbox.rescue(self._not_processed)
+
+    def _not_processed(self, tx: Transaction, row: Row) -> str | None:
+        """A received message that failed every attempt: its sender gets fault 90000/1402 on
+        the flow's reply part (a message that is itself a reply is only logged)."""
+        log.error(
+            "not processed: attempts used up",
+            extra={"message_id": str(row["message_id"]), "node": self.name},
+        )
+        if row["part"] not in ("request", "notification"):
+            return None
+        flow = next((f for f in self.flows if f.code == row["flow"]), None)
+        reply = None if flow is None else next((p for p in flow.parts if p.reply), None)
+        if flow is None or reply is None or flow.mode == "sync":
+            return None
+        fault_id, fault = self.receiver.fault_message(
+            str(row["message_id"]),
+            flow.code,
+            NOT_PROCESSED,
+            "not processed: attempts used up",
+            target=system_code(reply.received_by),
+        )
+        self.outbox.enqueue(tx, str(row["partner"]), flow.code, reply.name, fault_id, fault)
+        return fault_id
+
+    def _process_batch(self) -> int:
+        """Claim and process one batch of received messages in one transaction, together; when
+        one fails, again each under a savepoint, so that a defect in one does not stop the
+        others (E4). The messages the transaction's write budget leaves are given back
+        unprocessed. Returns how many were taken."""
+        handler = self.handler
+        if handler is None:
+            return 0
+        with self.store.transaction() as tx:
+            received = self.inbox.claim(tx=tx)
+            outcomes, taken = together_or_apart(
+                tx,
+                received,
+                lambda message: (message, handler(tx, message)),
+                lambda messages: self._process_apart(tx, handler, messages),
+            )
+            self.inbox.processed(tx, outcomes)
+            self.inbox.give_back(tx, received[len(taken) :])
+        return len(taken)
+
+    def _process_apart(
+        self, tx: Transaction, handler: Handler, received: list[Received]
+    ) -> list[Outcome]:
+        """Each message under a savepoint: one that fails is logged and left to be retried; a
+        lost connection ends the batch at the first."""
+        outcomes = []
+        for message in received:
+            try:
+                with tx.savepoint():
+                    outcomes.append((message, handler(tx, message)))
+            except StoreUnavailable:
+                raise
+            except Exception:
+                log.exception(
+                    "processing failed; the message is retried after its lease",
+                    extra={"message_id": message.message_id, "node": self.name},
+                )
+        return outcomes
+
+
+def _by_partner(claims: list[Claim]) -> list[tuple[str, list[Claim]]]:
+    """The claims grouped by partner, each group in claim order."""
+    groups: dict[str, list[Claim]] = {}
+    for claim in claims:
+        groups.setdefault(claim.partner, []).append(claim)
+    return list(groups.items())
+
+
+def _outcome(claim: Claim, answer: Answer) -> tuple[Claim, str | None, Failure | None]:
+    """(claim, error or None when accepted, the kind of failure)."""
+    if isinstance(answer, TransportUnreachable):
+        return claim, f"unreachable: {answer}", "unreachable"
+    if isinstance(answer, TransportError):
+        return claim, f"technical: {answer}", "transport"
+    if answer.status in (200, 202):
+        return claim, None, None
+    detail = answer.body.decode("utf-8", "replace")[:500]
+    failure: Failure = "answer" if answer.technical_failure else "business"
+    return claim, f"HTTP {answer.status}: {detail}", failure
+
+
+class Bridge:
+    """Maps each system's message into the other's and hands it to delivery (SOA Suite's role)."""
+
+    def __init__(
+        self, node: Node, transformers: dict[tuple[str, str], Any], context: Context
+    ) -> None:
+        self.node = node
+        self.transformers = transformers
+        self.context = context
+        self.flows = {flow.code: flow for flow in node.flows}
+        node.outbox.on_undelivered[RELAY] = self._undelivered
+
+    def __call__(self, tx: Transaction, received: Received) -> str | None:
+        flow = self.flows[received.flow]
+        part = flow.part(received.part)
+        codec, source = self.node.contracts.decode(received.payload)
+        target_node = other_side(received.partner)
+        if codec.name == "common/Fault":  # a fault passes through unchanged
+            self.node.outbox.enqueue(
+                tx, target_node, flow.code, part.name, received.message_id, received.payload
+            )
+            return received.message_id
+        transformer = self.transformers[(flow.code, part.name)]
+        try:
+            target = transformer.function(source, self.context)
+        except TransformError as exc:
+            log.warning("mapping failed: %s", exc, extra={"message_id": received.message_id})
+            originator = (received.partner, flow.code, received.message_id)
+            return self._fault(tx, originator, exc.code, exc.reason, exc.source_xpath)
+        payload = self.node.contracts[transformer.target].encode(target)
+        message_id = str(target.message_header.message_id)
+        originating = part.name in ("request", "notification")
+        self.node.outbox.enqueue(
+            tx,
+            target_node,
+            flow.code,
+            part.name,
+            message_id,
+            payload,
+            ordering_key=_sync_key(source) if flow.ordering_key == "sync_key" else None,
+            owner=(RELAY, received.id) if originating else None,
+        )
+        return message_id
+
+    def _fault(
+        self,
+        tx: Transaction,
+        originator: tuple[str, str, str],
+        number: int,
+        reason: str,
+        parameter: str | None = None,
+    ) -> str:
+        """Answer the originator (partner, flow code, message id) of a message with a framework
+        fault (PD-C11), on the flow's reply part, correlated with the message not relayed."""
+        partner, code, message_id = originator
+        flow = self.flows[code]
+        reply = next((p for p in flow.parts if p.reply), flow.parts[0])
+        fault_id, fault = self.node.receiver.fault_message(
+            message_id, code, number, reason, parameter, system_code(reply.received_by)
+        )
+        self.node.outbox.enqueue(tx, partner, code, reply.name, fault_id, fault)
+        return fault_id
+
+    def _undelivered(self, tx: Transaction, inbox_id: int, reason: str) -> None:
+        """A relayed message ended in ERROR undelivered: its originator gets 90000/1401
+        (docs/reliability.md §2.4), so its own request ends in Error instead of waiting a day."""
+        row = tx.fetch_one(
+            "SELECT partner, flow, message_id FROM inbox WHERE id = :id", {"id": inbox_id}
+        )
+        if row is not None:
+            originator = (str(row["partner"]), str(row["flow"]), str(row["message_id"]))
+            self._fault(tx, originator, NOT_DELIVERED, f"not delivered: {reason}"[:254])
+
+
+def _sync_key(source: Any) -> str | None:
+    """The sync key of a CCB master-data message, from its send details (PD-L12)."""
+    details = getattr(source, "send_details", None)
+    if details is None:
+        return None
+    values = [getattr(details, f"pk_value{i}", None) or "" for i in range(1, 6)]
+    target = source.message_header.target_system
+    return ordering_key(details.mo, canonical_key(tuple(values)), str(target))
+
+
+def run_until_quiet(steps: list[Callable[[], int]], rounds: int = 100) -> int:
+    """Run the steps until a whole round does nothing; returns the rounds it took."""
+    for count in range(1, rounds + 1):
+        if not any([step() for step in steps]):
+            return count
+    raise RuntimeError(f"still busy after {rounds} rounds")
