@@ -233,7 +233,7 @@ class Renderer:
                 name = self.simple(particle.type_key).name
             base = type_ref(home, name, here)
         if particle.personal and particle.kind != "complex":
-            # a refused value of personal data is never quoted (runtime.personal.withhold)
+            # a refused value of personal data is never quoted (runtime.messages.personal.withhold)
             base = f"Annotated[{base}, WrapValidator(personal.withhold)]"
         if particle.repeats:
             bounds = []

@@ -4,7 +4,7 @@ handled.
 Messages carry customers' data, and logs travel further than the store (to log shippers, to
 tickets). What keeps personal data out of them is knowledge, not guessing: the contracts mark
 the personal fields, and every message about a refused value of one (a codec problem, a model's
-validation error, a mapping failure) is built with ``***`` in its place (runtime.personal); a
+validation error, a mapping failure) is built with ``***`` in its place (``messages.personal``); a
 log line quotes ids and such messages, never a message body. One fallback remains for text that
 comes from outside, such as a partner's fault: an e-mail address, unambiguous in any text, is
 masked. Nothing else is guessed, so ordinary words, dates and ids stay as they are.

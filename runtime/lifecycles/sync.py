@@ -408,7 +408,7 @@ class NotBuilt(Exception):
 
 def _reason(exc: Exception) -> str:
     """Why a message was not built; a personal field's error never quotes its value (the
-    models withhold it, runtime.personal)."""
+    models withhold it, runtime.messages.personal)."""
     if isinstance(exc, ValidationError):
         return "; ".join(
             f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
