@@ -120,6 +120,10 @@ RULES: dict[str, tuple[Part, Part]] = {
         lambda m: within(m, f"{SIM}.mdm"),
         lambda m: within(m, f"{SIM}.ccb"),
     ),
+    "MDM's calculation library imports nothing of the simulators, the engine or the store": (
+        lambda m: within(m, f"{SIM}.determinants"),
+        lambda m: is_engine(m) or (is_simulator(m) and not within(m, f"{SIM}.determinants")),
+    ),
     "runtime.messages, what generated code imports, imports nothing else of ccbmdm": (
         lambda m: within(m, MESSAGES),
         lambda m: not within(m, MESSAGES),
