@@ -32,8 +32,10 @@ from ccbmdm.runtime.store.base import StoreError, StoreUnavailable
 from ccbmdm.runtime.xmlsafe import XmlRejected
 
 if TYPE_CHECKING:
+    from ccbmdm.conformance.against import Skipped
+    from ccbmdm.conformance.cases import Case
     from ccbmdm.conformance.coverage import MappingCoverage
-    from ccbmdm.conformance.runner import Outcome
+    from ccbmdm.conformance.runner import Kit, Outcome
     from ccbmdm.runtime.assembly import Runtime
     from ccbmdm.runtime.mapping import Context
     from ccbmdm.runtime.store import Store
@@ -333,10 +335,14 @@ def validate(
 @app.command()
 def conformance(
     flow: Annotated[
-        str | None, typer.Option(help="Run only this flow's cases (PERSON_SYNC or person-sync).")
+        list[str] | None,
+        typer.Option(
+            help="Run only this flow's cases (PERSON_SYNC or person-sync); repeat for more flows."
+        ),
     ] = None,
     case: Annotated[
-        str | None, typer.Option(help="Run only this case (its folder name or flow/case).")
+        list[str] | None,
+        typer.Option(help="Run only this case (its folder name or flow/case); repeat for more."),
     ] = None,
     keyword: Annotated[
         str | None,
@@ -375,23 +381,82 @@ def conformance(
             help="With --coverage: fail when the rules covered are below this percent.",
         ),
     ] = None,
+    time_limit: Annotated[
+        float | None,
+        typer.Option(
+            "--time-limit",
+            min=0.001,
+            help="Seconds a case may take before it is stopped and fails (default 30; a "
+            "case's time_limit_s in case.yaml overrides it).",
+        ),
+    ] = None,
+    against: Annotated[
+        str | None,
+        typer.Option(
+            "--against",
+            envvar="CCBMDM_AGAINST",
+            help="Run the cases against the bridge at this base URL (a deployment) instead of "
+            "the in-process build: the kit posts each input and takes the delivered messages "
+            "as CCB and MDM (see --receive).",
+        ),
+    ] = None,
+    receive: Annotated[
+        str,
+        typer.Option(
+            "--receive",
+            help="With --against: host:port where the kit takes deliveries, as CCB at /ccb and "
+            "MDM at /mdm (port 0: any free port, printed).",
+        ),
+    ] = "127.0.0.1:0",
+    as_ccb: Annotated[
+        str | None,
+        typer.Option(
+            "--as-ccb",
+            envvar="CCBMDM_AGAINST_AS_CCB",
+            help="With --against: the credential the kit presents to the bridge as CCB: "
+            "token_env=VAR, or user=NAME,password_env=VAR (the secret from the environment).",
+        ),
+    ] = None,
+    as_mdm: Annotated[
+        str | None,
+        typer.Option("--as-mdm", envvar="CCBMDM_AGAINST_AS_MDM", help="The same, as MDM."),
+    ] = None,
+    bridge_to_ccb: Annotated[
+        str | None,
+        typer.Option(
+            "--bridge-to-ccb",
+            envvar="CCBMDM_AGAINST_BRIDGE_TO_CCB",
+            help="With --against: the credential the bridge presents to CCB, which the kit's "
+            "CCB then requires (same forms); unset, it takes deliveries from anyone.",
+        ),
+    ] = None,
+    bridge_to_mdm: Annotated[
+        str | None,
+        typer.Option(
+            "--bridge-to-mdm", envvar="CCBMDM_AGAINST_BRIDGE_TO_MDM", help="The same, to MDM."
+        ),
+    ] = None,
     project_dir: ProjectDir = None,
 ) -> None:
     """Run the project's conformance cases: each input through its mapping, against its golden."""
     import json
+    from functools import partial
 
     from rich.table import Table
 
     from ccbmdm.conformance import suite
     from ccbmdm.conformance.cases import flow_code
     from ccbmdm.conformance.coverage import as_json, measure, totals
+    from ccbmdm.conformance.limit import limit_of, limited
     from ccbmdm.conformance.runner import Kit
 
     with explained():
         if fail_under is not None and not coverage:
             fail("--fail-under needs --coverage", 2)
+        if against is not None and (update or coverage):
+            fail("--against checks a deployment; --update and --coverage work in process", 2)
         project = _project(project_dir)
-        selection = suite.Selection(flow, case, keyword)
+        selection = suite.Selection(tuple(flow or ()), tuple(case or ()), keyword)
         try:
             cases, findings = suite.load(project, selection)
         except suite.BadSelection as exc:
@@ -400,20 +465,34 @@ def conformance(
             fail(f"no conformance case in {project.cases} matches the selection")
         with err.status("loading the compiled mappings…"):
             kit = Kit(project)
-    outcomes = []
-    for number, selected in enumerate(cases, 1):
-        outcome = kit.update(selected) if update else kit.run(selected)
-        outcomes.append(outcome)
-        if output == "text":
-            _print_outcome(outcome, number, len(cases), update)
+    outcomes: list[Outcome] = []
+    skipped: list[Skipped] = []
+    if against is not None:
+        credentials = {
+            "as": {"ccb": as_ccb, "mdm": as_mdm},
+            "bridge-to": {"ccb": bridge_to_ccb, "mdm": bridge_to_mdm},
+        }
+        outcomes, skipped = _run_against(
+            kit, project, against, receive, credentials, cases, time_limit, output
+        )
+    else:
+        step = kit.update if update else kit.run
+        for number, selected in enumerate(cases, 1):
+            outcome = limited(selected, limit_of(selected, time_limit), partial(step, selected))
+            outcomes.append(outcome)
+            if output == "text":
+                _print_outcome(outcome, number, len(cases), update)
     if junit is not None:
         try:
             suite.write_junit(junit, outcomes, findings)
         except OSError as exc:
             fail(f"{junit}: cannot write the JUnit report: {exc.strerror}")
-    mappings = measure(kit.lineage, outcomes, flow and flow_code(flow)) if coverage else []
+    flows = {flow_code(f) for f in flow or ()}
+    mappings = measure(kit.lineage, outcomes, flows) if coverage else []
     if output == "json":
         document = suite.as_json(outcomes, findings)
+        if against is not None:
+            document["skipped"] = [{"case": s.case.id, "reason": s.reason} for s in skipped]
         if coverage:
             document["coverage"] = as_json(mappings)
         out.print_json(json.dumps(document))
@@ -427,14 +506,12 @@ def conformance(
                 row.flow, str(row.cases), str(row.passed), str(row.failed), f"{row.seconds:.2f} s"
             )
         out.print(table)
+        if skipped:
+            out.print(f"{len(skipped)} case(s) skipped: a deployment cannot run them")
         if coverage:
             _print_coverage(mappings)
-    # Under --update a rewritten golden is no failure; a fault case or a broken one still is.
-    failed = [
-        o
-        for o in outcomes
-        if not o.passed and not (update and o.case.writes_golden and not o.problems)
-    ]
+    # Under --update a rewritten golden or fault is no failure; a broken case still is.
+    failed = [o for o in outcomes if not o.passed and not (update and not o.problems)]
     if findings or failed:
         raise Failed(1)
     if fail_under is not None and totals(mappings).rule_percent < fail_under:
@@ -443,6 +520,90 @@ def conformance(
             f"--fail-under {fail_under:g} %"
         )
         raise Failed(1)
+
+
+def _run_against(
+    kit: Kit,
+    project: Project,
+    url: str,
+    receive: str,
+    credentials: dict[str, dict[str, str | None]],
+    cases: list[Case],
+    time_limit: float | None,
+    output: str,
+) -> tuple[list[Outcome], list[Skipped]]:
+    """The cases run against the bridge at ``url``, the kit taking deliveries at ``receive``."""
+    from contextlib import ExitStack
+    from functools import partial
+
+    from pydantic import ValidationError
+
+    from ccbmdm.codegen.catalogue import load_catalogue
+    from ccbmdm.conformance import suite
+    from ccbmdm.conformance.against import (
+        AGAINST_GRACE_S,
+        Against,
+        AgainstError,
+        Skipped,
+        credential,
+    )
+    from ccbmdm.conformance.cases import MappingCase
+    from ccbmdm.conformance.limit import limit_of, limited
+    from ccbmdm.conformance.receiving import KitSystems
+    from ccbmdm.runtime.config import NodeSetting
+
+    try:
+        host, port = NodeSetting(listen=receive).address()
+    except ValidationError:
+        fail(f"--receive {receive!r}: write host:port (port 0: any free port)", 2)
+    outcomes: list[Outcome] = []
+    skipped: list[Skipped] = []
+    try:
+        given = {
+            kind: {
+                system: credential(spec, f"--{kind}-{system}")
+                for system, spec in specs.items()
+                if spec is not None
+            }
+            for kind, specs in credentials.items()
+        }
+        with explained():
+            flows = load_catalogue(project.contracts / "flows.yaml")
+        every_case = [
+            c for c in suite.load(project, suite.Selection())[0] if isinstance(c, MappingCase)
+        ]
+        systems = KitSystems(kit.registry, flows, given["bridge-to"])
+        with ExitStack() as stack:
+            try:
+                base = systems.serve(stack, host, port)
+            except RuntimeError:  # uvicorn could not bind: it said why just above
+                fail(f"--receive {receive}: the kit cannot listen there; is the port in use?")
+            err.print(f"the kit takes deliveries as CCB at {base}/ccb and as MDM at {base}/mdm")
+            for system, checked in systems.checked.items():
+                if not checked:
+                    err.print(
+                        f"  (as {system.upper()} from any caller: no --bridge-to-{system} given)"
+                    )
+            runner = Against(kit, flows, url, given["as"], systems, every_case, time_limit)
+            stack.callback(runner.close)
+            for number, selected in enumerate(cases, 1):
+                # The kit stops waiting for the bridge at the case's limit; past it, what still
+                # runs is the kit's own work on the case (decoding its input, say): stopped.
+                limit = limit_of(selected, time_limit) + AGAINST_GRACE_S
+                ran = limited(selected, limit, partial(runner.run, selected))
+                if isinstance(ran, Skipped):
+                    skipped.append(ran)
+                    if output == "text":
+                        out.print(
+                            f"[{number}/{len(cases)}] {ran.case.id} skipped: {escape(ran.reason)}"
+                        )
+                    continue
+                outcomes.append(ran)
+                if output == "text":
+                    _print_outcome(ran, number, len(cases), False)
+    except AgainstError as exc:
+        fail(str(exc))
+    return outcomes, skipped
 
 
 def _print_coverage(mappings: list[MappingCoverage]) -> None:
@@ -491,7 +652,7 @@ def _print_outcome(outcome: Outcome, number: int, total: int, update: bool) -> N
     from ccbmdm.conformance.suite import failure_lines
 
     progress = f"[{number}/{total}] {outcome.case.id}"
-    if update and outcome.case.writes_golden:  # a fault case is only run
+    if update:
         changed = "updated" if outcome.differences or outcome.notes else "unchanged"
         out.print(f"{progress} {'FAILED' if outcome.problems else changed}")
         for difference in outcome.differences:
@@ -1019,7 +1180,7 @@ def sim_mdm(
 
 @ccb_app.command("initial-load")
 def sim_initial_load(config: ConfigOption = None, project_dir: ProjectDir = None) -> None:
-    """Create one sync request per CCB entity with the initial-load flag (flows.md §0.2)."""
+    """Create one sync request per CCB entity with the initial-load flag (docs/flows.md §0.2)."""
     from ccbmdm.runtime.sim.ccb import CcbSimulator
 
     runtime = _runtime(config, project_dir)

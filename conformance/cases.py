@@ -59,13 +59,8 @@ class MappingCase:
     time_zone: str | None
     tables: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     xref: dict[str, dict[str, str]] = field(default_factory=dict)
+    time_limit_s: float | None = None  # what the case may take; None: the run's limit
     positions: dict[str, Pos] = field(default_factory=dict)  # of each key of case.yaml
-
-    @property
-    def writes_golden(self) -> bool:
-        """--update writes this case's golden (a fault case's expected fault is written by
-        hand)."""
-        return self.expected is not None
 
     def at(self, key: str) -> Pos:
         """Where ``key`` is written in case.yaml (its first line when it is not)."""
@@ -121,7 +116,6 @@ class FlowCase:
     time_limit_s: float | None = None
     positions: dict[str, Pos] = field(default_factory=dict)
     part: str = "flow"  # (a flow case runs every part of its flow)
-    writes_golden = True  # its trail and end state
 
     def at(self, key: str) -> Pos:
         return self.positions.get(key) or Pos(self.display(self.folder / CASE_FILE), 1, 1)
@@ -179,6 +173,7 @@ def read_case(folder: Path, root: Path) -> Case:
             str(mo): {str(k): str(v) for k, v in keys.items()}
             for mo, keys in _mapping(data.get("xref")).items()
         },
+        time_limit_s=float(str(_plain(data["time_limit_s"]))) if "time_limit_s" in data else None,
         positions={
             **positions,
             **{f"tables.{k}": p for k, p in _key_pos(data.get("tables")).items()},

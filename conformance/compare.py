@@ -102,8 +102,8 @@ def differences(
     found = [
         Difference(
             _xpath(steps := level.path(output_format="list")),
-            _shown(level.t1),
-            _shown(level.t2),
+            shown(level.t1),
+            shown(level.t2),
             _rule(steps, rules),
         )
         for levels in diff.values()
@@ -136,7 +136,7 @@ def _rule(steps: list[str | int], rules: dict[str, str]) -> str | None:
     return None
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     """A value as the report prints it: text quoted, numbers as written, times in ISO 8601."""
     if value is None or type(value).__name__ == "NotPresent":
         return ABSENT

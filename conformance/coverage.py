@@ -10,7 +10,7 @@ proves nothing about the rule that would write it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,10 +71,10 @@ def _site_order(rule: str) -> tuple[str, int, int]:
 
 
 def measure(
-    lineage: dict[str, Any], outcomes: Iterable[Outcome], flow: str | None = None
+    lineage: dict[str, Any], outcomes: Iterable[Outcome], flows: Collection[str] = ()
 ) -> list[MappingCoverage]:
-    """Coverage of each mapping in the lineage (of one flow when ``flow`` is given) by the
-    outcomes; a mapping no outcome ran is listed with nothing covered."""
+    """Coverage of each mapping in the lineage (of those flows when ``flows`` names some) by
+    the outcomes; a mapping no outcome ran is listed with nothing covered."""
     mappings = {
         (entry["flow"], entry["part"]): MappingCoverage(
             file,
@@ -83,7 +83,7 @@ def measure(
             {target: f.get("rule") for target, f in entry.get("fields", {}).items()},
         )
         for file, entry in lineage.items()
-        if flow is None or entry["flow"] == flow
+        if not flows or entry["flow"] in flows
     }
     for outcome in outcomes:
         # A flow case exercises each mapping the bridge ran in its trail.

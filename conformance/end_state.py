@@ -7,7 +7,8 @@ case and not its starting state:
   final state (and reason): CCB's sync and usage requests and corrected-read notifications,
   MDM's sync requests and usage transactions;
 - ``mdm``: the record MDM holds for every CCB entity a sync request of the events named;
-- ``ccb``: the bill segments the events created or changed, with their service quantities.
+- ``ccb``: the accounts the events changed (a bill cycle moved by MDM, say), and the bill
+  segments they created or changed, with their service quantities.
 
 Surrogate ids, lease tokens and timestamps of the store are not shown: they say when a row was
 written, not what the flow did. Values are written as the store holds them.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -59,20 +61,36 @@ MDM_RECORDS = {
     "SP MTR HIST": "install_event",
     "BILL CYCLE": "bill_cycle",
 }
+ACCOUNTS = (
+    "SELECT account_id, person_id, bill_cycle, bill_cycle_protected, cis_division "
+    "FROM ccb_account ORDER BY account_id"
+)
 _TABLES = (*(table for table, _ in REQUESTS), "ccb_bill_segment")
 
 
-def watermark(store: Store) -> dict[str, int]:
-    """The last id of each table before the events: what came after is the case's."""
+@dataclass(frozen=True)
+class Watermark:
+    """Where the store stood before the events: the last id of each table, and the accounts
+    (which have no id to count from)."""
+
+    ids: dict[str, int]
+    accounts: list[dict[str, Any]]
+
+
+def watermark(store: Store) -> Watermark:
     with store.transaction() as tx:
-        return {
-            table: int((tx.fetch_one(f"SELECT max(id) AS n FROM {table}") or {}).get("n") or 0)
-            for table in _TABLES
-        }
+        return Watermark(
+            {
+                table: int((tx.fetch_one(f"SELECT max(id) AS n FROM {table}") or {}).get("n") or 0)
+                for table in _TABLES
+            },
+            _accounts(tx),
+        )
 
 
-def end_state(ccb: CcbSimulator, mdm: MdmSimulator, since: dict[str, int]) -> dict[str, Any]:
-    """The three views after the events (``since``: the watermark taken before them)."""
+def end_state(ccb: CcbSimulator, mdm: MdmSimulator, mark: Watermark) -> dict[str, Any]:
+    """The three views after the events (``mark``: taken before them)."""
+    since = mark.ids
     with ccb.store.transaction() as tx:
         requests = {
             table: [
@@ -91,12 +109,18 @@ def end_state(ccb: CcbSimulator, mdm: MdmSimulator, since: dict[str, int]) -> di
             if mo in MDM_RECORDS or mo == "METER READ"
         }
         segments = _segments(tx, since["ccb_bill_segment"])
+        accounts = [a for a in _accounts(tx) if a not in mark.accounts]
     state: dict[str, Any] = {"requests": {k: v for k, v in requests.items() if v}}
     if records:
         state["mdm"] = records
-    if segments:
-        state["ccb"] = {"bill segments": segments}
+    ccb_view = {"accounts": accounts, "bill segments": segments}
+    if any(ccb_view.values()):
+        state["ccb"] = {name: rows for name, rows in ccb_view.items() if rows}
     return state
+
+
+def _accounts(tx: Transaction) -> list[dict[str, Any]]:
+    return [plain(dict(row)) for row in tx.fetch(ACCOUNTS)]
 
 
 def _mdm_record(mdm: MdmSimulator, tx: Transaction, mo: str, key: str) -> Any:

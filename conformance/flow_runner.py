@@ -22,7 +22,13 @@ from deepdiff import DeepDiff
 from ccbmdm.codegen.mapping.loader import Finding
 from ccbmdm.codegen.mapping.syntax import Pos
 from ccbmdm.conformance.cases import HINT, FlowCase, Step
-from ccbmdm.conformance.compare import Difference, differences, message_tree, present_fields
+from ccbmdm.conformance.compare import (
+    Difference,
+    differences,
+    message_tree,
+    present_fields,
+    shown,
+)
 from ccbmdm.conformance.end_state import end_state, watermark
 from ccbmdm.conformance.scenario import StepFailed, Unsettled, World, perform
 from ccbmdm.conformance.trail import TRAIL_FOLDER, Hop, Recorder, golden_files, read_hop
@@ -36,7 +42,6 @@ if TYPE_CHECKING:
     from ccbmdm.conformance.runner import Kit, Outcome
 
 END_STATE_FILE = "end-state.yaml"
-DEFAULT_TIME_LIMIT_S = 120.0
 # Every node is in process: retries and leases need not wait minutes.
 CASE_DELIVERY = DeliverySetting(
     lease_s=30, backoff_base_s=0.05, backoff_factor=2, backoff_cap_s=1, poll_interval_s=0.01
@@ -91,8 +96,10 @@ class FlowRunner:
         )
 
     def _run(self, case: FlowCase, time_limit_s: float | None) -> Ran:
-        limit = case.time_limit_s or time_limit_s or DEFAULT_TIME_LIMIT_S
-        deadline = time.monotonic() + limit
+        from ccbmdm.conformance.limit import limit_of
+
+        # (the runner stops a case at its limit; this stops waiting for the nodes by then)
+        deadline = time.monotonic() + limit_of(case, time_limit_s)
         with tempfile.TemporaryDirectory(prefix="ccbmdm-case-") as folder:
             store = str(Path(folder) / "runtime.db")
             runtime = Runtime(
@@ -152,8 +159,12 @@ class FlowRunner:
     def _message_differences(
         self, case: FlowCase, golden: Path, hop: Hop, where: str
     ) -> list[Difference]:
-        expected_name, expected_model = self._decode(case, golden.read_bytes(), golden)
-        actual_name, actual_model = self._decode(case, hop.body, None)
+        expected_name, expected_model = self.kit.decode_file(case, golden)
+        try:
+            actual_codec, actual_model = self.kit.registry.decode(hop.body)
+        except (XmlRejected, UnknownContract, ContractViolation) as exc:
+            return [Difference(f"{where} {hop.label}", "a valid message", str(exc), None)]
+        actual_name = actual_codec.name
         if expected_name != actual_name:
             return [Difference(f"{where}/contract", expected_name, actual_name, None)]
         type_key = self.kit.contracts.contracts[actual_name].type_key
@@ -183,23 +194,13 @@ class FlowRunner:
         return [
             Difference(
                 END_STATE_FILE + "".join(f"/{step}" for step in level.path(output_format="list")),
-                _shown(level.t1),
-                _shown(level.t2),
+                shown(level.t1),
+                shown(level.t2),
                 None,
             )
             for levels in diff.values()
             for level in levels
         ]
-
-    def _decode(self, case: FlowCase, body: bytes, path: Path | None) -> tuple[str, Any]:
-        name = case.display(path) if path is not None else f"{case.id} (recorded)"
-        try:
-            codec, model = self.kit.registry.decode(body)
-        except (XmlRejected, UnknownContract, ContractViolation) as exc:
-            raise Finding(
-                Pos(name, 1, 1), "message", f"not a message of a contract: {exc}"
-            ) from None
-        return codec.name, model
 
     def _rules(self, hop: Hop, contract: str) -> dict[str, str]:
         for entry in self.kit.lineage.values():
@@ -243,11 +244,3 @@ class FlowRunner:
             + yaml.safe_dump(ran.state, sort_keys=False, allow_unicode=True, width=100),
             encoding="utf-8",
         )
-
-
-def _shown(value: object) -> str:
-    from deepdiff.helper import notpresent
-
-    if value is notpresent:
-        return "(absent)"
-    return repr(value) if isinstance(value, str) else str(value)

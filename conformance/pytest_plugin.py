@@ -18,6 +18,7 @@ from ccbmdm.codegen.mapping.loader import Finding
 from ccbmdm.codegen.project import PROJECT_FILE, Project, ProjectError
 from ccbmdm.codegen.xsd_reader import ContractError
 from ccbmdm.conformance.cases import CASE_FILE, read_case
+from ccbmdm.conformance.limit import limit_of, limited
 from ccbmdm.conformance.runner import Kit, Outcome
 from ccbmdm.conformance.suite import failure_lines
 
@@ -77,7 +78,7 @@ class CaseItem(pytest.Item):
         kit = _kit(project)
         if isinstance(kit, str):  # every case says why, as `ccbmdm check` would
             raise CaseFailed(kit)
-        outcome: Outcome = kit.run(case)
+        outcome: Outcome = limited(case, limit_of(case), lambda: kit.run(case))
         if not outcome.passed:
             raise CaseFailed("\n".join(failure_lines(outcome)))
 

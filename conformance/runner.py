@@ -28,8 +28,9 @@ from ccbmdm.codegen.mapping.loader import Finding
 from ccbmdm.codegen.mapping.syntax import Pos
 from ccbmdm.codegen.project import Project
 from ccbmdm.codegen.xsd_reader import read_contracts
-from ccbmdm.conformance.cases import HINT, Case, FlowCase, MappingCase
+from ccbmdm.conformance.cases import CASE_FILE, HINT, Case, FlowCase, MappingCase
 from ccbmdm.conformance.compare import Difference, differences, message_tree, present_fields
+from ccbmdm.conformance.fault_file import FaultNotWritten, rewrite_fault
 from ccbmdm.conformance.flow_runner import FlowRunner
 from ccbmdm.runtime.codec import ContractViolation
 from ccbmdm.runtime.contracts import ContractRegistry, UnknownContract
@@ -118,12 +119,12 @@ class Kit:
     def update(self, case: Case) -> Outcome:
         """Run the case and write its actual message as its golden. The outcome's differences
         are the changes, field by field; a golden that could not be read is written anew and
-        said so. A fault case is only run: its expected fault is written by hand."""
+        said so. A fault case gets the fault its mapping gives now (see _update_fault)."""
         if isinstance(case, FlowCase):
             return self.flows.update(case)
         started = time.perf_counter()
         if case.expected is None:
-            return self.run(case)
+            return self._update_fault(case, started)
         ran = Outcome(case, 0.0)
         try:
             transformer, result = self._transform(case)
@@ -147,6 +148,33 @@ class Kit:
             actual=written,
             notes=notes,
         )
+
+    def _update_fault(self, case: MappingCase, started: float) -> Outcome:
+        """Write the code and rule of the fault the mapping gives now into the case.yaml, in
+        place (the rest of the file kept byte for byte); the differences are the changes. A
+        mapping that now gives a message leaves the case as it is, failed: a golden message is
+        a claim to write by hand."""
+        assert case.fault is not None
+        ran = Outcome(case, 0.0)
+        try:
+            transformer, result = self._transform(case)
+            ran = self._exercised(ran, transformer, result)
+            if not isinstance(result, TransformError):
+                raise _Unexpected(
+                    f"{case.id}: expected fault 90000/{case.fault.code} at {case.fault.rule}; "
+                    "the mapping now gives a message: case.yaml is left as it is (give the "
+                    "case an expected message, or fix the mapping)"
+                )
+            changes = tuple(self._fault_differences(case, result))
+            if changes:
+                rule = f"{result.site.file}#{result.site.target}"
+                rewrite_fault(case.folder / CASE_FILE, result.code, rule)
+        except (Finding, _Unexpected, FaultNotWritten) as exc:
+            return replace(ran, seconds=time.perf_counter() - started, problems=(str(exc),))
+        except OSError as exc:
+            problem = f"{case.display(case.folder / CASE_FILE)}: cannot write: {exc.strerror}"
+            return replace(ran, seconds=time.perf_counter() - started, problems=(problem,))
+        return replace(ran, seconds=time.perf_counter() - started, differences=changes)
 
     # ------------------------------------------------------------------ judging
 
@@ -258,9 +286,16 @@ class Kit:
         return found
 
     def _decode(self, case: MappingCase, path: Path, contract: str) -> BaseModel:
+        return self.decode_file(case, path, contract)[1]
+
+    def decode_file(
+        self, case: Case, path: Path, contract: str | None = None
+    ) -> tuple[str, BaseModel]:
+        """A message file of a case as its contract's model (the contract its root names when
+        none is given); a Finding at the line and column of what is wrong."""
         name = case.display(path)
         try:
-            _, message = self.registry.decode(path.read_bytes(), contract)
+            codec, message = self.registry.decode(path.read_bytes(), contract)
         except OSError as exc:
             raise Finding(Pos(name, 1, 1), "message", f"cannot read: {exc.strerror}") from None
         except XmlRejected as exc:
@@ -273,13 +308,14 @@ class Kit:
             first = exc.problems[0] if exc.problems else None
             line, column = (first.line or 1, first.column or 1) if first else (1, 1)
             what = f"{first.xpath}: {first.message}" if first else str(exc)
+            written = contract or exc.contract
             raise Finding(
                 Pos(name, line, column),
                 "message",
-                f"not a valid {contract} message ({exc.total} problem(s)): {what}",
-                f"run `ccbmdm validate --contract {contract} {name}`",
+                f"not a valid {written} message ({exc.total} problem(s)): {what}",
+                f"run `ccbmdm validate --contract {written} {name}`",
             ) from None
-        return message
+        return codec.name, message
 
 
 class _Unexpected(Exception):

@@ -17,6 +17,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from ccbmdm.conformance.interval_profile import profile_values
 from ccbmdm.runtime.assembly import Runtime
 from ccbmdm.runtime.lexical import configured_datetime
 from ccbmdm.runtime.operations import resubmit
@@ -24,7 +25,8 @@ from ccbmdm.runtime.sim.bill_cycle_change import change_measurement_cycle
 from ccbmdm.runtime.sim.ccb import Account, CcbSimulator
 from ccbmdm.runtime.sim.demo import convert_bills
 from ccbmdm.runtime.sim.mdm import MdmSimulator
-from ccbmdm.runtime.sim.mdm_measurements import generate_interval_data
+from ccbmdm.runtime.sim.mdm_measurements import codes_text, epoch, generate_interval_data
+from ccbmdm.runtime.sim.mdm_records import production_id
 from ccbmdm.runtime.sim.synthetic import Plan, generate
 from ccbmdm.runtime.store import Transaction
 from ccbmdm.runtime.sync import KEY_SEPARATOR
@@ -145,11 +147,18 @@ def ccb_resubmit(world: World, mo: str, key: str | list[str]) -> None:
 
 
 def ccb_account(
-    world: World, account_id: str, person_id: str, bill_cycle: str, cis_division: str
+    world: World,
+    account_id: str,
+    person_id: str,
+    bill_cycle: str,
+    cis_division: str,
+    bill_cycle_protected: bool = False,
 ) -> None:
-    """Add or replace an account (accounts are not synchronized; SAs refer to them)."""
+    """Add or replace an account (accounts are not synchronized; SAs refer to them);
+    ``bill_cycle_protected``: a bill cycle change from MDM leaves the account's cycle alone."""
+    account = Account(account_id, person_id, bill_cycle, cis_division, bill_cycle_protected)
     with world.ccb.store.transaction() as tx:
-        world.ccb.save_account(tx, Account(account_id, person_id, bill_cycle, cis_division))
+        world.ccb.save_account(tx, account)
 
 
 def ccb_billing_run(world: World, bill_cycle: str, window_start: date) -> None:
@@ -184,7 +193,14 @@ def ccb_call(world: World, message: str) -> None:
         codec, _ = node.contracts.decode(body)
     except Exception as exc:  # a refusal of any kind is the case author's to fix
         raise StepFailed(f"{message} is not a valid message: {exc}") from None
-    flow = next((f for f in world.runtime.flows if f.part("request").sender == codec.name), None)
+    flow = next(
+        (
+            f
+            for f in world.runtime.flows
+            if any(p.name == "request" and p.sender == codec.name for p in f.parts)
+        ),
+        None,
+    )
     if flow is None:
         raise StepFailed(f"{message}: {codec.name} is the request of no flow")
     (answer,) = node.transport.post_many("ccb", "bridge", [Posting(flow.kebab, "request", body)])
@@ -196,6 +212,60 @@ def mdm_interval_data(world: World, month: date, seed: int) -> None:
     """Synthetic interval measurements in MDM for every interval channel installed during
     ``month`` and its billing windows (some estimated), as the demo loads them."""
     generate_interval_data(world.mdm.store, month, seed)
+
+
+def mdm_intervals(
+    world: World,
+    sp_id: str,
+    start: datetime,
+    end: datetime,
+    kwh: str | None = None,
+    runs: list[Mapping[str, Any]] | None = None,
+    register_id: str | None = None,
+) -> None:
+    """MDM receives interval measurements for the SP's interval channel (the channel of CCB
+    register ``register_id`` when the SP has several) over ``[start, end)``: ``kwh`` in every
+    interval, except where a run ``{from, to, kwh | quality | missing}`` says otherwise
+    (``conformance.interval_profile``); stored values it covers are replaced."""
+    measurements = world.mdm.usage.measurements
+    with world.mdm.store.transaction() as tx:
+        mc_id, seconds = _interval_channel(world, tx, sp_id, start, end, register_id)
+        rows = profile_values(start, end, seconds, kwh, runs or ())
+        measurements.write_values(
+            tx,
+            [(mc_id, epoch(r.end), str(r.kwh), codes_text(r.codes)) for r in rows],
+            replace=True,
+        )
+
+
+def _interval_channel(
+    world: World,
+    tx: Transaction,
+    sp_id: str,
+    start: datetime,
+    end: datetime,
+    register_id: str | None,
+) -> tuple[str, int]:
+    """The production id and interval length of the SP's interval MC over the period."""
+    sp = production_id(tx, "CCB", "D1-SP", (sp_id,))
+    if sp is None:
+        raise StepFailed(f"MDM has no SP for CCB SP {sp_id}")
+    wanted = None if register_id is None else production_id(tx, "CCB", "D1-MC", (register_id,))
+    if register_id is not None and wanted is None:
+        raise StepFailed(f"MDM has no MC for CCB register {register_id}")
+    channels = {
+        c.mc: c.seconds_per_interval
+        for i in world.mdm.usage.measurements.installations(tx, sp, start, end)
+        for c in i.channels
+        if wanted is None or c.mc == wanted
+    }
+    if len(channels) != 1:
+        raise StepFailed(
+            f"SP {sp_id} has {len(channels)} interval channels installed in the period"
+            + ("; name the register" if channels else "")
+        )
+    ((mc_id, seconds),) = channels.items()
+    return mc_id, seconds
 
 
 def mdm_correct_read(world: World, sp_id: str, at: datetime, value: str) -> None:
@@ -228,6 +298,7 @@ ACTIONS: Mapping[str, Action] = {
     "ccb.complete_bills": ccb_complete_bills,
     "ccb.call": ccb_call,
     "mdm.interval_data": mdm_interval_data,
+    "mdm.intervals": mdm_intervals,
     "mdm.correct_read": mdm_correct_read,
     "mdm.change_measurement_cycle": mdm_change_measurement_cycle,
 }

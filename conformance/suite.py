@@ -22,17 +22,18 @@ class BadSelection(Exception):
 
 @dataclass(frozen=True)
 class Selection:
-    """Which cases to run: by flow, by case name and by a -k expression over the case id."""
+    """Which cases to run: by flow, by case name and by a -k expression over the case id. A
+    repeated --flow or --case selects the union of its values; the kinds narrow each other."""
 
-    flow: str | None = None  # a flow code or its folder name
-    case: str | None = None  # a case folder name or id
+    flows: tuple[str, ...] = ()  # flow codes or their folder names; none: every flow
+    cases: tuple[str, ...] = ()  # case folder names or ids; none: every case
     keyword: str | None = None
 
     def __call__(self, case_id: str) -> bool:
         flow, name = case_id.split("/", 1)
-        if self.flow is not None and flow_code(flow) != flow_code(self.flow):
+        if self.flows and flow_code(flow) not in {flow_code(f) for f in self.flows}:
             return False
-        if self.case is not None and self.case not in (name, case_id):
+        if self.cases and not {name, case_id} & set(self.cases):
             return False
         return self.keyword is None or matches(self.keyword, case_id)
 

@@ -1,6 +1,6 @@
 """Delivery: the generic outbox and inbox every asynchronous message goes through.
 
-At-least-once on the wire, applied once (reliability.md §1.3): a message is committed to the
+At-least-once on the wire, applied once (docs/reliability.md §1.3): a message is committed to the
 sender's outbox before it is sent and to the receiver's inbox before its receipt; every attempt
 sends the same id and bytes; every transition after a claim is fenced by the claim's lease token,
 so a worker whose lease expired changes nothing.
@@ -182,7 +182,7 @@ class Outbox:
     def claim(self, batch: int | None = None) -> list[Claim]:
         """Claim due rows whose key has no older open row: SENDING, one more attempt, a lease.
 
-        The guard keeps per-key order across workers (reliability.md §2.3).
+        The guard keeps per-key order across workers (docs/reliability.md §2.3).
         """
         store = self.store
         due = f"""r.node = :node AND r.state IN ('PENDING','RETRY_WAIT') AND r.due_at <= {store.now}
@@ -559,7 +559,7 @@ class Inbox:
     def rescue(self, give_up: Callable[[Transaction, Row], str | None] | None = None) -> int:
         """Messages whose processing lease passed are received again, to be processed anew;
         one whose attempts are used up is PROCESSED instead, with the outcome ``give_up``
-        records for it (the fault its partner gets, reliability.md §2.4)."""
+        records for it (the fault its partner gets, docs/reliability.md §2.4)."""
         lock = " FOR UPDATE SKIP LOCKED" if self.store.dialect == "postgres" else ""
         with self.store.transaction() as tx:
             expired = tx.fetch(

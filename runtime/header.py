@@ -1,4 +1,4 @@
-"""The message header every contract starts with (flows.md §0): the flow, who sends it to whom,
+"""The message header every contract starts with (docs/flows.md §0): the flow, who sends it to whom,
 and when; built here so that every message the framework writes has it the same way."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The HTTP binding of flows.md PD-C12: an ASGI app in front of a node's receiver (served by
+"""The HTTP binding of docs/flows.md PD-C12: an ASGI app in front of a node's receiver (served by
 uvicorn), and a transport that posts stored messages with httpx.
 
 Authentication is HTTP Basic or a bearer token per partner: the credential names the partner,
@@ -40,6 +40,7 @@ _PATH = re.compile(r"^/ccbmdm/v1/([a-z0-9-]+)/(request|response|ack|notification
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+Application = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -254,9 +255,10 @@ class HttpTransport:
 
 
 class Server:
-    """A receiver app served by uvicorn in a background thread, on loopback by default."""
+    """A receiver app (or any ASGI app) served by uvicorn in a background thread, on loopback
+    by default."""
 
-    def __init__(self, app: ReceiverApp, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, app: Application, host: str = "127.0.0.1", port: int = 0) -> None:
         if port == 0:
             with socket.socket() as probe:
                 probe.bind((host, 0))

@@ -1,6 +1,6 @@
 """The synchronous, read-only flows (14, 15, 17 and 19) answered inline through the bridge.
 
-Nothing is stored (flows.md PD-C07): the bridge maps the request, calls the other system, maps
+Nothing is stored (docs/flows.md PD-C07): the bridge maps the request, calls the other system, maps
 its reply back and answers the caller in the same HTTP exchange, logging the call. A caller that
 gets a fault may simply ask again: the flows change nothing.
 """

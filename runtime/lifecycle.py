@@ -33,7 +33,7 @@ class IllegalTransition(Exception):
 
 @dataclass(frozen=True)
 class Transition:
-    id: str  # as lifecycles.md numbers it (S1, U3, …), or the table's own id where it does not
+    id: str  # as docs/lifecycles.md numbers it (S1, U3, …), or the table's own id where it does not
     source: str
     event: str
     target: str
@@ -143,8 +143,8 @@ class Lifecycle:
         return tuple(path)
 
 
-# CCB outbound sync request (lifecycles.md §1, stored as reliability.md §1.2 says). Determine if
-# Sync Needed and Send Request are transitory: they happen inside the monitor's step.
+# CCB outbound sync request (docs/lifecycles.md §1, stored as docs/reliability.md §1.2 says).
+# Determine if Sync Needed and Send Request are transitory: they happen inside the monitor's step.
 SYNC_REQUEST = Lifecycle(
     "sync request",
     {
@@ -176,12 +176,12 @@ HOURS_12 = 12 * 3600.0
 HOURS_24 = 24 * 3600.0
 DUE_AT_ONCE = Deadline()  # claimable from the moment the row enters; the step picks the event
 
-# MDM inbound sync request (lifecycles.md §2, PD-L05, PD-L06, PD-L15). §2 does not number its
+# MDM inbound sync request (docs/lifecycles.md §2, PD-L05, PD-L06, PD-L15). §2 does not number its
 # transitions: MS1… are this table's own ids.
 #
 # Transformed, Resolved and Applied are transitory: MDM's step applies a request in one
-# transaction, as CCB's monitor passes Determine and Send Request (reliability.md §2.2), so only
-# Pending, the retryable Error and the final states are stored. The retry re-derives the
+# transaction, as CCB's monitor passes Determine and Send Request (docs/reliability.md §2.2), so
+# only Pending, the retryable Error and the final states are stored. The retry re-derives the
 # transformed entity from the received message (a mapping is a pure function of it).
 #
 # Initial-load requests run on this same machine, with no Key Allocated or Loaded state: §2.1
@@ -235,7 +235,7 @@ MDM_INBOUND_SYNC = Lifecycle(
     ),
 )
 
-# CCB usage request (lifecycles.md §3, PD-L07, PD-L13). §3 does not number its transitions:
+# CCB usage request (docs/lifecycles.md §3, PD-L07, PD-L13). §3 does not number its transitions:
 # UR1… are this table's own ids. Error is final (PD-L13): a batch request's retry is a new
 # request from the next billing run, an online one's a regenerated segment.
 #
@@ -302,8 +302,8 @@ USAGE_REQUEST = Lifecycle(
     ),
 )
 
-# MDM usage transaction (lifecycles.md §4, U1 to U9, PD-L09, PD-L14). Calculation is transitory:
-# its enter action runs the usage rules and the outcome leaves it. Sent is final unless
+# MDM usage transaction (docs/lifecycles.md §4, U1 to U9, PD-L09, PD-L14). Calculation is
+# transitory: its enter action runs the usage rules and the outcome leaves it. Sent is final unless
 # corrected (PD-L14), so it is a waiting state whose only way out is U9; Superseded and stale are
 # attributes of a Sent UT, not states (PD-L09). §4 gives no deadlines: how long Error retries
 # (PD-L08) is decided by `automatedRetry` and the request's dates, not by the table.
@@ -347,10 +347,10 @@ USAGE_TRANSACTION = Lifecycle(
     ),
 )
 
-# CCB off-cycle bill generator for corrected reads (lifecycles.md §5, PD-L10). §5 does not number
-# its transitions: OB1… are this table's own ids. An SA's generators run one at a time, oldest
-# segment first: a Pending one is claimable at once and held behind an older one of its SA, as a
-# sync request is behind its key. Processing Request has no deadline of its own: its usage
+# CCB off-cycle bill generator for corrected reads (docs/lifecycles.md §5, PD-L10). §5 does not
+# number its transitions: OB1… are this table's own ids. An SA's generators run one at a time,
+# oldest segment first: a Pending one is claimable at once and held behind an older one of its
+# SA, as a sync request is behind its key. Processing Request has no deadline of its own: its usage
 # request's rules it. Error is final: a failure discards the SA's remaining generators (step 5),
 # so no retry could continue the sequence; the To Do hands the segments to a user.
 OFF_CYCLE_BILL_GENERATOR = Lifecycle(

@@ -266,7 +266,7 @@ class Bridge:
 
     def _undelivered(self, tx: Transaction, inbox_id: int, reason: str) -> None:
         """A relayed message ended in ERROR undelivered: its originator gets 90000/1401
-        (reliability.md §2.4), so its own request ends in Error instead of waiting a day."""
+        (docs/reliability.md §2.4), so its own request ends in Error instead of waiting a day."""
         row = tx.fetch_one(
             "SELECT partner, flow, message_id FROM inbox WHERE id = :id", {"id": inbox_id}
         )

@@ -1,5 +1,5 @@
 """What an operator does with the runtime: see where everything stands, resubmit or discard what
-went to Error (lifecycles.md PD-L01; transitions S10 and S11)."""
+went to Error (docs/lifecycles.md PD-L01; transitions S10 and S11)."""
 
 from __future__ import annotations
 

@@ -1,19 +1,20 @@
 """A node's receiving side: validate, store in the inbox, answer with a receipt or a fault.
 
 Nothing is processed here: the message is committed to the inbox before the 202 goes out, and
-the node's worker processes it later (reliability.md §2.4, "Receiving").
+the node's worker processes it later (docs/reliability.md §2.4, "Receiving").
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import Protocol
 
 from ccbmdm.codegen.catalogue import Flow
 from ccbmdm.runtime.authorization import BRIDGE, header_mismatch, poster
 from ccbmdm.runtime.codec import ContractViolation, build
 from ccbmdm.runtime.contracts import ContractRegistry, UnknownContract
-from ccbmdm.runtime.delivery import Arrival, Inbox, new_message_id
+from ccbmdm.runtime.delivery import Arrival, new_message_id
 from ccbmdm.runtime.header import message_header, system_code
 from ccbmdm.runtime.inline import Answerer
 from ccbmdm.runtime.store import StoreUnavailable
@@ -30,11 +31,20 @@ UNKNOWN_FLOW = "UNKNOWN"
 _SAMPLE_ID = "00000000-0000-7000-8000-000000000000"  # stands for a receipt's message id
 
 
+class Arrivals(Protocol):
+    """Where a receiver puts the messages it takes: a node's Inbox; the conformance kit, as
+    the systems behind a bridge under test, keeps them for the cases that wait for them."""
+
+    def store_messages(
+        self, partner: str, arrivals: Sequence[Arrival]
+    ) -> list[tuple[bool, str | None]]: ...
+
+
 class Receiver:
     """The endpoint of one node (``ccb``, ``bridge`` or ``mdm``)."""
 
     def __init__(
-        self, node: str, inbox: Inbox, contracts: ContractRegistry, flows: tuple[Flow, ...]
+        self, node: str, inbox: Arrivals, contracts: ContractRegistry, flows: tuple[Flow, ...]
     ) -> None:
         self.node = node
         self.inbox = inbox

@@ -1,9 +1,9 @@
 """Master-data sync requests: change capture in the source's transaction, and the monitor's step
 that takes the final snapshot, compares it and hands the message to delivery.
 
-Nothing is processed in the transaction that creates it (lifecycles.md §1.4): ``capture`` only
+Nothing is processed in the transaction that creates it (docs/lifecycles.md §1.4): ``capture`` only
 records that an entity changed; the monitor, later and in its own transaction, decides whether
-anything is sent (reliability.md §2.2).
+anything is sent (docs/reliability.md §2.2).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Transports carry stored messages to another node and bring back their receipts.
 
-The binding is the HTTP one of flows.md PD-C12 (``POST /ccbmdm/v1/{flow}/{part}``, 202 with a
+The binding is the HTTP one of docs/flows.md PD-C12 (``POST /ccbmdm/v1/{flow}/{part}``, 202 with a
 Receipt, 200 with the recorded outcome for a duplicate, 400/403/413 with a Fault); the in-process
 transport keeps those semantics without sockets, for tests and the demo. A sender hands a
 transport a batch of postings for one partner; each gets its own answer, in order.

@@ -1,4 +1,4 @@
-"""CCB usage requests (lifecycles.md §3): billing asks MDM for bill determinants.
+"""CCB usage requests (docs/lifecycles.md §3): billing asks MDM for bill determinants.
 
 Billing creates a request Pending in its own transaction (``request_usage``) and nothing more;
 the monitor's step moves it on: it waits in Awaiting Data Sync while any related sync request is

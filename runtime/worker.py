@@ -1,6 +1,6 @@
 """The monitor worker: moves every lifecycle and node of a runtime on, batch after batch.
 
-Polling moves all work (reliability.md §1.3): a worker runs each step once per round, sleeps a
+Polling moves all work (docs/reliability.md §1.3): a worker runs each step once per round, sleeps a
 poll interval when a round found nothing, and sweeps passed leases and deadlines on its own,
 slower, interval. Several workers, in threads, processes or on other machines, may share a store:
 claims never hand one row to two of them. A stop request lets the batch in hand finish, within a

@@ -1,4 +1,4 @@
-"""Hardened parsing of partner XML (reliability.md §4.1).
+"""Hardened parsing of partner XML (docs/reliability.md §4.1).
 
 Every message from outside goes through ``parse_partner_xml``: the size cap before parsing, a
 strict parser with every option explicit, and a rejection of any DTD found in the parsed

@@ -1,4 +1,4 @@
-"""The reliability harness (reliability.md §3.1): a CCB source that logs every committed change, a
+"""The reliability harness (docs/reliability.md §3.1): a CCB source that logs every committed change, a
 durable MDM stand-in, a log of what each receiver saw, a history of every outbox and sync request
 transition, worker processes that can be killed, and the checker that turns all of it into counts.
 
@@ -38,7 +38,7 @@ from ccbmdm.runtime.worker import Step, Worker
 from runtime_world import FLOWS, People, StubMdm, person
 from support import REPO
 
-# reliability.md §3.1: 2 s lease, 200 ms poll interval, backoff base 50 ms and factor 2; a
+# docs/reliability.md §3.1: 2 s lease, 200 ms poll interval, backoff base 50 ms and factor 2; a
 # retry window of 2 s (a message is given up once its attempts are used and 2 s have passed).
 SETTINGS = DeliverySettings(
     lease_s=2.0,
@@ -379,7 +379,7 @@ def pending_duplicates(store: Store) -> int:
 
 @dataclass(frozen=True)
 class Verdict:
-    """Counts per invariant of reliability.md §3.1; all 0 except ``raw_redeliveries``."""
+    """Counts per invariant of docs/reliability.md §3.1; all 0 except ``raw_redeliveries``."""
 
     lost: int = 0
     applied_twice: int = 0
@@ -840,7 +840,7 @@ class FaultSchedule:
 
 
 def quiesce(store: Store, cluster: Cluster, samples: list[int], timeout_s: float = 90.0) -> None:
-    """reliability.md §3.1: faults off, every worker up for at least a lease and two poll
+    """docs/reliability.md §3.1: faults off, every worker up for at least a lease and two poll
     intervals, then until nothing is left to do (or the deadline, which fails the run)."""
     floor = time.monotonic() + SETTINGS.lease_s + 2 * POLL_S
     deadline = time.monotonic() + timeout_s
@@ -863,7 +863,7 @@ def running(cluster: Cluster) -> Iterator[Cluster]:
 # --- R2: a crash right after a commit boundary ------------------------------------------------
 
 CRASHED = 13  # the exit code of a process that crashed on purpose
-# reliability.md R2: where the process dies, right after the commit named
+# docs/reliability.md R2: where the process dies, right after the commit named
 BOUNDARIES = {
     "capture": "the capture's commit (the source's business transaction)",
     "monitor": "the monitor step's commit, its messages in the outbox",

@@ -1,5 +1,5 @@
 """Flow 20, the bill cycle change: MDM changes the measurement cycle of an externally managed SP
-and tells CCB, which moves the SP and its customers' accounts (flows.md §20, PD-F21, PD-F37).
+and tells CCB, which moves the SP and its customers' accounts (docs/flows.md §20, PD-F21, PD-F37).
 
 MDM's side sends the notification through its outbox as an outbound sync (its own entity
 version per SP, the SP's sync key as ordering key, the acknowledgement awaited a day); CCB's side

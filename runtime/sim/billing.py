@@ -1,9 +1,9 @@
 """The reference CCB's billing: bill segments made from MDM's bill determinants.
 
 A billing run for a bill cycle's window creates, per service agreement that needs bill
-determinants, a segment awaiting usage and its batch usage request (flows.md §11, PD-F11); online
-billing does the same for one account at once (§12). When the determinants are processed the
-segment gets one service quantity per usage period and UOM/TOU/SQI (determinants.md PD-D15),
+determinants, a segment awaiting usage and its batch usage request (docs/flows.md §11, PD-F11);
+online billing does the same for one account at once (§12). When the determinants are processed the
+segment gets one service quantity per usage period and UOM/TOU/SQI (docs/determinants.md PD-D15),
 priced with the rate in force at the period's start, and becomes Freezable. Completing a bill
 freezes its segments and tells MDM they were used on a bill; cancelling a frozen segment tells
 MDM they no longer are (flow 16, PD-F17); freezing alone sends nothing.
@@ -296,7 +296,7 @@ class Billing:
         self, tx: Transaction, sa_id: str, account_id: str, start: datetime, end: datetime
     ) -> None:
         """An SA's billing before go-live, converted: one frozen segment ending at ``end``, so
-        the first billing run starts there (flows.md PD-F11: the previous segment's end)."""
+        the first billing run starts there (docs/flows.md PD-F11: the previous segment's end)."""
         tx.execute(
             f"""INSERT INTO ccb_bill_segment (sa_id, account_id, start_date_time, end_date_time,
                   status, end_from, end_to, reason, created_at)
@@ -401,7 +401,7 @@ class Billing:
             for sq in period.service_quantities:
                 quantities.append((period, sq))
                 lines += _charges(rate, sq)
-        days = Decimal((periods[-1].end_date_time - periods[0].start_date_time).days or 1)
+        days = Decimal(calendar_days(periods[0].start_date_time, periods[-1].end_date_time) or 1)
         first_rate = RATES[_rate_at(sa, periods[0].start_date_time.date())]
         per_day = (first_rate.fixed / 30).quantize(Decimal("0.0001"), ROUND_HALF_UP)
         lines.insert(0, ("fixed charge, days", days, per_day))
@@ -600,6 +600,13 @@ def _charges(rate: Rate, sq: Any) -> list[tuple[str, Decimal, Decimal]]:
     if sq.uom == "KW" and sq.sqi == "BILLDMD" and rate.demand:
         return [("demand charge", quantity, rate.demand)]
     return []
+
+
+def calendar_days(start: datetime, end: datetime) -> int:
+    """The calendar days of a period in legal time (docs/determinants.md §2): a month spanning the
+    spring change is 31 days though it lasts 743 hours. ``start`` and ``end`` carry the SP's
+    legal offsets, as MDM sends them."""
+    return (end.date() - start.date()).days
 
 
 def _rate_at(sa: Mapping[str, Any], day: date) -> str:

@@ -1,5 +1,5 @@
 """The reference CCB: its entities live in the runtime's store, and every change is captured in
-the same transaction that makes it, as OUAF's MO audit does (design.md, "Runtime").
+the same transaction that makes it, as OUAF's MO audit does (docs/runtime.md, "Sync requests").
 
 Each master-data entity is kept as CCB knows it (``ccb_entity``: maintenance object, key, the
 record as JSON, and the one foreign key queries need); accounts have a table of their own. The
@@ -7,7 +7,7 @@ snapshot a sync request compares and sends is derived from the record: the entit
 flow's CCB contract, in its JSON form. Most records are their own snapshot; a service agreement's
 adds what CCB derives when it builds the message (its time zone from its SPs, its main customer
 from the account) and is empty while the SA is Pending Start or Canceled, or when its type needs
-no bill determinants (flows.md PD-F03, PD-F24).
+no bill determinants (docs/flows.md PD-F03, PD-F24).
 
 Decisions:
 - A CIS division names the time zone of an SA without SPs (PD-F03); the reference divisions are
@@ -88,7 +88,7 @@ ENTITY_KINDS: Mapping[str, EntityKind] = {
         EntityKind("METER READ", ("meter_read_id",), "meter_config_id"),
     )
 }
-# The order an initial load captures in: what others refer to first (lifecycles.md PD-L06).
+# The order an initial load captures in: what others refer to first (docs/lifecycles.md PD-L06).
 LOAD_ORDER = tuple(ENTITY_KINDS)
 
 DIVISION_ZONES: Mapping[str, str] = {

@@ -1,4 +1,4 @@
-"""The reference CCB's synchronous calls to MDM, answered inline through the bridge (flows.md
+"""The reference CCB's synchronous calls to MDM, answered inline through the bridge (docs/flows.md
 PD-C07): high-low boundaries for a read (14), usage under another rate (15), the usage
 adjustments of a self-service customer (17) and the bill cycle at SA activation (19).
 

@@ -1,4 +1,4 @@
-"""The reference CCB's answer to a replacement read notification (flow 13, lifecycles.md §5):
+"""The reference CCB's answer to a replacement read notification (flow 13, docs/lifecycles.md §5):
 an off-cycle bill generator cancels the frozen segment the corrected usage was billed on and
 rebills it.
 

@@ -1,5 +1,5 @@
 """What a corrected read or interval means for usage transactions already sent
-(determinants.md §12, lifecycles.md PD-L09, flows.md §13 PD-F14).
+(docs/determinants.md §12, docs/lifecycles.md PD-L09, docs/flows.md §13 PD-F14).
 
 The simulator recalculates a touched UT from the corrected data and compares the result with
 what it sent; ``correction_outcome`` then says whether CCB must be told.
@@ -73,7 +73,7 @@ def touched_usages(
     usages: Iterable[SentUsage], corrections: Sequence[Correction]
 ) -> tuple[SentUsage, ...]:
     """The Sent UTs a set of corrections touches, oldest first: the order CCB rebills them in
-    (lifecycles.md §5)."""
+    (docs/lifecycles.md §5)."""
     return tuple(
         sorted((u for u in usages if u.touched_by(corrections)), key=lambda u: u.start_date_time)
     )

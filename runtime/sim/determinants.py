@@ -1,6 +1,6 @@
 """The MDM simulator's bill-determinant engine: from a usage request, the SP's install events and
 measurements and the usage group, the service quantities of each usage period
-(determinants.md; flows.md §11). Pure: no database, no clock, no I/O.
+(docs/determinants.md; docs/flows.md §11). Pure: no database, no clock, no I/O.
 
 ``calculate`` answers a ``Determinants`` or, for a summary-billed SA with no read due, a
 ``Skip``; a calculation that cannot complete raises a ``DeterminantsFault`` carrying its
@@ -114,7 +114,8 @@ DELIVERED, RECEIVED, NET, BILLED = "DEL", "REC", "NET", "BILLED"
 def calculate(
     request: CalculationRequest, installations: Iterable[Installation], usage_group: UsageGroup
 ) -> Determinants | Skip:
-    """The determinants of a usage request over the SP's install events (determinants.md §2-§10)."""
+    """The determinants of a usage request over the SP's install events
+    (docs/determinants.md §2-§10)."""
     skip = summary_billing_skip(request)
     if skip is not None:
         return skip

@@ -2,8 +2,9 @@
 
 ESPI stamps each IntervalReading with the UTC start of its interval (epoch seconds) and a duration,
 and gives its value as an integer in the ReadingType's unit scaled by ``powerOfTenMultiplier``.
-MDM holds interval-ending values in kWh (determinants.md PD-D01, PD-D03), so this module converts
-at the edge: ``end = start + duration``, ``kWh = value * 10^multiplier / 1000`` for Wh, exactly.
+MDM holds interval-ending values in kWh (docs/determinants.md PD-D01, PD-D03), so this module
+converts at the edge: ``end = start + duration``, ``kWh = value * 10^multiplier / 1000`` for Wh,
+exactly.
 
 A feed is read through ``ccbmdm.runtime.xmlsafe`` (no DTD, no entities, a size cap) and checked
 before anything reaches a channel: one interval length per channel that divides a day, no
@@ -769,7 +770,7 @@ def local_series(channel: MeterReading, zone: str | ZoneInfo) -> tuple[LocalInte
     """The channel in the SP's legal time: each interval's start and end with its offset.
 
     Computed in absolute time and then shown in the zone, so that a spring-forward day has 23
-    hourly intervals and a fall-back day 25 (determinants.md §5).
+    hourly intervals and a fall-back day 25 (docs/determinants.md §5).
     """
     _require_interval_energy(channel)
     tz = _zone(zone)

@@ -1,6 +1,6 @@
 """Estimation: VEE's gap fill of interval data, a register reading MDM estimates to end a period,
 and the re-estimate of a billed estimate that a later actual read proves too high
-(determinants.md §8, PD-D04, PD-D09, PD-D10, PD-D12).
+(docs/determinants.md §8, PD-D04, PD-D09, PD-D10, PD-D12).
 
 Decisions:
 

@@ -1,11 +1,11 @@
-"""High-low boundaries of a register read (flow 14; determinants.md §11, PD-D11) and CCB's
+"""High-low boundaries of a register read (flow 14; docs/determinants.md §11, PD-D11) and CCB's
 classification of a read against them.
 
 Decisions:
 
 * Only cumulative, non-peak registers are evaluated; any other register, and one with neither
   30 days of history nor a default ADC for its SP type, cannot be evaluated (90000/1301, which
-  flows.md PD-F33 reports per register).
+  docs/flows.md PD-F33 reports per register).
 * Expected, low and high consumption are written at the UOM's precision (PD-D03); readings at the
   register's decimal positions.
 * With no expected consumption (no elapsed day or a zero ADC), any consumption above it is

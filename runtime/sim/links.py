@@ -3,7 +3,7 @@
 From a CCB person, SA, SP, usage request or meter, a user jumps to MDM's contact, usage
 subscription, SP, usage transaction or device (and from an SA to MDM's 360 view); from an MDM SP
 to CCB's account information. A link names the target system's own id, found through MDM's
-cross-reference (flows.md §0.5: the cross-reference serves MDM → CCB messages and navigation
+cross-reference (docs/flows.md §0.5: the cross-reference serves MDM → CCB messages and navigation
 links). Each simulator serves a minimal HTML page at those addresses.
 
 Addresses: ``{base}/ccb/{kind}/{id}`` and ``{base}/mdm/{kind}/{id}``.

@@ -1,5 +1,5 @@
 """The reference MDM, master-data side: the inbound sync of flows 1-10 and 18 as MDM runs it
-(flows.md §0.2-§0.5, §1-§10, §18; lifecycles.md §2).
+(docs/flows.md §0.2-§0.5, §1-§10, §18; docs/lifecycles.md §2).
 
 Receiving is the seeder: it records a Pending ``mdm_sync_request`` for the message, keyed by MO
 and external key, and applies nothing (the payload stays in the node's inbox, where the step

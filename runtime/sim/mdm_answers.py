@@ -1,10 +1,10 @@
 """The reference MDM's answers to the synchronous, read-only flows: high-low boundaries (14),
-get usage (15), usage adjustment (17) and the SA activation bill cycle (19) (flows.md §14, §15,
+get usage (15), usage adjustment (17) and the SA activation bill cycle (19) (docs/flows.md §14, §15,
 §17, §19; PD-C07). Nothing is written: each answer reads MDM's master data, measurements and
 usage transactions as they are now.
 
 A fault about the whole request travels in the flow's reply contract with ``hasError`` true
-(HTTP 200), as flows.md §0.3 says of flows with a reply contract; only a request MDM will not
+(HTTP 200), as docs/flows.md §0.3 says of flows with a reply contract; only a request MDM will not
 read (an unknown ``mode`` or usage request mode, PD-F34) or a defect is a common ``Fault``.
 
 Decisions:
@@ -18,10 +18,11 @@ Decisions:
   summary-billing skip; nothing is kept (PD-F16). The modes MDM knows are ``MODES``.
 * Usage adjustment: per SA and rate, every Sent (or Subsequently Corrected), non-superseded UT
   under that usage group overlapping the twelve months before ``referenceDateTime`` (in the
-  reference's own offset), recalculated over its sent period from the data MDM holds now; an
-  SQ that differs from what was sent is an adjustment, ``ADDED`` when it counts more values
-  than were sent, else ``EDITED`` (PD-F18, PD-F35). A rate with no such UT, or an unknown SA,
-  is reported in ``exceptionInfo`` and the others are answered.
+  reference's own offset; from 28 February when the reference is a 29 February), recalculated
+  over its sent period from the data MDM holds now; an SQ that differs from what was sent is an
+  adjustment, ``ADDED`` when it counts more values than were sent, else ``EDITED`` (PD-F18,
+  PD-F35). A rate with no such UT, or an unknown SA, is reported in ``exceptionInfo`` and the
+  others are answered.
 * SA activation: each SP's measurement cycle gives its default bill cycle
   (``Measurements.default_bill_cycle``); the reply names the first SP's measurement cycle and
   takes effect on the activation date; an unknown SP is 1102 [D1-SP, id], different defaults
@@ -246,7 +247,7 @@ class MdmAnswers:
 
     def usage_adjustment(self, tx: Transaction, request: Any) -> Reply:
         reference = request.reference_date_time
-        since = reference.replace(year=reference.year - 1)
+        since = year_before(reference)
         exceptions: list[dict[str, Any]] = []
         results = []
         for subscription in request.us_list:
@@ -332,6 +333,15 @@ class MdmAnswers:
             "effective_date": request.activation_date,
             "result": _result([]),
         }
+
+
+def year_before(at: datetime) -> datetime:
+    """The same wall time twelve months earlier; 29 February's is 28 February (a year with no
+    29 February has no such day)."""
+    try:
+        return at.replace(year=at.year - 1)
+    except ValueError:
+        return at.replace(year=at.year - 1, day=28)
 
 
 def _adjustments(ut_id: str, sent: Determinants, now: Determinants) -> list[dict[str, Any]]:

@@ -1,6 +1,6 @@
 """How MDM loads one inbound master-data message: its codes checked against MDM's admin data,
 its business rules, its foreign keys resolved through the cross-reference, and its full state
-written (flows.md §1-§10, §18; lifecycles.md §2).
+written (docs/flows.md §1-§10, §18; docs/lifecycles.md §2).
 
 Validation comes first and writes nothing; applying resolves every foreign key before it
 writes, and raises ``Unresolved`` or ``RuleBroken`` when it cannot, so the caller's savepoint
@@ -224,7 +224,8 @@ _MO_TABLE = ("OUCCB2_OUMDM2_MO", "targetMo")
 
 class Codes:
     """MDM's admin codes: the MDM side of each code table, which must equal MDM's own admin data
-    (flows.md §0.5). A code the bridge translated but MDM does not have is a code-table miss."""
+    (docs/flows.md §0.5). A code the bridge translated but MDM does not have is a code-table
+    miss."""
 
     def __init__(self, tables: CodeTables) -> None:
         self.known: dict[tuple[str, str], frozenset[str]] = {}

@@ -1,6 +1,6 @@
 """MDM's measurements: interval values per measuring component, and the read access that turns
 MDM's master data and these values into the determinant engine's install events
-(determinants.md §1, §3-§5, §8; flows.md §8-§10).
+(docs/determinants.md §1, §3-§5, §8; docs/flows.md §8-§10).
 
 Interval values live in ``mdm_interval_value`` keyed by the MC's production id and the
 interval-ending instant (PD-D01) as UTC epoch seconds; scalar readings are the IMDs the

@@ -3,7 +3,7 @@
 
 Production ids are MDM's own: text, allocated from ``mdm_key`` (whose identity column is the
 sequence) and never a CCB id; ``mdm_cross_reference`` maps each external key to one of them
-(flows.md §0.5, PD-C08). Instants are the store's timestamps, so periods compare in SQL; dates
+(docs/flows.md §0.5, PD-C08). Instants are the store's timestamps, so periods compare in SQL; dates
 that stay dates are ISO text; quantities are decimal text, so the scale sent is the scale kept.
 An entity is never deleted: DELETE inactivates it from ``inactive_from`` (PD-C03), and only the
 IMDs of a meter read are discarded (flow 10).

@@ -1,7 +1,7 @@
 """The reference MDM, usage side: usage transactions answering CCB's bill determinant requests
 (flows 11 and 12), the used-on-bill flags (flow 16), corrections of measurements behind Sent
 usage (flow 13), and the read-only calls (flows 14, 15, 17, 19, answered by ``mdm_answers``)
-(flows.md §11-§17, §19; lifecycles.md §4; determinants.md).
+(docs/flows.md §11-§17, §19; docs/lifecycles.md §4; docs/determinants.md).
 
 Receiving a usage request is the seeder: a Pending usage transaction, nothing calculated. The
 step calculates due transactions with the determinant engine over MDM's master data and

@@ -1,6 +1,6 @@
 """What the determinant engine reads: register readings and interval values with their IEC 61968-9
 quality codes, the measuring components that carry them and the install events that place them
-at the service point (determinants.md §1, §3-§5, §8).
+at the service point (docs/determinants.md §1, §3-§5, §8).
 
 Every instant is normalised to UTC on construction: measurements are instants (PD-D02), and two
 legal times of the repeated autumn hour must never compare equal by their wall-clock labels.
@@ -35,7 +35,7 @@ ARITHMETIC = Context(
 
 class DeterminantsFault(Exception):
     """A calculation the usage transaction cannot complete: the UT goes to Error and CCB gets
-    the framework fault ``90000/number`` (flows.md PD-C11) with ``parameters``."""
+    the framework fault ``90000/number`` (docs/flows.md PD-C11) with ``parameters``."""
 
     number: ClassVar[int] = 0
     category: ClassVar[int] = FAULT_CATEGORY

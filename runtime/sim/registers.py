@@ -1,5 +1,5 @@
 """Register (scalar) consumption: read pairs, rollover, proration between reads and the average
-daily consumption of a register's history (determinants.md §3, §11, PD-D05, PD-D11, PD-D12)."""
+daily consumption of a register's history (docs/determinants.md §3, §11, PD-D05, PD-D11, PD-D12)."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ STREETS = ("Harbor View Rd", "Elm St", "Hancock St", "Adams St", "Beale St", "Gr
 LAST_NAMES = ("Okafor", "Nguyen", "Silva", "Murphy", "Kowalski", "Haddad", "Chen", "Rossi")
 FIRST_NAMES = ("Adaeze", "Minh", "Joana", "Liam", "Ewa", "Karim", "Wei", "Giulia")
 BUSINESSES = ("Granite Bakery", "Harbor Marine Supply", "Adams Dental", "Quincy Print Works")
-# Bill cycles with the measurement cycle whose default they are (lifecycles.md §6).
+# Bill cycles with the measurement cycle whose default they are (docs/lifecycles.md §6).
 CYCLES = (("M01", "MC01"), ("M02", "MC02"), ("M03", "MC03"), ("M04", "MC04"))
 
 
@@ -280,7 +280,7 @@ def _next_month(day: date) -> date:
 
 
 def _midnight(day: date) -> str:
-    """00:00 of a day in the utility's zone, with its offset (flows.md PD-C05)."""
+    """00:00 of a day in the utility's zone, with its offset (docs/flows.md PD-C05)."""
     return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(ZONE)).isoformat()
 
 

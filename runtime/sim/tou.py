@@ -1,4 +1,4 @@
-"""Standard time, the interval grid and TOU bucketing (determinants.md PD-D01, PD-D02, §6).
+"""Standard time, the interval grid and TOU bucketing (docs/determinants.md PD-D01, PD-D02, §6).
 
 MDM evaluates TOU maps in standard time, so an interval is bucketed by its start in the SP's zone
 without daylight saving: in summer the legal hour 00:00-01:00 belongs to the previous standard

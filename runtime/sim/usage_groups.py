@@ -1,5 +1,5 @@
 """Usage groups: MDM's calculation rules for a rate, one YAML file per group named by its
-external id, which equals the CCB rate schedule code (determinants.md PD-D14).
+external id, which equals the CCB rate schedule code (docs/determinants.md PD-D14).
 
 A file is checked completely when it is loaded, so a TOU map with a gap fails with its file, key
 and the uncovered hours instead of leaving an interval without a bucket at billing time.

@@ -1,6 +1,6 @@
 """A usage request as MDM's determinant engine takes it and the answer it gives: the service
 quantities of each usage period, the read pairs and interval data behind them, or a
-summary-billing skip (flows.md §11, §12, §15; determinants.md §1, §13).
+summary-billing skip (docs/flows.md §11, §12, §15; docs/determinants.md §1, §13).
 
 Decisions:
 
@@ -58,7 +58,7 @@ class PriorDemand:
 
 @dataclass(frozen=True)
 class CalculationRequest:
-    """A usage request as MDM calculates it (flows.md §11, §12, §15), in the SP's zone.
+    """A usage request as MDM calculates it (docs/flows.md §11, §12, §15), in the SP's zone.
 
     ``online`` marks flow 12 (and get usage); ``estimate_date_reached`` says the bill cycle's
     estimate date has come for a batch request (PD-D04)."""

@@ -2,7 +2,7 @@
 
 SQL is written once, with ``:name`` parameters and a few dialect hooks (the database clock,
 intervals, JSON and ids); each backend turns it into its own form. Every write runs in an
-explicit transaction; the database clock is the only clock (reliability.md §2.5).
+explicit transaction; the database clock is the only clock (docs/reliability.md §2.5).
 """
 
 from __future__ import annotations

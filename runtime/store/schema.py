@@ -1,4 +1,4 @@
-"""The runtime's tables (reliability.md §2.1), versioned: the store creates and upgrades them.
+"""The runtime's tables (docs/reliability.md §2.1), versioned: the store creates and upgrades them.
 
 Each migration is written once with a few type words that each dialect spells its own way;
 ``schema_version`` records what has been applied, in the same transaction as the change.

@@ -2,7 +2,7 @@
 
 Connections use ``isolation_level=None`` so that nothing begins a transaction implicitly: a
 deferred transaction that reads then writes gets SQLITE_BUSY at once, whatever the timeout
-(reliability.md §2.3).
+(docs/reliability.md §2.3).
 """
 
 from __future__ import annotations

@@ -83,8 +83,8 @@ def test_a_k_expression_that_cannot_be_read_is_refused(expression: str) -> None:
 
 
 def test_flow_and_case_select_by_code_or_folder() -> None:
-    assert Selection(flow="PERSON_SYNC")("person-sync/ack-accepted")
-    assert not Selection(flow="sp-sync")("person-sync/ack-accepted")
-    assert Selection(case="ack-accepted")("person-sync/ack-accepted")
-    assert Selection(case="person-sync/ack-accepted")("person-sync/ack-accepted")
-    assert not Selection(case="ack")("person-sync/ack-accepted")
+    assert Selection(flows=("PERSON_SYNC",))("person-sync/ack-accepted")
+    assert not Selection(flows=("sp-sync",))("person-sync/ack-accepted")
+    assert Selection(cases=("ack-accepted",))("person-sync/ack-accepted")
+    assert Selection(cases=("person-sync/ack-accepted",))("person-sync/ack-accepted")
+    assert not Selection(cases=("ack",))("person-sync/ack-accepted")

@@ -1,5 +1,5 @@
 """What the bridge relays keeps the ids and ordering key of what it maps, and a relayed
-message it cannot deliver is answered to its originator (reliability.md §2.4)."""
+message it cannot deliver is answered to its originator (docs/reliability.md §2.4)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """C8: a claim racing a coalescing insert, through every interleaving of two connections
-(reliability.md §3.4), and an expired-lease rescue racing the transition that ends the lease.
+(docs/reliability.md §3.4), and an expired-lease rescue racing the transition that ends the lease.
 
 Two sessions run the runtime's own code, each on its own connection in its own thread; every
 statement they issue, and their commit, waits at a gate, so the test decides the order. On

@@ -1,4 +1,4 @@
-"""Many workers, no faults: every message is claimed exactly once (reliability.md P1, S1).
+"""Many workers, no faults: every message is claimed exactly once (docs/reliability.md P1, S1).
 
 Workers are separate processes, each with its own connection, as monitor workers on one or
 several machines would be.

@@ -1,5 +1,5 @@
 """The synchronous, read-only flows (14, 15, 17, 19) are answered inline through the bridge:
-mapped both ways, logged, never stored (flows.md PD-C07), in process and over HTTP."""
+mapped both ways, logged, never stored (docs/flows.md PD-C07), in process and over HTTP."""
 
 from __future__ import annotations
 

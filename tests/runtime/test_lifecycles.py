@@ -1,5 +1,5 @@
-"""The business lifecycles of lifecycles.md §2-§5 as tables, and the store-backed engine that moves
-their rows (reliability.md §2.2: guarded updates, deadlines on the database clock)."""
+"""The business lifecycles of docs/lifecycles.md §2-§5 as tables, and the store-backed engine that moves
+their rows (docs/reliability.md §2.2: guarded updates, deadlines on the database clock)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from ccbmdm.runtime.machine import Machine
 from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.store.base import Flush, Row
 
-# The transitions as lifecycles.md lists them: (id, from, to). §4 numbers them (U1-U9); for §2,
+# The transitions as docs/lifecycles.md lists them: (id, from, to). §4 numbers them (U1-U9); for §2,
 # §3 and §5, which do not, the ids are the tables' own (MS, UR, OB).
 EXPECTED_TRANSITIONS: dict[str, set[tuple[str, str, str]]] = {
     "MDM inbound sync request": {  # PD-L05, PD-L06, PD-L15

@@ -1,4 +1,4 @@
-"""Operating the runtime: status, resubmit and discard (reliability.md E2, E3; S10, S11)."""
+"""Operating the runtime: status, resubmit and discard (docs/reliability.md E2, E3; docs/lifecycles.md S10, S11)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Per-entity order after a business reject (reliability.md O2): hold, and supersede."""
+"""Per-entity order after a business reject (docs/reliability.md O2): hold, and supersede."""
 
 from __future__ import annotations
 

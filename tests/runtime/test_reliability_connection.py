@@ -1,4 +1,4 @@
-"""A lost database connection (reliability.md R4, PostgreSQL only): the worker's backend is
+"""A lost database connection (docs/reliability.md R4, PostgreSQL only): the worker's backend is
 terminated with ``pg_terminate_backend`` in the middle of its batches, from an admin connection.
 
 Each loss is one warning and one line when the store answers again, never a traceback per item

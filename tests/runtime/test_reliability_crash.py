@@ -1,4 +1,4 @@
-"""Crashes and leases (reliability.md R1, R2, R3, O1): worker processes are killed, crash at
+"""Crashes and leases (docs/reliability.md R1, R2, R3, O1): worker processes are killed, crash at
 each commit boundary, or freeze while holding a lease; afterwards nothing committed is lost,
 nothing is applied twice, and each entity's versions reach MDM in order.
 

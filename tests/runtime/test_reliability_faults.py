@@ -1,4 +1,4 @@
-"""Faults on the wire (reliability.md R6, E1): answers that never come back, and technical
+"""Faults on the wire (docs/reliability.md R6, E1): answers that never come back, and technical
 failures retried with backoff until the attempts are used up and the retry window has passed
 (a refused send uses up no attempt).
 
@@ -129,7 +129,7 @@ EPSILON_S = 0.002  # the database clock's rounding (SQLite keeps Julian days in 
 
 
 def formula(attempt: int) -> float:
-    """d = min(cap, base * factor^(n-1)) after the n-th attempt (reliability.md §2.5)."""
+    """d = min(cap, base * factor^(n-1)) after the n-th attempt (docs/reliability.md §2.5)."""
     s = E1_SETTINGS
     return min(s.backoff_cap_s, s.backoff_base_s * s.backoff_factor ** (attempt - 1))
 

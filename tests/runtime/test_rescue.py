@@ -1,5 +1,5 @@
 """Leases that expire: the message is sent or processed again under the same id, and the worker
-that lost its lease changes nothing (reliability.md §2.4; R3 without the signals)."""
+that lost its lease changes nothing (docs/reliability.md §2.4; R3 without the signals)."""
 
 from __future__ import annotations
 

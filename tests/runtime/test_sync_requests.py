@@ -1,4 +1,4 @@
-"""Change capture and the sync request monitor (reliability.md C1-C4, C6, E4; lifecycles §1)."""
+"""Change capture and the sync request monitor (docs/reliability.md C1-C4, C6, E4; lifecycles §1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CCB usage requests through their lifecycle (lifecycles.md §3): the data sync barrier (O4,
+"""CCB usage requests through their lifecycle (docs/lifecycles.md §3): the data sync barrier (O4,
 PD-L07), sending, responses matched on correlationId, timeouts, and the duplicate guard."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Hostile XML is rejected before anything is bound (reliability.md §3.7, X1-X11)."""
+"""Hostile XML is rejected before anything is bound (docs/reliability.md §3.7, X1-X11)."""
 
 from __future__ import annotations
 

@@ -5,14 +5,14 @@ tells it the usage no longer is."""
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 
 import pytest
 
 from ccbmdm.runtime.contracts import ContractRegistry
 from ccbmdm.runtime.node import Node
-from ccbmdm.runtime.sim.billing import Segment
+from ccbmdm.runtime.sim.billing import Segment, calendar_days
 from ccbmdm.runtime.sim.ccb import CcbSimulator
 from ccbmdm.runtime.sim.synthetic import Plan, generate
 from ccbmdm.runtime.store import Store, Transaction
@@ -297,3 +297,17 @@ def test_a_generator_whose_rebill_raises_does_not_stop_the_others(
     assert generators(world) == [("PENDING", None), ("PROCESSING_REQUEST", None)]
     assert world.segment(first)["status"] == "FROZEN"
     assert world.segment(second)["status"] == "PENDING_CANCEL"
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "days"),
+    [
+        ("2025-03-01T00:00:00-05:00", "2025-04-01T00:00:00-04:00", 31),  # 743 hours
+        ("2025-11-01T00:00:00-04:00", "2025-12-01T00:00:00-05:00", 30),  # 721 hours
+        ("2025-03-09T00:00:00-05:00", "2025-03-10T00:00:00-04:00", 1),  # 23 hours
+    ],
+)
+def test_the_fixed_charge_counts_calendar_days_in_legal_time(
+    start: str, end: str, days: int
+) -> None:
+    assert calendar_days(datetime.fromisoformat(start), datetime.fromisoformat(end)) == days

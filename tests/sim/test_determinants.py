@@ -1,4 +1,4 @@
-"""The golden cases G-01 … G-21 of determinants.md, each with exactly the document's numbers."""
+"""The golden cases G-01 … G-21 of docs/determinants.md, each with exactly the document's numbers."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The reference MDM's master-data side: CCB's changes captured, sent, mapped by the bridge and
 loaded by the simulator behind the ``mdm`` node, on both stores; dependency order, retries of
-unresolved keys, validation, idempotency and entity versions (flows.md §0-§10, §18;
-lifecycles.md §2)."""
+unresolved keys, validation, idempotency and entity versions (docs/flows.md §0-§10, §18;
+docs/lifecycles.md §2)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 MDM simulator, on both stores: billing runs priced from determinants the test recomputes from
 the raw values, a month of a Green Button feed, used-on-bill flags, corrections that rebill or
 make a UT stale, the silent batch retry, online faults and the summary-billing skip
-(flows.md §11-§13, §16; lifecycles.md §4; determinants.md)."""
+(docs/flows.md §11-§13, §16; docs/lifecycles.md §4; docs/determinants.md)."""
 
 from __future__ import annotations
 
@@ -94,8 +94,8 @@ def kwh(value: Decimal) -> Decimal:
 def expected_amount(rate_schedule: str, start: str, end: str, sqs: dict[Any, Any]) -> Decimal:
     """The segment's price from the reference rate and the quantities, computed here."""
     rate = RATES[rate_schedule]
-    elapsed = datetime.fromisoformat(end) - datetime.fromisoformat(start)
-    days = Decimal(int(elapsed.total_seconds() // 86400))
+    # calendar days in legal time (docs/determinants.md §2): March is 31 days though 743 hours
+    days = Decimal((datetime.fromisoformat(end).date() - datetime.fromisoformat(start).date()).days)
     amount = (days * (rate.fixed / 30).quantize(Decimal("0.0001"), ROUND_HALF_UP)).quantize(
         CENT, ROUND_HALF_UP
     )

@@ -1,6 +1,6 @@
 """The reference MDM's read-only answers, called from CCB through the bridge's inline answerer
 on both stores: high-low boundaries, get usage, usage adjustment and the SA activation bill
-cycle, with their faults (flows.md §14, §15, §17, §19)."""
+cycle, with their faults (docs/flows.md §14, §15, §17, §19)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from ccbmdm.runtime.header import message_header
 from ccbmdm.runtime.model import ContractModel
 from ccbmdm.runtime.node import Node
 from ccbmdm.runtime.sim.ccb import CcbSimulator
-from ccbmdm.runtime.sim.mdm_answers import MdmAnswers
+from ccbmdm.runtime.sim.mdm_answers import MdmAnswers, year_before
 from ccbmdm.runtime.sim.mdm_measurements import Measurements, generate_interval_data
 from ccbmdm.runtime.sim.mdm_usage import MdmUsage
 from ccbmdm.runtime.sim.synthetic import Plan
@@ -312,6 +312,12 @@ def test_usage_adjustment_reports_what_mdm_holds_now_and_the_edits_since_billing
         (90000, 1301, (residential.sa_id, "COM-DEM")),
         (90000, 1102, ("D1-US", "0000000001")),
     ]
+
+
+def test_the_twelve_months_before_a_29_february_start_on_28_february() -> None:
+    leap_day = datetime(2028, 2, 29, 10, tzinfo=ZONE)
+    assert year_before(leap_day) == datetime(2027, 2, 28, 10, tzinfo=ZONE)
+    assert year_before(leap_day + timedelta(days=1)) == datetime(2027, 3, 1, 10, tzinfo=ZONE)
 
 
 # -- flow 19 --------------------------------------------------------------------------------------

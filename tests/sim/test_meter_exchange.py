@@ -1,5 +1,5 @@
 """A meter exchange entered in CCB reaches MDM: the old installation closes at the instant the
-new one opens (flows.md PD-F09)."""
+new one opens (docs/flows.md PD-F09)."""
 
 from __future__ import annotations
 

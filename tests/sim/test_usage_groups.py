@@ -1,4 +1,4 @@
-"""Usage group files (determinants.md PD-D14, §15): the reference groups as defined, and every way a
+"""Usage group files (docs/determinants.md PD-D14, §15): the reference groups as defined, and every way a
 file can be wrong reported with its file, key and problem."""
 
 from __future__ import annotations
