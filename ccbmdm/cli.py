@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from ccbmdm.conformance.against import Skipped
     from ccbmdm.conformance.cases import Case
     from ccbmdm.conformance.coverage import MappingCoverage
+    from ccbmdm.conformance.mutants import Mutant
     from ccbmdm.conformance.runner import Kit, Outcome
     from ccbmdm.runtime.assembly import Runtime
     from ccbmdm.runtime.mapping import Context
@@ -436,6 +437,14 @@ def conformance(
             "--bridge-to-mdm", envvar="CCBMDM_AGAINST_BRIDGE_TO_MDM", help="The same, to MDM."
         ),
     ] = None,
+    mutate: Annotated[
+        bool,
+        typer.Option(
+            "--mutate",
+            help="Change the compiled mappings one rule at a time and report every mutant no "
+            "case kills (with --flow: those flows' mappings).",
+        ),
+    ] = False,
     project_dir: ProjectDir = None,
 ) -> None:
     """Run the project's conformance cases: each input through its mapping, against its golden."""
@@ -455,6 +464,8 @@ def conformance(
             fail("--fail-under needs --coverage", 2)
         if against is not None and (update or coverage):
             fail("--against checks a deployment; --update and --coverage work in process", 2)
+        if mutate and (case or keyword or update or coverage or junit or against):
+            fail("--mutate runs every case of the selected flows: use it with --flow only", 2)
         project = _project(project_dir)
         selection = suite.Selection(tuple(flow or ()), tuple(case or ()), keyword)
         try:
@@ -465,6 +476,9 @@ def conformance(
             fail(f"no conformance case in {project.cases} matches the selection")
         with err.status("loading the compiled mappings…"):
             kit = Kit(project)
+    if mutate:
+        _mutate(kit, cases, findings, {flow_code(f) for f in flow or ()}, output)
+        return
     outcomes: list[Outcome] = []
     skipped: list[Skipped] = []
     if against is not None:
@@ -519,6 +533,90 @@ def conformance(
             f"rule coverage {totals(mappings).rule_percent:.1f} % is below "
             f"--fail-under {fail_under:g} %"
         )
+        raise Failed(1)
+
+
+def _mutate(
+    kit: Kit, cases: list[Case], findings: list[Finding], flows: set[str], output: str
+) -> None:
+    """--mutate: the mutation run, its survivors and a summary per operator; exit 1 when a
+    mutant survives that the allow-list does not name, or a case or the allow-list is
+    malformed."""
+    import json
+
+    from rich.table import Table
+
+    from ccbmdm.conformance.cases import MappingCase
+    from ccbmdm.conformance.mutation import BaselineFailed, mutate
+
+    mapping_cases = [c for c in cases if isinstance(c, MappingCase)]
+    with err.status("mutating…") as spinner:
+
+        def progress(number: int, total: int, mutant: Mutant) -> None:
+            spinner.update(f"mutant {number}/{total}: {escape(mutant.id)}")
+
+        try:
+            result = mutate(kit, mapping_cases, flows, progress)
+        except BaselineFailed as exc:
+            fail(str(exc))
+    findings = [*findings, *result.findings]
+    if output == "json":
+        document = {
+            "mutants": [
+                {
+                    "id": v.mutant.id,
+                    "mapping": v.mutant.mapping,
+                    "flow": v.mutant.flow,
+                    "part": v.mutant.part,
+                    "target": v.mutant.target,
+                    "operator": v.mutant.operator,
+                    "change": v.mutant.change,
+                    "rule": str(v.mutant.rule),
+                    "at": str(v.mutant.at),
+                    "status": v.status,
+                    "cases": v.cases,
+                    "rule_exercised": v.covered,
+                    "killed_by": v.killed_by,
+                    "reason": v.reason,
+                }
+                for v in result.verdicts
+            ],
+            "operators": {operator: counts for operator, counts in result.per_operator()},
+            "seconds": round(result.seconds, 2),
+            "findings": [str(f) for f in findings],
+        }
+        out.print_json(json.dumps(document))
+    else:
+        for verdict in result.verdicts:
+            if verdict.status not in ("survived", "allowed"):
+                continue
+            mutant = verdict.mutant
+            why = (
+                f"allowed: {verdict.reason}"
+                if verdict.status == "allowed"
+                else "no mapping case runs this mapping"
+                if not verdict.cases
+                else "no mapping case exercises this rule"
+                if not verdict.covered
+                else f"{verdict.cases} case(s) run this rule; none notices the change"
+            )
+            label = "[red]SURVIVED[/]" if verdict.status == "survived" else "[yellow]allowed[/]"
+            out.print(
+                f"{label} {escape(str(mutant.rule))} {escape(mutant.target)} "
+                f"({escape(mutant.mapping)}) {mutant.operator}: {escape(mutant.change)}"
+            )
+            out.print(f"    {escape(why)}")
+        report(findings)
+        table = Table(title="mutation", title_justify="left")
+        for column in ("operator", "mutants", "killed", "survived", "allowed", "not compiled"):
+            table.add_column(column, justify="left" if column == "operator" else "right")
+        rows = result.per_operator()
+        for operator, counts in rows:
+            table.add_row(operator, *(str(n) for n in counts.values()))
+        table.add_row("total", *(str(sum(c[k] for _, c in rows)) for k in rows[0][1]))
+        out.print(table)
+        out.print(f"{len(result.verdicts)} mutant(s) in {result.seconds:.1f} s")
+    if findings or result.survivors:
         raise Failed(1)
 
 

@@ -3,9 +3,10 @@
 Three views, each limited to what the case's events made or touched, so that a golden shows the
 case and not its starting state:
 
-- ``requests``: the lifecycle rows the events created, per table, with their flow, key and
-  final state (and reason): CCB's sync and usage requests and corrected-read notifications,
-  MDM's sync requests and usage transactions;
+- ``requests``: the lifecycle rows the events created or changed, per table, with their flow,
+  key and final state (and reason): CCB's sync and usage requests and corrected-read
+  notifications, MDM's sync requests and usage transactions (a usage transaction of the
+  starting state flagged used on a bill, or corrected, is the events' doing);
 - ``mdm``: the record MDM holds for every CCB entity a sync request of the events named;
 - ``ccb``: the accounts the events changed (a bill cycle moved by MDM, say), and the bill
   segments they created or changed, with their service quantities.
@@ -41,8 +42,7 @@ REQUESTS: tuple[tuple[str, str], ...] = (
 )
 SEGMENTS = (
     "SELECT id, sa_id, start_date_time, end_date_time, status, usage_id, rebill_of, reason, "
-    "amount FROM ccb_bill_segment WHERE id > :since OR id IN (SELECT rebill_of FROM "
-    "ccb_bill_segment WHERE id > :since) ORDER BY id"
+    "amount FROM ccb_bill_segment ORDER BY id"
 )
 QUANTITIES = (
     "SELECT period_start, period_end, uom, tou, sqi, quantity, quality, value_count, "
@@ -70,37 +70,27 @@ _TABLES = (*(table for table, _ in REQUESTS), "ccb_bill_segment")
 
 @dataclass(frozen=True)
 class Watermark:
-    """Where the store stood before the events: the last id of each table, and the accounts
-    (which have no id to count from)."""
+    """What the store held before the events, as the views show it: a row the events added or
+    changed is theirs. Starting states are a customer or two, so keeping them is cheap."""
 
-    ids: dict[str, int]
-    accounts: list[dict[str, Any]]
+    rows: dict[str, dict[int, Any]]  # per lifecycle table and the segments: the shown row by id
+    accounts: list[dict[str, Any]]  # accounts have no id to count from
 
 
 def watermark(store: Store) -> Watermark:
     with store.transaction() as tx:
-        return Watermark(
-            {
-                table: int((tx.fetch_one(f"SELECT max(id) AS n FROM {table}") or {}).get("n") or 0)
-                for table in _TABLES
-            },
-            _accounts(tx),
-        )
+        return Watermark({table: _shown_rows(tx, table) for table in _TABLES}, _accounts(tx))
 
 
 def end_state(ccb: CcbSimulator, mdm: MdmSimulator, mark: Watermark) -> dict[str, Any]:
     """The three views after the events (``mark``: taken before them)."""
-    since = mark.ids
     with ccb.store.transaction() as tx:
         requests = {
             table: [
-                plain(dict(row))
-                for row in tx.fetch(
-                    f"SELECT {columns} FROM {table} WHERE id > :since ORDER BY id",
-                    {"since": since[table]},
-                )
+                {k: v for k, v in row.items() if k != "id"}
+                for row in _new_or_changed(tx, table, mark).values()
             ]
-            for table, columns in REQUESTS
+            for table, _ in REQUESTS
         }
         synced = {(str(row["mo"]), str(row["key"])): None for row in requests["sync_request"]}
         records = {
@@ -108,7 +98,7 @@ def end_state(ccb: CcbSimulator, mdm: MdmSimulator, mark: Watermark) -> dict[str
             for mo, key in synced
             if mo in MDM_RECORDS or mo == "METER READ"
         }
-        segments = _segments(tx, since["ccb_bill_segment"])
+        segments = _segments(tx, mark)
         accounts = [a for a in _accounts(tx) if a not in mark.accounts]
     state: dict[str, Any] = {"requests": {k: v for k, v in requests.items() if v}}
     if records:
@@ -117,6 +107,20 @@ def end_state(ccb: CcbSimulator, mdm: MdmSimulator, mark: Watermark) -> dict[str
     if any(ccb_view.values()):
         state["ccb"] = {name: rows for name, rows in ccb_view.items() if rows}
     return state
+
+
+def _shown_rows(tx: Transaction, table: str) -> dict[int, Any]:
+    """A table's rows as the views show them (with the id), by id."""
+    if table == "ccb_bill_segment":
+        query = SEGMENTS
+    else:
+        query = f"SELECT id, {dict(REQUESTS)[table]} FROM {table} ORDER BY id"
+    return {int(row["id"]): plain(dict(row)) for row in tx.fetch(query)}
+
+
+def _new_or_changed(tx: Transaction, table: str, mark: Watermark) -> dict[int, Any]:
+    old = mark.rows[table]
+    return {id_: row for id_, row in _shown_rows(tx, table).items() if old.get(id_) != row}
 
 
 def _accounts(tx: Transaction) -> list[dict[str, Any]]:
@@ -129,13 +133,15 @@ def _mdm_record(mdm: MdmSimulator, tx: Transaction, mo: str, key: str) -> Any:
     return plain(getattr(mdm, MDM_RECORDS[mo])(tx, key))
 
 
-def _segments(tx: Transaction, since: int) -> list[dict[str, Any]]:
+def _segments(tx: Transaction, mark: Watermark) -> list[dict[str, Any]]:
+    """The segments the events added or changed, and the one each rebill replaces."""
+    touched = _new_or_changed(tx, "ccb_bill_segment", mark)
+    replaced = {row["rebill_of"] for row in touched.values() if row["rebill_of"] is not None}
+    every = _shown_rows(tx, "ccb_bill_segment")
     found = []
-    for row in tx.fetch(SEGMENTS, {"since": since}):
-        segment = plain(dict(row))
-        segment["service quantities"] = [
-            plain(dict(q)) for q in tx.fetch(QUANTITIES, {"id": row["id"]})
-        ]
+    for id_ in sorted(touched.keys() | (replaced & every.keys())):
+        segment = dict(every[id_])
+        segment["service quantities"] = [plain(dict(q)) for q in tx.fetch(QUANTITIES, {"id": id_})]
         found.append(segment)
     return found
 

@@ -109,11 +109,11 @@ class FlowRunner:
                 recorder = Recorder(runtime.transport.local)
                 world = World(runtime, case.folder)
                 self._steps(case, world, case.given, deadline)
-                since = watermark(runtime.store)
+                before = watermark(runtime.store)
                 recorder.recording = True
                 self._steps(case, world, case.when, deadline)
                 recorder.recording = False
-                return Ran(recorder.hops, end_state(world.ccb, world.mdm, since))
+                return Ran(recorder.hops, end_state(world.ccb, world.mdm, before))
             finally:
                 runtime.close()
 

@@ -88,6 +88,8 @@ class Kit:
         self.registry: ContractRegistry = load_contracts(project)
         self.contracts: ContractSet = read_contracts(project.contracts)
         self.tables = CodeTables.load(project.mappings / "tables")
+        # The transformer of each (flow, part); --mutate runs a copy of the kit with one swapped.
+        self.transformers: dict[tuple[str, str], Transformer] = dict(self.package.TRANSFORMERS)
         # Written by the compiler beside the build; without it, differences name no rule.
         lineage_file = Path(self.package.__file__ or "").parent.parent.parent / LINEAGE
         self.lineage: dict[str, Any] = (
@@ -179,10 +181,10 @@ class Kit:
     # ------------------------------------------------------------------ judging
 
     def transformer(self, case: MappingCase) -> Transformer:
-        found: Transformer | None = self.package.TRANSFORMERS.get((case.flow, case.part))
+        found = self.transformers.get((case.flow, case.part))
         if found is not None:
             return found
-        flows = sorted({flow for flow, _ in self.package.TRANSFORMERS})
+        flows = sorted({flow for flow, _ in self.transformers})
         if case.flow not in flows:
             raise Finding(
                 Pos(case.display(case.folder / "case.yaml"), 1, 1),
@@ -190,7 +192,7 @@ class Kit:
                 f"no flow {case.flow} (the folder {case.folder.parent.name})",
                 "the flow folder is the flow code in kebab case; flows: " + ", ".join(flows),
             )
-        parts = sorted(part for flow, part in self.package.TRANSFORMERS if flow == case.flow)
+        parts = sorted(part for flow, part in self.transformers if flow == case.flow)
         raise Finding(
             case.at("part"),
             "case",

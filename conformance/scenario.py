@@ -25,7 +25,12 @@ from ccbmdm.runtime.sim.bill_cycle_change import change_measurement_cycle
 from ccbmdm.runtime.sim.ccb import Account, CcbSimulator
 from ccbmdm.runtime.sim.demo import convert_bills
 from ccbmdm.runtime.sim.mdm import MdmSimulator
-from ccbmdm.runtime.sim.mdm_measurements import codes_text, epoch, generate_interval_data
+from ccbmdm.runtime.sim.mdm_measurements import (
+    Measurements,
+    codes_text,
+    epoch,
+    generate_interval_data,
+)
 from ccbmdm.runtime.sim.mdm_records import production_id
 from ccbmdm.runtime.sim.synthetic import Plan, generate
 from ccbmdm.runtime.store import Transaction
@@ -274,6 +279,14 @@ def mdm_correct_read(world: World, sp_id: str, at: datetime, value: str) -> None
     world.mdm.usage.correct_read(sp_id=sp_id, at=at, value=value)
 
 
+def mdm_schedule_reads(world: World, measurement_cycle: str, read_dates: list[date]) -> None:
+    """An MDM user schedules reads of a measurement cycle: the dates a summary-billed SA's
+    billing waits for (a window with none is skipped until the next)."""
+    measurements = Measurements(world.mdm.store)
+    with world.mdm.store.transaction() as tx:
+        measurements.set_measurement_cycle(tx, measurement_cycle, read_dates=read_dates)
+
+
 def mdm_change_measurement_cycle(
     world: World, sp_id: str, measurement_cycle: str, bill_cycle: str, effective: date
 ) -> None:
@@ -301,6 +314,7 @@ ACTIONS: Mapping[str, Action] = {
     "mdm.intervals": mdm_intervals,
     "mdm.correct_read": mdm_correct_read,
     "mdm.change_measurement_cycle": mdm_change_measurement_cycle,
+    "mdm.schedule_reads": mdm_schedule_reads,
 }
 
 

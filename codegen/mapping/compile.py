@@ -19,7 +19,7 @@ from ccbmdm.codegen.mapping.loader import (
     load_mapping,
     table_positions,
 )
-from ccbmdm.codegen.mapping.syntax import Pos, Rules
+from ccbmdm.codegen.mapping.syntax import Mapping, Pos, Rules
 from ccbmdm.runtime.mapping import CodeTable, RuleSite, read_table
 
 
@@ -133,13 +133,7 @@ def compile_mappings(
         if binder.findings and any(f.severity == "error" for f in binder.findings):
             continue
         module = module_name(stem)
-        result.modules[f"{module}.py"] = env.get_template("transformer.py.jinja2").render(
-            mapping=mapping,
-            binder=binder,
-            sites=[_site_repr(s) for s in binder.sites],
-            source_model=_model(contracts, mapping.source),
-            target_model=_model(contracts, mapping.target),
-        )
+        result.modules[f"{module}.py"] = render_transformer(env, contracts, mapping, binder)
         result.transformers.append(
             {
                 "flow": mapping.flow,
@@ -178,6 +172,19 @@ def compile_mappings(
                 )
             )
     return result
+
+
+def render_transformer(
+    env: jinja2.Environment, contracts: ContractSet, mapping: Mapping, binder: Binder
+) -> str:
+    """The source of one mapping's transformer module, from its bound rules (unformatted)."""
+    return env.get_template("transformer.py.jinja2").render(
+        mapping=mapping,
+        binder=binder,
+        sites=[_site_repr(s) for s in binder.sites],
+        source_model=_model(contracts, mapping.source),
+        target_model=_model(contracts, mapping.target),
+    )
 
 
 def _check_table(table: CodeTable, located: Any, result: MappingBuild) -> None:

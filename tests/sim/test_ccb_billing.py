@@ -41,15 +41,18 @@ class World:
             window = date.fromisoformat(cycle["schedule"][0]["window_start_date"])
             return self.ccb.billing.billing_run(tx, "M01", window)
 
-    def respond(self, segment_id: int, variant: str | None = None) -> None:
-        """MDM's answer for the segment's request: the sample response, correlated."""
+    def respond(
+        self, segment_id: int, variant: str | None = None, body: bytes | None = None
+    ) -> None:
+        """MDM's answer for the segment's request: the sample response (or ``body``),
+        correlated."""
         with self.store.transaction() as tx:
             row = tx.fetch_one(
                 "SELECT r.message_id FROM usage_request r JOIN ccb_bill_segment s ON s.usage_request_id = r.id WHERE s.id = :id",
                 {"id": segment_id},
             )
         assert row is not None and row["message_id"] is not None
-        _, message = self.registry.decode(sample("ccb/BillDeterminantsResponse", variant))
+        _, message = self.registry.decode(body or sample("ccb/BillDeterminantsResponse", variant))
         header = message.message_header.model_copy(  # type: ignore[attr-defined]
             update={"message_id": str(uuid.uuid4()), "correlation_id": str(row["message_id"])}
         )
@@ -120,6 +123,28 @@ def test_determinants_become_priced_service_quantities(
         ("energy OFF-PEAK", "45.82"),
     ]
     assert Decimal(str(segment["amount"])) == Decimal("196.32")
+
+
+def test_the_fixed_charge_counts_calendar_days_across_a_dst_change(
+    store: Store, registry: ContractRegistry
+) -> None:
+    """From 1 March (-05:00) to 14 July (-04:00) is 135 days, though 23 hours short of 135 x 24
+    hours: the fixed charge counts the days."""
+    world = World(store, registry)
+    segment_id = world.run_billing()[0]
+    world.usage.step()
+    spring = sample("ccb/BillDeterminantsResponse").replace(
+        b"2025-06-12T00:00:00-04:00", b"2025-03-01T00:00:00-05:00", 1
+    )
+    world.respond(segment_id, body=spring)
+    world.usage.step()
+    with store.transaction() as tx:
+        line = tx.fetch_one(
+            "SELECT quantity, amount FROM ccb_bill_line WHERE segment_id = :id AND seq = 0",
+            {"id": segment_id},
+        )
+    assert line is not None
+    assert (line["quantity"], line["amount"]) == ("135", "42.75")  # 135 days at 9.50 / 30
 
 
 def test_completing_and_cancelling_tell_mdm_about_used_on_bill(

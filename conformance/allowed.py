@@ -1,0 +1,80 @@
+"""The mutants a project allows to survive: ``<cases>/mutants-allowed.yaml``, reviewed by hand.
+
+An entry names a mutant by what does not change from run to run (its mapping file, target
+element, operator and change) and says why no case needs to kill it, such as an equivalent
+mutant that cannot alter any message. A malformed entry is a Finding at ``file:line:col``, like
+a malformed case; so is a stale one (see ``conformance.mutation``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import jsonschema
+
+from ccbmdm.codegen.mapping.loader import Finding, LDict, compose_located, validate_located
+from ccbmdm.codegen.mapping.syntax import Pos
+from ccbmdm.codegen.project import Project
+
+ALLOWED_FILE = "mutants-allowed.yaml"
+SCHEMA_FILE = Path(__file__).with_name("mutants-allowed.schema.json")
+HINT = "see docs/conformance.md, Mutation checking"
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """One mutant allowed to survive, and why."""
+
+    mapping: str
+    target: str
+    operator: str
+    change: str
+    reason: str
+    pos: Pos  # where the entry is written
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return self.mapping, self.target, self.operator, self.change
+
+
+@cache
+def _validator() -> jsonschema.protocols.Validator:
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    validator: jsonschema.protocols.Validator = jsonschema.validators.validator_for(schema)(schema)
+    return validator
+
+
+def read_allowed(project: Project) -> list[Allowance]:
+    """The project's allow-list (none when the file does not exist); a Finding where it is
+    malformed."""
+    path = project.cases / ALLOWED_FILE
+    if not path.is_file():
+        return []
+    display = str(path.relative_to(project.root))
+    data = compose_located(path, display, "an allow-list")
+    validate_located(data, _validator(), HINT)
+    found: list[Allowance] = []
+    seen: dict[tuple[str, str, str, str], Pos] = {}
+    for entry in data["allowed"]:
+        assert isinstance(entry, LDict)
+        allowance = Allowance(
+            str(entry["mapping"]),
+            str(entry["target"]),
+            str(entry["operator"]),
+            str(entry["change"]),
+            str(entry["reason"]),
+            entry.pos,
+        )
+        if allowance.key in seen:
+            raise Finding(
+                entry.pos,
+                "allow-list",
+                f"the same mutant is allowed at line {seen[allowance.key].line}",
+                "remove one of the two entries",
+            )
+        seen[allowance.key] = entry.pos
+        found.append(allowance)
+    return found
