@@ -475,6 +475,8 @@ def _write_sent(tx: Transaction, rows: list[dict[str, Any]]) -> None:
 
 def _write_acknowledged(tx: Transaction, rows: list[dict[str, Any]]) -> None:
     tx.execute_many(
-        "UPDATE sync_request SET state = :state, due_at = NULL WHERE id = :id AND state = 'AWAITING_ACK'",
+        # a resubmitted request's reason said why it was in Error: no longer so
+        "UPDATE sync_request SET state = :state, reason = NULL, due_at = NULL "
+        "WHERE id = :id AND state = 'AWAITING_ACK'",
         rows,
     )
