@@ -10,8 +10,11 @@ message equal to its golden after normalisation, and the end state equals ``end-
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,6 +51,25 @@ END_STATE_FILE = "end-state.yaml"
 CASE_DELIVERY = DeliverySetting(
     lease_s=30, backoff_base_s=0.05, backoff_factor=2, backoff_cap_s=1, poll_interval_s=0.01
 )
+
+
+@contextmanager
+def _runtime_warnings() -> Iterator[list[str]]:
+    """The runtime's warnings while a case runs, kept rather than printed: a mapping fault the
+    case expects is in its trail; they are shown when the case cannot be run to its end."""
+    said: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            said.append(record.getMessage())
+
+    handler = Keep(logging.WARNING)
+    logger = logging.getLogger("ccbmdm")
+    logger.addHandler(handler)
+    try:
+        yield said
+    finally:
+        logger.removeHandler(handler)
 
 
 @dataclass(frozen=True)
@@ -92,13 +114,15 @@ class FlowRunner:
 
     def _outcome(self, case: FlowCase, time_limit_s: float | None, *, write: bool) -> Outcome:
         started = time.perf_counter()
-        try:
-            ran = self._run(case, time_limit_s)
-            found = self._judge(case, ran)
-            mapped = self._mapped(ran.hops)
-        except (Finding, StepFailed, Unsettled) as exc:
-            problem = str(exc) if isinstance(exc, Finding) else f"{case.id}: {exc}"
-            return Outcome(case, time.perf_counter() - started, problems=(problem,))
+        with _runtime_warnings() as warnings:
+            try:
+                ran = self._run(case, time_limit_s)
+                found = self._judge(case, ran)
+                mapped = self._mapped(ran.hops)
+            except (Finding, StepFailed, Unsettled) as exc:
+                problem = str(exc) if isinstance(exc, Finding) else f"{case.id}: {exc}"
+                said = tuple(f"the runtime warned: {w}" for w in warnings)
+                return Outcome(case, time.perf_counter() - started, problems=(problem, *said))
         notes: tuple[str, ...] = ()
         if write and found:
             self._write(case, ran)

@@ -19,8 +19,10 @@ from typing import Any
 
 from ccbmdm.conformance.interval_profile import profile_values
 from ccbmdm.runtime.assembly import Runtime
+from ccbmdm.runtime.lifecycles.sync import KEY_SEPARATOR
 from ccbmdm.runtime.messages.lexical import configured_datetime
 from ccbmdm.runtime.messaging.transport import Posting, TransportError
+from ccbmdm.runtime.operations import resubmit
 from ccbmdm.runtime.sim.ccb.records import Account
 from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
 from ccbmdm.runtime.sim.demo import convert_bills
@@ -105,12 +107,49 @@ def ccb_save(world: World, mo: str, record: Mapping[str, Any], captured: bool = 
 
 def ccb_change(world: World, mo: str, key: str | list[str], fields: Mapping[str, Any]) -> None:
     """Change fields of a record CCB holds (a user's edit), captured."""
-    keys = (key,) if isinstance(key, str) else tuple(key)
     with world.ccb.store.transaction() as tx:
-        record = world.ccb.record(tx, mo, keys)
-        if record is None:
-            raise StepFailed(f"CCB holds no {mo} {'/'.join(keys)}")
-        world.ccb.save(tx, mo, {**record, **fields})
+        _change(world, tx, mo, key, fields)
+
+
+def ccb_changes(world: World, changes: list[Mapping[str, Any]]) -> None:
+    """Several edits saved in one CCB transaction, each ``{mo, key, fields}`` as ``ccb.change``
+    takes them: the changes of one entity join one Pending sync request before any monitor
+    can send it."""
+    with world.ccb.store.transaction() as tx:
+        for number, change in enumerate(changes, 1):
+            try:
+                _change(world, tx, change["mo"], change["key"], change["fields"])
+            except (KeyError, TypeError):
+                raise StepFailed(
+                    f"ccb.changes: change {number} must be {{mo, key, fields}}, not {change!r}"
+                ) from None
+
+
+def _change(
+    world: World, tx: Transaction, mo: str, key: str | list[str], fields: Mapping[str, Any]
+) -> None:
+    keys = (key,) if isinstance(key, str) else tuple(key)
+    record = world.ccb.record(tx, mo, keys)
+    if record is None:
+        raise StepFailed(f"CCB holds no {mo} {'/'.join(keys)}")
+    world.ccb.save(tx, mo, {**record, **fields})
+
+
+def ccb_resubmit(world: World, mo: str, key: str | list[str]) -> None:
+    """An operator resubmits the key's sync request in Error (``ccbmdm resubmit``): its final
+    snapshot is taken again and sent under a new message id."""
+    pk = KEY_SEPARATOR.join((key,) if isinstance(key, str) else key)
+    with world.ccb.store.transaction() as tx:
+        row = tx.fetch_one(
+            "SELECT id FROM sync_request WHERE mo = :mo AND pk = :pk AND state = 'ERROR'",
+            {"mo": mo, "pk": pk},
+        )
+    if row is None:
+        raise StepFailed(f"CCB has no sync request of {mo} {pk} in Error to resubmit")
+    monitor = world.runtime.monitor
+    if monitor is None:
+        raise StepFailed("this runtime has no CCB sync request monitor")
+    resubmit(monitor, [int(row["id"])])
 
 
 def ccb_account(
@@ -265,6 +304,8 @@ ACTIONS: Mapping[str, Action] = {
     "ccb.initial_load": ccb_initial_load,
     "ccb.save": ccb_save,
     "ccb.change": ccb_change,
+    "ccb.changes": ccb_changes,
+    "ccb.resubmit": ccb_resubmit,
     "ccb.account": ccb_account,
     "ccb.billing_run": ccb_billing_run,
     "ccb.bill_online": ccb_bill_online,

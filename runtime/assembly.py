@@ -177,6 +177,7 @@ class Runtime:
             system,
             {code: by_code[code].part("request").sender for code in codes},
             error_policies={code: by_code[code].error_policy for code in codes},
+            clock=self.clock,
         )
 
     def steps(self, batch: int | None = None) -> list[Step]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import functools
 import json
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from deepdiff import DeepDiff
@@ -137,6 +138,7 @@ class SyncRequestMonitor:
         reply_timeout_s: float = 86400.0,
         audit_fields: Mapping[str, frozenset[str]] | None = None,
         error_policies: Mapping[str, str] | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.store = store
         self.contracts = contracts
@@ -147,6 +149,8 @@ class SyncRequestMonitor:
         self.partner = partner
         self.outbox = Outbox(store, node, DeliverySettings())  # the monitor only enqueues
         self.reply_timeout_s = reply_timeout_s
+        # the header's sentDateTime, which the mappings judge "today" by (PD-F36)
+        self.clock = clock or (lambda: datetime.now(UTC))
         self.audit_fields = audit_fields or {}
         # flow code -> hold (the default, PD-L02) or supersede, as contracts/flows.yaml declares
         self.superseding = sorted(
@@ -284,7 +288,11 @@ class SyncRequestMonitor:
         message = contract.model.model_validate(
             {
                 "message_header": message_header(
-                    row["flow"], self.source_system, row["target"], message_id=message_id
+                    row["flow"],
+                    self.source_system,
+                    row["target"],
+                    message_id=message_id,
+                    sent_at=self.clock(),
                 ),
                 "send_details": {
                     "sync_request_id": str(row["id"]).zfill(10),
@@ -467,6 +475,8 @@ def _write_sent(tx: Transaction, rows: list[dict[str, Any]]) -> None:
 
 def _write_acknowledged(tx: Transaction, rows: list[dict[str, Any]]) -> None:
     tx.execute_many(
-        "UPDATE sync_request SET state = :state, due_at = NULL WHERE id = :id AND state = 'AWAITING_ACK'",
+        # a resubmitted request's reason said why it was in Error: no longer so
+        "UPDATE sync_request SET state = :state, reason = NULL, due_at = NULL "
+        "WHERE id = :id AND state = 'AWAITING_ACK'",
         rows,
     )

@@ -39,15 +39,17 @@ def message_header(
     *,
     message_id: str | None = None,
     correlation_id: str | None = None,
+    sent_at: datetime | None = None,
 ) -> dict[str, Any]:
-    """A header sent now (UTC, to the second), under ``message_id`` or a new one."""
+    """A header sent now (UTC, to the second), under ``message_id`` or a new one; ``sent_at``:
+    now by the sender's clock, which a conformance case freezes (the wall clock otherwise)."""
     return {
         "message_id": message_id or new_message_id(),
         "correlation_id": correlation_id,
         "flow": flow,
         "source_system": source,
         "target_system": target,
-        "sent_date_time": datetime.now(UTC).replace(microsecond=0),
+        "sent_date_time": (sent_at or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0),
         "schema_version": SCHEMA_VERSION,
     }
 

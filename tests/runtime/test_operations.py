@@ -31,7 +31,8 @@ def test_e2_a_business_reject_waits_for_the_operator_then_resubmit_applies_once(
     assert [state for state, _ in rejected.requests()] == ["ERROR"]  # no automatic retry
     assert resubmit(rejected.monitor).sent == 1
     rejected.run()
-    assert [state for state, _ in rejected.requests()] == ["SYNCHRONIZED"]
+    # the reason said why it was in Error: synchronized, it has none
+    assert rejected.requests() == [("SYNCHRONIZED", None)]
     assert rejected.stub.applications == 1
     with rejected.store.transaction() as tx:
         messages = tx.fetch("SELECT DISTINCT message_id FROM outbox WHERE node = 'ccb'")

@@ -133,6 +133,7 @@ class MdmSimulator:
         self.contracts = node.contracts
         self.partner = partner
         self.batch = batch or node.settings.batch
+        self.clock = clock or (lambda: datetime.now(UTC))
         migrate(store)
         self.codes = Codes(tables)
         self.loader = Loader()
@@ -366,7 +367,7 @@ class MdmSimulator:
                     "flow": request.kind.code,
                     "source_system": header.target_system,
                     "target_system": header.source_system,
-                    "sent_date_time": datetime.now(UTC).replace(microsecond=0),
+                    "sent_date_time": self.clock().astimezone(UTC).replace(microsecond=0),
                     "schema_version": header.schema_version,
                 },
                 "external_reference_id": request.message.external_reference_id,

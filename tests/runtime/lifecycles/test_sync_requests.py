@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -173,6 +174,23 @@ def test_the_message_carries_header_and_keys(
     assert str(row["message_id"]) == header.message_id
     assert message.send_details.pk_value1 == "0000000010"  # type: ignore[attr-defined]
     assert row["ordering_key"] == "PERSON\x1f0000000010\x1fMDM"
+
+
+def test_the_message_is_sent_at_the_monitors_clock(
+    store: Store, people: People, registry: ContractRegistry
+) -> None:
+    """A frozen clock (a conformance case's) is the sentDateTime: the mappings judge "today"
+    by it (PD-F36) and MDM dates a DELETE by it, so a golden cannot depend on the wall clock."""
+    frozen = datetime(2027, 3, 20, 10, 0, 0, 500_000, tzinfo=timezone(timedelta(hours=-4)))
+    monitor = SyncRequestMonitor(
+        store, registry, people, {"PERSON_SYNC": PERSON_REQUEST}, clock=lambda: frozen
+    )
+    people.put("0000000011", person("0000000011", "Clock"))
+    monitor.step()
+    (row,) = outbox(store)
+    _, message = registry.decode(bytes(row["payload"]), PERSON_REQUEST)
+    sent = message.message_header.sent_date_time  # type: ignore[attr-defined]
+    assert sent == datetime(2027, 3, 20, 14, 0, 0, tzinfo=UTC)
 
 
 def test_illegal_transition_names_machine_state_and_event() -> None:
