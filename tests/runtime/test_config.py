@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from ccbmdm.runtime.config import ConfigError, CredentialSetting, load_config, load_delivery
+from ccbmdm.runtime.config import (
+    REFERENCE_SYSTEMS,
+    ConfigError,
+    CredentialSetting,
+    load_config,
+    load_delivery,
+)
 
 GOOD = """\
 store: state/runtime.db
@@ -33,6 +39,15 @@ def test_a_good_configuration(tmp_path: Path) -> None:
     assert config.nodes["bridge"].address() == ("127.0.0.1", 8400)
     settings = config.delivery.settings()
     assert (settings.lease_s, settings.batch, settings.max_attempts) == (2, 20, 4)
+
+
+@pytest.mark.parametrize("system", ["ccb", "mdm"])
+def test_a_reference_simulator_named_by_its_former_module_still_loads(
+    tmp_path: Path, system: str
+) -> None:
+    text = GOOD.replace('"runtime_world:ccb_system"', f'"ccbmdm.runtime.sim.{system}:connect"')
+    config = load_config(write(tmp_path, text))
+    assert config.nodes["ccb"].system == REFERENCE_SYSTEMS[system]
 
 
 def test_a_simulator_takes_the_delivery_settings_of_a_file(tmp_path: Path) -> None:
