@@ -144,9 +144,10 @@ def test_workers_end_with_their_supervisor_when_it_is_killed(tmp_path: Path, com
 
 def test_a_killed_worker_is_restarted_and_the_work_completes(store: Store, tmp_path: Path) -> None:
     # The worker is killed before any work exists, so no lease of its needs rescuing; leases of
-    # 30 s keep a busy machine's slow batch (waiting behind the test's saves) from losing its
-    # leases and saying so, which is right, but not the one line this test counts.
-    with started(tmp_path, "monitor", workers=2, dsn=store.dsn, lease_s=30) as runtime:
+    # 120 s keep a busy machine's slow batch (waiting behind the test's saves, at a load of ten
+    # a batch of 50 outlived 30 s) from losing its leases and saying so, which is right, but
+    # not the one line this test counts.
+    with started(tmp_path, "monitor", workers=2, dsn=store.dsn, lease_s=120) as runtime:
         (first,) = runtime.wait_for_workers(1)
         os.kill(first, signal.SIGKILL)
         (second,) = runtime.wait_for_workers(1, other_than={first})
