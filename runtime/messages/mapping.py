@@ -43,12 +43,22 @@ class RuleFailure(Exception):
     site is personal, the located message withholds it.
     """
 
-    def __init__(self, rule: int, value: object, message: str, code: int = 1101) -> None:
+    def __init__(
+        self,
+        rule: int,
+        value: object,
+        message: str,
+        code: int = 1101,
+        subject: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(message)
         self.rule = rule
         self.value = value
         self.message = message
         self.code = code
+        # what the fault's parameters name before the value: the code table of a miss, the
+        # maintenance object of an unresolved key (docs/flows.md PD-C11); none: the source path
+        self.subject = subject
         self.positions: list[int] = []  # of each repetition around the rule, innermost first
 
 
@@ -56,15 +66,31 @@ class TransformError(Exception):
     """A message could not be transformed; says which rule, reading what, and why."""
 
     def __init__(
-        self, site: RuleSite, source_xpath: str, value: object, message: str, code: int
+        self,
+        site: RuleSite,
+        source_xpath: str,
+        value: object,
+        message: str,
+        code: int,
+        subject: tuple[str, ...] = (),
     ) -> None:
         self.site = site
         self.source_xpath = source_xpath
         self.value = value
+        self.subject = subject
         self.template = message
         self.reason = self._reason(site.personal)  # what the fault to the sender says
         self.code = code  # the framework fault number (90000/code), PD-C11
         super().__init__(self._text(site.personal))
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """The fault's parameters (docs/flows.md PD-C11): a code-table miss names the table
+        and the value, an unresolved key the maintenance object and the key (withheld where
+        the rule's site is personal data), anything else the source path it read."""
+        if not self.subject:
+            return (self.source_xpath,)
+        return (*self.subject, WITHHELD if self.site.personal else str(self.value))
 
     def unmasked(self) -> str:
         """The message with the value even when it is personal data: for an operator's
@@ -89,7 +115,14 @@ class TransformError(Exception):
         xpath = site.source
         for position in positions:
             xpath = xpath.replace("{}", position, 1)
-        return cls(site, xpath.replace("[{}]", ""), failure.value, failure.message, failure.code)
+        return cls(
+            site,
+            xpath.replace("[{}]", ""),
+            failure.value,
+            failure.message,
+            failure.code,
+            failure.subject,
+        )
 
 
 class CrossReference(Protocol):
@@ -170,7 +203,9 @@ class CodeTables:
         value = self.tables[table].lookup(key, column)
         if value is None:
             shown = key[0] if len(key) == 1 else "/".join(key)
-            raise RuleFailure(rule, shown, f"code table {table} has no row for {VALUE}")
+            raise RuleFailure(
+                rule, shown, f"code table {table} has no row for {VALUE}", subject=(table,)
+            )
         return value
 
     def reverse(self, rule: int, table: str, value: str) -> str:
@@ -181,7 +216,12 @@ class CodeTables:
         if key is None:
             if self.tables[table].miss == "pass_through":
                 return value
-            raise RuleFailure(rule, value, f"code table {table} has no row whose value is {VALUE}")
+            raise RuleFailure(
+                rule,
+                value,
+                f"code table {table} has no row whose value is {VALUE}",
+                subject=(table,),
+            )
         return key
 
 
@@ -201,7 +241,9 @@ class Context:
     def resolve(self, rule: int, mo: str, key: str) -> str:
         found = self.xref.resolve(mo, key) if self.xref is not None else None
         if found is None:
-            raise RuleFailure(rule, key, f"no cross-reference for {mo} {VALUE}", code=1102)
+            raise RuleFailure(
+                rule, key, f"no cross-reference for {mo} {VALUE}", code=1102, subject=(mo,)
+            )
         return found
 
 

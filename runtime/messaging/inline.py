@@ -80,7 +80,7 @@ class InlineBridge:
             mapped = outbound.function(request, self.context)
         except TransformError as exc:
             log.warning("mapping failed: %s", exc, extra={"message_id": request_id})
-            return fault(request_id, flow.code, exc.code, exc.reason, 400, exc.source_xpath)
+            return fault(request_id, flow.code, exc.code, exc.reason, 400, exc.parameters)
         payload = self.node.contracts[outbound.target].encode(mapped)
         partner = other_side(sender)
         (answer,) = self.node.transport.post_many(
@@ -115,5 +115,5 @@ class InlineBridge:
             result = inbound.function(reply, self.context)
         except TransformError as exc:
             log.warning("mapping failed: %s", exc, extra={"message_id": request_id})
-            return fault(request_id, flow.code, exc.code, exc.reason, 502, exc.source_xpath)
+            return fault(request_id, flow.code, exc.code, exc.reason, 502, exc.parameters)
         return Response(200, self.node.contracts[inbound.target].encode(result))

@@ -236,7 +236,7 @@ class Bridge:
         except TransformError as exc:
             log.warning("mapping failed: %s", exc, extra={"message_id": received.message_id})
             originator = (received.partner, flow.code, received.message_id)
-            return self._fault(tx, originator, exc.code, exc.reason, exc.source_xpath)
+            return self._fault(tx, originator, exc.code, exc.reason, exc.parameters)
         payload = self.node.contracts[transformer.target].encode(target)
         message_id = str(target.message_header.message_id)
         originating = part.name in ("request", "notification")
@@ -258,7 +258,7 @@ class Bridge:
         originator: tuple[str, str, str],
         number: int,
         reason: str,
-        parameter: str | None = None,
+        parameters: tuple[str, ...] = (),
     ) -> str:
         """Answer the originator (partner, flow code, message id) of a message with a framework
         fault (PD-C11), on the flow's reply part, correlated with the message not relayed."""
@@ -266,7 +266,7 @@ class Bridge:
         flow = self.flows[code]
         reply = next((p for p in flow.parts if p.reply), flow.parts[0])
         fault_id, fault = self.node.receiver.fault_message(
-            message_id, code, number, reason, parameter, system_code(reply.received_by)
+            message_id, code, number, reason, parameters, system_code(reply.received_by)
         )
         self.node.outbox.enqueue(tx, partner, code, reply.name, fault_id, fault)
         return fault_id

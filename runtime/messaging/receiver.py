@@ -135,7 +135,7 @@ class Receiver:
         except ContractViolation as exc:
             first = exc.problems[0]
             return self.fault(
-                None, flow.code, 1003, f"{first.xpath}: {first.message}", 400, first.xpath
+                None, flow.code, 1003, f"{first.xpath}: {first.message}", 400, (first.xpath,)
             )
         header = message.message_header  # type: ignore[attr-defined]
         mismatch = header_mismatch(header, flow, part, sender, fault=is_fault)
@@ -147,7 +147,7 @@ class Receiver:
                 NOT_AUTHORIZED,
                 f"not authorized: {mismatch.reason}",
                 400,
-                f"/{root}/messageHeader/{mismatch.element}",
+                (f"/{root}/messageHeader/{mismatch.element}",),
             )
         if flow.mode == "sync" and self.answerer is not None:  # refusal() saw to it
             return self.answerer(sender, flow, message)
@@ -211,10 +211,10 @@ class Receiver:
         number: int,
         text: str,
         status: int,
-        parameter: str | None = None,
+        parameters: tuple[str, ...] = (),
     ) -> Response:
         """A fault answered over the transport, with its HTTP status."""
-        return Response(status, self.fault_message(correlation, flow, number, text, parameter)[1])
+        return Response(status, self.fault_message(correlation, flow, number, text, parameters)[1])
 
     def fault_message(
         self,
@@ -222,7 +222,7 @@ class Receiver:
         flow: str,
         number: int,
         text: str,
-        parameter: str | None = None,
+        parameters: tuple[str, ...] = (),
         target: str = "PARTNER",
     ) -> tuple[str, bytes]:
         """A framework fault (PD-C11) as a message of its own: its message id and bytes. A
@@ -245,7 +245,7 @@ class Receiver:
                         {
                             "message_category": FRAMEWORK_CATEGORY,
                             "message_number": number,
-                            "message_parameters": [parameter[:254]] if parameter else [],
+                            "message_parameters": [p[:254] for p in parameters],
                             "comments": text[:254],
                         }
                     ],

@@ -211,7 +211,7 @@ class MdmAnswers:
         ):
             if value not in known:
                 text = f"{name} {value} is not one MDM knows ({', '.join(sorted(known))})"
-                return fault(correlation, "GET_USAGE", CODE_TABLE_MISS, text, 400, name)
+                return fault(correlation, "GET_USAGE", CODE_TABLE_MISS, text, 400, (name, value))
         responses = []
         for item in request.requests_list:
             entry: dict[str, Any] = {

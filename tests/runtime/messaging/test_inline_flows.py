@@ -138,6 +138,9 @@ def test_a_mapping_failure_is_a_fault_naming_the_value(
     assert response.status == 400
     category, number, _ = world.fault_of(response)
     assert (category, number) == (90000, 1101)
+    (info,) = world.registry.decode(response.body)[1].result.exception_info  # type: ignore[attr-defined]
+    # docs/flows.md PD-C11: a code-table miss names the table and the value
+    assert tuple(info.message_parameters) == ("OUCCB2_OUMDM2_UsageRequestMode", "NO-SUCH-TYPE")
     assert world.answers.received == []  # MDM was never asked
 
 

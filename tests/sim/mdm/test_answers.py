@@ -250,7 +250,7 @@ def test_get_usage_with_a_mode_mdm_does_not_know_is_a_fault(world: World) -> Non
     status, reply = world.call("get-usage", "ccb/GetUsageRequest", request)
     assert status == 400
     assert type(reply).__name__ == "Fault"
-    assert errors(reply.result) == [(90000, 1101, ("mode",))]
+    assert errors(reply.result) == [(90000, 1101, ("mode", "PRETEND"))]  # [table, value]
 
 
 # -- flow 17 --------------------------------------------------------------------------------------
