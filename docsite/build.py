@@ -40,9 +40,12 @@ class Site:
     warnings: list[str] = field(default_factory=list)
 
 
-def build_site(project: Project, out: Path | None = None, *, strict: bool = False) -> Site:
-    """Generate every page of ``project`` and build the HTML into ``out``."""
-    source = project.target / "docs"
+def build_site(
+    project: Project, out: Path | None = None, *, strict: bool = False, work: Path | None = None
+) -> Site:
+    """Generate every page of ``project`` into ``work`` (default: target/docs) and build the
+    HTML into ``out`` (default: target/site)."""
+    source = work or project.target / "docs"
     docs = source / "pages"
     if docs.exists():
         shutil.rmtree(docs)
@@ -137,7 +140,7 @@ mappings (YAML) ----^                        |
 
 def _config(project: Project, docs: Path, out: Path, nav: list[Any]) -> dict[str, Any]:
     return {
-        "site_name": f"{project.name} reference",
+        "site_name": project.name,
         "docs_dir": str(docs),
         "site_dir": str(out),
         "use_directory_urls": False,
@@ -166,7 +169,8 @@ def _config(project: Project, docs: Path, out: Path, nav: list[Any]) -> dict[str
                 },
             ],
         },
-        "plugins": ["search"],
+        # A field is found by its name, also inside a path (sendDetails/saId, result.exceptionInfo).
+        "plugins": [{"search": {"separator": r"[\s\-/.]+"}}],
         "markdown_extensions": [
             "tables",
             "admonition",

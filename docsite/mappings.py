@@ -7,7 +7,7 @@ from typing import Any
 
 from .markdown import table
 
-LINEAGE_TABLE = "ccbmdm-lineage"
+LINEAGE_TABLE = "lineage"
 
 
 def page_path(mapping_file: str) -> str:
@@ -45,7 +45,7 @@ def page(mapping_file: str, lineage: dict[str, Any], message_pages: dict[str, st
         table(
             ("Target field", "Source paths", "Rule", "Where", "Code tables"),
             rows,
-            css=LINEAGE_TABLE,
+            name=LINEAGE_TABLE,
         ),
         "## Source fields no rule reads",
         "",

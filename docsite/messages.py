@@ -11,7 +11,7 @@ from ccbmdm.codegen.ir import ComplexType, Contract, ContractSet, Facets, Partic
 
 from .markdown import table
 
-FIELD_TABLE = "ccbmdm-fields"
+FIELD_TABLE = "fields"
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def page(
         "",
         "## Fields",
         "",
-        table(("Path", "Type", "Cardinality", "Facets", "Documentation"), rows, css=FIELD_TABLE),
+        table(("Path", "Type", "Cardinality", "Facets", "Documentation"), rows, name=FIELD_TABLE),
         "## Used by",
         "",
     ]
