@@ -95,7 +95,7 @@ def page(
     contracts: ContractSet,
     contract: Contract,
     flows: tuple[Flow, ...],
-    mapping_pages: dict[str, str],
+    mapping_pages: dict[str, list[str]],
     samples_dir: Path,
 ) -> str:
     """The Markdown of one message page; ``mapping_pages`` maps a contract name to the pages of

@@ -53,9 +53,7 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def site_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("site")
-    site = build_site(
-        Project.load(REPO), folder / "html", strict=True, work=folder / "pages"
-    )
+    site = build_site(Project.load(REPO), folder / "html", strict=True, work=folder / "pages")
     assert site.warnings == []
     with serving(site.out) as url:
         yield url
@@ -94,7 +92,9 @@ def open_page(browser: webdriver.Chrome, url: str) -> None:
 
 
 def console_errors(browser: webdriver.Chrome) -> list[dict[str, Any]]:
-    return [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    # Selenium leaves get_log unannotated; it returns the log's entries as dicts.
+    log: list[dict[str, Any]] = browser.get_log("browser")  # type: ignore[no-untyped-call]
+    return [entry for entry in log if entry["level"] == "SEVERE"]
 
 
 def first_column(browser: webdriver.Chrome, name: str) -> list[str]:
@@ -107,7 +107,10 @@ def test_the_home_page_links_the_sections(
 ) -> None:
     open_page(browser, site_url + "index.html")
     browser.save_screenshot(str(shots / "home.png"))
-    tabs = [t.get_attribute("textContent") or "" for t in browser.find_elements(By.CSS_SELECTOR, ".md-tabs__link")]
+    tabs = [
+        t.get_attribute("textContent") or ""
+        for t in browser.find_elements(By.CSS_SELECTOR, ".md-tabs__link")
+    ]
     assert [t.strip() for t in tabs] == ["Home", "Guides", "Messages", "Mappings"]
     assert browser.find_element(By.CSS_SELECTOR, "article h1").text
     assert console_errors(browser) == []
