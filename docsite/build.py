@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,6 +72,7 @@ def write_pages(project: Project, docs: Path) -> list[Any]:
 
     _write(docs / "index.md", _home(project, len(contracts.contracts), len(lineage)))
     guides = _copy_guides(project.root / "docs", docs / GUIDES)
+    flow_sections = _flow_sections(docs / GUIDES / "flows.md")
 
     message_nav: list[Any] = ["messages/index.md"]
     index = ["# Messages", "", "Every contract of the project, by system.", ""]
@@ -83,7 +85,12 @@ def write_pages(project: Project, docs: Path) -> list[Any]:
         for contract in sorted(listed, key=lambda c: c.root):
             path = message_pages[contract.name]
             text = messages.page(
-                contracts, contract, flows, mapping_pages, project.contracts / "samples"
+                contracts,
+                contract,
+                flows,
+                mapping_pages,
+                flow_sections,
+                project.contracts / "samples",
             )
             _write(docs / path, text)
             index.append(f"- [{contract.root}]({path.removeprefix('messages/')})")
@@ -118,6 +125,20 @@ def _copy_guides(folder: Path, into: Path) -> list[str]:
     return copied
 
 
+def _flow_sections(guide: Path) -> dict[str, str]:
+    """The section of each flow in the flows guide (``## 6. Name — `CODE` ``), by flow code, as
+    a link from the docs folder; none when the project has no such guide."""
+    if not guide.is_file():
+        return {}
+    from markdown.extensions.toc import slugify
+
+    sections = {}
+    for match in re.finditer(r"^## \d+\. .*`([A-Z_]+)`\s*$", guide.read_text("utf-8"), re.M):
+        heading = match.group(0).removeprefix("## ").replace("`", "")
+        sections[match.group(1)] = f"{GUIDES}/{guide.name}#{slugify(heading, '-')}"
+    return sections
+
+
 def _home(project: Project, contracts: int, mapping_parts: int) -> str:
     return f"""# {project.name}
 
@@ -144,6 +165,8 @@ def _config(project: Project, docs: Path, out: Path, nav: list[Any]) -> dict[str
         "docs_dir": str(docs),
         "site_dir": str(out),
         "use_directory_urls": False,
+        # A link to a missing section is a warning too (an error under --strict).
+        "validation": {"anchors": "warn", "unrecognized_links": "warn"},
         "nav": nav,
         "theme": {
             "name": "material",
@@ -185,9 +208,14 @@ def _config(project: Project, docs: Path, out: Path, nav: list[Any]) -> dict[str
 
 def _mkdocs_build(config: Path, *, strict: bool) -> list[str]:
     """Run mkdocs; return its warnings, or raise :class:`SiteError` with them under strict."""
-    from mkdocs.commands.build import build
-    from mkdocs.config import load_config
-    from mkdocs.exceptions import Abort, ConfigurationError
+    try:
+        from mkdocs.commands.build import build
+        from mkdocs.config import load_config
+        from mkdocs.exceptions import Abort, ConfigurationError
+    except ImportError:
+        raise SiteError(
+            "mkdocs is not installed; install the documentation extra: pip install 'ccbmdm[docs]'"
+        ) from None
 
     with _captured("mkdocs") as warnings:
         try:

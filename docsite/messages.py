@@ -96,10 +96,12 @@ def page(
     contract: Contract,
     flows: tuple[Flow, ...],
     mapping_pages: dict[str, list[str]],
+    flow_sections: dict[str, str],
     samples_dir: Path,
 ) -> str:
     """The Markdown of one message page; ``mapping_pages`` maps a contract name to the pages of
-    the mappings that read or write it (relative to the docs folder)."""
+    the mappings that read or write it, ``flow_sections`` a flow code to its section in the
+    guides (both relative to the docs folder)."""
     rows = [(f.path, f.type, f.cardinality, f.facets, f.doc) for f in fields(contracts, contract)]
     lines = [
         f"# {contract.root}",
@@ -121,11 +123,17 @@ def page(
         for part in flow.parts
         if contract.name in (part.sender, part.receiver)
     ]
-    lines += [
-        f"- flow {flow.number} `{flow.code}`, {flow.name}: the {part} part" for flow, part in using
-    ] or ["No flow of the catalogue uses this message."]
-    lines.append("")
     depth = "../" * page_path(contract).count("/")
+
+    def flow_link(flow: Flow) -> str:
+        title = f"flow {flow.number} `{flow.code}`"
+        section = flow_sections.get(flow.code)
+        return f"[{title}]({depth}{section})" if section else title
+
+    lines += [f"- {flow_link(flow)}, {flow.name}: the {part} part" for flow, part in using] or [
+        "No flow of the catalogue uses this message."
+    ]
+    lines.append("")
     for target in mapping_pages.get(contract.name, []):
         lines.append(f"- mapping [{Path(target).stem}]({depth}{target})")
     lines.append("")
