@@ -5,15 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from case_support import ccbmdm
 
-from ccbmdm.cli import app, run
 from ccbmdm.codegen.project import init_project
-
-
-def ccbmdm(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = run(lambda: app(list(args)))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.mark.parametrize("command", [["docs"], ["docs", "build"], ["docs", "serve"]])
