@@ -51,16 +51,19 @@ def build_site(
     if docs.exists():
         shutil.rmtree(docs)
     docs.mkdir(parents=True)
-    nav = write_pages(project, docs)
+    nav, gaps = write_pages(project, docs)
+    if strict and gaps:
+        raise SiteError("\n".join(gaps))
     site = Site(source, (out or project.target / "site").resolve())
     config = source / "mkdocs.yml"
     config.write_text(yaml.safe_dump(_config(project, docs, site.out, nav), sort_keys=False))
-    site.warnings = _mkdocs_build(config, strict=strict)
+    site.warnings = gaps + _mkdocs_build(config, strict=strict)
     return site
 
 
-def write_pages(project: Project, docs: Path) -> list[Any]:
-    """Write the home page, the guides and the reference pages; return the navigation."""
+def write_pages(project: Project, docs: Path) -> tuple[list[Any], list[str]]:
+    """Write the home page, the guides and the reference pages; return the navigation and what
+    the pages miss (a contract's documentation, a sample), which the pages say too."""
     contracts = read_contracts(project.contracts)
     flows = load_catalogue(project.contracts / "flows.yaml", contracts.contracts)
     lineage: dict[str, Any] = json.loads(compiler.generate(project).lineage)
@@ -74,6 +77,7 @@ def write_pages(project: Project, docs: Path) -> list[Any]:
     guides = _copy_guides(project.root / "docs", docs / GUIDES)
     flow_sections = _flow_sections(docs / GUIDES / "flows.md")
 
+    gaps: list[str] = []
     message_nav: list[Any] = ["messages/index.md"]
     index = ["# Messages", "", "Every contract of the project, by system.", ""]
     for system in ("ccb", "mdm"):
@@ -93,6 +97,7 @@ def write_pages(project: Project, docs: Path) -> list[Any]:
                 project.contracts / "samples",
             )
             _write(docs / path, text)
+            gaps += messages.gaps(contracts, contract, project.contracts / "samples")
             index.append(f"- [{contract.root}]({path.removeprefix('messages/')})")
             entries.append({contract.root: path})
         index.append("")
@@ -113,7 +118,7 @@ def write_pages(project: Project, docs: Path) -> list[Any]:
     if guides:
         nav.append({"Guides": guides})
     nav += [{"Messages": message_nav}, {"Mappings": mapping_nav}]
-    return nav
+    return nav, gaps
 
 
 def _copy_guides(folder: Path, into: Path) -> list[str]:

@@ -23,6 +23,7 @@ class Field:
     cardinality: str
     facets: str
     doc: str
+    where: str  # file:line of the element's declaration
 
 
 def page_path(contract: Contract) -> str:
@@ -47,18 +48,19 @@ def _field(contracts: ContractSet, particle: Particle, path: str) -> Field:
     upper = "unbounded" if particle.max_occurs is None else str(particle.max_occurs)
     cardinality = f"{particle.min_occurs}..{upper}"
     if particle.kind == "any":
-        return Field(path, "any element", cardinality, "", particle.doc)
+        return Field(path, "any element", cardinality, "", particle.doc, str(particle.origin))
     assert particle.type_key is not None
     name = particle.type_key[1]
     if particle.kind == "complex":
         complex_type = contracts.complex_types[particle.type_key]
-        return Field(path, name, cardinality, "", particle.doc or complex_type.doc)
+        doc = particle.doc or complex_type.doc
+        return Field(path, name, cardinality, "", doc, str(particle.origin))
     simple = contracts.simple_types[particle.type_key]
     type_name = name if name.startswith("xs:") else f"{name} ({simple.primitive})"
     doc = particle.doc or simple.doc
     if particle.personal:
         doc = f"{doc} Personal data.".strip()
-    return Field(path, type_name, cardinality, describe(simple.facets), doc)
+    return Field(path, type_name, cardinality, describe(simple.facets), doc, str(particle.origin))
 
 
 def describe(facets: Facets) -> str:
@@ -79,6 +81,23 @@ def describe(facets: Facets) -> str:
         if value is not None:
             parts.append(f"{label} {value}")
     return "; ".join(parts)
+
+
+def gaps(contracts: ContractSet, contract: Contract, samples_dir: Path) -> list[str]:
+    """What a reader of the contract's page will miss, as ``file:line: what`` lines."""
+    found = [
+        f"{field.where}: {contract.name}: {field.path} has no documentation"
+        for field in fields(contracts, contract)
+        if not field.doc
+    ]
+    if not contract.doc:
+        found.insert(0, f"{contract.file}: {contract.name} has no documentation")
+    if not samples(samples_dir, contract):
+        found.append(
+            f"{contract.file}: {contract.name} has no sample message in "
+            f"{samples_dir.name}/{contract.system}/{contract.root}.xml"
+        )
+    return found
 
 
 def samples(samples_dir: Path, contract: Contract) -> list[Path]:
@@ -102,7 +121,10 @@ def page(
     """The Markdown of one message page; ``mapping_pages`` maps a contract name to the pages of
     the mappings that read or write it, ``flow_sections`` a flow code to its section in the
     guides (both relative to the docs folder)."""
-    rows = [(f.path, f.type, f.cardinality, f.facets, f.doc) for f in fields(contracts, contract)]
+    rows = [
+        (f.path, f.type, f.cardinality, f.facets, f.doc or "(no documentation)")
+        for f in fields(contracts, contract)
+    ]
     lines = [
         f"# {contract.root}",
         "",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from case_support import ccbmdm
+from case_support import ccbmdm, edit
 
 from ccbmdm.codegen.project import init_project
 
@@ -44,3 +44,33 @@ def test_outside_a_project_the_error_says_what_to_do(
     code, _, err = ccbmdm(capsys, "docs", "build")
     assert code == 1
     assert "no ccbmdm_project.yaml in" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_a_missing_documentation_or_sample_is_a_warning_and_strict_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = init_project(tmp_path / "scratch")
+    edit(
+        project.contracts / "ccb" / "PersonSyncRequest.xsd",
+        "<xs:annotation><xs:documentation>Flow 1 PERSON_SYNC: CCB's outbound sync request for"
+        " a person (C1-MDM2PersonSyncRequest).</xs:documentation></xs:annotation>",
+        "",
+    )
+    (project.contracts / "samples" / "ccb" / "PersonSyncRequest.xml").unlink()
+    args = ("docs", "build", "--out", str(tmp_path / "html"), "--project-dir", str(project.root))
+
+    code, _, stderr = ccbmdm(capsys, *args)
+    assert code == 0, stderr
+    assert (
+        "contracts/ccb/PersonSyncRequest.xsd: ccb/PersonSyncRequest has no documentation" in stderr
+    )
+    assert (
+        "ccb/PersonSyncRequest has no sample message in samples/ccb/PersonSyncRequest.xml" in stderr
+    )
+    page = (tmp_path / "html" / "messages" / "ccb" / "PersonSyncRequest.html").read_text()
+    assert "The contract has no documentation." in page and "No sample message" in page
+
+    code, _, stderr = ccbmdm(capsys, *args, "--strict")
+    assert code == 1
+    assert "ccb/PersonSyncRequest has no documentation" in stderr and "Traceback" not in stderr
