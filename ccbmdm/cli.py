@@ -1097,6 +1097,76 @@ def _print_demo(report: Any) -> None:
         out.print("no request in Error")
 
 
+docs_app = typer.Typer(
+    help="The documentation site: the contract and mapping reference with the guides.",
+    no_args_is_help=True,
+)
+app.add_typer(docs_app, name="docs")
+
+OutOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        file_okay=False,
+        help="Folder of the built HTML (default: the project's target/site).",
+    ),
+]
+StrictOption = Annotated[
+    bool,
+    typer.Option("--strict", help="Fail on any warning of the site build (a broken link, a page)."),
+]
+
+
+def _build_docs(project_dir: Path | None, out_dir: Path | None, strict: bool) -> Path:
+    from ccbmdm.docsite.build import SiteError, build_site
+
+    with explained():
+        project = _project(project_dir)
+        started = time.perf_counter()
+        with err.status("building the documentation site…"):
+            try:
+                site = build_site(project, out_dir, strict=strict)
+            except SiteError as exc:
+                fail(f"the site did not build:\n{exc}")
+    for warning in site.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}")
+    seconds = time.perf_counter() - started
+    out.print(f"built the site in {seconds:.1f} s into {site.out}")
+    return site.out
+
+
+@docs_app.command(name="build")
+def docs_build(
+    out_dir: OutOption = None, strict: StrictOption = False, project_dir: ProjectDir = None
+) -> None:
+    """Generate the reference pages and build the site; open index.html in a browser."""
+    site = _build_docs(project_dir, out_dir, strict)
+    out.print(f"open {site / 'index.html'}")
+
+
+@docs_app.command(name="serve")
+def docs_serve(
+    port: Annotated[
+        int,
+        typer.Option("--port", min=0, max=65535, help="The port to listen on (0: any free port)."),
+    ] = 8000,
+    out_dir: OutOption = None,
+    strict: StrictOption = False,
+    project_dir: ProjectDir = None,
+) -> None:
+    """Build the site, then serve it on 127.0.0.1 until interrupted."""
+    from ccbmdm.docsite.serve import server
+
+    site = _build_docs(project_dir, out_dir, strict)
+    try:
+        httpd = server(site, port)
+    except OSError as exc:
+        fail(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}; pick another --port")
+    out.print(f"serving the site on http://127.0.0.1:{httpd.server_port}/ (Ctrl+C stops)")
+    with httpd:
+        httpd.serve_forever()
+
+
 sim_app = typer.Typer(
     help="The reference simulators of CCB and MDM, as HTTP services or for one task.",
     no_args_is_help=True,

@@ -10,7 +10,8 @@ The parts (docs/runtime.md, "The tree"):
 - the engine: the rest of ``runtime`` but the simulators;
 - ``runtime.sim``: the reference simulators, ``sim.ccb`` and ``sim.mdm`` two systems that
   share nothing but messages, ``sim.determinants`` MDM's calculation library;
-- ``codegen``: the compiler; ``conformance``: the kit; ``ccbmdm.cli``: the command line.
+- ``codegen``: the compiler; ``conformance``: the kit; ``ccbmdm.cli``: the command line;
+- ``docsite``: the documentation site, generated from what codegen reads and the lifecycle tables.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ SIM = "ccbmdm.runtime.sim"
 CODEGEN = "ccbmdm.codegen"
 CONFORMANCE = "ccbmdm.conformance"
 CLI = "ccbmdm.cli"
+DOCSITE = "ccbmdm.docsite"
+LIFECYCLES = "ccbmdm.runtime.lifecycles"
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,14 @@ RULES: dict[str, tuple[Part, Part]] = {
         lambda m: within(m, CODEGEN),
         lambda m: is_engine(m) or is_simulator(m),
     ),
+    "the site reads codegen and the lifecycle tables, nothing else of the engine or simulators": (
+        lambda m: within(m, DOCSITE),
+        lambda m: is_simulator(m) or (is_engine(m) and not within(m, LIFECYCLES)),
+    ),
+    "only the command line imports the documentation site": (
+        lambda m: not (within(m, DOCSITE) or m == CLI),
+        lambda m: within(m, DOCSITE),
+    ),
     "only the command line imports the conformance kit": (
         lambda m: not (within(m, CONFORMANCE) or m == CLI),
         lambda m: within(m, CONFORMANCE),
@@ -220,3 +231,4 @@ def test_the_rules_see_the_whole_package() -> None:
     found = imports()
     assert any(i.importer == CLI and within(i.imported, CONFORMANCE) for i in found)
     assert any(within(i.importer, CODEGEN) and within(i.imported, MESSAGES) for i in found)
+    assert any(within(i.importer, DOCSITE) and within(i.imported, CODEGEN) for i in found)

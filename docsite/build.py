@@ -1,0 +1,255 @@
+"""Build the site: write the generated pages beside the hand-written guides, then run mkdocs.
+
+The pages and the mkdocs configuration are written under the project's ``target/docs/`` (never
+committed, like all generated files); the built HTML goes to ``target/site/`` or ``--out``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ccbmdm.codegen import compiler
+from ccbmdm.codegen.catalogue import load_catalogue
+from ccbmdm.codegen.project import Project
+from ccbmdm.codegen.xsd_reader import read_contracts
+
+from . import mappings, messages
+
+GUIDES = "guides"
+
+
+class SiteError(Exception):
+    """mkdocs could not build the site, or warned under ``--strict``; lists every warning."""
+
+
+@dataclass
+class Site:
+    """What a build wrote and what mkdocs said about it."""
+
+    pages: Path  # the Markdown sources and mkdocs.yml
+    out: Path  # the HTML
+    warnings: list[str] = field(default_factory=list)
+
+
+def build_site(
+    project: Project, out: Path | None = None, *, strict: bool = False, work: Path | None = None
+) -> Site:
+    """Generate every page of ``project`` into ``work`` (default: target/docs) and build the
+    HTML into ``out`` (default: target/site)."""
+    source = work or project.target / "docs"
+    docs = source / "pages"
+    if docs.exists():
+        shutil.rmtree(docs)
+    docs.mkdir(parents=True)
+    nav, gaps = write_pages(project, docs)
+    if strict and gaps:
+        raise SiteError("\n".join(gaps))
+    site = Site(source, (out or project.target / "site").resolve())
+    config = source / "mkdocs.yml"
+    config.write_text(yaml.safe_dump(_config(project, docs, site.out, nav), sort_keys=False))
+    site.warnings = gaps + _mkdocs_build(config, strict=strict)
+    return site
+
+
+def write_pages(project: Project, docs: Path) -> tuple[list[Any], list[str]]:
+    """Write the home page, the guides and the reference pages; return the navigation and what
+    the pages miss (a contract's documentation, a sample), which the pages say too."""
+    contracts = read_contracts(project.contracts)
+    flows = load_catalogue(project.contracts / "flows.yaml", contracts.contracts)
+    lineage: dict[str, Any] = json.loads(compiler.generate(project).lineage)
+    message_pages = {name: messages.page_path(c) for name, c in contracts.contracts.items()}
+    mapping_pages: dict[str, list[str]] = {}
+    for mapping_file, entry in lineage.items():
+        for contract in (entry["source"], entry["target"]):
+            mapping_pages.setdefault(contract, []).append(mappings.page_path(mapping_file))
+
+    _write(docs / "index.md", _home(project, len(contracts.contracts), len(lineage)))
+    guides = _copy_guides(project.root / "docs", docs / GUIDES)
+    flow_sections = _flow_sections(docs / GUIDES / "flows.md")
+
+    gaps: list[str] = []
+    message_nav: list[Any] = ["messages/index.md"]
+    index = ["# Messages", "", "Every contract of the project, by system.", ""]
+    for system in ("ccb", "mdm"):
+        listed = sorted((c for c in contracts.contracts.values() if c.system == system), key=str)
+        if not listed:
+            continue
+        index += [f"## {system.upper()}", ""]
+        entries = []
+        for contract in sorted(listed, key=lambda c: c.root):
+            path = message_pages[contract.name]
+            text = messages.page(
+                contracts,
+                contract,
+                flows,
+                mapping_pages,
+                flow_sections,
+                project.contracts / "samples",
+            )
+            _write(docs / path, text)
+            gaps += messages.gaps(contracts, contract, project.contracts / "samples")
+            index.append(f"- [{contract.root}]({path.removeprefix('messages/')})")
+            entries.append({contract.root: path})
+        index.append("")
+        message_nav.append({system.upper(): entries})
+    _write(docs / "messages" / "index.md", "\n".join(index))
+
+    mapping_nav: list[Any] = ["mappings/index.md"]
+    index = ["# Mappings", "", "Every mapping part, with the lineage of each target field.", ""]
+    for mapping_file, entry in sorted(lineage.items()):
+        path = mappings.page_path(mapping_file)
+        _write(docs / path, mappings.page(mapping_file, entry, message_pages))
+        name = Path(path).stem
+        index.append(f"- [{name}]({path.removeprefix('mappings/')}): flow `{entry['flow']}`")
+        mapping_nav.append({name: path})
+    _write(docs / "mappings" / "index.md", "\n".join(index) + "\n")
+
+    nav: list[Any] = [{"Home": "index.md"}]
+    if guides:
+        nav.append({"Guides": guides})
+    nav += [{"Messages": message_nav}, {"Mappings": mapping_nav}]
+    return nav, gaps
+
+
+def _copy_guides(folder: Path, into: Path) -> list[str]:
+    """The hand-written pages (docs/*.md), kept together so their links between them hold."""
+    copied = []
+    for path in sorted(folder.glob("*.md")):
+        _write(into / path.name, path.read_text(encoding="utf-8"))
+        copied.append(f"{GUIDES}/{path.name}")
+    return copied
+
+
+def _flow_sections(guide: Path) -> dict[str, str]:
+    """The section of each flow in the flows guide (``## 6. Name — `CODE` ``), by flow code, as
+    a link from the docs folder; none when the project has no such guide."""
+    if not guide.is_file():
+        return {}
+    from markdown.extensions.toc import slugify
+
+    sections = {}
+    for match in re.finditer(r"^## \d+\. .*`([A-Z_]+)`\s*$", guide.read_text("utf-8"), re.M):
+        heading = match.group(0).removeprefix("## ").replace("`", "")
+        sections[match.group(1)] = f"{GUIDES}/{guide.name}#{slugify(heading, '-')}"
+    return sections
+
+
+def _home(project: Project, contracts: int, mapping_parts: int) -> str:
+    return f"""# {project.name}
+
+The reference of the integration between CCB and MDM: every message contract, every mapping
+with the lineage of its fields, and the guides.
+
+```text
+contracts (XSD) --> ccbmdm compile --> models, codecs, transformers
+mappings (YAML) ----^                        |
+                                             v
+                 conformance <-- runtime (pending monitors, delivery, bridge)
+```
+
+- [Messages](messages/index.md): {contracts} contracts, each field with its type, cardinality,
+  facets and documentation, and a sample message.
+- [Mappings](mappings/index.md): {mapping_parts} mapping parts, each target field with the source
+  paths it reads, its rule and where that rule is written.
+"""
+
+
+def _config(project: Project, docs: Path, out: Path, nav: list[Any]) -> dict[str, Any]:
+    return {
+        "site_name": project.name,
+        "docs_dir": str(docs),
+        "site_dir": str(out),
+        "use_directory_urls": False,
+        # A link to a missing section is a warning too (an error under --strict).
+        "validation": {"anchors": "warn", "unrecognized_links": "warn"},
+        "nav": nav,
+        "theme": {
+            "name": "material",
+            # The site must work offline: no web fonts from a CDN.
+            "font": False,
+            "features": [
+                "navigation.tabs",
+                "navigation.top",
+                "search.suggest",
+                "search.highlight",
+                "content.code.copy",
+            ],
+            "palette": [
+                {
+                    "media": "(prefers-color-scheme: light)",
+                    "scheme": "default",
+                    "toggle": {"icon": "material/weather-night", "name": "Dark mode"},
+                },
+                {
+                    "media": "(prefers-color-scheme: dark)",
+                    "scheme": "slate",
+                    "toggle": {"icon": "material/weather-sunny", "name": "Light mode"},
+                },
+            ],
+        },
+        # A field is found by its name, also inside a path (sendDetails/saId, result.exceptionInfo).
+        "plugins": [{"search": {"separator": r"[\s\-/.]+"}}],
+        "markdown_extensions": [
+            "tables",
+            "admonition",
+            "attr_list",
+            "md_in_html",
+            "pymdownx.highlight",
+            "pymdownx.superfences",
+            {"toc": {"permalink": True}},
+        ],
+    }
+
+
+def _mkdocs_build(config: Path, *, strict: bool) -> list[str]:
+    """Run mkdocs; return its warnings, or raise :class:`SiteError` with them under strict."""
+    try:
+        from mkdocs.commands.build import build
+        from mkdocs.config import load_config
+        from mkdocs.exceptions import Abort, ConfigurationError
+    except ImportError:
+        raise SiteError(
+            "mkdocs is not installed; install the documentation extra: pip install 'ccbmdm[docs]'"
+        ) from None
+
+    with _captured("mkdocs") as warnings:
+        try:
+            build(load_config(str(config), strict=strict))
+        except (Abort, ConfigurationError) as exc:
+            raise SiteError("\n".join([*warnings, str(exc)])) from None
+    return warnings
+
+
+@contextmanager
+def _captured(logger_name: str) -> Iterator[list[str]]:
+    """The warnings a logger emits while the block runs, instead of on standard error."""
+    warnings: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            warnings.append(record.getMessage())
+
+    logger = logging.getLogger(logger_name)
+    handler = Collect(logging.WARNING)
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        yield warnings
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")

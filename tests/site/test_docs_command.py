@@ -1,0 +1,76 @@
+"""`ccbmdm docs build`: the site of any project, one page per contract and mapping part."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from case_support import ccbmdm, edit
+
+from ccbmdm.codegen.project import init_project
+
+
+@pytest.mark.parametrize("command", [["docs"], ["docs", "build"], ["docs", "serve"]])
+def test_every_docs_command_has_help(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = ccbmdm(capsys, *command, "--help")
+    assert code == 0 and "Usage:" in out
+
+
+@pytest.mark.slow
+def test_a_new_project_builds_its_site_strictly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = init_project(tmp_path / "scratch")
+    out = tmp_path / "html"
+    code, stdout, stderr = ccbmdm(
+        capsys, "docs", "build", "--strict", "--out", str(out), "--project-dir", str(project.root)
+    )
+    assert code == 0, stderr
+    assert "warning" not in stderr
+    assert f"open {out / 'index.html'}" in stdout
+    messages = sum(len(list((project.contracts / s).glob("*.xsd"))) for s in ("ccb", "mdm"))
+    assert len(list((out / "messages").glob("*/*.html"))) == messages
+    mapping_pages = {p.stem for p in (out / "mappings").glob("*.html")} - {"index"}
+    assert mapping_pages == {p.stem for p in project.mappings.glob("*.yaml")}
+    assert not (project.root / "docs").exists()  # the guides are the framework's
+
+
+def test_outside_a_project_the_error_says_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = ccbmdm(capsys, "docs", "build")
+    assert code == 1
+    assert "no ccbmdm_project.yaml in" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_a_missing_documentation_or_sample_is_a_warning_and_strict_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = init_project(tmp_path / "scratch")
+    edit(
+        project.contracts / "ccb" / "PersonSyncRequest.xsd",
+        "<xs:annotation><xs:documentation>Flow 1 PERSON_SYNC: CCB's outbound sync request for"
+        " a person (C1-MDM2PersonSyncRequest).</xs:documentation></xs:annotation>",
+        "",
+    )
+    (project.contracts / "samples" / "ccb" / "PersonSyncRequest.xml").unlink()
+    args = ("docs", "build", "--out", str(tmp_path / "html"), "--project-dir", str(project.root))
+
+    code, _, stderr = ccbmdm(capsys, *args)
+    assert code == 0, stderr
+    assert (
+        "contracts/ccb/PersonSyncRequest.xsd: ccb/PersonSyncRequest has no documentation" in stderr
+    )
+    assert (
+        "ccb/PersonSyncRequest has no sample message in samples/ccb/PersonSyncRequest.xml" in stderr
+    )
+    page = (tmp_path / "html" / "messages" / "ccb" / "PersonSyncRequest.html").read_text()
+    assert "The contract has no documentation." in page and "No sample message" in page
+
+    code, _, stderr = ccbmdm(capsys, *args, "--strict")
+    assert code == 1
+    assert "ccb/PersonSyncRequest has no documentation" in stderr and "Traceback" not in stderr

@@ -1,0 +1,173 @@
+"""The documentation site, opened in a real browser: headless Chromium driven by Selenium.
+
+The site is built with ``--strict`` (no mkdocs warning), served on the loopback interface and
+read the way an integrator reads it: the home page, a message's field table, a mapping's lineage
+table and material's search. Every page is saved as a screenshot in the test's temporary folder,
+and any error in the browser's console fails the test.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from ccbmdm.codegen import compiler
+from ccbmdm.codegen.project import Project
+from ccbmdm.codegen.xsd_reader import read_contracts
+from ccbmdm.docsite.build import build_site
+from ccbmdm.docsite.mappings import LINEAGE_TABLE
+from ccbmdm.docsite.messages import FIELD_TABLE, fields
+from ccbmdm.docsite.serve import serving
+from support import REPO
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+MESSAGE = "ccb/ContractOptionEventSyncRequest"
+MAPPING = "mappings/sa-sync.request.yaml"
+# An element of MESSAGE only: searching for it must lead to MESSAGE's page.
+FIELD = "contractOptionEventId"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+        reason="needs Debian's chromium and chromium-driver (.ci/run installs them)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture(scope="module")
+def site_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("site")
+    site = build_site(Project.load(REPO), folder / "html", strict=True, work=folder / "pages")
+    assert site.warnings == []
+    with serving(site.out) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+        "--window-size=1280,1000",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def open_page(browser: webdriver.Chrome, url: str) -> None:
+    browser.get(url)
+    WebDriverWait(browser, 30).until(
+        lambda b: b.execute_script("return document.readyState") == "complete"
+    )
+
+
+def console_errors(browser: webdriver.Chrome) -> list[dict[str, Any]]:
+    # Selenium leaves get_log unannotated; it returns the log's entries as dicts.
+    log: list[dict[str, Any]] = browser.get_log("browser")  # type: ignore[no-untyped-call]
+    return [entry for entry in log if entry["level"] == "SEVERE"]
+
+
+def first_column(browser: webdriver.Chrome, name: str) -> list[str]:
+    cells = browser.find_elements(By.CSS_SELECTOR, f"table[data-table={name}] tbody td:first-child")
+    return [cell.get_attribute("textContent") or "" for cell in cells]
+
+
+def test_the_home_page_links_the_sections(
+    browser: webdriver.Chrome, site_url: str, shots: Path
+) -> None:
+    open_page(browser, site_url + "index.html")
+    browser.save_screenshot(str(shots / "home.png"))
+    tabs = [
+        t.get_attribute("textContent") or ""
+        for t in browser.find_elements(By.CSS_SELECTOR, ".md-tabs__link")
+    ]
+    assert [t.strip() for t in tabs] == ["Home", "Guides", "Messages", "Mappings"]
+    assert browser.find_element(By.CSS_SELECTOR, "article h1").text
+    assert console_errors(browser) == []
+
+
+def test_a_message_page_lists_every_element_of_its_contract(
+    browser: webdriver.Chrome, site_url: str, shots: Path
+) -> None:
+    contracts = read_contracts(REPO / "contracts")
+    expected = [f.path for f in fields(contracts, contracts.contracts[MESSAGE])]
+    open_page(browser, f"{site_url}messages/{MESSAGE}.html")
+    browser.save_screenshot(str(shots / "message.png"))
+    assert first_column(browser, FIELD_TABLE) == expected
+    assert f"contractOptionEvent/{FIELD}" in expected
+    assert console_errors(browser) == []
+
+
+def test_a_mapping_page_has_a_row_per_target_field(
+    browser: webdriver.Chrome, site_url: str, shots: Path
+) -> None:
+    lineage = json.loads(compiler.generate(Project.load(REPO)).lineage)[MAPPING]
+    open_page(browser, f"{site_url}mappings/{Path(MAPPING).stem}.html")
+    browser.save_screenshot(str(shots / "mapping.png"))
+    assert first_column(browser, LINEAGE_TABLE) == list(lineage["fields"])
+    assert len(lineage["fields"]) > 5
+    assert console_errors(browser) == []
+
+
+def test_search_finds_a_contract_by_a_field_name(
+    browser: webdriver.Chrome, site_url: str, shots: Path
+) -> None:
+    open_page(browser, site_url + "index.html")
+    # The window is wide enough for material to show the search box in the header.
+    box = browser.find_element(By.CSS_SELECTOR, "input.md-search__input")
+    box.click()
+    box.send_keys(FIELD)
+    page = f"messages/{MESSAGE}.html"
+
+    def found(b: webdriver.Chrome) -> bool:
+        links = b.find_elements(By.CSS_SELECTOR, ".md-search-result__link")
+        return any(page in (link.get_attribute("href") or "") for link in links)
+
+    WebDriverWait(browser, 30).until(found)
+    browser.save_screenshot(str(shots / "search.png"))
+    assert console_errors(browser) == []
+
+
+def test_screenshots_are_kept(shots: Path) -> None:
+    """A copy for people to look at, when asked for with CCBMDM_SITE_SHOTS."""
+    import os
+
+    target = os.environ.get("CCBMDM_SITE_SHOTS")
+    if target:
+        shutil.copytree(shots, target, dirs_exist_ok=True)
+    assert sorted(p.name for p in shots.glob("*.png")) == [
+        "home.png",
+        "mapping.png",
+        "message.png",
+        "search.png",
+    ]
