@@ -7,18 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from case_support import ccbmdm
 
 from bad_inputs import BAD_INPUTS, PERSON
-from ccbmdm.cli import app, run
 from ccbmdm.codegen.project import Project, init_project
 from ccbmdm.runtime.messages.codec import MAX_REPORTED
 from support import REPO, sample
-
-
-def ccbmdm(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = run(lambda: app(list(args)))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture
