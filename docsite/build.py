@@ -22,8 +22,9 @@ from ccbmdm.codegen import compiler
 from ccbmdm.codegen.catalogue import load_catalogue
 from ccbmdm.codegen.project import Project
 from ccbmdm.codegen.xsd_reader import read_contracts
+from ccbmdm.runtime.messages.mapping import CodeTables
 
-from . import mappings, messages
+from . import code_tables, mappings, messages
 
 GUIDES = "guides"
 
@@ -114,11 +115,30 @@ def write_pages(project: Project, docs: Path) -> tuple[list[Any], list[str]]:
         mapping_nav.append({name: path})
     _write(docs / "mappings" / "index.md", "\n".join(index) + "\n")
 
+    table_nav = _code_table_pages(project, lineage, docs)
+
     nav: list[Any] = [{"Home": "index.md"}]
     if guides:
         nav.append({"Guides": guides})
-    nav += [{"Messages": message_nav}, {"Mappings": mapping_nav}]
+    nav += [{"Messages": message_nav}, {"Mappings": mapping_nav}, {"Code tables": table_nav}]
     return nav, gaps
+
+
+def _code_table_pages(project: Project, lineage: dict[str, Any], docs: Path) -> list[Any]:
+    """A page per code table, with the mapping pages that read it; their navigation."""
+    readers: dict[str, list[str]] = {}
+    for mapping_file, entry in sorted(lineage.items()):
+        for name in sorted({t for written in entry["fields"].values() for t in written["tables"]}):
+            readers.setdefault(name, []).append(mappings.page_path(mapping_file))
+    nav: list[Any] = ["code-tables/index.md"]
+    index = ["# Code tables", "", "Every code table the mappings translate values by.", ""]
+    for name, code_table in sorted(CodeTables.load(project.mappings / "tables").tables.items()):
+        path = code_tables.page_path(name)
+        _write(docs / path, code_tables.page(code_table, readers.get(name, [])))
+        index.append(f"- [{name}]({path.removeprefix('code-tables/')}): {code_table.miss}")
+        nav.append({name: path})
+    _write(docs / "code-tables" / "index.md", "\n".join(index) + "\n")
+    return nav
 
 
 def _copy_guides(folder: Path, into: Path) -> list[str]:
@@ -148,7 +168,7 @@ def _home(project: Project, contracts: int, mapping_parts: int) -> str:
     return f"""# {project.name}
 
 The reference of the integration between CCB and MDM: every message contract, every mapping
-with the lineage of its fields, and the guides.
+with the lineage of its fields, every code table, and the guides.
 
 ```text
 contracts (XSD) --> ccbmdm compile --> models, codecs, transformers
@@ -161,6 +181,8 @@ mappings (YAML) ----^                        |
   facets and documentation, and a sample message.
 - [Mappings](mappings/index.md): {mapping_parts} mapping parts, each target field with the source
   paths it reads, its rule and where that rule is written.
+- [Code tables](code-tables/index.md): every code table, its rows, what a value with no row
+  does, and the mappings that read it.
 """
 
 

@@ -34,6 +34,11 @@ def test_a_new_project_builds_its_site_strictly(
     assert len(list((out / "messages").glob("*/*.html"))) == messages
     mapping_pages = {p.stem for p in (out / "mappings").glob("*.html")} - {"index"}
     assert mapping_pages == {p.stem for p in project.mappings.glob("*.yaml")}
+    table_pages = {p.stem for p in (out / "code-tables").glob("*.html")} - {"index"}
+    assert table_pages == {p.stem for p in (project.mappings / "tables").glob("*.yaml")}
+    country = (out / "code-tables" / "OUCCB2_OUMDM2_Country.html").read_text(encoding="utf-8")
+    assert "<td>USA</td> <td>US</td>" in country  # a row, key then value
+    assert "person-sync.request" in country  # a mapping that reads it, linked
     assert not (project.root / "docs").exists()  # the guides are the framework's
 
 
