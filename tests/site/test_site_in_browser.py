@@ -111,7 +111,7 @@ def test_the_home_page_links_the_sections(
         t.get_attribute("textContent") or ""
         for t in browser.find_elements(By.CSS_SELECTOR, ".md-tabs__link")
     ]
-    assert [t.strip() for t in tabs] == ["Home", "Guides", "Messages", "Mappings"]
+    assert [t.strip() for t in tabs] == ["Home", "Guides", "Messages", "Mappings", "Code tables"]
     assert browser.find_element(By.CSS_SELECTOR, "article h1").text
     assert console_errors(browser) == []
 
