@@ -477,8 +477,9 @@ def conformance(
             fail(f"no conformance case in {project.cases} matches the selection")
         with err.status("loading the compiled mappings…"):
             kit = Kit(project)
+    flows = {flow_code(f) for f in flow or ()}
     if mutate:
-        _mutate(kit, cases, findings, {flow_code(f) for f in flow or ()}, output)
+        _mutate(kit, cases, findings, flows, output)
         return
     outcomes: list[Outcome] = []
     skipped: list[Skipped] = []
@@ -493,7 +494,8 @@ def conformance(
     else:
         step = kit.update if update else kit.run
         for number, selected in enumerate(cases, 1):
-            outcome = limited(selected, limit_of(selected, time_limit), partial(step, selected))
+            limit = limit_of(selected, time_limit)
+            outcome = limited(selected, limit, partial(step, selected, time_limit))
             outcomes.append(outcome)
             if output == "text":
                 _print_outcome(outcome, number, len(cases), update)
@@ -502,7 +504,6 @@ def conformance(
             suite.write_junit(junit, outcomes, findings)
         except OSError as exc:
             fail(f"{junit}: cannot write the JUnit report: {exc.strerror}")
-    flows = {flow_code(f) for f in flow or ()}
     mappings = measure(kit.lineage, outcomes, flows) if coverage else []
     if output == "json":
         document = suite.as_json(outcomes, findings)

@@ -15,6 +15,14 @@ PROJECT_FILE = "ccbmdm_project.yaml"
 _FOLDERS = ("contracts", "mappings", "cases", "target")
 
 
+def display_path(path: Path, root: Path) -> str:
+    """How findings name a file: relative to the project's folder when it is inside it."""
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
 class ProjectError(Exception):
     """The project file is missing or malformed; the message says where and what to do."""
 

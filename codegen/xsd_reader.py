@@ -31,6 +31,7 @@ from ccbmdm.codegen.ir import (
     SimpleType,
 )
 from ccbmdm.codegen.naming import class_name
+from ccbmdm.codegen.project import display_path
 from ccbmdm.runtime.messages.xmlsafe import syntax_reason
 
 XS = "http://www.w3.org/2001/XMLSchema"
@@ -134,7 +135,7 @@ class _Reader:
         path = path.resolve()
         if path in self.schemas:
             return self.schemas[path]
-        display = _display(path, self.root)
+        display = display_path(path, self.root)
         try:
             data = path.read_bytes()
             tree = etree.fromstring(
@@ -607,10 +608,3 @@ def _personal(node: ElementBase) -> bool:
 
 def _inside_documentation(node: etree._Element) -> bool:
     return any(etree.QName(parent).localname == "documentation" for parent in node.iterancestors())
-
-
-def _display(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)

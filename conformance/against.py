@@ -3,7 +3,7 @@
 The kit posts each case's input to the bridge as the system that sends it (with the credential
 given for that system), and takes what the bridge delivers as the systems behind it
 (receiving.py); the delivered message is judged against the golden by the same code as the
-in-process run (Kit._compare: decoding, normalisation, lineage). Each posting gets a new message
+in-process run (Kit.compare: decoding, normalisation, lineage). Each posting gets a new message
 id, so a bridge that has seen a case before (its inbox deduplicates by id) maps it again.
 
 - An asynchronous part: the bridge answers 202, maps the message in its worker and delivers it
@@ -186,10 +186,10 @@ class Against:
     def _keeps_message_id(self, case: MappingCase) -> bool:
         """Whether the case's mapping (as built here) gives its message the input's id, so that
         the delivery of the posting is known by its id."""
-        transformer, result = self.kit._transform(case)
+        transformer, result = self.kit.transform(case)
         if isinstance(result, TransformError):
             return True  # only the fault, known by its correlation, is this case's
-        source = self.kit._decode(case, case.input, transformer.source)
+        source = self.kit.decode(case, case.input, transformer.source)
         return bool(
             result.message_header.message_id  # type: ignore[attr-defined]
             == source.message_header.message_id  # type: ignore[attr-defined]
@@ -221,7 +221,7 @@ class Against:
         assert asking is not None  # unsupported() saw to it
         reply = None
         if answering is not None:
-            reply = self.kit._decode(answering, answering.input, flow.part("response").sender)
+            reply = self.kit.decode(answering, answering.input, flow.part("response").sender)
         body, sent = self._fresh(asking, asking.input, request.sender)
         earlier = set(self.sent)
         self.sent.add(sent)
@@ -274,10 +274,10 @@ class Against:
         except (XmlRejected, UnknownContract, ContractViolation) as exc:
             return self._failed(case, f"the bridge {how} a message that is not {target}: {exc}")
         transformer = self.kit.transformer(case)
-        ran = self.kit._exercised(Outcome(case, 0.0), transformer, actual)
+        ran = self.kit.exercised(Outcome(case, 0.0), transformer, actual)
         return replace(
             ran,
-            differences=tuple(self.kit._compare(case, transformer, actual)),
+            differences=tuple(self.kit.compare(case, transformer, actual)),
             actual=pretty(payload),
         )
 
@@ -310,7 +310,7 @@ class Against:
 
     def _fresh(self, case: MappingCase, path: Path, contract: str) -> tuple[bytes, str]:
         """A case's message under a new message id, and that id."""
-        message = self.kit._decode(case, path, contract)
+        message = self.kit.decode(case, path, contract)
         sent = new_message_id()
         return self.kit.registry[contract].encode(rewritten(message, message_id=sent)), sent
 

@@ -8,14 +8,16 @@ a malformed case; so is a stale one (see ``conformance.mutation``).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
-import jsonschema
-
-from ccbmdm.codegen.mapping.loader import Finding, LDict, compose_located, validate_located
+from ccbmdm.codegen.mapping.loader import (
+    Finding,
+    LDict,
+    compose_located,
+    file_validator,
+    validate_located,
+)
 from ccbmdm.codegen.mapping.syntax import Pos
 from ccbmdm.codegen.project import Project
 
@@ -40,13 +42,6 @@ class Allowance:
         return self.mapping, self.target, self.operator, self.change
 
 
-@cache
-def _validator() -> jsonschema.protocols.Validator:
-    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
-    validator: jsonschema.protocols.Validator = jsonschema.validators.validator_for(schema)(schema)
-    return validator
-
-
 def read_allowed(project: Project) -> list[Allowance]:
     """The project's allow-list (none when the file does not exist); a Finding where it is
     malformed."""
@@ -55,7 +50,7 @@ def read_allowed(project: Project) -> list[Allowance]:
         return []
     display = str(path.relative_to(project.root))
     data = compose_located(path, display, "an allow-list")
-    validate_located(data, _validator(), HINT)
+    validate_located(data, file_validator(SCHEMA_FILE), HINT)
     found: list[Allowance] = []
     seen: dict[tuple[str, str, str, str], Pos] = {}
     for entry in data["allowed"]:

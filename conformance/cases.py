@@ -7,14 +7,10 @@ malformed case is a Finding at ``file:line:col`` with a hint, like a malformed m
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
 from pathlib import Path
 from typing import Any
-
-import jsonschema
 
 from ccbmdm.codegen.mapping.loader import (
     Finding,
@@ -22,6 +18,7 @@ from ccbmdm.codegen.mapping.loader import (
     LScalar,
     LStr,
     compose_located,
+    file_validator,
     validate_located,
 )
 from ccbmdm.codegen.mapping.syntax import Pos
@@ -84,13 +81,6 @@ def flow_code(folder: str) -> str:
     return folder.upper().replace("-", "_")
 
 
-@cache
-def _validator() -> jsonschema.protocols.Validator:
-    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
-    validator: jsonschema.protocols.Validator = jsonschema.validators.validator_for(schema)(schema)
-    return validator
-
-
 def discover(project: Project) -> list[Path]:
     """Every case folder of the project, in path order."""
     if not project.cases.is_dir():
@@ -133,7 +123,7 @@ def read_case(folder: Path, root: Path) -> Case:
     wrong."""
     display = str((folder / CASE_FILE).relative_to(root))
     data = compose_located(folder / CASE_FILE, display, "a case file")
-    validate_located(data, _validator(), HINT)
+    validate_located(data, file_validator(SCHEMA_FILE), HINT)
     # Where each key's value is written: a finding points at the value that is wrong.
     positions = {key: getattr(value, "pos", data.key_pos[key]) for key, value in data.items()}
     if str(data["kind"]) == "flow":

@@ -119,8 +119,11 @@ def _shown_rows(tx: Transaction, table: str) -> dict[int, Any]:
 
 
 def _new_or_changed(tx: Transaction, table: str, mark: Watermark) -> dict[int, Any]:
-    old = mark.rows[table]
-    return {id_: row for id_, row in _shown_rows(tx, table).items() if old.get(id_) != row}
+    return _changed(_shown_rows(tx, table), mark.rows[table])
+
+
+def _changed(rows: dict[int, Any], before: dict[int, Any]) -> dict[int, Any]:
+    return {id_: row for id_, row in rows.items() if before.get(id_) != row}
 
 
 def _accounts(tx: Transaction) -> list[dict[str, Any]]:
@@ -135,9 +138,9 @@ def _mdm_record(mdm: MdmSimulator, tx: Transaction, mo: str, key: str) -> Any:
 
 def _segments(tx: Transaction, mark: Watermark) -> list[dict[str, Any]]:
     """The segments the events added or changed, and the one each rebill replaces."""
-    touched = _new_or_changed(tx, "ccb_bill_segment", mark)
-    replaced = {row["rebill_of"] for row in touched.values() if row["rebill_of"] is not None}
     every = _shown_rows(tx, "ccb_bill_segment")
+    touched = _changed(every, mark.rows["ccb_bill_segment"])
+    replaced = {row["rebill_of"] for row in touched.values() if row["rebill_of"] is not None}
     found = []
     for id_ in sorted(touched.keys() | (replaced & every.keys())):
         segment = dict(every[id_])

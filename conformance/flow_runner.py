@@ -27,7 +27,7 @@ from ccbmdm.codegen.ir import ContractSet
 from ccbmdm.codegen.mapping.loader import Finding
 from ccbmdm.codegen.mapping.syntax import Pos
 from ccbmdm.codegen.project import Project
-from ccbmdm.conformance.cases import HINT, Case, FlowCase, Step
+from ccbmdm.conformance.cases import HINT, Case, FlowCase, Step, flow_code
 from ccbmdm.conformance.compare import (
     Difference,
     differences,
@@ -44,6 +44,7 @@ from ccbmdm.runtime.assembly import Runtime
 from ccbmdm.runtime.config import DeliverySetting, reference_config
 from ccbmdm.runtime.messages.codec import ContractViolation
 from ccbmdm.runtime.messages.contracts import ContractRegistry, UnknownContract
+from ccbmdm.runtime.messages.mapping import Transformer
 from ccbmdm.runtime.messages.xmlsafe import XmlRejected
 
 END_STATE_FILE = "end-state.yaml"
@@ -91,6 +92,9 @@ class CompiledProject(Protocol):
     def contracts(self) -> ContractSet: ...
     @property
     def lineage(self) -> dict[str, Any]: ...
+    @property
+    def transformers(self) -> dict[tuple[str, str], Transformer]: ...
+    def rules(self, transformer: Transformer) -> dict[str, str]: ...
     def decode_file(
         self, case: Case, path: Path, contract: str | None = None
     ) -> tuple[str, BaseModel]: ...
@@ -206,7 +210,11 @@ class FlowRunner:
         if expected_name != actual_name:
             return [Difference(f"{where}/contract", expected_name, actual_name, None)]
         type_key = self.kit.contracts.contracts[actual_name].type_key
-        rules = self._rules(hop, actual_name) if hop.sender == "bridge" else {}
+        # a message the bridge mapped names the rule that wrote each field
+        mapping = self.kit.transformers.get((flow_code(hop.flow), hop.part))
+        rules: dict[str, str] = {}
+        if hop.sender == "bridge" and mapping is not None and mapping.target == actual_name:
+            rules = self.kit.rules(mapping)
         return [
             replace(d, path=f"{where} {hop.label}{d.path}")
             for d in differences(
@@ -240,19 +248,6 @@ class FlowRunner:
             for level in levels
         ]
 
-    def _rules(self, hop: Hop, contract: str) -> dict[str, str]:
-        for entry in self.kit.lineage.values():
-            if self._is_mapping(entry, hop, contract):
-                return {t: f["rule"] for t, f in entry.get("fields", {}).items() if f.get("rule")}
-        return {}
-
-    @staticmethod
-    def _is_mapping(entry: dict[str, Any], hop: Hop, contract: str) -> bool:
-        code = hop.flow.upper().replace("-", "_")
-        return bool(entry.get("flow") == code and entry.get("part") == hop.part) and bool(
-            entry.get("target", contract) == contract
-        )
-
     def _mapped(self, hops: list[Hop]) -> tuple[tuple[str, str, frozenset[str]], ...]:
         """The fields each bridge mapping wrote in the trail, for --coverage."""
         found = []
@@ -262,8 +257,7 @@ class FlowRunner:
             codec, model = self.kit.registry.decode(hop.body)
             type_key = self.kit.contracts.contracts[codec.name].type_key
             tree = message_tree(model, self.kit.contracts, type_key)
-            code = hop.flow.upper().replace("-", "_")
-            found.append((code, hop.part, frozenset(present_fields(tree))))
+            found.append((flow_code(hop.flow), hop.part, frozenset(present_fields(tree))))
         return tuple(found)
 
     # ------------------------------------------------------------------ writing

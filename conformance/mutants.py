@@ -100,6 +100,11 @@ class Mutant:
     replacement: Rule | None  # None: the rule is dropped
     table: TableSwap | None = None
 
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """What names the mutant in an allow-list (``Allowance.key``)."""
+        return self.mapping, self.target, self.operator, self.change
+
 
 def merged(mapping: Mapping, fragments: dict[str, Rules]) -> Mapping:
     """The mapping with the rules of its fragments written in, as the binder merges them, so

@@ -16,7 +16,6 @@ import time
 import types
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, replace
-from pathlib import Path as FilePath
 from typing import Literal
 
 from ccbmdm.codegen.compiler import mapping_files
@@ -24,6 +23,7 @@ from ccbmdm.codegen.mapping.binder import Binder
 from ccbmdm.codegen.mapping.compile import render_transformer
 from ccbmdm.codegen.mapping.loader import SCHEMA_FILE, Finding, load_fragment, load_mapping
 from ccbmdm.codegen.mapping.syntax import Mapping, Rules
+from ccbmdm.codegen.project import display_path
 from ccbmdm.codegen.render import Renderer
 from ccbmdm.conformance.allowed import Allowance, read_allowed
 from ccbmdm.conformance.cases import MappingCase
@@ -87,12 +87,12 @@ class Mutator:
         schema = project.mappings / SCHEMA_FILE
         fragments: dict[str, Rules] = {}
         for path in sorted((project.mappings / "fragments").glob("*.yaml")):
-            name, rules, _ = load_fragment(path, _display(project.root, path), schema)
+            name, rules, _ = load_fragment(path, display_path(path, project.root), schema)
             fragments[name] = rules
         compiled = {t.file for t in kit.transformers.values()}
         self.mappings: dict[str, Mapping] = {}
         for path in mapping_files(project):
-            display = _display(project.root, path)
+            display = display_path(path, project.root)
             if path.parent == project.mappings and path.suffix == ".yaml" and display in compiled:
                 self.mappings[display] = merged(load_mapping(path, display, schema), fragments)
 
@@ -183,7 +183,7 @@ def mutate(
             progress(number, len(found), mutant)
         mine = by_mapping.get((mutant.flow, mutant.part), [])
         status, killer = mutator.kill(mutant, mine)
-        allowance = allowances.get(_key(mutant))
+        allowance = allowances.get(mutant.key)
         if status == "survived" and allowance is not None:
             status = "allowed"
         verdicts.append(
@@ -200,10 +200,6 @@ def mutate(
     return Report(verdicts, findings, time.perf_counter() - started)
 
 
-def _key(mutant: Mutant) -> tuple[str, str, str, str]:
-    return mutant.mapping, mutant.target, mutant.operator, mutant.change
-
-
 def _stale(
     allowed: Iterable[Allowance],
     verdicts: list[Verdict],
@@ -212,7 +208,7 @@ def _stale(
 ) -> list[Finding]:
     """An entry of a mapping in the run that names no surviving mutant: it no longer says
     anything true, so it must go (or be corrected)."""
-    status = {_key(v.mutant): v.status for v in verdicts}
+    status = {v.mutant.key: v.status for v in verdicts}
     findings = []
     for allowance in allowed:
         if flows and (
@@ -250,10 +246,3 @@ def _first_failure(outcome: Outcome) -> str:
 
 def _short(text: str, length: int) -> str:
     return text if len(text) <= length else text[: length - 1] + "…"
-
-
-def _display(root: FilePath, path: FilePath) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)

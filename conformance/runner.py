@@ -72,14 +72,16 @@ class Kit:
     def flows(self) -> FlowRunner:
         return FlowRunner(self)
 
-    def run(self, case: Case) -> Outcome:
+    def run(self, case: Case, time_limit_s: float | None = None) -> Outcome:
+        """Run one case; ``time_limit_s`` (the run's --time-limit) is when a flow case stops
+        waiting for its nodes."""
         if isinstance(case, FlowCase):
-            return self.flows.run(case)
+            return self.flows.run(case, time_limit_s)
         started = time.perf_counter()
         ran = Outcome(case, 0.0)
         try:
-            transformer, result = self._transform(case)
-            ran = self._exercised(ran, transformer, result)
+            transformer, result = self.transform(case)
+            ran = self.exercised(ran, transformer, result)
             differences_, actual = self._judge(case, transformer, result)
         except (Finding, _Unexpected) as exc:
             return replace(ran, seconds=time.perf_counter() - started, problems=(str(exc),))
@@ -90,24 +92,24 @@ class Kit:
             actual=actual,
         )
 
-    def update(self, case: Case) -> Outcome:
+    def update(self, case: Case, time_limit_s: float | None = None) -> Outcome:
         """Run the case and write its actual message as its golden. The outcome's differences
         are the changes, field by field; a golden that could not be read is written anew and
         said so. A fault case gets the fault its mapping gives now (see _update_fault)."""
         if isinstance(case, FlowCase):
-            return self.flows.update(case)
+            return self.flows.update(case, time_limit_s)
         started = time.perf_counter()
         if case.expected is None:
             return self._update_fault(case, started)
         ran = Outcome(case, 0.0)
         try:
-            transformer, result = self._transform(case)
-            ran = self._exercised(ran, transformer, result)
+            transformer, result = self.transform(case)
+            ran = self.exercised(ran, transformer, result)
             if isinstance(result, TransformError):
                 raise _Unexpected(f"{case.id}: the mapping failed, nothing to write: {result}")
             written = pretty(self.registry[transformer.target].encode(result))
             try:
-                changes = tuple(self._compare(case, transformer, result))
+                changes = tuple(self.compare(case, transformer, result))
                 notes: tuple[str, ...] = ()
             except Finding as finding:
                 changes, notes = (), (f"the old golden could not be read: {finding}",)
@@ -131,8 +133,8 @@ class Kit:
         assert case.fault is not None
         ran = Outcome(case, 0.0)
         try:
-            transformer, result = self._transform(case)
-            ran = self._exercised(ran, transformer, result)
+            transformer, result = self.transform(case)
+            ran = self.exercised(ran, transformer, result)
             if not isinstance(result, TransformError):
                 raise _Unexpected(
                     f"{case.id}: expected fault 90000/{case.fault.code} at {case.fault.rule}; "
@@ -193,17 +195,17 @@ class Kit:
             xref=_CaseCrossReference(case.xref),
         )
 
-    def _transform(self, case: MappingCase) -> tuple[Transformer, BaseModel | TransformError]:
+    def transform(self, case: MappingCase) -> tuple[Transformer, BaseModel | TransformError]:
         """The case's input through its mapping: the target message or the mapping's fault."""
         transformer = self.transformer(case)
         ctx = self.context(case)
-        source = self._decode(case, case.input, transformer.source)
+        source = self.decode(case, case.input, transformer.source)
         try:
             return transformer, transformer.function(source, ctx)
         except TransformError as exc:
             return transformer, exc
 
-    def _exercised(
+    def exercised(
         self, ran: Outcome, transformer: Transformer, result: BaseModel | TransformError
     ) -> Outcome:
         """What the case exercised, for --coverage: the fields its message holds, or the rule
@@ -227,24 +229,25 @@ class Kit:
         if isinstance(result, TransformError):
             raise _Unexpected(f"{case.id}: expected a message; the mapping failed: {result}")
         written = pretty(self.registry[transformer.target].encode(result))
-        return self._compare(case, transformer, result), written
+        return self.compare(case, transformer, result), written
 
-    def _compare(
+    def compare(
         self, case: MappingCase, transformer: Transformer, actual: BaseModel
     ) -> list[Difference]:
         assert case.expected is not None
-        expected = self._decode(case, case.expected, transformer.target)
+        expected = self.decode(case, case.expected, transformer.target)
         type_key = self.contracts.contracts[transformer.target].type_key
-        rules = {
-            target: entry["rule"]
-            for target, entry in self.lineage.get(transformer.file, {}).get("fields", {}).items()
-            if entry.get("rule")
-        }
         return differences(
             message_tree(expected, self.contracts, type_key),
             message_tree(actual, self.contracts, type_key),
-            rules,
+            self.rules(transformer),
         )
+
+    def rules(self, transformer: Transformer) -> dict[str, str]:
+        """The rule (``file:line:col``) writing each target field of the transformer's mapping,
+        from the lineage."""
+        fields = self.lineage.get(transformer.file, {}).get("fields", {})
+        return {target: entry["rule"] for target, entry in fields.items() if entry.get("rule")}
 
     @staticmethod
     def _fault_differences(case: MappingCase, fault: TransformError) -> list[Difference]:
@@ -259,7 +262,8 @@ class Kit:
             found.append(Difference("fault/rule", case.fault.rule, rule, where))
         return found
 
-    def _decode(self, case: MappingCase, path: Path, contract: str) -> BaseModel:
+    def decode(self, case: MappingCase, path: Path, contract: str) -> BaseModel:
+        """A message file of the case as ``contract``'s model (``decode_file``)."""
         return self.decode_file(case, path, contract)[1]
 
     def decode_file(

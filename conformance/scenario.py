@@ -28,7 +28,6 @@ from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
 from ccbmdm.runtime.sim.demo import convert_bills
 from ccbmdm.runtime.sim.mdm.bill_cycle_change import change_measurement_cycle
 from ccbmdm.runtime.sim.mdm.measurements import (
-    Measurements,
     codes_text,
     epoch,
     generate_interval_data,
@@ -283,9 +282,10 @@ def mdm_correct_read(world: World, sp_id: str, at: datetime, value: str) -> None
 def mdm_schedule_reads(world: World, measurement_cycle: str, read_dates: list[date]) -> None:
     """An MDM user schedules reads of a measurement cycle: the dates a summary-billed SA's
     billing waits for (a window with none is skipped until the next)."""
-    measurements = Measurements(world.mdm.store)
     with world.mdm.store.transaction() as tx:
-        measurements.set_measurement_cycle(tx, measurement_cycle, read_dates=read_dates)
+        world.mdm.usage.measurements.set_measurement_cycle(
+            tx, measurement_cycle, read_dates=read_dates
+        )
 
 
 def mdm_change_measurement_cycle(

@@ -20,6 +20,7 @@ from ccbmdm.codegen.mapping.loader import (
     table_positions,
 )
 from ccbmdm.codegen.mapping.syntax import Mapping, Pos, Rules
+from ccbmdm.codegen.project import display_path
 from ccbmdm.runtime.messages.mapping import CodeTable, RuleSite, read_table
 
 
@@ -52,10 +53,7 @@ def compile_mappings(
     schema = folder / SCHEMA_FILE
 
     def display(path: FilePath) -> str:
-        try:
-            return str(path.relative_to(root))
-        except ValueError:
-            return str(path)
+        return display_path(path, root)
 
     tables: dict[str, CodeTable] = {}
     table_pos: dict[str, Pos] = {}

@@ -143,6 +143,14 @@ def _pos_of(data: Any, path: Iterator[str | int], fallback: Pos) -> Pos:
 
 
 @cache
+def file_validator(schema_path: FilePath) -> jsonschema.protocols.Validator:
+    """The validator of the JSON Schema in ``schema_path`` (a case file's, say)."""
+    schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    validator: jsonschema.protocols.Validator = jsonschema.validators.validator_for(schema)(schema)
+    return validator
+
+
+@cache
 def schema_validator(schema_path: FilePath, kind: str) -> jsonschema.protocols.Validator:
     """The validator of one kind of file (mapping, fragment, table): the schema's definition of
     that kind, so that errors speak of it rather than of the three-way choice at the top."""
