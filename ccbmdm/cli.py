@@ -1119,14 +1119,18 @@ StrictOption = Annotated[
 
 
 def _build_docs(project_dir: Path | None, out_dir: Path | None, strict: bool) -> Path:
+    from ccbmdm.conformance.cases import discover, read_case
     from ccbmdm.docsite.build import SiteError, build_site
+    from ccbmdm.docsite.flows import CaseSummary
 
     with explained():
         project = _project(project_dir)
         started = time.perf_counter()
         with err.status("building the documentation site…"):
+            read = [read_case(folder, project.root) for folder in discover(project)]
+            cases = [CaseSummary(c.id, c.flow, c.part, c.description) for c in read]
             try:
-                site = build_site(project, out_dir, strict=strict)
+                site = build_site(project, out_dir, strict=strict, cases=cases)
             except SiteError as exc:
                 fail(f"the site did not build:\n{exc}")
     for warning in site.warnings:

@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import Any
 
+from .flows import CaseSummary
 from .markdown import table
 
 LINEAGE_TABLE = "lineage"
+# How a case exercises the mapping: the part alone, or a flow through the runtime.
+_THROUGH = {False: "this part alone", True: "a flow case, through the runtime"}
 
 
 def page_path(mapping_file: str) -> str:
@@ -15,9 +18,14 @@ def page_path(mapping_file: str) -> str:
     return f"mappings/{PurePosixPath(mapping_file).stem}.md"
 
 
-def page(mapping_file: str, lineage: dict[str, Any], message_pages: dict[str, str]) -> str:
-    """The Markdown of one mapping page; ``lineage`` is its entry in the compiler's lineage and
-    ``message_pages`` maps a contract name to its page."""
+def page(
+    mapping_file: str,
+    lineage: dict[str, Any],
+    message_pages: dict[str, str],
+    cases: list[CaseSummary],
+) -> str:
+    """The Markdown of one mapping page; ``lineage`` is its entry in the compiler's lineage,
+    ``message_pages`` maps a contract name to its page, ``cases`` exercise the mapping."""
     depth = "../" * page_path(mapping_file).count("/")
     source, target = lineage["source"], lineage["target"]
 
@@ -52,6 +60,10 @@ def page(mapping_file: str, lineage: dict[str, Any], message_pages: dict[str, st
     ]
     unread = lineage.get("unread_sources", [])
     lines += [f"- `{leaf}`" for leaf in unread] or ["Every source field is read."]
+    lines += ["", "## Conformance cases", ""]
+    lines += [
+        f"- `{case.id}` ({_THROUGH[case.part == 'flow']}): {case.description}" for case in cases
+    ] or ["*No conformance case exercises this mapping.*"]
     lines.append("")
     return "\n".join(lines)
 
