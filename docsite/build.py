@@ -30,8 +30,10 @@ from .flows import CaseSummary
 
 GUIDES = "guides"
 NAV_FILE = "nav.yaml"  # in the guides' folder: section title -> its pages, in order
-MERMAID = "assets/javascripts/mermaid.min.js"  # in the site
-MERMAID_ASSET = "assets/mermaid.min.js"  # in this package
+MERMAID = "assets/javascripts/mermaid.min.js"
+STYLE = "assets/stylesheets/ccbmdm.css"
+# What the site ships from this package's assets/: where each goes in the site.
+ASSETS = {MERMAID: "mermaid.min.js", STYLE: "site.css"}
 
 
 class _PythonName(str):
@@ -113,7 +115,9 @@ def write_pages(
     _write(
         docs / "index.md", _home(project, len(contracts.contracts), len(lineage), len(catalogue))
     )
-    _write_bytes(docs / MERMAID, resources.files(__package__).joinpath(MERMAID_ASSET).read_bytes())
+    assets = resources.files(__package__).joinpath("assets")
+    for path, asset in ASSETS.items():
+        _write_bytes(docs / path, assets.joinpath(asset).read_bytes())
     guides = _copy_guides(project.root / "docs", docs / GUIDES)
     flow_sections = _flow_sections(docs / GUIDES / "flows.md")
 
@@ -151,7 +155,9 @@ def write_pages(
         exercising = [
             c for c in cases if c.flow == entry["flow"] and c.part in (entry["part"], "flow")
         ]
-        _write(docs / path, mappings.page(mapping_file, entry, message_pages, exercising))
+        _write(
+            docs / path, mappings.page(project.root, mapping_file, entry, message_pages, exercising)
+        )
         name = Path(path).stem
         index.append(f"- [{name}]({path.removeprefix('mappings/')}): flow `{entry['flow']}`")
         mapping_nav.append({name: path})
@@ -284,6 +290,7 @@ def _config(project: Project, docs: Path, out: Path, nav: list[Any]) -> dict[str
         "nav": nav,
         # Material draws ```mermaid blocks with the Mermaid it finds loaded: this copy, offline.
         "extra_javascript": [MERMAID],
+        "extra_css": [STYLE],
         "theme": {
             "name": "material",
             # The site must work offline: no web fonts from a CDN.

@@ -108,7 +108,7 @@ def page(
         purpose or "*The flows guide does not describe this flow.*",
         "",
         f"From **{flow.initiator.upper()}** to **{flow.receiver.upper()}**, {mode}; "
-        f"a reply is awaited for `{flow.reply_timeout}` (ISO 8601).{optional}",
+        f"{_reply_wait(flow.reply_timeout)}.{optional}",
         "",
     ]
     if flow.ordering_key != "none":  # requests of one entity go in order, so Error can hold
@@ -140,6 +140,15 @@ def page(
     ] or ["*No conformance case exercises this flow.*"]
     lines.append("")
     return "\n".join(lines)
+
+
+def _reply_wait(timeout: str) -> str:
+    """The catalogue's ``reply_timeout``: an ISO 8601 duration, ``lifecycle`` or ``none``."""
+    if timeout == "lifecycle":
+        return "how long a reply is awaited is the lifecycle's deadline"
+    if timeout == "none":
+        return "no reply is awaited"
+    return f"a reply is awaited for `{timeout}` (ISO 8601)"
 
 
 def _part_line(
