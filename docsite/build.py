@@ -10,12 +10,13 @@ import json
 import logging
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import typer
 import yaml
 
 from ccbmdm.codegen import compiler
@@ -24,7 +25,7 @@ from ccbmdm.codegen.project import Project
 from ccbmdm.codegen.xsd_reader import read_contracts
 from ccbmdm.runtime.messages.mapping import CodeTables
 
-from . import code_tables, mappings, messages
+from . import cli_reference, code_tables, findings, mappings, messages, schemas
 
 GUIDES = "guides"
 
@@ -43,16 +44,29 @@ class Site:
 
 
 def build_site(
-    project: Project, out: Path | None = None, *, strict: bool = False, work: Path | None = None
+    project: Project,
+    out: Path | None = None,
+    *,
+    strict: bool = False,
+    work: Path | None = None,
+    cli: typer.Typer | None = None,
+    published: Sequence[schemas.Schema] = (),
 ) -> Site:
     """Generate every page of ``project`` into ``work`` (default: target/docs) and build the
-    HTML into ``out`` (default: target/site)."""
+    HTML into ``out`` (default: target/site). ``cli``, the command line's app, adds its
+    reference page; ``published`` adds schemas to the project's mapping schema."""
     source = work or project.target / "docs"
     docs = source / "pages"
     if docs.exists():
         shutil.rmtree(docs)
     docs.mkdir(parents=True)
     nav, gaps = write_pages(project, docs)
+    if cli is not None:
+        _write(docs / cli_reference.PAGE, cli_reference.page(cli))
+        nav.append({"Command line": cli_reference.PAGE})
+    mapping_schema = schemas.mapping_schema(project)
+    schemas.write(docs, [*([mapping_schema] if mapping_schema else []), *published])
+    nav.append({"Schemas": schemas.PAGE})
     if strict and gaps:
         raise SiteError("\n".join(gaps))
     site = Site(source, (out or project.target / "site").resolve())
@@ -67,7 +81,8 @@ def write_pages(project: Project, docs: Path) -> tuple[list[Any], list[str]]:
     the pages miss (a contract's documentation, a sample), which the pages say too."""
     contracts = read_contracts(project.contracts)
     flows = load_catalogue(project.contracts / "flows.yaml", contracts.contracts)
-    lineage: dict[str, Any] = json.loads(compiler.generate(project).lineage)
+    build = compiler.generate(project)
+    lineage: dict[str, Any] = json.loads(build.lineage)
     message_pages = {name: messages.page_path(c) for name, c in contracts.contracts.items()}
     mapping_pages: dict[str, list[str]] = {}
     for mapping_file, entry in lineage.items():
@@ -116,6 +131,7 @@ def write_pages(project: Project, docs: Path) -> tuple[list[Any], list[str]]:
     _write(docs / "mappings" / "index.md", "\n".join(index) + "\n")
 
     table_nav = _code_table_pages(project, lineage, docs)
+    gaps += findings.place(project, docs, build.findings, lineage)
 
     nav: list[Any] = [{"Home": "index.md"}]
     if guides:
