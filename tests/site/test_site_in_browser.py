@@ -20,10 +20,12 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from ccbmdm.cli import app
 from ccbmdm.codegen import compiler
 from ccbmdm.codegen.project import Project
 from ccbmdm.codegen.xsd_reader import read_contracts
 from ccbmdm.docsite.build import build_site
+from ccbmdm.docsite.cli_reference import PARAMETER_TABLE, commands
 from ccbmdm.docsite.mappings import LINEAGE_TABLE
 from ccbmdm.docsite.messages import FIELD_TABLE, fields
 from ccbmdm.docsite.serve import serving
@@ -53,7 +55,9 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def site_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("site")
-    site = build_site(Project.load(REPO), folder / "html", strict=True, work=folder / "pages")
+    site = build_site(
+        Project.load(REPO), folder / "html", strict=True, work=folder / "pages", cli=app
+    )
     assert site.warnings == []
     with serving(site.out) as url:
         yield url
@@ -111,7 +115,15 @@ def test_the_home_page_links_the_sections(
         t.get_attribute("textContent") or ""
         for t in browser.find_elements(By.CSS_SELECTOR, ".md-tabs__link")
     ]
-    assert [t.strip() for t in tabs] == ["Home", "Guides", "Messages", "Mappings", "Code tables"]
+    assert [t.strip() for t in tabs] == [
+        "Home",
+        "Guides",
+        "Messages",
+        "Mappings",
+        "Code tables",
+        "Command line",
+        "Schemas",
+    ]
     assert browser.find_element(By.CSS_SELECTOR, "article h1").text
     assert console_errors(browser) == []
 
@@ -136,6 +148,18 @@ def test_a_mapping_page_has_a_row_per_target_field(
     browser.save_screenshot(str(shots / "mapping.png"))
     assert first_column(browser, LINEAGE_TABLE) == list(lineage["fields"])
     assert len(lineage["fields"]) > 5
+    assert console_errors(browser) == []
+
+
+def test_the_command_line_page_has_a_section_per_command(
+    browser: webdriver.Chrome, site_url: str, shots: Path
+) -> None:
+    expected = [entry.name for entry in commands(app)]
+    open_page(browser, site_url + "cli.html")
+    browser.save_screenshot(str(shots / "cli.png"))
+    headings = browser.find_elements(By.CSS_SELECTOR, "article :is(h2, h3, h4, h5, h6)")
+    assert [h.text.strip() for h in headings] == expected
+    assert first_column(browser, PARAMETER_TABLE)[:1] == ["--version"]
     assert console_errors(browser) == []
 
 
@@ -166,6 +190,7 @@ def test_screenshots_are_kept(shots: Path) -> None:
     if target:
         shutil.copytree(shots, target, dirs_exist_ok=True)
     assert sorted(p.name for p in shots.glob("*.png")) == [
+        "cli.png",
         "home.png",
         "mapping.png",
         "message.png",
