@@ -2,7 +2,7 @@
 
 The site is built with ``--strict`` (no mkdocs warning), served on the loopback interface and
 read the way an integrator reads it: the home page, a message's field table, a mapping's lineage
-table and material's search. Every page is saved as a screenshot in the test's temporary folder,
+table, the command line and material's search. Every page is saved as a screenshot in the test's temporary folder,
 and any error in the browser's console fails the test.
 """
 
