@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import typer
 import yaml
 
 from ccbmdm.codegen import compiler
@@ -25,7 +26,7 @@ from ccbmdm.codegen.project import Project
 from ccbmdm.codegen.xsd_reader import read_contracts
 from ccbmdm.runtime.messages.mapping import CodeTables
 
-from . import code_tables, diagrams, flows, mappings, messages
+from . import cli_reference, code_tables, diagrams, findings, flows, mappings, messages, schemas
 from .flows import CaseSummary
 
 GUIDES = "guides"
@@ -77,16 +78,19 @@ def build_site(
     strict: bool = False,
     work: Path | None = None,
     cases: Sequence[CaseSummary] = (),
+    cli: typer.Typer | None = None,
+    published: Sequence[schemas.Schema] = (),
 ) -> Site:
     """Generate every page of ``project`` into ``work`` (default: target/docs) and build the
     HTML into ``out`` (default: target/site). ``cases`` are the project's conformance cases,
-    which the flow and mapping pages list."""
+    which the flow and mapping pages list; ``cli``, the command line's app, adds its reference
+    page; ``published`` adds schemas to the project's mapping schema."""
     source = work or project.target / "docs"
     docs = source / "pages"
     if docs.exists():
         shutil.rmtree(docs)
     docs.mkdir(parents=True)
-    nav, gaps = write_pages(project, docs, cases)
+    nav, gaps = write_pages(project, docs, cases, cli, published)
     if strict and gaps:
         raise SiteError("\n".join(gaps))
     site = Site(source, (out or project.target / "site").resolve())
@@ -99,22 +103,24 @@ def build_site(
 
 
 def write_pages(
-    project: Project, docs: Path, cases: Sequence[CaseSummary] = ()
+    project: Project,
+    docs: Path,
+    cases: Sequence[CaseSummary] = (),
+    cli: typer.Typer | None = None,
+    published: Sequence[schemas.Schema] = (),
 ) -> tuple[list[Any], list[str]]:
     """Write the home page, the guides and the reference pages; return the navigation and what
     the pages miss (a contract's documentation, a sample), which the pages say too."""
     contracts = read_contracts(project.contracts)
     catalogue = load_catalogue(project.contracts / "flows.yaml", contracts.contracts)
-    lineage: dict[str, Any] = json.loads(compiler.generate(project).lineage)
+    build = compiler.generate(project)
+    lineage: dict[str, Any] = json.loads(build.lineage)
     message_pages = {name: messages.page_path(c) for name, c in contracts.contracts.items()}
     mapping_pages: dict[str, list[str]] = {}
     for mapping_file, entry in lineage.items():
         for contract in (entry["source"], entry["target"]):
             mapping_pages.setdefault(contract, []).append(mappings.page_path(mapping_file))
 
-    _write(
-        docs / "index.md", _home(project, len(contracts.contracts), len(lineage), len(catalogue))
-    )
     assets = resources.files(__package__).joinpath("assets")
     for path, asset in ASSETS.items():
         _write_bytes(docs / path, assets.joinpath(asset).read_bytes())
@@ -165,6 +171,7 @@ def write_pages(
 
     table_nav = _code_table_pages(project, lineage, docs)
     flow_nav = _flow_pages(catalogue, lineage, message_pages, flow_sections, cases, docs)
+    gaps += findings.place(project, docs, build.findings, lineage)
 
     nav: list[Any] = [{"Home": "index.md"}, *guides]
     nav += [
@@ -173,6 +180,14 @@ def write_pages(
         {"Mappings": mapping_nav},
         {"Code tables": table_nav},
     ]
+    if cli is not None:
+        _write(docs / cli_reference.PAGE, cli_reference.page(cli))
+        nav.append({"Command line": cli_reference.PAGE})
+    mapping_schema = schemas.mapping_schema(project)
+    schemas.write(docs, [*([mapping_schema] if mapping_schema else []), *published])
+    nav.append({"Schemas": schemas.PAGE})
+    home = _home(project, len(contracts.contracts), len(lineage), len(catalogue), cli is not None)
+    _write(docs / "index.md", home)
     return nav, gaps
 
 
@@ -261,7 +276,12 @@ def _flow_sections(guide: Path) -> dict[str, str]:
     return sections
 
 
-def _home(project: Project, contracts: int, mapping_parts: int, flow_count: int) -> str:
+def _home(
+    project: Project, contracts: int, mapping_parts: int, flow_count: int, with_cli: bool
+) -> str:
+    command_line = (
+        "- [Command line](cli.md): every command and option of `ccbmdm`.\n" if with_cli else ""
+    )
     return f"""# {project.name}
 
 The reference of the integration between CCB and MDM: every flow, every message contract, every
@@ -276,6 +296,8 @@ mapping with the lineage of its fields, every code table, and the guides.
   paths it reads, its rule and where that rule is written.
 - [Code tables](code-tables/index.md): every code table, its rows, what a value with no row
   does, and the mappings that read it.
+{command_line}- [Schemas](schemas.md): the JSON Schemas of mappings, cases and the runtime
+  configuration, for download and for an editor.
 """
 
 

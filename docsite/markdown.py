@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from html import escape
 
@@ -28,3 +29,17 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], name: str) -> s
         f'<table data-table="{name}">\n<thead><tr>{head}</tr></thead>\n'
         f"<tbody>\n{body}\n</tbody>\n</table>\n"
     )
+
+
+# What Markdown would read as syntax inside a line of text; `<` and `&` become entities.
+_INLINE_SYNTAX = re.compile(r"([\\`*_\[\]{}|!#])")
+# ... and at the start of a paragraph: a list item or a quote.
+_BLOCK_START = re.compile(r"^(\d*)([-+>.)])")
+
+
+def inline(text: str) -> str:
+    """Plain text as Markdown that shows it as written: help texts and findings hold ``[``,
+    ``<``, ``|``, backticks and underscores that Markdown would read as links, tags, tables,
+    code or emphasis."""
+    escaped = _INLINE_SYNTAX.sub(r"\\\1", escape(text, quote=False))
+    return _BLOCK_START.sub(r"\1\\\2", escaped, count=1)

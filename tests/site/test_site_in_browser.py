@@ -2,7 +2,8 @@
 
 The site is built with ``--strict`` (no mkdocs warning), served on the loopback interface and
 read the way an integrator reads it: the home page and its pipeline diagram, a message's field
-table, a mapping's lineage table, a flow's sequence and state diagrams, and material's search. Every page is saved as a screenshot in the test's temporary folder,
+table, a mapping's lineage table, a flow's sequence and state diagrams, the command line and
+material's search. Every page is saved as a screenshot in the test's temporary folder,
 and any error in the browser's console fails the test.
 """
 
@@ -20,10 +21,12 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from ccbmdm.cli import app
 from ccbmdm.codegen import compiler
 from ccbmdm.codegen.project import Project
 from ccbmdm.codegen.xsd_reader import read_contracts
 from ccbmdm.docsite.build import build_site
+from ccbmdm.docsite.cli_reference import PARAMETER_TABLE, commands
 from ccbmdm.docsite.mappings import LINEAGE_TABLE
 from ccbmdm.docsite.messages import FIELD_TABLE, fields
 from ccbmdm.docsite.serve import serving
@@ -54,7 +57,9 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def site_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("site")
-    site = build_site(Project.load(REPO), folder / "html", strict=True, work=folder / "pages")
+    site = build_site(
+        Project.load(REPO), folder / "html", strict=True, work=folder / "pages", cli=app
+    )
     assert site.warnings == []
     with serving(site.out) as url:
         yield url
@@ -139,7 +144,14 @@ def test_the_home_page_links_the_sections(
         for t in browser.find_elements(By.CSS_SELECTOR, ".md-tabs__link")
     ]
     assert [t.strip() for t in tabs][:2] == ["Home", "Guides"]
-    assert [t.strip() for t in tabs][-4:] == ["Flows", "Messages", "Mappings", "Code tables"]
+    assert [t.strip() for t in tabs][-6:] == [
+        "Flows",
+        "Messages",
+        "Mappings",
+        "Code tables",
+        "Command line",
+        "Schemas",
+    ]
     assert browser.find_element(By.CSS_SELECTOR, "article h1").text
     assert diagrams(browser) == ["flowchart-v2"]  # the pipeline
     assert console_errors(browser) == []
@@ -180,6 +192,18 @@ def test_a_mapping_page_has_a_row_per_target_field(
     assert console_errors(browser) == []
 
 
+def test_the_command_line_page_has_a_section_per_command(
+    browser: webdriver.Chrome, site_url: str, shots: Path
+) -> None:
+    expected = [entry.name for entry in commands(app)]
+    open_page(browser, site_url + "cli.html")
+    browser.save_screenshot(str(shots / "cli.png"))
+    headings = browser.find_elements(By.CSS_SELECTOR, "article :is(h2, h3, h4, h5, h6)")
+    assert [h.text.strip() for h in headings] == expected
+    assert first_column(browser, PARAMETER_TABLE)[:1] == ["--version"]
+    assert console_errors(browser) == []
+
+
 def test_search_finds_a_contract_by_a_field_name(
     browser: webdriver.Chrome, site_url: str, shots: Path
 ) -> None:
@@ -207,6 +231,7 @@ def test_screenshots_are_kept(shots: Path) -> None:
     if target:
         shutil.copytree(shots, target, dirs_exist_ok=True)
     assert sorted(p.name for p in shots.glob("*.png")) == [
+        "cli.png",
         "flow.png",
         "home.png",
         "mapping.png",
