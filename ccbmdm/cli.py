@@ -6,6 +6,7 @@ turns the known failures into a message for people (what, where, what to do) and
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -22,10 +23,10 @@ from ccbmdm import __version__
 from ccbmdm.codegen import compiler
 from ccbmdm.codegen.catalogue import CatalogueError
 from ccbmdm.codegen.mapping.loader import Finding
-from ccbmdm.codegen.project import Project, ProjectError, init_project
+from ccbmdm.codegen.project import Project, ProjectError, display_path, init_project
 from ccbmdm.codegen.render import RenderError
 from ccbmdm.codegen.xsd_reader import ContractError
-from ccbmdm.runtime.config import ConfigError
+from ccbmdm.runtime.config import ConfigError, json_schema
 from ccbmdm.runtime.messages.codec import ContractViolation
 from ccbmdm.runtime.messages.contracts import UnknownContract
 from ccbmdm.runtime.messages.xmlsafe import XmlRejected
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from ccbmdm.conformance.mutants import Mutant
     from ccbmdm.conformance.outcome import Outcome
     from ccbmdm.conformance.runner import Kit
+    from ccbmdm.docsite.schemas import Schema
     from ccbmdm.runtime.assembly import Runtime
     from ccbmdm.runtime.messages.mapping import Context
     from ccbmdm.runtime.store import Store
@@ -1119,14 +1121,25 @@ StrictOption = Annotated[
 
 
 def _build_docs(project_dir: Path | None, out_dir: Path | None, strict: bool) -> Path:
+    from ccbmdm.conformance.cases import discover, read_case
     from ccbmdm.docsite.build import SiteError, build_site
+    from ccbmdm.docsite.flows import CaseSummary
 
     with explained():
         project = _project(project_dir)
         started = time.perf_counter()
         with err.status("building the documentation site…"):
+            read = [read_case(folder, project.root) for folder in discover(project)]
+            cases = [CaseSummary(c.id, c.flow, c.part, c.description) for c in read]
             try:
-                site = build_site(project, out_dir, strict=strict)
+                site = build_site(
+                    project,
+                    out_dir,
+                    strict=strict,
+                    cases=cases,
+                    cli=app,
+                    published=_site_schemas(project),
+                )
             except SiteError as exc:
                 fail(f"the site did not build:\n{exc}")
     for warning in site.warnings:
@@ -1134,6 +1147,23 @@ def _build_docs(project_dir: Path | None, out_dir: Path | None, strict: bool) ->
     seconds = time.perf_counter() - started
     out.print(f"built the site in {seconds:.1f} s into {site.out}")
     return site.out
+
+
+def _site_schemas(project: Project) -> list[Schema]:
+    """The schemas of the kit's cases and of the runtime's configuration, which the site
+    publishes beside the project's mapping schema but may not import."""
+    from ccbmdm.conformance.cases import SCHEMA_FILE as CASE_SCHEMA
+    from ccbmdm.docsite.schemas import Schema
+
+    cases = display_path(project.cases, project.root)
+    return [
+        Schema(
+            "case.schema.json",
+            (f"{cases}/*/*/case.yaml",),
+            json.loads(CASE_SCHEMA.read_text(encoding="utf-8")),
+        ),
+        Schema("runtime-config.schema.json", (RUNTIME_CONFIG,), json_schema()),
+    ]
 
 
 @docs_app.command(name="build")

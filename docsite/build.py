@@ -10,23 +10,52 @@ import json
 import logging
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import typer
 import yaml
 
 from ccbmdm.codegen import compiler
-from ccbmdm.codegen.catalogue import load_catalogue
+from ccbmdm.codegen.catalogue import Flow, load_catalogue
 from ccbmdm.codegen.project import Project
 from ccbmdm.codegen.xsd_reader import read_contracts
 from ccbmdm.runtime.messages.mapping import CodeTables
 
-from . import code_tables, mappings, messages
+from . import cli_reference, code_tables, diagrams, findings, flows, mappings, messages, schemas
+from .flows import CaseSummary
 
 GUIDES = "guides"
+NAV_FILE = "nav.yaml"  # in the guides' folder: section title -> its pages, in order
+MERMAID = "assets/javascripts/mermaid.min.js"
+STYLE = "assets/stylesheets/ccbmdm.css"
+# What the site ships from this package's assets/: where each goes in the site.
+ASSETS = {MERMAID: "mermaid.min.js", STYLE: "site.css"}
+
+
+class _PythonName(str):
+    """A function mkdocs imports by name, written ``!!python/name:module.function`` in
+    mkdocs.yml (how a Markdown extension is given a callable)."""
+
+
+class _ConfigDumper(yaml.SafeDumper):
+    """Writes mkdocs.yml: plain YAML, and :class:`_PythonName` as its tag."""
+
+
+_ConfigDumper.add_representer(
+    _PythonName,
+    lambda dumper, name: dumper.represent_scalar(f"tag:yaml.org,2002:python/name:{name}", ""),
+)
+# ```mermaid blocks become <pre class="mermaid">, which material hands to Mermaid.
+MERMAID_FENCE = {
+    "name": "mermaid",
+    "class": "mermaid",
+    "format": _PythonName("pymdownx.superfences.fence_code_format"),
+}
 
 
 class SiteError(Exception):
@@ -43,38 +72,58 @@ class Site:
 
 
 def build_site(
-    project: Project, out: Path | None = None, *, strict: bool = False, work: Path | None = None
+    project: Project,
+    out: Path | None = None,
+    *,
+    strict: bool = False,
+    work: Path | None = None,
+    cases: Sequence[CaseSummary] = (),
+    cli: typer.Typer | None = None,
+    published: Sequence[schemas.Schema] = (),
 ) -> Site:
     """Generate every page of ``project`` into ``work`` (default: target/docs) and build the
-    HTML into ``out`` (default: target/site)."""
+    HTML into ``out`` (default: target/site). ``cases`` are the project's conformance cases,
+    which the flow and mapping pages list; ``cli``, the command line's app, adds its reference
+    page; ``published`` adds schemas to the project's mapping schema."""
     source = work or project.target / "docs"
     docs = source / "pages"
     if docs.exists():
         shutil.rmtree(docs)
     docs.mkdir(parents=True)
-    nav, gaps = write_pages(project, docs)
+    nav, gaps = write_pages(project, docs, cases, cli, published)
     if strict and gaps:
         raise SiteError("\n".join(gaps))
     site = Site(source, (out or project.target / "site").resolve())
     config = source / "mkdocs.yml"
-    config.write_text(yaml.safe_dump(_config(project, docs, site.out, nav), sort_keys=False))
+    config.write_text(
+        yaml.dump(_config(project, docs, site.out, nav), Dumper=_ConfigDumper, sort_keys=False)
+    )
     site.warnings = gaps + _mkdocs_build(config, strict=strict)
     return site
 
 
-def write_pages(project: Project, docs: Path) -> tuple[list[Any], list[str]]:
+def write_pages(
+    project: Project,
+    docs: Path,
+    cases: Sequence[CaseSummary] = (),
+    cli: typer.Typer | None = None,
+    published: Sequence[schemas.Schema] = (),
+) -> tuple[list[Any], list[str]]:
     """Write the home page, the guides and the reference pages; return the navigation and what
     the pages miss (a contract's documentation, a sample), which the pages say too."""
     contracts = read_contracts(project.contracts)
-    flows = load_catalogue(project.contracts / "flows.yaml", contracts.contracts)
-    lineage: dict[str, Any] = json.loads(compiler.generate(project).lineage)
+    catalogue = load_catalogue(project.contracts / "flows.yaml", contracts.contracts)
+    build = compiler.generate(project)
+    lineage: dict[str, Any] = json.loads(build.lineage)
     message_pages = {name: messages.page_path(c) for name, c in contracts.contracts.items()}
     mapping_pages: dict[str, list[str]] = {}
     for mapping_file, entry in lineage.items():
         for contract in (entry["source"], entry["target"]):
             mapping_pages.setdefault(contract, []).append(mappings.page_path(mapping_file))
 
-    _write(docs / "index.md", _home(project, len(contracts.contracts), len(lineage)))
+    assets = resources.files(__package__).joinpath("assets")
+    for path, asset in ASSETS.items():
+        _write_bytes(docs / path, assets.joinpath(asset).read_bytes())
     guides = _copy_guides(project.root / "docs", docs / GUIDES)
     flow_sections = _flow_sections(docs / GUIDES / "flows.md")
 
@@ -92,7 +141,7 @@ def write_pages(project: Project, docs: Path) -> tuple[list[Any], list[str]]:
             text = messages.page(
                 contracts,
                 contract,
-                flows,
+                catalogue,
                 mapping_pages,
                 flow_sections,
                 project.contracts / "samples",
@@ -109,19 +158,72 @@ def write_pages(project: Project, docs: Path) -> tuple[list[Any], list[str]]:
     index = ["# Mappings", "", "Every mapping part, with the lineage of each target field.", ""]
     for mapping_file, entry in sorted(lineage.items()):
         path = mappings.page_path(mapping_file)
-        _write(docs / path, mappings.page(mapping_file, entry, message_pages))
+        exercising = [
+            c for c in cases if c.flow == entry["flow"] and c.part in (entry["part"], "flow")
+        ]
+        _write(
+            docs / path, mappings.page(project.root, mapping_file, entry, message_pages, exercising)
+        )
         name = Path(path).stem
         index.append(f"- [{name}]({path.removeprefix('mappings/')}): flow `{entry['flow']}`")
         mapping_nav.append({name: path})
     _write(docs / "mappings" / "index.md", "\n".join(index) + "\n")
 
     table_nav = _code_table_pages(project, lineage, docs)
+    flow_nav = _flow_pages(catalogue, lineage, message_pages, flow_sections, cases, docs)
+    gaps += findings.place(project, docs, build.findings, lineage)
 
-    nav: list[Any] = [{"Home": "index.md"}]
-    if guides:
-        nav.append({"Guides": guides})
-    nav += [{"Messages": message_nav}, {"Mappings": mapping_nav}, {"Code tables": table_nav}]
+    nav: list[Any] = [{"Home": "index.md"}, *guides]
+    nav += [
+        {"Flows": flow_nav},
+        {"Messages": message_nav},
+        {"Mappings": mapping_nav},
+        {"Code tables": table_nav},
+    ]
+    if cli is not None:
+        _write(docs / cli_reference.PAGE, cli_reference.page(cli))
+        nav.append({"Command line": cli_reference.PAGE})
+    mapping_schema = schemas.mapping_schema(project)
+    schemas.write(docs, [*([mapping_schema] if mapping_schema else []), *published])
+    nav.append({"Schemas": schemas.PAGE})
+    home = _home(project, len(contracts.contracts), len(lineage), len(catalogue), cli is not None)
+    _write(docs / "index.md", home)
     return nav, gaps
+
+
+def _flow_pages(
+    catalogue: tuple[Flow, ...],
+    lineage: dict[str, Any],
+    message_pages: dict[str, str],
+    flow_sections: dict[str, str],
+    cases: Sequence[CaseSummary],
+    docs: Path,
+) -> list[Any]:
+    """A page per flow of the catalogue; their navigation."""
+    mapping_pages = {
+        (entry["flow"], entry["part"]): mappings.page_path(mapping_file)
+        for mapping_file, entry in lineage.items()
+    }
+    purposes = flows.purposes(docs / GUIDES / "flows.md", f"../{GUIDES}/")
+    nav: list[Any] = ["flows/index.md"]
+    index = ["# Flows", "", "Every flow of the catalogue, `contracts/flows.yaml`.", ""]
+    index += ["| # | Flow | From | Mode |", "|---|---|---|---|"]
+    for flow in catalogue:
+        path = flows.page_path(flow)
+        text = flows.page(
+            flow,
+            purposes.get(flow.code),
+            flow_sections.get(flow.code),
+            mapping_pages,
+            message_pages,
+            [c for c in cases if c.flow == flow.code],
+        )
+        _write(docs / path, text)
+        link = f"[{flow.name}]({path.removeprefix('flows/')}) `{flow.code}`"
+        index.append(f"| {flow.number} | {link} | {flow.initiator.upper()} | {flow.mode} |")
+        nav.append({f"{flow.number}. {flow.name}": path})
+    _write(docs / "flows" / "index.md", "\n".join(index) + "\n")
+    return nav
 
 
 def _code_table_pages(project: Project, lineage: dict[str, Any], docs: Path) -> list[Any]:
@@ -141,13 +243,23 @@ def _code_table_pages(project: Project, lineage: dict[str, Any], docs: Path) -> 
     return nav
 
 
-def _copy_guides(folder: Path, into: Path) -> list[str]:
-    """The hand-written pages (docs/*.md), kept together so their links between them hold."""
-    copied = []
-    for path in sorted(folder.glob("*.md")):
-        _write(into / path.name, path.read_text(encoding="utf-8"))
-        copied.append(f"{GUIDES}/{path.name}")
-    return copied
+def _copy_guides(folder: Path, into: Path) -> list[dict[str, list[str]]]:
+    """The hand-written pages (docs/*.md), kept together so their links between them hold;
+    their navigation sections, in the order ``docs/nav.yaml`` gives (a page it does not list
+    goes last under Guides)."""
+    pages = sorted(path.name for path in folder.glob("*.md"))
+    for name in pages:
+        _write(into / name, (folder / name).read_text(encoding="utf-8"))
+    order = folder / NAV_FILE
+    sections: dict[str, list[str]] = {}
+    if order.is_file():
+        for title, listed in (yaml.safe_load(order.read_text(encoding="utf-8")) or {}).items():
+            sections[str(title)] = [f"{GUIDES}/{name}" for name in listed if name in pages]
+    listed = {page for section in sections.values() for page in section}
+    rest = [f"{GUIDES}/{name}" for name in pages if f"{GUIDES}/{name}" not in listed]
+    if rest:
+        sections.setdefault("Guides", []).extend(rest)
+    return [{title: section} for title, section in sections.items() if section]
 
 
 def _flow_sections(guide: Path) -> dict[str, str]:
@@ -164,25 +276,28 @@ def _flow_sections(guide: Path) -> dict[str, str]:
     return sections
 
 
-def _home(project: Project, contracts: int, mapping_parts: int) -> str:
+def _home(
+    project: Project, contracts: int, mapping_parts: int, flow_count: int, with_cli: bool
+) -> str:
+    command_line = (
+        "- [Command line](cli.md): every command and option of `ccbmdm`.\n" if with_cli else ""
+    )
     return f"""# {project.name}
 
-The reference of the integration between CCB and MDM: every message contract, every mapping
-with the lineage of its fields, every code table, and the guides.
+The reference of the integration between CCB and MDM: every flow, every message contract, every
+mapping with the lineage of its fields, every code table, and the guides.
 
-```text
-contracts (XSD) --> ccbmdm compile --> models, codecs, transformers
-mappings (YAML) ----^                        |
-                                             v
-                 conformance <-- runtime (pending monitors, delivery, bridge)
-```
-
+{diagrams.fence(diagrams.pipeline())}
+- [Flows](flows/index.md): {flow_count} flows, each with its messages as a sequence diagram, the
+  lifecycles it drives as state diagrams, its mappings and its conformance cases.
 - [Messages](messages/index.md): {contracts} contracts, each field with its type, cardinality,
   facets and documentation, and a sample message.
 - [Mappings](mappings/index.md): {mapping_parts} mapping parts, each target field with the source
   paths it reads, its rule and where that rule is written.
 - [Code tables](code-tables/index.md): every code table, its rows, what a value with no row
   does, and the mappings that read it.
+{command_line}- [Schemas](schemas.md): the JSON Schemas of mappings, cases and the runtime
+  configuration, for download and for an editor.
 """
 
 
@@ -195,6 +310,9 @@ def _config(project: Project, docs: Path, out: Path, nav: list[Any]) -> dict[str
         # A link to a missing section is a warning too (an error under --strict).
         "validation": {"anchors": "warn", "unrecognized_links": "warn"},
         "nav": nav,
+        # Material draws ```mermaid blocks with the Mermaid it finds loaded: this copy, offline.
+        "extra_javascript": [MERMAID],
+        "extra_css": [STYLE],
         "theme": {
             "name": "material",
             # The site must work offline: no web fonts from a CDN.
@@ -227,7 +345,7 @@ def _config(project: Project, docs: Path, out: Path, nav: list[Any]) -> dict[str
             "attr_list",
             "md_in_html",
             "pymdownx.highlight",
-            "pymdownx.superfences",
+            {"pymdownx.superfences": {"custom_fences": [MERMAID_FENCE]}},
             {"toc": {"permalink": True}},
         ],
     }
@@ -270,6 +388,11 @@ def _captured(logger_name: str) -> Iterator[list[str]]:
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
 
 
 def _write(path: Path, text: str) -> None:

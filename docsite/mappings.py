@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+import re
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .markdown import table
+from .flows import CaseSummary
+from .markdown import Code, table
 
 LINEAGE_TABLE = "lineage"
+# How a case exercises the mapping: the part alone, or a flow through the runtime.
+_THROUGH = {False: "this part alone", True: "a flow case, through the runtime"}
 
 
 def page_path(mapping_file: str) -> str:
@@ -15,9 +19,16 @@ def page_path(mapping_file: str) -> str:
     return f"mappings/{PurePosixPath(mapping_file).stem}.md"
 
 
-def page(mapping_file: str, lineage: dict[str, Any], message_pages: dict[str, str]) -> str:
-    """The Markdown of one mapping page; ``lineage`` is its entry in the compiler's lineage and
-    ``message_pages`` maps a contract name to its page."""
+def page(
+    root: Path,
+    mapping_file: str,
+    lineage: dict[str, Any],
+    message_pages: dict[str, str],
+    cases: list[CaseSummary],
+) -> str:
+    """The Markdown of one mapping page; ``lineage`` is its entry in the compiler's lineage
+    (its files relative to the project's ``root``), ``message_pages`` maps a contract name to
+    its page, ``cases`` exercise the mapping."""
     depth = "../" * page_path(mapping_file).count("/")
     source, target = lineage["source"], lineage["target"]
 
@@ -27,9 +38,9 @@ def page(mapping_file: str, lineage: dict[str, Any], message_pages: dict[str, st
     rows = [
         (
             field,
-            ", ".join(entry["sources"]),
-            _rule(entry),
+            Code(written(root, entry["rule"])) if entry["rule"] else _rule(entry),
             entry["rule"] or "",
+            ", ".join(entry["sources"]),
             ", ".join(entry["tables"]),
         )
         for field, entry in lineage["fields"].items()
@@ -43,7 +54,7 @@ def page(mapping_file: str, lineage: dict[str, Any], message_pages: dict[str, st
         "## Target fields",
         "",
         table(
-            ("Target field", "Source paths", "Rule", "Where", "Code tables"),
+            ("Target field", "Rule", "Where", "Source paths", "Code tables"),
             rows,
             name=LINEAGE_TABLE,
         ),
@@ -52,8 +63,53 @@ def page(mapping_file: str, lineage: dict[str, Any], message_pages: dict[str, st
     ]
     unread = lineage.get("unread_sources", [])
     lines += [f"- `{leaf}`" for leaf in unread] or ["Every source field is read."]
+    lines += ["", "## Conformance cases", ""]
+    lines += [
+        f"- `{case.id}` ({_THROUGH[case.part == 'flow']}): {case.description}" for case in cases
+    ] or ["*No conformance case exercises this mapping.*"]
     lines.append("")
     return "\n".join(lines)
+
+
+def written(root: Path, where: str) -> str:
+    """The rule at ``file:line:col`` as the mapping writes it: the key's value on its line, or,
+    for a structure, the lines that say what it is built from (up to its nested ``rules:``)."""
+    file, line, _ = where.rsplit(":", 2)
+    lines = _lines(root / file)
+    number = int(line) - 1
+    if number >= len(lines):
+        return ""
+    head = lines[number]
+    value = _COMMENT.sub("", head.split(":", 1)[1]).strip() if ":" in head else ""
+    following = iter(lines[number + 1 :])
+    while _unclosed(value):  # a flow-style value written over several lines
+        value += " " + _COMMENT.sub("", next(following, "}")).strip()
+    if value:
+        return value
+    indent = len(head) - len(head.lstrip())
+    body = []
+    for text in lines[number + 1 :]:
+        stripped = text.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if len(text) - len(text.lstrip()) <= indent or stripped.startswith("rules:"):
+            break
+        body.append(_COMMENT.sub("", stripped).strip())
+    return "; ".join(body)
+
+
+_COMMENT = re.compile(r"\s+#.*$")
+
+
+def _unclosed(value: str) -> bool:
+    return value.count("{") + value.count("[") > value.count("}") + value.count("]")
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
 
 
 def _rule(entry: dict[str, Any]) -> str:

@@ -2,20 +2,44 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from html import escape
 
 
+class Code(str):
+    """A table cell shown as code (a rule as the mapping writes it)."""
+
+
+def _cell(text: str) -> str:
+    return f"<code>{escape(text)}</code>" if isinstance(text, Code) and text else escape(text)
+
+
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]], name: str) -> str:
     """An HTML table of plain-text cells: XSD patterns and documentation hold ``|``, ``<`` and
-    backticks that a Markdown table would misread, so every cell is escaped as text. ``name``
-    goes in a data attribute: material styles only tables without a class."""
+    backticks that a Markdown table would misread, so every cell is escaped as text (a
+    :class:`Code` cell as code). ``name`` goes in a data attribute: material styles only tables
+    without a class."""
     # Cells apart: the search index reads the text of the page without its tags.
     head = " ".join(f"<th>{escape(h)}</th>" for h in headers)
     body = "\n".join(
-        "<tr>" + " ".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>" for row in rows
+        "<tr>" + " ".join(f"<td>{_cell(cell)}</td>" for cell in row) + "</tr>" for row in rows
     )
     return (
         f'<table data-table="{name}">\n<thead><tr>{head}</tr></thead>\n'
         f"<tbody>\n{body}\n</tbody>\n</table>\n"
     )
+
+
+# What Markdown would read as syntax inside a line of text; `<` and `&` become entities.
+_INLINE_SYNTAX = re.compile(r"([\\`*_\[\]{}|!#])")
+# ... and at the start of a paragraph: a list item or a quote.
+_BLOCK_START = re.compile(r"^(\d*)([-+>.)])")
+
+
+def inline(text: str) -> str:
+    """Plain text as Markdown that shows it as written: help texts and findings hold ``[``,
+    ``<``, ``|``, backticks and underscores that Markdown would read as links, tags, tables,
+    code or emphasis."""
+    escaped = _INLINE_SYNTAX.sub(r"\\\1", escape(text, quote=False))
+    return _BLOCK_START.sub(r"\1\\\2", escaped, count=1)

@@ -236,6 +236,21 @@ def reference_config(store: str, delivery: DeliverySetting | None = None) -> Run
     )
 
 
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a configuration file, for an editor to check it as it is typed (the
+    documentation site publishes it). ``source`` is the loader's, never written in a file."""
+    schema = RuntimeConfig.model_json_schema()
+    del schema["properties"]["source"]
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **schema,
+        "title": "ccbmdm runtime configuration",
+        "description": "The runtime's configuration file (ccbmdm_runtime.yaml): the store, the "
+        "nodes this runtime hosts and how to reach the others, credentials by environment "
+        "variable, the delivery and supervision settings. See docs/runtime.md.",
+    }
+
+
 def _read_mapping(path: Path, expected: str) -> dict[str, Any]:
     """A YAML file holding a mapping; ``expected`` says what it should hold."""
     try:

@@ -11,7 +11,8 @@ The parts (docs/runtime.md, "The tree"):
 - ``runtime.sim``: the reference simulators, ``sim.ccb`` and ``sim.mdm`` two systems that
   share nothing but messages, ``sim.determinants`` MDM's calculation library;
 - ``codegen``: the compiler; ``conformance``: the kit; ``ccbmdm.cli``: the command line;
-- ``docsite``: the documentation site, generated from what codegen reads and the lifecycle tables.
+- ``docsite``: the documentation site, generated from what codegen reads and the lifecycle tables;
+  the command line passes in the rest (its command tree, the kit's and the runtime's schemas).
 """
 
 from __future__ import annotations

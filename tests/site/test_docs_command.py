@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 
 import pytest
 from case_support import ccbmdm, edit
 
+from ccbmdm.codegen.catalogue import load_catalogue
 from ccbmdm.codegen.project import init_project
+from support import REPO
 
 
 @pytest.mark.parametrize("command", [["docs"], ["docs", "build"], ["docs", "serve"]])
@@ -40,6 +44,24 @@ def test_a_new_project_builds_its_site_strictly(
     assert "<td>USA</td> <td>US</td>" in country  # a row, key then value
     assert "person-sync.request" in country  # a mapping that reads it, linked
     assert not (project.root / "docs").exists()  # the guides are the framework's
+    flows = load_catalogue(project.contracts / "flows.yaml")
+    flow_pages = {p.stem for p in (out / "flows").glob("*.html")} - {"index"}
+    assert flow_pages == {flow.kebab for flow in flows}
+    person = (out / "flows" / "person-sync.html").read_text(encoding="utf-8")
+    # the messages, then the sync request's and MDM's inbound sync lifecycles
+    assert person.count('<pre class="mermaid">') == 3
+    assert "person-sync/person-change" in person  # a case of the flow
+    mapping = (out / "mappings" / "person-sync.request.html").read_text(encoding="utf-8")
+    assert "person-sync/person-change" in mapping and "person-sync/ack-accepted" not in mapping
+    assert (out / "assets" / "javascripts" / "mermaid.min.js").is_file()  # drawn offline
+
+
+def test_the_shipped_mermaid_is_the_one_its_readme_records() -> None:
+    assets = REPO / "docsite" / "assets"
+    recorded = re.search(r"SHA-256: `([0-9a-f]{64})`", (assets / "README.md").read_text())
+    assert recorded is not None
+    digest = hashlib.sha256((assets / "mermaid.min.js").read_bytes()).hexdigest()
+    assert digest == recorded.group(1)
 
 
 def test_outside_a_project_the_error_says_what_to_do(

@@ -1,8 +1,9 @@
 """The documentation site, opened in a real browser: headless Chromium driven by Selenium.
 
 The site is built with ``--strict`` (no mkdocs warning), served on the loopback interface and
-read the way an integrator reads it: the home page, a message's field table, a mapping's lineage
-table and material's search. Every page is saved as a screenshot in the test's temporary folder,
+read the way an integrator reads it: the home page and its pipeline diagram, a message's field
+table, a mapping's lineage table, a flow's sequence and state diagrams, the command line and
+material's search. Every page is saved as a screenshot in the test's temporary folder,
 and any error in the browser's console fails the test.
 """
 
@@ -20,10 +21,12 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from ccbmdm.cli import app
 from ccbmdm.codegen import compiler
 from ccbmdm.codegen.project import Project
 from ccbmdm.codegen.xsd_reader import read_contracts
 from ccbmdm.docsite.build import build_site
+from ccbmdm.docsite.cli_reference import PARAMETER_TABLE, commands
 from ccbmdm.docsite.mappings import LINEAGE_TABLE
 from ccbmdm.docsite.messages import FIELD_TABLE, fields
 from ccbmdm.docsite.serve import serving
@@ -33,6 +36,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 MESSAGE = "ccb/ContractOptionEventSyncRequest"
 MAPPING = "mappings/sa-sync.request.yaml"
+FLOW = "person-sync"  # a sequence diagram, then the sync request's and MDM's lifecycles
 # An element of MESSAGE only: searching for it must lead to MESSAGE's page.
 FIELD = "contractOptionEventId"
 
@@ -53,7 +57,9 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def site_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("site")
-    site = build_site(Project.load(REPO), folder / "html", strict=True, work=folder / "pages")
+    site = build_site(
+        Project.load(REPO), folder / "html", strict=True, work=folder / "pages", cli=app
+    )
     assert site.warnings == []
     with serving(site.out) as url:
         yield url
@@ -102,6 +108,32 @@ def first_column(browser: webdriver.Chrome, name: str) -> list[str]:
     return [cell.get_attribute("textContent") or "" for cell in cells]
 
 
+def diagrams(browser: webdriver.Chrome) -> list[str]:
+    """The kind of each diagram Mermaid drew on the page, in order ("sequence", "stateDiagram",
+    "flowchart-v2"; "error" for Mermaid's error picture), once every block has been drawn.
+
+    Material draws each diagram into a closed shadow root, which scripts cannot enter; the
+    browser's DevTools protocol reads the whole tree, shadow roots included."""
+    WebDriverWait(browser, 30).until(lambda b: not b.find_elements(By.CSS_SELECTOR, "pre.mermaid"))
+    tree = browser.execute_cdp_cmd("DOM.getDocument", {"depth": -1, "pierce": True})
+    kinds: list[str] = []
+
+    def attributes(node: dict[str, Any]) -> dict[str, str]:
+        flat = node.get("attributes", [])
+        return dict(zip(flat[::2], flat[1::2], strict=True))
+
+    def walk(node: dict[str, Any], in_diagram: bool) -> None:
+        if node.get("nodeName") == "svg" and in_diagram:
+            kinds.append(attributes(node).get("aria-roledescription", "unknown"))
+            return
+        host = node.get("nodeName") == "DIV" and attributes(node).get("class") == "mermaid"
+        for child in node.get("children", []) + node.get("shadowRoots", []):
+            walk(child, in_diagram or host)
+
+    walk(tree["root"], False)
+    return kinds
+
+
 def test_the_home_page_links_the_sections(
     browser: webdriver.Chrome, site_url: str, shots: Path
 ) -> None:
@@ -111,8 +143,29 @@ def test_the_home_page_links_the_sections(
         t.get_attribute("textContent") or ""
         for t in browser.find_elements(By.CSS_SELECTOR, ".md-tabs__link")
     ]
-    assert [t.strip() for t in tabs] == ["Home", "Guides", "Messages", "Mappings", "Code tables"]
+    assert [t.strip() for t in tabs][:2] == ["Home", "Guides"]
+    assert [t.strip() for t in tabs][-6:] == [
+        "Flows",
+        "Messages",
+        "Mappings",
+        "Code tables",
+        "Command line",
+        "Schemas",
+    ]
     assert browser.find_element(By.CSS_SELECTOR, "article h1").text
+    assert diagrams(browser) == ["flowchart-v2"]  # the pipeline
+    assert console_errors(browser) == []
+
+
+def test_a_flow_page_draws_its_messages_and_lifecycles(
+    browser: webdriver.Chrome, site_url: str, shots: Path
+) -> None:
+    open_page(browser, f"{site_url}flows/{FLOW}.html")
+    drawn = diagrams(browser)
+    browser.save_screenshot(str(shots / "flow.png"))
+    assert drawn == ["sequence", "stateDiagram", "stateDiagram"]
+    headings = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "article h3")]
+    assert headings == ["CCB: sync request", "MDM: MDM inbound sync request"]
     assert console_errors(browser) == []
 
 
@@ -136,6 +189,18 @@ def test_a_mapping_page_has_a_row_per_target_field(
     browser.save_screenshot(str(shots / "mapping.png"))
     assert first_column(browser, LINEAGE_TABLE) == list(lineage["fields"])
     assert len(lineage["fields"]) > 5
+    assert console_errors(browser) == []
+
+
+def test_the_command_line_page_has_a_section_per_command(
+    browser: webdriver.Chrome, site_url: str, shots: Path
+) -> None:
+    expected = [entry.name for entry in commands(app)]
+    open_page(browser, site_url + "cli.html")
+    browser.save_screenshot(str(shots / "cli.png"))
+    headings = browser.find_elements(By.CSS_SELECTOR, "article :is(h2, h3, h4, h5, h6)")
+    assert [h.text.strip() for h in headings] == expected
+    assert first_column(browser, PARAMETER_TABLE)[:1] == ["--version"]
     assert console_errors(browser) == []
 
 
@@ -166,6 +231,8 @@ def test_screenshots_are_kept(shots: Path) -> None:
     if target:
         shutil.copytree(shots, target, dirs_exist_ok=True)
     assert sorted(p.name for p in shots.glob("*.png")) == [
+        "cli.png",
+        "flow.png",
         "home.png",
         "mapping.png",
         "message.png",
