@@ -26,10 +26,23 @@ class Origin:
 
 
 @dataclass(frozen=True)
+class ValueDoc:
+    """What one enumeration value means, as the contract documents it, and where."""
+
+    value: str
+    doc: str  # "" when the contract leaves the value undocumented
+    origin: Origin
+
+
+@dataclass(frozen=True)
 class Facets:
     """The facets of a simple type, accumulated along its restriction chain."""
 
     enumeration: tuple[str, ...] = ()
+    # One per enumeration value, in the same order. Documentation only: it takes no part in
+    # equality or hashing, so two types allowing the same values have equal facets, and the
+    # generated code, which reads only the constraints, never depends on it.
+    value_docs: tuple[ValueDoc, ...] = field(default=(), compare=False)
     patterns: tuple[str, ...] = ()
     length: int | None = None
     min_length: int | None = None

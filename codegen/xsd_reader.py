@@ -29,6 +29,7 @@ from ccbmdm.codegen.ir import (
     Particle,
     Primitive,
     SimpleType,
+    ValueDoc,
 )
 from ccbmdm.codegen.naming import class_name
 from ccbmdm.codegen.project import display_path
@@ -302,7 +303,7 @@ class _Reader:
         if base_key is None:
             return None
         base = self.result.simple_types[base_key]
-        facets = _merge_facets(base.facets, restriction)
+        facets = _merge_facets(base.facets, restriction, schema)
         self.result.simple_types[key] = SimpleType(
             name, schema.home, base.primitive, facets, _doc(node), origin
         )
@@ -557,15 +558,23 @@ def _home_of(path: Path, namespace: str | None) -> Home | None:
     return None
 
 
-def _merge_facets(base: Facets, restriction: xsd.Restriction) -> Facets:
+def _merge_facets(base: Facets, restriction: xsd.Restriction, schema: _Schema) -> Facets:
     def value(facet: Any) -> str | None:
         return None if facet is None else str(facet.value)
 
     def number(facet: Any, inherited: int | None) -> int | None:
         return inherited if facet is None else int(facet.value)
 
+    # A restriction that lists no values keeps its base's, with their documentation; a value
+    # it lists again without documentation keeps the base's meaning.
+    inherited = {v.value: v.doc for v in base.value_docs}
+    value_docs = tuple(
+        ValueDoc(e.value, _doc(e) or inherited.get(e.value, ""), schema.origin(e))
+        for e in restriction.enumerations
+    )
     return Facets(
-        enumeration=tuple(e.value for e in restriction.enumerations) or base.enumeration,
+        enumeration=tuple(v.value for v in value_docs) or base.enumeration,
+        value_docs=value_docs or base.value_docs,
         patterns=base.patterns + tuple(p.value for p in restriction.patterns[:1])
         if len(restriction.patterns) <= 1
         # several patterns in one step are alternatives (XSD 1.0 §4.3.4)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from html import escape
 
 
@@ -11,15 +12,25 @@ class Code(str):
     """A table cell shown as code (a rule as the mapping writes it)."""
 
 
-def _cell(text: str) -> str:
-    return f"<code>{escape(text)}</code>" if isinstance(text, Code) and text else escape(text)
+@dataclass(frozen=True)
+class Link:
+    """A table cell whose text links elsewhere (a section of the same page, say)."""
+
+    text: str
+    href: str
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[str]], name: str) -> str:
+def _cell(cell: str | Link) -> str:
+    if isinstance(cell, Link):
+        return f'<a href="{escape(cell.href)}">{escape(cell.text)}</a>'
+    return f"<code>{escape(cell)}</code>" if isinstance(cell, Code) and cell else escape(cell)
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str | Link]], name: str) -> str:
     """An HTML table of plain-text cells: XSD patterns and documentation hold ``|``, ``<`` and
     backticks that a Markdown table would misread, so every cell is escaped as text (a
-    :class:`Code` cell as code). ``name`` goes in a data attribute: material styles only tables
-    without a class."""
+    :class:`Code` cell as code, a :class:`Link` cell as a link). ``name`` goes in a data
+    attribute: material styles only tables without a class."""
     # Cells apart: the search index reads the text of the page without its tags.
     head = " ".join(f"<th>{escape(h)}</th>" for h in headers)
     body = "\n".join(

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ccbmdm.codegen.catalogue import Flow
-from ccbmdm.codegen.ir import ComplexType, Contract, ContractSet, Facets, Particle
+from ccbmdm.codegen.ir import ComplexType, Contract, ContractSet, Facets, Home, Particle, SimpleType
 
-from .markdown import table
+from .markdown import Link, table
 
 FIELD_TABLE = "fields"
+VALUES_TABLE = "values"
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,21 @@ class Field:
     facets: str
     doc: str
     where: str  # file:line of the element's declaration
+    enumerated: tuple[Home, str] | None = None  # its simple type, when that lists its values
+
+
+@dataclass(frozen=True)
+class Values:
+    """An enumerated simple type of a message: what each value means, and the fields of that
+    type."""
+
+    type: SimpleType
+    paths: tuple[str, ...]
+
+    @property
+    def anchor(self) -> str:
+        """The id of the type's section on the page; the home tells apart equal names."""
+        return f"values-{self.type.home}-{self.type.name}".lower()
 
 
 def page_path(contract: Contract) -> str:
@@ -60,7 +76,18 @@ def _field(contracts: ContractSet, particle: Particle, path: str) -> Field:
     doc = particle.doc or simple.doc
     if particle.personal:
         doc = f"{doc} Personal data.".strip()
-    return Field(path, type_name, cardinality, describe(simple.facets), doc, str(particle.origin))
+    enumerated = particle.type_key if simple.facets.enumeration else None
+    facets = describe(simple.facets)
+    return Field(path, type_name, cardinality, facets, doc, str(particle.origin), enumerated)
+
+
+def values(contracts: ContractSet, contract: Contract) -> list[Values]:
+    """Every enumerated simple type of a contract, once, in the order its fields first use it."""
+    paths: dict[tuple[Home, str], list[str]] = {}
+    for field in fields(contracts, contract):
+        if field.enumerated is not None:
+            paths.setdefault(field.enumerated, []).append(field.path)
+    return [Values(contracts.simple_types[key], tuple(used)) for key, used in paths.items()]
 
 
 def describe(facets: Facets) -> str:
@@ -89,6 +116,13 @@ def gaps(contracts: ContractSet, contract: Contract, samples_dir: Path) -> list[
         f"{field.where}: {contract.name}: {field.path} has no documentation"
         for field in fields(contracts, contract)
         if not field.doc
+    ]
+    found += [
+        f"{value.origin}: {contract.name}: {path} value {value.value} has no documentation"
+        for enumerated in values(contracts, contract)
+        for path in enumerated.paths
+        for value in enumerated.type.facets.value_docs
+        if not value.doc
     ]
     if not contract.doc:
         found.insert(0, f"{contract.file}: {contract.name} has no documentation")
@@ -121,8 +155,16 @@ def page(
     """The Markdown of one message page; ``mapping_pages`` maps a contract name to the pages of
     the mappings that read or write it, ``flow_sections`` a flow code to its section in the
     guides (both relative to the docs folder)."""
+    enumerated = values(contracts, contract)
+    anchors = {(v.type.home, v.type.name): v.anchor for v in enumerated}
     rows = [
-        (f.path, f.type, f.cardinality, f.facets, f.doc or "(no documentation)")
+        (
+            f.path,
+            f.type,
+            f.cardinality,
+            Link(f.facets, "#" + anchors[f.enumerated]) if f.enumerated else f.facets,
+            f.doc or "(no documentation)",
+        )
         for f in fields(contracts, contract)
     ]
     lines = [
@@ -136,6 +178,7 @@ def page(
         "## Fields",
         "",
         table(("Path", "Type", "Cardinality", "Facets", "Documentation"), rows, name=FIELD_TABLE),
+        *_values_section(enumerated),
         "## Used by",
         "",
     ]
@@ -173,3 +216,22 @@ def page(
             "",
         ]
     return "\n".join(lines)
+
+
+def _values_section(enumerated: list[Values]) -> list[str]:
+    """What each value of the message's enumerated types means, a table per type."""
+    if not enumerated:
+        return []
+    lines = ["## Values", "", "What each value of an enumerated field means.", ""]
+    for entry in enumerated:
+        of_fields = ", ".join(f"`{path}`" for path in entry.paths)
+        rows = [(v.value, v.doc or "(no documentation)") for v in entry.type.facets.value_docs]
+        lines += [
+            f"### {entry.type.name} {{ #{entry.anchor} }}",
+            "",
+            *([entry.type.doc, ""] if entry.type.doc else []),
+            f"The type of {of_fields}.",
+            "",
+            table(("Value", "Meaning"), rows, name=VALUES_TABLE),
+        ]
+    return lines

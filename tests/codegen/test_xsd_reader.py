@@ -177,3 +177,80 @@ def test_a_personal_data_mark_out_of_place_is_reported(
 ) -> None:
     problems = problems_of(contracts_with(tmp_path, "Thing", body))
     assert any(expected in problem for problem in problems), problems
+
+
+def test_each_enumeration_value_has_the_documentation_of_its_contract(
+    contract_set: ContractSet,
+) -> None:
+    facets = contract_set.simple_types[("common", "HowToUseType")].facets
+    assert [v.value for v in facets.value_docs] == list(facets.enumeration)
+    peak = facets.value_docs[facets.enumeration.index("PEAK")]
+    assert (
+        peak.doc
+        == "A demand register: the quantity of its UOM, TOU and SQI is the maximum, never a sum."
+    )
+    line = (
+        (REPO / "contracts" / "common" / "billing.xsd")
+        .read_text()
+        .splitlines()[peak.origin.line - 1]
+    )
+    assert (peak.origin.file, line.strip()) == (
+        "contracts/common/billing.xsd",
+        '<xs:enumeration value="PEAK">',
+    )
+    undocumented = [
+        f"{simple.name} {value.value}"
+        for simple in contract_set.simple_types.values()
+        for value in simple.facets.value_docs
+        if not value.doc
+    ]
+    assert undocumented == []
+
+
+ENUMERATED = (
+    '  <xs:element name="Thing"><xs:complexType><xs:sequence>\n'
+    '    <xs:element name="a" type="Narrow"/></xs:sequence></xs:complexType></xs:element>\n'
+    '  <xs:simpleType name="Wide"><xs:restriction base="xs:string">\n'
+    '    <xs:enumeration value="ON"><xs:annotation>'
+    "<xs:documentation>Switched  on.</xs:documentation></xs:annotation></xs:enumeration>\n"
+    '    <xs:enumeration value="OFF"/>\n'
+    '    <xs:enumeration value="AUTO"/>\n'
+    "  </xs:restriction></xs:simpleType>\n"
+    '  <xs:simpleType name="Narrow"><xs:restriction base="Wide">\n'
+    '    <xs:enumeration value="ON"/>\n'
+    '    <xs:enumeration value="OFF"><xs:annotation>'
+    "<xs:documentation>Switched off.</xs:documentation></xs:annotation></xs:enumeration>\n"
+    "  </xs:restriction></xs:simpleType>\n"
+)
+
+
+def test_a_value_without_documentation_reads_as_empty_and_a_narrower_type_keeps_meanings(
+    tmp_path: Path,
+) -> None:
+    """The documentation of a value is its own, else the one its base type gives it."""
+    contracts = read_contracts(contracts_with(tmp_path, "Thing", ENUMERATED))
+    wide = contracts.simple_types[("ccb", "Wide")].facets
+    narrow = contracts.simple_types[("ccb", "Narrow")].facets
+    assert [(v.value, v.doc, str(v.origin)) for v in wide.value_docs] == [
+        ("ON", "Switched on.", "contracts/ccb/Thing.xsd:8"),
+        ("OFF", "", "contracts/ccb/Thing.xsd:9"),
+        ("AUTO", "", "contracts/ccb/Thing.xsd:10"),
+    ]
+    assert [(v.value, v.doc, str(v.origin)) for v in narrow.value_docs] == [
+        ("ON", "Switched on.", "contracts/ccb/Thing.xsd:13"),
+        ("OFF", "Switched off.", "contracts/ccb/Thing.xsd:14"),
+    ]
+
+
+def test_documentation_of_values_takes_no_part_in_facet_equality(tmp_path: Path) -> None:
+    """Two types allowing the same values have equal facets, however their values are
+    documented: the generated checks depend on the values alone."""
+    undocumented = ENUMERATED.replace(
+        "<xs:annotation><xs:documentation>Switched off.</xs:documentation></xs:annotation>", ""
+    )
+    documented = read_contracts(contracts_with(tmp_path / "a", "Thing", ENUMERATED))
+    bare = read_contracts(contracts_with(tmp_path / "b", "Thing", undocumented))
+    one = documented.simple_types[("ccb", "Narrow")].facets
+    other = bare.simple_types[("ccb", "Narrow")].facets
+    assert [v.doc for v in one.value_docs] != [v.doc for v in other.value_docs]
+    assert one == other and hash(one) == hash(other)

@@ -54,6 +54,14 @@ def test_a_new_project_builds_its_site_strictly(
     mapping = (out / "mappings" / "person-sync.request.html").read_text(encoding="utf-8")
     assert "person-sync/person-change" in mapping and "person-sync/ack-accepted" not in mapping
     assert (out / "assets" / "javascripts" / "mermaid.min.js").is_file()  # drawn offline
+    config = (out / "messages" / "ccb" / "MeterConfigurationSyncRequest.html").read_text("utf-8")
+    # the facets of an enumerated field link to its type's values, each with its meaning
+    assert '<a href="#values-ccb-howtousetype">one of ADD, SUBTRACT, PEAK, CHECK</a>' in config
+    assert 'id="values-ccb-howtousetype"' in config
+    assert (
+        "<tr><td>PEAK</td> <td>A demand register: the quantity of its UOM, TOU and SQI is the "
+        "maximum, never a sum.</td></tr>"
+    ) in config
 
 
 def test_the_shipped_mermaid_is_the_one_its_readme_records() -> None:
@@ -101,3 +109,33 @@ def test_a_missing_documentation_or_sample_is_a_warning_and_strict_fails(
     code, _, stderr = ccbmdm(capsys, *args, "--strict")
     assert code == 1
     assert "ccb/PersonSyncRequest has no documentation" in stderr and "Traceback" not in stderr
+
+
+@pytest.mark.slow
+def test_a_value_without_documentation_is_a_warning_and_strict_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = init_project(tmp_path / "scratch")
+    billing = project.contracts / "common" / "billing.xsd"
+    edit(
+        billing,
+        "<xs:annotation><xs:documentation>A demand register: the quantity of its UOM, TOU and SQI"
+        " is the maximum, never a sum.</xs:documentation></xs:annotation>",
+        "",
+    )
+    line = billing.read_text("utf-8").splitlines().index('      <xs:enumeration value="PEAK">') + 1
+    args = ("docs", "build", "--out", str(tmp_path / "html"), "--project-dir", str(project.root))
+
+    code, _, stderr = ccbmdm(capsys, *args)
+    assert code == 0, stderr
+    assert (
+        f"contracts/common/billing.xsd:{line}: ccb/BillDeterminantsResponse: "
+        "registerReads/howToUse value PEAK has no documentation"
+    ) in stderr
+    assert "value ADD has no documentation" not in stderr
+    page = (tmp_path / "html" / "messages" / "ccb" / "BillDeterminantsResponse.html").read_text()
+    assert "<tr><td>PEAK</td> <td>(no documentation)</td></tr>" in page
+
+    code, _, stderr = ccbmdm(capsys, *args, "--strict")
+    assert code == 1
+    assert "value PEAK has no documentation" in stderr and "Traceback" not in stderr

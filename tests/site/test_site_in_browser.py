@@ -28,7 +28,7 @@ from ccbmdm.codegen.xsd_reader import read_contracts
 from ccbmdm.docsite.build import build_site
 from ccbmdm.docsite.cli_reference import PARAMETER_TABLE, commands
 from ccbmdm.docsite.mappings import LINEAGE_TABLE
-from ccbmdm.docsite.messages import FIELD_TABLE, fields
+from ccbmdm.docsite.messages import FIELD_TABLE, VALUES_TABLE, fields, values
 from ccbmdm.docsite.serve import serving
 from support import REPO
 
@@ -178,6 +178,12 @@ def test_a_message_page_lists_every_element_of_its_contract(
     browser.save_screenshot(str(shots / "message.png"))
     assert first_column(browser, FIELD_TABLE) == expected
     assert f"contractOptionEvent/{FIELD}" in expected
+    # every value of its enumerated fields, under the field table
+    enumerated = values(contracts, contracts.contracts[MESSAGE])
+    assert first_column(browser, VALUES_TABLE) == [
+        v.value for entry in enumerated for v in entry.type.facets.value_docs
+    ]
+    assert "DELETE" in first_column(browser, VALUES_TABLE)
     assert console_errors(browser) == []
 
 
