@@ -143,7 +143,6 @@ def write_pages(
                 contract,
                 catalogue,
                 mapping_pages,
-                flow_sections,
                 project.contracts / "samples",
             )
             _write(docs / path, text)
@@ -291,7 +290,7 @@ mapping with the lineage of its fields, every code table, and the guides.
 - [Flows](flows/index.md): {flow_count} flows, each with its messages as a sequence diagram, the
   lifecycles it drives as state diagrams, its mappings and its conformance cases.
 - [Messages](messages/index.md): {contracts} contracts, each field with its type, cardinality,
-  facets and documentation, and a sample message.
+  facets and documentation, what each enumeration value means, and a sample message.
 - [Mappings](mappings/index.md): {mapping_parts} mapping parts, each target field with the source
   paths it reads, its rule and where that rule is written.
 - [Code tables](code-tables/index.md): every code table, its rows, what a value with no row

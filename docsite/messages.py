@@ -9,6 +9,7 @@ from pathlib import Path
 from ccbmdm.codegen.catalogue import Flow
 from ccbmdm.codegen.ir import ComplexType, Contract, ContractSet, Facets, Home, Particle, SimpleType
 
+from .flows import page_path as flow_page
 from .markdown import Link, table
 
 FIELD_TABLE = "fields"
@@ -149,12 +150,10 @@ def page(
     contract: Contract,
     flows: tuple[Flow, ...],
     mapping_pages: dict[str, list[str]],
-    flow_sections: dict[str, str],
     samples_dir: Path,
 ) -> str:
     """The Markdown of one message page; ``mapping_pages`` maps a contract name to the pages of
-    the mappings that read or write it, ``flow_sections`` a flow code to its section in the
-    guides (both relative to the docs folder)."""
+    the mappings that read or write it (relative to the docs folder)."""
     enumerated = values(contracts, contract)
     anchors = {(v.type.home, v.type.name): v.anchor for v in enumerated}
     rows = [
@@ -191,9 +190,7 @@ def page(
     depth = "../" * page_path(contract).count("/")
 
     def flow_link(flow: Flow) -> str:
-        title = f"flow {flow.number} `{flow.code}`"
-        section = flow_sections.get(flow.code)
-        return f"[{title}]({depth}{section})" if section else title
+        return f"[flow {flow.number} `{flow.code}`]({depth}{flow_page(flow)})"
 
     lines += [f"- {flow_link(flow)}, {flow.name}: the {part} part" for flow, part in using] or [
         "No flow of the catalogue uses this message."
