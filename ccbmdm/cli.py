@@ -23,7 +23,7 @@ from ccbmdm import __version__
 from ccbmdm.codegen import compiler
 from ccbmdm.codegen.catalogue import CatalogueError
 from ccbmdm.codegen.mapping.loader import Finding
-from ccbmdm.codegen.project import Project, ProjectError, display_path, init_project
+from ccbmdm.codegen.project import Project, ProjectError, display_path, initialise
 from ccbmdm.codegen.render import RenderError
 from ccbmdm.codegen.xsd_reader import ContractError
 from ccbmdm.runtime.config import ConfigError, json_schema
@@ -161,13 +161,48 @@ def init(
     directory: Annotated[
         Path, typer.Argument(help="Folder of the new project (created if missing).")
     ],
-    force: Annotated[bool, typer.Option(help="Overwrite files that exist already.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Complete an existing project: add the missing files; keep, and list, the "
+            "files you changed."
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Like --force, but replace the files you changed with the reference, listing them."
+        ),
+    ] = False,
 ) -> None:
     """Create a new integration project from the reference contracts."""
     with explained():
-        project = init_project(directory, force=force)
-    out.print(f"created project {project.name} in {project.root}")
-    out.print(f"next: cd {directory} && ccbmdm compile")
+        done = initialise(directory, force=force, overwrite=overwrite)
+    project = done.project
+    if not done.existed and not done.unchanged and not done.kept and not done.replaced:
+        out.print(f"created project {project.name} in {project.root}")
+        out.print(f"next: cd {directory} && ccbmdm compile")
+        return
+    out.print(
+        f"project {project.name} in {project.root}: {_files(done.added)} added, "
+        f"{_files(done.unchanged)} as in the reference"
+    )
+    for path in done.added:
+        out.print(f"  added {path}")
+    for paths, what, hint in (
+        (done.kept, "kept", " (use --overwrite to replace {})"),
+        (done.replaced, "replaced", ""),
+    ):
+        if len(paths) == 1:
+            out.print(f"{what} 1 file you changed: {paths[0]}" + hint.format("it"))
+        elif paths:
+            out.print(f"{what} {len(paths)} files you changed" + hint.format("them") + ":")
+            for path in paths:
+                out.print(f"  {path}")
+
+
+def _files(paths: tuple[str, ...]) -> str:
+    return f"{len(paths)} file" + ("" if len(paths) == 1 else "s")
 
 
 @app.command(name="compile")
@@ -177,33 +212,39 @@ def compile_(
         bool,
         typer.Option(
             "--check",
-            help="Write nothing; fail, naming the stale files, if target/ is out of date.",
+            help="Write nothing; fail, naming the inputs changed since the last compile, "
+            "if target/ is out of date.",
         ),
     ] = False,
 ) -> None:
-    """Generate typed models and codecs of every contract into the project's target/ folder."""
+    """Generate typed models and codecs of every contract into the project's target/ folder.
+
+    Nothing is regenerated when no input (contract, mapping, code table, fragment, catalogue,
+    project file) changed since the last compile and target/ was not edited.
+    """
     with explained():
         project = _project(project_dir)
         started = time.perf_counter()
-        with err.status("compiling contracts…"):
-            build = compiler.generate(project)
         base = compiler.output_dir(project)
         if check:
-            stale = compiler.stale_files(build, base)
+            stale = compiler.staleness(project)
             if stale:
                 err.print(f"[bold red]error:[/] {base} is stale; run `ccbmdm compile`:")
-                for path in stale:
-                    err.print(f"  {path}")
+                for reason in stale:
+                    err.print(f"  stale: {escape(reason)}")
                 raise Failed(1)
-            out.print(f"{base} is up to date ({build.package})")
+            out.print(f"{base} is up to date")
             return
-        package_dir = compiler.write(build, base)
-    report(build.findings)
-    package = build.files[f"{build.package}/__init__.py"]
-    contracts, mappings = package.count("ContractCodec("), package.count("Transformer(")
-    seconds = time.perf_counter() - started
-    out.print(f"compiled {contracts} contracts and {mappings} mappings in {seconds:.1f} s")
-    out.print(f"into {package_dir}")
+        with err.status("compiling contracts…"):
+            compiled = compiler.compile_project(project)
+    report(compiled.findings)
+    contracts, mappings = compiled.counts()
+    if not compiled.written:
+        out.print(f"up to date: {contracts} contracts and {mappings} mappings, nothing changed")
+    else:
+        seconds = time.perf_counter() - started
+        out.print(f"compiled {contracts} contracts and {mappings} mappings in {seconds:.1f} s")
+    out.print(f"into {compiled.package_dir}")
 
 
 @app.command()

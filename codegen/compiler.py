@@ -2,7 +2,12 @@
 
 The generated package is named after a digest of everything that shapes it (the contracts, this
 generator's own code and templates), so two projects or two versions never share a module name
-and a stale build is recognised by its name alone.
+and a stale build is recognised by its name alone. Each build records its inputs, file by file,
+in its manifest: a compile whose inputs have not changed writes nothing, and ``--check`` names
+the inputs that changed since the last compile rather than the generated files they affect.
+
+The generating modules are imported only when something is generated, so that the answer "up
+to date" costs no more than reading the inputs.
 """
 
 from __future__ import annotations
@@ -14,16 +19,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import ccbmdm
-from ccbmdm.codegen.catalogue import load_catalogue
-from ccbmdm.codegen.mapping.compile import compile_mappings
-from ccbmdm.codegen.mapping.loader import Finding
-from ccbmdm.codegen.project import Project
-from ccbmdm.codegen.render import Renderer
-from ccbmdm.codegen.xsd_reader import SYSTEM_NAMESPACES, read_contracts
+from ccbmdm.codegen.project import PROJECT_FILE, Project, display_path
+
+if TYPE_CHECKING:
+    from ccbmdm.codegen.mapping.loader import Finding
 
 PACKAGE_PREFIX = "ccbmdm_contracts_"
 MANIFEST = "manifest.json"
@@ -66,6 +71,7 @@ class Build:
     files: dict[str, str]  # path relative to target/python -> text
     findings: tuple[Finding, ...] = ()
     lineage: str = ""  # the lineage artifact, JSON
+    inputs: dict[str, str] = field(default_factory=dict)  # input, as findings name it -> sha256
 
     @property
     def package(self) -> str:
@@ -73,13 +79,33 @@ class Build:
 
 
 def contract_files(project: Project) -> list[Path]:
-    return sorted(
-        path for system in SYSTEM_NAMESPACES for path in (project.contracts / system).glob("*.xsd")
-    )
+    # Every schema of every folder: one the reader skips costs a needless rebuild, never a
+    # missed one, and this module need not import the reader to know its folders.
+    return sorted(project.contracts.glob("*/*.xsd"))
 
 
-def inputs_digest(project: Project) -> str:
-    """A digest of every input of generation: contract files and the generator itself."""
+def input_files(project: Project) -> list[Path]:
+    """Every file of the project that shapes the build."""
+    candidates = [
+        project.root / PROJECT_FILE,
+        *contract_files(project),
+        project.contracts / "flows.yaml",
+        *mapping_files(project),
+    ]
+    return [path for path in candidates if path.is_file()]
+
+
+def read_inputs(project: Project) -> dict[str, str]:
+    """The project's inputs, named as findings name them, with the sha256 of their bytes."""
+    return {
+        display_path(path, project.root): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in input_files(project)
+    }
+
+
+@cache
+def generator_digest() -> str:
+    """A digest of this generator: its version, code and templates (fixed within a process)."""
     digest = hashlib.sha256(f"ccbmdm {ccbmdm.__version__}\n".encode())
     here = Path(__file__).parent
     generator = [here / name for name in _GENERATOR_SOURCES] + sorted(
@@ -87,15 +113,20 @@ def inputs_digest(project: Project) -> str:
     )
     for path in generator:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    for path in [
-        *contract_files(project),
-        project.contracts / "flows.yaml",
-        *mapping_files(project),
-    ]:
-        if path.is_file():
-            digest.update(path.relative_to(project.root).as_posix().encode() + b"\0")
-            digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def digest_of(inputs: dict[str, str]) -> str:
+    """The build's digest: the generator and every input, by name and content."""
+    digest = hashlib.sha256(generator_digest().encode())
+    for name, sha in sorted(inputs.items()):
+        digest.update(f"\0{name}\0{sha}".encode())
+    return digest.hexdigest()
+
+
+def inputs_digest(project: Project) -> str:
+    """A digest of every input of generation: the project's files and the generator itself."""
+    return digest_of(read_inputs(project))
 
 
 def mapping_files(project: Project) -> list[Path]:
@@ -112,7 +143,13 @@ def mapping_files(project: Project) -> list[Path]:
 
 def generate(project: Project) -> Build:
     """Render and format every generated module, in memory."""
-    digest = inputs_digest(project)
+    from ccbmdm.codegen.catalogue import load_catalogue
+    from ccbmdm.codegen.mapping.compile import compile_mappings
+    from ccbmdm.codegen.render import Renderer
+    from ccbmdm.codegen.xsd_reader import SYSTEM_NAMESPACES, read_contracts
+
+    inputs = read_inputs(project)
+    digest = digest_of(inputs)
     contracts = read_contracts(project.contracts)
     flows = load_catalogue(project.contracts / "flows.yaml", contracts.contracts)
     renderer = Renderer(contracts)
@@ -120,7 +157,11 @@ def generate(project: Project) -> Build:
     if mappings.errors:
         raise MappingError(mappings.findings)
     build = Build(
-        digest, {}, tuple(mappings.findings), json.dumps(mappings.lineage, indent=2) + "\n"
+        digest,
+        {},
+        tuple(mappings.findings),
+        json.dumps(mappings.lineage, indent=2) + "\n",
+        inputs,
     )
     package = build.package
     modules = {
@@ -179,6 +220,10 @@ def write(build: Build, base: Path, *, prune: bool = True) -> Path:
             "digest": build.digest,
             "package": build.package,
             "files": {rel: _sha(text) for rel, text in sorted(build.files.items())},
+            "generator": generator_digest(),
+            "inputs": dict(sorted(build.inputs.items())),
+            "lineage": _sha(build.lineage) if build.lineage else None,
+            "findings": [_finding_record(f) for f in build.findings],
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         # Same name, same inputs: a current build of another process is left as it is (it may
@@ -195,43 +240,190 @@ def write(build: Build, base: Path, *, prune: bool = True) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         for old in base.glob(f".{build.package}-old-*"):
             shutil.rmtree(old, ignore_errors=True)
-    for other in base.glob(f"{PACKAGE_PREFIX}*") if prune else ():
-        if other.name != build.package:
-            shutil.rmtree(other, ignore_errors=True)
+    if prune:
+        _prune(base, build.package)
     if build.lineage:
         (base.parent / LINEAGE).write_text(build.lineage, encoding="utf-8")
     return final
 
 
-def stale_files(build: Build, base: Path) -> list[str]:
-    """Files under ``base`` that differ from ``build``: changed, missing or left over."""
-    stale = []
-    for relative, text in sorted(build.files.items()):
-        path = base / relative
-        if not path.is_file():
-            stale.append(f"{path} (missing)")
-        elif path.read_text(encoding="utf-8") != text:
-            stale.append(f"{path} (differs)")
-    for other in sorted(base.glob(f"{PACKAGE_PREFIX}*")):
-        if other.name != build.package:
-            stale.append(f"{other} (left over from other inputs)")
-    return stale
+@dataclass(frozen=True)
+class Compiled:
+    """What `ccbmdm compile` did: the package it leaves in target/, and whether it wrote it."""
+
+    package_dir: Path
+    findings: tuple[Finding, ...]
+    written: bool  # False: the build of these inputs was there already, untouched
+
+    def counts(self) -> tuple[int, int]:
+        """How many contracts and mappings the package holds."""
+        package = (self.package_dir / "__init__.py").read_text(encoding="utf-8")
+        return package.count("ContractCodec("), package.count("Transformer(")
+
+
+def compile_project(project: Project) -> Compiled:
+    """Make target/ hold the build of the project's current inputs, generating only if needed.
+
+    The build is reused when its manifest records the same digest and its files (and the
+    lineage artifact) still have the content the manifest records; builds of other inputs are
+    removed either way. Warnings are kept in the manifest, so a reused build reports them too.
+    """
+    base = output_dir(project)
+    manifest = _current_manifest(base, read_inputs(project))
+    if manifest is None:
+        build = generate(project)
+        return Compiled(write(build, base), build.findings, written=True)
+    package_dir = base / str(manifest["package"])
+    _prune(base, package_dir.name)
+    return Compiled(package_dir, _findings(manifest.get("findings", [])), written=False)
+
+
+def staleness(project: Project) -> list[str]:
+    """Why target/ does not hold the build of the current inputs, one reason a line.
+
+    Empty when it does. Otherwise the inputs that changed, were added or removed since the
+    last compile (whose manifest records them), or the generated files edited since.
+    """
+    base = output_dir(project)
+    inputs = read_inputs(project)
+    package = PACKAGE_PREFIX + digest_of(inputs)[:16]
+    if _current_manifest(base, inputs) is not None:
+        return [
+            f"{display_path(other, project.root)} is left over from other inputs"
+            for other in sorted(base.glob(f"{PACKAGE_PREFIX}*"))
+            if other.name != package
+        ]
+    previous = _latest_manifest(base)
+    if previous is None:
+        return [f"never compiled: {display_path(base, project.root)} holds no build"]
+    folder, manifest = previous
+    if "inputs" not in manifest:
+        where = display_path(folder, project.root)
+        return [f"{where} was compiled by an earlier ccbmdm, which did not record its inputs"]
+    if manifest.get("digest") == digest_of(inputs):
+        return _damage(project, folder, manifest)
+    reasons = []
+    if manifest.get("generator") != generator_digest():
+        reasons.append(f"the generator changed (ccbmdm {ccbmdm.__version__} or its templates)")
+    recorded: dict[str, str] = manifest["inputs"]
+    for name in sorted(recorded.keys() | inputs.keys()):
+        if name not in inputs:
+            reasons.append(f"{name} removed")
+        elif name not in recorded:
+            reasons.append(f"{name} added")
+        elif recorded[name] != inputs[name]:
+            reasons.append(f"{name} changed")
+    return reasons
+
+
+def _damage(project: Project, folder: Path, manifest: dict[str, Any]) -> list[str]:
+    """The generated files of a build of the current inputs that were edited or deleted."""
+    expected = {
+        folder / relative.split("/", 1)[1]: sha for relative, sha in manifest["files"].items()
+    }
+    if manifest.get("lineage"):
+        expected[folder.parent.parent / LINEAGE] = manifest["lineage"]
+    reasons = []
+    for path, sha in sorted(expected.items()):
+        actual = _file_sha(path)
+        if actual != sha:
+            state = "missing" if actual is None else "edited since it was generated"
+            reasons.append(f"{display_path(path, project.root)} {state}")
+    return reasons
+
+
+def _current_manifest(base: Path, inputs: dict[str, str]) -> dict[str, Any] | None:
+    """The manifest of the build of ``inputs`` under ``base`` when that build is intact."""
+    package_dir = base / (PACKAGE_PREFIX + digest_of(inputs)[:16])
+    manifest = _intact_manifest(package_dir)
+    if manifest is None or manifest.get("inputs") != inputs:
+        return None
+    lineage = manifest.get("lineage")
+    if lineage is not None and _file_sha(base.parent / LINEAGE) != lineage:
+        return None
+    return manifest
+
+
+def _latest_manifest(base: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The most recently written build under ``base`` and its manifest."""
+    found = []
+    for folder in base.glob(f"{PACKAGE_PREFIX}*"):
+        try:
+            written = (folder / MANIFEST).stat().st_mtime_ns
+            manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(manifest, dict):
+            found.append((written, folder.name, folder, manifest))
+    if not found:
+        return None
+    _, _, folder, manifest = max(found, key=lambda item: (item[0], item[1]))
+    return folder, manifest
+
+
+def _prune(base: Path, keep: str) -> None:
+    for other in base.glob(f"{PACKAGE_PREFIX}*"):
+        if other.name != keep:
+            shutil.rmtree(other, ignore_errors=True)
 
 
 def is_current(package_dir: Path) -> bool:
     """True when every file of a written build still has the content its manifest records."""
+    return _intact_manifest(package_dir) is not None
+
+
+def _intact_manifest(package_dir: Path) -> dict[str, Any] | None:
+    """The manifest of a written build whose every file has the content it records."""
     try:
         manifest = json.loads((package_dir / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    for relative, sha in manifest.get("files", {}).items():
-        path = package_dir / relative.split("/", 1)[1]
-        try:
-            if _sha(path.read_text(encoding="utf-8")) != sha:
-                return False
-        except OSError:
-            return False
-    return bool(manifest.get("files"))
+        return None
+    if not isinstance(manifest, dict) or not manifest.get("files"):
+        return None
+    for relative, sha in manifest["files"].items():
+        if _file_sha(package_dir / relative.split("/", 1)[1]) != sha:
+            return None
+    return manifest
+
+
+def _finding_record(finding: Finding) -> dict[str, Any]:
+    pos = finding.pos
+    return {
+        "file": pos.file,
+        "line": pos.line,
+        "column": pos.column,
+        "rule": finding.rule,
+        "message": finding.message,
+        "hint": finding.hint,
+        "severity": finding.severity,
+        "path": finding.path,
+    }
+
+
+def _findings(records: list[dict[str, Any]]) -> tuple[Finding, ...]:
+    if not records:
+        return ()
+    from ccbmdm.codegen.mapping.loader import Finding
+    from ccbmdm.codegen.mapping.syntax import Pos
+
+    return tuple(
+        Finding(
+            Pos(r["file"], r["line"], r["column"]),
+            r["rule"],
+            r["message"],
+            r["hint"],
+            r["severity"],
+            r["path"],
+        )
+        for r in records
+    )
+
+
+def _file_sha(path: Path) -> str | None:
+    try:
+        return _sha(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _sha(text: str) -> str:

@@ -87,40 +87,86 @@ target: target
 """
 
 
+@dataclass(frozen=True)
+class Initialised:
+    """What `ccbmdm init` did, file by file (paths relative to the project's folder)."""
+
+    project: Project
+    existed: bool  # the folder held a project already
+    added: tuple[str, ...]  # written: they were missing
+    unchanged: tuple[str, ...]  # left: identical to the reference
+    kept: tuple[str, ...]  # left: the user changed them (no --overwrite)
+    replaced: tuple[str, ...]  # overwritten: the user had changed them (--overwrite)
+
+
 def init_project(destination: Path, *, force: bool = False) -> Project:
     """Create a project in ``destination`` from the reference contracts shipped in the package."""
+    return initialise(destination, force=force).project
+
+
+def initialise(destination: Path, *, force: bool = False, overwrite: bool = False) -> Initialised:
+    """Create a project from the reference, or complete one: never lose an edit unasked.
+
+    Without ``force`` or ``overwrite`` nothing that exists is touched: an existing file is an
+    error. ``force`` adds the missing files and keeps every file that differs from the
+    reference; ``overwrite`` replaces those too. Files equal to the reference are left alone.
+    """
+    destination = destination.resolve()
+    existed = (destination / PROJECT_FILE).exists()
+    reference = _reference_files(destination.name)
+    if not (force or overwrite):
+        for relative in (PROJECT_FILE, *reference):
+            if (destination / relative).exists():
+                raise ProjectError(
+                    f"{destination / relative} exists already; pass --force to add the missing "
+                    "files (files you changed are kept) or --overwrite to replace them as well"
+                )
+    added, unchanged, kept, replaced = [], [], [], []
+    for relative, content in reference.items():
+        path = destination / relative
+        try:
+            current = path.read_bytes()
+        except FileNotFoundError:
+            added.append(relative)
+        else:
+            if current == content:
+                unchanged.append(relative)
+                continue
+            if not overwrite:
+                kept.append(relative)
+                continue
+            replaced.append(relative)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    for folder in ("contracts", "mappings", "cases"):
+        (destination / folder).mkdir(parents=True, exist_ok=True)
+    return Initialised(
+        Project.load(destination),
+        existed,
+        tuple(added),
+        tuple(unchanged),
+        tuple(kept),
+        tuple(replaced),
+    )
+
+
+def _reference_files(name: str) -> dict[str, bytes]:
+    """Every file of a new project named ``name``, by path relative to its folder."""
     from importlib.resources import as_file, files
 
-    destination = destination.resolve()
-    if (destination / PROJECT_FILE).exists() and not force:
-        raise ProjectError(
-            f"{destination / PROJECT_FILE} exists already; pass --force to overwrite"
-        )
-    destination.mkdir(parents=True, exist_ok=True)
+    contents = {
+        PROJECT_FILE: _NEW_PROJECT_FILE.format(name=name).encode(),
+        ".gitignore": b"target/\n",
+    }
     reference = files(REFERENCE_PACKAGE)
     for folder in ("contracts", "mappings", "cases"):
         source = reference.joinpath(folder)
-        target = destination / folder
-        if source.is_dir():
-            with as_file(source) as path:
-                _copy_tree(Path(path), target, force=force)
-        else:
-            target.mkdir(exist_ok=True)
-    (destination / PROJECT_FILE).write_text(
-        _NEW_PROJECT_FILE.format(name=destination.name), encoding="utf-8"
-    )
-    (destination / ".gitignore").write_text("target/\n", encoding="utf-8")
-    return Project.load(destination)
-
-
-def _copy_tree(source: Path, target: Path, *, force: bool) -> None:
-    import shutil
-
-    for path in sorted(source.rglob("*")):
-        if path.is_dir() or "__pycache__" in path.parts or path.suffix == ".pyc":
+        if not source.is_dir():
             continue
-        destination = target / path.relative_to(source)
-        if destination.exists() and not force:
-            raise ProjectError(f"{destination} exists already; pass --force to overwrite")
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, destination)
+        with as_file(source) as root:
+            for path in sorted(Path(root).rglob("*")):
+                if path.is_dir() or "__pycache__" in path.parts or path.suffix == ".pyc":
+                    continue
+                relative = f"{folder}/{path.relative_to(root).as_posix()}"
+                contents[relative] = path.read_bytes()
+    return contents

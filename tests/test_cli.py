@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from case_support import ccbmdm
+from case_support import ccbmdm, edit
 
 from bad_inputs import BAD_INPUTS, PERSON
 from ccbmdm.codegen.project import Project, init_project
@@ -69,11 +69,40 @@ def test_validate_reads_standard_input(
 def test_compile_and_check(scratch: Project, capsys: pytest.CaptureFixture[str]) -> None:
     where = ("--project-dir", str(scratch.root))
     code, _, err = ccbmdm(capsys, "compile", "--check", *where)
-    assert code == 1 and "is stale; run `ccbmdm compile`" in err and "(missing)" in err
+    assert code == 1 and "is stale; run `ccbmdm compile`" in err
+    assert "stale: never compiled: target/python holds no build" in err
     code, out, _ = ccbmdm(capsys, "compile", *where)
     assert code == 0 and out.startswith("compiled 56 contracts and 39 mappings in ")
     code, out, _ = ccbmdm(capsys, "compile", "--check", *where)
     assert code == 0 and "is up to date" in out
+
+
+def test_check_names_the_changed_input(
+    scratch: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    where = ("--project-dir", str(scratch.root))
+    assert ccbmdm(capsys, "compile", *where)[0] == 0
+    edit(scratch.mappings / "person-sync.request.yaml", "\n", "\n# reviewed\n")
+    code, out, err = ccbmdm(capsys, "compile", "--check", *where)
+    assert (code, out) == (1, "")
+    assert [line for line in err.splitlines() if "stale:" in line] == [
+        "  stale: mappings/person-sync.request.yaml changed"
+    ]
+
+
+def test_a_warm_compile_writes_nothing(
+    scratch: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    where = ("--project-dir", str(scratch.root))
+    assert ccbmdm(capsys, "compile", *where)[0] == 0
+    written = {p: p.stat().st_mtime_ns for p in scratch.target.rglob("*") if p.is_file()}
+    code, out, _ = ccbmdm(capsys, "compile", *where)
+    assert code == 0 and out.startswith("up to date: 56 contracts and 39 mappings")
+    assert {p: p.stat().st_mtime_ns for p in scratch.target.rglob("*") if p.is_file()} == written
+    # A changed input is compiled again.
+    edit(scratch.mappings / "person-sync.request.yaml", "\n", "\n# reviewed\n")
+    code, out, _ = ccbmdm(capsys, "compile", *where)
+    assert code == 0 and out.startswith("compiled 56 contracts and 39 mappings in ")
 
 
 def test_compile_reports_contract_problems_with_file_and_line(
@@ -106,7 +135,41 @@ def test_outside_a_project_the_error_says_what_to_do(
 def test_init_refuses_to_overwrite(scratch: Project, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = ccbmdm(capsys, "init", str(scratch.root))
     assert code == 1 and "exists already; pass --force" in err
-    assert ccbmdm(capsys, "init", str(scratch.root), "--force")[0] == 0
+    code, out, _ = ccbmdm(capsys, "init", str(scratch.root), "--force")
+    assert code == 0 and ": 0 files added, " in out and "you changed" not in out
+
+
+def test_init_force_keeps_an_edited_table_and_restores_a_missing_file(
+    scratch: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = scratch.mappings / "tables" / "OUCCB2_OUMDM2_ContactType.yaml"
+    edited = table.read_text() + "# ours\n"
+    table.write_text(edited)
+    (scratch.mappings / "person-sync.ack.yaml").unlink()
+    code, out, _ = ccbmdm(capsys, "init", str(scratch.root), "--force")
+    assert code == 0
+    assert "  added mappings/person-sync.ack.yaml" in out.splitlines()
+    assert (
+        "kept 1 file you changed: mappings/tables/OUCCB2_OUMDM2_ContactType.yaml "
+        "(use --overwrite to replace it)"
+    ) in out.splitlines()
+    assert table.read_text() == edited
+    assert (scratch.mappings / "person-sync.ack.yaml").is_file()
+
+
+def test_init_overwrite_replaces_an_edited_table_and_says_so(
+    scratch: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = scratch.mappings / "tables" / "OUCCB2_OUMDM2_ContactType.yaml"
+    reference = table.read_text()
+    table.write_text(reference + "# ours\n")
+    code, out, _ = ccbmdm(capsys, "init", str(scratch.root), "--overwrite")
+    assert code == 0
+    assert (
+        "replaced 1 file you changed: mappings/tables/OUCCB2_OUMDM2_ContactType.yaml"
+        in out.splitlines()
+    )
+    assert table.read_text() == reference
 
 
 @pytest.mark.parametrize(

@@ -37,25 +37,53 @@ def test_package_name_follows_the_inputs(scratch: Project) -> None:
     assert compiler.generate(scratch).package != before
 
 
-def test_check_names_stale_files(scratch: Project) -> None:
-    base = compiler.output_dir(scratch)
-    build = compiler.generate(scratch)
-    assert compiler.stale_files(build, base) == [
-        f"{base / name} (missing)" for name in sorted(build.files)
-    ]
-    compiler.write(build, base)
-    assert compiler.stale_files(build, base) == []
-    # A hand edit is found ...
-    edited = base / build.package / "ccb.py"
-    edited.write_text(edited.read_text() + "\n# edited\n")
-    assert compiler.stale_files(build, base) == [f"{edited} (differs)"]
-    # ... and so is a changed contract, which leaves the old build behind.
+def test_staleness_names_the_inputs_changed_since_the_last_compile(scratch: Project) -> None:
+    assert compiler.staleness(scratch) == ["never compiled: target/python holds no build"]
+    compiler.compile_project(scratch)
+    assert compiler.staleness(scratch) == []
     person = scratch.contracts / "ccb" / "PersonSyncRequest.xsd"
     person.write_text(person.read_text().replace("The person id.", "The person's id."))
-    rebuilt = compiler.generate(scratch)
-    stale = compiler.stale_files(rebuilt, base)
-    assert f"{base / build.package} (left over from other inputs)" in stale
-    assert f"{base / rebuilt.package / '__init__.py'} (missing)" in stale
+    (scratch.mappings / "tables" / "Extra.yaml").write_text("{}\n")
+    (scratch.mappings / "fragments" / "sync-ack.yaml").unlink()
+    assert compiler.staleness(scratch) == [
+        "contracts/ccb/PersonSyncRequest.xsd changed",
+        "mappings/fragments/sync-ack.yaml removed",
+        "mappings/tables/Extra.yaml added",
+    ]
+
+
+def test_staleness_names_generated_files_edited_or_left_over(scratch: Project) -> None:
+    package_dir = compiler.compile_project(scratch).package_dir
+    (package_dir / "ccb.py").write_text("# edited\n")
+    (scratch.target / "lineage.json").unlink()
+    assert compiler.staleness(scratch) == [
+        "target/lineage.json missing",
+        f"target/python/{package_dir.name}/ccb.py edited since it was generated",
+    ]
+    assert compiler.compile_project(scratch).written
+    assert compiler.staleness(scratch) == []
+    # The loader leaves the builds of other inputs in place; `compile` removes them.
+    other = package_dir.with_name(compiler.PACKAGE_PREFIX + "0" * 16)
+    shutil.copytree(package_dir, other)
+    assert compiler.staleness(scratch) == [
+        f"target/python/{other.name} is left over from other inputs"
+    ]
+    assert not compiler.compile_project(scratch).written
+    assert not other.exists()
+
+
+def test_a_build_is_reused_only_while_its_inputs_and_files_are_unchanged(scratch: Project) -> None:
+    first = compiler.compile_project(scratch)
+    assert first.written and first.counts() == (56, 39)
+    again = compiler.compile_project(scratch)
+    assert (again.package_dir, again.written) == (first.package_dir, False)
+    (first.package_dir / "mdm.py").unlink()
+    assert compiler.compile_project(scratch).written
+    flows = scratch.contracts / "flows.yaml"
+    flows.write_text(flows.read_text() + "\n")
+    changed = compiler.compile_project(scratch)
+    assert changed.written and changed.package_dir != first.package_dir
+    assert not first.package_dir.exists()
 
 
 def test_generated_code_is_ruff_formatted(project: Project, tmp_path: Path) -> None:

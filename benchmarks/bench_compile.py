@@ -1,0 +1,62 @@
+"""`ccbmdm compile`, cold and warm: a compile with no changed input must take under 0.5 s.
+
+A scratch copy of the reference project (`ccbmdm init`) is compiled once from nothing (cold),
+then again and again with nothing changed (warm), each time as the command runs: a new process,
+its start-up included, timed from outside. A warm compile reads the inputs and the manifest of
+the build and writes nothing; each warm round checks that the command said so.
+
+Run: python benchmarks/bench_compile.py [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from timing import machine
+
+from ccbmdm.codegen.project import init_project
+
+TARGET_S = 0.5
+COMMAND = str(Path(sys.executable).with_name("ccbmdm"))
+
+
+def compile_once(project: Path) -> tuple[float, str]:
+    """Seconds one `ccbmdm compile` took in ``project``, and what it printed."""
+    started = time.perf_counter()
+    result = subprocess.run(
+        [COMMAND, "compile"], cwd=project, capture_output=True, text=True, check=False
+    )
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        sys.exit(f"`ccbmdm compile` failed:\n{result.stderr}")
+    return seconds, result.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    print(machine())
+    with tempfile.TemporaryDirectory() as folder:
+        project = init_project(Path(folder) / "project").root
+        cold, said = compile_once(project)
+        print(f"cold: {cold:.2f} s ({said.splitlines()[0]})")
+        warm = []
+        for round_ in range(1, args.rounds + 1):
+            seconds, said = compile_once(project)
+            if not said.startswith("up to date"):
+                sys.exit(f"warm round {round_} compiled again:\n{said}")
+            warm.append(seconds)
+    median = statistics.median(warm)
+    print(f"warm: median {median:.3f} s, min {min(warm):.3f} s, max {max(warm):.3f} s")
+    print(f"target: a warm compile under {TARGET_S} s")
+
+
+if __name__ == "__main__":
+    main()
