@@ -22,17 +22,14 @@ from rich.markup import escape
 from ccbmdm import __version__
 from ccbmdm.codegen import compiler
 from ccbmdm.codegen.catalogue import CatalogueError
-from ccbmdm.codegen.mapping.loader import Finding
 from ccbmdm.codegen.project import Project, ProjectError, display_path, initialise
-from ccbmdm.codegen.render import RenderError
-from ccbmdm.codegen.xsd_reader import ContractError
-from ccbmdm.runtime.config import ConfigError, json_schema
-from ccbmdm.runtime.messages.codec import ContractViolation
-from ccbmdm.runtime.messages.contracts import UnknownContract
-from ccbmdm.runtime.messages.xmlsafe import XmlRejected
 from ccbmdm.runtime.store.base import StoreError, StoreUnavailable
 
+# The modules of the contract reader, the renderer, the runtime's configuration and the codecs
+# take longer to import than a compile that finds target/ up to date takes to run: each command
+# imports them when it needs them, and `explained` when a failure of theirs arrives.
 if TYPE_CHECKING:
+    from ccbmdm.codegen.mapping.loader import Finding
     from ccbmdm.conformance.against import Skipped
     from ccbmdm.conformance.cases import Case
     from ccbmdm.conformance.coverage import MappingCoverage
@@ -91,7 +88,7 @@ def explained() -> Iterator[None]:
     """Turn the package's known failures into messages; anything else is an internal error."""
     try:
         yield
-    except (ProjectError, RenderError, compiler.FormatError, ConfigError) as exc:
+    except (ProjectError, compiler.FormatError) as exc:
         fail(str(exc))
     except StoreError as exc:
         fail_store(exc)
@@ -101,7 +98,15 @@ def explained() -> Iterator[None]:
     except compiler.MappingError as exc:
         report(exc.findings)
         raise Failed(1) from None
-    except ContractError as exc:
+    except Exception as exc:
+        from ccbmdm.codegen.render import RenderError
+        from ccbmdm.codegen.xsd_reader import ContractError
+        from ccbmdm.runtime.config import ConfigError
+
+        if isinstance(exc, RenderError | ConfigError):
+            fail(str(exc))
+        if not isinstance(exc, ContractError):
+            raise
         err.print(f"[bold red]error:[/] the contracts have {len(exc.problems)} problem(s):")
         for problem in exc.problems:
             err.print(f"  {problem}")
@@ -120,6 +125,9 @@ def report(findings: Iterable[Finding]) -> None:
 
 def describe_input_error(name: str, exc: Exception) -> str:
     """A message that could not be read, as ``file:line:col: what`` lines."""
+    from ccbmdm.runtime.messages.codec import ContractViolation
+    from ccbmdm.runtime.messages.xmlsafe import XmlRejected
+
     if isinstance(exc, XmlRejected):
         where = "".join(f"{n}:" for n in (exc.line, exc.column) if n is not None)
         return f"{name}:{where} XML rejected: {exc.reason}"
@@ -274,7 +282,10 @@ def transform(
 ) -> None:
     """Transform one message through one flow's mapping and print the target message."""
     from ccbmdm.codegen.loader import load_contracts, load_package
+    from ccbmdm.runtime.messages.codec import ContractViolation
+    from ccbmdm.runtime.messages.contracts import UnknownContract
     from ccbmdm.runtime.messages.mapping import TransformError
+    from ccbmdm.runtime.messages.xmlsafe import XmlRejected
 
     with explained():
         project = _project(project_dir)
@@ -353,6 +364,9 @@ def validate(
 ) -> None:
     """Check messages against their contracts; print OK <contract> or every problem."""
     from ccbmdm.codegen.loader import load_contracts
+    from ccbmdm.runtime.messages.codec import ContractViolation
+    from ccbmdm.runtime.messages.contracts import UnknownContract
+    from ccbmdm.runtime.messages.xmlsafe import XmlRejected
 
     with explained():
         registry = load_contracts(_project(project_dir))
@@ -1195,6 +1209,7 @@ def _site_schemas(project: Project) -> list[Schema]:
     publishes beside the project's mapping schema but may not import."""
     from ccbmdm.conformance.cases import SCHEMA_FILE as CASE_SCHEMA
     from ccbmdm.docsite.schemas import Schema
+    from ccbmdm.runtime.config import json_schema
 
     cases = display_path(project.cases, project.root)
     return [
