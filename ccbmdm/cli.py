@@ -227,8 +227,8 @@ def compile_(
 ) -> None:
     """Generate typed models and codecs of every contract into the project's target/ folder.
 
-    Nothing is regenerated when no input (contract, mapping, code table, fragment, catalogue,
-    project file) changed since the last compile and target/ was not edited.
+    Nothing is regenerated when no input (contract, catalogue, mapping, code table, fragment)
+    changed since the last compile and target/ was not edited.
     """
     with explained():
         project = _project(project_dir)

@@ -1,8 +1,9 @@
 """`ccbmdm compile`: contracts in, formatted Python out, in the project's target/ folder.
 
-The generated package is named after a digest of everything that shapes it (the contracts, this
-generator's own code and templates), so two projects or two versions never share a module name
-and a stale build is recognised by its name alone. Each build records its inputs, file by file,
+The generated package is named after a digest of everything that shapes it (the contracts and
+the mappings, by their paths in the project and their content, this generator's own code and
+templates), so two projects or two versions never share a module name and a stale build is
+recognised by its name alone. Each build records its inputs, file by file,
 in its manifest: a compile whose inputs have not changed writes nothing, and ``--check`` names
 the inputs that changed since the last compile rather than the generated files they affect.
 
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ccbmdm
-from ccbmdm.codegen.project import PROJECT_FILE, Project, display_path
+from ccbmdm.codegen.project import Project, display_path
 
 if TYPE_CHECKING:
     from ccbmdm.codegen.mapping.loader import Finding
@@ -85,9 +86,12 @@ def contract_files(project: Project) -> list[Path]:
 
 
 def input_files(project: Project) -> list[Path]:
-    """Every file of the project that shapes the build."""
+    """Every file of the project that shapes the build.
+
+    Not the project file: what it says of the build (where the contracts and mappings are) shows
+    in the inputs' paths, and its name would only keep identical copies from sharing a build.
+    """
     candidates = [
-        project.root / PROJECT_FILE,
         *contract_files(project),
         project.contracts / "flows.yaml",
         *mapping_files(project),
