@@ -186,31 +186,8 @@ def init(
     """Create a new integration project from the reference contracts."""
     with explained():
         done = initialise(directory, force=force, overwrite=overwrite)
-    project = done.project
-    if not done.existed and not done.unchanged and not done.kept and not done.replaced:
-        out.print(f"created project {project.name} in {project.root}")
-        out.print(f"next: cd {directory} && ccbmdm compile")
-        return
-    out.print(
-        f"project {project.name} in {project.root}: {_files(done.added)} added, "
-        f"{_files(done.unchanged)} as in the reference"
-    )
-    for path in done.added:
-        out.print(f"  added {path}")
-    for paths, what, hint in (
-        (done.kept, "kept", " (use --overwrite to replace {})"),
-        (done.replaced, "replaced", ""),
-    ):
-        if len(paths) == 1:
-            out.print(f"{what} 1 file you changed: {paths[0]}" + hint.format("it"))
-        elif paths:
-            out.print(f"{what} {len(paths)} files you changed" + hint.format("them") + ":")
-            for path in paths:
-                out.print(f"  {path}")
-
-
-def _files(paths: tuple[str, ...]) -> str:
-    return f"{len(paths)} file" + ("" if len(paths) == 1 else "s")
+    for line in done.report(directory):
+        out.print(escape(line))
 
 
 @app.command(name="compile")

@@ -98,6 +98,34 @@ class Initialised:
     kept: tuple[str, ...]  # left: the user changed them (no --overwrite)
     replaced: tuple[str, ...]  # overwritten: the user had changed them (--overwrite)
 
+    def report(self, given: Path) -> list[str]:
+        """What `ccbmdm init` prints: ``given`` is the folder as the user named it."""
+        project = self.project
+        if not (self.existed or self.unchanged or self.kept or self.replaced):
+            return [
+                f"created project {project.name} in {project.root}",
+                f"next: cd {given} && ccbmdm compile",
+            ]
+        lines = [
+            f"project {project.name} in {project.root}: {_count(self.added)} added, "
+            f"{_count(self.unchanged)} as in the reference",
+            *(f"  added {path}" for path in self.added),
+        ]
+        for paths, what, hint in (
+            (self.kept, "kept", " (use --overwrite to replace {})"),
+            (self.replaced, "replaced", ""),
+        ):
+            if len(paths) == 1:
+                lines.append(f"{what} 1 file you changed: {paths[0]}" + hint.format("it"))
+            elif paths:
+                lines.append(f"{what} {len(paths)} files you changed" + hint.format("them") + ":")
+                lines.extend(f"  {path}" for path in paths)
+        return lines
+
+
+def _count(paths: tuple[str, ...]) -> str:
+    return f"{len(paths)} file" + ("" if len(paths) == 1 else "s")
+
 
 def init_project(destination: Path, *, force: bool = False) -> Project:
     """Create a project in ``destination`` from the reference contracts shipped in the package."""
