@@ -157,19 +157,24 @@ def test_init_force_keeps_an_edited_table_and_restores_a_missing_file(
     assert (scratch.mappings / "person-sync.ack.yaml").is_file()
 
 
-def test_init_overwrite_replaces_an_edited_table_and_says_so(
+def test_init_overwrite_replaces_the_edited_tables_and_lists_them(
     scratch: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    table = scratch.mappings / "tables" / "OUCCB2_OUMDM2_ContactType.yaml"
-    reference = table.read_text()
-    table.write_text(reference + "# ours\n")
+    tables = [
+        scratch.mappings / "tables" / name
+        for name in ("OUCCB2_OUMDM2_ContactType.yaml", "OUCCB2_OUMDM2_DeviceConfigType.yaml")
+    ]
+    references = [table.read_text() for table in tables]
+    for table, reference in zip(tables, references, strict=True):
+        table.write_text(reference + "# ours\n")
     code, out, _ = ccbmdm(capsys, "init", str(scratch.root), "--overwrite")
     assert code == 0
-    assert (
-        "replaced 1 file you changed: mappings/tables/OUCCB2_OUMDM2_ContactType.yaml"
-        in out.splitlines()
-    )
-    assert table.read_text() == reference
+    assert out.splitlines()[1:] == [
+        "replaced 2 files you changed:",
+        "  mappings/tables/OUCCB2_OUMDM2_ContactType.yaml",
+        "  mappings/tables/OUCCB2_OUMDM2_DeviceConfigType.yaml",
+    ]
+    assert [table.read_text() for table in tables] == references
 
 
 @pytest.mark.parametrize(
