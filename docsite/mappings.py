@@ -63,7 +63,10 @@ def page(
         "",
     ]
     unread = lineage.get("unread_sources", [])
-    lines += [f"- `{leaf}`" for leaf in unread] or ["Every source field is read."]
+    declared = lineage.get("declared_unread", [])
+    lines += [f"- `{leaf}`" for leaf in unread] + [
+        f"- `{leaf}` (listed under `unread:`)" for leaf in declared
+    ] or ["Every source field is read."]
     lines += ["", "## Conformance cases", ""]
     lines += [
         f"- `{case.id}` ({_THROUGH[case.part == 'flow']}): {case.description}" for case in cases
