@@ -216,6 +216,53 @@ def check(project_dir: ProjectDir = None) -> None:
 
 
 @app.command()
+def lineage(
+    field: Annotated[
+        str | None,
+        typer.Argument(
+            help="A target field: mdm/ContactSyncRequest/contact/name (contract and path), "
+            "person-sync.request:contact.name (mapping and field) or a field name that only "
+            "one mapping writes.",
+            show_default=False,
+        ),
+    ] = None,
+    unread: Annotated[
+        bool,
+        typer.Option(
+            "--unread", help="List the source fields no rule reads, per mapping, instead."
+        ),
+    ] = False,
+    flow: Annotated[
+        str | None,
+        typer.Option(help="With --unread: one flow's mappings only (SA_SYNC or sa-sync)."),
+    ] = None,
+    project_dir: ProjectDir = None,
+) -> None:
+    """Show which source fields, rules, code tables and functions make a target field."""
+    from ccbmdm.codegen import lineage as questions
+
+    if unread == (field is not None) or (flow is not None and not unread):
+        fail("name a target field, or use --unread [--flow F]; see ccbmdm lineage --help")
+    with explained():
+        project = _project(project_dir)
+        found = compiler.current_lineage(project)
+    try:
+        if field is None:
+            lines = questions.unread(found, flow) or ["every source field is read"]
+        else:
+            tables = project.mappings / "tables"
+            lines = [
+                line
+                for one in questions.locate(found, field)
+                for line in questions.describe(project.root, tables, found, one)
+            ]
+    except questions.LineageError as exc:
+        fail(str(exc))
+    for line in lines:
+        out.print(escape(line))
+
+
+@app.command()
 def transform(
     message: Annotated[Path, typer.Argument(help="The source message (- for standard input).")],
     flow: Annotated[str, typer.Option(help="The flow code, such as SA_SYNC (or sa-sync).")],

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ccbmdm
+from ccbmdm.codegen import lineage
 from ccbmdm.codegen.catalogue import load_catalogue
 from ccbmdm.codegen.mapping.compile import compile_mappings
 from ccbmdm.codegen.mapping.loader import Finding
@@ -113,15 +114,18 @@ def mapping_files(project: Project) -> list[Path]:
 def generate(project: Project) -> Build:
     """Render and format every generated module, in memory."""
     digest = inputs_digest(project)
+    before = lineage.previous(project.target / LINEAGE)  # before a compile overwrites it
     contracts = read_contracts(project.contracts)
     flows = load_catalogue(project.contracts / "flows.yaml", contracts.contracts)
     renderer = Renderer(contracts)
     mappings = compile_mappings(project.root, project.mappings, contracts, flows, renderer.env)
     if mappings.errors:
         raise MappingError(mappings.findings)
-    build = Build(
-        digest, {}, tuple(mappings.findings), json.dumps(mappings.lineage, indent=2) + "\n"
-    )
+    findings = [
+        *mappings.findings,
+        *lineage.new_unread(before, mappings.lineage, contracts, project.root),
+    ]
+    build = Build(digest, {}, tuple(findings), json.dumps(mappings.lineage, indent=2) + "\n")
     package = build.package
     modules = {
         "common.py": renderer.models_module("common"),
@@ -137,6 +141,16 @@ def generate(project: Project) -> Build:
     for name, text in modules.items():
         build.files[f"{package}/{name}"] = formatted.get(name, text)
     return build
+
+
+def current_lineage(project: Project) -> lineage.Lineage:
+    """The lineage of the project as it is now: the last compile's when its build is current,
+    else compiled afresh (nothing is written)."""
+    written = lineage.previous(project.target / LINEAGE)
+    package = PACKAGE_PREFIX + inputs_digest(project)[:16]
+    if written is not None and is_current(output_dir(project) / package):
+        return written
+    return json.loads(generate(project).lineage)  # type: ignore[no-any-return]
 
 
 def _format(sources: dict[str, str]) -> dict[str, str]:

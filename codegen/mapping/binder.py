@@ -385,7 +385,7 @@ class Binder:
             child = Scope(
                 source_key,
                 item_xpath,
-                resolved.dotted + "[]",
+                resolved.dotted,  # with [] already when the step repeats
                 target_key,
                 child_target_xpath + "[]",
                 child_dotted + "[]",
@@ -402,7 +402,7 @@ class Binder:
                     item_scope = Scope(
                         source_key,
                         item_xpath,
-                        resolved.dotted + "[]",
+                        resolved.dotted,
                         target_key,
                         "",
                         "",
@@ -1176,6 +1176,20 @@ def leaves(contracts: ContractSet, key: tuple[Home, str], prefix: str = "") -> l
             found += leaves(contracts, particle.type_key, path)
         else:
             found.append(path)
+    return found
+
+
+def elements(
+    contracts: ContractSet, key: tuple[Home, str], prefix: str = ""
+) -> dict[str, Particle]:
+    """Every element under a type, structures and values, by dotted path (no [] markers: the
+    paths a mapping writes)."""
+    found: dict[str, Particle] = {}
+    for particle in contracts.complex_types[key].particles:
+        path = f"{prefix}{'.' if prefix else ''}{particle.name}"
+        found[path] = particle
+        if particle.kind == "complex" and particle.type_key is not None:
+            found.update(elements(contracts, particle.type_key, path))
     return found
 
 
