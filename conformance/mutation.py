@@ -105,7 +105,9 @@ class Mutator:
             mutant
             for file, mapping in sorted(self.mappings.items())
             if not flows or mapping.flow in flows
-            for mutant in mutants(mapping, self.kit.contracts, self.kit.tables.tables)
+            for mutant in mutants(
+                mapping, self.kit.contracts, self.kit.tables.tables, self.functions
+            )
         ]
 
     def transformer(self, mutant: Mutant) -> Transformer | None:

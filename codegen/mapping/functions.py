@@ -143,7 +143,7 @@ def _load_file(library: Library, path: Path, display: str) -> None:
         pos = Pos(display, node.lineno, node.col_offset + 1)
         known = library.functions.get(name)
         if known is not None:
-            where = "a built-in function" if known.builtin else f"defined at {known.pos}"
+            where = "a built-in function" if known.builtin else f"the function at {known.pos}"
             library.findings.append(
                 Finding(
                     pos,

@@ -211,6 +211,26 @@ def test_a_project_function_returning_the_wrong_type_fails_at_its_rule(
     assert f"{file}:{line}" in err and "wrong returned a Decimal, not a str" in err, err
 
 
+def test_mutation_checking_runs_mutants_calling_project_functions(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(
+        project.mappings / "person-sync.request.yaml",
+        "      phone: phoneNumber",
+        "      phone: {fn: initials, args: [entityName, phoneNumber]}",
+    )
+    where = ("--flow", "PERSON_SYNC", "--project-dir", str(project.root))
+    assert ccbmdm(capsys, "conformance", "--update", *where)[0] == 0
+    code, out, err = ccbmdm(capsys, "conformance", "--mutate", "--format", "json", *where)
+    assert code == 0, err
+    report = json.loads(out)
+    swapped = [m for m in report["mutants"] if m["operator"] == "swap-arguments"]
+    assert [(m["change"], m["status"]) for m in swapped] == [
+        ("initials arguments 1 and 2 swapped", "killed")
+    ]
+    assert report["operators"]["other-source"]["not-compiled"] == 0
+
+
 def test_functions_lists_the_built_ins_and_the_project_functions(
     project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
