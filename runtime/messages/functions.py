@@ -3,9 +3,9 @@
 Each function declares the contract types of its parameters and result, so the mapping compiler
 can check a call (`{fn: start_of_day, args: [startDate, timeZone]}`) before anything runs.
 
-A project adds functions of its own (docs/mappings.md, "Functions"): the compiler reads their
-signatures from their type hints, and the loader registers them here for the generated package
-it loads, whose transformers reach them through `call_project`.
+A project adds functions of its own (docs/mappings.md, "A project's own functions"): the
+compiler reads their signatures from their type hints, and the loader registers them here for
+the generated package it loads, whose transformers reach them through `call_project`.
 """
 
 from __future__ import annotations
@@ -179,7 +179,8 @@ def register_project(package: str, functions: dict[str, Callable[..., Any]]) -> 
 
 def call_project(result: type[T], module: str, name: str, *arguments: Any) -> T:
     """Call project function ``name`` for a transformer ``module``; the result must be a
-    ``result``. Any failure is a ValueError, which the transformer reports at the rule."""
+    ``result``. The function's failure is a ValueError, which the transformer reports at the
+    calling rule."""
     value = call_project_optional(result, module, name, *arguments)
     if value is None:
         raise ValueError(f"{name} returned None, not a {result.__name__}")
