@@ -215,6 +215,35 @@ def check(project_dir: ProjectDir = None) -> None:
     out.print("no errors" + (f", {len(build.findings)} warning(s)" if build.findings else ""))
 
 
+@app.command(name="functions")
+def functions_(
+    output: Annotated[
+        Literal["text", "json"], typer.Option("--format", help="text or json.")
+    ] = "text",
+    project_dir: ProjectDir = None,
+) -> None:
+    """List the functions mappings may call, the built-in ones and the project's, with their
+    signatures and what they do."""
+    from ccbmdm.codegen.mapping.functions import described, load_library
+
+    with explained():
+        library = load_library(_project(project_dir))
+    listed = described(library)
+    if output == "json":
+        out.print_json(json.dumps(listed))
+    width = max(len(f["signature"]) for f in listed)
+    for builtin, heading in ((True, "built-in functions:"), (False, "project functions:")):
+        group = [f for f in listed if (f["defined"] == "built-in") == builtin]
+        if output == "text" and group:
+            out.print(heading)
+        for f in group if output == "text" else ():
+            where = "" if builtin else f"  ({f['defined']})"
+            out.print(escape(f"  {f['signature']:<{width}}  {f['doc']}{where}".rstrip()))
+    report(library.findings)
+    if library.errors:
+        raise Failed(1)
+
+
 @app.command()
 def lineage(
     field: Annotated[

@@ -21,6 +21,7 @@ import ccbmdm
 from ccbmdm.codegen import lineage
 from ccbmdm.codegen.catalogue import load_catalogue
 from ccbmdm.codegen.mapping.compile import compile_mappings
+from ccbmdm.codegen.mapping.functions import function_files, load_library
 from ccbmdm.codegen.mapping.loader import Finding
 from ccbmdm.codegen.project import Project
 from ccbmdm.codegen.render import Renderer
@@ -41,6 +42,7 @@ _GENERATOR_SOURCES = (
     "mapping/binder.py",
     "mapping/compile.py",
     "mapping/facets.py",
+    "mapping/functions.py",
     "mapping/loader.py",
     "mapping/syntax.py",
     "mapping/writer.py",
@@ -92,9 +94,11 @@ def inputs_digest(project: Project) -> str:
         *contract_files(project),
         project.contracts / "flows.yaml",
         *mapping_files(project),
+        *function_files(project),
     ]:
         if path.is_file():
-            digest.update(path.relative_to(project.root).as_posix().encode() + b"\0")
+            where = path.relative_to(project.root) if path.is_relative_to(project.root) else path
+            digest.update(where.as_posix().encode() + b"\0")
             digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
 
@@ -118,7 +122,11 @@ def generate(project: Project) -> Build:
     contracts = read_contracts(project.contracts)
     flows = load_catalogue(project.contracts / "flows.yaml", contracts.contracts)
     renderer = Renderer(contracts)
-    mappings = compile_mappings(project.root, project.mappings, contracts, flows, renderer.env)
+    library = load_library(project)
+    mappings = compile_mappings(
+        project.root, project.mappings, contracts, flows, renderer.env, library.functions
+    )
+    mappings.findings[:0] = library.findings
     if mappings.errors:
         raise MappingError(mappings.findings)
     findings = [

@@ -37,6 +37,8 @@ class Project:
     mappings: Path
     cases: Path
     target: Path
+    # Python files (or folders of them) whose typed functions mappings may call
+    functions: tuple[Path, ...] = ()
 
     @classmethod
     def load(cls, root: Path) -> Project:
@@ -59,7 +61,9 @@ class Project:
                 raise ProjectError(f"{path}: `{key}` must be a folder name, not {value!r}")
             folders[key] = (root / value).resolve()
         name = data.get("name", root.name)
-        return cls(root=root.resolve(), name=str(name), **folders)
+        return cls(
+            root=root.resolve(), name=str(name), functions=_functions(data, root, path), **folders
+        )
 
     @classmethod
     def find(cls, start: Path | None = None) -> Project:
@@ -75,6 +79,26 @@ class Project:
         )
 
 
+def _functions(data: dict[str, object], root: Path, path: Path) -> tuple[Path, ...]:
+    """The optional `functions` key: a Python file or folder, or a list of them."""
+    value = data.get("functions", [])
+    entries = [value] if isinstance(value, str) else value
+    if not isinstance(entries, list) or not all(isinstance(e, str) and e for e in entries):
+        raise ProjectError(
+            f"{path}: `functions` must be a Python file or folder, or a list of them, not {value!r}"
+        )
+    found = []
+    for entry in entries:
+        resolved = (root / entry).resolve()
+        if not resolved.is_dir() and not (resolved.is_file() and resolved.suffix == ".py"):
+            raise ProjectError(
+                f"{path}: functions: {entry} is neither a folder nor a Python file; "
+                "create it or correct the path"
+            )
+        found.append(resolved)
+    return tuple(found)
+
+
 REFERENCE_PACKAGE = "ccbmdm.reference"
 _NEW_PROJECT_FILE = """\
 # An integration project: its contracts, mappings and conformance cases. Commands find it by
@@ -84,6 +108,8 @@ contracts: contracts
 mappings: mappings
 cases: cases
 target: target
+# Python files (or folders of them) whose typed functions mappings may call:
+# functions: functions/
 """
 
 
@@ -109,7 +135,7 @@ def init_project(destination: Path, *, force: bool = False) -> Project:
     (destination / PROJECT_FILE).write_text(
         _NEW_PROJECT_FILE.format(name=destination.name), encoding="utf-8"
     )
-    (destination / ".gitignore").write_text("target/\n", encoding="utf-8")
+    (destination / ".gitignore").write_text("target/\n__pycache__/\n", encoding="utf-8")
     return Project.load(destination)
 
 

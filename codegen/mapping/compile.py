@@ -13,6 +13,7 @@ import jinja2
 from ccbmdm.codegen.catalogue import Flow
 from ccbmdm.codegen.ir import ContractSet
 from ccbmdm.codegen.mapping.binder import Binder, elements, leaves
+from ccbmdm.codegen.mapping.functions import Function
 from ccbmdm.codegen.mapping.loader import (
     SCHEMA_FILE,
     Finding,
@@ -48,8 +49,10 @@ def compile_mappings(
     contracts: ContractSet,
     flows: tuple[Flow, ...],
     env: jinja2.Environment,
+    functions: dict[str, Function] | None = None,
 ) -> MappingBuild:
-    """Compile every mapping under ``folder``; findings carry paths relative to ``root``."""
+    """Compile every mapping under ``folder``, calling ``functions`` (default: the built-ins);
+    findings carry paths relative to ``root``."""
     result = MappingBuild()
     schema = folder / SCHEMA_FILE
 
@@ -124,7 +127,7 @@ def compile_mappings(
                         f"the {role} of {flow.code} {part.name} is {wanted}, not {given}",
                     )
                 )
-        binder = Binder(contracts, tables, mapping, fragments)
+        binder = Binder(contracts, tables, mapping, fragments, functions)
         binder.bind()
         result.findings.extend(binder.findings)
         declared = _declared_unread(contracts, mapping, result)
