@@ -265,7 +265,7 @@ def compat(
                     found.append(gate.CaseRef(read.id, read.flow, read.part))
             return found
 
-        found = gate.findings(diffs, lineage or {}, cases_of)
+        found = gate.impacts(diffs, lineage or {}, cases_of)
     if output == "json":
         out.print_json(json.dumps([f.as_json() for f in found]))
     for diff in diffs if output == "text" else ():

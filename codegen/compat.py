@@ -161,7 +161,7 @@ def compare(old: ContractSet, new: ContractSet) -> list[ContractDiff]:
             None,
         )
         if renamed is None:
-            where = Origin(before.file, old.complex_types[before.type_key].origin.line)
+            where = old.complex_types[before.type_key].origin
             change = _change("contract removed", "", f"{before.root} is gone", where)
             diffs.append(ContractDiff(name, before, None, (change,)))
             continue
@@ -275,7 +275,11 @@ class _Walk:
             assert before.type_key is not None and after.type_key is not None
             simple_before = self.old.simple_types[before.type_key]
             simple_after = self.new.simple_types[after.type_key]
-            self.simple(simple_before, simple_after, path, simple_after.origin or after.origin)
+            # the line of the type's facets when its type is the same, else the element's
+            where = after.origin
+            if before.type_key == after.type_key and simple_after.origin is not None:
+                where = simple_after.origin
+            self.simple(simple_before, simple_after, path, where)
         elif before.kind == "complex":
             assert before.type_key is not None and after.type_key is not None
             pair = (before.type_key, after.type_key)
@@ -567,7 +571,7 @@ def _git(root: Path, *arguments: str, against: str) -> bytes:
 
 
 @dataclass(frozen=True)
-class Finding:
+class Impact:
     """A change with what it touches, as the command reports it."""
 
     diff: ContractDiff
@@ -584,7 +588,9 @@ class Finding:
             if senders == receivers
             else f"{senders} for senders, {receivers} for receivers"
         )
-        path = change.path or (self.diff.new or self.diff.old or _missing()).root
+        contract = self.diff.new or self.diff.old
+        assert contract is not None  # a diff has a contract on at least one side
+        path = change.path or contract.root
         return f"{change.where}: {audience}: {change.kind}: {path}: {change.detail}"
 
     def as_json(self) -> dict[str, Any]:
@@ -605,20 +611,16 @@ class Finding:
         }
 
 
-def findings(
+def impacts(
     diffs: Iterable[ContractDiff],
     lineage: dict[str, Any],
     cases_of: Callable[[str], list[CaseRef]],
-) -> list[Finding]:
+) -> list[Impact]:
     """Every change of every diff, a breaking one with the mappings and cases it touches."""
     result = []
     for diff in diffs:
         for change in diff.changes:
             mappings = touched_mappings(diff, change, lineage) if change.breaking else []
             cases = touched_cases(mappings, lineage, cases_of)
-            result.append(Finding(diff, change, tuple(mappings), tuple(cases)))
+            result.append(Impact(diff, change, tuple(mappings), tuple(cases)))
     return result
-
-
-def _missing() -> Contract:
-    raise AssertionError("a diff has a contract on at least one side")

@@ -132,6 +132,12 @@ EDITS: dict[str, tuple[str, str, str, str, str, list[tuple[str, bool, bool]]]] =
         "ccb/PersonSyncRequest", "person.title",
         [("optional element added", False, True)],
     ),
+    "element takes a narrower type": (
+        PERSON, '<xs:element name="entityName" type="TextType">',
+        '<xs:element name="entityName" type="CodeType">',
+        "ccb/PersonSyncRequest", "person.entityName",
+        [("facet narrowed", True, False), ("facet narrowed", True, False)],
+    ),
     "primitive changed": (
         PERSON, '<xs:element name="personOrBusiness" type="CodeType">',
         '<xs:element name="personOrBusiness" type="xs:boolean">',
@@ -230,6 +236,21 @@ def test_element_order_matters(reference: ContractSet, tmp_path: Path) -> None:
 def test_documentation_alone_is_no_change(reference: ContractSet, tmp_path: Path) -> None:
     new = edited(tmp_path, PERSON, "<xs:documentation>E-mail address.", "<xs:documentation>Mail.")
     assert compare(reference, new) == []
+
+
+def test_a_type_renamed_with_the_same_facets_is_no_change(
+    reference: ContractSet, tmp_path: Path
+) -> None:
+    name_type = (
+        '<xs:simpleType name="NameType">'
+        '<xs:restriction base="xs:string"><xs:maxLength value="254"/></xs:restriction>'
+        "</xs:simpleType>\n</xs:schema>"
+    )
+    folder = tmp_path / "contracts"
+    shutil.copytree(REPO / "contracts", folder)
+    edit(folder / PERSON, "</xs:schema>", name_type)
+    edit(folder / PERSON, 'name="entityName" type="TextType"', 'name="entityName" type="NameType"')
+    assert compare(reference, read_contracts(folder)) == []
 
 
 def test_contracts_removed_added_and_renamed(reference: ContractSet, tmp_path: Path) -> None:
