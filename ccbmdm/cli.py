@@ -245,7 +245,11 @@ def compat(
         lineage: dict[str, Any] | None = {}
         try:
             with gate.reference_contracts(project, against) as folder:
-                old = read_contracts(folder)
+                try:
+                    old = read_contracts(folder)
+                except ContractError as exc:
+                    problems = "\n  ".join(exc.problems)
+                    fail(f"the contracts of {against} cannot be read:\n  {problems}")
                 diffs = gate.compare(old, new)
                 if any(c.breaking for d in diffs for c in d.changes):
                     # over the new contracts, else the old ones they may still be written for

@@ -437,3 +437,14 @@ def test_an_unknown_reference_says_what_to_pass(
     assert err.startswith("error: no-such-revision: no such folder, nor a git revision of ")
     assert "pass a folder or a revision such as main or HEAD~1" in err
     assert "Traceback" not in err
+
+
+def test_unreadable_reference_contracts_are_named_as_the_reference(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reference, current = project_pair(tmp_path)
+    edit(reference.contracts / PERSON, "<xs:sequence>", "<xs:sequence><xs:choice/>")
+    code, out, err = compat(capsys, current, "--against", str(reference.root))
+    assert (code, out) == (1, "")
+    assert err.startswith(f"error: the contracts of {reference.root} cannot be read:\n")
+    assert f"contracts/{PERSON}:" in err and "Traceback" not in err
