@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ccbmdm
-from ccbmdm.codegen.project import Project, display_path
+from ccbmdm.codegen.project import Project, display_path, function_files
 
 if TYPE_CHECKING:
+    from ccbmdm.codegen.lineage import Lineage
     from ccbmdm.codegen.mapping.loader import Finding
 
 PACKAGE_PREFIX = "ccbmdm_contracts_"
@@ -46,6 +47,7 @@ _GENERATOR_SOURCES = (
     "mapping/binder.py",
     "mapping/compile.py",
     "mapping/facets.py",
+    "mapping/functions.py",
     "mapping/loader.py",
     "mapping/syntax.py",
     "mapping/writer.py",
@@ -73,6 +75,9 @@ class Build:
     findings: tuple[Finding, ...] = ()
     lineage: str = ""  # the lineage artifact, JSON
     inputs: dict[str, str] = field(default_factory=dict)  # input, as findings name it -> sha256
+    # The findings that hold as long as the inputs do (not those about what changed since the
+    # previous compile): the manifest keeps them, and a build reused as it is reports them.
+    lasting: tuple[Finding, ...] = ()
 
     @property
     def package(self) -> str:
@@ -95,6 +100,7 @@ def input_files(project: Project) -> list[Path]:
         *contract_files(project),
         project.contracts / "flows.yaml",
         *mapping_files(project),
+        *function_files(project),
     ]
     return [path for path in candidates if path.is_file()]
 
@@ -147,25 +153,37 @@ def mapping_files(project: Project) -> list[Path]:
 
 def generate(project: Project) -> Build:
     """Render and format every generated module, in memory."""
+    from ccbmdm.codegen import lineage
     from ccbmdm.codegen.catalogue import load_catalogue
     from ccbmdm.codegen.mapping.compile import compile_mappings
+    from ccbmdm.codegen.mapping.functions import load_library
     from ccbmdm.codegen.render import Renderer
     from ccbmdm.codegen.xsd_reader import SYSTEM_NAMESPACES, read_contracts
 
     inputs = read_inputs(project)
     digest = digest_of(inputs)
+    before = lineage.previous(project.target / LINEAGE)  # before a compile overwrites it
     contracts = read_contracts(project.contracts)
     flows = load_catalogue(project.contracts / "flows.yaml", contracts.contracts)
     renderer = Renderer(contracts)
-    mappings = compile_mappings(project.root, project.mappings, contracts, flows, renderer.env)
+    library = load_library(project)
+    mappings = compile_mappings(
+        project.root, project.mappings, contracts, flows, renderer.env, library.functions
+    )
+    mappings.findings[:0] = library.findings
     if mappings.errors:
         raise MappingError(mappings.findings)
+    findings = [
+        *mappings.findings,
+        *lineage.new_unread(before, mappings.lineage, contracts, project.root),
+    ]
     build = Build(
         digest,
         {},
-        tuple(mappings.findings),
+        tuple(findings),
         json.dumps(mappings.lineage, indent=2) + "\n",
         inputs,
+        tuple(mappings.findings),
     )
     package = build.package
     modules = {
@@ -182,6 +200,18 @@ def generate(project: Project) -> Build:
     for name, text in modules.items():
         build.files[f"{package}/{name}"] = formatted.get(name, text)
     return build
+
+
+def current_lineage(project: Project) -> Lineage:
+    """The lineage of the project as it is now: the last compile's when its build is current,
+    else compiled afresh (nothing is written)."""
+    from ccbmdm.codegen import lineage
+
+    written = lineage.previous(project.target / LINEAGE)
+    package = PACKAGE_PREFIX + inputs_digest(project)[:16]
+    if written is not None and is_current(output_dir(project) / package):
+        return written
+    return json.loads(generate(project).lineage)  # type: ignore[no-any-return]
 
 
 def _format(sources: dict[str, str]) -> dict[str, str]:
@@ -227,7 +257,7 @@ def write(build: Build, base: Path, *, prune: bool = True) -> Path:
             "generator": generator_digest(),
             "inputs": dict(sorted(build.inputs.items())),
             "lineage": _sha(build.lineage) if build.lineage else None,
-            "findings": [_finding_record(f) for f in build.findings],
+            "findings": [_finding_record(f) for f in build.lasting],
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         # Same name, same inputs: a current build of another process is left as it is (it may
