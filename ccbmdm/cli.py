@@ -22,7 +22,7 @@ from rich.markup import escape
 from ccbmdm import __version__
 from ccbmdm.codegen import compiler
 from ccbmdm.codegen.catalogue import CatalogueError
-from ccbmdm.codegen.mapping.loader import Finding
+from ccbmdm.codegen.diagnostics import Finding
 from ccbmdm.codegen.project import Project, ProjectError, display_path, init_project
 from ccbmdm.codegen.render import RenderError
 from ccbmdm.codegen.xsd_reader import ContractError

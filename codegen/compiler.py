@@ -19,8 +19,8 @@ from pathlib import Path
 
 import ccbmdm
 from ccbmdm.codegen.catalogue import load_catalogue
+from ccbmdm.codegen.diagnostics import Finding
 from ccbmdm.codegen.mapping.compile import compile_mappings
-from ccbmdm.codegen.mapping.loader import Finding
 from ccbmdm.codegen.project import Project
 from ccbmdm.codegen.render import Renderer
 from ccbmdm.codegen.xsd_reader import SYSTEM_NAMESPACES, read_contracts

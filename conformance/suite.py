@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-from ccbmdm.codegen.mapping.loader import Finding
+from ccbmdm.codegen.diagnostics import Finding
 from ccbmdm.codegen.project import Project
 from ccbmdm.conformance.cases import Case, discover, flow_code, read_case
 from ccbmdm.conformance.outcome import Outcome

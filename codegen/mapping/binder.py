@@ -13,9 +13,9 @@ import difflib
 import re
 from dataclasses import dataclass, field
 
+from ccbmdm.codegen.diagnostics import Finding, Pos
 from ccbmdm.codegen.ir import ComplexType, ContractSet, Facets, Home, Particle, SimpleType
 from ccbmdm.codegen.mapping.facets import facet_problem, lexical_of, subsumes
-from ccbmdm.codegen.mapping.loader import Finding
 from ccbmdm.codegen.mapping.syntax import (
     Combine,
     Condition,
@@ -28,7 +28,6 @@ from ccbmdm.codegen.mapping.syntax import (
     MapRule,
     Path,
     PathRule,
-    Pos,
     Present,
     Rule,
     Rules,

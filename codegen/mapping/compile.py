@@ -10,16 +10,16 @@ from typing import Any
 import jinja2
 
 from ccbmdm.codegen.catalogue import Flow
+from ccbmdm.codegen.diagnostics import Finding, Pos
 from ccbmdm.codegen.ir import ContractSet
 from ccbmdm.codegen.mapping.binder import Binder, leaves
 from ccbmdm.codegen.mapping.loader import (
     SCHEMA_FILE,
-    Finding,
     load_fragment,
     load_mapping,
     table_positions,
 )
-from ccbmdm.codegen.mapping.syntax import Mapping, Pos, Rules
+from ccbmdm.codegen.mapping.syntax import Mapping, Rules
 from ccbmdm.codegen.project import display_path
 from ccbmdm.runtime.messages.mapping import CodeTable, RuleSite, read_table
 

@@ -12,6 +12,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from ccbmdm.codegen.diagnostics import Finding, Pos
 from ccbmdm.codegen.mapping.syntax import (
     Combine,
     Compare,
@@ -26,7 +27,6 @@ from ccbmdm.codegen.mapping.syntax import (
     Modifiers,
     Path,
     PathRule,
-    Pos,
     Present,
     Rule,
     Rules,
@@ -39,32 +39,6 @@ from ccbmdm.codegen.mapping.syntax import (
 )
 
 SCHEMA_FILE = "mapping.schema.json"
-
-
-class Finding(Exception):
-    """One problem at a position; the compiler collects them (see `diagnostics`)."""
-
-    def __init__(
-        self,
-        pos: Pos,
-        rule: str,
-        message: str,
-        hint: str = "",
-        severity: str = "error",
-        path: str = "",
-    ) -> None:
-        super().__init__(message)
-        self.pos = pos
-        self.rule = rule
-        self.message = message
-        self.hint = hint
-        self.severity = severity
-        self.path = path  # the contract path concerned: the target element being written
-
-    def __str__(self) -> str:
-        hint = f" ({self.hint})" if self.hint else ""
-        path = f"{self.path}: " if self.path else ""
-        return f"{self.pos}: {self.severity}[{self.rule}]: {path}{self.message}{hint}"
 
 
 # ---------------------------------------------------------------- YAML with positions

@@ -19,8 +19,7 @@ import pytest
 from case_support import ccbmdm, edit
 
 from ccbmdm.codegen import compiler
-from ccbmdm.codegen.mapping.loader import Finding
-from ccbmdm.codegen.mapping.syntax import Pos
+from ccbmdm.codegen.diagnostics import Finding, Pos
 from ccbmdm.codegen.project import Project, init_project
 from ccbmdm.docsite import findings
 from ccbmdm.docsite.build import write_pages
