@@ -65,9 +65,9 @@ class FindingsError(Exception):
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:
-    """A hint naming the closest known names to a misspelt one, or nothing."""
-    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
-    return f"did you mean {' or '.join(close)}?" if close else ""
+    """A hint naming the known name closest to a misspelt one, or nothing."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"did you mean {close[0]}?" if close else ""
 
 
 @dataclass(frozen=True)

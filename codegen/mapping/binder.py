@@ -9,11 +9,10 @@ is looser than the target's) gets a run-time check that fails with the rule's po
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 
-from ccbmdm.codegen.diagnostics import Finding, Pos
+from ccbmdm.codegen.diagnostics import Finding, Pos, Severity, did_you_mean
 from ccbmdm.codegen.ir import ComplexType, ContractSet, Facets, Home, Particle, SimpleType
 from ccbmdm.codegen.mapping.facets import facet_problem, lexical_of, subsumes
 from ccbmdm.codegen.mapping.syntax import (
@@ -139,7 +138,7 @@ class Binder:
                     pos,
                     "unknown-contract",
                     f"no contract named {name}",
-                    _suggest(name, list(self.contracts.contracts)),
+                    did_you_mean(name, list(self.contracts.contracts)),
                 )
         if source is None or target is None:
             return
@@ -151,7 +150,7 @@ class Binder:
                     mapping.pos,
                     "unknown-fragment",
                     f"no fragment named {name}",
-                    _suggest(name, list(self.fragments)),
+                    did_you_mean(name, list(self.fragments)),
                 )
                 continue
             for key, rule in fragment.entries.items():
@@ -171,7 +170,7 @@ class Binder:
         self.structure(scope, rules, mapping.pos, "_b0")
 
     def fail(
-        self, pos: Pos, rule: str, message: str, hint: str = "", severity: str = "error"
+        self, pos: Pos, rule: str, message: str, hint: str = "", severity: Severity | None = None
     ) -> None:
         self.findings.append(Finding(pos, rule, message, hint, severity, self._target_path))
 
@@ -187,7 +186,7 @@ class Binder:
                     rules.key_pos[key],
                     "unknown-target",
                     f"<{key}> is not an element of {_type_label(target)}",
-                    _suggest(key, list(particles)),
+                    did_you_mean(key, list(particles)),
                 )
         self._target_path = scope.target_xpath.replace("[]", "")
         for particle in target.particles:
@@ -726,7 +725,7 @@ class Binder:
                 rule.pos,
                 "unknown-table",
                 f"no code table named {rule.table}",
-                _suggest(rule.table, list(self.tables)),
+                did_you_mean(rule.table, list(self.tables)),
             )
             return None
         self.tables_used.add(table.name)
@@ -763,7 +762,7 @@ class Binder:
                     rule.pos,
                     "table-column",
                     f"{table.name} has value columns {', '.join(table.values)}; name one with column:",
-                    _suggest(column, list(table.values)),
+                    did_you_mean(column, list(table.values)),
                 )
                 return None
             cells = [row[column] for row in table.rows.values()]
@@ -876,7 +875,7 @@ class Binder:
                 rule.pos,
                 "unknown-function",
                 f"no function named {rule.name}",
-                _suggest(rule.name, list(FUNCTIONS)),
+                did_you_mean(rule.name, list(FUNCTIONS)),
             )
             return None
         entry.functions.add(rule.name)
@@ -931,7 +930,7 @@ class Binder:
                 rule.path.pos,
                 "target-path",
                 f"<{rule.path}> is not an element of this structure computed before this rule",
-                _suggest(head, list(scope.built)),
+                did_you_mean(head, list(scope.built)),
             )
             return None
         var, particle = scope.built[head]
@@ -948,7 +947,7 @@ class Binder:
                     rule.path.pos,
                     "target-path",
                     f"no <{step}> in the target structure",
-                    _suggest(step, list(inner)),
+                    did_you_mean(step, list(inner)),
                 )
                 return None
             particle = inner[step]
@@ -1004,7 +1003,7 @@ class Binder:
                     path.pos,
                     "unknown-source-path",
                     f"{_type_label(complex_type)} ({where}) has no element <{step}>",
-                    _suggest(step, names),
+                    did_you_mean(step, names),
                 )
                 return None
             particles.append(found)
@@ -1225,11 +1224,6 @@ def _simple_name(simple: SimpleType) -> str:
 
 def _type_label(complex_type: ComplexType) -> str:
     return complex_type.name
-
-
-def _suggest(name: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
-    return f"did you mean {close[0]}?" if close else ""
 
 
 def _mismatch(source: SimpleType, target: SimpleType, name: str) -> str:

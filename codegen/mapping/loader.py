@@ -91,12 +91,12 @@ def _located(node: yaml.Node, file: str) -> Any:
     return LScalar(value, pos)
 
 
-def _plain(data: Any) -> Any:
-    """The located data as plain JSON-like values, for the schema validator."""
+def plain(data: Any) -> Any:
+    """The located data as plain JSON-like values (for the schema validator, say)."""
     if isinstance(data, dict):
-        return {k: _plain(v) for k, v in data.items()}
+        return {k: plain(v) for k, v in data.items()}
     if isinstance(data, list):
-        return [_plain(v) for v in data]
+        return [plain(v) for v in data]
     if isinstance(data, LScalar):
         return data.value
     return str(data)
@@ -114,6 +114,11 @@ def _pos_of(data: Any, path: Iterator[str | int], fallback: Pos) -> Pos:
             break
         here = getattr(data, "pos", here)
     return here
+
+
+def position(data: LDict, *steps: str | int) -> Pos:
+    """Where the value at ``steps`` in located data is (the nearest one's that exists)."""
+    return _pos_of(data, iter(steps), data.pos)
 
 
 @cache
@@ -190,7 +195,7 @@ def compose_located(path: FilePath, display: str, what: str) -> LDict:
 
 def validate_located(data: LDict, validator: jsonschema.protocols.Validator, hint: str) -> None:
     """Raise the schema error that best explains what is wrong, at its line and column."""
-    errors = sorted(validator.iter_errors(_plain(data)), key=lambda e: list(e.absolute_path))
+    errors = sorted(validator.iter_errors(plain(data)), key=lambda e: list(e.absolute_path))
     if errors:
         best = jsonschema.exceptions.best_match(errors)
         # Inside a choice (a rule has several forms), the form closest to what was written
