@@ -108,7 +108,7 @@ def load_catalogue(
         code = str(entry.get("code")) if isinstance(entry, dict) else ""
         if code in codes:
             where = position(located, "flows", index, "code")
-            message = f"flow {code} is listed twice"
+            message = "the flow code is listed twice"
             findings.append(Finding(where, "duplicate-flow", message, path=f"flow {code}"))
         codes.add(code)
     if findings:
