@@ -25,6 +25,7 @@ from ccbmdm.codegen import report as reports
 from ccbmdm.codegen.diagnostics import Finding, FindingsError
 from ccbmdm.codegen.project import Project, ProjectError, display_path, init_project
 from ccbmdm.codegen.render import RenderError
+from ccbmdm.help_labels import use_plain_labels
 from ccbmdm.runtime.config import ConfigError, json_schema
 from ccbmdm.runtime.messages.codec import ContractViolation
 from ccbmdm.runtime.messages.contracts import UnknownContract
@@ -43,7 +44,11 @@ if TYPE_CHECKING:
     from ccbmdm.runtime.messages.mapping import Context
     from ccbmdm.runtime.store import Store
 
+use_plain_labels()
+# -h as well as --help, on every command and group.
+HELP = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
+    context_settings=HELP,
     name="ccbmdm",
     help="Contract-first integration of CCB and MDM: compile contracts, validate messages.",
     no_args_is_help=True,
@@ -1139,6 +1144,7 @@ def _print_demo(report: Any) -> None:
 
 
 docs_app = typer.Typer(
+    context_settings=HELP,
     help="The documentation site: the contract and mapping reference with the guides.",
     no_args_is_help=True,
 )
@@ -1237,6 +1243,7 @@ def docs_serve(
 
 
 sim_app = typer.Typer(
+    context_settings=HELP,
     help="The reference simulators of CCB and MDM, as HTTP services or for one task.",
     no_args_is_help=True,
 )
@@ -1348,8 +1355,12 @@ def _serve_simulator(
     out.print("stopped")
 
 
-ccb_app = typer.Typer(help="The reference CCB: serve it (no command), or one task.")
-mdm_app = typer.Typer(help="The reference MDM: serve it (no command), or one task.")
+ccb_app = typer.Typer(
+    context_settings=HELP, help="The reference CCB: serve it (no command), or one task."
+)
+mdm_app = typer.Typer(
+    context_settings=HELP, help="The reference MDM: serve it (no command), or one task."
+)
 sim_app.add_typer(ccb_app, name="ccb")
 sim_app.add_typer(mdm_app, name="mdm")
 

@@ -84,7 +84,7 @@ def test_compile_reports_contract_problems_with_file_and_line(
     code, out, err = ccbmdm(capsys, "compile", "--project-dir", str(scratch.root))
     assert code == 1 and out == ""
     assert (
-        "contracts/ccb/PersonSyncRequest.xsd:33:42: error[unknown-type]: PersonType/entityName: "
+        "contracts/ccb/PersonSyncRequest.xsd:33:37: error[unknown-type]: PersonType/entityName: "
         "no type named TextTyp (did you mean TextType?)\n" in err
     )
 
