@@ -173,6 +173,6 @@ def test_help_is_h_too_and_names_plain_types(
 
 def test_help_labels_say_what_to_type(capsys: pytest.CaptureFixture[str]) -> None:
     _, out, _ = ccbmdm(capsys, "validate", "-h")
-    assert " validate [OPTIONS] FILES...\n" in out
+    assert "validate [OPTIONS] FILES... " in out
     assert "files...      PATH" in out
     assert "text|json|sarif" in out
