@@ -12,7 +12,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-from ccbmdm.codegen.diagnostics import Finding, Pos
+# Re-exported, for code that imports the finding types from the loader.
+from ccbmdm.codegen.diagnostics import Finding as Finding
+from ccbmdm.codegen.diagnostics import Pos as Pos
 from ccbmdm.codegen.mapping.syntax import (
     Combine,
     Compare,

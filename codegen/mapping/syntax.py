@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ccbmdm.codegen.diagnostics import Pos
+from ccbmdm.codegen.diagnostics import Pos as Pos  # re-exported for importers of the syntax tree
 
 Literal_ = str | int | float | bool
 
