@@ -8,6 +8,7 @@ message and hint; SARIF adds every registered rule's explanation (`diagnostics.R
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path, PurePath
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -84,10 +85,7 @@ def as_sarif(findings: Iterable[Finding], version: str) -> dict[str, Any]:
             "locations": [
                 {
                     "physicalLocation": {
-                        "artifactLocation": {
-                            "uri": _uri(finding.pos.file),
-                            "uriBaseId": "%SRCROOT%",
-                        },
+                        "artifactLocation": _artifact(finding.pos.file),
                         "region": {
                             "startLine": max(finding.pos.line, 1),
                             "startColumn": max(finding.pos.column, 1),
@@ -118,9 +116,12 @@ def as_sarif(findings: Iterable[Finding], version: str) -> dict[str, Any]:
     }
 
 
-def _uri(file: str) -> str:
-    """A relative URI reference of a display path (forward slashes, spaces escaped)."""
-    return quote(file.replace("\\", "/"))
+def _artifact(file: str) -> dict[str, str]:
+    """Where a file is: relative to the project root, or (a message given by its absolute
+    path to `ccbmdm validate`) a file URI."""
+    if PurePath(file).is_absolute():
+        return {"uri": Path(file).as_uri()}
+    return {"uri": quote(file.replace("\\", "/")), "uriBaseId": "%SRCROOT%"}
 
 
 def message_findings(name: str, exc: Exception) -> list[Finding]:
