@@ -40,7 +40,10 @@ def unnamed_element(project: Project) -> str:
         '<xs:element name="person"',
         '<xs:element nme="person"',
     )
-    return "contracts/ccb/PersonSyncRequest.xsd:17: an element must have a name"
+    return (
+        "contracts/ccb/PersonSyncRequest.xsd:17:9: error[xsd-subset]: PersonSyncRequest: an "
+        "element must have a name"
+    )
 
 
 def table_not_yaml(project: Project) -> str:
