@@ -165,9 +165,7 @@ def compile_mappings(
     for name, pos in sorted(table_pos.items()):
         if name not in used:
             result.findings.append(
-                Finding(
-                    pos, "unused-table", f"no mapping uses code table {name}", severity="warning"
-                )
+                Finding(pos, "unused-table", f"no mapping uses code table {name}")
             )
     return result
 
@@ -200,7 +198,6 @@ def _check_table(table: CodeTable, located: Any, result: MappingBuild) -> None:
                 "pass-through",
                 f"{table.name} passes unknown codes through unchanged",
                 "the reference project fails on a miss (PD-C05)",
-                severity="warning",
             )
         )
     if table.miss == "default" and (
