@@ -20,10 +20,10 @@ from pathlib import Path
 import ccbmdm
 from ccbmdm.codegen import lineage
 from ccbmdm.codegen.catalogue import load_catalogue
+from ccbmdm.codegen.diagnostics import Finding, FindingsError
 from ccbmdm.codegen.mapping.compile import compile_mappings
 from ccbmdm.codegen.mapping.functions import function_files, load_library
-from ccbmdm.codegen.mapping.loader import Finding
-from ccbmdm.codegen.project import Project
+from ccbmdm.codegen.project import Project, display_path
 from ccbmdm.codegen.render import Renderer
 from ccbmdm.codegen.xsd_reader import SYSTEM_NAMESPACES, read_contracts
 
@@ -53,12 +53,8 @@ class FormatError(Exception):
     """The formatter rejected generated code: a generator defect, reported with the file."""
 
 
-class MappingError(Exception):
+class MappingError(FindingsError):
     """The mappings have errors; every finding (warnings too) is listed."""
-
-    def __init__(self, findings: list[Finding]) -> None:
-        self.findings = findings
-        super().__init__("\n".join(str(f) for f in findings))
 
 
 @dataclass(frozen=True)
@@ -120,7 +116,8 @@ def generate(project: Project) -> Build:
     digest = inputs_digest(project)
     before = lineage.previous(project.target / LINEAGE)  # before a compile overwrites it
     contracts = read_contracts(project.contracts)
-    flows = load_catalogue(project.contracts / "flows.yaml", contracts.contracts)
+    catalogue = project.contracts / "flows.yaml"
+    flows = load_catalogue(catalogue, contracts.contracts, display_path(catalogue, project.root))
     renderer = Renderer(contracts)
     library = load_library(project)
     mappings = compile_mappings(
