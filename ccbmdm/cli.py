@@ -21,8 +21,10 @@ from rich.markup import escape
 
 from ccbmdm import __version__
 from ccbmdm.codegen import compiler
-from ccbmdm.codegen.catalogue import CatalogueError
+from ccbmdm.codegen import report as reports
+from ccbmdm.codegen.diagnostics import Finding, FindingsError
 from ccbmdm.codegen.project import Project, ProjectError, display_path, initialise
+from ccbmdm.help_labels import use_plain_labels
 from ccbmdm.runtime.store.base import StoreError, StoreUnavailable
 
 # The modules of the contract reader, the renderer, the runtime's configuration and the codecs
@@ -41,7 +43,11 @@ if TYPE_CHECKING:
     from ccbmdm.runtime.messages.mapping import Context
     from ccbmdm.runtime.store import Store
 
+use_plain_labels()
+# -h as well as --help, on every command and group.
+HELP = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
+    context_settings=HELP,
     name="ccbmdm",
     help="Contract-first integration of CCB and MDM: compile contracts, validate messages.",
     no_args_is_help=True,
@@ -50,6 +56,16 @@ app = typer.Typer(
 )
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+OutputFormat = Annotated[
+    reports.Format,
+    typer.Option(
+        "--format",
+        help="How findings are written: text for people, json (a list of findings) or sarif "
+        "(SARIF 2.1.0, for code scanning) on standard output.",
+    ),
+]
+Strict = Annotated[bool, typer.Option("--strict", help="Fail (exit 1) on warnings too.")]
 
 ProjectDir = Annotated[
     Path | None,
@@ -84,7 +100,7 @@ def fail_store(exc: StoreError) -> NoReturn:
 
 
 @contextmanager
-def explained() -> Iterator[None]:
+def explained(output: reports.Format = "text") -> Iterator[None]:
     """Turn the package's known failures into messages; anything else is an internal error."""
     try:
         yield
@@ -92,35 +108,31 @@ def explained() -> Iterator[None]:
         fail(str(exc))
     except StoreError as exc:
         fail_store(exc)
-    except CatalogueError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
-        raise Failed(1) from None
-    except compiler.MappingError as exc:
-        report(exc.findings)
+    except FindingsError as exc:  # the contracts, the flow catalogue or the mappings
+        report(exc.findings, output)
         raise Failed(1) from None
     except Exception as exc:
         from ccbmdm.codegen.render import RenderError
-        from ccbmdm.codegen.xsd_reader import ContractError
         from ccbmdm.runtime.config import ConfigError
 
         if isinstance(exc, RenderError | ConfigError):
             fail(str(exc))
-        if not isinstance(exc, ContractError):
-            raise
-        err.print(f"[bold red]error:[/] the contracts have {len(exc.problems)} problem(s):")
-        for problem in exc.problems:
-            err.print(f"  {problem}")
-        raise Failed(1) from None
+        raise
 
 
-def report(findings: Iterable[Finding]) -> None:
-    """Print findings, errors last so that they stay in view, with a count."""
-    ordered = sorted(findings, key=lambda f: (f.severity == "error", str(f.pos)))
-    for finding in ordered:
-        err.print(escape(str(finding)), style="red" if finding.severity == "error" else "yellow")
-    errors = sum(1 for f in ordered if f.severity == "error")
-    if ordered:
-        err.print(f"{errors} error(s), {len(ordered) - errors} warning(s)")
+def report(findings: Iterable[Finding], output: reports.Format = "text") -> None:
+    """Print findings: as text on standard error, errors last so that they stay in view, with a
+    count; as JSON or SARIF on standard output (then always, an empty list too)."""
+    ordered = reports.ordered(findings)
+    if output == "json":
+        sys.stdout.write(json.dumps(reports.as_json(ordered), indent=2) + "\n")
+    elif output == "sarif":
+        sys.stdout.write(json.dumps(reports.as_sarif(ordered, __version__), indent=2) + "\n")
+    elif ordered:
+        for finding in ordered:
+            style = "red" if finding.severity == "error" else "yellow"
+            err.print(escape(str(finding)), style=style)
+        err.print(reports.summary(ordered))
 
 
 def describe_input_error(name: str, exc: Exception) -> str:
@@ -201,13 +213,17 @@ def compile_(
             "if target/ is out of date.",
         ),
     ] = False,
+    output: OutputFormat = "text",
+    strict: Strict = False,
 ) -> None:
     """Generate typed models and codecs of every contract into the project's target/ folder.
 
     Nothing is regenerated when no input (contract, catalogue, mapping, code table, fragment)
     changed since the last compile and target/ was not edited.
     """
-    with explained():
+    # With --format json or sarif, standard output holds the findings only.
+    info = out if output == "text" else err
+    with explained(output):
         project = _project(project_dir)
         started = time.perf_counter()
         base = compiler.output_dir(project)
@@ -218,27 +234,38 @@ def compile_(
                 for reason in stale:
                     err.print(f"  stale: {escape(reason)}")
                 raise Failed(1)
-            out.print(f"{base} is up to date")
+            findings = compiler.recorded_findings(project)
+            report(findings, output)
+            info.print(f"{base} is up to date")
+            if reports.failing(findings, strict):
+                raise Failed(1)
             return
         with err.status("compiling contracts…"):
             compiled = compiler.compile_project(project)
-    report(compiled.findings)
+    report(compiled.findings, output)
     contracts, mappings = compiled.counts()
     if not compiled.written:
-        out.print(f"up to date: {contracts} contracts and {mappings} mappings, nothing changed")
+        info.print(f"up to date: {contracts} contracts and {mappings} mappings, nothing changed")
     else:
         seconds = time.perf_counter() - started
-        out.print(f"compiled {contracts} contracts and {mappings} mappings in {seconds:.1f} s")
-    out.print(f"into {compiled.package_dir}")
+        info.print(f"compiled {contracts} contracts and {mappings} mappings in {seconds:.1f} s")
+    info.print(f"into {compiled.package_dir}")
+    if reports.failing(compiled.findings, strict):
+        raise Failed(1)
 
 
 @app.command()
-def check(project_dir: ProjectDir = None) -> None:
-    """Run every static check of the contracts and mappings; write nothing."""
-    with explained():
+def check(
+    project_dir: ProjectDir = None, output: OutputFormat = "text", strict: Strict = False
+) -> None:
+    """Run every static check of the contracts, flow catalogue and mappings; write nothing."""
+    with explained(output):
         build = compiler.generate(_project(project_dir))
-    report(build.findings)
-    out.print("no errors" + (f", {len(build.findings)} warning(s)" if build.findings else ""))
+    report(build.findings, output)
+    if output == "text":
+        out.print("no errors" + (f", {len(build.findings)} warning(s)" if build.findings else ""))
+    if reports.failing(build.findings, strict):
+        raise Failed(1)
 
 
 @app.command(name="functions")
@@ -338,7 +365,6 @@ def compat(
     from functools import cache
 
     from ccbmdm.codegen import compat as gate
-    from ccbmdm.codegen.mapping.loader import Finding
     from ccbmdm.codegen.xsd_reader import ContractError, read_contracts
     from ccbmdm.conformance.cases import discover, flow_code, read_case
 
@@ -351,7 +377,7 @@ def compat(
                 try:
                     old = read_contracts(folder)
                 except ContractError as exc:
-                    problems = "\n  ".join(exc.problems)
+                    problems = "\n  ".join(str(finding) for finding in exc.findings)
                     fail(f"the contracts of {against} cannot be read:\n  {problems}")
                 diffs = gate.compare(old, new)
                 if any(c.breaking for d in diffs for c in d.changes):
@@ -496,6 +522,7 @@ def validate(
         ),
     ] = None,
     project_dir: ProjectDir = None,
+    output: OutputFormat = "text",
 ) -> None:
     """Check messages against their contracts; print OK <contract> or every problem."""
     from ccbmdm.codegen.loader import load_contracts
@@ -503,25 +530,33 @@ def validate(
     from ccbmdm.runtime.messages.contracts import UnknownContract
     from ccbmdm.runtime.messages.xmlsafe import XmlRejected
 
-    with explained():
+    with explained(output):
         registry = load_contracts(_project(project_dir))
     failures = 0
+    findings: list[Finding] = []
     for path in files:
         name = "<stdin>" if str(path) == "-" else str(path)
         try:
             data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
         except OSError as exc:
-            err.print(f"{name}: cannot read: {exc.strerror}")
+            findings += reports.message_findings(name, Exception(f"cannot read: {exc.strerror}"))
+            if output == "text":
+                err.print(f"{name}: cannot read: {exc.strerror}")
             failures += 1
             continue
         try:
             codec, _ = registry.decode(data, contract)
         except (XmlRejected, UnknownContract, ContractViolation) as exc:
-            err.print(escape(describe_input_error(name, exc)))
+            findings += reports.message_findings(name, exc)
+            if output == "text":
+                err.print(escape(describe_input_error(name, exc)))
         else:
-            out.print(f"OK {codec.name}" + (f"  {name}" if len(files) > 1 else ""))
+            if output == "text":
+                out.print(f"OK {codec.name}" + (f"  {name}" if len(files) > 1 else ""))
             continue
         failures += 1
+    if output != "text":
+        report(findings, output)
     if failures:
         raise Failed(1)
 
@@ -553,7 +588,12 @@ def conformance(
         ),
     ] = False,
     output: Annotated[
-        Literal["text", "json"], typer.Option("--format", help="text or json.")
+        reports.Format,
+        typer.Option(
+            "--format",
+            help="text, json (every case's result) or sarif (the malformed and failing cases "
+            "as SARIF 2.1.0 findings, for code scanning).",
+        ),
     ] = "text",
     junit: Annotated[
         Path | None, typer.Option(help="Also write a JUnit XML report to this file (for CI).")
@@ -659,6 +699,8 @@ def conformance(
             fail("--against checks a deployment; --update and --coverage work in process", 2)
         if mutate and (case or keyword or update or coverage or junit or against):
             fail("--mutate runs every case of the selected flows: use it with --flow only", 2)
+        if output == "sarif" and (mutate or coverage):
+            fail("--format sarif reports cases; use json with --mutate or --coverage", 2)
         project = _project(project_dir)
         selection = suite.Selection(tuple(flow or ()), tuple(case or ()), keyword)
         try:
@@ -697,7 +739,9 @@ def conformance(
         except OSError as exc:
             fail(f"{junit}: cannot write the JUnit report: {exc.strerror}")
     mappings = measure(kit.lineage, outcomes, flows) if coverage else []
-    if output == "json":
+    if output == "sarif":
+        report([*findings, *suite.failure_findings(outcomes)], output)
+    elif output == "json":
         document = suite.as_json(outcomes, findings)
         if against is not None:
             document["skipped"] = [{"case": s.case.id, "reason": s.reason} for s in skipped]
@@ -1291,6 +1335,7 @@ def _print_demo(report: Any) -> None:
 
 
 docs_app = typer.Typer(
+    context_settings=HELP,
     help="The documentation site: the contract and mapping reference with the guides.",
     no_args_is_help=True,
 )
@@ -1390,6 +1435,7 @@ def docs_serve(
 
 
 sim_app = typer.Typer(
+    context_settings=HELP,
     help="The reference simulators of CCB and MDM, as HTTP services or for one task.",
     no_args_is_help=True,
 )
@@ -1501,8 +1547,12 @@ def _serve_simulator(
     out.print("stopped")
 
 
-ccb_app = typer.Typer(help="The reference CCB: serve it (no command), or one task.")
-mdm_app = typer.Typer(help="The reference MDM: serve it (no command), or one task.")
+ccb_app = typer.Typer(
+    context_settings=HELP, help="The reference CCB: serve it (no command), or one task."
+)
+mdm_app = typer.Typer(
+    context_settings=HELP, help="The reference MDM: serve it (no command), or one task."
+)
 sim_app.add_typer(ccb_app, name="ccb")
 sim_app.add_typer(mdm_app, name="mdm")
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
+from ccbmdm.codegen.diagnostics import Finding, FindingsError, did_you_mean
+from ccbmdm.codegen.mapping.loader import LDict, compose_located, plain, position
 
 System = Literal["ccb", "mdm"]
 PART_NAMES = ("request", "response", "ack", "notification")
@@ -33,12 +34,8 @@ _FLOW_KEYS = {
 }
 
 
-class CatalogueError(Exception):
-    """The catalogue is malformed; lists every problem with the flow it concerns."""
-
-    def __init__(self, path: Path, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(f"{path}:\n" + "\n".join(f"  {p}" for p in problems))
+class CatalogueError(FindingsError):
+    """The catalogue is malformed; lists every problem at its line, with the flow it concerns."""
 
 
 @dataclass(frozen=True)
@@ -84,87 +81,134 @@ class Flow:
         raise KeyError(f"flow {self.code} has no part {name!r}")
 
 
-def load_catalogue(path: Path, contracts: Collection[str] | None = None) -> tuple[Flow, ...]:
-    """Read and check the catalogue; ``contracts`` (names) are those a part may name."""
+def load_catalogue(
+    path: Path, contracts: Collection[str] | None = None, display: str | None = None
+) -> tuple[Flow, ...]:
+    """Read and check the catalogue; ``contracts`` (names) are those a part may name, and
+    ``display`` is how findings name the file (its path as given by default)."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise CatalogueError(path, [f"cannot read the catalogue: {exc}"]) from None
-    problems: list[str] = []
-    flows = []
-    entries = data.get("flows") if isinstance(data, dict) else None
+        located = compose_located(path, display or str(path), "the flow catalogue")
+    except Finding as finding:
+        raise CatalogueError([finding]) from None
+    findings: list[Finding] = []
+    entries = located.get("flows")
     if not isinstance(entries, list):
-        raise CatalogueError(path, ["expected a mapping with a list under `flows`"])
-    for index, entry in enumerate(entries, 1):
-        flow = _flow(entry, f"flow #{index}", contracts, problems)
+        where = position(located, "flows")
+        raise CatalogueError(
+            [Finding(where, "catalogue", "expected a mapping with a list under `flows`")]
+        )
+    flows = []
+    for index, entry in enumerate(entries):
+        check = _Check(located, ("flows", index), f"flow #{index + 1}", findings)
+        flow = check.flow(entry, contracts)
         if flow is not None:
             flows.append(flow)
-    codes = [f.code for f in flows]
-    problems += [
-        f"flow {code} is listed twice" for code in sorted({c for c in codes if codes.count(c) > 1})
-    ]
-    if problems:
-        raise CatalogueError(path, problems)
+    codes: set[str] = set()
+    for index, entry in enumerate(entries):
+        code = str(entry.get("code")) if isinstance(entry, dict) else ""
+        if code in codes:
+            where = position(located, "flows", index, "code")
+            message = "the flow code is listed twice"
+            findings.append(Finding(where, "duplicate-flow", message, path=f"flow {code}"))
+        codes.add(code)
+    if findings:
+        raise CatalogueError(findings)
     return tuple(flows)
 
 
-def _flow(
-    entry: Any, where: str, contracts: Collection[str] | None, problems: list[str]
-) -> Flow | None:
-    if not isinstance(entry, dict):
-        problems.append(f"{where}: expected a mapping")
-        return None
-    where = f"flow {entry.get('code', where)}"
-    missing = sorted(_FLOW_KEYS - entry.keys())
-    unknown = sorted(entry.keys() - _FLOW_KEYS)
-    if missing or unknown:
-        problems += [f"{where}: missing `{key}`" for key in missing]
-        problems += [f"{where}: unknown key `{key}`" for key in unknown]
-        return None
-    choices = {
-        "initiator": ("ccb", "mdm"),
-        "receiver": ("ccb", "mdm"),
-        "mode": ("sync", "async"),
-        "error_policy": ("hold", "supersede"),
-        "ordering_key": ("sync_key", "none"),
-    }
-    for key, allowed in choices.items():
-        if entry[key] not in allowed:
-            problems.append(
-                f"{where}: `{key}` is {entry[key]!r}; expected one of {', '.join(allowed)}"
-            )
-    parts = []
-    raw_parts = entry["parts"] if isinstance(entry["parts"], dict) else {}
-    if not raw_parts:
-        problems.append(f"{where}: `parts` must map part names to sender and receiver contracts")
-    for name, part in raw_parts.items():
-        if name not in PART_NAMES:
-            problems.append(f"{where}: part {name!r} is not one of {', '.join(PART_NAMES)}")
-        if not isinstance(part, dict) or set(part) != {"sender", "receiver"}:
-            problems.append(f"{where}: part {name} needs exactly `sender` and `receiver`")
-            continue
-        # The initiator sends a request or notification, the other system answers it.
-        systems = (entry["initiator"], entry["receiver"])
-        sent_by, received_by = systems[::-1] if name in REPLY_PARTS else systems
-        for role, system in (("sender", sent_by), ("receiver", received_by)):
-            if contracts is not None and part[role] not in contracts:
-                problems.append(f"{where}: part {name} {role} {part[role]!r} is not a contract")
-            elif not str(part[role]).startswith(f"{system}/"):
-                problems.append(
-                    f"{where}: part {name} is sent by {sent_by} to {received_by}, so its {role} "
-                    f"must be a contract of {system}, not {part[role]!r}"
+@dataclass
+class _Check:
+    """The checks of one flow entry, each finding at the line of the key concerned."""
+
+    located: LDict
+    at: tuple[str | int, ...]
+    name: str
+    findings: list[Finding]
+
+    def fail(self, steps: tuple[str | int, ...], rule: str, message: str, hint: str = "") -> None:
+        where = position(self.located, *self.at, *steps)
+        self.findings.append(Finding(where, rule, message, hint, path=self.name))
+
+    def flow(self, located_entry: Any, contracts: Collection[str] | None) -> Flow | None:
+        if not isinstance(located_entry, dict):
+            self.fail((), "catalogue", "expected a mapping")
+            return None
+        entry = plain(located_entry)
+        self.name = f"flow {entry.get('code', self.name)}"
+        missing = sorted(_FLOW_KEYS - entry.keys())
+        unknown = sorted(entry.keys() - _FLOW_KEYS)
+        for key in missing:
+            self.fail((), "catalogue", f"missing `{key}`")
+        for key in unknown:
+            self.fail((key,), "catalogue", f"unknown key `{key}`", did_you_mean(key, _FLOW_KEYS))
+        if missing or unknown:
+            return None
+        choices = {
+            "initiator": ("ccb", "mdm"),
+            "receiver": ("ccb", "mdm"),
+            "mode": ("sync", "async"),
+            "error_policy": ("hold", "supersede"),
+            "ordering_key": ("sync_key", "none"),
+        }
+        for key, allowed in choices.items():
+            if entry[key] not in allowed:
+                self.fail(
+                    (key,),
+                    "catalogue",
+                    f"`{key}` is {entry[key]!r}; expected one of {', '.join(allowed)}",
                 )
-        parts.append(Part(name, part["sender"], part["receiver"], sent_by, received_by))
-    return Flow(
-        number=entry["number"],
-        code=entry["code"],
-        name=entry["name"],
-        initiator=entry["initiator"],
-        receiver=entry["receiver"],
-        mode=entry["mode"],
-        optional=bool(entry["optional"]),
-        error_policy=entry["error_policy"],
-        ordering_key=entry["ordering_key"],
-        reply_timeout=str(entry["reply_timeout"]),
-        parts=tuple(parts),
-    )
+        parts = []
+        raw_parts = entry["parts"] if isinstance(entry["parts"], dict) else {}
+        if not raw_parts:
+            self.fail(
+                ("parts",),
+                "catalogue",
+                "`parts` must map part names to sender and receiver contracts",
+            )
+        for name, part in raw_parts.items():
+            if name not in PART_NAMES:
+                self.fail(
+                    ("parts", name),
+                    "catalogue",
+                    f"part {name!r} is not one of {', '.join(PART_NAMES)}",
+                    did_you_mean(name, PART_NAMES),
+                )
+            if not isinstance(part, dict) or set(part) != {"sender", "receiver"}:
+                self.fail(
+                    ("parts", name),
+                    "catalogue",
+                    f"part {name} needs exactly `sender` and `receiver`",
+                )
+                continue
+            # The initiator sends a request or notification, the other system answers it.
+            systems = (entry["initiator"], entry["receiver"])
+            sent_by, received_by = systems[::-1] if name in REPLY_PARTS else systems
+            for role, system in (("sender", sent_by), ("receiver", received_by)):
+                if contracts is not None and part[role] not in contracts:
+                    self.fail(
+                        ("parts", name, role),
+                        "catalogue-contract",
+                        f"part {name} {role} {part[role]!r} is not a contract",
+                        did_you_mean(str(part[role]), contracts),
+                    )
+                elif not str(part[role]).startswith(f"{system}/"):
+                    self.fail(
+                        ("parts", name, role),
+                        "catalogue-contract",
+                        f"part {name} is sent by {sent_by} to {received_by}, so its {role} "
+                        f"must be a contract of {system}, not {part[role]!r}",
+                    )
+            parts.append(Part(name, part["sender"], part["receiver"], sent_by, received_by))
+        return Flow(
+            number=entry["number"],
+            code=entry["code"],
+            name=entry["name"],
+            initiator=entry["initiator"],
+            receiver=entry["receiver"],
+            mode=entry["mode"],
+            optional=bool(entry["optional"]),
+            error_policy=entry["error_policy"],
+            ordering_key=entry["ordering_key"],
+            reply_timeout=str(entry["reply_timeout"]),
+            parts=tuple(parts),
+        )

@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ccbmdm
+from ccbmdm.codegen.diagnostics import FindingsError
 from ccbmdm.codegen.project import Project, display_path, function_files
 
 if TYPE_CHECKING:
+    from ccbmdm.codegen.diagnostics import Finding
     from ccbmdm.codegen.lineage import Lineage
-    from ccbmdm.codegen.mapping.loader import Finding
 
 PACKAGE_PREFIX = "ccbmdm_contracts_"
 MANIFEST = "manifest.json"
@@ -58,12 +59,8 @@ class FormatError(Exception):
     """The formatter rejected generated code: a generator defect, reported with the file."""
 
 
-class MappingError(Exception):
+class MappingError(FindingsError):
     """The mappings have errors; every finding (warnings too) is listed."""
-
-    def __init__(self, findings: list[Finding]) -> None:
-        self.findings = findings
-        super().__init__("\n".join(str(f) for f in findings))
 
 
 @dataclass(frozen=True)
@@ -164,7 +161,8 @@ def generate(project: Project) -> Build:
     digest = digest_of(inputs)
     before = lineage.previous(project.target / LINEAGE)  # before a compile overwrites it
     contracts = read_contracts(project.contracts)
-    flows = load_catalogue(project.contracts / "flows.yaml", contracts.contracts)
+    catalogue = project.contracts / "flows.yaml"
+    flows = load_catalogue(catalogue, contracts.contracts, display_path(catalogue, project.root))
     renderer = Renderer(contracts)
     library = load_library(project)
     mappings = compile_mappings(
@@ -312,6 +310,12 @@ def compile_project(project: Project) -> Compiled:
     return Compiled(package_dir, _findings(manifest.get("findings", [])), written=False)
 
 
+def recorded_findings(project: Project) -> tuple[Finding, ...]:
+    """The findings of the build of the current inputs, as its manifest keeps them."""
+    manifest = _current_manifest(output_dir(project), read_inputs(project))
+    return _findings(manifest.get("findings", [])) if manifest is not None else ()
+
+
 def staleness(project: Project) -> list[str]:
     """Why target/ does not hold the build of the current inputs, one reason a line.
 
@@ -437,8 +441,7 @@ def _finding_record(finding: Finding) -> dict[str, Any]:
 def _findings(records: list[dict[str, Any]]) -> tuple[Finding, ...]:
     if not records:
         return ()
-    from ccbmdm.codegen.mapping.loader import Finding
-    from ccbmdm.codegen.mapping.syntax import Pos
+    from ccbmdm.codegen.diagnostics import Finding, Pos
 
     return tuple(
         Finding(

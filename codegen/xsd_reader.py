@@ -19,6 +19,7 @@ from xsdata.codegen.parsers.schema import SchemaParser
 from xsdata.models import xsd
 from xsdata.models.mixins import ElementBase
 
+from ccbmdm.codegen.diagnostics import Finding, FindingsError, Pos, did_you_mean
 from ccbmdm.codegen.ir import (
     ComplexType,
     Contract,
@@ -92,12 +93,8 @@ _ALLOWED: dict[str, set[str]] = {
 _UNSUPPORTED_REGEX = re.compile(r"\\[iIcC]|\\p\{Is|\[[^\]]*-\[")
 
 
-class ContractError(Exception):
+class ContractError(FindingsError):
     """One or more contracts are malformed or leave the supported subset."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 @dataclass
@@ -107,28 +104,36 @@ class _Schema:
     path: Path
     display: str
     model: xsd.Schema
-    lines: list[int]
+    elements: list[etree._Element]  # in document order, as xsdata numbers its nodes
+    text: list[str]  # the source lines, to find a column in
     home: Home
     namespace: str | None
     includes: list[Path]
 
     def origin(self, node: ElementBase) -> Origin:
+        return Origin(self.display, self.pos(node).line)
+
+    def pos(self, node: ElementBase, attribute: str | None = None) -> Pos:
+        """Where a declaration is (at ``attribute`` when given, a misspelt type say)."""
         index = node.index - 1
-        line = self.lines[index] if 0 <= index < len(self.lines) else 0
-        return Origin(self.display, line)
+        if not 0 <= index < len(self.elements):
+            return Pos(self.display, 1, 1)
+        return _pos(self.display, self.text, self.elements[index], attribute)
 
 
 @dataclass
 class _Reader:
     root: Path
-    problems: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
     schemas: dict[Path, _Schema] = field(default_factory=dict)
     result: ContractSet = field(default_factory=ContractSet)
     # per file: local name -> declaration, over the file and everything it includes
     _scopes: dict[Path, dict[str, tuple[_Schema, ElementBase]]] = field(default_factory=dict)
+    # where each element is declared, by its contract path (owner type/element)
+    _declared: dict[str, Pos] = field(default_factory=dict)
 
-    def fail(self, where: Origin | str, message: str) -> None:
-        self.problems.append(f"{where}: {message}")
+    def fail(self, where: Pos, rule: str, message: str, hint: str = "", path: str = "") -> None:
+        self.findings.append(Finding(where, rule, message, hint, path=path))
 
     # ---------------------------------------------------------------- loading and subset check
 
@@ -144,21 +149,27 @@ class _Reader:
                 etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False),
             )
         except OSError as exc:
-            self.fail(display, f"cannot read the schema: {exc.strerror}")
+            self.fail(Pos(display, 1, 1), "xsd-syntax", f"cannot read the schema: {exc.strerror}")
             return None
         except etree.XMLSyntaxError as exc:
             line, column = exc.position
-            self.fail(f"{display}:{line}:{column}", f"not well-formed XML: {syntax_reason(exc)}")
+            self.fail(
+                Pos(display, line, column),
+                "xsd-syntax",
+                f"not well-formed XML: {syntax_reason(exc)}",
+            )
             return None
         elements = [e for e in tree.iter() if isinstance(e.tag, str)]
-        self._check_subset(display, tree, elements)
+        text = data.decode("utf-8", errors="replace").splitlines()
+        self._check_subset(display, text, tree, elements)
         parser = SchemaParser(location=path.as_uri())
         model = parser.from_bytes(data, xsd.Schema)
         namespace = model.target_namespace
         home = _home_of(path, namespace)
         if home is None:
             self.fail(
-                display,
+                _pos(display, text, tree, "targetNamespace"),
+                "namespace",
                 f"target namespace {namespace!r} does not belong in folder {path.parent.name}/; "
                 f"expected {SYSTEM_NAMESPACES.get(path.parent.name, _EXPECTED_NAMESPACES)}",
             )
@@ -168,64 +179,80 @@ class _Reader:
             for include in model.includes
             if include.schema_location
         ]
-        schema = _Schema(
-            path, display, model, [e.sourceline or 0 for e in elements], home, namespace, includes
-        )
+        schema = _Schema(path, display, model, elements, text, home, namespace, includes)
         self.schemas[path] = schema
-        for include in includes:
+        for include, node in zip(includes, tree.iterfind(f"{{{XS}}}include"), strict=False):
             included = self.load(include)
             if included is not None and included.namespace is not None:
                 self.fail(
-                    display,
+                    _pos(display, text, node, "schemaLocation"),
+                    "namespace",
                     f"includes {included.display}, which has a target namespace; "
                     "only schemas without one (shared types) may be included",
                 )
         return schema
 
     def _check_subset(
-        self, display: str, tree: etree._Element, elements: list[etree._Element]
+        self, display: str, text: list[str], tree: etree._Element, elements: list[etree._Element]
     ) -> None:
         for node in elements:
             qname = etree.QName(node)
-            where = f"{display}:{node.sourceline}"
+            where = _pos(display, text, node)
             if qname.namespace != XS:
                 if not _inside_documentation(node):
-                    self.fail(where, f"unexpected element {qname.text}")
+                    self.fail(where, "xsd-subset", f"unexpected element {qname.text}")
                 continue
             local = qname.localname
             allowed = _ALLOWED.get(local)
             if allowed is None:
                 self.fail(
-                    where, f"xs:{local} is outside the supported XSD subset (see docs/contracts.md)"
+                    where,
+                    "xsd-subset",
+                    f"xs:{local} is outside the supported XSD subset (see docs/contracts.md)",
                 )
                 continue
             for attribute in node.attrib:
                 if attribute not in allowed:
-                    self.fail(where, f"attribute {attribute} on xs:{local} is not supported")
+                    self.fail(
+                        _pos(display, text, node, str(attribute)),
+                        "xsd-subset",
+                        f"attribute {attribute} on xs:{local} is not supported",
+                    )
             if local == "appinfo":
                 self._check_appinfo(where, node)
             if local == "pattern" and _UNSUPPORTED_REGEX.search(node.get("value", "")):
                 self.fail(
-                    where,
+                    _pos(display, text, node, "value"),
+                    "xsd-subset",
                     f"pattern {node.get('value')!r} uses XSD regex features "
                     "that Python's re cannot express",
                 )
         if tree.get("elementFormDefault") != "qualified":
             self.fail(
-                f"{display}:{tree.sourceline}", 'xs:schema must say elementFormDefault="qualified"'
+                _pos(display, text, tree),
+                "xsd-subset",
+                'xs:schema must say elementFormDefault="qualified"',
             )
 
-    def _check_appinfo(self, where: str, node: etree._Element) -> None:
+    def _check_appinfo(self, where: Pos, node: etree._Element) -> None:
         """The only appinfo the contracts use is the empty personal-data marker, on an
         element or a complex type."""
         if node.get("source") != PERSONAL_DATA:
-            self.fail(where, f'xs:appinfo needs source="{PERSONAL_DATA}" (the only marker known)')
+            self.fail(
+                where,
+                "personal-data",
+                f'xs:appinfo needs source="{PERSONAL_DATA}" (the only marker known)',
+            )
         elif len(node) or (node.text or "").strip():
-            self.fail(where, "the personal-data xs:appinfo marker must be empty")
+            self.fail(where, "personal-data", "the personal-data xs:appinfo marker must be empty")
         annotated = node.getparent()
         owner = None if annotated is None else annotated.getparent()
         if owner is None or etree.QName(owner).localname not in ("element", "complexType"):
-            self.fail(where, "the personal-data marker belongs on an xs:element or xs:complexType")
+            self.fail(
+                where,
+                "personal-data",
+                "the personal-data marker belongs on an xs:element or xs:complexType",
+            )
 
     # ---------------------------------------------------------------- scopes and lookups
 
@@ -251,29 +278,48 @@ class _Reader:
         return scope
 
     def lookup(
-        self, schema: _Schema, kind: str, qname: str, where: Origin
+        self, schema: _Schema, kind: str, qname: str, where: Pos, path: str = ""
     ) -> tuple[_Schema, ElementBase] | None:
         prefix, _, local = qname.rpartition(":")
         namespace = _namespace(schema, prefix)
         if namespace not in (schema.namespace, None) and namespace != XS:
-            self.fail(where, f"{qname} is in namespace {namespace}, which this schema cannot see")
+            self.fail(
+                where,
+                "namespace",
+                f"{qname} is in namespace {namespace}, which this schema cannot see",
+                path=path,
+            )
             return None
         found = self.scope(schema).get(f"{kind}:{local}")
         if found is None:
             self.fail(
-                where, f"no {_KIND_WORD[kind]} named {local} in this schema or what it includes"
+                where,
+                "unknown-type",
+                f"no {_KIND_WORD[kind]} named {local} in this schema or what it includes",
+                did_you_mean(local, self.names(schema, kind)),
+                path,
             )
         return found
 
+    def names(self, schema: _Schema, *kinds: str) -> list[str]:
+        """The names of the declarations of ``kinds`` a schema sees, for did-you-mean hints."""
+        return [
+            key.partition(":")[2] for key in self.scope(schema) if key.partition(":")[0] in kinds
+        ]
+
     # ---------------------------------------------------------------- simple types
 
-    def simple_type(self, schema: _Schema, qname: str, where: Origin) -> tuple[Home, str] | None:
+    def simple_type(
+        self, schema: _Schema, qname: str, where: Pos, path: str = ""
+    ) -> tuple[Home, str] | None:
         prefix, _, local = qname.rpartition(":")
         if _namespace(schema, prefix) == XS:
             if local not in _BUILTINS:
                 self.fail(
                     where,
+                    "xsd-subset",
                     f"built-in type xs:{local} is not supported; use one of {sorted(_BUILTINS)}",
+                    path=path,
                 )
                 return None
             key: tuple[Home, str] = ("common", f"xs:{local}")
@@ -283,7 +329,7 @@ class _Reader:
                     f"xs:{local}", "common", primitive, facets, "", None
                 )
             return key
-        found = self.lookup(schema, "SimpleType", qname, where)
+        found = self.lookup(schema, "SimpleType", qname, where, path)
         if found is None:
             return None
         owner, node = found
@@ -297,9 +343,14 @@ class _Reader:
         origin = schema.origin(node)
         restriction = node.restriction
         if restriction is None or not restriction.base:
-            self.fail(origin, f"simple type {name} must be an xs:restriction with a base")
+            self.fail(
+                schema.pos(node),
+                "xsd-subset",
+                f"simple type {name} must be an xs:restriction with a base",
+                path=name,
+            )
             return None
-        base_key = self.simple_type(schema, restriction.base, origin)
+        base_key = self.simple_type(schema, restriction.base, schema.pos(restriction, "base"), name)
         if base_key is None:
             return None
         base = self.result.simple_types[base_key]
@@ -311,8 +362,10 @@ class _Reader:
 
     # ---------------------------------------------------------------- complex types
 
-    def complex_type(self, schema: _Schema, qname: str, where: Origin) -> tuple[Home, str] | None:
-        found = self.lookup(schema, "ComplexType", qname, where)
+    def complex_type(
+        self, schema: _Schema, qname: str, where: Pos, path: str = ""
+    ) -> tuple[Home, str] | None:
+        found = self.lookup(schema, "ComplexType", qname, where, path)
         if found is None:
             return None
         owner, node = found
@@ -328,32 +381,43 @@ class _Reader:
         if existing is not None:
             if existing.origin != origin:
                 self.fail(
-                    origin, f"complex type {name} is also defined at {existing.origin}; rename one"
+                    schema.pos(node),
+                    "duplicate-type",
+                    f"complex type {name} is also defined at {existing.origin}",
+                    "rename one",
+                    name,
                 )
             return key
         personal = _personal(node)
         # A placeholder first, so that recursive references terminate.
         self.result.complex_types[key] = ComplexType(name, schema.home, (), doc, origin, personal)
         particles = (
-            tuple(self.particles(schema, node.sequence, name, origin, personal))
+            tuple(self.particles(schema, node.sequence, name, schema.pos(node), personal))
             if node.sequence
             else ()
         )
         if node.mixed:
-            self.fail(origin, f"complex type {name} must not be mixed")
+            self.fail(
+                schema.pos(node), "xsd-subset", f"complex type {name} must not be mixed", path=name
+            )
         self.result.complex_types[key] = ComplexType(
             name, schema.home, particles, doc, origin, personal
         )
         return key
 
     def particles(
-        self, schema: _Schema, sequence: xsd.Sequence, owner: str, where: Origin, personal: bool
+        self, schema: _Schema, sequence: xsd.Sequence, owner: str, where: Pos, personal: bool
     ) -> Iterator[Particle]:
         if sequence.min_occurs != 1 or sequence.max_occurs != 1:
-            self.fail(where, "an xs:sequence must occur exactly once")
+            self.fail(where, "xsd-subset", "an xs:sequence must occur exactly once", path=owner)
         members: list[ElementBase] = [*sequence.elements, *sequence.groups, *sequence.any]
         if sequence.choices or sequence.sequences:
-            self.fail(where, "nested xs:choice or xs:sequence is outside the supported subset")
+            self.fail(
+                where,
+                "xsd-subset",
+                "nested xs:choice or xs:sequence is outside the supported subset",
+                path=owner,
+            )
         for member in sorted(members, key=lambda m: m.index):
             if isinstance(member, xsd.Group):
                 yield from self.group(schema, member, owner, personal)
@@ -376,19 +440,29 @@ class _Reader:
     def group(
         self, schema: _Schema, ref: xsd.Group, owner: str, personal: bool
     ) -> Iterator[Particle]:
-        where = schema.origin(ref)
+        where = schema.pos(ref)
         if ref.min_occurs != 1 or ref.max_occurs != 1:
-            self.fail(where, f"group reference {ref.ref} must occur exactly once")
-        found = self.lookup(schema, "Group", ref.ref, where)
+            self.fail(
+                where,
+                "xsd-subset",
+                f"group reference {ref.ref} must occur exactly once",
+                path=owner,
+            )
+        found = self.lookup(schema, "Group", ref.ref, schema.pos(ref, "ref"), owner)
         if found is None:
             return
         owner_schema, node = found
         group = cast(xsd.Group, node)
         if group.sequence is None:
-            self.fail(owner_schema.origin(group), f"group {group.name} must hold an xs:sequence")
+            self.fail(
+                owner_schema.pos(group),
+                "xsd-subset",
+                f"group {group.name} must hold an xs:sequence",
+                path=str(group.name),
+            )
             return
         yield from self.particles(
-            owner_schema, group.sequence, owner, owner_schema.origin(group), personal
+            owner_schema, group.sequence, owner, owner_schema.pos(group), personal
         )
 
     def element(
@@ -396,10 +470,18 @@ class _Reader:
     ) -> Particle | None:
         """One element; personal when marked, or when the type that declares it is."""
         origin = schema.origin(node)
+        where = schema.pos(node)
         name = node.name
         if not name:
-            self.fail(origin, "an element must have a name (element references are not supported)")
+            self.fail(
+                where,
+                "xsd-subset",
+                "an element must have a name (element references are not supported)",
+                path=owner,
+            )
             return None
+        path = f"{owner}/{name}"
+        self._declared.setdefault(path, where)
         doc = _doc(node)
         max_occurs = _max(node.max_occurs)
         if node.complex_type is not None:
@@ -407,24 +489,29 @@ class _Reader:
             kind = "complex"
         elif node.simple_type is not None:
             self.fail(
-                origin, f"element {name}: name its simple type instead of declaring it inline"
+                where,
+                "xsd-subset",
+                "name the element's simple type instead of declaring it inline",
+                path=path,
             )
             return None
         elif node.type:
-            resolved = self._resolve_type(schema, node.type, origin)
+            resolved = self._resolve_type(schema, node.type, schema.pos(node, "type"), path)
             if resolved is None:
                 return None
             kind, key = resolved
         else:
-            self.fail(origin, f"element {name} needs a type")
+            self.fail(where, "xsd-subset", "the element needs a type", path=path)
             return None
         marked = _personal(node)
         of_personal_type = kind == "complex" and self.result.complex_types[key].personal
         if marked and kind == "complex":
             self.fail(
-                origin,
-                f"element {name}: mark its complex type as personal data, not the element "
-                "(everything in the type is then personal)",
+                where,
+                "personal-data",
+                "mark the element's complex type as personal data, not the element",
+                "everything in the type is then personal",
+                path,
             )
         return Particle(
             kind,  # type: ignore[arg-type]
@@ -447,27 +534,38 @@ class _Reader:
                 assert particle.type_key is not None
                 inner = self.result.complex_types.get(particle.type_key)
                 if inner is not None and not inner.personal:
+                    path = f"{complex_type.name}/{particle.name}"
+                    where = Pos(particle.origin.file, particle.origin.line, 1)
                     self.fail(
-                        particle.origin,
-                        f"element {particle.name} of personal type {complex_type.name}: mark "
-                        f"its type {inner.name} as personal data too",
+                        self._declared.get(path, where),
+                        "personal-data",
+                        f"mark its type {inner.name} as personal data too: the element is in "
+                        f"personal type {complex_type.name}",
+                        path=path,
                     )
 
     def _resolve_type(
-        self, schema: _Schema, qname: str, where: Origin
+        self, schema: _Schema, qname: str, where: Pos, path: str = ""
     ) -> tuple[str, tuple[Home, str]] | None:
         prefix, _, local = qname.rpartition(":")
         if _namespace(schema, prefix) == XS:
-            key = self.simple_type(schema, qname, where)
+            key = self.simple_type(schema, qname, where, path)
             return None if key is None else ("simple", key)
         scope = self.scope(schema)
         if f"SimpleType:{local}" in scope:
-            key = self.simple_type(schema, qname, where)
+            key = self.simple_type(schema, qname, where, path)
             return None if key is None else ("simple", key)
         if f"ComplexType:{local}" in scope:
-            key = self.complex_type(schema, qname, where)
+            key = self.complex_type(schema, qname, where, path)
             return None if key is None else ("complex", key)
-        self.fail(where, f"no type named {local} in this schema or what it includes")
+        self.fail(
+            where,
+            "unknown-type",
+            f"no type named {local}",
+            did_you_mean(local, self.names(schema, "SimpleType", "ComplexType"))
+            or "declare it in this schema or one it includes",
+            path,
+        )
         return None
 
     # ---------------------------------------------------------------- contracts
@@ -476,29 +574,40 @@ class _Reader:
         roots = schema.model.elements
         if schema.namespace is None:
             for node in roots:
-                self.fail(schema.origin(node), "a shared-type schema declares no global element")
+                self.fail(
+                    schema.pos(node),
+                    "message-root",
+                    "a shared-type schema declares no global element",
+                    path=str(node.name),
+                )
             return
         if len(roots) != 1:
             self.fail(
-                schema.display,
+                _pos(schema.display, schema.text, schema.elements[0]),
+                "message-root",
                 f"a message schema declares exactly one global element, not {len(roots)}",
             )
             return
         node = roots[0]
-        origin = schema.origin(node)
+        where = schema.pos(node)
         root = cast(str, node.name)
         if root != schema.path.stem:
-            self.fail(origin, f"root element {root} must be named as its file, {schema.path.stem}")
+            self.fail(
+                where,
+                "message-root",
+                f"root element {root} must be named as its file, {schema.path.stem}",
+                path=root,
+            )
         if node.complex_type is not None:
             key = self.define_complex(schema, node.complex_type, root, _doc(node))
         elif node.type:
-            resolved = self._resolve_type(schema, node.type, origin)
+            resolved = self._resolve_type(schema, node.type, schema.pos(node, "type"), root)
             if resolved is None or resolved[0] != "complex":
-                self.fail(origin, f"root element {root} needs a complex type")
+                self.fail(where, "message-root", "the root element needs a complex type", path=root)
                 return
             key = resolved[1]
         else:
-            self.fail(origin, f"root element {root} needs a type")
+            self.fail(where, "message-root", "the root element needs a type", path=root)
             return
         name = f"{schema.home}/{root}"
         self.result.contracts[name] = Contract(
@@ -520,14 +629,17 @@ _KIND_WORD = {"SimpleType": "simple type", "ComplexType": "complex type", "Group
 def read_contracts(contracts_dir: Path) -> ContractSet:
     """Every XSD under ``contracts_dir``/{common,ccb,mdm}, as one contract set.
 
-    Raises ContractError listing every problem found, each with file and line.
+    Raises ContractError listing every problem found, each with file, line and column.
     """
     reader = _Reader(contracts_dir.parent)
     files = sorted(
         path for system in SYSTEM_NAMESPACES for path in (contracts_dir / system).glob("*.xsd")
     )
     if not files:
-        raise ContractError([f"{contracts_dir}: no XSD files under common/, ccb/ or mdm/"])
+        where = Pos(display_path(contracts_dir, contracts_dir.parent), 1, 1)
+        raise ContractError(
+            [Finding(where, "xsd-syntax", "no XSD files under common/, ccb/ or mdm/")]
+        )
     for path in files:
         reader.load(path)
     for schema in list(reader.schemas.values()):
@@ -539,8 +651,9 @@ def read_contracts(contracts_dir: Path) -> ContractSet:
             )
         reader.contract(schema)
     reader.check_personal_types()
-    if reader.problems:
-        raise ContractError(sorted(set(reader.problems), key=reader.problems.index))
+    if reader.findings:
+        unique = {str(finding): finding for finding in reader.findings}
+        raise ContractError(list(unique.values()))
     return reader.result
 
 
@@ -624,3 +737,36 @@ def _personal(node: ElementBase) -> bool:
 
 def _inside_documentation(node: etree._Element) -> bool:
     return any(etree.QName(parent).localname == "documentation" for parent in node.iterancestors())
+
+
+def _pos(
+    display: str, text: list[str], element: etree._Element, attribute: str | None = None
+) -> Pos:
+    """Where an element's start tag (or one of its attributes) is. lxml gives the line where
+    the start tag ends; the text gives the line where it begins and the column (1 when the text
+    does not show the tag)."""
+    end_line = element.sourceline or 1
+    qname = etree.QName(element)
+    tag = f"<{element.prefix}:{qname.localname}" if element.prefix else f"<{qname.localname}"
+    pattern = re.compile(re.escape(tag) + r"(?=[\s/>]|$)")
+    name = element.get("name")
+    for line in range(end_line, max(end_line - 20, 0), -1):
+        source = text[line - 1] if line <= len(text) else ""
+        starts = [m.start() for m in pattern.finditer(source)]
+        if name is not None and len(starts) > 1:
+            named = re.compile(rf"[^>]*\bname\s*=\s*[\"']{re.escape(name)}[\"']")
+            starts = [i for i in starts if named.match(source, i)] or starts
+        if starts:
+            break
+    else:
+        return Pos(display, end_line, 1)
+    column = starts[0]
+    if attribute is not None:
+        local = etree.QName(attribute).localname if attribute.startswith("{") else attribute
+        found = re.compile(rf"\b{re.escape(local)}\s*=")
+        for at in range(line, end_line + 1):
+            source = text[at - 1] if at <= len(text) else ""
+            hit = found.search(source, column if at == line else 0)
+            if hit is not None:
+                return Pos(display, at, hit.start() + 1)
+    return Pos(display, line, column + 1)

@@ -30,7 +30,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ccbmdm.codegen.catalogue import Flow, Part
-from ccbmdm.codegen.mapping.loader import Finding
+from ccbmdm.codegen.diagnostics import Finding
 from ccbmdm.conformance.cases import Case, FlowCase, MappingCase
 from ccbmdm.conformance.compare import Difference
 from ccbmdm.conformance.limit import DEFAULT_TIME_LIMIT_S, limit_of

@@ -11,14 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ccbmdm.codegen.diagnostics import Finding, Pos
 from ccbmdm.codegen.mapping.loader import (
-    Finding,
     LDict,
     compose_located,
     file_validator,
     validate_located,
 )
-from ccbmdm.codegen.mapping.syntax import Pos
 from ccbmdm.codegen.project import Project
 
 ALLOWED_FILE = "mutants-allowed.yaml"

@@ -12,8 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ccbmdm.codegen.diagnostics import Finding, Pos
 from ccbmdm.codegen.mapping.loader import (
-    Finding,
     LDict,
     LScalar,
     LStr,
@@ -21,7 +21,6 @@ from ccbmdm.codegen.mapping.loader import (
     file_validator,
     validate_located,
 )
-from ccbmdm.codegen.mapping.syntax import Pos
 from ccbmdm.codegen.project import Project
 from ccbmdm.runtime.messages.lexical import configured_datetime
 

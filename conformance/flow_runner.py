@@ -23,9 +23,8 @@ import yaml
 from deepdiff import DeepDiff
 from pydantic import BaseModel
 
+from ccbmdm.codegen.diagnostics import Finding, Pos
 from ccbmdm.codegen.ir import ContractSet
-from ccbmdm.codegen.mapping.loader import Finding
-from ccbmdm.codegen.mapping.syntax import Pos
 from ccbmdm.codegen.project import Project
 from ccbmdm.conformance.cases import HINT, Case, FlowCase, Step, flow_code
 from ccbmdm.conformance.compare import (

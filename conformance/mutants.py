@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 
+from ccbmdm.codegen.diagnostics import Pos
 from ccbmdm.codegen.ir import ContractSet, Home, Particle, SimpleType
 from ccbmdm.codegen.mapping.binder import plain
 from ccbmdm.codegen.mapping.facets import facet_problem, lexical_of
@@ -33,7 +34,6 @@ from ccbmdm.codegen.mapping.syntax import (
     MapRule,
     Path,
     PathRule,
-    Pos,
     Rule,
     Rules,
     StructRule,

@@ -19,10 +19,11 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from ccbmdm.codegen.compiler import mapping_files
+from ccbmdm.codegen.diagnostics import Finding
 from ccbmdm.codegen.mapping.binder import Binder
 from ccbmdm.codegen.mapping.compile import render_transformer
 from ccbmdm.codegen.mapping.functions import load_library
-from ccbmdm.codegen.mapping.loader import SCHEMA_FILE, Finding, load_fragment, load_mapping
+from ccbmdm.codegen.mapping.loader import SCHEMA_FILE, load_fragment, load_mapping
 from ccbmdm.codegen.mapping.syntax import Mapping, Rules
 from ccbmdm.codegen.project import display_path
 from ccbmdm.codegen.render import Renderer

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from ccbmdm.codegen.compiler import MappingError
-from ccbmdm.codegen.mapping.loader import Finding
+from ccbmdm.codegen.diagnostics import Finding
 from ccbmdm.codegen.project import PROJECT_FILE, Project, ProjectError
 from ccbmdm.codegen.xsd_reader import ContractError
 from ccbmdm.conformance.cases import CASE_FILE, read_case

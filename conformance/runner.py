@@ -21,10 +21,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from ccbmdm.codegen.compiler import LINEAGE
+from ccbmdm.codegen.diagnostics import Finding, Pos
 from ccbmdm.codegen.ir import ContractSet
 from ccbmdm.codegen.loader import load_contracts, load_package
-from ccbmdm.codegen.mapping.loader import Finding
-from ccbmdm.codegen.mapping.syntax import Pos
 from ccbmdm.codegen.project import Project
 from ccbmdm.codegen.xsd_reader import read_contracts
 from ccbmdm.conformance.cases import CASE_FILE, HINT, Case, FlowCase, MappingCase

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-from ccbmdm.codegen.mapping.loader import Finding
+from ccbmdm.codegen.diagnostics import Finding
 from ccbmdm.codegen.project import Project
-from ccbmdm.conformance.cases import Case, discover, flow_code, read_case
+from ccbmdm.conformance.cases import CASE_FILE, Case, discover, flow_code, read_case
 from ccbmdm.conformance.outcome import Outcome
 
 
@@ -196,3 +196,18 @@ def write_junit(path: Path, outcomes: list[Outcome], findings: list[Finding]) ->
 def failure_lines(outcome: Outcome) -> list[str]:
     """What a failed case prints: its problems, then each difference on its own line."""
     return [*outcome.problems, *(str(d) for d in outcome.differences)]
+
+
+def failure_findings(outcomes: Iterable[Outcome]) -> list[Finding]:
+    """Each failing case as findings at its case.yaml (for SARIF): one per difference from its
+    golden, naming the mapping rule that writes the field, and one per problem."""
+    found: list[Finding] = []
+    for outcome in outcomes:
+        where = outcome.case.at(CASE_FILE)  # the file's first line: the case as a whole
+        for difference in outcome.differences:
+            message = f"expected {difference.expected}, actual {difference.actual}"
+            hint = f"written by {difference.rule}" if difference.rule else ""
+            found.append(Finding(where, "case-failed", message, hint, path=difference.path))
+        for problem in outcome.problems:
+            found.append(Finding(where, "case-failed", problem))
+    return found

@@ -26,7 +26,17 @@ from ccbmdm.codegen.project import Project
 from ccbmdm.codegen.xsd_reader import read_contracts
 from ccbmdm.runtime.messages.mapping import CodeTables
 
-from . import cli_reference, code_tables, diagrams, findings, flows, mappings, messages, schemas
+from . import (
+    cli_reference,
+    code_tables,
+    diagrams,
+    findings,
+    flows,
+    mappings,
+    messages,
+    rules,
+    schemas,
+)
 from .flows import CaseSummary
 
 GUIDES = "guides"
@@ -182,6 +192,8 @@ def write_pages(
     if cli is not None:
         _write(docs / cli_reference.PAGE, cli_reference.page(cli))
         nav.append({"Command line": cli_reference.PAGE})
+    _write(docs / rules.PAGE, rules.page())
+    nav.append({"Rules": rules.PAGE})
     mapping_schema = schemas.mapping_schema(project)
     schemas.write(docs, [*([mapping_schema] if mapping_schema else []), *published])
     nav.append({"Schemas": schemas.PAGE})

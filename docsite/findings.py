@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ccbmdm.codegen.mapping.loader import Finding
+from ccbmdm.codegen.diagnostics import Finding
 from ccbmdm.codegen.project import Project, display_path
 from ccbmdm.runtime.messages.mapping import CodeTables
 

@@ -112,7 +112,10 @@ def test_compile_reports_contract_problems_with_file_and_line(
     person.write_text(person.read_text().replace('type="TextType"', 'type="TextTyp"', 1))
     code, out, err = ccbmdm(capsys, "compile", "--project-dir", str(scratch.root))
     assert code == 1 and out == ""
-    assert "contracts/ccb/PersonSyncRequest.xsd:33: no type named TextTyp" in err
+    assert (
+        "contracts/ccb/PersonSyncRequest.xsd:33:37: error[unknown-type]: PersonType/entityName: "
+        "no type named TextTyp (did you mean TextType?)\n" in err
+    )
 
 
 def test_commands_find_the_project_upward(

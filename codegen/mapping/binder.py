@@ -9,14 +9,13 @@ is looser than the target's) gets a run-time check that fails with the rule's po
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 
+from ccbmdm.codegen.diagnostics import Finding, Pos, Severity, did_you_mean
 from ccbmdm.codegen.ir import ComplexType, ContractSet, Facets, Home, Particle, SimpleType
 from ccbmdm.codegen.mapping.facets import facet_problem, lexical_of, subsumes
 from ccbmdm.codegen.mapping.functions import BUILT_INS, PYTHON_TYPES, Function, unknown_hint
-from ccbmdm.codegen.mapping.loader import Finding
 from ccbmdm.codegen.mapping.syntax import (
     Combine,
     Condition,
@@ -29,7 +28,6 @@ from ccbmdm.codegen.mapping.syntax import (
     MapRule,
     Path,
     PathRule,
-    Pos,
     Present,
     Rule,
     Rules,
@@ -142,7 +140,7 @@ class Binder:
                     pos,
                     "unknown-contract",
                     f"no contract named {name}",
-                    _suggest(name, list(self.contracts.contracts)),
+                    did_you_mean(name, list(self.contracts.contracts)),
                 )
         if source is None or target is None:
             return
@@ -154,7 +152,7 @@ class Binder:
                     mapping.pos,
                     "unknown-fragment",
                     f"no fragment named {name}",
-                    _suggest(name, list(self.fragments)),
+                    did_you_mean(name, list(self.fragments)),
                 )
                 continue
             for key, rule in fragment.entries.items():
@@ -174,7 +172,7 @@ class Binder:
         self.structure(scope, rules, mapping.pos, "_b0")
 
     def fail(
-        self, pos: Pos, rule: str, message: str, hint: str = "", severity: str = "error"
+        self, pos: Pos, rule: str, message: str, hint: str = "", severity: Severity | None = None
     ) -> None:
         self.findings.append(Finding(pos, rule, message, hint, severity, self._target_path))
 
@@ -190,7 +188,7 @@ class Binder:
                     rules.key_pos[key],
                     "unknown-target",
                     f"<{key}> is not an element of {_type_label(target)}",
-                    _suggest(key, list(particles)),
+                    did_you_mean(key, list(particles)),
                 )
         self._target_path = scope.target_xpath.replace("[]", "")
         for particle in target.particles:
@@ -729,7 +727,7 @@ class Binder:
                 rule.pos,
                 "unknown-table",
                 f"no code table named {rule.table}",
-                _suggest(rule.table, list(self.tables)),
+                did_you_mean(rule.table, list(self.tables)),
             )
             return None
         self.tables_used.add(table.name)
@@ -766,7 +764,7 @@ class Binder:
                     rule.pos,
                     "table-column",
                     f"{table.name} has value columns {', '.join(table.values)}; name one with column:",
-                    _suggest(column, list(table.values)),
+                    did_you_mean(column, list(table.values)),
                 )
                 return None
             cells = [row[column] for row in table.rows.values()]
@@ -943,7 +941,7 @@ class Binder:
                 rule.path.pos,
                 "target-path",
                 f"<{rule.path}> is not an element of this structure computed before this rule",
-                _suggest(head, list(scope.built)),
+                did_you_mean(head, list(scope.built)),
             )
             return None
         var, particle = scope.built[head]
@@ -960,7 +958,7 @@ class Binder:
                     rule.path.pos,
                     "target-path",
                     f"no <{step}> in the target structure",
-                    _suggest(step, list(inner)),
+                    did_you_mean(step, list(inner)),
                 )
                 return None
             particle = inner[step]
@@ -1016,7 +1014,7 @@ class Binder:
                     path.pos,
                     "unknown-source-path",
                     f"{_type_label(complex_type)} ({where}) has no element <{step}>",
-                    _suggest(step, names),
+                    did_you_mean(step, names),
                 )
                 return None
             particles.append(found)
@@ -1251,11 +1249,6 @@ def _simple_name(simple: SimpleType) -> str:
 
 def _type_label(complex_type: ComplexType) -> str:
     return complex_type.name
-
-
-def _suggest(name: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
-    return f"did you mean {close[0]}?" if close else ""
 
 
 def _mismatch(source: SimpleType, target: SimpleType, name: str) -> str:

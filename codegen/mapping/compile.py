@@ -11,17 +11,17 @@ from typing import Any
 import jinja2
 
 from ccbmdm.codegen.catalogue import Flow
+from ccbmdm.codegen.diagnostics import Finding, Pos
 from ccbmdm.codegen.ir import ContractSet
 from ccbmdm.codegen.mapping.binder import Binder, elements, leaves
 from ccbmdm.codegen.mapping.functions import Function
 from ccbmdm.codegen.mapping.loader import (
     SCHEMA_FILE,
-    Finding,
     load_fragment,
     load_mapping,
     table_positions,
 )
-from ccbmdm.codegen.mapping.syntax import Mapping, Pos, Rules
+from ccbmdm.codegen.mapping.syntax import Mapping, Rules
 from ccbmdm.codegen.project import display_path
 from ccbmdm.runtime.messages.mapping import CodeTable, RuleSite, read_table
 
@@ -172,9 +172,7 @@ def compile_mappings(
     for name, pos in sorted(table_pos.items()):
         if name not in used:
             result.findings.append(
-                Finding(
-                    pos, "unused-table", f"no mapping uses code table {name}", severity="warning"
-                )
+                Finding(pos, "unused-table", f"no mapping uses code table {name}")
             )
     return result
 
@@ -238,7 +236,6 @@ def _check_table(table: CodeTable, located: Any, result: MappingBuild) -> None:
                 "pass-through",
                 f"{table.name} passes unknown codes through unchanged",
                 "the reference project fails on a miss (PD-C05)",
-                severity="warning",
             )
         )
     if table.miss == "default" and (

@@ -12,6 +12,9 @@ from typing import Any
 import jsonschema
 import yaml
 
+# Re-exported, for code that imports the finding types from the loader.
+from ccbmdm.codegen.diagnostics import Finding as Finding
+from ccbmdm.codegen.diagnostics import Pos as Pos
 from ccbmdm.codegen.mapping.syntax import (
     Combine,
     Compare,
@@ -26,7 +29,6 @@ from ccbmdm.codegen.mapping.syntax import (
     Modifiers,
     Path,
     PathRule,
-    Pos,
     Present,
     Rule,
     Rules,
@@ -39,32 +41,6 @@ from ccbmdm.codegen.mapping.syntax import (
 )
 
 SCHEMA_FILE = "mapping.schema.json"
-
-
-class Finding(Exception):
-    """One problem at a position; the compiler collects them (see `diagnostics`)."""
-
-    def __init__(
-        self,
-        pos: Pos,
-        rule: str,
-        message: str,
-        hint: str = "",
-        severity: str = "error",
-        path: str = "",
-    ) -> None:
-        super().__init__(message)
-        self.pos = pos
-        self.rule = rule
-        self.message = message
-        self.hint = hint
-        self.severity = severity
-        self.path = path  # the contract path concerned: the target element being written
-
-    def __str__(self) -> str:
-        hint = f" ({self.hint})" if self.hint else ""
-        path = f"{self.path}: " if self.path else ""
-        return f"{self.pos}: {self.severity}[{self.rule}]: {path}{self.message}{hint}"
 
 
 # ---------------------------------------------------------------- YAML with positions
@@ -117,12 +93,12 @@ def _located(node: yaml.Node, file: str) -> Any:
     return LScalar(value, pos)
 
 
-def _plain(data: Any) -> Any:
-    """The located data as plain JSON-like values, for the schema validator."""
+def plain(data: Any) -> Any:
+    """The located data as plain JSON-like values (for the schema validator, say)."""
     if isinstance(data, dict):
-        return {k: _plain(v) for k, v in data.items()}
+        return {k: plain(v) for k, v in data.items()}
     if isinstance(data, list):
-        return [_plain(v) for v in data]
+        return [plain(v) for v in data]
     if isinstance(data, LScalar):
         return data.value
     return str(data)
@@ -140,6 +116,11 @@ def _pos_of(data: Any, path: Iterator[str | int], fallback: Pos) -> Pos:
             break
         here = getattr(data, "pos", here)
     return here
+
+
+def position(data: LDict, *steps: str | int) -> Pos:
+    """Where the value at ``steps`` in located data is (the nearest one's that exists)."""
+    return _pos_of(data, iter(steps), data.pos)
 
 
 @cache
@@ -216,7 +197,7 @@ def compose_located(path: FilePath, display: str, what: str) -> LDict:
 
 def validate_located(data: LDict, validator: jsonschema.protocols.Validator, hint: str) -> None:
     """Raise the schema error that best explains what is wrong, at its line and column."""
-    errors = sorted(validator.iter_errors(_plain(data)), key=lambda e: list(e.absolute_path))
+    errors = sorted(validator.iter_errors(plain(data)), key=lambda e: list(e.absolute_path))
     if errors:
         best = jsonschema.exceptions.best_match(errors)
         # Inside a choice (a rule has several forms), the form closest to what was written

@@ -5,19 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ccbmdm.codegen.diagnostics import Pos as Pos  # re-exported for importers of the syntax tree
+
 Literal_ = str | int | float | bool
-
-
-@dataclass(frozen=True)
-class Pos:
-    """A position in a mapping file (1-based line and column)."""
-
-    file: str
-    line: int
-    column: int
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}"
 
 
 @dataclass(frozen=True)

@@ -49,9 +49,11 @@ def test_problems_name_the_flow(tmp_path: Path, registry: ContractRegistry) -> N
     )
     with pytest.raises(CatalogueError) as caught:
         load_catalogue(broken, registry.by_name)
-    assert caught.value.problems == [
-        "flow PERSON_SYNC: part request sender 'ccb/PersonSyncRequst' is not a contract",
-        "flow PERSON_SYNC: part ack is sent by mdm to ccb, so its sender must be a contract of mdm, "
-        "not 'ccb/SyncAcknowledgement'",
-        "flow HIGH_LOW: `mode` is 'blocking'; expected one of sync, async",
+    assert [str(finding) for finding in caught.value.findings] == [
+        f"{broken}:19:25: error[catalogue-contract]: flow PERSON_SYNC: part request sender "
+        "'ccb/PersonSyncRequst' is not a contract (did you mean ccb/PersonSyncRequest?)",
+        f"{broken}:20:21: error[catalogue-contract]: flow PERSON_SYNC: part ack is sent by mdm to "
+        "ccb, so its sender must be a contract of mdm, not 'ccb/SyncAcknowledgement'",
+        f"{broken}:181:11: error[catalogue]: flow HIGH_LOW: `mode` is 'blocking'; expected one of "
+        "sync, async",
     ]

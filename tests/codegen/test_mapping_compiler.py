@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from ccbmdm.codegen import compiler
+from ccbmdm.codegen.diagnostics import Finding
 from ccbmdm.codegen.loader import load_contracts, load_package
-from ccbmdm.codegen.mapping.loader import Finding
 from ccbmdm.codegen.project import Project
 from ccbmdm.runtime.messages.functions import FUNCTIONS
 from ccbmdm.runtime.messages.mapping import CodeTables, Context, TransformError

@@ -31,7 +31,7 @@ def contracts_with(tmp_path: Path, name: str, body: str) -> Path:
 def problems_of(folder: Path) -> list[str]:
     with pytest.raises(ContractError) as caught:
         read_contracts(folder)
-    return caught.value.problems
+    return [str(finding) for finding in caught.value.findings]
 
 
 def test_reference_contracts_read_completely(contract_set: ContractSet) -> None:
@@ -97,15 +97,15 @@ def test_subset_violations_name_file_and_line(
     tmp_path: Path, body: str, line: int, expected: str
 ) -> None:
     found = problems_of(contracts_with(tmp_path, "Thing", body))
-    assert any(
-        p.startswith(f"contracts/ccb/Thing.xsd:{line}: ") and expected in p for p in found
-    ), found
+    assert any(p.startswith(f"contracts/ccb/Thing.xsd:{line}:") and expected in p for p in found), (
+        found
+    )
 
 
 def test_malformed_schema_gives_line_and_column(tmp_path: Path) -> None:
     found = problems_of(contracts_with(tmp_path, "Thing", '  <xs:element name="Thing">\n'))
     assert found[0] == (
-        "contracts/ccb/Thing.xsd:6:13: not well-formed XML: "
+        "contracts/ccb/Thing.xsd:6:13: error[xsd-syntax]: not well-formed XML: "
         "Opening and ending tag mismatch: element line 5 and schema"
     )
 
@@ -160,7 +160,8 @@ def test_personal_data_is_read_from_the_contracts_marks(contract_set: ContractSe
             '  <xs:element name="Thing"><xs:complexType><xs:sequence>\n'
             f'    <xs:element name="a" type="AddressType">{MARK}</xs:element>\n'
             "  </xs:sequence></xs:complexType></xs:element>\n",
-            "element a: mark its complex type as personal data, not the element",
+            "contracts/ccb/Thing.xsd:6:5: error[personal-data]: Thing/a: mark the element's complex "
+            "type as personal data, not the element (everything in the type is then personal)",
         ),
         (
             '  <xs:element name="Thing" type="Outer"/>\n'
@@ -168,7 +169,8 @@ def test_personal_data_is_read_from_the_contracts_marks(contract_set: ContractSe
             '    <xs:element name="inner" type="Inner"/></xs:sequence></xs:complexType>\n'
             '  <xs:complexType name="Inner"><xs:sequence>\n'
             '    <xs:element name="b" type="xs:string"/></xs:sequence></xs:complexType>\n',
-            "element inner of personal type Outer: mark its type Inner as personal data too",
+            "contracts/ccb/Thing.xsd:7:5: error[personal-data]: Outer/inner: mark its type Inner as "
+            "personal data too: the element is in personal type Outer",
         ),
     ],
 )

@@ -13,7 +13,7 @@ import pytest
 from case_support import copied
 
 from ccbmdm.cli import app, run
-from ccbmdm.codegen.mapping.syntax import Pos
+from ccbmdm.codegen.diagnostics import Pos
 from ccbmdm.codegen.project import Project, init_project
 from ccbmdm.conformance.mutants import OPERATORS, TableSwap, altered
 from ccbmdm.conformance.mutation import Mutator

@@ -19,8 +19,7 @@ import pytest
 from case_support import ccbmdm, edit
 
 from ccbmdm.codegen import compiler
-from ccbmdm.codegen.mapping.loader import Finding
-from ccbmdm.codegen.mapping.syntax import Pos
+from ccbmdm.codegen.diagnostics import Finding, Pos
 from ccbmdm.codegen.project import Project, init_project
 from ccbmdm.docsite import findings
 from ccbmdm.docsite.build import write_pages
@@ -41,7 +40,10 @@ def unnamed_element(project: Project) -> str:
         '<xs:element name="person"',
         '<xs:element nme="person"',
     )
-    return "contracts/ccb/PersonSyncRequest.xsd:17: an element must have a name"
+    return (
+        "contracts/ccb/PersonSyncRequest.xsd:17:9: error[xsd-subset]: PersonSyncRequest: an "
+        "element must have a name"
+    )
 
 
 def table_not_yaml(project: Project) -> str:

@@ -90,7 +90,7 @@ def test_the_command_line_page_lists_every_command_and_parameter(
                 assert f"<td>{parameter.name}</td>" in text, f"{name}: {parameter.name}"
     # Help texts with markup characters show as written.
     assert "print OK &lt;contract&gt; or every problem." in section(page, "ccbmdm validate")
-    assert "<td>--format</td> <td>text|json</td> <td>text</td>" in page
+    assert "<td>--format</td> <td>text|json|sarif</td> <td>text</td>" in page
     index = (out / "index.html").read_text(encoding="utf-8")
     assert re.search(r'href="cli.html"[^>]*>\s*(<span[^>]*>\s*)?Command line', index)
 

@@ -144,12 +144,13 @@ def test_the_home_page_links_the_sections(
         for t in browser.find_elements(By.CSS_SELECTOR, ".md-tabs__link")
     ]
     assert [t.strip() for t in tabs][:2] == ["Home", "Guides"]
-    assert [t.strip() for t in tabs][-6:] == [
+    assert [t.strip() for t in tabs][-7:] == [
         "Flows",
         "Messages",
         "Mappings",
         "Code tables",
         "Command line",
+        "Rules",
         "Schemas",
     ]
     assert browser.find_element(By.CSS_SELECTOR, "article h1").text
