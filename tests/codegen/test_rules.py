@@ -245,8 +245,8 @@ BROKEN: dict[str, tuple[Callable[[Project], None], list[str]]] = {
         [
             (
                 "mappings/person-sync.request.yaml:11:13: error[arity]: "
-                "/ContactSyncRequest/contact/name: to_utc takes 1 argument(s) ('dateTime',); 0 "
-                "given"
+                "/ContactSyncRequest/contact/name: to_utc takes 1 argument(s); 0 given (its "
+                "signature: to_utc(instant: dateTime) -> dateTime)"
             ),
         ],
     ),
