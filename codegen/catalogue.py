@@ -7,7 +7,7 @@ the bridge or the mapping compiler.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -33,12 +33,26 @@ _FLOW_KEYS = {
 }
 
 
+# The keys whose values must have a shape before they can be checked further.
+_SHAPES: tuple[tuple[str, str, Callable[[Any], bool]], ...] = (
+    ("number", "a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    ("code", "a flow code such as SA_SYNC", lambda v: isinstance(v, str) and v.isupper()),
+    ("name", "a name", lambda v: isinstance(v, str)),
+    ("optional", "true or false", lambda v: isinstance(v, bool)),
+    ("reply_timeout", "a duration", lambda v: isinstance(v, str | int)),
+    ("parts", "a mapping of part names", lambda v: isinstance(v, dict)),
+)
+
+
 class CatalogueError(Exception):
     """The catalogue is malformed; lists every problem with the flow it concerns."""
 
     def __init__(self, path: Path, problems: list[str]) -> None:
         self.problems = problems
-        super().__init__(f"{path}:\n" + "\n".join(f"  {p}" for p in problems))
+        super().__init__(
+            f"the flow catalogue has {len(problems)} problem(s):\n"
+            + "\n".join(f"  {p}" for p in problems)
+        )
 
 
 @dataclass(frozen=True)
@@ -84,28 +98,58 @@ class Flow:
         raise KeyError(f"flow {self.code} has no part {name!r}")
 
 
-def load_catalogue(path: Path, contracts: Collection[str] | None = None) -> tuple[Flow, ...]:
-    """Read and check the catalogue; ``contracts`` (names) are those a part may name."""
+def load_catalogue(
+    path: Path, contracts: Collection[str] | None = None, display: str | None = None
+) -> tuple[Flow, ...]:
+    """Read and check the catalogue; ``contracts`` (names) are those a part may name.
+
+    Each problem starts with its place, ``display:line:column`` (``display`` names the file,
+    by default its path), the flow's entry in the list.
+    """
+    shown = display or str(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{shown}:{mark.line + 1}:{mark.column + 1}" if mark else f"{shown}:1:1"
+        raise CatalogueError(path, [f"{where}: not valid YAML: {exc.problem}"]) from None
     except (OSError, yaml.YAMLError) as exc:
-        raise CatalogueError(path, [f"cannot read the catalogue: {exc}"]) from None
+        raise CatalogueError(path, [f"{shown}:1:1: cannot read the catalogue: {exc}"]) from None
     problems: list[str] = []
     flows = []
     entries = data.get("flows") if isinstance(data, dict) else None
     if not isinstance(entries, list):
-        raise CatalogueError(path, ["expected a mapping with a list under `flows`"])
-    for index, entry in enumerate(entries, 1):
-        flow = _flow(entry, f"flow #{index}", contracts, problems)
-        if flow is not None:
-            flows.append(flow)
-    codes = [f.code for f in flows]
-    problems += [
-        f"flow {code} is listed twice" for code in sorted({c for c in codes if codes.count(c) > 1})
-    ]
+        raise CatalogueError(path, [f"{shown}:1:1: expected a mapping with a list under `flows`"])
+    places = [f"{shown}:{line}:{column}" for line, column in _entry_places(node)]
+    first: dict[str, str] = {}
+    for index, entry in enumerate(entries):
+        place = places[index] if index < len(places) else f"{shown}:1:1"
+        found: list[str] = []
+        flow = _flow(entry, f"flow #{index + 1}", contracts, found)
+        problems += [f"{place}: {problem}" for problem in found]
+        if flow is None:
+            continue
+        if flow.code in first:
+            also = first[flow.code]
+            problems.append(f"{place}: flow {flow.code} is listed twice (also at {also})")
+            continue
+        first[flow.code] = place
+        flows.append(flow)
     if problems:
         raise CatalogueError(path, problems)
     return tuple(flows)
+
+
+def _entry_places(node: yaml.Node | None) -> list[tuple[int, int]]:
+    """Line and column (1-based) of each entry of the list under ``flows``."""
+    if not isinstance(node, yaml.MappingNode):
+        return []
+    for key, value in node.value:
+        if key.value == "flows" and isinstance(value, yaml.SequenceNode):
+            return [(n.start_mark.line + 1, n.start_mark.column + 1) for n in value.value]
+    return []
 
 
 def _flow(
@@ -115,11 +159,19 @@ def _flow(
         problems.append(f"{where}: expected a mapping")
         return None
     where = f"flow {entry.get('code', where)}"
-    missing = sorted(_FLOW_KEYS - entry.keys())
-    unknown = sorted(entry.keys() - _FLOW_KEYS)
+    missing = sorted(_FLOW_KEYS - entry.keys(), key=str)
+    unknown = sorted(entry.keys() - _FLOW_KEYS, key=str)
     if missing or unknown:
         problems += [f"{where}: missing `{key}`" for key in missing]
         problems += [f"{where}: unknown key `{key}`" for key in unknown]
+        return None
+    wrong = [
+        f"{where}: `{key}` must be {what}, not {entry[key]!r}"
+        for key, what, fits in _SHAPES
+        if not fits(entry[key])
+    ]
+    if wrong:
+        problems += wrong
         return None
     choices = {
         "initiator": ("ccb", "mdm"),
@@ -140,8 +192,14 @@ def _flow(
     for name, part in raw_parts.items():
         if name not in PART_NAMES:
             problems.append(f"{where}: part {name!r} is not one of {', '.join(PART_NAMES)}")
-        if not isinstance(part, dict) or set(part) != {"sender", "receiver"}:
-            problems.append(f"{where}: part {name} needs exactly `sender` and `receiver`")
+        if (
+            not isinstance(part, dict)
+            or set(part) != {"sender", "receiver"}
+            or not all(isinstance(v, str) for v in part.values())
+        ):
+            problems.append(
+                f"{where}: part {name} needs exactly `sender` and `receiver`, each a contract name"
+            )
             continue
         # The initiator sends a request or notification, the other system answers it.
         systems = (entry["initiator"], entry["receiver"])

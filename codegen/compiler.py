@@ -21,7 +21,7 @@ import ccbmdm
 from ccbmdm.codegen.catalogue import load_catalogue
 from ccbmdm.codegen.mapping.compile import compile_mappings
 from ccbmdm.codegen.mapping.loader import Finding
-from ccbmdm.codegen.project import Project
+from ccbmdm.codegen.project import Project, display_path
 from ccbmdm.codegen.render import Renderer
 from ccbmdm.codegen.xsd_reader import SYSTEM_NAMESPACES, read_contracts
 
@@ -42,6 +42,7 @@ _GENERATOR_SOURCES = (
     "mapping/facets.py",
     "mapping/loader.py",
     "mapping/syntax.py",
+    "mapping/violations.py",
     "mapping/writer.py",
 )
 
@@ -110,11 +111,16 @@ def mapping_files(project: Project) -> list[Path]:
     )
 
 
-def generate(project: Project) -> Build:
-    """Render and format every generated module, in memory."""
+def generate(project: Project, *, formatted: bool = True) -> Build:
+    """Render and format every generated module, in memory (without ``formatted``, the modules
+    as rendered: every check of the inputs is made, and the formatter's process is saved)."""
     digest = inputs_digest(project)
     contracts = read_contracts(project.contracts)
-    flows = load_catalogue(project.contracts / "flows.yaml", contracts.contracts)
+    flows = load_catalogue(
+        project.contracts / "flows.yaml",
+        contracts.contracts,
+        display_path(project.contracts / "flows.yaml", project.root),
+    )
     renderer = Renderer(contracts)
     mappings = compile_mappings(project.root, project.mappings, contracts, flows, renderer.env)
     if mappings.errors:
@@ -133,9 +139,10 @@ def generate(project: Project) -> Build:
     for system, namespace in SYSTEM_NAMESPACES.items():
         modules[f"codec_{system}.py"] = renderer.codec_module(system, namespace)  # type: ignore[arg-type]
     modules["py.typed"] = ""
-    formatted = _format({name: text for name, text in modules.items() if name.endswith(".py")})
+    sources = {name: text for name, text in modules.items() if name.endswith(".py")}
+    tidy = _format(sources) if formatted else sources
     for name, text in modules.items():
-        build.files[f"{package}/{name}"] = formatted.get(name, text)
+        build.files[f"{package}/{name}"] = tidy.get(name, text)
     return build
 
 

@@ -16,6 +16,8 @@ from typing import Any, cast
 
 from lxml import etree
 from xsdata.codegen.parsers.schema import SchemaParser
+from xsdata.exceptions import ConverterError
+from xsdata.exceptions import ParserError as XsdataParserError
 from xsdata.models import xsd
 from xsdata.models.mixins import ElementBase
 
@@ -111,6 +113,9 @@ class _Schema:
     home: Home
     namespace: str | None
     includes: list[Path]
+    # An include that is missing or unreadable (reported where it is): names this schema does
+    # not find may be declared there, so their absence is not reported again.
+    blind: bool = False
 
     def origin(self, node: ElementBase) -> Origin:
         index = node.index - 1
@@ -151,9 +156,16 @@ class _Reader:
             self.fail(f"{display}:{line}:{column}", f"not well-formed XML: {syntax_reason(exc)}")
             return None
         elements = [e for e in tree.iter() if isinstance(e.tag, str)]
+        reported = len(self.problems)
         self._check_subset(display, tree, elements)
         parser = SchemaParser(location=path.as_uri())
-        model = parser.from_bytes(data, xsd.Schema)
+        try:
+            model = parser.from_bytes(data, xsd.Schema)
+        except (XsdataParserError, ConverterError) as exc:
+            # Anything outside the subset (an xs:elementt) is reported above, where it is.
+            if len(self.problems) == reported:
+                self.fail(display, f"cannot be read as an XSD: {exc}")
+            return None
         namespace = model.target_namespace
         home = _home_of(path, namespace)
         if home is None:
@@ -163,17 +175,27 @@ class _Reader:
                 f"expected {SYSTEM_NAMESPACES.get(path.parent.name, _EXPECTED_NAMESPACES)}",
             )
             return None
-        includes = [
-            (path.parent / include.schema_location).resolve()
-            for include in model.includes
-            if include.schema_location
-        ]
-        schema = _Schema(
-            path, display, model, [e.sourceline or 0 for e in elements], home, namespace, includes
-        )
+        lines = [e.sourceline or 0 for e in elements]
+        includes = []
+        blind = False
+        for declared in model.includes:
+            if not declared.schema_location:
+                continue
+            target = (path.parent / declared.schema_location).resolve()
+            if target.is_file():
+                includes.append(target)
+            else:
+                blind = True
+                line = lines[declared.index - 1] if 0 < declared.index <= len(lines) else 1
+                self.fail(
+                    f"{display}:{line}",
+                    f"xs:include names {declared.schema_location}, which does not exist",
+                )
+        schema = _Schema(path, display, model, lines, home, namespace, includes, blind)
         self.schemas[path] = schema
         for include in includes:
             included = self.load(include)
+            schema.blind = schema.blind or included is None
             if included is not None and included.namespace is not None:
                 self.fail(
                     display,
@@ -259,7 +281,7 @@ class _Reader:
             self.fail(where, f"{qname} is in namespace {namespace}, which this schema cannot see")
             return None
         found = self.scope(schema).get(f"{kind}:{local}")
-        if found is None:
+        if found is None and not schema.blind:
             self.fail(
                 where, f"no {_KIND_WORD[kind]} named {local} in this schema or what it includes"
             )
@@ -467,7 +489,8 @@ class _Reader:
         if f"ComplexType:{local}" in scope:
             key = self.complex_type(schema, qname, where)
             return None if key is None else ("complex", key)
-        self.fail(where, f"no type named {local} in this schema or what it includes")
+        if not schema.blind:
+            self.fail(where, f"no type named {local} in this schema or what it includes")
         return None
 
     # ---------------------------------------------------------------- contracts

@@ -20,6 +20,7 @@ from ccbmdm.codegen.mapping.loader import (
     table_positions,
 )
 from ccbmdm.codegen.mapping.syntax import Mapping, Pos, Rules
+from ccbmdm.codegen.mapping.violations import suggest
 from ccbmdm.codegen.project import display_path
 from ccbmdm.runtime.messages.mapping import CodeTable, RuleSite, read_table
 
@@ -57,13 +58,17 @@ def compile_mappings(
 
     tables: dict[str, CodeTable] = {}
     table_pos: dict[str, Pos] = {}
+    # Tables and fragments that exist but failed to load: reported once, where they are wrong.
+    broken: set[str] = set()
     for path in sorted((folder / "tables").glob("*.yaml")):
         try:
             located = table_positions(path, display(path), schema)
         except Finding as finding:
             result.findings.append(finding)
+            broken.add(path.stem)
             continue
         table = read_table(path)
+        errors = len(result.errors)
         if table.name != path.stem:
             result.findings.append(
                 Finding(
@@ -73,6 +78,9 @@ def compile_mappings(
                 )
             )
         _check_table(table, located, result)
+        if len(result.errors) > errors:
+            broken |= {table.name, path.stem}
+            continue
         tables[table.name] = table
         table_pos[table.name] = located.pos
     fragments: dict[str, Rules] = {}
@@ -81,8 +89,11 @@ def compile_mappings(
             name, rules, _ = load_fragment(path, display(path), schema)
         except Finding as finding:
             result.findings.append(finding)
+            broken.add(path.stem)
             continue
         fragments[name] = rules
+    # Which tables the mappings use is known only when every mapping could be read and bound.
+    complete = not broken - set(tables)
     parts = {(f.code, p.name): (f, p) for f in flows for p in f.parts}
     used: set[str] = set()
     for path in sorted(folder.glob("*.yaml")):
@@ -90,9 +101,11 @@ def compile_mappings(
             mapping = load_mapping(path, display(path), schema)
         except Finding as finding:
             result.findings.append(finding)
+            complete = False
             continue
         known = parts.get((mapping.flow, mapping.part))
         if known is None:
+            complete = False
             result.findings.append(
                 Finding(
                     mapping.pos,
@@ -123,9 +136,10 @@ def compile_mappings(
                         f"the {role} of {flow.code} {part.name} is {wanted}, not {given}",
                     )
                 )
-        binder = Binder(contracts, tables, mapping, fragments)
+        binder = Binder(contracts, tables, mapping, fragments, frozenset(broken))
         binder.bind()
         result.findings.extend(binder.findings)
+        complete = complete and binder.complete
         used |= binder.tables_used
         stem = path.name.removesuffix(".yaml")
         if binder.findings and any(f.severity == "error" for f in binder.findings):
@@ -162,14 +176,28 @@ def compile_mappings(
                 leaf for leaf in leaves(contracts, source_key) if leaf not in binder.reads
             ],
         }
-    for name, pos in sorted(table_pos.items()):
+    for name, pos in sorted(table_pos.items()) if complete else ():
         if name not in used:
             result.findings.append(
                 Finding(
                     pos, "unused-table", f"no mapping uses code table {name}", severity="warning"
                 )
             )
+    result.findings = _distinct(result.findings)
     return result
+
+
+def _distinct(findings: list[Finding]) -> list[Finding]:
+    """One finding per root cause: a fragment's mistake is found in every mapping that uses it,
+    at the same position with the same words."""
+    seen: set[tuple[object, ...]] = set()
+    distinct = []
+    for finding in findings:
+        key = (finding.pos, finding.rule, finding.message, finding.severity)
+        if key not in seen:
+            seen.add(key)
+            distinct.append(finding)
+    return distinct
 
 
 def render_transformer(
@@ -216,14 +244,7 @@ def _check_table(table: CodeTable, located: Any, result: MappingBuild) -> None:
     seen: dict[tuple[str, ...], int] = {}
     for index, row in enumerate(located["rows"]):
         if set(row) != columns:
-            result.findings.append(
-                Finding(
-                    row.pos,
-                    "table-row",
-                    f"the row has columns {', '.join(sorted(row))}; "
-                    f"expected {', '.join(sorted(columns))}",
-                )
-            )
+            result.findings.append(_row_columns(row, table))
             continue
         key = tuple(str(row[k]) for k in table.keys)
         if key in seen:
@@ -235,6 +256,24 @@ def _check_table(table: CodeTable, located: Any, result: MappingBuild) -> None:
                 )
             )
         seen[key] = index
+
+
+def _row_columns(row: Any, table: CodeTable) -> Finding:
+    """A row whose columns are not the table's: the unknown ones, the missing ones, and the
+    column an unknown one probably meant."""
+    columns = [*table.keys, *table.values]
+    unknown = [c for c in row if c not in columns]
+    missing = [c for c in columns if c not in row]
+    said = []
+    if unknown:
+        said.append(f"unknown column{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
+    if missing:
+        said.append(f"no {', '.join(missing)}")
+    hint = next(
+        (suggest(c, missing) for c in unknown if suggest(c, missing)),
+        f"a row of {table.name} has the columns {', '.join(columns)}",
+    )
+    return Finding(row.pos, "table-row", f"the row has {' and '.join(said)}", hint)
 
 
 def _model(contracts: ContractSet, name: str) -> str:
