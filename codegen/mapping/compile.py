@@ -83,6 +83,9 @@ def compile_mappings(
             continue
         tables[table.name] = table
         table_pos[table.name] = located.pos
+    # Which tables the mappings use is known only when every mapping and fragment could be read
+    # and bound.
+    complete = True
     fragments: dict[str, Rules] = {}
     for path in sorted((folder / "fragments").glob("*.yaml")):
         try:
@@ -90,10 +93,9 @@ def compile_mappings(
         except Finding as finding:
             result.findings.append(finding)
             broken.add(path.stem)
+            complete = False
             continue
         fragments[name] = rules
-    # Which tables the mappings use is known only when every mapping could be read and bound.
-    complete = not broken - set(tables)
     parts = {(f.code, p.name): (f, p) for f in flows for p in f.parts}
     used: set[str] = set()
     for path in sorted(folder.glob("*.yaml")):
