@@ -215,6 +215,163 @@ def check(project_dir: ProjectDir = None) -> None:
     out.print("no errors" + (f", {len(build.findings)} warning(s)" if build.findings else ""))
 
 
+@app.command(name="functions")
+def functions_(
+    output: Annotated[
+        Literal["text", "json"], typer.Option("--format", help="text or json.")
+    ] = "text",
+    project_dir: ProjectDir = None,
+) -> None:
+    """List the functions mappings may call, the built-in ones and the project's, with their
+    signatures and what they do."""
+    from ccbmdm.codegen.mapping.functions import described, load_library
+
+    with explained():
+        library = load_library(_project(project_dir))
+    listed = described(library)
+    if output == "json":
+        out.print_json(json.dumps(listed))
+    width = max(len(f["signature"]) for f in listed)
+    for builtin, heading in ((True, "built-in functions:"), (False, "project functions:")):
+        group = [f for f in listed if (f["defined"] == "built-in") == builtin]
+        if output == "text" and group:
+            out.print(heading)
+        for f in group if output == "text" else ():
+            where = "" if builtin else f"  ({f['defined']})"
+            out.print(escape(f"  {f['signature']:<{width}}  {f['doc']}{where}".rstrip()))
+    report(library.findings)
+    if library.errors:
+        raise Failed(1)
+
+
+@app.command()
+def lineage(
+    field: Annotated[
+        str | None,
+        typer.Argument(
+            help="A target field: mdm/ContactSyncRequest/contact/name (contract and path), "
+            "person-sync.request:contact.name (mapping and field) or a field name that only "
+            "one mapping writes.",
+            show_default=False,
+        ),
+    ] = None,
+    unread: Annotated[
+        bool,
+        typer.Option(
+            "--unread", help="List the source fields no rule reads, per mapping, instead."
+        ),
+    ] = False,
+    flow: Annotated[
+        str | None,
+        typer.Option(help="With --unread: one flow's mappings only (SA_SYNC or sa-sync)."),
+    ] = None,
+    project_dir: ProjectDir = None,
+) -> None:
+    """Show which source fields, rules, code tables and functions make a target field."""
+    from ccbmdm.codegen import lineage as questions
+
+    if unread == (field is not None) or (flow is not None and not unread):
+        fail("name a target field, or use --unread [--flow F]; see ccbmdm lineage --help")
+    with explained():
+        project = _project(project_dir)
+        found = compiler.current_lineage(project)
+    try:
+        if field is None:
+            lines = questions.unread(found, flow) or ["every source field is read"]
+        else:
+            tables = project.mappings / "tables"
+            lines = [
+                line
+                for one in questions.locate(found, field)
+                for line in questions.describe(project.root, tables, found, one)
+            ]
+    except questions.LineageError as exc:
+        fail(str(exc))
+    for line in lines:
+        out.print(escape(line))
+
+
+@app.command()
+def compat(
+    against: Annotated[
+        str,
+        typer.Option(
+            "--against",
+            help="The reference contracts: a folder (a project, or its contracts folder) or, "
+            "when no such folder exists, a git revision such as main, HEAD~1 or a tag.",
+        ),
+    ],
+    output: Annotated[
+        Literal["text", "json"], typer.Option("--format", help="text or json (a list of changes).")
+    ] = "text",
+    project_dir: ProjectDir = None,
+) -> None:
+    """Classify every change of the contracts since --against, for senders and for receivers;
+    fail on a breaking change unless the contract's version was raised."""
+    from contextlib import suppress
+    from functools import cache
+
+    from ccbmdm.codegen import compat as gate
+    from ccbmdm.codegen.xsd_reader import read_contracts
+    from ccbmdm.conformance.cases import discover, flow_code, read_case
+
+    with explained():
+        project = _project(project_dir)
+        new = read_contracts(project.contracts)
+        lineage: dict[str, Any] | None = {}
+        try:
+            with gate.reference_contracts(project, against) as folder:
+                try:
+                    old = read_contracts(folder)
+                except ContractError as exc:
+                    problems = "\n  ".join(exc.problems)
+                    fail(f"the contracts of {against} cannot be read:\n  {problems}")
+                diffs = gate.compare(old, new)
+                if any(c.breaking for d in diffs for c in d.changes):
+                    # over the new contracts, else the old ones they may still be written for
+                    lineage = gate.lineage(project, new, project.contracts)
+                    lineage = lineage or gate.lineage(project, old, folder)
+        except gate.CompatError as exc:
+            fail(str(exc))
+        folders = discover(project)
+
+        @cache
+        def cases_of(flow: str) -> list[gate.CaseRef]:
+            """The readable cases of one flow (the conformance command reports the others)."""
+            found = []
+            for case in (f for f in folders if flow_code(f.parent.name) == flow):
+                with suppress(Finding):
+                    read = read_case(case, project.root)
+                    found.append(gate.CaseRef(read.id, read.flow, read.part))
+            return found
+
+        found = gate.impacts(diffs, lineage or {}, cases_of)
+    if output == "json":
+        out.print_json(json.dumps([f.as_json() for f in found]))
+    for diff in diffs if output == "text" else ():
+        versions = (d.version or "1" if d else "-" for d in (diff.old, diff.new))
+        out.print(f"{diff.name} (version {' -> '.join(versions)})")
+        for finding in (f for f in found if f.diff is diff):
+            out.print(f"  {escape(str(finding))}")
+            for label, names in (("mappings", finding.mappings), ("cases", finding.cases)):
+                if names:
+                    out.print(f"    {label}: {', '.join(names)}")
+    if lineage is None:
+        err.print("the mappings compile against neither contract set: no mapping is listed")
+    blocking = [c for d in diffs for c in d.blocking]
+    if blocking:
+        err.print(
+            f"[bold red]error:[/] {len(blocking)} breaking change(s) in contracts whose version "
+            "was not raised: raise `version` on their xs:schema (docs/contracts.md, Compatibility)"
+        )
+        raise Failed(1)
+    breaking = sum(1 for f in found if f.change.breaking)
+    err.print(
+        f"{len(found)} change(s) since {against}, {breaking} breaking"
+        + (", each in a contract whose version was raised" if breaking else "")
+    )
+
+
 @app.command()
 def transform(
     message: Annotated[Path, typer.Argument(help="The source message (- for standard input).")],

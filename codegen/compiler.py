@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ccbmdm
+from ccbmdm.codegen import lineage
 from ccbmdm.codegen.catalogue import load_catalogue
 from ccbmdm.codegen.mapping.compile import compile_mappings
+from ccbmdm.codegen.mapping.functions import function_files, load_library
 from ccbmdm.codegen.mapping.loader import Finding
 from ccbmdm.codegen.project import Project, display_path
 from ccbmdm.codegen.render import Renderer
@@ -40,6 +42,7 @@ _GENERATOR_SOURCES = (
     "mapping/binder.py",
     "mapping/compile.py",
     "mapping/facets.py",
+    "mapping/functions.py",
     "mapping/loader.py",
     "mapping/syntax.py",
     "mapping/violations.py",
@@ -92,9 +95,11 @@ def inputs_digest(project: Project) -> str:
         *contract_files(project),
         project.contracts / "flows.yaml",
         *mapping_files(project),
+        *function_files(project),
     ]:
         if path.is_file():
-            digest.update(path.relative_to(project.root).as_posix().encode() + b"\0")
+            where = path.relative_to(project.root) if path.is_relative_to(project.root) else path
+            digest.update(where.as_posix().encode() + b"\0")
             digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
 
@@ -115,6 +120,7 @@ def generate(project: Project, *, formatted: bool = True) -> Build:
     """Render and format every generated module, in memory (without ``formatted``, the modules
     as rendered: every check of the inputs is made, and the formatter's process is saved)."""
     digest = inputs_digest(project)
+    before = lineage.previous(project.target / LINEAGE)  # before a compile overwrites it
     contracts = read_contracts(project.contracts)
     flows = load_catalogue(
         project.contracts / "flows.yaml",
@@ -122,12 +128,18 @@ def generate(project: Project, *, formatted: bool = True) -> Build:
         display_path(project.contracts / "flows.yaml", project.root),
     )
     renderer = Renderer(contracts)
-    mappings = compile_mappings(project.root, project.mappings, contracts, flows, renderer.env)
+    library = load_library(project)
+    mappings = compile_mappings(
+        project.root, project.mappings, contracts, flows, renderer.env, library.functions
+    )
+    mappings.findings[:0] = library.findings
     if mappings.errors:
         raise MappingError(mappings.findings)
-    build = Build(
-        digest, {}, tuple(mappings.findings), json.dumps(mappings.lineage, indent=2) + "\n"
-    )
+    findings = [
+        *mappings.findings,
+        *lineage.new_unread(before, mappings.lineage, contracts, project.root),
+    ]
+    build = Build(digest, {}, tuple(findings), json.dumps(mappings.lineage, indent=2) + "\n")
     package = build.package
     modules = {
         "common.py": renderer.models_module("common"),
@@ -144,6 +156,16 @@ def generate(project: Project, *, formatted: bool = True) -> Build:
     for name, text in modules.items():
         build.files[f"{package}/{name}"] = tidy.get(name, text)
     return build
+
+
+def current_lineage(project: Project) -> lineage.Lineage:
+    """The lineage of the project as it is now: the last compile's when its build is current,
+    else compiled afresh (nothing is written)."""
+    written = lineage.previous(project.target / LINEAGE)
+    package = PACKAGE_PREFIX + inputs_digest(project)[:16]
+    if written is not None and is_current(output_dir(project) / package):
+        return written
+    return json.loads(generate(project).lineage)  # type: ignore[no-any-return]
 
 
 def _format(sources: dict[str, str]) -> dict[str, str]:

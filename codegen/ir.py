@@ -109,6 +109,9 @@ class Contract:
     type_key: tuple[Home, str]
     doc: str
     file: str
+    # The contract's own version, the ``version`` attribute of its xs:schema ("" when absent:
+    # the first, v1 of its namespace); raised to admit a breaking change (docs/contracts.md).
+    version: str = ""
 
 
 @dataclass

@@ -3,6 +3,8 @@
 Nothing imports target/ by path. The package name carries the digest of the inputs, so a
 changed contract gives a new module rather than a stale one, and two projects in one process
 never collide. When the project folder cannot be written, the build goes to a cache folder.
+The project's own functions are registered for the package before it is imported, since its
+transformers call them by name (docs/mappings.md, "A project's own functions").
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from pathlib import Path
 from types import ModuleType
 
 from ccbmdm.codegen import compiler
+from ccbmdm.codegen.mapping.functions import load_library
 from ccbmdm.codegen.project import Project
+from ccbmdm.runtime.messages import functions
 from ccbmdm.runtime.messages.contracts import ContractCodec, ContractRegistry
 from ccbmdm.runtime.messages.xmlsafe import DEFAULT_LIMITS, XmlLimits
 
@@ -37,6 +41,11 @@ def load_package(project: Project) -> ModuleType:
         if loaded is not None:
             return loaded
         package_dir = _current_build(project, package)
+        # The project's own functions, which its transformers call by name, come first.
+        library = load_library(project)
+        if library.errors:
+            raise compiler.MappingError(library.findings)
+        functions.register_project(package, library.project_functions())
         spec = importlib.util.spec_from_file_location(
             package, package_dir / "__init__.py", submodule_search_locations=[str(package_dir)]
         )

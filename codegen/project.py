@@ -7,6 +7,7 @@ the working directory, like git and dbt do, unless they are given ``--project-di
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import yaml
@@ -37,6 +38,8 @@ class Project:
     mappings: Path
     cases: Path
     target: Path
+    # Python files (or folders of them) whose typed functions mappings may call
+    functions: tuple[Path, ...] = ()
 
     @classmethod
     def load(cls, root: Path) -> Project:
@@ -59,7 +62,9 @@ class Project:
                 raise ProjectError(f"{path}: `{key}` must be a folder name, not {value!r}")
             folders[key] = (root / value).resolve()
         name = data.get("name", root.name)
-        return cls(root=root.resolve(), name=str(name), **folders)
+        return cls(
+            root=root.resolve(), name=str(name), functions=_functions(data, root, path), **folders
+        )
 
     @classmethod
     def find(cls, start: Path | None = None) -> Project:
@@ -75,7 +80,28 @@ class Project:
         )
 
 
-REFERENCE_PACKAGE = "ccbmdm.reference"
+def _functions(data: dict[str, object], root: Path, path: Path) -> tuple[Path, ...]:
+    """The optional `functions` key: a Python file or folder, or a list of them."""
+    value = data.get("functions", [])
+    entries = [value] if isinstance(value, str) else value
+    if not isinstance(entries, list) or not all(isinstance(e, str) and e for e in entries):
+        raise ProjectError(
+            f"{path}: `functions` must be a Python file or folder, or a list of them, not {value!r}"
+        )
+    found = []
+    for entry in entries:
+        resolved = (root / entry).resolve()
+        if not resolved.is_dir() and not (resolved.is_file() and resolved.suffix == ".py"):
+            raise ProjectError(
+                f"{path}: functions: {entry} is neither a folder nor a Python file; "
+                "create it or correct the path"
+            )
+        found.append(resolved)
+    return tuple(found)
+
+
+# The folders ``ccbmdm init`` copies from the reference project.
+_REFERENCE_FOLDERS = ("contracts", "mappings", "cases")
 _NEW_PROJECT_FILE = """\
 # An integration project: its contracts, mappings and conformance cases. Commands find it by
 # searching upward from the working directory for this file (or take --project-dir).
@@ -84,12 +110,14 @@ contracts: contracts
 mappings: mappings
 cases: cases
 target: target
+# Python files (or folders of them) whose typed functions mappings may call:
+# functions: functions/
 """
 
 
 def init_project(destination: Path, *, force: bool = False) -> Project:
     """Create a project in ``destination`` from the reference contracts shipped in the package."""
-    from importlib.resources import as_file, files
+    from importlib.resources import as_file
 
     destination = destination.resolve()
     if (destination / PROJECT_FILE).exists() and not force:
@@ -97,9 +125,7 @@ def init_project(destination: Path, *, force: bool = False) -> Project:
             f"{destination / PROJECT_FILE} exists already; pass --force to overwrite"
         )
     destination.mkdir(parents=True, exist_ok=True)
-    reference = files(REFERENCE_PACKAGE)
-    for folder in ("contracts", "mappings", "cases"):
-        source = reference.joinpath(folder)
+    for folder, source in reference_folders().items():
         target = destination / folder
         if source.is_dir():
             with as_file(source) as path:
@@ -109,8 +135,36 @@ def init_project(destination: Path, *, force: bool = False) -> Project:
     (destination / PROJECT_FILE).write_text(
         _NEW_PROJECT_FILE.format(name=destination.name), encoding="utf-8"
     )
-    (destination / ".gitignore").write_text("target/\n", encoding="utf-8")
+    (destination / ".gitignore").write_text("target/\n__pycache__/\n", encoding="utf-8")
     return Project.load(destination)
+
+
+def reference_folders() -> dict[str, Traversable]:
+    """The reference project's contracts, mappings and cases, by the new project's folder names.
+
+    A wheel and a strict editable install ship them in the package, as ``ccbmdm/reference/``
+    (pyproject's package-dir). A plain editable install maps the package onto the source tree
+    instead, and its import finder reaches no data folder nested in the package; there the
+    source tree itself, the repository that is the reference project, holds them.
+    """
+    from importlib.resources import files
+
+    package = files("ccbmdm")
+    shipped = package.joinpath("reference")
+    if shipped.is_dir():
+        return {folder: shipped.joinpath(folder) for folder in _REFERENCE_FOLDERS}
+    source = package.parent if isinstance(package, Path) else None
+    if source is None or not (source / PROJECT_FILE).is_file():
+        raise ProjectError(
+            f"{package}: the reference contracts are not installed with ccbmdm; "
+            "reinstall it (`pip install ccbmdm`, or `pip install -e .` in its repository)"
+        )
+    reference = Project.load(source)
+    return {
+        "contracts": reference.contracts,
+        "mappings": reference.mappings,
+        "cases": reference.cases,
+    }
 
 
 def _copy_tree(source: Path, target: Path, *, force: bool) -> None:

@@ -525,7 +525,14 @@ class _Reader:
             return
         name = f"{schema.home}/{root}"
         self.result.contracts[name] = Contract(
-            name, schema.home, schema.namespace, root, key, _doc(node), schema.display
+            name,
+            schema.home,
+            schema.namespace,
+            root,
+            key,
+            _doc(node),
+            schema.display,
+            schema.model.version or "",
         )
 
 

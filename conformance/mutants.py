@@ -19,6 +19,7 @@ from decimal import Decimal, InvalidOperation
 from ccbmdm.codegen.ir import ContractSet, Home, Particle, SimpleType
 from ccbmdm.codegen.mapping.binder import plain
 from ccbmdm.codegen.mapping.facets import facet_problem, lexical_of
+from ccbmdm.codegen.mapping.functions import BUILT_INS, Function
 from ccbmdm.codegen.mapping.syntax import (
     Combine,
     Compare,
@@ -40,7 +41,6 @@ from ccbmdm.codegen.mapping.syntax import (
     Value,
     XrefRule,
 )
-from ccbmdm.runtime.messages.functions import FUNCTIONS
 from ccbmdm.runtime.messages.mapping import CodeTable
 
 DROP = "drop-rule"
@@ -136,9 +136,15 @@ def _replaced(rules: Rules, keys: tuple[str, ...], rule: Rule | None) -> Rules:
     return Rules(entries, key_pos)
 
 
-def mutants(mapping: Mapping, contracts: ContractSet, tables: dict[str, CodeTable]) -> list[Mutant]:
-    """Every mutant of a merged mapping, in the order its rules are written."""
-    return list(_Generator(mapping, contracts, tables).run())
+def mutants(
+    mapping: Mapping,
+    contracts: ContractSet,
+    tables: dict[str, CodeTable],
+    functions: dict[str, Function] | None = None,
+) -> list[Mutant]:
+    """Every mutant of a merged mapping, in the order its rules are written; ``functions`` are
+    those it may call (default: the built-ins)."""
+    return list(_Generator(mapping, contracts, tables, functions).run())
 
 
 @dataclass(frozen=True)
@@ -154,8 +160,13 @@ class _Change:
 
 class _Generator:
     def __init__(
-        self, mapping: Mapping, contracts: ContractSet, tables: dict[str, CodeTable]
+        self,
+        mapping: Mapping,
+        contracts: ContractSet,
+        tables: dict[str, CodeTable],
+        functions: dict[str, Function] | None,
     ) -> None:
+        self.functions = BUILT_INS if functions is None else functions
         self.mapping = mapping
         self.contracts = contracts
         self.tables = tables
@@ -364,8 +375,8 @@ class _Generator:
         )
 
     def _function(self, rule: FnRule, source: tuple[Home, str] | None) -> Iterator[_Change]:
-        known = FUNCTIONS.get(rule.name)
-        params = list(known[1].params) if known else []
+        known = self.functions.get(rule.name)
+        params = list(known.signature.params) if known else []
         if params and params[-1].endswith("*"):
             params = params[:-1] + [params[-1][:-1]] * max(1, len(rule.args) - len(params) + 1)
         kinds = [p.rstrip("?") for p in params] if len(params) == len(rule.args) else []

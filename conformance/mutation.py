@@ -21,6 +21,7 @@ from typing import Literal
 from ccbmdm.codegen.compiler import mapping_files
 from ccbmdm.codegen.mapping.binder import Binder
 from ccbmdm.codegen.mapping.compile import render_transformer
+from ccbmdm.codegen.mapping.functions import load_library
 from ccbmdm.codegen.mapping.loader import SCHEMA_FILE, Finding, load_fragment, load_mapping
 from ccbmdm.codegen.mapping.syntax import Mapping, Rules
 from ccbmdm.codegen.project import display_path
@@ -84,6 +85,7 @@ class Mutator:
         self.kit = kit
         project = kit.project
         self.renderer = Renderer(kit.contracts)
+        self.functions = load_library(kit.project).functions
         schema = project.mappings / SCHEMA_FILE
         fragments: dict[str, Rules] = {}
         for path in sorted((project.mappings / "fragments").glob("*.yaml")):
@@ -103,7 +105,9 @@ class Mutator:
             mutant
             for file, mapping in sorted(self.mappings.items())
             if not flows or mapping.flow in flows
-            for mutant in mutants(mapping, self.kit.contracts, self.kit.tables.tables)
+            for mutant in mutants(
+                mapping, self.kit.contracts, self.kit.tables.tables, self.functions
+            )
         ]
 
     def transformer(self, mutant: Mutant) -> Transformer | None:
@@ -112,7 +116,7 @@ class Mutator:
         tables = dict(self.kit.tables.tables)
         if mutant.table is not None:
             tables[mutant.table.name] = mutant.table.applied(tables[mutant.table.table])
-        binder = Binder(self.kit.contracts, tables, mapping, {})
+        binder = Binder(self.kit.contracts, tables, mapping, {}, self.functions)
         binder.bind()
         if any(f.severity == "error" for f in binder.findings):
             return None

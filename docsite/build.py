@@ -130,11 +130,11 @@ def write_pages(
     gaps: list[str] = []
     message_nav: list[Any] = ["messages/index.md"]
     index = ["# Messages", "", "Every contract of the project, by system.", ""]
-    for system in ("ccb", "mdm"):
+    for system, label in messages.SYSTEMS.items():
         listed = sorted((c for c in contracts.contracts.values() if c.system == system), key=str)
         if not listed:
             continue
-        index += [f"## {system.upper()}", ""]
+        index += [f"## {label}", ""]
         entries = []
         for contract in sorted(listed, key=lambda c: c.root):
             path = message_pages[contract.name]
@@ -150,7 +150,7 @@ def write_pages(
             index.append(f"- [{contract.root}]({path.removeprefix('messages/')})")
             entries.append({contract.root: path})
         index.append("")
-        message_nav.append({system.upper(): entries})
+        message_nav.append({label: entries})
     _write(docs / "messages" / "index.md", "\n".join(index))
 
     mapping_nav: list[Any] = ["mappings/index.md"]

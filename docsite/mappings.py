@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from ccbmdm.codegen.lineage import written
 
 from .flows import CaseSummary
 from .markdown import Code, table
@@ -62,54 +63,16 @@ def page(
         "",
     ]
     unread = lineage.get("unread_sources", [])
-    lines += [f"- `{leaf}`" for leaf in unread] or ["Every source field is read."]
+    declared = lineage.get("declared_unread", [])
+    lines += [f"- `{leaf}`" for leaf in unread] + [
+        f"- `{leaf}` (listed under `unread:`)" for leaf in declared
+    ] or ["Every source field is read."]
     lines += ["", "## Conformance cases", ""]
     lines += [
         f"- `{case.id}` ({_THROUGH[case.part == 'flow']}): {case.description}" for case in cases
     ] or ["*No conformance case exercises this mapping.*"]
     lines.append("")
     return "\n".join(lines)
-
-
-def written(root: Path, where: str) -> str:
-    """The rule at ``file:line:col`` as the mapping writes it: the key's value on its line, or,
-    for a structure, the lines that say what it is built from (up to its nested ``rules:``)."""
-    file, line, _ = where.rsplit(":", 2)
-    lines = _lines(root / file)
-    number = int(line) - 1
-    if number >= len(lines):
-        return ""
-    head = lines[number]
-    value = _COMMENT.sub("", head.split(":", 1)[1]).strip() if ":" in head else ""
-    following = iter(lines[number + 1 :])
-    while _unclosed(value):  # a flow-style value written over several lines
-        value += " " + _COMMENT.sub("", next(following, "}")).strip()
-    if value:
-        return value
-    indent = len(head) - len(head.lstrip())
-    body = []
-    for text in lines[number + 1 :]:
-        stripped = text.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        if len(text) - len(text.lstrip()) <= indent or stripped.startswith("rules:"):
-            break
-        body.append(_COMMENT.sub("", stripped).strip())
-    return "; ".join(body)
-
-
-_COMMENT = re.compile(r"\s+#.*$")
-
-
-def _unclosed(value: str) -> bool:
-    return value.count("{") + value.count("[") > value.count("}") + value.count("]")
-
-
-def _lines(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
 
 
 def _rule(entry: dict[str, Any]) -> str:

@@ -13,6 +13,13 @@ from .flows import page_path as flow_page
 from .markdown import Link, table
 
 FIELD_TABLE = "fields"
+# The systems whose contracts the site lists, in order, as a reader names them.
+SYSTEMS = {"ccb": "CCB", "mdm": "MDM", "common": "Common"}
+# A common contract belongs to no part of the catalogue: every flow may carry it.
+COMMON_USE = (
+    "Every flow: a common message belongs to no part of the catalogue, and any node may send it "
+    "(a fault on a reply part or as the answer to a call, a receipt for a message taken)."
+)
 VALUES_TABLE = "values"
 
 
@@ -169,7 +176,7 @@ def page(
     lines = [
         f"# {contract.root}",
         "",
-        f"**{contract.system.upper()}** message, namespace `{contract.namespace}`, "
+        f"**{SYSTEMS[contract.system]}** message, namespace `{contract.namespace}`, "
         f"defined in `{contract.file}`.",
         "",
         contract.doc or "*The contract has no documentation.*",
@@ -192,8 +199,9 @@ def page(
     def flow_link(flow: Flow) -> str:
         return f"[flow {flow.number} `{flow.code}`]({depth}{flow_page(flow)})"
 
+    unused = COMMON_USE if contract.system == "common" else "No flow of the catalogue uses it."
     lines += [f"- {flow_link(flow)}, {flow.name}: the {part} part" for flow, part in using] or [
-        "No flow of the catalogue uses this message."
+        unused
     ]
     lines.append("")
     for target in mapping_pages.get(contract.name, []):

@@ -1,8 +1,8 @@
 """Fixtures shared by the whole suite: the reference project, compiled once per session, and
 the runtime's stores: every store test runs on SQLite and on PostgreSQL.
 
-PostgreSQL comes from CCBMDM_TEST_PG_DSN (CI sets it); each test gets a schema of its own.
-Without the variable the PostgreSQL runs are skipped with that reason."""
+PostgreSQL is the server at 127.0.0.1:5432, or the one CCBMDM_TEST_PG_DSN names; each test gets a
+schema of its own. When no server answers, the PostgreSQL runs are skipped with that reason."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from ccbmdm.runtime.messages.contracts import ContractRegistry
 from ccbmdm.runtime.store import Store
 from ccbmdm.runtime.store.postgres import PostgresStore
 from ccbmdm.runtime.store.sqlite import SqliteStore
-from support import PG_DSN, REPO, postgres_schema
+from support import REPO, pg_dsn, postgres_schema
 
 
 @pytest.fixture(scope="session")
@@ -52,9 +52,7 @@ def empty_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stor
         yield created
         created.close()
         return
-    if not PG_DSN:
-        pytest.skip("PostgreSQL store tests need CCBMDM_TEST_PG_DSN (CI sets it)")
-    with postgres_schema(PG_DSN) as dsn:
+    with postgres_schema(pg_dsn()) as dsn:
         created = PostgresStore(dsn)
         yield created
         created.close()

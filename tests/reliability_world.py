@@ -36,7 +36,7 @@ from ccbmdm.runtime.store import Store, Transaction, open_store
 from ccbmdm.runtime.store.sqlite import SqliteStore
 from ccbmdm.runtime.worker import Step, Worker
 from runtime_world import FLOWS, People, StubMdm, person
-from support import REPO
+from support import REPO, pg_dsn
 
 # docs/reliability.md §3.1: 2 s lease, 200 ms poll interval, backoff base 50 ms and factor 2; a
 # retry window of 2 s (a message is given up once its attempts are used and 2 s have passed).
@@ -964,7 +964,7 @@ def more_stores(like: Store, count: int, folder: Path) -> Iterator[list[Store]]:
     go on side by side); PostgreSQL schemas are dropped afterwards."""
     stores: list[Store] = []
     schemas: list[str] = []
-    base = os.environ.get("CCBMDM_TEST_PG_DSN", "")
+    base = pg_dsn()  # called only for a PostgreSQL store, so a server answers
     try:
         for index in range(count):
             if like.dialect == "sqlite":

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,8 +16,44 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLES = sorted((REPO / "contracts" / "samples").glob("*/*.xml"))
 # The outbox with each message's bytes, which live in a table of their own: select b.payload.
 OUTBOX = "outbox o JOIN outbox_body b ON b.id = o.id"
-# PostgreSQL for the store tests (CI sets it); without it their PostgreSQL runs are skipped
-PG_DSN = os.environ.get("CCBMDM_TEST_PG_DSN")
+# The PostgreSQL server of the store tests, unless CCBMDM_TEST_PG_DSN names another.
+LOCAL_PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def choose_postgres(
+    environ: Mapping[str, str], local: str = LOCAL_PG_DSN
+) -> tuple[str, str | None]:
+    """The DSN of the PostgreSQL tests (CCBMDM_TEST_PG_DSN, else the local server), and why
+    they cannot run there (no server answers), or None when they can."""
+    from psycopg import pq
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    override = environ.get("CCBMDM_TEST_PG_DSN")
+    dsn = override or local
+    # libpq's ping, as pg_isready: does a server accept connections, whatever the credentials
+    if pq.PGconn.ping(make_conninfo(dsn, connect_timeout=2).encode()) == pq.Ping.OK:
+        return dsn, None
+    parts = conninfo_to_dict(dsn)
+    where = f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}"
+    if override:
+        return dsn, f"no PostgreSQL answers at {where}, which CCBMDM_TEST_PG_DSN names"
+    return dsn, f"no PostgreSQL answers at {where}; set CCBMDM_TEST_PG_DSN"
+
+
+@functools.cache
+def _postgres() -> tuple[str, str | None]:
+    return choose_postgres(os.environ)  # once per run: a server that answers stays up
+
+
+def pg_dsn() -> str:
+    """The DSN of the PostgreSQL server the calling test runs on; skips the test, saying why,
+    when no server answers."""
+    import pytest
+
+    dsn, unavailable = _postgres()
+    if unavailable:
+        pytest.skip(unavailable)
+    return dsn
 
 
 @contextmanager

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from support import REPO, run_python
+import support
+from support import LOCAL_PG_DSN, REPO, choose_postgres, pg_dsn, run_python
 
 
 def readme_commands() -> list[str]:
@@ -77,3 +80,45 @@ def test_the_wheel_is_one_package_with_the_reference_project(tmp_path: Path) -> 
         "ccbmdm/reference/contracts/samples/mdm/UsageTransactionResponse.xml",
     ):
         assert expected in names
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port on 127.0.0.1 held by a socket that does not listen: connections are refused."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield int(held.getsockname()[1])
+
+
+def test_the_postgresql_tests_run_on_the_local_server_unless_told_otherwise() -> None:
+    dsn, _ = choose_postgres({})
+    assert dsn == LOCAL_PG_DSN == "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def test_the_postgresql_tests_run_on_a_server_that_answers() -> None:
+    answering = pg_dsn()
+    assert choose_postgres({"CCBMDM_TEST_PG_DSN": answering}) == (answering, None)
+    assert choose_postgres({}, local=answering) == (answering, None)
+
+
+def test_without_a_server_the_postgresql_tests_say_how_to_name_one(silent_port: int) -> None:
+    silent = f"postgresql://postgres@127.0.0.1:{silent_port}/test"
+    assert choose_postgres({}, local=silent) == (
+        silent,
+        f"no PostgreSQL answers at 127.0.0.1:{silent_port}; set CCBMDM_TEST_PG_DSN",
+    )
+
+
+def test_a_postgresql_test_is_skipped_when_the_server_named_does_not_answer(
+    silent_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    silent = f"postgresql://postgres@127.0.0.1:{silent_port}/test"
+    monkeypatch.setenv("CCBMDM_TEST_PG_DSN", silent)
+    support._postgres.cache_clear()  # the choice is made once per run; this test makes its own
+    try:
+        with pytest.raises(pytest.skip.Exception) as skipped:
+            pg_dsn()
+    finally:
+        support._postgres.cache_clear()
+    reason = f"no PostgreSQL answers at 127.0.0.1:{silent_port}, which CCBMDM_TEST_PG_DSN names"
+    assert skipped.value.msg == reason

@@ -21,7 +21,7 @@ from ccbmdm.cli import UNAVAILABLE, app, run
 from ccbmdm.runtime.store import Store, open_store
 from command_world import CCBMDM, environment, wait_for, write_config
 from runtime_world import People
-from support import PG_DSN, REPO, sample
+from support import REPO, pg_dsn, sample
 
 REJECTED = "0000000013"  # runtime_world.mdm_system rejects this person
 
@@ -433,11 +433,9 @@ def test_demo_on_postgresql_in_a_schema_of_its_own(
 ) -> None:
     """The demo in a schema of its own, given a DSN with a password: the password is in no
     output, no log line and nothing the demo stored."""
-    if not PG_DSN:
-        pytest.skip("PostgreSQL store tests need CCBMDM_TEST_PG_DSN (CI sets it)")
     import psycopg
 
-    dsn, secret = with_password(PG_DSN)
+    dsn, secret = with_password(pg_dsn())
     code, out, err = ccbmdm(capsys, "demo", "--customers", "6", "--pg", dsn)
     schema = err.split("PostgreSQL schema ", 1)[1].split()[0] if "PostgreSQL schema " in err else ""
     try:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from ccbmdm.codegen.ir import ComplexType, ContractSet, Facets, Home, Particle, SimpleType
 from ccbmdm.codegen.mapping.facets import facet_problem, lexical_of, subsumes
+from ccbmdm.codegen.mapping.functions import BUILT_INS, PYTHON_TYPES, Function, unknown_hint
 from ccbmdm.codegen.mapping.loader import Finding
 from ccbmdm.codegen.mapping.syntax import (
     Combine,
@@ -41,7 +42,6 @@ from ccbmdm.codegen.mapping.syntax import (
 )
 from ccbmdm.codegen.mapping.writer import Writer
 from ccbmdm.codegen.naming import field_name
-from ccbmdm.runtime.messages.functions import FUNCTIONS
 from ccbmdm.runtime.messages.mapping import CodeTable, RuleSite
 
 MODULES: dict[Home, str] = {"common": "c", "ccb": "ccb", "mdm": "mdm"}
@@ -109,9 +109,11 @@ class Binder:
         tables: dict[str, CodeTable],
         mapping: Mapping,
         fragments: dict[str, Rules],
+        functions: dict[str, Function] | None = None,
         broken: frozenset[str] = frozenset(),
     ) -> None:
         self.contracts = contracts
+        self.known_functions = BUILT_INS if functions is None else functions
         self.tables = tables
         self.mapping = mapping
         self.fragments = fragments
@@ -401,7 +403,7 @@ class Binder:
             child = Scope(
                 source_key,
                 item_xpath,
-                resolved.dotted + "[]",
+                resolved.dotted,  # with [] already when the step repeats
                 target_key,
                 child_target_xpath + "[]",
                 child_dotted + "[]",
@@ -418,7 +420,7 @@ class Binder:
                     item_scope = Scope(
                         source_key,
                         item_xpath,
-                        resolved.dotted + "[]",
+                        resolved.dotted,
                         target_key,
                         "",
                         "",
@@ -890,17 +892,17 @@ class Binder:
     def _function(
         self, w: Writer, scope: Scope, rule: FnRule, site: int, entry: LineageEntry
     ) -> Val | None:
-        known = FUNCTIONS.get(rule.name)
+        known = self.known_functions.get(rule.name)
         if known is None:
             self.fail(
                 rule.pos,
                 "unknown-function",
                 f"no function named {rule.name}",
-                _suggest(rule.name, list(FUNCTIONS)),
+                unknown_hint(rule.name, list(self.known_functions)),
             )
             return None
         entry.functions.add(rule.name)
-        _, signature = known
+        signature = known.signature
         params = list(signature.params)
         if params and params[-1].endswith("*"):
             params = params[:-1] + [params[-1][:-1]] * max(1, len(rule.args) - len(params) + 1)
@@ -908,7 +910,8 @@ class Binder:
             self.fail(
                 rule.pos,
                 "arity",
-                f"{rule.name} takes {len(signature.params)} argument(s) {signature.params}; {len(rule.args)} given",
+                f"{rule.name} takes {len(signature.params)} argument(s); {len(rule.args)} given",
+                f"its signature: {known}",
             )
             return None
         arguments, guards = [], []
@@ -937,12 +940,20 @@ class Binder:
                 guards.append(f"{value.var} is None")
         var = w.fresh()
         call_arguments = ", ".join(["ctx", *arguments] if signature.context else arguments)
-        call = f"fn.{FUNCTIONS[rule.name][0].__name__}({call_arguments})"
+        result = signature.result.rstrip("?")
+        if known.builtin:
+            call = f"fn.{known.function.__name__}({call_arguments})"
+        else:  # registered by the loader for this package (runtime/messages/functions.py)
+            via = "call_project_optional" if signature.result.endswith("?") else "call_project"
+            project_arguments = ", ".join(
+                [PYTHON_TYPES[result], "__name__", repr(rule.name), *arguments]
+            )
+            call = f"fn.{via}({project_arguments})"
         w.line(
             f"{var} = None if {' or '.join(guards)} else {call}" if guards else f"{var} = {call}"
         )
         self._wrap_value_errors(w, site, var, f"({', '.join(arguments)},)")
-        return Val(var, plain(signature.result), False, bool(guards))
+        return Val(var, plain(result), False, bool(guards) or signature.result.endswith("?"))
 
     def _target(self, w: Writer, scope: Scope, rule: TargetRule) -> Val | None:
         head, *rest = rule.path.steps
@@ -1195,6 +1206,20 @@ def leaves(contracts: ContractSet, key: tuple[Home, str], prefix: str = "") -> l
             found += leaves(contracts, particle.type_key, path)
         else:
             found.append(path)
+    return found
+
+
+def elements(
+    contracts: ContractSet, key: tuple[Home, str], prefix: str = ""
+) -> dict[str, Particle]:
+    """Every element under a type, structures and values, by dotted path (no [] markers: the
+    paths a mapping writes)."""
+    found: dict[str, Particle] = {}
+    for particle in contracts.complex_types[key].particles:
+        path = f"{prefix}{'.' if prefix else ''}{particle.name}"
+        found[path] = particle
+        if particle.kind == "complex" and particle.type_key is not None:
+            found.update(elements(contracts, particle.type_key, path))
     return found
 
 

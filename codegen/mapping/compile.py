@@ -3,6 +3,7 @@ with the findings of all stages and the lineage artifact."""
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 from typing import Any
@@ -11,7 +12,8 @@ import jinja2
 
 from ccbmdm.codegen.catalogue import Flow
 from ccbmdm.codegen.ir import ContractSet
-from ccbmdm.codegen.mapping.binder import Binder, leaves
+from ccbmdm.codegen.mapping.binder import Binder, elements, leaves
+from ccbmdm.codegen.mapping.functions import Function
 from ccbmdm.codegen.mapping.loader import (
     SCHEMA_FILE,
     Finding,
@@ -48,8 +50,10 @@ def compile_mappings(
     contracts: ContractSet,
     flows: tuple[Flow, ...],
     env: jinja2.Environment,
+    functions: dict[str, Function] | None = None,
 ) -> MappingBuild:
-    """Compile every mapping under ``folder``; findings carry paths relative to ``root``."""
+    """Compile every mapping under ``folder``, calling ``functions`` (default: the built-ins);
+    findings carry paths relative to ``root``."""
     result = MappingBuild()
     schema = folder / SCHEMA_FILE
 
@@ -138,10 +142,11 @@ def compile_mappings(
                         f"the {role} of {flow.code} {part.name} is {wanted}, not {given}",
                     )
                 )
-        binder = Binder(contracts, tables, mapping, fragments, frozenset(broken))
+        binder = Binder(contracts, tables, mapping, fragments, functions, frozenset(broken))
         binder.bind()
         result.findings.extend(binder.findings)
         complete = complete and binder.complete
+        declared = _declared_unread(contracts, mapping, result)
         used |= binder.tables_used
         stem = path.name.removesuffix(".yaml")
         if binder.findings and any(f.severity == "error" for f in binder.findings):
@@ -159,6 +164,8 @@ def compile_mappings(
             }
         )
         source_key = contracts.contracts[mapping.source].type_key
+        source_fields = leaves(contracts, source_key)
+        unread = [leaf for leaf in source_fields if leaf not in binder.reads]
         result.lineage[mapping.file] = {
             "flow": mapping.flow,
             "part": mapping.part,
@@ -174,9 +181,9 @@ def compile_mappings(
                 }
                 for target, entry in sorted(binder.lineage.items())
             },
-            "unread_sources": [
-                leaf for leaf in leaves(contracts, source_key) if leaf not in binder.reads
-            ],
+            "unread_sources": [leaf for leaf in unread if not _covered(leaf, declared)],
+            "declared_unread": [leaf for leaf in unread if _covered(leaf, declared)],
+            "source_fields": source_fields,
         }
     for name, pos in sorted(table_pos.items()) if complete else ():
         if name not in used:
@@ -200,6 +207,37 @@ def _distinct(findings: list[Finding]) -> list[Finding]:
             seen.add(key)
             distinct.append(finding)
     return distinct
+
+
+def _declared_unread(contracts: ContractSet, mapping: Mapping, result: MappingBuild) -> list[str]:
+    """The paths under the mapping's ``unread:`` key, each checked against the source contract
+    (a path that names no element is an error: it would silence nothing)."""
+    contract = contracts.contracts.get(mapping.source)
+    if contract is None:  # reported where the mapping names it
+        return []
+    known = elements(contracts, contract.type_key)
+    declared = []
+    for path in mapping.unread:
+        dotted = ".".join(path.steps)
+        if dotted in known:
+            declared.append(dotted)
+            continue
+        close = difflib.get_close_matches(dotted, list(known), n=1, cutoff=0.6)
+        result.findings.append(
+            Finding(
+                path.pos,
+                "unread-path",
+                f"{mapping.source} has no element {dotted}",
+                f"did you mean {close[0]}?" if close else "write a path of the source contract",
+            )
+        )
+    return declared
+
+
+def _covered(leaf: str, declared: list[str]) -> bool:
+    """Whether a source leaf (with [] after repeated steps) is, or is inside, a declared path."""
+    plain = leaf.replace("[]", "")
+    return any(plain == path or plain.startswith(path + ".") for path in declared)
 
 
 def render_transformer(

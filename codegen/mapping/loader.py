@@ -365,6 +365,7 @@ def load_mapping(path: FilePath, display: str, schema_path: FilePath) -> Mapping
         pos=data.pos,
         source_pos=data["source"].pos,
         target_pos=data["target"].pos,
+        unread=tuple(_path(p) for p in data.get("unread", [])),
     )
 
 

@@ -179,3 +179,5 @@ class Mapping:
     pos: Pos
     source_pos: Pos
     target_pos: Pos
+    # Source elements no rule reads on purpose: `unread` leaves them out of its warnings.
+    unread: tuple[Path, ...] = ()

@@ -2,6 +2,10 @@
 
 Each function declares the contract types of its parameters and result, so the mapping compiler
 can check a call (`{fn: start_of_day, args: [startDate, timeZone]}`) before anything runs.
+
+A project adds functions of its own (docs/mappings.md, "A project's own functions"): the
+compiler reads their signatures from their type hints, and the loader registers them here for
+the generated package it loads, whose transformers reach them through `call_project`.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import cache
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
@@ -160,3 +164,48 @@ FUNCTIONS: dict[str, tuple[Callable[..., Any], Signature]] = {
         Signature(("decimal", "integer"), "string", "the number with that many places"),
     ),
 }
+
+
+T = TypeVar("T")
+
+# The project functions of each loaded generated package, by package name.
+_PROJECT: dict[str, dict[str, Callable[..., Any]]] = {}
+
+
+def register_project(package: str, functions: dict[str, Callable[..., Any]]) -> None:
+    """Make a project's functions callable from the transformers of its generated ``package``."""
+    _PROJECT[package] = dict(functions)
+
+
+def call_project(result: type[T], module: str, name: str, *arguments: Any) -> T:
+    """Call project function ``name`` for a transformer ``module``; the result must be a
+    ``result``. The function's failure is a ValueError, which the transformer reports at the
+    calling rule."""
+    value = call_project_optional(result, module, name, *arguments)
+    if value is None:
+        raise ValueError(f"{name} returned None, not a {result.__name__}")
+    return value
+
+
+def call_project_optional(result: type[T], module: str, name: str, *arguments: Any) -> T | None:
+    """`call_project` for a function whose result may be None."""
+    package = module.rpartition(".")[0]
+    function = _PROJECT.get(package, {}).get(name)
+    if function is None:
+        raise LookupError(
+            f"project function {name} is not registered for {package}; "
+            "load generated code through ccbmdm.codegen.loader"
+        )
+    try:
+        value = function(*arguments)
+    except ValueError:
+        raise
+    except Exception as error:  # a defect of the project function, reported at the rule
+        raise ValueError(f"{name} failed: {type(error).__name__}: {error}") from error
+    if value is None:
+        return None
+    if not isinstance(value, result) or (
+        type(value) is not result and result in (date, int)  # not a datetime, not a bool
+    ):
+        raise ValueError(f"{name} returned a {type(value).__name__}, not a {result.__name__}")
+    return value

@@ -14,6 +14,7 @@ from ccbmdm.codegen import compiler
 from ccbmdm.codegen.loader import load_contracts, load_package
 from ccbmdm.codegen.mapping.loader import Finding
 from ccbmdm.codegen.project import Project
+from ccbmdm.runtime.messages.functions import FUNCTIONS
 from ccbmdm.runtime.messages.mapping import CodeTables, Context, TransformError
 from support import REPO, sample
 
@@ -266,7 +267,9 @@ def test_unknown_table_and_function(project: Project) -> None:
     )
     found = findings(project)
     assert the(found, "unknown-table").hint == "did you mean OUCCB2_OUMDM2_Country?"
-    assert the(found, "unknown-function").hint == "did you mean concat?"
+    assert the(found, "unknown-function").hint == (
+        f"did you mean concat? functions: {', '.join(sorted(FUNCTIONS))}"
+    )
 
 
 def test_schema_errors_point_at_the_unknown_key(project: Project) -> None:

@@ -29,7 +29,7 @@ from ccbmdm.runtime.store.dsn import redacted
 from ccbmdm.runtime.store.postgres import lost
 from reliability_world import build_world, check, install, open_work, quiet
 from runtime_world import FAST, FLOWS, People, Unreachable
-from support import PG_DSN, sample
+from support import pg_dsn, sample
 
 
 class Terminator:
@@ -37,8 +37,7 @@ class Terminator:
     connection, and waits until PostgreSQL has let it go: the next statement on it fails."""
 
     def __init__(self) -> None:
-        assert PG_DSN is not None
-        self.admin = psycopg.connect(PG_DSN, autocommit=True)
+        self.admin = psycopg.connect(pg_dsn(), autocommit=True)
         self.terminated = 0
 
     def terminate(self, tx: Transaction) -> None:

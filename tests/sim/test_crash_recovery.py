@@ -23,7 +23,7 @@ from ccbmdm.runtime.sim.synthetic import CYCLES, Customer, Plan, generate
 from ccbmdm.runtime.store import Store, open_store
 from flows_world import settle
 from loopback import NODES, three_services
-from support import PG_DSN, postgres_schema
+from support import pg_dsn, postgres_schema
 
 CUSTOMERS = 25
 RENAMED = 10  # people CCB's users rename while a process is down, at most
@@ -41,10 +41,9 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str,
     if request.param == "sqlite":
         yield {name: str(tmp_path / f"{name}.db") for name in NODES}
         return
-    if not PG_DSN:
-        pytest.skip("PostgreSQL store tests need CCBMDM_TEST_PG_DSN (CI sets it)")
+    dsn = pg_dsn()
     with ExitStack() as schemas:
-        yield {name: schemas.enter_context(postgres_schema(PG_DSN, name)) for name in NODES}
+        yield {name: schemas.enter_context(postgres_schema(dsn, name)) for name in NODES}
 
 
 def wait_for(condition: Callable[[], bool], what: str, seconds: float = 120) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ccbmdm.docsite.mappings import written
+from ccbmdm.codegen.lineage import written
+from ccbmdm.docsite.mappings import page
 
 MAPPING = """\
 rules:
@@ -45,3 +46,23 @@ def test_a_rule_in_a_file_that_has_changed_since_shows_nothing(tmp_path: Path) -
     (tmp_path / "m.yaml").write_text(MAPPING, encoding="utf-8")
     assert written(tmp_path, "m.yaml:99:3") == ""
     assert written(tmp_path, "gone.yaml:2:3") == ""
+
+
+def test_the_page_lists_unread_source_fields_and_those_listed_under_unread(
+    tmp_path: Path,
+) -> None:
+    lineage = {
+        "flow": "PERSON_SYNC",
+        "part": "request",
+        "source": "ccb/PersonSyncRequest",
+        "target": "mdm/ContactSyncRequest",
+        "fields": {},
+        "unread_sources": ["person.language"],
+        "declared_unread": ["person.personId"],
+    }
+    text = page(tmp_path, "mappings/person-sync.request.yaml", lineage, {}, [])
+    unread = text.split("## Source fields no rule reads\n\n", 1)[1].split("\n\n", 1)[0]
+    assert unread.splitlines() == [
+        "- `person.language`",
+        "- `person.personId` (listed under `unread:`)",
+    ]
