@@ -45,6 +45,7 @@ _GENERATOR_SOURCES = (
     "mapping/functions.py",
     "mapping/loader.py",
     "mapping/syntax.py",
+    "mapping/violations.py",
     "mapping/writer.py",
 )
 
@@ -111,8 +112,9 @@ def mapping_files(project: Project) -> list[Path]:
     )
 
 
-def generate(project: Project) -> Build:
-    """Render and format every generated module, in memory."""
+def generate(project: Project, *, formatted: bool = True) -> Build:
+    """Render and format every generated module, in memory (without ``formatted``, the modules
+    as rendered: every check of the inputs is made, and the formatter's process is saved)."""
     digest = inputs_digest(project)
     before = lineage.previous(project.target / LINEAGE)  # before a compile overwrites it
     contracts = read_contracts(project.contracts)
@@ -142,9 +144,10 @@ def generate(project: Project) -> Build:
     for system, namespace in SYSTEM_NAMESPACES.items():
         modules[f"codec_{system}.py"] = renderer.codec_module(system, namespace)  # type: ignore[arg-type]
     modules["py.typed"] = ""
-    formatted = _format({name: text for name, text in modules.items() if name.endswith(".py")})
+    sources = {name: text for name, text in modules.items() if name.endswith(".py")}
+    tidy = _format(sources) if formatted else sources
     for name, text in modules.items():
-        build.files[f"{package}/{name}"] = formatted.get(name, text)
+        build.files[f"{package}/{name}"] = tidy.get(name, text)
     return build
 
 
