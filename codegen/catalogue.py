@@ -7,7 +7,7 @@ the bridge or the mapping compiler.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +32,18 @@ _FLOW_KEYS = {
     "reply_timeout",
     "parts",
 }
+
+
+# The keys whose values must have a shape before they can be checked further: a list where a
+# name goes would otherwise fail as a value of no known kind.
+_SHAPES: tuple[tuple[str, str, Callable[[Any], bool]], ...] = (
+    ("number", "a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    ("code", "a flow code such as SA_SYNC", lambda v: isinstance(v, str) and v.isupper()),
+    ("name", "a name", lambda v: isinstance(v, str)),
+    ("optional", "true or false", lambda v: isinstance(v, bool)),
+    ("reply_timeout", "a duration", lambda v: isinstance(v, str | int)),
+    ("parts", "a mapping of part names", lambda v: isinstance(v, dict)),
+)
 
 
 class CatalogueError(FindingsError):
@@ -143,6 +155,11 @@ class _Check:
             self.fail((key,), "catalogue", f"unknown key `{key}`", did_you_mean(key, _FLOW_KEYS))
         if missing or unknown:
             return None
+        misshapen = [(key, what) for key, what, fits in _SHAPES if not fits(entry[key])]
+        for key, what in misshapen:
+            self.fail((key,), "catalogue", f"`{key}` must be {what}, not {entry[key]!r}")
+        if misshapen:
+            return None
         choices = {
             "initiator": ("ccb", "mdm"),
             "receiver": ("ccb", "mdm"),
@@ -173,11 +190,15 @@ class _Check:
                     f"part {name!r} is not one of {', '.join(PART_NAMES)}",
                     did_you_mean(name, PART_NAMES),
                 )
-            if not isinstance(part, dict) or set(part) != {"sender", "receiver"}:
+            if (
+                not isinstance(part, dict)
+                or set(part) != {"sender", "receiver"}
+                or not all(isinstance(contract, str) for contract in part.values())
+            ):
                 self.fail(
                     ("parts", name),
                     "catalogue",
-                    f"part {name} needs exactly `sender` and `receiver`",
+                    f"part {name} needs exactly `sender` and `receiver`, each a contract",
                 )
                 continue
             # The initiator sends a request or notification, the other system answers it.

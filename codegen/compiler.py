@@ -51,6 +51,7 @@ _GENERATOR_SOURCES = (
     "mapping/functions.py",
     "mapping/loader.py",
     "mapping/syntax.py",
+    "mapping/violations.py",
     "mapping/writer.py",
 )
 
@@ -148,8 +149,9 @@ def mapping_files(project: Project) -> list[Path]:
     )
 
 
-def generate(project: Project) -> Build:
-    """Render and format every generated module, in memory."""
+def generate(project: Project, *, formatted: bool = True) -> Build:
+    """Render and format every generated module, in memory (without ``formatted``, the modules
+    as rendered: every check of the inputs is made, and the formatter's process is saved)."""
     from ccbmdm.codegen import lineage
     from ccbmdm.codegen.catalogue import load_catalogue
     from ccbmdm.codegen.mapping.compile import compile_mappings
@@ -194,9 +196,10 @@ def generate(project: Project) -> Build:
     for system, namespace in SYSTEM_NAMESPACES.items():
         modules[f"codec_{system}.py"] = renderer.codec_module(system, namespace)  # type: ignore[arg-type]
     modules["py.typed"] = ""
-    formatted = _format({name: text for name, text in modules.items() if name.endswith(".py")})
+    sources = {name: text for name, text in modules.items() if name.endswith(".py")}
+    tidy = _format(sources) if formatted else sources
     for name, text in modules.items():
-        build.files[f"{package}/{name}"] = formatted.get(name, text)
+        build.files[f"{package}/{name}"] = tidy.get(name, text)
     return build
 
 

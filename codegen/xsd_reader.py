@@ -16,6 +16,8 @@ from typing import Any, cast
 
 from lxml import etree
 from xsdata.codegen.parsers.schema import SchemaParser
+from xsdata.exceptions import ConverterError
+from xsdata.exceptions import ParserError as XsdataParserError
 from xsdata.models import xsd
 from xsdata.models.mixins import ElementBase
 
@@ -109,6 +111,9 @@ class _Schema:
     home: Home
     namespace: str | None
     includes: list[Path]
+    # An include that is missing or unreadable (reported where it is): names this schema does
+    # not find may be declared there, so their absence is not reported again.
+    blind: bool = False
 
     def origin(self, node: ElementBase) -> Origin:
         return Origin(self.display, self.pos(node).line)
@@ -161,9 +166,16 @@ class _Reader:
             return None
         elements = [e for e in tree.iter() if isinstance(e.tag, str)]
         text = data.decode("utf-8", errors="replace").splitlines()
+        reported = len(self.findings)
         self._check_subset(display, text, tree, elements)
         parser = SchemaParser(location=path.as_uri())
-        model = parser.from_bytes(data, xsd.Schema)
+        try:
+            model = parser.from_bytes(data, xsd.Schema)
+        except (XsdataParserError, ConverterError) as exc:
+            # Anything outside the subset (an xs:elementt) is reported above, where it is.
+            if len(self.findings) == reported:
+                self.fail(Pos(display, 1, 1), "xsd-subset", f"cannot be read as an XSD: {exc}")
+            return None
         namespace = model.target_namespace
         home = _home_of(path, namespace)
         if home is None:
@@ -174,15 +186,28 @@ class _Reader:
                 f"expected {SYSTEM_NAMESPACES.get(path.parent.name, _EXPECTED_NAMESPACES)}",
             )
             return None
-        includes = [
-            (path.parent / include.schema_location).resolve()
-            for include in model.includes
-            if include.schema_location
-        ]
-        schema = _Schema(path, display, model, elements, text, home, namespace, includes)
+        includes: list[tuple[Path, ElementBase]] = []
+        blind = False
+        for declared, node in zip(model.includes, tree.iterfind(f"{{{XS}}}include"), strict=False):
+            if not declared.schema_location:
+                continue
+            target = (path.parent / declared.schema_location).resolve()
+            if target.is_file():
+                includes.append((target, node))
+            else:
+                blind = True
+                self.fail(
+                    _pos(display, text, node, "schemaLocation"),
+                    "xsd-subset",
+                    f"xs:include names {declared.schema_location}, which does not exist",
+                )
+        schema = _Schema(
+            path, display, model, elements, text, home, namespace, [t for t, _ in includes], blind
+        )
         self.schemas[path] = schema
-        for include, node in zip(includes, tree.iterfind(f"{{{XS}}}include"), strict=False):
+        for include, node in includes:
             included = self.load(include)
+            schema.blind = schema.blind or included is None
             if included is not None and included.namespace is not None:
                 self.fail(
                     _pos(display, text, node, "schemaLocation"),
@@ -291,7 +316,7 @@ class _Reader:
             )
             return None
         found = self.scope(schema).get(f"{kind}:{local}")
-        if found is None:
+        if found is None and not schema.blind:
             self.fail(
                 where,
                 "unknown-type",
@@ -558,14 +583,15 @@ class _Reader:
         if f"ComplexType:{local}" in scope:
             key = self.complex_type(schema, qname, where, path)
             return None if key is None else ("complex", key)
-        self.fail(
-            where,
-            "unknown-type",
-            f"no type named {local}",
-            did_you_mean(local, self.names(schema, "SimpleType", "ComplexType"))
-            or "declare it in this schema or one it includes",
-            path,
-        )
+        if not schema.blind:
+            self.fail(
+                where,
+                "unknown-type",
+                f"no type named {local}",
+                did_you_mean(local, self.names(schema, "SimpleType", "ComplexType"))
+                or "declare it in this schema or one it includes",
+                path,
+            )
         return None
 
     # ---------------------------------------------------------------- contracts

@@ -108,12 +108,18 @@ class Binder:
         mapping: Mapping,
         fragments: dict[str, Rules],
         functions: dict[str, Function] | None = None,
+        broken: frozenset[str] = frozenset(),
     ) -> None:
         self.contracts = contracts
         self.known_functions = BUILT_INS if functions is None else functions
         self.tables = tables
         self.mapping = mapping
         self.fragments = fragments
+        # Tables and fragments that exist but failed to load: their own findings say why, so
+        # a mapping that uses one says nothing of its absence.
+        self.broken = broken
+        # False when some rules were not looked at (their tables unknown to the compiler).
+        self.complete = True
         self.findings: list[Finding] = []
         self.functions: list[str] = []
         self.constants: list[str] = []
@@ -143,11 +149,17 @@ class Binder:
                     did_you_mean(name, list(self.contracts.contracts)),
                 )
         if source is None or target is None:
+            self.complete = False
             return
         rules = Rules(dict(mapping.rules.entries), dict(mapping.rules.key_pos))
         for name in mapping.use:
             fragment = self.fragments.get(name)
             if fragment is None:
+                # What the fragment writes is unknown: the root's required elements may be
+                # among it, so they are not reported missing.
+                self.complete = False
+                if name in self.broken:
+                    continue
                 self.fail(
                     mapping.pos,
                     "unknown-fragment",
@@ -192,7 +204,11 @@ class Binder:
                 )
         self._target_path = scope.target_xpath.replace("[]", "")
         for particle in target.particles:
-            if particle.min_occurs > 0 and particle.name not in rules.entries:
+            if (
+                particle.min_occurs > 0
+                and particle.name not in rules.entries
+                and (self.complete or name != "_b0")
+            ):
                 self.fail(
                     pos,
                     "unmapped-required",
@@ -722,6 +738,9 @@ class Binder:
         entry: LineageEntry,
     ) -> Val | None:
         table = self.tables.get(rule.table)
+        if table is None and rule.table in self.broken:
+            self.tables_used.add(rule.table)
+            return None
         if table is None:
             self.fail(
                 rule.pos,

@@ -22,6 +22,7 @@ from ccbmdm.codegen.mapping.loader import (
     table_positions,
 )
 from ccbmdm.codegen.mapping.syntax import Mapping, Rules
+from ccbmdm.codegen.mapping.violations import suggest
 from ccbmdm.codegen.project import display_path
 from ccbmdm.runtime.messages.mapping import CodeTable, RuleSite, read_table
 
@@ -61,13 +62,17 @@ def compile_mappings(
 
     tables: dict[str, CodeTable] = {}
     table_pos: dict[str, Pos] = {}
+    # Tables and fragments that exist but failed to load: reported once, where they are wrong.
+    broken: set[str] = set()
     for path in sorted((folder / "tables").glob("*.yaml")):
         try:
             located = table_positions(path, display(path), schema)
         except Finding as finding:
             result.findings.append(finding)
+            broken.add(path.stem)
             continue
         table = read_table(path)
+        errors = len(result.errors)
         if table.name != path.stem:
             result.findings.append(
                 Finding(
@@ -77,14 +82,22 @@ def compile_mappings(
                 )
             )
         _check_table(table, located, result)
+        if len(result.errors) > errors:
+            broken |= {table.name, path.stem}
+            continue
         tables[table.name] = table
         table_pos[table.name] = located.pos
+    # Which tables the mappings use is known only when every mapping and fragment could be read
+    # and bound.
+    complete = True
     fragments: dict[str, Rules] = {}
     for path in sorted((folder / "fragments").glob("*.yaml")):
         try:
             name, rules, _ = load_fragment(path, display(path), schema)
         except Finding as finding:
             result.findings.append(finding)
+            broken.add(path.stem)
+            complete = False
             continue
         fragments[name] = rules
     parts = {(f.code, p.name): (f, p) for f in flows for p in f.parts}
@@ -94,9 +107,11 @@ def compile_mappings(
             mapping = load_mapping(path, display(path), schema)
         except Finding as finding:
             result.findings.append(finding)
+            complete = False
             continue
         known = parts.get((mapping.flow, mapping.part))
         if known is None:
+            complete = False
             result.findings.append(
                 Finding(
                     mapping.pos,
@@ -127,9 +142,10 @@ def compile_mappings(
                         f"the {role} of {flow.code} {part.name} is {wanted}, not {given}",
                     )
                 )
-        binder = Binder(contracts, tables, mapping, fragments, functions)
+        binder = Binder(contracts, tables, mapping, fragments, functions, frozenset(broken))
         binder.bind()
         result.findings.extend(binder.findings)
+        complete = complete and binder.complete
         declared = _declared_unread(contracts, mapping, result)
         used |= binder.tables_used
         stem = path.name.removesuffix(".yaml")
@@ -169,12 +185,26 @@ def compile_mappings(
             "declared_unread": [leaf for leaf in unread if _covered(leaf, declared)],
             "source_fields": source_fields,
         }
-    for name, pos in sorted(table_pos.items()):
+    for name, pos in sorted(table_pos.items()) if complete else ():
         if name not in used:
             result.findings.append(
                 Finding(pos, "unused-table", f"no mapping uses code table {name}")
             )
+    result.findings = _distinct(result.findings)
     return result
+
+
+def _distinct(findings: list[Finding]) -> list[Finding]:
+    """One finding per root cause: a fragment's mistake is found in every mapping that uses it,
+    at the same position with the same words."""
+    seen: set[tuple[object, ...]] = set()
+    distinct = []
+    for finding in findings:
+        key = (finding.pos, finding.rule, finding.message, finding.severity)
+        if key not in seen:
+            seen.add(key)
+            distinct.append(finding)
+    return distinct
 
 
 def _declared_unread(contracts: ContractSet, mapping: Mapping, result: MappingBuild) -> list[str]:
@@ -251,14 +281,7 @@ def _check_table(table: CodeTable, located: Any, result: MappingBuild) -> None:
     seen: dict[tuple[str, ...], int] = {}
     for index, row in enumerate(located["rows"]):
         if set(row) != columns:
-            result.findings.append(
-                Finding(
-                    row.pos,
-                    "table-row",
-                    f"the row has columns {', '.join(sorted(row))}; "
-                    f"expected {', '.join(sorted(columns))}",
-                )
-            )
+            result.findings.append(_row_columns(row, table))
             continue
         key = tuple(str(row[k]) for k in table.keys)
         if key in seen:
@@ -270,6 +293,24 @@ def _check_table(table: CodeTable, located: Any, result: MappingBuild) -> None:
                 )
             )
         seen[key] = index
+
+
+def _row_columns(row: Any, table: CodeTable) -> Finding:
+    """A row whose columns are not the table's: the unknown ones, the missing ones, and the
+    column an unknown one probably meant."""
+    columns = [*table.keys, *table.values]
+    unknown = [c for c in row if c not in columns]
+    missing = [c for c in columns if c not in row]
+    said = []
+    if unknown:
+        said.append(f"unknown column{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
+    if missing:
+        said.append(f"no {', '.join(missing)}")
+    hint = next(
+        (suggest(c, missing) for c in unknown if suggest(c, missing)),
+        f"a row of {table.name} has the columns {', '.join(columns)}",
+    )
+    return Finding(row.pos, "table-row", f"the row has {' and '.join(said)}", hint)
 
 
 def _model(contracts: ContractSet, name: str) -> str:

@@ -39,6 +39,7 @@ from ccbmdm.codegen.mapping.syntax import (
     Value,
     XrefRule,
 )
+from ccbmdm.codegen.mapping.violations import explain
 
 SCHEMA_FILE = "mapping.schema.json"
 
@@ -73,7 +74,7 @@ def _located(node: yaml.Node, file: str) -> Any:
         result = LDict()
         result.pos, result.key_pos = pos, {}
         for key_node, value_node in node.value:
-            key = str(yaml.safe_load(yaml.serialize(key_node)))
+            key = str(_constructed(key_node))
             result.key_pos[key] = Pos(
                 file, key_node.start_mark.line + 1, key_node.start_mark.column + 1
             )
@@ -85,12 +86,17 @@ def _located(node: yaml.Node, file: str) -> Any:
         items = LList(_located(item, file) for item in node.value)
         items.pos = pos
         return items
-    value = yaml.safe_load(yaml.serialize(node))
+    value = _constructed(node)
     if isinstance(value, str):
         text = LStr(value)
         text.pos = pos
         return text
     return LScalar(value, pos)
+
+
+def _constructed(node: yaml.Node) -> Any:
+    """The value of a composed node, as yaml.safe_load gives it (an empty node is None)."""
+    return yaml.SafeLoader("").construct_document(node)
 
 
 def plain(data: Any) -> Any:
@@ -148,24 +154,6 @@ def _kind(data: dict[str, Any]) -> str:
     return "mapping"
 
 
-def _meant(errors: list[jsonschema.ValidationError]) -> jsonschema.ValidationError:
-    """Of the errors of a choice, one from the form the writer meant: an alternative whose
-    type and required keys the value satisfies (so a rule with `table:` is judged as a table
-    lookup), deepest first."""
-    by_form: dict[object, list[jsonschema.ValidationError]] = {}
-    for error in errors:
-        by_form.setdefault(
-            error.relative_schema_path[0] if error.relative_schema_path else None, []
-        ).append(error)
-    meant = [
-        found
-        for found in by_form.values()
-        if not any(e.validator in ("type", "required") and len(e.relative_path) == 0 for e in found)
-    ]
-    candidates = [e for found in meant for e in found] or errors
-    return max(candidates, key=lambda e: len(e.absolute_path))
-
-
 def read_located(path: FilePath, display: str, schema_path: FilePath) -> LDict:
     """Parse a YAML file with positions and validate it against the language's schema."""
     data = compose_located(path, display, "a mapping file")
@@ -196,17 +184,28 @@ def compose_located(path: FilePath, display: str, what: str) -> LDict:
 
 
 def validate_located(data: LDict, validator: jsonschema.protocols.Validator, hint: str) -> None:
-    """Raise the schema error that best explains what is wrong, at its line and column."""
+    """Raise the schema violation that best explains what is wrong, in the words of the file's
+    language, at its line and column (``hint`` says where the language is described)."""
     errors = sorted(validator.iter_errors(plain(data)), key=lambda e: list(e.absolute_path))
-    if errors:
-        best = jsonschema.exceptions.best_match(errors)
-        # Inside a choice (a rule has several forms), the form closest to what was written
-        # explains the problem better than "not valid under any of the given schemas".
-        while best.validator == "oneOf" and best.context:
-            best = _meant(best.context)
-        where = _pos_of(data, iter(best.absolute_path), data.pos)
-        location = ".".join(str(p) for p in best.absolute_path) or "the file"
-        raise Finding(where, "schema", f"{location}: {best.message}", hint)
+    schema = validator.schema if isinstance(validator.schema, dict) else {}
+    violation = explain(errors, schema)
+    if violation is None:
+        return
+    where = _pos_of(data, iter(violation.path), data.pos)
+    if violation.key is not None:
+        node = _at(data, violation.path)
+        if isinstance(node, LDict):
+            where = node.key_pos.get(violation.key, where)
+    raise Finding(where, "schema", violation.message, violation.hint or hint)
+
+
+def _at(data: Any, path: tuple[str | int, ...]) -> Any:
+    for step in path:
+        try:
+            data = data[step]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
 
 
 # ---------------------------------------------------------------- syntax tree

@@ -57,3 +57,39 @@ def test_problems_name_the_flow(tmp_path: Path, registry: ContractRegistry) -> N
         f"{broken}:181:11: error[catalogue]: flow HIGH_LOW: `mode` is 'blocking'; expected one of "
         "sync, async",
     ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        (
+            "  - number: 1\n",
+            "  - number: [1]\n",
+            "flow PERSON_SYNC: `number` must be a whole number",
+        ),
+        ("    code: PERSON_SYNC\n", "    code: [PERSON_SYNC]\n", "`code` must be a flow code"),
+        (
+            "ack: {sender: mdm/SyncAcknowledgement",
+            "ack: {sender: [mdm/SyncAcknowledgement]",
+            "flow PERSON_SYNC: part ack needs exactly `sender` and `receiver`, each a contract",
+        ),
+        ("    mode: sync\n", "    mode: [sync]\n", "flow HIGH_LOW: `mode` is ['sync']"),
+        (
+            "    code: SP_SYNC\n",
+            "    code: PERSON_SYNC\n",
+            "flow PERSON_SYNC: the flow code is listed twice",
+        ),
+    ],
+)
+def test_values_of_the_wrong_shape_are_problems_at_their_flow(
+    tmp_path: Path, registry: ContractRegistry, old: str, new: str, problem: str
+) -> None:
+    """Found by the fuzz test of `ccbmdm check`: a list where a name goes was not caught."""
+    broken = tmp_path / "flows.yaml"
+    text = CATALOGUE.read_text()
+    assert old in text
+    broken.write_text(text.replace(old, new, 1))
+    with pytest.raises(CatalogueError) as caught:
+        load_catalogue(broken, registry.by_name, "flows.yaml")
+    (found,) = [str(finding) for finding in caught.value.findings]
+    assert found.startswith("flows.yaml:") and problem in found, found

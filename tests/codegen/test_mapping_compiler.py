@@ -272,15 +272,15 @@ def test_unknown_table_and_function(project: Project) -> None:
     )
 
 
-def test_schema_errors_point_at_the_value(project: Project) -> None:
+def test_schema_errors_point_at_the_unknown_key(project: Project) -> None:
     write(
         project,
         "person-sync.request.yaml",
         PERSON.replace("key: personOrBusiness}", "key: personOrBusiness, colum: x}"),
     )
     finding = the(findings(project), "schema")
-    assert where(finding) == ("mappings/person-sync.request.yaml", 10, 20)
-    assert "Additional properties are not allowed ('colum' was unexpected)" in finding.message
+    assert where(finding) == ("mappings/person-sync.request.yaml", 10, 78)
+    assert str(finding).endswith("unknown key colum in a rule (did you mean column?)")
 
 
 def failure_of(project: Project, before: bytes, after: bytes) -> TransformError:

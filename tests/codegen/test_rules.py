@@ -245,8 +245,8 @@ BROKEN: dict[str, tuple[Callable[[Project], None], list[str]]] = {
         [
             (
                 "mappings/person-sync.request.yaml:11:13: error[arity]: "
-                "/ContactSyncRequest/contact/name: to_utc takes 1 argument(s) ('dateTime',); 0 "
-                "given"
+                "/ContactSyncRequest/contact/name: to_utc takes 1 argument(s); 0 given (its "
+                "signature: to_utc(instant: dateTime) -> dateTime)"
             ),
         ],
     ),
@@ -313,8 +313,8 @@ BROKEN: dict[str, tuple[Callable[[Project], None], list[str]]] = {
         ),
         [
             (
-                "mappings/tables/Ragged.yaml:6:5: error[table-row]: the row has columns a; "
-                "expected a, b"
+                "mappings/tables/Ragged.yaml:6:5: error[table-row]: the row has no b (a row of "
+                "Ragged has the columns a, b)"
             ),
         ],
     ),

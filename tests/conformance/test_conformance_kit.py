@@ -189,7 +189,7 @@ def test_json_and_junit_reports(
             "part: request",
             "part: reqest",
             "cases/person-sync/person-change/case.yaml:3:7: error[schema]: part: 'reqest' is "
-            "not one of ['request', 'response', 'ack', 'notification']",
+            "not one of request, response, ack, notification (did you mean request?)",
         ),
         (
             "expected: expected.xml",
