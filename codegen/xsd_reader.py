@@ -186,7 +186,7 @@ class _Reader:
                 f"expected {SYSTEM_NAMESPACES.get(path.parent.name, _EXPECTED_NAMESPACES)}",
             )
             return None
-        includes: list[tuple[Path, ElementBase]] = []
+        includes: list[tuple[Path, etree._Element]] = []
         blind = False
         for declared, node in zip(model.includes, tree.iterfind(f"{{{XS}}}include"), strict=False):
             if not declared.schema_location:
