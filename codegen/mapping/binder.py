@@ -191,7 +191,19 @@ class Binder:
     # ---------------------------------------------------------------- structures
 
     def structure(self, scope: Scope, rules: Rules, pos: Pos, name: str) -> None:
-        """Emit ``name(s, r, ctx)`` building the target type of ``scope`` from its source node."""
+        """Emit ``name(s, r, ctx)`` building the target type of ``scope`` from its source node.
+
+        The structure's fields are the current target only while it is compiled: the element
+        that holds it is the target again afterwards, so that what its rule still checks (an
+        ``each:``'s ``where:``) is reported and recorded at that element, not at the structure's
+        last field."""
+        saved = self._target_path, self._lineage_target
+        try:
+            self._structure(scope, rules, pos, name)
+        finally:
+            self._target_path, self._lineage_target = saved
+
+    def _structure(self, scope: Scope, rules: Rules, pos: Pos, name: str) -> None:
         target = self.contracts.complex_types[scope.target]
         particles = {p.name: p for p in target.particles}
         for key in rules.entries:

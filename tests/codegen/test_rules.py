@@ -426,3 +426,15 @@ def test_a_flow_listed_twice(tmp_path: Path) -> None:
         f"contracts/flows.yaml:{line}:11: error[duplicate-flow]: flow PERSON_SYNC: the flow "
         "code is listed twice"
     ]
+
+
+def test_a_wrong_where_on_an_each_is_reported_at_the_list_it_filters(project: Project) -> None:
+    """The each:'s items are compiled before its where:, and leave the list as the target."""
+    sa = (REPO / "mappings" / "sa-sync.request.yaml").read_text()
+    old = "        each: rateHistory\n"
+    assert old in sa
+    write(project, "sa-sync.request.yaml", sa.replace(old, old + "        where: rateSchedul\n"))
+    found = [f for f in findings(project) if f.pos.file == "mappings/sa-sync.request.yaml"]
+    assert [(f.rule, f.path) for f in found] == [
+        ("unknown-source-path", "/UsageSubscriptionSyncRequest/usageSubscription/usageGroups")
+    ]
