@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
@@ -24,7 +23,7 @@ from ccbmdm.codegen import compiler
 from ccbmdm.codegen.catalogue import Flow, load_catalogue
 from ccbmdm.codegen.project import Project
 from ccbmdm.codegen.xsd_reader import read_contracts
-from ccbmdm.runtime.messages.mapping import CodeTables
+from ccbmdm.runtime.messages.mapping import CodeTable, CodeTables
 
 from . import (
     cli_reference,
@@ -135,7 +134,6 @@ def write_pages(
     for path, asset in ASSETS.items():
         _write_bytes(docs / path, assets.joinpath(asset).read_bytes())
     guides = _copy_guides(project.root / "docs", docs / GUIDES)
-    flow_sections = _flow_sections(docs / GUIDES / "flows.md")
 
     gaps: list[str] = []
     message_nav: list[Any] = ["messages/index.md"]
@@ -178,9 +176,10 @@ def write_pages(
         mapping_nav.append({name: path})
     _write(docs / "mappings" / "index.md", "\n".join(index) + "\n")
 
-    table_nav = _code_table_pages(project, lineage, docs)
-    flow_nav = _flow_pages(catalogue, lineage, message_pages, flow_sections, cases, docs)
-    gaps += findings.place(project, docs, build.findings, lineage)
+    tables = CodeTables.load(project.mappings / "tables").tables
+    table_nav = _code_table_pages(tables, lineage, docs)
+    flow_nav = _flow_pages(catalogue, lineage, message_pages, cases, docs)
+    gaps += findings.place(project, docs, build.findings, lineage, tables)
 
     nav: list[Any] = [{"Home": "index.md"}, *guides]
     nav += [
@@ -206,7 +205,6 @@ def _flow_pages(
     catalogue: tuple[Flow, ...],
     lineage: dict[str, Any],
     message_pages: dict[str, str],
-    flow_sections: dict[str, str],
     cases: Sequence[CaseSummary],
     docs: Path,
 ) -> list[Any]:
@@ -215,7 +213,7 @@ def _flow_pages(
         (entry["flow"], entry["part"]): mappings.page_path(mapping_file)
         for mapping_file, entry in lineage.items()
     }
-    purposes = flows.purposes(docs / GUIDES / "flows.md", f"../{GUIDES}/")
+    sections = flows.guide_sections(docs / GUIDES / "flows.md", GUIDES)
     nav: list[Any] = ["flows/index.md"]
     index = ["# Flows", "", "Every flow of the catalogue, `contracts/flows.yaml`.", ""]
     index += ["| # | Flow | From | Mode |", "|---|---|---|---|"]
@@ -223,8 +221,7 @@ def _flow_pages(
         path = flows.page_path(flow)
         text = flows.page(
             flow,
-            purposes.get(flow.code),
-            flow_sections.get(flow.code),
+            sections.get(flow.code),
             mapping_pages,
             message_pages,
             [c for c in cases if c.flow == flow.code],
@@ -237,7 +234,9 @@ def _flow_pages(
     return nav
 
 
-def _code_table_pages(project: Project, lineage: dict[str, Any], docs: Path) -> list[Any]:
+def _code_table_pages(
+    tables: Mapping[str, CodeTable], lineage: dict[str, Any], docs: Path
+) -> list[Any]:
     """A page per code table, with the mapping pages that read it; their navigation."""
     readers: dict[str, list[str]] = {}
     for mapping_file, entry in sorted(lineage.items()):
@@ -245,7 +244,7 @@ def _code_table_pages(project: Project, lineage: dict[str, Any], docs: Path) -> 
             readers.setdefault(name, []).append(mappings.page_path(mapping_file))
     nav: list[Any] = ["code-tables/index.md"]
     index = ["# Code tables", "", "Every code table the mappings translate values by.", ""]
-    for name, code_table in sorted(CodeTables.load(project.mappings / "tables").tables.items()):
+    for name, code_table in sorted(tables.items()):
         path = code_tables.page_path(name)
         _write(docs / path, code_tables.page(code_table, readers.get(name, [])))
         index.append(f"- [{name}]({path.removeprefix('code-tables/')}): {code_table.miss}")
@@ -271,20 +270,6 @@ def _copy_guides(folder: Path, into: Path) -> list[dict[str, list[str]]]:
     if rest:
         sections.setdefault("Guides", []).extend(rest)
     return [{title: section} for title, section in sections.items() if section]
-
-
-def _flow_sections(guide: Path) -> dict[str, str]:
-    """The section of each flow in the flows guide (``## 6. Name — `CODE` ``), by flow code, as
-    a link from the docs folder; none when the project has no such guide."""
-    if not guide.is_file():
-        return {}
-    from markdown.extensions.toc import slugify
-
-    sections = {}
-    for match in re.finditer(r"^## \d+\. .*`([A-Z_]+)`\s*$", guide.read_text("utf-8"), re.M):
-        heading = match.group(0).removeprefix("## ").replace("`", "")
-        sections[match.group(1)] = f"{GUIDES}/{guide.name}#{slugify(heading, '-')}"
-    return sections
 
 
 def _home(

@@ -13,29 +13,33 @@ from typing import Any
 
 from ccbmdm.codegen.diagnostics import Finding
 from ccbmdm.codegen.project import Project, display_path
-from ccbmdm.runtime.messages.mapping import CodeTables
 
 from . import code_tables, mappings
 from .markdown import inline
 
 
-def pages(project: Project, lineage: dict[str, Any]) -> dict[str, str]:
+def pages(project: Project, lineage: dict[str, Any], tables: Iterable[str]) -> dict[str, str]:
     """The page of each file a finding can name, by the path findings give it."""
     found = {mapping_file: mappings.page_path(mapping_file) for mapping_file in lineage}
-    for name in CodeTables.load(project.mappings / "tables").tables:
+    for name in tables:
         table_file = display_path(project.mappings / "tables" / f"{name}.yaml", project.root)
         found[table_file] = code_tables.page_path(name)
     return found
 
 
 def place(
-    project: Project, docs: Path, findings: Iterable[Finding], lineage: dict[str, Any]
+    project: Project,
+    docs: Path,
+    findings: Iterable[Finding],
+    lineage: dict[str, Any],
+    tables: Iterable[str],
 ) -> list[str]:
-    """Add a warning box under the title of each page whose file has findings; return every
-    finding as ``ccbmdm check`` prints it."""
+    """Add a warning box under the title of each page whose file has findings (of the mappings
+    in ``lineage``, of the code tables named ``tables``); return every finding as ``ccbmdm
+    check`` prints it."""
     listed = sorted(findings, key=lambda f: (f.pos.file, f.pos.line, f.pos.column))
     by_page: dict[str, list[Finding]] = {}
-    where = pages(project, lineage)
+    where = pages(project, lineage, tables)
     for finding in listed:
         page = where.get(finding.pos.file)
         if page is not None:

@@ -62,21 +62,35 @@ def page_path(flow: Flow) -> str:
     return f"flows/{flow.kebab}.md"
 
 
-def purposes(guide: Path, base: str) -> dict[str, str]:
-    """The business purpose of each flow, by code: the "Why, when." item of its section in the
-    flows guide, its links made relative to a flow page (``base`` leads from one to the guide's
-    folder); none when the project has no such guide."""
+@dataclass(frozen=True)
+class GuideSection:
+    """A flow's section in the flows guide: the link to it from the docs folder, and the
+    business purpose it gives (its "Why, when." item), when it gives one."""
+
+    link: str
+    purpose: str | None
+
+
+def guide_sections(guide: Path, folder: str) -> dict[str, GuideSection]:
+    """Each flow's section of the flows guide (``## 6. Name — `CODE` ``), by flow code; the
+    guide lies in ``folder`` of the docs. None when the project has no such guide."""
     if not guide.is_file():
         return {}
-    text = guide.read_text(encoding="utf-8")
+    from markdown.extensions.toc import slugify
+
     found = {}
-    sections = re.split(r"^## \d+\. ", text, flags=re.M)[1:]
-    for section in sections:
-        code = re.match(r".*`([A-Z_]+)`\s*$", section.splitlines()[0])
+    for section in re.split(r"^## (?=\d+\. )", guide.read_text(encoding="utf-8"), flags=re.M)[1:]:
+        heading = section.splitlines()[0]
+        code = re.match(r"\d+\. .*`([A-Z_]+)`\s*$", heading)
+        if code is None:
+            continue
+        anchor = slugify(heading.replace("`", "").strip(), "-")
         why = re.search(r"^- \*\*Why, when\.\*\* (.*?)(?=^- |^\s*$)", section, re.M | re.S)
-        if code and why:
+        purpose = None
+        if why:  # its links rebased from the guide to a flow page
             text = " ".join(why.group(1).split())
-            found[code.group(1)] = _LINK.sub(lambda m: _rebased(m, base, guide.name), text)
+            purpose = _LINK.sub(lambda m: _rebased(m, f"../{folder}/", guide.name), text)
+        found[code.group(1)] = GuideSection(f"{folder}/{guide.name}#{anchor}", purpose)
     return found
 
 
@@ -90,22 +104,21 @@ def _rebased(link: re.Match[str], base: str, guide: str) -> str:
 
 def page(
     flow: Flow,
-    purpose: str | None,
-    section: str | None,
+    section: GuideSection | None,
     mapping_pages: Mapping[tuple[str, str], str],
     message_pages: Mapping[str, str],
     cases: list[CaseSummary],
 ) -> str:
     """The Markdown of one flow page. ``mapping_pages`` maps (flow code, part) to the mapping's
-    page, ``message_pages`` a contract name to its page, ``section`` is the flow's section in
-    the guides (all relative to the docs folder)."""
+    page, ``message_pages`` a contract name to its page (both relative to the docs folder);
+    ``section`` is the flow's section in the flows guide."""
     depth = "../" * page_path(flow).count("/")
     optional = " It is optional: a utility may leave it out." if flow.optional else ""
     mode = "synchronous (a call answered at once)" if flow.mode == "sync" else "asynchronous"
     lines = [
         f"# {flow.number}. {flow.name} — `{flow.code}`",
         "",
-        purpose or "*The flows guide does not describe this flow.*",
+        (section and section.purpose) or "*The flows guide does not describe this flow.*",
         "",
         f"From **{flow.initiator.upper()}** to **{flow.receiver.upper()}**, {mode}; "
         f"{_reply_wait(flow.reply_timeout)}.{optional}",
@@ -115,7 +128,7 @@ def page(
         policy = POLICIES[flow.error_policy]
         lines += [f"Error policy `{flow.error_policy}`: {policy}.", ""]
     if section:
-        lines += [f"The flow's fields and rules: [the flows guide]({depth}{section}).", ""]
+        lines += [f"The flow's fields and rules: [the flows guide]({depth}{section.link}).", ""]
 
     def mapping_of(part: Part) -> str | None:
         path = mapping_pages.get((flow.code, part.name))

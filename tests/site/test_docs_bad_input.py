@@ -133,7 +133,7 @@ def test_a_finding_in_a_mapping_stands_on_the_mapping_page(tmp_path: Path) -> No
         "<contact> [name](x) | *kept* as_written `code`",
         severity="warning",
     )
-    assert findings.place(project, docs, [finding], lineage) == [str(finding)]
+    assert findings.place(project, docs, [finding], lineage, []) == [str(finding)]
     page = (docs / "mappings" / "person-sync.request.md").read_text(encoding="utf-8")
     assert page.startswith('# person-sync.request\n\n!!! warning "ccbmdm check: 1 warning(s)"')
     html = markdown.markdown(page, extensions=["admonition", "tables"])
