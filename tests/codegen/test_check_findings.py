@@ -148,6 +148,31 @@ def check(capsys: pytest.CaptureFixture[str], project: Project) -> tuple[int, li
             "(did you mean sync-ack?)",
             id="unknown-fragment",
         ),
+        # Found by the fuzz test: the XSD parser's own error escaped for an element outside the
+        # subset, and a missing include was reported at the file that is not there, followed by
+        # every type it would have declared.
+        pytest.param(
+            "contracts/ccb/ContractOptionSyncRequest.xsd",
+            '<xs:element name="optionType" type="CodeType">\n'
+            "        <xs:annotation><xs:documentation>Contract option type, translated by the "
+            "DynamicOptionType code table.</xs:documentation></xs:annotation>\n"
+            "      </xs:element>",
+            '<xs:elementt name="optionType" type="CodeType">\n'
+            "        <xs:annotation><xs:documentation>Contract option type, translated by the "
+            "DynamicOptionType code table.</xs:documentation></xs:annotation>\n"
+            "      </xs:elementt>",
+            "contracts/ccb/ContractOptionSyncRequest.xsd:30:7: error[xsd-subset]: xs:elementt is "
+            "outside the supported XSD subset (see docs/contracts.md)",
+            id="misspelt-xsd-element",
+        ),
+        pytest.param(
+            "contracts/ccb/MeterReadSyncRequest.xsd",
+            'schemaLocation="../common/types.xsd"',
+            'schemaLocation="../common/types.sxd"',
+            "contracts/ccb/MeterReadSyncRequest.xsd:4:15: error[xsd-subset]: xs:include names "
+            "../common/types.sxd, which does not exist",
+            id="missing-include",
+        ),
     ],
 )
 def test_one_mistake_gives_one_finding(
@@ -190,45 +215,3 @@ def test_an_empty_table_row_is_a_finding(
             "(see mappings/mapping.schema.json)"
         ],
     )
-
-
-@pytest.mark.parametrize(
-    ("file", "old", "new", "problem"),
-    [
-        pytest.param(
-            "contracts/ccb/ContractOptionSyncRequest.xsd",
-            '<xs:element name="optionType"',
-            '<xs:elementt name="optionType"',
-            "contracts/ccb/ContractOptionSyncRequest.xsd:30:7: error[xsd-subset]: xs:elementt is "
-            "outside the supported XSD subset (see docs/contracts.md)",
-            id="misspelt-xsd-element",
-        ),
-        pytest.param(
-            "contracts/ccb/MeterReadSyncRequest.xsd",
-            'schemaLocation="../common/types.xsd"',
-            'schemaLocation="../common/types.sxd"',
-            "contracts/ccb/MeterReadSyncRequest.xsd:4:15: error[xsd-subset]: xs:include names "
-            "../common/types.sxd, which does not exist",
-            id="missing-include",
-        ),
-    ],
-)
-def test_one_contract_mistake_gives_one_problem(
-    project: Project,
-    capsys: pytest.CaptureFixture[str],
-    file: str,
-    old: str,
-    new: str,
-    problem: str,
-) -> None:
-    """Found by the fuzz test: the XSD parser's own error escaped (an element outside the
-    subset), and a missing include was reported at the file that is not there, followed by
-    every type it would have declared."""
-    edit(project.root / file, old, new)
-    text = (project.root / file).read_text(encoding="utf-8")
-    if "<xs:elementt" in text:  # the element's end tag too, so that the file stays XML
-        start = text.index("<xs:elementt")
-        end = text.index("</xs:element>", start)
-        text = text[:end] + "</xs:elementt>" + text[end + len("</xs:element>") :]
-        (project.root / file).write_text(text, encoding="utf-8")
-    assert check(capsys, project) == (1, [problem])
