@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from ccbmdm.docsite.schemas import Schema
     from ccbmdm.runtime.assembly import Runtime
     from ccbmdm.runtime.messages.mapping import Context
+    from ccbmdm.runtime.observe import Overview
     from ccbmdm.runtime.store import Store
 
 use_plain_labels()
@@ -1040,26 +1041,50 @@ UnmaskOption = Annotated[
 ]
 
 
+StatusFormat = Annotated[
+    Literal["text", "json"],
+    typer.Option(
+        "--format",
+        help="text for people, or json on standard output (the shape docs/runtime.md, "
+        "Operating, describes).",
+    ),
+]
+
+
 @app.command()
 def status(
-    store: StoreOption = None, unmask: UnmaskOption = False, project_dir: ProjectDir = None
+    store: StoreOption = None,
+    unmask: UnmaskOption = False,
+    output: StatusFormat = "text",
+    project_dir: ProjectDir = None,
 ) -> None:
-    """Counts per lifecycle and state, the oldest Pending request, every Error and its reason."""
-    from rich.table import Table
-
-    from ccbmdm.runtime.operations import status as read_status
+    """Rows per lifecycle and state, the oldest waiting work, every Error and its reason."""
+    from ccbmdm.runtime.observe import overview
 
     opened = _open_store(store, project_dir)
-    current = read_status(opened)
-    table = Table("machine", "state", "rows", title="ccbmdm status")
-    for (machine, state), count in sorted(current.counts.items()):
-        table.add_row(machine, state, str(count))
+    with explained():
+        current = overview(opened)
+    if output == "json":
+        sys.stdout.write(json.dumps(current.as_json(), indent=2) + "\n")
+        return
+    unmasked = _unmasker(opened, project_dir) if unmask and current.errors else None
+    _print_overview(current, unmasked)
+
+
+def _print_overview(current: Overview, unmasked: Callable[[int], str | None] | None) -> None:
+    from rich.table import Table
+
+    table = Table("lifecycle", "node", "state", "rows", title="ccbmdm status")
+    for (lifecycle, node, state), rows in current.rows().items():
+        table.add_row(lifecycle, node, state, str(rows))
     out.print(table)
-    age = current.oldest_pending_age_s()
-    out.print("oldest Pending request: " + ("none" if age is None else f"{age:.0f} s old"))
+    if not current.oldest:
+        out.print("nothing waits")
+    for oldest in current.oldest:
+        where = f"{oldest.lifecycle} {oldest.node}".strip()
+        out.print(f"oldest {oldest.waiting}: {where}, {oldest.age_s(current.taken_at):.0f} s")
     if current.errors:
-        out.print(f"{len(current.errors)} in ERROR:")
-        unmasked = _unmasker(opened, project_dir) if unmask else None
+        out.print(f"{current.in_error()} in ERROR:")
         for entry in current.errors:
             out.print(f"  {entry.kind} {entry.id} {escape(entry.key)}: {escape(entry.reason)}")
             shown = unmasked(entry.id) if unmasked and entry.kind == "sync_request" else None
@@ -1224,21 +1249,23 @@ def run_runtime(
     workers: WorkersOption = 1,
     project_dir: ProjectDir = None,
 ) -> None:
-    """Serve every hosted node's HTTP endpoint and run the workers until stopped."""
+    """Serve every hosted node's HTTP endpoint (with /healthz, /readyz and /metrics) and run
+    the workers until stopped."""
     from contextlib import ExitStack
 
-    runtime = _runtime(config, project_dir)
-    try:
-        with ExitStack() as stack:
-            with explained():
-                urls = runtime.serve(stack)
-            for url in urls:
-                out.print(f"listening: {url}")
-            hosted = ", ".join(runtime.nodes)
-            out.print(f"running {hosted} with {workers} worker(s); Ctrl-C stops")
-            _work_until_stopped(runtime, workers, None)
-    finally:
-        runtime.close()
+    from ccbmdm.runtime.metrics import share_between_processes
+
+    with ExitStack() as stack:
+        stack.callback(share_between_processes())  # the workers' measurements, for /metrics
+        runtime = _runtime(config, project_dir)
+        stack.callback(runtime.close)
+        with explained():
+            urls = runtime.serve(stack)
+        for url in urls:
+            out.print(f"listening: {url}")
+        hosted = ", ".join(runtime.nodes)
+        out.print(f"running {hosted} with {workers} worker(s); Ctrl-C stops")
+        _work_until_stopped(runtime, workers, None)
     out.print("stopped")
 
 

@@ -19,6 +19,7 @@ from ccbmdm.codegen.catalogue import Flow, load_catalogue
 from ccbmdm.codegen.loader import load_contracts, load_package
 from ccbmdm.codegen.project import Project
 from ccbmdm.runtime.config import ConfigError, RuntimeConfig
+from ccbmdm.runtime.health import PATHS, HealthApp, WorkerWatch
 from ccbmdm.runtime.lifecycles.sync import (
     CCB_SYNC_FLOWS,
     Acknowledgements,
@@ -34,6 +35,7 @@ from ccbmdm.runtime.messaging.inline import InlineBridge
 from ccbmdm.runtime.messaging.node import Bridge, Node
 from ccbmdm.runtime.messaging.transport import Answer, InProcessTransport, Posting, Response
 from ccbmdm.runtime.store import Transaction, open_store
+from ccbmdm.runtime.store.counts import fold
 from ccbmdm.runtime.worker import Step, Worker
 
 log = logging.getLogger("ccbmdm.runtime")
@@ -98,6 +100,8 @@ class Runtime:
         self.contracts = load_contracts(project)
         self.flows = load_catalogue(project.contracts / "flows.yaml")
         self.settings = config.delivery.settings()
+        # a round that lasts longer than a lease loses its claims: past that, not ready
+        self.workers = WorkerWatch(stale_after_s=self.settings.lease_s)
         self.context = Context(CodeTables.load(project.mappings / "tables"), clock=self.clock)
         transformers = load_package(project).TRANSFORMERS
         local = InProcessTransport()
@@ -200,9 +204,10 @@ class Runtime:
     def worker(self, batch: int | None = None) -> Worker:
         return Worker(
             self.steps(batch),
-            sweeps=[node.rescue_due for node in self.nodes.values()],
+            sweeps=[*(node.rescue_due for node in self.nodes.values()), lambda: fold(self.store)],
             poll_interval_s=self.config.delivery.poll_interval_s,
             sweep_interval_s=max(self.settings.lease_s / 4, self.config.delivery.poll_interval_s),
+            on_round=self.workers.beat,
         )
 
     def serve(self, stack: ExitStack) -> list[str]:
@@ -223,6 +228,9 @@ class Runtime:
             }
             pages = getattr(self.systems.get(name), "page", None)  # a simulator's entity pages
             app = ReceiverApp(node.receiver, accepted, pages=pages, viewers=viewers)
+            health = HealthApp(self.store, self.workers, app.may_view, setting.metrics_open)
+            for path in PATHS:
+                app.mount(path, health)
             server = stack.enter_context(Server(app, host, port))
             urls.append(f"{name}: {server.url}")
         return urls

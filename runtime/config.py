@@ -6,7 +6,8 @@ that plug in behind the hosted nodes, and the delivery settings.
 store: target/runtime.db            # a SQLite file (relative to the file) or a postgresql:// DSN
 nodes:
   ccb: {system: mypackage.ccb:connect}                # hosted, in process
-  bridge: {listen: "127.0.0.1:8400", accept: {ccb: {user: ccb, password_env: CCB_PASSWORD}}}
+  bridge: {listen: "127.0.0.1:8400", accept: {ccb: {user: ccb, password_env: CCB_PASSWORD}},
+           metrics_open: false}                     # GET /metrics needs a credential
   mdm: {url: "https://mdm.example.com", credential: {token_env: MDM_TOKEN}}   # remote
 delivery: {lease_s: 60, max_attempts: 4, batch: 50, poll_interval_s: 1}
 supervision: {stop_grace_s: 30, restart_delay_s: 1, restart_delay_cap_s: 60}
@@ -81,6 +82,11 @@ class NodeSetting(_Strict):
         default_factory=dict,
         description="who may read a simulator's pages besides the partners (operators, Basic)",
     )
+    metrics_open: bool = Field(
+        default=False,
+        description="serve GET /metrics without a credential (default: a partner's or a "
+        "viewer's credential is needed; /healthz and /readyz are always open)",
+    )
     url: str | None = Field(default=None, description="base URL of a node hosted elsewhere")
     credential: CredentialSetting | None = None
 
@@ -93,7 +99,7 @@ class NodeSetting(_Strict):
     @model_validator(mode="after")
     def _hosted_or_remote(self) -> NodeSetting:
         if self.url is not None:
-            if self.system or self.listen or self.accept or self.viewers:
+            if self.system or self.listen or self.accept or self.viewers or self.metrics_open:
                 raise ValueError("a remote node (url) takes only credential")
             if not self.url.startswith(("http://", "https://")):
                 raise ValueError(f"url must start with http:// or https://, not {self.url!r}")

@@ -159,6 +159,15 @@ class Supervisor:
             )
             slot.process.kill()
 
+    def not_running(self) -> list[int]:
+        """The workers that are not running now: dead, or waiting to be restarted."""
+        with self._lock:
+            return [
+                slot.number
+                for slot in self._slots
+                if slot.process is None or slot.process.poll() is not None
+            ]
+
     def _processes(self) -> list[subprocess.Popen[bytes]]:
         with self._lock:
             return [s.process for s in self._slots if s.process and s.process.poll() is None]
@@ -278,6 +287,7 @@ def run_supervised(runtime: Runtime, workers: int, batch: int | None, shutdown: 
     shutdown.at_deadline(supervisor.kill)
     if workers > 1:
         supervisor.start(shutdown.event)
+        runtime.workers.not_running = supervisor.not_running
     try:
         runtime.worker(batch).run(shutdown.event)
     finally:

@@ -55,6 +55,7 @@ class Worker:
     sweeps: Sequence[Step] = ()
     poll_interval_s: float = 1.0
     sweep_interval_s: float = 1.0
+    on_round: Callable[[], object] | None = None  # told after each round that ended (readiness)
     _last_sweep: float | None = field(default=None, init=False)
 
     def round(self) -> int:
@@ -107,6 +108,8 @@ class Worker:
                 log.exception("a round failed; retrying after a pause (%d in a row)", failures)
                 stop.wait(self._pause(failures))
                 continue
+            if self.on_round is not None:
+                self.on_round()
             if lost is not None:
                 log.warning("the connection to %s is back", lost.where)
                 lost = None

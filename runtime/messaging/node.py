@@ -32,6 +32,7 @@ from ccbmdm.runtime.messaging.transport import (
     TransportError,
     TransportUnreachable,
 )
+from ccbmdm.runtime.metrics import instruments
 from ccbmdm.runtime.store import Store, StoreUnavailable, Transaction
 from ccbmdm.runtime.store.base import Row
 
@@ -93,7 +94,7 @@ class Node:
         claims = self.outbox.claim()
         if not claims:
             return 0
-        leased_at = time.monotonic()
+        leased_at = claimed_at = time.monotonic()
         outcomes: list[tuple[Claim, str | None, Failure | None]] = []
         for partner, group in _by_partner(claims):
             if self.settings.lease_s - (time.monotonic() - leased_at) < self.transport.timeout_s:
@@ -112,9 +113,11 @@ class Node:
             ]
         for claim in self.outbox.record(outcomes):
             self._lease_lost(claim.message_id, "sending")
+        instruments().sent(self.name, len(claims), time.monotonic() - claimed_at)
         return len(claims)
 
     def _lease_lost(self, message_id: str, doing: str) -> None:
+        instruments().lease_lost(self.name)
         log.warning(
             f"lease lost while {doing}", extra={"message_id": message_id, "node": self.name}
         )
@@ -155,6 +158,7 @@ class Node:
         handler = self.handler
         if handler is None:
             return 0
+        began = time.monotonic()
         with self.store.transaction() as tx:
             received = self.inbox.claim(tx=tx)
             outcomes, taken = together_or_apart(
@@ -165,6 +169,8 @@ class Node:
             )
             self.inbox.processed(tx, outcomes)
             self.inbox.give_back(tx, received[len(taken) :])
+        if received:
+            instruments().processed(self.name, len(taken), time.monotonic() - began)
         return len(taken)
 
     def _process_apart(

@@ -8,7 +8,8 @@ import pytest
 
 from ccbmdm.runtime.messages.contracts import ContractRegistry
 from ccbmdm.runtime.messaging.transport import InProcessTransport
-from ccbmdm.runtime.operations import NotInError, discard, resubmit, status
+from ccbmdm.runtime.observe import overview
+from ccbmdm.runtime.operations import NotInError, discard, resubmit
 from ccbmdm.runtime.store import Store
 from runtime_world import Integration
 
@@ -57,11 +58,13 @@ def test_discard_needs_a_request_in_error_and_a_reason(rejected: Integration) ->
 
 def test_status_counts_states_and_lists_errors(rejected: Integration) -> None:
     rejected.people.change("0000000051", "Waiting,Person")
-    current = status(rejected.store)
-    assert current.counts[("sync_request", "ERROR")] == 1
-    assert current.counts[("sync_request", "PENDING")] == 1
-    assert current.counts[("outbox", "ccb DELIVERED")] == 1
-    assert current.oldest_pending is not None and 0 <= (current.oldest_pending_age_s() or 0) < 600
+    current = overview(rejected.store)
+    rows = current.rows()
+    assert rows[("sync_request", "", "ERROR")] == 1
+    assert rows[("sync_request", "", "PENDING")] == 1
+    assert rows[("outbox", "ccb", "DELIVERED")] == 1
+    (pending,) = [o for o in current.oldest if o.lifecycle == "sync_request"]
+    assert pending.waiting == "pending" and 0 <= pending.age_s(current.taken_at) < 600
     (entry,) = current.errors
     assert (entry.kind, entry.id, entry.key) == ("sync_request", 1, "PERSON 0000000050")
     assert entry.reason == "11001/16021 rejected"

@@ -281,13 +281,13 @@ def test_a_request_that_cannot_be_delivered_ends_in_error(
 def test_status_counts_usage_requests_and_lists_their_errors(
     store: Store, registry: ContractRegistry, package: ModuleType
 ) -> None:
-    from ccbmdm.runtime.operations import status
+    from ccbmdm.runtime.observe import overview
 
     world = World(store, registry, package, unbuildable=True)
     request_id = world.request(segment="SEG-7")
     world.monitor.step()
-    current = status(store)
-    assert current.counts[("usage_request", "ERROR")] == 1
+    current = overview(store)
+    assert current.rows()[("usage_request", "", "ERROR")] == 1
     (entry,) = [e for e in current.errors if e.kind == "usage_request"]
     assert (entry.id, entry.key) == (request_id, f"BATCH_BD SA {SA} segment SEG-7")
     assert entry.reason.startswith("request not built")

@@ -7,7 +7,8 @@ from types import ModuleType
 from ccbmdm.runtime.lifecycles.sync import SyncRequestMonitor
 from ccbmdm.runtime.messages.contracts import ContractRegistry
 from ccbmdm.runtime.messaging.transport import InProcessTransport
-from ccbmdm.runtime.operations import discard, resubmit, status
+from ccbmdm.runtime.observe import overview
+from ccbmdm.runtime.operations import discard, resubmit
 from ccbmdm.runtime.store import Store
 from runtime_world import Integration
 
@@ -29,7 +30,7 @@ def test_hold_v2_waits_until_v1_is_resolved_and_is_applied_after_it(
     world = world_with_rejected_v1(store, registry, package)
     world.run()
     assert [state for state, _ in world.requests()] == ["ERROR", "PENDING"]  # v2 waits
-    assert any(entry.kind == "sync_request" for entry in status(store).errors)  # the alert
+    assert any(entry.kind == "sync_request" for entry in overview(store).errors)  # the alert
     resubmit(world.monitor, [1])
     world.run()
     assert [state for state, _ in world.requests()] == ["SYNCHRONIZED", "SYNCHRONIZED"]
