@@ -1,0 +1,207 @@
+"""What an operator reads, on a large PostgreSQL store: `ccbmdm status` (the function, and the
+command as it runs in a process already started) and a scrape of `GET /metrics`.
+
+The store is built by bulk load (COPY) in a schema of its own, dropped at the end: 1,000,000
+sync requests, 4,000,000 outbox rows and 4,000,000 inbox rows (a request's four hops, each sent
+from an outbox and stored in an inbox), nearly all done (SYNCHRONIZED, DELIVERED, PROCESSED),
+a few thousand waiting or retrying, a thousand in Error: a store some months old. Messages are
+loaded without their bodies, which none of the three reads. The target is 200 ms each (median).
+``--quick`` loads a few thousand rows only, to show the script works (tests/ runs it so).
+
+Run: python benchmarks/bench_operator.py [--sync-requests 1000000] [--messages 4000000]
+                                         [--repeat 15] [--pg postgresql://...] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+import httpx  # noqa: E402
+import psycopg  # noqa: E402
+from timing import machine  # noqa: E402
+
+from ccbmdm.cli import app, run  # noqa: E402
+from ccbmdm.runtime.health import HealthApp  # noqa: E402
+from ccbmdm.runtime.messaging.http import Server  # noqa: E402
+from ccbmdm.runtime.observe import overview  # noqa: E402
+from ccbmdm.runtime.store import open_store  # noqa: E402
+from support import LOCAL_PG_DSN, postgres_schema  # noqa: E402
+
+TARGET_S = 0.2
+NODES = (("ccb", "bridge"), ("bridge", "mdm"), ("mdm", "bridge"), ("bridge", "ccb"))
+FLOWS = ("PERSON_SYNC", "SA_SYNC", "SP_SYNC", "METER_SYNC")
+PARTS = ("request", "ack")
+
+
+def spread(index: int, total: int, states: tuple[tuple[str, float], ...]) -> str:
+    """The state of row ``index`` of ``total``: the rare states first, each its share; the
+    last state takes the rest."""
+    start = 0.0
+    for state, share in states[:-1]:
+        start += share
+        if index < start * total:
+            return state
+    return states[-1][0]
+
+
+def load(dsn: str, requests: int, messages: int) -> None:
+    """Fill the runtime's tables of a migrated store by COPY, then vacuum and analyse them as
+    autovacuum would have."""
+    now = datetime.now(UTC)
+    sync_states = (
+        ("ERROR", 0.001),
+        ("PENDING", 0.005),
+        ("AWAITING_ACK", 0.005),
+        ("SYNCHRONIZED", 1),
+    )
+    outbox_states = (
+        ("ERROR", 0.0002),
+        ("RETRY_WAIT", 0.0005),
+        ("PENDING", 0.001),
+        ("DELIVERED", 1),
+    )
+    inbox_states = (("RECEIVED", 0.001), ("PROCESSED", 1))
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        with connection.cursor() as cursor:
+            with cursor.copy(
+                "COPY sync_request (mo, pk, target, flow, state, reason, due_at, "
+                "initial_snapshot, created_at) FROM STDIN"
+            ) as copy:
+                for index in range(requests):
+                    state = spread(index, requests, sync_states)
+                    open_ = state in ("PENDING", "ERROR")
+                    copy.write_row(
+                        (
+                            "PERSON",
+                            f"{index:010d}",
+                            "MDM",
+                            FLOWS[0],
+                            state,
+                            "11001/16021 rejected" if state == "ERROR" else None,
+                            now if open_ else None,
+                            "{}",
+                            now - timedelta(seconds=requests - index),
+                        )
+                    )
+            for table in ("outbox", "inbox"):
+                states = outbox_states if table == "outbox" else inbox_states
+                columns = (
+                    "node, partner, flow, part, message_id, state, due_at, first_attempt_at, "
+                    "last_error"
+                    if table == "outbox"
+                    else "node, partner, flow, part, message_id, state, due_at, received_at"
+                )
+                with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                    for index in range(messages):
+                        node, partner = NODES[index % 4]
+                        if table == "inbox":
+                            node, partner = partner, node
+                        state = spread(index, messages, states)
+                        at = now - timedelta(seconds=(messages - index) / 4)
+                        row: tuple[object, ...] = (
+                            node,
+                            partner,
+                            FLOWS[index % len(FLOWS)],
+                            PARTS[index // 4 % 2],
+                            uuid.UUID(int=index),
+                            state,
+                            None if state in ("DELIVERED", "ERROR", "PROCESSED") else at,
+                        )
+                        if table == "outbox":
+                            failed = state in ("RETRY_WAIT", "ERROR")
+                            row += (at if failed else None, "503" if failed else None)
+                        else:
+                            row += (at,)
+                        copy.write_row(row)
+        for table in ("sync_request", "outbox", "inbox", "state_count"):
+            connection.execute(f"VACUUM ANALYZE {table}")
+
+
+def median_s(function: Callable[[], object], repeat: int) -> float:
+    function()  # the first call warms the connection and the caches
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def status_command(dsn: str) -> Callable[[], object]:
+    """`ccbmdm status --format json` in this process: options, the store opened and its schema
+    checked, the overview, the JSON written."""
+
+    def command() -> None:
+        with contextlib.redirect_stdout(io.StringIO()) as written:
+            code = run(lambda: app(["status", "--store", dsn, "--format", "json"]))
+        assert code == 0 and '"counts"' in written.getvalue(), written.getvalue()
+
+    return command
+
+
+@contextlib.contextmanager
+def metrics_server(dsn: str) -> Iterator[str]:
+    """A node's health and metrics app on loopback, metrics open; its /metrics URL."""
+    store = open_store(dsn)
+    try:
+        with Server(HealthApp(store, None, lambda _: False, metrics_open=True)) as server:
+            yield f"{server.url}/metrics"
+    finally:
+        store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sync-requests", type=int, default=1_000_000)
+    parser.add_argument("--messages", type=int, default=4_000_000, help="outbox rows, and inbox")
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--pg", default=os.environ.get("CCBMDM_TEST_PG_DSN", LOCAL_PG_DSN))
+    parser.add_argument("--quick", action="store_true", help="a few thousand rows, 3 repeats")
+    args = parser.parse_args()
+    if args.quick:
+        args.sync_requests, args.messages, args.repeat = 2_000, 8_000, 3
+    print(machine())
+    with postgres_schema(args.pg, "bench_operator") as dsn:
+        store = open_store(dsn)
+        store.migrate()
+        started = time.perf_counter()
+        load(dsn, args.sync_requests, args.messages)
+        print(
+            f"store: {args.sync_requests:,} sync requests, {args.messages:,} outbox rows, "
+            f"{args.messages:,} inbox rows, loaded in {time.perf_counter() - started:.0f} s"
+        )
+        current = overview(store)
+        rows = current.rows()
+        assert rows[("sync_request", "", "SYNCHRONIZED")] > 0.98 * args.sync_requests, rows
+        assert sum(n for (kind, _, _), n in rows.items() if kind == "inbox") == args.messages
+        figures = {"status (function)": median_s(lambda: overview(store), args.repeat)}
+        figures["status --format json (command)"] = median_s(status_command(dsn), args.repeat)
+        with metrics_server(dsn) as url, httpx.Client() as client:
+
+            def scrape() -> None:
+                answer = client.get(url)
+                assert answer.status_code == 200 and "ccbmdm_rows" in answer.text, answer.text
+
+            figures["GET /metrics"] = median_s(scrape, args.repeat)
+        store.close()
+    for name, seconds in figures.items():
+        target = f"target: {TARGET_S * 1000:.0f} ms"
+        print(f"{name}: {seconds * 1000:.1f} ms, median of {args.repeat} ({target})")
+
+
+if __name__ == "__main__":
+    main()
