@@ -6,7 +6,10 @@ credential unless the configuration opens them."""
 from __future__ import annotations
 
 import base64
+import os
 import shutil
+import signal
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -28,8 +31,9 @@ from ccbmdm.runtime.health import HealthApp
 from ccbmdm.runtime.messaging.http import Server
 from ccbmdm.runtime.store import Store
 from ccbmdm.runtime.store.postgres import PostgresStore
-from command_world import wait_for
+from command_world import CCBMDM, children, environment, wait_for, write_config
 from loopback import free_port
+from runtime_world import People
 from support import REPO, sample
 
 CCB = ("ccb", "ccb-secret")  # the partner's credential (Basic)
@@ -231,3 +235,58 @@ def test_metrics_count_what_the_node_received_delivered_and_measured(
     assert grown("ccbmdm_batch_size_count", node="bridge", step="process") >= 1
     assert grown("ccbmdm_lease_losses_total") == 0
     assert not [name for name, _ in after if name == "ccbmdm_oldest_waiting_seconds"]
+
+
+def test_ccbmdm_run_with_two_workers_serves_both_workers_measurements(
+    store: Store, tmp_path: Path
+) -> None:
+    """`ccbmdm run --workers 2`: the scrape adds up what the supervised worker process measured
+    to the serving process's own; readiness fails while a worker process is down."""
+    port = free_port()
+    listen = (
+        f'listen: "127.0.0.1:{port}", metrics_open: true, '
+        "accept: {ccb: {user: ccb, password_env: TEST_CCB_PASSWORD}}"
+    )
+    config = write_config(tmp_path, store.dsn, listen, supervision="restart_delay_s: 60")
+    people = People(store)
+    for index in range(200):
+        people.change(f"{index + 20000:010d}", f"Person,{index}")
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [CCBMDM, "run", "--workers", "2", "--config", str(config), "--project-dir", str(REPO)],
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline() == f"listening: bridge: {url}\n"
+        wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200)
+
+        def synchronized() -> bool:
+            with store.transaction() as tx:
+                rows = tx.fetch("SELECT DISTINCT state FROM sync_request")
+            return [row["state"] for row in rows] == ["SYNCHRONIZED"]
+
+        wait_for(synchronized)
+        scraped = samples(httpx.get(f"{url}/metrics").text)
+        sent = [
+            value
+            for (name, labels), value in scraped.items()
+            if name == "ccbmdm_delivery_seconds_count" and ("node", "ccb") in labels
+        ]
+        assert sum(sent) == 200  # each request sent once, by one worker or the other
+        delivered = (
+            "ccbmdm_messages_delivered_total",
+            frozenset({("node", "ccb"), ("flow", "PERSON_SYNC"), ("part", "request")}),
+        )
+        assert scraped[delivered] == 200
+        (supervised,) = children(server.pid)
+        os.kill(supervised, signal.SIGKILL)
+        wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 503)
+        assert "worker process(es) 1 not running" in httpx.get(f"{url}/readyz").text
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=60)
+    assert server.returncode == 0, err
