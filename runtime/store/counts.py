@@ -1,13 +1,18 @@
-"""Rows per lifecycle and state kept as they change, so that counting them never scans a table.
+"""Rows per lifecycle and state, counted without scanning a table.
 
-Every table with a lifecycle (the sync request, the usage request, the MDM sync request, the
-outbox and the inbox) has triggers that add each row's move to ``state_count``, in the
-transaction that makes the move: the rows each state holds now (``present``), and how many rows
-ever entered it (``entered``, what the counters of ``/metrics`` read: a message retried is one
-more entry into RETRY_WAIT). The counts are exact, whatever wrote the rows (a worker, an
-operator, a bulk load), and a reader sums a table of a few hundred rows.
+A lifecycle's rows fall in two kinds of state. The open states (Pending, in flight, waiting
+for a reply, in Error) hold few rows by nature, and partial indexes on exactly those rows
+exist for the workers' claims: they are counted through those indexes, exactly, when asked.
+The settled states (SYNCHRONIZED, DELIVERED, PROCESSED, ...) hold nearly every row, so
+counting them would read nearly everything: their rows are kept counted instead, as they move
+(``Counted.kept``). Triggers on each table add a row's move into or out of a kept state to
+``state_count``, in the transaction that makes it: the rows the state holds now
+(``present``), and how many ever entered it (``entered``, what the counters of ``/metrics``
+read). RETRY_WAIT is kept too, so that each retry is counted as it happens. A row's open moves
+(claimed, sent, answered) fire no trigger at all: the runtime's hot path pays for one move per
+row, the one that settles it.
 
-SQLite has one writer at a time: each row's move updates its key's row in place. On PostgreSQL
+SQLite has one writer at a time: each move updates its key's row in place. On PostgreSQL
 several workers write at once, and one row per key would make them wait for each other: each
 statement appends the net change of its rows instead (a trigger per statement, reading the
 statement's old and new rows), and ``fold`` sums the appended rows into one per key now and
@@ -26,20 +31,56 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Counted:
-    """A table counted per state; ``node`` and ``part`` are the SQL of those keys ('' for a
-    table without them)."""
+    """A table counted per state: ``node`` and ``part`` are the SQL of those keys ('' for a
+    table without them); ``kept``: the states whose rows ``state_count`` keeps counted;
+    ``open``: the conditions of the partial indexes that hold every other state's rows, each
+    written as the index's (SQLite uses a partial index for a query that repeats its terms)."""
 
     table: str
+    kept: tuple[str, ...]
+    open: tuple[str, ...]
     node: str = "''"
     part: str = "''"
 
+    def kept_sql(self) -> str:
+        return "(" + ", ".join(f"'{state}'" for state in self.kept) + ")"
+
 
 COUNTED = (
-    Counted("sync_request"),
-    Counted("usage_request"),
-    Counted("mdm_sync_request"),
-    Counted("outbox", "node", "part"),
-    Counted("inbox", "node", "part"),
+    Counted(
+        "sync_request",
+        ("SYNCHRONIZED", "DISCARDED", "CANCELED", "SUPERSEDED"),
+        ("state = 'PENDING'", "state IN ('AWAITING_ACK','ERROR')"),  # sync_request_due, open_key
+    ),
+    Counted(
+        "usage_request",
+        ("BILL_DETERMINANTS_PROCESSED", "CANCELED"),
+        (  # usage_request_due, usage_request_error
+            "state IN ('PENDING','AWAITING_DATA_SYNC','AWAITING_BILL_DETERMINANTS',"
+            "'BILL_DETERMINANTS_RECEIVED')",
+            "state = 'ERROR'",
+        ),
+    ),
+    Counted(
+        "mdm_sync_request",
+        ("SYNCHRONIZED", "DISCARDED"),
+        # mdm_sync_request_due, mdm_sync_request_error
+        ("state IN ('PENDING','ERROR_RETRYABLE')", "state = 'ERROR'"),
+    ),
+    Counted(
+        "outbox",
+        ("DELIVERED", "ERROR", "RETRY_WAIT"),  # RETRY_WAIT: each retry counted as it happens
+        ("state IN ('PENDING','SENDING','AWAITING_REPLY','RETRY_WAIT')",),  # outbox_open_key
+        "node",
+        "part",
+    ),
+    Counted(
+        "inbox",
+        ("PROCESSED",),
+        ("state = 'RECEIVED'", "state = 'PROCESSING'"),  # inbox_claimable, inbox_in_flight
+        "node",
+        "part",
+    ),
 )
 _KEY = "lifecycle, node, flow, part, state"
 # a key for PostgreSQL's advisory lock that lets one fold run at a time (the migration's is 4242)
@@ -75,7 +116,7 @@ def begin_counting(store: Store, tx: Transaction) -> None:
         tx.execute(
             f"""INSERT INTO state_count ({_KEY}, present, entered)
                 SELECT '{counted.table}', {counted.node}, flow, {counted.part}, state, count(*), count(*)
-                FROM {counted.table} GROUP BY 2, 3, 4, 5"""
+                FROM {counted.table} WHERE state IN {counted.kept_sql()} GROUP BY 2, 3, 4, 5"""
         )
         statements = _sqlite_triggers if store.dialect == "sqlite" else _postgres_triggers
         for statement in statements(counted):
@@ -83,7 +124,8 @@ def begin_counting(store: Store, tx: Transaction) -> None:
 
 
 def _sqlite_triggers(counted: Counted) -> Iterator[str]:
-    """A trigger per row: its key's count updated in place (one writer at a time)."""
+    """Triggers per row, on the moves into and out of a kept state only: its key's count
+    updated in place (one writer at a time)."""
 
     def add(row: str, rows: int, entered: int) -> str:
         node = counted.node.replace("node", f"{row}.node")
@@ -93,20 +135,23 @@ def _sqlite_triggers(counted: Counted) -> Iterator[str]:
                    ON CONFLICT ({_KEY}) DO UPDATE
                    SET present = present + excluded.present, entered = entered + excluded.entered;"""
 
-    table = counted.table
+    table, kept = counted.table, counted.kept_sql()
+    moved = "OLD.state IS NOT NEW.state"
     yield f"""CREATE TRIGGER {table}_counted_in AFTER INSERT ON {table}
-              BEGIN {add("NEW", 1, 1)} END"""
-    yield f"""CREATE TRIGGER {table}_counted_move AFTER UPDATE OF state ON {table}
-              WHEN OLD.state IS NOT NEW.state
-              BEGIN {add("OLD", -1, 0)} {add("NEW", 1, 1)} END"""
+              WHEN NEW.state IN {kept} BEGIN {add("NEW", 1, 1)} END"""
+    yield f"""CREATE TRIGGER {table}_counted_left AFTER UPDATE OF state ON {table}
+              WHEN {moved} AND OLD.state IN {kept} BEGIN {add("OLD", -1, 0)} END"""
+    yield f"""CREATE TRIGGER {table}_counted_entered AFTER UPDATE OF state ON {table}
+              WHEN {moved} AND NEW.state IN {kept} BEGIN {add("NEW", 1, 1)} END"""
     yield f"""CREATE TRIGGER {table}_counted_out AFTER DELETE ON {table}
-              BEGIN {add("OLD", -1, 0)} END"""
+              WHEN OLD.state IN {kept} BEGIN {add("OLD", -1, 0)} END"""
 
 
 def _postgres_triggers(counted: Counted) -> Iterator[str]:
-    """A trigger per statement: the net change of the statement's rows appended, a row per
-    key it changed (appended, not updated, so that concurrent workers never wait on a count)."""
-    table = counted.table
+    """A trigger per statement: the net change of the statement's rows in kept states
+    appended, a row per key it changed (appended, not updated, so that concurrent workers never
+    wait on a count)."""
+    table, kept = counted.table, counted.kept_sql()
 
     def key(alias: str) -> str:
         node = counted.node.replace("node", f"{alias}.node")
@@ -119,14 +164,22 @@ def _postgres_triggers(counted: Counted) -> Iterator[str]:
                    FROM ({changes}) AS change GROUP BY node, flow, part, state
                    HAVING sum(present) <> 0 OR sum(entered) <> 0;"""
 
-    inserted = append(f"SELECT {key('n')}, n.state, 1 AS present, 1 AS entered FROM new_rows n")
-    deleted = append(f"SELECT {key('o')}, o.state, -1 AS present, 0 AS entered FROM old_rows o")
+    inserted = append(
+        f"SELECT {key('n')}, n.state, 1 AS present, 1 AS entered FROM new_rows n "
+        f"WHERE n.state IN {kept}"
+    )
+    deleted = append(
+        f"SELECT {key('o')}, o.state, -1 AS present, 0 AS entered FROM old_rows o "
+        f"WHERE o.state IN {kept}"
+    )
     moved = append(
         f"""SELECT {key("o")}, o.state, -1 AS present, 0 AS entered
-              FROM old_rows o JOIN new_rows n USING (id) WHERE o.state <> n.state
+              FROM old_rows o JOIN new_rows n USING (id)
+              WHERE o.state <> n.state AND o.state IN {kept}
             UNION ALL
             SELECT {key("n")}, n.state, 1, 1
-              FROM old_rows o JOIN new_rows n USING (id) WHERE o.state <> n.state"""
+              FROM old_rows o JOIN new_rows n USING (id)
+              WHERE o.state <> n.state AND n.state IN {kept}"""
     )
     for event, body, transition in (
         ("insert", inserted, "NEW TABLE AS new_rows"),
@@ -160,8 +213,10 @@ def fold(store: Store) -> int:
 
 
 def state_counts(tx: Transaction) -> list[StateCount]:
-    """Every lifecycle's rows per node, flow, part and state, exact as of the transaction."""
-    return [
+    """Every lifecycle's rows per node, flow, part and state, exact as of the transaction:
+    the kept states' from ``state_count``, the open states' through their partial indexes.
+    An open state's ``entered`` is not kept: 0."""
+    counts = [
         StateCount(
             str(row["lifecycle"]),
             str(row["node"]),
@@ -173,6 +228,18 @@ def state_counts(tx: Transaction) -> list[StateCount]:
         )
         for row in tx.fetch(
             f"""SELECT {_KEY}, sum(present) AS present, sum(entered) AS entered FROM state_count
-                GROUP BY {_KEY} ORDER BY {_KEY}"""
+                GROUP BY {_KEY}"""
         )
     ]
+    for counted in COUNTED:
+        for condition in counted.open:
+            for row in tx.fetch(
+                f"""SELECT {counted.node} AS node, flow, {counted.part} AS part, state,
+                      count(*) AS n FROM {counted.table} WHERE {condition} GROUP BY 1, 2, 3, 4"""
+            ):
+                if row["state"] not in counted.kept:
+                    key = (str(row["node"]), str(row["flow"]), str(row["part"]))
+                    counts.append(
+                        StateCount(counted.table, *key, str(row["state"]), int(row["n"]), 0)
+                    )
+    return sorted(counts, key=lambda c: (c.lifecycle, c.node, c.flow, c.part, c.state))
