@@ -1,9 +1,10 @@
 """Where everything stands, as an operator reads it (``ccbmdm status``, ``GET /metrics``, the
 console): rows per lifecycle and state, the oldest work still waiting, and what is in Error.
 
-Nothing here scans a table. The counts are the ones the store keeps as rows move
-(``store.counts``, exact); the oldest waiting rows and the rows in Error are found through
-partial indexes on the open states, which hold few rows by nature (docs/runtime.md, Operating).
+Nothing here scans a table. The counts are ``store.counts``'s (exact: the settled states kept
+as rows move, the open states through their partial indexes); the oldest waiting rows and the
+rows in Error are found through partial indexes on the open states, which hold few rows by
+nature (docs/runtime.md, Counting without scanning).
 Each query repeats its index's condition word for word, so that SQLite, which matches a partial
 index's condition by its terms, uses the index as PostgreSQL does.
 """
