@@ -35,7 +35,7 @@ import httpx  # noqa: E402
 import psycopg  # noqa: E402
 from timing import machine  # noqa: E402
 
-from ccbmdm import cli  # noqa: E402
+from ccbmdm.cli.operate import status  # noqa: E402
 from ccbmdm.runtime.health import HealthApp  # noqa: E402
 from ccbmdm.runtime.messaging.http import Server  # noqa: E402
 from ccbmdm.runtime.observe import overview  # noqa: E402
@@ -150,7 +150,7 @@ def status_command(dsn: str) -> Callable[[], object]:
 
     def command() -> None:
         with contextlib.redirect_stdout(io.StringIO()) as written:
-            cli.status(store=dsn, unmask=False, output="json", project_dir=None)
+            status(unmask=False, output="json", config=None, store=dsn, project_dir=None)
         assert '"counts"' in written.getvalue(), written.getvalue()
 
     return command

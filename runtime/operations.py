@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from ccbmdm.errors import CcbmdmError
 from ccbmdm.runtime.lifecycles.lifecycle import SYNC_REQUEST
 from ccbmdm.runtime.lifecycles.sync import StepResult, SyncRequestMonitor
 from ccbmdm.runtime.store import Store
@@ -16,7 +17,7 @@ def resubmit(monitor: SyncRequestMonitor, request_ids: list[int] | None = None) 
     return monitor.step(request_ids=request_ids if request_ids is not None else [], from_error=True)
 
 
-class NotInError(LookupError):
+class NotInError(CcbmdmError, LookupError):
     """Discard and resubmit apply to requests in Error only."""
 
 
