@@ -13,7 +13,7 @@ import jinja2
 from ccbmdm.codegen.catalogue import Flow
 from ccbmdm.codegen.diagnostics import Finding, Pos
 from ccbmdm.codegen.ir import ContractSet
-from ccbmdm.codegen.mapping.binder import Binder, elements, leaves
+from ccbmdm.codegen.mapping.bind import Binder, elements, leaves
 from ccbmdm.codegen.mapping.functions import Function
 from ccbmdm.codegen.mapping.loader import (
     SCHEMA_FILE,
@@ -314,7 +314,7 @@ def _row_columns(row: Any, table: CodeTable) -> Finding:
 
 
 def _model(contracts: ContractSet, name: str) -> str:
-    from ccbmdm.codegen.mapping.binder import MODULES
+    from ccbmdm.codegen.mapping.bind import MODULES
 
     home, type_name = contracts.contracts[name].type_key
     return f"{MODULES[home]}.{type_name}"
