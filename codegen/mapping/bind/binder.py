@@ -87,14 +87,17 @@ class Binder:
         return Scope(source.type_key, f"/{source.root}", "", target.type_key, f"/{target.root}", "")
 
     def structure(self, scope: Scope, rules: Rules, pos: Pos, name: str) -> None:
+        """A target structure, as a function of its own (``structures``)."""
         structures.structure(self, scope, rules, pos, name)
 
     def assign(self, w: Writer, scope: Scope, rule: Rule, particle: Particle, pos: Pos) -> str:
+        """One element of a structure; returns the variable holding it (``element``)."""
         return element.assign(self, w, scope, rule, particle, pos)
 
     def value(
         self, w: Writer, scope: Scope, rule: Value | Rule, expected: SimpleType | None, site: int
     ) -> Val | None:
+        """A value rule with its modifiers, also a key's or an argument's (``modifiers``)."""
         return modifiers.value(self, w, scope, rule, expected, site)
 
     # ---------------------------------------------------------------- bookkeeping
