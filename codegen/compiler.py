@@ -56,6 +56,7 @@ _GENERATOR_SOURCES = (
     "mapping/bind/order.py",
     "mapping/bind/paths.py",
     "mapping/bind/sites.py",
+    "mapping/bind/state.py",
     "mapping/bind/structures.py",
     "mapping/bind/rules/__init__.py",
     "mapping/bind/rules/const.py",

@@ -6,8 +6,8 @@ typed source model directly, so a compiled transformer does what a hand-written 
 the compiler cannot prove (a value that may be absent for a required element, a value whose type
 is looser than the target's) gets a run-time check that fails with the rule's position.
 
-The binder holds what one pass over a mapping collects and lists its steps; each step is a
-module of this package, and the steps that recurse (a structure's elements, a rule's arguments)
+The binder lists the steps of its single pass; each is a module of this package, and what they
+collect is its ``state``. The steps that recurse (a structure's elements, a rule's arguments)
 call back through it:
 
 - ``structures``: a function per target structure, its elements in ``order``;
@@ -18,55 +18,17 @@ call back through it:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-from ccbmdm.codegen.diagnostics import Finding, Pos, Severity, did_you_mean
-from ccbmdm.codegen.ir import Contract, ContractSet, Home, Particle, SimpleType
+from ccbmdm.codegen.diagnostics import Pos, did_you_mean
+from ccbmdm.codegen.ir import Contract, Particle, SimpleType
 from ccbmdm.codegen.mapping.bind import element, modifiers, structures
-from ccbmdm.codegen.mapping.bind.model import LineageEntry, Scope, Val
-from ccbmdm.codegen.mapping.functions import BUILT_INS, Function
-from ccbmdm.codegen.mapping.syntax import Mapping, Rule, Rules, Value
+from ccbmdm.codegen.mapping.bind.model import Scope, Val
+from ccbmdm.codegen.mapping.bind.state import Binding
+from ccbmdm.codegen.mapping.syntax import Rule, Rules, Value
 from ccbmdm.codegen.mapping.writer import Writer
-from ccbmdm.runtime.messages.mapping import CodeTable, RuleSite
 
 
-class Binder:
+class Binder(Binding):
     """Compiles one mapping into transformer source, findings and lineage."""
-
-    def __init__(
-        self,
-        contracts: ContractSet,
-        tables: dict[str, CodeTable],
-        mapping: Mapping,
-        fragments: dict[str, Rules],
-        functions: dict[str, Function] | None = None,
-        broken: frozenset[str] = frozenset(),
-    ) -> None:
-        self.contracts = contracts
-        self.known_functions = BUILT_INS if functions is None else functions
-        self.tables = tables
-        self.mapping = mapping
-        self.fragments = fragments
-        # Tables and fragments that exist but failed to load: their own findings say why, so
-        # a mapping that uses one says nothing of its absence.
-        self.broken = broken
-        # False when some rules were not looked at (their tables unknown to the compiler).
-        self.complete = True
-        self.findings: list[Finding] = []
-        self.functions: list[str] = []
-        self.constants: list[str] = []
-        self.sites: list[RuleSite] = []
-        self.lineage: dict[str, LineageEntry] = {}
-        self.reads: set[str] = set()
-        self.tables_used: set[str] = set()
-        self.counter = [0]  # shared by every writer: generated names are unique in the module
-        self.lineage_target = ""  # dotted path of the target element being compiled
-        self.target_path = ""  # XPath of the target element being compiled, for findings
-        self.root_source: tuple[Home, str] = ("common", "")  # the source contract's root type
-        self.root_xpath = ""
-
-    # ---------------------------------------------------------------- the pass
 
     def bind(self) -> None:
         """Compile the mapping: its root structure, with the rules of its fragments."""
@@ -99,28 +61,6 @@ class Binder:
     ) -> Val | None:
         """A value rule with its modifiers, also a key's or an argument's (``modifiers``)."""
         return modifiers.value(self, w, scope, rule, expected, site)
-
-    # ---------------------------------------------------------------- bookkeeping
-
-    def fail(
-        self, pos: Pos, rule: str, message: str, hint: str = "", severity: Severity | None = None
-    ) -> None:
-        """Report a finding at the target element being compiled."""
-        self.findings.append(Finding(pos, rule, message, hint, severity, self.target_path))
-
-    @contextmanager
-    def located(self) -> Iterator[None]:
-        """The target element being compiled is restored on leaving a nested structure."""
-        saved = self.target_path, self.lineage_target
-        try:
-            yield
-        finally:
-            self.target_path, self.lineage_target = saved
-
-    def next(self) -> int:
-        """A number unique in the module, for generated function and constant names."""
-        self.counter[0] += 1
-        return self.counter[0]
 
     def _contract(self, pos: Pos, name: str) -> Contract | None:
         contract = self.contracts.contracts.get(name)

@@ -4,8 +4,6 @@ cannot prove, and whether a code table or a map covers every value its source ca
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ccbmdm.codegen.diagnostics import Pos, did_you_mean
 from ccbmdm.codegen.ir import ComplexType, Particle, SimpleType
 from ccbmdm.codegen.mapping.bind.emit import (
@@ -13,26 +11,23 @@ from ccbmdm.codegen.mapping.bind.emit import (
     conversion_hint,
     mismatch,
     require_count,
-    simple_name,
     type_label,
     wrap_value_errors,
 )
 from ccbmdm.codegen.mapping.bind.model import Scope, Val
 from ccbmdm.codegen.mapping.bind.paths import resolve
 from ccbmdm.codegen.mapping.bind.sites import site
+from ccbmdm.codegen.mapping.bind.state import Binding
 from ccbmdm.codegen.mapping.facets import subsumes
 from ccbmdm.codegen.mapping.syntax import MapRule, PathRule, Rule, Rules, Value
 from ccbmdm.codegen.mapping.writer import Writer
+from ccbmdm.codegen.render import simple_name
 from ccbmdm.runtime.messages.mapping import CodeTable
-
-if TYPE_CHECKING:
-    from ccbmdm.codegen.mapping.bind.binder import Binder
-
 
 # ---------------------------------------------------------------- a structure's elements
 
 
-def unknown_targets(binder: Binder, rules: Rules, target: ComplexType) -> None:
+def unknown_targets(binder: Binding, rules: Rules, target: ComplexType) -> None:
     """A rule for an element the target structure does not have."""
     names = [p.name for p in target.particles]
     for key in rules.entries:
@@ -46,7 +41,7 @@ def unknown_targets(binder: Binder, rules: Rules, target: ComplexType) -> None:
 
 
 def unmapped_required(
-    binder: Binder, scope: Scope, rules: Rules, target: ComplexType, pos: Pos
+    binder: Binding, scope: Scope, rules: Rules, target: ComplexType, pos: Pos
 ) -> None:
     """A required element of the target structure that no rule writes."""
     for particle in target.particles:
@@ -62,7 +57,7 @@ def unmapped_required(
 # ---------------------------------------------------------------- a value against its element
 
 
-def any_element(binder: Binder, rule: Rule, particle: Particle, value: Val) -> None:
+def any_element(binder: Binding, rule: Rule, particle: Particle, value: Val) -> None:
     """An ``xs:any`` element takes only a list of such elements."""
     if value.particle is None or value.particle.kind != "any":
         binder.fail(
@@ -73,7 +68,7 @@ def any_element(binder: Binder, rule: Rule, particle: Particle, value: Val) -> N
 
 
 def converts(
-    binder: Binder, w: Writer, rule: Rule, particle: Particle, value: Val, target: SimpleType
+    binder: Binding, w: Writer, rule: Rule, particle: Particle, value: Val, target: SimpleType
 ) -> bool:
     """Whether the value fits the element's primitive type and cardinality (an integer widens
     to a decimal); False after reporting why not."""
@@ -125,7 +120,7 @@ def check_facets(w: Writer, site: int, value: Val, source: SimpleType, target: S
 
 
 def occurrences(
-    binder: Binder, w: Writer, rule: Rule, site: int, value: Val, particle: Particle
+    binder: Binding, w: Writer, rule: Rule, site: int, value: Val, particle: Particle
 ) -> None:
     """A repeated element as a tuple with its count checked; a required one never absent (a
     condition cannot leave it out)."""
@@ -158,7 +153,7 @@ def has_when(rule: Rule) -> bool:
 
 
 def required_source(
-    binder: Binder, w: Writer, rule: Rule, scope: Scope, particle: Particle, var: str
+    binder: Binding, w: Writer, rule: Rule, scope: Scope, particle: Particle, var: str
 ) -> None:
     """A run-time failure when a required structure's source turns out absent."""
     at = site(binder, rule, scope, particle)
@@ -170,7 +165,7 @@ def required_source(
 # ---------------------------------------------------------------- coverage of a source's values
 
 
-def table_coverage(binder: Binder, scope: Scope, key_rule: Value, table: CodeTable) -> None:
+def table_coverage(binder: Binding, scope: Scope, key_rule: Value, table: CodeTable) -> None:
     """A pass-through table keyed by an enumerated source should have a row for every value."""
     if table.miss != "pass_through" or not isinstance(key_rule, PathRule) or len(table.keys) != 1:
         return
@@ -191,7 +186,7 @@ def table_coverage(binder: Binder, scope: Scope, key_rule: Value, table: CodeTab
 
 
 def map_coverage(
-    binder: Binder, rule: MapRule, simple: SimpleType | None, cases: dict[str, str]
+    binder: Binding, rule: MapRule, simple: SimpleType | None, cases: dict[str, str]
 ) -> None:
     """A map without a default over an enumerated source should have a case for every value."""
     if simple is None or not simple.facets.enumeration or rule.mods.default is not None:

@@ -3,19 +3,17 @@ statements reading the paths it tests."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, assert_never
+from typing import assert_never
 
 from ccbmdm.codegen.mapping.bind.emit import constant
 from ccbmdm.codegen.mapping.bind.model import Resolved, Scope, Val
 from ccbmdm.codegen.mapping.bind.paths import emit_path, resolve
+from ccbmdm.codegen.mapping.bind.state import Binding
 from ccbmdm.codegen.mapping.syntax import Combine, Compare, Condition, Present, Truthy
 from ccbmdm.codegen.mapping.writer import Writer
 
-if TYPE_CHECKING:
-    from ccbmdm.codegen.mapping.bind.binder import Binder
 
-
-def condition(binder: Binder, w: Writer, scope: Scope, cond: Condition, node: str) -> str:
+def condition(binder: Binding, w: Writer, scope: Scope, cond: Condition, node: str) -> str:
     """Emit what a condition needs and return its Python expression; relative paths are read
     from ``node`` (the structure's source, or the item an ``each:`` is at)."""
     if isinstance(cond, Combine):
@@ -49,7 +47,7 @@ def _truthy(value: Val) -> str:
     return f"{value.var} is not None"
 
 
-def _compare(binder: Binder, condition: Compare, value: Val) -> str:
+def _compare(binder: Binding, condition: Compare, value: Val) -> str:
     path = condition.path
     if value.simple is None or value.many:
         binder.fail(path.pos, "type-mismatch", f"<{path}> must be one value to compare")

@@ -3,22 +3,18 @@ or the structure it builds."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ccbmdm.codegen.diagnostics import Pos
 from ccbmdm.codegen.ir import Particle
 from ccbmdm.codegen.mapping.bind import checks, structures
 from ccbmdm.codegen.mapping.bind.model import Scope
 from ccbmdm.codegen.mapping.bind.sites import site
+from ccbmdm.codegen.mapping.bind.state import Binding
 from ccbmdm.codegen.mapping.syntax import CopyRule, EachRule, Rule, StructRule
 from ccbmdm.codegen.mapping.writer import Writer
 
-if TYPE_CHECKING:
-    from ccbmdm.codegen.mapping.bind.binder import Binder
-
 
 def assign(
-    binder: Binder, w: Writer, scope: Scope, rule: Rule, particle: Particle, pos: Pos
+    binder: Binding, w: Writer, scope: Scope, rule: Rule, particle: Particle, pos: Pos
 ) -> str:
     """Emit the statements computing one target element; returns the variable holding it."""
     if particle.kind == "complex" or isinstance(rule, StructRule | EachRule | CopyRule):

@@ -4,16 +4,14 @@ the lexical forms, checked constants, and run-time failures located at a rule.""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from ccbmdm.codegen.diagnostics import Pos
 from ccbmdm.codegen.ir import ComplexType, Facets, Home, Particle, SimpleType
+from ccbmdm.codegen.mapping.bind.state import Binding
 from ccbmdm.codegen.mapping.facets import facet_problem, lexical_of
 from ccbmdm.codegen.mapping.syntax import Literal_
 from ccbmdm.codegen.mapping.writer import Writer
-
-if TYPE_CHECKING:
-    from ccbmdm.codegen.mapping.bind.binder import Binder
+from ccbmdm.codegen.render import simple_name
 
 MODULES: dict[Home, str] = {"common": "c", "ccb": "ccb", "mdm": "mdm"}
 FORMAT = {
@@ -42,12 +40,6 @@ def plain(primitive: str) -> SimpleType:
 def model(key: tuple[Home, str]) -> str:
     """The generated model class of a complex type, as the transformer module names it."""
     return f"{MODULES[key[0]]}.{key[1]}"
-
-
-def simple_name(simple: SimpleType) -> str:
-    from ccbmdm.codegen.render import simple_name
-
-    return simple_name(simple)
 
 
 def type_label(complex_type: ComplexType) -> str:
@@ -82,7 +74,7 @@ def conversion_hint(source: SimpleType, target: SimpleType) -> str:
     return ""
 
 
-def constant(binder: Binder, pos: Pos, simple: SimpleType, literal: Literal_) -> str:
+def constant(binder: Binding, pos: Pos, simple: SimpleType, literal: Literal_) -> str:
     """A module-level constant of the literal read as ``simple``, checked now."""
     text = lexical_of(literal)
     problem = facet_problem(simple, text)

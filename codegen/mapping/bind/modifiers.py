@@ -3,22 +3,18 @@ condition holds), ``on_empty: omit``, ``pick:`` (one value of several), ``defaul
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ccbmdm.codegen.ir import SimpleType
 from ccbmdm.codegen.mapping.bind import rules
 from ccbmdm.codegen.mapping.bind.conditions import condition
 from ccbmdm.codegen.mapping.bind.emit import constant
 from ccbmdm.codegen.mapping.bind.model import Scope, Val
+from ccbmdm.codegen.mapping.bind.state import Binding
 from ccbmdm.codegen.mapping.syntax import CopyRule, EachRule, Literal_, Rule, StructRule, Value
 from ccbmdm.codegen.mapping.writer import Writer
 
-if TYPE_CHECKING:
-    from ccbmdm.codegen.mapping.bind.binder import Binder
-
 
 def value(
-    binder: Binder,
+    binder: Binding,
     w: Writer,
     scope: Scope,
     rule: Value | Rule,
@@ -44,7 +40,7 @@ def value(
 
 
 def _when(
-    binder: Binder, w: Writer, scope: Scope, rule: Value, expected: SimpleType | None, site: int
+    binder: Binding, w: Writer, scope: Scope, rule: Value, expected: SimpleType | None, site: int
 ) -> Val | None:
     """The rule's value, absent (None, or no values) when its ``when:`` does not hold."""
     if rule.mods.when is None:
@@ -65,7 +61,7 @@ def _when(
     return Val(var, result.simple, result.many, True, result.particle)
 
 
-def _pick(binder: Binder, w: Writer, rule: Value, result: Val, pick: str, site: int) -> Val:
+def _pick(binder: Binding, w: Writer, rule: Value, result: Val, pick: str, site: int) -> Val:
     """One value of the several a path reaches: the first, the last, or the only one."""
     if not result.many:
         binder.fail(
@@ -85,7 +81,7 @@ def _pick(binder: Binder, w: Writer, rule: Value, result: Val, pick: str, site: 
 
 
 def _default(
-    binder: Binder,
+    binder: Binding,
     w: Writer,
     rule: Value,
     result: Val,

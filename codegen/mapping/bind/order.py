@@ -3,9 +3,10 @@ element a ``{target: ...}`` rule reads is computed before the rule that reads it
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, assert_never
+from typing import assert_never
 
 from ccbmdm.codegen.ir import Particle
+from ccbmdm.codegen.mapping.bind.state import Binding
 from ccbmdm.codegen.mapping.syntax import (
     ConstRule,
     CopyRule,
@@ -21,11 +22,8 @@ from ccbmdm.codegen.mapping.syntax import (
     XrefRule,
 )
 
-if TYPE_CHECKING:
-    from ccbmdm.codegen.mapping.bind.binder import Binder
 
-
-def order(binder: Binder, rules: Rules, particles: dict[str, Particle]) -> list[str]:
+def order(binder: Binding, rules: Rules, particles: dict[str, Particle]) -> list[str]:
     """Target order, moved where a {target: ...} rule needs a sibling computed first; a rule
     that needs itself is reported and computed where it stands."""
     keys = [p for p in particles if p in rules.entries]

@@ -3,21 +3,17 @@ expression reading it from the typed source model."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ccbmdm.codegen.diagnostics import Pos, did_you_mean
 from ccbmdm.codegen.ir import ContractSet, Home, Particle
 from ccbmdm.codegen.mapping.bind.emit import type_label
 from ccbmdm.codegen.mapping.bind.model import Resolved, Scope, Val
+from ccbmdm.codegen.mapping.bind.state import Binding
 from ccbmdm.codegen.mapping.syntax import Path
 from ccbmdm.codegen.mapping.writer import Writer
 from ccbmdm.codegen.naming import field_name
 
-if TYPE_CHECKING:
-    from ccbmdm.codegen.mapping.bind.binder import Binder
 
-
-def resolve(binder: Binder, scope: Scope, path: Path) -> Resolved | None:
+def resolve(binder: Binding, scope: Scope, path: Path) -> Resolved | None:
     """The particles a source path walks, from the scope's node or the message root; None after
     reporting the step that names no element."""
     key = binder.root_source if path.absolute else scope.source
@@ -58,7 +54,7 @@ def resolve(binder: Binder, scope: Scope, path: Path) -> Resolved | None:
 
 
 def structure_source(
-    binder: Binder, scope: Scope, path: Path, pos: Pos, verb: str
+    binder: Binding, scope: Scope, path: Path, pos: Pos, verb: str
 ) -> tuple[Resolved, tuple[Home, str]] | None:
     """The source structure a from:, each: or copy: reads; None after reporting a value."""
     resolved = resolve(binder, scope, path)
@@ -72,7 +68,7 @@ def structure_source(
     return resolved, last.type_key
 
 
-def emit_path(binder: Binder, w: Writer, resolved: Resolved) -> Val:
+def emit_path(binder: Binding, w: Writer, resolved: Resolved) -> Val:
     """Emit the reading of a resolved path: one value (None when an optional step is absent),
     or the list of every value when a step repeats."""
     var = w.fresh()
@@ -118,7 +114,7 @@ def _comprehension(resolved: Resolved) -> str:
     return f"{current} {' '.join(clauses)}"
 
 
-def reads_personal(binder: Binder, scope: Scope, path: Path) -> bool:
+def reads_personal(binder: Binding, scope: Scope, path: Path) -> bool:
     """Whether a source path reaches personal data (a path that does not resolve was
     reported where it was read)."""
     key = binder.root_source if path.absolute else scope.source
@@ -137,7 +133,7 @@ def reads_personal(binder: Binder, scope: Scope, path: Path) -> bool:
     return False
 
 
-def read_subtree(binder: Binder, dotted: str, key: tuple[Home, str]) -> None:
+def read_subtree(binder: Binding, dotted: str, key: tuple[Home, str]) -> None:
     """Every value under a copied structure counts as read."""
     for leaf in leaves(binder.contracts, key, dotted):
         binder.reads.add(leaf)

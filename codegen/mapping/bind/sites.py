@@ -3,11 +3,12 @@ reads, so a failure names the rule's line and never a personal value."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, assert_never
+from typing import assert_never
 
 from ccbmdm.codegen.ir import Particle
 from ccbmdm.codegen.mapping.bind.model import Scope
 from ccbmdm.codegen.mapping.bind.paths import reads_personal
+from ccbmdm.codegen.mapping.bind.state import Binding
 from ccbmdm.codegen.mapping.syntax import (
     ConstRule,
     CopyRule,
@@ -24,11 +25,8 @@ from ccbmdm.codegen.mapping.syntax import (
 )
 from ccbmdm.runtime.messages.mapping import RuleSite
 
-if TYPE_CHECKING:
-    from ccbmdm.codegen.mapping.bind.binder import Binder
 
-
-def site(binder: Binder, rule: Rule, scope: Scope, particle: Particle) -> int:
+def site(binder: Binding, rule: Rule, scope: Scope, particle: Particle) -> int:
     """Record the site of a rule writing ``particle``; returns its index in the module's table."""
     source = scope.source_xpath
     path = primary_path(rule)

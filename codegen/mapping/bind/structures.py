@@ -4,8 +4,6 @@ and the rules that build a structure — ``rules:`` on the current node, ``from:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ccbmdm.codegen.diagnostics import Pos
 from ccbmdm.codegen.ir import ComplexType, Home, Particle
 from ccbmdm.codegen.mapping.bind import checks
@@ -15,17 +13,15 @@ from ccbmdm.codegen.mapping.bind.model import LineageEntry, Resolved, Scope
 from ccbmdm.codegen.mapping.bind.order import order
 from ccbmdm.codegen.mapping.bind.paths import emit_path, structure_source
 from ccbmdm.codegen.mapping.bind.rules import copy
+from ccbmdm.codegen.mapping.bind.state import Binding
 from ccbmdm.codegen.mapping.syntax import Condition, CopyRule, EachRule, Rule, Rules, StructRule
 from ccbmdm.codegen.mapping.writer import Writer
 from ccbmdm.codegen.naming import field_name
 
-if TYPE_CHECKING:
-    from ccbmdm.codegen.mapping.bind.binder import Binder
-
 ROOT = "_b0"  # the function building the message's root
 
 
-def structure(binder: Binder, scope: Scope, rules: Rules, pos: Pos, name: str) -> None:
+def structure(binder: Binding, scope: Scope, rules: Rules, pos: Pos, name: str) -> None:
     """Emit ``name(s, r, ctx)`` building the target type of ``scope`` from its source node.
 
     The structure's fields are the current target only while it is compiled: the element
@@ -46,7 +42,7 @@ def structure(binder: Binder, scope: Scope, rules: Rules, pos: Pos, name: str) -
 
 
 def _element(
-    binder: Binder, w: Writer, scope: Scope, rules: Rules, key: str, particle: Particle
+    binder: Binding, w: Writer, scope: Scope, rules: Rules, key: str, particle: Particle
 ) -> None:
     """Emit one element of the structure, the current target while it is compiled."""
     binder.lineage_target = f"{scope.target_dotted}{'.' if scope.target_dotted else ''}{key}"
@@ -74,7 +70,7 @@ def _function(name: str, scope: Scope, target: ComplexType, w: Writer) -> str:
 
 
 def assign(
-    binder: Binder, w: Writer, scope: Scope, rule: Rule, particle: Particle, pos: Pos
+    binder: Binding, w: Writer, scope: Scope, rule: Rule, particle: Particle, pos: Pos
 ) -> str:
     """Emit a structure element (or report the rule that cannot build one); returns the
     variable holding it."""
@@ -128,7 +124,7 @@ def _child(
 
 
 def _each(
-    binder: Binder, w: Writer, scope: Scope, rule: EachRule, particle: Particle, var: str
+    binder: Binding, w: Writer, scope: Scope, rule: EachRule, particle: Particle, var: str
 ) -> str:
     """A repeated structure, one item per source item that passes ``where:``."""
     if not particle.repeats:
@@ -161,7 +157,7 @@ def _each(
     return var
 
 
-def _where(binder: Binder, w: Writer, child: Scope, where: Condition, item: str) -> None:
+def _where(binder: Binding, w: Writer, child: Scope, where: Condition, item: str) -> None:
     """Skip the items a ``where:`` rejects; its paths are read from the item."""
     inner = w.child()
     item_scope = Scope(child.source, child.source_xpath, child.source_dotted, child.target, "", "")
@@ -172,7 +168,7 @@ def _where(binder: Binder, w: Writer, child: Scope, where: Condition, item: str)
 
 
 def _nested(
-    binder: Binder, w: Writer, scope: Scope, rule: StructRule, particle: Particle, var: str
+    binder: Binding, w: Writer, scope: Scope, rule: StructRule, particle: Particle, var: str
 ) -> str:
     """A structure built from the current node or a ``from:`` node, when its ``when:`` holds."""
     guard = None

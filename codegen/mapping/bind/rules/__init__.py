@@ -3,12 +3,13 @@ syntax tree and not handled here fails the type check."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, assert_never
+from typing import assert_never
 
 from ccbmdm.codegen.ir import SimpleType
 from ccbmdm.codegen.mapping.bind.model import LineageEntry, Scope, Val
 from ccbmdm.codegen.mapping.bind.rules import const, fn, path, table, target, xref
 from ccbmdm.codegen.mapping.bind.rules import map as map_
+from ccbmdm.codegen.mapping.bind.state import Binding
 from ccbmdm.codegen.mapping.syntax import (
     ConstRule,
     FnRule,
@@ -21,12 +22,9 @@ from ccbmdm.codegen.mapping.syntax import (
 )
 from ccbmdm.codegen.mapping.writer import Writer
 
-if TYPE_CHECKING:
-    from ccbmdm.codegen.mapping.bind.binder import Binder
-
 
 def value(
-    binder: Binder, w: Writer, scope: Scope, rule: Value, expected: SimpleType | None, site: int
+    binder: Binding, w: Writer, scope: Scope, rule: Value, expected: SimpleType | None, site: int
 ) -> Val | None:
     """Emit the value of a rule before its modifiers; None after reporting a finding."""
     entry = binder.lineage.setdefault(binder.lineage_target, LineageEntry())

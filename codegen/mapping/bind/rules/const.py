@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ccbmdm.codegen.ir import SimpleType
 from ccbmdm.codegen.mapping.bind.emit import constant, plain
 from ccbmdm.codegen.mapping.bind.model import LineageEntry, Val
+from ccbmdm.codegen.mapping.bind.state import Binding
 from ccbmdm.codegen.mapping.facets import lexical_of
 from ccbmdm.codegen.mapping.syntax import ConstRule
 
-if TYPE_CHECKING:
-    from ccbmdm.codegen.mapping.bind.binder import Binder
 
-
-def value(binder: Binder, rule: ConstRule, expected: SimpleType | None, entry: LineageEntry) -> Val:
+def value(
+    binder: Binding, rule: ConstRule, expected: SimpleType | None, entry: LineageEntry
+) -> Val:
     simple = expected or plain("string")
     entry.constants.append(lexical_of(rule.value))
     return Val(constant(binder, rule.pos, simple, rule.value), simple, False, False)

@@ -3,24 +3,21 @@ through a generated copier when the two are different models."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ccbmdm.codegen.diagnostics import Pos
 from ccbmdm.codegen.ir import Home, Particle
 from ccbmdm.codegen.mapping.bind.checks import required_source
-from ccbmdm.codegen.mapping.bind.emit import model, simple_name, type_label
+from ccbmdm.codegen.mapping.bind.emit import model, type_label
 from ccbmdm.codegen.mapping.bind.model import Scope
 from ccbmdm.codegen.mapping.bind.paths import emit_path, read_subtree, structure_source
+from ccbmdm.codegen.mapping.bind.state import Binding
 from ccbmdm.codegen.mapping.facets import subsumes
 from ccbmdm.codegen.mapping.syntax import CopyRule
 from ccbmdm.codegen.mapping.writer import Writer
 from ccbmdm.codegen.naming import field_name
-
-if TYPE_CHECKING:
-    from ccbmdm.codegen.mapping.bind.binder import Binder
+from ccbmdm.codegen.render import simple_name
 
 
-def value(binder: Binder, w: Writer, scope: Scope, rule: CopyRule, particle: Particle) -> str:
+def value(binder: Binding, w: Writer, scope: Scope, rule: CopyRule, particle: Particle) -> str:
     """Emit the copy; returns the variable holding it."""
     found = structure_source(binder, scope, rule.source, rule.pos, "copy:")
     if found is None or particle.type_key is None:
@@ -52,7 +49,7 @@ def value(binder: Binder, w: Writer, scope: Scope, rule: CopyRule, particle: Par
 
 
 def copier(
-    binder: Binder, source: tuple[Home, str], target: tuple[Home, str], pos: Pos
+    binder: Binding, source: tuple[Home, str], target: tuple[Home, str], pos: Pos
 ) -> str | None:
     """A function copying one structure into another of the same shape; None when the two
     are the same model (the value is shared as it is, models being immutable)."""
@@ -87,7 +84,7 @@ def copier(
     return name
 
 
-def _field(binder: Binder, pos: Pos, part: Particle, other: Particle) -> str | None:
+def _field(binder: Binding, pos: Pos, part: Particle, other: Particle) -> str | None:
     """The copier's entry for one target element from its namesake; None after reporting
     elements of different shapes."""
     attr = field_name(part.name)

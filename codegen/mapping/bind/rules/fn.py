@@ -3,20 +3,16 @@ its signature."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ccbmdm.codegen.mapping.bind.emit import conversion_hint, plain, wrap_value_errors
 from ccbmdm.codegen.mapping.bind.model import LineageEntry, Scope, Val
+from ccbmdm.codegen.mapping.bind.state import Binding
 from ccbmdm.codegen.mapping.functions import PYTHON_TYPES, Function, unknown_hint
 from ccbmdm.codegen.mapping.syntax import FnRule, Value
 from ccbmdm.codegen.mapping.writer import Writer
 
-if TYPE_CHECKING:
-    from ccbmdm.codegen.mapping.bind.binder import Binder
-
 
 def value(
-    binder: Binder, w: Writer, scope: Scope, rule: FnRule, site: int, entry: LineageEntry
+    binder: Binding, w: Writer, scope: Scope, rule: FnRule, site: int, entry: LineageEntry
 ) -> Val | None:
     known = binder.known_functions.get(rule.name)
     if known is None:
@@ -42,7 +38,7 @@ def value(
     return _call(w, rule, known, arguments, guards, site)
 
 
-def _params(binder: Binder, rule: FnRule, known: Function) -> list[str] | None:
+def _params(binder: Binding, rule: FnRule, known: Function) -> list[str] | None:
     """The parameter of each argument, a trailing ``*`` one repeated; None after reporting a
     count that does not fit."""
     signature = known.signature
@@ -61,7 +57,7 @@ def _params(binder: Binder, rule: FnRule, known: Function) -> list[str] | None:
 
 
 def _argument(
-    binder: Binder, w: Writer, scope: Scope, rule: FnRule, param: str, argument: Value, site: int
+    binder: Binding, w: Writer, scope: Scope, rule: FnRule, param: str, argument: Value, site: int
 ) -> tuple[str, ...] | None:
     """The expression passing one argument, then the test that skips the call when the argument
     is absent and the parameter does not take an absent value; None after reporting a value

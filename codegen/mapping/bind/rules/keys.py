@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ccbmdm.codegen.mapping.bind.emit import FORMAT
 from ccbmdm.codegen.mapping.bind.model import Scope
+from ccbmdm.codegen.mapping.bind.state import Binding
 from ccbmdm.codegen.mapping.syntax import Value
 from ccbmdm.codegen.mapping.writer import Writer
 
-if TYPE_CHECKING:
-    from ccbmdm.codegen.mapping.bind.binder import Binder
-
 
 def text_argument(
-    binder: Binder, w: Writer, scope: Scope, rule: Value, site: int
+    binder: Binding, w: Writer, scope: Scope, rule: Value, site: int
 ) -> tuple[str, bool] | None:
     """A value as the lexical string a table or cross-reference is keyed by, and whether
     it may be absent."""

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ccbmdm.codegen.ir import SimpleType
 from ccbmdm.codegen.mapping.bind.checks import map_coverage
 from ccbmdm.codegen.mapping.bind.emit import FORMAT, constant, plain
 from ccbmdm.codegen.mapping.bind.model import LineageEntry, Scope, Val
 from ccbmdm.codegen.mapping.bind.paths import emit_path, resolve
+from ccbmdm.codegen.mapping.bind.state import Binding
 from ccbmdm.codegen.mapping.syntax import MapRule
 from ccbmdm.codegen.mapping.writer import Writer
 
-if TYPE_CHECKING:
-    from ccbmdm.codegen.mapping.bind.binder import Binder
-
 
 def value(
-    binder: Binder,
+    binder: Binding,
     w: Writer,
     scope: Scope,
     rule: MapRule,

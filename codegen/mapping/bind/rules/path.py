@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ccbmdm.codegen.mapping.bind.model import LineageEntry, Scope, Val
 from ccbmdm.codegen.mapping.bind.paths import emit_path, resolve
+from ccbmdm.codegen.mapping.bind.state import Binding
 from ccbmdm.codegen.mapping.syntax import PathRule
 from ccbmdm.codegen.mapping.writer import Writer
 
-if TYPE_CHECKING:
-    from ccbmdm.codegen.mapping.bind.binder import Binder
-
 
 def value(
-    binder: Binder, w: Writer, scope: Scope, rule: PathRule, entry: LineageEntry
+    binder: Binding, w: Writer, scope: Scope, rule: PathRule, entry: LineageEntry
 ) -> Val | None:
     resolved = resolve(binder, scope, rule.path)
     if resolved is None:

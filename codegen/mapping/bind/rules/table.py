@@ -3,25 +3,21 @@ the table's columns and the target's facets."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ccbmdm.codegen.diagnostics import did_you_mean
 from ccbmdm.codegen.ir import SimpleType
 from ccbmdm.codegen.mapping.bind.checks import table_coverage
 from ccbmdm.codegen.mapping.bind.emit import parser, plain, wrap_value_errors
 from ccbmdm.codegen.mapping.bind.model import LineageEntry, Scope, Val
 from ccbmdm.codegen.mapping.bind.rules.keys import text_argument
+from ccbmdm.codegen.mapping.bind.state import Binding
 from ccbmdm.codegen.mapping.facets import facet_problem
 from ccbmdm.codegen.mapping.syntax import TableRule
 from ccbmdm.codegen.mapping.writer import Writer
 from ccbmdm.runtime.messages.mapping import CodeTable
 
-if TYPE_CHECKING:
-    from ccbmdm.codegen.mapping.bind.binder import Binder
-
 
 def value(
-    binder: Binder,
+    binder: Binding,
     w: Writer,
     scope: Scope,
     rule: TableRule,
@@ -47,7 +43,7 @@ def value(
     return _lookup(w, rule, table, column, keys, result, site)
 
 
-def _known(binder: Binder, rule: TableRule) -> CodeTable | None:
+def _known(binder: Binding, rule: TableRule) -> CodeTable | None:
     """The table a rule names; None after reporting an unknown one (a table that failed to load
     is reported where it is wrong, and counts as used)."""
     table = binder.tables.get(rule.table)
@@ -64,7 +60,7 @@ def _known(binder: Binder, rule: TableRule) -> CodeTable | None:
     return table
 
 
-def _reversed(binder: Binder, rule: TableRule, table: CodeTable) -> tuple[str, list[str]] | None:
+def _reversed(binder: Binding, rule: TableRule, table: CodeTable) -> tuple[str, list[str]] | None:
     """The column a reversed lookup returns (the key column) and its cells."""
     if len(table.keys) != 1 or len(table.values) != 1:
         binder.fail(
@@ -84,7 +80,7 @@ def _reversed(binder: Binder, rule: TableRule, table: CodeTable) -> tuple[str, l
     return table.keys[0], [key[0] for key in table.rows]
 
 
-def _forward(binder: Binder, rule: TableRule, table: CodeTable) -> tuple[str, list[str]] | None:
+def _forward(binder: Binding, rule: TableRule, table: CodeTable) -> tuple[str, list[str]] | None:
     """The value column a lookup returns and its cells, the default row's included."""
     if len(rule.keys) != len(table.keys):
         binder.fail(
@@ -109,7 +105,7 @@ def _forward(binder: Binder, rule: TableRule, table: CodeTable) -> tuple[str, li
 
 
 def _check_cells(
-    binder: Binder,
+    binder: Binding,
     rule: TableRule,
     table: CodeTable,
     column: str,
@@ -129,7 +125,7 @@ def _check_cells(
 
 
 def _keys(
-    binder: Binder, w: Writer, scope: Scope, rule: TableRule, table: CodeTable, site: int
+    binder: Binding, w: Writer, scope: Scope, rule: TableRule, table: CodeTable, site: int
 ) -> list[tuple[str, bool]] | None:
     """The variables holding the lookup's keys, each with whether it may be absent."""
     keys = []

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ccbmdm.codegen.diagnostics import did_you_mean
 from ccbmdm.codegen.mapping.bind.model import Scope, Val
+from ccbmdm.codegen.mapping.bind.state import Binding
 from ccbmdm.codegen.mapping.syntax import TargetRule
 from ccbmdm.codegen.mapping.writer import Writer
 from ccbmdm.codegen.naming import field_name
 
-if TYPE_CHECKING:
-    from ccbmdm.codegen.mapping.bind.binder import Binder
 
-
-def value(binder: Binder, w: Writer, scope: Scope, rule: TargetRule) -> Val | None:
+def value(binder: Binding, w: Writer, scope: Scope, rule: TargetRule) -> Val | None:
     head, *rest = rule.path.steps
     if rule.path.absolute or head not in scope.built:
         binder.fail(

@@ -3,21 +3,17 @@ resolved at run time through the context."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ccbmdm.codegen.ir import SimpleType
 from ccbmdm.codegen.mapping.bind.emit import parser, plain, wrap_value_errors
 from ccbmdm.codegen.mapping.bind.model import Scope, Val
 from ccbmdm.codegen.mapping.bind.rules.keys import text_argument
+from ccbmdm.codegen.mapping.bind.state import Binding
 from ccbmdm.codegen.mapping.syntax import XrefRule
 from ccbmdm.codegen.mapping.writer import Writer
 
-if TYPE_CHECKING:
-    from ccbmdm.codegen.mapping.bind.binder import Binder
-
 
 def value(
-    binder: Binder,
+    binder: Binding,
     w: Writer,
     scope: Scope,
     rule: XrefRule,
