@@ -75,6 +75,7 @@ class ReceiverApp:
         max_bytes: int = 16 * 1024 * 1024,
         pages: Callable[[str], str | None] | None = None,
         viewers: Mapping[str, Credential] | None = None,
+        mounts: Mapping[str, Application] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.partners = dict(partners)
@@ -82,6 +83,8 @@ class ReceiverApp:
         self.pages = pages  # GET path -> an HTML page (a simulator's entity pages), or None
         # Who may read the pages besides the partners: operators, by HTTP Basic in a browser.
         self.viewers = dict(viewers or {})
+        # Other apps on this endpoint, each under its path prefix (the operator's console)
+        self.mounts = dict(mounts or {})
         seen: dict[str, str] = {}
         for partner, credential in self.partners.items():
             other = seen.setdefault(credential.header(), partner)
@@ -104,6 +107,13 @@ class ReceiverApp:
             hmac.compare_digest(authorization.encode(), viewer.header().encode())
             for viewer in self.viewers.values()
         )
+
+    def mounted(self, path: str) -> Application | None:
+        """The app mounted at the prefix ``path`` falls under, if any."""
+        for prefix, mounted in self.mounts.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                return mounted
+        return None
 
     async def _page(self, pages: Callable[[str], str | None], scope: Scope, send: Send) -> bool:
         """Answer a GET of a page: 401 (a Basic challenge a browser answers) before anything is
@@ -128,6 +138,10 @@ class ReceiverApp:
                 pass
             return
         if scope["type"] != "http":
+            return
+        mounted = self.mounted(scope["path"])
+        if mounted is not None:
+            await mounted(scope, receive, send)
             return
         if (
             scope["method"] == "GET"

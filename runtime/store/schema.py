@@ -155,6 +155,28 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
         """ALTER TABLE outbox ADD COLUMN failure text
              CHECK (failure IN ('unreachable','transport','answer','deadline','business'))""",
     ),
+    # 7: the operator's console. Its lists filter the requests by state, flow and time and page
+    # by id, newest first, over an index each (never a scan of a whole table); its throughput
+    # chart counts a node's received messages per minute by their arrival; and every action an
+    # operator takes is kept in the audit trail, found by its target
+    (
+        "CREATE INDEX sync_request_state ON sync_request (state, id)",
+        "CREATE INDEX sync_request_flow ON sync_request (flow, id)",
+        "CREATE INDEX sync_request_created ON sync_request (created_at)",
+        "CREATE INDEX usage_request_state ON usage_request (state, id)",
+        "CREATE INDEX usage_request_flow ON usage_request (flow, id)",
+        "CREATE INDEX usage_request_created ON usage_request (created_at)",
+        "CREATE INDEX mdm_sync_request_state ON mdm_sync_request (state, id)",
+        "CREATE INDEX mdm_sync_request_flow ON mdm_sync_request (flow, id)",
+        "CREATE INDEX mdm_sync_request_created ON mdm_sync_request (created_at)",
+        "CREATE INDEX inbox_received ON inbox (node, received_at)",
+        """CREATE TABLE audit (
+             id {id}, at {ts} NOT NULL, node text NOT NULL, operator text NOT NULL,
+             action text NOT NULL, target_kind text NOT NULL, target_id bigint NOT NULL,
+             reason text, outcome text NOT NULL,
+             CHECK (action IN ('resubmit','discard')))""",
+        "CREATE INDEX audit_target ON audit (target_kind, target_id, id)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
