@@ -68,7 +68,7 @@ def sign_in(client: TestClient, credential: Credential = OPERATOR) -> str:
         data={"user": credential.user, "password": credential.password, "next": "/console/"},
     )
     assert answer.status_code == 303, answer.text
-    page = client.get("/console/").text
+    page: str = client.get("/console/").text
     return page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
 
 
