@@ -230,8 +230,8 @@ class Runtime:
                 nodes=list(self.nodes),
                 monitor=self.monitor,
             )
-            mounts = {PREFIX: console}
-            app = ReceiverApp(node.receiver, accepted, pages=pages, viewers=viewers, mounts=mounts)
+            app = ReceiverApp(node.receiver, accepted, pages=pages, viewers=viewers)
+            app.mount(PREFIX, console)
             server = stack.enter_context(Server(app, host, port))
             urls.append(f"{name}: {server.url}")
         return urls
