@@ -229,6 +229,7 @@ class Runtime:
                 [*accepted.values(), *viewers.values()],  # the node's own credentials
                 nodes=list(self.nodes),
                 monitor=self.monitor,
+                contracts=self.contracts,
             )
             app = ReceiverApp(node.receiver, accepted, pages=pages, viewers=viewers)
             app.mount(PREFIX, console)

@@ -65,3 +65,15 @@ def console_errors(browser: webdriver.Chrome) -> list[dict[str, Any]]:
     # Selenium leaves get_log unannotated; it returns the log's entries as dicts.
     log: list[dict[str, Any]] = browser.get_log("browser")  # type: ignore[no-untyped-call]
     return [entry for entry in log if entry["level"] == "SEVERE"]
+
+
+def save_whole_page(browser: webdriver.Chrome, path: Path) -> None:
+    """A screenshot of the whole page, not only the window's part of it: the window is made as
+    tall as the page for the shot, then given its size back."""
+    size = browser.get_window_size()
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(size["width"], max(size["height"], int(height) + 150))
+    try:
+        browser.save_screenshot(str(path))
+    finally:
+        browser.set_window_size(size["width"], size["height"])

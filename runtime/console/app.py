@@ -25,7 +25,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from ccbmdm.runtime import audit, operations
+from ccbmdm.runtime import audit, history, operations
 from ccbmdm.runtime.console.reading import (
     CHART_MINUTES,
     KINDS,
@@ -37,6 +37,7 @@ from ccbmdm.runtime.console.reading import (
 )
 from ccbmdm.runtime.console.sessions import Session, Sessions
 from ccbmdm.runtime.lifecycles.sync import SyncRequestMonitor
+from ccbmdm.runtime.messages.contracts import ContractRegistry
 from ccbmdm.runtime.messaging.http import Credential
 from ccbmdm.runtime.store import Store
 
@@ -50,6 +51,15 @@ _HEADERS = {
     "cache-control": "no-store",
 }
 Handler = Callable[[Request, Session], Awaitable[Response]]
+# what a row's page is called, for each kind ``runtime.history`` reads
+TITLES = {
+    "sync_request": "CCB sync request",
+    "usage_request": "CCB usage request",
+    "mdm_sync_request": "MDM inbound sync request",
+    "usage_transaction": "MDM usage transaction",
+    "outbox": "Outbox message",
+    "inbox": "Inbox message",
+}
 
 
 class Console:
@@ -62,12 +72,16 @@ class Console:
         credentials: Iterable[Credential],
         nodes: list[str],
         monitor: SyncRequestMonitor | None = None,
+        contracts: ContractRegistry | None = None,
         key: bytes | None = None,
     ) -> None:
         self.node = node
         self.store = store
         self.nodes = nodes  # the nodes whose rows the overview shows
         self.monitor = monitor  # resubmits re-take snapshots: only a runtime hosting CCB can
+        # what decodes the messages a request page shows, personal values masked (never
+        # unmasked here: that is for an operator's terminal, ``ccbmdm show --unmask``)
+        self.contracts = contracts
         self.sessions = Sessions(node, credentials, key)
         environment = jinja2.Environment(
             loader=jinja2.PackageLoader("ccbmdm.runtime.console", "templates"),
@@ -255,21 +269,24 @@ class Console:
         )
 
     async def request_page(self, request: Request, session: Session) -> Response:
-        kind = KINDS.get(request.path_params["kind"])
-        if kind is None:
-            raise Refused(f"no such kind of request: {request.path_params['kind']!r}", 404)
-        row = await run_in_threadpool(request_row, self.store, kind, request.path_params["id"])
-        trail = await run_in_threadpool(
-            audit.trail, self.store, (kind.table, request.path_params["id"])
-        )
+        kind, row_id = request.path_params["kind"], request.path_params["id"]
+        if kind not in history.KINDS:
+            raise Refused(f"no such kind of row: {kind!r}; one of {', '.join(history.KINDS)}", 404)
+        try:
+            found = await run_in_threadpool(
+                history.life, self.store, f"{kind}:{row_id}", self.contracts
+            )
+        except history.NotFound as exc:
+            raise Refused(str(exc), 404) from None
+        trail = await run_in_threadpool(audit.trail, self.store, (kind, row_id))
         return self.page(
             request,
             "request.html",
             session=session,
-            kind=kind,
-            row=row,
+            title=TITLES[kind],
+            life=found,
             trail=trail,
-            actions=kind.table == "sync_request" and row["state"] == "ERROR",
+            actions=any(a.name in ("resubmit", "discard") for a in found.actions),
             can_resubmit=self.monitor is not None,
             done=request.query_params.get("done"),
         )

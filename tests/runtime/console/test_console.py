@@ -192,6 +192,12 @@ def test_discard_keeps_its_reason_and_who_gave_it(client: TestClient, runtime: R
     assert answer.status_code == 303
     page = client.get(answer.headers["location"])
     assert "Done: discarded." in page.text and "the person moved away" in page.text
+    # the request's life, as `ccbmdm show` reads it: discarded, its states, its messages
+    assert "DISCARDED by an operator" in page.text
+    assert page.text.count('<tr class="state-') >= 4  # Pending, awaiting, Error, discarded
+    sent = page.text.split('href="/console/requests/outbox/', 1)[1].split('"', 1)[0]
+    message = client.get(f"/console/requests/outbox/{sent}")
+    assert message.status_code == 200 and "Outbox message" in message.text
     assert request_of(runtime.store, REJECTED[0]) == {
         **target,
         "state": SYNC_REQUEST.next("ERROR", "discard").target,

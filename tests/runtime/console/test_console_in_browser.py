@@ -22,7 +22,14 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from browser import chromium, console_errors, needs_chromium, open_page, wait_loaded
+from browser import (
+    chromium,
+    console_errors,
+    needs_chromium,
+    open_page,
+    save_whole_page,
+    wait_loaded,
+)
 from ccbmdm.codegen.project import Project
 from ccbmdm.runtime.assembly import Runtime
 from ccbmdm.runtime.config import load_config
@@ -214,12 +221,12 @@ def test_an_operator_finds_a_request_in_error_and_discards_it(
     assert person in REJECTED
     first.click()
     wait_loaded(browser)
-    browser.save_screenshot(str(tmp_path / "request.png"))
+    save_whole_page(browser, tmp_path / "request.png")
     assert f"sync request {request_id}" in browser.find_element(By.TAG_NAME, "h1").text
     browser.find_element(By.NAME, "reason").send_keys("the person left; MDM keeps the old name")
     browser.find_element(By.CSS_SELECTOR, "button[name=discard]").click()
     wait_loaded(browser)
-    browser.save_screenshot(str(tmp_path / "discarded.png"))
+    save_whole_page(browser, tmp_path / "discarded.png")
     assert "Done: discarded" in browser.find_element(By.CSS_SELECTOR, ".done").text
     trail = browser.find_element(By.CSS_SELECTOR, "table.trail tbody").text
     assert OPERATOR in trail and "the person left" in trail
