@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from functools import partial
 from importlib.resources import files
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import jinja2
 from starlette.applications import Starlette
@@ -175,10 +175,8 @@ class Console:
             if request.method == "POST":
                 form = await request.form()
                 token = form.get("csrf")
-                origin = request.headers.get("origin")
-                if not session.carries(token if isinstance(token, str) else None) or (
-                    origin is not None and origin != _origin(request)
-                ):
+                carried = session.carries(token if isinstance(token, str) else None)
+                if not carried or not _same_host(request):
                     return self.refused(
                         request,
                         session,
@@ -367,8 +365,11 @@ class Console:
         return str(request_row(self.store, KINDS["sync_request"], request_id)["reason"] or "")
 
 
-def _origin(request: Request) -> str:
-    return f"{request.url.scheme}://{request.headers.get('host', '')}"
+def _same_host(request: Request) -> bool:
+    """Whether the page a POST came from is this host's, when the browser says (``Origin``).
+    The scheme is left out: behind a proxy that ends HTTPS, the browser's is not the node's."""
+    origin = request.headers.get("origin")
+    return origin is None or urlsplit(origin).netloc == request.headers.get("host", "")
 
 
 def _instant(value: datetime | None) -> str:
