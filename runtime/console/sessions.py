@@ -58,8 +58,11 @@ class Sessions:
 
     def sign_in(self, user: str, password: str) -> str | None:
         """A new session's cookie value for a user and password of this node, else None."""
-        offered = Credential(user=user, password=password).header().encode()
-        known = [hmac.compare_digest(offered, c.header().encode()) for c in self.credentials]
+        known = [
+            hmac.compare_digest(user.encode(), (c.user or "").encode())
+            & hmac.compare_digest(password.encode(), (c.password or "").encode())
+            for c in self.credentials
+        ]
         if not any(known):  # every credential compared, so that timing tells nothing
             return None
         payload = {"u": user, "n": self.node, "t": time.time(), "c": secrets.token_urlsafe(32)}
