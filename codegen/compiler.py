@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import ccbmdm
 from ccbmdm.codegen.diagnostics import FindingsError
 from ccbmdm.codegen.project import Project, display_path, function_files
+from ccbmdm.errors import CcbmdmError
 
 if TYPE_CHECKING:
     from ccbmdm.codegen.diagnostics import Finding
@@ -56,7 +57,7 @@ _GENERATOR_SOURCES = (
 )
 
 
-class FormatError(Exception):
+class FormatError(CcbmdmError):
     """The formatter rejected generated code: a generator defect, reported with the file."""
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from ccbmdm.errors import CcbmdmError
 from ccbmdm.runtime.lifecycles.lifecycle import SYNC_REQUEST
 from ccbmdm.runtime.lifecycles.sync import StepResult, SyncRequestMonitor
 from ccbmdm.runtime.store import Store, Transaction
@@ -98,7 +99,7 @@ def resubmit(monitor: SyncRequestMonitor, request_ids: list[int] | None = None) 
     return monitor.step(request_ids=request_ids if request_ids is not None else [], from_error=True)
 
 
-class NotInError(LookupError):
+class NotInError(CcbmdmError, LookupError):
     """Discard and resubmit apply to requests in Error only."""
 
 

@@ -333,4 +333,5 @@ def test_status_without_a_store_says_what_to_pass(
     scratch: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, _, err = ccbmdm(capsys, "status", "--project-dir", str(scratch.root))
-    assert code == 1 and "no store at" in err and "pass --store" in err
+    assert code == 1 and "no ccbmdm store at" in err and "name a store with --store" in err
+    assert not (scratch.target / "runtime.db").exists()  # reading a store never creates one

@@ -248,6 +248,19 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def has_schema(store: Store, version_table: str = "schema_version") -> bool:
+    """Whether the store holds ccbmdm's tables at all: a command that only reads a store must
+    not create one in an empty file or database."""
+    sql = (
+        "SELECT to_regclass(:name) IS NOT NULL AS found"
+        if store.dialect == "postgres"
+        else "SELECT count(*) > 0 AS found FROM sqlite_master WHERE type = 'table' AND name = :name"
+    )
+    with store.transaction() as tx:
+        row = tx.fetch_one(sql, {"name": version_table})
+    return bool(row and row["found"])
+
+
 def migrate(
     store: Store,
     migrations: Sequence[tuple[Step, ...]] = MIGRATIONS,

@@ -1,0 +1,208 @@
+"""The operator's commands on a store and a runtime: see where everything stands, resubmit or
+discard what went to Error, run the workers and the nodes, find an entity in the other system.
+
+Every command takes the same ``--config``/``--store`` pair, resolved by ``requires.located``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from ccbmdm.cli import requires
+from ccbmdm.cli.app import app, err, out
+from ccbmdm.cli.failures import USAGE, fail
+from ccbmdm.cli.params import (
+    BatchOption,
+    ConfigOption,
+    ProjectDir,
+    StoreOption,
+    UnmaskOption,
+    WorkersOption,
+)
+
+if TYPE_CHECKING:
+    from ccbmdm.runtime.store import Store
+
+
+@app.command()
+def status(
+    unmask: UnmaskOption = False,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    project_dir: ProjectDir = None,
+) -> None:
+    """Counts per lifecycle and state, the oldest Pending request, every Error and its reason."""
+    from rich.table import Table
+
+    from ccbmdm.runtime.operations import status as read_status
+
+    with requires.store(config, store, project_dir) as opened:
+        current = read_status(opened)
+        table = Table("machine", "state", "rows", title="ccbmdm status")
+        for (machine, state), count in sorted(current.counts.items()):
+            table.add_row(machine, state, str(count))
+        out.print(table)
+        age = current.oldest_pending_age_s()
+        out.print("oldest Pending request: " + ("none" if age is None else f"{age:.0f} s old"))
+        if not current.errors:
+            return
+        out.print(f"{len(current.errors)} in ERROR:")
+        unmasked = _unmasker(opened, project_dir) if unmask else None
+        for entry in current.errors:
+            out.print(f"  {entry.kind} {entry.id} {escape(entry.key)}: {escape(entry.reason)}")
+            shown = unmasked(entry.id) if unmasked and entry.kind == "sync_request" else None
+            if shown:
+                out.print(f"    unmasked: {escape(shown)}")
+
+
+def _unmasker(store: Store, project_dir: Path | None) -> Callable[[int], str | None]:
+    """The reasons of sync requests in Error with personal values, re-derived from the final
+    snapshots kept with them, through the project's contracts."""
+    from ccbmdm.codegen.catalogue import load_catalogue
+    from ccbmdm.codegen.loader import load_contracts
+    from ccbmdm.runtime.lifecycles.sync import unmasked_reasons
+
+    project = requires.project(project_dir)
+    contracts = load_contracts(project)
+    flows = load_catalogue(project.contracts / "flows.yaml")
+    senders = {
+        flow.code: part.sender for flow in flows for part in flow.parts if part.name == "request"
+    }
+    err.print("--unmask: personal data is shown below; keep it off logs and tickets")
+    return lambda request_id: unmasked_reasons(store, contracts, senders, request_id)
+
+
+@app.command()
+def discard(
+    request_id: Annotated[
+        int, typer.Argument(help="The sync request, as `ccbmdm status` lists it.")
+    ],
+    reason: Annotated[str, typer.Option(help="Why it is discarded; kept with the request.")],
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    project_dir: ProjectDir = None,
+) -> None:
+    """Discard a sync request in Error (the change will not reach MDM), with a reason."""
+    from ccbmdm.runtime.operations import discard as discard_request
+
+    if not reason.strip():
+        fail("a discard needs a reason: --reason TEXT", USAGE)
+    with requires.store(config, store, project_dir) as opened:
+        discard_request(opened, request_id, reason)
+    out.print(f"sync request {request_id} discarded")
+
+
+@app.command()
+def resubmit(
+    request_ids: Annotated[
+        list[int] | None,
+        typer.Argument(help="Sync requests in Error, as `ccbmdm status` lists them."),
+    ] = None,
+    all_errors: Annotated[
+        bool, typer.Option("--all-errors", help="Resubmit every sync request in Error.")
+    ] = False,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    project_dir: ProjectDir = None,
+) -> None:
+    """Send sync requests in Error again: the final snapshot re-taken, a new message id, the
+    same sync request id. Pressed twice, it sends once."""
+    from ccbmdm.runtime.operations import resubmit as resubmit_requests
+
+    if bool(request_ids) == all_errors:
+        fail("name the sync requests to resubmit, or pass --all-errors (not both)", USAGE)
+    with requires.runtime(config, store, project_dir) as runtime:
+        if runtime.monitor is None:
+            fail("this runtime hosts no ccb node, so it has no sync requests to resubmit")
+        result = resubmit_requests(runtime.monitor, None if all_errors else list(request_ids or []))
+    done = result.sent + result.discarded + result.errors
+    if done == 0:
+        fail("nothing resubmitted: no such request in ERROR (see `ccbmdm status`)")
+    out.print(
+        f"resubmitted {done}: {result.sent} sent, {result.discarded} without difference "
+        f"(discarded), {result.errors} in Error again"
+    )
+
+
+@app.command()
+def monitor(
+    once: Annotated[
+        bool, typer.Option("--once", help="Work until nothing is due, then exit.")
+    ] = False,
+    workers: WorkersOption = 1,
+    batch: BatchOption = None,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    project_dir: ProjectDir = None,
+) -> None:
+    """Move every lifecycle and message on: claim due work, send, process, rescue passed leases."""
+    from ccbmdm.runtime.supervisor import work_until_stopped
+    from ccbmdm.runtime.worker import StillBusy
+
+    with requires.runtime(config, store, project_dir, creates=True) as runtime:
+        if not once:
+            out.print(f"monitoring with {workers} worker(s); Ctrl-C stops after the current batch")
+            work_until_stopped(runtime, workers, batch)
+            return
+        try:
+            with err.status("working until nothing is due…"):
+                moved = runtime.worker(batch).drain()
+        except StillBusy as exc:
+            fail(f"{exc}; run the monitor without --once, or with more --workers")
+        out.print(f"moved {moved} item(s); nothing more is due")
+
+
+@app.command(name="run")
+def run_runtime(
+    workers: WorkersOption = 1,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    project_dir: ProjectDir = None,
+) -> None:
+    """Serve every hosted node's HTTP endpoint and run the workers until stopped."""
+    from ccbmdm.runtime.supervisor import work_until_stopped
+
+    with (
+        requires.runtime(config, store, project_dir, creates=True) as runtime,
+        ExitStack() as stack,
+    ):
+        for url in runtime.serve(stack):
+            out.print(f"listening: {url}")
+        hosted = ", ".join(runtime.nodes)
+        out.print(f"running {hosted} with {workers} worker(s); Ctrl-C stops")
+        work_until_stopped(runtime, workers, None)
+    out.print("stopped")
+
+
+@app.command("link")
+def link_command(
+    system: Annotated[str, typer.Argument(help="Where the entity is: ccb or mdm.")],
+    kind: Annotated[
+        str,
+        typer.Argument(
+            help="CCB: person, sa, sa-360, sp, usage-request, meter; MDM: service-point."
+        ),
+    ],
+    entity_id: Annotated[str, typer.Argument(help="Its id in that system.")],
+    ccb_url: Annotated[
+        str, typer.Option("--ccb-url", help="Where the CCB simulator serves its pages.")
+    ] = "http://127.0.0.1:8401",
+    mdm_url: Annotated[
+        str, typer.Option("--mdm-url", help="Where the MDM simulator serves its pages.")
+    ] = "http://127.0.0.1:8402",
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    project_dir: ProjectDir = None,
+) -> None:
+    """Print the address, in the other system, of an entity (through MDM's cross-reference)."""
+    from ccbmdm.runtime.sim.links import Bases, link
+
+    with requires.store(config, store, project_dir) as opened:
+        url = link(opened, system.lower(), kind, entity_id, Bases(ccb_url, mdm_url))
+    out.print(url)
