@@ -93,7 +93,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         assert server.stdout is not None
         first = server.stdout.readline()
         assert first == f"listening: bridge: http://127.0.0.1:{port}\n", first
-        yield Served(f"http://127.0.0.1:{port}/console", store)
+        console = server.stdout.readline()  # where the command says the console is
+        assert console == f"  console: http://127.0.0.1:{port}/console/\n", console
+        yield Served(console.split(": ", 1)[1].strip().rstrip("/"), store)
     finally:
         server.send_signal(signal.SIGTERM)
         _, err = server.communicate(timeout=60)
