@@ -235,13 +235,15 @@ class Console:
         return response
 
     async def overview_page(self, request: Request, session: Session) -> Response:
-        nodes = await run_in_threadpool(overview, self.store, self.nodes)
+        found = await run_in_threadpool(overview, self.store, self.nodes)
         trail = await run_in_threadpool(audit.latest, self.store)
         return self.page(
             request,
             "overview.html",
             session=session,
-            overviews=nodes,
+            overviews=found.nodes,
+            errors=found.errors,
+            more_errors=found.more_errors,
             trail=trail,
             minutes=CHART_MINUTES,
             now=datetime.now(UTC),

@@ -21,7 +21,7 @@ from ccbmdm.runtime.lifecycles.lifecycle import (
 )
 from ccbmdm.runtime.lifecycles.sync import CCB_SYNC_FLOWS
 from ccbmdm.runtime.lifecycles.usage import USAGE_FLOWS
-from ccbmdm.runtime.operations import Status, status
+from ccbmdm.runtime.operations import ErrorEntry, Status, status
 from ccbmdm.runtime.store import Store
 from ccbmdm.runtime.store.base import Row
 
@@ -111,9 +111,18 @@ class NodeOverview:
     received: list[int] = field(default_factory=list)  # messages received, per minute
 
 
-def overview(store: Store, nodes: list[str], now: datetime | None = None) -> list[NodeOverview]:
+@dataclass(frozen=True)
+class Overview:
+    nodes: list[NodeOverview]
+    errors: tuple[ErrorEntry, ...]  # the requests and messages in Error, the first of them
+    more_errors: int  # how many more there are
+
+
+def overview(
+    store: Store, nodes: list[str], now: datetime | None = None, errors_shown: int = 20
+) -> Overview:
     """Each node's rows per lifecycle and state, its Errors, its oldest Pending and the messages
-    it received in each of the last minutes."""
+    it received in each of the last minutes; and the first Errors, each with its reason."""
     current = counts(store)
     now = now or datetime.now(UTC)
     found: list[NodeOverview] = []
@@ -134,7 +143,8 @@ def overview(store: Store, nodes: list[str], now: datetime | None = None) -> lis
                 received=received_per_minute(store, node, now),
             )
         )
-    return found
+    shown = current.errors[:errors_shown]
+    return Overview(found, shown, len(current.errors) - len(shown))
 
 
 _RETRYING = ("ERROR_RETRYABLE", "RETRY_WAIT")  # waiting to be tried again

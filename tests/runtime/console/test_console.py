@@ -368,6 +368,13 @@ def test_the_overview_counts_each_node_and_its_messages_per_minute(
     page = client.get("/console/").text
     ccb = page.split('id="node-ccb"', 1)[1].split("</section>", 1)[0]
     assert '<div class="bad"><dt>in Error</dt><dd>2</dd></div>' in ccb
+    # each request in Error, with its reason, a link away
+    errors = page.split('id="in-error"', 1)[1].split("</section>", 1)[0]
+    for person in REJECTED:
+        row = request_of(runtime.store, person)
+        assert f'href="/console/requests/sync_request/{row["id"]}"' in errors
+        assert f"PERSON {person}" in errors
+    assert errors.count("11001/16021 rejected") == len(REJECTED)
     assert "oldest Pending" in ccb
     now = datetime.now(UTC)
     with runtime.store.transaction() as tx:
