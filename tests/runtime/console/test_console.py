@@ -371,8 +371,8 @@ def test_the_overview_counts_each_node_and_its_messages_per_minute(
     # each request in Error, with its reason, a link away
     errors = page.split('id="in-error"', 1)[1].split("</section>", 1)[0]
     for person in REJECTED:
-        row = request_of(runtime.store, person)
-        assert f'href="/console/requests/sync_request/{row["id"]}"' in errors
+        rejected = request_of(runtime.store, person)
+        assert f'href="/console/requests/sync_request/{rejected["id"]}"' in errors
         assert f"PERSON {person}" in errors
     assert errors.count("11001/16021 rejected") == len(REJECTED)
     assert "oldest Pending" in ccb
