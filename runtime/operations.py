@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from ccbmdm.errors import CcbmdmError
 from ccbmdm.runtime.lifecycles.lifecycle import SYNC_REQUEST
 from ccbmdm.runtime.lifecycles.sync import StepResult, SyncRequestMonitor
-from ccbmdm.runtime.store import Store
+from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.store.base import Row
 
 
@@ -103,8 +103,14 @@ class NotInError(CcbmdmError, LookupError):
     """Discard and resubmit apply to requests in Error only."""
 
 
-def discard(store: Store, request_id: int, reason: str) -> None:
-    """S11: a user discards a request in Error, with a reason."""
+def discard(
+    store: Store,
+    request_id: int,
+    reason: str,
+    then: Callable[[Transaction], None] | None = None,
+) -> None:
+    """S11: a user discards a request in Error, with a reason. ``then`` writes what goes with
+    the discard in its transaction (the console's audit entry): both, or neither."""
     if not reason.strip():
         raise ValueError("a discard needs a reason")
     transition = SYNC_REQUEST.next("ERROR", "discard")
@@ -119,3 +125,5 @@ def discard(store: Store, request_id: int, reason: str) -> None:
             raise NotInError(
                 f"sync request {request_id} {where}; only a request in ERROR can be discarded"
             )
+        if then is not None:
+            then(tx)

@@ -165,7 +165,9 @@ def run_runtime(
     store: StoreOption = None,
     project_dir: ProjectDir = None,
 ) -> None:
-    """Serve every hosted node's HTTP endpoint and run the workers until stopped."""
+    """Serve every hosted node's HTTP endpoint, with the operator's console under /console,
+    and run the workers until stopped."""
+    from ccbmdm.runtime.console.app import PREFIX
     from ccbmdm.runtime.supervisor import work_until_stopped
 
     with (
@@ -174,6 +176,7 @@ def run_runtime(
     ):
         for url in runtime.serve(stack):
             out.print(f"listening: {url}")
+            out.print(f"  console: {url.partition(': ')[2]}{PREFIX}/")
         hosted = ", ".join(runtime.nodes)
         out.print(f"running {hosted} with {workers} worker(s); Ctrl-C stops")
         work_until_stopped(runtime, workers, None)

@@ -41,6 +41,54 @@ _TYPES = {
     },
 }
 
+# What records a row's moves (``transition``): the table, the SQL of the reason it gives, and
+# the state that is only a lease (a claim being worked on), which is not recorded. A row's first
+# state is recorded when the table has no creation time of its own (the outbox); the others
+# begin in PENDING or RECEIVED at their ``created_at`` or ``received_at``.
+RECORDED: tuple[tuple[str, str, str | None, bool], ...] = (
+    ("sync_request", "reason", None, False),
+    ("usage_request", "reason", None, False),
+    ("mdm_sync_request", "reason", None, False),
+    ("outbox", "last_error", "SENDING", True),
+    ("inbox", "last_error", "PROCESSING", False),
+)
+
+
+def record_transitions(store: Store, tx: Transaction) -> None:
+    """Triggers that append each state a row enters to ``transition``, with its reason and the
+    database clock: one place per table that sees every move, whichever statement makes it.
+    A row entering its state again with another reason (an Error whose resubmit failed anew)
+    is recorded too."""
+    for table, reason, lease, on_insert in RECORDED:
+        moved = (
+            f"NEW.state IS DISTINCT FROM OLD.state OR NEW.{reason} IS DISTINCT FROM OLD.{reason}"
+        )
+        if lease:
+            moved = f"NEW.state <> '{lease}' AND ({moved})"
+        events = [("moved", f"UPDATE OF state, {reason}", moved)]
+        if on_insert:
+            events.append(("created", "INSERT", "TRUE"))
+        values = f"'{table}', NEW.id, NEW.state, NEW.{reason}, {type(store).now}"
+        insert = f"INSERT INTO transition (kind, row_id, state, reason, at) VALUES ({values})"
+        for suffix, event, when in events:
+            name = f"{table}_{suffix}"
+            if store.dialect == "sqlite":
+                condition = when.replace("IS DISTINCT FROM", "IS NOT").replace("TRUE", "1")
+                tx.execute(
+                    f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW "
+                    f"WHEN {condition} BEGIN {insert}; END"
+                )
+            else:
+                tx.execute(
+                    f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS "
+                    f"$$ BEGIN {insert}; RETURN NULL; END $$"
+                )
+                tx.execute(
+                    f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW "
+                    f"WHEN ({when}) EXECUTE FUNCTION {name}()"
+                )
+
+
 MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     # 1: change capture, sync requests, the outbox and the inbox
     (
@@ -154,6 +202,46 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
         "ALTER TABLE outbox ADD COLUMN refused integer NOT NULL DEFAULT 0",
         """ALTER TABLE outbox ADD COLUMN failure text
              CHECK (failure IN ('unreachable','transport','answer','deadline','business'))""",
+    ),
+    # 7: a request's life (``runtime.history``). Every state a row enters, with its reason and
+    # time, appended by triggers (``record_transitions``); the inbox keeps why its last
+    # processing failed, as the outbox does; a message is found by its id, the replies to it by
+    # their correlation id, and a request's messages by their owner, each through an index.
+    (
+        """CREATE TABLE transition (
+             id {id}, kind text NOT NULL, row_id bigint NOT NULL, state text NOT NULL,
+             reason text, at {ts} NOT NULL)""",
+        "CREATE INDEX transition_row ON transition (kind, row_id, id)",
+        "ALTER TABLE inbox ADD COLUMN last_error text",
+        record_transitions,
+        "CREATE INDEX outbox_message ON outbox (message_id)",
+        "CREATE INDEX outbox_owner ON outbox (owner_type, owner_id) WHERE owner_id IS NOT NULL",
+        "CREATE INDEX inbox_message ON inbox (message_id)",
+        "CREATE INDEX inbox_correlation ON inbox (correlation_id) WHERE correlation_id IS NOT NULL",
+        "CREATE INDEX inbox_outcome ON inbox (outcome_message_id) WHERE outcome_message_id IS NOT NULL",
+        "CREATE INDEX usage_request_response ON usage_request (response_message_id)",
+    ),
+    # 8: the operator's console. Its lists filter the requests by state, flow and time and page
+    # by id, newest first, over an index each (never a scan of a whole table); its throughput
+    # chart counts a node's received messages per minute by their arrival; and every action an
+    # operator takes is kept in the audit trail, found by its target
+    (
+        "CREATE INDEX sync_request_state ON sync_request (state, id)",
+        "CREATE INDEX sync_request_flow ON sync_request (flow, id)",
+        "CREATE INDEX sync_request_created ON sync_request (created_at)",
+        "CREATE INDEX usage_request_state ON usage_request (state, id)",
+        "CREATE INDEX usage_request_flow ON usage_request (flow, id)",
+        "CREATE INDEX usage_request_created ON usage_request (created_at)",
+        "CREATE INDEX mdm_sync_request_state ON mdm_sync_request (state, id)",
+        "CREATE INDEX mdm_sync_request_flow ON mdm_sync_request (flow, id)",
+        "CREATE INDEX mdm_sync_request_created ON mdm_sync_request (created_at)",
+        "CREATE INDEX inbox_received ON inbox (node, received_at)",
+        """CREATE TABLE audit (
+             id {id}, at {ts} NOT NULL, node text NOT NULL, operator text NOT NULL,
+             action text NOT NULL, target_kind text NOT NULL, target_id bigint NOT NULL,
+             reason text, outcome text NOT NULL,
+             CHECK (action IN ('resubmit','discard')))""",
+        "CREATE INDEX audit_target ON audit (target_kind, target_id, id)",
     ),
 )
 
