@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from ccbmdm.conformance.runner import Kit
     from ccbmdm.docsite.schemas import Schema
     from ccbmdm.runtime.assembly import Runtime
+    from ccbmdm.runtime.messages.contracts import ContractRegistry
     from ccbmdm.runtime.messages.mapping import Context
     from ccbmdm.runtime.store import Store
 
@@ -1047,13 +1048,14 @@ def status(
     """Counts per lifecycle and state, the oldest Pending request, every Error and its reason."""
     from rich.table import Table
 
+    from ccbmdm.runtime.history import reads_as
     from ccbmdm.runtime.operations import status as read_status
 
     opened = _open_store(store, project_dir)
     current = read_status(opened)
     table = Table("machine", "state", "rows", title="ccbmdm status")
     for (machine, state), count in sorted(current.counts.items()):
-        table.add_row(machine, state, str(count))
+        table.add_row(machine, reads_as(machine, state), str(count))
     out.print(table)
     age = current.oldest_pending_age_s()
     out.print("oldest Pending request: " + ("none" if age is None else f"{age:.0f} s old"))
@@ -1103,6 +1105,58 @@ def discard(
     except (NotInError, ValueError) as exc:
         fail(str(exc))
     out.print(f"sync request {request_id} discarded")
+
+
+@app.command()
+def show(
+    request: Annotated[
+        str,
+        typer.Argument(
+            metavar="ID",
+            help="What to show: KIND:N (sync_request, usage_request, mdm_sync_request, "
+            "usage_transaction, outbox, inbox), a message id, or a request's number.",
+        ),
+    ],
+    store: StoreOption = None,
+    unmask: UnmaskOption = False,
+    output: Annotated[
+        Literal["text", "json"],
+        typer.Option("--format", help="text for people, or json on standard output."),
+    ] = "text",
+    project_dir: ProjectDir = None,
+) -> None:
+    """One request's life: its states with times and reasons, its messages with their bodies
+    (personal data masked), the other nodes' rows for the same messages, and what to do next."""
+    from ccbmdm.runtime.history import Ambiguous, NotFound, life
+    from ccbmdm.runtime.history_text import describe
+
+    opened = _open_store(store, project_dir)
+    contracts = _contracts_for_bodies(project_dir)
+    if unmask:
+        err.print("--unmask: personal data is shown below; keep it off logs and tickets")
+    try:
+        found = life(opened, request, contracts, unmask=unmask)
+    except (NotFound, Ambiguous) as exc:
+        fail(str(exc))
+    finally:
+        opened.close()
+    if output == "json":
+        sys.stdout.write(json.dumps(found.as_json(), indent=2) + "\n")
+        return
+    for part in describe(found, opened.dsn):
+        out.print(part)
+
+
+def _contracts_for_bodies(project_dir: Path | None) -> ContractRegistry | None:
+    """The project's contracts, to read message bodies with; None (bodies shown by size only)
+    when there is no compiled project here."""
+    from ccbmdm.codegen.loader import load_contracts
+
+    try:
+        return load_contracts(_project(project_dir))
+    except Exception as exc:  # no project, or one that does not compile: the store still reads
+        err.print(f"message bodies are not decoded: {type(exc).__name__}: {exc}")
+        return None
 
 
 ConfigOption = Annotated[

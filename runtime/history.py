@@ -5,8 +5,9 @@ rows on other nodes that carry the same message or correlation id, and what can 
 An id names what to show (docs/operating.md, "Reading a request's life"):
 
 - ``KIND:N``: the row ``N`` of a kind, one of ``KINDS`` (``sync_request:12``, ``outbox:7``);
-- a message id (a UUID): the request that sent or received that message, else the outbox row
-  that sent it, else the inbox row that received it;
+- a message id (a UUID): the request that sent that message, else the request that received
+  it, else the outbox row that first sent it, else the inbox row that first received it (the
+  others are among its related rows);
 - a bare number: a request of that id, tried against every request kind; when several have
   one, ``Ambiguous`` lists them in the first form.
 
@@ -221,40 +222,22 @@ def resolve(store: Store, tx: Transaction, given: str) -> tuple[str, int]:
             f"{given!r} is not an id: give KIND:N ({', '.join(KINDS)}), a message id or a "
             "request's number"
         ) from None
-    return _by_message_id(store, tx, given, message_id)
+    return _by_message_id(store, tx, message_id)
 
 
-def _by_message_id(store: Store, tx: Transaction, given: str, message_id: str) -> tuple[str, int]:
-    """The request that carries the message, else the outbox row that sent it, else the inbox
-    row that received it; several of one kind are Ambiguous."""
-    candidates: list[tuple[str, str]] = [
-        ("sync_request", "message_id"),
-        ("usage_request", "message_id"),
-        ("mdm_sync_request", "message_id"),
-    ]
-    if _has_table(store, tx, "usage_transaction"):
-        candidates.append(("usage_transaction", "message_id"))
-    found = [
-        (kind, int(row["id"]))
-        for kind, column in candidates
-        for row in tx.fetch(
-            f"SELECT id FROM {_TABLES.get(kind, kind)} WHERE {column} = :m", {"m": message_id}
+def _by_message_id(store: Store, tx: Transaction, message_id: str) -> tuple[str, int]:
+    """The request that sent the message (a sync or usage request), else the one that received
+    it (MDM's), else the outbox row that first sent it (a bridge relays a message under its
+    own id), else the inbox row that first received it. The others are its related rows."""
+    kinds = [k for k in REQUEST_KINDS if _has_table(store, tx, k)]
+    for kind in (*kinds, *MESSAGE_KINDS):
+        row = tx.fetch_one(
+            f"SELECT id FROM {_TABLES.get(kind, kind)} WHERE message_id = :m ORDER BY id LIMIT 1",
+            {"m": message_id},
         )
-    ]
-    for kind in MESSAGE_KINDS:
-        if found:
-            break
-        found = [
-            (kind, int(row["id"]))
-            for row in tx.fetch(
-                f"SELECT id FROM {kind} WHERE message_id = :m ORDER BY id", {"m": message_id}
-            )
-        ]
-    if not found:
-        raise NotFound(f"no request or message with message id {message_id} in this store")
-    if len(found) > 1:
-        raise Ambiguous(given, [f"{kind}:{row_id}" for kind, row_id in found])
-    return found[0]
+        if row is not None:
+            return kind, int(row["id"])
+    raise NotFound(f"no request or message with message id {message_id} in this store")
 
 
 def _exists(store: Store, tx: Transaction, kind: str, row_id: int) -> bool:
@@ -485,10 +468,10 @@ class _Reader:
     def _related(
         self, message_ids: set[str], shown: set[str], itself: tuple[str, int] | None
     ) -> tuple[list[Message], list[RelatedRequest]]:
-        """The rows of the chain these messages start, on every node: the same message id, the
-        replies (their correlation id), the messages a received one led to (its outcome), and
-        so on a few hops; and the requests that carry any of those messages. Bodies are not
-        read: each row can be shown on its own."""
+        """The rows of the conversation these messages belong to, on every node: the same message
+        id, the replies (their correlation id), the message a reply answers, the messages a
+        received one led to (its outcome), and so on a few hops; and the requests that carry
+        any of those messages. Bodies are not read: each row can be shown on its own."""
         seen_ids = set(message_ids)
         frontier = set(message_ids)
         rows: dict[str, Message] = {}
@@ -505,7 +488,8 @@ class _Reader:
                 if message.ref in rows:
                     continue
                 rows[message.ref] = message
-                for next_id in (message.message_id, *self._outcome_ids(message)):
+                answered = [message.correlation_id] if message.correlation_id else []
+                for next_id in (message.message_id, *answered, *self._outcome_ids(message)):
                     if next_id not in seen_ids:
                         seen_ids.add(next_id)
                         frontier.add(next_id)

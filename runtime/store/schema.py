@@ -7,6 +7,7 @@ Each migration is written once with a few type words that each dialect spells it
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -41,52 +42,69 @@ _TYPES = {
     },
 }
 
-# What records a row's moves (``transition``): the table, the SQL of the reason it gives, and
-# the state that is only a lease (a claim being worked on), which is not recorded. A row's first
-# state is recorded when the table has no creation time of its own (the outbox); the others
-# begin in PENDING or RECEIVED at their ``created_at`` or ``received_at``.
-RECORDED: tuple[tuple[str, str, str | None, bool], ...] = (
-    ("sync_request", "reason", None, False),
-    ("usage_request", "reason", None, False),
-    ("mdm_sync_request", "reason", None, False),
-    ("outbox", "last_error", "SENDING", True),
-    ("inbox", "last_error", "PROCESSING", False),
+
+@dataclass(frozen=True)
+class Recorded:
+    """A table whose rows' moves ``transition`` records, under the name of their ``kind``
+    (``runtime.history``): the column of the reason a move gives, the state that is only a
+    lease (a claim being worked on), which is not recorded, and whether a row's first state is
+    recorded as it is inserted (a table with no creation time of its own: the outbox; the
+    others begin in PENDING or RECEIVED at their ``created_at`` or ``received_at``)."""
+
+    table: str
+    kind: str
+    reason: str = "reason"
+    lease: str | None = None
+    on_insert: bool = False
+
+
+RECORDED = (
+    Recorded("sync_request", "sync_request"),
+    Recorded("usage_request", "usage_request"),
+    Recorded("mdm_sync_request", "mdm_sync_request"),
+    Recorded("outbox", "outbox", "last_error", "SENDING", on_insert=True),
+    Recorded("inbox", "inbox", "last_error", "PROCESSING"),
 )
 
 
 def record_transitions(store: Store, tx: Transaction) -> None:
-    """Triggers that append each state a row enters to ``transition``, with its reason and the
-    database clock: one place per table that sees every move, whichever statement makes it.
-    A row entering its state again with another reason (an Error whose resubmit failed anew)
-    is recorded too."""
-    for table, reason, lease, on_insert in RECORDED:
-        moved = (
-            f"NEW.state IS DISTINCT FROM OLD.state OR NEW.{reason} IS DISTINCT FROM OLD.{reason}"
-        )
-        if lease:
-            moved = f"NEW.state <> '{lease}' AND ({moved})"
-        events = [("moved", f"UPDATE OF state, {reason}", moved)]
-        if on_insert:
-            events.append(("created", "INSERT", "TRUE"))
-        values = f"'{table}', NEW.id, NEW.state, NEW.{reason}, {type(store).now}"
-        insert = f"INSERT INTO transition (kind, row_id, state, reason, at) VALUES ({values})"
-        for suffix, event, when in events:
-            name = f"{table}_{suffix}"
-            if store.dialect == "sqlite":
-                condition = when.replace("IS DISTINCT FROM", "IS NOT").replace("TRUE", "1")
-                tx.execute(
-                    f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW "
-                    f"WHEN {condition} BEGIN {insert}; END"
-                )
-            else:
-                tx.execute(
-                    f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS "
-                    f"$$ BEGIN {insert}; RETURN NULL; END $$"
-                )
-                tx.execute(
-                    f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW "
-                    f"WHEN ({when}) EXECUTE FUNCTION {name}()"
-                )
+    """The triggers of the runtime's tables (``RECORDED``, ``record_moves``)."""
+    for recorded in RECORDED:
+        record_moves(store, tx, recorded)
+
+
+def record_moves(store: Store, tx: Transaction, recorded: Recorded) -> None:
+    """Triggers that append each state a row of the table enters to ``transition``, with its
+    reason and the database clock: one place per table that sees every move, whichever
+    statement makes it. A row entering its state again with another reason (an Error whose
+    resubmit failed anew) is recorded too. The clock is the database's own, even on a store
+    opened with a clock offset (a conformance case's)."""
+    table, reason, lease = recorded.table, recorded.reason, recorded.lease
+    moved = f"NEW.state IS DISTINCT FROM OLD.state OR NEW.{reason} IS DISTINCT FROM OLD.{reason}"
+    if lease:
+        moved = f"NEW.state <> '{lease}' AND ({moved})"
+    events = [("moved", f"UPDATE OF state, {reason}", moved)]
+    if recorded.on_insert:
+        events.append(("created", "INSERT", "TRUE"))
+    values = f"'{recorded.kind}', NEW.id, NEW.state, NEW.{reason}, {type(store).now}"
+    insert = f"INSERT INTO transition (kind, row_id, state, reason, at) VALUES ({values})"
+    for suffix, event, when in events:
+        name = f"{table}_{suffix}_transition"
+        if store.dialect == "sqlite":
+            condition = when.replace("IS DISTINCT FROM", "IS NOT").replace("TRUE", "1")
+            tx.execute(
+                f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW "
+                f"WHEN {condition} BEGIN {insert}; END"
+            )
+        else:
+            tx.execute(
+                f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS "
+                f"$$ BEGIN {insert}; RETURN NULL; END $$"
+            )
+            tx.execute(
+                f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW "
+                f"WHEN ({when}) EXECUTE FUNCTION {name}()"
+            )
 
 
 MIGRATIONS: tuple[tuple[Step, ...], ...] = (
