@@ -1059,10 +1059,13 @@ def status(
     out.print(table)
     age = current.oldest_pending_age_s()
     out.print("oldest Pending request: " + ("none" if age is None else f"{age:.0f} s old"))
-    if current.errors:
-        out.print(f"{len(current.errors)} in ERROR:")
-        unmasked = _unmasker(opened, project_dir) if unmask else None
-        for entry in current.errors:
+    errors = [entry for entry in current.errors if not entry.retrying]
+    retrying = [entry for entry in current.errors if entry.retrying]
+    unmasked = _unmasker(opened, project_dir) if unmask and errors else None
+    for heading, entries in (("in ERROR", errors), ("retrying after an error", retrying)):
+        if entries:
+            out.print(f"{len(entries)} {heading}:")
+        for entry in entries:
             out.print(f"  {entry.kind} {entry.id} {escape(entry.key)}: {escape(entry.reason)}")
             shown = unmasked(entry.id) if unmasked and entry.kind == "sync_request" else None
             if shown:

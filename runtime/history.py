@@ -305,7 +305,11 @@ class _Reader:
             reason=row.get("reason"),
             due_at=self.store.to_datetime(row.get("due_at")),
             created_at=created,
-            history=self._history(kind, row_id, Step("PENDING", created, None)),
+            history=self._ending_in(
+                self._history(kind, row_id, Step("PENDING", created, None)),
+                state,
+                row.get("reason"),
+            ),
             messages=tuple(own),
             related=tuple(related),
             related_requests=tuple(requests),
@@ -356,7 +360,7 @@ class _Reader:
             first = Step(
                 "RECEIVED", self.store.to_datetime(received and received["received_at"]), None
             )
-        history = self._history(kind, row_id, first)
+        history = self._ending_in(self._history(kind, row_id, first), message.state, message.reason)
         final = message.state in _MESSAGE_FINAL[kind]
         return RequestLife(
             kind=kind,
@@ -552,6 +556,15 @@ class _Reader:
         if first is not None:
             steps.insert(0, first)
         return tuple(steps)
+
+    def _ending_in(
+        self, steps: tuple[Step, ...], state: str, reason: str | None
+    ) -> tuple[Step, ...]:
+        """The states, ending in the row's own: a row moved before its moves were recorded
+        (schema 7) shows the state it is in, its time unknown."""
+        if steps and steps[-1].state == state:
+            return steps
+        return (*steps, Step(state, None, reason))
 
 
 def reads_as(kind: str, state: str) -> str:

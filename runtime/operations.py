@@ -20,6 +20,7 @@ class ErrorEntry:
     id: int
     key: str
     reason: str
+    retrying: bool = False  # in an Error retried by itself (MDM's ERROR_RETRYABLE)
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ _IN_ERROR: tuple[tuple[str, str, Callable[[Row], str], str], ...] = (
         "mdm_sync_request",  # MDM's side, retrying: why it waits (its final Error answers CCB)
         "SELECT id, mo, external_key, reason FROM mdm_sync_request "
         "WHERE state = 'ERROR_RETRYABLE' ORDER BY id",
-        lambda r: f"{r['mo']} {r['external_key']} (retrying)",
+        lambda r: f"{r['mo']} {r['external_key']}",
         "reason",
     ),
     (
@@ -92,7 +93,7 @@ def status(store: Store) -> Status:
             "SELECT min(created_at) AS oldest FROM sync_request WHERE state = 'PENDING'"
         )
         errors = [
-            ErrorEntry(kind, int(row["id"]), key(row), row[reason] or "")
+            ErrorEntry(kind, int(row["id"]), key(row), row[reason] or "", "RETRYABLE" in sql)
             for kind, sql, key, reason in _IN_ERROR
             for row in tx.fetch(sql)
         ]

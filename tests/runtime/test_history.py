@@ -161,10 +161,10 @@ def test_the_mdm_sides_retrying_error_carries_its_reason_in_status_and_show(
         assert machine.move(tx, untold, "PENDING", "transformed", "unresolved")
         # a retry failing the same way keeps the reason it had
         assert machine.move(tx, told, "ERROR_RETRYABLE", "retry", "unresolved")
-    entries = [(e.kind, e.id, e.key, e.reason) for e in status(store).errors]
+    entries = [(e.kind, e.id, e.key, e.reason, e.retrying) for e in status(store).errors]
     assert entries == [
-        ("mdm_sync_request", told, "D1-SP 1000000001 (retrying)", unresolved),
-        ("mdm_sync_request", untold, "D1-SP 1000000002 (retrying)", "unresolved (MS4)"),
+        ("mdm_sync_request", told, "D1-SP 1000000001", unresolved, True),
+        ("mdm_sync_request", untold, "D1-SP 1000000002", "unresolved (MS4)", True),
     ]
     found = life(store, f"mdm_sync_request:{told}")
     assert states(found) == [("PENDING", None), ("ERROR_RETRYABLE", unresolved)]
