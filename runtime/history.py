@@ -94,6 +94,7 @@ class Message:
     part: str
     message_id: str
     correlation_id: str | None
+    outcome_message_id: str | None  # what a received message led to (a reply, a relay)
     state: str
     attempt: int
     reason: str | None
@@ -260,10 +261,23 @@ def _has_table(store: Store, tx: Transaction, kind: str) -> bool:
     return tx.fetch_one(sql, {"t": table}) is not None
 
 
-_MESSAGE_COLUMNS = (
-    "id, node, partner, flow, part, message_id, {correlation} AS correlation_id, state, attempt, "
-    "{reason} AS reason, due_at"
-)
+# An outbox or inbox row as a Message reads it (the outbox has no correlation or outcome id)
+_MESSAGE_COLUMNS = {
+    kind: "id, node, partner, flow, part, message_id, state, attempt, last_error AS reason, "
+    + (
+        "due_at, correlation_id, outcome_message_id"
+        if kind == "inbox"
+        else "due_at, NULL AS correlation_id, NULL AS outcome_message_id"
+    )
+    for kind in MESSAGE_KINDS
+}
+
+
+def _any_of(column: str, values: Iterable[str]) -> tuple[str, dict[str, str]]:
+    """SQL matching ``column`` against any of ``values`` (an index lookup per value), and its
+    parameters."""
+    params = {f"v{i}": value for i, value in enumerate(sorted(values))}
+    return f"{column} IN ({', '.join(':' + name for name in params)})", params
 
 
 class _Reader:
@@ -273,6 +287,13 @@ class _Reader:
         self, store: Store, tx: Transaction, contracts: ContractRegistry | None, unmask: bool
     ) -> None:
         self.store, self.tx, self.contracts, self.unmask = store, tx, contracts, unmask
+        self._tables: dict[str, bool] = {}
+
+    def has(self, kind: str) -> bool:
+        """Whether the store has the table of ``kind`` (asked once per reading)."""
+        if kind not in self._tables:
+            self._tables[kind] = _has_table(self.store, self.tx, kind)
+        return self._tables[kind]
 
     def life(self, kind: str, row_id: int) -> RequestLife:
         if kind in MESSAGE_KINDS:
@@ -400,36 +421,27 @@ class _Reader:
         )
 
     def _messages(self, kind: str, where: str, params: Mapping[str, Any]) -> list[Message]:
-        columns = _MESSAGE_COLUMNS.format(
-            correlation="correlation_id" if kind == "inbox" else "NULL",
-            reason="last_error",
-        )
+        """Rows with their bodies."""
         rows = self.tx.fetch(
-            f"SELECT {columns}, b.payload FROM {kind} m LEFT JOIN {kind}_body b USING (id) "
-            f"WHERE {where} ORDER BY id",
+            f"SELECT {_MESSAGE_COLUMNS[kind]}, b.payload FROM {kind} m "
+            f"LEFT JOIN {kind}_body b USING (id) WHERE {where} ORDER BY id",
             params,
         )
         return [self._message(kind, row) for row in rows]
 
-    def _replies(self, sent: Iterable[Message]) -> list[Message]:
+    def _replies(self, sent: list[Message]) -> list[Message]:
         """The inbox rows that answer these messages, on the node that sent them."""
-        found: list[Message] = []
-        for message in sent:
-            found += [
-                m
-                for m in self._messages("inbox", "correlation_id = :c", {"c": message.message_id})
-                if m.node == message.node
-            ]
-        return found
+        if not sent:
+            return []
+        where, params = _any_of("correlation_id", {m.message_id for m in sent})
+        nodes = {m.node for m in sent}
+        return [m for m in self._messages("inbox", where, params) if m.node in nodes]
 
     def _outcomes(self, received: Message) -> list[Message]:
         """The message a received one led to (an acknowledgement, a relayed message)."""
-        row = self.tx.fetch_one(
-            "SELECT outcome_message_id FROM inbox WHERE id = :id", {"id": received.id}
-        )
-        if row is None or row["outcome_message_id"] is None:
+        if received.outcome_message_id is None:
             return []
-        return self._messages("outbox", "message_id = :m", {"m": str(row["outcome_message_id"])})
+        return self._messages("outbox", "message_id = :m", {"m": received.outcome_message_id})
 
     def _message(self, kind: str, row: Row) -> Message:
         contract, body = self._body(row["payload"])
@@ -441,7 +453,8 @@ class _Reader:
             flow=str(row["flow"]),
             part=str(row["part"]),
             message_id=str(row["message_id"]),
-            correlation_id=None if row["correlation_id"] is None else str(row["correlation_id"]),
+            correlation_id=_text(row["correlation_id"]),
+            outcome_message_id=_text(row["outcome_message_id"]),
             state=str(row["state"]),
             attempt=int(row["attempt"]),
             reason=row["reason"],
@@ -483,18 +496,24 @@ class _Reader:
             if not frontier or len(rows) >= _RELATED_LIMIT:
                 break
             found: list[Message] = []
-            for message_id in sorted(frontier):
-                found += self._bare("outbox", "message_id = :m", {"m": message_id})
-                found += self._bare("inbox", "message_id = :m", {"m": message_id})
-                found += self._bare("inbox", "correlation_id = :m", {"m": message_id})
+            for kind, column in (
+                ("outbox", "message_id"),
+                ("inbox", "message_id"),
+                ("inbox", "correlation_id"),
+            ):
+                where, params = _any_of(column, frontier)
+                found += self._bare(kind, where, params)
             frontier = set()
             for message in found:
                 if message.ref in rows:
                     continue
                 rows[message.ref] = message
-                answered = [message.correlation_id] if message.correlation_id else []
-                for next_id in (message.message_id, *answered, *self._outcome_ids(message)):
-                    if next_id not in seen_ids:
+                for next_id in (
+                    message.message_id,
+                    message.correlation_id,
+                    message.outcome_message_id,
+                ):
+                    if next_id is not None and next_id not in seen_ids:
                         seen_ids.add(next_id)
                         frontier.add(next_id)
         related = [m for ref, m in sorted(rows.items(), key=lambda i: (i[1].kind, i[1].id))]
@@ -502,23 +521,11 @@ class _Reader:
         return related, self._requests_carrying(seen_ids, itself)
 
     def _bare(self, kind: str, where: str, params: Mapping[str, Any]) -> list[Message]:
-        columns = _MESSAGE_COLUMNS.format(
-            correlation="correlation_id" if kind == "inbox" else "NULL", reason="last_error"
+        """Rows without their bodies."""
+        rows = self.tx.fetch(
+            f"SELECT {_MESSAGE_COLUMNS[kind]} FROM {kind} WHERE {where} ORDER BY id", params
         )
-        rows = self.tx.fetch(f"SELECT {columns} FROM {kind} WHERE {where} ORDER BY id", params)
         return [self._message(kind, {**row, "payload": None}) for row in rows]
-
-    def _outcome_ids(self, message: Message) -> list[str]:
-        if message.kind != "inbox":
-            return []
-        row = self.tx.fetch_one(
-            "SELECT outcome_message_id FROM inbox WHERE id = :id", {"id": message.id}
-        )
-        return (
-            []
-            if row is None or row["outcome_message_id"] is None
-            else [str(row["outcome_message_id"])]
-        )
 
     def _requests_carrying(
         self, message_ids: set[str], itself: tuple[str, int] | None
@@ -530,18 +537,22 @@ class _Reader:
             "usage_transaction": ("message_id",),
         }
         found: dict[tuple[str, int], RelatedRequest] = {}
+        if not message_ids:
+            return []
         for kind, names in columns.items():
-            if not _has_table(self.store, self.tx, kind):
+            if not self.has(kind):
                 continue
             table = _TABLES.get(kind, kind)
             for name in names:
-                for message_id in sorted(message_ids):
-                    for row in self.tx.fetch(
-                        f"SELECT id, state FROM {table} WHERE {name} = :m", {"m": message_id}
-                    ):
-                        key = (kind, int(row["id"]))
-                        if key != itself:
-                            found[key] = RelatedRequest(kind, key[1], str(row["state"]), message_id)
+                where, params = _any_of(name, message_ids)
+                for row in self.tx.fetch(
+                    f"SELECT id, state, {name} AS carried FROM {table} WHERE {where}", params
+                ):
+                    key = (kind, int(row["id"]))
+                    if key != itself:
+                        found[key] = RelatedRequest(
+                            kind, key[1], str(row["state"]), str(row["carried"])
+                        )
         return list(found.values())
 
     # -- states ------------------------------------------------------------------------
@@ -565,6 +576,10 @@ class _Reader:
         if steps and steps[-1].state == state:
             return steps
         return (*steps, Step(state, None, reason))
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def reads_as(kind: str, state: str) -> str:

@@ -236,7 +236,6 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
         "CREATE INDEX outbox_owner ON outbox (owner_type, owner_id) WHERE owner_id IS NOT NULL",
         "CREATE INDEX inbox_message ON inbox (message_id)",
         "CREATE INDEX inbox_correlation ON inbox (correlation_id) WHERE correlation_id IS NOT NULL",
-        "CREATE INDEX inbox_outcome ON inbox (outcome_message_id) WHERE outcome_message_id IS NOT NULL",
         "CREATE INDEX usage_request_response ON usage_request (response_message_id)",
     ),
 )
