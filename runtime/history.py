@@ -625,6 +625,8 @@ def _request_actions(
         ]
     if lifecycle.kind(state) == "final":
         return [Action("nothing", f"{reads_as(kind, state)} is final")]
+    if kind == "usage_transaction" and state == "SENT":
+        return [Action("nothing", "SENT is final unless a correction comes (U9, PD-L14)")]
     if kind == "mdm_sync_request" and state == "ERROR_RETRYABLE":
         waits = (
             f"; storing {row['waiting_mo']} {row['waiting_key']} retries it at once"

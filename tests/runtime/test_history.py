@@ -14,13 +14,14 @@ import pytest
 from case_support import ccbmdm
 
 from ccbmdm.runtime.history import Ambiguous, NotFound, RequestLife, life
-from ccbmdm.runtime.lifecycles.lifecycle import MDM_INBOUND_SYNC
+from ccbmdm.runtime.lifecycles.lifecycle import MDM_INBOUND_SYNC, USAGE_TRANSACTION
 from ccbmdm.runtime.lifecycles.machine import Machine
 from ccbmdm.runtime.messages.contracts import ContractRegistry
 from ccbmdm.runtime.messages.header import new_message_id
 from ccbmdm.runtime.messaging.delivery import Received
 from ccbmdm.runtime.messaging.transport import InProcessTransport
 from ccbmdm.runtime.operations import discard, resubmit, status
+from ccbmdm.runtime.sim.mdm import usage_schema
 from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.store.sqlite import SqliteStore
 from runtime_world import Integration
@@ -170,6 +171,30 @@ def test_the_mdm_sides_retrying_error_carries_its_reason_in_status_and_show(
     assert states(found) == [("PENDING", None), ("ERROR_RETRYABLE", unresolved)]
     (action,) = found.actions
     assert action.name == "wait" and "retried automatically at" in action.explanation
+
+
+def test_a_usage_transaction_in_error_reads_with_its_reason(store: Store) -> None:
+    usage_schema.migrate(store)
+    machine = Machine(store, USAGE_TRANSACTION, "mdm_usage_transaction")
+    with store.transaction() as tx:
+        row = tx.fetch_one(
+            f"""INSERT INTO mdm_usage_transaction (ut_id, external_id, flow, message_id,
+                  us_external_id, start_date_time, end_date_time_from, end_date_time_to,
+                  bill_condition, date_breaks, return_interval_data, automated_retry, state,
+                  due_at, created_at)
+                VALUES ('100000000001', '0000000007', 'BATCH_BD', :m, '5000000001',
+                        '2027-03-01T00:00:00-05:00', '2027-04-02T00:00:00-04:00',
+                        '2027-04-07T00:00:00-04:00', 'D2IM', '[]', FALSE, 'D1YS', 'PENDING',
+                        {tx.now}, {tx.now}) RETURNING id""",
+            {"m": new_message_id()},
+        )
+        assert row is not None
+        reason = "90000/1201 insufficient data"
+        assert machine.move(tx, int(row["id"]), "PENDING", "calculate", "exception", reason=reason)
+    found = life(store, f"usage_transaction:{row['id']}")
+    assert found.key == "100000000001 for usage request 0000000007"
+    assert states(found) == [("PENDING", None), ("ERROR", reason)]
+    assert [a.name for a in found.actions] == ["wait"]
 
 
 def test_a_message_whose_processing_failed_keeps_why(
