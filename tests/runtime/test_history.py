@@ -16,6 +16,7 @@ from case_support import ccbmdm
 from ccbmdm.runtime.history import Ambiguous, NotFound, RequestLife, life
 from ccbmdm.runtime.lifecycles.lifecycle import MDM_INBOUND_SYNC, USAGE_TRANSACTION
 from ccbmdm.runtime.lifecycles.machine import Machine
+from ccbmdm.runtime.lifecycles.sync import capture
 from ccbmdm.runtime.messages.contracts import ContractRegistry
 from ccbmdm.runtime.messages.header import new_message_id
 from ccbmdm.runtime.messaging.delivery import Received
@@ -23,6 +24,7 @@ from ccbmdm.runtime.messaging.transport import InProcessTransport
 from ccbmdm.runtime.operations import discard, resubmit, status
 from ccbmdm.runtime.sim.mdm import usage_schema
 from ccbmdm.runtime.store import Store, Transaction
+from ccbmdm.runtime.store.schema import MIGRATIONS, SCHEMA_VERSION, migrate
 from ccbmdm.runtime.store.sqlite import SqliteStore
 from runtime_world import Integration
 from support import REPO
@@ -215,6 +217,21 @@ def test_a_message_whose_processing_failed_keeps_why(
     found = life(store, f"inbox:{failures[0]}")
     assert found.reason == "ValueError: the stand-in MDM fails"
     assert found.state == "PROCESSING"  # until its lease passes and it is received again
+
+
+def test_a_request_moved_before_its_moves_were_recorded_shows_where_it_is(
+    empty_store: Store,
+) -> None:
+    migrate(empty_store, MIGRATIONS[:6])  # a store of the version before schema 7
+    with empty_store.transaction() as tx:
+        capture(tx, "PERSON", ("0000000053",), None)
+        tx.execute("UPDATE sync_request SET state = 'SYNCHRONIZED', due_at = NULL")
+    assert empty_store.migrate() == SCHEMA_VERSION
+    found = life(empty_store, "sync_request:1")
+    assert [(step.state, step.at is None) for step in found.history] == [
+        ("PENDING", False),  # its creation time is the row's
+        ("SYNCHRONIZED", True),  # when it got there was not recorded
+    ]
 
 
 def test_ids_that_name_nothing_or_several_rows(rejected: Integration) -> None:
