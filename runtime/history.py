@@ -13,8 +13,9 @@ An id names what to show (docs/operating.md, "Reading a request's life"):
 
 Every query goes through an index: a row by its key, the states by (kind, row id), a message by
 its id, a reply by its correlation id, a request's messages by their owner. The states come from
-``transition``, which the store's triggers append to on every move (``store.schema``); a row's
-first state is its creation (``created_at``, ``received_at``) where the table keeps it.
+``transition``, which the store's triggers append to on every move of a request and on a
+message's moves from its first failure on (``store.schema``); a row's first state is its
+creation (``created_at``, ``received_at``) or a message's first send (``first_attempt_at``).
 """
 
 from __future__ import annotations
@@ -373,14 +374,16 @@ class _Reader:
         related, requests = self._related({m.message_id for m in own}, {m.ref for m in own}, None)
         if owner is not None and owner not in requests:
             requests.insert(0, owner)
-        first = None
-        if kind == "inbox":
-            received = self.tx.fetch_one(
-                "SELECT received_at FROM inbox WHERE id = :id", {"id": row_id}
-            )
-            first = Step(
-                "RECEIVED", self.store.to_datetime(received and received["received_at"]), None
-            )
+        # a message's moves are recorded from its first failure on (``store.schema``): before
+        # them, when it arrived, or when it was first sent
+        column, state = (
+            ("received_at", "RECEIVED") if kind == "inbox" else ("first_attempt_at", "SENDING")
+        )
+        began = self.tx.fetch_one(
+            f"SELECT {column} AS at FROM {kind} WHERE id = :id", {"id": row_id}
+        )
+        at = self.store.to_datetime(began["at"]) if began else None
+        first = None if at is None else Step(state, at, None)
         history = self._ending_in(self._history(kind, row_id, first), message.state, message.reason)
         final = message.state in _MESSAGE_FINAL[kind]
         return RequestLife(

@@ -26,7 +26,7 @@ from ccbmdm.runtime.sim.mdm import usage_schema
 from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.store.schema import MIGRATIONS, SCHEMA_VERSION, migrate
 from ccbmdm.runtime.store.sqlite import SqliteStore
-from runtime_world import Integration
+from runtime_world import Flaky, Integration
 from support import REPO
 
 NAME = "Rejected,Once"  # a personal field's value (the person's name)
@@ -102,9 +102,10 @@ def test_an_outbox_row_found_by_message_id_with_its_counterpart_on_the_other_nod
     # the chain on every node: the request it answers, relayed through the bridge
     assert {m.node for m in found.related} == {"ccb", "bridge", "mdm"}
     assert [m.ref for m in found.messages] == [f"outbox:{ack['id']}"]
-    assert [(step.state, step.reason) for step in found.history] == [
-        ("PENDING", None),
-        ("DELIVERED", None),
+    # a message that went through at once: when it was first sent, and where it is now
+    assert [(step.state, step.at is None) for step in found.history] == [
+        ("SENDING", False),
+        ("DELIVERED", True),
     ]
     assert [a.name for a in found.actions] == ["nothing"]
     # the sync request's own message id is the request's, not its outbox row's
@@ -112,6 +113,28 @@ def test_an_outbox_row_found_by_message_id_with_its_counterpart_on_the_other_nod
         request = tx.fetch_one("SELECT message_id FROM sync_request WHERE id = 1")
     assert request is not None
     assert life(store, str(request["message_id"])).ref == "sync_request:1"
+
+
+def test_a_message_retried_after_a_refused_send_tells_its_story(
+    store: Store, registry: ContractRegistry, package: ModuleType
+) -> None:
+    world = Integration(store, registry, package, Flaky(failures=1))  # MDM refuses once
+    world.people.change("0000000054", "Retried,Once")
+    world.run()
+    with store.transaction() as tx:
+        sent = tx.fetch_one("SELECT id FROM outbox WHERE node = 'bridge' AND partner = 'mdm'")
+    assert sent is not None
+    found = life(store, f"outbox:{sent['id']}")
+    assert [(step.state, step.reason) for step in found.history][1:] == [
+        ("RETRY_WAIT", "technical: connection refused"),
+        ("DELIVERED", None),  # its last error is kept on the row, not as this move's reason
+    ]
+    assert found.reason == "technical: connection refused" and found.state == "DELIVERED"
+    assert [step.state for step in life(store, "sync_request:1").history] == [
+        "PENDING",
+        "AWAITING_ACK",  # the retry happens under the same message: the request waits
+        "SYNCHRONIZED",
+    ]
 
 
 def test_a_personal_field_is_masked_in_a_shown_body_unless_unmasked(
