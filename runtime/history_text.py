@@ -41,7 +41,8 @@ def describe(life: RequestLife, store: str) -> Iterator[RenderableType]:
         yield Text(f"due: {_when(life.due_at)}")
     states = Table("state", "since", "reason", title="states", title_justify="left")
     for step in life.history:
-        states.add_row(reads_as(life.kind, step.state), _when(step.at), step.reason or "")
+        since = _when(step.at) if step.at is not None else "(not recorded)"
+        states.add_row(reads_as(life.kind, step.state), since, step.reason or "")
     yield states
     yield Text.from_markup(f"[bold]messages[/] ({len(life.messages)})")
     for message in life.messages:
