@@ -5,15 +5,17 @@ rows on other nodes that carry the same message or correlation id, and what can 
 An id names what to show (docs/operating.md, "Reading a request's life"):
 
 - ``KIND:N``: the row ``N`` of a kind, one of ``KINDS`` (``sync_request:12``, ``outbox:7``);
-- a message id (a UUID): the request that sent or received that message, else the outbox row
-  that sent it, else the inbox row that received it;
+- a message id (a UUID): the request that sent that message, else the request that received
+  it, else the outbox row that first sent it, else the inbox row that first received it (the
+  others are among its related rows);
 - a bare number: a request of that id, tried against every request kind; when several have
   one, ``Ambiguous`` lists them in the first form.
 
 Every query goes through an index: a row by its key, the states by (kind, row id), a message by
 its id, a reply by its correlation id, a request's messages by their owner. The states come from
-``transition``, which the store's triggers append to on every move (``store.schema``); a row's
-first state is its creation (``created_at``, ``received_at``) where the table keeps it.
+``transition``, which the store's triggers append to on every move of a request and on a
+message's moves from its first failure on (``store.schema``); a row's first state is its
+creation (``created_at``, ``received_at``) or a message's first send (``first_attempt_at``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from ccbmdm.errors import CcbmdmError
 from ccbmdm.runtime.lifecycles.lifecycle import (
     MDM_INBOUND_SYNC,
     SYNC_REQUEST,
@@ -57,11 +60,11 @@ _RELATED_LIMIT = 50  # rows of the chain of messages followed, at most
 _RELATED_ROUNDS = 6  # hops from message to reply to relayed message, at most
 
 
-class NotFound(LookupError):
+class NotFound(CcbmdmError, LookupError):
     """No row has that id."""
 
 
-class Ambiguous(LookupError):
+class Ambiguous(CcbmdmError, LookupError):
     """A bare number that several kinds of request have; ``matches`` names each as KIND:N."""
 
     def __init__(self, given: str, matches: list[str]) -> None:
@@ -93,6 +96,7 @@ class Message:
     part: str
     message_id: str
     correlation_id: str | None
+    outcome_message_id: str | None  # what a received message led to (a reply, a relay)
     state: str
     attempt: int
     reason: str | None
@@ -221,40 +225,22 @@ def resolve(store: Store, tx: Transaction, given: str) -> tuple[str, int]:
             f"{given!r} is not an id: give KIND:N ({', '.join(KINDS)}), a message id or a "
             "request's number"
         ) from None
-    return _by_message_id(store, tx, given, message_id)
+    return _by_message_id(store, tx, message_id)
 
 
-def _by_message_id(store: Store, tx: Transaction, given: str, message_id: str) -> tuple[str, int]:
-    """The request that carries the message, else the outbox row that sent it, else the inbox
-    row that received it; several of one kind are Ambiguous."""
-    candidates: list[tuple[str, str]] = [
-        ("sync_request", "message_id"),
-        ("usage_request", "message_id"),
-        ("mdm_sync_request", "message_id"),
-    ]
-    if _has_table(store, tx, "usage_transaction"):
-        candidates.append(("usage_transaction", "message_id"))
-    found = [
-        (kind, int(row["id"]))
-        for kind, column in candidates
-        for row in tx.fetch(
-            f"SELECT id FROM {_TABLES.get(kind, kind)} WHERE {column} = :m", {"m": message_id}
+def _by_message_id(store: Store, tx: Transaction, message_id: str) -> tuple[str, int]:
+    """The request that sent the message (a sync or usage request), else the one that received
+    it (MDM's), else the outbox row that first sent it (a bridge relays a message under its
+    own id), else the inbox row that first received it. The others are its related rows."""
+    kinds = [k for k in REQUEST_KINDS if _has_table(store, tx, k)]
+    for kind in (*kinds, *MESSAGE_KINDS):
+        row = tx.fetch_one(
+            f"SELECT id FROM {_TABLES.get(kind, kind)} WHERE message_id = :m ORDER BY id LIMIT 1",
+            {"m": message_id},
         )
-    ]
-    for kind in MESSAGE_KINDS:
-        if found:
-            break
-        found = [
-            (kind, int(row["id"]))
-            for row in tx.fetch(
-                f"SELECT id FROM {kind} WHERE message_id = :m ORDER BY id", {"m": message_id}
-            )
-        ]
-    if not found:
-        raise NotFound(f"no request or message with message id {message_id} in this store")
-    if len(found) > 1:
-        raise Ambiguous(given, [f"{kind}:{row_id}" for kind, row_id in found])
-    return found[0]
+        if row is not None:
+            return kind, int(row["id"])
+    raise NotFound(f"no request or message with message id {message_id} in this store")
 
 
 def _exists(store: Store, tx: Transaction, kind: str, row_id: int) -> bool:
@@ -277,10 +263,23 @@ def _has_table(store: Store, tx: Transaction, kind: str) -> bool:
     return tx.fetch_one(sql, {"t": table}) is not None
 
 
-_MESSAGE_COLUMNS = (
-    "id, node, partner, flow, part, message_id, {correlation} AS correlation_id, state, attempt, "
-    "{reason} AS reason, due_at"
-)
+# An outbox or inbox row as a Message reads it (the outbox has no correlation or outcome id)
+_MESSAGE_COLUMNS = {
+    kind: "id, node, partner, flow, part, message_id, state, attempt, last_error AS reason, "
+    + (
+        "due_at, correlation_id, outcome_message_id"
+        if kind == "inbox"
+        else "due_at, NULL AS correlation_id, NULL AS outcome_message_id"
+    )
+    for kind in MESSAGE_KINDS
+}
+
+
+def _any_of(column: str, values: Iterable[str]) -> tuple[str, dict[str, str]]:
+    """SQL matching ``column`` against any of ``values`` (an index lookup per value), and its
+    parameters."""
+    params = {f"v{i}": value for i, value in enumerate(sorted(values))}
+    return f"{column} IN ({', '.join(':' + name for name in params)})", params
 
 
 class _Reader:
@@ -290,6 +289,13 @@ class _Reader:
         self, store: Store, tx: Transaction, contracts: ContractRegistry | None, unmask: bool
     ) -> None:
         self.store, self.tx, self.contracts, self.unmask = store, tx, contracts, unmask
+        self._tables: dict[str, bool] = {}
+
+    def has(self, kind: str) -> bool:
+        """Whether the store has the table of ``kind`` (asked once per reading)."""
+        if kind not in self._tables:
+            self._tables[kind] = _has_table(self.store, self.tx, kind)
+        return self._tables[kind]
 
     def life(self, kind: str, row_id: int) -> RequestLife:
         if kind in MESSAGE_KINDS:
@@ -322,7 +328,11 @@ class _Reader:
             reason=row.get("reason"),
             due_at=self.store.to_datetime(row.get("due_at")),
             created_at=created,
-            history=self._history(kind, row_id, Step("PENDING", created, None)),
+            history=self._ending_in(
+                self._history(kind, row_id, Step("PENDING", created, None)),
+                state,
+                row.get("reason"),
+            ),
             messages=tuple(own),
             related=tuple(related),
             related_requests=tuple(requests),
@@ -365,15 +375,17 @@ class _Reader:
         related, requests = self._related({m.message_id for m in own}, {m.ref for m in own}, None)
         if owner is not None and owner not in requests:
             requests.insert(0, owner)
-        first = None
-        if kind == "inbox":
-            received = self.tx.fetch_one(
-                "SELECT received_at FROM inbox WHERE id = :id", {"id": row_id}
-            )
-            first = Step(
-                "RECEIVED", self.store.to_datetime(received and received["received_at"]), None
-            )
-        history = self._history(kind, row_id, first)
+        # a message's moves are recorded from its first failure on (``store.schema``): before
+        # them, when it arrived, or when it was first sent
+        column, state = (
+            ("received_at", "RECEIVED") if kind == "inbox" else ("first_attempt_at", "SENDING")
+        )
+        began = self.tx.fetch_one(
+            f"SELECT {column} AS at FROM {kind} WHERE id = :id", {"id": row_id}
+        )
+        at = self.store.to_datetime(began["at"]) if began else None
+        first = None if at is None else Step(state, at, None)
+        history = self._ending_in(self._history(kind, row_id, first), message.state, message.reason)
         final = message.state in _MESSAGE_FINAL[kind]
         return RequestLife(
             kind=kind,
@@ -413,36 +425,27 @@ class _Reader:
         )
 
     def _messages(self, kind: str, where: str, params: Mapping[str, Any]) -> list[Message]:
-        columns = _MESSAGE_COLUMNS.format(
-            correlation="correlation_id" if kind == "inbox" else "NULL",
-            reason="last_error",
-        )
+        """Rows with their bodies."""
         rows = self.tx.fetch(
-            f"SELECT {columns}, b.payload FROM {kind} m LEFT JOIN {kind}_body b USING (id) "
-            f"WHERE {where} ORDER BY id",
+            f"SELECT {_MESSAGE_COLUMNS[kind]}, b.payload FROM {kind} m "
+            f"LEFT JOIN {kind}_body b USING (id) WHERE {where} ORDER BY id",
             params,
         )
         return [self._message(kind, row) for row in rows]
 
-    def _replies(self, sent: Iterable[Message]) -> list[Message]:
+    def _replies(self, sent: list[Message]) -> list[Message]:
         """The inbox rows that answer these messages, on the node that sent them."""
-        found: list[Message] = []
-        for message in sent:
-            found += [
-                m
-                for m in self._messages("inbox", "correlation_id = :c", {"c": message.message_id})
-                if m.node == message.node
-            ]
-        return found
+        if not sent:
+            return []
+        where, params = _any_of("correlation_id", {m.message_id for m in sent})
+        nodes = {m.node for m in sent}
+        return [m for m in self._messages("inbox", where, params) if m.node in nodes]
 
     def _outcomes(self, received: Message) -> list[Message]:
         """The message a received one led to (an acknowledgement, a relayed message)."""
-        row = self.tx.fetch_one(
-            "SELECT outcome_message_id FROM inbox WHERE id = :id", {"id": received.id}
-        )
-        if row is None or row["outcome_message_id"] is None:
+        if received.outcome_message_id is None:
             return []
-        return self._messages("outbox", "message_id = :m", {"m": str(row["outcome_message_id"])})
+        return self._messages("outbox", "message_id = :m", {"m": received.outcome_message_id})
 
     def _message(self, kind: str, row: Row) -> Message:
         contract, body = self._body(row["payload"])
@@ -454,7 +457,8 @@ class _Reader:
             flow=str(row["flow"]),
             part=str(row["part"]),
             message_id=str(row["message_id"]),
-            correlation_id=None if row["correlation_id"] is None else str(row["correlation_id"]),
+            correlation_id=_text(row["correlation_id"]),
+            outcome_message_id=_text(row["outcome_message_id"]),
             state=str(row["state"]),
             attempt=int(row["attempt"]),
             reason=row["reason"],
@@ -485,10 +489,10 @@ class _Reader:
     def _related(
         self, message_ids: set[str], shown: set[str], itself: tuple[str, int] | None
     ) -> tuple[list[Message], list[RelatedRequest]]:
-        """The rows of the chain these messages start, on every node: the same message id, the
-        replies (their correlation id), the messages a received one led to (its outcome), and
-        so on a few hops; and the requests that carry any of those messages. Bodies are not
-        read: each row can be shown on its own."""
+        """The rows of the conversation these messages belong to, on every node: the same message
+        id, the replies (their correlation id), the message a reply answers, the messages a
+        received one led to (its outcome), and so on a few hops; and the requests that carry
+        any of those messages. Bodies are not read: each row can be shown on its own."""
         seen_ids = set(message_ids)
         frontier = set(message_ids)
         rows: dict[str, Message] = {}
@@ -496,17 +500,24 @@ class _Reader:
             if not frontier or len(rows) >= _RELATED_LIMIT:
                 break
             found: list[Message] = []
-            for message_id in sorted(frontier):
-                found += self._bare("outbox", "message_id = :m", {"m": message_id})
-                found += self._bare("inbox", "message_id = :m", {"m": message_id})
-                found += self._bare("inbox", "correlation_id = :m", {"m": message_id})
+            for kind, column in (
+                ("outbox", "message_id"),
+                ("inbox", "message_id"),
+                ("inbox", "correlation_id"),
+            ):
+                where, params = _any_of(column, frontier)
+                found += self._bare(kind, where, params)
             frontier = set()
             for message in found:
                 if message.ref in rows:
                     continue
                 rows[message.ref] = message
-                for next_id in (message.message_id, *self._outcome_ids(message)):
-                    if next_id not in seen_ids:
+                for next_id in (
+                    message.message_id,
+                    message.correlation_id,
+                    message.outcome_message_id,
+                ):
+                    if next_id is not None and next_id not in seen_ids:
                         seen_ids.add(next_id)
                         frontier.add(next_id)
         related = [m for ref, m in sorted(rows.items(), key=lambda i: (i[1].kind, i[1].id))]
@@ -514,23 +525,11 @@ class _Reader:
         return related, self._requests_carrying(seen_ids, itself)
 
     def _bare(self, kind: str, where: str, params: Mapping[str, Any]) -> list[Message]:
-        columns = _MESSAGE_COLUMNS.format(
-            correlation="correlation_id" if kind == "inbox" else "NULL", reason="last_error"
+        """Rows without their bodies."""
+        rows = self.tx.fetch(
+            f"SELECT {_MESSAGE_COLUMNS[kind]} FROM {kind} WHERE {where} ORDER BY id", params
         )
-        rows = self.tx.fetch(f"SELECT {columns} FROM {kind} WHERE {where} ORDER BY id", params)
         return [self._message(kind, {**row, "payload": None}) for row in rows]
-
-    def _outcome_ids(self, message: Message) -> list[str]:
-        if message.kind != "inbox":
-            return []
-        row = self.tx.fetch_one(
-            "SELECT outcome_message_id FROM inbox WHERE id = :id", {"id": message.id}
-        )
-        return (
-            []
-            if row is None or row["outcome_message_id"] is None
-            else [str(row["outcome_message_id"])]
-        )
 
     def _requests_carrying(
         self, message_ids: set[str], itself: tuple[str, int] | None
@@ -542,18 +541,22 @@ class _Reader:
             "usage_transaction": ("message_id",),
         }
         found: dict[tuple[str, int], RelatedRequest] = {}
+        if not message_ids:
+            return []
         for kind, names in columns.items():
-            if not _has_table(self.store, self.tx, kind):
+            if not self.has(kind):
                 continue
             table = _TABLES.get(kind, kind)
             for name in names:
-                for message_id in sorted(message_ids):
-                    for row in self.tx.fetch(
-                        f"SELECT id, state FROM {table} WHERE {name} = :m", {"m": message_id}
-                    ):
-                        key = (kind, int(row["id"]))
-                        if key != itself:
-                            found[key] = RelatedRequest(kind, key[1], str(row["state"]), message_id)
+                where, params = _any_of(name, message_ids)
+                for row in self.tx.fetch(
+                    f"SELECT id, state, {name} AS carried FROM {table} WHERE {where}", params
+                ):
+                    key = (kind, int(row["id"]))
+                    if key != itself:
+                        found[key] = RelatedRequest(
+                            kind, key[1], str(row["state"]), str(row["carried"])
+                        )
         return list(found.values())
 
     # -- states ------------------------------------------------------------------------
@@ -568,6 +571,19 @@ class _Reader:
         if first is not None:
             steps.insert(0, first)
         return tuple(steps)
+
+    def _ending_in(
+        self, steps: tuple[Step, ...], state: str, reason: str | None
+    ) -> tuple[Step, ...]:
+        """The states, ending in the row's own: a row moved before its moves were recorded
+        (schema 7) shows the state it is in, its time unknown."""
+        if steps and steps[-1].state == state:
+            return steps
+        return (*steps, Step(state, None, reason))
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def reads_as(kind: str, state: str) -> str:
@@ -613,6 +629,8 @@ def _request_actions(
         ]
     if lifecycle.kind(state) == "final":
         return [Action("nothing", f"{reads_as(kind, state)} is final")]
+    if kind == "usage_transaction" and state == "SENT":
+        return [Action("nothing", "SENT is final unless a correction comes (U9, PD-L14)")]
     if kind == "mdm_sync_request" and state == "ERROR_RETRYABLE":
         waits = (
             f"; storing {row['waiting_mo']} {row['waiting_key']} retries it at once"

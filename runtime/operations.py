@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ccbmdm.errors import CcbmdmError
+from ccbmdm.runtime.history import reads_as
 from ccbmdm.runtime.lifecycles.lifecycle import SYNC_REQUEST
 from ccbmdm.runtime.lifecycles.sync import StepResult, SyncRequestMonitor
 from ccbmdm.runtime.store import Store, Transaction
@@ -16,10 +17,11 @@ from ccbmdm.runtime.store.base import Row
 
 @dataclass(frozen=True)
 class ErrorEntry:
-    kind: str  # sync_request, usage_request or outbox
+    kind: str  # sync_request, usage_request, mdm_sync_request or outbox
     id: int
     key: str
     reason: str
+    retrying: bool = False  # in an Error retried by itself (MDM's ERROR_RETRYABLE)
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,13 @@ _IN_ERROR: tuple[tuple[str, str, Callable[[Row], str], str], ...] = (
         "SELECT id, flow, sa_id, bill_segment_id, reason FROM usage_request "
         "WHERE state = 'ERROR' ORDER BY id",
         lambda r: f"{r['flow']} SA {r['sa_id']} segment {r['bill_segment_id']}",
+        "reason",
+    ),
+    (
+        "mdm_sync_request",  # MDM's side, retrying: why it waits (its final Error answers CCB)
+        "SELECT id, mo, external_key, reason FROM mdm_sync_request "
+        "WHERE state = 'ERROR_RETRYABLE' ORDER BY id",
+        lambda r: f"{r['mo']} {r['external_key']}",
         "reason",
     ),
     (
@@ -85,7 +94,7 @@ def status(store: Store) -> Status:
             "SELECT min(created_at) AS oldest FROM sync_request WHERE state = 'PENDING'"
         )
         errors = [
-            ErrorEntry(kind, int(row["id"]), key(row), row[reason] or "")
+            ErrorEntry(kind, int(row["id"]), key(row), row[reason] or "", "RETRYABLE" in sql)
             for kind, sql, key, reason in _IN_ERROR
             for row in tx.fetch(sql)
         ]
@@ -121,7 +130,7 @@ def discard(
         )
         if changed != 1:
             row = tx.fetch_one("SELECT state FROM sync_request WHERE id = :id", {"id": request_id})
-            where = f"is {row['state']}" if row else "does not exist"
+            where = f"is {reads_as('sync_request', row['state'])}" if row else "does not exist"
             raise NotInError(
                 f"sync request {request_id} {where}; only a request in ERROR can be discarded"
             )

@@ -6,6 +6,8 @@ Every command takes the same ``--config``/``--store`` pair, resolved by ``requir
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -20,13 +22,16 @@ from ccbmdm.cli.failures import USAGE, fail
 from ccbmdm.cli.params import (
     BatchOption,
     ConfigOption,
+    ListFormat,
     ProjectDir,
     StoreOption,
     UnmaskOption,
     WorkersOption,
 )
+from ccbmdm.errors import CcbmdmError
 
 if TYPE_CHECKING:
+    from ccbmdm.runtime.messages.contracts import ContractRegistry
     from ccbmdm.runtime.store import Store
 
 
@@ -40,25 +45,28 @@ def status(
     """Counts per lifecycle and state, the oldest Pending request, every Error and its reason."""
     from rich.table import Table
 
+    from ccbmdm.runtime.history import reads_as
     from ccbmdm.runtime.operations import status as read_status
 
     with requires.store(config, store, project_dir) as opened:
         current = read_status(opened)
         table = Table("machine", "state", "rows", title="ccbmdm status")
         for (machine, state), count in sorted(current.counts.items()):
-            table.add_row(machine, state, str(count))
+            table.add_row(machine, reads_as(machine, state), str(count))
         out.print(table)
         age = current.oldest_pending_age_s()
         out.print("oldest Pending request: " + ("none" if age is None else f"{age:.0f} s old"))
-        if not current.errors:
-            return
-        out.print(f"{len(current.errors)} in ERROR:")
-        unmasked = _unmasker(opened, project_dir) if unmask else None
-        for entry in current.errors:
-            out.print(f"  {entry.kind} {entry.id} {escape(entry.key)}: {escape(entry.reason)}")
-            shown = unmasked(entry.id) if unmasked and entry.kind == "sync_request" else None
-            if shown:
-                out.print(f"    unmasked: {escape(shown)}")
+        errors = [entry for entry in current.errors if not entry.retrying]
+        retrying = [entry for entry in current.errors if entry.retrying]
+        unmasked = _unmasker(opened, project_dir) if unmask and errors else None
+        for heading, entries in (("in ERROR", errors), ("retrying after an error", retrying)):
+            if entries:
+                out.print(f"{len(entries)} {heading}:")
+            for entry in entries:
+                out.print(f"  {entry.kind} {entry.id} {escape(entry.key)}: {escape(entry.reason)}")
+                shown = unmasked(entry.id) if unmasked and entry.kind == "sync_request" else None
+                if shown:
+                    out.print(f"    unmasked: {escape(shown)}")
 
 
 def _unmasker(store: Store, project_dir: Path | None) -> Callable[[int], str | None]:
@@ -76,6 +84,51 @@ def _unmasker(store: Store, project_dir: Path | None) -> Callable[[int], str | N
     }
     err.print("--unmask: personal data is shown below; keep it off logs and tickets")
     return lambda request_id: unmasked_reasons(store, contracts, senders, request_id)
+
+
+@app.command()
+def show(
+    request: Annotated[
+        str,
+        typer.Argument(
+            metavar="ID",
+            help="What to show: KIND:N (sync_request, usage_request, mdm_sync_request, "
+            "usage_transaction, outbox, inbox), a message id, or a request's number.",
+        ),
+    ],
+    unmask: UnmaskOption = False,
+    output: ListFormat = "text",
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    project_dir: ProjectDir = None,
+) -> None:
+    """One request's life: its states with times and reasons, its messages with their bodies
+    (personal data masked), the other nodes' rows for the same messages, and what to do next."""
+    from ccbmdm.runtime.history import life
+    from ccbmdm.runtime.history_text import describe
+
+    with requires.store(config, store, project_dir) as opened:
+        contracts = _contracts_for_bodies(project_dir)
+        if unmask:
+            err.print("--unmask: personal data is shown below; keep it off logs and tickets")
+        found = life(opened, request, contracts, unmask=unmask)
+        if output == "json":
+            sys.stdout.write(json.dumps(found.as_json(), indent=2) + "\n")
+            return
+        for part in describe(found, opened.dsn):
+            out.print(part)
+
+
+def _contracts_for_bodies(project_dir: Path | None) -> ContractRegistry | None:
+    """The project's contracts, to read message bodies with; None (bodies shown by size only)
+    when the project's contracts cannot be read: the store still can."""
+    from ccbmdm.codegen.loader import load_contracts
+
+    try:
+        return load_contracts(requires.project(project_dir))
+    except CcbmdmError as exc:
+        err.print(f"message bodies are not decoded: {exc}")
+        return None
 
 
 @app.command()

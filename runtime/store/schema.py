@@ -7,6 +7,7 @@ Each migration is written once with a few type words that each dialect spells it
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -41,52 +42,74 @@ _TYPES = {
     },
 }
 
-# What records a row's moves (``transition``): the table, the SQL of the reason it gives, and
-# the state that is only a lease (a claim being worked on), which is not recorded. A row's first
-# state is recorded when the table has no creation time of its own (the outbox); the others
-# begin in PENDING or RECEIVED at their ``created_at`` or ``received_at``.
-RECORDED: tuple[tuple[str, str, str | None, bool], ...] = (
-    ("sync_request", "reason", None, False),
-    ("usage_request", "reason", None, False),
-    ("mdm_sync_request", "reason", None, False),
-    ("outbox", "last_error", "SENDING", True),
-    ("inbox", "last_error", "PROCESSING", False),
+
+@dataclass(frozen=True)
+class Recorded:
+    """A table whose rows' moves ``transition`` records, under the name of their ``kind``
+    (``runtime.history``), and the column of the reason a move gives.
+
+    A message (``failing`` given: the states a failure leaves it in) is recorded from its
+    first failure on, which is when an operator needs its story: a message that went through
+    at once costs its node no write more, and its request's moves tell when it went. Its
+    ``lease`` state (a claim being worked on) is never recorded, and its reason only where it
+    says why it is in that state (its last error is kept after it has gone through)."""
+
+    table: str
+    kind: str
+    reason: str = "reason"
+    lease: str | None = None
+    failing: tuple[str, ...] = ()
+
+
+RECORDED = (
+    Recorded("sync_request", "sync_request"),
+    Recorded("usage_request", "usage_request"),
+    Recorded("mdm_sync_request", "mdm_sync_request"),
+    Recorded("outbox", "outbox", "last_error", "SENDING", ("RETRY_WAIT", "ERROR")),
+    Recorded("inbox", "inbox", "last_error", "PROCESSING", ("RECEIVED",)),
 )
 
 
 def record_transitions(store: Store, tx: Transaction) -> None:
-    """Triggers that append each state a row enters to ``transition``, with its reason and the
-    database clock: one place per table that sees every move, whichever statement makes it.
-    A row entering its state again with another reason (an Error whose resubmit failed anew)
-    is recorded too."""
-    for table, reason, lease, on_insert in RECORDED:
-        moved = (
-            f"NEW.state IS DISTINCT FROM OLD.state OR NEW.{reason} IS DISTINCT FROM OLD.{reason}"
+    """The triggers of the runtime's tables (``RECORDED``, ``record_moves``)."""
+    for recorded in RECORDED:
+        record_moves(store, tx, recorded)
+
+
+def record_moves(store: Store, tx: Transaction, recorded: Recorded) -> None:
+    """A trigger that appends each state a row of the table enters to ``transition``, with its
+    reason and the database clock: one place per table that sees every move, whichever
+    statement makes it. A row entering its state again with another reason (an Error whose
+    resubmit failed anew) is recorded too. The clock is the database's own, even on a store
+    opened with a clock offset (a conformance case's)."""
+    table, column = recorded.table, recorded.reason
+    changed = f"NEW.{column} IS DISTINCT FROM OLD.{column}"
+    when = f"NEW.state IS DISTINCT FROM OLD.state OR {changed}"
+    reason = f"NEW.{column}"
+    if recorded.failing:
+        states = ", ".join(f"'{state}'" for state in recorded.failing)
+        when = f"NEW.state <> '{recorded.lease}' AND NEW.{column} IS NOT NULL AND ({when})"
+        reason = f"CASE WHEN {changed} OR NEW.state IN ({states}) THEN NEW.{column} END"
+    values = f"'{recorded.kind}', NEW.id, NEW.state, {reason}, {type(store).now}"
+    insert = f"INSERT INTO transition (kind, row_id, state, reason, at) VALUES ({values})"
+    name = f"{table}_moved_transition"
+    event = f"UPDATE OF state, {column}"
+    if store.dialect == "sqlite":
+        condition = when.replace("IS DISTINCT FROM", "IS NOT")
+        insert = insert.replace("IS DISTINCT FROM", "IS NOT")
+        tx.execute(
+            f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW "
+            f"WHEN {condition} BEGIN {insert}; END"
         )
-        if lease:
-            moved = f"NEW.state <> '{lease}' AND ({moved})"
-        events = [("moved", f"UPDATE OF state, {reason}", moved)]
-        if on_insert:
-            events.append(("created", "INSERT", "TRUE"))
-        values = f"'{table}', NEW.id, NEW.state, NEW.{reason}, {type(store).now}"
-        insert = f"INSERT INTO transition (kind, row_id, state, reason, at) VALUES ({values})"
-        for suffix, event, when in events:
-            name = f"{table}_{suffix}"
-            if store.dialect == "sqlite":
-                condition = when.replace("IS DISTINCT FROM", "IS NOT").replace("TRUE", "1")
-                tx.execute(
-                    f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW "
-                    f"WHEN {condition} BEGIN {insert}; END"
-                )
-            else:
-                tx.execute(
-                    f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS "
-                    f"$$ BEGIN {insert}; RETURN NULL; END $$"
-                )
-                tx.execute(
-                    f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW "
-                    f"WHEN ({when}) EXECUTE FUNCTION {name}()"
-                )
+    else:
+        tx.execute(
+            f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN {insert}; RETURN NULL; END $$"
+        )
+        tx.execute(
+            f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW "
+            f"WHEN ({when}) EXECUTE FUNCTION {name}()"
+        )
 
 
 MIGRATIONS: tuple[tuple[Step, ...], ...] = (
@@ -203,8 +226,9 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
         """ALTER TABLE outbox ADD COLUMN failure text
              CHECK (failure IN ('unreachable','transport','answer','deadline','business'))""",
     ),
-    # 7: a request's life (``runtime.history``). Every state a row enters, with its reason and
-    # time, appended by triggers (``record_transitions``); the inbox keeps why its last
+    # 7: a request's life (``runtime.history``). Every state a request enters, and a message's
+    # from its first failure on, with its reason and time, appended by triggers
+    # (``record_transitions``); the inbox keeps why its last
     # processing failed, as the outbox does; a message is found by its id, the replies to it by
     # their correlation id, and a request's messages by their owner, each through an index.
     (
@@ -218,7 +242,6 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
         "CREATE INDEX outbox_owner ON outbox (owner_type, owner_id) WHERE owner_id IS NOT NULL",
         "CREATE INDEX inbox_message ON inbox (message_id)",
         "CREATE INDEX inbox_correlation ON inbox (correlation_id) WHERE correlation_id IS NOT NULL",
-        "CREATE INDEX inbox_outcome ON inbox (outcome_message_id) WHERE outcome_message_id IS NOT NULL",
         "CREATE INDEX usage_request_response ON usage_request (response_message_id)",
     ),
     # 8: the operator's console. Its lists filter the requests by state, flow and time and page
