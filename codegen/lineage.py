@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ccbmdm.codegen.ir import ContractSet
-from ccbmdm.codegen.mapping.binder import elements
+from ccbmdm.codegen.mapping.bind import elements
 from ccbmdm.codegen.mapping.loader import Finding
 from ccbmdm.codegen.mapping.syntax import Pos
 from ccbmdm.errors import CcbmdmError

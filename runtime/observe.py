@@ -51,6 +51,7 @@ class InError:
     id: int
     key: str
     reason: str
+    retrying: bool = False  # in an Error retried by itself (MDM's ERROR_RETRYABLE)
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,13 @@ _IN_ERROR: tuple[tuple[str, str, Callable[[Row], str], str], ...] = (
         "reason",
     ),
     (
+        "mdm_sync_request",  # MDM's side, retrying: why it waits (its final Error answers CCB)
+        "SELECT id, flow, mo, external_key, reason FROM mdm_sync_request "
+        "WHERE state = 'ERROR_RETRYABLE' ORDER BY id LIMIT :n",
+        lambda r: f"{r['flow']} {r['mo']} {r['external_key']}",
+        "reason",
+    ),
+    (
         "outbox",  # messages whose owner, in Error with them, is listed already
         "SELECT id, node, partner, flow, part, last_error FROM outbox WHERE state = 'ERROR' "
         "AND (owner_type IS NULL OR owner_type NOT IN ('sync_request', 'usage_request')) "
@@ -184,7 +192,7 @@ def overview(store: Store, errors_listed: int = ERRORS_LISTED) -> Overview:
                 if at is not None:
                     oldest.append(OldestWaiting(lifecycle, str(row["node"]), waiting, at))
         errors = [
-            InError(kind, int(row["id"]), key(row), row[reason] or "")
+            InError(kind, int(row["id"]), key(row), row[reason] or "", "RETRYABLE" in sql)
             for kind, sql, key, reason in _IN_ERROR
             for row in tx.fetch(sql, {"n": errors_listed})
         ]

@@ -4,10 +4,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ccbmdm.errors import CcbmdmError
+from ccbmdm.runtime.history import reads_as
 from ccbmdm.runtime.lifecycles.lifecycle import SYNC_REQUEST
 from ccbmdm.runtime.lifecycles.sync import StepResult, SyncRequestMonitor
-from ccbmdm.runtime.store import Store
+from ccbmdm.runtime.store import Store, Transaction
 
 
 def resubmit(monitor: SyncRequestMonitor, request_ids: list[int] | None = None) -> StepResult:
@@ -21,8 +24,14 @@ class NotInError(CcbmdmError, LookupError):
     """Discard and resubmit apply to requests in Error only."""
 
 
-def discard(store: Store, request_id: int, reason: str) -> None:
-    """S11: a user discards a request in Error, with a reason."""
+def discard(
+    store: Store,
+    request_id: int,
+    reason: str,
+    then: Callable[[Transaction], None] | None = None,
+) -> None:
+    """S11: a user discards a request in Error, with a reason. ``then`` writes what goes with
+    the discard in its transaction (the console's audit entry): both, or neither."""
     if not reason.strip():
         raise ValueError("a discard needs a reason")
     transition = SYNC_REQUEST.next("ERROR", "discard")
@@ -33,7 +42,9 @@ def discard(store: Store, request_id: int, reason: str) -> None:
         )
         if changed != 1:
             row = tx.fetch_one("SELECT state FROM sync_request WHERE id = :id", {"id": request_id})
-            where = f"is {row['state']}" if row else "does not exist"
+            where = f"is {reads_as('sync_request', row['state'])}" if row else "does not exist"
             raise NotInError(
                 f"sync request {request_id} {where}; only a request in ERROR can be discarded"
             )
+        if then is not None:
+            then(tx)

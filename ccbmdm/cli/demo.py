@@ -53,6 +53,7 @@ def demo(
     _print_demo(report)
     named = shlex.quote(redacted(dsn))
     out.print(f"the store: {escape(named)}; inspect it with:")
+    out.print(f"  ccbmdm show ID --store {escape(named)}")
     out.print(f"  ccbmdm status --store {escape(named)}")
 
 

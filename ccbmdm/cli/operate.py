@@ -28,8 +28,10 @@ from ccbmdm.cli.params import (
     UnmaskOption,
     WorkersOption,
 )
+from ccbmdm.errors import CcbmdmError
 
 if TYPE_CHECKING:
+    from ccbmdm.runtime.messages.contracts import ContractRegistry
     from ccbmdm.runtime.observe import Overview
     from ccbmdm.runtime.store import Store
 
@@ -58,22 +60,30 @@ def status(
 def _print_overview(current: Overview, unmasked: Callable[[int], str | None] | None) -> None:
     from rich.table import Table
 
+    from ccbmdm.runtime.history import reads_as
+
     table = Table("lifecycle", "node", "state", "rows", title="ccbmdm status")
     for (lifecycle, node, state), rows in current.rows().items():
-        table.add_row(lifecycle, node, state, str(rows))
+        table.add_row(lifecycle, node, reads_as(lifecycle, state), str(rows))
     out.print(table)
     if not current.oldest:
         out.print("nothing waits")
     for oldest in current.oldest:
         where = f"{oldest.lifecycle} {oldest.node}".strip()
         out.print(f"oldest {oldest.waiting}: {where}, {oldest.age_s(current.taken_at):.0f} s")
-    if current.errors:
-        out.print(f"{current.in_error()} in ERROR:")
-    for entry in current.errors:
-        out.print(f"  {entry.kind} {entry.id} {escape(entry.key)}: {escape(entry.reason)}")
-        shown = unmasked(entry.id) if unmasked and entry.kind == "sync_request" else None
-        if shown:
-            out.print(f"    unmasked: {escape(shown)}")
+    errors = [entry for entry in current.errors if not entry.retrying]
+    retrying = [entry for entry in current.errors if entry.retrying]
+    for heading, entries in (
+        (f"{current.in_error()} in ERROR", errors),
+        (f"{len(retrying)} retrying after an error", retrying),
+    ):
+        if entries:
+            out.print(f"{heading}:")
+        for entry in entries:
+            out.print(f"  {entry.kind} {entry.id} {escape(entry.key)}: {escape(entry.reason)}")
+            shown = unmasked(entry.id) if unmasked and entry.kind == "sync_request" else None
+            if shown:
+                out.print(f"    unmasked: {escape(shown)}")
 
 
 def _unmasker(store: Store, project_dir: Path | None) -> Callable[[int], str | None]:
@@ -91,6 +101,51 @@ def _unmasker(store: Store, project_dir: Path | None) -> Callable[[int], str | N
     }
     err.print("--unmask: personal data is shown below; keep it off logs and tickets")
     return lambda request_id: unmasked_reasons(store, contracts, senders, request_id)
+
+
+@app.command()
+def show(
+    request: Annotated[
+        str,
+        typer.Argument(
+            metavar="ID",
+            help="What to show: KIND:N (sync_request, usage_request, mdm_sync_request, "
+            "usage_transaction, outbox, inbox), a message id, or a request's number.",
+        ),
+    ],
+    unmask: UnmaskOption = False,
+    output: ListFormat = "text",
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    project_dir: ProjectDir = None,
+) -> None:
+    """One request's life: its states with times and reasons, its messages with their bodies
+    (personal data masked), the other nodes' rows for the same messages, and what to do next."""
+    from ccbmdm.runtime.history import life
+    from ccbmdm.runtime.history_text import describe
+
+    with requires.store(config, store, project_dir) as opened:
+        contracts = _contracts_for_bodies(project_dir)
+        if unmask:
+            err.print("--unmask: personal data is shown below; keep it off logs and tickets")
+        found = life(opened, request, contracts, unmask=unmask)
+        if output == "json":
+            sys.stdout.write(json.dumps(found.as_json(), indent=2) + "\n")
+            return
+        for part in describe(found, opened.dsn):
+            out.print(part)
+
+
+def _contracts_for_bodies(project_dir: Path | None) -> ContractRegistry | None:
+    """The project's contracts, to read message bodies with; None (bodies shown by size only)
+    when the project's contracts cannot be read: the store still can."""
+    from ccbmdm.codegen.loader import load_contracts
+
+    try:
+        return load_contracts(requires.project(project_dir))
+    except CcbmdmError as exc:
+        err.print(f"message bodies are not decoded: {exc}")
+        return None
 
 
 @app.command()
@@ -180,8 +235,9 @@ def run_runtime(
     store: StoreOption = None,
     project_dir: ProjectDir = None,
 ) -> None:
-    """Serve every hosted node's HTTP endpoint (with /healthz, /readyz and /metrics) and run
-    the workers until stopped."""
+    """Serve every hosted node's HTTP endpoint (with /healthz, /readyz and /metrics, and the
+    operator's console under /console) and run the workers until stopped."""
+    from ccbmdm.runtime.console.app import PREFIX
     from ccbmdm.runtime.metrics import share_between_processes
     from ccbmdm.runtime.supervisor import work_until_stopped
 
@@ -190,6 +246,7 @@ def run_runtime(
         runtime = stack.enter_context(requires.runtime(config, store, project_dir, creates=True))
         for url in runtime.serve(stack):
             out.print(f"listening: {url}")
+            out.print(f"  console: {url.partition(': ')[2]}{PREFIX}/")
         hosted = ", ".join(runtime.nodes)
         out.print(f"running {hosted} with {workers} worker(s); Ctrl-C stops")
         work_until_stopped(runtime, workers, None)
