@@ -31,6 +31,7 @@ from ccbmdm.runtime.health import HealthApp
 from ccbmdm.runtime.messaging.http import Server
 from ccbmdm.runtime.store import Store
 from ccbmdm.runtime.store.postgres import PostgresStore
+from ccbmdm.runtime.store.schema import SCHEMA_VERSION
 from command_world import CCBMDM, children, environment, wait_for, write_config
 from loopback import free_port
 from runtime_world import People
@@ -127,10 +128,12 @@ def test_readiness_fails_while_the_schema_is_behind(working: tuple[Runtime, str]
     runtime, url = working
     wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200)
     with runtime.store.transaction() as tx:
-        tx.execute("DELETE FROM schema_version WHERE version = 7")
+        tx.execute(f"DELETE FROM schema_version WHERE version = {SCHEMA_VERSION}")
     behind = httpx.get(f"{url}/readyz")
     assert behind.status_code == 503
-    assert behind.text.startswith("store: schema version 6, this ccbmdm needs 7;")
+    assert behind.text.startswith(
+        f"store: schema version {SCHEMA_VERSION - 1}, this ccbmdm needs {SCHEMA_VERSION};"
+    )
 
 
 def test_readiness_fails_when_the_store_is_gone(store: Store, tmp_path: Path) -> None:

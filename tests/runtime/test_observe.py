@@ -147,6 +147,7 @@ def test_status_as_json(world: Integration, capsys: pytest.CaptureFixture[str]) 
             "id": 3,
             "key": "PERSON 0000000050",
             "reason": "11001/16021 rejected",
+            "retrying": False,
         }
     ]
     datetime.fromisoformat(shown["taken_at"])
