@@ -25,6 +25,7 @@ from ccbmdm.codegen import report as reports
 from ccbmdm.codegen.diagnostics import Finding, FindingsError
 from ccbmdm.codegen.project import Project, ProjectError, display_path, initialise
 from ccbmdm.help_labels import use_plain_labels
+from ccbmdm.runtime import logs
 from ccbmdm.runtime.store.base import StoreError, StoreUnavailable
 
 # The modules of the contract reader, the renderer, the runtime's configuration and the codecs
@@ -1116,6 +1117,24 @@ ConfigOption = Annotated[
         dir_okay=False,
     ),
 ]
+LogLevelOption = Annotated[
+    logs.Level,
+    typer.Option(
+        "--log-level",
+        envvar="CCBMDM_LOG_LEVEL",
+        help="The least severe log lines written to standard error: debug, info (every "
+        "delivery and lifecycle move), warning (retries, faults) or error.",
+    ),
+]
+LogFormatOption = Annotated[
+    logs.Format,
+    typer.Option(
+        "--log-format",
+        envvar="CCBMDM_LOG_FORMAT",
+        help="json (one JSON object a line), text (lines for people), or auto: text on a "
+        "terminal, json otherwise.",
+    ),
+]
 WorkersOption = Annotated[
     int, typer.Option("--workers", min=1, max=64, help="Worker processes sharing the store.")
 ]
@@ -1164,11 +1183,14 @@ def monitor(
     ] = False,
     workers: WorkersOption = 1,
     batch: BatchOption = None,
+    log_level: LogLevelOption = "info",
+    log_format: LogFormatOption = "auto",
     project_dir: ProjectDir = None,
 ) -> None:
     """Move every lifecycle and message on: claim due work, send, process, rescue passed leases."""
     from ccbmdm.runtime.worker import StillBusy
 
+    logs.configure(log_level, log_format)
     runtime = _runtime(config, project_dir)
     try:
         if once:
@@ -1222,11 +1244,14 @@ def resubmit(
 def run_runtime(
     config: ConfigOption = None,
     workers: WorkersOption = 1,
+    log_level: LogLevelOption = "info",
+    log_format: LogFormatOption = "auto",
     project_dir: ProjectDir = None,
 ) -> None:
     """Serve every hosted node's HTTP endpoint and run the workers until stopped."""
     from contextlib import ExitStack
 
+    logs.configure(log_level, log_format)
     runtime = _runtime(config, project_dir)
     try:
         with ExitStack() as stack:
@@ -1572,10 +1597,13 @@ def sim_ccb(
     viewer: ViewerOption = "operator",
     viewer_password_env: ViewerPasswordOption = "CCBMDM_SIM_VIEWER_PASSWORD",
     delivery: DeliveryOption = None,
+    log_level: LogLevelOption = "info",
+    log_format: LogFormatOption = "auto",
     project_dir: ProjectDir = None,
 ) -> None:
     """Serve the reference CCB over HTTP, with its monitors, until stopped."""
     if context.invoked_subcommand is None:
+        logs.configure(log_level, log_format)
         _serve_simulator(
             "ccb",
             port,
@@ -1603,10 +1631,13 @@ def sim_mdm(
     viewer: ViewerOption = "operator",
     viewer_password_env: ViewerPasswordOption = "CCBMDM_SIM_VIEWER_PASSWORD",
     delivery: DeliveryOption = None,
+    log_level: LogLevelOption = "info",
+    log_format: LogFormatOption = "auto",
     project_dir: ProjectDir = None,
 ) -> None:
     """Serve the reference MDM over HTTP, with its monitors, until stopped."""
     if context.invoked_subcommand is None:
+        logs.configure(log_level, log_format)
         _serve_simulator(
             "mdm",
             port,

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ccbmdm.runtime.lifecycles.lifecycle import SYNC_REQUEST
-from ccbmdm.runtime.lifecycles.sync import StepResult, SyncRequestMonitor
+from ccbmdm.runtime.lifecycles.machine import moved
+from ccbmdm.runtime.lifecycles.sync import TABLE, StepResult, SyncRequestMonitor
 from ccbmdm.runtime.store import Store
 from ccbmdm.runtime.store.base import Row
 
@@ -118,3 +119,4 @@ def discard(store: Store, request_id: int, reason: str) -> None:
             raise NotInError(
                 f"sync request {request_id} {where}; only a request in ERROR can be discarded"
             )
+        moved(tx, SYNC_REQUEST, TABLE, request_id, (transition,), reason[:1000])

@@ -45,8 +45,12 @@ def test_monitor_once_then_resubmit(
     for person in ("0000000011", "0000000012", REJECTED):
         people.change(person, f"Person,{person[-2:]}")
     code, out, err = ccbmdm(capsys, "monitor", "--once", "--config", config)
-    assert (code, err) == (0, "")
+    assert code == 0
     assert "nothing more is due" in out
+    lines = [json.loads(line) for line in err.splitlines()]  # logs on: JSON lines off a terminal
+    assert [(line["event"], line["to_state"]) for line in lines if line["level"] == "ERROR"] == [
+        ("lifecycle.moved", "ERROR")  # the request MDM rejected, and nothing else went wrong
+    ]
     assert states(store) == {
         "0000000011": "SYNCHRONIZED",
         "0000000012": "SYNCHRONIZED",
