@@ -57,7 +57,9 @@ FIELDS = (
 )
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_PLAIN = len(vars(logging.LogRecord("", 0, "", 0, "", None, None)))  # a record's own attributes
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
+_KNOWN = frozenset(FIELDS)
 _ENCODER = json.JSONEncoder(default=str)  # made once: json.dumps with options makes one a call
 ROOT = "ccbmdm"
 
@@ -72,20 +74,29 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     ``FIELDS`` order, any others after them. Every line of a busy runtime goes through here:
     it touches the record's own fields only."""
     values = vars(record)
-    own = values.keys() - _STANDARD
-    ordered = [key for key in FIELDS if key in own]
-    if len(ordered) < len(own):
-        ordered += sorted(key for key in own - set(FIELDS) if not key.startswith("_"))
-    found = {}
-    for key in ordered:
-        value = values[key]
-        if value is not None:
-            found[key] = mask(value) if isinstance(value, str) else value
+    found = {
+        key: mask(value) if isinstance(value, str) else value
+        for key in FIELDS
+        if (value := values.get(key)) is not None
+    }
+    if len(values) > _PLAIN + len(found):  # more than FIELDS: look for the others
+        for key in sorted(values.keys() - _STANDARD - _KNOWN):
+            value = values[key]
+            if value is not None and not key.startswith("_"):
+                found[key] = mask(value) if isinstance(value, str) else value
     return found
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second written, as text
+
+
 def _time(record: logging.LogRecord) -> str:
-    return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+    """``2026-12-06T20:23:11.633+00:00``; the lines of one second share its text, made once."""
+    global _second
+    whole = int(record.created)
+    if whole != _second[0]:
+        _second = (whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{_second[1]}.{int(record.msecs):03d}+00:00"
 
 
 class JsonFormatter(logging.Formatter):
