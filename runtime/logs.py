@@ -57,8 +57,8 @@ FIELDS = (
 )
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_PLAIN = len(vars(logging.LogRecord("", 0, "", 0, "", None, None)))  # a record's own attributes
-_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
+_PLAIN = vars(logging.LogRecord("", 0, "", 0, "", None, None))  # what every record has
+_STANDARD = frozenset(_PLAIN) | {"message", "asctime"}  # and what formatters add
 _KNOWN = frozenset(FIELDS)
 _ENCODER = json.JSONEncoder(default=str)  # made once: json.dumps with options makes one a call
 ROOT = "ccbmdm"
@@ -79,7 +79,7 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
         for key in FIELDS
         if (value := values.get(key)) is not None
     }
-    if len(values) > _PLAIN + len(found):  # more than FIELDS: look for the others
+    if len(values) > len(_PLAIN) + len(found):  # more than FIELDS: look for the others
         for key in sorted(values.keys() - _STANDARD - _KNOWN):
             value = values[key]
             if value is not None and not key.startswith("_"):
