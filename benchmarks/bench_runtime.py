@@ -39,6 +39,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from multiprocessing.synchronize import Event, Semaphore
 from pathlib import Path
+from typing import cast
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -83,9 +84,9 @@ def measure(store: Store, requests: int, batch: int = 50, counted: bool = False)
     return requests / seconds
 
 
-def sqlite_rate(requests: int, batch: int, counted: bool = False, logged: bool = True) -> float:
-    """One measurement on a fresh SQLite database; ``logged``: as ``ccbmdm run`` logs."""
-    with tempfile.TemporaryDirectory() as folder, logging_into(Path(folder), logged):
+def sqlite_rate(requests: int, batch: int, counted: bool = False, logs_at: str = "info") -> float:
+    """One measurement on a fresh SQLite database, logging at ``logs_at`` (or ``off``)."""
+    with tempfile.TemporaryDirectory() as folder, logging_into(Path(folder), logs_at):
         store = open_store(str(Path(folder) / "bench.db"))
         if counted:
             # Under callgrind the run is some fifty times slower: the write budget, a time on
@@ -99,14 +100,14 @@ def sqlite_rate(requests: int, batch: int, counted: bool = False, logged: bool =
 
 
 @contextmanager
-def logging_into(folder: Path, logged: bool) -> Iterator[None]:
+def logging_into(folder: Path, level: str) -> Iterator[None]:
     """This process's standard error into a file, with the runtime's default logs on."""
-    if not logged:
+    if level == "off":
         yield
         return
     with (folder / "stderr.jsonl").open("w") as stderr:
         sys.stderr = stderr
-        logs.configure("info", "json")
+        logs.configure(cast(logs.Level, level), "json")
         try:
             yield
         finally:
@@ -125,7 +126,7 @@ def counting(counted: bool) -> Iterator[None]:
             subprocess.run(["callgrind_control", "-i", "off", str(os.getpid())], check=True)
 
 
-def instructions_per_request(requests: int, batch: int, logged: bool) -> int:
+def instructions_per_request(requests: int, batch: int, logs_at: str) -> int:
     """One SQLite run of this file under callgrind, counted from the first round to the last."""
     if shutil.which("valgrind") is None:
         raise SystemExit("--instructions needs valgrind (Debian package valgrind)")
@@ -142,7 +143,7 @@ def instructions_per_request(requests: int, batch: int, logged: bool) -> int:
                 "--counted-run",
                 str(requests),
                 str(batch),
-                *(["--logs", "off"] if not logged else []),
+                *("--logs", logs_at),
             ],
             check=True,
             capture_output=True,
@@ -233,17 +234,16 @@ def main() -> None:
     )
     parser.add_argument(
         "--logs",
-        choices=["info", "off"],
+        choices=["info", "warning", "off"],
         default="info",
-        help="SQLite runs: JSON lines at info into a file, as `ccbmdm run` logs by default "
-        "(info), or no logs (off)",
+        help="SQLite runs: JSON lines into a file at this level, as `ccbmdm run` logs by "
+        "default (info), or no logs (off)",
     )
     parser.add_argument("--counted-run", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    logged = args.logs == "info"
     if args.counted_run:  # the process callgrind counts (see instructions_per_request)
         requests, batch = args.counted_run
-        sqlite_rate(requests, batch, counted=True, logged=logged)
+        sqlite_rate(requests, batch, counted=True, logs_at=args.logs)
         return
     print(machine())
     print(f"{args.requests} requests, logs: {args.logs}")
@@ -253,7 +253,7 @@ def main() -> None:
         # garbage) must not slow the next one down
         with context.Pool(1, maxtasksperchild=1) as pool:
             rates = [
-                pool.apply(sqlite_rate, (args.requests, batch, False, logged))
+                pool.apply(sqlite_rate, (args.requests, batch, False, args.logs))
                 for _ in range(args.repeat)
             ]
         print(
@@ -264,7 +264,7 @@ def main() -> None:
         if args.instructions:
             print(
                 f"SQLite, batch {batch:4d}: "
-                f"{instructions_per_request(1000, batch, logged):,} instructions a request "
+                f"{instructions_per_request(1000, batch, args.logs):,} instructions a request "
                 "(callgrind)"
             )
     if args.pg:
