@@ -128,7 +128,8 @@ class InlineBridge:
 
     def _mapping_failed(self, flow: Flow, part: str, request_id: str, exc: Exception) -> None:
         log.warning(
-            "mapping failed; a fault is the answer",
+            "mapping failed: %s",
+            exc,
             extra={
                 "event": "mapping.failed",
                 "node": self.node.name,

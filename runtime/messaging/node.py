@@ -251,7 +251,8 @@ class Bridge:
             target = transformer.function(source, self.context)
         except TransformError as exc:
             log.warning(
-                "mapping failed; a fault goes back",
+                "mapping failed: %s",
+                exc,
                 extra={
                     "event": "mapping.failed",
                     "node": self.node.name,

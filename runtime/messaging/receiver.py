@@ -220,7 +220,11 @@ class Receiver:
         """A fault answered over the transport, with its HTTP status (logged: nothing was
         stored, so the log line is all that is left of it on this side)."""
         log.warning(
-            "answered with a fault",
+            "answered HTTP %d with fault %d/%d: %s",
+            status,
+            FRAMEWORK_CATEGORY,
+            number,
+            text,
             extra={
                 "event": "fault.answered",
                 "node": self.node,
