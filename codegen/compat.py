@@ -42,6 +42,7 @@ from ccbmdm.codegen.ir import (
 from ccbmdm.codegen.mapping.compile import compile_mappings
 from ccbmdm.codegen.project import PROJECT_FILE, Project
 from ccbmdm.codegen.render import Renderer
+from ccbmdm.errors import CcbmdmError
 
 Kind = Literal[
     "contract removed",
@@ -90,7 +91,7 @@ CONTRACT_KINDS: frozenset[Kind] = frozenset(
 )
 
 
-class CompatError(Exception):
+class CompatError(CcbmdmError):
     """The reference contracts cannot be had (no such folder or revision); says what to do."""
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import ccbmdm
 from ccbmdm.codegen.diagnostics import FindingsError
 from ccbmdm.codegen.project import Project, display_path, function_files
+from ccbmdm.errors import CcbmdmError
 
 if TYPE_CHECKING:
     from ccbmdm.codegen.diagnostics import Finding
@@ -45,7 +46,29 @@ _GENERATOR_SOURCES = (
     "xsd_reader.py",
     "compiler.py",
     "catalogue.py",
-    "mapping/binder.py",
+    "mapping/bind/__init__.py",
+    "mapping/bind/binder.py",
+    "mapping/bind/checks.py",
+    "mapping/bind/conditions.py",
+    "mapping/bind/element.py",
+    "mapping/bind/emit.py",
+    "mapping/bind/model.py",
+    "mapping/bind/modifiers.py",
+    "mapping/bind/order.py",
+    "mapping/bind/paths.py",
+    "mapping/bind/sites.py",
+    "mapping/bind/state.py",
+    "mapping/bind/structures.py",
+    "mapping/bind/rules/__init__.py",
+    "mapping/bind/rules/const.py",
+    "mapping/bind/rules/copy.py",
+    "mapping/bind/rules/fn.py",
+    "mapping/bind/rules/keys.py",
+    "mapping/bind/rules/map.py",
+    "mapping/bind/rules/path.py",
+    "mapping/bind/rules/table.py",
+    "mapping/bind/rules/target.py",
+    "mapping/bind/rules/xref.py",
     "mapping/compile.py",
     "mapping/facets.py",
     "mapping/functions.py",
@@ -56,7 +79,7 @@ _GENERATOR_SOURCES = (
 )
 
 
-class FormatError(Exception):
+class FormatError(CcbmdmError):
     """The formatter rejected generated code: a generator defect, reported with the file."""
 
 

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from ccbmdm.errors import CcbmdmError
+
 Severity = Literal["error", "warning", "note"]
 
 
@@ -56,7 +58,7 @@ class Finding(Exception):
         return f"{self.pos}: {self.severity}[{self.rule}]: {path}{self.message}{hint}"
 
 
-class FindingsError(Exception):
+class FindingsError(CcbmdmError):
     """A stage found errors; carries every finding (warnings too) for the command line."""
 
     def __init__(self, findings: Sequence[Finding]) -> None:

@@ -16,15 +16,16 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ccbmdm.codegen.ir import ContractSet
-from ccbmdm.codegen.mapping.binder import elements
+from ccbmdm.codegen.mapping.bind import elements
 from ccbmdm.codegen.mapping.loader import Finding
 from ccbmdm.codegen.mapping.syntax import Pos
+from ccbmdm.errors import CcbmdmError
 
 Lineage = dict[str, Any]  # mapping file -> its entry
 SYSTEMS = ("ccb/", "mdm/", "common/")
 
 
-class LineageError(Exception):
+class LineageError(CcbmdmError):
     """A question the lineage cannot answer as asked; the message says what would work."""
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from ccbmdm.errors import CcbmdmError
+
 PROJECT_FILE = "ccbmdm_project.yaml"
 _FOLDERS = ("contracts", "mappings", "cases", "target")
 
@@ -24,7 +26,7 @@ def display_path(path: Path, root: Path) -> str:
         return str(path)
 
 
-class ProjectError(Exception):
+class ProjectError(CcbmdmError):
     """The project file is missing or malformed; the message says where and what to do."""
 
 

@@ -14,6 +14,7 @@ import jinja2
 
 from ccbmdm.codegen.ir import ComplexType, ContractSet, Home, Particle, SimpleType
 from ccbmdm.codegen.naming import class_name, field_name
+from ccbmdm.errors import CcbmdmError
 
 HOMES: tuple[Home, ...] = ("common", "ccb", "mdm")
 _PY_TYPES = {
@@ -42,7 +43,7 @@ _FORMATTERS = {
 _MODULE_ALIAS = {"common": "c", "ccb": "ccb", "mdm": "mdm"}
 
 
-class RenderError(Exception):
+class RenderError(CcbmdmError):
     """The contracts cannot be rendered as they are (for example, two names collide)."""
 
 

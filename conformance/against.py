@@ -37,6 +37,7 @@ from ccbmdm.conformance.limit import DEFAULT_TIME_LIMIT_S, limit_of
 from ccbmdm.conformance.outcome import Outcome, pretty
 from ccbmdm.conformance.receiving import Delivery, KitSystems, read_fault, rewritten
 from ccbmdm.conformance.runner import Kit
+from ccbmdm.errors import CcbmdmError
 from ccbmdm.runtime.config import ConfigError, CredentialSetting
 from ccbmdm.runtime.messages.codec import ContractViolation
 from ccbmdm.runtime.messages.contracts import UnknownContract
@@ -57,7 +58,7 @@ CREDENTIAL_FORM = "token_env=VAR, or user=NAME,password_env=VAR"
 AGAINST_GRACE_S = 1.0
 
 
-class AgainstError(Exception):
+class AgainstError(CcbmdmError):
     """The deployment cannot be checked at all: it does not answer, refuses the credentials, or
     is not a bridge. The message says what to do."""
 

@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 
 from ccbmdm.codegen.diagnostics import Pos
 from ccbmdm.codegen.ir import ContractSet, Home, Particle, SimpleType
-from ccbmdm.codegen.mapping.binder import plain
+from ccbmdm.codegen.mapping.bind import plain
 from ccbmdm.codegen.mapping.facets import facet_problem, lexical_of
 from ccbmdm.codegen.mapping.functions import BUILT_INS, Function
 from ccbmdm.codegen.mapping.syntax import (

@@ -20,7 +20,7 @@ from typing import Literal
 
 from ccbmdm.codegen.compiler import mapping_files
 from ccbmdm.codegen.diagnostics import Finding
-from ccbmdm.codegen.mapping.binder import Binder
+from ccbmdm.codegen.mapping.bind import Binder
 from ccbmdm.codegen.mapping.compile import render_transformer
 from ccbmdm.codegen.mapping.functions import load_library
 from ccbmdm.codegen.mapping.loader import SCHEMA_FILE, load_fragment, load_mapping

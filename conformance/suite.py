@@ -14,9 +14,10 @@ from ccbmdm.codegen.diagnostics import Finding
 from ccbmdm.codegen.project import Project
 from ccbmdm.conformance.cases import CASE_FILE, Case, discover, flow_code, read_case
 from ccbmdm.conformance.outcome import Outcome
+from ccbmdm.errors import CcbmdmError
 
 
-class BadSelection(Exception):
+class BadSelection(CcbmdmError):
     """A -k expression that cannot be read."""
 
 

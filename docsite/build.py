@@ -23,6 +23,7 @@ from ccbmdm.codegen import compiler
 from ccbmdm.codegen.catalogue import Flow, load_catalogue
 from ccbmdm.codegen.project import Project
 from ccbmdm.codegen.xsd_reader import read_contracts
+from ccbmdm.errors import CcbmdmError
 from ccbmdm.runtime.messages.mapping import CodeTable, CodeTables
 
 from . import (
@@ -67,7 +68,7 @@ MERMAID_FENCE = {
 }
 
 
-class SiteError(Exception):
+class SiteError(CcbmdmError):
     """mkdocs could not build the site, or warned under ``--strict``; lists every warning."""
 
 

@@ -19,6 +19,7 @@ from ccbmdm.codegen.catalogue import Flow, load_catalogue
 from ccbmdm.codegen.loader import load_contracts, load_package
 from ccbmdm.codegen.project import Project
 from ccbmdm.runtime.config import ConfigError, RuntimeConfig
+from ccbmdm.runtime.console.app import PREFIX, Console
 from ccbmdm.runtime.lifecycles.sync import (
     CCB_SYNC_FLOWS,
     Acknowledgements,
@@ -222,7 +223,16 @@ class Runtime:
                 for viewer, credential in setting.viewers.items()
             }
             pages = getattr(self.systems.get(name), "page", None)  # a simulator's entity pages
+            console = Console(
+                name,
+                self.store,
+                [*accepted.values(), *viewers.values()],  # the node's own credentials
+                nodes=list(self.nodes),
+                monitor=self.monitor,
+                contracts=self.contracts,
+            )
             app = ReceiverApp(node.receiver, accepted, pages=pages, viewers=viewers)
+            app.mount(PREFIX, console)
             server = stack.enter_context(Server(app, host, port))
             urls.append(f"{name}: {server.url}")
         return urls

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ccbmdm.errors import CcbmdmError
 from ccbmdm.runtime.messaging.authorization import partners
 from ccbmdm.runtime.messaging.delivery import DeliverySettings
 from ccbmdm.runtime.messaging.http import Credential
@@ -36,7 +37,7 @@ _VARIABLE = re.compile(r"\$\{?(?P<name>[A-Za-z_]\w*)")
 _LISTEN = re.compile(r"^(?P<host>[^:\s]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
 
 
-class ConfigError(Exception):
+class ConfigError(CcbmdmError):
     """The configuration cannot be used; the message names the file and the setting."""
 
 
@@ -233,6 +234,43 @@ def reference_config(store: str, delivery: DeliverySetting | None = None) -> Run
             "mdm": NodeSetting(system=REFERENCE_SYSTEMS["mdm"]),
         },
         delivery=delivery or DeliverySetting(),
+    )
+
+
+def simulator_config(
+    name: Literal["ccb", "mdm"],
+    store: str,
+    listen: str,
+    bridge: str,
+    token_env: str,
+    viewer: tuple[str, str],
+    delivery: DeliverySetting | None = None,
+) -> RuntimeConfig:
+    """One reference simulator as a service of its own: its node listens on ``listen`` and
+    takes messages from the bridge by its bearer token; the bridge and the other system are
+    reached over HTTP. Its pages show persons' data: they need the bridge's token, or the
+    viewer's password when its variable is set."""
+    token = CredentialSetting(token_env=token_env)
+    user, password_env = viewer
+    viewers = (
+        {user: CredentialSetting(user=user, password_env=password_env)}
+        if os.environ.get(password_env)
+        else {}
+    )
+    other: NodeName = "mdm" if name == "ccb" else "ccb"
+    return RuntimeConfig(
+        store=store,
+        delivery=delivery or SIMULATOR_DELIVERY,
+        nodes={
+            name: NodeSetting(
+                system=REFERENCE_SYSTEMS[name],
+                listen=listen,
+                accept={"bridge": token},
+                viewers=viewers,
+            ),
+            "bridge": NodeSetting(url=bridge, credential=token),
+            other: NodeSetting(url=bridge, credential=token),  # reached only through it
+        },
     )
 
 

@@ -7,19 +7,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from ccbmdm.errors import CcbmdmError
+from ccbmdm.runtime.history import reads_as
 from ccbmdm.runtime.lifecycles.lifecycle import SYNC_REQUEST
 from ccbmdm.runtime.lifecycles.machine import moved
 from ccbmdm.runtime.lifecycles.sync import TABLE, StepResult, SyncRequestMonitor
-from ccbmdm.runtime.store import Store
+from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.store.base import Row
 
 
 @dataclass(frozen=True)
 class ErrorEntry:
-    kind: str  # sync_request, usage_request or outbox
+    kind: str  # sync_request, usage_request, mdm_sync_request or outbox
     id: int
     key: str
     reason: str
+    retrying: bool = False  # in an Error retried by itself (MDM's ERROR_RETRYABLE)
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,13 @@ _IN_ERROR: tuple[tuple[str, str, Callable[[Row], str], str], ...] = (
         "SELECT id, flow, sa_id, bill_segment_id, reason FROM usage_request "
         "WHERE state = 'ERROR' ORDER BY id",
         lambda r: f"{r['flow']} SA {r['sa_id']} segment {r['bill_segment_id']}",
+        "reason",
+    ),
+    (
+        "mdm_sync_request",  # MDM's side, retrying: why it waits (its final Error answers CCB)
+        "SELECT id, mo, external_key, reason FROM mdm_sync_request "
+        "WHERE state = 'ERROR_RETRYABLE' ORDER BY id",
+        lambda r: f"{r['mo']} {r['external_key']}",
         "reason",
     ),
     (
@@ -85,7 +95,7 @@ def status(store: Store) -> Status:
             "SELECT min(created_at) AS oldest FROM sync_request WHERE state = 'PENDING'"
         )
         errors = [
-            ErrorEntry(kind, int(row["id"]), key(row), row[reason] or "")
+            ErrorEntry(kind, int(row["id"]), key(row), row[reason] or "", "RETRYABLE" in sql)
             for kind, sql, key, reason in _IN_ERROR
             for row in tx.fetch(sql)
         ]
@@ -99,12 +109,18 @@ def resubmit(monitor: SyncRequestMonitor, request_ids: list[int] | None = None) 
     return monitor.step(request_ids=request_ids if request_ids is not None else [], from_error=True)
 
 
-class NotInError(LookupError):
+class NotInError(CcbmdmError, LookupError):
     """Discard and resubmit apply to requests in Error only."""
 
 
-def discard(store: Store, request_id: int, reason: str) -> None:
-    """S11: a user discards a request in Error, with a reason."""
+def discard(
+    store: Store,
+    request_id: int,
+    reason: str,
+    then: Callable[[Transaction], None] | None = None,
+) -> None:
+    """S11: a user discards a request in Error, with a reason. ``then`` writes what goes with
+    the discard in its transaction (the console's audit entry): both, or neither."""
     if not reason.strip():
         raise ValueError("a discard needs a reason")
     transition = SYNC_REQUEST.next("ERROR", "discard")
@@ -115,8 +131,10 @@ def discard(store: Store, request_id: int, reason: str) -> None:
         )
         if changed != 1:
             row = tx.fetch_one("SELECT state FROM sync_request WHERE id = :id", {"id": request_id})
-            where = f"is {row['state']}" if row else "does not exist"
+            where = f"is {reads_as('sync_request', row['state'])}" if row else "does not exist"
             raise NotInError(
                 f"sync request {request_id} {where}; only a request in ERROR can be discarded"
             )
         moved(tx, SYNC_REQUEST, TABLE, request_id, (transition,), reason[:1000])
+        if then is not None:
+            then(tx)

@@ -288,3 +288,10 @@ def run_supervised(runtime: Runtime, workers: int, batch: int | None, shutdown: 
     finally:
         shutdown.request("the worker has stopped")  # whatever ended it, the workers stop too
         supervisor.wait()
+
+
+def work_until_stopped(runtime: Runtime, workers: int, batch: int | None) -> None:
+    """This process's worker and ``workers - 1`` supervised worker processes, until SIGTERM or
+    SIGINT; whatever still runs at the end of the grace period is ended (exit status 1)."""
+    shutdown = Shutdown(runtime.config.supervision.stop_grace_s).on_signals()
+    run_supervised(runtime, workers, batch, shutdown)

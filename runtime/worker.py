@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ccbmdm.errors import CcbmdmError
 from ccbmdm.runtime.store import StoreUnavailable
 from ccbmdm.runtime.store.base import background
 
@@ -42,7 +43,7 @@ def settle_collector() -> None:
     gc.set_threshold(10_000, 10, 10)
 
 
-class StillBusy(RuntimeError):
+class StillBusy(CcbmdmError, RuntimeError):
     """Work kept coming for longer than a bounded run allows."""
 
 

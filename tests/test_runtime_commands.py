@@ -176,7 +176,9 @@ def test_run_serves_the_bridge_and_stops_on_sigterm(tmp_path: Path) -> None:
 def test_demo_runs_a_small_utility_end_to_end(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = ccbmdm(capsys, "demo", "--customers", "15", "--db", str(tmp_path / "demo.db"))
+    code, out, err = ccbmdm(
+        capsys, "demo", "--customers", "15", "--store", str(tmp_path / "demo.db")
+    )
     assert code == 0, err
     assert "ccbmdm demo: 15 customers" in out
     # 15 x 6 entities, 4 bill cycles, and the exchange's meter, configuration and 2 histories
@@ -194,9 +196,20 @@ def test_demo_runs_a_small_utility_end_to_end(
     assert row is not None and row["n"] == 15  # MDM has a contact per customer
 
 
-def test_demo_takes_one_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = ccbmdm(capsys, "demo", "--db", str(tmp_path / "d.db"), "--pg", "postgresql://x")
-    assert code == 2 and "--db or --pg" in err
+def test_the_demo_says_where_its_store_is_and_the_command_it_prints_works(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a newcomer runs it: in a project of their own, from its folder, no option."""
+    project = tmp_path / "project"
+    assert run(lambda: app(["init", str(project)])) == 0
+    monkeypatch.chdir(project)
+    assert run(lambda: app(["demo", "--customers", "2"])) == 0
+    printed = capsys.readouterr().out.splitlines()[-1].strip()
+    assert printed == f"ccbmdm status --store {project / 'target' / 'demo.db'}"
+    code = run(lambda: app(printed.split()[1:]))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "SYNCHRONIZED" in captured.out
 
 
 def demo_with_config(
@@ -204,7 +217,7 @@ def demo_with_config(
 ) -> tuple[Path, Path]:
     """A small demo's store, and a configuration naming it with both simulators."""
     store_path = tmp_path / "demo.db"
-    assert ccbmdm(capsys, "demo", "--customers", str(customers), "--db", str(store_path))[0] == 0
+    assert ccbmdm(capsys, "demo", "--customers", str(customers), "--store", str(store_path))[0] == 0
     config = tmp_path / "runtime.yaml"
     config.write_text(
         f"""\
@@ -447,8 +460,9 @@ def test_demo_on_postgresql_in_a_schema_of_its_own(
     import psycopg
 
     dsn, secret = with_password(pg_dsn())
-    code, out, err = ccbmdm(capsys, "demo", "--customers", "6", "--pg", dsn)
-    schema = err.split("PostgreSQL schema ", 1)[1].split()[0] if "PostgreSQL schema " in err else ""
+    code, out, err = ccbmdm(capsys, "demo", "--customers", "6", "--store", dsn)
+    named = re.search(r"ccbmdm_demo_\d+", err)
+    schema = named[0] if named else ""
     try:
         assert code == 0, err
         assert schema.startswith("ccbmdm_demo_")
@@ -497,7 +511,7 @@ UNREACHABLE_COMMANDS = {
     "monitor": ["monitor", "--config", "{config}"],
     "resubmit": ["resubmit", "--all-errors", "--config", "{config}"],
     "run": ["run", "--config", "{config}"],
-    "demo --pg": ["demo", "--customers", "1", "--pg", "{dsn}"],
+    "demo --store": ["demo", "--customers", "1", "--store", "{dsn}"],
 }
 
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import jinja2
 
-from ccbmdm.codegen.catalogue import Flow
+from ccbmdm.codegen.catalogue import Flow, Part
 from ccbmdm.codegen.diagnostics import Finding, Pos
 from ccbmdm.codegen.ir import ContractSet
-from ccbmdm.codegen.mapping.binder import Binder, elements, leaves
+from ccbmdm.codegen.mapping.bind import Binder, elements, leaves
 from ccbmdm.codegen.mapping.functions import Function
 from ccbmdm.codegen.mapping.loader import (
     SCHEMA_FILE,
@@ -54,64 +54,104 @@ def compile_mappings(
 ) -> MappingBuild:
     """Compile every mapping under ``folder``, calling ``functions`` (default: the built-ins);
     findings carry paths relative to ``root``."""
-    result = MappingBuild()
-    schema = folder / SCHEMA_FILE
-
-    def display(path: FilePath) -> str:
-        return display_path(path, root)
-
-    tables: dict[str, CodeTable] = {}
-    table_pos: dict[str, Pos] = {}
-    # Tables and fragments that exist but failed to load: reported once, where they are wrong.
-    broken: set[str] = set()
-    for path in sorted((folder / "tables").glob("*.yaml")):
-        try:
-            located = table_positions(path, display(path), schema)
-        except Finding as finding:
-            result.findings.append(finding)
-            broken.add(path.stem)
-            continue
-        table = read_table(path)
-        errors = len(result.errors)
-        if table.name != path.stem:
-            result.findings.append(
-                Finding(
-                    located["table"].pos,
-                    "table-name",
-                    f"table {table.name} is in {path.name}; name the file {table.name}.yaml",
-                )
-            )
-        _check_table(table, located, result)
-        if len(result.errors) > errors:
-            broken |= {table.name, path.stem}
-            continue
-        tables[table.name] = table
-        table_pos[table.name] = located.pos
+    run = _Run(root, folder, contracts, env, functions, MappingBuild())
+    tables, table_pos = run.load_tables()
+    fragments = run.load_fragments()
+    parts = {(f.code, p.name): (f, p) for f in flows for p in f.parts}
+    for path in sorted(folder.glob("*.yaml")):
+        run.compile_one(path, parts, tables, fragments)
     # Which tables the mappings use is known only when every mapping and fragment could be read
     # and bound.
-    complete = True
-    fragments: dict[str, Rules] = {}
-    for path in sorted((folder / "fragments").glob("*.yaml")):
+    if run.complete:
+        run.unused_tables(table_pos)
+    run.result.findings = _distinct(run.result.findings)
+    return run.result
+
+
+@dataclass
+class _Run:
+    """One compilation of a project's mappings: the tables, the fragments, then each mapping."""
+
+    root: FilePath
+    folder: FilePath
+    contracts: ContractSet
+    env: jinja2.Environment
+    functions: dict[str, Function] | None
+    result: MappingBuild
+    # Tables and fragments that exist but failed to load: reported once, where they are wrong.
+    broken: set[str] = field(default_factory=set)
+    complete: bool = True  # every mapping and fragment read and bound
+    used: set[str] = field(default_factory=set)  # the tables the mappings use
+
+    @property
+    def schema(self) -> FilePath:
+        return self.folder / SCHEMA_FILE
+
+    def display(self, path: FilePath) -> str:
+        return display_path(path, self.root)
+
+    def load_tables(self) -> tuple[dict[str, CodeTable], dict[str, Pos]]:
+        """The code tables that load without errors, and where each is written."""
+        result = self.result
+        tables: dict[str, CodeTable] = {}
+        table_pos: dict[str, Pos] = {}
+        for path in sorted((self.folder / "tables").glob("*.yaml")):
+            try:
+                located = table_positions(path, self.display(path), self.schema)
+            except Finding as finding:
+                result.findings.append(finding)
+                self.broken.add(path.stem)
+                continue
+            table = read_table(path)
+            errors = len(result.errors)
+            if table.name != path.stem:
+                result.findings.append(
+                    Finding(
+                        located["table"].pos,
+                        "table-name",
+                        f"table {table.name} is in {path.name}; name the file {table.name}.yaml",
+                    )
+                )
+            _check_table(table, located, result)
+            if len(result.errors) > errors:
+                self.broken |= {table.name, path.stem}
+                continue
+            tables[table.name] = table
+            table_pos[table.name] = located.pos
+        return tables, table_pos
+
+    def load_fragments(self) -> dict[str, Rules]:
+        """The fragments that load, by name."""
+        fragments: dict[str, Rules] = {}
+        for path in sorted((self.folder / "fragments").glob("*.yaml")):
+            try:
+                name, rules, _ = load_fragment(path, self.display(path), self.schema)
+            except Finding as finding:
+                self.result.findings.append(finding)
+                self.broken.add(path.stem)
+                self.complete = False
+                continue
+            fragments[name] = rules
+        return fragments
+
+    def compile_one(
+        self,
+        path: FilePath,
+        parts: dict[tuple[str, str], tuple[Flow, Part]],
+        tables: dict[str, CodeTable],
+        fragments: dict[str, Rules],
+    ) -> None:
+        """Read, check and bind one mapping; render its transformer when it has no errors."""
+        result = self.result
         try:
-            name, rules, _ = load_fragment(path, display(path), schema)
+            mapping = load_mapping(path, self.display(path), self.schema)
         except Finding as finding:
             result.findings.append(finding)
-            broken.add(path.stem)
-            complete = False
-            continue
-        fragments[name] = rules
-    parts = {(f.code, p.name): (f, p) for f in flows for p in f.parts}
-    used: set[str] = set()
-    for path in sorted(folder.glob("*.yaml")):
-        try:
-            mapping = load_mapping(path, display(path), schema)
-        except Finding as finding:
-            result.findings.append(finding)
-            complete = False
-            continue
+            self.complete = False
+            return
         known = parts.get((mapping.flow, mapping.part))
         if known is None:
-            complete = False
+            self.complete = False
             result.findings.append(
                 Finding(
                     mapping.pos,
@@ -119,40 +159,22 @@ def compile_mappings(
                     f"flow {mapping.flow} has no part {mapping.part} in contracts/flows.yaml",
                 )
             )
-            continue
-        flow, part = known
-        expected_name = f"{flow.kebab}.{part.name}.yaml"
-        if path.name != expected_name:
-            result.findings.append(
-                Finding(
-                    mapping.pos,
-                    "file-name",
-                    f"the mapping of {flow.code} {part.name} must be named {expected_name}",
-                )
-            )
-        for given, wanted, pos, role in (
-            (mapping.source, part.sender, mapping.source_pos, "source"),
-            (mapping.target, part.receiver, mapping.target_pos, "target"),
-        ):
-            if given != wanted:
-                result.findings.append(
-                    Finding(
-                        pos,
-                        "contract",
-                        f"the {role} of {flow.code} {part.name} is {wanted}, not {given}",
-                    )
-                )
-        binder = Binder(contracts, tables, mapping, fragments, functions, frozenset(broken))
+            return
+        result.findings += _header_findings(path, mapping, *known)
+        binder = Binder(
+            self.contracts, tables, mapping, fragments, self.functions, frozenset(self.broken)
+        )
         binder.bind()
         result.findings.extend(binder.findings)
-        complete = complete and binder.complete
-        declared = _declared_unread(contracts, mapping, result)
-        used |= binder.tables_used
-        stem = path.name.removesuffix(".yaml")
-        if binder.findings and any(f.severity == "error" for f in binder.findings):
-            continue
-        module = module_name(stem)
-        result.modules[f"{module}.py"] = render_transformer(env, contracts, mapping, binder)
+        self.complete = self.complete and binder.complete
+        declared = _declared_unread(self.contracts, mapping, result)
+        self.used |= binder.tables_used
+        if any(f.severity == "error" for f in binder.findings):
+            return
+        module = module_name(path.name.removesuffix(".yaml"))
+        result.modules[f"{module}.py"] = render_transformer(
+            self.env, self.contracts, mapping, binder
+        )
         result.transformers.append(
             {
                 "flow": mapping.flow,
@@ -163,35 +185,70 @@ def compile_mappings(
                 "file": mapping.file,
             }
         )
-        source_key = contracts.contracts[mapping.source].type_key
-        source_fields = leaves(contracts, source_key)
-        unread = [leaf for leaf in source_fields if leaf not in binder.reads]
-        result.lineage[mapping.file] = {
-            "flow": mapping.flow,
-            "part": mapping.part,
-            "source": mapping.source,
-            "target": mapping.target,
-            "fields": {
-                target: {
-                    "sources": sorted(entry.sources),
-                    "tables": sorted(entry.tables),
-                    "functions": sorted(entry.functions),
-                    "constants": entry.constants,
-                    "rule": str(entry.rule) if entry.rule else None,
-                }
-                for target, entry in sorted(binder.lineage.items())
-            },
-            "unread_sources": [leaf for leaf in unread if not _covered(leaf, declared)],
-            "declared_unread": [leaf for leaf in unread if _covered(leaf, declared)],
-            "source_fields": source_fields,
-        }
-    for name, pos in sorted(table_pos.items()) if complete else ():
-        if name not in used:
-            result.findings.append(
-                Finding(pos, "unused-table", f"no mapping uses code table {name}")
+        result.lineage[mapping.file] = _lineage(self.contracts, mapping, binder, declared)
+
+    def unused_tables(self, table_pos: dict[str, Pos]) -> None:
+        for name, pos in sorted(table_pos.items()):
+            if name not in self.used:
+                self.result.findings.append(
+                    Finding(pos, "unused-table", f"no mapping uses code table {name}")
+                )
+
+
+def _header_findings(path: FilePath, mapping: Mapping, flow: Flow, part: Part) -> list[Finding]:
+    """The mapping's file name and contracts against the flow part it says it maps."""
+    findings = []
+    expected_name = f"{flow.kebab}.{part.name}.yaml"
+    if path.name != expected_name:
+        findings.append(
+            Finding(
+                mapping.pos,
+                "file-name",
+                f"the mapping of {flow.code} {part.name} must be named {expected_name}",
             )
-    result.findings = _distinct(result.findings)
-    return result
+        )
+    for given, wanted, pos, role in (
+        (mapping.source, part.sender, mapping.source_pos, "source"),
+        (mapping.target, part.receiver, mapping.target_pos, "target"),
+    ):
+        if given != wanted:
+            findings.append(
+                Finding(
+                    pos,
+                    "contract",
+                    f"the {role} of {flow.code} {part.name} is {wanted}, not {given}",
+                )
+            )
+    return findings
+
+
+def _lineage(
+    contracts: ContractSet, mapping: Mapping, binder: Binder, declared: list[str]
+) -> dict[str, Any]:
+    """The lineage artifact's entry for one mapping: what each target field is computed from,
+    and the source fields no rule reads."""
+    source_key = contracts.contracts[mapping.source].type_key
+    source_fields = leaves(contracts, source_key)
+    unread = [leaf for leaf in source_fields if leaf not in binder.reads]
+    return {
+        "flow": mapping.flow,
+        "part": mapping.part,
+        "source": mapping.source,
+        "target": mapping.target,
+        "fields": {
+            target: {
+                "sources": sorted(entry.sources),
+                "tables": sorted(entry.tables),
+                "functions": sorted(entry.functions),
+                "constants": entry.constants,
+                "rule": str(entry.rule) if entry.rule else None,
+            }
+            for target, entry in sorted(binder.lineage.items())
+        },
+        "unread_sources": [leaf for leaf in unread if not _covered(leaf, declared)],
+        "declared_unread": [leaf for leaf in unread if _covered(leaf, declared)],
+        "source_fields": source_fields,
+    }
 
 
 def _distinct(findings: list[Finding]) -> list[Finding]:
@@ -314,7 +371,7 @@ def _row_columns(row: Any, table: CodeTable) -> Finding:
 
 
 def _model(contracts: ContractSet, name: str) -> str:
-    from ccbmdm.codegen.mapping.binder import MODULES
+    from ccbmdm.codegen.mapping.bind import MODULES
 
     home, type_name = contracts.contracts[name].type_key
     return f"{MODULES[home]}.{type_name}"

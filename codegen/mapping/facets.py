@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from ccbmdm.codegen.ir import SimpleType
+from ccbmdm.codegen.ir import Facets, SimpleType
 from ccbmdm.runtime.messages import lexical
 
 _PARSERS = {
@@ -38,25 +38,33 @@ def facet_problem(simple: SimpleType, text: str) -> str | None:
     if facets.enumeration and text not in facets.enumeration:
         return f"{text!r} is not one of {', '.join(facets.enumeration)}"
     if simple.primitive == "string":
-        if facets.length is not None and len(text) != facets.length:
-            return f"{text!r} must have exactly {facets.length} characters"
-        if facets.min_length and len(text) < facets.min_length:
-            return f"{text!r} must have at least {facets.min_length} characters"
-        if facets.max_length is not None and len(text) > facets.max_length:
-            return (
-                f"{text[:40]!r}... has {len(text)} characters; at most {facets.max_length} allowed"
-            )
+        return _length_problem(facets, text)
     if isinstance(value, Decimal | int) and not isinstance(value, bool):
-        number = Decimal(value)
-        if facets.min_inclusive is not None and number < Decimal(facets.min_inclusive):
-            return f"{text} is below the minimum {facets.min_inclusive}"
-        if facets.max_inclusive is not None and number > Decimal(facets.max_inclusive):
-            return f"{text} is above the maximum {facets.max_inclusive}"
-        if isinstance(value, Decimal):
-            try:
-                lexical.check_digits(value, facets.total_digits, facets.fraction_digits)
-            except ValueError as exc:
-                return str(exc)
+        return _number_problem(facets, text, value)
+    return None
+
+
+def _length_problem(facets: Facets, text: str) -> str | None:
+    if facets.length is not None and len(text) != facets.length:
+        return f"{text!r} must have exactly {facets.length} characters"
+    if facets.min_length and len(text) < facets.min_length:
+        return f"{text!r} must have at least {facets.min_length} characters"
+    if facets.max_length is not None and len(text) > facets.max_length:
+        return f"{text[:40]!r}... has {len(text)} characters; at most {facets.max_length} allowed"
+    return None
+
+
+def _number_problem(facets: Facets, text: str, value: Decimal | int) -> str | None:
+    number = Decimal(value)
+    if facets.min_inclusive is not None and number < Decimal(facets.min_inclusive):
+        return f"{text} is below the minimum {facets.min_inclusive}"
+    if facets.max_inclusive is not None and number > Decimal(facets.max_inclusive):
+        return f"{text} is above the maximum {facets.max_inclusive}"
+    if isinstance(value, Decimal):
+        try:
+            lexical.check_digits(value, facets.total_digits, facets.fraction_digits)
+        except ValueError as exc:
+            return str(exc)
     return None
 
 
@@ -75,14 +83,20 @@ def subsumes(outer: SimpleType, inner: SimpleType) -> bool:
         return False
     if mine.patterns and not set(mine.patterns) <= set(theirs.patterns):
         return False
+    return _lengths_subsumed(mine, theirs) and _numbers_subsumed(mine, theirs)
+
+
+def _lengths_subsumed(mine: Facets, theirs: Facets) -> bool:
     longest = max(map(len, theirs.enumeration)) if theirs.enumeration else theirs.max_length
     shortest = min(map(len, theirs.enumeration)) if theirs.enumeration else theirs.min_length or 0
     if mine.max_length is not None and (longest is None or longest > mine.max_length):
         return False
     if mine.min_length and shortest < mine.min_length:
         return False
-    if mine.length is not None and theirs.length != mine.length:
-        return False
+    return mine.length is None or theirs.length == mine.length
+
+
+def _numbers_subsumed(mine: Facets, theirs: Facets) -> bool:
     for name in ("total_digits", "fraction_digits"):
         limit, other = getattr(mine, name), getattr(theirs, name)
         if limit is not None and (other is None or other > limit):

@@ -198,7 +198,30 @@ def _signature(
         problem(node, f"the type hints of {name} cannot be read: {error}")
         library.findings.extend(found)
         return None
-    arguments = node.args
+    params = _params(node, hints, problem)
+    result = None
+    if "return" not in hints:
+        problem(node, f"{name} has no return type hint", "annotate its result, e.g. -> str")
+    else:
+        result = _kind(hints["return"], parameter=False)
+        if result is None:
+            problem(
+                node.returns or node,
+                f"the result of {name} has an unsupported type: {_shown(hints['return'])}",
+            )
+    library.findings.extend(found)
+    if found or result is None:
+        return None
+    doc = (inspect.getdoc(function) or "").strip().splitlines()
+    return Signature(tuple(params), result, doc[0] if doc else "")
+
+
+def _params(
+    node: ast.FunctionDef, hints: dict[str, Any], problem: Callable[..., None]
+) -> list[str]:
+    """The compiler's type of each positional parameter (``*`` after a variadic one); a keyword
+    parameter, or one without a supported type hint, is a ``problem``."""
+    name, arguments = node.name, node.args
     for arg in (*arguments.kwonlyargs, *([arguments.kwarg] if arguments.kwarg else [])):
         problem(
             arg, f"{name} has keyword parameter {arg.arg}", "mappings pass arguments by position"
@@ -220,21 +243,7 @@ def _signature(
             )
             continue
         params.append(kind + ("*" if variadic else ""))
-    result = None
-    if "return" not in hints:
-        problem(node, f"{name} has no return type hint", "annotate its result, e.g. -> str")
-    else:
-        result = _kind(hints["return"], parameter=False)
-        if result is None:
-            problem(
-                node.returns or node,
-                f"the result of {name} has an unsupported type: {_shown(hints['return'])}",
-            )
-    library.findings.extend(found)
-    if found or result is None:
-        return None
-    doc = (inspect.getdoc(function) or "").strip().splitlines()
-    return Signature(tuple(params), result, doc[0] if doc else "")
+    return params
 
 
 def _kind(hint: object, *, parameter: bool) -> str | None:

@@ -259,6 +259,11 @@ def _rule(data: Any) -> Rule:
     if isinstance(data, LStr):
         return PathRule(data.pos, _path(data), Modifiers())
     pos, mods = data.pos, _modifiers(data)
+    return _value_rule(data, pos, mods) or _structure_rule(data, pos, mods)
+
+
+def _value_rule(data: LDict, pos: Pos, mods: Modifiers) -> Value | None:
+    """The value rule its key names; None for a structure rule."""
     if "path" in data:
         return PathRule(pos, _path(data["path"]), mods)
     if "const" in data:
@@ -282,6 +287,10 @@ def _rule(data: Any) -> Rule:
         return XrefRule(pos, str(data["xref"]), _value(data["key"]), mods)
     if "target" in data:
         return TargetRule(pos, _path(data["target"]), mods)
+    return None
+
+
+def _structure_rule(data: LDict, pos: Pos, mods: Modifiers) -> Rule:
     if "each" in data:
         where = _condition(data["where"]) if "where" in data else None
         return EachRule(pos, _path(data["each"]), where, rules_of(data["rules"]))

@@ -67,19 +67,25 @@ class Machine:
         """Take ``event`` (then each of ``then``, through transitory states) from ``source``.
 
         True when the row moved; False when it was no longer in ``source`` (another step
-        moved it first) and nothing was written. ``reason`` replaces the row's reason. The
-        move is logged once the transaction commits (``moved``).
+        moved it first) and nothing was written. ``reason`` replaces the row's reason; a row
+        going to an Error keeps the one it had when none is given, or names the transition.
+        The move is logged once the transaction commits (``moved``).
         """
         path = self.lifecycle.walk(source, (event, *then))
         target = path[-1].target
+        given = ":reason"
+        if self._needs_reason(target):  # an Error always says why: the one given, else the
+            # reason it had (a retry failing the same way), else the transition that led there
+            given = "COALESCE(:reason, reason, :moved_by)"
         due, params = self.due_at(target)
         stamp = self.lifecycle.state(target).first_entry
         first = f", {stamp} = COALESCE({stamp}, {self.store.now})" if stamp else ""
         sql = (
-            f"UPDATE {self.table} SET state = :target, reason = :reason, due_at = {due}{first} "
+            f"UPDATE {self.table} SET state = :target, reason = {given}, due_at = {due}{first} "
             "WHERE id = :id AND state = :source"
         )
         params |= {
+            "moved_by": f"{path[-1].event} ({path[-1].id})",
             "target": target,
             "reason": None if reason is None else reason[:1000],
             "id": row_id,
@@ -94,6 +100,10 @@ class Machine:
         if changed == 1:
             moved(tx, self.lifecycle, self.table, row_id, path, reason, **described)
         return changed == 1
+
+    def _needs_reason(self, state: str) -> bool:
+        """An Error, final or retryable, says why: an exception state, or one named ERROR."""
+        return self.lifecycle.kind(state) == "exception" or state.startswith("ERROR")
 
     def due_at(self, state: str) -> tuple[str, dict[str, Any]]:
         """SQL for the ``due_at`` of a row entering ``state``, for an UPDATE of the table (it

@@ -503,8 +503,9 @@ class Acknowledgements:
 
 def _write_sent(tx: Transaction, rows: list[dict[str, Any]]) -> None:
     tx.execute_many(
+        # a resubmitted request's reason said why it was in Error: it is sent again now
         """UPDATE sync_request SET state = :state, final_snapshot = :final, entity_version = :version,
-               message_id = :message_id, due_at = NULL WHERE id = :id""",
+               message_id = :message_id, reason = NULL, due_at = NULL WHERE id = :id""",
         rows,
     )
 

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError, ValidatorFunctionWrapHandler
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, to_jsonable_python
 
 from ccbmdm.runtime.messages.lexical import WITHHELD, about
 from ccbmdm.runtime.messages.model import ContractModel
 
-__all__ = ["WITHHELD", "is_personal", "withhold"]
+__all__ = ["WITHHELD", "is_personal", "masked", "withhold"]
 
 
 def withhold(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
@@ -52,6 +52,26 @@ def is_personal(model: type[ContractModel], loc: Sequence[int | str]) -> bool:
             return True
         current = _inner_model(current, step)
     return False
+
+
+def masked(message: ContractModel) -> dict[str, Any]:
+    """A message as JSON data (its fields by name, absent ones left out) with the value of every
+    personal field, and everything inside one, written ``***``: what an operator's screen shows
+    of a stored message unless asked to unmask it."""
+    shown: dict[str, Any] = {}
+    for name in type(message).model_fields:
+        value = getattr(message, name)
+        if value is not None:
+            shown[name] = WITHHELD if name in message.personal_fields else _masked_value(value)
+    return shown
+
+
+def _masked_value(value: Any) -> Any:
+    if isinstance(value, ContractModel):
+        return masked(value)
+    if isinstance(value, list | tuple):
+        return [_masked_value(item) for item in value]
+    return to_jsonable_python(value)
 
 
 @functools.cache

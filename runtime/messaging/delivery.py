@@ -731,6 +731,14 @@ class Inbox:
                 [{"id": message.id} for message in messages],
             )
 
+    def failed(self, tx: Transaction, message: Received, error: str) -> None:
+        """Why a held message's processing failed, kept with it (its processing was rolled
+        back; it is received again when its lease passes, ``rescue``)."""
+        tx.execute(
+            "UPDATE inbox SET last_error = :error WHERE id = :id AND lease_token = :token",
+            {"error": error[:1000], "id": message.id, "token": message.lease_token},
+        )
+
     def rescue(self, give_up: Callable[[Transaction, Row], str | None] | None = None) -> int:
         """Messages whose processing lease passed are received again, to be processed anew;
         one whose attempts are used up is PROCESSED instead, with the outcome ``give_up``
@@ -755,9 +763,12 @@ class Inbox:
                     "from_state": "PROCESSING",
                     "attempt": row["attempt"],
                 }
+                # the reason a failed processing recorded (``failed``), else a worker that
+                # never finished: a crash, or a batch that outlasted its lease
                 if row["attempt"] < self.settings.max_attempts:
                     tx.execute(
                         f"""UPDATE inbox SET state = 'RECEIVED', lease_token = NULL,
+                              last_error = COALESCE(last_error, '{_UNFINISHED}'),
                               due_at = {tx.now} WHERE id = :id""",
                         {"id": row["id"]},
                     )
@@ -772,7 +783,9 @@ class Inbox:
                     continue
                 outcome = None if give_up is None else give_up(tx, row)
                 tx.execute(
-                    """UPDATE inbox SET state = 'PROCESSED', due_at = NULL, lease_token = NULL,
+                    f"""UPDATE inbox SET state = 'PROCESSED', due_at = NULL, lease_token = NULL,
+                         last_error = 'not processed, attempts used up: '
+                                      || COALESCE(last_error, '{_UNFINISHED}'),
                          outcome_message_id = :outcome WHERE id = :id""",
                     {"outcome": outcome, "id": row["id"]},
                 )
@@ -786,6 +799,9 @@ class Inbox:
                     functools.partial(log.error, "not processed: given up", extra=fields)
                 )
         return rescued
+
+
+_UNFINISHED = "processing did not finish within its lease"
 
 
 def fenced_rows(rows: Sequence[Claim | Received]) -> tuple[str, dict[str, Any]]:

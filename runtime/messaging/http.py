@@ -82,11 +82,23 @@ class ReceiverApp:
         self.pages = pages  # GET path -> an HTML page (a simulator's entity pages), or None
         # Who may read the pages besides the partners: operators, by HTTP Basic in a browser.
         self.viewers = dict(viewers or {})
+        self.mounted: dict[str, Application] = {}  # path -> what answers under it (``mount``)
         seen: dict[str, str] = {}
         for partner, credential in self.partners.items():
             other = seen.setdefault(credential.header(), partner)
             if other != partner:  # the credential names the partner, so it must be its own
                 raise ValueError(f"{other} and {partner} present the same credential")
+
+    def mount(self, path: str, app: Application) -> None:
+        """Hand the requests for ``path`` and below it to ``app`` (a node's health and metrics,
+        its console): what the node serves besides the messages it receives."""
+        self.mounted[path.rstrip("/")] = app
+
+    def _mounted_at(self, path: str) -> Application | None:
+        for prefix, app in self.mounted.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                return app
+        return None
 
     def partner_of(self, authorization: str | None) -> str | None:
         if not authorization:
@@ -128,6 +140,10 @@ class ReceiverApp:
                 pass
             return
         if scope["type"] != "http":
+            return
+        mounted = self._mounted_at(scope["path"])
+        if mounted is not None:
+            await mounted(scope, receive, send)
             return
         if (
             scope["method"] == "GET"
@@ -202,6 +218,9 @@ async def _respond(
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+respond = _respond  # for the apps mounted on a node's (``ReceiverApp.mount``)
 
 
 class HttpTransport:

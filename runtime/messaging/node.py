@@ -12,6 +12,7 @@ from typing import Any
 from ccbmdm.codegen.catalogue import Flow
 from ccbmdm.runtime.lifecycles.machine import together_or_apart
 from ccbmdm.runtime.lifecycles.sync import canonical_key, ordering_key
+from ccbmdm.runtime.logs import mask
 from ccbmdm.runtime.messages.contracts import ContractRegistry
 from ccbmdm.runtime.messages.header import system_code
 from ccbmdm.runtime.messages.mapping import Context, TransformError
@@ -188,7 +189,7 @@ class Node:
                     outcomes.append((message, handler(tx, message)))
             except StoreUnavailable:
                 raise
-            except Exception:
+            except Exception as exc:
                 log.exception(
                     "processing failed; the message is processed again after its lease",
                     extra={
@@ -200,6 +201,7 @@ class Node:
                         "message_id": message.message_id,
                     },
                 )
+                self.inbox.failed(tx, message, mask(f"{type(exc).__name__}: {exc}"))
         return outcomes
 
 

@@ -27,6 +27,8 @@ from ccbmdm.runtime.config import DeliverySetting, reference_config
 from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
 from ccbmdm.runtime.sim.synthetic import CYCLES, ZONE, Customer, Plan, exchange_meter, generate
 from ccbmdm.runtime.store import Store
+from ccbmdm.runtime.store.base import StoreError
+from ccbmdm.runtime.store.dsn import is_postgres
 
 # A phase's progress: (description, total items) -> a function advancing it by some items.
 Progress = Callable[[str, int], Callable[[int], None]]
@@ -259,9 +261,33 @@ def _midnight(day: date, hour: int = 0) -> datetime:
     return datetime.combine(day, time(hour), tzinfo=ZoneInfo(ZONE))
 
 
-def fresh_sqlite(path: Path) -> str:
-    """The demo starts from an empty store: an earlier run's file is removed first."""
+def fresh_store(dsn: str) -> str:
+    """The demo starts from an empty store: an earlier run's SQLite file is removed first; in
+    a PostgreSQL database it makes a schema of its own, named by the time. Returns the DSN of
+    the store it will use."""
+    if is_postgres(dsn):
+        return _fresh_schema(dsn)
+    path = Path(dsn.removeprefix("sqlite:///"))
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     return str(path)
+
+
+def _fresh_schema(dsn: str) -> str:
+    import psycopg
+
+    from ccbmdm.runtime.store.postgres import PostgresStore
+
+    schema = f"ccbmdm_demo_{clock.strftime('%Y%m%d%H%M%S')}"
+    admin = PostgresStore(dsn)
+    try:
+        with admin.transaction() as tx:
+            tx.execute(f"CREATE SCHEMA {schema}")
+    except psycopg.Error as exc:
+        reason = admin.described(exc)
+        raise StoreError(f"cannot create the demo's schema in {admin.where}: {reason}") from None
+    finally:
+        admin.close()
+    separator = "&" if "?" in dsn else "?"
+    return f"{dsn}{separator}options=-csearch_path%3D{schema}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ccbmdm.errors import CcbmdmError
 from ccbmdm.runtime.sim.ccb.records import parse_record
 from ccbmdm.runtime.sim.mdm.records import external_key, production_id
 from ccbmdm.runtime.store import Store, Transaction
@@ -30,7 +31,7 @@ CCB_TO_MDM: Mapping[str, tuple[str, str]] = {
 MDM_TO_CCB: Mapping[str, str] = {"service-point": "account"}
 
 
-class NoLink(LookupError):
+class NoLink(CcbmdmError, LookupError):
     """The entity is unknown, or the other system does not know it (yet)."""
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+from ccbmdm.errors import CcbmdmError
 from ccbmdm.runtime.store.dsn import redacted
 
 T = TypeVar("T")
@@ -53,7 +54,7 @@ class WriteSpan:
     committed: bool
 
 
-class StoreError(Exception):
+class StoreError(CcbmdmError):
     """The store cannot be opened or used as configured; the message says what to change."""
 
 
@@ -61,6 +62,8 @@ class StoreUnavailable(StoreError):
     """The database cannot be reached: the connection was refused or lost. Nothing of the
     transaction in hand was committed; the store connects again for the next one. ``where``
     names the database, its password redacted."""
+
+    exit_code = 69  # sysexits' EX_UNAVAILABLE: the same command may work later
 
     def __init__(self, message: str, where: str) -> None:
         super().__init__(message)

@@ -7,6 +7,7 @@ Each migration is written once with a few type words that each dialect spells it
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -40,6 +41,76 @@ _TYPES = {
         "uuid": "uuid",
     },
 }
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A table whose rows' moves ``transition`` records, under the name of their ``kind``
+    (``runtime.history``), and the column of the reason a move gives.
+
+    A message (``failing`` given: the states a failure leaves it in) is recorded from its
+    first failure on, which is when an operator needs its story: a message that went through
+    at once costs its node no write more, and its request's moves tell when it went. Its
+    ``lease`` state (a claim being worked on) is never recorded, and its reason only where it
+    says why it is in that state (its last error is kept after it has gone through)."""
+
+    table: str
+    kind: str
+    reason: str = "reason"
+    lease: str | None = None
+    failing: tuple[str, ...] = ()
+
+
+RECORDED = (
+    Recorded("sync_request", "sync_request"),
+    Recorded("usage_request", "usage_request"),
+    Recorded("mdm_sync_request", "mdm_sync_request"),
+    Recorded("outbox", "outbox", "last_error", "SENDING", ("RETRY_WAIT", "ERROR")),
+    Recorded("inbox", "inbox", "last_error", "PROCESSING", ("RECEIVED",)),
+)
+
+
+def record_transitions(store: Store, tx: Transaction) -> None:
+    """The triggers of the runtime's tables (``RECORDED``, ``record_moves``)."""
+    for recorded in RECORDED:
+        record_moves(store, tx, recorded)
+
+
+def record_moves(store: Store, tx: Transaction, recorded: Recorded) -> None:
+    """A trigger that appends each state a row of the table enters to ``transition``, with its
+    reason and the database clock: one place per table that sees every move, whichever
+    statement makes it. A row entering its state again with another reason (an Error whose
+    resubmit failed anew) is recorded too. The clock is the database's own, even on a store
+    opened with a clock offset (a conformance case's)."""
+    table, column = recorded.table, recorded.reason
+    changed = f"NEW.{column} IS DISTINCT FROM OLD.{column}"
+    when = f"NEW.state IS DISTINCT FROM OLD.state OR {changed}"
+    reason = f"NEW.{column}"
+    if recorded.failing:
+        states = ", ".join(f"'{state}'" for state in recorded.failing)
+        when = f"NEW.state <> '{recorded.lease}' AND NEW.{column} IS NOT NULL AND ({when})"
+        reason = f"CASE WHEN {changed} OR NEW.state IN ({states}) THEN NEW.{column} END"
+    values = f"'{recorded.kind}', NEW.id, NEW.state, {reason}, {type(store).now}"
+    insert = f"INSERT INTO transition (kind, row_id, state, reason, at) VALUES ({values})"
+    name = f"{table}_moved_transition"
+    event = f"UPDATE OF state, {column}"
+    if store.dialect == "sqlite":
+        condition = when.replace("IS DISTINCT FROM", "IS NOT")
+        insert = insert.replace("IS DISTINCT FROM", "IS NOT")
+        tx.execute(
+            f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW "
+            f"WHEN {condition} BEGIN {insert}; END"
+        )
+    else:
+        tx.execute(
+            f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN {insert}; RETURN NULL; END $$"
+        )
+        tx.execute(
+            f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW "
+            f"WHEN ({when}) EXECUTE FUNCTION {name}()"
+        )
+
 
 MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     # 1: change capture, sync requests, the outbox and the inbox
@@ -155,9 +226,62 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
         """ALTER TABLE outbox ADD COLUMN failure text
              CHECK (failure IN ('unreachable','transport','answer','deadline','business'))""",
     ),
+    # 7: a request's life (``runtime.history``). Every state a request enters, and a message's
+    # from its first failure on, with its reason and time, appended by triggers
+    # (``record_transitions``); the inbox keeps why its last
+    # processing failed, as the outbox does; a message is found by its id, the replies to it by
+    # their correlation id, and a request's messages by their owner, each through an index.
+    (
+        """CREATE TABLE transition (
+             id {id}, kind text NOT NULL, row_id bigint NOT NULL, state text NOT NULL,
+             reason text, at {ts} NOT NULL)""",
+        "CREATE INDEX transition_row ON transition (kind, row_id, id)",
+        "ALTER TABLE inbox ADD COLUMN last_error text",
+        record_transitions,
+        "CREATE INDEX outbox_message ON outbox (message_id)",
+        "CREATE INDEX outbox_owner ON outbox (owner_type, owner_id) WHERE owner_id IS NOT NULL",
+        "CREATE INDEX inbox_message ON inbox (message_id)",
+        "CREATE INDEX inbox_correlation ON inbox (correlation_id) WHERE correlation_id IS NOT NULL",
+        "CREATE INDEX usage_request_response ON usage_request (response_message_id)",
+    ),
+    # 8: the operator's console. Its lists filter the requests by state, flow and time and page
+    # by id, newest first, over an index each (never a scan of a whole table); its throughput
+    # chart counts a node's received messages per minute by their arrival; and every action an
+    # operator takes is kept in the audit trail, found by its target
+    (
+        "CREATE INDEX sync_request_state ON sync_request (state, id)",
+        "CREATE INDEX sync_request_flow ON sync_request (flow, id)",
+        "CREATE INDEX sync_request_created ON sync_request (created_at)",
+        "CREATE INDEX usage_request_state ON usage_request (state, id)",
+        "CREATE INDEX usage_request_flow ON usage_request (flow, id)",
+        "CREATE INDEX usage_request_created ON usage_request (created_at)",
+        "CREATE INDEX mdm_sync_request_state ON mdm_sync_request (state, id)",
+        "CREATE INDEX mdm_sync_request_flow ON mdm_sync_request (flow, id)",
+        "CREATE INDEX mdm_sync_request_created ON mdm_sync_request (created_at)",
+        "CREATE INDEX inbox_received ON inbox (node, received_at)",
+        """CREATE TABLE audit (
+             id {id}, at {ts} NOT NULL, node text NOT NULL, operator text NOT NULL,
+             action text NOT NULL, target_kind text NOT NULL, target_id bigint NOT NULL,
+             reason text, outcome text NOT NULL,
+             CHECK (action IN ('resubmit','discard')))""",
+        "CREATE INDEX audit_target ON audit (target_kind, target_id, id)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def has_schema(store: Store, version_table: str = "schema_version") -> bool:
+    """Whether the store holds ccbmdm's tables at all: a command that only reads a store must
+    not create one in an empty file or database."""
+    sql = (
+        "SELECT to_regclass(:name) IS NOT NULL AS found"
+        if store.dialect == "postgres"
+        else "SELECT count(*) > 0 AS found FROM sqlite_master WHERE type = 'table' AND name = :name"
+    )
+    with store.transaction() as tx:
+        row = tx.fetch_one(sql, {"name": version_table})
+    return bool(row and row["found"])
 
 
 def migrate(

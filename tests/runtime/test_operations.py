@@ -50,7 +50,8 @@ def test_discard_needs_a_request_in_error_and_a_reason(rejected: Integration) ->
     discard(rejected.store, 1, "contact merged by hand in MDM")
     assert rejected.requests() == [("CANCELED", "contact merged by hand in MDM")]
     with pytest.raises(
-        NotInError, match="sync request 1 is CANCELED; only a request in ERROR can be discarded"
+        NotInError,
+        match="sync request 1 is DISCARDED by an operator; only a request in ERROR can be discarded",
     ):
         discard(rejected.store, 1, "again")
 

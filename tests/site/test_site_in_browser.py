@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from browser import chromium, console_errors, needs_chromium, open_page
 from ccbmdm.cli import app
 from ccbmdm.codegen import compiler
 from ccbmdm.codegen.project import Project
@@ -32,21 +32,13 @@ from ccbmdm.docsite.messages import FIELD_TABLE, VALUES_TABLE, fields, values
 from ccbmdm.docsite.serve import serving
 from support import REPO
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 MESSAGE = "ccb/ContractOptionEventSyncRequest"
 MAPPING = "mappings/sa-sync.request.yaml"
 FLOW = "person-sync"  # a sequence diagram, then the sync request's and MDM's lifecycles
 # An element of MESSAGE only: searching for it must lead to MESSAGE's page.
 FIELD = "contractOptionEventId"
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-        reason="needs Debian's chromium and chromium-driver (.ci/run installs them)",
-    ),
-]
+pytestmark = [pytest.mark.slow, needs_chromium]
 
 
 @pytest.fixture(scope="module")
@@ -67,40 +59,8 @@ def site_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-        "--window-size=1280,1000",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
-    try:
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as driver:
         yield driver
-    finally:
-        driver.quit()
-
-
-def open_page(browser: webdriver.Chrome, url: str) -> None:
-    browser.get(url)
-    WebDriverWait(browser, 30).until(
-        lambda b: b.execute_script("return document.readyState") == "complete"
-    )
-
-
-def console_errors(browser: webdriver.Chrome) -> list[dict[str, Any]]:
-    # Selenium leaves get_log unannotated; it returns the log's entries as dicts.
-    log: list[dict[str, Any]] = browser.get_log("browser")  # type: ignore[no-untyped-call]
-    return [entry for entry in log if entry["level"] == "SEVERE"]
 
 
 def first_column(browser: webdriver.Chrome, name: str) -> list[str]:

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 from lxml import etree
 
+from ccbmdm.errors import CcbmdmError
 from ccbmdm.runtime.messages.functions import zone as iana_zone
 from ccbmdm.runtime.messages.lexical import format_datetime, parse_integer
 from ccbmdm.runtime.messages.xmlsafe import XmlLimits, XmlRejected, parse_partner_xml
@@ -111,7 +112,7 @@ ESTIMATED_CODES = frozenset({8, 9, 12, 13, 15})
 EDITED_CODES = frozenset({7})
 
 
-class EspiError(Exception):
+class EspiError(CcbmdmError):
     """A feed that cannot become an interval channel: what is wrong and where.
 
     ``path`` is the element path (``/feed/entry[5]/content/IntervalBlock/IntervalReading[3]``),

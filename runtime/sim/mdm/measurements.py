@@ -42,6 +42,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from ccbmdm.errors import CcbmdmError
 from ccbmdm.runtime.messages.functions import zone
 from ccbmdm.runtime.sim.determinants.measurements import (
     QUALITY_CODES,
@@ -74,7 +75,7 @@ _READ_PRIORITY = {"METER_READ": 0, "REMOVAL": 1, "INSTALLATION": 2}
 _CHUNK = 20_000  # rows per bulk statement
 
 
-class MeasurementError(ValueError):
+class MeasurementError(CcbmdmError, ValueError):
     """Measurements that cannot be stored as asked: names the SP or MC and what is wrong."""
 
 

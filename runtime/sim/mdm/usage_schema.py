@@ -9,7 +9,8 @@ carries the offset CCB asked with. Decimals are text: the scale sent is the scal
 
 from __future__ import annotations
 
-from ccbmdm.runtime.store import Store
+from ccbmdm.runtime.store import Store, Transaction
+from ccbmdm.runtime.store.schema import Recorded, Step, record_moves
 from ccbmdm.runtime.store.schema import migrate as migrate_tables
 
 VERSION_TABLE = "mdm_usage_schema_version"
@@ -25,7 +26,13 @@ UT_STATES = (
     "DISCARDED",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+
+def record_usage_transactions(store: Store, tx: Transaction) -> None:
+    """A usage transaction's moves, recorded in the runtime's ``transition`` (its history)."""
+    record_moves(store, tx, Recorded("mdm_usage_transaction", "usage_transaction"))
+
+
+MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     # 1: measurements
     (
         # one value per interval MC and interval end; quality codes space-separated (PD-D09)
@@ -75,6 +82,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE INDEX mdm_usage_transaction_us
              ON mdm_usage_transaction (us_external_id, state)""",
     ),
+    # 3: each state a usage transaction enters, with its reason and time (``runtime.history``)
+    (record_usage_transactions,),
 )
 
 
