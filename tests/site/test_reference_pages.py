@@ -87,7 +87,8 @@ def test_the_command_line_page_lists_every_command_and_parameter(
                     assert f"{opt}" in text, f"{name}: {opt}"
             else:
                 assert isinstance(parameter, TyperArgument)
-                assert f"<td>{parameter.name}</td>" in text, f"{name}: {parameter.name}"
+                shown = parameter.metavar or parameter.name  # as the usage line names it
+                assert f"<td>{shown}</td>" in text, f"{name}: {shown}"
     # Help texts with markup characters show as written.
     assert "print OK &lt;contract&gt; or every problem." in section(page, "ccbmdm validate")
     assert "<td>--format</td> <td>text|json|sarif</td> <td>text</td>" in page
