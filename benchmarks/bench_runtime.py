@@ -14,8 +14,12 @@ counted by callgrind (valgrind): the instructions a request costs, the same run 
 whatever else the machine is doing, where requests a second on a shared virtual machine vary by
 a third from one minute to the next.
 
+The SQLite runs log as ``ccbmdm run`` does by default, JSON lines at info (every delivery,
+receipt, processing and lifecycle move), into a file as a service's standard error would be;
+``--logs off`` measures without them.
+
 Run: python benchmarks/bench_runtime.py [--requests 3000] [--batch 50 200] [--repeat 5]
-                                        [--pg postgresql://...] [--instructions]
+                                        [--pg postgresql://...] [--instructions] [--logs off]
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from multiprocessing.synchronize import Event, Semaphore
 from pathlib import Path
+from typing import cast
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -44,6 +49,7 @@ from timing import machine  # noqa: E402
 
 from ccbmdm.codegen.loader import load_contracts, load_package  # noqa: E402
 from ccbmdm.codegen.project import Project  # noqa: E402
+from ccbmdm.runtime import logs  # noqa: E402
 from ccbmdm.runtime.messaging.transport import InProcessTransport  # noqa: E402
 from ccbmdm.runtime.store import Store, open_store  # noqa: E402
 from ccbmdm.runtime.store.base import background  # noqa: E402
@@ -78,9 +84,9 @@ def measure(store: Store, requests: int, batch: int = 50, counted: bool = False)
     return requests / seconds
 
 
-def sqlite_rate(requests: int, batch: int, counted: bool = False) -> float:
-    """One measurement on a fresh SQLite database."""
-    with tempfile.TemporaryDirectory() as folder:
+def sqlite_rate(requests: int, batch: int, counted: bool = False, logs_at: str = "info") -> float:
+    """One measurement on a fresh SQLite database, logging at ``logs_at`` (or ``off``)."""
+    with tempfile.TemporaryDirectory() as folder, logging_into(Path(folder), logs_at):
         store = open_store(str(Path(folder) / "bench.db"))
         if counted:
             # Under callgrind the run is some fifty times slower: the write budget, a time on
@@ -91,6 +97,21 @@ def sqlite_rate(requests: int, batch: int, counted: bool = False) -> float:
             return measure(store, requests, batch, counted)
         finally:
             store.close()
+
+
+@contextmanager
+def logging_into(folder: Path, level: str) -> Iterator[None]:
+    """This process's standard error into a file, with the runtime's default logs on."""
+    if level == "off":
+        yield
+        return
+    with (folder / "stderr.jsonl").open("w") as stderr:
+        sys.stderr = stderr
+        logs.configure(cast(logs.Level, level), "json")
+        try:
+            yield
+        finally:
+            sys.stderr = sys.__stderr__
 
 
 @contextmanager
@@ -105,7 +126,7 @@ def counting(counted: bool) -> Iterator[None]:
             subprocess.run(["callgrind_control", "-i", "off", str(os.getpid())], check=True)
 
 
-def instructions_per_request(requests: int, batch: int) -> int:
+def instructions_per_request(requests: int, batch: int, logs_at: str) -> int:
     """One SQLite run of this file under callgrind, counted from the first round to the last."""
     if shutil.which("valgrind") is None:
         raise SystemExit("--instructions needs valgrind (Debian package valgrind)")
@@ -122,6 +143,7 @@ def instructions_per_request(requests: int, batch: int) -> int:
                 "--counted-run",
                 str(requests),
                 str(batch),
+                *("--logs", logs_at),
             ],
             check=True,
             capture_output=True,
@@ -210,20 +232,30 @@ def main() -> None:
         help="also count a request's instructions under callgrind, 1,000 requests a batch size "
         "(about a minute each)",
     )
+    parser.add_argument(
+        "--logs",
+        choices=["info", "warning", "off"],
+        default="info",
+        help="SQLite runs: JSON lines into a file at this level, as `ccbmdm run` logs by "
+        "default (info), or no logs (off)",
+    )
     parser.add_argument("--counted-run", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.counted_run:  # the process callgrind counts (see instructions_per_request)
         requests, batch = args.counted_run
-        sqlite_rate(requests, batch, counted=True)
+        sqlite_rate(requests, batch, counted=True, logs_at=args.logs)
         return
     print(machine())
-    print(f"{args.requests} requests")
+    print(f"{args.requests} requests, logs: {args.logs}")
     context = multiprocessing.get_context("spawn")
     for batch in args.batch:
         # each run in a process of its own: what one run leaves behind (its registry, its
         # garbage) must not slow the next one down
         with context.Pool(1, maxtasksperchild=1) as pool:
-            rates = [pool.apply(sqlite_rate, (args.requests, batch)) for _ in range(args.repeat)]
+            rates = [
+                pool.apply(sqlite_rate, (args.requests, batch, False, args.logs))
+                for _ in range(args.repeat)
+            ]
         print(
             f"SQLite, synchronous=FULL, one worker, batch {batch:4d}: "
             f"{statistics.median(rates):8.0f} requests/s "
@@ -232,7 +264,8 @@ def main() -> None:
         if args.instructions:
             print(
                 f"SQLite, batch {batch:4d}: "
-                f"{instructions_per_request(1000, batch):,} instructions a request (callgrind)"
+                f"{instructions_per_request(1000, batch, args.logs):,} instructions a request "
+                "(callgrind)"
             )
     if args.pg:
         batch = args.batch[0]

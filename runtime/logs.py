@@ -1,5 +1,5 @@
-"""Structured logs: one JSON object a line, with the message id and node of what is being
-handled.
+"""Structured logs: one JSON object a line (or a readable line on a terminal), with the node,
+flow, message id, request id and state change of what is being handled.
 
 Messages carry customers' data, and logs travel further than the store (to log shippers, to
 tickets). What keeps personal data out of them is knowledge, not guessing: the contracts mark
@@ -7,7 +7,12 @@ the personal fields, and every message about a refused value of one (a codec pro
 validation error, a mapping failure) is built with ``***`` in its place (``messages.personal``); a
 log line quotes ids and such messages, never a message body. One fallback remains for text that
 comes from outside, such as a partner's fault: an e-mail address, unambiguous in any text, is
-masked. Nothing else is guessed, so ordinary words, dates and ids stay as they are.
+masked. Nothing else is guessed, so ordinary words, dates and ids stay as they are. Credentials
+never reach a log line: a DSN is named through ``store.dsn.redacted`` and an HTTP credential's
+representation withholds its secret.
+
+Every line about a message or a request carries ``event``, a stable name for what happened, and
+the fields listed in ``FIELDS`` that apply (docs/runtime.md, Logs, lists the events).
 """
 
 from __future__ import annotations
@@ -15,41 +20,185 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, TextIO, get_args
+
+Level = Literal["debug", "info", "warning", "error"]
+Format = Literal["auto", "json", "text"]
+
+# The fields a line may carry besides time, level, logger and message, in the order the text
+# format shows them; their names are stable (log queries and alerts are written against them).
+FIELDS = (
+    "event",
+    "node",
+    "partner",
+    "flow",
+    "part",
+    "message_id",
+    "correlation_id",
+    "lifecycle",
+    "request_type",
+    "request_id",
+    "from_state",
+    "to_state",
+    "transition",
+    "trigger",
+    "attempt",
+    "next_due",
+    "failure",
+    "status",
+    "fault",
+    "outcome_message_id",
+    "relayed_inbox_id",
+    "count",
+    "worker",
+    "reason",
+)
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
+_PLAIN = vars(logging.LogRecord("", 0, "", 0, "", None, None))  # what every record has
+_STANDARD = frozenset(_PLAIN) | {"message", "asctime"}  # and what formatters add
+_KNOWN = frozenset(FIELDS)
+_ENCODER = json.JSONEncoder(default=str)  # made once: json.dumps with options makes one a call
+ROOT = "ccbmdm"
 
 
 def mask(text: str) -> str:
     """The text with any e-mail address replaced by ``***@***``."""
-    return _EMAIL.sub("***@***", text)
+    return _EMAIL.sub("***@***", text) if "@" in text else text
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    """The record's own fields (``extra=``) but those without a value, strings masked, in
+    ``FIELDS`` order, any others after them. Every line of a busy runtime goes through here:
+    it touches the record's own fields only."""
+    values = vars(record)
+    found = {
+        key: mask(value) if isinstance(value, str) else value
+        for key in FIELDS
+        if (value := values.get(key)) is not None
+    }
+    if len(values) > len(_PLAIN) + len(found):  # more than FIELDS: look for the others
+        for key in sorted(values.keys() - _STANDARD - _KNOWN):
+            value = values[key]
+            if value is not None and not key.startswith("_"):
+                found[key] = mask(value) if isinstance(value, str) else value
+    return found
+
+
+_second: tuple[int, str] = (-1, "")  # the last whole second written, as text
+
+
+def _time(record: logging.LogRecord) -> str:
+    """``2026-12-06T20:23:11.633+00:00``; the lines of one second share its text, made once."""
+    global _second
+    whole = int(record.created)
+    if whole != _second[0]:
+        _second = (whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{_second[1]}.{int(record.msecs):03d}+00:00"
 
 
 class JsonFormatter(logging.Formatter):
-    """``{"time", "level", "logger", "message", ...extras}`` with every string masked."""
+    """``{"time", "level", "logger", "message", ...fields}`` with every string masked."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": _time(record),
             "level": record.levelname,
             "logger": record.name,
             "message": mask(record.getMessage()),
         }
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = mask(value) if isinstance(value, str) else value
+        entry.update(_extras(record))
         if record.exc_info:
             entry["error"] = mask(self.formatException(record.exc_info))
-        return json.dumps(entry, default=str)
+        return _ENCODER.encode(entry)
 
 
-def configure(level: int = logging.INFO) -> None:
-    """Send the runtime's logs to standard error as masked JSON lines."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger("ccbmdm")
+class TextFormatter(logging.Formatter):
+    """``time LEVEL message [from → to] field=value …`` for a person at a terminal, masked as
+    the JSON lines are."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = _extras(record)
+        moved = ""
+        if "to_state" in fields:
+            source = fields.pop("from_state", None)
+            moved = f" [{source or '∅'} → {fields.pop('to_state')}]"
+        event = fields.pop("event", None)
+        shown = " ".join(f"{key}={_shown(value)}" for key, value in fields.items())
+        line = (
+            f"{_time(record)[11:23]} {record.levelname:<7} {event or record.name}: "
+            f"{mask(record.getMessage())}{moved}{'  ' + shown if shown else ''}"
+        )
+        if record.exc_info:
+            line += "\n" + mask(self.formatException(record.exc_info))
+        return line
+
+
+def _shown(value: Any) -> str:
+    text = str(value)
+    return json.dumps(text) if not text or any(c in text for c in ' "=\n') else text
+
+
+class _StandardError(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is at each line (a test's capture, a terminal's live
+    display), not as it was when logging was configured; it keeps what it was configured
+    with, for the worker processes started later."""
+
+    def __init__(self, settings: tuple[Level, Literal["json", "text"]]) -> None:
+        logging.Handler.__init__(self)
+        self.settings = settings
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+
+class _Worker(logging.Filter):
+    """Marks a worker process's lines with its number (the supervising process's have none)."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__()
+        self.number = number
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.number
+        return True
+
+
+def resolve(log_format: Format, stream: TextIO | None = None) -> Literal["json", "text"]:
+    """``auto``: text on a terminal, JSON lines otherwise (a file, a pipe, a log shipper)."""
+    if log_format != "auto":
+        return log_format
+    target = sys.stderr if stream is None else stream
+    isatty = getattr(target, "isatty", None)
+    return "text" if isatty is not None and isatty() else "json"
+
+
+def configure(
+    level: Level = "info", log_format: Format = "auto", worker: int | None = None
+) -> None:
+    """Send the runtime's logs (the ``ccbmdm`` loggers) to standard error at ``level`` and above,
+    as JSON lines or text (``auto``: ``resolve``). A worker process started later is configured
+    the same way (``configured``), its lines marked with its ``worker`` number."""
+    if level not in get_args(Level):
+        raise ValueError(f"log level {level!r}; use one of {', '.join(get_args(Level))}")
+    if log_format not in get_args(Format):
+        raise ValueError(f"log format {log_format!r}; use one of {', '.join(get_args(Format))}")
+    chosen = resolve(log_format)
+    handler = _StandardError((level, chosen))
+    handler.setFormatter(JsonFormatter() if chosen == "json" else TextFormatter())
+    if worker is not None:
+        handler.addFilter(_Worker(worker))
+    root = logging.getLogger(ROOT)
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(level.upper())
     root.propagate = False
+
+
+def configured() -> tuple[Level, Literal["json", "text"]] | None:
+    """The level and resolved format the runtime's logs are configured with; None when
+    ``configure`` has not been called."""
+    handlers = logging.getLogger(ROOT).handlers
+    return next((h.settings for h in handlers if isinstance(h, _StandardError)), None)

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from ccbmdm.errors import CcbmdmError
 from ccbmdm.runtime.history import reads_as
 from ccbmdm.runtime.lifecycles.lifecycle import SYNC_REQUEST
-from ccbmdm.runtime.lifecycles.sync import StepResult, SyncRequestMonitor
+from ccbmdm.runtime.lifecycles.machine import moved
+from ccbmdm.runtime.lifecycles.sync import TABLE, StepResult, SyncRequestMonitor
 from ccbmdm.runtime.store import Store, Transaction
 
 
@@ -46,5 +47,6 @@ def discard(
             raise NotInError(
                 f"sync request {request_id} {where}; only a request in ERROR can be discarded"
             )
+        moved(tx, SYNC_REQUEST, TABLE, request_id, (transition,), reason[:1000])
         if then is not None:
             then(tx)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ccbmdm.codegen.project import Project, ProjectError
+from ccbmdm.runtime import logs
 from ccbmdm.runtime.assembly import Runtime
 from ccbmdm.runtime.config import ConfigError, RuntimeConfig, SupervisionSetting
 from ccbmdm.runtime.store.base import StoreError
@@ -193,6 +194,7 @@ def start_worker(
         "project_root": str(project_root),
         "batch": batch,
         "path": sys.path,
+        "logs": logs.configured(),  # the worker logs as its supervisor does
     }
     # A process group of its own: Ctrl-C at a terminal reaches the supervisor only, which
     # passes the stop on (a worker still importing would die of it with a traceback).
@@ -262,6 +264,9 @@ def work_under_supervisor() -> None:
     if not line:
         return  # the supervisor is gone before it said anything
     orders = json.loads(line)
+    if orders.get("logs"):
+        level, log_format = orders["logs"]
+        logs.configure(level, log_format, orders["number"])
     if not _die_with_parent(orders["parent"]):
         return
     sys.path.extend(entry for entry in orders["path"] if entry not in sys.path)

@@ -6,6 +6,7 @@ schema of its own. When no server answers, the PostgreSQL runs are skipped with 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -16,6 +17,7 @@ from ccbmdm.codegen.ir import ContractSet
 from ccbmdm.codegen.loader import load_contracts, load_package
 from ccbmdm.codegen.project import Project
 from ccbmdm.codegen.xsd_reader import read_contracts
+from ccbmdm.runtime import logs
 from ccbmdm.runtime.messages.contracts import ContractRegistry
 from ccbmdm.runtime.store import Store
 from ccbmdm.runtime.store.postgres import PostgresStore
@@ -63,3 +65,16 @@ def store(empty_store: Store) -> Store:
     """A store with the runtime's tables."""
     empty_store.migrate()
     return empty_store
+
+
+@pytest.fixture(autouse=True)
+def runtime_logs_as_they_were() -> Iterator[None]:
+    """A command run in the test's own process switches the runtime's logs on
+    (``logs.configure``); that is undone after the test, so that the next test's capture of
+    log records sees every one."""
+    root = logging.getLogger(logs.ROOT)
+    handlers, level, propagate = root.handlers[:], root.level, root.propagate
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    root.propagate = propagate

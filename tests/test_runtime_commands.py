@@ -45,8 +45,12 @@ def test_monitor_once_then_resubmit(
     for person in ("0000000011", "0000000012", REJECTED):
         people.change(person, f"Person,{person[-2:]}")
     code, out, err = ccbmdm(capsys, "monitor", "--once", "--config", config)
-    assert (code, err) == (0, "")
+    assert code == 0
     assert "nothing more is due" in out
+    lines = [json.loads(line) for line in err.splitlines()]  # logs on: JSON lines off a terminal
+    assert [(line["event"], line["to_state"]) for line in lines if line["level"] == "ERROR"] == [
+        ("lifecycle.moved", "ERROR")  # the request MDM rejected, and nothing else went wrong
+    ]
     assert states(store) == {
         "0000000011": "SYNCHRONIZED",
         "0000000012": "SYNCHRONIZED",
@@ -108,20 +112,27 @@ def test_monitor_with_two_workers_until_stopped(store: Store, tmp_path: Path) ->
     people = People(store)
     for index in range(200):
         people.change(f"{index + 20000:010d}", f"Person,{index}")
-    worker = subprocess.Popen(
-        [CCBMDM, "monitor", "--workers", "2", "--config", str(config), "--project-dir", str(REPO)],
-        env=environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    log = tmp_path / "stderr.jsonl"  # a file: a pipe read only at the end would fill and stop it
+    with log.open("w") as stderr:
+        command = ["monitor", "--workers", "2", "--config", str(config), "--project-dir", str(REPO)]
+        worker = subprocess.Popen(
+            [CCBMDM, *command],
+            env=environment(),
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
     try:
         wait_for(lambda: set(states(store).values()) == {"SYNCHRONIZED"})
     finally:
         worker.send_signal(signal.SIGTERM)
-        out, err = worker.communicate(timeout=60)
-    assert worker.returncode == 0, err
+        out, _ = worker.communicate(timeout=60)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert worker.returncode == 0, lines
     assert "monitoring with 2 worker(s)" in out
+    synchronized = [line for line in lines if line.get("to_state") == "SYNCHRONIZED"]
+    assert len(synchronized) == 200  # each request's last move, logged by whichever worker
+    assert [line for line in lines if line["level"] == "ERROR"] == []
 
 
 def test_run_serves_the_bridge_and_stops_on_sigterm(tmp_path: Path) -> None:

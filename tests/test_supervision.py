@@ -1,11 +1,13 @@
 """Worker processes under `ccbmdm monitor --workers N` and `ccbmdm run --workers N`, as real
-processes: they end with their supervisor however it ends, a killed one is replaced, and a stop
-is over within the grace period even when a process is stuck in a system."""
+processes: they end with their supervisor however it ends, a killed one is replaced, a stop
+is over within the grace period even when a process is stuck in a system, and they log as
+their supervisor does."""
 
 from __future__ import annotations
 
 import base64
 import http.client
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +16,7 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,6 +70,13 @@ class Supervised:
     def stderr(self) -> str:
         return self.log.read_text()
 
+    def lines(self) -> list[dict[str, Any]]:
+        """The log lines on standard error (a file: JSON lines)."""
+        return [json.loads(line) for line in self.stderr().splitlines()]
+
+    def messages(self) -> list[str]:
+        return [line["message"] for line in self.lines()]
+
 
 @contextmanager
 def started(
@@ -77,10 +87,11 @@ def started(
     grace_s: float = 20,
     bridge: str = "",
     lease_s: float = 2,
+    log_level: str = "warning",
 ) -> Iterator[Supervised]:
     """``ccbmdm <command> --workers <workers>`` on the store ``dsn`` (default: SQLite in
-    ``tmp_path``), with the bridge's settings ``bridge``; killed with everything below it if
-    the test leaves it running."""
+    ``tmp_path``), with the bridge's settings ``bridge``, logging at ``log_level`` (warning:
+    what went wrong only); killed with everything below it if the test leaves it running."""
     folder = tmp_path / "workers"
     folder.mkdir()
     config = write_config(
@@ -93,6 +104,7 @@ def started(
     )
     log = tmp_path / "stderr.txt"
     options = ["--workers", str(workers), "--config", str(config), "--project-dir", str(REPO)]
+    options += ["--log-level", log_level]
     with log.open("w") as stderr:
         process = subprocess.Popen(
             [CCBMDM, command, *options],
@@ -152,7 +164,7 @@ def test_a_killed_worker_is_restarted_and_the_work_completes(store: Store, tmp_p
         os.kill(first, signal.SIGKILL)
         (second,) = runtime.wait_for_workers(1, other_than={first})
         assert second != first
-        (line,) = runtime.stderr().splitlines()  # one line tells it all
+        (line,) = runtime.messages()  # one line tells it all
         assert line.startswith(f"worker 1 (pid {first}) was killed by SIGKILL after ")
         assert line.endswith(" s; restarting it in 1 s")
         people = People(store)
@@ -168,7 +180,7 @@ def test_a_killed_worker_is_restarted_and_the_work_completes(store: Store, tmp_p
         runtime.process.send_signal(signal.SIGTERM)
         assert runtime.process.wait(timeout=20) == 0, runtime.stderr()
         assert not alive(second)
-        assert runtime.stderr().splitlines() == [line]
+        assert runtime.messages() == [line]
 
 
 def test_sigterm_stops_run_and_its_workers_within_the_grace_period(tmp_path: Path) -> None:
@@ -221,3 +233,30 @@ def test_run_stops_at_the_grace_period_while_a_request_is_stuck(tmp_path: Path) 
         assert runtime.process.wait(timeout=30) == FORCED_EXIT, runtime.stderr()
         assert time.monotonic() - asked >= 2
         request.close()
+
+
+def test_a_worker_process_logs_as_its_supervisor_does(store: Store, tmp_path: Path) -> None:
+    """The supervising process's own worker is stuck, so worker 1, a process of its own, moves
+    the request: its lines are JSON at info, as the supervisor was told, and carry its number."""
+    with started(
+        tmp_path, "monitor", workers=2, dsn=store.dsn, lease_s=120, log_level="info"
+    ) as runtime:
+        runtime.wait_for_workers(1)
+        runtime.stall(runtime.process.pid)
+        People(store).change("0000040001", "Person,Logged")
+
+        def synchronized() -> bool:
+            with store.transaction() as tx:
+                return [r["state"] for r in tx.fetch("SELECT state FROM sync_request")] == [
+                    "SYNCHRONIZED"
+                ]
+
+        wait_for(synchronized)
+        wait_for(lambda: "SYNCHRONIZED" in runtime.stderr())  # written after the commit
+        moves = [line for line in runtime.lines() if line.get("event") == "lifecycle.moved"]
+        assert [(m["to_state"], m["worker"]) for m in moves] == [
+            ("AWAITING_ACK", 1),
+            ("SYNCHRONIZED", 1),
+        ]
+        started_line = next(line for line in runtime.lines() if "started (pid" in line["message"])
+        assert started_line["level"] == "INFO" and "worker" not in started_line  # the supervisor

@@ -23,6 +23,8 @@ from ccbmdm.cli.params import (
     BatchOption,
     ConfigOption,
     ListFormat,
+    LogFormatOption,
+    LogLevelOption,
     ProjectDir,
     StoreOption,
     UnmaskOption,
@@ -207,14 +209,18 @@ def monitor(
     ] = False,
     workers: WorkersOption = 1,
     batch: BatchOption = None,
+    log_level: LogLevelOption = "info",
+    log_format: LogFormatOption = "auto",
     config: ConfigOption = None,
     store: StoreOption = None,
     project_dir: ProjectDir = None,
 ) -> None:
     """Move every lifecycle and message on: claim due work, send, process, rescue passed leases."""
+    from ccbmdm.runtime import logs
     from ccbmdm.runtime.supervisor import work_until_stopped
     from ccbmdm.runtime.worker import StillBusy
 
+    logs.configure(log_level, log_format)
     with requires.runtime(config, store, project_dir, creates=True) as runtime:
         if not once:
             out.print(f"monitoring with {workers} worker(s); Ctrl-C stops after the current batch")
@@ -231,16 +237,20 @@ def monitor(
 @app.command(name="run")
 def run_runtime(
     workers: WorkersOption = 1,
+    log_level: LogLevelOption = "info",
+    log_format: LogFormatOption = "auto",
     config: ConfigOption = None,
     store: StoreOption = None,
     project_dir: ProjectDir = None,
 ) -> None:
     """Serve every hosted node's HTTP endpoint (with /healthz, /readyz and /metrics, and the
     operator's console under /console) and run the workers until stopped."""
+    from ccbmdm.runtime import logs
     from ccbmdm.runtime.console.app import PREFIX
     from ccbmdm.runtime.metrics import share_between_processes
     from ccbmdm.runtime.supervisor import work_until_stopped
 
+    logs.configure(log_level, log_format)
     with ExitStack() as stack:
         stack.callback(share_between_processes())  # the workers' measurements, for /metrics
         runtime = stack.enter_context(requires.runtime(config, store, project_dir, creates=True))

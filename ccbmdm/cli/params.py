@@ -13,6 +13,7 @@ import typer
 
 from ccbmdm.cli.failures import chosen_format
 from ccbmdm.codegen import report as reports
+from ccbmdm.runtime import logs
 
 RUNTIME_CONFIG = "ccbmdm_runtime.yaml"
 
@@ -81,6 +82,26 @@ WorkersOption = Annotated[
 BatchOption = Annotated[
     int | None,
     typer.Option("--batch", min=1, max=10_000, help="Items per claim (default: the config's)."),
+]
+
+# The logs of the commands that run the runtime: run, monitor, the simulators as services.
+LogLevelOption = Annotated[
+    logs.Level,
+    typer.Option(
+        "--log-level",
+        envvar="CCBMDM_LOG_LEVEL",
+        help="The least severe log lines written to standard error: debug, info (every "
+        "delivery and lifecycle move), warning (retries, faults) or error.",
+    ),
+]
+LogFormatOption = Annotated[
+    logs.Format,
+    typer.Option(
+        "--log-format",
+        envvar="CCBMDM_LOG_FORMAT",
+        help="json (one JSON object a line), text (lines for people), or auto: text on a "
+        "terminal, json otherwise.",
+    ),
 ]
 
 # The documentation site.

@@ -16,6 +16,8 @@ from ccbmdm.cli.params import (
     BridgeOption,
     ConfigOption,
     DeliveryOption,
+    LogFormatOption,
+    LogLevelOption,
     PortOption,
     ProjectDir,
     SimStore,
@@ -24,6 +26,7 @@ from ccbmdm.cli.params import (
     ViewerOption,
     ViewerPasswordOption,
 )
+from ccbmdm.runtime import logs
 
 if TYPE_CHECKING:
     from ccbmdm.runtime.assembly import Runtime
@@ -86,10 +89,13 @@ def sim_ccb(
     viewer: ViewerOption = "operator",
     viewer_password_env: ViewerPasswordOption = "CCBMDM_SIM_VIEWER_PASSWORD",
     delivery: DeliveryOption = None,
+    log_level: LogLevelOption = "info",
+    log_format: LogFormatOption = "auto",
     project_dir: ProjectDir = None,
 ) -> None:
     """Serve the reference CCB over HTTP, with its monitors, until stopped."""
     if context.invoked_subcommand is None:
+        logs.configure(log_level, log_format)
         viewing = (viewer, viewer_password_env)
         _serve_simulator("ccb", port, store, bridge, token_env, viewing, delivery, project_dir)
 
@@ -104,10 +110,13 @@ def sim_mdm(
     viewer: ViewerOption = "operator",
     viewer_password_env: ViewerPasswordOption = "CCBMDM_SIM_VIEWER_PASSWORD",
     delivery: DeliveryOption = None,
+    log_level: LogLevelOption = "info",
+    log_format: LogFormatOption = "auto",
     project_dir: ProjectDir = None,
 ) -> None:
     """Serve the reference MDM over HTTP, with its monitors, until stopped."""
     if context.invoked_subcommand is None:
+        logs.configure(log_level, log_format)
         viewing = (viewer, viewer_password_env)
         _serve_simulator("mdm", port, store, bridge, token_env, viewing, delivery, project_dir)
 

@@ -9,14 +9,17 @@ database clock, or from columns of the row plus an offset; a final state clears 
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from ccbmdm.runtime.lifecycles.lifecycle import Deadline, Lifecycle, State
+from ccbmdm.runtime.lifecycles.lifecycle import Deadline, Lifecycle, State, Transition
 from ccbmdm.runtime.store import Store, StoreUnavailable, Transaction
 from ccbmdm.runtime.store.base import Row
+
+log = logging.getLogger("ccbmdm.lifecycle")
 
 _NAME = re.compile(r"^[a-z_]+$")
 # the earliest and the latest of several instants, NULL when any is NULL (on both stores)
@@ -31,11 +34,14 @@ class Machine:
 
     The table has ``id``, ``state``, ``reason`` and ``due_at``, the columns the deadlines name,
     and ``flow`` when a deadline is specific to a flow. Names are code constants; they are
-    checked anyway, since they are written into SQL.
+    checked anyway, since they are written into SQL. ``described_by``: columns a move's log
+    line carries (``flow``, ``message_id``), read back by the move's own statement.
     """
 
-    def __init__(self, store: Store, lifecycle: Lifecycle, table: str) -> None:
-        columns = [table, FLOW_COLUMN]
+    def __init__(
+        self, store: Store, lifecycle: Lifecycle, table: str, described_by: tuple[str, ...] = ()
+    ) -> None:
+        columns = [table, FLOW_COLUMN, *described_by]
         for name in lifecycle.states:
             state = lifecycle.state(name)
             columns += [c for d in state.deadlines for c in d.after]
@@ -46,6 +52,7 @@ class Machine:
         if store.now not in store.now_plus:
             raise ValueError(f"the {store.dialect} store's now_plus does not add to its now")
         self.store, self.lifecycle, self.table = store, lifecycle, table
+        self._returning = f" RETURNING {', '.join(described_by)}" if described_by else ""
         self._earliest, self._latest = _EXTREMES[store.dialect]
 
     def move(
@@ -62,6 +69,7 @@ class Machine:
         True when the row moved; False when it was no longer in ``source`` (another step
         moved it first) and nothing was written. ``reason`` replaces the row's reason; a row
         going to an Error keeps the one it had when none is given, or names the transition.
+        The move is logged once the transaction commits (``moved``).
         """
         path = self.lifecycle.walk(source, (event, *then))
         target = path[-1].target
@@ -72,18 +80,25 @@ class Machine:
         due, params = self.due_at(target)
         stamp = self.lifecycle.state(target).first_entry
         first = f", {stamp} = COALESCE({stamp}, {self.store.now})" if stamp else ""
-        changed = tx.execute(
+        sql = (
             f"UPDATE {self.table} SET state = :target, reason = {given}, due_at = {due}{first} "
-            "WHERE id = :id AND state = :source",
-            {
-                **params,
-                "moved_by": f"{path[-1].event} ({path[-1].id})",
-                "target": target,
-                "reason": None if reason is None else reason[:1000],
-                "id": row_id,
-                "source": source,
-            },
+            "WHERE id = :id AND state = :source"
         )
+        params |= {
+            "moved_by": f"{path[-1].event} ({path[-1].id})",
+            "target": target,
+            "reason": None if reason is None else reason[:1000],
+            "id": row_id,
+            "source": source,
+        }
+        described: Row = {}
+        if self._returning and log.isEnabledFor(level_of(self.lifecycle, target)):
+            rows = tx.fetch(sql + self._returning, params)
+            changed, described = len(rows), (rows[0] if rows else {})
+        else:
+            changed = tx.execute(sql, params)
+        if changed == 1:
+            moved(tx, self.lifecycle, self.table, row_id, path, reason, **described)
         return changed == 1
 
     def _needs_reason(self, state: str) -> bool:
@@ -178,6 +193,47 @@ class Machine:
         if self.store.dialect == "sqlite":  # min/max of several arguments: NULL if any is NULL
             return f"{function}({joined})"
         return f"(CASE WHEN num_nulls({joined}) > 0 THEN NULL ELSE {function}({joined}) END)"
+
+
+def level_of(lifecycle: Lifecycle, state: str) -> int:
+    """How loud a move into ``state`` is: error for an Error state, warning for another
+    exception state (one that is retried, such as MDM's Error Retryable), info otherwise."""
+    if state == "ERROR":
+        return logging.ERROR
+    return logging.WARNING if lifecycle.kind(state) == "exception" else logging.INFO
+
+
+def moved(
+    tx: Transaction,
+    lifecycle: Lifecycle,
+    table: str,
+    row_id: int,
+    path: Sequence[Transition],
+    reason: str | None = None,
+    **fields: Any,
+) -> None:
+    """Log a row's move along ``path`` once ``tx`` commits (a move rolled back is never
+    logged): event ``lifecycle.moved`` with the lifecycle, the row (``request_type`` is its
+    table), the states, the transitions and their events, the reason, and ``fields`` (the
+    flow, the message id). Every move of every lifecycle is logged here, and only here."""
+    target = path[-1].target
+    level = level_of(lifecycle, target)
+    if not log.isEnabledFor(level):
+        return
+    extra = {
+        "event": "lifecycle.moved",
+        "lifecycle": lifecycle.name,
+        "request_type": table,
+        "request_id": row_id,
+        "from_state": path[0].source,
+        "to_state": target,
+        "transition": "/".join(dict.fromkeys(step.id for step in path)),
+        "trigger": "/".join(step.event for step in path),
+        "reason": reason,
+        **{key: None if value is None else str(value) for key, value in fields.items()},
+    }
+    message = f"{lifecycle.name} {row_id}: {target.lower().replace('_', ' ')}"
+    tx.after_commit(functools.partial(log.log, level, message, extra=extra))
 
 
 class Overtaken(Exception):

@@ -19,8 +19,8 @@ from typing import Any, Protocol
 from deepdiff import DeepDiff
 from pydantic import ValidationError
 
-from ccbmdm.runtime.lifecycles.lifecycle import SYNC_REQUEST
-from ccbmdm.runtime.lifecycles.machine import together_or_apart
+from ccbmdm.runtime.lifecycles.lifecycle import SYNC_REQUEST, Transition
+from ccbmdm.runtime.lifecycles.machine import moved, together_or_apart
 from ccbmdm.runtime.messages.contracts import ContractRegistry
 from ccbmdm.runtime.messages.header import message_header, new_message_id
 from ccbmdm.runtime.messages.model import ContractModel
@@ -29,6 +29,7 @@ from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.store.base import Row
 
 KEY_SEPARATOR = "\x1f"  # PD-L12: primary-key values joined by U+001F
+TABLE = "sync_request"
 _HEADER_FIELDS = ("message_header", "send_details", "change_type", "entity_version")
 
 # The reference configuration: CCB maintenance object -> its master-data flow. The MO codes are
@@ -215,12 +216,14 @@ class SyncRequestMonitor:
                 WHERE e.state = 'ERROR' AND e.flow IN ({flows}) ORDER BY e.id"""
         )
         transition = SYNC_REQUEST.next("ERROR", "supersede")
+        reason = "superseded by a newer request"
         for row in stale:
             if tx.execute(
-                "UPDATE sync_request SET state = :state, reason = 'superseded by a newer request', due_at = NULL "
+                "UPDATE sync_request SET state = :state, reason = :reason, due_at = NULL "
                 "WHERE id = :old AND state = 'ERROR'",
-                {"state": transition.target, "old": row["old"]},
+                {"state": transition.target, "reason": reason, "old": row["old"]},
             ):
+                moved(tx, SYNC_REQUEST, TABLE, int(row["old"]), (transition,), reason)
                 tx.execute(
                     "UPDATE sync_request SET initial_snapshot = :snapshot WHERE id = :new",
                     {
@@ -237,24 +240,22 @@ class SyncRequestMonitor:
                 with tx.savepoint():
                     outcomes.append(self._determine(tx, row, from_error))
             except NotBuilt as exc:
-                self._error(tx, row, exc.cause, exc.final)
+                self._error(tx, row, _entry(from_error), exc.cause, exc.final)
                 outcomes.append("errors")
             except (ValidationError, ValueError, KeyError) as exc:
-                self._error(tx, row, exc, None)
+                self._error(tx, row, _entry(from_error), exc, None)
                 outcomes.append("errors")
         return outcomes
 
     def _determine(self, tx: Transaction, row: Mapping[str, Any], from_error: bool) -> str:
-        SYNC_REQUEST.next(
-            "ERROR" if from_error else "PENDING", "resubmit" if from_error else "claim"
-        )
+        entry = _entry(from_error)
         key = tuple(row["pk"].split(KEY_SEPARATOR))
         initial = self.store.json_value(row["initial_snapshot"])
         if isinstance(initial, str):
             initial = json.loads(initial)
         final = self.reader.read(tx, row["mo"], key)
         try:
-            return self._build(tx, row, key, initial, final)
+            return self._build(tx, row, entry, key, initial, final)
         except (ValidationError, ValueError, KeyError) as exc:
             raise NotBuilt(exc, final) from exc
 
@@ -262,12 +263,13 @@ class SyncRequestMonitor:
         self,
         tx: Transaction,
         row: Mapping[str, Any],
+        entry: Transition,
         key: tuple[str, ...],
         initial: Any,
         final: Any,
     ) -> str:
         """The message from the final snapshot into the outbox, or the request discarded when
-        nothing changed."""
+        nothing changed. ``entry``: how the request came to Determine (a claim, a resubmit)."""
         version = int(row["version"])  # locked with the request (see step)
         contract = self.contracts[self.sender_contracts[row["flow"]]]
         entity_field, entity_model = _entity_of(contract.model)
@@ -282,6 +284,8 @@ class SyncRequestMonitor:
                     "id": row["id"],
                 },
             )
+            path = (entry, transition)
+            moved(tx, SYNC_REQUEST, TABLE, int(row["id"]), path, "no difference", flow=row["flow"])
             return "discarded"
         message_id = new_message_id()
         change = "ADD" if initial is None else "DELETE" if final is None else "CHANGE"
@@ -328,6 +332,10 @@ class SyncRequestMonitor:
                 "id": row["id"],
             },
         )
+        path = (entry, transition)
+        moved(
+            tx, SYNC_REQUEST, TABLE, int(row["id"]), path, flow=row["flow"], message_id=message_id
+        )
         return "sent"
 
     def _same(self, flow: str, model: type[ContractModel], initial: Any, final: Any) -> bool:
@@ -342,7 +350,14 @@ class SyncRequestMonitor:
         ]
         return not DeepDiff(canonical[0], canonical[1])
 
-    def _error(self, tx: Transaction, row: Mapping[str, Any], exc: Exception, final: Any) -> None:
+    def _error(
+        self,
+        tx: Transaction,
+        row: Mapping[str, Any],
+        entry: Transition,
+        exc: Exception,
+        final: Any,
+    ) -> None:
         """Error with the reason, never quoting personal data; the final snapshot the message
         could not be built from is kept, from which ``ccbmdm status --unmask`` re-derives the
         values (``unmasked_reasons``)."""
@@ -358,6 +373,13 @@ class SyncRequestMonitor:
                 "id": row["id"],
             },
         )
+        path = (entry, transition)
+        moved(tx, SYNC_REQUEST, TABLE, int(row["id"]), path, reason[:1000], flow=row["flow"])
+
+
+def _entry(from_error: bool) -> Transition:
+    """How a request comes to Determine: claimed while Pending (S1), or resubmitted (S10)."""
+    return SYNC_REQUEST.next(*(("ERROR", "resubmit") if from_error else ("PENDING", "claim")))
 
 
 @functools.cache
@@ -451,14 +473,28 @@ class Acknowledgements:
                 )
                 or "negative acknowledgement"
             )
-            tx.execute(
+            if tx.execute(
                 f"UPDATE sync_request SET state = :state, reason = :reason, due_at = {tx.now} WHERE id = :id AND state = 'AWAITING_ACK'",
                 {"state": transition.target, "reason": reason[:1000], "id": owner[1]},
-            )
+            ):
+                self._moved(tx, transition, owner[1], received, reason[:1000])
         else:
             transition = SYNC_REQUEST.next("AWAITING_ACK", "positive_ack")
             tx.later(_write_acknowledged, {"state": transition.target, "id": owner[1]})
+            self._moved(tx, transition, owner[1], received)
         return None
+
+    @staticmethod
+    def _moved(
+        tx: Transaction,
+        transition: Transition,
+        request_id: int,
+        ack: Any,
+        reason: str | None = None,
+    ) -> None:
+        """The move an acknowledgement makes: the flow and the request's message id with it."""
+        fields = {"flow": ack.flow, "message_id": ack.correlation_id}
+        moved(tx, SYNC_REQUEST, TABLE, request_id, (transition,), reason, **fields)
 
 
 # A batch's requests move on in one statement each at the commit (``Transaction.later``): what

@@ -126,7 +126,7 @@ class UsageRequestMonitor:
         self.outbox = outbox
         self.inbox = Inbox(store, outbox.node, outbox.settings)  # where responses arrive
         self.partner = partner
-        self.machine = Machine(store, USAGE_REQUEST, "usage_request")
+        self.machine = Machine(store, USAGE_REQUEST, "usage_request", ("flow", "message_id"))
         outbox.on_undelivered[OWNER] = self._undelivered
 
     def step(self, batch: int = 50) -> int:

@@ -4,18 +4,29 @@ At-least-once on the wire, applied once (docs/reliability.md §1.3): a message i
 sender's outbox before it is sent and to the receiver's inbox before its receipt; every attempt
 sends the same id and bytes; every transition after a claim is fenced by the claim's lease token,
 so a worker whose lease expired changes nothing.
+
+Every state change of a message is logged once its transaction commits (docs/runtime.md, Logs):
+receipt and processing, delivery, each retry with its attempt and next due time, each failure
+with its reason.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import random
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
+from ccbmdm.runtime.lifecycles.lifecycle import SYNC_REQUEST
+from ccbmdm.runtime.lifecycles.machine import moved
 from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.store.base import Row, background
+
+log = logging.getLogger("ccbmdm.delivery")
+RELAY = "relay"  # owner type of a bridge outbox row: the inbox row of the message it maps
 
 
 @dataclass(frozen=True)
@@ -252,8 +263,11 @@ class Outbox:
         its rows waiting after it seemed down are retried at once. Returns the claims whose
         lease was gone."""
         held: set[int] = set()
+        failed: dict[int, Row] = {}  # claim id -> its row's new state and due time
         accepted = [claim for claim, error, _ in outcomes if error is None]
         with self.store.transaction() as tx:
+            # first after the commit, before the lines of the owners that moved with them
+            tx.after_commit(functools.partial(self._log_outcomes, outcomes, held, failed))
             # The receiver stored the message (202): done for a one-way message, else await the reply.
             held |= self._fenced(
                 tx,
@@ -269,11 +283,61 @@ class Outbox:
                     {"seconds": timeout},
                 )
             for claim, error, failure in outcomes:
-                if error is not None and self._failed(tx, claim, error, failure or "transport"):
-                    held.add(claim.id)
+                if error is not None:
+                    row = self._failed(tx, claim, error, failure or "transport")
+                    if row is not None:
+                        held.add(claim.id)
+                        failed[claim.id] = row
             for partner in sorted({claim.partner for claim in accepted if claim.id in held}):
                 self._partner_back(tx, partner)
         return [claim for claim, _, _ in outcomes if claim.id not in held]
+
+    def _log_outcomes(
+        self,
+        outcomes: list[tuple[Claim, str | None, Failure | None]],
+        held: set[int],
+        failed: Mapping[int, Row],
+    ) -> None:
+        """One line per recorded send: delivered (info), to be retried (warning, with the
+        attempt and when the next is due), given up (error), each with the reason."""
+        informed = log.isEnabledFor(logging.INFO)
+        for claim, error, failure in outcomes:
+            if claim.id not in held or (error is None and not informed):
+                continue
+            if error is None:
+                to = "DELIVERED" if claim.reply_timeout_s is None else "AWAITING_REPLY"
+                log.info("delivered", extra=self._about(claim, "delivery.delivered", to))
+                continue
+            row = failed[claim.id]
+            fields = self._about(claim, "", str(row["state"])) | {
+                "failure": failure,
+                "reason": error,
+            }
+            if row["state"] == "ERROR":
+                fields["event"] = "delivery.failed"
+                log.error("not delivered: given up", extra=fields)
+            else:
+                fields |= {"event": "delivery.retry", "next_due": self._instant(row["due_at"])}
+                log.warning("send failed; retrying", extra=fields)
+
+    def _about(self, claim: Claim, event: str, to_state: str) -> dict[str, Any]:
+        """The fields of a line about a claimed message leaving SENDING."""
+        return {
+            "event": event,
+            "node": self.node,
+            "partner": claim.partner,
+            "flow": claim.flow,
+            "part": claim.part,
+            "message_id": claim.message_id,
+            "from_state": "SENDING",
+            "to_state": to_state,
+            "attempt": claim.attempt,
+            **owned_by(claim.owner_type, claim.owner_id),
+        }
+
+    def _instant(self, value: Any) -> str | None:
+        instant = self.store.to_datetime(value)
+        return None if instant is None else instant.isoformat(timespec="seconds")
 
     def _given_up(self, refused_now: str = "0") -> str:
         """SQL: whether a row's technical failure is its last (its attempts used and its retry
@@ -291,9 +355,10 @@ class Outbox:
             "window_ago": -self.settings.retry_window_s,
         }
 
-    def _failed(self, tx: Transaction, claim: Claim, error: str, failure: Failure) -> bool:
+    def _failed(self, tx: Transaction, claim: Claim, error: str, failure: Failure) -> Row | None:
         """Business failures end in ERROR at once; technical ones wait and retry until the
-        message is given up (``_given_up``). The owner of a message in ERROR moves with it."""
+        message is given up (``_given_up``). The owner of a message in ERROR moves with it.
+        Returns the row's new state and due time; None when the lease was gone."""
         final_sql = "1 = 1" if failure == "business" else self._given_up(":refused")
         rows = self._fenced_rows(
             tx,
@@ -309,20 +374,45 @@ class Outbox:
                 "refused": 1 if failure == "unreachable" else 0,
                 "seconds": self.settings.backoff(claim.attempt),
             },
-            returning="id, state",
+            returning="id, state, due_at",
         )
-        ok = bool(rows)
-        final = ok and rows[0]["state"] == "ERROR"
-        business = failure == "business"
-        if ok and final and claim.owner_type == "sync_request" and claim.owner_id is not None:
-            reason = f"{'rejected' if business else 'not delivered, attempts used up'}: {error}"
-            tx.execute(
-                f"UPDATE sync_request SET state = 'ERROR', reason = :reason, due_at = {tx.now} WHERE id = :id AND state = 'AWAITING_ACK'",
-                {"reason": reason[:1000], "id": claim.owner_id},
+        if rows and rows[0]["state"] == "ERROR":
+            business = failure == "business"
+            self._owner_in_error(
+                tx,
+                (claim.owner_type, claim.owner_id),
+                f"{'rejected' if business else 'not delivered, attempts used up'}: {error}",
+                "negative_ack" if business else "attempts_used_up",
+                error,
+                flow=claim.flow,
+                message_id=claim.message_id,
             )
-        if ok and final:
-            self._undelivered(tx, claim.owner_type, claim.owner_id, error)
-        return ok
+        return rows[0] if rows else None
+
+    def _owner_in_error(
+        self,
+        tx: Transaction,
+        owner: tuple[str | None, int | None],
+        request_reason: str,
+        trigger: str,
+        reason: str,
+        **message: str,
+    ) -> None:
+        """A message (its ``flow`` and ``message_id``) ended in ERROR undelivered: a sync
+        request awaiting its acknowledgement goes to Error with ``request_reason``
+        (``trigger``: its lifecycle's event); any other owner's hook hears ``reason``."""
+        owner_type, owner_id = owner
+        if (
+            owner_type == "sync_request"
+            and owner_id is not None
+            and tx.execute(
+                f"UPDATE sync_request SET state = 'ERROR', reason = :reason, due_at = {tx.now} WHERE id = :id AND state = 'AWAITING_ACK'",
+                {"reason": request_reason[:1000], "id": owner_id},
+            )
+        ):
+            path = (SYNC_REQUEST.next("AWAITING_ACK", trigger),)
+            moved(tx, SYNC_REQUEST, owner_type, owner_id, path, request_reason[:1000], **message)
+        self._undelivered(tx, owner_type, owner_id, reason)
 
     def _partner_back(self, tx: Transaction, partner: str) -> None:
         """``partner`` took a message: the rows waiting for it after a failure that blamed the
@@ -341,10 +431,16 @@ class Outbox:
                       WHERE o.id = picked.id AND o.state = 'RETRY_WAIT'"""
         else:
             sql = f"UPDATE outbox SET due_at = {now} WHERE id IN ({waiting})"
-        tx.execute(
-            sql,
-            {"node": self.node, "partner": partner, "batch": self.settings.batch},
-        )
+        due = tx.execute(sql, {"node": self.node, "partner": partner, "batch": self.settings.batch})
+        if due and log.isEnabledFor(logging.INFO):
+            fields = {"event": "delivery.partner_back", "node": self.node, "partner": partner}
+            tx.after_commit(
+                functools.partial(
+                    log.info,
+                    "the partner took a message: its waiting messages are due now",
+                    extra=fields | {"count": due},
+                )
+            )
 
     def rescue(self) -> int:
         """Rows whose lease or reply deadline passed: again (same id and bytes), or ERROR."""
@@ -355,7 +451,7 @@ class Outbox:
         lock = " FOR UPDATE SKIP LOCKED" if store.dialect == "postgres" else ""
         with store.transaction() as tx:
             expired = tx.fetch(
-                f"SELECT id, attempt, state, owner_type, owner_id, "
+                f"SELECT id, partner, flow, part, message_id, attempt, state, owner_type, owner_id, "
                 f"CASE WHEN {self._given_up()} THEN 1 ELSE 0 END AS given_up FROM outbox "
                 f"WHERE node = :node AND state IN ('SENDING','AWAITING_REPLY') "
                 f"AND due_at < {store.now}{lock}",
@@ -365,32 +461,53 @@ class Outbox:
             for row in tx.budgeted(expired):  # those left wait for the next sweep
                 rescued += 1
                 final = bool(row["given_up"])
-                tx.execute(
+                due = tx.fetch(
                     f"""UPDATE outbox SET state = :state, lease_token = NULL, failure = 'deadline',
                            last_error = 'deadline passed in ' || state,
-                           due_at = {"NULL" if final else store.now_plus} WHERE id = :id""",
+                           due_at = {"NULL" if final else store.now_plus} WHERE id = :id
+                        RETURNING due_at""",
                     {
                         "state": "ERROR" if final else "RETRY_WAIT",
                         "id": row["id"],
                         "seconds": self.settings.backoff(row["attempt"]),
                     },
                 )
-                if final and row["owner_type"] == "sync_request":
-                    tx.execute(
-                        f"UPDATE sync_request SET state = 'ERROR', reason = :reason, due_at = {tx.now} WHERE id = :id AND state = 'AWAITING_ACK'",
-                        {
-                            "reason": f"no acknowledgement after {row['attempt']} attempts",
-                            "id": row["owner_id"],
-                        },
-                    )
                 if final:
-                    self._undelivered(
+                    self._owner_in_error(
                         tx,
-                        row["owner_type"],
-                        row["owner_id"],
+                        (row["owner_type"], row["owner_id"]),
+                        f"no acknowledgement after {row['attempt']} attempts",
+                        "attempts_used_up",
                         f"deadline passed in {row['state']} after {row['attempt']} attempts",
+                        flow=str(row["flow"]),
+                        message_id=str(row["message_id"]),
                     )
+                self._log_rescue(tx, row, None if final else due[0]["due_at"])
         return rescued
+
+    def _log_rescue(self, tx: Transaction, row: Row, due: Any) -> None:
+        """A message whose lease or reply deadline passed: to be sent again at ``due``
+        (warning), or given up (error; ``due`` is None)."""
+        final = due is None
+        fields = {
+            "event": "delivery.failed" if final else "delivery.retry",
+            "node": self.node,
+            "partner": row["partner"],
+            "flow": row["flow"],
+            "part": row["part"],
+            "message_id": str(row["message_id"]),
+            "from_state": row["state"],
+            "to_state": "ERROR" if final else "RETRY_WAIT",
+            "attempt": row["attempt"],
+            "failure": "deadline",
+            "reason": f"deadline passed in {row['state']}",
+            **owned_by(row["owner_type"], row["owner_id"]),
+        }
+        if final:
+            tx.after_commit(functools.partial(log.error, "not delivered: given up", extra=fields))
+            return
+        fields["next_due"] = self._instant(due)
+        tx.after_commit(functools.partial(log.warning, "deadline passed; retrying", extra=fields))
 
     def reply_received(
         self, tx: Transaction, partner: str, correlation_id: str
@@ -401,12 +518,40 @@ class Outbox:
             """UPDATE outbox SET state = 'DELIVERED', due_at = NULL, lease_token = NULL
                WHERE node = :node AND partner = :partner AND message_id = :correlation
                  AND state IN ('SENDING','AWAITING_REPLY','RETRY_WAIT')
-               RETURNING owner_type, owner_id""",
+               RETURNING flow, part, owner_type, owner_id""",
             {"node": self.node, "partner": partner, "correlation": correlation_id},
         )
+        if row is not None and log.isEnabledFor(logging.INFO):
+            fields = {
+                "event": "delivery.replied",
+                "node": self.node,
+                "partner": partner,
+                "flow": row["flow"],
+                "part": row["part"],
+                "message_id": correlation_id,
+                "to_state": "DELIVERED",
+                **owned_by(row["owner_type"], row["owner_id"]),
+            }
+            tx.after_commit(functools.partial(log.info, "the reply came", extra=fields))
         if row is None or row["owner_type"] is None:
             return None
         return str(row["owner_type"]), int(row["owner_id"])
+
+
+def _each(level: int, message: str, lines: list[dict[str, Any]]) -> None:
+    for fields in lines:
+        log.log(level, message, extra=fields)
+
+
+def owned_by(owner_type: str | None, owner_id: int | None) -> dict[str, Any]:
+    """A log line's fields naming what a message belongs to: the request (``request_type``,
+    its table, and ``request_id``), or, for a message the bridge relays, the inbox row of the
+    message it maps (``relayed_inbox_id``)."""
+    if owner_type is None or owner_id is None:
+        return {}
+    if owner_type == RELAY:
+        return {"relayed_inbox_id": owner_id}
+    return {"request_type": owner_type, "request_id": owner_id}
 
 
 @dataclass(frozen=True)
@@ -488,10 +633,31 @@ class Inbox:
         rows = [{"node": self.node, "partner": partner, **a.__dict__} for a in arrivals]
         with background(), self.store.transaction() as tx:
             new = insert_with_bodies(tx, "inbox", insert, rows)
-            return [
+            stored = [
                 (True, None) if fresh else (False, self._outcome(tx, partner, arrival))
                 for fresh, arrival in zip(new, arrivals, strict=True)
             ]
+        if log.isEnabledFor(logging.INFO):
+            for fresh, arrival in zip(new, arrivals, strict=True):
+                event = "message.received" if fresh else "message.repeat"
+                fields = self._about(arrival, partner, event)
+                if fresh:
+                    log.info("received", extra=fields | {"to_state": "RECEIVED"})
+                else:
+                    log.debug("received again; answered with its recorded outcome", extra=fields)
+        return stored
+
+    def _about(self, message: Arrival | Received, partner: str, event: str) -> dict[str, Any]:
+        """The fields of a line about a received message."""
+        return {
+            "event": event,
+            "node": self.node,
+            "partner": partner,
+            "flow": message.flow,
+            "part": message.part,
+            "message_id": message.message_id,
+            "correlation_id": message.correlation_id,
+        }
 
     def payload(self, tx: Transaction, partner: str, message_id: str) -> bytes | None:
         """The bytes of a message received from ``partner``, or None when there is none."""
@@ -541,6 +707,17 @@ class Inbox:
                WHERE id = :id AND state = 'PROCESSING'""",
             [{"outcome": outcome, "id": message.id} for message, outcome in outcomes],
         )
+        if outcomes and log.isEnabledFor(logging.INFO):
+            lines = [
+                self._about(message, message.partner, "message.processed")
+                | {
+                    "from_state": "PROCESSING",
+                    "to_state": "PROCESSED",
+                    "outcome_message_id": outcome,
+                }
+                for message, outcome in outcomes
+            ]
+            tx.after_commit(functools.partial(_each, logging.INFO, "processed", lines))
 
     def give_back(self, tx: Transaction, messages: Sequence[Received]) -> None:
         """Messages claimed in ``tx`` and left unprocessed (its write budget spent): received
@@ -569,13 +746,23 @@ class Inbox:
         lock = " FOR UPDATE SKIP LOCKED" if self.store.dialect == "postgres" else ""
         with self.store.transaction() as tx:
             expired = tx.fetch(
-                f"""SELECT id, partner, flow, part, message_id, attempt FROM inbox
+                f"""SELECT id, partner, flow, part, message_id, correlation_id, attempt FROM inbox
                     WHERE node = :node AND state = 'PROCESSING' AND due_at < {tx.now}{lock}""",
                 {"node": self.node},
             )
             rescued = 0
             for row in tx.budgeted(expired):  # those left wait for the next sweep
                 rescued += 1
+                fields = {
+                    "event": "message.rescued",
+                    "node": self.node,
+                    "partner": row["partner"],
+                    "flow": row["flow"],
+                    "part": row["part"],
+                    "message_id": str(row["message_id"]),
+                    "from_state": "PROCESSING",
+                    "attempt": row["attempt"],
+                }
                 # the reason a failed processing recorded (``failed``), else a worker that
                 # never finished: a crash, or a batch that outlasted its lease
                 if row["attempt"] < self.settings.max_attempts:
@@ -585,6 +772,14 @@ class Inbox:
                               due_at = {tx.now} WHERE id = :id""",
                         {"id": row["id"]},
                     )
+                    fields |= {"to_state": "RECEIVED", "reason": "processing lease passed"}
+                    tx.after_commit(
+                        functools.partial(
+                            log.warning,
+                            "processing lease passed; to be processed again",
+                            extra=fields,
+                        )
+                    )
                     continue
                 outcome = None if give_up is None else give_up(tx, row)
                 tx.execute(
@@ -593,6 +788,15 @@ class Inbox:
                                       || COALESCE(last_error, '{_UNFINISHED}'),
                          outcome_message_id = :outcome WHERE id = :id""",
                     {"outcome": outcome, "id": row["id"]},
+                )
+                fields |= {
+                    "event": "message.not_processed",
+                    "to_state": "PROCESSED",
+                    "outcome_message_id": outcome,
+                    "reason": "attempts used up",
+                }
+                tx.after_commit(
+                    functools.partial(log.error, "not processed: given up", extra=fields)
                 )
         return rescued
 

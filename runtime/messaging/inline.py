@@ -69,7 +69,15 @@ class InlineBridge:
             flow.code,
             response.status,
             (time.monotonic() - started) * 1000,
-            extra={"message_id": request_id, "node": self.node.name},
+            extra={
+                "event": "inline.answered",
+                "node": self.node.name,
+                "partner": sender,
+                "flow": flow.code,
+                "part": "request",
+                "message_id": request_id,
+                "status": response.status,
+            },
         )
         return response
 
@@ -79,7 +87,7 @@ class InlineBridge:
         try:
             mapped = outbound.function(request, self.context)
         except TransformError as exc:
-            log.warning("mapping failed: %s", exc, extra={"message_id": request_id})
+            self._mapping_failed(flow, "request", request_id, exc)
             return fault(request_id, flow.code, exc.code, exc.reason, 400, exc.parameters)
         payload = self.node.contracts[outbound.target].encode(mapped)
         partner = other_side(sender)
@@ -114,6 +122,20 @@ class InlineBridge:
         try:
             result = inbound.function(reply, self.context)
         except TransformError as exc:
-            log.warning("mapping failed: %s", exc, extra={"message_id": request_id})
+            self._mapping_failed(flow, "response", request_id, exc)
             return fault(request_id, flow.code, exc.code, exc.reason, 502, exc.parameters)
         return Response(200, self.node.contracts[inbound.target].encode(result))
+
+    def _mapping_failed(self, flow: Flow, part: str, request_id: str, exc: Exception) -> None:
+        log.warning(
+            "mapping failed: %s",
+            exc,
+            extra={
+                "event": "mapping.failed",
+                "node": self.node.name,
+                "flow": flow.code,
+                "part": part,
+                "message_id": request_id,
+                "reason": str(exc),
+            },
+        )

@@ -17,12 +17,14 @@ from ccbmdm.runtime.messages.contracts import ContractRegistry
 from ccbmdm.runtime.messages.header import system_code
 from ccbmdm.runtime.messages.mapping import Context, TransformError
 from ccbmdm.runtime.messaging.delivery import (
+    RELAY,
     Claim,
     DeliverySettings,
     Failure,
     Inbox,
     Outbox,
     Received,
+    owned_by,
 )
 from ccbmdm.runtime.messaging.inline import NOT_DELIVERED, other_side
 from ccbmdm.runtime.messaging.receiver import NOT_PROCESSED, Receiver
@@ -39,7 +41,6 @@ from ccbmdm.runtime.store.base import Row
 
 log = logging.getLogger("ccbmdm.runtime")
 
-RELAY = "relay"  # owner type of a bridge outbox row: the inbox row of the message it maps
 BATCHES_PER_STEP = 4  # how many full batches one send or process step may take in a row
 
 # A handler processes one received message in the node's transaction; returns the message id of
@@ -103,7 +104,7 @@ class Node:
                 leased_at = time.monotonic()
                 for claim in group:
                     if claim.id not in held:
-                        self._lease_lost(claim.message_id, "sending")
+                        self._lease_lost(claim, "sending")
                 group = [claim for claim in group if claim.id in held]
             postings = [
                 Posting(self._kebab[claim.flow], claim.part, claim.payload) for claim in group
@@ -113,14 +114,26 @@ class Node:
                 _outcome(claim, answer) for claim, answer in zip(group, answers, strict=True)
             ]
         for claim in self.outbox.record(outcomes):
-            self._lease_lost(claim.message_id, "sending")
+            self._lease_lost(claim, "sent")
         instruments().sent(self.name, len(claims), time.monotonic() - claimed_at)
         return len(claims)
 
-    def _lease_lost(self, message_id: str, doing: str) -> None:
+    def _lease_lost(self, claim: Claim, doing: str) -> None:
+        """The claim's lease passed (the worker was held up) and the row was rescued: what
+        this worker did with it no longer counts; the rescue decides."""
         instruments().lease_lost(self.name)
         log.warning(
-            f"lease lost while {doing}", extra={"message_id": message_id, "node": self.name}
+            f"lease lost: the message was {doing} after its lease had passed",
+            extra={
+                "event": "lease.lost",
+                "node": self.name,
+                "partner": claim.partner,
+                "flow": claim.flow,
+                "part": claim.part,
+                "message_id": claim.message_id,
+                "attempt": claim.attempt,
+                **owned_by(claim.owner_type, claim.owner_id),
+            },
         )
 
     def rescue_due(self) -> int:
@@ -130,11 +143,7 @@ class Node:
 
     def _not_processed(self, tx: Transaction, row: Row) -> str | None:
         """A received message that failed every attempt: its sender gets fault 90000/1402 on
-        the flow's reply part (a message that is itself a reply is only logged)."""
-        log.error(
-            "not processed: attempts used up",
-            extra={"message_id": str(row["message_id"]), "node": self.name},
-        )
+        the flow's reply part (a message that is itself a reply is only logged, by the inbox)."""
         if row["part"] not in ("request", "notification"):
             return None
         flow = next((f for f in self.flows if f.code == row["flow"]), None)
@@ -188,8 +197,15 @@ class Node:
                 raise
             except Exception as exc:
                 log.exception(
-                    "processing failed; the message is retried after its lease",
-                    extra={"message_id": message.message_id, "node": self.name},
+                    "processing failed; the message is processed again after its lease",
+                    extra={
+                        "event": "message.processing_failed",
+                        "node": self.name,
+                        "partner": message.partner,
+                        "flow": message.flow,
+                        "part": message.part,
+                        "message_id": message.message_id,
+                    },
                 )
                 self.inbox.failed(tx, message, mask(f"{type(exc).__name__}: {exc}"))
         return outcomes
@@ -242,7 +258,19 @@ class Bridge:
         try:
             target = transformer.function(source, self.context)
         except TransformError as exc:
-            log.warning("mapping failed: %s", exc, extra={"message_id": received.message_id})
+            log.warning(
+                "mapping failed: %s",
+                exc,
+                extra={
+                    "event": "mapping.failed",
+                    "node": self.node.name,
+                    "partner": received.partner,
+                    "flow": flow.code,
+                    "part": part.name,
+                    "message_id": received.message_id,
+                    "reason": str(exc),
+                },
+            )
             originator = (received.partner, flow.code, received.message_id)
             return self._fault(tx, originator, exc.code, exc.reason, exc.parameters)
         payload = self.node.contracts[transformer.target].encode(target)

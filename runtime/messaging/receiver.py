@@ -7,6 +7,7 @@ the node's worker processes it later (docs/reliability.md §2.4, "Receiving").
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -19,6 +20,8 @@ from ccbmdm.runtime.messaging.authorization import BRIDGE, header_mismatch, post
 from ccbmdm.runtime.messaging.delivery import Arrival
 from ccbmdm.runtime.messaging.transport import Answerer, Posting, Response
 from ccbmdm.runtime.store import StoreUnavailable
+
+log = logging.getLogger("ccbmdm.receiver")
 
 FRAMEWORK_CATEGORY = 90000
 AUTHENTICATION_FAILED = 1201  # PD-C11
@@ -164,14 +167,15 @@ class Receiver:
 
     def unavailable(self, arrival: Arrival) -> Response:
         """503 with fault 90000/1402: the node's store cannot be reached, so nothing was stored
-        (a technical failure: the sender retries)."""
-        return self.fault(
+        (a technical failure: the sender retries). Not logged: the worker polling the same store
+        reports the outage once, rather than a line per posting."""
+        _, fault = self.fault_message(
             arrival.message_id,
             arrival.flow,
             NOT_PROCESSED,
             "not processed: the node's store is unavailable; send again",
-            503,
         )
+        return Response(503, fault)
 
     def unauthenticated(self, flow_name: str) -> Response:
         """401 with fault 90000/1201: no credential, or not one of a partner (retried by the
@@ -213,7 +217,24 @@ class Receiver:
         status: int,
         parameters: tuple[str, ...] = (),
     ) -> Response:
-        """A fault answered over the transport, with its HTTP status."""
+        """A fault answered over the transport, with its HTTP status (logged: nothing was
+        stored, so the log line is all that is left of it on this side)."""
+        log.warning(
+            "answered HTTP %d with fault %d/%d: %s",
+            status,
+            FRAMEWORK_CATEGORY,
+            number,
+            text,
+            extra={
+                "event": "fault.answered",
+                "node": self.node,
+                "flow": flow,
+                "correlation_id": correlation,
+                "status": status,
+                "fault": f"{FRAMEWORK_CATEGORY}/{number}",
+                "reason": text,
+            },
+        )
         return Response(status, self.fault_message(correlation, flow, number, text, parameters)[1])
 
     def fault_message(

@@ -77,6 +77,7 @@ class Transaction(ABC):
 
     def __init__(self, budget_s: float = math.inf) -> None:
         self._queued: list[tuple[Flush, Any]] = []  # what ``later`` holds until the commit
+        self._after: list[Callable[[], object]] = []  # what ``after_commit`` holds
         # a background transaction takes no further item after this (``budgeted``)
         self.deadline = time.perf_counter() + budget_s if in_background() else math.inf
 
@@ -115,12 +116,13 @@ class Transaction(ABC):
     def savepoint(self) -> Iterator[None]:
         """A nested scope rolled back alone when it raises (a failed item of a batch), with the
         rows queued under it (``later``)."""
-        queued = len(self._queued)
+        queued, after = len(self._queued), len(self._after)
         try:
             with self._savepoint():
                 yield
         except BaseException:
             del self._queued[queued:]
+            del self._after[after:]
             raise
 
     @abstractmethod
@@ -133,6 +135,18 @@ class Transaction(ABC):
         savepoint rolled back drops the rows queued under it; nothing in the transaction may
         read them before the commit."""
         self._queued.append((flush, row))
+
+    def after_commit(self, action: Callable[[], object]) -> None:
+        """Run ``action`` once the transaction has committed (a log line saying what it did):
+        never when it rolls back, nor when the savepoint it was given under does."""
+        self._after.append(action)
+
+    def committed(self) -> None:
+        """Run the ``after_commit`` actions, in the order they came (the backends call it
+        after COMMIT)."""
+        actions, self._after = self._after, []
+        for action in actions:
+            action()
 
     def flush_later(self) -> None:
         """Write the queued rows: each flush once, with its rows in the order they came (the

@@ -180,6 +180,7 @@ class PostgresStore(Store):
             committed = True
         finally:
             self.written(asked, began, committed=committed)
+        tx.committed()
 
     def _begin(
         self, block: ExitStack

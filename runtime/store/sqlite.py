@@ -166,6 +166,7 @@ class SqliteStore(Store):
             raise
         connection.execute("COMMIT")
         self.written(asked, begun, committed=True)
+        tx.committed()
 
     def close(self) -> None:
         connection = getattr(self._local, "connection", None)

@@ -32,7 +32,11 @@ def test_records_are_json_with_extras_and_masked() -> None:
     )
     record.message_id = "5f0c6a3e-8f1d-4c2b-9a77-0e4d2b9c1a01"
     record.node = "bridge"
+    record.reason = None  # a field without a value is left out
+    record.batch_of = "write to ada@example.org"  # a field of its own: after the listed ones
     entry = json.loads(JsonFormatter().format(record))
+    assert list(entry) == ["time", "level", "logger", "message", "node", "message_id", "batch_of"]
+    assert entry["batch_of"] == "write to ***@***"
     assert entry["level"] == "WARNING" and entry["logger"] == "ccbmdm.runtime"
     assert entry["message"] == "mapping failed for ***@***"
     assert (entry["message_id"], entry["node"]) == (

@@ -108,7 +108,11 @@ class MdmAnswers:
         except StoreUnavailable as exc:  # no defect: the caller asks again (a 5xx is retried)
             log.warning("%s could not be answered: %s", flow.code, exc)
             text = "not processed: the store is unavailable, try again"
-            return fault(correlation, flow.code, NOT_PROCESSED, text, 503)
+            # said once, above, with the store's (redacted) address the fault leaves out
+            receiver = self.usage.node.receiver
+            return Response(
+                503, receiver.fault_message(correlation, flow.code, NOT_PROCESSED, text)[1]
+            )
         except Exception as exc:  # a defect answers the caller instead of hanging it
             log.exception("%s could not be answered", flow.code)
             return fault(correlation, flow.code, NOT_PROCESSED, f"not processed: {exc}", 500)

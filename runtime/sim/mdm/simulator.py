@@ -138,7 +138,7 @@ class MdmSimulator:
         self.codes = Codes(tables)
         self.loader = Loader()
         self.records = Records(store)
-        self.machine = Machine(store, MDM_INBOUND_SYNC, TABLE)
+        self.machine = Machine(store, MDM_INBOUND_SYNC, TABLE, ("flow", "message_id"))
         self._by_contract = {kind.contract: kind for kind in FLOWS.values()}
         # the usage side: measurements, usage transactions, corrections, read-only answers
         self.usage = MdmUsage(store, node, node.contracts, partner=partner, clock=clock)

@@ -206,7 +206,7 @@ class MdmUsage:
         self.retry_after_s = retry_after_s
         self.measurements = Measurements(store)
         self.records = self.measurements.records
-        self.machine = Machine(store, USAGE_TRANSACTION, TABLE)
+        self.machine = Machine(store, USAGE_TRANSACTION, TABLE, ("flow", "message_id"))
         self.loader = Loader()
         self._groups: dict[str, UsageGroup] = {}
 
