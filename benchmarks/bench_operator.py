@@ -1,11 +1,12 @@
 """What an operator reads, on a large PostgreSQL store: `ccbmdm status` (the function, and the
-command as it runs in a process already started) and a scrape of `GET /metrics`.
+command as it runs in a process already started), a scrape of `GET /metrics`, `ccbmdm show` of
+a request and of a message, and the console's overview and a page of its list.
 
 The store is built by bulk load (COPY) in a schema of its own, dropped at the end: 1,000,000
 sync requests, 4,000,000 outbox rows and 4,000,000 inbox rows (a request's four hops, each sent
 from an outbox and stored in an inbox), nearly all done (SYNCHRONIZED, DELIVERED, PROCESSED),
 a few thousand waiting or retrying, a thousand in Error: a store some months old. Messages are
-loaded without their bodies, which none of the three reads. The target is 200 ms each (median).
+loaded without their bodies, which none of these reads. The target is 200 ms each (median).
 ``--quick`` loads a few thousand rows only, to show the script works (tests/ runs it so).
 
 Run: python benchmarks/bench_operator.py [--sync-requests 1000000] [--messages 4000000]
@@ -36,7 +37,10 @@ import psycopg  # noqa: E402
 from timing import machine  # noqa: E402
 
 from ccbmdm.cli.operate import status  # noqa: E402
+from ccbmdm.runtime.console.reading import KINDS, Filters, listing  # noqa: E402
+from ccbmdm.runtime.console.reading import overview as console_overview  # noqa: E402
 from ccbmdm.runtime.health import HealthApp  # noqa: E402
+from ccbmdm.runtime.history import life  # noqa: E402
 from ccbmdm.runtime.messaging.http import Server  # noqa: E402
 from ccbmdm.runtime.observe import overview  # noqa: E402
 from ccbmdm.runtime.store import open_store  # noqa: E402
@@ -212,6 +216,18 @@ def main() -> None:
                 assert answer.status_code == 200 and "ccbmdm_rows" in answer.text, answer.text
 
             figures["GET /metrics"] = median_s(scrape, args.repeat)
+        in_error = next(e.id for e in current.errors if e.kind == "sync_request")
+        figures["show of a sync request in Error"] = median_s(
+            lambda: life(store, f"sync_request:{in_error}"), args.repeat
+        )
+        message_id = str(uuid.UUID(int=args.messages // 2))
+        figures["show of a message id"] = median_s(lambda: life(store, message_id), args.repeat)
+        nodes = ["ccb", "bridge", "mdm"]
+        figures["console overview"] = median_s(lambda: console_overview(store, nodes), args.repeat)
+        errors = Filters(KINDS["sync_request"], state="ERROR")
+        figures["console list of sync requests in Error"] = median_s(
+            lambda: listing(store, errors), args.repeat
+        )
         store.close()
     for name, seconds in figures.items():
         target = "" if "process" in name else f" (target: {TARGET_S * 1000:.0f} ms)"
