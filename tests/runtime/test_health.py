@@ -255,11 +255,12 @@ def test_ccbmdm_run_with_two_workers_serves_both_workers_measurements(
     for index in range(200):
         people.change(f"{index + 20000:010d}", f"Person,{index}")
     url = f"http://127.0.0.1:{port}"
+    logged = (tmp_path / "stderr.log").open("w+")  # the logs: a pipe read at the end fills up
     server = subprocess.Popen(
         [CCBMDM, "run", "--workers", "2", "--config", str(config), "--project-dir", str(REPO)],
         env=environment(),
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=logged,
         text=True,
     )
     try:
@@ -291,5 +292,8 @@ def test_ccbmdm_run_with_two_workers_serves_both_workers_measurements(
         assert "worker process(es) 1 not running" in httpx.get(f"{url}/readyz").text
     finally:
         server.send_signal(signal.SIGTERM)
-        _, err = server.communicate(timeout=60)
+        server.communicate(timeout=60)
+        logged.seek(0)
+        err = logged.read()
+        logged.close()
     assert server.returncode == 0, err
