@@ -90,6 +90,7 @@ class Console:
         )
         environment.filters["instant"] = _instant
         environment.filters["age"] = _age
+        environment.filters["reads_as"] = lambda state, kind: history.reads_as(kind, state)
         # the package's own folder (an editable install links its files from the source tree)
         static = StaticFiles(
             directory=str(files("ccbmdm.runtime.console") / "static"), follow_symlink=True

@@ -195,6 +195,7 @@ def test_discard_keeps_its_reason_and_who_gave_it(client: TestClient, runtime: R
     # the request's life, as `ccbmdm show` reads it: discarded, its states, its messages
     assert "DISCARDED by an operator" in page.text
     assert page.text.count('<tr class="state-') >= 4  # Pending, awaiting, Error, discarded
+    assert '<span class="state">DISCARDED by an operator</span></td>' in page.text  # its step
     sent = page.text.split('href="/console/requests/outbox/', 1)[1].split('"', 1)[0]
     message = client.get(f"/console/requests/outbox/{sent}")
     assert message.status_code == 200 and "Outbox message" in message.text
