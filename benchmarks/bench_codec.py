@@ -1,4 +1,4 @@
-"""Codec speed: the generated codec against the generic route (issue: at least 8x).
+"""Codec speed: the generated codec against the generic route (target: at least 12x).
 
 The generic route is what a project would write without code generation: lxml parses, lxml's
 XMLSchema validates (so both sides check the same facets), xsdata's XmlParser binds the parsed
@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from lxml import etree
-from timing import compare, machine, settle
+from timing import BenchmarkFailed, Comparison, compare, machine, settle
 from xsdata.formats.dataclass.parsers import XmlParser
 from xsdata.formats.dataclass.parsers.config import ParserConfig
 from xsdata.formats.dataclass.parsers.handlers import LxmlEventHandler
@@ -29,6 +29,8 @@ from ccbmdm.codegen.project import Project
 from ccbmdm.runtime.messages.xmlsafe import parse_partner_xml
 
 ROOT = Path(__file__).resolve().parents[1]
+# The speed-up the generated codec must reach over the generic route.
+TARGET = 12.0
 
 
 def xsdata_baseline(
@@ -43,7 +45,10 @@ def xsdata_baseline(
         capture_output=True,
     )
     sys.path.insert(0, str(workdir))
-    module = importlib.import_module(f"{package}.{contract_xsd.parent.name}")
+    try:
+        module = importlib.import_module(f"{package}.{contract_xsd.parent.name}")
+    finally:
+        sys.path.remove(str(workdir))
     config = ParserConfig(
         fail_on_unknown_properties=True,
         fail_on_unknown_attributes=True,
@@ -56,17 +61,14 @@ def xsdata_baseline(
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--contract", default="ccb/ServiceAgreementSyncRequest")
-    parser.add_argument("--seconds", type=float, default=2.0)
-    args = parser.parse_args()
-    system, root = args.contract.split("/")
+def measure(contract: str, seconds: float) -> tuple[int, Comparison]:
+    """The sample message's size in bytes, and the two routes timed on it in paired batches."""
+    system, root = contract.split("/")
     data = (ROOT / "contracts" / "samples" / system / f"{root}.xml").read_bytes()
     xsd_path = ROOT / "contracts" / system / f"{root}.xsd"
 
     registry = load_contracts(Project.load(ROOT))
-    codec = registry[args.contract]
+    codec = registry[contract]
 
     def generated() -> bytes:
         return codec.encode(codec.decode(parse_partner_xml(data)))
@@ -83,15 +85,26 @@ def main() -> None:
             return serializer.render(obj).encode()
 
         # Both routes must agree on the message before their speeds are compared.
-        assert registry.decode(generated())[1] == registry.decode(generic())[1]
+        if registry.decode(generated())[1] != registry.decode(generic())[1]:
+            raise BenchmarkFailed(f"the two routes read {contract} differently")
         settle()
-        ours, theirs, ratio = compare(generated, generic, args.seconds)
+        return len(data), compare(generated, generic, seconds)
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contract", default="ccb/ServiceAgreementSyncRequest")
+    parser.add_argument("--seconds", type=float, default=2.0)
+    args = parser.parse_args()
+    try:
+        size, (ours, theirs, ratio) = measure(args.contract, args.seconds)
+    except BenchmarkFailed as exc:
+        sys.exit(str(exc))
     print(machine())
-    print(f"message: {args.contract} ({len(data)} bytes)")
+    print(f"message: {args.contract} ({size} bytes)")
     print(f"generated codec (parse + decode + encode): {ours * 1e6:9.1f} us")
     print(f"generic route (parse + XMLSchema + xsdata parse + serialize): {theirs * 1e6:9.1f} us")
-    print(f"speed-up: {ratio:.1f}x, median of paired batches (target: at least 8x)")
+    print(f"speed-up: {ratio:.1f}x, median of paired batches (target: at least {TARGET:g}x)")
 
 
 if __name__ == "__main__":

@@ -20,13 +20,24 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
-from timing import machine
+from timing import BenchmarkFailed, machine
 
 from ccbmdm.codegen.project import init_project
 
 TARGET_S = 0.5
 COMMAND = str(Path(sys.executable).with_name("ccbmdm"))
+
+
+class CompileTimes(NamedTuple):
+    """A cold compile and the warm ones after it: wall and processor seconds, what cold said."""
+
+    cold: float
+    cold_cpu: float
+    cold_said: str
+    warm: list[float]
+    warm_cpu: list[float]
 
 
 def compile_once(project: Path) -> tuple[float, float, str]:
@@ -39,9 +50,25 @@ def compile_once(project: Path) -> tuple[float, float, str]:
     seconds = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
-        sys.exit(f"`ccbmdm compile` failed:\n{result.stderr}")
+        raise BenchmarkFailed(f"`ccbmdm compile` failed:\n{result.stderr}")
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     return seconds, cpu, result.stdout
+
+
+def measure(rounds: int) -> CompileTimes:
+    """One cold compile of a scratch copy of the reference project, then ``rounds`` warm ones,
+    each checked to have written nothing."""
+    with tempfile.TemporaryDirectory() as folder:
+        project = init_project(Path(folder) / "project").root
+        cold, cold_cpu, said = compile_once(project)
+        warm, cpu = [], []
+        for round_ in range(1, rounds + 1):
+            seconds, used, again = compile_once(project)
+            if not again.startswith("up to date"):
+                raise BenchmarkFailed(f"warm round {round_} compiled again:\n{again}")
+            warm.append(seconds)
+            cpu.append(used)
+    return CompileTimes(cold, cold_cpu, said.splitlines()[0], warm, cpu)
 
 
 def main() -> None:
@@ -49,20 +76,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     print(machine())
-    with tempfile.TemporaryDirectory() as folder:
-        project = init_project(Path(folder) / "project").root
-        cold, cold_cpu, said = compile_once(project)
-        print(f"cold: {cold:.2f} s, processor {cold_cpu:.2f} s ({said.splitlines()[0]})")
-        warm, cpu = [], []
-        for round_ in range(1, args.rounds + 1):
-            seconds, used, said = compile_once(project)
-            if not said.startswith("up to date"):
-                sys.exit(f"warm round {round_} compiled again:\n{said}")
-            warm.append(seconds)
-            cpu.append(used)
+    try:
+        times = measure(args.rounds)
+    except BenchmarkFailed as exc:
+        sys.exit(str(exc))
+    print(f"cold: {times.cold:.2f} s, processor {times.cold_cpu:.2f} s ({times.cold_said})")
+    warm = times.warm
     median = statistics.median(warm)
     print(f"warm: median {median:.3f} s, min {min(warm):.3f} s, max {max(warm):.3f} s")
-    print(f"  processor: median {statistics.median(cpu):.3f} s")
+    print(f"  processor: median {statistics.median(times.warm_cpu):.3f} s")
     print(f"target: a warm compile under {TARGET_S} s")
 
 

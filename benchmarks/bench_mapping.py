@@ -1,5 +1,6 @@
-"""Mapping speed (issue: the compiled transformer within 1.5x of a hand-written function, and the
-whole typed path within 1.5x of XSLT), on the SA_SYNC request with three service points.
+"""Mapping speed (target: the compiled transformer at most the time of a hand-written function,
+and the whole typed path at most the time of XSLT), on the SA_SYNC request with three service
+points.
 
 - transformer: the compiled mapping against `baselines/sa_sync_request.py`, model to model;
 - whole path: parse the CCB XML, validate it (the codec), transform, write the MDM XML, against
@@ -27,10 +28,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from baselines import sa_sync_request  # noqa: E402
-from timing import compare, machine, settle  # noqa: E402
+from timing import BenchmarkFailed, Comparison, compare, machine, settle  # noqa: E402
 
 ROOT = HERE.parent
 SOURCE, TARGET = "ccb/ServiceAgreementSyncRequest", "mdm/UsageSubscriptionSyncRequest"
+# Our time over the anchor's, at most: the transformer against hand-written Python, the typed
+# path against libxslt.
+TARGET_RATIO = 1.0
 
 
 def xslt_with_library(tables: CodeTables) -> etree.XSLT:
@@ -48,10 +52,9 @@ def xslt_with_library(tables: CodeTables) -> etree.XSLT:
     return etree.XSLT(etree.parse(str(HERE / "baselines" / "sa_sync_request.xsl")))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=2.0)
-    args = parser.parse_args()
+def measure(seconds: float) -> tuple[Comparison, Comparison]:
+    """The compiled transformer against the hand-written one, and the typed path against XSLT,
+    each timed in paired batches once the four routes agree on the message."""
     project = Project.load(ROOT)
     package = load_package(project)
     registry = load_contracts(project)
@@ -80,17 +83,39 @@ def main() -> None:
 
     # The four routes must agree on the message before their speeds are compared.
     expected = compiled()
-    assert by_hand() == expected
-    assert registry.decode(typed_path(), TARGET)[1] == expected
-    assert registry.decode(xslt_path(), TARGET)[1] == expected
+    for route, agrees in (
+        ("the hand-written transformer", by_hand() == expected),
+        ("the typed path", registry.decode(typed_path(), TARGET)[1] == expected),
+        ("the XSLT", registry.decode(xslt_path(), TARGET)[1] == expected),
+    ):
+        if not agrees:
+            raise BenchmarkFailed(f"{route} writes another message than the compiled mapping")
     settle()
-    ours, theirs, ratio = compare(compiled, by_hand, args.seconds)
-    whole, xslt, whole_ratio = compare(typed_path, xslt_path, args.seconds)
+    return compare(compiled, by_hand, seconds), compare(typed_path, xslt_path, seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=2.0)
+    args = parser.parse_args()
+    try:
+        transformer, whole = measure(args.seconds)
+    except BenchmarkFailed as exc:
+        sys.exit(str(exc))
     print(machine())
-    print(f"compiled transformer {ours * 1e6:8.1f} us   hand-written {theirs * 1e6:8.1f} us")
-    print(f"  transformer / hand-written: {1 / ratio:.2f}x (target: at most 1.5x)")
-    print(f"typed path           {whole * 1e6:8.1f} us   XSLT (libxslt) {xslt * 1e6:8.1f} us")
-    print(f"  typed path / XSLT: {1 / whole_ratio:.2f}x (target: at most 1.5x)")
+    print(
+        f"compiled transformer {transformer.ours * 1e6:8.1f} us   "
+        f"hand-written {transformer.theirs * 1e6:8.1f} us"
+    )
+    print(
+        f"  transformer / hand-written: {1 / transformer.ratio:.2f}x "
+        f"(target: at most {TARGET_RATIO:g}x)"
+    )
+    print(
+        f"typed path           {whole.ours * 1e6:8.1f} us   "
+        f"XSLT (libxslt) {whole.theirs * 1e6:8.1f} us"
+    )
+    print(f"  typed path / XSLT: {1 / whole.ratio:.2f}x (target: at most {TARGET_RATIO:g}x)")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,20 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from typing import NamedTuple
+
+
+class Comparison(NamedTuple):
+    """Two routes timed in paired batches: median seconds per call of each, and the median of
+    the pairs' ratios (the anchor's time over ours: above 1, ours is faster)."""
+
+    ours: float
+    theirs: float
+    ratio: float
+
+
+class BenchmarkFailed(Exception):
+    """A benchmark's own check failed: its routes disagree, or a command did not do its work."""
 
 
 def _batch_size(function: Callable[[], object]) -> int:
@@ -21,9 +35,7 @@ def _batch_size(function: Callable[[], object]) -> int:
         batch *= 2
 
 
-def compare(
-    ours: Callable[[], object], theirs: Callable[[], object], seconds: float
-) -> tuple[float, float, float]:
+def compare(ours: Callable[[], object], theirs: Callable[[], object], seconds: float) -> Comparison:
     """Median seconds per call of each, and the median of their ratios.
 
     Batches of the two alternate, so a change in the machine's speed during the run (a
@@ -40,7 +52,7 @@ def compare(
                 function()
             samples.append((time.perf_counter() - start) / batch)
     ratios = [b / a for a, b in zip(mine, other, strict=True)]
-    return statistics.median(mine), statistics.median(other), statistics.median(ratios)
+    return Comparison(statistics.median(mine), statistics.median(other), statistics.median(ratios))
 
 
 def settle() -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 # Each module adds its commands to the tree, in the order the help lists them.
 # isort: off
-from ccbmdm.cli import build, messages, conformance, operate, demo, docs, sim  # noqa: F401
+from ccbmdm.cli import build, messages, conformance, operate, demo, docs, sim, bench  # noqa: F401
 
 # isort: on
 from ccbmdm.cli.app import app, err

@@ -1,0 +1,226 @@
+"""The benchmark suite behind `ccbmdm bench`: each scenario measures this project and its anchors
+in the same run, and says whether the figure meets its target (docs/benchmarks.md, "One
+command").
+
+A scenario reuses its script's measuring function (bench_codec.py, bench_mapping.py,
+bench_compile.py), at a quick size for `--quick` and a full size otherwise; the scripts print
+their own figures from the same functions.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import sqlite3
+import statistics
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+# A ratio reads one of two ways, as the targets are written: how many times faster this
+# project is than its anchor, or how many times the anchor's time it takes.
+RatioKind = Literal["speed-up", "time"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """The bound a figure, or its ratio to the anchor, must reach."""
+
+    bound: float
+    at_least: bool
+    on: Literal["ratio", "figure"]
+    unit: str = "x"
+
+    def met(self, figure: float, ratio: float | None) -> bool:
+        value = figure if self.on == "figure" else ratio
+        if value is None:
+            return False
+        return value >= self.bound if self.at_least else value <= self.bound
+
+    def __str__(self) -> str:
+        sign = "≥" if self.at_least else "≤"
+        unit = self.unit if self.unit == "x" else f" {self.unit}"
+        return f"{sign} {self.bound:g}{unit}"
+
+
+@dataclass(frozen=True)
+class Result:
+    """One row of the table: this project's figure, its anchors' in the same run, the target."""
+
+    scenario: str
+    name: str
+    unit: str
+    figure: float
+    anchors: dict[str, float]
+    ratio: float | None
+    ratio_kind: RatioKind | None
+    target: str | None
+    passed: bool | None
+
+    def as_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def result(
+    scenario: str,
+    name: str,
+    unit: str,
+    figure: float,
+    anchors: dict[str, float],
+    ratio: tuple[float, RatioKind] | None,
+    target: Target | None,
+) -> Result:
+    """A result, its pass or short decided by its target (None without one)."""
+    value, kind = ratio if ratio else (None, None)
+    return Result(
+        scenario,
+        name,
+        unit,
+        figure,
+        anchors,
+        value,
+        kind,
+        str(target) if target else None,
+        target.met(figure, value) if target else None,
+    )
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named measurement and the sizes it runs at."""
+
+    name: str
+    what: str
+    measure: Callable[[bool], list[Result]]
+
+    def run(self, quick: bool) -> list[Result]:
+        """The scenario's results; the objects its timing froze out of the collector (settle)
+        are collectable again afterwards, for the next scenario and the process alike."""
+        try:
+            return self.measure(quick)
+        finally:
+            gc.unfreeze()
+
+
+CODEC_CONTRACT = "ccb/ServiceAgreementSyncRequest"
+
+
+def codec(quick: bool) -> list[Result]:
+    import bench_codec
+
+    size, timed = bench_codec.measure(CODEC_CONTRACT, 1.5 if quick else 5.0)
+    return [
+        result(
+            "codec",
+            f"{CODEC_CONTRACT} ({size:,} bytes), bytes to bytes",
+            "µs",
+            timed.ours * 1e6,
+            {"lxml + xsdata": timed.theirs * 1e6},
+            (timed.ratio, "speed-up"),
+            Target(bench_codec.TARGET, at_least=True, on="ratio"),
+        )
+    ]
+
+
+def mapping(quick: bool) -> list[Result]:
+    import bench_mapping
+
+    transformer, whole = bench_mapping.measure(1.5 if quick else 5.0)
+    target = Target(bench_mapping.TARGET_RATIO, at_least=False, on="ratio")
+    return [
+        result(
+            "mapping",
+            "SA_SYNC request, compiled transformer",
+            "µs",
+            transformer.ours * 1e6,
+            {"hand-written": transformer.theirs * 1e6},
+            (1 / transformer.ratio, "time"),
+            target,
+        ),
+        result(
+            "mapping",
+            "SA_SYNC request, typed path",
+            "µs",
+            whole.ours * 1e6,
+            {"XSLT (libxslt)": whole.theirs * 1e6},
+            (1 / whole.ratio, "time"),
+            target,
+        ),
+    ]
+
+
+def compile_(quick: bool) -> list[Result]:
+    import bench_compile
+
+    times = bench_compile.measure(3 if quick else 11)
+    warm = statistics.median(times.warm)
+    return [
+        result("compile", "cold", "s", times.cold, {}, None, None),
+        result(
+            "compile",
+            "warm, nothing changed",
+            "s",
+            warm,
+            {"cold": times.cold},
+            (warm / times.cold, "time"),
+            Target(bench_compile.TARGET_S, at_least=False, on="figure", unit="s"),
+        ),
+    ]
+
+
+SCENARIOS = {
+    s.name: s
+    for s in (
+        Scenario("codec", "the generated codec against lxml XMLSchema + xsdata", codec),
+        Scenario("mapping", "the compiled mapping against hand-written Python and XSLT", mapping),
+        Scenario("compile", "ccbmdm compile of the reference project, cold and warm", compile_),
+    )
+}
+
+
+def cpu_model() -> str:
+    """The processor's name as the kernel reports it, else as Python's platform module does."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def postgresql_version() -> str | None:
+    """The server version of the PostgreSQL the store tests use, if one answers."""
+    import psycopg
+
+    from support import choose_postgres
+
+    dsn, unavailable = choose_postgres(os.environ)
+    if unavailable:
+        return None
+    try:
+        with psycopg.connect(dsn, connect_timeout=2) as connection:
+            row = connection.execute("SHOW server_version").fetchone()
+    except psycopg.Error:
+        return None
+    return str(row[0]) if row else None
+
+
+def machine_description() -> dict[str, object]:
+    """What the figures were measured on, written beside them."""
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "architecture": platform.machine(),
+        "system": platform.platform(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "sqlite": sqlite3.sqlite_version,
+        "postgresql": postgresql_version(),
+    }

@@ -1,0 +1,144 @@
+"""`ccbmdm bench`: the benchmark suite of a source checkout, as one table and as JSON.
+
+The suite lives in the repository's benchmarks/ folder, which the installed package does not
+carry: the command finds it in the working directory or a folder above it, else in the checkout
+the package is installed from (docs/benchmarks.md, "One command").
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from ccbmdm.cli.app import app, err, out
+from ccbmdm.cli.failures import fail
+
+SUITE = Path("benchmarks") / "suite.py"
+
+
+def _benchmarks() -> Path:
+    """The benchmarks/ folder of the checkout the command runs in or is installed from."""
+    here = Path.cwd().resolve()
+    package = Path(__file__).resolve().parents[2]
+    for folder in (here, *here.parents, package):
+        if (folder / SUITE).is_file():
+            return folder / SUITE.parent
+    fail(
+        f"ccbmdm bench runs from a source checkout: {SUITE} not found under {here} or a "
+        f"folder above it, nor in {package}; run it from the repository's folder (git clone, "
+        "then pip install -e '.[test]')"
+    )
+
+
+def _suite() -> ModuleType:
+    folder = str(_benchmarks())
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module("suite")
+
+
+def _chosen(suite: ModuleType, only: list[str] | None) -> list[Any]:
+    names = [n.strip() for given in only or () for n in given.split(",") if n.strip()]
+    unknown = [n for n in names if n not in suite.SCENARIOS]
+    if unknown:
+        fail(
+            f"no scenario named {', '.join(unknown)}; the scenarios are "
+            f"{', '.join(suite.SCENARIOS)}",
+            2,
+        )
+    return [suite.SCENARIOS[n] for n in names] if names else list(suite.SCENARIOS.values())
+
+
+def _figure(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    digits = 3 if unit == "s" else 1
+    return f"{value:,.{digits}f} {unit}"
+
+
+def _ratio(value: float | None, kind: str | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.2f}x faster" if kind == "speed-up" else f"{value:.2f}x the time"
+
+
+def _print_table(results: list[Any]) -> None:
+    from rich.table import Table
+
+    table = Table("scenario", "this project", "anchors (same run)", "ratio", "target", "")
+    for result in results:
+        anchors = "\n".join(
+            f"{escape(name)}: {_figure(value, result.unit)}"
+            for name, value in result.anchors.items()
+        )
+        verdict = {True: "[green]pass[/]", False: "[yellow]short[/]", None: ""}[result.passed]
+        table.add_row(
+            escape(f"{result.scenario}: {result.name}"),
+            _figure(result.figure, result.unit),
+            anchors or "—",
+            _ratio(result.ratio, result.ratio_kind),
+            result.target or "—",
+            verdict,
+        )
+    out.print(table)
+
+
+@app.command()
+def bench(
+    quick: Annotated[
+        bool,
+        typer.Option("--quick", help="Small sizes, to show every scenario works (about a minute)."),
+    ] = False,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only",
+            help="Run only this scenario (repeat the option, or separate names by commas).",
+            show_default=False,
+        ),
+    ] = None,
+    json_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--json",
+            help="Also write the machine's description and the results to this file, as JSON.",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Run the benchmark suite of a source checkout: each scenario's figure against anchors
+    measured in the same run, with its target; a target missed is "short", not a failure."""
+    suite = _suite()
+    scenarios = _chosen(suite, only)
+    machine = suite.machine_description()
+    err.print(
+        f"machine: {escape(machine['cpu'])}, {machine['cores']} cores, {machine['python']}, "
+        f"SQLite {machine['sqlite']}, PostgreSQL {machine['postgresql'] or 'not found'}"
+    )
+    started = datetime.now(UTC)
+    results: list[Any] = []
+    for scenario in scenarios:
+        with err.status(f"{scenario.name}: {escape(scenario.what)}…"):
+            try:
+                results += scenario.run(quick)
+            except Exception as exc:
+                fail(f"the {scenario.name} scenario did not run: {type(exc).__name__}: {exc}")
+    _print_table(results)
+    if json_file:
+        document = {
+            "machine": machine,
+            "date": started.isoformat(timespec="seconds"),
+            "quick": quick,
+            "results": [r.as_json() for r in results],
+        }
+        json_file.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        err.print(f"wrote {escape(str(json_file))}")
