@@ -95,7 +95,9 @@ def _print_table(results: list[Any]) -> None:
 def bench(
     quick: Annotated[
         bool,
-        typer.Option("--quick", help="Small sizes, to show every scenario works (about a minute)."),
+        typer.Option(
+            "--quick", help="Small sizes, to show that every scenario works (under a minute)."
+        ),
     ] = False,
     only: Annotated[
         list[str] | None,
