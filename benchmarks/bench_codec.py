@@ -37,7 +37,8 @@ def xsdata_baseline(
     contract_xsd: Path, root: str, workdir: Path
 ) -> tuple[type, XmlParser, XmlSerializer]:
     """Generate xsdata dataclasses for one contract and return its class, parser and serializer."""
-    package = "xsdata_baseline"
+    # a package per contract, so that one process can measure several
+    package = f"xsdata_baseline_{contract_xsd.parent.name}_{root}".lower()
     subprocess.run(
         [sys.executable, "-m", "xsdata", "generate", str(contract_xsd), "--package", package],
         cwd=workdir,

@@ -109,24 +109,35 @@ class Scenario:
             gc.unfreeze()
 
 
-CODEC_CONTRACT = "ccb/ServiceAgreementSyncRequest"
+# A typical message of five flows: a person, an SA with three SPs, bill determinants with their
+# interval data, high-low boundaries, a bill cycle.
+CODEC_CONTRACTS = (
+    "ccb/PersonSyncRequest",
+    "ccb/ServiceAgreementSyncRequest",
+    "ccb/BillDeterminantsResponse",
+    "ccb/MeterReadHighLowResponse",
+    "ccb/BillCycleSyncRequest",
+)
 
 
 def codec(quick: bool) -> list[Result]:
     import bench_codec
 
-    size, timed = bench_codec.measure(CODEC_CONTRACT, 1.5 if quick else 5.0)
-    return [
-        result(
-            "codec",
-            f"{CODEC_CONTRACT} ({size:,} bytes), bytes to bytes",
-            "µs",
-            timed.ours * 1e6,
-            {"lxml + xsdata": timed.theirs * 1e6},
-            (timed.ratio, "speed-up"),
-            Target(bench_codec.TARGET, at_least=True, on="ratio"),
+    results = []
+    for contract in CODEC_CONTRACTS:
+        size, timed = bench_codec.measure(contract, 0.5 if quick else 5.0)
+        results.append(
+            result(
+                "codec",
+                f"{contract} ({size:,} bytes)",
+                "µs",
+                timed.ours * 1e6,
+                {"lxml + xsdata": timed.theirs * 1e6},
+                (timed.ratio, "speed-up"),
+                Target(bench_codec.TARGET, at_least=True, on="ratio"),
+            )
         )
-    ]
+    return results
 
 
 def mapping(quick: bool) -> list[Result]:
