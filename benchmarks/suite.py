@@ -3,8 +3,8 @@ in the same run, and says whether the figure meets its target (docs/benchmarks.m
 command").
 
 A scenario reuses its script's measuring function (bench_codec.py, bench_mapping.py,
-bench_compile.py), at a quick size for `--quick` and a full size otherwise; the scripts print
-their own figures from the same functions.
+bench_compile.py, bench_startup.py), at a quick size for `--quick` and a full size otherwise;
+the scripts print their own figures from the same functions.
 """
 
 from __future__ import annotations
@@ -186,12 +186,25 @@ def compile_(quick: bool) -> list[Result]:
     ]
 
 
+def startup(quick: bool) -> list[Result]:
+    import bench_startup
+
+    medians = bench_startup.measure(3 if quick else 11)
+    floor = medians.pop(bench_startup.INTERPRETER)
+    target = Target(bench_startup.TARGET_S, at_least=False, on="figure", unit="s")
+    return [
+        result("startup", name, "s", seconds, {bench_startup.INTERPRETER: floor}, None, target)
+        for name, seconds in medians.items()
+    ]
+
+
 SCENARIOS = {
     s.name: s
     for s in (
         Scenario("codec", "the generated codec against lxml XMLSchema + xsdata", codec),
         Scenario("mapping", "the compiled mapping against hand-written Python and XSLT", mapping),
         Scenario("compile", "ccbmdm compile of the reference project, cold and warm", compile_),
+        Scenario("startup", "ccbmdm --help, validate and transform, each a new process", startup),
     )
 }
 
