@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from ccbmdm.runtime.lifecycles.lifecycle import Deadline, Lifecycle, State, Transition
+from ccbmdm.runtime.logs import emit
 from ccbmdm.runtime.store import Store, StoreUnavailable, Transaction
 from ccbmdm.runtime.store.base import Row
 
@@ -233,7 +234,7 @@ def moved(
         **{key: None if value is None else str(value) for key, value in fields.items()},
     }
     message = f"{lifecycle.name} {row_id}: {target.lower().replace('_', ' ')}"
-    tx.after_commit(functools.partial(log.log, level, message, extra=extra))
+    tx.after_commit(functools.partial(emit, log, level, message, extra))
 
 
 class Overtaken(Exception):

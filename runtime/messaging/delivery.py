@@ -22,6 +22,7 @@ from typing import Any, Literal, NamedTuple
 
 from ccbmdm.runtime.lifecycles.lifecycle import SYNC_REQUEST
 from ccbmdm.runtime.lifecycles.machine import moved
+from ccbmdm.runtime.logs import emit
 from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.store.base import Row, background
 
@@ -306,7 +307,7 @@ class Outbox:
                 continue
             if error is None:
                 to = "DELIVERED" if claim.reply_timeout_s is None else "AWAITING_REPLY"
-                log.info("delivered", extra=self._about(claim, "delivery.delivered", to))
+                emit(log, logging.INFO, "delivered", self._about(claim, "delivery.delivered", to))
                 continue
             row = failed[claim.id]
             fields = self._about(claim, "", str(row["state"])) | {
@@ -315,10 +316,10 @@ class Outbox:
             }
             if row["state"] == "ERROR":
                 fields["event"] = "delivery.failed"
-                log.error("not delivered: given up", extra=fields)
+                emit(log, logging.ERROR, "not delivered: given up", fields)
             else:
                 fields |= {"event": "delivery.retry", "next_due": self._instant(row["due_at"])}
-                log.warning("send failed; retrying", extra=fields)
+                emit(log, logging.WARNING, "send failed; retrying", fields)
 
     def _about(self, claim: Claim, event: str, to_state: str) -> dict[str, Any]:
         """The fields of a line about a claimed message leaving SENDING."""
@@ -436,9 +437,11 @@ class Outbox:
             fields = {"event": "delivery.partner_back", "node": self.node, "partner": partner}
             tx.after_commit(
                 functools.partial(
-                    log.info,
+                    emit,
+                    log,
+                    logging.INFO,
                     "the partner took a message: its waiting messages are due now",
-                    extra=fields | {"count": due},
+                    fields | {"count": due},
                 )
             )
 
@@ -504,10 +507,14 @@ class Outbox:
             **owned_by(row["owner_type"], row["owner_id"]),
         }
         if final:
-            tx.after_commit(functools.partial(log.error, "not delivered: given up", extra=fields))
+            tx.after_commit(
+                functools.partial(emit, log, logging.ERROR, "not delivered: given up", fields)
+            )
             return
         fields["next_due"] = self._instant(due)
-        tx.after_commit(functools.partial(log.warning, "deadline passed; retrying", extra=fields))
+        tx.after_commit(
+            functools.partial(emit, log, logging.WARNING, "deadline passed; retrying", fields)
+        )
 
     def reply_received(
         self, tx: Transaction, partner: str, correlation_id: str
@@ -532,15 +539,10 @@ class Outbox:
                 "to_state": "DELIVERED",
                 **owned_by(row["owner_type"], row["owner_id"]),
             }
-            tx.after_commit(functools.partial(log.info, "the reply came", extra=fields))
+            tx.after_commit(functools.partial(emit, log, logging.INFO, "the reply came", fields))
         if row is None or row["owner_type"] is None:
             return None
         return str(row["owner_type"]), int(row["owner_id"])
-
-
-def _each(level: int, message: str, lines: list[dict[str, Any]]) -> None:
-    for fields in lines:
-        log.log(level, message, extra=fields)
 
 
 def owned_by(owner_type: str | None, owner_id: int | None) -> dict[str, Any]:
@@ -639,12 +641,16 @@ class Inbox:
             ]
         if log.isEnabledFor(logging.INFO):
             for fresh, arrival in zip(new, arrivals, strict=True):
-                event = "message.received" if fresh else "message.repeat"
-                fields = self._about(arrival, partner, event)
                 if fresh:
-                    log.info("received", extra=fields | {"to_state": "RECEIVED"})
+                    fields = self._about(arrival, partner, "message.received")
+                    emit(log, logging.INFO, "received", fields | {"to_state": "RECEIVED"})
                 else:
-                    log.debug("received again; answered with its recorded outcome", extra=fields)
+                    emit(
+                        log,
+                        logging.DEBUG,
+                        "received again; answered with its recorded outcome",
+                        self._about(arrival, partner, "message.repeat"),
+                    )
         return stored
 
     def _about(self, message: Arrival | Received, partner: str, event: str) -> dict[str, Any]:
@@ -717,7 +723,7 @@ class Inbox:
                 }
                 for message, outcome in outcomes
             ]
-            tx.after_commit(functools.partial(_each, logging.INFO, "processed", lines))
+            tx.after_commit(functools.partial(emit, log, logging.INFO, "processed", *lines))
 
     def give_back(self, tx: Transaction, messages: Sequence[Received]) -> None:
         """Messages claimed in ``tx`` and left unprocessed (its write budget spent): received
@@ -775,9 +781,11 @@ class Inbox:
                     fields |= {"to_state": "RECEIVED", "reason": "processing lease passed"}
                     tx.after_commit(
                         functools.partial(
-                            log.warning,
+                            emit,
+                            log,
+                            logging.WARNING,
                             "processing lease passed; to be processed again",
-                            extra=fields,
+                            fields,
                         )
                     )
                     continue
@@ -796,7 +804,7 @@ class Inbox:
                     "reason": "attempts used up",
                 }
                 tx.after_commit(
-                    functools.partial(log.error, "not processed: given up", extra=fields)
+                    functools.partial(emit, log, logging.ERROR, "not processed: given up", fields)
                 )
         return rescued
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import logging
 
-from ccbmdm.runtime.logs import JsonFormatter, mask
+import pytest
+
+from ccbmdm.runtime import logs
+from ccbmdm.runtime.logs import JsonFormatter, emit, mask
 
 
 def test_the_fallback_masks_e_mail_addresses_and_no_ordinary_word() -> None:
@@ -43,3 +46,39 @@ def test_records_are_json_with_extras_and_masked() -> None:
         "5f0c6a3e-8f1d-4c2b-9a77-0e4d2b9c1a01",
         "bridge",
     )
+
+
+def test_a_line_emitted_reads_as_one_logged_with_extra(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``emit``, the runtime's cheap way to write its lines, writes what ``log`` with
+    ``extra=`` writes: the same fields in the same order, masked alike, and any other handler
+    (here pytest's) gets a record with them."""
+    log = logging.getLogger("ccbmdm.delivery")
+    fields = {
+        "to_state": "RETRY_WAIT",
+        "event": "delivery.retry",
+        "node": "ccb",
+        "reason": "503: write to ada@example.org",
+        "correlation_id": None,
+        "attempt": 2,
+    }
+    logs.configure("info", "json")
+    log.addHandler(caplog.handler)
+    try:
+        log.warning("send failed; retrying", extra=fields)
+        emit(log, logging.WARNING, "send failed; retrying", fields, fields)
+        emit(log, logging.DEBUG, "not wanted", fields)
+    finally:
+        log.removeHandler(caplog.handler)
+    logged, *emitted = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert len(emitted) == 2
+    for line in emitted:
+        assert list(line) == list(logged)
+        assert {k: v for k, v in line.items() if k != "time"} == {
+            k: v for k, v in logged.items() if k != "time"
+        }
+    assert logged["reason"] == "503: write to ***@***"
+    assert [
+        (r.levelname, r.getMessage(), vars(r)["event"], vars(r)["attempt"]) for r in caplog.records
+    ] == [("WARNING", "send failed; retrying", "delivery.retry", 2)] * 3
