@@ -13,6 +13,7 @@ def test_the_startup_benchmark_times_each_command_and_lists_imports() -> None:
     assert done.returncode == 0, done.stderr
     for command in ("--help", "validate", "transform"):
         assert f"ccbmdm {command}: median " in done.stdout, done.stdout
+    assert done.stdout.count("; processor: median ") == 3, done.stdout
     assert "target: each under 0.4 s" in done.stdout
     listed = done.stdout.split("imports of `ccbmdm transform`, by cumulative time:\n")[1]
     rows = listed.splitlines()
