@@ -13,8 +13,6 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from ccbmdm.codegen.diagnostics import RULES, Finding, Pos
-from ccbmdm.runtime.messages.codec import ContractViolation
-from ccbmdm.runtime.messages.xmlsafe import XmlRejected
 
 Format = Literal["text", "json", "sarif"]
 FORMATS: tuple[Format, ...] = ("text", "json", "sarif")
@@ -127,6 +125,10 @@ def _artifact(file: str) -> dict[str, str]:
 def message_findings(name: str, exc: Exception) -> list[Finding]:
     """Why `ccbmdm validate` rejects a message, as findings in the message file ``name``: each
     contract violation at its line, column and XPath."""
+    # imported here: the codecs pull in lxml and pydantic, which `--help` never needs
+    from ccbmdm.runtime.messages.codec import ContractViolation
+    from ccbmdm.runtime.messages.xmlsafe import XmlRejected
+
     if isinstance(exc, XmlRejected):
         where = Pos(name, exc.line or 1, exc.column or 1)
         return [Finding(where, "invalid-message", f"XML rejected: {exc.reason}")]

@@ -24,8 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ccbmdm.codegen.mapping.loader import Finding
-from ccbmdm.codegen.mapping.syntax import Pos
+from ccbmdm.codegen.diagnostics import Finding, Pos
 from ccbmdm.codegen.project import Project, display_path, function_files
 from ccbmdm.runtime.messages.functions import FUNCTIONS, Signature
 

@@ -10,6 +10,7 @@ fault the bridge sends back.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -164,9 +165,20 @@ class TableFileError(Exception):
     """A code-table file is malformed (the compiler reports these with line and column)."""
 
 
+def _parsed(text: str) -> Any:
+    """A YAML document, read by libyaml when it is installed (a command reads every table as it
+    starts); a document libyaml refuses is read again by the Python parser, whose error quotes
+    the line."""
+    fast = getattr(yaml, "CSafeLoader", None)
+    if fast is not None:
+        with contextlib.suppress(yaml.YAMLError):
+            return yaml.load(text, Loader=fast)
+    return yaml.safe_load(text)
+
+
 def read_table(path: Path) -> CodeTable:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = _parsed(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise TableFileError(f"{path}: {exc}") from None
     if not isinstance(data, dict) or not {"table", "keys", "values", "rows"} <= data.keys():

@@ -17,8 +17,10 @@ class ContractModel(BaseModel):
     model_config = ConfigDict(
         frozen=True,
         extra="forbid",
-        use_attribute_docstrings=True,
         validate_default=False,
+        # The codecs build models without pydantic's validator; a model builds its validator
+        # when code first constructs or validates one, rather than every model at import.
+        defer_build=True,
         hide_input_in_errors=True,  # an error's text never carries what was refused
     )
     # The fields whose values are personal data, as the contracts mark them (everything inside
