@@ -104,7 +104,7 @@ class Node:
                 leased_at = time.monotonic()
                 for claim in group:
                     if claim.id not in held:
-                        self._lease_lost(claim, "sending")
+                        self._lease_lost(claim, "it passed before the message was sent; not sent")
                 group = [claim for claim in group if claim.id in held]
             postings = [
                 Posting(self._kebab[claim.flow], claim.part, claim.payload) for claim in group
@@ -114,16 +114,16 @@ class Node:
                 _outcome(claim, answer) for claim, answer in zip(group, answers, strict=True)
             ]
         for claim in self.outbox.record(outcomes):
-            self._lease_lost(claim, "sent")
+            self._lease_lost(claim, "the message was sent after it had passed")
         instruments().sent(self.name, len(claims), time.monotonic() - claimed_at)
         return len(claims)
 
-    def _lease_lost(self, claim: Claim, doing: str) -> None:
+    def _lease_lost(self, claim: Claim, what: str) -> None:
         """The claim's lease passed (the worker was held up) and the row was rescued: what
         this worker did with it no longer counts; the rescue decides."""
         instruments().lease_lost(self.name)
         log.warning(
-            f"lease lost: the message was {doing} after its lease had passed",
+            f"lease lost: {what}",
             extra={
                 "event": "lease.lost",
                 "node": self.name,
