@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ccbmdm.runtime import observe
 from ccbmdm.runtime.lifecycles.lifecycle import (
     MDM_INBOUND_SYNC,
     SYNC_REQUEST,
@@ -22,8 +23,6 @@ from ccbmdm.runtime.lifecycles.lifecycle import (
 from ccbmdm.runtime.lifecycles.sync import CCB_SYNC_FLOWS
 from ccbmdm.runtime.lifecycles.usage import USAGE_FLOWS
 from ccbmdm.runtime.observe import InError
-from ccbmdm.runtime.observe import Overview as Counts
-from ccbmdm.runtime.observe import overview as counted
 from ccbmdm.runtime.store import Store
 from ccbmdm.runtime.store.base import Row
 
@@ -97,12 +96,6 @@ _NODE_MACHINES = {
 }
 
 
-def counts(store: Store) -> Counts:
-    """The counts per lifecycle and state, the oldest waiting rows and the first rows in Error,
-    as ``ccbmdm status`` and /metrics read them: kept as rows move, never a scan of a table."""
-    return counted(store)
-
-
 @dataclass(frozen=True)
 class NodeOverview:
     node: str
@@ -125,7 +118,7 @@ def overview(
 ) -> Overview:
     """Each node's rows per lifecycle and state, its Errors, its oldest Pending and the messages
     it received in each of the last minutes; and the first Errors, each with its reason."""
-    current = counts(store)
+    current = observe.overview(store)  # what `ccbmdm status` and /metrics read
     now = now or datetime.now(UTC)
     per_state = current.rows()
     oldest_pending = next(
