@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -79,46 +79,35 @@ def _serve_simulator(
     out.print("stopped")
 
 
-@ccb_app.callback(invoke_without_command=True)
-def sim_ccb(
-    context: typer.Context,
-    port: PortOption = 8401,
-    store: SimStore = None,
-    bridge: BridgeOption = "http://127.0.0.1:8400",
-    token_env: TokenOption = "CCBMDM_SIM_TOKEN",
-    viewer: ViewerOption = "operator",
-    viewer_password_env: ViewerPasswordOption = "CCBMDM_SIM_VIEWER_PASSWORD",
-    delivery: DeliveryOption = None,
-    log_level: LogLevelOption = "info",
-    log_format: LogFormatOption = "auto",
-    project_dir: ProjectDir = None,
-) -> None:
-    """Serve the reference CCB over HTTP, with its monitors, until stopped."""
-    if context.invoked_subcommand is None:
-        logs.configure(log_level, log_format)
-        viewing = (viewer, viewer_password_env)
-        _serve_simulator("ccb", port, store, bridge, token_env, viewing, delivery, project_dir)
+def _service(name: Literal["ccb", "mdm"], default_port: int) -> Callable[..., None]:
+    """The command that serves one simulator: the same options for both, but for the port."""
+
+    def serve(
+        context: typer.Context,
+        port: PortOption = default_port,
+        store: SimStore = None,
+        bridge: BridgeOption = "http://127.0.0.1:8400",
+        token_env: TokenOption = "CCBMDM_SIM_TOKEN",
+        viewer: ViewerOption = "operator",
+        viewer_password_env: ViewerPasswordOption = "CCBMDM_SIM_VIEWER_PASSWORD",
+        delivery: DeliveryOption = None,
+        log_level: LogLevelOption = "info",
+        log_format: LogFormatOption = "auto",
+        project_dir: ProjectDir = None,
+    ) -> None:
+        if context.invoked_subcommand is None:
+            logs.configure(log_level, log_format)
+            viewing = (viewer, viewer_password_env)
+            _serve_simulator(name, port, store, bridge, token_env, viewing, delivery, project_dir)
+
+    serve.__doc__ = (
+        f"Serve the reference {name.upper()} over HTTP, with its monitors, until stopped."
+    )
+    return serve
 
 
-@mdm_app.callback(invoke_without_command=True)
-def sim_mdm(
-    context: typer.Context,
-    port: PortOption = 8402,
-    store: SimStore = None,
-    bridge: BridgeOption = "http://127.0.0.1:8400",
-    token_env: TokenOption = "CCBMDM_SIM_TOKEN",
-    viewer: ViewerOption = "operator",
-    viewer_password_env: ViewerPasswordOption = "CCBMDM_SIM_VIEWER_PASSWORD",
-    delivery: DeliveryOption = None,
-    log_level: LogLevelOption = "info",
-    log_format: LogFormatOption = "auto",
-    project_dir: ProjectDir = None,
-) -> None:
-    """Serve the reference MDM over HTTP, with its monitors, until stopped."""
-    if context.invoked_subcommand is None:
-        logs.configure(log_level, log_format)
-        viewing = (viewer, viewer_password_env)
-        _serve_simulator("mdm", port, store, bridge, token_env, viewing, delivery, project_dir)
+ccb_app.callback(invoke_without_command=True)(_service("ccb", 8401))
+mdm_app.callback(invoke_without_command=True)(_service("mdm", 8402))
 
 
 @ccb_app.command("initial-load")
