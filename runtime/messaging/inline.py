@@ -87,7 +87,7 @@ class InlineBridge:
         try:
             mapped = outbound.function(request, self.context)
         except TransformError as exc:
-            self._mapping_failed(flow, "request", request_id, exc)
+            mapping_failed(log, self.node.name, flow.code, "request", request_id, exc)
             return fault(request_id, flow.code, exc.code, exc.reason, 400, exc.parameters)
         payload = self.node.contracts[outbound.target].encode(mapped)
         partner = other_side(sender)
@@ -122,20 +122,24 @@ class InlineBridge:
         try:
             result = inbound.function(reply, self.context)
         except TransformError as exc:
-            self._mapping_failed(flow, "response", request_id, exc)
+            mapping_failed(log, self.node.name, flow.code, "response", request_id, exc)
             return fault(request_id, flow.code, exc.code, exc.reason, 502, exc.parameters)
         return Response(200, self.node.contracts[inbound.target].encode(result))
 
-    def _mapping_failed(self, flow: Flow, part: str, request_id: str, exc: Exception) -> None:
-        log.warning(
-            "mapping failed: %s",
-            exc,
-            extra={
-                "event": "mapping.failed",
-                "node": self.node.name,
-                "flow": flow.code,
-                "part": part,
-                "message_id": request_id,
-                "reason": str(exc),
-            },
-        )
+
+def mapping_failed(
+    logger: logging.Logger,
+    node: str,
+    flow: str,
+    part: str,
+    message_id: str,
+    exc: TransformError,
+    partner: str | None = None,
+) -> None:
+    """The line of a message its mapping refused, on the bridge's asynchronous path and inline:
+    the reason says which rule and value (personal values already ``***``)."""
+    fields = {"event": "mapping.failed", "node": node, "flow": flow, "part": part}
+    fields |= {"message_id": message_id, "reason": str(exc)}
+    if partner is not None:  # the bridge knows who sent it; inline, the answerer's caller
+        fields["partner"] = partner
+    logger.warning("mapping failed: %s", exc, extra=fields)

@@ -26,7 +26,7 @@ from ccbmdm.runtime.messaging.delivery import (
     Received,
     owned_by,
 )
-from ccbmdm.runtime.messaging.inline import NOT_DELIVERED, other_side
+from ccbmdm.runtime.messaging.inline import NOT_DELIVERED, mapping_failed, other_side
 from ccbmdm.runtime.messaging.receiver import NOT_PROCESSED, Receiver
 from ccbmdm.runtime.messaging.transport import (
     Answer,
@@ -258,18 +258,14 @@ class Bridge:
         try:
             target = transformer.function(source, self.context)
         except TransformError as exc:
-            log.warning(
-                "mapping failed: %s",
+            mapping_failed(
+                log,
+                self.node.name,
+                flow.code,
+                part.name,
+                received.message_id,
                 exc,
-                extra={
-                    "event": "mapping.failed",
-                    "node": self.node.name,
-                    "partner": received.partner,
-                    "flow": flow.code,
-                    "part": part.name,
-                    "message_id": received.message_id,
-                    "reason": str(exc),
-                },
+                received.partner,
             )
             originator = (received.partner, flow.code, received.message_id)
             return self._fault(tx, originator, exc.code, exc.reason, exc.parameters)
