@@ -159,6 +159,9 @@ class RequestLife:
     related: tuple[Message, ...]
     related_requests: tuple[RelatedRequest, ...]
     actions: tuple[Action, ...]
+    # why the message was not built, with its personal values: only on an operator's terminal
+    # (``ccbmdm show --unmask``), re-derived from the final snapshot kept with the request
+    unmasked_reason: str | None = None
 
     @property
     def ref(self) -> str:

@@ -37,6 +37,8 @@ def describe(life: RequestLife, store: str) -> Iterator[RenderableType]:
     yield Text.from_markup(f"state: [bold]{state}[/]" + (" (final)" if life.final else ""))
     if life.reason:
         yield Text(f"reason: {life.reason}")
+    if life.unmasked_reason:
+        yield Text(f"unmasked: {life.unmasked_reason}")
     if life.due_at is not None and any(action.name == "wait" for action in life.actions):
         yield Text(f"due: {_when(life.due_at)}")
     states = Table("state", "since", "reason", title="states", title_justify="left")

@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
     from ccbmdm.runtime.store import Store
 
 
+UNMASKED = "--unmask: personal data is shown below; keep it off logs and tickets"
+
+
 @app.command()
 def status(
     unmask: UnmaskOption = False,
@@ -55,7 +59,10 @@ def status(
         if output == "json":
             sys.stdout.write(json.dumps(current.as_json(), indent=2) + "\n")
             return
-        unmasked = _unmasker(opened, project_dir) if unmask and current.errors else None
+        unmasked = None
+        if unmask and current.errors:
+            err.print(UNMASKED)
+            unmasked = _unmasker(opened, project_dir)
         _print_overview(current, unmasked)
 
 
@@ -101,7 +108,6 @@ def _unmasker(store: Store, project_dir: Path | None) -> Callable[[int], str | N
     senders = {
         flow.code: part.sender for flow in flows for part in flow.parts if part.name == "request"
     }
-    err.print("--unmask: personal data is shown below; keep it off logs and tickets")
     return lambda request_id: unmasked_reasons(store, contracts, senders, request_id)
 
 
@@ -129,8 +135,10 @@ def show(
     with requires.store(config, store, project_dir) as opened:
         contracts = _contracts_for_bodies(project_dir)
         if unmask:
-            err.print("--unmask: personal data is shown below; keep it off logs and tickets")
+            err.print(UNMASKED)
         found = life(opened, request, contracts, unmask=unmask)
+        if unmask and found.kind == "sync_request" and found.state == "ERROR":
+            found = replace(found, unmasked_reason=_unmasker(opened, project_dir)(found.id))
         if output == "json":
             sys.stdout.write(json.dumps(found.as_json(), indent=2) + "\n")
             return

@@ -9,6 +9,7 @@ messages the same server receives.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from functools import partial
@@ -26,6 +27,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from ccbmdm.runtime import audit, history, operations
+from ccbmdm.runtime.console.attempts import Attempts
 from ccbmdm.runtime.console.reading import (
     CHART_MINUTES,
     KINDS,
@@ -83,6 +85,7 @@ class Console:
         # unmasked here: that is for an operator's terminal, ``ccbmdm show --unmask``)
         self.contracts = contracts
         self.sessions = Sessions(node, credentials, key)
+        self.attempts = Attempts()
         environment = jinja2.Environment(
             loader=jinja2.PackageLoader("ccbmdm.runtime.console", "templates"),
             autoescape=True,
@@ -213,11 +216,26 @@ class Console:
     async def login(self, request: Request) -> Response:
         form = await request.form()
         user, password, after = (str(form.get(k) or "") for k in ("user", "password", "next"))
+        address = request.client.host if request.client else "unknown"
+        wait_s = self.attempts.wait_s(user, address)
+        if wait_s > 0:
+            minutes = math.ceil(wait_s / 60)
+            response = self.login_form(
+                request,
+                429,
+                after,
+                f"too many failed sign-ins for this user or from this address; "
+                f"try again in {minutes} minute{'s' if minutes > 1 else ''}",
+            )
+            response.headers["retry-after"] = str(math.ceil(wait_s))
+            return response
         cookie = self.sessions.sign_in(user, password)
         if cookie is None:
+            self.attempts.failed(user, address)
             return self.login_form(
                 request, 401, after, "that user and password do not sign in to this node"
             )
+        self.attempts.succeeded(user, address)
         response = RedirectResponse(after if after.startswith(PREFIX) else f"{PREFIX}/", 303)
         response.set_cookie(
             self.sessions.cookie,

@@ -137,6 +137,29 @@ def test_an_operator_signs_in_with_a_user_and_password_of_the_node(client: TestC
     assert '<span class="operator">ccb</span>' in client.get("/console/").text
 
 
+def test_repeated_failed_sign_ins_are_refused_before_the_password_is_checked(
+    console: Console,
+) -> None:
+    with TestClient(console, follow_redirects=False, client=("10.0.0.7", 5000)) as guesser:
+        for n in range(5):
+            wrong = {"user": "night-shift", "password": f"guess-{n}"}
+            assert guesser.post("/console/login", data=wrong).status_code == 401
+        right = {"user": "night-shift", "password": "ops-secret"}
+        answer = guesser.post("/console/login", data=right)
+        assert answer.status_code == 429
+        assert (
+            "too many failed sign-ins" in answer.text and "try again in 15 minutes" in answer.text
+        )
+        assert 0 < int(answer.headers["retry-after"]) <= 900
+        assert console.sessions.cookie not in answer.headers.get("set-cookie", "")
+    # the operator is held wherever they come from; another user from elsewhere is not
+    with TestClient(console, follow_redirects=False, client=("10.0.0.8", 5000)) as other:
+        right = {"user": "night-shift", "password": "ops-secret"}
+        assert other.post("/console/login", data=right).status_code == 429
+        partner = {"user": "ccb", "password": "ccb-secret"}
+        assert other.post("/console/login", data=partner).status_code == 303
+
+
 def test_a_session_is_good_on_its_own_node_until_it_expires() -> None:
     key = b"k" * 32
     bridge = Sessions("bridge", [OPERATOR], key)

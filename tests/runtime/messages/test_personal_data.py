@@ -5,6 +5,7 @@ sent back is searched for its values."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from types import ModuleType
@@ -216,3 +217,15 @@ def test_status_withholds_the_value_and_unmask_shows_it_on_the_terminal(
     out, err = capsys.readouterr()
     assert f"unmasked: person.entity_name = '{NAME}" in " ".join(out.split())
     assert "personal data is shown" in err
+    # the request's own page: withheld, unless unmasked
+    show = ("show", "sync_request:1", "--store", str(path), "--project-dir", str(REPO))
+    assert run(lambda: app(list(show))) == 0
+    out, err = capsys.readouterr()
+    assert "reason: message not built: person.entity_name: Value error, *** has 300" in " ".join(
+        out.split()
+    )
+    assert NAME not in out + err and "unmasked:" not in out
+    assert run(lambda: app([*show, "--unmask", "--format", "json"])) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["unmasked_reason"].startswith(f"person.entity_name = '{NAME}")
+    assert err.count("personal data is shown") == 1
