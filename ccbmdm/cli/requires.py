@@ -50,6 +50,7 @@ class Located:
     dsn: str
     config: RuntimeConfig | None
     source: str
+    default: bool = False  # the project's own store, whose folder a command may make
 
     def runtime_config(self) -> RuntimeConfig:
         from ccbmdm.runtime.config import reference_config
@@ -79,7 +80,7 @@ def located(config: Path | None, store: str | None, project_dir: Path | None) ->
         if upward is not None:
             return _configured(found, upward, str(upward))
         default = found.target / "runtime.db"
-        return Located(found, str(default), None, "the project's default store")
+        return Located(found, str(default), None, "the project's default store", default=True)
     if store is not None:
         return Located(found, store, None, "--store")
     assert config is not None
@@ -118,7 +119,7 @@ def _check_sqlite_folder(where: Located) -> None:
     if is_postgres(where.dsn):
         return
     folder = Path(where.dsn.removeprefix("sqlite:///")).parent
-    if where.source == "the project's default store":
+    if where.default:
         folder.mkdir(parents=True, exist_ok=True)
     elif not folder.is_dir():
         raise StoreError(
