@@ -21,12 +21,13 @@ import yaml
 
 from ccbmdm.codegen import compiler
 from ccbmdm.codegen.catalogue import Flow, load_catalogue
-from ccbmdm.codegen.project import Project
+from ccbmdm.codegen.project import Project, display_path
 from ccbmdm.codegen.xsd_reader import read_contracts
 from ccbmdm.errors import CcbmdmError
 from ccbmdm.runtime.messages.mapping import CodeTable, CodeTables
 
 from . import (
+    benchmarks,
     cli_reference,
     code_tables,
     diagrams,
@@ -40,6 +41,7 @@ from . import (
 from .flows import CaseSummary
 
 GUIDES = "guides"
+BENCHMARKS_GUIDE = "benchmarks.md"  # how the suite runs; the results page follows it
 NAV_FILE = "nav.yaml"  # in the guides' folder: section title -> its pages, in order
 MERMAID = "assets/javascripts/mermaid.min.js"
 STYLE = "assets/stylesheets/ccbmdm.css"
@@ -134,7 +136,8 @@ def write_pages(
     assets = resources.files(__package__).joinpath("assets")
     for path, asset in ASSETS.items():
         _write_bytes(docs / path, assets.joinpath(asset).read_bytes())
-    guides = _copy_guides(project.root / "docs", docs / GUIDES)
+    results = benchmarks.load(project.root)
+    guides = _copy_guides(project.root, docs / GUIDES, results)
 
     gaps: list[str] = []
     message_nav: list[Any] = ["messages/index.md"]
@@ -182,6 +185,9 @@ def write_pages(
     flow_nav = _flow_pages(catalogue, lineage, message_pages, cases, docs)
     gaps += findings.place(project, docs, build.findings, lineage, tables)
 
+    if results is not None:
+        _write(docs / benchmarks.PAGE, benchmarks.page(results, _benchmarks_guide(guides)))
+        _place_after(guides, _benchmarks_guide(guides), {benchmarks.TITLE: benchmarks.PAGE})
     nav: list[Any] = [{"Home": "index.md"}, *guides]
     nav += [
         {"Flows": flow_nav},
@@ -254,13 +260,18 @@ def _code_table_pages(
     return nav
 
 
-def _copy_guides(folder: Path, into: Path) -> list[dict[str, list[str]]]:
-    """The hand-written pages (docs/*.md), kept together so their links between them hold;
-    their navigation sections, in the order ``docs/nav.yaml`` gives (a page it does not list
-    goes last under Guides)."""
+def _copy_guides(
+    root: Path, into: Path, results: benchmarks.Published | None
+) -> list[dict[str, list[Any]]]:
+    """The hand-written pages (docs/*.md), kept together so their links between them hold,
+    with their benchmark figures filled in from ``results``; their navigation sections, in
+    the order ``docs/nav.yaml`` gives (a page it does not list goes last under Guides)."""
+    folder = root / "docs"
     pages = sorted(path.name for path in folder.glob("*.md"))
     for name in pages:
-        _write(into / name, (folder / name).read_text(encoding="utf-8"))
+        text = (folder / name).read_text(encoding="utf-8")
+        source = display_path(folder / name, root)
+        _write(into / name, benchmarks.fill(text, source, results))
     order = folder / NAV_FILE
     sections: dict[str, list[str]] = {}
     if order.is_file():
@@ -271,6 +282,24 @@ def _copy_guides(folder: Path, into: Path) -> list[dict[str, list[str]]]:
     if rest:
         sections.setdefault("Guides", []).extend(rest)
     return [{title: section} for title, section in sections.items() if section]
+
+
+def _benchmarks_guide(guides: list[dict[str, list[Any]]]) -> str | None:
+    """The guide that says how the benchmarks run, if the project has it."""
+    page = f"{GUIDES}/{BENCHMARKS_GUIDE}"
+    return page if any(page in section for s in guides for section in s.values()) else None
+
+
+def _place_after(sections: list[dict[str, list[Any]]], page: str | None, entry: Any) -> None:
+    """Put ``entry`` in the navigation right after ``page``, else last of the first section."""
+    for section in (listed for s in sections for listed in s.values()):
+        if page in section:
+            section.insert(section.index(page) + 1, entry)
+            return
+    if sections:
+        next(iter(sections[0].values())).append(entry)
+    else:
+        sections.append({"Guides": [entry]})
 
 
 def _home(

@@ -57,34 +57,23 @@ def _chosen(suite: ModuleType, only: list[str] | None) -> list[Any]:
     return [suite.SCENARIOS[n] for n in names] if names else list(suite.SCENARIOS.values())
 
 
-def _figure(value: float | None, unit: str) -> str:
-    if value is None:
-        return "—"
-    digits = 3 if unit == "s" else 1
-    return f"{value:,.{digits}f} {unit}"
-
-
-def _ratio(value: float | None, kind: str | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.2f}x faster" if kind == "speed-up" else f"{value:.2f}x the time"
-
-
 def _print_table(results: list[Any]) -> None:
     from rich.table import Table
+
+    from ccbmdm.docsite.benchmarks import figure, ratio
 
     table = Table("scenario", "this project", "anchors (same run)", "ratio", "target", "")
     for result in results:
         anchors = "\n".join(
-            f"{escape(name)}: {_figure(value, result.unit)}"
+            f"{escape(name)}: {figure(value, result.unit)}"
             for name, value in result.anchors.items()
         )
         verdict = {True: "[green]pass[/]", False: "[yellow]short[/]", None: ""}[result.passed]
         table.add_row(
             escape(f"{result.scenario}: {result.name}"),
-            _figure(result.figure, result.unit),
+            figure(result.figure, result.unit),
             anchors or "—",
-            _ratio(result.ratio, result.ratio_kind),
+            ratio(result.ratio, result.ratio_kind),
             result.target or "—",
             verdict,
         )
@@ -140,6 +129,7 @@ def bench(
             "machine": machine,
             "date": started.isoformat(timespec="seconds"),
             "quick": quick,
+            "scenarios": {s.name: s.what for s in scenarios},
             "results": [r.as_json() for r in results],
         }
         json_file.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
