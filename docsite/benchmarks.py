@@ -25,7 +25,6 @@ RESULTS = Path("benchmarks") / "results.json"  # in the project's folder
 PAGE = "benchmark-results.md"
 TITLE = "Benchmark results"
 RESULTS_TABLE = "benchmark-results"
-MACHINE_TABLE = "benchmark-machine"
 WRITE = f"ccbmdm bench --json {RESULTS.as_posix()}"
 # {{bench: …}} in a guide; a backslash before it keeps it as written (to show the syntax).
 REFERENCE = re.compile(r"(\\?)\{\{bench:(.*?)\}\}")
@@ -147,13 +146,9 @@ def page(published: Published, guide: str | None) -> str:
         "",
         "## Machine",
         "",
-        table(
-            ["", ""],
-            [
-                [label, _text(published.document["machine"].get(key))]
-                for key, label in MACHINE_FIELDS.items()
-            ],
-            MACHINE_TABLE,
+        *(
+            f"- **{label}**: {inline(_text(published.document['machine'].get(key)))}"
+            for key, label in MACHINE_FIELDS.items()
         ),
     ]
     described: dict[str, str] = published.document.get("scenarios", {})

@@ -168,8 +168,8 @@ def test_the_page_has_the_machine_the_date_and_a_table_per_scenario(run: Publish
     text = page(run, "guides/benchmarks.md")
     assert "on 2026-12-07 00:10 UTC, a full run, on the machine below" in text
     assert "[Benchmarks](guides/benchmarks.md)" in text
-    assert "<td>processor</td> <td>Test CPU @ 1.00GHz</td>" in text
-    assert "<td>PostgreSQL</td> <td>not found</td>" in text
+    assert "- **processor**: Test CPU @ 1.00GHz\n- **cores**: 2\n" in text
+    assert "- **PostgreSQL**: not found" in text
     assert re.findall(r"^## (.*)$", text, re.MULTILINE) == ["Machine", "codec", "compile"]
     assert "The generated codec against lxml XMLSchema + xsdata." in text
     assert text.count(f'<table data-table="{RESULTS_TABLE}">') == 2
