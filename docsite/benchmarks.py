@@ -150,6 +150,7 @@ def page(published: Published, guide: str | None) -> str:
             f"- **{label}**: {inline(_text(published.document['machine'].get(key)))}"
             for key, label in MACHINE_FIELDS.items()
         ),
+        *_load(published),
     ]
     described: dict[str, str] = published.document.get("scenarios", {})
     for scenario in published.scenarios():
@@ -176,6 +177,18 @@ def page(published: Published, guide: str | None) -> str:
             )
         )
     return "\n".join(lines)
+
+
+def _load(published: Published) -> list[str]:
+    """The machine's load during the run, where the file has it (a line of the machine's list)."""
+    load = published.document.get("load") or {}
+    if load.get("start") is None or load.get("end") is None:
+        return []
+    cores = published.document["machine"].get("cores")
+    return [
+        f"- **load average** (one minute): {load['start']:g} at the start, {load['end']:g} at "
+        f"the end, on {cores} cores: beyond the cores, a figure includes waiting for one"
+    ]
 
 
 def _text(value: object) -> str:

@@ -47,6 +47,7 @@ def test_quick_runs_every_scenario_and_writes_the_machine(
     assert {"machine", "date", "quick", "results"} <= set(document)
     assert document["quick"] is True
     assert datetime.fromisoformat(document["date"]).tzinfo is not None
+    assert set(document["load"]) == {"start", "end"}
     machine = document["machine"]
     assert set(machine) >= {"cpu", "cores", "architecture", "system", "python", "sqlite"}
     assert "postgresql" in machine

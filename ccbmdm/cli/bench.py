@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +56,15 @@ def _chosen(suite: ModuleType, only: list[str] | None) -> list[Any]:
             2,
         )
     return [suite.SCENARIOS[n] for n in names] if names else list(suite.SCENARIOS.values())
+
+
+def _load_average() -> float | None:
+    """The machine's load over the last minute: how much other work the figures shared it with
+    (None where the system does not say)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def _print_table(results: list[Any]) -> None:
@@ -116,6 +126,7 @@ def bench(
         f"SQLite {machine['sqlite']}, PostgreSQL {machine['postgresql'] or 'not found'}"
     )
     started = datetime.now(UTC)
+    load = {"start": _load_average()}
     results: list[Any] = []
     for scenario in scenarios:
         with err.status(f"{scenario.name}: {escape(scenario.what)}…"):
@@ -124,11 +135,13 @@ def bench(
             except Exception as exc:
                 fail(f"the {scenario.name} scenario did not run: {type(exc).__name__}: {exc}")
     _print_table(results)
+    load["end"] = _load_average()
     if json_file:
         document = {
             "machine": machine,
             "date": started.isoformat(timespec="seconds"),
             "quick": quick,
+            "load": load,
             "scenarios": {s.name: s.what for s in scenarios},
             "results": [r.as_json() for r in results],
         }

@@ -33,6 +33,7 @@ RUN: dict[str, Any] = {
     },
     "date": "2026-12-07T00:10:05+00:00",
     "quick": False,
+    "load": {"start": 3.5, "end": 4.25},
     "scenarios": {"codec": "the generated codec against lxml XMLSchema + xsdata"},
     "results": [
         {
@@ -91,7 +92,7 @@ def test_references_are_filled_from_the_run(run: Published) -> None:
 def test_an_example_is_the_file_with_one_row(run: Published) -> None:
     filled = fill('{{bench: codec "ccb/PersonSyncRequest" example}}', "docs/x.md", run)
     shown = json.loads(filled)
-    assert set(shown) == {"machine", "date", "quick", "results"}
+    assert set(shown) == {"machine", "date", "quick", "load", "results"}
     assert shown["results"] == [RUN["results"][0]]
     assert shown["machine"] == RUN["machine"]
 
@@ -170,6 +171,7 @@ def test_the_page_has_the_machine_the_date_and_a_table_per_scenario(run: Publish
     assert "[Benchmarks](guides/benchmarks.md)" in text
     assert "- **processor**: Test CPU @ 1.00GHz\n- **cores**: 2\n" in text
     assert "- **PostgreSQL**: not found" in text
+    assert "- **load average** (one minute): 3.5 at the start, 4.25 at the end, on 2 cores" in text
     assert re.findall(r"^## (.*)$", text, re.MULTILINE) == ["Machine", "codec", "compile"]
     assert "The generated codec against lxml XMLSchema + xsdata." in text
     assert text.count(f'<table data-table="{RESULTS_TABLE}">') == 2
@@ -179,6 +181,11 @@ def test_the_page_has_the_machine_the_date_and_a_table_per_scenario(run: Publish
         "<td>short</td></tr>"
     ) in text
     assert "<td>cold: 3.340 s; other: 1.000 s</td>" in text and "<td>pass</td>" in text
+
+
+def test_a_run_without_its_load_shows_none(run: Published) -> None:
+    del run.document["load"]
+    assert "load average" not in page(run, None)
 
 
 def test_a_quick_run_says_so(run: Published) -> None:
