@@ -203,7 +203,14 @@ def write_pages(
     mapping_schema = schemas.mapping_schema(project)
     schemas.write(docs, [*([mapping_schema] if mapping_schema else []), *published])
     nav.append({"Schemas": schemas.PAGE})
-    home = _home(project, len(contracts.contracts), len(lineage), len(catalogue), cli is not None)
+    home = _home(
+        project,
+        len(contracts.contracts),
+        len(lineage),
+        len(catalogue),
+        cli is not None,
+        results is not None,
+    )
     _write(docs / "index.md", home)
     return nav, gaps
 
@@ -303,11 +310,22 @@ def _place_after(sections: list[dict[str, list[Any]]], page: str | None, entry: 
 
 
 def _home(
-    project: Project, contracts: int, mapping_parts: int, flow_count: int, with_cli: bool
+    project: Project,
+    contracts: int,
+    mapping_parts: int,
+    flow_count: int,
+    with_cli: bool,
+    with_benchmarks: bool,
 ) -> str:
-    command_line = (
+    optional = (
         "- [Command line](cli.md): every command and option of `ccbmdm`.\n" if with_cli else ""
     )
+    if with_benchmarks:
+        optional += (
+            f"- [{benchmarks.TITLE}]({benchmarks.PAGE}): the published run of `ccbmdm bench`, "
+            "each figure beside its anchors measured in the same run, with the machine and "
+            "date.\n"
+        )
     return f"""# {project.name}
 
 The reference of the integration between CCB and MDM: every flow, every message contract, every
@@ -322,7 +340,7 @@ mapping with the lineage of its fields, every code table, and the guides.
   paths it reads, its rule and where that rule is written.
 - [Code tables](code-tables/index.md): every code table, its rows, what a value with no row
   does, and the mappings that read it.
-{command_line}- [Schemas](schemas.md): the JSON Schemas of mappings, cases and the runtime
+{optional}- [Schemas](schemas.md): the JSON Schemas of mappings, cases and the runtime
   configuration, for download and for an editor.
 """
 

@@ -116,6 +116,8 @@ def test_the_home_page_links_the_sections(
     ]
     assert browser.find_element(By.CSS_SELECTOR, "article h1").text
     assert diagrams(browser) == ["flowchart-v2"]  # the pipeline
+    results = benchmarks.PAGE.replace(".md", ".html")
+    assert browser.find_elements(By.CSS_SELECTOR, f'article a[href="{results}"]')
     assert console_errors(browser) == []
 
 
