@@ -81,7 +81,7 @@ def test_references_are_filled_from_the_run(run: Published) -> None:
         '({{bench: compile "warm, nothing changed" verdict}}); '
         '{{bench: codec "ccb/PersonSyncRequest (1,020 bytes)" name}}.'
     )
-    assert fill(text, "docs/x.md", run) == (
+    assert fill(text, "guides/x.md", run) == (
         "On 2026-12-07 00:10 UTC (a full run, Test CPU @ 1.00GHz, 2 cores, CPython 3.11.7):\n"
         "the person took 145.0 µs against 1,280.4 µs, 8.83x faster (short, target ≥ 12x); "
         "0.279 s warm, 3.340 s cold, 0.08x the time (pass); "
@@ -90,7 +90,7 @@ def test_references_are_filled_from_the_run(run: Published) -> None:
 
 
 def test_an_example_is_the_file_with_one_row(run: Published) -> None:
-    filled = fill('{{bench: codec "ccb/PersonSyncRequest" example}}', "docs/x.md", run)
+    filled = fill('{{bench: codec "ccb/PersonSyncRequest" example}}', "guides/x.md", run)
     shown = json.loads(filled)
     assert set(shown) == {"machine", "date", "quick", "load", "results"}
     assert shown["results"] == [RUN["results"][0]]
@@ -98,8 +98,8 @@ def test_an_example_is_the_file_with_one_row(run: Published) -> None:
 
 
 def test_a_backslash_keeps_a_reference_as_written(run: Published) -> None:
-    assert fill(r"write `\{{bench: date}}`", "docs/x.md", run) == "write `{{bench: date}}`"
-    assert fill(r"`\{{bench: nothing here}}`", "docs/x.md", None) == "`{{bench: nothing here}}`"
+    assert fill(r"write `\{{bench: date}}`", "guides/x.md", run) == "write `{{bench: date}}`"
+    assert fill(r"`\{{bench: nothing here}}`", "guides/x.md", None) == "`{{bench: nothing here}}`"
 
 
 @pytest.mark.parametrize(
@@ -136,9 +136,9 @@ def test_a_reference_the_run_cannot_answer_says_where_and_what(
 
 def test_a_reference_without_a_results_file_says_how_to_write_one() -> None:
     with pytest.raises(BenchmarkResultsError) as raised:
-        fill("a\n{{bench: date}}", "docs/x.md", None)
+        fill("a\n{{bench: date}}", "guides/x.md", None)
     assert str(raised.value) == (
-        "docs/x.md:2: {{bench: date}}: the project publishes no benchmark results "
+        "guides/x.md:2: {{bench: date}}: the project publishes no benchmark results "
         "(benchmarks/results.json not found); write them with "
         "ccbmdm bench --json benchmarks/results.json"
     )
@@ -191,7 +191,7 @@ def test_a_run_without_its_load_shows_none(run: Published) -> None:
 def test_a_quick_run_says_so(run: Published) -> None:
     run.document["quick"] = True
     assert "a quick run (small sizes, to show the suite works: less steady)" in page(run, None)
-    assert fill("{{bench: mode}}", "docs/x.md", run) == "a quick run"
+    assert fill("{{bench: mode}}", "guides/x.md", run) == "a quick run"
 
 
 def test_every_reference_in_the_docs_is_answered_by_the_published_results() -> None:
