@@ -168,7 +168,7 @@ def page(published: Published, guide: str | None) -> str:
         ]
         lines += [f"## {scenario}", ""]
         if scenario in described:
-            lines += [inline(described[scenario][:1].upper() + described[scenario][1:]) + ".", ""]
+            lines += [f"Measures {inline(described[scenario])}.", ""]
         lines.append(
             table(
                 ["measure", "this project", "anchors (same run)", "ratio", "target", "result"],

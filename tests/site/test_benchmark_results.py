@@ -173,7 +173,7 @@ def test_the_page_has_the_machine_the_date_and_a_table_per_scenario(run: Publish
     assert "- **PostgreSQL**: not found" in text
     assert "- **load average** (one minute): 3.5 at the start, 4.25 at the end, on 2 cores" in text
     assert re.findall(r"^## (.*)$", text, re.MULTILINE) == ["Machine", "codec", "compile"]
-    assert "The generated codec against lxml XMLSchema + xsdata." in text
+    assert "Measures the generated codec against lxml XMLSchema + xsdata." in text
     assert text.count(f'<table data-table="{RESULTS_TABLE}">') == 2
     assert (
         "<tr><td>ccb/PersonSyncRequest (1,020 bytes)</td> <td>145.0 µs</td> "
