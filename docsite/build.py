@@ -21,12 +21,13 @@ import yaml
 
 from ccbmdm.codegen import compiler
 from ccbmdm.codegen.catalogue import Flow, load_catalogue
-from ccbmdm.codegen.project import Project
+from ccbmdm.codegen.project import Project, display_path
 from ccbmdm.codegen.xsd_reader import read_contracts
 from ccbmdm.errors import CcbmdmError
 from ccbmdm.runtime.messages.mapping import CodeTable, CodeTables
 
 from . import (
+    benchmarks,
     cli_reference,
     code_tables,
     diagrams,
@@ -40,6 +41,7 @@ from . import (
 from .flows import CaseSummary
 
 GUIDES = "guides"
+BENCHMARKS_GUIDE = "benchmarks.md"  # how the suite runs; the results page follows it
 NAV_FILE = "nav.yaml"  # in the guides' folder: section title -> its pages, in order
 MERMAID = "assets/javascripts/mermaid.min.js"
 STYLE = "assets/stylesheets/ccbmdm.css"
@@ -134,7 +136,8 @@ def write_pages(
     assets = resources.files(__package__).joinpath("assets")
     for path, asset in ASSETS.items():
         _write_bytes(docs / path, assets.joinpath(asset).read_bytes())
-    guides = _copy_guides(project.root / "docs", docs / GUIDES)
+    results = benchmarks.load(project.root)
+    guides = _copy_guides(project.root, docs / GUIDES, results)
 
     gaps: list[str] = []
     message_nav: list[Any] = ["messages/index.md"]
@@ -182,6 +185,9 @@ def write_pages(
     flow_nav = _flow_pages(catalogue, lineage, message_pages, cases, docs)
     gaps += findings.place(project, docs, build.findings, lineage, tables)
 
+    if results is not None:
+        _write(docs / benchmarks.PAGE, benchmarks.page(results, _benchmarks_guide(guides)))
+        _place_after(guides, _benchmarks_guide(guides), {benchmarks.TITLE: benchmarks.PAGE})
     nav: list[Any] = [{"Home": "index.md"}, *guides]
     nav += [
         {"Flows": flow_nav},
@@ -197,7 +203,14 @@ def write_pages(
     mapping_schema = schemas.mapping_schema(project)
     schemas.write(docs, [*([mapping_schema] if mapping_schema else []), *published])
     nav.append({"Schemas": schemas.PAGE})
-    home = _home(project, len(contracts.contracts), len(lineage), len(catalogue), cli is not None)
+    home = _home(
+        project,
+        len(contracts.contracts),
+        len(lineage),
+        len(catalogue),
+        cli is not None,
+        results is not None,
+    )
     _write(docs / "index.md", home)
     return nav, gaps
 
@@ -254,13 +267,18 @@ def _code_table_pages(
     return nav
 
 
-def _copy_guides(folder: Path, into: Path) -> list[dict[str, list[str]]]:
-    """The hand-written pages (docs/*.md), kept together so their links between them hold;
-    their navigation sections, in the order ``docs/nav.yaml`` gives (a page it does not list
-    goes last under Guides)."""
+def _copy_guides(
+    root: Path, into: Path, results: benchmarks.Published | None
+) -> list[dict[str, list[Any]]]:
+    """The hand-written pages (docs/*.md), kept together so their links between them hold,
+    with their benchmark figures filled in from ``results``; their navigation sections, in
+    the order ``docs/nav.yaml`` gives (a page it does not list goes last under Guides)."""
+    folder = root / "docs"
     pages = sorted(path.name for path in folder.glob("*.md"))
     for name in pages:
-        _write(into / name, (folder / name).read_text(encoding="utf-8"))
+        text = (folder / name).read_text(encoding="utf-8")
+        source = display_path(folder / name, root)
+        _write(into / name, benchmarks.fill(text, source, results))
     order = folder / NAV_FILE
     sections: dict[str, list[str]] = {}
     if order.is_file():
@@ -273,12 +291,41 @@ def _copy_guides(folder: Path, into: Path) -> list[dict[str, list[str]]]:
     return [{title: section} for title, section in sections.items() if section]
 
 
+def _benchmarks_guide(guides: list[dict[str, list[Any]]]) -> str | None:
+    """The guide that says how the benchmarks run, if the project has it."""
+    page = f"{GUIDES}/{BENCHMARKS_GUIDE}"
+    return page if any(page in section for s in guides for section in s.values()) else None
+
+
+def _place_after(sections: list[dict[str, list[Any]]], page: str | None, entry: Any) -> None:
+    """Put ``entry`` in the navigation right after ``page``, else last of the first section."""
+    for section in (listed for s in sections for listed in s.values()):
+        if page in section:
+            section.insert(section.index(page) + 1, entry)
+            return
+    if sections:
+        next(iter(sections[0].values())).append(entry)
+    else:
+        sections.append({"Guides": [entry]})
+
+
 def _home(
-    project: Project, contracts: int, mapping_parts: int, flow_count: int, with_cli: bool
+    project: Project,
+    contracts: int,
+    mapping_parts: int,
+    flow_count: int,
+    with_cli: bool,
+    with_benchmarks: bool,
 ) -> str:
-    command_line = (
+    optional = (
         "- [Command line](cli.md): every command and option of `ccbmdm`.\n" if with_cli else ""
     )
+    if with_benchmarks:
+        optional += (
+            f"- [{benchmarks.TITLE}]({benchmarks.PAGE}): the published run of `ccbmdm bench`, "
+            "each figure beside its anchors measured in the same run, with the machine and "
+            "date.\n"
+        )
     return f"""# {project.name}
 
 The reference of the integration between CCB and MDM: every flow, every message contract, every
@@ -293,7 +340,7 @@ mapping with the lineage of its fields, every code table, and the guides.
   paths it reads, its rule and where that rule is written.
 - [Code tables](code-tables/index.md): every code table, its rows, what a value with no row
   does, and the mappings that read it.
-{command_line}- [Schemas](schemas.md): the JSON Schemas of mappings, cases and the runtime
+{optional}- [Schemas](schemas.md): the JSON Schemas of mappings, cases and the runtime
   configuration, for download and for an editor.
 """
 

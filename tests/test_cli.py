@@ -203,6 +203,49 @@ def test_the_installed_script_runs_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+# The console entry point, run with an exit handler and, if asked, a thread still running.
+ENTRY = """
+import atexit, sys, threading
+atexit.register(print, "exit handler ran")
+if sys.argv[1] == "thread":  # it ends once the main thread has (a normal exit waits for it)
+    threading.Thread(target=lambda: (threading.main_thread().join(), print("thread ended"))).start()
+sys.argv = ["ccbmdm", *sys.argv[2:]]
+from ccbmdm.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize("thread", ["none", "thread"])
+def test_the_entry_point_ends_as_a_normal_exit_would(tmp_path: Path, thread: str) -> None:
+    """It skips the interpreter's teardown, never what a normal exit does: the exit handlers
+    run, what was printed is all there, the exit code is the command's, and a thread still
+    running is waited for."""
+    good = REPO / "contracts" / "samples" / "ccb" / "ServiceAgreementSyncRequest.xml"
+    bad = tmp_path / "bad.xml"
+    bad.write_bytes(b"<PersonSyncRequest")
+    for message, code, printed in ((good, 0, "OK ccb/ServiceAgreementSyncRequest\n"), (bad, 1, "")):
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                ENTRY,
+                thread,
+                "validate",
+                str(message),
+                "--project-dir",
+                str(REPO),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            check=False,
+        )
+        assert result.returncode == code, result.stderr
+        ended = "thread ended\n" if thread == "thread" else ""
+        assert result.stdout == printed + ended + "exit handler ran\n"
+        assert "Traceback" not in result.stderr
+
+
 def test_check_reports_findings_with_position_and_path(
     scratch: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -8,8 +8,10 @@ their exit codes; anything else is a defect, reported as one without a traceback
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
+import threading
 from collections.abc import Callable
 
 # Each module adds its commands to the tree, in the order the help lists them.
@@ -58,4 +60,28 @@ def run(command: Callable[[], object]) -> int:
 def main() -> None:
     """Console entry point."""
     # Standalone mode: usage errors print what is missing with a pointer to --help, exit 2.
-    sys.exit(run(app))
+    code = run(app)
+    _exit_without_teardown(code)
+    sys.exit(code)
+
+
+def _exit_without_teardown(code: int) -> None:
+    """End the process once the command is done, without the interpreter's teardown.
+
+    At exit Python frees every module and object one by one: for a short command, which has
+    imported the command line, pydantic and a project's generated models, that is a sixth of its
+    processor time (docs/benchmarks.md, "bench_startup.py"). What a normal exit does that
+    matters is done here first: the exit handlers (logging's flush, temporary folders, child
+    processes), then the standard streams. With another thread still running, whose end a
+    normal exit waits for, or a stream that cannot be flushed (a closed pipe), this returns and
+    the normal exit follows.
+    """
+    if threading.active_count() > 1:
+        return
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return
+    os._exit(code)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,34 +58,32 @@ def _chosen(suite: ModuleType, only: list[str] | None) -> list[Any]:
     return [suite.SCENARIOS[n] for n in names] if names else list(suite.SCENARIOS.values())
 
 
-def _figure(value: float | None, unit: str) -> str:
-    if value is None:
-        return "—"
-    digits = 3 if unit == "s" else 1
-    return f"{value:,.{digits}f} {unit}"
-
-
-def _ratio(value: float | None, kind: str | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.2f}x faster" if kind == "speed-up" else f"{value:.2f}x the time"
+def _load_average() -> float | None:
+    """The machine's load over the last minute: how much other work the figures shared it with
+    (None where the system does not say)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def _print_table(results: list[Any]) -> None:
     from rich.table import Table
 
+    from ccbmdm.docsite.benchmarks import figure, ratio
+
     table = Table("scenario", "this project", "anchors (same run)", "ratio", "target", "")
     for result in results:
         anchors = "\n".join(
-            f"{escape(name)}: {_figure(value, result.unit)}"
+            f"{escape(name)}: {figure(value, result.unit)}"
             for name, value in result.anchors.items()
         )
         verdict = {True: "[green]pass[/]", False: "[yellow]short[/]", None: ""}[result.passed]
         table.add_row(
             escape(f"{result.scenario}: {result.name}"),
-            _figure(result.figure, result.unit),
+            figure(result.figure, result.unit),
             anchors or "—",
-            _ratio(result.ratio, result.ratio_kind),
+            ratio(result.ratio, result.ratio_kind),
             result.target or "—",
             verdict,
         )
@@ -127,6 +126,7 @@ def bench(
         f"SQLite {machine['sqlite']}, PostgreSQL {machine['postgresql'] or 'not found'}"
     )
     started = datetime.now(UTC)
+    load = {"start": _load_average()}
     results: list[Any] = []
     for scenario in scenarios:
         with err.status(f"{scenario.name}: {escape(scenario.what)}…"):
@@ -135,11 +135,14 @@ def bench(
             except Exception as exc:
                 fail(f"the {scenario.name} scenario did not run: {type(exc).__name__}: {exc}")
     _print_table(results)
+    load["end"] = _load_average()
     if json_file:
         document = {
             "machine": machine,
             "date": started.isoformat(timespec="seconds"),
             "quick": quick,
+            "load": load,
+            "scenarios": {s.name: s.what for s in scenarios},
             "results": [r.as_json() for r in results],
         }
         json_file.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")

@@ -2,9 +2,9 @@
 
 The site is built with ``--strict`` (no mkdocs warning), served on the loopback interface and
 read the way an integrator reads it: the home page and its pipeline diagram, a message's field
-table, a mapping's lineage table, a flow's sequence and state diagrams, the command line and
-material's search. Every page is saved as a screenshot in the test's temporary folder,
-and any error in the browser's console fails the test.
+table, a mapping's lineage table, a flow's sequence and state diagrams, the command line, the
+published benchmark results and material's search. Every page is saved as a screenshot in the
+test's temporary folder, and any error in the browser's console fails the test.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from ccbmdm.cli import app
 from ccbmdm.codegen import compiler
 from ccbmdm.codegen.project import Project
 from ccbmdm.codegen.xsd_reader import read_contracts
+from ccbmdm.docsite import benchmarks
 from ccbmdm.docsite.build import build_site
 from ccbmdm.docsite.cli_reference import PARAMETER_TABLE, commands
 from ccbmdm.docsite.mappings import LINEAGE_TABLE
@@ -115,6 +116,8 @@ def test_the_home_page_links_the_sections(
     ]
     assert browser.find_element(By.CSS_SELECTOR, "article h1").text
     assert diagrams(browser) == ["flowchart-v2"]  # the pipeline
+    results = benchmarks.PAGE.replace(".md", ".html")
+    assert browser.find_elements(By.CSS_SELECTOR, f'article a[href="{results}"]')
     assert console_errors(browser) == []
 
 
@@ -171,6 +174,30 @@ def test_the_command_line_page_has_a_section_per_command(
     assert console_errors(browser) == []
 
 
+def test_the_benchmark_results_page_shows_the_published_run(
+    browser: webdriver.Chrome, site_url: str, shots: Path
+) -> None:
+    published = benchmarks.load(REPO)
+    assert published is not None
+    open_page(browser, site_url + benchmarks.PAGE.replace(".md", ".html"))
+    browser.set_window_size(1280, 2600)  # the whole page in the screenshot
+    try:
+        browser.save_screenshot(str(shots / "benchmarks.png"))
+    finally:
+        browser.set_window_size(1280, 1000)
+    headings = browser.find_elements(By.CSS_SELECTOR, "article h2")
+    assert [h.text.strip() for h in headings] == ["Machine", *published.scenarios()]
+    assert first_column(browser, benchmarks.RESULTS_TABLE) == [r["name"] for r in published.results]
+    # in the navigation, it follows the guide that says how the suite runs
+    current, before = browser.execute_script(
+        "const item = document.querySelector('.md-nav__link--active').closest('li');"
+        "const title = (li) => li.querySelector('.md-nav__link').textContent.trim();"
+        "return [title(item), title(item.previousElementSibling)];"
+    )
+    assert (current, before) == (benchmarks.TITLE, "Benchmarks")
+    assert console_errors(browser) == []
+
+
 def test_search_finds_a_contract_by_a_field_name(
     browser: webdriver.Chrome, site_url: str, shots: Path
 ) -> None:
@@ -198,6 +225,7 @@ def test_screenshots_are_kept(shots: Path) -> None:
     if target:
         shutil.copytree(shots, target, dirs_exist_ok=True)
     assert sorted(p.name for p in shots.glob("*.png")) == [
+        "benchmarks.png",
         "cli.png",
         "flow.png",
         "home.png",
