@@ -46,6 +46,33 @@ def test_quick_codec_writes_the_machine_and_a_result(
     assert "codec" in shown and ("pass" in shown or "short" in shown)
 
 
+def test_quick_intervals_gives_import_rates_and_the_store_size_on_each_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(REPO)
+    written = tmp_path / "bench.json"
+    code = run(lambda: app(["bench", "--quick", "--only", "intervals", "--json", str(written)]))
+    assert code == 0, capsys.readouterr().err
+    results = json.loads(written.read_text(encoding="utf-8"))["results"]
+    stores = ["SQLite", "PostgreSQL"] if len(results) == 6 else ["SQLite"]
+    assert [r["name"] for r in results] == [
+        f"{name}, {store}"
+        for store in stores
+        for name in ("Green Button import", "synthetic month", "store per customer-month")
+    ]
+    for result in results:
+        assert result["scenario"] == "intervals" and result["figure"] > 0
+        assert list(result["anchors"]) == ["a row per interval"]
+        assert result["anchors"]["a row per interval"] > 0
+        if result["unit"] == "kB":
+            assert result["target"] == "≤ 60 kB" and result["ratio"] is None
+            assert result["passed"] is (result["figure"] <= 60)
+            assert result["figure"] < result["anchors"]["a row per interval"]
+        else:
+            assert result["unit"] == "intervals/s" and result["ratio_kind"] == "speed-up"
+            assert result["target"] is None and result["passed"] is None
+
+
 def test_an_unknown_scenario_is_refused_with_the_names(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -53,7 +80,10 @@ def test_an_unknown_scenario_is_refused_with_the_names(
     code = run(lambda: app(["bench", "--only", "codec,speed"]))
     assert code == 2
     said = " ".join(capsys.readouterr().err.split())
-    assert "no scenario named speed; the scenarios are codec, mapping, compile, startup" in said
+    assert (
+        "no scenario named speed; the scenarios are codec, mapping, compile, startup, intervals"
+        in said
+    )
 
 
 def test_outside_a_checkout_it_says_where_it_looked(

@@ -81,7 +81,8 @@ def pack_ends(day: int, ends: Sequence[int]) -> str:
 
 
 def unpack_ends(day: int, text: str) -> list[int]:
-    base, ends = day * DAY, []
+    base = day * DAY
+    ends: list[int] = []
     for run in text.split(","):
         if ":" in run:
             first, step, count = map(int, run.split(":"))
@@ -252,8 +253,8 @@ def _stored(
         for row in rows:
             key = (str(row["mc_id"]), int(row["day"]))
             if span or key in wanted:
-                day = Day(*key, row["ends"], row["amounts"], row["quality_codes"])
-                found[key] = day.intervals()
+                stored = Day(*key, row["ends"], row["amounts"], row["quality_codes"])
+                found[key] = stored.intervals()
     return found
 
 
