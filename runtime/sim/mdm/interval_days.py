@@ -119,13 +119,17 @@ class Day(NamedTuple):
     def of(cls, mc_id: str, day: int, intervals: dict[int, tuple[str, str]]) -> Day:
         ends = sorted(intervals)
         values = [intervals[end] for end in ends]
-        return cls(
-            mc_id,
-            day,
-            pack_ends(day, ends),
-            " ".join(value for value, _ in values),
-            pack_codes([codes for _, codes in values]),
-        )
+        amounts = " ".join(value for value, _ in values)
+        codes = [listed for _, listed in values]
+        if amounts.count(" ") != len(ends) - 1 or any(
+            ";" in text or "=" in text for text in codes if text != ACTUAL
+        ):
+            raise ValueError(
+                f"MC {mc_id}: a value or quality code list of day {day} holds a separator "
+                "(a space in a value, ';' or '=' in codes); values are decimals, codes "
+                "system.category.index"
+            )
+        return cls(mc_id, day, pack_ends(day, ends), amounts, pack_codes(codes))
 
     def unpacked(self) -> Values:
         ends = unpack_ends(self.day, self.ends)

@@ -229,3 +229,10 @@ def test_the_migration_packs_one_row_per_interval_and_keeps_every_value_code_and
         old = tx.fetch_one(catalogue, {"table": "mdm_interval_value"})
         new = tx.fetch_one(catalogue, {"table": interval_days.TABLE})
     assert old is not None and new is not None and (old["n"], new["n"]) == (0, 1)
+
+
+def test_a_value_or_codes_holding_a_separator_is_refused_rather_than_packed() -> None:
+    with pytest.raises(ValueError, match=r"MC X: .* holds a separator"):
+        interval_days.Day.of("X", 0, {900: ("1 2", "1.0.0")})
+    with pytest.raises(ValueError, match=r"MC X: .* holds a separator"):
+        interval_days.Day.of("X", 0, {900: ("1", "3.8.0;4=1.0.0")})
