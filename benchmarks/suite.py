@@ -211,6 +211,7 @@ def intervals(quick: bool) -> list[Result]:
     ):
         for name, rates in (
             ("Green Button import", found.espi),
+            ("Green Button values, parsed", found.espi_written),
             ("synthetic month", found.generated),
         ):
             results.append(

@@ -54,11 +54,10 @@ def test_quick_intervals_gives_import_rates_and_the_store_size_on_each_store(
     code = run(lambda: app(["bench", "--quick", "--only", "intervals", "--json", str(written)]))
     assert code == 0, capsys.readouterr().err
     results = json.loads(written.read_text(encoding="utf-8"))["results"]
-    stores = ["SQLite", "PostgreSQL"] if len(results) == 6 else ["SQLite"]
+    stores = ["SQLite", "PostgreSQL"] if len(results) == 8 else ["SQLite"]
+    names = ("Green Button import", "Green Button values, parsed", "synthetic month")
     assert [r["name"] for r in results] == [
-        f"{name}, {store}"
-        for store in stores
-        for name in ("Green Button import", "synthetic month", "store per customer-month")
+        f"{name}, {store}" for store in stores for name in (*names, "store per customer-month")
     ]
     for result in results:
         assert result["scenario"] == "intervals" and result["figure"] > 0
