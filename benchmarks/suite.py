@@ -3,8 +3,8 @@ in the same run, and says whether the figure meets its target (docs/benchmarks.m
 command").
 
 A scenario reuses its script's measuring function (bench_codec.py, bench_mapping.py,
-bench_compile.py, bench_startup.py), at a quick size for `--quick` and a full size otherwise;
-the scripts print their own figures from the same functions.
+bench_compile.py, bench_startup.py, bench_intervals.py), at a quick size for `--quick` and a
+full size otherwise; the scripts print their own figures from the same functions.
 """
 
 from __future__ import annotations
@@ -198,6 +198,47 @@ def startup(quick: bool) -> list[Result]:
     ]
 
 
+def intervals(quick: bool) -> list[Result]:
+    import bench_intervals
+
+    from support import choose_postgres
+
+    dsn, unavailable = choose_postgres(os.environ)
+    former = "a row per interval"
+    results = []
+    for found in bench_intervals.measure(
+        10 if quick else 200, 2 if quick else 5, None if unavailable else dsn
+    ):
+        for name, rates in (
+            ("Green Button import", found.espi),
+            ("Green Button values, parsed", found.espi_written),
+            ("synthetic month", found.generated),
+        ):
+            results.append(
+                result(
+                    "intervals",
+                    f"{name}, {found.store}",
+                    "intervals/s",
+                    rates.ours,
+                    {former: rates.former},
+                    (rates.ratio, "speed-up"),
+                    None,
+                )
+            )
+        results.append(
+            result(
+                "intervals",
+                f"store per customer-month, {found.store}",
+                "kB",
+                found.bytes_per_customer_month / 1000,
+                {former: found.old_bytes_per_customer_month / 1000},
+                None,
+                Target(bench_intervals.TARGET_BYTES / 1000, at_least=False, on="figure", unit="kB"),
+            )
+        )
+    return results
+
+
 SCENARIOS = {
     s.name: s
     for s in (
@@ -205,6 +246,9 @@ SCENARIOS = {
         Scenario("mapping", "the compiled mapping against hand-written Python and XSLT", mapping),
         Scenario("compile", "ccbmdm compile of the reference project, cold and warm", compile_),
         Scenario("startup", "ccbmdm --help, validate and transform, each a new process", startup),
+        Scenario(
+            "intervals", "interval data import and the store's size per customer-month", intervals
+        ),
     )
 }
 

@@ -26,6 +26,7 @@ from ccbmdm.runtime.sim.ccb.billing import Segment
 from ccbmdm.runtime.sim.ccb.calls import CcbCalls
 from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
 from ccbmdm.runtime.sim.demo import billing_month
+from ccbmdm.runtime.sim.mdm import interval_days
 from ccbmdm.runtime.sim.mdm.bill_cycle_change import change_measurement_cycle
 from ccbmdm.runtime.sim.mdm.measurements import generate_interval_data
 from ccbmdm.runtime.sim.mdm.simulator import MdmSimulator
@@ -138,16 +139,10 @@ class Scenario:
             (channel,) = [
                 mc for mc in configuration.measuring_components if mc.seconds_per_interval
             ]
-            rows = tx.fetch(
-                "SELECT value FROM mdm_interval_value WHERE mc_id = :mc "
-                "AND end_at > :low AND end_at <= :high",
-                {
-                    "mc": channel.production_id,
-                    "low": int(start.timestamp()),
-                    "high": int(end.timestamp()),
-                },
+            found = interval_days.read(
+                tx, channel.production_id, int(start.timestamp()), int(end.timestamp())
             )
-        return sum((Decimal(str(r["value"])) for r in rows), Decimal(0))
+        return sum(map(Decimal, found.values), Decimal(0))
 
 
 def run_scenario(systems: Systems) -> Scenario:

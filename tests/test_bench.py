@@ -102,6 +102,30 @@ def test_the_run_renders_as_the_results_page(quick_run: tuple[int, str, dict[str
     assert all(f"- **{label}**: " in text for label in MACHINE_FIELDS.values())
 
 
+def test_the_intervals_scenario_gives_import_rates_and_the_store_size_on_each_store(
+    quick_run: tuple[int, str, dict[str, Any]],
+) -> None:
+    code, said, document = quick_run
+    assert code == 0, said
+    results = [r for r in document["results"] if r["scenario"] == "intervals"]
+    stores = ["SQLite", "PostgreSQL"] if len(results) == 8 else ["SQLite"]
+    names = ("Green Button import", "Green Button values, parsed", "synthetic month")
+    assert [r["name"] for r in results] == [
+        f"{name}, {store}" for store in stores for name in (*names, "store per customer-month")
+    ]
+    for result in results:
+        assert result["scenario"] == "intervals" and result["figure"] > 0
+        assert list(result["anchors"]) == ["a row per interval"]
+        assert result["anchors"]["a row per interval"] > 0
+        if result["unit"] == "kB":
+            assert result["target"] == "≤ 60 kB" and result["ratio"] is None
+            assert result["passed"] is (result["figure"] <= 60)
+            assert result["figure"] < result["anchors"]["a row per interval"]
+        else:
+            assert result["unit"] == "intervals/s" and result["ratio_kind"] == "speed-up"
+            assert result["target"] is None and result["passed"] is None
+
+
 def test_an_unknown_scenario_is_refused_with_the_names(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

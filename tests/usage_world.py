@@ -21,6 +21,7 @@ from ccbmdm.runtime.messaging.inline import InlineBridge
 from ccbmdm.runtime.messaging.node import Bridge, Node, run_until_quiet
 from ccbmdm.runtime.messaging.transport import InProcessTransport
 from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
+from ccbmdm.runtime.sim.mdm import interval_days
 from ccbmdm.runtime.sim.mdm.simulator import MdmSimulator
 from ccbmdm.runtime.sim.synthetic import Customer, Plan, generate
 from ccbmdm.runtime.store import Store, Transaction
@@ -152,14 +153,10 @@ class World:
     def raw_values(
         self, mc_id: str, start: datetime, end: datetime
     ) -> list[tuple[int, Decimal, str]]:
-        """The stored values of an MC stamped in ``(start, end]``, straight from the table."""
+        """The stored values of an MC stamped in ``(start, end]``, straight from the store."""
         with self.store.transaction() as tx:
-            rows = tx.fetch(
-                """SELECT end_at, value, quality_codes FROM mdm_interval_value
-                   WHERE mc_id = :mc AND end_at > :low AND end_at <= :high ORDER BY end_at""",
-                {"mc": mc_id, "low": int(start.timestamp()), "high": int(end.timestamp())},
-            )
-        return [(int(r["end_at"]), Decimal(r["value"]), str(r["quality_codes"])) for r in rows]
+            found = interval_days.read(tx, mc_id, int(start.timestamp()), int(end.timestamp()))
+        return [(end, Decimal(value), codes) for end, value, codes in found.rows()]
 
     def outbox(self, node: str, flow: str) -> list[Any]:
         with self.store.transaction() as tx:

@@ -2,9 +2,9 @@
 MDM's master data and these values into the determinant engine's install events
 (docs/determinants.md §1, §3-§5, §8; docs/flows.md §8-§10).
 
-Interval values live in ``mdm_interval_value`` keyed by the MC's production id and the
-interval-ending instant (PD-D01) as UTC epoch seconds; scalar readings are the IMDs the
-master-data side loads (flow 10, and the installation and removal reads of flow 9).
+Interval values are keyed by the MC's production id and the interval-ending instant (PD-D01) as
+UTC epoch seconds, and kept one row per MC and UTC day (``interval_days``); scalar readings are
+the IMDs the master-data side loads (flow 10, and the installation and removal reads of flow 9).
 
 Two ways bring interval data in: ``import_espi`` loads a Green Button feed onto an SP's interval
 MC, and ``generate_interval_data`` makes a synthetic month for every installed interval MC.
@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -57,6 +57,7 @@ from ccbmdm.runtime.sim.determinants.measurements import (
     instant,
     quality_of,
 )
+from ccbmdm.runtime.sim.mdm import interval_days
 from ccbmdm.runtime.sim.mdm.espi import EspiFeed, read_espi, read_espi_file
 from ccbmdm.runtime.sim.mdm.records import (
     MeasuringComponent,
@@ -72,7 +73,6 @@ WATT_HOURS = 72  # ESPI UnitSymbolKind Wh, the unit espi.py converts to kWh
 ACTUAL_CODES = QUALITY_CODES[Quality.ACTUAL]
 ESTIMATED_CODES = QUALITY_CODES[Quality.ESTIMATED]
 _READ_PRIORITY = {"METER_READ": 0, "REMOVAL": 1, "INSTALLATION": 2}
-_CHUNK = 20_000  # rows per bulk statement
 
 
 class MeasurementError(CcbmdmError, ValueError):
@@ -139,35 +139,26 @@ class Measurements:
         self, tx: Transaction, mc_id: str, after: datetime, until: datetime
     ) -> tuple[IntervalValue, ...]:
         """The values of an interval MC stamped in ``(after, until]``."""
-        rows = tx.fetch(
-            """SELECT end_at, value, quality_codes FROM mdm_interval_value
-               WHERE mc_id = :mc AND end_at > :low AND end_at <= :high ORDER BY end_at""",
-            {"mc": mc_id, "low": epoch(after), "high": epoch(until)},
-        )
+        found = interval_days.read(tx, mc_id, epoch(after), epoch(until))
         # Each distinct code list is split and checked once, and the values built without
-        # re-checking what that made sure of (a month holds thousands of rows and a handful of
-        # code lists); an end read from epoch seconds is a UTC instant.
-        texts, known = [row["quality_codes"] for row in rows], _INSTANTS.get
-        codes = {text: codes_of(text) for text in dict.fromkeys(texts)}
-        for found in codes.values():
-            quality_of(found)  # rejects a code that is not system.category.index
+        # re-checking what that made sure of (a month holds thousands of values and a handful
+        # of code lists); an end read from epoch seconds is a UTC instant.
+        codes = {text: codes_of(text) for text in dict.fromkeys(found.codes)}
+        for checked in codes.values():
+            quality_of(checked)  # rejects a code that is not system.category.index
+        known = _INSTANTS.get
         return IntervalValue.prechecked(
-            [known(row["end_at"]) or from_epoch(row["end_at"]) for row in rows],
-            [Decimal(row["value"]) for row in rows],
-            map(codes.__getitem__, texts),
+            [known(end) or from_epoch(end) for end in found.ends],
+            map(Decimal, found.values),
+            map(codes.__getitem__, found.codes),
         )
 
     def interval_value(self, tx: Transaction, mc_id: str, end: datetime) -> StoredValue | None:
-        row = tx.fetch_one(
-            """SELECT value, quality_codes FROM mdm_interval_value
-               WHERE mc_id = :mc AND end_at = :end""",
-            {"mc": mc_id, "end": epoch(end)},
-        )
-        if row is None:
+        found = interval_days.read_one(tx, mc_id, epoch(end))
+        if found is None:
             return None
-        return StoredValue(
-            mc_id, instant(end), Decimal(row["value"]), codes_of(row["quality_codes"])
-        )
+        value, codes = found
+        return StoredValue(mc_id, instant(end), Decimal(value), codes_of(codes))
 
     # -- scalar readings ---------------------------------------------------------------------
 
@@ -347,36 +338,11 @@ class Measurements:
     # -- writing -----------------------------------------------------------------------------
 
     def write_values(
-        self, tx: Transaction, rows: Sequence[tuple[str, int, str, str]], *, replace: bool
+        self, tx: Transaction, rows: Iterable[tuple[str, int, str, str]], *, replace: bool
     ) -> None:
-        """Bulk insert ``(mc_id, end epoch, value text, codes text)``; ``replace``: a value
-        already stored for an instant is overwritten, else kept."""
-        action = (
-            "DO UPDATE SET value = excluded.value, quality_codes = excluded.quality_codes"
-            if replace
-            else "DO NOTHING"
-        )
-        for first in range(0, len(rows), _CHUNK):
-            chunk = rows[first : first + _CHUNK]
-            if self.store.dialect == "postgres":
-                mcs, ends, values, codes = (list(column) for column in zip(*chunk, strict=True))
-                tx.execute(
-                    f"""INSERT INTO mdm_interval_value (mc_id, end_at, value, quality_codes)
-                        SELECT * FROM unnest(CAST(:mcs AS text[]), CAST(:ends AS bigint[]),
-                                             CAST(:values AS text[]), CAST(:codes AS text[]))
-                        ON CONFLICT (mc_id, end_at) {action}""",
-                    {"mcs": mcs, "ends": ends, "values": values, "codes": codes},
-                )
-            else:
-                tx.execute_many(
-                    f"""INSERT INTO mdm_interval_value (mc_id, end_at, value, quality_codes)
-                        VALUES (:mc, :end, :value, :codes)
-                        ON CONFLICT (mc_id, end_at) {action}""",
-                    [
-                        {"mc": mc, "end": end, "value": value, "codes": codes}
-                        for mc, end, value, codes in chunk
-                    ],
-                )
+        """Store ``(mc_id, end epoch, value text, codes text)``; ``replace``: a value already
+        stored for an instant is overwritten, else kept."""
+        interval_days.write(tx, self.store.dialect, rows, replace=replace)
 
     def record_edit(
         self,

@@ -804,10 +804,8 @@ class MdmUsage:
             stored = self.measurements.interval_value(tx, mc_id, at)
             if stored is None:
                 raise LookupError(f"MC {mc_id} has no value ending {instant(at).isoformat()}")
-            tx.execute(
-                """UPDATE mdm_interval_value SET value = :value, quality_codes = :codes
-                   WHERE mc_id = :mc AND end_at = :end""",
-                {"value": str(value), "codes": codes_text(codes), "mc": mc_id, "end": epoch(at)},
+            self.measurements.write_values(
+                tx, [(mc_id, epoch(at), str(value), codes_text(codes))], replace=True
             )
             self.measurements.record_edit(
                 tx, mc_id, "INTERVAL", at, (stored.value, stored.quality_codes), (value, codes)

@@ -4,11 +4,13 @@ runtime's store and versioned apart from the master data (``mdm_usage_schema_ver
 Instants that are compared or looked up exactly (interval ends, a usage period's bounds) are
 UTC epoch seconds: exact on both stores, where a timestamp column would be a Julian day on
 SQLite. Instants the request sent keep their text with its legal offset, so what MDM answers
-carries the offset CCB asked with. Decimals are text: the scale sent is the scale kept.
+carries the offset CCB asked with. Decimals are text: the scale sent is the scale kept. Interval
+values are kept one row per MC and UTC day, packed (``interval_days``).
 """
 
 from __future__ import annotations
 
+from ccbmdm.runtime.sim.mdm import interval_days
 from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.store.schema import Recorded, Step, record_moves
 from ccbmdm.runtime.store.schema import migrate as migrate_tables
@@ -30,6 +32,11 @@ UT_STATES = (
 def record_usage_transactions(store: Store, tx: Transaction) -> None:
     """A usage transaction's moves, recorded in the runtime's ``transition`` (its history)."""
     record_moves(store, tx, Recorded("mdm_usage_transaction", "usage_transaction"))
+
+
+def pack_interval_rows(store: Store, tx: Transaction) -> None:
+    """The values of ``mdm_interval_value`` (one row per interval) packed into days."""
+    interval_days.from_interval_rows(tx, store.dialect, "mdm_interval_value")
 
 
 MIGRATIONS: tuple[tuple[Step, ...], ...] = (
@@ -84,6 +91,9 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     ),
     # 3: each state a usage transaction enters, with its reason and time (``runtime.history``)
     (record_usage_transactions,),
+    # 4: interval values one row per MC and UTC day (``interval_days``), moved from the rows
+    # per interval of migration 1, whose table goes
+    (interval_days.CREATE, pack_interval_rows, "DROP TABLE mdm_interval_value"),
 )
 
 

@@ -12,6 +12,7 @@ from types import ModuleType
 import pytest
 
 from ccbmdm.runtime.messages.contracts import ContractRegistry
+from ccbmdm.runtime.sim.mdm import interval_days
 from ccbmdm.runtime.sim.mdm.measurements import (
     MeasurementError,
     Measurements,
@@ -79,9 +80,8 @@ def test_synthetic_data_covers_the_month_and_its_windows_through_the_dst_change(
     mc = world.mc_id(residential.register_id)
     before = world.raw_values(mc, midnight(MONTH), midnight(date(2025, 3, 2)))
     with world.store.transaction() as tx:
-        tx.execute(
-            "UPDATE mdm_interval_value SET value = '9.999' WHERE mc_id = :mc AND end_at = :end",
-            {"mc": mc, "end": before[0][0]},
+        interval_days.write(
+            tx, world.store.dialect, [(mc, before[0][0], "9.999", before[0][2])], replace=True
         )
     generate_interval_data(world.store, MONTH, seed=99)
     assert world.raw_values(mc, midnight(MONTH), midnight(date(2025, 3, 2)))[0][1] == Decimal(
@@ -127,8 +127,8 @@ def test_a_green_button_feed_loads_onto_the_sps_hourly_mc(
     # a second import replaces the values it covers
     assert import_espi(store, HOURLY_FEED.read_bytes(), customer.sp_id).values == 8760
     with store.transaction() as tx:
-        count = tx.fetch_one("SELECT count(*) AS n FROM mdm_interval_value")
-    assert count is not None and count["n"] == 8760
+        stored = interval_days.read(tx, loaded.mc_id, 0, 2**40)
+    assert len(stored.ends) == 8760
 
 
 def test_a_feed_whose_interval_length_differs_from_the_mc_is_refused(world: World) -> None:

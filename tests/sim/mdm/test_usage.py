@@ -18,6 +18,7 @@ from ccbmdm.runtime.messages.contracts import ContractRegistry
 from ccbmdm.runtime.messages.header import message_header
 from ccbmdm.runtime.sim.ccb.billing import RATES
 from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
+from ccbmdm.runtime.sim.mdm import interval_days
 from ccbmdm.runtime.sim.mdm.measurements import Measurements, generate_interval_data, import_espi
 from ccbmdm.runtime.sim.mdm.usage import MdmUsage, UsageTransaction, correct_read
 from ccbmdm.runtime.sim.synthetic import Customer, Plan
@@ -373,15 +374,9 @@ def test_a_batch_request_lacking_data_waits_silently_then_is_answered(
     mcs = [world.mc_id(customer.register_id) for customer in (late, never)]
     with store.transaction() as tx:  # the last days of two meters have not arrived
         for mc in mcs:
-            held[mc] = tx.fetch(
-                "SELECT mc_id, end_at, value, quality_codes FROM mdm_interval_value "
-                "WHERE mc_id = :mc AND end_at > :cut",
-                {"mc": mc, "cut": cut},
-            )
-            tx.execute(
-                "DELETE FROM mdm_interval_value WHERE mc_id = :mc AND end_at > :cut",
-                {"mc": mc, "cut": cut},
-            )
+            held[mc] = interval_days.read(tx, mc, cut, 2**40).rows()
+            assert held[mc]
+            assert interval_days.delete(tx, store.dialect, mc, cut, 2**40) == len(held[mc])
     segments = billing_runs(world)
     by_sa = {segment(world, s)["sa_id"]: s for s in segments}
     waiting = {c.sa_id: uts(world, request_id(world, by_sa[c.sa_id]))[0] for c in (late, never)}
@@ -400,10 +395,8 @@ def test_a_batch_request_lacking_data_waits_silently_then_is_answered(
         world.run()
 
     with store.transaction() as tx:  # one meter's data arrives
-        tx.execute_many(
-            "INSERT INTO mdm_interval_value (mc_id, end_at, value, quality_codes) "
-            "VALUES (:mc_id, :end_at, :value, :quality_codes)",
-            [dict(row) for row in held[mcs[0]]],
+        interval_days.write(
+            tx, store.dialect, [(mcs[0], *row) for row in held[mcs[0]]], replace=False
         )
     retry_now()
     assert uts(world, waiting[late.sa_id].external_id)[0].state == "SENT"

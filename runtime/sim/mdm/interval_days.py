@@ -1,0 +1,321 @@
+"""How MDM keeps interval values: one row per measuring component and UTC day in
+``mdm_interval_day``, the day's values packed in text columns (docs/simulators.md, "How interval
+values are kept"). Every reader and writer of interval values goes through this module; the
+rest of MDM sees values one interval at a time, as ``(mc, end, value text, codes text)``.
+
+Decisions:
+
+* The day is the UTC day of the interval's end, an end on midnight closing the day before
+  (``day = (end - 1) // 86400``): every day has 86,400 seconds, a writer needs no zone, and
+  a range ``(after, until]`` reads whole days and trims the first and last. An SP's DST day
+  lies across two UTC days like any other local day; its 92 or 100 intervals are simply there.
+* ``ends``: the ends' offsets in seconds from the day's start, as runs ``first:step:count``
+  (a lone end as ``first``) joined by commas; a full day of 15-minute data is ``900:900:96``,
+  a gap starts a new run.
+* ``amounts``: the values' texts joined by spaces, each exactly as written, so the scale sent
+  is the scale kept and any decimal reads back equal.
+* ``quality_codes``: NULL when every interval carries the actual code ``1.0.0``; else the
+  others as ``index=codes`` (codes space-separated, as PD-D09 lists them) joined by ``;``.
+* A write merges into the days it touches: a replacing write (an import, an edit) overwrites
+  the intervals it names, a keeping one (synthetic data) adds only those not stored. On
+  PostgreSQL the days read for a merge are locked (``FOR UPDATE``) until the commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import NamedTuple
+
+from ccbmdm.runtime.store import Transaction
+from ccbmdm.runtime.store.base import Row
+
+TABLE = "mdm_interval_day"
+DAY = 86_400
+ACTUAL = "1.0.0"  # the code of an actual value, kept as NULL for a day of them (PD-D09)
+_MCS_PER_READ = 200  # MCs whose days one merge query reads
+_DAYS_PER_WRITE = 2_000  # day rows per bulk statement
+
+CREATE = f"""CREATE TABLE {TABLE} (
+  mc_id text NOT NULL, day bigint NOT NULL, ends text NOT NULL, amounts text NOT NULL,
+  quality_codes text, PRIMARY KEY (mc_id, day))"""
+
+# One interval value as the rest of MDM writes it: MC, end (UTC epoch seconds), value text,
+# quality codes text (space-separated).
+Interval = tuple[str, int, str, str]
+
+
+class Values(NamedTuple):
+    """An MC's values in a range, column by column, ordered by end."""
+
+    ends: list[int]
+    values: list[str]
+    codes: list[str]
+
+    def rows(self) -> list[tuple[int, str, str]]:
+        return list(zip(self.ends, self.values, self.codes, strict=True))
+
+
+def day_of(end: int) -> int:
+    """The UTC day an interval ending at ``end`` belongs to."""
+    return (end - 1) // DAY
+
+
+# -- the packed columns -------------------------------------------------------------------------
+
+
+def pack_ends(day: int, ends: Sequence[int]) -> str:
+    """Ascending ends of one day as runs of equal steps."""
+    base = day * DAY
+    runs, i, count = [], 0, len(ends)
+    while i < count:
+        first = ends[i] - base
+        if i + 1 == count:
+            runs.append(str(first))
+            break
+        step, j = ends[i + 1] - ends[i], i + 1
+        while j + 1 < count and ends[j + 1] - ends[j] == step:
+            j += 1
+        runs.append(f"{first}:{step}:{j - i + 1}")
+        i = j + 1
+    return ",".join(runs)
+
+
+def unpack_ends(day: int, text: str) -> list[int]:
+    base = day * DAY
+    ends: list[int] = []
+    for run in text.split(","):
+        if ":" in run:
+            first, step, count = map(int, run.split(":"))
+            ends += range(base + first, base + first + step * count, step)
+        else:
+            ends.append(base + int(run))
+    return ends
+
+
+def pack_codes(codes: Sequence[str]) -> str | None:
+    others = [f"{i}={text}" for i, text in enumerate(codes) if text != ACTUAL]
+    return ";".join(others) if others else None
+
+
+def unpack_codes(count: int, text: str | None) -> list[str]:
+    codes = [ACTUAL] * count
+    if text:
+        for entry in text.split(";"):
+            index, found = entry.split("=", 1)
+            codes[int(index)] = found
+    return codes
+
+
+class Day(NamedTuple):
+    """One stored day: its row's columns."""
+
+    mc_id: str
+    day: int
+    ends: str
+    amounts: str
+    quality_codes: str | None
+
+    @classmethod
+    def of(cls, mc_id: str, day: int, intervals: dict[int, tuple[str, str]]) -> Day:
+        ends = sorted(intervals)
+        values = [intervals[end] for end in ends]
+        amounts = " ".join(value for value, _ in values)
+        codes = [listed for _, listed in values]
+        if amounts.count(" ") != len(ends) - 1 or any(
+            ";" in text or "=" in text for text in codes if text != ACTUAL
+        ):
+            raise ValueError(
+                f"MC {mc_id}: a value or quality code list of day {day} holds a separator "
+                "(a space in a value, ';' or '=' in codes); values are decimals, codes "
+                "system.category.index"
+            )
+        return cls(mc_id, day, pack_ends(day, ends), amounts, pack_codes(codes))
+
+    def unpacked(self) -> Values:
+        ends = unpack_ends(self.day, self.ends)
+        values = self.amounts.split(" ")
+        if len(values) != len(ends):
+            raise ValueError(
+                f"{TABLE} of MC {self.mc_id}, day {self.day}: {len(ends)} ends but "
+                f"{len(values)} values; the row is damaged"
+            )
+        return Values(ends, values, unpack_codes(len(ends), self.quality_codes))
+
+    def intervals(self) -> dict[int, tuple[str, str]]:
+        ends, values, codes = self.unpacked()
+        return dict(zip(ends, zip(values, codes, strict=True), strict=True))
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def read(tx: Transaction, mc_id: str, after: int, until: int) -> Values:
+    """The MC's values ending in ``(after, until]`` (epoch seconds), ordered by end."""
+    found = Values([], [], [])
+    if until <= after:
+        return found
+    rows = tx.fetch(
+        f"""SELECT day, ends, amounts, quality_codes FROM {TABLE}
+            WHERE mc_id = :mc AND day >= :first AND day <= :last ORDER BY day""",
+        {"mc": mc_id, "first": day_of(after + 1), "last": day_of(until)},
+    )
+    for row in rows:
+        day = Day(mc_id, int(row["day"]), row["ends"], row["amounts"], row["quality_codes"])
+        ends, values, codes = day.unpacked()
+        if ends[0] <= after or ends[-1] > until:  # the range's first or last day: trimmed
+            kept = [i for i, end in enumerate(ends) if after < end <= until]
+            ends = [ends[i] for i in kept]
+            values = [values[i] for i in kept]
+            codes = [codes[i] for i in kept]
+        found.ends.extend(ends)
+        found.values.extend(values)
+        found.codes.extend(codes)
+    return found
+
+
+def read_one(tx: Transaction, mc_id: str, end: int) -> tuple[str, str] | None:
+    """The value text and codes text stored for the MC's interval ending at ``end``."""
+    found = read(tx, mc_id, end - 1, end)
+    return (found.values[0], found.codes[0]) if found.ends else None
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+def write(tx: Transaction, dialect: str, intervals: Iterable[Interval], *, replace: bool) -> int:
+    """Store interval values, merged into the days they fall on; ``replace``: a value already
+    stored for an end is overwritten (the last given wins), else kept (the first given wins).
+    Returns the number of days written."""
+    touched: dict[tuple[str, int], dict[int, tuple[str, str]]] = {}
+    for mc_id, end, value, codes in intervals:
+        day = touched.setdefault((mc_id, day_of(end)), {})
+        if replace or end not in day:
+            day[end] = (value, codes)
+    keys = sorted(touched)
+    stored = _stored(tx, dialect, keys)
+    days: list[Day] = []
+    for key in keys:
+        new, old = touched[key], stored.get(key)
+        if old is None:
+            merged = new
+        elif replace:
+            merged = old | new
+        else:
+            merged = new | old
+            if len(merged) == len(old):
+                continue  # nothing new: the day stays as it is
+        days.append(Day.of(*key, merged))
+    _upsert(tx, dialect, days)
+    return len(days)
+
+
+def delete(tx: Transaction, dialect: str, mc_id: str, after: int, until: int) -> int:
+    """Remove the MC's values ending in ``(after, until]``; returns how many were removed."""
+    if until <= after:
+        return 0
+    first, last = day_of(after + 1), day_of(until)
+    removed, kept_days = 0, []
+    for key, day in _stored(tx, dialect, [(mc_id, d) for d in (first, last)], span=True).items():
+        kept = {end: v for end, v in day.items() if not after < end <= until}
+        removed += len(day) - len(kept)
+        if kept and len(kept) != len(day):
+            kept_days.append(Day.of(*key, kept))
+        elif not kept:
+            tx.execute(
+                f"DELETE FROM {TABLE} WHERE mc_id = :mc AND day = :day",
+                {"mc": key[0], "day": key[1]},
+            )
+    _upsert(tx, dialect, kept_days)
+    return removed
+
+
+def _stored(
+    tx: Transaction, dialect: str, keys: Sequence[tuple[str, int]], *, span: bool = False
+) -> dict[tuple[str, int], dict[int, tuple[str, str]]]:
+    """The stored days of ``keys`` (with ``span``: every day from the least to the greatest of
+    each MC's), unpacked; locked on PostgreSQL for the merge that follows."""
+    bounds: dict[str, tuple[int, int]] = {}
+    for mc_id, day in keys:
+        low, high = bounds.get(mc_id, (day, day))
+        bounds[mc_id] = (min(low, day), max(high, day))
+    wanted = set(keys)
+    lock = " FOR UPDATE" if dialect == "postgres" else ""
+    found: dict[tuple[str, int], dict[int, tuple[str, str]]] = {}
+    items = sorted(bounds.items())
+    for first in range(0, len(items), _MCS_PER_READ):
+        group = items[first : first + _MCS_PER_READ]
+        params: dict[str, object] = {}
+        ranges = []
+        for n, (mc_id, (low, high)) in enumerate(group):
+            params |= {f"m{n}": mc_id, f"l{n}": low, f"h{n}": high}
+            ranges.append(f"(mc_id = :m{n} AND day >= :l{n} AND day <= :h{n})")
+        rows = tx.fetch(
+            f"""SELECT mc_id, day, ends, amounts, quality_codes FROM {TABLE}
+                WHERE {" OR ".join(ranges)}{lock}""",
+            params,
+        )
+        for row in rows:
+            key = (str(row["mc_id"]), int(row["day"]))
+            if span or key in wanted:
+                stored = Day(*key, row["ends"], row["amounts"], row["quality_codes"])
+                found[key] = stored.intervals()
+    return found
+
+
+def _upsert(tx: Transaction, dialect: str, days: Sequence[Day]) -> None:
+    set_all = (
+        "DO UPDATE SET ends = excluded.ends, amounts = excluded.amounts, "
+        "quality_codes = excluded.quality_codes"
+    )
+    for first in range(0, len(days), _DAYS_PER_WRITE):
+        chunk = days[first : first + _DAYS_PER_WRITE]
+        if dialect == "postgres":
+            mcs, numbers, ends, amounts, codes = (list(c) for c in zip(*chunk, strict=True))
+            tx.execute(
+                f"""INSERT INTO {TABLE} (mc_id, day, ends, amounts, quality_codes)
+                    SELECT * FROM unnest(CAST(:mcs AS text[]), CAST(:days AS bigint[]),
+                                         CAST(:ends AS text[]), CAST(:amounts AS text[]),
+                                         CAST(:codes AS text[]))
+                    ON CONFLICT (mc_id, day) {set_all}""",
+                {"mcs": mcs, "days": numbers, "ends": ends, "amounts": amounts, "codes": codes},
+            )
+        else:
+            tx.execute_many(
+                f"""INSERT INTO {TABLE} (mc_id, day, ends, amounts, quality_codes)
+                    VALUES (:mc_id, :day, :ends, :amounts, :quality_codes)
+                    ON CONFLICT (mc_id, day) {set_all}""",
+                [day._asdict() for day in chunk],
+            )
+
+
+# -- the move from one row per interval (usage_schema migration 4) -----------------------------
+
+
+def from_interval_rows(tx: Transaction, dialect: str, table: str) -> int:
+    """Pack the rows of ``table`` (one per interval: ``mc_id, end_at, value, quality_codes``)
+    into days, MC by MC; returns the number of intervals moved."""
+    moved = 0
+    for row in tx.fetch(f"SELECT DISTINCT mc_id FROM {table} ORDER BY mc_id"):
+        rows = tx.fetch(
+            f"""SELECT end_at, value, quality_codes FROM {table}
+                WHERE mc_id = :mc ORDER BY end_at""",
+            {"mc": row["mc_id"]},
+        )
+        moved += len(rows)
+        _upsert(tx, dialect, list(_days(str(row["mc_id"]), rows)))
+    return moved
+
+
+def _days(mc_id: str, rows: Iterable[Row]) -> Iterator[Day]:
+    current: int | None = None
+    intervals: dict[int, tuple[str, str]] = {}
+    for row in rows:
+        end = int(row["end_at"])
+        day = day_of(end)
+        if day != current:
+            if current is not None:
+                yield Day.of(mc_id, current, intervals)
+            current, intervals = day, {}
+        intervals[end] = (str(row["value"]), str(row["quality_codes"]))
+    if current is not None:
+        yield Day.of(mc_id, current, intervals)
