@@ -521,28 +521,52 @@ class Outbox:
     ) -> tuple[str, int] | None:
         """Match a reply to the message it answers; returns its owner, or None (recorded and
         ignored: a reply to an earlier message, or one that comes after the request went on)."""
-        row = tx.fetch_one(
-            """UPDATE outbox SET state = 'DELIVERED', due_at = NULL, lease_token = NULL
-               WHERE node = :node AND partner = :partner AND message_id = :correlation
-                 AND state IN ('SENDING','AWAITING_REPLY','RETRY_WAIT')
-               RETURNING flow, part, owner_type, owner_id""",
-            {"node": self.node, "partner": partner, "correlation": correlation_id},
-        )
-        if row is not None and log.isEnabledFor(logging.INFO):
-            fields = {
-                "event": "delivery.replied",
-                "node": self.node,
-                "partner": partner,
-                "flow": row["flow"],
-                "part": row["part"],
-                "message_id": correlation_id,
-                "to_state": "DELIVERED",
-                **owned_by(row["owner_type"], row["owner_id"]),
-            }
-            tx.after_commit(functools.partial(emit, log, logging.INFO, "the reply came", fields))
-        if row is None or row["owner_type"] is None:
-            return None
-        return str(row["owner_type"]), int(row["owner_id"])
+        return self.replies_received(tx, [(partner, correlation_id)])[0]
+
+    def replies_received(
+        self, tx: Transaction, replies: Sequence[tuple[str, str]]
+    ) -> list[tuple[str, int] | None]:
+        """Match a batch of replies, each (partner, correlation id), to the messages they
+        answer, in one statement per partner; each reply's owner, or None, as
+        ``reply_received`` says. Of two replies to one message, the first matches, as it would
+        one after the other."""
+        matched: dict[tuple[str, str], Row] = {}
+        for partner in dict.fromkeys(partner for partner, _ in replies):
+            ids = list(dict.fromkeys(c for p, c in replies if p == partner))
+            params: dict[str, Any] = {f"c{i}": c for i, c in enumerate(ids)}
+            listed = ", ".join(f":c{i}" for i in range(len(ids)))
+            for row in tx.fetch(
+                f"""UPDATE outbox SET state = 'DELIVERED', due_at = NULL, lease_token = NULL
+                    WHERE node = :node AND partner = :partner AND message_id IN ({listed})
+                      AND state IN ('SENDING','AWAITING_REPLY','RETRY_WAIT')
+                    RETURNING message_id, flow, part, owner_type, owner_id""",
+                {"node": self.node, "partner": partner, **params},
+            ):
+                # PostgreSQL's uuid column gives the id back in its own (lowercase) spelling
+                matched[partner, str(row["message_id"]).lower()] = row
+        owners: list[tuple[str, int] | None] = []
+        for partner, correlation_id in replies:
+            match = matched.pop((partner, correlation_id.lower()), None)  # the first reply's
+            if match is not None and log.isEnabledFor(logging.INFO):
+                fields = {
+                    "event": "delivery.replied",
+                    "node": self.node,
+                    "partner": partner,
+                    "flow": match["flow"],
+                    "part": match["part"],
+                    "message_id": correlation_id,
+                    "to_state": "DELIVERED",
+                    **owned_by(match["owner_type"], match["owner_id"]),
+                }
+                tx.after_commit(
+                    functools.partial(emit, log, logging.INFO, "the reply came", fields)
+                )
+            owners.append(
+                None
+                if match is None or match["owner_type"] is None
+                else (str(match["owner_type"]), int(match["owner_id"]))
+            )
+        return owners
 
 
 def owned_by(owner_type: str | None, owner_id: int | None) -> dict[str, Any]:
