@@ -250,8 +250,9 @@ class SyncRequestMonitor:
         """The final snapshots of the picked requests, by request id, read a batch at a time
         when the source can (``BatchSnapshotReader``); empty when it cannot, or when its batch
         read failed (each is then read alone, by ``_determine``)."""
-        reader = self.reader
-        if not picked or not isinstance(reader, BatchSnapshotReader):
+        read_many = getattr(self.reader, "read_many", None)  # a BatchSnapshotReader's (the
+        # protocol's isinstance costs some 100 µs on Python 3.11)
+        if not picked or read_many is None:
             return {}
         finals: dict[int, Any] = {}
         try:
@@ -259,7 +260,7 @@ class SyncRequestMonitor:
                 for mo in dict.fromkeys(row["mo"] for row in picked):
                     rows = [row for row in picked if row["mo"] == mo]
                     keys = [tuple(row["pk"].split(KEY_SEPARATOR)) for row in rows]
-                    snapshots = reader.read_many(tx, mo, keys)
+                    snapshots = read_many(tx, mo, keys)
                     finals |= {
                         int(row["id"]): final for row, final in zip(rows, snapshots, strict=True)
                     }
@@ -565,18 +566,22 @@ class Acknowledgements:
 
 
 def _write_sent(tx: Transaction, rows: list[dict[str, Any]]) -> None:
-    tx.execute_many(
+    tx.update_rows(
+        TABLE,
         # a resubmitted request's reason said why it was in Error: it is sent again now
-        """UPDATE sync_request SET state = :state, final_snapshot = :final, entity_version = :version,
-               message_id = :message_id, reason = NULL, due_at = NULL WHERE id = :id""",
+        """state = :state, final_snapshot = :final, entity_version = :version,
+           message_id = :message_id, reason = NULL, due_at = NULL""",
         rows,
+        {"state": "text", "final": "jsonb", "version": "bigint", "message_id": "uuid"},
     )
 
 
 def _write_acknowledged(tx: Transaction, rows: list[dict[str, Any]]) -> None:
-    tx.execute_many(
+    tx.update_rows(
+        TABLE,
         # a resubmitted request's reason said why it was in Error: no longer so
-        "UPDATE sync_request SET state = :state, reason = NULL, due_at = NULL "
-        "WHERE id = :id AND state = 'AWAITING_ACK'",
+        "state = :state, reason = NULL, due_at = NULL",
         rows,
+        {"state": "text"},
+        f"{TABLE}.state = 'AWAITING_ACK'",
     )

@@ -183,8 +183,9 @@ class Node:
         began = time.monotonic()
         with self.store.transaction() as tx:
             received = self.inbox.claim(tx=tx)
-            if isinstance(handler, BatchHandler) and received:
-                outcomes, taken = self._process_together(tx, handler, received)
+            batched = _batched(handler)
+            if batched is not None and received:
+                outcomes, taken = self._process_together(tx, batched, received)
             else:
                 single = _one_by_one(handler)
                 outcomes, taken = together_or_apart(
@@ -242,11 +243,18 @@ class Node:
         return outcomes
 
 
+def _batched(handler: Handler | BatchHandler) -> BatchHandler | None:
+    """The handler as a ``BatchHandler``, if it is one (asked of its attributes: a protocol's
+    ``isinstance`` costs some 100 µs on Python 3.11, a tenth of a message's processing)."""
+    return handler if callable(getattr(handler, "handle_batch", None)) else None  # type: ignore[return-value]
+
+
 def _one_by_one(handler: Handler | BatchHandler) -> Handler:
     """A handler of one message at a time: a batch handler given a batch of one."""
-    if isinstance(handler, BatchHandler):
-        return lambda tx, message: handler.handle_batch(tx, [message])[0]
-    return handler
+    batched = _batched(handler)
+    if batched is not None:
+        return lambda tx, message: batched.handle_batch(tx, [message])[0]
+    return handler  # type: ignore[return-value]
 
 
 def _by_partner(claims: list[Claim]) -> list[tuple[str, list[Claim]]]:
