@@ -9,7 +9,7 @@ from typing import Any
 
 from ccbmdm.runtime.lifecycles.sync import BatchSnapshotReader
 from ccbmdm.runtime.messages.contracts import ContractRegistry
-from ccbmdm.runtime.messaging.delivery import Received
+from ccbmdm.runtime.messaging.delivery import Arrival, DeliverySettings, Inbox, Received
 from ccbmdm.runtime.messaging.node import BatchHandler
 from ccbmdm.runtime.messaging.transport import InProcessTransport
 from ccbmdm.runtime.store import Store, Transaction
@@ -216,3 +216,40 @@ def test_the_monitor_reads_a_batch_of_snapshots_at_once_or_each_alone_when_that_
     assert failing.reads == 3
     world.run()
     assert world.requests() == [("SYNCHRONIZED", None)] * 6
+
+
+def test_a_batch_of_messages_stored_at_once_tells_new_ones_from_repeats_in_order(
+    store: Store,
+) -> None:
+    """One statement for the batch (PostgreSQL: over arrays), the same answer as one at a time:
+    a message the inbox has, and a second copy within the batch, are repeats whose stored bytes
+    stay as they were; the new ones keep the batch's order in their ids."""
+    inbox = Inbox(store, "bridge", DeliverySettings())
+    ids = [f"018f0000-0000-7000-8000-00000000000{i}" for i in range(4)]
+
+    def arrival(message_id: str, payload: bytes) -> Arrival:
+        return Arrival("PERSON_SYNC", "request", message_id, None, payload)
+
+    assert inbox.store_messages("ccb", [arrival(ids[1], b"first")]) == [(True, None)]
+    stored = inbox.store_messages(
+        "ccb",
+        [
+            arrival(ids[3], b"new, first"),
+            arrival(ids[1], b"again"),
+            arrival(ids[0], b"new, second"),
+            arrival(ids[3], b"a copy in the batch"),
+            arrival(ids[2], b"new, third"),
+        ],
+    )
+    assert [new for new, _ in stored] == [True, False, True, False, True]
+    with store.transaction() as tx:
+        rows = tx.fetch(
+            "SELECT i.message_id, b.payload FROM inbox i JOIN inbox_body b ON b.id = i.id "
+            "ORDER BY i.id"
+        )
+    assert [(str(r["message_id"]), bytes(r["payload"])) for r in rows] == [
+        (ids[1], b"first"),
+        (ids[3], b"new, first"),
+        (ids[0], b"new, second"),
+        (ids[2], b"new, third"),
+    ]
