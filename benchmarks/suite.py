@@ -57,7 +57,7 @@ class Result:
     scenario: str
     name: str
     unit: str
-    figure: float
+    figure: float | None  # None: not measured (the name says why)
     anchors: dict[str, float]
     ratio: float | None
     ratio_kind: RatioKind | None
@@ -72,7 +72,7 @@ def result(
     scenario: str,
     name: str,
     unit: str,
-    figure: float,
+    figure: float | None,
     anchors: dict[str, float],
     ratio: tuple[float, RatioKind] | None,
     target: Target | None,
@@ -88,7 +88,7 @@ def result(
         value,
         kind,
         str(target) if target else None,
-        target.met(figure, value) if target else None,
+        target.met(figure, value) if target and figure is not None else None,
     )
 
 
@@ -198,12 +198,73 @@ def startup(quick: bool) -> list[Result]:
     ]
 
 
+def runtime(quick: bool) -> list[Result]:
+    import bench_runtime as bench
+
+    requests, runs = (600, 1) if quick else (3000, 3)
+    on: list[float] = []
+    off: list[float] = []
+    for _ in range(runs):  # alternating, so that the machine's drift touches both alike
+        on += bench.sqlite_rates(requests, 50, 1, "info")
+        off += bench.sqlite_rates(requests, 50, 1, "off")
+    logs = statistics.median(o / i for i, o in zip(on, off, strict=True))
+    rate, unit = statistics.median(on), "requests/s"
+    name = "PostgreSQL, one worker"
+    results = [
+        result(
+            "runtime",
+            "SQLite (synchronous=FULL), one worker, logs at info",
+            unit,
+            rate,
+            {"logs off": statistics.median(off)},
+            None,
+            Target(bench.SQLITE_TARGET, at_least=True, on="figure", unit=unit),
+        ),
+        result(
+            "runtime",
+            "SQLite, logs at info against logs off",
+            "x",
+            logs,
+            {},
+            None,
+            Target(bench.LOGS_TARGET, at_least=False, on="figure"),
+        ),
+    ]
+    dsn, unavailable = postgres_dsn()
+    if unavailable:
+        return [
+            *results,
+            result("runtime", f"{name}: not measured, {unavailable}", unit, None, {}, None, None),
+        ]
+    rates = bench.postgres_rates(dsn, requests, 50, runs, (1, 2))
+    one, two = statistics.median(rates[1]), statistics.median(rates[2])
+    return [
+        *results,
+        result(
+            "runtime",
+            name,
+            unit,
+            one,
+            {"SQLite, one worker": rate},
+            None,
+            Target(bench.POSTGRES_TARGET, at_least=True, on="figure", unit=unit),
+        ),
+        result(
+            "runtime",
+            "PostgreSQL, two workers",
+            unit,
+            two,
+            {"one worker": one},
+            (two / one, "speed-up"),
+            Target(bench.TWO_WORKERS_TARGET, at_least=True, on="ratio"),
+        ),
+    ]
+
+
 def intervals(quick: bool) -> list[Result]:
     import bench_intervals
 
-    from support import choose_postgres
-
-    dsn, unavailable = choose_postgres(os.environ)
+    dsn, unavailable = postgres_dsn()
     former = "a row per interval"
     results = []
     for found in bench_intervals.measure(
@@ -246,6 +307,7 @@ SCENARIOS = {
         Scenario("mapping", "the compiled mapping against hand-written Python and XSLT", mapping),
         Scenario("compile", "ccbmdm compile of the reference project, cold and warm", compile_),
         Scenario("startup", "ccbmdm --help, validate and transform, each a new process", startup),
+        Scenario("runtime", "PERSON_SYNC requests end to end, SQLite and PostgreSQL", runtime),
         Scenario(
             "intervals", "interval data import and the store's size per customer-month", intervals
         ),
@@ -264,13 +326,19 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def postgres_dsn() -> tuple[str, str | None]:
+    """The PostgreSQL the store tests use (CCBMDM_TEST_PG_DSN, else the local server), and why
+    it cannot be used (no server answers), or None."""
+    from support import choose_postgres
+
+    return choose_postgres(os.environ)
+
+
 def postgresql_version() -> str | None:
     """The server version of the PostgreSQL the store tests use, if one answers."""
     import psycopg
 
-    from support import choose_postgres
-
-    dsn, unavailable = choose_postgres(os.environ)
+    dsn, unavailable = postgres_dsn()
     if unavailable:
         return None
     try:

@@ -9,6 +9,7 @@ runtime and the node's name and returns the system.
 from __future__ import annotations
 
 import importlib
+import itertools
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -40,6 +41,40 @@ from ccbmdm.runtime.store.counts import fold
 from ccbmdm.runtime.worker import Step, Worker
 
 log = logging.getLogger("ccbmdm.runtime")
+
+
+class CcbHandler:
+    """The ``ccb`` node's handler (a ``BatchHandler``): acknowledgements of sync requests a run
+    at a time (``Acknowledgements.handle_batch``), usage responses and whatever else CCB
+    receives one at a time, in the batch's order."""
+
+    def __init__(
+        self,
+        acknowledgements: Acknowledgements,
+        usage: UsageRequestMonitor | None,
+        system: HostedSystem,
+    ) -> None:
+        self.acknowledgements = acknowledgements
+        self.usage = usage
+        self.system = system
+        self.sync_flows = frozenset(CCB_SYNC_FLOWS.values())
+
+    def handle_batch(self, tx: Transaction, messages: Sequence[Received]) -> list[str | None]:
+        outcomes: list[str | None] = []
+        for acknowledging, run in itertools.groupby(messages, key=self._acknowledges):
+            if acknowledging:
+                outcomes += self.acknowledgements.handle_batch(tx, list(run))
+            else:
+                outcomes += [self._one(tx, received) for received in run]
+        return outcomes
+
+    def _acknowledges(self, received: Received) -> bool:
+        return received.flow in self.sync_flows and received.part == "ack"
+
+    def _one(self, tx: Transaction, received: Received) -> str | None:
+        if self.usage is not None and received.flow in USAGE_FLOWS:
+            return self.usage.responded(tx, received)
+        return self.system.handle(tx, received)
 
 
 class HostedSystem(Protocol):
@@ -149,23 +184,13 @@ class Runtime:
                 raise ConfigError(
                     f"nodes.ccb.system: {entry} gives no snapshot reader (read(tx, mo, key))"
                 )
-            acknowledgements = Acknowledgements(self.contracts, node.outbox)
-            sync_flows = set(CCB_SYNC_FLOWS.values())
             usage = (
                 UsageRequestMonitor(self.store, self.contracts, system, node.outbox)
                 if isinstance(system, Billing)
                 else None
             )
             self.usage_monitor = usage
-
-            def ccb_handler(tx: Transaction, received: Received) -> str | None:
-                if received.flow in sync_flows and received.part == "ack":
-                    return acknowledgements(tx, received)
-                if usage is not None and received.flow in USAGE_FLOWS:
-                    return usage.responded(tx, received)
-                return system.handle(tx, received)
-
-            node.handler = ccb_handler
+            node.handler = CcbHandler(Acknowledgements(self.contracts, node.outbox), usage, system)
         else:
             node.handler = system.handle
         node.receiver.answerer = system.answer

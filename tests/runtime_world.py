@@ -53,6 +53,18 @@ class People:
         row = tx.fetch_one("SELECT data FROM test_person WHERE id = :id", {"id": key[0]})
         return None if row is None else json.loads(row["data"])
 
+    def read_many(
+        self, tx: Transaction, mo: str, keys: Sequence[tuple[str, ...]]
+    ) -> list[Mapping[str, Any] | None]:
+        """The people of a batch in one statement (a ``BatchSnapshotReader``)."""
+        ids = {f"id{i}": key[0] for i, key in enumerate(keys)}
+        listed = ", ".join(f":{name}" for name in ids)
+        found = {
+            row["id"]: json.loads(row["data"])
+            for row in tx.fetch(f"SELECT id, data FROM test_person WHERE id IN ({listed})", ids)
+        }
+        return [found.get(key[0]) for key in keys]
+
     def change(self, person_id: str, name: str, country: str = "USA") -> None:
         """A person with an address, saved and captured."""
         address = {"address1": "1 Main St", "city": "Quincy", "postal": "02169", "country": country}
@@ -142,6 +154,15 @@ class Unreachable:
 
     def transaction(self) -> Any:
         raise StoreUnavailable(f"cannot connect to {self.where} (connection refused)", self.where)
+
+
+def expire(store: Store, table: str, row_id: int) -> None:
+    """Age a lease as if its holder had died an hour ago."""
+    with store.transaction() as tx:
+        tx.execute(
+            f"UPDATE {table} SET due_at = {store.now_plus} WHERE id = :id",
+            {"id": row_id, "seconds": -3600},
+        )
 
 
 class Flaky(InProcessTransport):

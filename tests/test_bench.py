@@ -148,3 +148,25 @@ def test_outside_a_checkout_it_says_where_it_looked(
     said = " ".join(capsys.readouterr().err.split())
     assert "ccbmdm bench runs from a source checkout" in said
     assert str(tmp_path.resolve()) in said
+
+
+def test_the_runtime_scenario_says_so_when_no_postgresql_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SQLite's rows as measured (stand-in rates here), PostgreSQL's a row that says why it was
+    not measured, and the suite goes on."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # as `ccbmdm bench` finds them
+    bench_runtime = importlib.import_module("bench_runtime")
+    suite = importlib.import_module("suite")
+
+    def rates(requests: int, batch: int, runs: int, logs_at: str = "info") -> list[float]:
+        return [2000.0 if logs_at == "info" else 2500.0] * runs
+
+    monkeypatch.setattr(bench_runtime, "sqlite_rates", rates)
+    monkeypatch.setenv("CCBMDM_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:1/test")
+    sqlite, logs, postgres = suite.SCENARIOS["runtime"].run(True)
+    assert (sqlite.figure, sqlite.anchors, sqlite.passed) == (2000.0, {"logs off": 2500.0}, False)
+    assert (logs.figure, logs.target, logs.passed) == (1.25, "≤ 1.3x", True)
+    assert postgres.figure is None and postgres.passed is None
+    assert postgres.name.startswith("PostgreSQL, one worker: not measured, no PostgreSQL answers")
+    assert "127.0.0.1:1" in postgres.name

@@ -24,7 +24,7 @@ from ccbmdm.runtime.lifecycles.lifecycle import SYNC_REQUEST
 from ccbmdm.runtime.lifecycles.machine import moved
 from ccbmdm.runtime.logs import emit
 from ccbmdm.runtime.store import Store, Transaction
-from ccbmdm.runtime.store.base import Row, background
+from ccbmdm.runtime.store.base import Row, background, unnested
 
 log = logging.getLogger("ccbmdm.delivery")
 RELAY = "relay"  # owner type of a bridge outbox row: the inbox row of the message it maps
@@ -66,6 +66,21 @@ PARTNER_DOWN = "('unreachable','transport','deadline')"
 # A body is keyed by its row's id. SQLite may give a new row the id of a row deleted before (rows
 # purged by an operator): the new message's body takes the place of the one left behind.
 _REPLACING = " ON CONFLICT (id) DO UPDATE SET payload = excluded.payload"
+# What each stored message gives of its row (name -> PostgreSQL type, ``insert_with_bodies``)
+_MESSAGE_COLUMNS = {
+    "node": "text",
+    "partner": "text",
+    "flow": "text",
+    "part": "text",
+    "message_id": "uuid",
+}
+_OUTBOX_COLUMNS = _MESSAGE_COLUMNS | {
+    "ordering_key": "text",
+    "owner_type": "text",
+    "owner_id": "bigint",
+    "reply_timeout_s": "float8",
+}
+_INBOX_COLUMNS = _MESSAGE_COLUMNS | {"correlation_id": "uuid"}
 
 
 class Claim(NamedTuple):
@@ -182,12 +197,8 @@ class Outbox:
         tx.later(self._write, row)
 
     def _write(self, tx: Transaction, rows: list[dict[str, Any]]) -> None:
-        insert = f"""INSERT INTO outbox (node, partner, flow, part, message_id, ordering_key, owner_type, owner_id,
-                                         reply_timeout_s, state, due_at)
-                     VALUES (:node, :partner, :flow, :part, :message_id, :ordering_key, :owner_type, :owner_id,
-                             :reply_timeout_s, 'PENDING', {tx.now})
-                     ON CONFLICT (node, partner, message_id) DO NOTHING"""
-        insert_with_bodies(tx, "outbox", insert, rows)
+        constants = {"state": "'PENDING'", "due_at": tx.now}
+        insert_with_bodies(tx, "outbox", _OUTBOX_COLUMNS, constants, rows)
 
     def claim(self, batch: int | None = None) -> list[Claim]:
         """Claim due rows whose key has no older open row: SENDING, one more attempt, a lease.
@@ -521,28 +532,52 @@ class Outbox:
     ) -> tuple[str, int] | None:
         """Match a reply to the message it answers; returns its owner, or None (recorded and
         ignored: a reply to an earlier message, or one that comes after the request went on)."""
-        row = tx.fetch_one(
-            """UPDATE outbox SET state = 'DELIVERED', due_at = NULL, lease_token = NULL
-               WHERE node = :node AND partner = :partner AND message_id = :correlation
-                 AND state IN ('SENDING','AWAITING_REPLY','RETRY_WAIT')
-               RETURNING flow, part, owner_type, owner_id""",
-            {"node": self.node, "partner": partner, "correlation": correlation_id},
-        )
-        if row is not None and log.isEnabledFor(logging.INFO):
-            fields = {
-                "event": "delivery.replied",
-                "node": self.node,
-                "partner": partner,
-                "flow": row["flow"],
-                "part": row["part"],
-                "message_id": correlation_id,
-                "to_state": "DELIVERED",
-                **owned_by(row["owner_type"], row["owner_id"]),
-            }
-            tx.after_commit(functools.partial(emit, log, logging.INFO, "the reply came", fields))
-        if row is None or row["owner_type"] is None:
-            return None
-        return str(row["owner_type"]), int(row["owner_id"])
+        return self.replies_received(tx, [(partner, correlation_id)])[0]
+
+    def replies_received(
+        self, tx: Transaction, replies: Sequence[tuple[str, str]]
+    ) -> list[tuple[str, int] | None]:
+        """Match a batch of replies, each (partner, correlation id), to the messages they
+        answer, in one statement per partner; each reply's owner, or None, as
+        ``reply_received`` says. Of two replies to one message, the first matches, as it would
+        one after the other."""
+        matched: dict[tuple[str, str], Row] = {}
+        for partner in dict.fromkeys(partner for partner, _ in replies):
+            ids = list(dict.fromkeys(c for p, c in replies if p == partner))
+            params: dict[str, Any] = {f"c{i}": c for i, c in enumerate(ids)}
+            listed = ", ".join(f":c{i}" for i in range(len(ids)))
+            for row in tx.fetch(
+                f"""UPDATE outbox SET state = 'DELIVERED', due_at = NULL, lease_token = NULL
+                    WHERE node = :node AND partner = :partner AND message_id IN ({listed})
+                      AND state IN ('SENDING','AWAITING_REPLY','RETRY_WAIT')
+                    RETURNING message_id, flow, part, owner_type, owner_id""",
+                {"node": self.node, "partner": partner, **params},
+            ):
+                # PostgreSQL's uuid column gives the id back in its own (lowercase) spelling
+                matched[partner, str(row["message_id"]).lower()] = row
+        owners: list[tuple[str, int] | None] = []
+        for partner, correlation_id in replies:
+            match = matched.pop((partner, correlation_id.lower()), None)  # the first reply's
+            if match is not None and log.isEnabledFor(logging.INFO):
+                fields = {
+                    "event": "delivery.replied",
+                    "node": self.node,
+                    "partner": partner,
+                    "flow": match["flow"],
+                    "part": match["part"],
+                    "message_id": correlation_id,
+                    "to_state": "DELIVERED",
+                    **owned_by(match["owner_type"], match["owner_id"]),
+                }
+                tx.after_commit(
+                    functools.partial(emit, log, logging.INFO, "the reply came", fields)
+                )
+            owners.append(
+                None
+                if match is None or match["owner_type"] is None
+                else (str(match["owner_type"]), int(match["owner_id"]))
+            )
+        return owners
 
 
 def owned_by(owner_type: str | None, owner_id: int | None) -> dict[str, Any]:
@@ -572,13 +607,26 @@ class _Repeats(Exception):
 
 
 def insert_with_bodies(
-    tx: Transaction, table: str, insert: str, rows: Sequence[Mapping[str, Any]]
+    tx: Transaction,
+    table: str,
+    columns: Mapping[str, str],
+    constants: Mapping[str, str],
+    rows: Sequence[Mapping[str, Any]],
 ) -> list[bool]:
-    """Insert messages (``insert`` does nothing for one the table has) and their ``payload``
-    into the table's body table; per row, whether it was new. Usually every one is: one
-    statement each for the batch. When some are repeats (a sender retrying, a handler run
-    again), the batch is written again message by message to tell which, and a repeat's
-    stored bytes stay as they are."""
+    """Insert messages into ``table`` (nothing for one the table has: the same node, partner
+    and message id) and their ``payload`` into its body table; per row, whether it was new.
+    ``columns``: those each row gives (name -> PostgreSQL type); ``constants``: those the same
+    SQL sets for every row. One statement each for the batch: on PostgreSQL over the batch's
+    rows as arrays (``unnested``), which tells the new rows from the repeats by what it
+    returns; on SQLite executed once a row, in process. When some are repeats there (a sender
+    retrying, a handler run again), the batch is written again message by message to tell
+    which. A repeat's stored bytes stay as they are."""
+    if tx.dialect == "postgres":
+        return _insert_unnested(tx, table, columns, constants, rows)
+    names = ", ".join([*columns, *constants])
+    conflict = "ON CONFLICT (node, partner, message_id) DO NOTHING"
+    listed = ", ".join([*(f":{name}" for name in columns), *constants.values()])
+    insert = f"INSERT INTO {table} ({names}) VALUES ({listed}) {conflict}"
     body = f"""INSERT INTO {table}_body (id, payload)
                SELECT id, :payload FROM {table} WHERE node = :node AND partner = :partner AND message_id = :message_id
                {_REPLACING}"""
@@ -596,6 +644,44 @@ def insert_with_bodies(
         if fresh:
             tx.execute(body, row)
         new.append(fresh)
+    return new
+
+
+def _insert_unnested(
+    tx: Transaction,
+    table: str,
+    columns: Mapping[str, str],
+    constants: Mapping[str, str],
+    rows: Sequence[Mapping[str, Any]],
+) -> list[bool]:
+    """``insert_with_bodies`` on PostgreSQL: the rows inserted in their order (the ids keep
+    it, which the claims' per-key order goes by), the new ones returned, their bodies after."""
+    relation, params = unnested(rows, columns)
+    selected = ", ".join([*(f"v.{name}" for name in columns), *constants.values()])
+    inserted = tx.fetch(
+        f"""INSERT INTO {table} ({", ".join([*columns, *constants])})
+            SELECT {selected} FROM {relation} ORDER BY v.n
+            ON CONFLICT (node, partner, message_id) DO NOTHING
+            RETURNING id, node, partner, message_id""",
+        params,
+    )
+    ids = {(r["node"], r["partner"], str(r["message_id"])): int(r["id"]) for r in inserted}
+    new = []
+    bodies = []
+    for row in rows:
+        # the first of a batch's rows with one id is the one inserted; the uuid column gives
+        # the id back in its own (lowercase) spelling
+        row_id = ids.pop((row["node"], row["partner"], str(row["message_id"]).lower()), None)
+        new.append(row_id is not None)
+        if row_id is not None:
+            bodies.append({"id": row_id, "payload": row["payload"]})
+    if bodies:
+        relation, params = unnested(bodies, {"id": "bigint", "payload": "bytea"})
+        tx.execute(
+            f"INSERT INTO {table}_body (id, payload) SELECT v.id, v.payload FROM {relation} "
+            + _REPLACING,
+            params,
+        )
     return new
 
 
@@ -629,12 +715,11 @@ class Inbox:
         system's saves (``background``), wherever the message came in."""
         if not arrivals:
             return []
-        insert = f"""INSERT INTO inbox (node, partner, flow, part, message_id, correlation_id, state, due_at, received_at)
-                     VALUES (:node, :partner, :flow, :part, :message_id, :correlation_id, 'RECEIVED', {self.store.now}, {self.store.now})
-                     ON CONFLICT (node, partner, message_id) DO NOTHING"""
+        now = self.store.now
+        constants = {"state": "'RECEIVED'", "due_at": now, "received_at": now}
         rows = [{"node": self.node, "partner": partner, **a.__dict__} for a in arrivals]
         with background(), self.store.transaction() as tx:
-            new = insert_with_bodies(tx, "inbox", insert, rows)
+            new = insert_with_bodies(tx, "inbox", _INBOX_COLUMNS, constants, rows)
             stored = [
                 (True, None) if fresh else (False, self._outcome(tx, partner, arrival))
                 for fresh, arrival in zip(new, arrivals, strict=True)
@@ -708,10 +793,12 @@ class Inbox:
     def processed(self, tx: Transaction, outcomes: Sequence[tuple[Received, str | None]]) -> None:
         """Mark held messages processed with the message id each led to, in the transaction of
         their processing."""
-        tx.execute_many(
-            """UPDATE inbox SET state = 'PROCESSED', due_at = NULL, lease_token = NULL, outcome_message_id = :outcome
-               WHERE id = :id AND state = 'PROCESSING'""",
+        tx.update_rows(
+            "inbox",
+            "state = 'PROCESSED', due_at = NULL, lease_token = NULL, outcome_message_id = :outcome",
             [{"outcome": outcome, "id": message.id} for message, outcome in outcomes],
+            {"outcome": "uuid"},
+            "inbox.state = 'PROCESSING'",
         )
         if outcomes and log.isEnabledFor(logging.INFO):
             lines = [

@@ -74,6 +74,7 @@ class Transaction(ABC):
     """One database transaction; SQL uses ``:name`` parameters and the dialect's expressions."""
 
     now: str  # SQL for the database clock
+    dialect: str  # the store's (``Store.dialect``)
 
     def __init__(self, budget_s: float = math.inf) -> None:
         self._queued: list[tuple[Flush, Any]] = []  # what ``later`` holds until the commit
@@ -107,6 +108,22 @@ class Transaction(ABC):
     def execute_many(self, sql: str, params: Sequence[Mapping[str, Any]]) -> int:
         """Run one statement once per parameter set (a batch's rows in one call); returns the
         number of rows they changed together."""
+
+    def update_rows(
+        self,
+        table: str,
+        assignments: str,
+        rows: Sequence[Mapping[str, Any]],
+        types: Mapping[str, str],
+        condition: str = "",
+    ) -> int:
+        """``UPDATE table SET assignments WHERE id = :id [AND condition]`` for each of ``rows``,
+        whose values the assignments name as ``:name`` (``types``: name -> PostgreSQL type);
+        the rows changed. Executed once a row here (in process, on SQLite); on PostgreSQL one
+        statement for the batch (``unnested``). ``condition`` names the table's columns with
+        the table's name (``inbox.state``), the rows' values being columns there too."""
+        where = f"id = :id AND {condition}" if condition else "id = :id"
+        return self.execute_many(f"UPDATE {table} SET {assignments} WHERE {where}", rows)
 
     def fetch_one(self, sql: str, params: Mapping[str, Any] | None = None) -> Row | None:
         rows = self.fetch(sql, params)
@@ -214,6 +231,18 @@ def named_to(style: str, sql: str) -> str:
     if style == "pyformat":
         return _PARAMETER.sub(r"%(\1)s", sql.replace("%", "%%"))
     return sql
+
+
+def unnested(
+    rows: Sequence[Mapping[str, Any]], types: Mapping[str, str]
+) -> tuple[str, dict[str, Any]]:
+    """PostgreSQL: a batch's rows as the relation ``v``, with a column of each of ``types``
+    (name -> SQL type) and their order ``v.n``, and its parameters, one array a column. A
+    statement over it does for the batch what ``execute_many`` does a row at a time, each row
+    an execution of its own on the server."""
+    arrays = ", ".join(f":{name}_of_rows::{kind}[]" for name, kind in types.items())
+    params = {f"{name}_of_rows": [row[name] for row in rows] for name in types}
+    return f"unnest({arrays}) WITH ORDINALITY AS v({', '.join(types)}, n)", params
 
 
 def rows(columns: Sequence[str], values: Iterator[Sequence[Any]]) -> list[Row]:

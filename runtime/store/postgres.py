@@ -4,6 +4,7 @@ the durability settings checked when the store opens."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,6 +22,7 @@ from ccbmdm.runtime.store.base import (
     StoreUnavailable,
     Transaction,
     named_to,
+    unnested,
 )
 from ccbmdm.runtime.store.dsn import redacted, scrubbed
 from ccbmdm.runtime.store.schema import migrate
@@ -34,6 +36,7 @@ _SESSION_ENDED = ("57P01", "57P02", "57P03", "57P05", "25P03")
 
 
 class PostgresTransaction(Transaction):
+    dialect = "postgres"
     now = "now()"
 
     def __init__(
@@ -63,6 +66,23 @@ class PostgresTransaction(Transaction):
             if lost(self.connection, exc):
                 raise unavailable(self.where, exc) from exc
             raise
+
+    def update_rows(
+        self,
+        table: str,
+        assignments: str,
+        rows: Sequence[Mapping[str, Any]],
+        types: Mapping[str, str],
+        condition: str = "",
+    ) -> int:
+        if not rows:
+            return 0
+        relation, params = unnested(rows, {"id": "bigint", **types})
+        # the rows' values, ``:name`` in the assignments, are the relation's columns here
+        values = re.compile(r"(?<![:\w]):(" + "|".join(map(re.escape, types)) + r")\b")
+        assigned = values.sub(r"v.\1", assignments)
+        where = f"{table}.id = v.id AND {condition}" if condition else f"{table}.id = v.id"
+        return self.execute(f"UPDATE {table} SET {assigned} FROM {relation} WHERE {where}", params)
 
     def fetch(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         try:

@@ -34,6 +34,7 @@ _NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "9
 
 
 class SqliteTransaction(Transaction):
+    dialect = "sqlite"
     now = "julianday('now')"
 
     def __init__(self, connection: sqlite3.Connection, budget_s: float) -> None:

@@ -181,7 +181,29 @@ class CcbSimulator:
     def read(self, tx: Transaction, mo: str, key: tuple[str, ...]) -> Mapping[str, Any] | None:
         """The final snapshot of an entity: the entity element of its flow's CCB contract, as
         JSON; None when CCB has nothing to send (the SnapshotReader of sync requests)."""
-        record = self.record(tx, self._kind(mo).mo, key)
+        return self._snapshot(tx, mo, self.record(tx, self._kind(mo).mo, key))
+
+    def read_many(
+        self, tx: Transaction, mo: str, keys: Sequence[tuple[str, ...]]
+    ) -> list[Mapping[str, Any] | None]:
+        """``read`` for a batch of keys, their records in one statement (the sync monitor's
+        ``BatchSnapshotReader``)."""
+        pks = {f"pk{i}": KEY_SEPARATOR.join(key) for i, key in enumerate(keys)}
+        listed = ", ".join(f":{name}" for name in pks)
+        rows = tx.fetch(
+            f"SELECT pk, data FROM ccb_entity WHERE mo = :mo AND pk IN ({listed})",
+            {"mo": self._kind(mo).mo, **pks},
+        )
+        found = {row["pk"]: row["data"] for row in rows}
+        return [
+            self._snapshot(tx, mo, None if data is None else parse_record(self.store, data))
+            for data in (found.get(pk) for pk in pks.values())
+        ]
+
+    def _snapshot(
+        self, tx: Transaction, mo: str, record: dict[str, Any] | None
+    ) -> Mapping[str, Any] | None:
+        """The snapshot a record gives (None: none, or nothing to send)."""
         if record is None:
             return None
         derive = self._snapshots.get(mo)
