@@ -53,7 +53,10 @@ def test_an_unknown_scenario_is_refused_with_the_names(
     code = run(lambda: app(["bench", "--only", "codec,speed"]))
     assert code == 2
     said = " ".join(capsys.readouterr().err.split())
-    assert "no scenario named speed; the scenarios are codec, mapping, compile, startup, billing" in said
+    assert (
+        "no scenario named speed; the scenarios are codec, mapping, compile, startup, billing"
+        in said
+    )
 
 
 def test_outside_a_checkout_it_says_where_it_looked(
