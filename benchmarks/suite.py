@@ -3,8 +3,9 @@ in the same run, and says whether the figure meets its target (docs/benchmarks.m
 command").
 
 A scenario reuses its script's measuring function (bench_codec.py, bench_mapping.py,
-bench_compile.py, bench_startup.py, bench_intervals.py), at a quick size for `--quick` and a
-full size otherwise; the scripts print their own figures from the same functions.
+bench_compile.py, bench_startup.py, bench_runtime.py, bench_billing.py, bench_intervals.py), at a
+quick size for `--quick` and a full size otherwise; the scripts print their own figures from the
+same functions.
 """
 
 from __future__ import annotations
@@ -300,6 +301,43 @@ def intervals(quick: bool) -> list[Result]:
     return results
 
 
+def billing(quick: bool) -> list[Result]:
+    import bench_billing
+
+    target = Target(bench_billing.TARGET_RATIO, at_least=False, on="ratio")
+    results = []
+    for name, months in (
+        ("one channel, a month", [bench_billing.month(bench_billing.JULY, 1)]),
+        ("a batch of channels", bench_billing.batch_months(20 if quick else 200)),
+    ):
+        intervals, timed = bench_billing.measure_engine(months, 1.0 if quick else 5.0)
+        results.append(
+            result(
+                "billing",
+                f"determinant engine, {name} ({intervals:,} intervals)",
+                "intervals/s",
+                intervals / timed.ours,
+                {"numpy": intervals / timed.theirs},
+                (1 / timed.ratio, "time"),
+                target,
+            )
+        )
+    customers = 60 if quick else 600
+    run = bench_billing.measure_requests(customers)
+    results.append(
+        result(
+            "billing",
+            f"usage requests end to end, SQLite ({customers} customers)",
+            "requests/s",
+            run.per_second,
+            {},
+            None,
+            None,
+        )
+    )
+    return results
+
+
 SCENARIOS = {
     s.name: s
     for s in (
@@ -308,6 +346,7 @@ SCENARIOS = {
         Scenario("compile", "ccbmdm compile of the reference project, cold and warm", compile_),
         Scenario("startup", "ccbmdm --help, validate and transform, each a new process", startup),
         Scenario("runtime", "PERSON_SYNC requests end to end, SQLite and PostgreSQL", runtime),
+        Scenario("billing", "the determinant engine against numpy; usage requests", billing),
         Scenario(
             "intervals", "interval data import and the store's size per customer-month", intervals
         ),

@@ -32,33 +32,36 @@ Decisions:
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal, localcontext
-from functools import cached_property, reduce
-from itertools import accumulate, compress, pairwise, repeat
-from typing import cast
+from functools import cached_property
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from ccbmdm.runtime.messages.functions import zone
 from ccbmdm.runtime.sim.determinants.estimation import estimate_reading, fill_gaps
 from ccbmdm.runtime.sim.determinants.measurements import (
     ARITHMETIC,
+    EPOCH,
+    MICROSECOND,
     QUALITY_CODES,
     DeterminantsFault,
     HowToUse,
     Installation,
     InsufficientData,
     IntervalChannel,
-    IntervalValue,
+    IntervalColumns,
     MisalignedPeriod,
     Quality,
     Reading,
     ReadingKind,
     Register,
     TouSumCheckFailed,
-    quality_of,
     quantize,
     worst,
 )
@@ -130,9 +133,33 @@ def calculate(
 # -- the calculation ----------------------------------------------------------------------------
 
 
-def _grid(low: datetime, step: timedelta, count: int) -> list[datetime]:
-    """``low + step``, ``low + 2 step`` ... ``low + count step``, added up one step at a time."""
-    return cast("list[datetime]", list(accumulate(repeat(step, count), initial=low))[1:])
+def _micros(moment: datetime) -> int:
+    """An instant as microseconds since the epoch, as interval columns hold it."""
+    return (moment - EPOCH) // MICROSECOND
+
+
+def _stamped(
+    columns: IntervalColumns, first: int, step: int, count: int
+) -> tuple[slice | npt.NDArray[np.intp], int]:
+    """Where the values stamped ``first + step``, ``first + 2 step`` ... ``first + count step``
+    lie in ``columns``, up to the first of them that is missing, and how many that is. They lie
+    side by side (a slice) unless a value is stamped off the grid between them."""
+    ends = columns.ends
+    if columns.spacing == step:  # one value every step: where they start tells it all
+        start, off_grid = divmod(first + step - int(ends[0]), step)
+        present = 0 if off_grid or start < 0 else max(0, min(count, len(ends) - start))
+        return slice(max(start, 0), max(start, 0) + present), present
+    start = int(np.searchsorted(ends, first, side="right"))
+    grid = np.arange(1, count + 1, dtype=np.int64) * step + first
+    side = ends[start : start + count]
+    if len(side) == count and np.array_equal(side, grid):
+        return slice(start, start + count), count
+    if not len(ends):
+        return slice(0, 0), 0
+    at = np.searchsorted(ends, grid)
+    missing = np.flatnonzero(ends[np.minimum(at, len(ends) - 1)] != grid)
+    present = int(missing[0]) if len(missing) else count
+    return at[:present], present
 
 
 @dataclass
@@ -154,16 +181,11 @@ class _Sq:
             self.quantity += amount
         self.count(quality, 1)
 
-    def take_sum(self, amounts: list[Decimal], estimated: int, edited: int) -> None:
-        """``take`` of each amount in turn, at once (``estimated`` and ``edited`` of them
-        so); the same additions in the same order."""
-        if not amounts:
-            return
-        if self.quantity is None:
-            self.quantity = reduce(operator.add, amounts)
-        else:
-            self.quantity = reduce(operator.add, amounts, self.quantity)
-        self.values += len(amounts)
+    def take_total(self, amount: Decimal, values: int, estimated: int, edited: int) -> None:
+        """``take`` of ``values`` amounts that add up to ``amount`` (``estimated`` and
+        ``edited`` of them so)."""
+        self.quantity = amount if self.quantity is None else self.quantity + amount
+        self.values += values
         self.estimated += estimated
         self.edited += edited
 
@@ -202,6 +224,85 @@ class _Sq:
         return Quality.EDITED if self.edited else Quality.ACTUAL
 
 
+_INT64_MAX = 2**63 - 1
+
+
+class _Buckets:
+    """A channel's values in a usage period by TOU: their counts, exact sums and highest
+    values (PD-D16). Units are summed as int64 where no sum can overflow it, else as Python
+    integers; either way exactly, so the last TOU's sum and counts are the total's less the
+    others'."""
+
+    def __init__(
+        self,
+        columns: IntervalColumns,
+        units: npt.NDArray[Any],
+        code_of: npt.NDArray[np.intp],
+        tou_of: npt.NDArray[np.intp],
+        size: int,
+    ) -> None:
+        self.scale, self.tou_of = columns.scale, tou_of
+        self.high, self.low = int(units.max()), int(units.min())
+        safe = max(self.high, -self.low) * len(units) <= _INT64_MAX
+        self.units = units if safe and units.dtype == np.int64 else units.astype(object)
+        flags = []
+        for quality in (Quality.ESTIMATED, Quality.EDITED):
+            chosen = [q is quality for q in columns.qualities]  # by code list
+            flags.append(np.array(chosen)[code_of] if any(chosen) else None)
+        self.flags = flags
+        self.masks: dict[int, npt.NDArray[np.bool_]] = {}
+        # each TOU's (sum, values, estimated, edited); the last one's by difference
+        self.by_tou: list[tuple[int, int, int, int]] = []
+        for k in range(size - 1):
+            mask = self.mask(k)
+            whole = int(np.dot(self.units, mask))  # integer products and sums: exact
+            self.by_tou.append((whole, *self.counted(mask)))
+        whole = int(self.units.sum())
+        self.all = (whole, *self.counted(None))
+        last = [total - sum(part[j] for part in self.by_tou) for j, total in enumerate(self.all)]
+        self.by_tou.append((last[0], last[1], last[2], last[3]))
+
+    def mask(self, k: int) -> npt.NDArray[np.bool_]:
+        found = self.masks.get(k)
+        if found is None:
+            found = self.masks[k] = self.tou_of == k
+        return found
+
+    def counted(self, mask: npt.NDArray[np.bool_] | None) -> tuple[int, int, int]:
+        """How many values ``mask`` chooses (None: all), and how many are estimated and
+        edited."""
+        values = len(self.units) if mask is None else int(np.count_nonzero(mask))
+        found = [values]
+        for flags in self.flags:
+            if flags is None or not values:
+                found.append(0)
+            else:
+                found.append(int(np.count_nonzero(flags if mask is None else flags & mask)))
+        return found[0], found[1], found[2]
+
+    def decimal(self, units: int) -> Decimal:
+        return Decimal(units).scaleb(-self.scale)
+
+    def counts(self, k: int | None) -> tuple[int, int, int]:
+        """The values of bucket ``k`` (None: all), and how many are estimated and edited."""
+        _, values, estimated, edited = self.all if k is None else self.by_tou[k]
+        return values, estimated, edited
+
+    def total(self) -> tuple[Decimal, int, int, int]:
+        """The sum of all values, with ``counts``."""
+        return self.decimal(self.all[0]), *self.all[1:]
+
+    def sum(self, k: int) -> tuple[Decimal, int, int, int]:
+        """The sum of bucket ``k``, with its ``counts``."""
+        return self.decimal(self.by_tou[k][0]), *self.by_tou[k][1:]
+
+    def highest(self, k: int | None) -> Decimal:
+        """The highest value of bucket ``k`` (None: of all); a bucket ``k`` has values."""
+        if k is None:
+            return self.decimal(self.high)
+        return self.decimal(int(np.where(self.mask(k), self.units, self.low).max()))
+
+
 @dataclass(frozen=True)
 class _Channel:
     """An interval MC over the part of the request its install event covers, on its grid."""
@@ -213,6 +314,11 @@ class _Channel:
     @cached_property
     def step(self) -> timedelta:
         return timedelta(seconds=self.channel.seconds_per_interval)
+
+    @property
+    def micros(self) -> int:
+        """The interval length in microseconds, as interval columns count time."""
+        return self.channel.seconds_per_interval * 1_000_000
 
     def until(self, moment: datetime) -> datetime:
         """The earlier of ``moment`` and the channel's removal."""
@@ -352,8 +458,8 @@ class _Calculation:
             span_end = c.until(self.window[1])
             # from the channel's first instant, step on while the next value is there
             steps = max(0, -((c.first - span_end) // c.step))  # the steps before span_end
-            present = list(map(c.channel.by_end.__contains__, _grid(c.first, c.step, steps)))
-            moment = c.first + c.step * (present.index(False) if False in present else steps)
+            _, present = _stamped(c.channel.columns, _micros(c.first), c.micros, steps)
+            moment = c.first + c.step * present
             if moment < span_end or c.last is None or c.last > self.window[1]:
                 reachable = min(reachable, moment)
         if scalar_end is not None:
@@ -490,8 +596,9 @@ class _Calculation:
 
     def interval_quantities(self, start: datetime, end: datetime, sqs: dict[SqKey, _Sq]) -> None:
         """§5-§7: energy per TOU bucket and demand from interval energy. A channel's intervals
-        are taken together: each bucket adds its values in interval order, and demand is the
-        highest value's: kW = kWh x 3600 / L never ranks two values the other way round."""
+        are taken together, as exact scaled integers (PD-D16): each bucket adds its values,
+        and demand is the highest value's: kW = kWh x 3600 / L never ranks two values the
+        other way round."""
         energy: dict[SqKey, _Sq] = {}
         demand: dict[SqKey, _Sq] = {}
         sqis: set[str] = set()
@@ -503,36 +610,27 @@ class _Calculation:
             if uom == ENERGY:
                 sqis.add(sqi)
             delivered = uom == ENERGY and sqi in ("", DELIVERED)
-            values = self.channel_values(c, low, high)
-            if not values:
+            columns = c.channel.columns
+            picked = self.channel_values(c, low, high)
+            count = (high - low) // c.step
+            if not count:
                 continue
-            tous = self.calendar.tous_of(values[0].end, len(values), seconds)
-            amounts = [v.value for v in values]
-            codes = [v.quality_codes for v in values]
-            quality = {code: quality_of(code) for code in set(codes)}
-            odd = [
-                (tou, quality[code])
-                for tou, code in zip(tous, codes, strict=True)
-                if quality[code] is not Quality.ACTUAL
-            ]  # the estimated and edited values, with their TOUs
-
-            def counts(tou: str | None, odd: list[tuple[str, Quality]] = odd) -> tuple[int, int]:
-                chosen = [q for t, q in odd if tou is None or t == tou]
-                return chosen.count(Quality.ESTIMATED), chosen.count(Quality.EDITED)
-
-            energy.setdefault(SqKey(uom, "", sqi), _Sq()).take_sum(amounts, *counts(None))
-            for tou in sorted(set(tous) - {""}):
-                chosen = list(compress(amounts, map(tou.__eq__, tous)))
-                energy.setdefault(SqKey(uom, tou, sqi), _Sq()).take_sum(chosen, *counts(tou))
+            tous, tou_of = self.calendar.tou_index(_micros(low) + c.micros, count, seconds)
+            units = columns.units[picked]
+            buckets = _Buckets(columns, units, columns.code_of[picked], tou_of, len(tous))
+            energy.setdefault(SqKey(uom, "", sqi), _Sq()).take_total(*buckets.total())
+            for tou, k in sorted(zip(tous, range(len(tous)), strict=True)):
+                if tou and buckets.counts(k)[0]:
+                    energy.setdefault(SqKey(uom, tou, sqi), _Sq()).take_total(*buckets.sum(k))
             if delivered:
-                kw = max(amounts) * 3600 / seconds
+                kw = buckets.highest(None) * 3600 / seconds
                 total = demand.setdefault(SqKey(DEMAND), _Sq(peak=True))
-                total.take_peak(kw, len(amounts), *counts(None))
-                on_peak = list(compress(amounts, map(ON_PEAK.__eq__, tous)))
-                if on_peak:
-                    kw = max(on_peak) * 3600 / seconds
+                total.take_peak(kw, *buckets.counts(None))
+                on = tous.index(ON_PEAK) if ON_PEAK in tous else None
+                if on is not None and buckets.counts(on)[0]:
+                    kw = buckets.highest(on) * 3600 / seconds
                     peak = demand.setdefault(SqKey(DEMAND, ON_PEAK), _Sq(peak=True))
-                    peak.take_peak(kw, len(on_peak), *counts(ON_PEAK))
+                    peak.take_peak(kw, *buckets.counts(on))
         if not sqis:
             return
         for key in self.group.sqs:
@@ -544,29 +642,31 @@ class _Calculation:
                 found = demand.get(key, _Sq(peak=True, quantity=Decimal(0)))
                 sqs.setdefault(key, _Sq(peak=True)).merge(found)
 
-    def channel_values(self, c: _Channel, low: datetime, high: datetime) -> list[IntervalValue]:
-        """The channel's values stamped ``low + L``, ``low + 2L`` ... up to ``high``; a missing
-        one is a fault (1301), once the TOUs of the values before it are known to exist."""
-        grid = _grid(low, c.step, (high - low) // c.step)
-        by_end = c.channel.by_end
-        try:
-            return [by_end[moment] for moment in grid]
-        except KeyError:
-            pass
-        found = list(map(by_end.get, grid))
-        missing = found.index(None)
-        if missing:
-            self.calendar.tous_of(grid[0], missing, c.channel.seconds_per_interval)
+    def channel_values(
+        self, c: _Channel, low: datetime, high: datetime
+    ) -> slice | npt.NDArray[np.intp]:
+        """Where the channel's values stamped ``low + L``, ``low + 2L`` ... up to ``high`` lie
+        in its columns; a missing one is a fault (1301), once the TOUs of the values before it
+        are known to exist."""
+        count = (high - low) // c.step
+        picked, present = _stamped(c.channel.columns, _micros(low), c.micros, count)
+        if present == count:
+            return picked
+        if present:
+            self.calendar.tous_of(low + c.step, present, c.channel.seconds_per_interval)
+        missing = low + c.step * (present + 1)
         raise InsufficientData(
-            f"channel {c.channel.mc} has no value for {self.local(grid[missing])}", c.channel.mc
+            f"channel {c.channel.mc} has no value for {self.local(missing)}", c.channel.mc
         )
 
     def net(self, sqs: dict[SqKey, _Sq]) -> None:
         """§10: NET = DEL - REC wherever both were measured; only NET may be negative."""
         for key in sorted(sqs):
+            if key.sqi != DELIVERED:
+                continue
             received = sqs.get(key._replace(sqi=RECEIVED))
             delivered = sqs[key]
-            if key.sqi != DELIVERED or received is None or delivered.peak or received.peak:
+            if received is None or delivered.peak or received.peak:
                 continue
             net = _Sq(
                 quantity=(delivered.quantity or Decimal(0)) - (received.quantity or Decimal(0)),

@@ -14,14 +14,16 @@ Decisions:
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
-from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 from ccbmdm.runtime.sim.determinants.measurements import (
     ARITHMETIC,
+    EPOCH,
+    MICROSECOND,
     QUALITY_CODES,
     DeterminantsFault,
     HowToUse,
@@ -60,25 +62,30 @@ def fill_gaps(
     edge within the same limit. Longer gaps stay missing: missing never becomes zero."""
     step = timedelta(seconds=channel.seconds_per_interval)
     start, end = instant(start), instant(end)
-    known = channel.by_end
-    ends = [value.end for value in channel.values]
-    grid = [start + step * k for k in range(1, (end - start) // step + 1)]
+    micros, columns = channel.seconds_per_interval * 1_000_000, channel.columns
+    count, low = (end - start) // step, (start - EPOCH) // MICROSECOND
+    ends = columns.ends
+    if columns.spacing == micros and count:  # one value every step: complete if it spans
+        first, last = low + micros, low + count * micros
+        if not (first - int(ends[0])) % micros and ends[0] <= first and last <= ends[-1]:
+            return channel
+    grid = np.arange(1, count + 1, dtype=np.int64) * micros + low
+    at = np.searchsorted(ends, grid)
+    known = ends[np.minimum(at, len(ends) - 1)] == grid if len(ends) else np.zeros(len(grid), bool)
+    missing = np.flatnonzero(~known)
+    if not len(missing):
+        return channel  # the usual case, found without a value made one by one
     added: list[IntervalValue] = []
-    k = 0
-    while k < len(grid):
-        if grid[k] in known:
-            k += 1
-            continue
-        first = k
-        while k < len(grid) and grid[k] not in known:
-            k += 1
-        run = grid[first:k]
-        before = bisect_left(ends, run[0])
-        after = bisect_right(ends, run[-1])
+    # each run of missing instants, with where its neighbours lie among the values
+    breaks = np.flatnonzero(np.diff(missing) != 1) + 1
+    for run in np.split(missing, breaks):
+        first, last = int(run[0]), int(run[-1])
+        before, after = int(at[first]), int(at[last])
         previous = channel.values[before - 1] if before else None
         following = channel.values[after] if after < len(ends) else None
-        added.extend(_estimate_run(run, previous, following, step, maximum_gap))
-    return replace(channel, values=channel.values + tuple(added)) if added else channel
+        moments = [start + step * (k + 1) for k in range(first, last + 1)]
+        added.extend(_estimate_run(moments, previous, following, step, maximum_gap))
+    return channel.with_values(added) if added else channel
 
 
 def _estimate_run(

@@ -11,15 +11,18 @@ from __future__ import annotations
 import functools
 import operator
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
 from enum import StrEnum
 from functools import cached_property
 from itertools import islice, pairwise
 from operator import attrgetter
-from typing import ClassVar
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
 
 from ccbmdm.runtime.sim.determinants.usage_groups import SqKey
 
@@ -118,8 +121,13 @@ def instant(moment: datetime) -> datetime:
 def quantize(value: Decimal, places: int) -> Decimal:
     """A final quantity: half-up to ``places`` decimals, written with exactly that many, and
     never a negative zero (PD-D03)."""
-    rounded = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP, context=ARITHMETIC)
+    rounded = value.quantize(_places(places), rounding=ROUND_HALF_UP, context=ARITHMETIC)
     return abs(rounded) if rounded.is_zero() else rounded
+
+
+@functools.lru_cache(maxsize=32)
+def _places(places: int) -> Decimal:
+    return Decimal(1).scaleb(-places)
 
 
 def decimal_text(value: Decimal) -> str:
@@ -265,21 +273,80 @@ class Register:
         return {reading.at: reading for reading in self.readings}
 
 
+@dataclass(frozen=True, eq=False)
+class IntervalColumns:
+    """A channel's values as the engine computes on them: exact scaled integers, one array per
+    attribute (docs/determinants.md PD-D16)."""
+
+    ends: npt.NDArray[np.int64]  # microseconds since the epoch, strictly increasing
+    units: npt.NDArray[Any]  # value x 10**scale: int64, or Python ints where int64 overflows
+    scale: int
+    codes: tuple[tuple[str, ...], ...]  # the channel's distinct quality code lists
+    code_of: npt.NDArray[np.intp]  # each value's list, an index into codes
+    qualities: tuple[Quality, ...]  # each code list's class, by the same index
+
+    @cached_property
+    def spacing(self) -> int | None:
+        """The microseconds between every two consecutive ends, when that is one length (a
+        channel read without gaps); None otherwise."""
+        if len(self.ends) < 2:
+            return None
+        apart = np.diff(self.ends)
+        low = int(apart.min())
+        return low if low == int(apart.max()) else None
+
+
+_FLOAT_EXACT = float(2**53)
+_INT64_MAX = 2**63 - 1
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
+def _scale_of(value: Decimal) -> int:
+    exponent = value.as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
+
+
+def columns_of(values: Sequence[IntervalValue]) -> IntervalColumns:
+    """The columns of values given one by one, each value exact at the largest scale among
+    them."""
+    scale = max(map(_scale_of, {v.value for v in values}), default=0)
+    ends = np.fromiter(((v.end - EPOCH) // MICROSECOND for v in values), np.int64, len(values))
+    whole = [int(v.value.scaleb(scale, ARITHMETIC)) for v in values]
+    if whole and max(map(abs, (max(whole), min(whole)))) > _INT64_MAX:
+        units: npt.NDArray[Any] = np.array(whole, dtype=object)
+    else:
+        units = np.array(whole, dtype=np.int64)
+    index: dict[tuple[str, ...], int] = {}
+    code_of = np.fromiter(
+        (index.setdefault(v.quality_codes, len(index)) for v in values), np.intp, len(values)
+    )
+    codes = tuple(index)
+    return IntervalColumns(ends, units, scale, codes, code_of, tuple(map(quality_of, codes)))
+
+
 @dataclass(frozen=True)
 class IntervalChannel:
     """An interval MC. Values arrive in billing units (the head end applies any multiplier);
-    ``seconds_per_interval`` divides a day (PD-D01)."""
+    ``seconds_per_interval`` divides a day (PD-D01).
+
+    A channel is made from its values one by one (``values``) or, as a store reads a month at
+    once, from columns (``from_columns``); each form is built from the other when first asked
+    for."""
 
     mc: str
     uom: str = "KWH"
     sqi: str = ""
     seconds_per_interval: int = 900
-    values: tuple[IntervalValue, ...] = ()
+    # a factory, not a default: a channel made from columns has no values until asked
+    values: tuple[IntervalValue, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         seconds = self.seconds_per_interval
         if seconds <= 0 or DAY_SECONDS % seconds:
             raise ValueError(f"channel {self.mc}: {seconds} s does not divide a day")
+        if "columns" in self.__dict__:
+            return  # from_columns: checked there
         ends = list(map(_END, self.values))
         if all(map(operator.lt, ends, islice(ends, 1, None))):
             # already in order without a repeated stamp (values read ORDER BY end): kept as is
@@ -291,9 +358,57 @@ class IntervalChannel:
                 raise ValueError(f"channel {self.mc}: two values stamped {after.end.isoformat()}")
         object.__setattr__(self, "values", ordered)
 
+    @classmethod
+    def from_columns(
+        cls,
+        mc: str,
+        columns: IntervalColumns,
+        uom: str = "KWH",
+        sqi: str = "",
+        seconds_per_interval: int = 900,
+    ) -> IntervalChannel:
+        """A channel whose values are ``columns``; its ``values`` are made only if asked for,
+        each at the columns' scale."""
+        ends = columns.ends
+        if columns.spacing is None and len(ends) > 1 and not bool((ends[1:] > ends[:-1]).all()):
+            raise ValueError(f"channel {mc}: values out of order or stamped twice")
+        if columns.spacing is not None and columns.spacing <= 0:
+            raise ValueError(f"channel {mc}: values out of order or stamped twice")
+        for codes in columns.codes:
+            quality_of(codes)
+        channel = cls.__new__(cls)
+        channel.__dict__["columns"] = columns
+        object.__setattr__(channel, "mc", mc)
+        object.__setattr__(channel, "uom", uom)
+        object.__setattr__(channel, "sqi", sqi)
+        object.__setattr__(channel, "seconds_per_interval", seconds_per_interval)
+        channel.__post_init__()
+        return channel
+
+    def __getattr__(self, name: str) -> Any:
+        """``values`` of a channel made from columns, made on first use."""
+        if name != "values" or "columns" not in self.__dict__:
+            raise AttributeError(name)
+        made = values_of(self.__dict__["columns"])
+        object.__setattr__(self, "values", made)
+        return made
+
     @cached_property
-    def by_end(self) -> dict[datetime, IntervalValue]:
-        return dict(zip(map(_END, self.values), self.values, strict=True))
+    def columns(self) -> IntervalColumns:
+        return columns_of(self.values)
+
+    def with_values(self, added: Iterable[IntervalValue]) -> IntervalChannel:
+        """The channel with more values (VEE's estimates): its values and those, in order."""
+        return replace(self, values=(*self.values, *added))
+
+
+def values_of(columns: IntervalColumns) -> tuple[IntervalValue, ...]:
+    """The values of columns, one by one, each at the columns' scale."""
+    return IntervalValue.prechecked(
+        [EPOCH + MICROSECOND * int(end) for end in columns.ends.tolist()],
+        [Decimal(units).scaleb(-columns.scale, ARITHMETIC) for units in columns.units.tolist()],
+        [columns.codes[k] for k in columns.code_of.tolist()],
+    )
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import numpy.typing as npt
+
 from ccbmdm.runtime.sim.determinants.measurements import instant
 from ccbmdm.runtime.sim.determinants.usage_groups import DayType, TouMap
 
@@ -46,11 +49,12 @@ def standard_time(moment: datetime, time_zone: ZoneInfo) -> datetime:
 
 
 def _into_day(moment: datetime, seconds: int, time_zone: ZoneInfo) -> timedelta:
-    """How far ``moment`` lies past the last grid instant at or before it."""
-    local = standard_time(moment, time_zone)
-    since_midnight = timedelta(hours=local.hour, minutes=local.minute, seconds=local.second)
-    since_midnight += timedelta(microseconds=local.microsecond)
-    return since_midnight % timedelta(seconds=seconds)
+    """How far ``moment`` lies past the last grid instant at or before it: its standard time
+    of day (UTC plus the standard offset in force, as ``standard_time``) modulo the length."""
+    local = moment.astimezone(time_zone)
+    offset = (local.utcoffset() or timedelta(0)) - (local.dst() or timedelta(0))
+    micros = (moment - _EPOCH + offset) // _MICROSECOND
+    return _MICROSECOND * (micros % _DAY_MICROSECONDS % (seconds * 1_000_000))
 
 
 def on_grid(moment: datetime, seconds: int, time_zone: ZoneInfo) -> bool:
@@ -140,6 +144,31 @@ class TouCalendar:
             found.extend(row[first : first + count - len(found)])
         return found
 
+    def tou_index(
+        self, first_end: int, count: int, seconds: int
+    ) -> tuple[tuple[str, ...], npt.NDArray[np.intp]]:
+        """``tous_of`` as codes and each interval's index into them, the first interval stamped
+        ``first_end`` microseconds after the epoch: the same day rows, each date classified
+        once per map and each day kind's row made once per interval length."""
+        tou_map = self.tou_map
+        if tou_map is None and not self.overrides:
+            return ("",), np.zeros(count, dtype=np.intp)
+        if tou_map is None or self.overrides:
+            named = self.tous_of(_EPOCH + _MICROSECOND * first_end, count, seconds)
+            codes = tuple(dict.fromkeys(named))
+            index = {code: k for k, code in enumerate(codes)}
+            return codes, np.fromiter(map(index.__getitem__, named), np.intp, count)
+        step = seconds * 1_000_000
+        offset = _standard_offset(self.time_zone) // _MICROSECOND
+        first_day, into = divmod(first_end - step + offset, _DAY_MICROSECONDS)
+        phase, slot = into % step, into // step
+        per_day = len(range(phase, _DAY_MICROSECONDS, step))
+        days = (slot + count - 1) // per_day + 1 if count else 0
+        rows = _MapRows.of(tou_map)
+        kinds = rows.kinds(first_day, days, step, phase)
+        table = rows.tables[step, phase]
+        return rows.tous, table[kinds].ravel()[slot : slot + count]
+
 
 def _day_row(tou_map: TouMap, on: date, step: int, phase: int) -> tuple[str, ...]:
     """The TOUs of the intervals of ``step`` microseconds that start ``phase`` after standard
@@ -160,3 +189,58 @@ def _day_row(tou_map: TouMap, on: date, step: int, phase: int) -> tuple[str, ...
 
 
 _DAY_ROWS: dict[tuple[TouMap, str, DayType, int, int], tuple[str, ...]] = {}
+
+
+class _MapRows:
+    """A TOU map's dates by day kind and each kind's TOUs by interval, as indexes into the
+    map's TOUs: what ``TouCalendar.tou_index`` reads, made once per map."""
+
+    def __init__(self, tou_map: TouMap) -> None:
+        self.tou_map, self.tous = tou_map, tou_map.tous
+        self.index = {tou: k for k, tou in enumerate(self.tous)}
+        self.kind_of: dict[int, int] = {}  # a date (days after the epoch): its kind
+        self.dates: list[date] = []  # a date of each kind
+        self.kinds_by: dict[tuple[str, DayType], int] = {}
+        self.tables: dict[tuple[int, int], npt.NDArray[np.intp]] = {}
+        self.spans: dict[tuple[int, int, int, int], npt.NDArray[np.intp]] = {}
+
+    @classmethod
+    def of(cls, tou_map: TouMap) -> _MapRows:
+        rows = _MAPS.get(id(tou_map))
+        if rows is None or rows.tou_map is not tou_map:
+            if len(_MAPS) >= 64:
+                _MAPS.clear()
+            rows = _MAPS[id(tou_map)] = cls(tou_map)
+        return rows
+
+    def kinds(self, first_day: int, days: int, step: int, phase: int) -> npt.NDArray[np.intp]:
+        """The kind of each of ``days`` dates from ``first_day``, with the row of each kind
+        made for intervals of ``step`` from ``phase``, date by date as ``tous_of`` meets them."""
+        key = (first_day, days, step, phase)
+        found = self.spans.get(key)
+        if found is None:
+            table = self.tables.get((step, phase))
+            kinds = []
+            for number in range(first_day, first_day + days):
+                kind = self.kind_of.get(number)
+                if kind is None:
+                    on = date.fromordinal(_EPOCH_DAY + number)
+                    named = (self.tou_map.season_of(on), self.tou_map.day_type_of(on))
+                    kind = self.kind_of[number] = self.kinds_by.setdefault(named, len(self.dates))
+                    if kind == len(self.dates):
+                        self.dates.append(on)
+                if table is None or kind >= len(table):
+                    table = self.tables[step, phase] = self.table(step, phase)
+                kinds.append(kind)
+            if len(self.spans) >= 4096:
+                self.spans.clear()
+            found = self.spans[key] = np.array(kinds, dtype=np.intp)
+        return found
+
+    def table(self, step: int, phase: int) -> npt.NDArray[np.intp]:
+        """The TOU of each interval of each day kind known so far, one row a kind."""
+        rows = [_day_row(self.tou_map, on, step, phase) for on in self.dates]
+        return np.array([[self.index[tou] for tou in row] for row in rows], dtype=np.intp)
+
+
+_MAPS: dict[int, _MapRows] = {}
