@@ -13,6 +13,7 @@ requests per state, bills, the time per phase, and every request in Error with i
 
 from __future__ import annotations
 
+import threading
 import time as clock
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,6 +43,7 @@ DEMO_DELIVERY = DeliverySetting(
 @dataclass
 class Report:
     customers: int
+    workers: int = 1
     phases: list[tuple[str, float]] = field(default_factory=list)
     messages: dict[tuple[str, str], int] = field(default_factory=dict)  # (flow, part) -> sent
     requests: dict[tuple[str, str], int] = field(default_factory=dict)  # (machine, state) -> rows
@@ -63,12 +65,14 @@ def run_demo(
     progress: Progress | None = None,
     *,
     billing: bool = True,
+    workers: int = 1,
 ) -> Report:
     """Run every phase on a fresh store (a SQLite path or a postgresql:// DSN); ``billing``
-    False stops after the initial sync."""
+    False stops after the initial sync. ``workers`` above 1: the initial sync and the billing
+    run are drained by this process and ``workers - 1`` worker processes sharing the store."""
     advance = progress or (lambda _name, _total: lambda _n: None)
     runtime = Runtime(reference_config(store, DEMO_DELIVERY), project)
-    report = Report(customers)
+    report = Report(customers, workers=workers)
     try:
         ccb = runtime.systems["ccb"]
         assert isinstance(ccb, CcbSimulator)
@@ -81,7 +85,7 @@ def run_demo(
                 entities = sum(n for mo, n in ccb.counts(tx).items() if mo != "ACCOUNT")
             ccb.initial_load(progress=advance("capturing", entities))
         with report.phase("initial sync"):
-            drain(runtime, SYNC_OPEN, entities, advance("synchronizing", entities))
+            drain(runtime, SYNC_OPEN, entities, advance("synchronizing", entities), workers)
         if billing:
             bill(runtime, ccb, made, plan, report, advance)
         summarize(runtime.store, report)
@@ -138,7 +142,8 @@ def bill(
                 assert entry is not None
                 window = date.fromisoformat(entry["schedule"][0]["window_start_date"])
                 segments += ccb.billing.billing_run(tx, cycle, window)
-        drain(runtime, USAGE_OPEN, len(segments), advance("billing", len(segments)))
+        billed = advance("billing", len(segments))
+        drain(runtime, USAGE_OPEN, len(segments), billed, report.workers)
     with report.phase("complete bills"):
         with runtime.store.transaction() as tx:
             ccb.billing.complete_bills(tx)
@@ -199,19 +204,73 @@ def drain(
     requests: tuple[str, tuple[str, ...]],
     total: int,
     advance: Callable[[int], None],
+    workers: int = 1,
 ) -> None:
     """Run the workers' rounds until nothing is due, advancing as the ``total`` requests of
-    ``requests`` (a table and the conditions of its open ones) end."""
+    ``requests`` (a table and the conditions of its open ones) end. With ``workers`` above 1,
+    ``workers - 1`` worker processes share the work until no request of ``requests`` is open
+    (or none has ended for a lease's length: what is left waits for something else); this
+    process's rounds then move what is left."""
     worker = runtime.worker(batch=200)
-    done = 0
+    progress = _Progress(runtime.store, requests, total, advance)
+    if workers > 1:
+        with helpers(runtime, workers - 1):
+            last_end = clock.monotonic()
+            while progress.done < total and clock.monotonic() - last_end < DEMO_DELIVERY.lease_s:
+                moved = worker.round()
+                if progress.counted():
+                    last_end = clock.monotonic()
+                if moved == 0:
+                    clock.sleep(DEMO_DELIVERY.poll_interval_s)
     while True:
         moved = worker.round()
-        now_done = total - open_requests(runtime.store, *requests)
-        if now_done > done:
-            advance(now_done - done)
-            done = now_done
+        progress.counted(now=moved == 0)
         if moved == 0:
             return
+
+
+@dataclass
+class _Progress:
+    """The requests of a drain that have ended, counted at most every ``every_s`` seconds: a
+    count reads every open request, and a count per round would read the open ones of a large
+    load once per batch (quadratic in the load)."""
+
+    store: Store
+    requests: tuple[str, tuple[str, ...]]
+    total: int
+    advance: Callable[[int], None]
+    every_s: float = 0.5
+    done: int = 0
+    _last: float = field(default=-1e9, init=False)
+
+    def counted(self, *, now: bool = False) -> bool:
+        """Count when ``now`` or when the last count is ``every_s`` old; whether more ended."""
+        moment = clock.monotonic()
+        if not now and moment - self._last < self.every_s:
+            return False
+        self._last = moment
+        done = self.total - open_requests(self.store, *self.requests)
+        if done <= self.done:
+            return False
+        self.advance(done - self.done)
+        self.done = done
+        return True
+
+
+@contextmanager
+def helpers(runtime: Runtime, count: int) -> Iterator[None]:
+    """``count`` worker processes of ``runtime`` while the block runs, as ``monitor --workers``
+    starts them; stopped (each finishing its batch) when it ends."""
+    from ccbmdm.runtime.supervisor import Supervisor
+
+    stop = threading.Event()
+    supervisor = Supervisor(runtime.config, runtime.project.root, count, batch=200)
+    supervisor.start(stop)
+    try:
+        yield
+    finally:
+        stop.set()
+        supervisor.wait()
 
 
 def open_requests(store: Store, table: str, conditions: tuple[str, ...]) -> int:
