@@ -198,6 +198,48 @@ def startup(quick: bool) -> list[Result]:
     ]
 
 
+def demo(quick: bool) -> list[Result]:
+    import bench_demo
+
+    def row(run: bench_demo.DemoRun, where: str, anchors: dict[str, float]) -> Result:
+        name = f"{run.customers:,} customers, {where}, store {run.store_bytes / 1e6:,.0f} MB"
+        return result("demo", name, "s", run.seconds, anchors, None, None)
+
+    if quick:
+        return [row(bench_demo.measure(200), "SQLite", {})]
+    small, large = bench_demo.measure(1000), bench_demo.measure(10_000)
+    growth = large.seconds / small.seconds
+    results = [
+        row(small, "SQLite", {}),
+        result(
+            "demo",
+            f"10,000 customers, SQLite, store {large.store_bytes / 1e6:,.0f} MB",
+            "s",
+            large.seconds,
+            {"1,000 customers": small.seconds},
+            (growth, "time"),
+            Target(bench_demo.TARGET_S, at_least=False, on="figure", unit="s"),
+        ),
+        result(
+            "demo",
+            "growth from 1,000 to 10,000 customers",
+            "x",
+            growth,
+            {},
+            None,
+            Target(bench_demo.TARGET_GROWTH, at_least=False, on="figure"),
+        ),
+    ]
+    from support import choose_postgres
+
+    dsn, unavailable = choose_postgres(os.environ)
+    if not unavailable:
+        results.append(
+            row(bench_demo.measure(100_000, dsn, workers=4), "PostgreSQL, 4 workers", {})
+        )
+    return results
+
+
 SCENARIOS = {
     s.name: s
     for s in (
@@ -205,6 +247,7 @@ SCENARIOS = {
         Scenario("mapping", "the compiled mapping against hand-written Python and XSLT", mapping),
         Scenario("compile", "ccbmdm compile of the reference project, cold and warm", compile_),
         Scenario("startup", "ccbmdm --help, validate and transform, each a new process", startup),
+        Scenario("demo", "ccbmdm demo at 1,000 and 10,000 customers, 100,000 on PostgreSQL", demo),
     )
 }
 
