@@ -29,6 +29,7 @@ from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
 from ccbmdm.runtime.sim.synthetic import CYCLES, ZONE, Customer, Plan, exchange_meter, generate
 from ccbmdm.runtime.store import Store
 from ccbmdm.runtime.store.base import StoreError
+from ccbmdm.runtime.store.counts import COUNTED
 from ccbmdm.runtime.store.dsn import is_postgres
 
 # A phase's progress: (description, total items) -> a function advancing it by some items.
@@ -85,7 +86,7 @@ def run_demo(
                 entities = sum(n for mo, n in ccb.counts(tx).items() if mo != "ACCOUNT")
             ccb.initial_load(progress=advance("capturing", entities))
         with report.phase("initial sync"):
-            drain(runtime, SYNC_OPEN, entities, advance("synchronizing", entities), workers)
+            drain(runtime, "sync_request", entities, advance("synchronizing", entities), workers)
         if billing:
             bill(runtime, ccb, made, plan, report, advance)
         summarize(runtime.store, report)
@@ -143,7 +144,7 @@ def bill(
                 window = date.fromisoformat(entry["schedule"][0]["window_start_date"])
                 segments += ccb.billing.billing_run(tx, cycle, window)
         billed = advance("billing", len(segments))
-        drain(runtime, USAGE_OPEN, len(segments), billed, report.workers)
+        drain(runtime, "usage_request", len(segments), billed, report.workers)
     with report.phase("complete bills"):
         with runtime.store.transaction() as tx:
             ccb.billing.complete_bills(tx)
@@ -183,36 +184,19 @@ def rate_check(runtime: Runtime, customer: Customer, plan: Plan) -> str:
     return f"SA {customer.sa_id} on {other}: " + (", ".join(quantities) or "no usage")
 
 
-# A table's open requests, as conditions that each match one of its partial indexes word for
-# word: SQLite uses a partial index only for a query whose WHERE implies the index's literally,
-# and a count through one reads the open requests only, never the table's finished ones.
-SYNC_OPEN = (
-    "sync_request",
-    ("state = 'PENDING'", "state IN ('AWAITING_ACK','ERROR') AND state = 'AWAITING_ACK'"),
-)
-USAGE_OPEN = (
-    "usage_request",
-    (
-        "state IN ('PENDING','AWAITING_DATA_SYNC','AWAITING_BILL_DETERMINANTS',"
-        "'BILL_DETERMINANTS_RECEIVED')",
-    ),
-)
-
-
 def drain(
     runtime: Runtime,
-    requests: tuple[str, tuple[str, ...]],
+    table: str,
     total: int,
     advance: Callable[[int], None],
     workers: int = 1,
 ) -> None:
     """Run the workers' rounds until nothing is due, advancing as the ``total`` requests of
-    ``requests`` (a table and the conditions of its open ones) end. With ``workers`` above 1,
-    ``workers - 1`` worker processes share the work until no request of ``requests`` is open
-    (or none has ended for a lease's length: what is left waits for something else); this
-    process's rounds then move what is left."""
+    ``table`` end. With ``workers`` above 1, ``workers - 1`` worker processes share the work
+    until all of them have ended (or none has for a lease's length: what is left waits for
+    something else); this process's rounds then move what is left."""
     worker = runtime.worker(batch=200)
-    progress = _Progress(runtime.store, requests, total, advance)
+    progress = _Progress(runtime.store, table, advance)
     if workers > 1:
         with helpers(runtime, workers - 1):
             last_end = clock.monotonic()
@@ -224,37 +208,42 @@ def drain(
                     clock.sleep(DEMO_DELIVERY.poll_interval_s)
     while True:
         moved = worker.round()
-        progress.counted(now=moved == 0)
+        progress.counted()
         if moved == 0:
             return
 
 
-@dataclass
 class _Progress:
-    """The requests of a drain that have ended, counted at most every ``every_s`` seconds: a
-    count reads every open request, and a count per round would read the open ones of a large
-    load once per batch (quadratic in the load)."""
+    """The requests of a table that ended since it was made: those in the states the store
+    keeps counted as rows settle (``state_count``, runtime.store.counts) and those in Error,
+    so that a count costs the same however many requests are open or ended (a count of the
+    open ones, once per round, read a large load's open requests once per batch)."""
 
-    store: Store
-    requests: tuple[str, tuple[str, ...]]
-    total: int
-    advance: Callable[[int], None]
-    every_s: float = 0.5
-    done: int = 0
-    _last: float = field(default=-1e9, init=False)
+    def __init__(self, store: Store, table: str, advance: Callable[[int], None]) -> None:
+        (counted,) = [c for c in COUNTED if c.table == table]
+        self.store, self.table, self.advance = store, table, advance
+        self.settled = counted.kept_sql()
+        self.start = self._ended()
+        self.done = 0
 
-    def counted(self, *, now: bool = False) -> bool:
-        """Count when ``now`` or when the last count is ``every_s`` old; whether more ended."""
-        moment = clock.monotonic()
-        if not now and moment - self._last < self.every_s:
-            return False
-        self._last = moment
-        done = self.total - open_requests(self.store, *self.requests)
+    def counted(self) -> bool:
+        """Count; whether more requests ended since the last count."""
+        done = self._ended() - self.start
         if done <= self.done:
             return False
         self.advance(done - self.done)
         self.done = done
         return True
+
+    def _ended(self) -> int:
+        with self.store.transaction() as tx:
+            settled = tx.fetch_one(
+                f"""SELECT coalesce(sum(present), 0) AS n FROM state_count
+                    WHERE lifecycle = :table AND state IN {self.settled}""",
+                {"table": self.table},
+            )
+            errors = tx.fetch_one(f"SELECT count(*) AS n FROM {self.table} WHERE state = 'ERROR'")
+        return sum(int(row["n"]) for row in (settled, errors) if row is not None)
 
 
 @contextmanager
@@ -271,17 +260,6 @@ def helpers(runtime: Runtime, count: int) -> Iterator[None]:
     finally:
         stop.set()
         supervisor.wait()
-
-
-def open_requests(store: Store, table: str, conditions: tuple[str, ...]) -> int:
-    """The requests meeting any of ``conditions`` (constants of this module, each one partial
-    index's), so that a round's progress costs no scan of the finished ones."""
-    with store.transaction() as tx:
-        rows = [
-            tx.fetch_one(f"SELECT count(*) AS n FROM {table} WHERE {condition}")
-            for condition in conditions
-        ]
-    return sum(int(row["n"]) for row in rows if row is not None)
 
 
 def summarize(store: Store, report: Report) -> None:
