@@ -120,12 +120,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     print(machine())
-    try:
-        runs = [measure(n, args.store, args.workers) for n in args.customers]
-    except BenchmarkFailed as exc:
-        raise SystemExit(str(exc)) from None
-    for run in runs:
-        print(described(run))
+    runs = []
+    for customers in args.customers:
+        try:
+            runs.append(measure(customers, args.store, args.workers))
+        except BenchmarkFailed as exc:
+            raise SystemExit(str(exc)) from None
+        print(described(runs[-1]), flush=True)  # a long run's figures as soon as they are in
     for small, large in itertools.pairwise(runs):
         growth = large.seconds / small.seconds
         print(
