@@ -133,14 +133,11 @@ class UsageRequestMonitor:
         """One claim of due requests (and of every request waiting for its data to sync), each
         under a savepoint; one commit. Returns how many moved."""
         lock = " FOR UPDATE SKIP LOCKED" if self.store.dialect == "postgres" else ""
-        # SQLite, without statistics, would read every open request through the index on
-        # (state, id) and sort them all for each batch; usage_request_due has them in order
-        index = " INDEXED BY usage_request_due" if self.store.dialect == "sqlite" else ""
         with self.store.transaction() as tx:
             rows = tx.fetch(
                 # the open states, as the partial index usage_request_due has them, so that the
                 # step reads open requests only
-                f"""SELECT * FROM usage_request{index}
+                f"""SELECT * FROM usage_request
                     WHERE state IN ('PENDING','AWAITING_DATA_SYNC','AWAITING_BILL_DETERMINANTS','BILL_DETERMINANTS_RECEIVED')
                       AND (state = 'AWAITING_DATA_SYNC' OR due_at <= {self.store.now})
                     ORDER BY due_at, id LIMIT :batch{lock}""",
