@@ -338,6 +338,49 @@ def billing(quick: bool) -> list[Result]:
     return results
 
 
+def demo(quick: bool) -> list[Result]:
+    import bench_demo
+
+    def rows(run: bench_demo.DemoRun, where: str, target: Target | None = None) -> list[Result]:
+        """The run's time, and its store per 1,000 customer-months (the demo bills one month)."""
+        name = f"{run.customers:,} customers, {where}"
+        per_thousand = run.store_bytes / 1e6 * 1000 / run.customers
+        store = Target(bench_demo.TARGET_STORE_MB, at_least=False, on="figure", unit="MB")
+        return [
+            result("demo", name, "s", run.seconds, {}, None, target),
+            result(
+                "demo",
+                f"store per 1,000 customer-months, {name}",
+                "MB",
+                per_thousand,
+                {},
+                None,
+                store,
+            ),
+        ]
+
+    if quick:
+        return rows(bench_demo.measure(200), "SQLite")
+    small, large = bench_demo.measure(1000), bench_demo.measure(10_000)
+    results = [
+        *rows(small, "SQLite"),
+        *rows(large, "SQLite", Target(bench_demo.TARGET_S, at_least=False, on="figure", unit="s")),
+        result(
+            "demo",
+            "growth from 1,000 to 10,000 customers",
+            "x",
+            large.seconds / small.seconds,
+            {"1,000 customers": small.seconds},
+            None,
+            Target(bench_demo.TARGET_GROWTH, at_least=False, on="figure"),
+        ),
+    ]
+    dsn, unavailable = postgres_dsn()
+    if not unavailable:
+        results += rows(bench_demo.measure(100_000, dsn, workers=4), "PostgreSQL, 4 workers")
+    return results
+
+
 SCENARIOS = {
     s.name: s
     for s in (
@@ -350,6 +393,7 @@ SCENARIOS = {
         Scenario(
             "intervals", "interval data import and the store's size per customer-month", intervals
         ),
+        Scenario("demo", "ccbmdm demo at 1,000 and 10,000 customers, 100,000 on PostgreSQL", demo),
     )
 }
 

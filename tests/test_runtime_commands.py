@@ -173,14 +173,23 @@ def test_run_serves_the_bridge_and_stops_on_sigterm(tmp_path: Path) -> None:
     assert out.endswith("stopped\n")
 
 
+@pytest.mark.parametrize("workers", [1, 3])
 def test_demo_runs_a_small_utility_end_to_end(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], workers: int
 ) -> None:
+    """With more workers (worker processes beside the demo's own) the outcome is the same."""
     code, out, err = ccbmdm(
-        capsys, "demo", "--customers", "15", "--store", str(tmp_path / "demo.db")
+        capsys,
+        "demo",
+        "--customers",
+        "15",
+        "--store",
+        str(tmp_path / "demo.db"),
+        "--workers",
+        str(workers),
     )
     assert code == 0, err
-    assert "ccbmdm demo: 15 customers" in out
+    assert "ccbmdm demo: 15 customers" + (f", {workers} workers" if workers > 1 else "") in out
     # 15 x 6 entities, 4 bill cycles, and the exchange's meter, configuration and 2 histories
     assert "│ sync_request  │ SYNCHRONIZED                │ 98       │" in out
     # 15 batch requests and the rebill of the corrected segment

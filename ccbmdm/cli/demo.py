@@ -32,6 +32,15 @@ def demo(
         int, typer.Option("--customers", min=1, max=1_000_000, help="Customers to generate.")
     ] = 1000,
     store: DemoStore = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="Worker processes sharing the store for the initial sync and the billing run.",
+        ),
+    ] = 1,
     project_dir: ProjectDir = None,
 ) -> None:
     """Run a synthetic utility end to end between the reference CCB and MDM, with a summary."""
@@ -49,7 +58,7 @@ def demo(
             task = bars.add_task(name, total=total)
             return lambda done: bars.advance(task, done)
 
-        report = run_demo(project, dsn, customers, phase)
+        report = run_demo(project, dsn, customers, phase, workers=workers)
     _print_demo(report)
     named = shlex.quote(redacted(dsn))
     out.print(f"the store: {escape(named)}; inspect it with:")
@@ -60,7 +69,8 @@ def demo(
 def _print_demo(report: Any) -> None:
     from rich.table import Table
 
-    out.print(f"[bold]ccbmdm demo[/]: {report.customers} customers")
+    workers = f", {report.workers} workers" if report.workers > 1 else ""
+    out.print(f"[bold]ccbmdm demo[/]: {report.customers} customers{workers}")
     phases = Table("phase", "seconds", title="time per phase")
     for name, seconds in report.phases:
         phases.add_row(name, f"{seconds:.1f}")

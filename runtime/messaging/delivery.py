@@ -431,11 +431,12 @@ class Outbox:
         partner (unreachable, a lost connection, a passed deadline) are due now, a batch of
         them at most (the next batches follow as these get through). A row the partner
         answered with an error keeps its backoff: that partner is up, and said no to it. The
-        oldest messages go first."""
+        oldest messages go first. (The state list is outbox_claimable's, so that the rows are
+        found through it, the few due later, not through every open row to the partner.)"""
         now = self.store.now
         waiting = f"""SELECT id FROM outbox
                       WHERE node = :node AND partner = :partner AND state = 'RETRY_WAIT'
-                        AND failure IN {PARTNER_DOWN} AND due_at > {now}
+                        AND state IN ('PENDING','RETRY_WAIT') AND failure IN {PARTNER_DOWN} AND due_at > {now}
                       ORDER BY id LIMIT :batch"""
         if self.store.dialect == "postgres":  # the limit applies before the update (claim_rows)
             sql = f"""WITH picked AS MATERIALIZED ({waiting} FOR UPDATE SKIP LOCKED)

@@ -13,6 +13,7 @@ requests per state, bills, the time per phase, and every request in Error with i
 
 from __future__ import annotations
 
+import threading
 import time as clock
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
 from ccbmdm.runtime.sim.synthetic import CYCLES, ZONE, Customer, Plan, exchange_meter, generate
 from ccbmdm.runtime.store import Store
 from ccbmdm.runtime.store.base import StoreError
+from ccbmdm.runtime.store.counts import COUNTED
 from ccbmdm.runtime.store.dsn import is_postgres
 
 # A phase's progress: (description, total items) -> a function advancing it by some items.
@@ -42,6 +44,7 @@ DEMO_DELIVERY = DeliverySetting(
 @dataclass
 class Report:
     customers: int
+    workers: int = 1
     phases: list[tuple[str, float]] = field(default_factory=list)
     messages: dict[tuple[str, str], int] = field(default_factory=dict)  # (flow, part) -> sent
     requests: dict[tuple[str, str], int] = field(default_factory=dict)  # (machine, state) -> rows
@@ -63,12 +66,14 @@ def run_demo(
     progress: Progress | None = None,
     *,
     billing: bool = True,
+    workers: int = 1,
 ) -> Report:
     """Run every phase on a fresh store (a SQLite path or a postgresql:// DSN); ``billing``
-    False stops after the initial sync."""
+    False stops after the initial sync. ``workers`` above 1: the initial sync and the billing
+    run are drained by this process and ``workers - 1`` worker processes sharing the store."""
     advance = progress or (lambda _name, _total: lambda _n: None)
     runtime = Runtime(reference_config(store, DEMO_DELIVERY), project)
-    report = Report(customers)
+    report = Report(customers, workers=workers)
     try:
         ccb = runtime.systems["ccb"]
         assert isinstance(ccb, CcbSimulator)
@@ -81,7 +86,7 @@ def run_demo(
                 entities = sum(n for mo, n in ccb.counts(tx).items() if mo != "ACCOUNT")
             ccb.initial_load(progress=advance("capturing", entities))
         with report.phase("initial sync"):
-            drain(runtime, SYNC_OPEN, entities, advance("synchronizing", entities))
+            drain(runtime, "sync_request", entities, advance("synchronizing", entities), workers)
         if billing:
             bill(runtime, ccb, made, plan, report, advance)
         summarize(runtime.store, report)
@@ -138,7 +143,8 @@ def bill(
                 assert entry is not None
                 window = date.fromisoformat(entry["schedule"][0]["window_start_date"])
                 segments += ccb.billing.billing_run(tx, cycle, window)
-        drain(runtime, USAGE_OPEN, len(segments), advance("billing", len(segments)))
+        billed = advance("billing", len(segments))
+        drain(runtime, "usage_request", len(segments), billed, report.workers)
     with report.phase("complete bills"):
         with runtime.store.transaction() as tx:
             ccb.billing.complete_bills(tx)
@@ -178,51 +184,82 @@ def rate_check(runtime: Runtime, customer: Customer, plan: Plan) -> str:
     return f"SA {customer.sa_id} on {other}: " + (", ".join(quantities) or "no usage")
 
 
-# A table's open requests, as conditions that each match one of its partial indexes word for
-# word: SQLite uses a partial index only for a query whose WHERE implies the index's literally,
-# and a count through one reads the open requests only, never the table's finished ones.
-SYNC_OPEN = (
-    "sync_request",
-    ("state = 'PENDING'", "state IN ('AWAITING_ACK','ERROR') AND state = 'AWAITING_ACK'"),
-)
-USAGE_OPEN = (
-    "usage_request",
-    (
-        "state IN ('PENDING','AWAITING_DATA_SYNC','AWAITING_BILL_DETERMINANTS',"
-        "'BILL_DETERMINANTS_RECEIVED')",
-    ),
-)
-
-
 def drain(
     runtime: Runtime,
-    requests: tuple[str, tuple[str, ...]],
+    table: str,
     total: int,
     advance: Callable[[int], None],
+    workers: int = 1,
 ) -> None:
     """Run the workers' rounds until nothing is due, advancing as the ``total`` requests of
-    ``requests`` (a table and the conditions of its open ones) end."""
+    ``table`` end. With ``workers`` above 1, ``workers - 1`` worker processes share the work
+    until all of them have ended (or none has for a lease's length: what is left waits for
+    something else); this process's rounds then move what is left."""
     worker = runtime.worker(batch=200)
-    done = 0
+    progress = _Progress(runtime.store, table, advance)
+    if workers > 1:
+        with helpers(runtime, workers - 1):
+            last_end = clock.monotonic()
+            while progress.done < total and clock.monotonic() - last_end < DEMO_DELIVERY.lease_s:
+                moved = worker.round()
+                if progress.counted():
+                    last_end = clock.monotonic()
+                if moved == 0:
+                    clock.sleep(DEMO_DELIVERY.poll_interval_s)
     while True:
         moved = worker.round()
-        now_done = total - open_requests(runtime.store, *requests)
-        if now_done > done:
-            advance(now_done - done)
-            done = now_done
+        progress.counted()
         if moved == 0:
             return
 
 
-def open_requests(store: Store, table: str, conditions: tuple[str, ...]) -> int:
-    """The requests meeting any of ``conditions`` (constants of this module, each one partial
-    index's), so that a round's progress costs no scan of the finished ones."""
-    with store.transaction() as tx:
-        rows = [
-            tx.fetch_one(f"SELECT count(*) AS n FROM {table} WHERE {condition}")
-            for condition in conditions
-        ]
-    return sum(int(row["n"]) for row in rows if row is not None)
+class _Progress:
+    """The requests of a table that ended since it was made: those in the states the store
+    keeps counted as rows settle (``state_count``, runtime.store.counts) and those in Error,
+    so that a count costs the same however many requests are open or ended (a count of the
+    open ones, once per round, read a large load's open requests once per batch)."""
+
+    def __init__(self, store: Store, table: str, advance: Callable[[int], None]) -> None:
+        (counted,) = [c for c in COUNTED if c.table == table]
+        self.store, self.table, self.advance = store, table, advance
+        self.settled = counted.kept_sql()
+        self.start = self._ended()
+        self.done = 0
+
+    def counted(self) -> bool:
+        """Count; whether more requests ended since the last count."""
+        done = self._ended() - self.start
+        if done <= self.done:
+            return False
+        self.advance(done - self.done)
+        self.done = done
+        return True
+
+    def _ended(self) -> int:
+        with self.store.transaction() as tx:
+            settled = tx.fetch_one(
+                f"""SELECT coalesce(sum(present), 0) AS n FROM state_count
+                    WHERE lifecycle = :table AND state IN {self.settled}""",
+                {"table": self.table},
+            )
+            errors = tx.fetch_one(f"SELECT count(*) AS n FROM {self.table} WHERE state = 'ERROR'")
+        return sum(int(row["n"]) for row in (settled, errors) if row is not None)
+
+
+@contextmanager
+def helpers(runtime: Runtime, count: int) -> Iterator[None]:
+    """``count`` worker processes of ``runtime`` while the block runs, as ``monitor --workers``
+    starts them; stopped (each finishing its batch) when it ends."""
+    from ccbmdm.runtime.supervisor import Supervisor
+
+    stop = threading.Event()
+    supervisor = Supervisor(runtime.config, runtime.project.root, count, batch=200)
+    supervisor.start(stop)
+    try:
+        yield
+    finally:
+        stop.set()
+        supervisor.wait()
 
 
 def summarize(store: Store, report: Report) -> None:

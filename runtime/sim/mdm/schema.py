@@ -157,6 +157,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
              freeze_complete boolean NOT NULL,
              PRIMARY KEY (bill_cycle_id, window_start_date))""",
     ),
+    # 2: the step claims each flow's open requests in arrival order, the flows in dependency
+    # order, from this index: ordering every open request by rank read and sorted them all for
+    # each batch (an initial load of n entities: n²/batch rows)
+    (
+        """CREATE INDEX mdm_sync_request_open_flow ON mdm_sync_request (flow, id)
+             WHERE state IN ('PENDING','ERROR_RETRYABLE')""",
+    ),
 )
 
 # The entity tables, for counts (not the key sequence, the cross-reference or the versions).

@@ -110,9 +110,8 @@ log = logging.getLogger("ccbmdm.sim.mdm")
 
 TABLE = "mdm_sync_request"
 ACKNOWLEDGEMENT = "mdm/SyncAcknowledgement"
-_RANK = "CASE flow {} ELSE 99 END".format(
-    " ".join(f"WHEN '{kind.code}' THEN {kind.rank}" for kind in FLOWS.values())
-)
+# The flows in dependency order (PD-L06): only their requests are recorded
+_RANKED = tuple(kind.code for kind in sorted(FLOWS.values(), key=lambda kind: kind.rank))
 
 
 class MdmSimulator:
@@ -208,13 +207,22 @@ class MdmSimulator:
         """One claim of due Pending and retryable requests in dependency order, each under a
         savepoint; one commit. Returns how many moved."""
         lock = " FOR UPDATE SKIP LOCKED" if self.store.dialect == "postgres" else ""
+        index = " INDEXED BY mdm_sync_request_open_flow" if self.store.dialect == "sqlite" else ""
+        wanted = batch or self.batch
         with self.store.transaction() as tx:
-            rows = tx.fetch(
-                f"""SELECT id, flow, mo, external_key, message_id, state FROM {TABLE}
-                    WHERE state IN ('PENDING','ERROR_RETRYABLE') AND due_at <= {tx.now}
-                    ORDER BY {_RANK}, id LIMIT :batch{lock}""",
-                {"batch": batch or self.batch},
-            )
+            # flow by flow, each one's open requests in arrival order from its index, so that a
+            # claim reads what it takes rather than every open request
+            rows: list[Row] = []
+            for flow in _RANKED:
+                if len(rows) >= wanted:
+                    break
+                rows += tx.fetch(
+                    f"""SELECT id, flow, mo, external_key, message_id, state FROM {TABLE}{index}
+                        WHERE flow = :flow AND state IN ('PENDING','ERROR_RETRYABLE')
+                          AND due_at <= {tx.now}
+                        ORDER BY id LIMIT :batch{lock}""",
+                    {"flow": flow, "batch": wanted - len(rows)},
+                )
 
             def process(row: Row) -> int:
                 self._process(tx, row)

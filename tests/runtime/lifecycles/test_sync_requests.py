@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from ccbmdm.runtime.lifecycles.lifecycle import SYNC_REQUEST, IllegalTransition
 from ccbmdm.runtime.lifecycles.sync import SyncRequestMonitor
 from ccbmdm.runtime.messages.contracts import ContractRegistry
 from ccbmdm.runtime.store import Store
+from ccbmdm.runtime.store.sqlite import SqliteStore
 from runtime_world import People, person
 from support import OUTBOX, sample
 
@@ -205,3 +207,29 @@ def test_sample_entity_round_trips_through_a_snapshot(registry: ContractRegistry
     _, message = registry.decode(sample(PERSON_REQUEST))
     snapshot = message.person.model_dump(mode="json")  # type: ignore[attr-defined]
     assert type(message.person).model_validate(snapshot) == message.person  # type: ignore[attr-defined]
+
+
+def test_a_step_claims_from_the_due_index_in_order_on_sqlite(
+    tmp_path: Path, registry: ContractRegistry
+) -> None:
+    """The claim takes its batch from the partial index of due Pending requests, in its order:
+    SQLite, left to itself, read every Pending request through the index on (state, id) and
+    sorted them all for each batch, so an initial load of n entities read n²/batch rows."""
+    store = SqliteStore(str(tmp_path / "runtime.db"))
+    store.migrate()
+    people = People(store)
+    for number in range(1, 13):
+        people.change(f"{number:010d}", f"Okafor,Ada {number}")
+    monitor = SyncRequestMonitor(store, registry, people, {"PERSON_SYNC": PERSON_REQUEST})
+    claims: list[str] = []
+    store.connection().set_trace_callback(
+        lambda sql: claims.append(sql) if "FROM sync_request r" in sql else None
+    )
+    assert monitor.step(batch=5).sent == 5
+    store.connection().set_trace_callback(None)
+    (claim,) = claims
+    with store.transaction() as tx:
+        plan = " | ".join(str(row["detail"]) for row in tx.fetch(f"EXPLAIN QUERY PLAN {claim}"))
+    assert "sync_request_due" in plan and "TEMP B-TREE" not in plan, plan
+    assert [r["state"] for r in requests(store)] == ["AWAITING_ACK"] * 5 + ["PENDING"] * 7
+    store.close()
