@@ -10,6 +10,7 @@ is final (PD-L13): billing creates a new request, carrying ``previousUsageId``, 
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -108,6 +109,11 @@ def request_usage(
     return None if row is None else int(row["id"])
 
 
+def _claim_order(row: Row) -> tuple[bool, Any, int]:
+    """A claimed request's place in the step's order: by due time (none last), then by id."""
+    return row["due_at"] is None, row["due_at"] or 0, int(row["id"])
+
+
 class UsageRequestMonitor:
     """Moves usage requests on: data sync barrier, sending, timeouts, processing."""
 
@@ -133,16 +139,30 @@ class UsageRequestMonitor:
         """One claim of due requests (and of every request waiting for its data to sync), each
         under a savepoint; one commit. Returns how many moved."""
         lock = " FOR UPDATE SKIP LOCKED" if self.store.dialect == "postgres" else ""
+        now = self.store.now
+        # SQLite, without statistics, prefers the index on (state, id) and sorts every open
+        # request for each batch; the partial index gives the due ones in order
+        index = " INDEXED BY usage_request_due" if self.store.dialect == "sqlite" else ""
         with self.store.transaction() as tx:
-            rows = tx.fetch(
-                # the open states, as the partial index usage_request_due has them, so that the
-                # step reads open requests only
-                f"""SELECT * FROM usage_request
+            # Two claims, each read through its own index up to the batch: the due requests
+            # (the open states, as the partial index usage_request_due has them), and those
+            # waiting for their data to sync and not yet due (the index on state). One claim
+            # with an OR read every open request not yet due whenever fewer than a batch were
+            # due: every request of a billing run awaiting its determinants, each step.
+            due = tx.fetch(
+                f"""SELECT * FROM usage_request{index}
                     WHERE state IN ('PENDING','AWAITING_DATA_SYNC','AWAITING_BILL_DETERMINANTS','BILL_DETERMINANTS_RECEIVED')
-                      AND (state = 'AWAITING_DATA_SYNC' OR due_at <= {self.store.now})
+                      AND due_at <= {now}
                     ORDER BY due_at, id LIMIT :batch{lock}""",
                 {"batch": batch},
             )
+            waiting = tx.fetch(
+                f"""SELECT * FROM usage_request
+                    WHERE state = 'AWAITING_DATA_SYNC' AND (due_at IS NULL OR due_at > {now})
+                    ORDER BY due_at, id LIMIT :batch{lock}""",
+                {"batch": batch},
+            )
+            rows = heapq.nsmallest(batch, [*due, *waiting], key=_claim_order)
             return each_apart(
                 tx,
                 rows,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -16,6 +17,7 @@ from ccbmdm.runtime.messages.contracts import ContractRegistry
 from ccbmdm.runtime.messages.model import ContractModel
 from ccbmdm.runtime.messaging.transport import Answer, InProcessTransport, Posting, Response
 from ccbmdm.runtime.store import Store, Transaction
+from ccbmdm.runtime.store.sqlite import SqliteStore
 from runtime_world import Integration
 from support import sample
 
@@ -291,3 +293,40 @@ def test_status_counts_usage_requests_and_lists_their_errors(
     (entry,) = [e for e in current.errors if e.kind == "usage_request"]
     assert (entry.id, entry.key) == (request_id, f"BATCH_BD SA {SA} segment SEG-7")
     assert entry.reason.startswith("request not built")
+
+
+def test_a_step_reads_the_due_requests_and_those_awaiting_sync_through_their_indexes(
+    tmp_path: Path, registry: ContractRegistry, package: ModuleType
+) -> None:
+    """Requests awaiting their determinants (not due) are not read by a step: the due ones come
+    from the partial index in order and stop at the batch, those awaiting their data to sync
+    from the index on state. A single claim with an OR read every open request whenever fewer
+    than a batch were due, so a billing run of n segments read n rows each step."""
+    store = SqliteStore(str(tmp_path / "runtime.db"))
+    store.migrate()
+    world = World(store, registry, package)
+    sent = [world.request(segment=f"SEG-{n}") for n in range(4)]
+    assert world.monitor.step(batch=10) == 4  # all four sent: awaiting determinants, not due
+    world.integration.people.change(PERSON, "Related,Customer")  # the next one waits for it
+    waiting = world.request(segment="SEG-W")
+    assert world.monitor.step(batch=10) == 1
+    assert waiting is not None and world.state(waiting) == ("AWAITING_DATA_SYNC", None)
+    claims: list[str] = []
+    store.connection().set_trace_callback(
+        lambda sql: claims.append(sql) if "* FROM usage_request" in sql else None
+    )
+    assert world.monitor.step(batch=10) == 0  # the waiting one is looked at, still blocked
+    store.connection().set_trace_callback(None)
+    assert len(claims) == 2
+    with store.transaction() as tx:
+        plans = [
+            " | ".join(str(row["detail"]) for row in tx.fetch(f"EXPLAIN QUERY PLAN {claim}"))
+            for claim in claims
+        ]
+    assert "usage_request_due" in plans[0] and "TEMP B-TREE" not in plans[0], plans[0]
+    assert "SCAN" not in plans[1], plans[1]
+    world.integration.run()  # the person is synchronized: the waiting request is sent
+    assert world.monitor.step(batch=10) == 1
+    assert world.state(waiting) == ("AWAITING_BILL_DETERMINANTS", None)
+    assert all(world.state(n)[0] == "AWAITING_BILL_DETERMINANTS" for n in sent if n is not None)
+    store.close()
