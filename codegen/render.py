@@ -13,7 +13,7 @@ from functools import cache
 
 import jinja2
 
-from ccbmdm.codegen.ir import ComplexType, ContractSet, Home, Particle, SimpleType
+from ccbmdm.codegen.ir import ComplexType, ContractSet, Facets, Home, Particle, SimpleType
 from ccbmdm.codegen.naming import class_name, field_name
 from ccbmdm.errors import CcbmdmError
 
@@ -41,6 +41,18 @@ _FORMATTERS = {
     "date": "lexical.format_date({})",
     "dateTime": "lexical.format_datetime({})",
 }
+# The same texts as _FORMATTERS, written as replacement fields of the encoder's f-strings (a
+# template for the value expression): a format spec where one does the formatter's work.
+_INLINE_FORMATTERS = {
+    "string": "{{escape({})}}",
+    "decimal": "{{{}:f}}",
+    "integer": "{{{}}}",
+    "boolean": "{{lexical.format_boolean({})}}",
+    "date": "{{{}.isoformat()}}",
+    "dateTime": "{{lexical.format_datetime({})}}",
+}
+# Integers of at most this many digits are read by the fast path; longer ones by the parser.
+_FAST_INTEGER_DIGITS = 18
 _MODULE_ALIAS = {"common": "c", "ccb": "ccb", "mdm": "mdm"}
 
 
@@ -79,8 +91,15 @@ class FieldView:
     doc: str
     particle: Particle
     tag: str  # Clark notation in the codec's namespace
-    decode: str  # expression decoding kids[i]
+    decode: str  # expression decoding kids[i] (k), whose text is t
     encode: str  # statements writing the value (a template for the value expression)
+    # The common case of a simple element, decided without a call: a condition on its text t
+    # under which ``fast_value`` is the value ``decode`` would give (None: always ``decode``);
+    # both may name a variable of the field's own, {w}.
+    fast: str | None = None
+    fast_value: str = "t"
+    parse: str = ""  # a simple element's parser on its text t (raising ValueError)
+    fn: str = ""  # a complex element's decoder and encoder suffix
 
 
 @dataclass(frozen=True)
@@ -175,6 +194,37 @@ def simple_view(simple: SimpleType) -> SimpleView:
     )
 
 
+def _bounds(facets: Facets, value: str, convert: str = "") -> str | None:
+    """A chained comparison of ``value`` with the type's inclusive bounds (None without any);
+    ``value`` is written once."""
+    low, high = facets.min_inclusive, facets.max_inclusive
+
+    def literal(text: str) -> str:
+        return f"{convert}({text!r})" if convert else text
+
+    if low is not None and high is not None:
+        return f"{literal(low)} <= {value} <= {literal(high)}"
+    if low is not None:
+        return f"{value} >= {literal(low)}"
+    if high is not None:
+        return f"{value} <= {literal(high)}"
+    return None
+
+
+def _fast_decimal_pattern(facets: Facets) -> str:
+    """A pattern of decimal texts that meet the type's digit facets as written: no sign but a
+    minus, no white space, and no more digits before and after the point than the facets
+    allow in all (leading and trailing zeros count here, so the pattern never asks for less)."""
+    total, fraction = facets.total_digits, facets.fraction_digits
+    whole = total - fraction if total is not None and fraction is not None else total
+    before = "[0-9]+" if whole is None else f"[0-9]{{1,{whole}}}" if whole else "0"
+    if fraction == 0 or (fraction is None and total is not None):
+        after = ""
+    else:
+        after = r"(?:\.[0-9]+)?" if fraction is None else rf"(?:\.[0-9]{{1,{fraction}}})?"
+    return f"-?{before}{after}"
+
+
 def _raise_if(condition: str, rule: str) -> str:
     """A length check of generated code, with the message it raises."""
     message = f"has {{len(value)}} characters; {rule}"
@@ -216,6 +266,8 @@ class Renderer:
         self.env.filters["pyrepr"] = repr
         self.env.filters["docstring"] = _docstring
         self.env.filters["description"] = _description
+        # The module-level constants of the codec being rendered, by name.
+        self._constants: dict[str, str] = {}
         self._check_names()
 
     def _check_names(self) -> None:
@@ -270,6 +322,7 @@ class Renderer:
         for particle in complex_type.particles:
             annotation, default = self.annotation(particle, here)
             decode, encode = self._codec_parts(particle, prefix)
+            fast = self._fast_path(particle) if particle.kind == "simple" and namespace else None
             fields.append(
                 FieldView(
                     xml=particle.name,
@@ -281,6 +334,8 @@ class Renderer:
                     tag=prefix + particle.name,
                     decode=decode,
                     encode=encode,
+                    **({"fast": fast[0], "fast_value": fast[1]} if fast else {}),
+                    **self._fast_parts(particle),
                 )
             )
         has_any = any(p.kind == "any" for p in complex_type.particles)
@@ -304,12 +359,80 @@ class Renderer:
         module = _MODULE_ALIAS[home]
         if particle.kind == "simple":
             view = self.simple(particle.type_key)
-            decode = f'{module}.parse_{view.name}(k.text or "") if not len(k) else p.compound(k)'
+            decode = f'{module}.parse_{view.name}(t or "") if not len(k) else p.compound(k)'
             primitive = self.contracts.simple_types[particle.type_key].primitive
-            text = _FORMATTERS[primitive]
-            return decode, f'o.append(f"<{particle.name}>{{{{{text}}}}}</{particle.name}>")'
+            text = _INLINE_FORMATTERS[primitive]
+            return decode, f'o.append(f"<{particle.name}>{text}</{particle.name}>")'
         start, end = f'o.append("<{particle.name}>")', f'o.append("</{particle.name}>")'
         return f"d_{home}_{name}(kids[i], p)", f"{start}\ne_{home}_{name}({{}}, o)\n{end}"
+
+    def _fast_path(self, particle: Particle) -> tuple[str, str] | None:
+        """The condition on a simple element's text ``t`` under which its value is known without
+        calling its parser, and the value's expression; None when every text goes to the parser.
+
+        The condition accepts only texts the parser accepts as they are (no white space to
+        collapse), and the value is the parser's; a text it turns down, and every problem, take
+        the parser's way, so a refused value is worded the same. Only a date or a date-time's
+        value may raise, through the same function and with the same words as its parser.
+        """
+        assert particle.type_key is not None
+        simple = self.contracts.simple_types[particle.type_key]
+        view = self.simple(particle.type_key)
+        facets = simple.facets
+        module = _MODULE_ALIAS[particle.type_key[0]]
+        tests = [
+            f"{module}._P_{view.name}_{n}.fullmatch(t) is not None"
+            for n in range(len(view.patterns))
+        ]
+        value = "t"
+        bounds = None
+        primitive = simple.primitive
+        if primitive == "string":
+            if facets.enumeration:
+                tests.append(f"t in {module}._E_{view.name}")
+            if facets.length is not None:
+                tests.append(f"len(t) == {facets.length}")
+            low, high = facets.min_length or 0, facets.max_length
+            if high is not None:
+                tests.append(f"{low} <= len(t) <= {high}" if low else f"len(t) <= {high}")
+            elif low:
+                tests.append(f"len(t) >= {low}")
+        elif primitive == "integer":
+            tests.append(f"len(t) <= {_FAST_INTEGER_DIGITS} and t.isascii() and t.isdigit()")
+            value = "int(t)"
+            bounds = _bounds(facets, "({w} := int(t))")
+        elif primitive == "decimal":
+            pattern = self._codec_constant(
+                f"_D_{particle.type_key[0]}_{view.name}",
+                f"re.compile({_fast_decimal_pattern(facets)!r})",
+            )
+            tests.append(f"{pattern}.fullmatch(t) is not None")
+            value = "Decimal(t)"
+            bounds = _bounds(facets, "({w} := Decimal(t))", "Decimal")
+        elif primitive == "boolean":
+            tests.append("({w} := _BOOLEANS.get(t)) is not None")
+            value = "{w}"
+        else:  # a date or a date-time: the parser's own function, past the type's patterns
+            value = f"{_PARSERS[primitive]}(t)"
+        if bounds:
+            tests.append(bounds)
+            value = "{w}"
+        return " and ".join(tests), value
+
+    def _fast_parts(self, particle: Particle) -> dict[str, str]:
+        """The parser of a simple element's text, or the suffix of a complex one's decoders."""
+        if particle.type_key is None:
+            return {}
+        home, name = particle.type_key
+        if particle.kind == "simple":
+            view = self.simple(particle.type_key)
+            return {"parse": f'{_MODULE_ALIAS[home]}.parse_{view.name}(t or "")'}
+        return {"fn": f"{home}_{name}"}
+
+    def _codec_constant(self, name: str, definition: str) -> str:
+        """A module-level constant of the codec being rendered, defined once."""
+        self._constants[name] = definition
+        return name
 
     def models_module(self, home: Home) -> str:
         simples = [
@@ -326,6 +449,7 @@ class Renderer:
         )
 
     def codec_module(self, system: Home, namespace: str) -> str:
+        self._constants = {}
         reachable = self._reachable(system)
         complexes = [
             self.complex_view(self.contracts.complex_types[key], None, namespace)
@@ -341,6 +465,7 @@ class Renderer:
             namespace=namespace,
             complexes=complexes,
             contracts=contracts,
+            constants=sorted(self._constants.items()),
             ref=lambda key: f"{_MODULE_ALIAS[key[0]]}.{key[1]}",
         )
 

@@ -111,6 +111,16 @@ def _violation(
     return ContractViolation(contract, problems, total, found, paths)
 
 
+class Irregular(Exception):
+    """A fast decoder met something out of the ordinary: the checking decoder reads the message
+    again and says what, if anything, is wrong."""
+
+
+def has_attributes(root: etree._Element) -> bool:
+    """Whether any element of the message has an attribute (one XPath, evaluated in C)."""
+    return bool(_ANY_ATTRIBUTE(root))
+
+
 class Problems:
     """Collects problems while a decoder walks one message."""
 

@@ -18,6 +18,11 @@ _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _DATETIME = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.([0-9]+))?(?:Z|[+-][0-9]{2}:[0-9]{2})?"
 )
+# The usual date-time: no fraction, no white space, an offset within -13:59..+13:59 or none;
+# the general pattern and the checks of fraction and offset would only confirm it.
+_PLAIN_DATETIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:Z|[+-](?:0[0-9]|1[0-3]):[0-5][0-9])?"
+)
 _MAX_OFFSET = timedelta(hours=14)
 _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 # Characters XML 1.0 cannot carry: a string holding one could never be serialized.
@@ -92,9 +97,10 @@ def parse_boolean(text: str) -> bool:
 
 
 def parse_date(text: str) -> date:
-    match, text = _lexical(_DATE, text)
-    if match is None:
-        raise InvalidValue(repr(text), "is not a date (YYYY-MM-DD)")
+    if _DATE.fullmatch(text) is None:  # as _lexical does, without its call for the usual text
+        text = collapse(text)
+        if _DATE.fullmatch(text) is None:
+            raise InvalidValue(repr(text), "is not a date (YYYY-MM-DD)")
     try:
         return date.fromisoformat(text)
     except ValueError as exc:
@@ -114,6 +120,11 @@ def configured_datetime(value: object) -> datetime:
 
 def parse_datetime(text: str) -> datetime:
     """XSD dateTime; the strict pattern first, then the C parser of the standard library."""
+    if _PLAIN_DATETIME.fullmatch(text) is not None:
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise InvalidValue(repr(text), f"is not a valid date-time: {exc}") from None
     match, text = _lexical(_DATETIME, text)
     if match is None:
         raise InvalidValue(repr(text), "is not a date-time (YYYY-MM-DDThh:mm:ss with an offset)")

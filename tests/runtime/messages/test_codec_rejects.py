@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import random
+import sys
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lxml import etree
 
-from ccbmdm.runtime.messages.codec import MAX_REPORTED, ContractViolation
+from ccbmdm.runtime.messages.codec import (
+    MAX_REPORTED,
+    ContractViolation,
+    Irregular,
+    Problems,
+    check_attributes,
+    has_attributes,
+)
 from ccbmdm.runtime.messages.contracts import ContractRegistry, UnknownContract
+from ccbmdm.runtime.messages.xmlsafe import parse_partner_xml
 from support import REPO, SAMPLES, contract_of, sample
 
 PERSON = sample("ccb/PersonSyncRequest").decode()
@@ -246,3 +257,67 @@ def test_codec_and_lxml_schema_agree_on_damaged_messages(
         except ContractViolation:
             codec_says = False
         assert codec_says == lxml_says, (action, data.decode(), str(xml_schema(contract).error_log))
+
+
+# ------------------------------------------------- the fast decoders against the checking ones
+
+
+def decoders(registry: ContractRegistry, contract: str) -> tuple[Callable[..., Any], ...]:
+    """The fast and the checking decoder of a contract's root type, from its codec module."""
+    codec = registry[contract]
+    module = sys.modules[codec.decode.__module__]
+    home = codec.model.__module__.rpartition(".")[2]
+    suffix = f"{home}_{codec.model.__name__}"
+    return getattr(module, f"f_{suffix}"), getattr(module, f"d_{suffix}")
+
+
+def irregular(tree: etree._Element, rng: random.Random) -> str:
+    """Damage the fast decoders give up on: an attribute, text beside elements, an unknown
+    element, a nested element in a value, or layout the hardened parser would have dropped."""
+    elements = list(tree.iter())
+    target = rng.choice(elements)
+    action = rng.choice(["attribute", "tail", "text", "unknown", "nested", "blank"])
+    if action == "attribute":
+        target.set("extra", "1")
+    elif action == "tail" and target is not tree:
+        target.tail = rng.choice(["stray", " "])
+    elif action == "text" and len(target):
+        target.text = rng.choice(["stray", "\n  "])
+    elif action == "unknown":
+        target.append(etree.Element(f"{{{etree.QName(tree).namespace}}}unknownElement"))
+    elif action == "nested":
+        target.insert(0, etree.Element(target.tag))
+    return action
+
+
+@pytest.mark.parametrize("sample_path", SAMPLES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_the_fast_decoder_gives_up_or_agrees_with_the_checking_one(
+    registry: ContractRegistry, sample_path: Path
+) -> None:
+    """Whatever the message, the fast decoder either gives up or returns the very model the
+    checking decoder builds without a problem; on every valid message it does not give up."""
+    contract = contract_of(sample_path)
+    fast, checking = decoders(registry, contract)
+    rng = random.Random(sample_path.name)
+    for turn in range(60):
+        tree = etree.fromstring(sample_path.read_bytes(), etree.XMLParser(remove_blank_text=True))
+        if turn % 2:
+            action = irregular(tree, rng)
+            root = tree  # as built, which the hardened parser would not give
+        else:
+            action = mutate(tree, rng) if turn else "none"
+            root = parse_partner_xml(etree.tostring(tree))
+        found = Problems()
+        check_attributes(root, found)
+        checked = checking(root, found)
+        if has_attributes(root):  # decode never asks the fast decoder about such a message
+            assert found
+            continue
+        try:
+            quick = fast(root)
+        except (Irregular, ValueError):
+            assert found or turn % 2, (action, etree.tostring(root).decode())
+            continue
+        assert not found, (action, etree.tostring(root).decode())
+        assert quick == checked and quick.__dict__ == checked.__dict__, action
+        assert quick.model_fields_set == checked.model_fields_set
