@@ -17,6 +17,7 @@ import compileall
 import hashlib
 import json
 import os
+import py_compile
 import shutil
 import subprocess
 import sys
@@ -287,8 +288,16 @@ def write(build: Build, base: Path, *, prune: bool = True) -> Path:
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         # Byte-compiled here, once: a command that imports the package would otherwise compile
         # its codecs (a megabyte of source, a quarter of a second) wherever Python may not write
-        # its cache (PYTHONDONTWRITEBYTECODE, a read-only folder). Named as they will be found.
-        compileall.compile_dir(staging, ddir=final, quiet=1, workers=1)
+        # its cache (PYTHONDONTWRITEBYTECODE, a read-only folder). Named as they will be found,
+        # checked against the source's hash rather than its time, so that the same source gives
+        # the same bytes.
+        compileall.compile_dir(
+            staging,
+            ddir=final,
+            quiet=1,
+            workers=1,
+            invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
+        )
         # Same name, same inputs: a current build of another process is left as it is (it may
         # be importing it); a damaged one is moved aside before the new one takes its place.
         if not is_current(final):

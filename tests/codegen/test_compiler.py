@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,8 +28,42 @@ def test_generation_is_byte_identical_on_a_second_run(project: Project, tmp_path
     one = compiler.write(first, tmp_path / "one")
     two = compiler.write(second, tmp_path / "two")
     for path in sorted(one.rglob("*")):
-        if path.is_file():
+        # the bytecode names where its source lies, which differs here by design
+        if path.is_file() and path.parent.name != "__pycache__":
             assert path.read_bytes() == (two / path.relative_to(one)).read_bytes(), path
+
+
+def test_the_package_is_written_byte_compiled_and_its_bytecode_used(
+    project: Project, tmp_path: Path
+) -> None:
+    """A command imports the bytecode written with the package, never compiling a codec again,
+    even where Python may not write its cache."""
+    package = compiler.write(compiler.generate(project), tmp_path)
+    compiled = {path.name.split(".")[0] for path in (package / "__pycache__").glob("*.pyc")}
+    assert compiled == {path.stem for path in package.glob("*.py")}
+    script = (
+        "import importlib, importlib.machinery, sys\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "compile_source = importlib.machinery.SourceFileLoader.source_to_code\n"
+        "compiled = []\n"
+        "def counted(self, *args, **kwargs):\n"
+        "    compiled.append(self.name)\n"
+        "    return compile_source(self, *args, **kwargs)\n"
+        "importlib.machinery.SourceFileLoader.source_to_code = counted\n"
+        f"importlib.import_module('{package.name}.codec_ccb')\n"
+        f"importlib.import_module('{package.name}.codec_mdm')\n"
+        "print('compiled:', [name for name in compiled if name.startswith('ccbmdm_contracts')])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "compiled: []" in result.stdout, result.stdout
 
 
 def test_package_name_follows_the_inputs(scratch: Project) -> None:
