@@ -467,6 +467,12 @@ class Renderer:
             contracts=contracts,
             constants=sorted(self._constants.items()),
             ref=lambda key: f"{_MODULE_ALIAS[key[0]]}.{key[1]}",
+            # the model modules its types come from, and no other: a command that reads one
+            # system's message loads that system's models only
+            models=[
+                (home, _MODULE_ALIAS[home])
+                for home in sorted({key[0] for key in reachable} | {"common"})
+            ],
         )
 
     def package_module(self, digest: str, transformers: list[dict[str, str]]) -> str:

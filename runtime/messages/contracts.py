@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from lxml import etree
@@ -27,20 +29,57 @@ _RECENT_BYTES = 16 * 1024 * 1024
 _NEVER_RECEIVED = frozenset({"common/Receipt"})
 
 
+Decode = Callable[[etree._Element], ContractModel]
+Encode = Callable[[Any], bytes]
+Parts = tuple[type[ContractModel], Decode, Encode]  # a contract's model, decoder and encoder
+
+
 @dataclass(frozen=True)
 class ContractCodec:
-    """One message contract with its generated model and codec."""
+    """One message contract with its generated model and codec, imported when first used
+    (``load``): a command that reads one message loads one system's modules."""
 
     name: str
     namespace: str
     root: str
-    model: type[ContractModel]
-    decode: Callable[[etree._Element], ContractModel]
-    encode: Callable[[Any], bytes]
+    load: Callable[[], Parts] = field(repr=False, compare=False)
+
+    @cached_property
+    def _parts(self) -> Parts:
+        return self.load()
+
+    @property
+    def model(self) -> type[ContractModel]:
+        return self._parts[0]
+
+    @property
+    def decode(self) -> Decode:
+        return self._parts[1]
+
+    @property
+    def encode(self) -> Encode:
+        return self._parts[2]
 
     @property
     def tag(self) -> str:
         return f"{{{self.namespace}}}{self.root}"
+
+
+def imported_contract(
+    package: str, models: str, model: str, codec: str, root: str
+) -> Callable[[], Parts]:
+    """What a generated package's contract entry imports when first used: the model class of
+    its models module, and the decoder and encoder of its root in its codec module."""
+
+    def load() -> Parts:
+        found = importlib.import_module(f"{package}.{codec}")
+        return (
+            getattr(importlib.import_module(f"{package}.{models}"), model),
+            getattr(found, f"decode_{root}"),
+            getattr(found, f"encode_{root}"),
+        )
+
+    return load
 
 
 class UnknownContract(LookupError):
@@ -67,21 +106,30 @@ class ContractRegistry:
         }
         self.by_tag = {codec.tag: codec for codec in self.by_name.values()}
         self.limits = limits
-        # A model class names its contract unless two contracts share one root type.
-        self._by_model: dict[type[ContractModel], ContractCodec | None] = {}
+
+    @cached_property
+    def _by_model(self) -> dict[type[ContractModel], ContractCodec | None]:
+        """A model class names its contract unless two contracts share one root type (every
+        contract's model imported: only an encode that names no contract asks)."""
+        by_model: dict[type[ContractModel], ContractCodec | None] = {}
         for codec in self.by_name.values():
-            self._by_model[codec.model] = None if codec.model in self._by_model else codec
+            by_model[codec.model] = None if codec.model in by_model else codec
+        return by_model
 
     def _remembering(self, codec: ContractCodec) -> ContractCodec:
         """The codec with an encoder that keeps what it wrote with the model it came from."""
-        encode = codec.encode
 
-        def remembering(message: Any) -> bytes:
-            data = encode(message)
-            self._remember(data, (remembered, message))
-            return data
+        def load() -> Parts:
+            model, decode, encode = codec.load()
 
-        remembered = replace(codec, encode=remembering)
+            def remembering(message: Any) -> bytes:
+                data = encode(message)
+                self._remember(data, (remembered, message))
+                return data
+
+            return model, decode, remembering
+
+        remembered = replace(codec, load=load)
         return remembered
 
     def __getitem__(self, name: str) -> ContractCodec:
@@ -173,4 +221,10 @@ class ContractRegistry:
         return codec.encode(message)
 
 
-__all__ = ["ContractCodec", "ContractRegistry", "UnknownContract", "XmlRejected"]
+__all__ = [
+    "ContractCodec",
+    "ContractRegistry",
+    "UnknownContract",
+    "XmlRejected",
+    "imported_contract",
+]

@@ -11,9 +11,11 @@ fault the bridge sends back.
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -259,13 +261,32 @@ class Context:
         return found
 
 
+Transform = Callable[[Any, Context], Any]
+
+
 @dataclass(frozen=True)
 class Transformer:
-    """One compiled mapping: a flow part, its contracts and the function between them."""
+    """One compiled mapping: a flow part, its contracts and the function between them, imported
+    when first used (``load``)."""
 
     flow: str
     part: str
     source: str
     target: str
     file: str
-    function: Callable[[Any, Context], Any]
+    load: Callable[[], Transform] = field(repr=False, compare=False)
+
+    @cached_property
+    def function(self) -> Transform:
+        return self.load()
+
+
+def imported_transform(package: str, module: str) -> Callable[[], Transform]:
+    """What a generated package's mapping entry imports when first used: its module's
+    ``transform``."""
+
+    def load() -> Transform:
+        transform: Transform = importlib.import_module(f"{package}.{module}").transform
+        return transform
+
+    return load
