@@ -127,7 +127,8 @@ class Mutator:
         module = types.ModuleType(f"{package}.mutant")
         module.__package__ = package
         exec(compile(source, f"<mutant {mutant.id}>", "exec"), module.__dict__)
-        return replace(original, function=module.transform)
+        transform = module.transform
+        return replace(original, load=lambda: transform)
 
     def kill(self, mutant: Mutant, cases: list[MappingCase]) -> tuple[Status, str | None]:
         """Run the cases against the mutant until one fails."""
