@@ -3,6 +3,7 @@ the durability settings checked when the store opens."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -33,6 +34,17 @@ _REQUIRED_ON = ("fsync", "synchronous_commit", "full_page_writes")
 # The server ends the session: admin_shutdown, crash_shutdown, cannot_connect_now,
 # idle_session_timeout, idle_in_transaction_session_timeout (class 08 is the connection's own)
 _SESSION_ENDED = ("57P01", "57P02", "57P03", "57P05", "25P03")
+
+
+@functools.lru_cache(maxsize=64)
+def _update_over(table: str, assignments: str, names: tuple[str, ...], condition: str) -> str:
+    """``update_rows``'s statement over ``{relation}``: the same few statements are made once a
+    batch, so each is written once. The rows' values, ``:name`` in the assignments, are the
+    relation's columns here."""
+    values = re.compile(r"(?<![:\w]):(" + "|".join(map(re.escape, names)) + r")\b")
+    assigned = values.sub(r"v.\1", assignments)
+    where = f"{table}.id = v.id AND {condition}" if condition else f"{table}.id = v.id"
+    return f"UPDATE {table} SET {assigned} FROM {{relation}} WHERE {where}"
 
 
 class PostgresTransaction(Transaction):
@@ -78,11 +90,8 @@ class PostgresTransaction(Transaction):
         if not rows:
             return 0
         relation, params = unnested(rows, {"id": "bigint", **types})
-        # the rows' values, ``:name`` in the assignments, are the relation's columns here
-        values = re.compile(r"(?<![:\w]):(" + "|".join(map(re.escape, types)) + r")\b")
-        assigned = values.sub(r"v.\1", assignments)
-        where = f"{table}.id = v.id AND {condition}" if condition else f"{table}.id = v.id"
-        return self.execute(f"UPDATE {table} SET {assigned} FROM {relation} WHERE {where}", params)
+        statement = _update_over(table, assignments, tuple(types), condition)
+        return self.execute(statement.replace("{relation}", relation), params)
 
     def fetch(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         try:
