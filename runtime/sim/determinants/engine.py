@@ -33,10 +33,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal, localcontext
-from functools import cached_property
 from itertools import pairwise
 from typing import Any
 
@@ -224,7 +223,43 @@ class _Sq:
         return Quality.EDITED if self.edited else Quality.ACTUAL
 
 
+def _add(
+    sqs: dict[SqKey, _Sq], key: SqKey, part: tuple[Decimal, int, int, int], peak: bool = False
+) -> None:
+    """Add a channel's part (a quantity with its value counts) to the SQ ``key``: its sum, or
+    for a peak its maximum."""
+    sq = sqs.get(key)
+    if sq is None:
+        sqs[key] = _Sq(peak, *part)
+    elif peak:
+        sq.take_peak(*part)
+    else:
+        sq.take_total(*part)
+
+
+def _merge(sqs: dict[SqKey, _Sq], key: SqKey, part: _Sq) -> None:
+    """Merge ``part`` into the SQ ``key``, which it becomes when the period has none yet."""
+    sq = sqs.get(key)
+    if sq is None:
+        sqs[key] = part
+    else:
+        sq.merge(part)
+
+
 _INT64_MAX = 2**63 - 1
+
+
+def _flags(
+    columns: IntervalColumns, code_of: npt.NDArray[np.intp], quality: Quality
+) -> npt.NDArray[np.bool_] | None:
+    """Which values carry a code list of ``quality``; None when no code list of the channel
+    is of it."""
+    chosen = [k for k, found in enumerate(columns.qualities) if found is quality]
+    if not chosen:
+        return None
+    if len(chosen) == 1:
+        return code_of == chosen[0]
+    return np.array([found is quality for found in columns.qualities])[code_of]
 
 
 class _Buckets:
@@ -243,24 +278,22 @@ class _Buckets:
     ) -> None:
         self.scale, self.tou_of = columns.scale, tou_of
         self.high, self.low = int(units.max()), int(units.min())
-        safe = max(self.high, -self.low) * len(units) <= _INT64_MAX
-        self.units = units if safe and units.dtype == np.int64 else units.astype(object)
-        flags = []
-        for quality in (Quality.ESTIMATED, Quality.EDITED):
-            chosen = [q is quality for q in columns.qualities]  # by code list
-            flags.append(np.array(chosen)[code_of] if any(chosen) else None)
-        self.flags = flags
+        safe = units.dtype == np.int64 and max(self.high, -self.low) * len(units) <= _INT64_MAX
+        self.units = units if safe else units.astype(object)
+        flags = [_flags(columns, code_of, q) for q in (Quality.ESTIMATED, Quality.EDITED)]
+        counted = [0 if f is None else int(np.count_nonzero(f)) for f in flags]
+        # a kind of value the period has none of is counted nowhere
+        self.flags = [f if n else None for f, n in zip(flags, counted, strict=True)]
         self.masks: dict[int, npt.NDArray[np.bool_]] = {}
-        # each TOU's (sum, values, estimated, edited); the last one's by difference
+        # (sum, values, estimated, edited): of all, and of each TOU, the last by difference
+        self.all = (int(self.units.sum()), len(units), counted[0], counted[1])
         self.by_tou: list[tuple[int, int, int, int]] = []
+        rest = list(self.all)
         for k in range(size - 1):
-            mask = self.mask(k)
-            whole = int(np.dot(self.units, mask))  # integer products and sums: exact
-            self.by_tou.append((whole, *self.counted(mask)))
-        whole = int(self.units.sum())
-        self.all = (whole, *self.counted(None))
-        last = [total - sum(part[j] for part in self.by_tou) for j, total in enumerate(self.all)]
-        self.by_tou.append((last[0], last[1], last[2], last[3]))
+            part = self.part(self.mask(k))
+            self.by_tou.append(part)
+            rest = [left - taken for left, taken in zip(rest, part, strict=True)]
+        self.by_tou.append((rest[0], rest[1], rest[2], rest[3]))
 
     def mask(self, k: int) -> npt.NDArray[np.bool_]:
         found = self.masks.get(k)
@@ -268,17 +301,16 @@ class _Buckets:
             found = self.masks[k] = self.tou_of == k
         return found
 
-    def counted(self, mask: npt.NDArray[np.bool_] | None) -> tuple[int, int, int]:
-        """How many values ``mask`` chooses (None: all), and how many are estimated and
-        edited."""
-        values = len(self.units) if mask is None else int(np.count_nonzero(mask))
-        found = [values]
-        for flags in self.flags:
-            if flags is None or not values:
-                found.append(0)
-            else:
-                found.append(int(np.count_nonzero(flags if mask is None else flags & mask)))
-        return found[0], found[1], found[2]
+    def part(self, mask: npt.NDArray[np.bool_]) -> tuple[int, int, int, int]:
+        """The sum of the values ``mask`` chooses, how many it chooses and how many of those
+        are estimated and edited."""
+        values = int(np.count_nonzero(mask))
+        if not values:
+            return 0, 0, 0, 0
+        estimated, edited = (
+            0 if flags is None else int(np.count_nonzero(flags & mask)) for flags in self.flags
+        )
+        return int(np.dot(self.units, mask)), values, estimated, edited  # integer sums: exact
 
     def decimal(self, units: int) -> Decimal:
         return Decimal(units).scaleb(-self.scale)
@@ -290,15 +322,17 @@ class _Buckets:
 
     def total(self) -> tuple[Decimal, int, int, int]:
         """The sum of all values, with ``counts``."""
-        return self.decimal(self.all[0]), *self.all[1:]
+        whole, values, estimated, edited = self.all
+        return self.decimal(whole), values, estimated, edited
 
     def sum(self, k: int) -> tuple[Decimal, int, int, int]:
         """The sum of bucket ``k``, with its ``counts``."""
-        return self.decimal(self.by_tou[k][0]), *self.by_tou[k][1:]
+        whole, values, estimated, edited = self.by_tou[k]
+        return self.decimal(whole), values, estimated, edited
 
     def highest(self, k: int | None) -> Decimal:
         """The highest value of bucket ``k`` (None: of all); a bucket ``k`` has values."""
-        if k is None:
+        if k is None or self.by_tou[k][1] == self.all[1]:
             return self.decimal(self.high)
         return self.decimal(int(np.where(self.mask(k), self.units, self.low).max()))
 
@@ -310,15 +344,13 @@ class _Channel:
     channel: IntervalChannel
     first: datetime
     last: datetime | None  # None: still installed
+    step: timedelta = field(init=False)
+    micros: int = field(init=False)  # the interval length as interval columns count time
 
-    @cached_property
-    def step(self) -> timedelta:
-        return timedelta(seconds=self.channel.seconds_per_interval)
-
-    @property
-    def micros(self) -> int:
-        """The interval length in microseconds, as interval columns count time."""
-        return self.channel.seconds_per_interval * 1_000_000
+    def __post_init__(self) -> None:
+        seconds = self.channel.seconds_per_interval
+        object.__setattr__(self, "step", timedelta(seconds=seconds))
+        object.__setattr__(self, "micros", seconds * 1_000_000)
 
     def until(self, moment: datetime) -> datetime:
         """The earlier of ``moment`` and the channel's removal."""
@@ -609,38 +641,37 @@ class _Calculation:
             uom, sqi, seconds = c.channel.uom, c.channel.sqi, c.channel.seconds_per_interval
             if uom == ENERGY:
                 sqis.add(sqi)
-            delivered = uom == ENERGY and sqi in ("", DELIVERED)
-            columns = c.channel.columns
             picked = self.channel_values(c, low, high)
             count = (high - low) // c.step
             if not count:
                 continue
             tous, tou_of = self.calendar.tou_index(_micros(low) + c.micros, count, seconds)
+            if uom != ENERGY:
+                continue  # its values are all there and have TOUs: it has no quantity here
+            columns = c.channel.columns
             units = columns.units[picked]
             buckets = _Buckets(columns, units, columns.code_of[picked], tou_of, len(tous))
-            energy.setdefault(SqKey(uom, "", sqi), _Sq()).take_total(*buckets.total())
-            for tou, k in sorted(zip(tous, range(len(tous)), strict=True)):
+            _add(energy, SqKey(uom, "", sqi), buckets.total())
+            for k, tou in enumerate(tous):
                 if tou and buckets.counts(k)[0]:
-                    energy.setdefault(SqKey(uom, tou, sqi), _Sq()).take_total(*buckets.sum(k))
-            if delivered:
+                    _add(energy, SqKey(uom, tou, sqi), buckets.sum(k))
+            if sqi in ("", DELIVERED):
                 kw = buckets.highest(None) * 3600 / seconds
-                total = demand.setdefault(SqKey(DEMAND), _Sq(peak=True))
-                total.take_peak(kw, *buckets.counts(None))
+                _add(demand, SqKey(DEMAND), (kw, *buckets.counts(None)), peak=True)
                 on = tous.index(ON_PEAK) if ON_PEAK in tous else None
                 if on is not None and buckets.counts(on)[0]:
                     kw = buckets.highest(on) * 3600 / seconds
-                    peak = demand.setdefault(SqKey(DEMAND, ON_PEAK), _Sq(peak=True))
-                    peak.take_peak(kw, *buckets.counts(on))
+                    _add(demand, SqKey(DEMAND, ON_PEAK), (kw, *buckets.counts(on)), peak=True)
         if not sqis:
             return
+        delivered = bool(sqis & {"", DELIVERED})
         for key in self.group.sqs:
             if key.uom == ENERGY:
                 for sqi in sorted(sqis):
-                    found = energy.get(SqKey(ENERGY, key.tou, sqi), _Sq())
-                    sqs.setdefault(SqKey(ENERGY, key.tou, sqi), _Sq()).merge(found)
-            elif key.uom == DEMAND and key.sqi != BILLED and sqis & {"", DELIVERED}:
-                found = demand.get(key, _Sq(peak=True, quantity=Decimal(0)))
-                sqs.setdefault(key, _Sq(peak=True)).merge(found)
+                    measured = SqKey(ENERGY, key.tou, sqi)
+                    _merge(sqs, measured, energy.get(measured) or _Sq())
+            elif key.uom == DEMAND and key.sqi != BILLED and delivered:
+                _merge(sqs, key, demand.get(key) or _Sq(peak=True, quantity=Decimal(0)))
 
     def channel_values(
         self, c: _Channel, low: datetime, high: datetime
