@@ -71,6 +71,7 @@ from ccbmdm.runtime.sim.determinants.registers import (
 )
 from ccbmdm.runtime.sim.determinants.tou import (
     TouCalendar,
+    TouRuns,
     grid_ceiling,
     grid_floor,
     legal_time,
@@ -264,77 +265,58 @@ def _flags(
 
 class _Buckets:
     """A channel's values in a usage period by TOU: their counts, exact sums and highest
-    values (PD-D16). Units are summed as int64 where no sum can overflow it, else as Python
-    integers; either way exactly, so the last TOU's sum and counts are the total's less the
-    others'."""
+    values (PD-D16), taken run by run (``TouRuns``). Units are summed as int64 where no sum
+    can overflow it, else as Python integers; either way exactly."""
 
     def __init__(
         self,
         columns: IntervalColumns,
         units: npt.NDArray[Any],
         code_of: npt.NDArray[np.intp],
-        tou_of: npt.NDArray[np.intp],
-        size: int,
+        runs: TouRuns,
     ) -> None:
-        self.scale, self.tou_of = columns.scale, tou_of
-        self.high, self.low = int(units.max()), int(units.min())
-        safe = units.dtype == np.int64 and max(self.high, -self.low) * len(units) <= _INT64_MAX
+        self.scale, self.runs = columns.scale, runs
+        self.high, low = int(units.max()), int(units.min())
+        safe = units.dtype == np.int64 and max(self.high, -low) * len(units) <= _INT64_MAX
         self.units = units if safe else units.astype(object)
-        flags = [_flags(columns, code_of, q) for q in (Quality.ESTIMATED, Quality.EDITED)]
-        counted = [0 if f is None else int(np.count_nonzero(f)) for f in flags]
-        # a kind of value the period has none of is counted nowhere
-        self.flags = [f if n else None for f, n in zip(flags, counted, strict=True)]
-        self.masks: dict[int, npt.NDArray[np.bool_]] = {}
-        # (sum, values, estimated, edited): of all, and of each TOU, the last by difference
-        self.all = (int(self.units.sum()), len(units), counted[0], counted[1])
-        self.by_tou: list[tuple[int, int, int, int]] = []
-        rest = list(self.all)
-        for k in range(size - 1):
-            part = self.part(self.mask(k))
-            self.by_tou.append(part)
-            rest = [left - taken for left, taken in zip(rest, part, strict=True)]
-        self.by_tou.append((rest[0], rest[1], rest[2], rest[3]))
+        # each TOU's sum, and how many of its values are estimated and edited
+        self.sums = self.by_tou(self.units)
+        self.flagged: list[list[int]] = []
+        for quality in (Quality.ESTIMATED, Quality.EDITED):
+            flags = _flags(columns, code_of, quality)
+            if flags is None or not np.count_nonzero(flags):
+                self.flagged.append([0] * len(runs.tous))
+            else:
+                self.flagged.append(self.by_tou(flags.astype(np.int64)))
+        self.all = (sum(self.sums), len(units), sum(self.flagged[0]), sum(self.flagged[1]))
 
-    def mask(self, k: int) -> npt.NDArray[np.bool_]:
-        found = self.masks.get(k)
-        if found is None:
-            found = self.masks[k] = self.tou_of == k
-        return found
-
-    def part(self, mask: npt.NDArray[np.bool_]) -> tuple[int, int, int, int]:
-        """The sum of the values ``mask`` chooses, how many it chooses and how many of those
-        are estimated and edited."""
-        values = int(np.count_nonzero(mask))
-        if not values:
-            return 0, 0, 0, 0
-        estimated, edited = (
-            0 if flags is None else int(np.count_nonzero(flags & mask)) for flags in self.flags
-        )
-        return int(np.dot(self.units, mask)), values, estimated, edited  # integer sums: exact
+    def by_tou(self, amounts: npt.NDArray[Any]) -> list[int]:
+        """The sum of ``amounts`` in each TOU: each run's, then each TOU's runs'."""
+        return [int(whole) for whole in self.runs.choose @ np.add.reduceat(amounts, self.runs.starts)]
 
     def decimal(self, units: int) -> Decimal:
         return Decimal(units).scaleb(-self.scale)
 
     def counts(self, k: int | None) -> tuple[int, int, int]:
         """The values of bucket ``k`` (None: all), and how many are estimated and edited."""
-        _, values, estimated, edited = self.all if k is None else self.by_tou[k]
-        return values, estimated, edited
+        if k is None:
+            return self.all[1], self.all[2], self.all[3]
+        return self.runs.values[k], self.flagged[0][k], self.flagged[1][k]
 
     def total(self) -> tuple[Decimal, int, int, int]:
         """The sum of all values, with ``counts``."""
-        whole, values, estimated, edited = self.all
-        return self.decimal(whole), values, estimated, edited
+        return self.decimal(self.all[0]), *self.counts(None)
 
     def sum(self, k: int) -> tuple[Decimal, int, int, int]:
         """The sum of bucket ``k``, with its ``counts``."""
-        whole, values, estimated, edited = self.by_tou[k]
-        return self.decimal(whole), values, estimated, edited
+        return self.decimal(self.sums[k]), *self.counts(k)
 
     def highest(self, k: int | None) -> Decimal:
         """The highest value of bucket ``k`` (None: of all); a bucket ``k`` has values."""
-        if k is None or self.by_tou[k][1] == self.all[1]:
+        if k is None or self.runs.values[k] == len(self.units):
             return self.decimal(self.high)
-        return self.decimal(int(np.where(self.mask(k), self.units, self.low).max()))
+        highs = np.maximum.reduceat(self.units, self.runs.starts)
+        return self.decimal(int(highs[self.runs.tou_of == k].max()))
 
 
 @dataclass(frozen=True)
@@ -645,12 +627,11 @@ class _Calculation:
             count = (high - low) // c.step
             if not count:
                 continue
-            tous, tou_of = self.calendar.tou_index(_micros(low) + c.micros, count, seconds)
+            runs = self.calendar.tou_runs(_micros(low) + c.micros, count, seconds)
             if uom != ENERGY:
                 continue  # its values are all there and have TOUs: it has no quantity here
-            columns = c.channel.columns
-            units = columns.units[picked]
-            buckets = _Buckets(columns, units, columns.code_of[picked], tou_of, len(tous))
+            columns, tous = c.channel.columns, runs.tous
+            buckets = _Buckets(columns, columns.units[picked], columns.code_of[picked], runs)
             _add(energy, SqKey(uom, "", sqi), buckets.total())
             for k, tou in enumerate(tous):
                 if tou and buckets.counts(k)[0]:
