@@ -250,17 +250,9 @@ def _merge(sqs: dict[SqKey, _Sq], key: SqKey, part: _Sq) -> None:
 _INT64_MAX = 2**63 - 1
 
 
-def _flags(
-    columns: IntervalColumns, code_of: npt.NDArray[np.intp], quality: Quality
-) -> npt.NDArray[np.bool_] | None:
-    """Which values carry a code list of ``quality``; None when no code list of the channel
-    is of it."""
-    chosen = [k for k, found in enumerate(columns.qualities) if found is quality]
-    if not chosen:
-        return None
-    if len(chosen) == 1:
-        return code_of == chosen[0]
-    return np.array([found is quality for found in columns.qualities])[code_of]
+# a value's weight in the count of flagged values: an estimated one counts in the low half, an
+# edited one in the high half, so one sum counts both (a period has far fewer than 2**32)
+_FLAG_WEIGHTS = {Quality.ACTUAL: 0, Quality.ESTIMATED: 1, Quality.EDITED: 1 << 32}
 
 
 class _Buckets:
@@ -276,47 +268,39 @@ class _Buckets:
         runs: TouRuns,
     ) -> None:
         self.scale, self.runs = columns.scale, runs
-        self.high, low = int(units.max()), int(units.min())
-        safe = units.dtype == np.int64 and max(self.high, -low) * len(units) <= _INT64_MAX
-        self.units = units if safe else units.astype(object)
-        # each TOU's sum, and how many of its values are estimated and edited
-        self.sums = self.by_tou(self.units)
-        self.flagged: list[list[int]] = []
-        for quality in (Quality.ESTIMATED, Quality.EDITED):
-            flags = _flags(columns, code_of, quality)
-            if flags is None or not np.count_nonzero(flags):
-                self.flagged.append([0] * len(runs.tous))
-            else:
-                self.flagged.append(self.by_tou(flags.astype(np.int64)))
-        self.all = (sum(self.sums), len(units), sum(self.flagged[0]), sum(self.flagged[1]))
+        self.highs = np.maximum.reduceat(units, runs.starts)  # each run's highest
+        self.high, low = int(self.highs.max()), int(units.min())
+        if units.dtype != np.int64 or max(self.high, -low) * len(units) > _INT64_MAX:
+            units = units.astype(object)
+        sums = self.by_tou(units)
+        # how many values of each TOU are estimated and edited, when any of the period are
+        weights = [_FLAG_WEIGHTS[quality] for quality in columns.qualities]
+        flagged = [0] * len(sums)
+        if any(weights):
+            weighed = np.array(weights, dtype=np.int64)[code_of]
+            if np.count_nonzero(weighed):
+                flagged = self.by_tou(weighed)
+        # each TOU's sum, values, estimated and edited, and the same of all
+        self.by_tous = [
+            (self.decimal(whole), values, weight & 0xFFFFFFFF, weight >> 32)
+            for whole, values, weight in zip(sums, runs.values, flagged, strict=True)
+        ]
+        weight = sum(flagged)
+        self.all = (self.decimal(sum(sums)), len(units), weight & 0xFFFFFFFF, weight >> 32)
 
     def by_tou(self, amounts: npt.NDArray[Any]) -> list[int]:
         """The sum of ``amounts`` in each TOU: each run's, then each TOU's runs'."""
-        return [int(whole) for whole in self.runs.choose @ np.add.reduceat(amounts, self.runs.starts)]
+        found: list[int] = (self.runs.choose @ np.add.reduceat(amounts, self.runs.starts)).tolist()
+        return found
 
     def decimal(self, units: int) -> Decimal:
         return Decimal(units).scaleb(-self.scale)
 
-    def counts(self, k: int | None) -> tuple[int, int, int]:
-        """The values of bucket ``k`` (None: all), and how many are estimated and edited."""
-        if k is None:
-            return self.all[1], self.all[2], self.all[3]
-        return self.runs.values[k], self.flagged[0][k], self.flagged[1][k]
-
-    def total(self) -> tuple[Decimal, int, int, int]:
-        """The sum of all values, with ``counts``."""
-        return self.decimal(self.all[0]), *self.counts(None)
-
-    def sum(self, k: int) -> tuple[Decimal, int, int, int]:
-        """The sum of bucket ``k``, with its ``counts``."""
-        return self.decimal(self.sums[k]), *self.counts(k)
-
     def highest(self, k: int | None) -> Decimal:
         """The highest value of bucket ``k`` (None: of all); a bucket ``k`` has values."""
-        if k is None or self.runs.values[k] == len(self.units):
+        if k is None or self.runs.values[k] == self.all[1]:
             return self.decimal(self.high)
-        highs = np.maximum.reduceat(self.units, self.runs.starts)
-        return self.decimal(int(highs[self.runs.tou_of == k].max()))
+        return self.decimal(int(self.highs[self.runs.runs_of[k]].max()))
 
 
 @dataclass(frozen=True)
@@ -630,19 +614,19 @@ class _Calculation:
             runs = self.calendar.tou_runs(_micros(low) + c.micros, count, seconds)
             if uom != ENERGY:
                 continue  # its values are all there and have TOUs: it has no quantity here
-            columns, tous = c.channel.columns, runs.tous
+            columns, tous, values = c.channel.columns, runs.tous, runs.values
             buckets = _Buckets(columns, columns.units[picked], columns.code_of[picked], runs)
-            _add(energy, SqKey(uom, "", sqi), buckets.total())
+            _add(energy, SqKey(uom, "", sqi), buckets.all)
             for k, tou in enumerate(tous):
-                if tou and buckets.counts(k)[0]:
-                    _add(energy, SqKey(uom, tou, sqi), buckets.sum(k))
+                if tou and values[k]:
+                    _add(energy, SqKey(uom, tou, sqi), buckets.by_tous[k])
             if sqi in ("", DELIVERED):
                 kw = buckets.highest(None) * 3600 / seconds
-                _add(demand, SqKey(DEMAND), (kw, *buckets.counts(None)), peak=True)
+                _add(demand, SqKey(DEMAND), (kw, *buckets.all[1:]), peak=True)
                 on = tous.index(ON_PEAK) if ON_PEAK in tous else None
-                if on is not None and buckets.counts(on)[0]:
+                if on is not None and values[on]:
                     kw = buckets.highest(on) * 3600 / seconds
-                    _add(demand, SqKey(DEMAND, ON_PEAK), (kw, *buckets.counts(on)), peak=True)
+                    _add(demand, SqKey(DEMAND, ON_PEAK), (kw, *buckets.by_tous[on][1:]), peak=True)
         if not sqis:
             return
         delivered = bool(sqis & {"", DELIVERED})

@@ -176,6 +176,7 @@ class TouRuns:
     starts: npt.NDArray[np.intp]  # each run's first interval, from 0, increasing
     tou_of: npt.NDArray[np.intp]  # each run's TOU, an index into tous
     values: tuple[int, ...]  # the intervals of each TOU
+    runs_of: tuple[npt.NDArray[np.intp], ...]  # the runs of each TOU
     choose: npt.NDArray[np.int64]  # one row a TOU, 1 for each of its runs
 
     @classmethod
@@ -189,7 +190,8 @@ class TouRuns:
         tou_of = by_interval[starts]
         counts = np.bincount(by_interval, minlength=len(tous))
         choose = (tou_of == np.arange(len(tous))[:, None]).astype(np.int64)
-        return cls(tous, starts, tou_of, tuple(int(n) for n in counts), choose)
+        runs_of = tuple(np.flatnonzero(row) for row in choose)
+        return cls(tous, starts, tou_of, tuple(int(n) for n in counts), runs_of, choose)
 
 
 def _day_row(tou_map: TouMap, on: date, step: int, phase: int) -> tuple[str, ...]:
