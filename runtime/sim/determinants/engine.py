@@ -277,9 +277,9 @@ class _Buckets:
         weights = [_FLAG_WEIGHTS[quality] for quality in columns.qualities]
         flagged = [0] * len(sums)
         if any(weights):
-            weighed = np.array(weights, dtype=np.int64)[code_of]
-            if np.count_nonzero(weighed):
-                flagged = self.by_tou(weighed)
+            per_run = np.add.reduceat(np.array(weights, dtype=np.int64).take(code_of), runs.starts)
+            if per_run.any():
+                flagged = (runs.choose @ per_run).tolist()
         # each TOU's sum, values, estimated and edited, and the same of all
         self.by_tous = [
             (self.decimal(whole), values, weight & 0xFFFFFFFF, weight >> 32)
@@ -354,7 +354,12 @@ class _Calculation:
         for i in self.installed:
             for channel in i.channels:
                 step = channel.seconds_per_interval
-                first = max(self.start, grid_ceiling(i.installed_at, step, self.zone))
+                # installed by the start: the start, which is on the grid (check_alignment)
+                first = (
+                    self.start
+                    if i.installed_at <= self.start
+                    else max(self.start, grid_ceiling(i.installed_at, step, self.zone))
+                )
                 last = grid_ceiling(i.removed_at, step, self.zone) if i.removed_at else None
                 self.channels.append(_Channel(channel, first, last))
 
@@ -388,7 +393,11 @@ class _Calculation:
             ("endDateTimeFrom", self.window[0]),
             ("endDateTimeTo", self.window[1]),
         ] + [("dateBreaks.dateTime", b.date_time) for b in self.request.date_breaks]
+        checked = set()
         for name, moment in given:
+            if moment in checked:
+                continue  # the same instant under another name: already on the grid
+            checked.add(moment)
             for seconds in self.lengths:
                 if not on_grid(moment, seconds, self.zone):
                     text = self.local(moment).isoformat()
@@ -467,7 +476,12 @@ class _Calculation:
                     f"interval data is incomplete before the read at {self.local(scalar_end)}"
                 )
             return end
-        end = grid_floor(reachable, self.grid, self.zone)
+        # the window's end, the usual answer, is on the grid (check_alignment)
+        end = (
+            reachable
+            if reachable == self.window[1]
+            else grid_floor(reachable, self.grid, self.zone)
+        )
         if end < self.window[0]:
             raise InsufficientData(
                 f"interval data is complete only up to {self.local(reachable)}, before the window"

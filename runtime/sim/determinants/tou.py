@@ -31,7 +31,13 @@ def legal_time(moment: datetime, time_zone: ZoneInfo) -> datetime:
     """``moment`` with the SP's legal offset as a fixed offset: it prints as the contracts want
     (``-04:00``) and, unlike a zone-aware time in the repeated autumn hour, compares by instant."""
     local = moment.astimezone(time_zone)
-    return local.replace(tzinfo=timezone(local.utcoffset() or timedelta(0)))
+    return local.replace(tzinfo=_fixed(local.utcoffset() or timedelta(0)))
+
+
+@functools.lru_cache(maxsize=256)
+def _fixed(offset: timedelta) -> timezone:
+    """The fixed-offset zone of ``offset``: a zone has a few, and every reported time needs one."""
+    return timezone(offset)
 
 
 @functools.lru_cache(maxsize=64)
