@@ -182,22 +182,19 @@ class TouRuns:
     starts: npt.NDArray[np.intp]  # each run's first interval, from 0, increasing
     tou_of: npt.NDArray[np.intp]  # each run's TOU, an index into tous
     values: tuple[int, ...]  # the intervals of each TOU
-    runs_of: tuple[npt.NDArray[np.intp], ...]  # the runs of each TOU
     choose: npt.NDArray[np.int64]  # one row a TOU, 1 for each of its runs
 
     @classmethod
     def of(cls, tous: tuple[str, ...], by_interval: npt.NDArray[np.intp]) -> TouRuns:
         """The runs of intervals whose TOUs are ``by_interval``, indexes into ``tous``."""
-        if not len(by_interval):
-            starts = np.zeros(0, dtype=np.intp)
-        else:
-            starts = np.flatnonzero(by_interval[1:] != by_interval[:-1]) + 1
-            starts = np.concatenate((np.zeros(1, dtype=np.intp), starts))
+        count = len(by_interval)
+        starts = np.flatnonzero(by_interval[1:] != by_interval[:-1]) + 1
+        starts = np.concatenate((np.zeros(min(count, 1), dtype=np.intp), starts))
         tou_of = by_interval[starts]
-        counts = np.bincount(by_interval, minlength=len(tous))
         choose = (tou_of == np.arange(len(tous))[:, None]).astype(np.int64)
-        runs_of = tuple(np.flatnonzero(row) for row in choose)
-        return cls(tous, starts, tou_of, tuple(int(n) for n in counts), runs_of, choose)
+        bounds = np.concatenate((starts, np.full(1, count, dtype=np.intp)))
+        values: list[int] = (choose @ (bounds[1:] - bounds[:-1])).tolist()
+        return cls(tous, starts, tou_of, tuple(values), choose)
 
 
 def _day_row(tou_map: TouMap, on: date, step: int, phase: int) -> tuple[str, ...]:
