@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal, localcontext
 from itertools import pairwise
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -278,8 +278,7 @@ class _Buckets:
         flagged = [0] * len(sums)
         if any(weights):
             per_run = np.add.reduceat(np.array(weights, dtype=np.int64).take(code_of), runs.starts)
-            if per_run.any():
-                flagged = (runs.choose @ per_run).tolist()
+            flagged = (runs.choose @ per_run).tolist()
         # each TOU's sum, values, estimated and edited, and the same of all
         self.by_tous = [
             (self.decimal(whole), values, weight & 0xFFFFFFFF, weight >> 32)
@@ -303,28 +302,28 @@ class _Buckets:
         return self.decimal(int(self.highs[self.runs.tou_of == k].max()))
 
 
-@dataclass(frozen=True)
 class _Channel:
     """An interval MC over the part of the request its install event covers, on its grid."""
 
-    channel: IntervalChannel
-    first: datetime
-    last: datetime | None  # None: still installed
-    step: timedelta = field(init=False)
-    micros: int = field(init=False)  # the interval length as interval columns count time
+    __slots__ = ("channel", "first", "last", "micros", "step")
 
-    def __post_init__(self) -> None:
-        seconds = self.channel.seconds_per_interval
-        object.__setattr__(self, "step", timedelta(seconds=seconds))
-        object.__setattr__(self, "micros", seconds * 1_000_000)
+    def __init__(self, channel: IntervalChannel, first: datetime, last: datetime | None) -> None:
+        self.channel, self.first = channel, first
+        self.last = last  # None: still installed
+        seconds = channel.seconds_per_interval
+        self.step = timedelta(seconds=seconds)
+        self.micros = seconds * 1_000_000  # the interval length as interval columns count time
+
+    def with_channel(self, channel: IntervalChannel) -> _Channel:
+        """The same span of another form of the channel (VEE's, with its gaps filled)."""
+        return _Channel(channel, self.first, self.last)
 
     def until(self, moment: datetime) -> datetime:
         """The earlier of ``moment`` and the channel's removal."""
         return min(self.last, moment) if self.last else moment
 
 
-@dataclass(frozen=True)
-class _Boundary:
+class _Boundary(NamedTuple):
     reported: datetime  # on every interval grid
     scalar: datetime  # where register read pairs end or start
 
@@ -367,7 +366,7 @@ class _Calculation:
         self.check_alignment()
         if self.request.estimation_allowed:
             self.channels = [
-                replace(c, channel=fill_gaps(c.channel, c.first, c.until(self.window[1])))
+                c.with_channel(fill_gaps(c.channel, c.first, c.until(self.window[1])))
                 for c in self.channels
             ]
         if not self.channels and not self.registers:

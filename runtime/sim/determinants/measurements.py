@@ -289,11 +289,14 @@ class IntervalColumns:
     def spacing(self) -> int | None:
         """The microseconds between every two consecutive ends, when that is one length (a
         channel read without gaps); None otherwise."""
-        if len(self.ends) < 2:
+        ends = self.ends
+        if len(ends) < 2:
             return None
-        apart = np.diff(self.ends)
-        low = int(apart.min())
-        return low if low == int(apart.max()) else None
+        # the gaps add up to the span: all equal the first exactly when none is smaller
+        first = int(ends[1] - ends[0])
+        if int(ends[-1] - ends[0]) != first * (len(ends) - 1):
+            return None
+        return first if int((ends[1:] - ends[:-1]).min()) == first else None
 
 
 _FLOAT_EXACT = float(2**53)
