@@ -43,7 +43,7 @@ import tempfile
 import time as clock
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -106,7 +106,9 @@ class Month:
         """The SP's meter with the month as the store hands it to the engine: columns read
         afresh for each request, so nothing the engine derives from one request's columns
         (their spacing) is there for the next."""
-        channel = IntervalChannel.from_columns("CH1", replace(self.columns))
+        c = self.columns
+        columns = IntervalColumns(c.ends, c.units, c.scale, c.codes, c.code_of, c.qualities)
+        channel = IntervalChannel.from_columns("CH1", columns)
         return Installation("D1", INSTALLED, channels=(channel,))
 
 
