@@ -31,7 +31,8 @@ def legal_time(moment: datetime, time_zone: ZoneInfo) -> datetime:
     """``moment`` with the SP's legal offset as a fixed offset: it prints as the contracts want
     (``-04:00``) and, unlike a zone-aware time in the repeated autumn hour, compares by instant."""
     local = moment.astimezone(time_zone)
-    return local.replace(tzinfo=_fixed(local.utcoffset() or timedelta(0)))
+    fixed = moment.astimezone(_fixed(local.utcoffset() or timedelta(0)))  # faster than replace
+    return fixed.replace(fold=1) if local.fold else fixed  # the repeated hour's second time
 
 
 @functools.lru_cache(maxsize=256)
