@@ -299,7 +299,7 @@ class _Buckets:
         """The highest value of bucket ``k`` (None: of all); a bucket ``k`` has values."""
         if k is None or self.runs.values[k] == self.all[1]:
             return self.decimal(self.high)
-        return self.decimal(int(self.highs[self.runs.tou_of == k].max()))
+        return self.decimal(int(self.highs[self.runs.runs_of(k)].max()))
 
 
 class _Channel:

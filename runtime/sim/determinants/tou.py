@@ -184,6 +184,15 @@ class TouRuns:
     tou_of: npt.NDArray[np.intp]  # each run's TOU, an index into tous
     values: tuple[int, ...]  # the intervals of each TOU
     choose: npt.NDArray[np.int64]  # one row a TOU, 1 for each of its runs
+    _runs_of: dict[int, npt.NDArray[np.intp]] = field(default_factory=dict, repr=False)
+
+    def runs_of(self, k: int) -> npt.NDArray[np.intp]:
+        """The runs of TOU ``k``: found when first asked for (most spans ask for one TOU's, to
+        find its highest value, if any) and kept with the runs."""
+        found = self._runs_of.get(k)
+        if found is None:
+            found = self._runs_of[k] = np.flatnonzero(self.tou_of == k)
+        return found
 
     @classmethod
     def of(cls, tous: tuple[str, ...], by_interval: npt.NDArray[np.intp]) -> TouRuns:
@@ -252,7 +261,7 @@ class _MapRows:
             days = (slot + count - 1) // per_day + 1 if count else 0
             kinds = self.kinds(first_day, days, step, phase)
             by_interval = self.tables[step, phase][kinds].ravel()[slot : slot + count]
-            if len(self.spans) >= 4096:
+            if len(self.spans) >= 1024:  # a nightly run meets a few dozen spans
                 self.spans.clear()
             found = self.spans[key] = TouRuns.of(self.tous, by_interval)
         return found
