@@ -76,6 +76,26 @@ class Node:
         self.receiver = Receiver(self.name, self.inbox, self.contracts, self.flows)
         self._kebab = {flow.code: flow.kebab for flow in self.flows}
 
+    def load_ahead(self) -> None:
+        """Import the models and codecs of every contract of the node's flows, and what its
+        handler uses (``load_ahead`` of its own), with the models' validators and the metrics'
+        instruments, before the worker's first round: each is otherwise made when its first
+        message comes, and that message waits for it (a contract's modules, a validator built
+        the first time a model is made from data); loaded before, they are also frozen out of
+        the collector's passes with the rest of what the process keeps (``settle_collector``)."""
+        names = {
+            name
+            for flow in self.flows
+            for part in flow.parts
+            for name in (part.sender, part.receiver)
+        }
+        for name in sorted(names & self.contracts.by_name.keys()):
+            self.contracts[name].model.model_rebuild()  # imported, its validator built
+        instruments()
+        ahead = getattr(self.handler, "load_ahead", None)
+        if callable(ahead):
+            ahead()
+
     def send_due(self) -> int:
         """Send claimable messages, batch after batch while batches come back full (at most
         ``BATCHES_PER_STEP``); returns how many were attempted."""
@@ -102,12 +122,47 @@ class Node:
 
         A batch costs a claim, one delivery per partner and one record of the outcomes: three
         commits, not three per message. Leases are renewed together before a delivery when less
-        of them is left than the transport may take.
+        of them is left than the transport may take. When every partner of the batch receives
+        in process on this node's store, the three are one commit (``_send_in_transaction``).
         """
-        claims = self.outbox.claim()
-        if not claims:
-            return 0
-        leased_at = claimed_at = time.monotonic()
+        claimed_at = time.monotonic()
+        local = getattr(self.transport, "in_transaction", None)
+        with self.store.transaction() as tx:
+            claims = self.outbox.claim(tx=tx)
+            if not claims:
+                return 0
+            lost = None
+            if callable(local) and all(local(p, self.store) for p in {c.partner for c in claims}):
+                lost = self._send_in_transaction(tx, claims)
+        if lost is None:
+            self._deliver(claims, claimed_at)
+            return len(claims)
+        for claim in lost:
+            self._lease_lost(claim, "the message was sent after it had passed")
+        instruments().sent(self.name, len(claims), time.monotonic() - claimed_at)
+        return len(claims)
+
+    def _send_in_transaction(self, tx: Transaction, claims: list[Claim]) -> list[Claim]:
+        """Deliver a batch to receivers on this node's store, and record the outcomes, in the
+        claim's transaction: each receiver stores what it takes in that transaction
+        (``Store.sharing``), so the receipt and the record of the delivery commit together,
+        or, when the transaction fails, neither, nor the claim. Returns the claims whose lease
+        was gone."""
+        outcomes: list[tuple[Claim, str | None, Failure | None]] = []
+        with self.store.sharing(tx):
+            for partner, group in _by_partner(claims):
+                postings = [
+                    Posting(self._kebab[claim.flow], claim.part, claim.payload) for claim in group
+                ]
+                answers = self.transport.post_many(self.name, partner, postings)
+                outcomes += [
+                    _outcome(claim, answer) for claim, answer in zip(group, answers, strict=True)
+                ]
+        return self.outbox.record(outcomes, tx)
+
+    def _deliver(self, claims: list[Claim], claimed_at: float) -> None:
+        """Deliver claimed messages, each partner's in one call, then record the outcomes."""
+        leased_at = claimed_at
         outcomes: list[tuple[Claim, str | None, Failure | None]] = []
         for partner, group in _by_partner(claims):
             if self.settings.lease_s - (time.monotonic() - leased_at) < self.transport.timeout_s:
@@ -127,7 +182,6 @@ class Node:
         for claim in self.outbox.record(outcomes):
             self._lease_lost(claim, "the message was sent after it had passed")
         instruments().sent(self.name, len(claims), time.monotonic() - claimed_at)
-        return len(claims)
 
     def _lease_lost(self, claim: Claim, what: str) -> None:
         """The claim's lease passed (the worker was held up) and the row was rescued: what
@@ -289,6 +343,12 @@ class Bridge:
         self.context = context
         self.flows = {flow.code: flow for flow in node.flows}
         node.outbox.on_undelivered[RELAY] = self._undelivered
+
+    def load_ahead(self) -> None:
+        """Import the mapping of every part of the node's flows (``Node.load_ahead``)."""
+        for key, transformer in self.transformers.items():
+            if key[0] in self.flows:
+                transformer.function  # noqa: B018 -- the import is the point
 
     def __call__(self, tx: Transaction, received: Received) -> str | None:
         flow = self.flows[received.flow]
