@@ -282,7 +282,12 @@ class Outbox:
         Returns the claims whose lease was gone."""
         if tx is None:
             with self.store.transaction() as own:
-                return self.record(outcomes, own)
+                return self._record(own, outcomes)
+        return self._record(tx, outcomes)
+
+    def _record(
+        self, tx: Transaction, outcomes: list[tuple[Claim, str | None, Failure | None]]
+    ) -> list[Claim]:
         held: set[int] = set()
         failed: dict[int, Row] = {}  # claim id -> its row's new state and due time
         accepted = [claim for claim, error, _ in outcomes if error is None]

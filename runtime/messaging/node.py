@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -16,6 +16,7 @@ from ccbmdm.runtime.logs import mask
 from ccbmdm.runtime.messages.contracts import ContractRegistry
 from ccbmdm.runtime.messages.header import system_code
 from ccbmdm.runtime.messages.mapping import Context, TransformError
+from ccbmdm.runtime.messaging.authorization import partners
 from ccbmdm.runtime.messaging.delivery import (
     RELAY,
     Claim,
@@ -126,14 +127,31 @@ class Node:
         in process on this node's store, the three are one commit (``_send_in_transaction``).
         """
         claimed_at = time.monotonic()
-        local = getattr(self.transport, "in_transaction", None)
         with self.store.transaction() as tx:
-            claims = self.outbox.claim(tx=tx)
-            if not claims:
-                return 0
-            lost = None
-            if callable(local) and all(local(p, self.store) for p in {c.partner for c in claims}):
-                lost = self._send_in_transaction(tx, claims)
+            claims, lost = self._claim_and_send(tx)
+        return self._sent(claims, lost, claimed_at)
+
+    def _in_transaction(self, partners: Iterable[str]) -> bool:
+        """Whether each of ``partners`` receives in process on this node's store (the
+        transport's ``in_transaction``): what is sent to them is delivered in the sender's own
+        transaction."""
+        local = getattr(self.transport, "in_transaction", None)
+        return callable(local) and all(local(partner, self.store) for partner in partners)
+
+    def _claim_and_send(self, tx: Transaction) -> tuple[list[Claim], list[Claim] | None]:
+        """Claim a batch in ``tx`` and, when each of its partners receives in process on this
+        store, deliver it and record the outcomes there too: the claims, and those whose lease
+        was gone (None: the batch is to be delivered once ``tx`` has committed)."""
+        claims = self.outbox.claim(tx=tx)
+        if claims and self._in_transaction({claim.partner for claim in claims}):
+            return claims, self._send_in_transaction(tx, claims)
+        return claims, None
+
+    def _sent(self, claims: list[Claim], lost: list[Claim] | None, claimed_at: float) -> int:
+        """Once the claim has committed: a batch sent in its transaction logs the leases it
+        found gone; any other is delivered now (``_deliver``). Returns how many were claimed."""
+        if not claims:
+            return 0
         if lost is None:
             self._deliver(claims, claimed_at)
             return len(claims)
@@ -229,12 +247,16 @@ class Node:
         """Claim and process one batch of received messages in one transaction, together; when
         one fails, again each under a savepoint, so that a defect in one does not stop the
         others (E4). The messages the transaction's write budget leaves are given back
-        unprocessed (a ``BatchHandler`` takes the whole claim at once). Returns how many were
+        unprocessed (a ``BatchHandler`` takes the whole claim at once). When every partner of
+        the node receives in process on its store, a batch of the messages due to be sent, the
+        ones this batch led to first among them, is claimed, delivered and recorded in the same
+        transaction (``_claim_and_send``): one commit for the hop. Returns how many were
         taken."""
         handler = self.handler
         if handler is None:
             return 0
         began = time.monotonic()
+        sending: tuple[list[Claim], list[Claim] | None] = ([], None)
         with self.store.transaction() as tx:
             received = self.inbox.claim(tx=tx)
             batched = _batched(handler)
@@ -250,8 +272,14 @@ class Node:
                 )
             self.inbox.processed(tx, outcomes)
             self.inbox.give_back(tx, received[len(taken) :])
+            if taken and self._in_transaction(partners(self.name)):
+                sending_at = time.monotonic()
+                tx.flush_later()  # the messages the batch led to, claimed with any others due
+                sending = self._claim_and_send(tx)
         if received:
             instruments().processed(self.name, len(taken), time.monotonic() - began)
+        if sending[0]:
+            self._sent(*sending, sending_at)
         return len(taken)
 
     def _process_together(
