@@ -248,10 +248,9 @@ class Node:
         one fails, again each under a savepoint, so that a defect in one does not stop the
         others (E4). The messages the transaction's write budget leaves are given back
         unprocessed (a ``BatchHandler`` takes the whole claim at once). When every partner of
-        the node receives in process on its store, a batch of the messages due to be sent, the
-        ones this batch led to first among them, is claimed, delivered and recorded in the same
-        transaction (``_claim_and_send``): one commit for the hop. Returns how many were
-        taken."""
+        the node receives in process on its store, a batch of its messages due to be sent, those
+        this batch led to among them, is claimed, delivered and recorded in the same transaction
+        (``_claim_and_send``): one commit for the hop. Returns how many were taken."""
         handler = self.handler
         if handler is None:
             return 0
