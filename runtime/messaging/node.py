@@ -172,11 +172,31 @@ class Node:
                 postings = [
                     Posting(self._kebab[claim.flow], claim.part, claim.payload) for claim in group
                 ]
-                answers = self.transport.post_many(self.name, partner, postings)
+                answers = self._post_within(tx, partner, postings)
                 outcomes += [
                     _outcome(claim, answer) for claim, answer in zip(group, answers, strict=True)
                 ]
         return self.outbox.record(outcomes, tx)
+
+    def _post_within(
+        self, tx: Transaction, partner: str, postings: list[Posting]
+    ) -> Sequence[Answer]:
+        """Deliver to a receiver on this store under a savepoint: a receiver that fails (a
+        defect) leaves nothing of its own behind and costs the messages an attempt, as a
+        receiver over the network answering 500 would; the claim, the sender's other partners
+        and the batch the sender processed in the same transaction are kept."""
+        try:
+            with tx.savepoint():
+                return self.transport.post_many(self.name, partner, postings)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            log.exception(
+                "the receiver failed on a batch sent in process; each message is retried",
+                extra={"event": "delivery.receiver_failed", "node": self.name, "partner": partner},
+            )
+            failed = TransportError(f"{partner} failed receiving it: {type(exc).__name__}: {exc}")
+            return [failed] * len(postings)
 
     def _deliver(self, claims: list[Claim], claimed_at: float) -> None:
         """Deliver claimed messages, each partner's in one call, then record the outcomes."""

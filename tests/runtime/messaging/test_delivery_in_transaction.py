@@ -116,3 +116,51 @@ def test_only_a_receiver_on_the_senders_store_takes_the_senders_transaction(
         elsewhere.close()
     assert not transport.in_transaction("nobody", store)
     assert not OverTheNetwork().in_transaction("bridge", store)
+
+
+def test_a_receiver_that_fails_in_the_senders_transaction_costs_an_attempt_not_the_batch(
+    store: Store,
+    registry: ContractRegistry,
+    package: ModuleType,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A defect in the bridge's receiving fails only the delivery to it: MDM's batch, processed
+    in the transaction that sent its acknowledgements, stays processed, the messages cost an
+    attempt and are retried, and nothing the receiver began is left behind; once it receives
+    again, every request ends SYNCHRONIZED with each message stored once."""
+    world = Integration(store, registry, package, InProcessTransport())
+    for index in range(3):
+        world.people.change(f"{index:010d}", f"Person,Number {index}")
+    world.monitor.step(world.batch)
+    world.ccb.send_due()
+    world.bridge.process_due()  # the mapped requests go on to MDM in the same transaction
+    receiving = world.bridge.receiver.receive_many
+
+    def failing(*_: object) -> list[Any]:
+        raise RuntimeError("a defect while receiving")
+
+    monkeypatch.setattr(world.bridge.receiver, "receive_many", failing)
+    caplog.set_level(logging.INFO, logger="ccbmdm")
+    assert world.mdm.process_due() == 3  # its acknowledgements fail to reach the bridge
+    mdm_inbox = rows(store, "SELECT DISTINCT state FROM inbox WHERE node = 'mdm'")
+    assert mdm_inbox == [{"state": "PROCESSED"}]
+    acks = rows(store, "SELECT state, attempt, failure FROM outbox WHERE node = 'mdm'")
+    assert acks == [{"state": "RETRY_WAIT", "attempt": 1, "failure": "transport"}] * 3
+    failed = [r for r in caplog.records if getattr(r, "event", "") == "delivery.receiver_failed"]
+    assert len(failed) == 1 and failed[0].exc_info is not None
+    assert (
+        rows(store, "SELECT count(*) AS n FROM inbox WHERE node = 'bridge' AND part = 'ack'")[0][
+            "n"
+        ]
+        == 0
+    )
+    monkeypatch.setattr(world.bridge.receiver, "receive_many", receiving)
+    world.run()
+    assert {state for state, _ in world.requests()} == {"SYNCHRONIZED"}
+    received = rows(store, "SELECT node, count(*) AS n FROM inbox GROUP BY node ORDER BY node")
+    assert received == [
+        {"node": "bridge", "n": 6},
+        {"node": "ccb", "n": 3},
+        {"node": "mdm", "n": 3},
+    ]
