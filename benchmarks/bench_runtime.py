@@ -71,8 +71,11 @@ def integration(store: Store, batch: int) -> Integration:
 
 def worker_of(world: Integration) -> Worker:
     """The world's steps as ``ccbmdm run``'s worker runs them: every step each round, the
-    rescue of passed leases as a sweep once a second."""
+    rescue of passed leases as a sweep once a second; each node's contracts and mappings loaded
+    before the first round, as ``ccbmdm run``'s worker loads them (``Node.load_ahead``)."""
     nodes = (world.ccb, world.bridge, world.mdm)
+    for node in nodes:
+        node.load_ahead()
     steps = [lambda: sum(vars(world.monitor.step(world.batch)).values())]
     steps += [step for node in nodes for step in (node.send_due, node.process_due)]
     return Worker(steps, sweeps=[node.rescue_due for node in nodes])
@@ -89,8 +92,8 @@ def measure(store: Store, requests: int, batch: int = 50, counted: bool = False)
     process runs under callgrind, which counts the run's instructions only."""
     world = integration(store, batch)
     load(world, requests)
-    settle_collector()  # as a worker does before its first round
     worker = worker_of(world)
+    settle_collector()  # as a worker does before its first round
     with counting(counted):
         started = time.perf_counter()
         worker.drain(max_rounds=10 + 4 * requests // batch)

@@ -36,7 +36,7 @@ from ccbmdm.runtime.messaging.http import Credential, HttpTransport, ReceiverApp
 from ccbmdm.runtime.messaging.inline import InlineBridge
 from ccbmdm.runtime.messaging.node import Bridge, Node
 from ccbmdm.runtime.messaging.transport import Answer, InProcessTransport, Posting, Response
-from ccbmdm.runtime.store import Transaction, open_store
+from ccbmdm.runtime.store import Store, Transaction, open_store
 from ccbmdm.runtime.store.counts import fold
 from ccbmdm.runtime.worker import Step, Worker
 
@@ -109,6 +109,12 @@ class RoutedTransport:
         self.local = local
         self.remote = remote
         self.timeout_s = remote.timeout_s if remote is not None else local.timeout_s
+
+    def in_transaction(self, partner: str, store: Store) -> bool:
+        """Whether a sender on ``store`` may deliver to ``partner`` in its own transaction
+        (``InProcessTransport.in_transaction``): never over HTTP."""
+        local = partner in self.local.endpoints or self.remote is None
+        return local and self.local.in_transaction(partner, store)
 
     def post_many(self, sender: str, partner: str, postings: Sequence[Posting]) -> list[Answer]:
         if partner in self.local.endpoints or self.remote is None:
@@ -228,6 +234,10 @@ class Runtime:
         return steps
 
     def worker(self, batch: int | None = None) -> Worker:
+        """The worker of every step, each node's contracts and mappings loaded before its first
+        round (``Node.load_ahead``)."""
+        for node in self.nodes.values():
+            node.load_ahead()
         return Worker(
             self.steps(batch),
             sweeps=[*(node.rescue_due for node in self.nodes.values()), lambda: fold(self.store)],

@@ -1002,7 +1002,10 @@ def more_stores(like: Store, count: int, folder: Path) -> Iterator[list[Store]]:
 
 class Hesitant(InProcessTransport):
     """Says when it is about to post its first batch, then waits for leave to go on: the test
-    freezes the process in between, while it holds the batch's lease."""
+    freezes the process in between, while it holds the batch's lease. It stands for a partner
+    over the network: the claim is committed before the batch is posted, as over HTTP."""
+
+    delivers_in_transaction = False
 
     def __init__(self, posting: Flag, go: Flag) -> None:
         super().__init__()

@@ -200,8 +200,9 @@ class Outbox:
         constants = {"state": "'PENDING'", "due_at": tx.now}
         insert_with_bodies(tx, "outbox", _OUTBOX_COLUMNS, constants, rows)
 
-    def claim(self, batch: int | None = None) -> list[Claim]:
-        """Claim due rows whose key has no older open row: SENDING, one more attempt, a lease.
+    def claim(self, batch: int | None = None, tx: Transaction | None = None) -> list[Claim]:
+        """Claim due rows whose key has no older open row: SENDING, one more attempt, a lease;
+        with ``tx``, in that transaction, else in one of its own.
 
         The guard keeps per-key order across workers (docs/reliability.md §2.3).
         """
@@ -223,6 +224,7 @@ class Outbox:
             pick,
             columns,
             batch,
+            tx,
             stamp=first,
         )
         return [
@@ -269,39 +271,50 @@ class Outbox:
             )
         return [claim for claim in claims if claim.id in held]
 
-    def record(self, outcomes: list[tuple[Claim, str | None, Failure | None]]) -> list[Claim]:
-        """Record what each send came to, in one transaction: (claim, error or None for an
-        accepted message, the kind of failure). A partner that took a message is up again:
-        its rows waiting after it seemed down are retried at once. Returns the claims whose
-        lease was gone."""
+    def record(
+        self,
+        outcomes: list[tuple[Claim, str | None, Failure | None]],
+        tx: Transaction | None = None,
+    ) -> list[Claim]:
+        """Record what each send came to, in one transaction (``tx``, else one of its own):
+        (claim, error or None for an accepted message, the kind of failure). A partner that
+        took a message is up again: its rows waiting after it seemed down are retried at once.
+        Returns the claims whose lease was gone."""
+        if tx is None:
+            with self.store.transaction() as own:
+                return self._record(own, outcomes)
+        return self._record(tx, outcomes)
+
+    def _record(
+        self, tx: Transaction, outcomes: list[tuple[Claim, str | None, Failure | None]]
+    ) -> list[Claim]:
         held: set[int] = set()
         failed: dict[int, Row] = {}  # claim id -> its row's new state and due time
         accepted = [claim for claim, error, _ in outcomes if error is None]
-        with self.store.transaction() as tx:
-            # first after the commit, before the lines of the owners that moved with them
-            tx.after_commit(functools.partial(self._log_outcomes, outcomes, held, failed))
-            # The receiver stored the message (202): done for a one-way message, else await the reply.
+        # first after the commit, before the lines of the owners that moved with them
+        tx.after_commit(functools.partial(self._log_outcomes, outcomes, held, failed))
+        # The receiver stored the message (202): done for a one-way message, else await the reply.
+        held |= self._fenced(
+            tx,
+            [claim for claim in accepted if claim.reply_timeout_s is None],
+            "state = 'DELIVERED', due_at = NULL, lease_token = NULL",
+            {},
+        )
+        for timeout in {c.reply_timeout_s for c in accepted} - {None}:
             held |= self._fenced(
                 tx,
-                [claim for claim in accepted if claim.reply_timeout_s is None],
-                "state = 'DELIVERED', due_at = NULL, lease_token = NULL",
-                {},
+                [claim for claim in accepted if claim.reply_timeout_s == timeout],
+                f"state = 'AWAITING_REPLY', due_at = {self.store.now_plus}",
+                {"seconds": timeout},
             )
-            for timeout in {c.reply_timeout_s for c in accepted} - {None}:
-                held |= self._fenced(
-                    tx,
-                    [claim for claim in accepted if claim.reply_timeout_s == timeout],
-                    f"state = 'AWAITING_REPLY', due_at = {self.store.now_plus}",
-                    {"seconds": timeout},
-                )
-            for claim, error, failure in outcomes:
-                if error is not None:
-                    row = self._failed(tx, claim, error, failure or "transport")
-                    if row is not None:
-                        held.add(claim.id)
-                        failed[claim.id] = row
-            for partner in sorted({claim.partner for claim in accepted if claim.id in held}):
-                self._partner_back(tx, partner)
+        for claim, error, failure in outcomes:
+            if error is not None:
+                row = self._failed(tx, claim, error, failure or "transport")
+                if row is not None:
+                    held.add(claim.id)
+                    failed[claim.id] = row
+        for partner in sorted({claim.partner for claim in accepted if claim.id in held}):
+            self._partner_back(tx, partner)
         return [claim for claim, _, _ in outcomes if claim.id not in held]
 
     def _log_outcomes(
@@ -725,19 +738,23 @@ class Inbox:
                 (True, None) if fresh else (False, self._outcome(tx, partner, arrival))
                 for fresh, arrival in zip(new, arrivals, strict=True)
             ]
-        if log.isEnabledFor(logging.INFO):
-            for fresh, arrival in zip(new, arrivals, strict=True):
-                if fresh:
-                    fields = self._about(arrival, partner, "message.received")
-                    emit(log, logging.INFO, "received", fields | {"to_state": "RECEIVED"})
-                else:
-                    emit(
-                        log,
-                        logging.DEBUG,
-                        "received again; answered with its recorded outcome",
-                        self._about(arrival, partner, "message.repeat"),
-                    )
+            if log.isEnabledFor(logging.INFO):
+                tx.after_commit(functools.partial(self._log_stored, partner, arrivals, new))
         return stored
+
+    def _log_stored(self, partner: str, arrivals: Sequence[Arrival], new: Sequence[bool]) -> None:
+        """A line per message stored: received (info), or received again (debug)."""
+        for fresh, arrival in zip(new, arrivals, strict=True):
+            if fresh:
+                fields = self._about(arrival, partner, "message.received")
+                emit(log, logging.INFO, "received", fields | {"to_state": "RECEIVED"})
+            else:
+                emit(
+                    log,
+                    logging.DEBUG,
+                    "received again; answered with its recorded outcome",
+                    self._about(arrival, partner, "message.repeat"),
+                )
 
     def _about(self, message: Arrival | Received, partner: str, event: str) -> dict[str, Any]:
         """The fields of a line about a received message."""

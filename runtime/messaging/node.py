@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -16,6 +16,7 @@ from ccbmdm.runtime.logs import mask
 from ccbmdm.runtime.messages.contracts import ContractRegistry
 from ccbmdm.runtime.messages.header import system_code
 from ccbmdm.runtime.messages.mapping import Context, TransformError
+from ccbmdm.runtime.messaging.authorization import partners
 from ccbmdm.runtime.messaging.delivery import (
     RELAY,
     Claim,
@@ -76,6 +77,26 @@ class Node:
         self.receiver = Receiver(self.name, self.inbox, self.contracts, self.flows)
         self._kebab = {flow.code: flow.kebab for flow in self.flows}
 
+    def load_ahead(self) -> None:
+        """Import the models and codecs of every contract of the node's flows, and what its
+        handler uses (``load_ahead`` of its own), with the models' validators and the metrics'
+        instruments, before the worker's first round: each is otherwise made when its first
+        message comes, and that message waits for it (a contract's modules, a validator built
+        the first time a model is made from data); loaded before, they are also frozen out of
+        the collector's passes with the rest of what the process keeps (``settle_collector``)."""
+        names = {
+            name
+            for flow in self.flows
+            for part in flow.parts
+            for name in (part.sender, part.receiver)
+        }
+        for name in sorted(names & self.contracts.by_name.keys()):
+            self.contracts[name].model.model_rebuild()  # imported, its validator built
+        instruments()
+        ahead = getattr(self.handler, "load_ahead", None)
+        if callable(ahead):
+            ahead()
+
     def send_due(self) -> int:
         """Send claimable messages, batch after batch while batches come back full (at most
         ``BATCHES_PER_STEP``); returns how many were attempted."""
@@ -102,12 +123,84 @@ class Node:
 
         A batch costs a claim, one delivery per partner and one record of the outcomes: three
         commits, not three per message. Leases are renewed together before a delivery when less
-        of them is left than the transport may take.
+        of them is left than the transport may take. When every partner of the batch receives
+        in process on this node's store, the three are one commit (``_send_in_transaction``).
         """
-        claims = self.outbox.claim()
+        claimed_at = time.monotonic()
+        with self.store.transaction() as tx:
+            claims, lost = self._claim_and_send(tx)
+        return self._sent(claims, lost, claimed_at)
+
+    def _in_transaction(self, partners: Iterable[str]) -> bool:
+        """Whether each of ``partners`` receives in process on this node's store (the
+        transport's ``in_transaction``): what is sent to them is delivered in the sender's own
+        transaction."""
+        local = getattr(self.transport, "in_transaction", None)
+        return callable(local) and all(local(partner, self.store) for partner in partners)
+
+    def _claim_and_send(self, tx: Transaction) -> tuple[list[Claim], list[Claim] | None]:
+        """Claim a batch in ``tx`` and, when each of its partners receives in process on this
+        store, deliver it and record the outcomes there too: the claims, and those whose lease
+        was gone (None: the batch is to be delivered once ``tx`` has committed)."""
+        claims = self.outbox.claim(tx=tx)
+        if claims and self._in_transaction({claim.partner for claim in claims}):
+            return claims, self._send_in_transaction(tx, claims)
+        return claims, None
+
+    def _sent(self, claims: list[Claim], lost: list[Claim] | None, claimed_at: float) -> int:
+        """Once the claim has committed: a batch sent in its transaction logs the leases it
+        found gone; any other is delivered now (``_deliver``). Returns how many were claimed."""
         if not claims:
             return 0
-        leased_at = claimed_at = time.monotonic()
+        if lost is None:
+            self._deliver(claims, claimed_at)
+            return len(claims)
+        for claim in lost:
+            self._lease_lost(claim, "the message was sent after it had passed")
+        instruments().sent(self.name, len(claims), time.monotonic() - claimed_at)
+        return len(claims)
+
+    def _send_in_transaction(self, tx: Transaction, claims: list[Claim]) -> list[Claim]:
+        """Deliver a batch to receivers on this node's store, and record the outcomes, in the
+        claim's transaction: each receiver stores what it takes in that transaction
+        (``Store.sharing``), so the receipt and the record of the delivery commit together,
+        or, when the transaction fails, neither, nor the claim. Returns the claims whose lease
+        was gone."""
+        outcomes: list[tuple[Claim, str | None, Failure | None]] = []
+        with self.store.sharing(tx):
+            for partner, group in _by_partner(claims):
+                postings = [
+                    Posting(self._kebab[claim.flow], claim.part, claim.payload) for claim in group
+                ]
+                answers = self._post_within(tx, partner, postings)
+                outcomes += [
+                    _outcome(claim, answer) for claim, answer in zip(group, answers, strict=True)
+                ]
+        return self.outbox.record(outcomes, tx)
+
+    def _post_within(
+        self, tx: Transaction, partner: str, postings: list[Posting]
+    ) -> Sequence[Answer]:
+        """Deliver to a receiver on this store under a savepoint: a receiver that fails (a
+        defect) leaves nothing of its own behind and costs the messages an attempt, as a
+        receiver over the network answering 500 would; the claim, the sender's other partners
+        and the batch the sender processed in the same transaction are kept."""
+        try:
+            with tx.savepoint():
+                return self.transport.post_many(self.name, partner, postings)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            log.exception(
+                "the receiver failed on a batch sent in process; each message is retried",
+                extra={"event": "delivery.receiver_failed", "node": self.name, "partner": partner},
+            )
+            failed = TransportError(f"{partner} failed receiving it: {type(exc).__name__}: {exc}")
+            return [failed] * len(postings)
+
+    def _deliver(self, claims: list[Claim], claimed_at: float) -> None:
+        """Deliver claimed messages, each partner's in one call, then record the outcomes."""
+        leased_at = claimed_at
         outcomes: list[tuple[Claim, str | None, Failure | None]] = []
         for partner, group in _by_partner(claims):
             if self.settings.lease_s - (time.monotonic() - leased_at) < self.transport.timeout_s:
@@ -127,7 +220,6 @@ class Node:
         for claim in self.outbox.record(outcomes):
             self._lease_lost(claim, "the message was sent after it had passed")
         instruments().sent(self.name, len(claims), time.monotonic() - claimed_at)
-        return len(claims)
 
     def _lease_lost(self, claim: Claim, what: str) -> None:
         """The claim's lease passed (the worker was held up) and the row was rescued: what
@@ -175,12 +267,15 @@ class Node:
         """Claim and process one batch of received messages in one transaction, together; when
         one fails, again each under a savepoint, so that a defect in one does not stop the
         others (E4). The messages the transaction's write budget leaves are given back
-        unprocessed (a ``BatchHandler`` takes the whole claim at once). Returns how many were
-        taken."""
+        unprocessed (a ``BatchHandler`` takes the whole claim at once). When every partner of
+        the node receives in process on its store, a batch of its messages due to be sent, those
+        this batch led to among them, is claimed, delivered and recorded in the same transaction
+        (``_claim_and_send``): one commit for the hop. Returns how many were taken."""
         handler = self.handler
         if handler is None:
             return 0
         began = time.monotonic()
+        sending: tuple[list[Claim], list[Claim] | None] = ([], None)
         with self.store.transaction() as tx:
             received = self.inbox.claim(tx=tx)
             batched = _batched(handler)
@@ -196,8 +291,14 @@ class Node:
                 )
             self.inbox.processed(tx, outcomes)
             self.inbox.give_back(tx, received[len(taken) :])
+            if taken and self._in_transaction(partners(self.name)):
+                sending_at = time.monotonic()
+                tx.flush_later()  # the messages the batch led to, claimed with any others due
+                sending = self._claim_and_send(tx)
         if received:
             instruments().processed(self.name, len(taken), time.monotonic() - began)
+        if sending[0]:
+            self._sent(*sending, sending_at)
         return len(taken)
 
     def _process_together(
@@ -289,6 +390,12 @@ class Bridge:
         self.context = context
         self.flows = {flow.code: flow for flow in node.flows}
         node.outbox.on_undelivered[RELAY] = self._undelivered
+
+    def load_ahead(self) -> None:
+        """Import the mapping of every part of the node's flows (``Node.load_ahead``)."""
+        for key, transformer in self.transformers.items():
+            if key[0] in self.flows:
+                transformer.function  # noqa: B018 -- the import is the point
 
     def __call__(self, tx: Transaction, received: Received) -> str | None:
         flow = self.flows[received.flow]

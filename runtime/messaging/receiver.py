@@ -56,6 +56,10 @@ class Receiver:
         # answers the synchronous flows at once, unstored; None: this node answers none
         self.answerer: Answerer | None = None
 
+    def stores_in(self, store: object) -> bool:
+        """Whether what this endpoint receives is stored in ``store`` (a node's inbox there)."""
+        return getattr(self.inbox, "store", None) is store
+
     def receive(self, sender: str, flow_name: str, part: str, body: bytes) -> Response:
         return self.receive_many(sender, [Posting(flow_name, part, body)])[0]
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ccbmdm.codegen.catalogue import Flow
 from ccbmdm.runtime.messages.model import ContractModel
+
+if TYPE_CHECKING:
+    from ccbmdm.runtime.store import Store
 
 
 @dataclass(frozen=True)
@@ -83,12 +86,22 @@ class InProcessTransport:
     reaches the receiver as one call, so its messages are committed to the inbox together."""
 
     timeout_s = 1.0  # a call cannot time out; this is what a receiver's commit may take
+    #: whether a sender may deliver to a receiver on its own store in its own transaction
+    #: (``in_transaction``): no for a transport standing for a network that holds a batch up
+    delivers_in_transaction = True
 
     def __init__(self) -> None:
         self.endpoints: dict[str, Endpoint] = {}
 
     def register(self, node: str, endpoint: Endpoint) -> None:
         self.endpoints[node] = endpoint
+
+    def in_transaction(self, partner: str, store: Store) -> bool:
+        """Whether the partner's endpoint stores what it receives into ``store``, the
+        sender's: the sender may then claim, deliver and record a batch in one transaction
+        (``Node``), the receipt committed with the record of the delivery or not at all."""
+        stores_in = getattr(self.endpoints.get(partner), "stores_in", None)
+        return self.delivers_in_transaction and callable(stores_in) and bool(stores_in(store))
 
     def post_many(self, sender: str, partner: str, postings: Sequence[Posting]) -> list[Answer]:
         endpoint = self.endpoints.get(partner)

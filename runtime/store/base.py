@@ -23,6 +23,9 @@ Row = Mapping[str, Any]
 Flush = Callable[["Transaction", list[Any]], None]
 _PARAMETER = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
 _BACKGROUND: ContextVar[bool] = ContextVar("background", default=False)
+# The transaction a store's ``transaction()`` hands out again, as it is, on this thread
+# (``Store.sharing``): (the store, its transaction)
+_SHARED: ContextVar[tuple[Store, Transaction] | None] = ContextVar("shared", default=None)
 # How long a background write transaction goes on taking items (``Transaction.budgeted``): on
 # SQLite, what a source system's save may have to wait for behind each worker.
 WRITE_BUDGET_S = 0.25
@@ -199,7 +202,28 @@ class Store(ABC):
 
     @abstractmethod
     def transaction(self) -> AbstractContextManager[Transaction]:
-        """A write transaction: SQLite ``BEGIN IMMEDIATE``, PostgreSQL ``READ COMMITTED``."""
+        """A write transaction: SQLite ``BEGIN IMMEDIATE``, PostgreSQL ``READ COMMITTED``; inside
+        ``sharing(tx)``, ``tx`` itself."""
+
+    @contextmanager
+    def sharing(self, tx: Transaction) -> Iterator[None]:
+        """Inside, this thread's ``transaction()`` of this store is ``tx``, the caller's, as it
+        is: what is written there commits with the rest of ``tx`` or not at all, and its
+        ``after_commit`` actions wait for that commit. A sender delivering to a receiver in
+        process on the same store hands it its own transaction this way (``Node``), so that
+        the claim, the receipt and the record of a batch are one commit; a failure in there
+        fails the whole of ``tx``."""
+        token = _SHARED.set((self, tx))
+        try:
+            yield
+        finally:
+            _SHARED.reset(token)
+
+    def shared(self) -> Transaction | None:
+        """The transaction ``sharing`` hands out on this thread, if any (the backends'
+        ``transaction()`` asks first)."""
+        shared = _SHARED.get()
+        return shared[1] if shared is not None and shared[0] is self else None
 
     @abstractmethod
     def close(self) -> None: ...

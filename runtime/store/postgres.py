@@ -186,6 +186,10 @@ class PostgresStore(Store):
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
+        shared = self.shared()
+        if shared is not None:  # inside ``sharing(tx)``
+            yield shared
+            return
         asked = began = time.perf_counter()
         committed = False
         block = ExitStack()

@@ -141,8 +141,12 @@ class SqliteStore(Store):
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
         """``BEGIN IMMEDIATE``: the write lock from the start. A worker's transaction first
-        passes the writer gate; any other holds it until its end (``gate``)."""
-        if in_background():
+        passes the writer gate; any other holds it until its end (``gate``). Inside
+        ``sharing(tx)``, ``tx``."""
+        shared = self.shared()
+        if shared is not None:
+            yield shared
+        elif in_background():
             self.gate.pass_through(self.busy_timeout_ms / 1000)
             with self._write() as tx:
                 yield tx

@@ -82,3 +82,21 @@ def test_a_line_emitted_reads_as_one_logged_with_extra(
     assert [
         (r.levelname, r.getMessage(), vars(r)["event"], vars(r)["attempt"]) for r in caplog.records
     ] == [("WARNING", "send failed; retrying", "delivery.retry", 2)] * 3
+
+
+def test_lines_emitted_together_are_written_in_order_each_marked_as_one_alone(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A batch of lines (``emit`` with several) is written at once: every line in the order
+    given, each passed through the handler's filters as a line written alone is (a worker's
+    number), and nothing when the level is off."""
+    log = logging.getLogger("ccbmdm.delivery")
+    logs.configure("info", "json", worker=3)
+    lines = [{"event": "message.received", "attempt": attempt} for attempt in (1, 2, 3)]
+    emit(log, logging.INFO, "received", *lines)
+    emit(log, logging.INFO, "received", {"event": "message.received", "attempt": 4})
+    emit(log, logging.DEBUG, "not wanted", *lines)
+    written = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [(line["attempt"], line["worker"], line["message"]) for line in written] == [
+        (attempt, 3, "received") for attempt in (1, 2, 3, 4)
+    ]

@@ -114,7 +114,10 @@ def test_a_batch_mixing_new_and_repeated_messages_answers_each_rightly(
 ) -> None:
     """Repeats among new messages (a sender retrying part of a batch): each new one is stored
     and answered 202, each repeat answered 200 with its recorded outcome, none stored twice."""
-    world = Integration(store, registry, package, InProcessTransport())
+    transport = InProcessTransport()
+    # the bridge's processing leaves what it mapped unsent, for this test to post by hand
+    transport.delivers_in_transaction = False
+    world = Integration(store, registry, package, transport)
     world.people.change("0000000047", "First,Person")
     world.run()
     with store.transaction() as tx:
