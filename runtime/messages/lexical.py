@@ -14,15 +14,19 @@ from decimal import Decimal
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 # Four-digit years only: Python's dates end at 9999 and begin at year 1.
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+PLAIN_DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+_DATE = re.compile(PLAIN_DATE)
 _DATETIME = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.([0-9]+))?(?:Z|[+-][0-9]{2}:[0-9]{2})?"
 )
 # The usual date-time: no fraction, no white space, an offset within -13:59..+13:59 or none;
-# the general pattern and the checks of fraction and offset would only confirm it.
-_PLAIN_DATETIME = re.compile(
+# the general pattern and the checks of fraction and offset would only confirm it. A text of
+# this form (or of PLAIN_DATE) is read by ``fromisoformat`` alone, here and in the generated
+# codecs' fast decoders.
+PLAIN_DATETIME = (
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:Z|[+-](?:0[0-9]|1[0-3]):[0-5][0-9])?"
 )
+_PLAIN_DATETIME = re.compile(PLAIN_DATETIME)
 _MAX_OFFSET = timedelta(hours=14)
 _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 # Characters XML 1.0 cannot carry: a string holding one could never be serialized.
