@@ -47,7 +47,7 @@ _INLINE_FORMATTERS = {
     "string": "{{escape({})}}",
     "decimal": "{{{}:f}}",
     "integer": "{{{}}}",
-    "boolean": "{{lexical.format_boolean({})}}",
+    "boolean": "{{'true' if {} else 'false'}}",
     "date": "{{{}.isoformat()}}",
     "dateTime": "{{lexical.format_datetime({})}}",
 }
@@ -291,10 +291,7 @@ def _encoder(fields: list[FieldView]) -> tuple[str, ...]:
             pieces.append(f"{{x{number}}}")
             continue
         each = "y" if part.repeats else value
-        if part.kind == "simple":
-            text = field.text.format(each)
-        else:
-            text = f"{{e_{field.fn}({each})}}"
+        text = field.text.format(each) if part.kind == "simple" else f"{{e_{field.fn}({each})}}"
         element = f"<{part.name}>{text}</{part.name}>"
         if part.repeats:
             lines.append(f"x{number} = ''.join([f{element!r} for y in {value}])")
@@ -481,11 +478,11 @@ class Renderer:
             value = "int(t)"
             bounds = _bounds(facets, "({w} := int(t))")
         elif primitive == "decimal":
-            pattern = self._codec_constant(
+            match = self._codec_constant(
                 f"_D_{particle.type_key[0]}_{view.name}",
-                f"re.compile({_fast_decimal_pattern(facets)!r})",
+                f"re.compile({_fast_decimal_pattern(facets)!r}).fullmatch",
             )
-            tests.append(f"{pattern}.fullmatch(t) is not None")
+            tests.append(f"{match}(t) is not None")
             value = "Decimal(t)"
             bounds = _bounds(facets, "({w} := Decimal(t))", "Decimal")
         else:  # a boolean
