@@ -42,14 +42,16 @@ _FORMATTERS = {
     "dateTime": "lexical.format_datetime({})",
 }
 # The same texts as _FORMATTERS, written as replacement fields of the encoder's f-strings (a
-# template for the value expression): a format spec where one does the formatter's work.
+# template for the value expression, {0}): an expression where one does the formatter's work.
+# A decimal's str is its plain notation unless that would take an exponent (str writes one for
+# a positive exponent or a value below 10**-6), which only the "f" format writes out in full.
 _INLINE_FORMATTERS = {
-    "string": "{{escape({})}}",
-    "decimal": "{{{}:f}}",
-    "integer": "{{{}}}",
-    "boolean": "{{'true' if {} else 'false'}}",
-    "date": "{{{}.isoformat()}}",
-    "dateTime": "{{lexical.format_datetime({})}}",
+    "string": "{{escape({0})}}",
+    "decimal": "{{s if 'E' not in (s := str({0})) else format({0}, 'f')}}",
+    "integer": "{{{0}}}",
+    "boolean": "{{'true' if {0} else 'false'}}",
+    "date": "{{{0}.isoformat()}}",
+    "dateTime": "{{lexical.format_datetime({0})}}",
 }
 # The plain lexical form of a date and a date-time as the parser reads it without a second look
 # (named in runtime.messages.lexical), and the conversion it then applies.
@@ -436,7 +438,8 @@ class Renderer:
         The condition accepts only texts the parser accepts as they are (no white space to
         collapse), and the value is the parser's; a text it turns down, and every problem, take
         the parser's way, so a refused value is worded the same. Only a date or a date-time's
-        value may raise, through the same function and with the same words as its parser.
+        value may raise (a day the calendar does not have): a ValueError, upon which the fast
+        decoder gives up and the checking decoder words the problem as its parser does.
         """
         assert particle.type_key is not None
         simple = self.contracts.simple_types[particle.type_key]
