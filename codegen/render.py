@@ -42,14 +42,22 @@ _FORMATTERS = {
     "dateTime": "lexical.format_datetime({})",
 }
 # The same texts as _FORMATTERS, written as replacement fields of the encoder's f-strings (a
-# template for the value expression): a format spec where one does the formatter's work.
+# template for the value expression, {0}): an expression where one does the formatter's work.
+# A decimal's str is its plain notation unless that would take an exponent (str writes one for
+# a positive exponent or a value below 10**-6), which only the "f" format writes out in full.
 _INLINE_FORMATTERS = {
-    "string": "{{escape({})}}",
-    "decimal": "{{{}:f}}",
-    "integer": "{{{}}}",
-    "boolean": "{{lexical.format_boolean({})}}",
-    "date": "{{{}.isoformat()}}",
-    "dateTime": "{{lexical.format_datetime({})}}",
+    "string": "{{escape({0})}}",
+    "decimal": "{{s if 'E' not in (s := str({0})) else format({0}, 'f')}}",
+    "integer": "{{{0}}}",
+    "boolean": "{{'true' if {0} else 'false'}}",
+    "date": "{{{0}.isoformat()}}",
+    "dateTime": "{{lexical.format_datetime({0})}}",
+}
+# The plain lexical form of a date and a date-time as the parser reads it without a second look
+# (named in runtime.messages.lexical), and the conversion it then applies.
+_PLAIN_FORMS = {
+    "date": ("lexical.PLAIN_DATE", "date.fromisoformat"),
+    "dateTime": ("lexical.PLAIN_DATETIME", "datetime.fromisoformat"),
 }
 # Integers of at most this many digits are read by the fast path; longer ones by the parser.
 _FAST_INTEGER_DIGITS = 18
@@ -92,7 +100,9 @@ class FieldView:
     particle: Particle
     tag: str  # Clark notation in the codec's namespace
     decode: str  # expression decoding kids[i] (k), whose text is t
-    encode: str  # statements writing the value (a template for the value expression)
+    # A simple value's text as a replacement field of an f-string (a template for the value
+    # expression); empty for a complex element or a wildcard.
+    text: str
     # The common case of a simple element, decided without a call: a condition on its text t
     # under which ``fast_value`` is the value ``decode`` would give (None: always ``decode``);
     # both may name a variable of the field's own, {w}.
@@ -100,6 +110,13 @@ class FieldView:
     fast_value: str = "t"
     parse: str = ""  # a simple element's parser on its text t (raising ValueError)
     fn: str = ""  # a complex element's decoder and encoder suffix
+    # Where the fast decoder finds the element: at this index of the children when every
+    # element before it is required and occurs once (None: at the running index i).
+    at: int | None = None
+    # Whether the fast decoder must look for a second occurrence of a single element right
+    # after it: only when a later element has the same tag; otherwise a second one is left
+    # over, which the later tests or the test for children left unread turn down.
+    recheck: bool = True
 
 
 @dataclass(frozen=True)
@@ -113,6 +130,9 @@ class ComplexView:
     known: tuple[str, ...]
     personal: bool  # the type is personal data as a whole
     personal_fields: tuple[str, ...]  # the fields whose values are personal data
+    # The statements of its encoder (a codec's view only): the XML text of a model as one
+    # f-string, with the optional and repeated parts worked out first.
+    encoder: tuple[str, ...] = ()
 
 
 def simple_view(simple: SimpleType) -> SimpleView:
@@ -251,6 +271,45 @@ def _python_pattern(pattern: str) -> str:
     return pattern.replace("^", r"\^").replace("$", r"\$")
 
 
+def _encoder(fields: list[FieldView]) -> tuple[str, ...]:
+    """The statements of a type's encoder, which returns the XML text of a model's fields.
+
+    The elements that are there once are written by a single f-string, which also takes in
+    the text of each optional and repeated element, worked out first: one string is built per
+    model, rather than a list of pieces and a call per element.
+    """
+    lines: list[str] = []
+    pieces: list[str] = []
+    for number, field in enumerate(fields):
+        part = field.particle
+        value = f"d[{field.name!r}]"
+        if part.kind == "any":  # elements of other namespaces, kept as their XML text
+            if part.repeats:
+                lines.append(f"x{number} = ''.join({value})")
+            elif part.min_occurs == 0:
+                lines.append(f"x{number} = '' if {value} is None else {value}")
+            else:
+                lines.append(f"x{number} = {value}")
+            pieces.append(f"{{x{number}}}")
+            continue
+        each = "y" if part.repeats else value
+        text = field.text.format(each) if part.kind == "simple" else f"{{e_{field.fn}({each})}}"
+        element = f"<{part.name}>{text}</{part.name}>"
+        if part.repeats:
+            lines.append(f"x{number} = ''.join([f{element!r} for y in {value}])")
+        elif part.min_occurs == 0:
+            lines.append(f"x{number} = '' if {value} is None else f{element!r}")
+        else:
+            pieces.append(element)
+            continue
+        pieces.append(f"{{x{number}}}")
+    if lines or pieces:
+        lines.insert(0, "d = m.__dict__")
+    text = "".join(pieces)
+    lines.append(f"return f{text!r}" if "{" in text else f"return {text!r}")
+    return tuple(lines)
+
+
 class Renderer:
     """Builds the views of one contract set and renders every generated module."""
 
@@ -319,9 +378,13 @@ class Renderer:
         """The view of a type for the models module ``here``, or for a codec (``here`` None)."""
         fields = []
         prefix = f"{{{namespace}}}" if namespace else ""
-        for particle in complex_type.particles:
+        particles = complex_type.particles
+        fixed = True  # this particle and every one before are required and single
+        for index, particle in enumerate(particles):
+            fixed = fixed and particle.kind != "any" and particle.min_occurs == 1
+            fixed = fixed and particle.max_occurs == 1
             annotation, default = self.annotation(particle, here)
-            decode, encode = self._codec_parts(particle, prefix)
+            decode, text = self._codec_parts(particle, prefix)
             fast = self._fast_path(particle) if particle.kind == "simple" and namespace else None
             fields.append(
                 FieldView(
@@ -333,13 +396,16 @@ class Renderer:
                     particle=particle,
                     tag=prefix + particle.name,
                     decode=decode,
-                    encode=encode,
+                    text=text,
                     **({"fast": fast[0], "fast_value": fast[1]} if fast else {}),
                     **self._fast_parts(particle),
+                    at=index if fixed else None,
+                    recheck=any(later.name == particle.name for later in particles[index + 1 :]),
                 )
             )
         has_any = any(p.kind == "any" for p in complex_type.particles)
         return ComplexView(
+            encoder=_encoder(fields) if namespace else (),
             name=complex_type.name,
             fn=f"{complex_type.home}_{complex_type.name}",
             ref=type_ref(complex_type.home, complex_type.name, here),
@@ -352,8 +418,9 @@ class Renderer:
         )
 
     def _codec_parts(self, particle: Particle, prefix: str) -> tuple[str, str]:
+        """A particle's decoding expression in the checking decoder, and its value's text."""
         if particle.kind == "any":
-            return "foreign(kids[i])", "o.append({})"
+            return "foreign(kids[i])", ""
         assert particle.type_key is not None
         home, name = particle.type_key
         module = _MODULE_ALIAS[home]
@@ -361,10 +428,8 @@ class Renderer:
             view = self.simple(particle.type_key)
             decode = f'{module}.parse_{view.name}(t or "") if not len(k) else p.compound(k)'
             primitive = self.contracts.simple_types[particle.type_key].primitive
-            text = _INLINE_FORMATTERS[primitive]
-            return decode, f'o.append(f"<{particle.name}>{text}</{particle.name}>")'
-        start, end = f'o.append("<{particle.name}>")', f'o.append("</{particle.name}>")'
-        return f"d_{home}_{name}(kids[i], p)", f"{start}\ne_{home}_{name}({{}}, o)\n{end}"
+            return decode, _INLINE_FORMATTERS[primitive]
+        return f"d_{home}_{name}(kids[i], p)", ""
 
     def _fast_path(self, particle: Particle) -> tuple[str, str] | None:
         """The condition on a simple element's text ``t`` under which its value is known without
@@ -373,20 +438,34 @@ class Renderer:
         The condition accepts only texts the parser accepts as they are (no white space to
         collapse), and the value is the parser's; a text it turns down, and every problem, take
         the parser's way, so a refused value is worded the same. Only a date or a date-time's
-        value may raise, through the same function and with the same words as its parser.
+        value may raise (a day the calendar does not have): a ValueError, upon which the fast
+        decoder gives up and the checking decoder words the problem as its parser does.
         """
         assert particle.type_key is not None
         simple = self.contracts.simple_types[particle.type_key]
         view = self.simple(particle.type_key)
         facets = simple.facets
-        module = _MODULE_ALIAS[particle.type_key[0]]
-        tests = [
-            f"{module}._P_{view.name}_{n}.fullmatch(t) is not None"
-            for n in range(len(view.patterns))
-        ]
+        home = particle.type_key[0]
+        module = _MODULE_ALIAS[home]
         value = "t"
         bounds = None
         primitive = simple.primitive
+        if primitive in _PLAIN_FORMS:
+            # a date or a date-time: the type's patterns and the parser's plain form in one
+            # expression, and then the parser's own conversion, which raises as it would
+            lookaheads = "".join(f"(?=(?:{pattern})\\Z)" for pattern in view.patterns)
+            form, convert = _PLAIN_FORMS[primitive]
+            match = self._codec_constant(
+                f"_T_{home}_{view.name}", f"re.compile({lookaheads!r} + {form}).fullmatch"
+            )
+            return f"{match}(t) is not None", f"{convert}(t)"
+        tests = [
+            self._codec_constant(
+                f"_F_{home}_{view.name}_{n}", f"{module}._P_{view.name}_{n}.fullmatch"
+            )
+            + "(t) is not None"
+            for n in range(len(view.patterns))
+        ]
         if primitive == "string":
             if facets.enumeration:
                 tests.append(f"t in {module}._E_{view.name}")
@@ -402,18 +481,16 @@ class Renderer:
             value = "int(t)"
             bounds = _bounds(facets, "({w} := int(t))")
         elif primitive == "decimal":
-            pattern = self._codec_constant(
+            match = self._codec_constant(
                 f"_D_{particle.type_key[0]}_{view.name}",
-                f"re.compile({_fast_decimal_pattern(facets)!r})",
+                f"re.compile({_fast_decimal_pattern(facets)!r}).fullmatch",
             )
-            tests.append(f"{pattern}.fullmatch(t) is not None")
+            tests.append(f"{match}(t) is not None")
             value = "Decimal(t)"
             bounds = _bounds(facets, "({w} := Decimal(t))", "Decimal")
-        elif primitive == "boolean":
+        else:  # a boolean
             tests.append("({w} := _BOOLEANS.get(t)) is not None")
             value = "{w}"
-        else:  # a date or a date-time: the parser's own function, past the type's patterns
-            value = f"{_PARSERS[primitive]}(t)"
         if bounds:
             tests.append(bounds)
             value = "{w}"

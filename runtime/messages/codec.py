@@ -26,8 +26,12 @@ M = TypeVar("M", bound=ContractModel)
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 # Hints to a schema processor; never fetched or acted on, so they are tolerated on the root.
 _ROOT_HINTS = {f"{{{XSI}}}schemaLocation", f"{{{XSI}}}noNamespaceSchemaLocation"}
-_WITH_ATTRIBUTES = etree.XPath("//*[@*]")
-_ANY_ATTRIBUTE = etree.XPath("boolean(//@*)")
+# Without the EXSLT regular expressions, which lxml would register for every evaluation; the
+# attributes of elements only, which is where attributes are, without a look at each text node.
+_WITH_ATTRIBUTES = etree.XPath("//*[@*]", regexp=False)
+# Whether any element of a message has an attribute (one XPath, evaluated in C); the generated
+# decoders ask it directly, has_attributes is the same question by name.
+ANY_ATTRIBUTE = etree.XPath("boolean(//*/@*)", regexp=False)
 
 # A report lists at most this many problems and counts the rest: enough to mend a message by,
 # and a bound on what a message with millions of wrong elements costs to answer.
@@ -118,7 +122,7 @@ class Irregular(Exception):
 
 def has_attributes(root: etree._Element) -> bool:
     """Whether any element of the message has an attribute (one XPath, evaluated in C)."""
-    return bool(_ANY_ATTRIBUTE(root))
+    return bool(ANY_ATTRIBUTE(root))
 
 
 class Problems:
@@ -185,7 +189,7 @@ def check_attributes(root: etree._Element, problems: Problems) -> None:
     One XPath, evaluated in C, answers for the whole document; the elements that have any are
     listed only when it finds some, and each problem is worded once for all elements.
     """
-    if not _ANY_ATTRIBUTE(root):
+    if not ANY_ATTRIBUTE(root):
         return
     owners = _WITH_ATTRIBUTES(root)
     assert isinstance(owners, list)
@@ -256,8 +260,8 @@ def foreign(element: etree._Element) -> str:
 
 
 _new = object.__new__
-_set = object.__setattr__
 # The slots pydantic keeps beside a model's fields, set through their descriptors directly.
+_set_fields = BaseModel.__dict__["__dict__"].__set__
 _set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
 _set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
 _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
@@ -267,14 +271,23 @@ def build(model: type[M], values: dict[str, Any]) -> M:
     """Construct a model from values the codec has already checked against every facet.
 
     Validation through pydantic would repeat those checks field by field; this sets the fields
-    directly, as ``model_construct`` does, without its per-field default handling.
+    directly, as ``model_construct`` does, without its per-field default handling. (The fast
+    decoders do the same in line: ``new_model``, ``set_fields``, ``set_fields_set``,
+    ``set_extra`` and ``set_private``.)
     """
     instance = _new(model)
-    _set(instance, "__dict__", values)
+    _set_fields(instance, values)
     _set_fields_set(instance, set(values))
     _set_extra(instance, None)
     _set_private(instance, None)
     return instance
+
+
+new_model = _new
+set_fields = _set_fields
+set_fields_set = _set_fields_set
+set_extra = _set_extra
+set_private = _set_private
 
 
 _ESCAPES = {ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;", ord("\r"): "&#13;"}

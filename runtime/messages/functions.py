@@ -40,7 +40,7 @@ def zone(name: str) -> ZoneInfo:
 
 
 def start_of_day(day: date, time_zone: str) -> datetime:
-    return datetime.combine(day, time(0), zone(time_zone))
+    return datetime.combine(day, time.min, zone(time_zone))
 
 
 def in_zone(instant: datetime, time_zone: str) -> datetime:

@@ -6,7 +6,6 @@ checked by exactly one definition, whichever way it enters.
 
 from __future__ import annotations
 
-import functools
 import re
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -14,15 +13,19 @@ from decimal import Decimal
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 # Four-digit years only: Python's dates end at 9999 and begin at year 1.
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+PLAIN_DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+_DATE = re.compile(PLAIN_DATE)
 _DATETIME = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.([0-9]+))?(?:Z|[+-][0-9]{2}:[0-9]{2})?"
 )
 # The usual date-time: no fraction, no white space, an offset within -13:59..+13:59 or none;
-# the general pattern and the checks of fraction and offset would only confirm it.
-_PLAIN_DATETIME = re.compile(
+# the general pattern and the checks of fraction and offset would only confirm it. A text of
+# this form (or of PLAIN_DATE) is read by ``fromisoformat`` alone, here and in the generated
+# codecs' fast decoders.
+PLAIN_DATETIME = (
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:Z|[+-](?:0[0-9]|1[0-3]):[0-5][0-9])?"
 )
+_PLAIN_DATETIME = re.compile(PLAIN_DATETIME)
 _MAX_OFFSET = timedelta(hours=14)
 _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 # Characters XML 1.0 cannot carry: a string holding one could never be serialized.
@@ -155,19 +158,38 @@ def format_date(value: date) -> str:
 
 
 def format_datetime(value: datetime) -> str:
-    """ISO 8601 with the value's own offset, Z for UTC, no fraction unless it has one."""
-    # Instants that are equal compare equal whatever their offsets: the offset is in the key.
-    return _formatted_datetime(value, value.utcoffset())
+    """ISO 8601 with the value's own offset, Z for UTC, no fraction unless it has one.
 
-
-@functools.lru_cache(maxsize=1024)
-def _formatted_datetime(value: datetime, offset: timedelta | None) -> str:
-    """A message's timestamps repeat (to the second, one per header) and ``isoformat`` with an
-    offset is slow: the text of the values seen lately."""
-    text = value.isoformat()
-    if text.endswith("+00:00"):
-        return text[:-6] + "Z"
+    A message's timestamps repeat (to the second, one per header; the same day boundaries in
+    every period) and ``isoformat`` with an offset is slow: the texts of the values seen lately
+    are kept. The key is what the text is made of, read field by field: hashing a date-time
+    with an offset computes its instant, which costs as much as writing it. (Equal instants
+    with other offsets, or the two readings of a repeated local time, have other keys.)
+    """
+    key = (
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+        value.tzinfo,
+        value.fold,
+    )
+    text = _DATETIME_TEXTS.get(key)
+    if text is None:
+        text = value.isoformat()
+        if text.endswith("+00:00"):
+            text = text[:-6] + "Z"
+        if len(_DATETIME_TEXTS) >= _DATETIME_TEXTS_KEPT:
+            _DATETIME_TEXTS.clear()
+        _DATETIME_TEXTS[key] = text
     return text
+
+
+_DATETIME_TEXTS: dict[tuple[object, ...], str] = {}
+_DATETIME_TEXTS_KEPT = 4096
 
 
 def check_xml_text(value: str) -> str:

@@ -86,17 +86,18 @@ def parse_partner_xml(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree.
     """Parse untrusted bytes into an element tree, or raise XmlRejected with line and column."""
     if len(data) > limits.max_bytes:
         raise XmlRejected(f"message of {len(data)} bytes is over the {limits.max_bytes}-byte cap")
-    if not data.strip():
+    if not data or data.isspace():
         raise XmlRejected("the message is empty")
     # Every attribute and namespace declaration has a "=", and every element a "<", and those
     # characters have these bytes in every encoding counted right (see _counted_right): one count
-    # each bounds them for nearly every message. Declarations and elements are counted before
-    # the tree is built, which a flood of them would make costly.
+    # each bounds them for nearly every message (and a message has no more "<" than bytes).
+    # Declarations and elements are counted before the tree is built, which a flood of them
+    # would make costly.
     equals = data.count(b"=")
     if (
         equals > limits.max_namespace_declarations
         and _declarations_at_most(data) > limits.max_namespace_declarations
-    ) or data.count(b"<") > limits.max_elements:
+    ) or (len(data) > limits.max_elements and data.count(b"<") > limits.max_elements):
         _check_counts(data, limits)
     try:
         root = etree.fromstring(data, _parser())
@@ -162,7 +163,7 @@ class _Counter:
         return None
 
 
-_CROWDED = etree.XPath("(//*[count(@*) > $most])[1]")
+_CROWDED = etree.XPath("(//*[count(@*) > $most])[1]", regexp=False)
 
 
 def _check_attributes(root: etree._Element, limits: XmlLimits) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
 
@@ -46,6 +47,21 @@ def test_encode_keeps_decimal_scale_and_offsets(registry: ContractRegistry) -> N
     for fragment in ("<quantity>", "<startDateTime>"):
         first = source.split(fragment, 1)[1].split("<", 1)[0]
         assert f"{fragment}{first}<" in written
+
+
+def test_encode_writes_decimals_in_plain_notation(registry: ContractRegistry) -> None:
+    """A decimal whose str would take an exponent is written out in full, as are the others."""
+    sample = REPO / "contracts" / "samples" / "ccb" / "MeterReadHighLowResponse.xml"
+    codec, message = registry.decode(sample.read_bytes())
+    first, *others = message.registers  # type: ignore[attr-defined]
+    register = first.model_copy(
+        update={"estimated_reading": Decimal("1.25E+4"), "low_reading": Decimal("-0.000005")}
+    )
+    changed = message.model_copy(update={"registers": (register, *others)})
+    written = codec.encode(changed)
+    assert b"<estimatedReading>12500</estimatedReading>" in written
+    assert b"<lowReading>-0.000005</lowReading>" in written
+    assert registry.decode_afresh(written)[1] == changed
 
 
 def test_encode_escapes_markup_in_text(registry: ContractRegistry) -> None:
