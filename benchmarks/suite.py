@@ -3,7 +3,8 @@ in the same run, and says whether the figure meets its target (docs/benchmarks.m
 command").
 
 A scenario reuses its script's measuring function (bench_codec.py, bench_mapping.py,
-bench_compile.py, bench_startup.py, bench_runtime.py, bench_billing.py, bench_intervals.py), at a
+bench_compile.py, bench_startup.py, bench_runtime.py, bench_billing.py, bench_intervals.py,
+bench_demo.py, bench_faults.py, bench_operator.py, bench_docs.py, bench_conformance.py), at a
 quick size for `--quick` and a full size otherwise; the scripts print their own figures from the
 same functions.
 """
@@ -381,6 +382,93 @@ def demo(quick: bool) -> list[Result]:
     return results
 
 
+def faults(quick: bool) -> list[Result]:
+    import bench_faults
+
+    sizes = (1_000, 10_000, 100_000) if quick else bench_faults.SIZES
+    rejections = bench_faults.measure(sizes, 2 if quick else 3)
+    largest, middle = rejections[-1], rejections[len(rejections) // 2]
+    return [
+        result(
+            "faults",
+            f"time per problem ({largest.problems:,} problems)",
+            "µs",
+            largest.per_problem * 1e6,
+            {f"{middle.problems:,} problems": middle.per_problem * 1e6},
+            (bench_faults.growth(rejections), "time"),
+            Target(bench_faults.TARGET_GROWTH, at_least=False, on="ratio"),
+        ),
+        result(
+            "faults",
+            f"a message rejected ({largest.bytes:,} bytes, {largest.problems:,} problems)",
+            "ms",
+            largest.seconds * 1e3,
+            {},
+            None,
+            None,
+        ),
+    ]
+
+
+def operator(quick: bool) -> list[Result]:
+    import bench_operator as bench
+
+    dsn, unavailable = postgres_dsn()
+    if unavailable:
+        return [result("operator", f"not measured, {unavailable}", "ms", None, {}, None, None)]
+    size = bench.QUICK if quick else bench.FULL
+    loaded, figures = bench.measure(dsn, size)
+    rows = size.sync_requests + 2 * size.messages
+    target = Target(bench.TARGET_S * 1000, at_least=False, on="figure", unit="ms")
+    return [
+        result("operator", "store, rows", "rows", rows, {}, None, None),
+        result("operator", "store, loaded in", "s", loaded, {}, None, None),
+        *(
+            result(
+                "operator",
+                name,
+                "ms",
+                seconds * 1e3,
+                {},
+                None,
+                None if name == bench.PROCESS else target,
+            )
+            for name, seconds in figures.items()
+        ),
+    ]
+
+
+def docs(quick: bool) -> list[Result]:
+    import bench_docs
+
+    built = bench_docs.measure(1 if quick else 5)
+    pages = built[-1][1]
+    return [
+        result(
+            "docs",
+            f"ccbmdm docs build ({pages} pages)",
+            "s",
+            statistics.median(seconds for seconds, _ in built),
+            {},
+            None,
+            Target(bench_docs.TARGET_S, at_least=False, on="figure", unit="s"),
+        )
+    ]
+
+
+def conformance(quick: bool) -> list[Result]:
+    """Every flow in both modes: the whole run takes seconds, and a part would say less."""
+    import bench_conformance
+
+    run = bench_conformance.measure()
+    return [
+        result("conformance", "--mutate, mutants", "mutants", run.mutants, {}, None, None),
+        result("conformance", "--mutate, mutants killed", "mutants", run.killed, {}, None, None),
+        result("conformance", "--mutate, processor time", "s", run.cpu_s, {}, None, None),
+        result("conformance", "--mutate, wall time", "s", run.wall_s, {}, None, None),
+    ]
+
+
 SCENARIOS = {
     s.name: s
     for s in (
@@ -394,6 +482,12 @@ SCENARIOS = {
             "intervals", "interval data import and the store's size per customer-month", intervals
         ),
         Scenario("demo", "ccbmdm demo at 1,000 and 10,000 customers, 100,000 on PostgreSQL", demo),
+        Scenario("faults", "rejecting a message with many problems: linear in them", faults),
+        Scenario("operator", "status, metrics, show and the console on a large store", operator),
+        Scenario("docs", "ccbmdm docs build of the reference project", docs),
+        Scenario(
+            "conformance", "ccbmdm conformance --mutate of the reference project", conformance
+        ),
     )
 }
 

@@ -84,12 +84,16 @@ def load(root: Path) -> Published | None:
     return Published(RESULTS.as_posix(), document)
 
 
+# units of things counted, shown whole
+COUNTS = frozenset({"rows", "mutants"})
+
+
 def figure(value: float | None, unit: str) -> str:
-    """A figure as the table and the guides show it: seconds to the millisecond, the rest to
-    one decimal, with thousands separated."""
+    """A figure as the table and the guides show it: a count whole, seconds to the
+    millisecond, the rest to one decimal, with thousands separated."""
     if value is None:
         return "—"
-    digits = 3 if unit == "s" else 1
+    digits = 0 if unit in COUNTS else 3 if unit == "s" else 1
     return f"{value:,.{digits}f} {unit}"
 
 

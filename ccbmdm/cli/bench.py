@@ -68,11 +68,14 @@ def _load_average() -> float | None:
 
 
 def _print_table(results: list[Any]) -> None:
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from ccbmdm.docsite.benchmarks import figure, ratio
 
-    table = Table("scenario", "this project", "anchors (same run)", "ratio", "target", "")
+    # a scenario's name is never broken, however narrow the terminal
+    widest = max((len(result.scenario) + 1 for result in results), default=0)
+    scenario = Column("scenario", min_width=widest)
+    table = Table(scenario, "this project", "anchors (same run)", "ratio", "target", "")
     for result in results:
         anchors = "\n".join(
             f"{escape(name)}: {figure(value, result.unit)}"
