@@ -4,7 +4,8 @@ command").
 
 A scenario reuses its script's measuring function (bench_codec.py, bench_mapping.py,
 bench_compile.py, bench_startup.py, bench_runtime.py, bench_billing.py, bench_intervals.py,
-bench_demo.py, bench_faults.py, bench_operator.py, bench_docs.py, bench_conformance.py), at a
+bench_demo.py, bench_faults.py, bench_operator.py, bench_recovery.py, bench_docs.py,
+bench_conformance.py), at a
 quick size for `--quick` and a full size otherwise; the scripts print their own figures from the
 same functions.
 """
@@ -469,6 +470,22 @@ def conformance(quick: bool) -> list[Result]:
     ]
 
 
+def recovery(quick: bool) -> list[Result]:
+    import bench_recovery as bench
+
+    dsn, unavailable = postgres_dsn()
+    kinds = ("sqlite",) if quick or unavailable else ("sqlite", "postgres")
+    target = Target(bench.TARGET_S, at_least=False, on="figure", unit="s")
+    results = []
+    for kind in kinds:
+        for killed in ("bridge",) if quick else bench.SERVICES:
+            open_at_kill, seconds = bench.measure(kind, killed, dsn)
+            store = {"sqlite": "SQLite", "postgres": "PostgreSQL"}[kind]
+            name = f"{store}, {killed} killed ({open_at_kill} requests open)"
+            results.append(result("recovery", name, "s", seconds, {}, None, target))
+    return results
+
+
 SCENARIOS = {
     s.name: s
     for s in (
@@ -484,6 +501,7 @@ SCENARIOS = {
         Scenario("demo", "ccbmdm demo at 1,000 and 10,000 customers, 100,000 on PostgreSQL", demo),
         Scenario("faults", "rejecting a message with many problems: linear in them", faults),
         Scenario("operator", "status, metrics, show and the console on a large store", operator),
+        Scenario("recovery", "every request final after a service is killed", recovery),
         Scenario("docs", "ccbmdm docs build of the reference project", docs),
         Scenario(
             "conformance", "ccbmdm conformance --mutate of the reference project", conformance
