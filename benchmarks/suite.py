@@ -4,8 +4,8 @@ command").
 
 A scenario reuses its script's measuring function (bench_codec.py, bench_mapping.py,
 bench_compile.py, bench_startup.py, bench_runtime.py, bench_billing.py, bench_intervals.py,
-bench_demo.py, bench_faults.py, bench_operator.py, bench_recovery.py, bench_docs.py,
-bench_conformance.py), at a
+bench_saves.py, bench_demo.py, bench_faults.py, bench_operator.py, bench_recovery.py,
+bench_docs.py, bench_conformance.py), at a
 quick size for `--quick` and a full size otherwise; the scripts print their own figures from the
 same functions.
 """
@@ -264,6 +264,34 @@ def runtime(quick: bool) -> list[Result]:
     ]
 
 
+def saves(quick: bool) -> list[Result]:
+    import bench_saves
+
+    found = bench_saves.measure(1000 if quick else 3000, 0.02)
+    return [
+        result(
+            "saves",
+            f"longest wait of a save ({found.saves} saves)",
+            "s",
+            found.longest_wait_s,
+            {},
+            None,
+            Target(found.target_s, at_least=False, on="figure", unit="s"),
+        ),
+        result("saves", "median wait of a save", "ms", found.median_wait_s * 1e3, {}, None, None),
+        result(
+            "saves",
+            f"longest worker transaction ({found.worker_transactions} transactions)",
+            "s",
+            found.longest_held_s,
+            {},
+            None,
+            None,
+        ),
+        result("saves", "largest WAL", "MB", found.wal_bytes / 1e6, {}, None, None),
+    ]
+
+
 def intervals(quick: bool) -> list[Result]:
     import bench_intervals
 
@@ -494,6 +522,7 @@ SCENARIOS = {
         Scenario("compile", "ccbmdm compile of the reference project, cold and warm", compile_),
         Scenario("startup", "ccbmdm --help, validate and transform, each a new process", startup),
         Scenario("runtime", "PERSON_SYNC requests end to end, SQLite and PostgreSQL", runtime),
+        Scenario("saves", "the source's saves on SQLite while a worker moves a backlog", saves),
         Scenario("billing", "the determinant engine against numpy; usage requests", billing),
         Scenario(
             "intervals", "interval data import and the store's size per customer-month", intervals
