@@ -2,12 +2,9 @@
 in the same run, and says whether the figure meets its target (docs/benchmarks.md, "One
 command").
 
-A scenario reuses its script's measuring function (bench_codec.py, bench_mapping.py,
-bench_compile.py, bench_startup.py, bench_runtime.py, bench_billing.py, bench_intervals.py,
-bench_saves.py, bench_demo.py, bench_faults.py, bench_operator.py, bench_recovery.py,
-bench_docs.py, bench_conformance.py), at a
-quick size for `--quick` and a full size otherwise; the scripts print their own figures from the
-same functions.
+A scenario reuses its script's measuring function (``bench_<scenario>.py``), at a quick size
+for `--quick` and a full size otherwise; the scripts print their own figures from the same
+functions.
 """
 
 from __future__ import annotations
@@ -292,6 +289,44 @@ def saves(quick: bool) -> list[Result]:
     ]
 
 
+def latency(quick: bool) -> list[Result]:
+    import bench_latency as bench
+
+    found = bench.measure(100.0, 5.0 if quick else 30.0)
+    target = Target(bench.TARGET_S, at_least=False, on="figure", unit="s")
+    return [
+        result("latency", "commit to first send, p50", "s", found.sent_p50, {}, None, None),
+        result("latency", "commit to first send, p99", "s", found.sent_p99, {}, None, target),
+        result(
+            "latency", "commit to SYNCHRONIZED, p50", "s", found.acknowledged_p50, {}, None, None
+        ),
+        result(
+            "latency", "commit to SYNCHRONIZED, p99", "s", found.acknowledged_p99, {}, None, None
+        ),
+    ]
+
+
+def drain(quick: bool) -> list[Result]:
+    import bench_drain as bench
+
+    found = bench.measure(3_000 if quick else 30_000)
+    first, last = bench.rate(found.rates[:3]), bench.rate(found.rates[-3:])
+    backlog = f"(a backlog of {found.requests:,} requests)"
+    return [
+        result("drain", f"first three tenths {backlog}", "requests/s", first, {}, None, None),
+        result("drain", f"last three tenths {backlog}", "requests/s", last, {}, None, None),
+        result(
+            "drain",
+            f"last three tenths over the first three {backlog}",
+            "x",
+            found.flatness,
+            {},
+            None,
+            Target(bench.TARGET, at_least=True, on="figure"),
+        ),
+    ]
+
+
 def intervals(quick: bool) -> list[Result]:
     import bench_intervals
 
@@ -523,6 +558,8 @@ SCENARIOS = {
         Scenario("startup", "ccbmdm --help, validate and transform, each a new process", startup),
         Scenario("runtime", "PERSON_SYNC requests end to end, SQLite and PostgreSQL", runtime),
         Scenario("saves", "the source's saves on SQLite while a worker moves a backlog", saves),
+        Scenario("latency", "from a change's commit to its send, at a steady rate", latency),
+        Scenario("drain", "a backlog drained at a flat rate", drain),
         Scenario("billing", "the determinant engine against numpy; usage requests", billing),
         Scenario(
             "intervals", "interval data import and the store's size per customer-month", intervals
