@@ -182,6 +182,10 @@ def page(published: Published, guide: str | None) -> str:
                 RESULTS_TABLE,
             )
         )
+    failed: dict[str, str] = published.document.get("failed") or {}
+    if failed:
+        lines += ["## Did not run", ""]
+        lines += [f"- **{name}**: {inline(why)}" for name, why in failed.items()]
     return "\n".join(lines)
 
 
