@@ -9,7 +9,11 @@ the data, every interval checked present, energy per TOU bucket and in total, ma
 on-peak demand, each quantity with its counts and quality, as decimals. The anchor takes the
 same month as numpy arrays (values as float64) and computes the same buckets and demands, as
 an analyst would in a notebook; it checks nothing and answers floats. Both are given their
-arrays ready, and both look TOUs up in a table of the map made beforehand.
+arrays ready, and both look TOUs up in a table of the map made beforehand. The engine also
+keeps what depends only on the map and the period, never on the data (each date's kind, the
+runs of one TOU: docs/determinants.md PD-D16), as it does for the SPs of a bill cycle, which
+share their period; every pass after the first finds them, while the anchor classifies the
+days afresh on each call.
 
 One channel is July (2,976 intervals); a batch is many SPs, each with its own month of the
 year (March and November with their clock changes), its own values and its own request, as a
@@ -99,8 +103,12 @@ class Month:
         return len(self.columns.ends)
 
     def installation(self) -> Installation:
-        """The SP's meter with the month as the store hands it to the engine."""
-        channel = IntervalChannel.from_columns("CH1", self.columns)
+        """The SP's meter with the month as the store hands it to the engine: columns read
+        afresh for each request, so nothing the engine derives from one request's columns
+        (their spacing) is there for the next."""
+        c = self.columns
+        columns = IntervalColumns(c.ends, c.units, c.scale, c.codes, c.code_of, c.qualities)
+        channel = IntervalChannel.from_columns("CH1", columns)
         return Installation("D1", INSTALLED, channels=(channel,))
 
 

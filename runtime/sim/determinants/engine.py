@@ -36,9 +36,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal, localcontext
-from functools import cached_property
 from itertools import pairwise
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -72,6 +71,7 @@ from ccbmdm.runtime.sim.determinants.registers import (
 )
 from ccbmdm.runtime.sim.determinants.tou import (
     TouCalendar,
+    TouRuns,
     grid_ceiling,
     grid_floor,
     legal_time,
@@ -224,109 +224,106 @@ class _Sq:
         return Quality.EDITED if self.edited else Quality.ACTUAL
 
 
+def _add(
+    sqs: dict[SqKey, _Sq], key: SqKey, part: tuple[Decimal, int, int, int], peak: bool = False
+) -> None:
+    """Add a channel's part (a quantity with its value counts) to the SQ ``key``: its sum, or
+    for a peak its maximum."""
+    sq = sqs.get(key)
+    if sq is None:
+        sqs[key] = _Sq(peak, *part)
+    elif peak:
+        sq.take_peak(*part)
+    else:
+        sq.take_total(*part)
+
+
+def _merge(sqs: dict[SqKey, _Sq], key: SqKey, part: _Sq) -> None:
+    """Merge ``part`` into the SQ ``key``, which it becomes when the period has none yet."""
+    sq = sqs.get(key)
+    if sq is None:
+        sqs[key] = part
+    else:
+        sq.merge(part)
+
+
 _INT64_MAX = 2**63 - 1
+
+
+# a value's weight in the count of flagged values: an estimated one counts in the low half, an
+# edited one in the high half, so one sum counts both (a period has far fewer than 2**32)
+_FLAG_WEIGHTS = {Quality.ACTUAL: 0, Quality.ESTIMATED: 1, Quality.EDITED: 1 << 32}
 
 
 class _Buckets:
     """A channel's values in a usage period by TOU: their counts, exact sums and highest
-    values (PD-D16). Units are summed as int64 where no sum can overflow it, else as Python
-    integers; either way exactly, so the last TOU's sum and counts are the total's less the
-    others'."""
+    values (PD-D16), taken run by run (``TouRuns``). Units are summed as int64 where no sum
+    can overflow it, else as Python integers; either way exactly."""
 
     def __init__(
         self,
         columns: IntervalColumns,
         units: npt.NDArray[Any],
         code_of: npt.NDArray[np.intp],
-        tou_of: npt.NDArray[np.intp],
-        size: int,
+        runs: TouRuns,
     ) -> None:
-        self.scale, self.tou_of = columns.scale, tou_of
-        self.high, self.low = int(units.max()), int(units.min())
-        safe = max(self.high, -self.low) * len(units) <= _INT64_MAX
-        self.units = units if safe and units.dtype == np.int64 else units.astype(object)
-        flags = []
-        for quality in (Quality.ESTIMATED, Quality.EDITED):
-            chosen = [q is quality for q in columns.qualities]  # by code list
-            flags.append(np.array(chosen)[code_of] if any(chosen) else None)
-        self.flags = flags
-        self.masks: dict[int, npt.NDArray[np.bool_]] = {}
-        # each TOU's (sum, values, estimated, edited); the last one's by difference
-        self.by_tou: list[tuple[int, int, int, int]] = []
-        for k in range(size - 1):
-            mask = self.mask(k)
-            whole = int(np.dot(self.units, mask))  # integer products and sums: exact
-            self.by_tou.append((whole, *self.counted(mask)))
-        whole = int(self.units.sum())
-        self.all = (whole, *self.counted(None))
-        last = [total - sum(part[j] for part in self.by_tou) for j, total in enumerate(self.all)]
-        self.by_tou.append((last[0], last[1], last[2], last[3]))
+        self.scale, self.runs = columns.scale, runs
+        self.highs = np.maximum.reduceat(units, runs.starts)  # each run's highest
+        self.high, low = int(self.highs.max()), int(units.min())
+        if units.dtype != np.int64 or max(self.high, -low) * len(units) > _INT64_MAX:
+            units = units.astype(object)
+        sums = self.by_tou(units)
+        # how many values of each TOU are estimated and edited, when any of the period are
+        weights = [_FLAG_WEIGHTS[quality] for quality in columns.qualities]
+        flagged = [0] * len(sums)
+        if any(weights):
+            per_run = np.add.reduceat(np.array(weights, dtype=np.int64).take(code_of), runs.starts)
+            flagged = (runs.choose @ per_run).tolist()
+        # each TOU's sum, values, estimated and edited, and the same of all
+        self.by_tous = [
+            (self.decimal(whole), values, weight & 0xFFFFFFFF, weight >> 32)
+            for whole, values, weight in zip(sums, runs.values, flagged, strict=True)
+        ]
+        weight = sum(flagged)
+        self.all = (self.decimal(sum(sums)), len(units), weight & 0xFFFFFFFF, weight >> 32)
 
-    def mask(self, k: int) -> npt.NDArray[np.bool_]:
-        found = self.masks.get(k)
-        if found is None:
-            found = self.masks[k] = self.tou_of == k
+    def by_tou(self, amounts: npt.NDArray[Any]) -> list[int]:
+        """The sum of ``amounts`` in each TOU: each run's, then each TOU's runs'."""
+        found: list[int] = (self.runs.choose @ np.add.reduceat(amounts, self.runs.starts)).tolist()
         return found
-
-    def counted(self, mask: npt.NDArray[np.bool_] | None) -> tuple[int, int, int]:
-        """How many values ``mask`` chooses (None: all), and how many are estimated and
-        edited."""
-        values = len(self.units) if mask is None else int(np.count_nonzero(mask))
-        found = [values]
-        for flags in self.flags:
-            if flags is None or not values:
-                found.append(0)
-            else:
-                found.append(int(np.count_nonzero(flags if mask is None else flags & mask)))
-        return found[0], found[1], found[2]
 
     def decimal(self, units: int) -> Decimal:
         return Decimal(units).scaleb(-self.scale)
 
-    def counts(self, k: int | None) -> tuple[int, int, int]:
-        """The values of bucket ``k`` (None: all), and how many are estimated and edited."""
-        _, values, estimated, edited = self.all if k is None else self.by_tou[k]
-        return values, estimated, edited
-
-    def total(self) -> tuple[Decimal, int, int, int]:
-        """The sum of all values, with ``counts``."""
-        return self.decimal(self.all[0]), *self.all[1:]
-
-    def sum(self, k: int) -> tuple[Decimal, int, int, int]:
-        """The sum of bucket ``k``, with its ``counts``."""
-        return self.decimal(self.by_tou[k][0]), *self.by_tou[k][1:]
-
     def highest(self, k: int | None) -> Decimal:
         """The highest value of bucket ``k`` (None: of all); a bucket ``k`` has values."""
-        if k is None:
+        if k is None or self.runs.values[k] == self.all[1]:
             return self.decimal(self.high)
-        return self.decimal(int(np.where(self.mask(k), self.units, self.low).max()))
+        return self.decimal(int(self.highs[self.runs.runs_of(k)].max()))
 
 
-@dataclass(frozen=True)
 class _Channel:
     """An interval MC over the part of the request its install event covers, on its grid."""
 
-    channel: IntervalChannel
-    first: datetime
-    last: datetime | None  # None: still installed
+    __slots__ = ("channel", "first", "last", "micros", "step")
 
-    @cached_property
-    def step(self) -> timedelta:
-        return timedelta(seconds=self.channel.seconds_per_interval)
+    def __init__(self, channel: IntervalChannel, first: datetime, last: datetime | None) -> None:
+        self.channel, self.first = channel, first
+        self.last = last  # None: still installed
+        seconds = channel.seconds_per_interval
+        self.step = timedelta(seconds=seconds)
+        self.micros = seconds * 1_000_000  # the interval length as interval columns count time
 
-    @property
-    def micros(self) -> int:
-        """The interval length in microseconds, as interval columns count time."""
-        return self.channel.seconds_per_interval * 1_000_000
+    def with_channel(self, channel: IntervalChannel) -> _Channel:
+        """The same span of another form of the channel (VEE's, with its gaps filled)."""
+        return _Channel(channel, self.first, self.last)
 
     def until(self, moment: datetime) -> datetime:
         """The earlier of ``moment`` and the channel's removal."""
         return min(self.last, moment) if self.last else moment
 
 
-@dataclass(frozen=True)
-class _Boundary:
+class _Boundary(NamedTuple):
     reported: datetime  # on every interval grid
     scalar: datetime  # where register read pairs end or start
 
@@ -356,7 +353,12 @@ class _Calculation:
         for i in self.installed:
             for channel in i.channels:
                 step = channel.seconds_per_interval
-                first = max(self.start, grid_ceiling(i.installed_at, step, self.zone))
+                # installed by the start: the start, which is on the grid (check_alignment)
+                first = (
+                    self.start
+                    if i.installed_at <= self.start
+                    else max(self.start, grid_ceiling(i.installed_at, step, self.zone))
+                )
                 last = grid_ceiling(i.removed_at, step, self.zone) if i.removed_at else None
                 self.channels.append(_Channel(channel, first, last))
 
@@ -364,7 +366,7 @@ class _Calculation:
         self.check_alignment()
         if self.request.estimation_allowed:
             self.channels = [
-                replace(c, channel=fill_gaps(c.channel, c.first, c.until(self.window[1])))
+                c.with_channel(fill_gaps(c.channel, c.first, c.until(self.window[1])))
                 for c in self.channels
             ]
         if not self.channels and not self.registers:
@@ -390,7 +392,11 @@ class _Calculation:
             ("endDateTimeFrom", self.window[0]),
             ("endDateTimeTo", self.window[1]),
         ] + [("dateBreaks.dateTime", b.date_time) for b in self.request.date_breaks]
+        checked = set()
         for name, moment in given:
+            if moment in checked:
+                continue  # the same instant under another name: already on the grid
+            checked.add(moment)
             for seconds in self.lengths:
                 if not on_grid(moment, seconds, self.zone):
                     text = self.local(moment).isoformat()
@@ -469,7 +475,12 @@ class _Calculation:
                     f"interval data is incomplete before the read at {self.local(scalar_end)}"
                 )
             return end
-        end = grid_floor(reachable, self.grid, self.zone)
+        # the window's end, the usual answer, is on the grid (check_alignment)
+        end = (
+            reachable
+            if reachable == self.window[1]
+            else grid_floor(reachable, self.grid, self.zone)
+        )
         if end < self.window[0]:
             raise InsufficientData(
                 f"interval data is complete only up to {self.local(reachable)}, before the window"
@@ -609,38 +620,36 @@ class _Calculation:
             uom, sqi, seconds = c.channel.uom, c.channel.sqi, c.channel.seconds_per_interval
             if uom == ENERGY:
                 sqis.add(sqi)
-            delivered = uom == ENERGY and sqi in ("", DELIVERED)
-            columns = c.channel.columns
             picked = self.channel_values(c, low, high)
             count = (high - low) // c.step
             if not count:
                 continue
-            tous, tou_of = self.calendar.tou_index(_micros(low) + c.micros, count, seconds)
-            units = columns.units[picked]
-            buckets = _Buckets(columns, units, columns.code_of[picked], tou_of, len(tous))
-            energy.setdefault(SqKey(uom, "", sqi), _Sq()).take_total(*buckets.total())
-            for tou, k in sorted(zip(tous, range(len(tous)), strict=True)):
-                if tou and buckets.counts(k)[0]:
-                    energy.setdefault(SqKey(uom, tou, sqi), _Sq()).take_total(*buckets.sum(k))
-            if delivered:
+            runs = self.calendar.tou_runs(_micros(low) + c.micros, count, seconds)
+            if uom != ENERGY:
+                continue  # its values are all there and have TOUs: it has no quantity here
+            columns, tous, values = c.channel.columns, runs.tous, runs.values
+            buckets = _Buckets(columns, columns.units[picked], columns.code_of[picked], runs)
+            _add(energy, SqKey(uom, "", sqi), buckets.all)
+            for k, tou in enumerate(tous):
+                if tou and values[k]:
+                    _add(energy, SqKey(uom, tou, sqi), buckets.by_tous[k])
+            if sqi in ("", DELIVERED):
                 kw = buckets.highest(None) * 3600 / seconds
-                total = demand.setdefault(SqKey(DEMAND), _Sq(peak=True))
-                total.take_peak(kw, *buckets.counts(None))
+                _add(demand, SqKey(DEMAND), (kw, *buckets.all[1:]), peak=True)
                 on = tous.index(ON_PEAK) if ON_PEAK in tous else None
-                if on is not None and buckets.counts(on)[0]:
+                if on is not None and values[on]:
                     kw = buckets.highest(on) * 3600 / seconds
-                    peak = demand.setdefault(SqKey(DEMAND, ON_PEAK), _Sq(peak=True))
-                    peak.take_peak(kw, *buckets.counts(on))
+                    _add(demand, SqKey(DEMAND, ON_PEAK), (kw, *buckets.by_tous[on][1:]), peak=True)
         if not sqis:
             return
+        delivered = bool(sqis & {"", DELIVERED})
         for key in self.group.sqs:
             if key.uom == ENERGY:
                 for sqi in sorted(sqis):
-                    found = energy.get(SqKey(ENERGY, key.tou, sqi), _Sq())
-                    sqs.setdefault(SqKey(ENERGY, key.tou, sqi), _Sq()).merge(found)
-            elif key.uom == DEMAND and key.sqi != BILLED and sqis & {"", DELIVERED}:
-                found = demand.get(key, _Sq(peak=True, quantity=Decimal(0)))
-                sqs.setdefault(key, _Sq(peak=True)).merge(found)
+                    measured = SqKey(ENERGY, key.tou, sqi)
+                    _merge(sqs, measured, energy.get(measured) or _Sq())
+            elif key.uom == DEMAND and key.sqi != BILLED and delivered:
+                _merge(sqs, key, demand.get(key) or _Sq(peak=True, quantity=Decimal(0)))
 
     def channel_values(
         self, c: _Channel, low: datetime, high: datetime

@@ -284,16 +284,23 @@ class IntervalColumns:
     codes: tuple[tuple[str, ...], ...]  # the channel's distinct quality code lists
     code_of: npt.NDArray[np.intp]  # each value's list, an index into codes
     qualities: tuple[Quality, ...]  # each code list's class, by the same index
+    # the microseconds between every two consecutive ends, when that is one length (a channel
+    # read without gaps); None otherwise: what every use of the columns asks first
+    spacing: int | None = field(init=False, repr=False)
 
-    @cached_property
-    def spacing(self) -> int | None:
-        """The microseconds between every two consecutive ends, when that is one length (a
-        channel read without gaps); None otherwise."""
-        if len(self.ends) < 2:
-            return None
-        apart = np.diff(self.ends)
-        low = int(apart.min())
-        return low if low == int(apart.max()) else None
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "spacing", _spacing(self.ends))
+
+
+def _spacing(ends: npt.NDArray[np.int64]) -> int | None:
+    """The one length between consecutive ``ends``, if there is one."""
+    if len(ends) < 2:
+        return None
+    # the gaps add up to the span: all equal the first exactly when none is smaller
+    first = int(ends[1] - ends[0])
+    if int(ends[-1] - ends[0]) != first * (len(ends) - 1):
+        return None
+    return first if int((ends[1:] - ends[:-1]).min()) == first else None
 
 
 _FLOAT_EXACT = float(2**53)

@@ -31,7 +31,14 @@ def legal_time(moment: datetime, time_zone: ZoneInfo) -> datetime:
     """``moment`` with the SP's legal offset as a fixed offset: it prints as the contracts want
     (``-04:00``) and, unlike a zone-aware time in the repeated autumn hour, compares by instant."""
     local = moment.astimezone(time_zone)
-    return local.replace(tzinfo=timezone(local.utcoffset() or timedelta(0)))
+    fixed = moment.astimezone(_fixed(local.utcoffset() or timedelta(0)))  # faster than replace
+    return fixed.replace(fold=1) if local.fold else fixed  # the repeated hour's second time
+
+
+@functools.lru_cache(maxsize=256)
+def _fixed(offset: timedelta) -> timezone:
+    """The fixed-offset zone of ``offset``: a zone has a few, and every reported time needs one."""
+    return timezone(offset)
 
 
 @functools.lru_cache(maxsize=64)
@@ -144,30 +151,60 @@ class TouCalendar:
             found.extend(row[first : first + count - len(found)])
         return found
 
-    def tou_index(
-        self, first_end: int, count: int, seconds: int
-    ) -> tuple[tuple[str, ...], npt.NDArray[np.intp]]:
-        """``tous_of`` as codes and each interval's index into them, the first interval stamped
-        ``first_end`` microseconds after the epoch: the same day rows, each date classified
-        once per map and each day kind's row made once per interval length."""
+    def tou_runs(self, first_end: int, count: int, seconds: int) -> TouRuns:
+        """The TOUs of ``count`` consecutive intervals of ``seconds`` as runs, the first
+        interval stamped ``first_end`` microseconds after the epoch: ``tous_of`` of each, from
+        the same day rows, each date classified once per map and each day kind's row made once
+        per interval length. Outside an override the runs depend only on the map and the span,
+        which every SP billed over the same period shares: they are made once per span."""
         tou_map = self.tou_map
         if tou_map is None and not self.overrides:
-            return ("",), np.zeros(count, dtype=np.intp)
+            return TouRuns.of(("",), np.zeros(count, dtype=np.intp))
         if tou_map is None or self.overrides:
             named = self.tous_of(_EPOCH + _MICROSECOND * first_end, count, seconds)
             codes = tuple(dict.fromkeys(named))
             index = {code: k for k, code in enumerate(codes)}
-            return codes, np.fromiter(map(index.__getitem__, named), np.intp, count)
+            return TouRuns.of(codes, np.fromiter(map(index.__getitem__, named), np.intp, count))
         step = seconds * 1_000_000
         offset = _standard_offset(self.time_zone) // _MICROSECOND
         first_day, into = divmod(first_end - step + offset, _DAY_MICROSECONDS)
         phase, slot = into % step, into // step
-        per_day = len(range(phase, _DAY_MICROSECONDS, step))
-        days = (slot + count - 1) // per_day + 1 if count else 0
-        rows = _MapRows.of(tou_map)
-        kinds = rows.kinds(first_day, days, step, phase)
-        table = rows.tables[step, phase]
-        return rows.tous, table[kinds].ravel()[slot : slot + count]
+        return _MapRows.of(tou_map).runs(first_day, step, phase, slot, count)
+
+
+@dataclass(frozen=True, eq=False)
+class TouRuns:
+    """The TOUs of a span of consecutive intervals as runs, each a stretch of intervals of one
+    TOU: a month of 15-minute intervals has a few dozen, so a channel's values are bucketed
+    by adding and comparing whole runs (``np.add.reduceat``) rather than by a mask over every
+    interval for every TOU."""
+
+    tous: tuple[str, ...]
+    starts: npt.NDArray[np.intp]  # each run's first interval, from 0, increasing
+    tou_of: npt.NDArray[np.intp]  # each run's TOU, an index into tous
+    values: tuple[int, ...]  # the intervals of each TOU
+    choose: npt.NDArray[np.int64]  # one row a TOU, 1 for each of its runs
+    _runs_of: dict[int, npt.NDArray[np.intp]] = field(default_factory=dict, repr=False)
+
+    def runs_of(self, k: int) -> npt.NDArray[np.intp]:
+        """The runs of TOU ``k``: found when first asked for (most spans ask for one TOU's, to
+        find its highest value, if any) and kept with the runs."""
+        found = self._runs_of.get(k)
+        if found is None:
+            found = self._runs_of[k] = np.flatnonzero(self.tou_of == k)
+        return found
+
+    @classmethod
+    def of(cls, tous: tuple[str, ...], by_interval: npt.NDArray[np.intp]) -> TouRuns:
+        """The runs of intervals whose TOUs are ``by_interval``, indexes into ``tous``."""
+        count = len(by_interval)
+        starts = np.flatnonzero(by_interval[1:] != by_interval[:-1]) + 1
+        starts = np.concatenate((np.zeros(min(count, 1), dtype=np.intp), starts))
+        tou_of = by_interval[starts]
+        choose = (tou_of == np.arange(len(tous))[:, None]).astype(np.int64)
+        bounds = np.concatenate((starts, np.full(1, count, dtype=np.intp)))
+        values: list[int] = (choose @ (bounds[1:] - bounds[:-1])).tolist()
+        return cls(tous, starts, tou_of, tuple(values), choose)
 
 
 def _day_row(tou_map: TouMap, on: date, step: int, phase: int) -> tuple[str, ...]:
@@ -193,7 +230,8 @@ _DAY_ROWS: dict[tuple[TouMap, str, DayType, int, int], tuple[str, ...]] = {}
 
 class _MapRows:
     """A TOU map's dates by day kind and each kind's TOUs by interval, as indexes into the
-    map's TOUs: what ``TouCalendar.tou_index`` reads, made once per map."""
+    map's TOUs, and the runs of the spans asked for: what ``TouCalendar.tou_runs`` reads, made
+    once per map."""
 
     def __init__(self, tou_map: TouMap) -> None:
         self.tou_map, self.tous = tou_map, tou_map.tous
@@ -202,7 +240,7 @@ class _MapRows:
         self.dates: list[date] = []  # a date of each kind
         self.kinds_by: dict[tuple[str, DayType], int] = {}
         self.tables: dict[tuple[int, int], npt.NDArray[np.intp]] = {}
-        self.spans: dict[tuple[int, int, int, int], npt.NDArray[np.intp]] = {}
+        self.spans: dict[tuple[int, int, int, int, int], TouRuns] = {}
 
     @classmethod
     def of(cls, tou_map: TouMap) -> _MapRows:
@@ -213,29 +251,38 @@ class _MapRows:
             rows = _MAPS[id(tou_map)] = cls(tou_map)
         return rows
 
+    def runs(self, first_day: int, step: int, phase: int, slot: int, count: int) -> TouRuns:
+        """The runs of ``count`` intervals of ``step`` from ``phase``, the first the ``slot``-th
+        of the date ``first_day`` days after the epoch."""
+        key = (first_day, step, phase, slot, count)
+        found = self.spans.get(key)
+        if found is None:
+            per_day = len(range(phase, _DAY_MICROSECONDS, step))
+            days = (slot + count - 1) // per_day + 1 if count else 0
+            kinds = self.kinds(first_day, days, step, phase)
+            by_interval = self.tables[step, phase][kinds].ravel()[slot : slot + count]
+            if len(self.spans) >= 1024:  # a nightly run meets a few dozen spans
+                self.spans.clear()
+            found = self.spans[key] = TouRuns.of(self.tous, by_interval)
+        return found
+
     def kinds(self, first_day: int, days: int, step: int, phase: int) -> npt.NDArray[np.intp]:
         """The kind of each of ``days`` dates from ``first_day``, with the row of each kind
         made for intervals of ``step`` from ``phase``, date by date as ``tous_of`` meets them."""
-        key = (first_day, days, step, phase)
-        found = self.spans.get(key)
-        if found is None:
-            table = self.tables.get((step, phase))
-            kinds = []
-            for number in range(first_day, first_day + days):
-                kind = self.kind_of.get(number)
-                if kind is None:
-                    on = date.fromordinal(_EPOCH_DAY + number)
-                    named = (self.tou_map.season_of(on), self.tou_map.day_type_of(on))
-                    kind = self.kind_of[number] = self.kinds_by.setdefault(named, len(self.dates))
-                    if kind == len(self.dates):
-                        self.dates.append(on)
-                if table is None or kind >= len(table):
-                    table = self.tables[step, phase] = self.table(step, phase)
-                kinds.append(kind)
-            if len(self.spans) >= 4096:
-                self.spans.clear()
-            found = self.spans[key] = np.array(kinds, dtype=np.intp)
-        return found
+        table = self.tables.get((step, phase))
+        kinds = []
+        for number in range(first_day, first_day + days):
+            kind = self.kind_of.get(number)
+            if kind is None:
+                on = date.fromordinal(_EPOCH_DAY + number)
+                named = (self.tou_map.season_of(on), self.tou_map.day_type_of(on))
+                kind = self.kind_of[number] = self.kinds_by.setdefault(named, len(self.dates))
+                if kind == len(self.dates):
+                    self.dates.append(on)
+            if table is None or kind >= len(table):
+                table = self.tables[step, phase] = self.table(step, phase)
+            kinds.append(kind)
+        return np.array(kinds, dtype=np.intp)
 
     def table(self, step: int, phase: int) -> npt.NDArray[np.intp]:
         """The TOU of each interval of each day kind known so far, one row a kind."""
