@@ -2,10 +2,9 @@
 in the same run, and says whether the figure meets its target (docs/benchmarks.md, "One
 command").
 
-A scenario reuses its script's measuring function (bench_codec.py, bench_mapping.py,
-bench_compile.py, bench_startup.py, bench_runtime.py, bench_billing.py, bench_intervals.py), at a
-quick size for `--quick` and a full size otherwise; the scripts print their own figures from the
-same functions.
+A scenario reuses its script's measuring function (``bench_<scenario>.py``), at a quick size
+for `--quick` and a full size otherwise; the scripts print their own figures from the same
+functions.
 """
 
 from __future__ import annotations
@@ -262,6 +261,72 @@ def runtime(quick: bool) -> list[Result]:
     ]
 
 
+def saves(quick: bool) -> list[Result]:
+    import bench_saves
+
+    found = bench_saves.measure(1000 if quick else 3000, 0.02)
+    return [
+        result(
+            "saves",
+            f"longest wait of a save ({found.saves} saves)",
+            "s",
+            found.longest_wait_s,
+            {},
+            None,
+            Target(found.target_s, at_least=False, on="figure", unit="s"),
+        ),
+        result("saves", "median wait of a save", "ms", found.median_wait_s * 1e3, {}, None, None),
+        result(
+            "saves",
+            f"longest worker transaction ({found.worker_transactions} transactions)",
+            "s",
+            found.longest_held_s,
+            {},
+            None,
+            None,
+        ),
+        result("saves", "largest WAL", "MB", found.wal_bytes / 1e6, {}, None, None),
+    ]
+
+
+def latency(quick: bool) -> list[Result]:
+    import bench_latency as bench
+
+    found = bench.measure(100.0, 5.0 if quick else 30.0)
+    target = Target(bench.TARGET_S, at_least=False, on="figure", unit="s")
+    return [
+        result("latency", "commit to first send, p50", "s", found.sent_p50, {}, None, None),
+        result("latency", "commit to first send, p99", "s", found.sent_p99, {}, None, target),
+        result(
+            "latency", "commit to SYNCHRONIZED, p50", "s", found.acknowledged_p50, {}, None, None
+        ),
+        result(
+            "latency", "commit to SYNCHRONIZED, p99", "s", found.acknowledged_p99, {}, None, None
+        ),
+    ]
+
+
+def drain(quick: bool) -> list[Result]:
+    import bench_drain as bench
+
+    found = bench.measure(3_000 if quick else 30_000)
+    first, last = bench.rate(found.rates[:3]), bench.rate(found.rates[-3:])
+    backlog = f"(a backlog of {found.requests:,} requests)"
+    return [
+        result("drain", f"first three tenths {backlog}", "requests/s", first, {}, None, None),
+        result("drain", f"last three tenths {backlog}", "requests/s", last, {}, None, None),
+        result(
+            "drain",
+            f"last three tenths over the first three {backlog}",
+            "x",
+            found.flatness,
+            {},
+            None,
+            Target(bench.TARGET, at_least=True, on="figure"),
+        ),
+    ]
+
+
 def intervals(quick: bool) -> list[Result]:
     import bench_intervals
 
@@ -381,6 +446,109 @@ def demo(quick: bool) -> list[Result]:
     return results
 
 
+def faults(quick: bool) -> list[Result]:
+    import bench_faults
+
+    sizes = (1_000, 10_000, 100_000) if quick else bench_faults.SIZES
+    rejections = bench_faults.measure(sizes, 2 if quick else 3)
+    largest, middle = rejections[-1], rejections[len(rejections) // 2]
+    return [
+        result(
+            "faults",
+            f"time per problem ({largest.problems:,} problems)",
+            "µs",
+            largest.per_problem * 1e6,
+            {f"{middle.problems:,} problems": middle.per_problem * 1e6},
+            (bench_faults.growth(rejections), "time"),
+            Target(bench_faults.TARGET_GROWTH, at_least=False, on="ratio"),
+        ),
+        result(
+            "faults",
+            f"a message rejected ({largest.bytes:,} bytes, {largest.problems:,} problems)",
+            "ms",
+            largest.seconds * 1e3,
+            {},
+            None,
+            None,
+        ),
+    ]
+
+
+def operator(quick: bool) -> list[Result]:
+    import bench_operator as bench
+
+    dsn, unavailable = postgres_dsn()
+    if unavailable:
+        return [result("operator", f"not measured, {unavailable}", "ms", None, {}, None, None)]
+    size = bench.QUICK if quick else bench.FULL
+    loaded, figures = bench.measure(dsn, size)
+    rows = size.sync_requests + 2 * size.messages
+    target = Target(bench.TARGET_S * 1000, at_least=False, on="figure", unit="ms")
+    return [
+        result("operator", "store, rows", "rows", rows, {}, None, None),
+        result("operator", "store, loaded in", "s", loaded, {}, None, None),
+        *(
+            result(
+                "operator",
+                name,
+                "ms",
+                seconds * 1e3,
+                {},
+                None,
+                None if name == bench.PROCESS else target,
+            )
+            for name, seconds in figures.items()
+        ),
+    ]
+
+
+def docs(quick: bool) -> list[Result]:
+    import bench_docs
+
+    built = bench_docs.measure(1 if quick else 5)
+    pages = built[-1][1]
+    return [
+        result(
+            "docs",
+            f"ccbmdm docs build ({pages} pages)",
+            "s",
+            statistics.median(seconds for seconds, _ in built),
+            {},
+            None,
+            Target(bench_docs.TARGET_S, at_least=False, on="figure", unit="s"),
+        )
+    ]
+
+
+def conformance(quick: bool) -> list[Result]:
+    """Every flow in both modes: the whole run takes seconds, and a part would say less."""
+    import bench_conformance
+
+    run = bench_conformance.measure()
+    return [
+        result("conformance", "--mutate, mutants", "mutants", run.mutants, {}, None, None),
+        result("conformance", "--mutate, mutants killed", "mutants", run.killed, {}, None, None),
+        result("conformance", "--mutate, processor time", "s", run.cpu_s, {}, None, None),
+        result("conformance", "--mutate, wall time", "s", run.wall_s, {}, None, None),
+    ]
+
+
+def recovery(quick: bool) -> list[Result]:
+    import bench_recovery as bench
+
+    dsn, unavailable = postgres_dsn()
+    kinds = ("sqlite",) if quick or unavailable else ("sqlite", "postgres")
+    target = Target(bench.TARGET_S, at_least=False, on="figure", unit="s")
+    results = []
+    for kind in kinds:
+        for killed in ("bridge",) if quick else bench.SERVICES:
+            open_at_kill, seconds = bench.measure(kind, killed, dsn)
+            store = {"sqlite": "SQLite", "postgres": "PostgreSQL"}[kind]
+            name = f"{store}, {killed} killed ({open_at_kill} requests open)"
+            results.append(result("recovery", name, "s", seconds, {}, None, target))
+    return results
+
+
 SCENARIOS = {
     s.name: s
     for s in (
@@ -389,11 +557,21 @@ SCENARIOS = {
         Scenario("compile", "ccbmdm compile of the reference project, cold and warm", compile_),
         Scenario("startup", "ccbmdm --help, validate and transform, each a new process", startup),
         Scenario("runtime", "PERSON_SYNC requests end to end, SQLite and PostgreSQL", runtime),
+        Scenario("saves", "the source's saves on SQLite while a worker moves a backlog", saves),
+        Scenario("latency", "from a change's commit to its send, at a steady rate", latency),
+        Scenario("drain", "a backlog drained at a flat rate", drain),
         Scenario("billing", "the determinant engine against numpy; usage requests", billing),
         Scenario(
             "intervals", "interval data import and the store's size per customer-month", intervals
         ),
         Scenario("demo", "ccbmdm demo at 1,000 and 10,000 customers, 100,000 on PostgreSQL", demo),
+        Scenario("faults", "rejecting a message with many problems: linear in them", faults),
+        Scenario("operator", "status, metrics, show and the console on a large store", operator),
+        Scenario("recovery", "every request final after a service is killed", recovery),
+        Scenario("docs", "ccbmdm docs build of the reference project", docs),
+        Scenario(
+            "conformance", "ccbmdm conformance --mutate of the reference project", conformance
+        ),
     )
 }
 

@@ -84,12 +84,18 @@ def load(root: Path) -> Published | None:
     return Published(RESULTS.as_posix(), document)
 
 
+# units of things counted, shown whole
+COUNTS = frozenset({"rows", "mutants"})
+
+
 def figure(value: float | None, unit: str) -> str:
-    """A figure as the table and the guides show it: seconds to the millisecond, the rest to
-    one decimal, with thousands separated."""
+    """A figure as the table and the guides show it: a count whole, a ratio to the hundredth,
+    seconds to the millisecond, the rest to one decimal, with thousands separated."""
     if value is None:
         return "—"
-    digits = 3 if unit == "s" else 1
+    if unit == "x":
+        return f"{value:.2f}x"
+    digits = 0 if unit in COUNTS else 3 if unit == "s" else 1
     return f"{value:,.{digits}f} {unit}"
 
 
@@ -176,6 +182,10 @@ def page(published: Published, guide: str | None) -> str:
                 RESULTS_TABLE,
             )
         )
+    failed: dict[str, str] = published.document.get("failed") or {}
+    if failed:
+        lines += ["## Did not run", ""]
+        lines += [f"- **{name}**: {inline(why)}" for name, why in failed.items()]
     return "\n".join(lines)
 
 

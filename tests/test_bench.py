@@ -170,3 +170,28 @@ def test_the_runtime_scenario_says_so_when_no_postgresql_answers(
     assert postgres.figure is None and postgres.passed is None
     assert postgres.name.startswith("PostgreSQL, one worker: not measured, no PostgreSQL answers")
     assert "127.0.0.1:1" in postgres.name
+
+
+def test_a_scenario_that_cannot_run_is_reported_and_the_others_still_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run of half an hour must not lose its other scenarios to one that fails."""
+    monkeypatch.chdir(REPO)
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # as `ccbmdm bench` finds them
+    suite = importlib.import_module("suite")
+    timing = importlib.import_module("timing")
+
+    def broken(quick: bool) -> list[Any]:
+        raise timing.BenchmarkFailed("its routes disagree on the message")
+
+    failing = suite.Scenario("broken", "a scenario whose own check fails", broken)
+    monkeypatch.setitem(suite.SCENARIOS, "broken", failing)
+    written = tmp_path / "bench.json"
+    code = run(lambda: app(["bench", "--quick", "--only", "broken,faults", "--json", str(written)]))
+    assert code == 1
+    said = " ".join(capsys.readouterr().err.split())
+    assert "the broken scenario did not run: its routes disagree on the message" in said
+    assert "1 of 2 scenarios did not run: broken: BenchmarkFailed" in said
+    document = json.loads(written.read_text(encoding="utf-8"))
+    assert document["failed"] == {"broken": "BenchmarkFailed: its routes disagree on the message"}
+    assert {r["scenario"] for r in document["results"]} == {"faults"}

@@ -20,7 +20,7 @@ import typer
 from rich.markup import escape
 
 from ccbmdm.cli.app import app, err, out
-from ccbmdm.cli.failures import fail
+from ccbmdm.cli.failures import fail, say_error
 
 SUITE = Path("benchmarks") / "suite.py"
 
@@ -68,11 +68,14 @@ def _load_average() -> float | None:
 
 
 def _print_table(results: list[Any]) -> None:
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from ccbmdm.docsite.benchmarks import figure, ratio
 
-    table = Table("scenario", "this project", "anchors (same run)", "ratio", "target", "")
+    # a scenario's name is never broken, however narrow the terminal
+    widest = max((len(result.scenario) + 1 for result in results), default=0)
+    scenario = Column("scenario", min_width=widest)
+    table = Table(scenario, "this project", "anchors (same run)", "ratio", "target", "")
     for result in results:
         anchors = "\n".join(
             f"{escape(name)}: {figure(value, result.unit)}"
@@ -117,7 +120,8 @@ def bench(
     ] = None,
 ) -> None:
     """Run the benchmark suite of a source checkout: each scenario's figure against anchors
-    measured in the same run, with its target; a target missed is "short", not a failure."""
+    measured in the same run, with its target; a target missed is "short", not a failure. A
+    scenario that cannot run is reported and the others run; the command then exits 1."""
     suite = _suite()
     scenarios = _chosen(suite, only)
     machine = suite.machine_description()
@@ -128,12 +132,14 @@ def bench(
     started = datetime.now(UTC)
     load = {"start": _load_average()}
     results: list[Any] = []
+    failed: dict[str, str] = {}  # scenario -> why it did not run; the others still run
     for scenario in scenarios:
         with err.status(f"{scenario.name}: {escape(scenario.what)}…"):
             try:
                 results += scenario.run(quick)
             except Exception as exc:
-                fail(f"the {scenario.name} scenario did not run: {type(exc).__name__}: {exc}")
+                failed[scenario.name] = f"{type(exc).__name__}: {exc}"
+                say_error(f"the {scenario.name} scenario did not run: {exc}")
     _print_table(results)
     load["end"] = _load_average()
     if json_file:
@@ -144,6 +150,12 @@ def bench(
             "load": load,
             "scenarios": {s.name: s.what for s in scenarios},
             "results": [r.as_json() for r in results],
+            "failed": failed,
         }
         json_file.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
         err.print(f"wrote {escape(str(json_file))}")
+    if failed:
+        fail(
+            f"{len(failed)} of {len(scenarios)} scenarios did not run: "
+            + "; ".join(f"{name}: {why}" for name, why in failed.items())
+        )

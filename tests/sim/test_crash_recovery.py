@@ -7,8 +7,7 @@ by record: nothing lost, nothing duplicated, nothing applied twice."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -19,20 +18,11 @@ from ccbmdm.runtime.lifecycles.sync import CCB_SYNC_FLOWS
 from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
 from ccbmdm.runtime.sim.mdm.apply import FLOWS
 from ccbmdm.runtime.sim.mdm.records import Records, production_id
-from ccbmdm.runtime.sim.synthetic import CYCLES, Customer, Plan, generate
+from ccbmdm.runtime.sim.synthetic import CYCLES, Customer
 from ccbmdm.runtime.store import Store, open_store
-from flows_world import settle
 from loopback import NODES, three_services
+from recovery import DELIVERY, RECOVERY_S, ccb_states, kill_and_restart
 from support import pg_dsn, postgres_schema
-
-CUSTOMERS = 25
-RENAMED = 10  # people CCB's users rename while a process is down, at most
-RECOVERY_S = 60.0  # every request final within this long after the restart (issue 12)
-# realistic for loopback: a lease a few seconds long, quick polls, retries within seconds
-DELIVERY = (
-    "{lease_s: 5, poll_interval_s: 0.1, backoff_base_s: 0.5, backoff_factor: 2, "
-    "backoff_cap_s: 5, retry_window_s: 300, http_timeout_s: 2}"
-)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -46,26 +36,6 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str,
         yield {name: schemas.enter_context(postgres_schema(dsn, name)) for name in NODES}
 
 
-def wait_for(condition: Callable[[], bool], what: str, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
-        time.sleep(0.05)
-
-
-def ccb_states(store: Store) -> dict[str, int]:
-    with store.transaction() as tx:
-        rows = tx.fetch("SELECT state, count(*) AS n FROM sync_request GROUP BY state")
-    return {str(r["state"]): int(r["n"]) for r in rows}
-
-
-def refused_sends(store: Store) -> int:
-    """Messages of this store whose last send found its partner unreachable."""
-    with store.transaction() as tx:
-        row = tx.fetch_one("SELECT count(*) AS n FROM outbox WHERE failure = 'unreachable'")
-    return int(row["n"]) if row else 0
-
-
 @pytest.mark.parametrize("killed", ["ccb", "bridge", "mdm"])
 def test_after_a_kill_and_a_restart_every_request_is_final_within_a_minute_and_both_agree(
     killed: str, stores: dict[str, str], tmp_path: Path
@@ -73,56 +43,17 @@ def test_after_a_kill_and_a_restart_every_request_is_final_within_a_minute_and_b
     with three_services(tmp_path, stores, DELIVERY) as services:
         store = {name: open_store(dsn) for name, dsn in stores.items()}
         try:
-            ccb = CcbSimulator(store["ccb"])
-            customers = generate(ccb, Plan(customers=CUSTOMERS, seed=12))
-            total = CUSTOMERS * 6 + len(CYCLES)
-
-            def flowing() -> bool:
-                return ccb_states(store["ccb"]).get("SYNCHRONIZED", 0) >= total // 10
-
-            wait_for(flowing, "the first changes to reach MDM")
-            open_at_kill = total - ccb_states(store["ccb"]).get("SYNCHRONIZED", 0)
-            services.kill(killed)
-            assert open_at_kill > 0  # the kill came while work was in flight
-
-            renamed = rename_while_down(ccb, customers)
-            watcher = {"bridge": "ccb", "mdm": "bridge"}.get(killed)
-            if watcher is not None:  # its partner found it down before it comes back
-                wait_for(lambda: refused_sends(store[watcher]) > 0, f"{killed} found down")
-            restarted = services.start(killed)
-
-            left = RECOVERY_S - (time.monotonic() - restarted)
-            settle(list(store.values()), seconds=left)
-            recovered = time.monotonic() - restarted
-            print(f"{killed} killed with {open_at_kill} open: all final {recovered:.1f} s after")
-            assert recovered <= RECOVERY_S
-
-            assert ccb_states(store["ccb"]) == {"SYNCHRONIZED": total + renamed}
+            run = kill_and_restart(services, store, killed)
+            print(
+                f"{killed} killed with {run.open_at_kill} open: all final {run.seconds:.1f} s after"
+            )
+            assert run.seconds <= RECOVERY_S
+            assert ccb_states(store["ccb"]) == {"SYNCHRONIZED": run.requests}
             agree_message_by_message(store["ccb"], store["mdm"])
-            agree_record_by_record(ccb, store["mdm"], customers)
+            agree_record_by_record(run.ccb, store["mdm"], run.customers)
         finally:
             for opened in store.values():
                 opened.close()
-
-
-def rename_while_down(ccb: CcbSimulator, customers: list[Customer]) -> int:
-    """CCB's users rename people whose first sync is done (so that each rename is a request
-    of its own) while a process is down; how many."""
-    with ccb.store.transaction() as tx:
-        done = {
-            str(r["pk"])
-            for r in tx.fetch(
-                "SELECT pk FROM sync_request WHERE mo = 'PERSON' AND state = 'SYNCHRONIZED'"
-            )
-        }
-    renamed = [c for c in customers if c.person_id in done][:RENAMED]
-    assert renamed
-    with ccb.store.transaction() as tx:
-        for customer in renamed:
-            person = ccb.record(tx, "PERSON", (customer.person_id,))
-            assert person is not None
-            ccb.save(tx, "PERSON", {**person, "entity_name": f"Renamed,{customer.person_id}"})
-    return len(renamed)
 
 
 def agree_message_by_message(ccb: Store, mdm: Store) -> None:

@@ -15,6 +15,7 @@ from ccbmdm.docsite.benchmarks import (
     RESULTS_TABLE,
     BenchmarkResultsError,
     Published,
+    figure,
     fill,
     load,
     page,
@@ -181,6 +182,21 @@ def test_the_page_has_the_machine_the_date_and_a_table_per_scenario(run: Publish
         "<td>short</td></tr>"
     ) in text
     assert "<td>cold: 3.340 s; other: 1.000 s</td>" in text and "<td>pass</td>" in text
+
+
+def test_a_scenario_that_did_not_run_is_listed_with_why(run: Published) -> None:
+    assert "Did not run" not in page(run, None)
+    run.document["failed"] = {"recovery": "BenchmarkFailed: bridge killed on sqlite: still open"}
+    text = page(run, None)
+    assert re.findall(r"^## (.*)$", text, re.MULTILINE)[-1] == "Did not run"
+    assert "- **recovery**: BenchmarkFailed: bridge killed on sqlite: still open" in text
+
+
+def test_counts_print_whole_and_ratios_to_the_hundredth() -> None:
+    assert figure(675.0, "mutants") == "675 mutants"
+    assert figure(9_000_000.0, "rows") == "9,000,000 rows"
+    assert figure(1.2549, "x") == "1.25x"
+    assert figure(0.1364, "s") == "0.136 s"
 
 
 def test_a_run_without_its_load_shows_none(run: Published) -> None:
