@@ -19,7 +19,6 @@ import argparse
 import multiprocessing
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from bench_runtime import integration, worker_of  # noqa: E402
+from bench_runtime import integration, sqlite_world, worker_of  # noqa: E402
 from timing import BenchmarkFailed, machine  # noqa: E402
 
 from ccbmdm.runtime.store import Store, open_store  # noqa: E402
@@ -98,11 +97,8 @@ def delays(store: Store) -> tuple[list[float], list[float]]:
 def measure(rate: float, seconds: float) -> Latency:
     """Saves at ``rate`` a second for ``seconds`` while a worker process runs."""
     context = multiprocessing.get_context("spawn")
-    with tempfile.TemporaryDirectory() as folder:
-        database = str(Path(folder) / "latency.db")
-        store = open_store(database)
-        store.migrate()
-        world = integration(store, BATCH)
+    with sqlite_world("latency", BATCH) as (database, world):
+        store = world.store
         ready_in, ready_out = context.Pipe(duplex=False)
         stop = context.Event()
         process = context.Process(target=work, args=(database, ready_out, stop))
@@ -121,7 +117,6 @@ def measure(rate: float, seconds: float) -> Latency:
         process.join()
         left = open_requests(store)
         sent, acknowledged = delays(store)
-        store.close()
     if process.exitcode != 0 or left:
         raise BenchmarkFailed(f"{left} requests still open; the worker ended {process.exitcode}")
     if len(sent) != saves:

@@ -119,6 +119,20 @@ def sqlite_rate(requests: int, batch: int, counted: bool = False, logs_at: str =
 
 
 @contextmanager
+def sqlite_world(name: str, batch: int) -> Iterator[tuple[str, Integration]]:
+    """A fresh SQLite database in a folder of its own, migrated, and the integration on it:
+    its file (for another process to open) and the world; both gone at the end."""
+    with tempfile.TemporaryDirectory() as folder:
+        database = str(Path(folder) / f"{name}.db")
+        store = open_store(database)
+        store.migrate()
+        try:
+            yield database, integration(store, batch)
+        finally:
+            store.close()
+
+
+@contextmanager
 def logging_into(folder: Path, level: str) -> Iterator[None]:
     """This process's standard error into a file, with the runtime's default logs on."""
     if level == "off":

@@ -21,7 +21,6 @@ import argparse
 import multiprocessing
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -30,7 +29,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from bench_runtime import integration, load, worker_of  # noqa: E402
+from bench_runtime import integration, load, sqlite_world, worker_of  # noqa: E402
 from timing import BenchmarkFailed, machine  # noqa: E402
 
 from ccbmdm.runtime.store import open_store  # noqa: E402
@@ -73,11 +72,8 @@ def measure(requests: int, pace_s: float) -> Saves:
     """A backlog of ``requests``, a worker moving it, and saves every ``pace_s`` meanwhile
     (a tenth of ``requests`` at most, so that the worker's work has an end)."""
     context = multiprocessing.get_context("spawn")
-    with tempfile.TemporaryDirectory() as folder:
-        database = str(Path(folder) / "saves.db")
-        store = open_store(database)
-        store.migrate()
-        world = integration(store, BATCH)
+    with sqlite_world("saves", BATCH) as (database, world):
+        store = world.store
         load(world, requests)
         waits: list[float] = []
 
@@ -102,7 +98,6 @@ def measure(requests: int, pace_s: float) -> Saves:
         held: list[float] = done_in.recv()
         process.join()
         budget = store.write_budget_s
-        store.close()
     if process.exitcode != 0:
         raise BenchmarkFailed(f"the worker process ended with {process.exitcode}")
     if not waits or not held:

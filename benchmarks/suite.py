@@ -309,15 +309,14 @@ def latency(quick: bool) -> list[Result]:
 def drain(quick: bool) -> list[Result]:
     import bench_drain as bench
 
-    found = bench.measure(3_000 if quick else 30_000)
-    first, last = bench.rate(found.rates[:3]), bench.rate(found.rates[-3:])
+    found = bench.measure(6_000 if quick else 30_000)
     backlog = f"(a backlog of {found.requests:,} requests)"
     return [
-        result("drain", f"first three tenths {backlog}", "requests/s", first, {}, None, None),
-        result("drain", f"last three tenths {backlog}", "requests/s", last, {}, None, None),
+        result("drain", f"tenths 2 to 4 {backlog}", "requests/s", found.early, {}, None, None),
+        result("drain", f"tenths 7 to 9 {backlog}", "requests/s", found.late, {}, None, None),
         result(
             "drain",
-            f"last three tenths over the first three {backlog}",
+            f"tenths 7 to 9 over tenths 2 to 4 {backlog}",
             "x",
             found.flatness,
             {},
