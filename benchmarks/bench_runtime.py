@@ -54,6 +54,7 @@ from ccbmdm.codegen.project import Project  # noqa: E402
 from ccbmdm.runtime import logs  # noqa: E402
 from ccbmdm.runtime.messaging.transport import InProcessTransport  # noqa: E402
 from ccbmdm.runtime.store import Store, open_store  # noqa: E402
+from ccbmdm.runtime.store.base import WriteSpan  # noqa: E402
 from ccbmdm.runtime.worker import Worker, settle_collector  # noqa: E402
 from runtime_world import Integration  # noqa: E402
 
@@ -101,6 +102,26 @@ def measure(store: Store, requests: int, batch: int = 50, counted: bool = False)
     states = {state for state, _ in world.requests()}
     assert states == {"SYNCHRONIZED"}, states
     return requests / seconds
+
+
+def transactions_per_request(store: Store, requests: int, batch: int) -> float:
+    """The write transactions one worker commits a request, from its first round to quiet (a
+    count, which the machine's load does not move; on SQLite each is an fsync when it wrote)."""
+    world = integration(store, batch)
+    load(world, requests)
+    worker = worker_of(world)
+    committed = 0
+
+    def heard(span: WriteSpan) -> None:
+        nonlocal committed
+        committed += span.committed
+
+    store.on_write = heard
+    try:
+        worker.drain(max_rounds=10 + 4 * requests // batch)
+    finally:
+        store.on_write = None
+    return committed / requests
 
 
 def sqlite_rate(requests: int, batch: int, counted: bool = False, logs_at: str = "info") -> float:

@@ -201,7 +201,7 @@ def startup(quick: bool) -> list[Result]:
 def runtime(quick: bool) -> list[Result]:
     import bench_runtime as bench
 
-    requests, runs = (600, 1) if quick else (3000, 3)
+    requests, runs = (600, 3) if quick else (3000, 5)
     on: list[float] = []
     off: list[float] = []
     for _ in range(runs):  # alternating, so that the machine's drift touches both alike
@@ -230,12 +230,36 @@ def runtime(quick: bool) -> list[Result]:
             Target(bench.LOGS_TARGET, at_least=False, on="figure"),
         ),
     ]
+    with bench.sqlite_world("costs", 50) as (_, world):
+        costs = bench.transactions_per_request(world.store, requests, 50)
+    results.append(
+        result(
+            "runtime", "SQLite, write transactions a request", "per request", costs, {}, None, None
+        )
+    )
     dsn, unavailable = postgres_dsn()
     if unavailable:
         return [
             *results,
             result("runtime", f"{name}: not measured, {unavailable}", unit, None, {}, None, None),
         ]
+    with bench.scratch_schema(dsn) as scoped:
+        store = bench.open_store(scoped)
+        try:
+            costs = bench.transactions_per_request(store, requests, 50)
+        finally:
+            store.close()
+    results.append(
+        result(
+            "runtime",
+            "PostgreSQL, write transactions a request",
+            "per request",
+            costs,
+            {},
+            None,
+            None,
+        )
+    )
     rates = bench.postgres_rates(dsn, requests, 50, runs, (1, 2))
     one, two = statistics.median(rates[1]), statistics.median(rates[2])
     return [

@@ -90,12 +90,13 @@ COUNTS = frozenset({"rows", "mutants"})
 
 def figure(value: float | None, unit: str) -> str:
     """A figure as the table and the guides show it: a count whole, a ratio to the hundredth,
-    seconds to the millisecond, the rest to one decimal, with thousands separated."""
+    seconds to the millisecond, the rest to one decimal (two below ten), with thousands
+    separated."""
     if value is None:
         return "—"
     if unit == "x":
         return f"{value:.2f}x"
-    digits = 0 if unit in COUNTS else 3 if unit == "s" else 1
+    digits = 0 if unit in COUNTS else 3 if unit == "s" else 2 if abs(value) < 10 else 1
     return f"{value:,.{digits}f} {unit}"
 
 

@@ -164,9 +164,10 @@ def test_the_runtime_scenario_says_so_when_no_postgresql_answers(
 
     monkeypatch.setattr(bench_runtime, "sqlite_rates", rates)
     monkeypatch.setenv("CCBMDM_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:1/test")
-    sqlite, logs, postgres = suite.SCENARIOS["runtime"].run(True)
+    sqlite, logs, costs, postgres = suite.SCENARIOS["runtime"].run(True)
     assert (sqlite.figure, sqlite.anchors, sqlite.passed) == (2000.0, {"logs off": 2500.0}, False)
     assert (logs.figure, logs.target, logs.passed) == (1.25, "≤ 1.3x", True)
+    assert costs.name == "SQLite, write transactions a request" and 0 < costs.figure < 5
     assert postgres.figure is None and postgres.passed is None
     assert postgres.name.startswith("PostgreSQL, one worker: not measured, no PostgreSQL answers")
     assert "127.0.0.1:1" in postgres.name
