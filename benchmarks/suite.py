@@ -201,6 +201,8 @@ def startup(quick: bool) -> list[Result]:
 def runtime(quick: bool) -> list[Result]:
     import bench_runtime as bench
 
+    from ccbmdm.runtime.store import open_store
+
     requests, runs = (600, 3) if quick else (3000, 5)
     on: list[float] = []
     off: list[float] = []
@@ -244,7 +246,7 @@ def runtime(quick: bool) -> list[Result]:
             result("runtime", f"{name}: not measured, {unavailable}", unit, None, {}, None, None),
         ]
     with bench.scratch_schema(dsn) as scoped:
-        store = bench.open_store(scoped)
+        store = open_store(scoped)
         try:
             costs = bench.transactions_per_request(store, requests, 50)
         finally:
