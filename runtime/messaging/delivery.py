@@ -227,7 +227,9 @@ class Outbox:
             stamp=first,
         )
         return [
-            Claim(**{**row, "message_id": str(row["message_id"]), "payload": original(row["payload"])})
+            Claim(
+                **{**row, "message_id": str(row["message_id"]), "payload": original(row["payload"])}
+            )
             for row in rows
         ]
 

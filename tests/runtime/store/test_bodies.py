@@ -26,8 +26,7 @@ from ccbmdm.runtime.store.bodies import (
 LARGE = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<UsageTransactionResponse xmlns="urn:x">'
     + b"".join(
-        b"<periods><quantity>%d.%03d</quantity><quality>ACTUAL</quality></periods>"
-        % (n, n % 997)
+        b"<periods><quantity>%d.%03d</quantity><quality>ACTUAL</quality></periods>" % (n, n % 997)
         for n in range(200)
     )
     + b"</UsageTransactionResponse>"
