@@ -107,10 +107,12 @@ def convert_bills(ccb: CcbSimulator, customers: list[Customer], month: date) -> 
     month."""
     end = _midnight(month)
     with ccb.store.transaction() as tx:
-        for customer in customers:
-            ccb.billing.convert_history(
-                tx, customer.sa_id, customer.account_id, _midnight(month - timedelta(days=28)), end
-            )
+        ccb.billing.convert_histories(
+            tx,
+            [(customer.sa_id, customer.account_id) for customer in customers],
+            _midnight(month - timedelta(days=28)),
+            end,
+        )
 
 
 def bill(
