@@ -17,7 +17,8 @@ import itertools
 import resource
 import tempfile
 import time
-from dataclasses import dataclass
+from contextlib import closing
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from timing import BenchmarkFailed, machine
@@ -42,6 +43,7 @@ class DemoRun:
     cpu_seconds: float
     store_bytes: int
     phases: list[tuple[str, float]]
+    tables: list[tuple[str, int]] = field(default_factory=list)  # the largest, with bytes
 
 
 def _cpu() -> float:
@@ -62,7 +64,7 @@ def measure(customers: int, store: str | None = None, workers: int = 1) -> DemoR
         cpu, started = _cpu(), time.perf_counter()
         report = run_demo(project, dsn, customers, workers=workers)
         seconds, cpu = time.perf_counter() - started, _cpu() - cpu
-        size = store_size(dsn)
+        size, tables = store_size(dsn), largest_tables(dsn)
         if is_postgres(dsn):
             _drop_schema(dsn)
     if report.errors:
@@ -71,7 +73,7 @@ def measure(customers: int, store: str | None = None, workers: int = 1) -> DemoR
             f"the demo at {customers} customers left {len(report.errors)} request(s) in Error, "
             f"the first: {machine_} {key}: {reason}"
         )
-    return DemoRun(customers, workers, seconds, cpu, size, report.phases)
+    return DemoRun(customers, workers, seconds, cpu, size, report.phases, tables)
 
 
 def store_size(dsn: str) -> int:
@@ -94,6 +96,36 @@ def store_size(dsn: str) -> int:
     return int(row[0]) if row else 0
 
 
+def largest_tables(dsn: str, count: int = 12) -> list[tuple[str, int]]:
+    """The store's largest tables and indexes with their bytes, what its size is made of:
+    SQLite's ``dbstat`` (each index apart; none where SQLite was built without it), or
+    PostgreSQL's tables with their indexes and TOAST."""
+    if not is_postgres(dsn):
+        import sqlite3
+
+        with closing(sqlite3.connect(dsn)) as connection:
+            try:
+                rows = connection.execute(
+                    "SELECT name, sum(pgsize) AS bytes FROM dbstat GROUP BY name "
+                    "ORDER BY bytes DESC LIMIT ?",
+                    (count,),
+                ).fetchall()
+            except sqlite3.OperationalError:  # a SQLite built without the dbstat table
+                return []
+        return [(str(name), int(size)) for name, size in rows]
+    import psycopg
+
+    with psycopg.connect(dsn) as connection:
+        found = connection.execute(
+            """SELECT c.relname, pg_total_relation_size(c.oid) AS bytes FROM pg_class c
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname = current_schema() AND c.relkind = 'r'
+               ORDER BY bytes DESC LIMIT %s""",
+            (count,),
+        ).fetchall()
+    return [(str(name), int(size)) for name, size in found]
+
+
 def _drop_schema(dsn: str) -> None:
     """A demo schema of 100,000 customers holds tens of gigabytes: it goes once measured."""
     import psycopg
@@ -110,7 +142,8 @@ def described(run: DemoRun) -> str:
     return (
         f"{run.customers:>7,} customers{workers}: {run.seconds:7.1f} s "
         f"(processor {run.cpu_seconds:7.1f} s), store {run.store_bytes / 1e6:,.0f} MB\n"
-        f"          {phases}"
+        f"          {phases}\n"
+        f"          largest: {', '.join(f'{n} {b / 1e6:,.1f} MB' for n, b in run.tables)}"
     )
 
 

@@ -40,6 +40,7 @@ from ccbmdm.runtime.messages.contracts import ContractRegistry
 from ccbmdm.runtime.messages.personal import masked
 from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.store.base import Row
+from ccbmdm.runtime.store.bodies import BodyError, original
 
 REQUEST_KINDS = ("sync_request", "usage_request", "mdm_sync_request", "usage_transaction")
 MESSAGE_KINDS = ("outbox", "inbox")
@@ -475,7 +476,10 @@ class _Reader:
         unmasked; a body that cannot be decoded is not shown (it may hold personal data)."""
         if payload is None:
             return None, None
-        data = bytes(payload)
+        try:
+            data = original(payload)
+        except BodyError as exc:  # a body changed outside the runtime: say so, show nothing
+            return None, f"({exc})"
         if self.contracts is None:
             return None, f"({len(data)} bytes; not decoded without the project's contracts)"
         try:

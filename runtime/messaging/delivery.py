@@ -25,6 +25,7 @@ from ccbmdm.runtime.lifecycles.machine import moved
 from ccbmdm.runtime.logs import emit
 from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.store.base import Row, background, unnested
+from ccbmdm.runtime.store.bodies import original, stored, stored_rows
 
 log = logging.getLogger("ccbmdm.delivery")
 RELAY = "relay"  # owner type of a bridge outbox row: the inbox row of the message it maps
@@ -228,7 +229,9 @@ class Outbox:
             stamp=first,
         )
         return [
-            Claim(**{**row, "message_id": str(row["message_id"]), "payload": bytes(row["payload"])})
+            Claim(
+                **{**row, "message_id": str(row["message_id"]), "payload": original(row["payload"])}
+            )
             for row in rows
         ]
 
@@ -648,7 +651,7 @@ def insert_with_bodies(
         with tx.savepoint():
             if tx.execute_many(insert, rows) != len(rows):
                 raise _Repeats
-            tx.execute_many(body, rows)
+            tx.execute_many(body, stored_rows(rows))
         return [True] * len(rows)
     except _Repeats:
         pass
@@ -656,7 +659,7 @@ def insert_with_bodies(
     for row in rows:
         fresh = bool(tx.execute(insert, row))
         if fresh:
-            tx.execute(body, row)
+            tx.execute(body, stored_rows([row])[0])
         new.append(fresh)
     return new
 
@@ -688,7 +691,7 @@ def _insert_unnested(
         row_id = ids.pop((row["node"], row["partner"], str(row["message_id"]).lower()), None)
         new.append(row_id is not None)
         if row_id is not None:
-            bodies.append({"id": row_id, "payload": row["payload"]})
+            bodies.append({"id": row_id, "payload": stored(row["payload"])})
     if bodies:
         relation, params = unnested(bodies, {"id": "bigint", "payload": "bytea"})
         tx.execute(
@@ -775,7 +778,7 @@ class Inbox:
                WHERE i.node = :node AND i.partner = :partner AND i.message_id = :message_id""",
             {"node": self.node, "partner": partner, "message_id": message_id},
         )
-        return None if row is None else bytes(row["payload"])
+        return None if row is None else original(row["payload"])
 
     def _outcome(self, tx: Transaction, partner: str, arrival: Arrival) -> str | None:
         row = tx.fetch_one(
@@ -799,7 +802,7 @@ class Inbox:
                 **{
                     **row,
                     "message_id": str(row["message_id"]),
-                    "payload": bytes(row["payload"]),
+                    "payload": original(row["payload"]),
                     "correlation_id": None
                     if row["correlation_id"] is None
                     else str(row["correlation_id"]),

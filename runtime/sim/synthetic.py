@@ -90,11 +90,13 @@ def generate(
     with ccb.store.transaction() as tx:
         for cycle, _ in CYCLES:
             writer.save(tx, "BILL CYCLE", bill_cycle(cycle, plan.month))
+        writer.flush(tx)
     for chunk in _chunks(range(plan.customers), 200):
         with ccb.store.transaction() as tx:
             for _ in chunk:
                 commercial = rng.random() < plan.commercial_share
                 customers.append(_customer(writer, tx, rng, ids, plan, commercial))
+            writer.flush(tx)
         if progress is not None:
             progress(len(chunk))
     return customers
@@ -105,18 +107,32 @@ def _chunks(values: range, size: int) -> Iterator[range]:
         yield values[start : start + size]
 
 
-@dataclass(frozen=True)
 class _Writer:
-    """Saves into CCB, captured or converted."""
+    """Saves into CCB, captured (each save at once), or converted: a transaction's records
+    and accounts kept until ``flush`` writes them with a statement each."""
 
-    ccb: CcbSimulator
-    captured: bool
+    def __init__(self, ccb: CcbSimulator, captured: bool) -> None:
+        self.ccb, self.captured = ccb, captured
+        self.records: list[tuple[str, dict[str, Any]]] = []
+        self.accounts: list[Account] = []
 
     def save(self, tx: Any, mo: str, record: dict[str, Any]) -> None:
-        self.ccb.save(tx, mo, record, captured=self.captured)
+        if self.captured:
+            self.ccb.save(tx, mo, record)
+        else:
+            self.records.append((mo, record))
 
     def save_account(self, tx: Any, account: Account) -> None:
-        self.ccb.save_account(tx, account)
+        if self.captured:
+            self.ccb.save_account(tx, account)
+        else:
+            self.accounts.append(account)
+
+    def flush(self, tx: Any) -> None:
+        """Write what was kept, before ``tx`` commits."""
+        self.ccb.convert(tx, self.records)
+        self.ccb.save_accounts(tx, self.accounts)
+        self.records, self.accounts = [], []
 
 
 def _customer(

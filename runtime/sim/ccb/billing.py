@@ -306,17 +306,21 @@ class Billing:
     ) -> None:
         """An SA's billing before go-live, converted: one frozen segment ending at ``end``, so
         the first billing run starts there (docs/flows.md PD-F11: the previous segment's end)."""
-        tx.execute(
+        self.convert_histories(tx, [(sa_id, account_id)], start, end)
+
+    def convert_histories(
+        self, tx: Transaction, sas: Sequence[tuple[str, str]], start: datetime, end: datetime
+    ) -> None:
+        """``convert_history`` of each (SA id, account id), in one statement."""
+        tx.execute_many(
             f"""INSERT INTO ccb_bill_segment (sa_id, account_id, start_date_time, end_date_time,
                   status, end_from, end_to, reason, created_at)
                 VALUES (:sa, :account, :start, :end, 'FROZEN', :end, :end, 'converted',
                   {tx.now})""",
-            {
-                "sa": sa_id,
-                "account": account_id,
-                "start": start.isoformat(),
-                "end": end.isoformat(),
-            },
+            [
+                {"sa": sa, "account": account, "start": start.isoformat(), "end": end.isoformat()}
+                for sa, account in sas
+            ],
         )
 
     # -- the Billing protocol ------------------------------------------------------------

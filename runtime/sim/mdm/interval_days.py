@@ -191,6 +191,18 @@ def write(tx: Transaction, dialect: str, intervals: Iterable[Interval], *, repla
         day = touched.setdefault((mc_id, day_of(end)), {})
         if replace or end not in day:
             day[end] = (value, codes)
+    return write_days(tx, dialect, touched, replace=replace)
+
+
+def write_days(
+    tx: Transaction,
+    dialect: str,
+    touched: dict[tuple[str, int], dict[int, tuple[str, str]]],
+    *,
+    replace: bool,
+) -> int:
+    """``write`` of values already grouped by (MC, day): end -> (value text, codes text), each
+    end on its key's day (a generator of whole days need not pass every value one by one)."""
     keys = sorted(touched)
     stored = _stored(tx, dialect, keys)
     days: list[Day] = []

@@ -34,13 +34,17 @@ Decisions:
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from itertools import repeat
 from pathlib import Path
+
+import numpy
 
 from ccbmdm.errors import CcbmdmError
 from ccbmdm.runtime.messages.functions import zone
@@ -495,15 +499,17 @@ def generate_interval_data(
     total = 0
     for start in range(0, len(meters), batch):
         group = meters[start : start + batch]
-        rows: list[tuple[str, int, str, str]] = []
+        days: dict[tuple[str, int], dict[int, tuple[str, str]]] = {}
         for meter in group:
             key = (meter.time_zone, meter.seconds)
             if key not in profiles:
                 profiles[key] = _Profile.of(meter.time_zone, meter.seconds, first, last)
-            rows += _meter_values(meter, profiles[key], seed)
+            for day, intervals in _meter_days(meter, profiles[key], seed):
+                # a meter listed twice (installed again) keeps the first values of an end
+                days[(meter.mc_id, day)] = intervals | days.get((meter.mc_id, day), {})
+                total += len(intervals)
         with store.transaction() as tx:
-            measurements.write_values(tx, rows, replace=False)
-        total += len(rows)
+            interval_days.write_days(tx, store.dialect, days, replace=False)
         if progress is not None:
             progress(len(group))
     return GeneratedData(len(meters), total, first, last)
@@ -603,9 +609,11 @@ def _commercial(hour: float, weekend: bool) -> float:
     return 0.3 + 1.2 * open_hours
 
 
-def _meter_values(
+def _meter_days(
     meter: _Meter, profile: _Profile, seed: int
-) -> Iterator[tuple[str, int, str, str]]:
+) -> Iterator[tuple[int, dict[int, tuple[str, str]]]]:
+    """The meter's synthetic values, day by day (UTC, as ``interval_days`` keeps them): end ->
+    (kWh text, codes text), drawn in the order of the ends from a generator seeded by the MC."""
     rng = random.Random(f"{seed}:{meter.mc_id}")
     daily_kwh = rng.uniform(180, 650) if meter.commercial else rng.uniform(14, 38)
     shape = profile.commercial if meter.commercial else profile.residential
@@ -615,12 +623,36 @@ def _meter_values(
         run = rng.randint(1, 4)
         begin = rng.randrange(0, max(1, len(shape) - run))
         estimated = set(range(begin, begin + run))
+    ends = profile.ends
     low = int(meter.installed.timestamp()) + meter.seconds
-    high = int(meter.removed.timestamp()) if meter.removed else None
+    first = bisect.bisect_left(ends, low)
+    last = (
+        len(ends)
+        if meter.removed is None
+        else bisect.bisect_right(ends, int(meter.removed.timestamp()))
+    )
+    # Wh as int(scale * shape * (0.8 + 0.4 * draw)) for each end in turn: the same floating
+    # point operations in the same order over arrays, so the same values as one by one.
+    uniform = rng.random
+    draws = numpy.fromiter((uniform() for _ in range(first, last)), float, last - first)
+    wh = (scale * numpy.asarray(shape[first:last]) * (0.8 + 0.4 * draws)).astype(numpy.int64)
+    kwh, rest = numpy.divmod(wh, 1000)
+    values = [f"{k}.{r:03d}" for k, r in zip(kwh.tolist(), rest.tolist(), strict=True)]
     actual, flagged = codes_text(ACTUAL_CODES), codes_text(ESTIMATED_CODES)
-    mc_id, uniform = meter.mc_id, rng.random
-    for i, (end, factor) in enumerate(zip(profile.ends, shape, strict=True)):
-        if end < low or (high is not None and end > high):
-            continue
-        wh = int(scale * factor * (0.8 + 0.4 * uniform()))
-        yield (mc_id, end, f"{wh // 1000}.{wh % 1000:03d}", flagged if i in estimated else actual)
+    start = first
+    while start < last:
+        day = interval_days.day_of(ends[start])
+        stop = bisect.bisect_right(ends, (day + 1) * interval_days.DAY, start, last)
+        intervals = dict(
+            zip(
+                ends[start:stop],
+                zip(
+                    values[start - first : stop - first], repeat(actual, stop - start), strict=True
+                ),
+                strict=True,
+            )
+        )
+        for i in estimated.intersection(range(start, stop)):
+            intervals[ends[i]] = (values[i - first], flagged)
+        yield day, intervals
+        start = stop

@@ -16,6 +16,7 @@ from ccbmdm.runtime.sim.ccb.records import UnknownEntity
 from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
 from ccbmdm.runtime.sim.synthetic import Plan, generate
 from ccbmdm.runtime.store import Store
+from ccbmdm.runtime.store.base import Row
 from runtime_world import FAST, FLOWS
 from support import REPO
 
@@ -171,3 +172,27 @@ def test_converted_data_is_sent_by_the_initial_load_alone(store: Store) -> None:
     with store.transaction() as tx:
         rows = tx.fetch("SELECT initial_load FROM sync_request")
     assert len(rows) == 16 and all(r["initial_load"] for r in rows)
+
+
+def test_a_converted_utility_holds_the_same_records_as_one_entered_change_by_change(
+    store: Store,
+) -> None:
+    """A conversion writes a transaction's records with one statement; CCB then holds what
+    saving them one at a time, captured, leaves."""
+
+    def held() -> tuple[list[Row], list[Row]]:
+        with store.transaction() as tx:
+            return (
+                tx.fetch("SELECT mo, pk, ref, data FROM ccb_entity ORDER BY mo, pk"),
+                tx.fetch("SELECT * FROM ccb_account ORDER BY account_id"),
+            )
+
+    generate(CcbSimulator(store), Plan(customers=3, seed=5), converted=True)
+    records, accounts = held()
+    assert len(records) == 3 * 6 + 4 and len(accounts) == 3
+    with store.transaction() as tx:
+        tx.execute("DELETE FROM ccb_entity")
+        tx.execute("DELETE FROM ccb_account")
+    generate(CcbSimulator(store), Plan(customers=3, seed=5), converted=False)
+    assert held() == (records, accounts)
+    assert len(states(store)) > 0  # entered change by change: captured
