@@ -92,17 +92,20 @@ def build_site(
     cases: Sequence[CaseSummary] = (),
     cli: typer.Typer | None = None,
     published: Sequence[schemas.Schema] = (),
+    figures: bool = True,
 ) -> Site:
     """Generate every page of ``project`` into ``work`` (default: target/docs) and build the
     HTML into ``out`` (default: target/site). ``cases`` are the project's conformance cases,
     which the flow and mapping pages list; ``cli``, the command line's app, adds its reference
-    page; ``published`` adds schemas to the project's mapping schema."""
+    page; ``published`` adds schemas to the project's mapping schema. ``figures=False`` leaves
+    the guides' benchmark references as written: the suite times a build whose own figure it
+    is about to publish, before the results file has it."""
     source = work or project.target / "docs"
     docs = source / "pages"
     if docs.exists():
         shutil.rmtree(docs)
     docs.mkdir(parents=True)
-    nav, gaps = write_pages(project, docs, cases, cli, published)
+    nav, gaps = write_pages(project, docs, cases, cli, published, figures)
     if strict and gaps:
         raise SiteError("\n".join(gaps))
     site = Site(source, (out or project.target / "site").resolve())
@@ -120,6 +123,7 @@ def write_pages(
     cases: Sequence[CaseSummary] = (),
     cli: typer.Typer | None = None,
     published: Sequence[schemas.Schema] = (),
+    figures: bool = True,
 ) -> tuple[list[Any], list[str]]:
     """Write the home page, the guides and the reference pages; return the navigation and what
     the pages miss (a contract's documentation, a sample), which the pages say too."""
@@ -137,7 +141,7 @@ def write_pages(
     for path, asset in ASSETS.items():
         _write_bytes(docs / path, assets.joinpath(asset).read_bytes())
     results = benchmarks.load(project.root)
-    guides = _copy_guides(project.root, docs / GUIDES, results)
+    guides = _copy_guides(project.root, docs / GUIDES, results, figures)
 
     gaps: list[str] = []
     message_nav: list[Any] = ["messages/index.md"]
@@ -268,17 +272,18 @@ def _code_table_pages(
 
 
 def _copy_guides(
-    root: Path, into: Path, results: benchmarks.Published | None
+    root: Path, into: Path, results: benchmarks.Published | None, figures: bool = True
 ) -> list[dict[str, list[Any]]]:
     """The hand-written pages (docs/*.md), kept together so their links between them hold,
-    with their benchmark figures filled in from ``results``; their navigation sections, in
-    the order ``docs/nav.yaml`` gives (a page it does not list goes last under Guides)."""
+    with their benchmark figures filled in from ``results`` (unless not ``figures``); their
+    navigation sections, in the order ``docs/nav.yaml`` gives (a page it does not list goes
+    last under Guides)."""
     folder = root / "docs"
     pages = sorted(path.name for path in folder.glob("*.md"))
     for name in pages:
         text = (folder / name).read_text(encoding="utf-8")
         source = display_path(folder / name, root)
-        _write(into / name, benchmarks.fill(text, source, results))
+        _write(into / name, benchmarks.fill(text, source, results) if figures else text)
     order = folder / NAV_FILE
     sections: dict[str, list[str]] = {}
     if order.is_file():

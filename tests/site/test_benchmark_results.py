@@ -220,3 +220,16 @@ def test_every_reference_in_the_docs_is_answered_by_the_published_results() -> N
     filled = fill(text, "docs/benchmarks.md", published)
     assert len(re.findall(r"(?<!\\)\{\{bench:", text)) > 10
     assert filled.count(fill("{{bench: date}}", "x", published)) >= 4
+
+
+def test_the_guides_can_be_written_with_their_references_as_written(tmp_path: Path) -> None:
+    """What the docs benchmark builds: the figures of a run it has not published yet are
+    neither looked up nor refused."""
+    from ccbmdm.docsite.build import _copy_guides
+
+    _copy_guides(REPO, tmp_path, None, figures=False)
+    written = (tmp_path / "runtime.md").read_text(encoding="utf-8")
+    assert written == (REPO / "docs" / "runtime.md").read_text(encoding="utf-8")
+    assert '{{bench: runtime "PostgreSQL, one worker" figure}}' in written
+    with pytest.raises(BenchmarkResultsError, match="publishes no benchmark results"):
+        _copy_guides(REPO, tmp_path / "filled", None)
