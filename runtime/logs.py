@@ -85,38 +85,8 @@ def emit(logger: logging.Logger, level: int, message: str, *lines: Mapping[str, 
     if not logger.isEnabledFor(level):
         return
     name, level_name = logger.name, logging.getLevelName(level)
-    if len(lines) == 1:
-        logger.handle(_record(name, level, level_name, message, lines[0]))
-        return
-    records = [_record(name, level, level_name, message, fields) for fields in lines]
-    if not logger.disabled:
-        _handle_all(logger, [record for record in records if logger.filter(record)])
-
-
-def _handle_all(logger: logging.Logger, records: list[logging.LogRecord]) -> None:
-    """The records, all of one level, to the handlers of ``logger`` and of its parents as
-    ``Logger.callHandlers`` hands each one, but a batch at a time: a handler that writes lines
-    (``_StandardError.handle_many``) writes a batch's together, under one lock, with one
-    flush."""
-    if not records:
-        return
-    level, found = records[0].levelno, False
-    current: logging.Logger | None = logger
-    while current is not None:
-        for handler in current.handlers:
-            found = True
-            if level >= handler.level:
-                many = getattr(handler, "handle_many", None)
-                if many is not None:
-                    many(records)
-                else:
-                    for record in records:
-                        handler.handle(record)
-        current = current.parent if current.propagate else None
-    resort = logging.lastResort
-    if not found and resort is not None and level >= resort.level:
-        for record in records:
-            resort.handle(record)
+    for fields in lines:
+        logger.handle(_record(name, level, level_name, message, fields))
 
 
 def _record(
@@ -264,33 +234,6 @@ class _StandardError(logging.StreamHandler):  # type: ignore[type-arg]
     @property
     def stream(self) -> TextIO:
         return sys.stderr
-
-    def handle_many(self, records: list[logging.LogRecord]) -> None:
-        """``handle`` for several records (``emit``'s batch of lines): each filtered and
-        formatted, then all written at once and flushed, under the lock."""
-        kept = [record for record in records if self.filter(record)]
-        if not kept:
-            return
-        lines = []
-        self.acquire()
-        try:
-            for record in kept:
-                try:
-                    lines.append(self.format(record) + "\n")
-                except RecursionError:
-                    raise
-                except Exception:
-                    self.handleError(record)
-            try:
-                stream = sys.stderr
-                stream.write("".join(lines))
-                stream.flush()
-            except RecursionError:
-                raise
-            except Exception:
-                self.handleError(kept[-1])
-        finally:
-            self.release()
 
     def emit(self, record: logging.LogRecord) -> None:
         """The line, flushed at once, as ``StreamHandler`` writes it, in fewer steps (``handle``
