@@ -58,7 +58,7 @@ class Receiver:
 
     def stores_in(self, store: object) -> bool:
         """Whether what this endpoint receives is stored in ``store`` (a node's inbox there)."""
-        return getattr(self.inbox, "store", None) is store
+        return self.inbox.store is store
 
     def receive(self, sender: str, flow_name: str, part: str, body: bytes) -> Response:
         return self.receive_many(sender, [Posting(flow_name, part, body)])[0]

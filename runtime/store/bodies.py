@@ -49,11 +49,16 @@ def stored(payload: bytes, threshold: int = COMPRESSED_FROM) -> bytes:
     that itself begins with the mark is always kept compressed, so that it reads back as it
     was."""
     marked = payload.startswith(MARK)
-    if len(payload) < threshold and not marked:
+    if _as_it_is(payload, threshold):
         return payload
     compressor = _PRIMED.copy()
     packed = MARK + compressor.compress(payload) + compressor.flush()
     return packed if len(packed) < len(payload) or marked else payload
+
+
+def _as_it_is(payload: bytes, threshold: int = COMPRESSED_FROM) -> bool:
+    """Whether ``stored`` keeps ``payload`` unchanged without trying to compress it."""
+    return len(payload) < threshold and not payload.startswith(MARK)
 
 
 def original(kept: Any) -> bytes:
@@ -81,6 +86,6 @@ def original(kept: Any) -> bytes:
 def stored_rows(rows: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:
     """Rows to write with each ``payload`` as ``stored`` keeps it: the same rows when none is
     large enough to compress (a batch of the usual messages is not copied)."""
-    if all(len(row["payload"]) < COMPRESSED_FROM and row["payload"][:1] != b"\x00" for row in rows):
+    if all(_as_it_is(row["payload"]) for row in rows):
         return rows
     return [{**row, "payload": stored(row["payload"])} for row in rows]
