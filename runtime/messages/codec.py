@@ -29,8 +29,7 @@ _ROOT_HINTS = {f"{{{XSI}}}schemaLocation", f"{{{XSI}}}noNamespaceSchemaLocation"
 # Without the EXSLT regular expressions, which lxml would register for every evaluation; the
 # attributes of elements only, which is where attributes are, without a look at each text node.
 _WITH_ATTRIBUTES = etree.XPath("//*[@*]", regexp=False)
-# Whether any element of a message has an attribute (one XPath, evaluated in C); the generated
-# decoders ask it directly, has_attributes is the same question by name.
+# Whether any element of a message has an attribute (one XPath, evaluated in C).
 ANY_ATTRIBUTE = etree.XPath("boolean(//*/@*)", regexp=False)
 
 # A report lists at most this many problems and counts the rest: enough to mend a message by,
@@ -118,11 +117,6 @@ def _violation(
 class Irregular(Exception):
     """A fast decoder met something out of the ordinary: the checking decoder reads the message
     again and says what, if anything, is wrong."""
-
-
-def has_attributes(root: etree._Element) -> bool:
-    """Whether any element of the message has an attribute (one XPath, evaluated in C)."""
-    return bool(ANY_ATTRIBUTE(root))
 
 
 class Problems:
@@ -259,35 +253,27 @@ def foreign(element: etree._Element) -> str:
     return etree.tostring(detached, encoding="unicode", with_tail=False)
 
 
-_new = object.__new__
-# The slots pydantic keeps beside a model's fields, set through their descriptors directly.
-_set_fields = BaseModel.__dict__["__dict__"].__set__
-_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
-_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
-_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+# A model made without validation: the instance, then its fields and the slots pydantic keeps
+# beside them, set through their descriptors directly (``build``, and the fast decoders in line).
+new_model = object.__new__
+set_fields = BaseModel.__dict__["__dict__"].__set__
+set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 def build(model: type[M], values: dict[str, Any]) -> M:
     """Construct a model from values the codec has already checked against every facet.
 
     Validation through pydantic would repeat those checks field by field; this sets the fields
-    directly, as ``model_construct`` does, without its per-field default handling. (The fast
-    decoders do the same in line: ``new_model``, ``set_fields``, ``set_fields_set``,
-    ``set_extra`` and ``set_private``.)
+    directly, as ``model_construct`` does, without its per-field default handling.
     """
-    instance = _new(model)
-    _set_fields(instance, values)
-    _set_fields_set(instance, set(values))
-    _set_extra(instance, None)
-    _set_private(instance, None)
+    instance = new_model(model)
+    set_fields(instance, values)
+    set_fields_set(instance, set(values))
+    set_extra(instance, None)
+    set_private(instance, None)
     return instance
-
-
-new_model = _new
-set_fields = _set_fields
-set_fields_set = _set_fields_set
-set_extra = _set_extra
-set_private = _set_private
 
 
 _ESCAPES = {ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;", ord("\r"): "&#13;"}
