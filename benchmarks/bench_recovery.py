@@ -19,8 +19,7 @@ import argparse
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -28,25 +27,20 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from timing import BenchmarkFailed, machine  # noqa: E402
 
-from ccbmdm.runtime.store import open_store  # noqa: E402
-from loopback import NODES, three_services  # noqa: E402
-from recovery import DELIVERY, RECOVERY_S, NotRecovered, ccb_states, kill_and_restart  # noqa: E402
-from support import LOCAL_PG_DSN, postgres_schema  # noqa: E402
+from loopback import three_services  # noqa: E402
+from recovery import (  # noqa: E402
+    DELIVERY,
+    RECOVERY_S,
+    NotRecovered,
+    ccb_states,
+    kill_and_restart,
+    opened,
+    service_stores,
+)
+from support import LOCAL_PG_DSN  # noqa: E402
 
 TARGET_S = RECOVERY_S
 SERVICES = ("bridge", "ccb", "mdm")
-
-
-@contextmanager
-def stores(kind: str, folder: Path, dsn: str) -> Iterator[dict[str, str]]:
-    """Each service's store: a SQLite file each, or a PostgreSQL schema each (dropped after)."""
-    if kind == "sqlite":
-        yield {name: str(folder / f"{name}.db") for name in NODES}
-        return
-    with ExitStack() as schemas:
-        yield {
-            name: schemas.enter_context(postgres_schema(dsn, f"recovery_{name}")) for name in NODES
-        }
 
 
 def measure(kind: str, killed: str, dsn: str = LOCAL_PG_DSN) -> tuple[int, float]:
@@ -54,17 +48,14 @@ def measure(kind: str, killed: str, dsn: str = LOCAL_PG_DSN) -> tuple[int, float
     seconds from the restart until every request is final."""
     with ExitStack() as running:
         scratch = Path(running.enter_context(tempfile.TemporaryDirectory()))
-        where = running.enter_context(stores(kind, scratch, dsn))
+        where = running.enter_context(service_stores(kind, scratch, dsn))
         services = running.enter_context(three_services(scratch, where, DELIVERY))
-        opened = {name: open_store(target) for name, target in where.items()}
+        store = running.enter_context(opened(where))
         try:
-            run = kill_and_restart(services, opened, killed)
-            states = ccb_states(opened["ccb"])
+            run = kill_and_restart(services, store, killed)
         except (NotRecovered, AssertionError) as exc:
             raise BenchmarkFailed(f"{killed} killed on {kind}: {exc}") from exc
-        finally:
-            for store in opened.values():
-                store.close()
+        states = ccb_states(store["ccb"])
     if states != {"SYNCHRONIZED": run.requests}:
         raise BenchmarkFailed(f"{killed} killed on {kind}: CCB's requests ended {states}")
     return run.open_at_kill, run.seconds

@@ -6,14 +6,17 @@ checks what follows; ``benchmarks/bench_recovery.py`` times it."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
 from ccbmdm.runtime.sim.synthetic import CYCLES, Customer, Plan, generate
-from ccbmdm.runtime.store import Store
+from ccbmdm.runtime.store import Store, open_store
 from flows_world import settle
-from loopback import Loopback
+from loopback import NODES, Loopback
+from support import postgres_schema
 
 CUSTOMERS = 25
 RENAMED = 10  # people CCB's users rename while a service is down, at most
@@ -41,6 +44,28 @@ class Recovery:
     seconds: float  # from the restart until nothing is open in any store
     ccb: CcbSimulator
     customers: list[Customer]
+
+
+@contextmanager
+def service_stores(kind: str, folder: Path, dsn: str) -> Iterator[dict[str, str]]:
+    """Each service's store: a SQLite file each in ``folder``, or a PostgreSQL schema each on
+    the server at ``dsn`` (dropped at the end)."""
+    if kind == "sqlite":
+        yield {name: str(folder / f"{name}.db") for name in NODES}
+        return
+    with ExitStack() as schemas:
+        yield {name: schemas.enter_context(postgres_schema(dsn, name)) for name in NODES}
+
+
+@contextmanager
+def opened(where: dict[str, str]) -> Iterator[dict[str, Store]]:
+    """The services' stores opened, as a test or a benchmark reads them; closed at the end."""
+    stores = {name: open_store(target) for name, target in where.items()}
+    try:
+        yield stores
+    finally:
+        for store in stores.values():
+            store.close()
 
 
 def wait_for(condition: Callable[[], bool], what: str, seconds: float = 120) -> None:

@@ -8,7 +8,6 @@ by record: nothing lost, nothing duplicated, nothing applied twice."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -19,41 +18,38 @@ from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
 from ccbmdm.runtime.sim.mdm.apply import FLOWS
 from ccbmdm.runtime.sim.mdm.records import Records, production_id
 from ccbmdm.runtime.sim.synthetic import CYCLES, Customer
-from ccbmdm.runtime.store import Store, open_store
-from loopback import NODES, three_services
-from recovery import DELIVERY, RECOVERY_S, ccb_states, kill_and_restart
-from support import pg_dsn, postgres_schema
+from ccbmdm.runtime.store import Store
+from loopback import three_services
+from recovery import (
+    DELIVERY,
+    RECOVERY_S,
+    ccb_states,
+    kill_and_restart,
+    opened,
+    service_stores,
+)
+from support import pg_dsn
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
     """Each node's store: a SQLite file each, or a PostgreSQL schema each."""
-    if request.param == "sqlite":
-        yield {name: str(tmp_path / f"{name}.db") for name in NODES}
-        return
-    dsn = pg_dsn()
-    with ExitStack() as schemas:
-        yield {name: schemas.enter_context(postgres_schema(dsn, name)) for name in NODES}
+    dsn = pg_dsn() if request.param == "postgres" else ""
+    with service_stores(request.param, tmp_path, dsn) as where:
+        yield where
 
 
 @pytest.mark.parametrize("killed", ["ccb", "bridge", "mdm"])
 def test_after_a_kill_and_a_restart_every_request_is_final_within_a_minute_and_both_agree(
     killed: str, stores: dict[str, str], tmp_path: Path
 ) -> None:
-    with three_services(tmp_path, stores, DELIVERY) as services:
-        store = {name: open_store(dsn) for name, dsn in stores.items()}
-        try:
-            run = kill_and_restart(services, store, killed)
-            print(
-                f"{killed} killed with {run.open_at_kill} open: all final {run.seconds:.1f} s after"
-            )
-            assert run.seconds <= RECOVERY_S
-            assert ccb_states(store["ccb"]) == {"SYNCHRONIZED": run.requests}
-            agree_message_by_message(store["ccb"], store["mdm"])
-            agree_record_by_record(run.ccb, store["mdm"], run.customers)
-        finally:
-            for opened in store.values():
-                opened.close()
+    with three_services(tmp_path, stores, DELIVERY) as services, opened(stores) as store:
+        run = kill_and_restart(services, store, killed)
+        print(f"{killed} killed with {run.open_at_kill} open: all final {run.seconds:.1f} s after")
+        assert run.seconds <= RECOVERY_S
+        assert ccb_states(store["ccb"]) == {"SYNCHRONIZED": run.requests}
+        agree_message_by_message(store["ccb"], store["mdm"])
+        agree_record_by_record(run.ccb, store["mdm"], run.customers)
 
 
 def agree_message_by_message(ccb: Store, mdm: Store) -> None:
