@@ -6,6 +6,8 @@ import json
 import logging
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ccbmdm.runtime import logs
 from ccbmdm.runtime.logs import JsonFormatter, emit, mask
@@ -46,6 +48,44 @@ def test_records_are_json_with_extras_and_masked() -> None:
         "5f0c6a3e-8f1d-4c2b-9a77-0e4d2b9c1a01",
         "bridge",
     )
+
+
+_VALUES = st.one_of(
+    st.none(),
+    st.text(),
+    st.integers(),
+    st.booleans(),
+    st.floats(),
+    st.lists(st.text(max_size=3), max_size=3),
+)
+
+
+@given(
+    message=st.text(),
+    fields=st.dictionaries(
+        st.sampled_from(logs.FIELDS) | st.sampled_from(["time", "level", "error", "x"]), _VALUES
+    ),
+)
+def test_a_line_is_json_s_own_encoding_of_its_entry(
+    message: str, fields: dict[str, object]
+) -> None:
+    """The formatter joins each value's encoding rather than encoding a dict: the line is the
+    very text ``json`` makes of the entry (same order, separators, escapes, masking), for any
+    text, number, flag, list or missing value."""
+    record = logs._record("ccbmdm.runtime", logging.INFO, "INFO", "%s", {})
+    record.args = (message,)
+    vars(record).update(fields)
+    line = JsonFormatter().format(record)
+    entry = {
+        "time": line[10:39],
+        "level": "INFO",
+        "logger": "ccbmdm.runtime",
+        "message": message,
+        **logs._extras(record),
+    }
+    if "@" in json.dumps(entry):
+        entry = {k: mask(v) if isinstance(v, str) else v for k, v in entry.items()}
+    assert line == json.dumps(entry, default=str)
 
 
 def test_a_line_emitted_reads_as_one_logged_with_extra(
