@@ -319,17 +319,89 @@ def columns_of(values: Sequence[IntervalValue]) -> IntervalColumns:
     them."""
     scale = max(map(_scale_of, {v.value for v in values}), default=0)
     ends = np.fromiter(((v.end - EPOCH) // MICROSECOND for v in values), np.int64, len(values))
-    whole = [int(v.value.scaleb(scale, ARITHMETIC)) for v in values]
-    if whole and max(map(abs, (max(whole), min(whole)))) > _INT64_MAX:
-        units: npt.NDArray[Any] = np.array(whole, dtype=object)
-    else:
-        units = np.array(whole, dtype=np.int64)
+    units = _units([int(v.value.scaleb(scale, ARITHMETIC)) for v in values])
     index: dict[tuple[str, ...], int] = {}
     code_of = np.fromiter(
         (index.setdefault(v.quality_codes, len(index)) for v in values), np.intp, len(values)
     )
     codes = tuple(index)
     return IntervalColumns(ends, units, scale, codes, code_of, tuple(map(quality_of, codes)))
+
+
+_PLAIN_DECIMAL = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
+
+
+def columns_of_texts(
+    ends: Sequence[int],
+    texts: Sequence[str],
+    codes: tuple[tuple[str, ...], ...],
+    code_of: Sequence[int],
+) -> IntervalColumns:
+    """The columns of values as a store keeps them (each end in epoch seconds, each value's
+    decimal text, each value's code list as an index into ``codes``), each value exact at the
+    largest scale among them, as ``columns_of`` makes them. A month of plain decimals (digits,
+    a point, digits) is scaled from the texts' digits, without a ``Decimal`` and an
+    ``IntervalValue`` made for each of its thousands of values; any other text is read as a
+    ``Decimal``."""
+    uniform = _uniform_units(texts)
+    if uniform is not None:
+        units, scale = uniform
+        return IntervalColumns(
+            np.array(ends, dtype=np.int64) * 1_000_000,
+            units,
+            scale,
+            codes,
+            np.array(code_of, dtype=np.intp),
+            tuple(map(quality_of, codes)),
+        )
+    if all(map(_PLAIN_DECIMAL.fullmatch, texts)):
+        places = [len(text) - point - 1 if (point := text.find(".")) >= 0 else 0 for text in texts]
+        scale = max(places, default=0)
+        whole = [
+            int(text.replace(".", "")) * 10 ** (scale - own)
+            for text, own in zip(texts, places, strict=True)
+        ]
+    else:
+        decimals = [Decimal(text) for text in texts]
+        scale = max(map(_scale_of, decimals), default=0)
+        whole = [int(value.scaleb(scale, ARITHMETIC)) for value in decimals]
+    return IntervalColumns(
+        np.array(ends, dtype=np.int64) * 1_000_000,
+        _units(whole),
+        scale,
+        codes,
+        np.array(code_of, dtype=np.intp),
+        tuple(map(quality_of, codes)),
+    )
+
+
+_UNIFORM: dict[int, re.Pattern[str]] = {}  # a scale -> the texts of one line at that scale
+
+
+def _uniform_units(texts: Sequence[str]) -> tuple[npt.NDArray[np.int64], int] | None:
+    """The scaled integers of texts that are all plain decimals with the first one's number of
+    places and at most 15 digits before the point (a meter's channel, as it is read), parsed
+    at once, with the scale; None for any other texts."""
+    if not texts:
+        return None
+    point = texts[0].find(".")
+    scale = len(texts[0]) - point - 1 if point >= 0 else 0
+    pattern = _UNIFORM.get(scale)
+    if pattern is None:
+        places = rf"\.[0-9]{{{scale}}}" if scale else ""
+        pattern = _UNIFORM[scale] = re.compile(rf"(?:[+-]?[0-9]{{1,15}}{places} )*")
+    line = " ".join(texts) + " "
+    if pattern.fullmatch(line) is None:
+        return None
+    units = np.fromstring(line.replace(".", ""), dtype=np.int64, sep=" ")
+    return units, scale
+
+
+def _units(whole: list[int]) -> npt.NDArray[Any]:
+    """Scaled integers as int64, or as Python ints where int64 overflows."""
+    if whole and max(map(abs, (max(whole), min(whole)))) > _INT64_MAX:
+        return np.array(whole, dtype=object)
+    return np.array(whole, dtype=np.int64)
 
 
 @dataclass(frozen=True)

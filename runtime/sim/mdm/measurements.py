@@ -53,13 +53,13 @@ from ccbmdm.runtime.sim.determinants.measurements import (
     HowToUse,
     Installation,
     IntervalChannel,
-    IntervalValue,
+    IntervalColumns,
     Quality,
     Reading,
     ReadingKind,
     Register,
+    columns_of_texts,
     instant,
-    quality_of,
 )
 from ccbmdm.runtime.sim.mdm import interval_days
 from ccbmdm.runtime.sim.mdm.espi import EspiFeed, read_espi, read_espi_file
@@ -139,22 +139,19 @@ class Measurements:
 
     # -- interval values ---------------------------------------------------------------------
 
-    def interval_values(
+    def interval_columns(
         self, tx: Transaction, mc_id: str, after: datetime, until: datetime
-    ) -> tuple[IntervalValue, ...]:
-        """The values of an interval MC stamped in ``(after, until]``."""
+    ) -> IntervalColumns:
+        """The values of an interval MC stamped in ``(after, until]``, as the engine computes
+        on them: read as columns from the texts kept (a month holds thousands of values and a
+        handful of code lists, each split once)."""
         found = interval_days.read(tx, mc_id, epoch(after), epoch(until))
-        # Each distinct code list is split and checked once, and the values built without
-        # re-checking what that made sure of (a month holds thousands of values and a handful
-        # of code lists); an end read from epoch seconds is a UTC instant.
-        codes = {text: codes_of(text) for text in dict.fromkeys(found.codes)}
-        for checked in codes.values():
-            quality_of(checked)  # rejects a code that is not system.category.index
-        known = _INSTANTS.get
-        return IntervalValue.prechecked(
-            [known(end) or from_epoch(end) for end in found.ends],
-            map(Decimal, found.values),
-            map(codes.__getitem__, found.codes),
+        index = {text: number for number, text in enumerate(dict.fromkeys(found.codes))}
+        return columns_of_texts(
+            found.ends,
+            found.values,
+            tuple(map(codes_of, index)),
+            list(map(index.__getitem__, found.codes)),
         )
 
     def interval_value(self, tx: Transaction, mc_id: str, end: datetime) -> StoredValue | None:
@@ -244,14 +241,14 @@ class Measurements:
                     continue
                 if mc.interval:
                     assert mc.seconds_per_interval is not None
-                    values = self.interval_values(tx, mc.production_id, low, high)
+                    columns = self.interval_columns(tx, mc.production_id, low, high)
                     channels.append(
-                        IntervalChannel(
-                            mc=mc.production_id,
+                        IntervalChannel.from_columns(
+                            mc.production_id,
+                            columns,
                             uom=mc.uom,
                             sqi=mc.sqi or "",
                             seconds_per_interval=mc.seconds_per_interval,
-                            values=values,
                         )
                     )
                 else:

@@ -24,6 +24,8 @@ from ccbmdm.runtime.sim.determinants.measurements import (
     IntervalValue,
     Quality,
     columns_of,
+    columns_of_texts,
+    values_of,
 )
 from ccbmdm.runtime.sim.determinants.usage_groups import load_usage_group
 
@@ -149,3 +151,45 @@ def test_a_channel_made_from_columns_answers_as_one_made_from_values(
         assert ours_result == reference
     else:
         assert ours == expected
+
+
+DECIMAL_TEXTS = st.one_of(
+    st.from_regex(r"[+-]?[0-9]{1,6}(\.[0-9]{1,4})?", fullmatch=True),
+    st.sampled_from(["5.", ".5", "1E+2", "-0.0", "0.000", "12345678901234567890.5", "7e-3"]),
+)
+
+
+ONE_SCALE_TEXTS = st.sampled_from(["", r"\.[0-9]", r"\.[0-9]{3}", r"\.[0-9]{4}"]).flatmap(
+    lambda places: st.lists(
+        st.from_regex(r"[+-]?[0-9]{1,17}" + places, fullmatch=True), min_size=1, max_size=40
+    )
+)
+
+
+@given(
+    texts=st.lists(DECIMAL_TEXTS, min_size=1, max_size=40) | ONE_SCALE_TEXTS,
+    flagged=st.sets(st.integers(0, 39)),
+)
+def test_columns_read_from_texts_are_the_columns_of_the_values(
+    texts: list[str], flagged: set[int]
+) -> None:
+    """A store's month is turned into columns straight from its texts (the plain ones scaled
+    from their digits, any other read as a Decimal): the same columns as those of the values
+    made one by one, whatever the texts' scales, signs, zeros and forms, and a channel's texts
+    at one scale parsed at once."""
+    ends = [1_750_000_000 + 900 * k for k in range(1, len(texts) + 1)]
+    actual, estimated = QUALITY_CODES[Quality.ACTUAL], QUALITY_CODES[Quality.ESTIMATED]
+    code_of = [1 if k in flagged else 0 for k in range(len(texts))]
+    columns = columns_of_texts(ends, texts, (actual, estimated), code_of)
+    values = [
+        IntervalValue.of(
+            datetime.fromtimestamp(end, UTC), text, Quality.ESTIMATED if c else Quality.ACTUAL
+        )
+        for end, text, c in zip(ends, texts, code_of, strict=True)
+    ]
+    assert values_of(columns) == tuple(values)  # equal ends, codes and values (by value)
+    assert columns.scale == max(max(-Decimal(t).as_tuple().exponent, 0) for t in texts)  # type: ignore[operator]
+    expected = columns_of(values)
+    assert [int(u) * 10 ** (columns.scale - expected.scale) for u in expected.units.tolist()] == [
+        int(u) for u in columns.units.tolist()
+    ]

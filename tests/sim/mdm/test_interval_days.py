@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ccbmdm.runtime.messages.functions import zone
+from ccbmdm.runtime.sim.determinants.measurements import values_of
 from ccbmdm.runtime.sim.mdm import interval_days
 from ccbmdm.runtime.sim.mdm.measurements import Measurements, codes_of
 from ccbmdm.runtime.sim.mdm.usage_schema import MIGRATIONS, VERSION_TABLE, migrate
@@ -133,13 +134,16 @@ def test_a_channel_reads_back_as_one_row_per_interval_would(
             assert interval_days.read(tx, mc, after, until).rows() == model_read(
                 model, mc, after, until
             )
-            # what the usage calculation reads: exact decimals, their codes
+            # what the usage calculation reads: the exact decimals (at the channel's one
+            # scale), their codes
             expected = model_read(model, mc, after, until)
-            read = measurements.interval_values(
-                tx, mc, datetime.fromtimestamp(after, UTC), datetime.fromtimestamp(until, UTC)
+            read = values_of(
+                measurements.interval_columns(
+                    tx, mc, datetime.fromtimestamp(after, UTC), datetime.fromtimestamp(until, UTC)
+                )
             )
-            assert [(int(v.end.timestamp()), str(v.value), v.quality_codes) for v in read] == [
-                (end, value, codes_of(codes)) for end, value, codes in expected
+            assert [(int(v.end.timestamp()), v.value, v.quality_codes) for v in read] == [
+                (end, Decimal(value), codes_of(codes)) for end, value, codes in expected
             ]
         history = tx.fetch(
             """SELECT mc_id, measured_at, old_value, old_quality_codes, new_value,
