@@ -395,7 +395,11 @@ def settle(
             work()
         left = {name: n for store in stores for name, n in open_work(store).items()}
         quiet_checks = quiet_checks + 1 if not left else 0
-        assert clock.monotonic() < deadline, f"still open after {seconds} s: {left}"
+        assert clock.monotonic() < deadline, (
+            f"still open after {seconds} s: {left}"
+            if left
+            else f"nothing open at the last look, but not three quiet looks in a row in {seconds} s"
+        )
         clock.sleep(0.02 if work is not None else 0.2)
 
 
