@@ -147,11 +147,7 @@ def pack(values: Sequence[str]) -> bytes:
     for number in numbers:
         step = number - previous
         previous = number
-        zigzag = step << 1 if step >= 0 else ~(step << 1)
-        while zigzag >= 0x80:
-            out.append(zigzag & 0x7F | 0x80)
-            zigzag >>= 7
-        out.append(zigzag)
+        _put(out, step << 1 if step >= 0 else ~(step << 1))  # zigzag: -1 is 1, 1 is 2
     if len(set(out)) * 2 < len(out):
         deflated = zlib.compress(out[1:], 9, -15)
         if len(deflated) + 1 < len(out):
