@@ -1,7 +1,8 @@
 """How MDM keeps interval values: one row per measuring component and UTC day in
-``mdm_interval_day``, the day's values packed in text columns (docs/simulators.md, "How interval
-values are kept"). Every reader and writer of interval values goes through this module; the
-rest of MDM sees values one interval at a time, as ``(mc, end, value text, codes text)``.
+``mdm_interval_day``, the day's ends and codes packed in text columns and its values in bytes
+(docs/simulators.md, "How interval values are kept"). Every reader and writer of interval
+values goes through this module; the rest of MDM sees values one interval at a time, as
+``(mc, end, value text, codes text)``.
 
 Decisions:
 
@@ -12,8 +13,8 @@ Decisions:
 * ``ends``: the ends' offsets in seconds from the day's start, as runs ``first:step:count``
   (a lone end as ``first``) joined by commas; a full day of 15-minute data is ``900:900:96``,
   a gap starts a new run.
-* ``amounts``: the values' texts joined by spaces, each exactly as written, so the scale sent
-  is the scale kept and any decimal reads back equal.
+* ``amounts``: the values, packed as bytes by ``interval_amounts``: each text reads back exactly
+  as written, so the scale sent is the scale kept and any decimal reads back equal.
 * ``quality_codes``: NULL when every interval carries the actual code ``1.0.0``; else the
   others as ``index=codes`` (codes space-separated, as PD-D09 lists them) joined by ``;``.
 * A write merges into the days it touches: a replacing write (an import, an edit) overwrites
@@ -26,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
+from ccbmdm.runtime.sim.mdm import interval_amounts
 from ccbmdm.runtime.store import Transaction
 from ccbmdm.runtime.store.base import Row
 
@@ -36,7 +38,7 @@ _MCS_PER_READ = 200  # MCs whose days one merge query reads
 _DAYS_PER_WRITE = 2_000  # day rows per bulk statement
 
 CREATE = f"""CREATE TABLE {TABLE} (
-  mc_id text NOT NULL, day bigint NOT NULL, ends text NOT NULL, amounts text NOT NULL,
+  mc_id text NOT NULL, day bigint NOT NULL, ends text NOT NULL, amounts {{blob}} NOT NULL,
   quality_codes text, PRIMARY KEY (mc_id, day))"""
 
 # One interval value as the rest of MDM writes it: MC, end (UTC epoch seconds), value text,
@@ -106,34 +108,43 @@ def unpack_codes(count: int, text: str | None) -> list[str]:
     return codes
 
 
+def _columns(
+    mc_id: str, day: int, intervals: dict[int, tuple[str, str]]
+) -> tuple[str, list[str], str | None]:
+    """A day's ends and codes packed, and its value texts in the order of the ends."""
+    ends = sorted(intervals)
+    values = [intervals[end] for end in ends]
+    codes = [listed for _, listed in values]
+    if any(";" in text or "=" in text for text in codes if text != ACTUAL):
+        raise ValueError(
+            f"MC {mc_id}: a quality code list of day {day} holds a separator (';' or '='); "
+            "codes are system.category.index, separated by spaces"
+        )
+    return pack_ends(day, ends), [value for value, _ in values], pack_codes(codes)
+
+
 class Day(NamedTuple):
     """One stored day: its row's columns."""
 
     mc_id: str
     day: int
     ends: str
-    amounts: str
+    amounts: bytes
     quality_codes: str | None
 
     @classmethod
     def of(cls, mc_id: str, day: int, intervals: dict[int, tuple[str, str]]) -> Day:
-        ends = sorted(intervals)
-        values = [intervals[end] for end in ends]
-        amounts = " ".join(value for value, _ in values)
-        codes = [listed for _, listed in values]
-        if amounts.count(" ") != len(ends) - 1 or any(
-            ";" in text or "=" in text for text in codes if text != ACTUAL
-        ):
-            raise ValueError(
-                f"MC {mc_id}: a value or quality code list of day {day} holds a separator "
-                "(a space in a value, ';' or '=' in codes); values are decimals, codes "
-                "system.category.index"
-            )
-        return cls(mc_id, day, pack_ends(day, ends), amounts, pack_codes(codes))
+        ends, values, codes = _columns(mc_id, day, intervals)
+        return cls(mc_id, day, ends, interval_amounts.pack(values), codes)
 
     def unpacked(self) -> Values:
         ends = unpack_ends(self.day, self.ends)
-        values = self.amounts.split(" ")
+        try:
+            values = interval_amounts.unpack(self.amounts)
+        except interval_amounts.Damaged as error:
+            raise ValueError(
+                f"{TABLE} of MC {self.mc_id}, day {self.day}: {error}; the row is damaged"
+            ) from None
         if len(values) != len(ends):
             raise ValueError(
                 f"{TABLE} of MC {self.mc_id}, day {self.day}: {len(ends)} ends but "
@@ -274,7 +285,7 @@ def _stored(
     return found
 
 
-def _upsert(tx: Transaction, dialect: str, days: Sequence[Day]) -> None:
+def _upsert(tx: Transaction, dialect: str, days: Sequence[Day], table: str = TABLE) -> None:
     set_all = (
         "DO UPDATE SET ends = excluded.ends, amounts = excluded.amounts, "
         "quality_codes = excluded.quality_codes"
@@ -284,41 +295,62 @@ def _upsert(tx: Transaction, dialect: str, days: Sequence[Day]) -> None:
         if dialect == "postgres":
             mcs, numbers, ends, amounts, codes = (list(c) for c in zip(*chunk, strict=True))
             tx.execute(
-                f"""INSERT INTO {TABLE} (mc_id, day, ends, amounts, quality_codes)
+                f"""INSERT INTO {table} (mc_id, day, ends, amounts, quality_codes)
                     SELECT * FROM unnest(CAST(:mcs AS text[]), CAST(:days AS bigint[]),
-                                         CAST(:ends AS text[]), CAST(:amounts AS text[]),
+                                         CAST(:ends AS text[]), CAST(:amounts AS bytea[]),
                                          CAST(:codes AS text[]))
                     ON CONFLICT (mc_id, day) {set_all}""",
                 {"mcs": mcs, "days": numbers, "ends": ends, "amounts": amounts, "codes": codes},
             )
         else:
             tx.execute_many(
-                f"""INSERT INTO {TABLE} (mc_id, day, ends, amounts, quality_codes)
+                f"""INSERT INTO {table} (mc_id, day, ends, amounts, quality_codes)
                     VALUES (:mc_id, :day, :ends, :amounts, :quality_codes)
                     ON CONFLICT (mc_id, day) {set_all}""",
                 [day._asdict() for day in chunk],
             )
 
 
-# -- the move from one row per interval (usage_schema migration 4) -----------------------------
+# -- the moves from former layouts (usage_schema migrations 4 and 5) ----------------------------
+
+TEXT_TABLE = f"{TABLE}_text"  # migration 4's table, set aside while migration 5 packs its days
 
 
 def from_interval_rows(tx: Transaction, dialect: str, table: str) -> int:
-    """Pack the rows of ``table`` (one per interval: ``mc_id, end_at, value, quality_codes``)
-    into days, MC by MC; returns the number of intervals moved."""
+    """Migration 4: pack the rows of ``table`` (one per interval: ``mc_id, end_at, value,
+    quality_codes``) into days, MC by MC, in that migration's form: the values' texts joined
+    by spaces in a text ``amounts`` (which migration 5 packs as bytes). Returns the number of
+    intervals moved."""
     moved = 0
     for row in tx.fetch(f"SELECT DISTINCT mc_id FROM {table} ORDER BY mc_id"):
+        mc_id = str(row["mc_id"])
         rows = tx.fetch(
             f"""SELECT end_at, value, quality_codes FROM {table}
                 WHERE mc_id = :mc ORDER BY end_at""",
-            {"mc": row["mc_id"]},
+            {"mc": mc_id},
         )
         moved += len(rows)
-        _upsert(tx, dialect, list(_days(str(row["mc_id"]), rows)))
+        days = []
+        for day, intervals in _days(rows):
+            ends, values, codes = _columns(mc_id, day, intervals)
+            if any(" " in value for value in values):
+                raise ValueError(
+                    f"MC {mc_id}: a value of day {day} holds a space, which the text form of "
+                    "usage migration 4 cannot keep; correct the value in mdm_interval_value"
+                )
+            days.append(
+                {"mc": mc_id, "day": day, "ends": ends, "amounts": " ".join(values), "codes": codes}
+            )
+        tx.execute_many(
+            f"""INSERT INTO {TABLE} (mc_id, day, ends, amounts, quality_codes)
+                VALUES (:mc, :day, :ends, :amounts, :codes)""",
+            days,
+        )
     return moved
 
 
-def _days(mc_id: str, rows: Iterable[Row]) -> Iterator[Day]:
+def _days(rows: Iterable[Row]) -> Iterator[tuple[int, dict[int, tuple[str, str]]]]:
+    """Rows of one MC in the order of their ends, one per interval, grouped by day."""
     current: int | None = None
     intervals: dict[int, tuple[str, str]] = {}
     for row in rows:
@@ -326,8 +358,38 @@ def _days(mc_id: str, rows: Iterable[Row]) -> Iterator[Day]:
         day = day_of(end)
         if day != current:
             if current is not None:
-                yield Day.of(mc_id, current, intervals)
+                yield current, intervals
             current, intervals = day, {}
         intervals[end] = (str(row["value"]), str(row["quality_codes"]))
     if current is not None:
-        yield Day.of(mc_id, current, intervals)
+        yield current, intervals
+
+
+def from_text_days(tx: Transaction, dialect: str, source: str) -> int:
+    """Migration 5: the days of ``source`` (migration 4's form, the values' texts joined by
+    spaces) written to ``TABLE`` with their values packed as bytes, a batch at a time in key
+    order; returns the number of days moved."""
+    moved, following, last = 0, "", dict[str, object]()
+    while True:
+        rows = tx.fetch(
+            f"""SELECT mc_id, day, ends, amounts, quality_codes FROM {source}{following}
+                ORDER BY mc_id, day LIMIT {_DAYS_PER_WRITE}""",
+            last,
+        )
+        if not rows:
+            return moved
+        days = []
+        for row in rows:
+            mc_id, day, ends = str(row["mc_id"]), int(row["day"]), str(row["ends"])
+            values = str(row["amounts"]).split(" ")
+            if len(values) != len(unpack_ends(day, ends)):
+                raise ValueError(
+                    f"{source} of MC {mc_id}, day {day}: {len(unpack_ends(day, ends))} ends but "
+                    f"{len(values)} values; the row is damaged: correct or remove it and migrate "
+                    "again"
+                )
+            days.append(Day(mc_id, day, ends, interval_amounts.pack(values), row["quality_codes"]))
+        _upsert(tx, dialect, days)
+        moved += len(days)
+        following = " WHERE (mc_id, day) > (:mc, :day)"
+        last = {"mc": rows[-1]["mc_id"], "day": rows[-1]["day"]}

@@ -5,7 +5,8 @@ Instants that are compared or looked up exactly (interval ends, a usage period's
 UTC epoch seconds: exact on both stores, where a timestamp column would be a Julian day on
 SQLite. Instants the request sent keep their text with its legal offset, so what MDM answers
 carries the offset CCB asked with. Decimals are text: the scale sent is the scale kept. Interval
-values are kept one row per MC and UTC day, packed (``interval_days``).
+values are kept one row per MC and UTC day, packed (``interval_days``), the values as bytes
+(``interval_amounts``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,21 @@ def record_usage_transactions(store: Store, tx: Transaction) -> None:
 def pack_interval_rows(store: Store, tx: Transaction) -> None:
     """The values of ``mdm_interval_value`` (one row per interval) packed into days."""
     interval_days.from_interval_rows(tx, store.dialect, "mdm_interval_value")
+
+
+def set_aside_text_days(store: Store, tx: Transaction) -> None:
+    """Migration 4's day table renamed, its key index too on PostgreSQL (which would otherwise
+    name the new table's ``mdm_interval_day_pkey1``)."""
+    tx.execute(f"ALTER TABLE {interval_days.TABLE} RENAME TO {interval_days.TEXT_TABLE}")
+    if store.dialect == "postgres":
+        tx.execute(
+            f"ALTER INDEX {interval_days.TABLE}_pkey RENAME TO {interval_days.TEXT_TABLE}_pkey"
+        )
+
+
+def pack_text_days(store: Store, tx: Transaction) -> None:
+    """The days of migration 4's table written anew, their values packed as bytes."""
+    interval_days.from_text_days(tx, store.dialect, interval_days.TEXT_TABLE)
 
 
 MIGRATIONS: tuple[tuple[Step, ...], ...] = (
@@ -92,8 +108,22 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     # 3: each state a usage transaction enters, with its reason and time (``runtime.history``)
     (record_usage_transactions,),
     # 4: interval values one row per MC and UTC day (``interval_days``), moved from the rows
-    # per interval of migration 1, whose table goes
-    (interval_days.CREATE, pack_interval_rows, "DROP TABLE mdm_interval_value"),
+    # per interval of migration 1, whose table goes; the values' texts joined by spaces
+    (
+        """CREATE TABLE mdm_interval_day (
+             mc_id text NOT NULL, day bigint NOT NULL, ends text NOT NULL, amounts text NOT NULL,
+             quality_codes text, PRIMARY KEY (mc_id, day))""",
+        pack_interval_rows,
+        "DROP TABLE mdm_interval_value",
+    ),
+    # 5: a day's values packed as bytes (``interval_amounts``) in place of their texts:
+    # migration 4's table set aside, made anew, its days moved over, dropped
+    (
+        set_aside_text_days,
+        interval_days.CREATE,
+        pack_text_days,
+        f"DROP TABLE {interval_days.TEXT_TABLE}",
+    ),
 )
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from ccbmdm.runtime.messages.functions import zone
 from ccbmdm.runtime.sim.determinants.measurements import values_of
-from ccbmdm.runtime.sim.mdm import interval_days
+from ccbmdm.runtime.sim.mdm import interval_amounts, interval_days
 from ccbmdm.runtime.sim.mdm.measurements import Measurements, codes_of
 from ccbmdm.runtime.sim.mdm.usage_schema import MIGRATIONS, VERSION_TABLE, migrate
 from ccbmdm.runtime.store import Store
@@ -164,7 +164,7 @@ def test_a_day_packs_its_ends_as_runs_and_only_codes_other_than_actual() -> None
         "MC", day, {end: ("0.250", "3.8.0" if i == 5 else "1.0.0") for i, end in enumerate(full)}
     )
     assert (packed.ends, packed.quality_codes) == ("900:900:96", "5=3.8.0")
-    assert packed.amounts == " ".join(["0.250"] * 96)
+    assert interval_amounts.unpack(packed.amounts) == ["0.250"] * 96
     gappy = full[:3] + full[10:12] + full[40:41]
     assert interval_days.pack_ends(day, gappy) == "900:900:3,9900:900:2,36900"
     assert interval_days.unpack_ends(day, "900:900:3,9900:900:2,36900") == gappy
@@ -235,8 +235,118 @@ def test_the_migration_packs_one_row_per_interval_and_keeps_every_value_code_and
     assert old is not None and new is not None and (old["n"], new["n"]) == (0, 1)
 
 
-def test_a_value_or_codes_holding_a_separator_is_refused_rather_than_packed() -> None:
-    with pytest.raises(ValueError, match=r"MC X: .* holds a separator"):
-        interval_days.Day.of("X", 0, {900: ("1 2", "1.0.0")})
+def test_codes_holding_a_separator_are_refused_rather_than_packed_and_any_value_is_kept() -> None:
     with pytest.raises(ValueError, match=r"MC X: .* holds a separator"):
         interval_days.Day.of("X", 0, {900: ("1", "3.8.0;4=1.0.0")})
+    kept = {900: ("1 2", "1.0.0"), 1800: ("", "3.8.0")}
+    assert interval_days.Day.of("X", 0, kept).intervals() == kept
+
+
+def text_days() -> tuple[list[dict[str, object]], Model]:
+    """Days as usage migration 4 stored them (the values' texts joined by spaces), and the
+    intervals they hold: the spring and autumn DST days in New York, across two UTC days each,
+    with gaps, estimated and edited intervals, values at several scales and texts that are not
+    plain decimals; and a day written out by hand."""
+    model: Model = {}
+    odd = ["1E+3", "-0.0", "007", "0.4500", "1.2", "+5", ".5", "-0.125"]
+    for mc, local in (("MC-A", date(2025, 3, 9)), ("MC-B", date(2025, 11, 2))):
+        for n, end in enumerate(legal_day_ends(local, 900)):
+            if 40 <= n < 44:
+                continue  # a gap
+            value = odd[n % len(odd)] if n % 9 == 0 else f"{n // 10}.{n % 10}{n % 7}0"
+            codes = "3.8.0" if n in (10, 11) else "3.7.0 2.6.1" if n == 50 else "1.0.0"
+            model[(mc, end)] = (value, codes)
+    days: dict[tuple[str, int], dict[int, tuple[str, str]]] = {}
+    for (mc, end), interval in model.items():
+        days.setdefault((mc, interval_days.day_of(end)), {})[end] = interval
+    rows: list[dict[str, object]] = []
+    for (mc, number), intervals in sorted(days.items()):
+        ends = sorted(intervals)
+        rows.append(
+            {
+                "mc": mc,
+                "day": number,
+                "ends": interval_days.pack_ends(number, ends),
+                "amounts": " ".join(intervals[end][0] for end in ends),
+                "codes": interval_days.pack_codes([intervals[end][1] for end in ends]),
+            }
+        )
+    base = 20_000 * 86_400
+    rows.append(
+        {
+            "mc": "MC-C",
+            "day": 20_000,
+            "ends": "900:900:3,9900:900:2,36900",
+            "amounts": "0.126 -0.0 1E+3 007 0.4500 12",
+            "codes": "1=3.8.0;4=3.7.0 2.6.1",
+        }
+    )
+    for end, value, codes in zip(
+        [900, 1800, 2700, 9900, 10800, 36900],
+        ["0.126", "-0.0", "1E+3", "007", "0.4500", "12"],
+        ["1.0.0", "3.8.0", "1.0.0", "1.0.0", "3.7.0 2.6.1", "1.0.0"],
+        strict=True,
+    ):
+        model[("MC-C", base + end)] = (value, codes)
+    return rows, model
+
+
+def test_migration_5_packs_the_values_of_every_day_as_bytes_and_each_reads_back_as_written(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    migrate_tables(store, MIGRATIONS[:4], VERSION_TABLE)  # the store as it was before
+    rows, model = text_days()
+    with store.transaction() as tx:
+        tx.execute_many(
+            f"""INSERT INTO {interval_days.TABLE} (mc_id, day, ends, amounts, quality_codes)
+                VALUES (:mc, :day, :ends, :amounts, :codes)""",
+            rows,
+        )
+        mc, end = next(key for key, value in model.items() if value[1] == "3.7.0 2.6.1")
+        tx.execute(
+            f"""INSERT INTO mdm_measurement_edit (mc_id, kind, measured_at, old_value,
+                  old_quality_codes, new_value, new_quality_codes, edited_at)
+                VALUES (:mc, 'INTERVAL', :at, '0.333', '1.0.0', :new, '3.7.0 2.6.1', {tx.now})""",
+            {"mc": mc, "at": end, "new": model[(mc, end)][0]},
+        )
+        edits_before = tx.fetch("SELECT * FROM mdm_measurement_edit")
+    monkeypatch.setattr(interval_days, "_DAYS_PER_WRITE", 2)  # days moved a few at a time
+    assert migrate(store) == len(MIGRATIONS)
+    with store.transaction() as tx:
+        for mc in ("MC-A", "MC-B", "MC-C"):
+            assert interval_days.read(tx, mc, 0, 2**40).rows() == model_read(model, mc, 0, 2**40)
+        assert tx.fetch("SELECT * FROM mdm_measurement_edit") == edits_before
+        stored = tx.fetch(f"SELECT mc_id, day, ends, amounts FROM {interval_days.TABLE}")
+    assert sorted((r["mc_id"], r["day"], r["ends"]) for r in stored) == sorted(
+        (r["mc"], r["day"], r["ends"]) for r in rows
+    )
+    assert all(isinstance(r["amounts"], bytes) for r in stored)
+    assert sum(len(r["amounts"]) for r in stored) < sum(len(str(r["amounts"])) for r in rows) / 2
+    if store.dialect == "sqlite":
+        columns = "SELECT type FROM pragma_table_info(:table) WHERE name = 'amounts'"
+        tables = "SELECT name FROM sqlite_master WHERE tbl_name LIKE 'mdm_interval%' ORDER BY name"
+        expected = [interval_days.TABLE, f"sqlite_autoindex_{interval_days.TABLE}_1"]
+        kind = "BLOB"
+    else:
+        columns = """SELECT data_type AS type FROM information_schema.columns
+                     WHERE table_name = :table AND column_name = 'amounts'
+                       AND table_schema = current_schema()"""
+        tables = """SELECT relname AS name FROM pg_class
+                    WHERE relname LIKE 'mdm_interval%'
+                      AND relnamespace = current_schema()::regnamespace ORDER BY relname"""
+        expected = [interval_days.TABLE, f"{interval_days.TABLE}_pkey"]
+        kind = "bytea"
+    with store.transaction() as tx:
+        column = tx.fetch_one(columns, {"table": interval_days.TABLE})
+        assert column is not None and column["type"] == kind
+        assert [row["name"] for row in tx.fetch(tables)] == expected
+    measurements = Measurements(store)  # a migrated day takes an edit as any other
+    with store.transaction() as tx:
+        measurements.write_values(
+            tx, [("MC-C", 20_000 * 86_400 + 1800, "0.5", "3.7.0")], replace=True
+        )
+    model[("MC-C", 20_000 * 86_400 + 1800)] = ("0.5", "3.7.0")
+    with store.transaction() as tx:
+        assert interval_days.read(tx, "MC-C", 0, 2**40).rows() == model_read(
+            model, "MC-C", 0, 2**40
+        )
