@@ -1,6 +1,6 @@
 """Message bodies as the store keeps them in ``outbox_body`` and ``inbox_body``: compressed with
 a dictionary made of the contracts' own messages, and every reader given back the bytes that
-were sent.
+were sent (docs/reliability.md §2.1, how a body is kept).
 
 Decisions:
 
