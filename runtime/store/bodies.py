@@ -106,9 +106,7 @@ def original(kept: Any) -> bytes:
 def _unpacked(data: bytes) -> bytes:
     """The payload of a body stored under ``MARK``."""
     try:
-        return _codecs.decompressor.decompress(
-            memoryview(data)[len(MARK) :], allow_extra_data=False
-        )
+        return _codecs.decompressor.decompress(data[len(MARK) :], allow_extra_data=False)
     except (zstandard.ZstdError, MemoryError) as exc:  # a damaged frame may claim any size
         raise _damaged(exc) from None
 
