@@ -32,7 +32,11 @@ def test_training_on_the_goldens_it_was_made_from_gives_the_same_bytes(tmp_path:
         check=True,
     ).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as goldens:
-        goldens.extractall(tmp_path, filter="data")
+        for member in goldens.getmembers():
+            content = goldens.extractfile(member)
+            if content is not None:  # a file, not a folder
+                (tmp_path / member.name).parent.mkdir(parents=True, exist_ok=True)
+                (tmp_path / member.name).write_bytes(content.read())
     out = tmp_path / "bodies.zdict"
     body_dictionary.main([str(tmp_path / "conformance" / "cases"), str(out)])
     assert out.read_bytes() == DICTIONARY
