@@ -106,9 +106,12 @@ def original(kept: Any) -> bytes:
 def _unpacked(data: bytes) -> bytes:
     """The payload of a body stored under ``MARK``."""
     try:
-        return _codecs.decompressor.decompress(data[len(MARK) :], allow_extra_data=False)
+        payload = _codecs.decompressor.decompress(data[len(MARK) :], allow_extra_data=False)
     except (zstandard.ZstdError, MemoryError) as exc:  # a damaged frame may claim any size
-        raise _damaged(exc) from None
+        raise _damaged(str(exc) or "its frame claims more bytes than memory holds") from None
+    if not payload:  # never stored so (an empty body is kept as it is): a frame claiming 0 bytes
+        raise _damaged("its frame claims no bytes")
+    return payload
 
 
 def _inflated(data: bytes) -> bytes:
@@ -117,7 +120,7 @@ def _inflated(data: bytes) -> bytes:
     try:
         payload = decompressor.decompress(data[len(DEFLATE_MARK) :]) + decompressor.flush()
     except zlib.error as exc:
-        raise _damaged(exc) from None
+        raise _damaged(str(exc)) from None
     if not decompressor.eof:
         raise BodyError(
             "a stored message body is marked compressed but ends before its compressed data "
@@ -126,9 +129,8 @@ def _inflated(data: bytes) -> bytes:
     return payload
 
 
-def _damaged(exc: Exception) -> BodyError:
+def _damaged(detail: str) -> BodyError:
     """The error for a marked body whose compressed data does not decompress."""
-    detail = str(exc) or "its frame claims more bytes than memory holds"
     return BodyError(
         f"a stored message body is marked compressed but does not decompress ({detail}): "
         "the row was changed outside the runtime; restore it from a backup"

@@ -146,6 +146,7 @@ def damaged_rows() -> dict[str, bytes]:
         "a byte changed": kept[:middle] + bytes([kept[middle] ^ 0x5A]) + kept[middle + 1 :],
         "bytes added": kept + b"more",
         "claims more bytes": claiming(len(USUAL) + 1, kept),
+        "claims no bytes": claiming(0, kept),
         "claims an impossible size": claiming(1 << 62, kept),
         "mark alone": MARK,
         "deflate cut after its header": deflated(LARGE)[: len(DEFLATE_MARK) + 5],
