@@ -74,6 +74,7 @@ def test_the_wheel_is_one_package_with_the_reference_project(tmp_path: Path) -> 
         "ccbmdm/codegen/templates/codec.py.jinja2",
         "ccbmdm/runtime/messages/xmlsafe.py",
         "ccbmdm/runtime/sim/determinants/usage_groups/RES-TOU.yaml",
+        "ccbmdm/runtime/store/bodies.zdict",
         "ccbmdm/py.typed",
         "ccbmdm/reference/contracts/flows.yaml",
         "ccbmdm/reference/contracts/ccb/ServiceAgreementSyncRequest.xsd",

@@ -25,6 +25,7 @@ from ccbmdm.runtime.sim.mdm import interval_days
 from ccbmdm.runtime.sim.mdm.simulator import MdmSimulator
 from ccbmdm.runtime.sim.synthetic import Customer, Plan, generate
 from ccbmdm.runtime.store import Store, Transaction
+from ccbmdm.runtime.store.bodies import original
 from runtime_world import FAST, FLOWS
 from support import OUTBOX, REPO
 
@@ -164,7 +165,7 @@ class World:
                 f"SELECT b.payload FROM {OUTBOX} WHERE node = :node AND flow = :flow ORDER BY o.id",
                 {"node": node, "flow": flow},
             )
-        return [self.registry.decode(bytes(row["payload"]))[1] for row in rows]
+        return [self.registry.decode(original(row["payload"]))[1] for row in rows]
 
     def call(self, flow: str, contract: str, message: ContractModel) -> tuple[int, Any]:
         """A synchronous call from CCB through the bridge; the status and the decoded reply."""

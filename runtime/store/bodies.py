@@ -1,31 +1,50 @@
-"""Message bodies as the store keeps them in ``outbox_body`` and ``inbox_body``: a large body
-compressed, a small one as it is, and every reader given back the bytes that were sent.
+"""Message bodies as the store keeps them in ``outbox_body`` and ``inbox_body``: compressed with
+a dictionary made of the contracts' own messages, and every reader given back the bytes that
+were sent (docs/reliability.md §2.1, how a body is kept).
 
 Decisions:
 
-* Only a body of ``COMPRESSED_FROM`` bytes or more is compressed: a message of the usual size
-  (a sync request or an acknowledgement, about 0.6 to 1.5 kB) is written and read on every
-  delivery, where compressing it (about 10 µs, and 3 µs to read it back) would cost a fifth of
-  a request's time for a few hundred bytes saved; a large body (a response carrying interval
-  data, a batch of periods) shrinks to a third or less, for a cost that is small beside its
-  parsing.
-* A compressed body is ``MARK`` followed by raw deflate (zlib, level 1) primed with
-  ``ENVELOPE``, the text every message opens with. ``MARK`` begins with a NUL byte, which no
-  XML or JSON text in UTF-8 begins with (a UTF-16 text begins with a byte order mark or
-  ``\\x00<``): a body stored before compression existed, or below the threshold, reads as it
-  is, with no column to say which.
-* ``ENVELOPE`` and the format under ``MARK`` never change: rows written with them must stay
-  readable. A new format takes a new mark, and reading keeps the old one.
+* Every body of ``COMPRESSED_FROM`` bytes or more is compressed when that makes it smaller:
+  zstd at ``LEVEL`` with ``bodies.zdict``, a dictionary trained on the golden messages of the
+  reference conformance cases (``body_dictionary`` says how). A message of the usual size (a
+  sync request or an acknowledgement, 0.6 to 1.5 kB) has most of its text in the dictionary
+  (the envelope, the element names, the code values) and shrinks to about a quarter, for a few
+  microseconds each way; without a dictionary it hardly shrinks. A body shorter than
+  ``COMPRESSED_FROM`` leaves nothing to gain beside the frame's own bytes.
+* A compressed body is ``MARK`` followed by one zstd frame with its content size and checksum
+  (a damaged row is an error, never other bytes) and without the dictionary's id (the mark
+  names the dictionary). Every mark begins with ``MARK_PREFIX``, whose NUL byte no XML or JSON
+  text in UTF-8 begins with (a UTF-16 text begins with a byte order mark or ``\\x00<``): a body
+  stored plain reads as it is, with no column to say which.
+* ``DEFLATE_MARK`` is the format before ``MARK``: raw deflate (zlib) primed with ``ENVELOPE``,
+  for bodies of 4 kB or more. Its rows read back as they did; nothing writes it any more.
+* A payload that itself begins with ``MARK_PREFIX`` is always kept compressed, so that it reads
+  back as it was, under every mark there is and any mark to come. (Before ``MARK``, only one
+  beginning with ``DEFLATE_MARK`` was: a body stored plain then that began with ``MARK`` now
+  reads as damaged. No message of the contracts begins with a NUL byte.)
+* The dictionary, ``ENVELOPE`` and the format under each mark never change: rows written with
+  them must stay readable. A new dictionary or format takes a new mark, and reading keeps the
+  old ones. ``LEVEL`` is the writer's alone: a frame reads the same at any level.
+* Each thread has its own compressor and decompressor: a zstd context must not serve two
+  threads at once (a receiver processes messages on a pool of threads), and making one for each
+  body would cost several times the compression itself.
 """
 
 from __future__ import annotations
 
+import threading
 import zlib
 from collections.abc import Mapping, Sequence
+from importlib.resources import files
 from typing import Any
 
-COMPRESSED_FROM = 4096  # bytes: a body this large or larger is kept compressed
-MARK = b"\x00z1"  # a compressed body: raw deflate primed with ENVELOPE follows
+import zstandard
+
+COMPRESSED_FROM = 64  # bytes: a body this large or larger is kept compressed when that shrinks it
+LEVEL = 3  # zstd's level: 5 makes bodies a tenth smaller for half again the time
+MARK_PREFIX = b"\x00z"  # what every mark begins with
+MARK = MARK_PREFIX + b"2"  # a compressed body: a zstd frame made with bodies.zdict follows
+DEFLATE_MARK = MARK_PREFIX + b"1"  # a body compressed before MARK: raw deflate primed with ENVELOPE
 ENVELOPE = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n'
     b"<messageHeader><messageId></messageId><correlationId></correlationId><flow></flow>"
@@ -34,9 +53,23 @@ ENVELOPE = (
     b"<result><hasError>false</hasError></result>"
 )
 _WINDOW_BITS = -15  # raw deflate (no zlib header: the mark says what follows), a 32 kB window
-# A compressor primed with the envelope, copied for each body: priming one anew costs more
-# than compressing a body of a few kilobytes.
-_PRIMED = zlib.compressobj(1, zlib.DEFLATED, _WINDOW_BITS, 8, zlib.Z_DEFAULT_STRATEGY, ENVELOPE)
+DICTIONARY = files("ccbmdm.runtime.store").joinpath("bodies.zdict").read_bytes()
+# Loaded once, its compression tables made once for LEVEL: every thread's contexts share it.
+_DICTIONARY = zstandard.ZstdCompressionDict(DICTIONARY, dict_type=zstandard.DICT_TYPE_FULLDICT)
+_DICTIONARY.precompute_compress(level=LEVEL)
+
+
+class _Codecs(threading.local):
+    """This thread's zstd contexts, made on its first body."""
+
+    def __init__(self) -> None:
+        self.compressor = zstandard.ZstdCompressor(
+            level=LEVEL, dict_data=_DICTIONARY, write_checksum=True, write_dict_id=False
+        )
+        self.decompressor = zstandard.ZstdDecompressor(dict_data=_DICTIONARY)
+
+
+_codecs = _Codecs()
 
 
 class BodyError(ValueError):
@@ -45,36 +78,49 @@ class BodyError(ValueError):
 
 def stored(payload: bytes, threshold: int = COMPRESSED_FROM) -> bytes:
     """What the body table keeps for ``payload``: itself below ``threshold`` bytes (or when
-    compressing would not make it smaller), else the mark and the compressed bytes. A payload
-    that itself begins with the mark is always kept compressed, so that it reads back as it
-    was."""
-    marked = payload.startswith(MARK)
+    compressing would not make it smaller), else ``MARK`` and the compressed bytes. A payload
+    that itself begins with ``MARK_PREFIX`` is always kept compressed, so that it reads back as
+    it was."""
     if _as_it_is(payload, threshold):
         return payload
-    compressor = _PRIMED.copy()
-    packed = MARK + compressor.compress(payload) + compressor.flush()
-    return packed if len(packed) < len(payload) or marked else payload
+    packed = MARK + _codecs.compressor.compress(payload)
+    return packed if len(packed) < len(payload) or payload.startswith(MARK_PREFIX) else payload
 
 
 def _as_it_is(payload: bytes, threshold: int = COMPRESSED_FROM) -> bool:
     """Whether ``stored`` keeps ``payload`` unchanged without trying to compress it."""
-    return len(payload) < threshold and not payload.startswith(MARK)
+    return len(payload) < threshold and not payload.startswith(MARK_PREFIX)
 
 
 def original(kept: Any) -> bytes:
     """The bytes that were sent, from what a body table holds (bytes, a memoryview, a
     PostgreSQL bytea): decompressed when marked, else as they are."""
     data = bytes(kept)
-    if not data.startswith(MARK):
-        return data
+    if data.startswith(MARK):
+        return _unpacked(data)
+    if data.startswith(DEFLATE_MARK):
+        return _inflated(data)
+    return data
+
+
+def _unpacked(data: bytes) -> bytes:
+    """The payload of a body stored under ``MARK``."""
+    try:
+        payload = _codecs.decompressor.decompress(data[len(MARK) :], allow_extra_data=False)
+    except (zstandard.ZstdError, MemoryError) as exc:  # a damaged frame may claim any size
+        raise _damaged(str(exc) or "its frame claims more bytes than memory holds") from None
+    if not payload:  # never stored so (an empty body is kept as it is): a frame claiming 0 bytes
+        raise _damaged("its frame claims no bytes")
+    return payload
+
+
+def _inflated(data: bytes) -> bytes:
+    """The payload of a body stored under ``DEFLATE_MARK``."""
     decompressor = zlib.decompressobj(_WINDOW_BITS, zdict=ENVELOPE)
     try:
-        payload = decompressor.decompress(data[len(MARK) :]) + decompressor.flush()
+        payload = decompressor.decompress(data[len(DEFLATE_MARK) :]) + decompressor.flush()
     except zlib.error as exc:
-        raise BodyError(
-            f"a stored message body is marked compressed but does not decompress ({exc}): "
-            "the row was changed outside the runtime; restore it from a backup"
-        ) from None
+        raise _damaged(str(exc)) from None
     if not decompressor.eof:
         raise BodyError(
             "a stored message body is marked compressed but ends before its compressed data "
@@ -83,9 +129,17 @@ def original(kept: Any) -> bytes:
     return payload
 
 
+def _damaged(detail: str) -> BodyError:
+    """The error for a marked body whose compressed data does not decompress."""
+    return BodyError(
+        f"a stored message body is marked compressed but does not decompress ({detail}): "
+        "the row was changed outside the runtime; restore it from a backup"
+    )
+
+
 def stored_rows(rows: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:
-    """Rows to write with each ``payload`` as ``stored`` keeps it: the same rows when none is
-    large enough to compress (a batch of the usual messages is not copied)."""
+    """Rows to write with each ``payload`` as ``stored`` keeps it: the same rows when every
+    body is kept as it is (a batch of the smallest bodies is not copied)."""
     if all(_as_it_is(row["payload"]) for row in rows):
         return rows
     return [{**row, "payload": stored(row["payload"])} for row in rows]

@@ -9,6 +9,7 @@ from ccbmdm.runtime.messages.contracts import ContractRegistry
 from ccbmdm.runtime.messages.header import new_message_id
 from ccbmdm.runtime.messaging.transport import InProcessTransport, Posting
 from ccbmdm.runtime.store import Store
+from ccbmdm.runtime.store.bodies import original
 from runtime_world import Flaky, Integration
 from support import OUTBOX
 
@@ -90,7 +91,7 @@ def test_a_redelivered_message_is_applied_once(
     world.run()
     with store.transaction() as tx:
         (row,) = tx.fetch(BRIDGE_TO_MDM)
-    again = world.mdm.receiver.receive("bridge", "person-sync", "request", bytes(row["payload"]))
+    again = world.mdm.receiver.receive("bridge", "person-sync", "request", original(row["payload"]))
     assert again.status == 200  # the recorded outcome, no second processing
     world.run()
     assert world.stub.applications == 1
@@ -130,8 +131,8 @@ def test_a_batch_mixing_new_and_repeated_messages_answers_each_rightly(
     with store.transaction() as tx:
         (fresh,) = tx.fetch(BRIDGE_TO_MDM + " AND state = 'PENDING'")
     postings = [
-        Posting("person-sync", "request", bytes(fresh["payload"])),
-        Posting("person-sync", "request", bytes(sent["payload"])),
+        Posting("person-sync", "request", original(fresh["payload"])),
+        Posting("person-sync", "request", original(sent["payload"])),
     ]
     new, repeat = world.mdm.receiver.receive_many("bridge", postings)
     assert (new.status, repeat.status) == (202, 200)

@@ -14,6 +14,7 @@ from ccbmdm.runtime.lifecycles.lifecycle import SYNC_REQUEST, IllegalTransition
 from ccbmdm.runtime.lifecycles.sync import SyncRequestMonitor
 from ccbmdm.runtime.messages.contracts import ContractRegistry
 from ccbmdm.runtime.store import Store
+from ccbmdm.runtime.store.bodies import original
 from ccbmdm.runtime.store.sqlite import SqliteStore
 from runtime_world import People, person
 from support import OUTBOX, sample
@@ -68,7 +69,7 @@ def test_c1_many_changes_coalesce_into_one_message_with_the_last_state(
     )
     assert monitor.step().sent == 1
     ((_, message),) = [
-        registry.decode(bytes(row["payload"]), PERSON_REQUEST) for row in outbox(store)[1:]
+        registry.decode(original(row["payload"]), PERSON_REQUEST) for row in outbox(store)[1:]
     ]
     assert message.person.entity_name == "Okafor,Ada 99"  # type: ignore[attr-defined]
     assert message.change_type == "CHANGE"  # type: ignore[attr-defined]
@@ -138,7 +139,7 @@ def test_add_and_delete_change_types(
     people.put("0000000007", None)
     monitor.step()
     added, deleted = (
-        registry.decode(bytes(row["payload"]), PERSON_REQUEST)[1] for row in outbox(store)
+        registry.decode(original(row["payload"]), PERSON_REQUEST)[1] for row in outbox(store)
     )
     assert added.change_type == "ADD" and deleted.change_type == "DELETE"  # type: ignore[attr-defined]
     assert deleted.person is None  # type: ignore[attr-defined]  # a DELETE carries only the keys
@@ -166,7 +167,7 @@ def test_the_message_carries_header_and_keys(
     people.put("0000000010", person("0000000010", "Keys"))
     monitor.step()
     (row,) = outbox(store)
-    _, message = registry.decode(bytes(row["payload"]), PERSON_REQUEST)
+    _, message = registry.decode(original(row["payload"]), PERSON_REQUEST)
     header = message.message_header  # type: ignore[attr-defined]
     assert (header.flow, header.source_system, header.target_system) == (
         "PERSON_SYNC",
@@ -190,7 +191,7 @@ def test_the_message_is_sent_at_the_monitors_clock(
     people.put("0000000011", person("0000000011", "Clock"))
     monitor.step()
     (row,) = outbox(store)
-    _, message = registry.decode(bytes(row["payload"]), PERSON_REQUEST)
+    _, message = registry.decode(original(row["payload"]), PERSON_REQUEST)
     sent = message.message_header.sent_date_time  # type: ignore[attr-defined]
     assert sent == datetime(2027, 3, 20, 14, 0, 0, tzinfo=UTC)
 

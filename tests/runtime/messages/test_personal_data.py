@@ -20,6 +20,7 @@ from ccbmdm.runtime.messages.codec import ContractViolation
 from ccbmdm.runtime.messages.contracts import ContractRegistry
 from ccbmdm.runtime.messaging.transport import InProcessTransport
 from ccbmdm.runtime.store import Store
+from ccbmdm.runtime.store.bodies import original
 from ccbmdm.runtime.store.sqlite import SqliteStore
 from runtime_world import Integration
 from support import REPO, sample
@@ -68,7 +69,7 @@ def texts_about_failures(store: Store) -> list[tuple[str, str, str]]:
             for row in tx.fetch(f'SELECT "{column}" AS v FROM "{table}"'):
                 value = row["v"]
                 if isinstance(value, memoryview | bytes):
-                    body = bytes(value)
+                    body = original(value) if (table, column) in BODIES else bytes(value)
                     if (table, column) in BODIES and not any(r in body[:200] for r in REPLIES):
                         continue
                     value = body.decode("utf-8", "replace")
@@ -141,7 +142,7 @@ def test_a_country_the_code_table_lacks_is_withheld_from_the_fault_reason_and_lo
     ]
     with store.transaction() as tx:
         faults = [
-            bytes(r["payload"])
+            original(r["payload"])
             for r in tx.fetch(
                 "SELECT b.payload FROM outbox o JOIN outbox_body b ON b.id = o.id "
                 "WHERE o.node = 'bridge' AND o.partner = 'ccb'"

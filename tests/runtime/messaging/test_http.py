@@ -12,6 +12,7 @@ from ccbmdm.runtime.messages.contracts import ContractRegistry
 from ccbmdm.runtime.messaging.http import Credential, HttpTransport, ReceiverApp, Server
 from ccbmdm.runtime.messaging.transport import InProcessTransport
 from ccbmdm.runtime.store import Store
+from ccbmdm.runtime.store.bodies import original
 from runtime_world import Integration
 from support import OUTBOX, sample
 
@@ -49,7 +50,7 @@ def test_person_sync_over_http_on_loopback(
             (row,) = tx.fetch(
                 f"SELECT b.payload FROM {OUTBOX} WHERE node = 'bridge' AND partner = 'mdm'"
             )
-        payload = bytes(row["payload"])
+        payload = original(row["payload"])
         bridge = {"authorization": CREDENTIALS["bridge"].header()}
         # A redelivery gets the recorded outcome (200) and is not processed again.
         assert httpx.post(url, content=payload, headers=bridge).status_code == 200

@@ -18,6 +18,7 @@ from ccbmdm.runtime.sim.ccb.billing import Segment, calendar_days
 from ccbmdm.runtime.sim.ccb.simulator import CcbSimulator
 from ccbmdm.runtime.sim.synthetic import Plan, generate
 from ccbmdm.runtime.store import Store, Transaction
+from ccbmdm.runtime.store.bodies import original
 from runtime_world import FAST, FLOWS
 from support import OUTBOX, sample
 
@@ -81,7 +82,7 @@ def test_a_billing_run_requests_usage_for_each_sa_of_the_cycle(
     assert world.usage.step() == len(segments)
     with store.transaction() as tx:
         rows = tx.fetch(f"SELECT b.payload FROM {OUTBOX} WHERE flow = 'BATCH_BD' ORDER BY o.id")
-    _, request = registry.decode(bytes(rows[0]["payload"]))
+    _, request = registry.decode(original(rows[0]["payload"]))
     details = request.send_details  # type: ignore[attr-defined]
     assert details.bill_condition == "D2IL"  # the SA's first segment
     assert details.bill_cycle == "M01"
@@ -168,7 +169,7 @@ def test_completing_and_cancelling_tell_mdm_about_used_on_bill(
         )
     flags = []
     for row in rows:
-        _, update = registry.decode(bytes(row["payload"]))
+        _, update = registry.decode(original(row["payload"]))
         (item,) = update.items  # type: ignore[attr-defined]
         flags.append((item.bill_segment_id, item.used_on_bill))
     assert flags == [(str(segment_id).zfill(10), True), (str(segment_id).zfill(10), False)]
@@ -263,7 +264,7 @@ def test_a_corrected_read_cancels_and_rebills_the_segment(
     with store.transaction() as tx:
         row = tx.fetch_one(f"SELECT b.payload FROM {OUTBOX} WHERE flow = 'ONLINE_BD'")
     assert row is not None
-    _, request = registry.decode(bytes(row["payload"]))
+    _, request = registry.decode(original(row["payload"]))
     assert request.send_details.previous_usage_id == world.segment(old)["usage_id"]  # type: ignore[attr-defined]
     world.respond(int(new["id"]))  # online: processed at once
     assert (world.segment(old)["status"], world.segment(old)["reason"]) == (

@@ -34,6 +34,7 @@ from ccbmdm.runtime.messaging.transport import InProcessTransport
 from ccbmdm.runtime.sim.mdm.records import Period
 from ccbmdm.runtime.sim.mdm.simulator import MdmSimulator
 from ccbmdm.runtime.store import Store, Transaction
+from ccbmdm.runtime.store.bodies import original
 from runtime_world import FAST, FLOWS
 from support import OUTBOX, REPO, sample
 
@@ -141,7 +142,7 @@ class World:
         """MDM's acknowledgements, oldest first."""
         with self.store.transaction() as tx:
             rows = tx.fetch(f"SELECT b.payload FROM {OUTBOX} WHERE node = 'mdm' ORDER BY o.id")
-        return [self.registry.decode(bytes(row["payload"]))[1] for row in rows]
+        return [self.registry.decode(original(row["payload"]))[1] for row in rows]
 
     def post(self, flow: str, payload: bytes) -> tuple[int, str]:
         """Deliver a mapped message to MDM as the bridge would; the status and the receipt's id."""
