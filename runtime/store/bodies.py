@@ -25,6 +25,10 @@ Decisions:
 * The dictionary, ``ENVELOPE`` and the format under each mark never change: rows written with
   them must stay readable. A new dictionary or format takes a new mark, and reading keeps the
   old ones. ``LEVEL`` is the writer's alone: a frame reads the same at any level.
+* The last bodies compressed and read are remembered both ways (``_REMEMBERED`` of each, the
+  table emptied when full): a message delivered in process is stored by its sender and again
+  by its receiver, and read back by each, the same bytes each time; a look-up in a table of
+  bytes costs a tenth of compressing them.
 * Each thread has its own compressor and decompressor: a zstd context must not serve two
   threads at once (a receiver processes messages on a pool of threads), and making one for each
   body would cost several times the compression itself.
@@ -70,6 +74,15 @@ class _Codecs(threading.local):
 
 
 _codecs = _Codecs()
+_REMEMBERED = 512  # bodies remembered each way, about a megabyte
+_packed: dict[bytes, bytes] = {}  # a payload -> what the body table keeps for it
+_unpacked_of: dict[bytes, bytes] = {}  # what a body table keeps -> its payload
+
+
+def _remember(table: dict[bytes, bytes], key: bytes, value: bytes) -> None:
+    if len(table) >= _REMEMBERED:
+        table.clear()
+    table[key] = value
 
 
 class BodyError(ValueError):
@@ -83,8 +96,12 @@ def stored(payload: bytes, threshold: int = COMPRESSED_FROM) -> bytes:
     it was."""
     if _as_it_is(payload, threshold):
         return payload
-    packed = MARK + _codecs.compressor.compress(payload)
-    return packed if len(packed) < len(payload) or payload.startswith(MARK_PREFIX) else payload
+    kept = _packed.get(payload)
+    if kept is None:
+        packed = MARK + _codecs.compressor.compress(payload)
+        kept = packed if len(packed) < len(payload) or payload.startswith(MARK_PREFIX) else payload
+        _remember(_packed, payload, kept)
+    return kept
 
 
 def _as_it_is(payload: bytes, threshold: int = COMPRESSED_FROM) -> bool:
@@ -97,7 +114,11 @@ def original(kept: Any) -> bytes:
     PostgreSQL bytea): decompressed when marked, else as they are."""
     data = bytes(kept)
     if data.startswith(MARK):
-        return _unpacked(data)
+        payload = _unpacked_of.get(data)
+        if payload is None:
+            payload = _unpacked(data)
+            _remember(_unpacked_of, data, payload)
+        return payload
     if data.startswith(DEFLATE_MARK):
         return _inflated(data)
     return data

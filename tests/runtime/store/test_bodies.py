@@ -162,6 +162,8 @@ def test_a_frame_rewritten_to_claim_its_own_size_still_reads() -> None:
 
 @pytest.mark.parametrize("damage", sorted(damaged_rows()))
 def test_a_damaged_compressed_body_is_an_error_that_says_what_to_do(damage: str) -> None:
+    """Even right after the intact row was read (and is remembered)."""
+    assert original(stored(USUAL)) == USUAL and original(stored(LARGE)) == LARGE
     with pytest.raises(BodyError, match="outside the runtime; restore it from a backup"):
         original(damaged_rows()[damage])
 
