@@ -41,7 +41,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from multiprocessing.synchronize import Event, Semaphore
 from pathlib import Path
-from typing import cast
+from typing import NamedTuple, cast
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -104,24 +104,32 @@ def measure(store: Store, requests: int, batch: int = 50, counted: bool = False)
     return requests / seconds
 
 
-def transactions_per_request(store: Store, requests: int, batch: int) -> float:
-    """The write transactions one worker commits a request, from its first round to quiet (a
-    count, which the machine's load does not move; on SQLite each is an fsync when it wrote)."""
+class Costs(NamedTuple):
+    """What a request costs the store, counted by its ``on_write`` hook: counts, which the
+    machine's load does not move."""
+
+    transactions: float  # write transactions committed (on SQLite, each an fsync when it wrote)
+    round_trips: float  # times a transaction waited for the server (PostgreSQL; SQLite none)
+
+
+def costs_per_request(store: Store, requests: int, batch: int) -> Costs:
+    """What one worker's requests cost the store, from its first round to quiet."""
     world = integration(store, batch)
     load(world, requests)
     worker = worker_of(world)
-    committed = 0
+    committed = round_trips = 0
 
     def heard(span: WriteSpan) -> None:
-        nonlocal committed
+        nonlocal committed, round_trips
         committed += span.committed
+        round_trips += span.round_trips
 
     store.on_write = heard
     try:
         worker.drain(max_rounds=10 + 4 * requests // batch)
     finally:
         store.on_write = None
-    return committed / requests
+    return Costs(committed / requests, round_trips / requests)
 
 
 def sqlite_rate(requests: int, batch: int, counted: bool = False, logs_at: str = "info") -> float:

@@ -50,11 +50,14 @@ def in_background() -> bool:
 @dataclass(frozen=True)
 class WriteSpan:
     """How long one write transaction waited to begin (on SQLite, for the write lock) and then
-    ran until its commit or rollback had ended (on SQLite, held the lock)."""
+    ran until its commit or rollback had ended (on SQLite, held the lock); and how many times
+    it waited for the database server, its commit included (``round_trips``: PostgreSQL's;
+    SQLite runs in the process and never waits for a server)."""
 
     waited_s: float
     held_s: float
     committed: bool
+    round_trips: int = 0
 
 
 class StoreError(CcbmdmError):
@@ -103,6 +106,22 @@ class Transaction(ABC):
     def fetch(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         """Run a query (or a statement with RETURNING) and return its rows as mappings."""
 
+    def send(
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        counted: Callable[[int], None] | None = None,
+    ) -> None:
+        """Run a statement whose result nothing here waits for; ``counted``, if given, hears
+        the number of rows it changed. PostgreSQL sends it with the next statement that is
+        waited for (``execute``, ``fetch``), or the commit, in one round trip; SQLite, in the
+        process, runs it at once. Its failure raises from that later call, or at the end of
+        the savepoint it was sent under: a statement read later in the same transaction
+        (a row it wrote) sees its effect, as the database runs statements in order."""
+        changed = self.execute(sql, params)
+        if counted is not None:
+            counted(changed)
+
     def instant(self, value: datetime | None) -> Any:
         """A timestamp as a parameter for a timestamp column of this store."""
         return value
@@ -119,14 +138,15 @@ class Transaction(ABC):
         rows: Sequence[Mapping[str, Any]],
         types: Mapping[str, str],
         condition: str = "",
-    ) -> int:
+    ) -> None:
         """``UPDATE table SET assignments WHERE id = :id [AND condition]`` for each of ``rows``,
-        whose values the assignments name as ``:name`` (``types``: name -> PostgreSQL type);
-        the rows changed. Executed once a row here (in process, on SQLite); on PostgreSQL one
-        statement for the batch (``unnested``). ``condition`` names the table's columns with
-        the table's name (``inbox.state``), the rows' values being columns there too."""
+        whose values the assignments name as ``:name`` (``types``: name -> PostgreSQL type),
+        nothing waiting for the count (``send``). Executed once a row here (in process, on
+        SQLite); on PostgreSQL one statement for the batch (``unnested``), sent. ``condition``
+        names the table's columns with the table's name (``inbox.state``), the rows' values
+        being columns there too."""
         where = f"id = :id AND {condition}" if condition else "id = :id"
-        return self.execute_many(f"UPDATE {table} SET {assignments} WHERE {where}", rows)
+        self.execute_many(f"UPDATE {table} SET {assignments} WHERE {where}", rows)
 
     def fetch_one(self, sql: str, params: Mapping[str, Any] | None = None) -> Row | None:
         rows = self.fetch(sql, params)
@@ -194,11 +214,13 @@ class Store(ABC):
     #: called after each write transaction with its span (a debug hook: tests, measurements)
     on_write: Callable[[WriteSpan], None] | None = None
 
-    def written(self, asked: float, begun: float, *, committed: bool) -> None:
+    def written(self, asked: float, begun: float, *, committed: bool, round_trips: int = 0) -> None:
         """A write transaction asked to begin at ``asked`` and began at ``begun``
-        (``time.perf_counter``) has just ended: the hook, when there is one, hears of it."""
+        (``time.perf_counter``) has just ended, having waited ``round_trips`` times for the
+        server: the hook, when there is one, hears of it."""
         if self.on_write is not None:
-            self.on_write(WriteSpan(begun - asked, time.perf_counter() - begun, committed))
+            held = time.perf_counter() - begun
+            self.on_write(WriteSpan(begun - asked, held, committed, round_trips))
 
     @abstractmethod
     def transaction(self) -> AbstractContextManager[Transaction]:
