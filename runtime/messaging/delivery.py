@@ -236,11 +236,27 @@ class Outbox:
         ]
 
     def _fenced(
-        self, tx: Transaction, claims: Sequence[Claim], assignments: str, params: Mapping[str, Any]
+        self,
+        tx: Transaction,
+        claims: Sequence[Claim],
+        assignments: str,
+        params: Mapping[str, Any],
+        claimed_here: bool = False,
     ) -> set[int]:
         """Apply ``assignments`` to the claims whose lease is still theirs, in one statement;
-        returns their ids (a claim missing from it lost its lease: do not send, log)."""
-        return {int(row["id"]) for row in self._fenced_rows(tx, claims, assignments, params)}
+        returns their ids (a claim missing from it lost its lease: do not send, log). Claims
+        made in ``tx`` itself (``claimed_here``) hold their rows locked until it ends, so
+        their leases are theirs: the statement is sent without waiting (``Transaction.send``),
+        still fenced."""
+        if not claimed_here:
+            return {int(row["id"]) for row in self._fenced_rows(tx, claims, assignments, params)}
+        if claims:
+            fenced, values = fenced_rows(claims)
+            tx.send(
+                f"UPDATE outbox SET {assignments} WHERE state = 'SENDING' AND {fenced}",
+                {**params, **values},
+            )
+        return {claim.id for claim in claims}
 
     def _fenced_rows(
         self,
@@ -278,18 +294,23 @@ class Outbox:
         self,
         outcomes: list[tuple[Claim, str | None, Failure | None]],
         tx: Transaction | None = None,
+        claimed_here: bool = False,
     ) -> list[Claim]:
         """Record what each send came to, in one transaction (``tx``, else one of its own):
         (claim, error or None for an accepted message, the kind of failure). A partner that
         took a message is up again: its rows waiting after it seemed down are retried at once.
-        Returns the claims whose lease was gone."""
+        Returns the claims whose lease was gone (none when they were claimed in ``tx``,
+        ``claimed_here``: their rows are locked until it ends)."""
         if tx is None:
             with self.store.transaction() as own:
-                return self._record(own, outcomes)
-        return self._record(tx, outcomes)
+                return self._record(own, outcomes, claimed_here)
+        return self._record(tx, outcomes, claimed_here)
 
     def _record(
-        self, tx: Transaction, outcomes: list[tuple[Claim, str | None, Failure | None]]
+        self,
+        tx: Transaction,
+        outcomes: list[tuple[Claim, str | None, Failure | None]],
+        claimed_here: bool,
     ) -> list[Claim]:
         held: set[int] = set()
         failed: dict[int, Row] = {}  # claim id -> its row's new state and due time
@@ -302,6 +323,7 @@ class Outbox:
             [claim for claim in accepted if claim.reply_timeout_s is None],
             "state = 'DELIVERED', due_at = NULL, lease_token = NULL",
             {},
+            claimed_here,
         )
         for timeout in {c.reply_timeout_s for c in accepted} - {None}:
             held |= self._fenced(
@@ -309,6 +331,7 @@ class Outbox:
                 [claim for claim in accepted if claim.reply_timeout_s == timeout],
                 f"state = 'AWAITING_REPLY', due_at = {self.store.now_plus}",
                 {"seconds": timeout},
+                claimed_here,
             )
         for claim, error, failure in outcomes:
             if error is not None:
