@@ -328,12 +328,12 @@ class PostgresStore(Store):
             try:
                 yield tx
                 tx.flush_later()
+                tx.commit()  # a sent statement failing there leaves the transaction open
             except BaseException as exc:
                 tx.rollback()
                 if isinstance(exc, psycopg.Error) and lost(tx.connection, exc):
                     raise unavailable(self.where, exc) from exc
                 raise
-            tx.commit()
             committed = True
         finally:
             trips = 0 if tx is None else tx.round_trips

@@ -152,3 +152,18 @@ def test_a_request_end_to_end_costs_fewer_round_trips_than_the_bound(
     assert {state for state, _ in world.requests()} == {"SYNCHRONIZED"}
     round_trips = sum(span.round_trips for span in spans)
     assert 0 < round_trips / requests < ROUND_TRIPS_PER_REQUEST
+
+
+def test_a_sent_statement_that_fails_at_the_commit_leaves_the_store_usable(
+    empty_store: Store,
+) -> None:
+    """Its failure raises from the block, nothing of the transaction is kept, and the next
+    transaction on the same connection goes on as usual."""
+    store = empty_store
+    table(store)
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"), store.transaction() as tx:
+        tx.send("INSERT INTO kept VALUES (1, 'gone with the rest')")
+        tx.send("INSERT INTO kept VALUES (1, 'a repeat')")
+    with store.transaction() as tx:
+        tx.send("INSERT INTO kept VALUES (2, 'kept')")
+    assert kept(store) == [(2, "kept")]
