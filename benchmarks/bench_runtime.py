@@ -16,6 +16,10 @@ counted by callgrind (valgrind): the instructions a request costs, the same run 
 whatever else the machine is doing, where requests a second on a shared virtual machine vary by
 a third from one minute to the next.
 
+What a request costs the store is counted too (``costs_per_request``, through the store's
+``on_write`` hook): write transactions, and on PostgreSQL the round trips to the server, which
+a worker there spends most of its time waiting for.
+
 The SQLite runs log as ``ccbmdm run`` does by default, JSON lines at info (every delivery,
 receipt, processing and lifecycle move), into a file as a service's standard error would be;
 ``--logs off`` measures without them.
@@ -346,6 +350,14 @@ def main() -> None:
             )
     if args.pg:
         batch = args.batch[0]
+        with scratch_schema(args.pg) as scoped:
+            store = open_store(scoped)
+            costs = costs_per_request(store, args.requests, batch)
+            store.close()
+        print(
+            f"PostgreSQL, batch {batch}, a request: {costs.transactions:.3f} write transactions, "
+            f"{costs.round_trips:.2f} round trips"
+        )
         print(f"PostgreSQL, batch {batch}, median of {args.repeat} rounds of 1, 2 and 4 workers")
         pg_rates = postgres_rates(args.pg, args.requests, batch, args.repeat)
         one = statistics.median(pg_rates[1])
