@@ -272,6 +272,11 @@ class PostgresStore(Store):
         self.dsn = dsn
         self.where = f"PostgreSQL at {redacted(dsn)}"
         self._local = threading.local()
+        if not psycopg.Pipeline.is_supported():  # libpq before 14 (a system one, not the wheel's)
+            raise StoreError(
+                f"psycopg runs on libpq {psycopg.pq.version() // 10000}, without pipeline mode, which "
+                "the PostgreSQL store needs: install psycopg[binary], or libpq 14 or later"
+            )
         with self.transaction() as tx:
             settings = {
                 row["name"]: row["setting"]

@@ -10,14 +10,17 @@ import contextlib
 import math
 from types import ModuleType
 
+import psycopg
 import pytest
 
 from ccbmdm.runtime.messages.contracts import ContractRegistry
 from ccbmdm.runtime.messaging.transport import InProcessTransport
 from ccbmdm.runtime.store import Store, StoreError
 from ccbmdm.runtime.store.base import WriteSpan
+from ccbmdm.runtime.store.postgres import PostgresStore
 from ccbmdm.runtime.worker import Worker
 from runtime_world import Integration
+from support import pg_dsn
 
 # Round trips a request end to end, one worker, batches of 50 (PostgreSQL): measured 1.30 at 100
 # requests and 0.84 at 1,000 (the rounds that find nothing weigh more in a short run), where
@@ -167,3 +170,9 @@ def test_a_sent_statement_that_fails_at_the_commit_leaves_the_store_usable(
     with store.transaction() as tx:
         tx.send("INSERT INTO kept VALUES (2, 'kept')")
     assert kept(store) == [(2, "kept")]
+
+
+def test_a_libpq_without_pipeline_mode_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(psycopg.Pipeline, "is_supported", classmethod(lambda cls: False))
+    with pytest.raises(StoreError, match="without pipeline mode, which the PostgreSQL store"):
+        PostgresStore(pg_dsn())
