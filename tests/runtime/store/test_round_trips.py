@@ -176,3 +176,24 @@ def test_a_libpq_without_pipeline_mode_is_refused(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(psycopg.Pipeline, "is_supported", classmethod(lambda cls: False))
     with pytest.raises(StoreError, match="without pipeline mode, which the PostgreSQL store"):
         PostgresStore(pg_dsn())
+
+
+def test_a_batch_of_rows_updates_each_row_with_its_own_values(empty_store: Store) -> None:
+    """``update_rows``: on PostgreSQL one statement over the batch's columns as arrays, passed
+    in binary, whose elements are of one type (a float column given whole numbers too)."""
+    store = empty_store
+    with store.transaction() as tx:
+        tx.execute("CREATE TABLE weighed (id integer PRIMARY KEY, weight float, note text)")
+        tx.execute("INSERT INTO weighed (id) VALUES (1), (2), (3), (4)")
+    rows = [
+        {"id": 1, "weight": 30, "note": "whole"},
+        {"id": 2, "weight": 30.5, "note": None},
+        {"id": 3, "weight": None, "note": 'd\'été, {quoted}, "and" \\ more'},
+    ]
+    with store.transaction() as tx:
+        tx.update_rows(
+            "weighed", "weight = :weight, note = :note", rows, {"weight": "float8", "note": "text"}
+        )
+    with store.transaction() as tx:
+        found = tx.fetch("SELECT id, weight, note FROM weighed ORDER BY id")
+    assert [dict(row) for row in found] == [*rows, {"id": 4, "weight": None, "note": None}]
