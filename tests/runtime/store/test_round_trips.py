@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 from types import ModuleType
+from typing import Any
 
 import psycopg
 import pytest
@@ -185,7 +186,7 @@ def test_a_batch_of_rows_updates_each_row_with_its_own_values(empty_store: Store
     with store.transaction() as tx:
         tx.execute("CREATE TABLE weighed (id integer PRIMARY KEY, weight float, note text)")
         tx.execute("INSERT INTO weighed (id) VALUES (1), (2), (3), (4)")
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"id": 1, "weight": 30, "note": "whole"},
         {"id": 2, "weight": 30.5, "note": None},
         {"id": 3, "weight": None, "note": 'd\'été, {quoted}, "and" \\ more'},
