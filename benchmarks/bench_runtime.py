@@ -16,6 +16,10 @@ counted by callgrind (valgrind): the instructions a request costs, the same run 
 whatever else the machine is doing, where requests a second on a shared virtual machine vary by
 a third from one minute to the next.
 
+What a request costs the store is counted too (``costs_per_request``, through the store's
+``on_write`` hook): write transactions, and on PostgreSQL the round trips to the server, which
+a worker there spends most of its time waiting for.
+
 The SQLite runs log as ``ccbmdm run`` does by default, JSON lines at info (every delivery,
 receipt, processing and lifecycle move), into a file as a service's standard error would be;
 ``--logs off`` measures without them.
@@ -41,7 +45,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from multiprocessing.synchronize import Event, Semaphore
 from pathlib import Path
-from typing import cast
+from typing import NamedTuple, cast
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -104,24 +108,32 @@ def measure(store: Store, requests: int, batch: int = 50, counted: bool = False)
     return requests / seconds
 
 
-def transactions_per_request(store: Store, requests: int, batch: int) -> float:
-    """The write transactions one worker commits a request, from its first round to quiet (a
-    count, which the machine's load does not move; on SQLite each is an fsync when it wrote)."""
+class Costs(NamedTuple):
+    """What a request costs the store, counted by its ``on_write`` hook: counts, which the
+    machine's load does not move."""
+
+    transactions: float  # write transactions committed (on SQLite, each an fsync when it wrote)
+    round_trips: float  # times a transaction waited for the server (PostgreSQL; SQLite none)
+
+
+def costs_per_request(store: Store, requests: int, batch: int) -> Costs:
+    """What one worker's requests cost the store, from its first round to quiet."""
     world = integration(store, batch)
     load(world, requests)
     worker = worker_of(world)
-    committed = 0
+    committed = round_trips = 0
 
     def heard(span: WriteSpan) -> None:
-        nonlocal committed
+        nonlocal committed, round_trips
         committed += span.committed
+        round_trips += span.round_trips
 
     store.on_write = heard
     try:
         worker.drain(max_rounds=10 + 4 * requests // batch)
     finally:
         store.on_write = None
-    return committed / requests
+    return Costs(committed / requests, round_trips / requests)
 
 
 def sqlite_rate(requests: int, batch: int, counted: bool = False, logs_at: str = "info") -> float:
@@ -338,6 +350,14 @@ def main() -> None:
             )
     if args.pg:
         batch = args.batch[0]
+        with scratch_schema(args.pg) as scoped:
+            store = open_store(scoped)
+            costs = costs_per_request(store, args.requests, batch)
+            store.close()
+        print(
+            f"PostgreSQL, batch {batch}, a request: {costs.transactions:.3f} write transactions, "
+            f"{costs.round_trips:.2f} round trips"
+        )
         print(f"PostgreSQL, batch {batch}, median of {args.repeat} rounds of 1, 2 and 4 workers")
         pg_rates = postgres_rates(args.pg, args.requests, batch, args.repeat)
         one = statistics.median(pg_rates[1])

@@ -233,7 +233,7 @@ def runtime(quick: bool) -> list[Result]:
         ),
     ]
     with bench.sqlite_world("costs", 50) as (_, world):
-        costs = bench.transactions_per_request(world.store, requests, 50)
+        costs = bench.costs_per_request(world.store, requests, 50).transactions
     results.append(
         result(
             "runtime", "SQLite, write transactions a request", "per request", costs, {}, None, None
@@ -248,20 +248,30 @@ def runtime(quick: bool) -> list[Result]:
     with bench.scratch_schema(dsn) as scoped:
         store = open_store(scoped)
         try:
-            costs = bench.transactions_per_request(store, requests, 50)
+            pg_costs = bench.costs_per_request(store, requests, 50)
         finally:
             store.close()
-    results.append(
+    per_request = "per request"
+    results += [
         result(
             "runtime",
             "PostgreSQL, write transactions a request",
-            "per request",
-            costs,
+            per_request,
+            pg_costs.transactions,
             {},
             None,
             None,
-        )
-    )
+        ),
+        result(
+            "runtime",
+            "PostgreSQL, round trips a request",
+            per_request,
+            pg_costs.round_trips,
+            {},
+            None,
+            None,
+        ),
+    ]
     rates = bench.postgres_rates(dsn, requests, 50, runs, (1, 2))
     one, two = statistics.median(rates[1]), statistics.median(rates[2])
     return [

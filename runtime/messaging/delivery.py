@@ -199,7 +199,7 @@ class Outbox:
 
     def _write(self, tx: Transaction, rows: list[dict[str, Any]]) -> None:
         constants = {"state": "'PENDING'", "due_at": tx.now}
-        insert_with_bodies(tx, "outbox", _OUTBOX_COLUMNS, constants, rows)
+        send_with_bodies(tx, "outbox", _OUTBOX_COLUMNS, constants, rows)
 
     def claim(self, batch: int | None = None, tx: Transaction | None = None) -> list[Claim]:
         """Claim due rows whose key has no older open row: SENDING, one more attempt, a lease;
@@ -236,11 +236,27 @@ class Outbox:
         ]
 
     def _fenced(
-        self, tx: Transaction, claims: Sequence[Claim], assignments: str, params: Mapping[str, Any]
+        self,
+        tx: Transaction,
+        claims: Sequence[Claim],
+        assignments: str,
+        params: Mapping[str, Any],
+        claimed_here: bool = False,
     ) -> set[int]:
         """Apply ``assignments`` to the claims whose lease is still theirs, in one statement;
-        returns their ids (a claim missing from it lost its lease: do not send, log)."""
-        return {int(row["id"]) for row in self._fenced_rows(tx, claims, assignments, params)}
+        returns their ids (a claim missing from it lost its lease: do not send, log). Claims
+        made in ``tx`` itself (``claimed_here``) hold their rows locked until it ends, so
+        their leases are theirs: the statement is sent without waiting (``Transaction.send``),
+        still fenced."""
+        if not claimed_here:
+            return {int(row["id"]) for row in self._fenced_rows(tx, claims, assignments, params)}
+        if claims:
+            fenced, values = fenced_rows(claims)
+            tx.send(
+                f"UPDATE outbox SET {assignments} WHERE state = 'SENDING' AND {fenced}",
+                {**params, **values},
+            )
+        return {claim.id for claim in claims}
 
     def _fenced_rows(
         self,
@@ -278,18 +294,23 @@ class Outbox:
         self,
         outcomes: list[tuple[Claim, str | None, Failure | None]],
         tx: Transaction | None = None,
+        claimed_here: bool = False,
     ) -> list[Claim]:
         """Record what each send came to, in one transaction (``tx``, else one of its own):
         (claim, error or None for an accepted message, the kind of failure). A partner that
         took a message is up again: its rows waiting after it seemed down are retried at once.
-        Returns the claims whose lease was gone."""
+        Returns the claims whose lease was gone (none when they were claimed in ``tx``,
+        ``claimed_here``: their rows are locked until it ends)."""
         if tx is None:
             with self.store.transaction() as own:
-                return self._record(own, outcomes)
-        return self._record(tx, outcomes)
+                return self._record(own, outcomes, claimed_here)
+        return self._record(tx, outcomes, claimed_here)
 
     def _record(
-        self, tx: Transaction, outcomes: list[tuple[Claim, str | None, Failure | None]]
+        self,
+        tx: Transaction,
+        outcomes: list[tuple[Claim, str | None, Failure | None]],
+        claimed_here: bool,
     ) -> list[Claim]:
         held: set[int] = set()
         failed: dict[int, Row] = {}  # claim id -> its row's new state and due time
@@ -302,6 +323,7 @@ class Outbox:
             [claim for claim in accepted if claim.reply_timeout_s is None],
             "state = 'DELIVERED', due_at = NULL, lease_token = NULL",
             {},
+            claimed_here,
         )
         for timeout in {c.reply_timeout_s for c in accepted} - {None}:
             held |= self._fenced(
@@ -309,6 +331,7 @@ class Outbox:
                 [claim for claim in accepted if claim.reply_timeout_s == timeout],
                 f"state = 'AWAITING_REPLY', due_at = {self.store.now_plus}",
                 {"seconds": timeout},
+                claimed_here,
             )
         for claim, error, failure in outcomes:
             if error is not None:
@@ -460,17 +483,25 @@ class Outbox:
                       WHERE o.id = picked.id AND o.state = 'RETRY_WAIT'"""
         else:
             sql = f"UPDATE outbox SET due_at = {now} WHERE id IN ({waiting})"
-        due = tx.execute(sql, {"node": self.node, "partner": partner, "batch": self.settings.batch})
-        if due and log.isEnabledFor(logging.INFO):
-            fields = {"event": "delivery.partner_back", "node": self.node, "partner": partner}
-            tx.after_commit(
-                functools.partial(
-                    emit,
-                    log,
-                    logging.INFO,
-                    "the partner took a message: its waiting messages are due now",
-                    fields | {"count": due},
-                )
+        params = {"node": self.node, "partner": partner, "batch": self.settings.batch}
+        if not log.isEnabledFor(logging.INFO):
+            tx.send(sql, params)
+            return
+        due: list[int] = []  # the count, once the statement's round trip is made
+        tx.send(sql, params, due.append)
+        fields = {"event": "delivery.partner_back", "node": self.node, "partner": partner}
+        tx.after_commit(functools.partial(self._log_partner_back, fields, due))
+
+    @staticmethod
+    def _log_partner_back(fields: dict[str, Any], due: list[int]) -> None:
+        """The rows ``_partner_back`` made due, if it made any (logged after the commit, in
+        the place of its statement among the transaction's lines)."""
+        if due and due[0]:
+            emit(
+                log,
+                logging.INFO,
+                "the partner took a message: its waiting messages are due now",
+                fields | {"count": due[0]},
             )
 
     def rescue(self) -> int:
@@ -633,13 +664,22 @@ def insert_with_bodies(
     """Insert messages into ``table`` (nothing for one the table has: the same node, partner
     and message id) and their ``payload`` into its body table; per row, whether it was new.
     ``columns``: those each row gives (name -> PostgreSQL type); ``constants``: those the same
-    SQL sets for every row. One statement each for the batch: on PostgreSQL over the batch's
-    rows as arrays (``unnested``), which tells the new rows from the repeats by what it
-    returns; on SQLite executed once a row, in process. When some are repeats there (a sender
-    retrying, a handler run again), the batch is written again message by message to tell
-    which. A repeat's stored bytes stay as they are."""
+    SQL sets for every row. On PostgreSQL one statement for the batch, over its rows as arrays
+    (``_unnested_insert``), which tells the new rows from the repeats by what it returns; on
+    SQLite one statement each, executed once a row, in process. When some are repeats there
+    (a sender retrying, a handler run again), the batch is written again message by message
+    to tell which. A repeat's stored bytes stay as they are."""
     if tx.dialect == "postgres":
-        return _insert_unnested(tx, table, columns, constants, rows)
+        sql, params = _unnested_insert(table, columns, constants, rows)
+        ids = {(r["node"], r["partner"], str(r["message_id"])) for r in tx.fetch(sql, params)}
+        new = []
+        for row in rows:
+            # the first of a batch's rows with one id is the one inserted; the uuid column
+            # gives the id back in its own (lowercase) spelling
+            key = (row["node"], row["partner"], str(row["message_id"]).lower())
+            new.append(key in ids)
+            ids.discard(key)
+        return new
     names = ", ".join([*columns, *constants])
     conflict = "ON CONFLICT (node, partner, message_id) DO NOTHING"
     listed = ", ".join([*(f":{name}" for name in columns), *constants.values()])
@@ -664,42 +704,61 @@ def insert_with_bodies(
     return new
 
 
-def _insert_unnested(
+def send_with_bodies(
     tx: Transaction,
     table: str,
     columns: Mapping[str, str],
     constants: Mapping[str, str],
     rows: Sequence[Mapping[str, Any]],
-) -> list[bool]:
-    """``insert_with_bodies`` on PostgreSQL: the rows inserted in their order (the ids keep
-    it, which the claims' per-key order goes by), the new ones returned, their bodies after."""
-    relation, params = unnested(rows, columns)
-    selected = ", ".join([*(f"v.{name}" for name in columns), *constants.values()])
-    inserted = tx.fetch(
-        f"""INSERT INTO {table} ({", ".join([*columns, *constants])})
-            SELECT {selected} FROM {relation} ORDER BY v.n
-            ON CONFLICT (node, partner, message_id) DO NOTHING
-            RETURNING id, node, partner, message_id""",
-        params,
+) -> None:
+    """``insert_with_bodies`` when nothing waits to know which rows were new (the messages a
+    transaction queued to send): on PostgreSQL its one statement is sent with the next that
+    is waited for, or the commit (``Transaction.send``)."""
+    if tx.dialect == "postgres":
+        tx.send(*_unnested_insert(table, columns, constants, rows))
+    else:
+        insert_with_bodies(tx, table, columns, constants, rows)
+
+
+@functools.lru_cache(maxsize=16)
+def _unnested_statement(
+    table: str, columns: tuple[tuple[str, str], ...], constants: tuple[tuple[str, str], ...]
+) -> str:
+    """``_unnested_insert``'s statement: the same few are made once a batch, so each is
+    written once."""
+    relation, _ = unnested([], {**dict(columns), "payload": "bytea"})
+    into = ", ".join([*(name for name, _ in columns), *(name for name, _ in constants)])
+    selected = ", ".join([*(f"v.{name}" for name, _ in columns), *(sql for _, sql in constants)])
+    return f"""WITH v AS MATERIALIZED (SELECT * FROM {relation}),
+                inserted AS (
+                  INSERT INTO {table} ({into}) SELECT {selected} FROM v ORDER BY v.n
+                  ON CONFLICT (node, partner, message_id) DO NOTHING
+                  RETURNING id, node, partner, message_id),
+                bodies AS (
+                  INSERT INTO {table}_body (id, payload)
+                  SELECT DISTINCT ON (i.id) i.id, v.payload FROM inserted i
+                  JOIN v ON v.node = i.node AND v.partner = i.partner
+                        AND v.message_id = i.message_id
+                  ORDER BY i.id, v.n{_REPLACING})
+            SELECT node, partner, message_id FROM inserted"""
+
+
+def _unnested_insert(
+    table: str,
+    columns: Mapping[str, str],
+    constants: Mapping[str, str],
+    rows: Sequence[Mapping[str, Any]],
+) -> tuple[str, dict[str, Any]]:
+    """``insert_with_bodies`` on PostgreSQL, as one statement over the batch's rows as arrays
+    (``unnested``), and its parameters: the rows inserted in their order (the ids keep it,
+    which the claims' per-key order goes by), each new one's body with it; it returns the
+    new rows' keys."""
+    _, params = unnested(
+        [{**row, "payload": stored(row["payload"])} for row in rows],
+        {**columns, "payload": "bytea"},
     )
-    ids = {(r["node"], r["partner"], str(r["message_id"])): int(r["id"]) for r in inserted}
-    new = []
-    bodies = []
-    for row in rows:
-        # the first of a batch's rows with one id is the one inserted; the uuid column gives
-        # the id back in its own (lowercase) spelling
-        row_id = ids.pop((row["node"], row["partner"], str(row["message_id"]).lower()), None)
-        new.append(row_id is not None)
-        if row_id is not None:
-            bodies.append({"id": row_id, "payload": stored(row["payload"])})
-    if bodies:
-        relation, params = unnested(bodies, {"id": "bigint", "payload": "bytea"})
-        tx.execute(
-            f"INSERT INTO {table}_body (id, payload) SELECT v.id, v.payload FROM {relation} "
-            + _REPLACING,
-            params,
-        )
-    return new
+    statement = _unnested_statement(table, tuple(columns.items()), tuple(constants.items()))
+    return statement, params
 
 
 class Received(NamedTuple):

@@ -176,7 +176,7 @@ class Node:
                 outcomes += [
                     _outcome(claim, answer) for claim, answer in zip(group, answers, strict=True)
                 ]
-        return self.outbox.record(outcomes, tx)
+        return self.outbox.record(outcomes, tx, claimed_here=True)
 
     def _post_within(
         self, tx: Transaction, partner: str, postings: list[Posting]

@@ -22,6 +22,8 @@ Row = Mapping[str, Any]
 # Writes the rows queued with Transaction.later, all of a transaction's at once
 Flush = Callable[["Transaction", list[Any]], None]
 _PARAMETER = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
+_OF_ROWS = "_of_rows"  # the ending of a parameter that is a batch's column (``unnested``)
+_FLOATS = frozenset({"float8", "float4", "double precision", "real"})
 _BACKGROUND: ContextVar[bool] = ContextVar("background", default=False)
 # The transaction a store's ``transaction()`` hands out again, as it is, on this thread
 # (``Store.sharing``): (the store, its transaction)
@@ -50,11 +52,14 @@ def in_background() -> bool:
 @dataclass(frozen=True)
 class WriteSpan:
     """How long one write transaction waited to begin (on SQLite, for the write lock) and then
-    ran until its commit or rollback had ended (on SQLite, held the lock)."""
+    ran until its commit or rollback had ended (on SQLite, held the lock); and how many times
+    it waited for the database server, its commit included (``round_trips``: PostgreSQL's;
+    SQLite runs in the process and never waits for a server)."""
 
     waited_s: float
     held_s: float
     committed: bool
+    round_trips: int = 0
 
 
 class StoreError(CcbmdmError):
@@ -103,6 +108,22 @@ class Transaction(ABC):
     def fetch(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         """Run a query (or a statement with RETURNING) and return its rows as mappings."""
 
+    def send(
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        counted: Callable[[int], None] | None = None,
+    ) -> None:
+        """Run a statement whose result nothing here waits for; ``counted``, if given, hears
+        the number of rows it changed. PostgreSQL sends it with the next statement that is
+        waited for (``execute``, ``fetch``), or the commit, in one round trip; SQLite, in the
+        process, runs it at once. Its failure raises from that later call, or at the end of
+        the savepoint it was sent under: a statement read later in the same transaction
+        (a row it wrote) sees its effect, as the database runs statements in order."""
+        changed = self.execute(sql, params)
+        if counted is not None:
+            counted(changed)
+
     def instant(self, value: datetime | None) -> Any:
         """A timestamp as a parameter for a timestamp column of this store."""
         return value
@@ -119,14 +140,15 @@ class Transaction(ABC):
         rows: Sequence[Mapping[str, Any]],
         types: Mapping[str, str],
         condition: str = "",
-    ) -> int:
+    ) -> None:
         """``UPDATE table SET assignments WHERE id = :id [AND condition]`` for each of ``rows``,
-        whose values the assignments name as ``:name`` (``types``: name -> PostgreSQL type);
-        the rows changed. Executed once a row here (in process, on SQLite); on PostgreSQL one
-        statement for the batch (``unnested``). ``condition`` names the table's columns with
-        the table's name (``inbox.state``), the rows' values being columns there too."""
+        whose values the assignments name as ``:name`` (``types``: name -> PostgreSQL type),
+        nothing waiting for the count (``send``). Executed once a row here (in process, on
+        SQLite); on PostgreSQL one statement for the batch (``unnested``), sent. ``condition``
+        names the table's columns with the table's name (``inbox.state``), the rows' values
+        being columns there too."""
         where = f"id = :id AND {condition}" if condition else "id = :id"
-        return self.execute_many(f"UPDATE {table} SET {assignments} WHERE {where}", rows)
+        self.execute_many(f"UPDATE {table} SET {assignments} WHERE {where}", rows)
 
     def fetch_one(self, sql: str, params: Mapping[str, Any] | None = None) -> Row | None:
         rows = self.fetch(sql, params)
@@ -194,11 +216,13 @@ class Store(ABC):
     #: called after each write transaction with its span (a debug hook: tests, measurements)
     on_write: Callable[[WriteSpan], None] | None = None
 
-    def written(self, asked: float, begun: float, *, committed: bool) -> None:
+    def written(self, asked: float, begun: float, *, committed: bool, round_trips: int = 0) -> None:
         """A write transaction asked to begin at ``asked`` and began at ``begun``
-        (``time.perf_counter``) has just ended: the hook, when there is one, hears of it."""
+        (``time.perf_counter``) has just ended, having waited ``round_trips`` times for the
+        server: the hook, when there is one, hears of it."""
         if self.on_write is not None:
-            self.on_write(WriteSpan(begun - asked, time.perf_counter() - begun, committed))
+            held = time.perf_counter() - begun
+            self.on_write(WriteSpan(begun - asked, held, committed, round_trips))
 
     @abstractmethod
     def transaction(self) -> AbstractContextManager[Transaction]:
@@ -251,10 +275,18 @@ class Store(ABC):
 
 @functools.lru_cache(maxsize=512)
 def named_to(style: str, sql: str) -> str:
-    """Rewrite ``:name`` parameters into ``%(name)s`` (psycopg) or keep them (sqlite3)."""
+    """Rewrite ``:name`` parameters into ``%(name)s`` (psycopg) or keep them (sqlite3). A
+    batch's column as an array (``:name_of_rows``, ``unnested``) becomes ``%(name_of_rows)b``,
+    passed in binary: psycopg's text form quotes each element with a regular expression (and
+    writes a bytea's bytes in hex) for the server to parse back, some eight times the cost."""
     if style == "pyformat":
-        return _PARAMETER.sub(r"%(\1)s", sql.replace("%", "%%"))
+        return _PARAMETER.sub(_pyformat, sql.replace("%", "%%"))
     return sql
+
+
+def _pyformat(parameter: re.Match[str]) -> str:
+    name = parameter.group(1)
+    return f"%({name})b" if name.endswith(_OF_ROWS) else f"%({name})s"
 
 
 def unnested(
@@ -264,9 +296,17 @@ def unnested(
     (name -> SQL type) and their order ``v.n``, and its parameters, one array a column. A
     statement over it does for the batch what ``execute_many`` does a row at a time, each row
     an execution of its own on the server."""
-    arrays = ", ".join(f":{name}_of_rows::{kind}[]" for name, kind in types.items())
-    params = {f"{name}_of_rows": [row[name] for row in rows] for name in types}
+    arrays = ", ".join(f":{name}{_OF_ROWS}::{kind}[]" for name, kind in types.items())
+    params = {f"{name}{_OF_ROWS}": _column(rows, name, kind) for name, kind in types.items()}
     return f"unnest({arrays}) WITH ORDINALITY AS v({', '.join(types)}, n)", params
+
+
+def _column(rows: Sequence[Mapping[str, Any]], name: str, kind: str) -> list[Any]:
+    """The rows' values of one column, for an array passed in binary, whose elements are of
+    one type: a float column's whole numbers as floats."""
+    if kind in _FLOATS:
+        return [None if row[name] is None else float(row[name]) for row in rows]
+    return [row[name] for row in rows]
 
 
 def rows(columns: Sequence[str], values: Iterator[Sequence[Any]]) -> list[Row]:

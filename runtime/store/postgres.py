@@ -6,12 +6,13 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import select
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg.rows import dict_row
@@ -47,37 +48,70 @@ def _update_over(table: str, assignments: str, names: tuple[str, ...], condition
     return f"UPDATE {table} SET {assigned} FROM {{relation}} WHERE {where}"
 
 
+class _Unsent(NamedTuple):
+    """A statement waiting to go to the server with the next one that waits for it."""
+
+    sql: str
+    params: Mapping[str, Any] | None
+    counted: Callable[[int], None] | None  # told the rows it changed, once they are known
+    control: bool  # BEGIN, a savepoint's: a statement that changes no row
+
+
+_BEGIN = _Unsent("BEGIN", None, None, True)
+Cursor = psycopg.Cursor[dict[str, Any]]
+Connection = psycopg.Connection[dict[str, Any]]
+
+
 class PostgresTransaction(Transaction):
+    """A transaction that waits for the server only for what its caller reads, a statement's
+    rows or count (``fetch``, ``execute``), and for the commit. Everything else (BEGIN,
+    savepoints, the statements ``send`` is given) goes with the next statement that waits, in
+    one round trip (psycopg's pipeline mode): a worker on PostgreSQL spends most of its time
+    waiting for round trips. A transaction that never waits sends nothing at all."""
+
     dialect = "postgres"
     now = "now()"
 
-    def __init__(
-        self, connection: psycopg.Connection[dict[str, Any]], where: str, budget_s: float
-    ) -> None:
+    def __init__(self, store: PostgresStore, budget_s: float) -> None:
         super().__init__(budget_s)
-        self.connection = connection
-        self.where = where
+        self.store = store
+        self.where = store.where
+        self.connection = store.connection()
+        self.round_trips = 0  # how many times the transaction has waited for the server
+        self._unsent: list[_Unsent] = [_BEGIN]
+        self._depth = 0  # of the savepoints open
+        self._failures = 0  # statements the server refused (the transaction then fails)
+        if spoke_while_idle(self.connection):
+            # most likely its last words before it ended the session: BEGIN alone finds out,
+            # and hears them (a pipeline would only hear the connection close)
+            self._unsent = []
+            self._waited("BEGIN", None, control=True)
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
-        try:
-            cursor = self.connection.execute(named_to("pyformat", sql), dict(params or {}))
-        except psycopg.Error as exc:
-            if lost(self.connection, exc):
-                raise unavailable(self.where, exc) from exc
-            raise
-        return cursor.rowcount
+        return self._waited(named_to("pyformat", sql), params).rowcount
+
+    def fetch(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        return list(self._waited(named_to("pyformat", sql), params).fetchall())
 
     def execute_many(self, sql: str, params: Sequence[Mapping[str, Any]]) -> int:
         if not params:
             return 0
-        try:
-            with self.connection.cursor() as cursor:
-                cursor.executemany(named_to("pyformat", sql), [dict(p) for p in params])
-                return max(cursor.rowcount, 0)
-        except psycopg.Error as exc:
-            if lost(self.connection, exc):
-                raise unavailable(self.where, exc) from exc
-            raise
+        statement, rows = named_to("pyformat", sql), [dict(p) for p in params]
+
+        def run(connection: Connection) -> Cursor:
+            cursor = connection.cursor()
+            cursor.executemany(statement, rows)
+            return cursor
+
+        return max(self._round_trip(run).rowcount, 0)
+
+    def send(
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        counted: Callable[[int], None] | None = None,
+    ) -> None:
+        self._unsent.append(_Unsent(named_to("pyformat", sql), params, counted, False))
 
     def update_rows(
         self,
@@ -86,31 +120,126 @@ class PostgresTransaction(Transaction):
         rows: Sequence[Mapping[str, Any]],
         types: Mapping[str, str],
         condition: str = "",
-    ) -> int:
-        if not rows:
-            return 0
-        relation, params = unnested(rows, {"id": "bigint", **types})
-        statement = _update_over(table, assignments, tuple(types), condition)
-        return self.execute(statement.replace("{relation}", relation), params)
+    ) -> None:
+        if rows:
+            relation, params = unnested(rows, {"id": "bigint", **types})
+            statement = _update_over(table, assignments, tuple(types), condition)
+            self.send(statement.replace("{relation}", relation), params)
 
-    def fetch(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+    def _waited(self, sql: str, params: Mapping[str, Any] | None, control: bool = False) -> Cursor:
+        values = dict(params or {})
+        return self._round_trip(
+            lambda c: c.execute(sql, values, prepare=False if control else None)
+        )
+
+    def _round_trip(self, run: Callable[[Connection], Cursor]) -> Cursor:
+        """``run``'s statement in one round trip with the statements not yet sent, whose
+        ``counted`` hear their counts after it. The first round trip of a transaction, on a
+        connection lost while it was idle, is made again once on a new one: nothing of the
+        transaction had reached the server."""
+        unsent, self._unsent = self._unsent, []
+        first = self.round_trips == 0
+        self.round_trips += 1
         try:
-            cursor = self.connection.execute(named_to("pyformat", sql), dict(params or {}))
-            return list(cursor.fetchall())
+            cursor, cursors = self._sent(unsent, run)
         except psycopg.Error as exc:
-            if lost(self.connection, exc):
+            if not lost(self.connection, exc):
+                self._failures += 1
+                raise
+            if not first:
                 raise unavailable(self.where, exc) from exc
-            raise
+            self.connection = self.store.reconnected(exc)
+            try:
+                cursor, cursors = self._sent(unsent, run)
+            except psycopg.Error as again:
+                if lost(self.connection, again):
+                    raise unavailable(self.where, again) from again
+                self._failures += 1
+                raise
+        for statement, sent in zip(unsent, cursors, strict=True):
+            if statement.counted is not None:
+                statement.counted(max(sent.rowcount, 0))
+        return cursor
+
+    def _sent(
+        self, unsent: list[_Unsent], run: Callable[[Connection], Cursor]
+    ) -> tuple[Cursor, list[Cursor]]:
+        connection = self.connection
+        if not unsent:
+            return run(connection), []
+        with connection.pipeline():
+            cursors = [
+                connection.execute(s.sql, s.params, prepare=False if s.control else None)
+                for s in unsent
+            ]
+            cursor = run(connection)
+        return cursor, cursors
+
+    def commit(self) -> None:
+        """COMMIT with the statements not yet sent; nothing when only BEGIN and empty
+        savepoints would go."""
+        if self.round_trips == 0 and all(statement.control for statement in self._unsent):
+            self._unsent = []
+            return
+        if self.connection.closed or self.connection.broken:
+            # whatever the code inside made of the failure, nothing was committed
+            raise StoreUnavailable(
+                f"lost the connection to {self.where} before the commit", self.where
+            )
+        if self._waited("COMMIT", None, control=True).statusmessage != "COMMIT":
+            raise StoreError(
+                f"{self.where} rolled the transaction back instead of committing it: a "
+                "statement in it failed, and the failure was caught without a savepoint"
+            )
+
+    def rollback(self) -> None:
+        """ROLLBACK, when anything of the transaction reached the server. A connection that
+        cannot roll back is closed: the next transaction connects anew."""
+        self._unsent = []
+        if not self.round_trips or self.connection.closed or self.connection.broken:
+            return
+        self.round_trips += 1
+        try:
+            self.connection.execute("ROLLBACK", prepare=False)
+        except psycopg.Error:
+            self.connection.close()
 
     @contextmanager
     def _savepoint(self) -> Iterator[None]:
+        """SAVEPOINT, RELEASE and ROLLBACK TO go with the next statement that waits, and a
+        savepoint inside which nothing went to the server costs nothing. A statement sent
+        inside it (``send``) is waited for at its end, so that a failure of it is the
+        savepoint's."""
+        self._depth += 1
+        name = f"sp{self._depth}"
+        at, trips, failures = len(self._unsent), self.round_trips, self._failures
+        self._unsent.append(_Unsent(f"SAVEPOINT {name}", None, None, True))
         try:
-            with self.connection.transaction():
-                yield
-        except psycopg.Error as exc:
-            if lost(self.connection, exc):
-                raise unavailable(self.where, exc) from exc
+            yield
+            if self.round_trips == trips and len(self._unsent) == at + 1:
+                del self._unsent[at]  # nothing went on inside
+            elif self._failures != failures or not all(s.control for s in self._unsent):
+                self._waited(f"RELEASE {name}", None, control=True)
+            else:
+                self._unsent.append(_Unsent(f"RELEASE {name}", None, None, True))
+        except BaseException:
+            if not self.connection.closed:
+                if self.round_trips == trips:  # the SAVEPOINT has not left: drop it, and all after
+                    del self._unsent[at:]
+                else:  # what is unsent was given inside: dropped, and the rest rolled back
+                    self._unsent = [
+                        _Unsent(f"ROLLBACK TO {name}", None, None, True),
+                        _Unsent(f"RELEASE {name}", None, None, True),
+                    ]
             raise
+        finally:
+            self._depth -= 1
+
+
+def spoke_while_idle(connection: Connection) -> bool:
+    """Whether the server has written to a connection between two transactions (nothing
+    should come then but its last words, or a notice)."""
+    return bool(select.select([connection.fileno()], [], [], 0)[0])
 
 
 def lost(connection: psycopg.Connection[dict[str, Any]], exc: psycopg.Error) -> bool:
@@ -143,6 +272,11 @@ class PostgresStore(Store):
         self.dsn = dsn
         self.where = f"PostgreSQL at {redacted(dsn)}"
         self._local = threading.local()
+        if not psycopg.Pipeline.is_supported():  # libpq before 14 (a system one, not the wheel's)
+            raise StoreError(
+                f"psycopg runs on libpq {psycopg.pq.version() // 10000}, without pipeline mode, which "
+                "the PostgreSQL store needs: install psycopg[binary], or libpq 14 or later"
+            )
         with self.transaction() as tx:
             settings = {
                 row["name"]: row["setting"]
@@ -192,54 +326,36 @@ class PostgresStore(Store):
             return
         asked = began = time.perf_counter()
         committed = False
-        block = ExitStack()
+        tx: PostgresTransaction | None = None
         try:
-            connection, begun = self._begin(block)
+            tx = PostgresTransaction(self, self.write_budget_s)
             began = time.perf_counter()
             try:
-                with block:
-                    tx = PostgresTransaction(connection, self.where, self.write_budget_s)
-                    yield tx
-                    tx.flush_later()
-            except psycopg.Error as exc:
-                if lost(connection, exc):
+                yield tx
+                tx.flush_later()
+                tx.commit()  # a sent statement failing there leaves the transaction open
+            except BaseException as exc:
+                tx.rollback()
+                if isinstance(exc, psycopg.Error) and lost(tx.connection, exc):
                     raise unavailable(self.where, exc) from exc
                 raise
-            if begun.status is not begun.Status.COMMITTED:
-                # psycopg leaves the block without a word when the connection is already gone
-                raise StoreUnavailable(
-                    f"lost the connection to {self.where} before the commit", self.where
-                )
             committed = True
         finally:
-            self.written(asked, began, committed=committed)
+            trips = 0 if tx is None else tx.round_trips
+            self.written(asked, began, committed=committed, round_trips=trips)
         tx.committed()
 
-    def _begin(
-        self, block: ExitStack
-    ) -> tuple[psycopg.Connection[dict[str, Any]], psycopg.Transaction]:
-        """BEGIN on this thread's connection, its end left to ``block``. A connection lost while
-        it was idle (the server restarted, the backend terminated between two transactions) is
-        replaced once: nothing of the transaction had been sent, so it goes on, with one
-        warning. A replacement refused raises ``StoreUnavailable``."""
+    def reconnected(self, exc: psycopg.Error) -> Connection:
+        """A new connection in place of one lost while it was idle (the server restarted,
+        the backend terminated between two transactions), with one warning; a replacement
+        refused raises ``StoreUnavailable``."""
         connection = self.connection()
-        try:
-            return connection, block.enter_context(connection.transaction())
-        except psycopg.Error as exc:
-            if not lost(connection, exc):
-                raise
-            reason = one_line(exc)
-        connection = self.connection()
-        try:
-            begun = block.enter_context(connection.transaction())
-        except psycopg.Error as exc:
-            if lost(connection, exc):
-                raise unavailable(self.where, exc) from exc
-            raise
         log.warning(
-            "lost the connection to %s while it was idle (%s); reconnected", self.where, reason
+            "lost the connection to %s while it was idle (%s); reconnected",
+            self.where,
+            one_line(exc),
         )
-        return connection, begun
+        return connection
 
     def close(self) -> None:
         connection = getattr(self._local, "connection", None)
