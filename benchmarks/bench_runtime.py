@@ -114,13 +114,20 @@ class Costs(NamedTuple):
 
     transactions: float  # write transactions committed (on SQLite, each an fsync when it wrote)
     round_trips: float  # times a transaction waited for the server (PostgreSQL; SQLite none)
+    worker_ms: float  # the worker's processor time
+    # the processor time of the PostgreSQL server process serving the worker, when the server
+    # runs on this machine (its /proc entry readable); None on SQLite or a server elsewhere
+    server_ms: float | None
 
 
 def costs_per_request(store: Store, requests: int, batch: int) -> Costs:
-    """What one worker's requests cost the store, from its first round to quiet."""
+    """What one worker's requests cost the store, from its first round to quiet, and what
+    they cost the processors (on two cores shared with the server, the processor time a
+    request takes in all bounds what any number of workers can reach)."""
     world = integration(store, batch)
     load(world, requests)
     worker = worker_of(world)
+    server = _server_process(store)
     committed = round_trips = 0
 
     def heard(span: WriteSpan) -> None:
@@ -129,11 +136,39 @@ def costs_per_request(store: Store, requests: int, batch: int) -> Costs:
         round_trips += span.round_trips
 
     store.on_write = heard
+    worker_started, server_started = time.process_time(), _processor_s(server)
     try:
         worker.drain(max_rounds=10 + 4 * requests // batch)
     finally:
         store.on_write = None
-    return Costs(committed / requests, round_trips / requests)
+    worker_s, server_s = time.process_time() - worker_started, _processor_s(server)
+    return Costs(
+        committed / requests,
+        round_trips / requests,
+        worker_s * 1000 / requests,
+        None
+        if server_s is None or server_started is None
+        else (server_s - server_started) * 1000 / requests,
+    )
+
+
+def _server_process(store: Store) -> Path | None:
+    """The /proc entry of the PostgreSQL process serving this thread's connection, when the
+    server runs on this machine."""
+    if store.dialect != "postgres":
+        return None
+    with store.transaction() as tx:
+        row = tx.fetch_one("SELECT pg_backend_pid() AS pid")
+    entry = Path(f"/proc/{row['pid']}/stat") if row is not None else None
+    return entry if entry is not None and entry.exists() else None
+
+
+def _processor_s(entry: Path | None) -> float | None:
+    """The user and system seconds a process has had, from its /proc stat line."""
+    if entry is None:
+        return None
+    fields = entry.read_text().rsplit(")", 1)[1].split()  # after the command's name
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def sqlite_rate(requests: int, batch: int, counted: bool = False, logs_at: str = "info") -> float:

@@ -272,8 +272,34 @@ def runtime(quick: bool) -> list[Result]:
             None,
         ),
     ]
+    if pg_costs.server_ms is not None:
+        processor = pg_costs.worker_ms + pg_costs.server_ms
+        results.append(
+            result(
+                "runtime",
+                "PostgreSQL, processor time a request (worker and server)",
+                "ms",
+                processor,
+                {"the worker": pg_costs.worker_ms, "the server": pg_costs.server_ms},
+                None,
+                None,
+            )
+        )
     rates = bench.postgres_rates(dsn, requests, 50, runs, (1, 2))
     one, two = statistics.median(rates[1]), statistics.median(rates[2])
+    if pg_costs.server_ms is not None:
+        cores = os.cpu_count() or 1
+        results.append(
+            result(
+                "runtime",
+                "PostgreSQL, what the cores allow (cores over processor time a request)",
+                unit,
+                cores * 1000 / (pg_costs.worker_ms + pg_costs.server_ms),
+                {"two workers": two, "one worker": one},
+                None,
+                None,
+            )
+        )
     return [
         *results,
         result(
