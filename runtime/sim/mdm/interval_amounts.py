@@ -102,18 +102,19 @@ def _numbers_at(values: Sequence[str], scale: int) -> list[int] | None:
     return [found[t] if n is None else n for t, n in zip(values, numbers, strict=True)]
 
 
-def _texts(numbers: Sequence[int], scale: int) -> list[str]:
-    """The texts of integers at ``scale``."""
+def texts(numbers: Sequence[int], scale: int) -> list[str]:
+    """The texts of integers at ``scale`` (126 at scale 3 is ``0.126``), each made once and
+    then looked up: a generator of values spells them as a stored day reads them back."""
     known = _TEXTS.setdefault(scale, {})
-    texts = list(map(known.get, numbers))
-    if None not in texts:
-        return texts  # type: ignore[return-value]  # no None in it
-    missing = [number for number, text in zip(numbers, texts, strict=True) if text is None]
+    spelled = list(map(known.get, numbers))
+    if None not in spelled:
+        return spelled  # type: ignore[return-value]  # no None in it
+    missing = [number for number, text in zip(numbers, spelled, strict=True) if text is None]
     found = dict(zip(missing, _spelled(missing, scale), strict=True))
     if len(known) > _REMEMBERED:
         known.clear()
     known.update(found)
-    return [found[n] if t is None else t for n, t in zip(numbers, texts, strict=True)]
+    return [found[n] if t is None else t for n, t in zip(numbers, spelled, strict=True)]
 
 
 def _put(out: bytearray, number: int) -> None:
@@ -270,15 +271,15 @@ def _decimals(body: bytes) -> list[str]:
             shift += 7
     if shift or len(numbers) != count or (listed and listed[-1][0] >= count):
         raise Damaged(f"{len(numbers)} values where {count} were written")
-    texts = _texts(numbers, scale)
+    spelled = texts(numbers, scale)
     for index, tag, literal in listed:
         if literal is not None:
-            texts[index] = literal
+            spelled[index] = literal
         elif tag < scale:
             whole, rest = divmod(numbers[index], 10 ** (scale - tag))
             if rest:
                 raise Damaged(f"value {index} does not end in the zeros of its scale {tag}")
-            texts[index] = text_of(whole, tag)
+            spelled[index] = text_of(whole, tag)
         else:
-            texts[index] = text_of(numbers[index], tag)
-    return texts
+            spelled[index] = text_of(numbers[index], tag)
+    return spelled

@@ -61,7 +61,7 @@ from ccbmdm.runtime.sim.determinants.measurements import (
     columns_of_texts,
     instant,
 )
-from ccbmdm.runtime.sim.mdm import interval_days
+from ccbmdm.runtime.sim.mdm import interval_amounts, interval_days
 from ccbmdm.runtime.sim.mdm.espi import EspiFeed, read_espi, read_espi_file
 from ccbmdm.runtime.sim.mdm.records import (
     MeasuringComponent,
@@ -633,8 +633,7 @@ def _meter_days(
     uniform = rng.random
     draws = numpy.fromiter((uniform() for _ in range(first, last)), float, last - first)
     wh = (scale * numpy.asarray(shape[first:last]) * (0.8 + 0.4 * draws)).astype(numpy.int64)
-    kwh, rest = numpy.divmod(wh, 1000)
-    values = [f"{k}.{r:03d}" for k, r in zip(kwh.tolist(), rest.tolist(), strict=True)]
+    values = interval_amounts.texts(wh.tolist(), 3)  # kWh to three decimals
     actual, flagged = codes_text(ACTUAL_CODES), codes_text(ESTIMATED_CODES)
     start = first
     while start < last:

@@ -144,3 +144,15 @@ def test_bytes_that_are_not_a_packed_day_are_refused_with_what_is_wrong() -> Non
     day = Day("MC-7", 20_000, "900:900:96", packed[:-1], None)
     with pytest.raises(ValueError, match=r"MC MC-7, day 20000: 95 values where 96 .* damaged"):
         day.unpacked()
+
+
+@given(st.lists(st.integers(-(10**12), 10**12), max_size=50), st.integers(0, 6))
+def test_integers_are_spelled_at_their_scale_as_a_stored_day_reads_them(
+    numbers: list[int], scale: int
+) -> None:
+    """What a generator writes (``texts``) is what ``unpack`` gives back for those integers,
+    looked up or made afresh alike."""
+    assert interval_amounts.texts(numbers, scale) == [
+        interval_amounts.text_of(number, scale) for number in numbers
+    ]
+    assert interval_amounts.texts(numbers, scale) == interval_amounts.texts(numbers, scale)
