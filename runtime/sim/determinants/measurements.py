@@ -342,18 +342,8 @@ def columns_of_texts(
     largest scale among them, as ``columns_of`` makes them. A month of plain decimals (digits,
     a point, digits) is scaled from the texts' digits, without a ``Decimal`` and an
     ``IntervalValue`` made for each of its thousands of values; any other text is read as a
-    ``Decimal``."""
-    uniform = _uniform_units(texts)
-    if uniform is not None:
-        units, scale = uniform
-        return IntervalColumns(
-            np.array(ends, dtype=np.int64) * 1_000_000,
-            units,
-            scale,
-            codes,
-            np.array(code_of, dtype=np.intp),
-            tuple(map(quality_of, codes)),
-        )
+    ``Decimal``. (A store that has the values' integers already gives them to
+    ``columns_of_units``.)"""
     if all(map(_PLAIN_DECIMAL.fullmatch, texts)):
         places = [len(text) - point - 1 if (point := text.find(".")) >= 0 else 0 for text in texts]
         scale = max(places, default=0)
@@ -365,6 +355,17 @@ def columns_of_texts(
         decimals = [Decimal(text) for text in texts]
         scale = max(map(_scale_of, decimals), default=0)
         whole = [int(value.scaleb(scale, ARITHMETIC)) for value in decimals]
+    return columns_of_units(ends, whole, scale, codes, code_of)
+
+
+def columns_of_units(
+    ends: Sequence[int],
+    whole: list[int],
+    scale: int,
+    codes: tuple[tuple[str, ...], ...],
+    code_of: Sequence[int],
+) -> IntervalColumns:
+    """``columns_of_texts`` of values already scaled: each value's integer at ``scale``."""
     return IntervalColumns(
         np.array(ends, dtype=np.int64) * 1_000_000,
         _units(whole),
@@ -373,28 +374,6 @@ def columns_of_texts(
         np.array(code_of, dtype=np.intp),
         tuple(map(quality_of, codes)),
     )
-
-
-_UNIFORM: dict[int, re.Pattern[str]] = {}  # a scale -> the texts of one line at that scale
-
-
-def _uniform_units(texts: Sequence[str]) -> tuple[npt.NDArray[np.int64], int] | None:
-    """The scaled integers of texts that are all plain decimals with the first one's number of
-    places and at most 15 digits before the point (a meter's channel, as it is read), parsed
-    at once, with the scale; None for any other texts."""
-    if not texts:
-        return None
-    point = texts[0].find(".")
-    scale = len(texts[0]) - point - 1 if point >= 0 else 0
-    pattern = _UNIFORM.get(scale)
-    if pattern is None:
-        places = rf"\.[0-9]{{{scale}}}" if scale else ""
-        pattern = _UNIFORM[scale] = re.compile(rf"(?:[+-]?[0-9]{{1,15}}{places} )*")
-    line = " ".join(texts) + " "
-    if pattern.fullmatch(line) is None:
-        return None
-    units = np.fromstring(line.replace(".", ""), dtype=np.int64, sep=" ")
-    return units, scale
 
 
 def _units(whole: list[int]) -> npt.NDArray[Any]:

@@ -159,16 +159,25 @@ def pack(values: Sequence[str]) -> bytes:
 Listed = tuple[int, int, bytes | None]  # index, tag (a scale or _LITERAL), the literal's text
 
 
+def scaled(values: Sequence[str]) -> tuple[list[int], int] | None:
+    """Each value as an integer at the first one's scale, and the scale, when every value is a
+    plain decimal of that scale (the common case: a meter's values); None otherwise."""
+    if not values:
+        return None
+    first = values[0]
+    point = first.find(".")
+    scale = 0 if point < 0 else len(first) - point - 1
+    if scale > _MAX_SCALE:
+        return None
+    numbers = _numbers_at(values, scale)
+    return None if numbers is None else (numbers, scale)
+
+
 def _numbers(values: Sequence[str]) -> tuple[list[int], int, list[Listed]]:
     """Each value as an integer at the day's scale, the scale, and the values listed apart."""
-    if values:
-        first = values[0]
-        point = first.find(".")
-        scale = 0 if point < 0 else len(first) - point - 1
-        if scale <= _MAX_SCALE:
-            uniform = _numbers_at(values, scale)
-            if uniform is not None:  # the common case: every value plain, of one scale
-                return uniform, scale, []
+    uniform = scaled(values)
+    if uniform is not None:
+        return *uniform, []
     found = [plain(text) for text in values]
     scales = Counter(scale for scale in (p[1] for p in found if p) if scale <= _MAX_SCALE)
     scale = scales.most_common(1)[0][0] if scales else 0

@@ -59,6 +59,7 @@ from ccbmdm.runtime.sim.determinants.measurements import (
     ReadingKind,
     Register,
     columns_of_texts,
+    columns_of_units,
     instant,
 )
 from ccbmdm.runtime.sim.mdm import interval_amounts, interval_days
@@ -147,12 +148,11 @@ class Measurements:
         handful of code lists, each split once)."""
         found = interval_days.read(tx, mc_id, epoch(after), epoch(until))
         index = {text: number for number, text in enumerate(dict.fromkeys(found.codes))}
-        return columns_of_texts(
-            found.ends,
-            found.values,
-            tuple(map(codes_of, index)),
-            list(map(index.__getitem__, found.codes)),
-        )
+        codes, code_of = tuple(map(codes_of, index)), list(map(index.__getitem__, found.codes))
+        uniform = interval_amounts.scaled(found.values)  # the packer's parse, remembered
+        if uniform is not None:
+            return columns_of_units(found.ends, *uniform, codes, code_of)
+        return columns_of_texts(found.ends, found.values, codes, code_of)
 
     def interval_value(self, tx: Transaction, mc_id: str, end: datetime) -> StoredValue | None:
         found = interval_days.read_one(tx, mc_id, epoch(end))

@@ -25,9 +25,11 @@ from ccbmdm.runtime.sim.determinants.measurements import (
     Quality,
     columns_of,
     columns_of_texts,
+    columns_of_units,
     values_of,
 )
 from ccbmdm.runtime.sim.determinants.usage_groups import load_usage_group
+from ccbmdm.runtime.sim.mdm import interval_amounts
 
 NY = zone("America/New_York")
 INSTALLED = datetime(2020, 1, 1, tzinfo=UTC)
@@ -175,8 +177,8 @@ def test_columns_read_from_texts_are_the_columns_of_the_values(
 ) -> None:
     """A store's month is turned into columns straight from its texts (the plain ones scaled
     from their digits, any other read as a Decimal): the same columns as those of the values
-    made one by one, whatever the texts' scales, signs, zeros and forms, and a channel's texts
-    at one scale parsed at once."""
+    made one by one, whatever the texts' scales, signs, zeros and forms; and so are those made
+    from the integers the packer reads texts of one scale as (``interval_amounts.scaled``)."""
     ends = [1_750_000_000 + 900 * k for k in range(1, len(texts) + 1)]
     actual, estimated = QUALITY_CODES[Quality.ACTUAL], QUALITY_CODES[Quality.ESTIMATED]
     code_of = [1 if k in flagged else 0 for k in range(len(texts))]
@@ -189,6 +191,11 @@ def test_columns_read_from_texts_are_the_columns_of_the_values(
     ]
     assert values_of(columns) == tuple(values)  # equal ends, codes and values (by value)
     assert columns.scale == max(max(-Decimal(t).as_tuple().exponent, 0) for t in texts)  # type: ignore[operator]
+    uniform = interval_amounts.scaled(texts)
+    if uniform is not None:
+        assert values_of(columns_of_units(ends, *uniform, (actual, estimated), code_of)) == tuple(
+            values
+        )
     expected = columns_of(values)
     assert [int(u) * 10 ** (columns.scale - expected.scale) for u in expected.units.tolist()] == [
         int(u) for u in columns.units.tolist()
