@@ -25,7 +25,7 @@ from ccbmdm.runtime.lifecycles.machine import moved
 from ccbmdm.runtime.logs import emit
 from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.store.base import Row, background, unnested
-from ccbmdm.runtime.store.bodies import original, stored, stored_rows
+from ccbmdm.runtime.store.bodies import original, stored_rows
 
 log = logging.getLogger("ccbmdm.delivery")
 RELAY = "relay"  # owner type of a bridge outbox row: the inbox row of the message it maps
@@ -754,7 +754,7 @@ def _unnested_insert(
     which the claims' per-key order goes by), each new one's body with it; it returns the
     new rows' keys."""
     _, params = unnested(
-        [{**row, "payload": stored(row["payload"])} for row in rows],
+        stored_rows(rows),
         {**columns, "payload": "bytea"},
     )
     statement = _unnested_statement(table, tuple(columns.items()), tuple(constants.items()))
