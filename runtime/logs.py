@@ -206,7 +206,9 @@ class JsonFormatter(logging.Formatter):
         line = "".join(parts)
         if "@" not in line:  # no string of the line has one: none has an e-mail address
             return line
-        return _encode({k: mask(v) if isinstance(v, str) else v for k, v in _entry(line).items()})
+        # the rare line with an "@": its entry read back from it, masked, encoded anew
+        entry = json.loads(line)
+        return _encode({k: mask(v) if isinstance(v, str) else v for k, v in entry.items()})
 
 
 _STRING: Callable[[str], str] = json.encoder.encode_basestring_ascii
@@ -230,13 +232,6 @@ def _value_text(value: Any) -> str:
     if kind is int:
         return int.__repr__(value)
     return _encode(value)
-
-
-def _entry(line: str) -> dict[str, Any]:
-    """A line's entry back from its text: the rare line with an ``@`` is masked and encoded
-    anew from it."""
-    entry: dict[str, Any] = json.loads(line)
-    return entry
 
 
 class TextFormatter(logging.Formatter):
