@@ -285,7 +285,7 @@ def _stored(
     return found
 
 
-def _upsert(tx: Transaction, dialect: str, days: Sequence[Day], table: str = TABLE) -> None:
+def _upsert(tx: Transaction, dialect: str, days: Sequence[Day]) -> None:
     set_all = (
         "DO UPDATE SET ends = excluded.ends, amounts = excluded.amounts, "
         "quality_codes = excluded.quality_codes"
@@ -295,7 +295,7 @@ def _upsert(tx: Transaction, dialect: str, days: Sequence[Day], table: str = TAB
         if dialect == "postgres":
             mcs, numbers, ends, amounts, codes = (list(c) for c in zip(*chunk, strict=True))
             tx.execute(
-                f"""INSERT INTO {table} (mc_id, day, ends, amounts, quality_codes)
+                f"""INSERT INTO {TABLE} (mc_id, day, ends, amounts, quality_codes)
                     SELECT * FROM unnest(CAST(:mcs AS text[]), CAST(:days AS bigint[]),
                                          CAST(:ends AS text[]), CAST(:amounts AS bytea[]),
                                          CAST(:codes AS text[]))
@@ -304,7 +304,7 @@ def _upsert(tx: Transaction, dialect: str, days: Sequence[Day], table: str = TAB
             )
         else:
             tx.execute_many(
-                f"""INSERT INTO {table} (mc_id, day, ends, amounts, quality_codes)
+                f"""INSERT INTO {TABLE} (mc_id, day, ends, amounts, quality_codes)
                     VALUES (:mc_id, :day, :ends, :amounts, :quality_codes)
                     ON CONFLICT (mc_id, day) {set_all}""",
                 [day._asdict() for day in chunk],
@@ -381,10 +381,10 @@ def from_text_days(tx: Transaction, dialect: str, source: str) -> int:
         days = []
         for row in rows:
             mc_id, day, ends = str(row["mc_id"]), int(row["day"]), str(row["ends"])
-            values = str(row["amounts"]).split(" ")
-            if len(values) != len(unpack_ends(day, ends)):
+            values, count = str(row["amounts"]).split(" "), len(unpack_ends(day, ends))
+            if len(values) != count:
                 raise ValueError(
-                    f"{source} of MC {mc_id}, day {day}: {len(unpack_ends(day, ends))} ends but "
+                    f"{source} of MC {mc_id}, day {day}: {count} ends but "
                     f"{len(values)} values; the row is damaged: correct or remove it and migrate "
                     "again"
                 )
