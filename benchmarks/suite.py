@@ -272,9 +272,11 @@ def runtime(quick: bool) -> list[Result]:
             None,
         ),
     ]
-    if pg_costs.server_ms is not None:
+    rates = bench.postgres_rates(dsn, requests, 50, runs, (1, 2))
+    one, two = statistics.median(rates[1]), statistics.median(rates[2])
+    if pg_costs.server_ms is not None:  # a server on this machine: its processor time read
         processor = pg_costs.worker_ms + pg_costs.server_ms
-        results.append(
+        results += [
             result(
                 "runtime",
                 "PostgreSQL, processor time a request (worker and server)",
@@ -283,23 +285,17 @@ def runtime(quick: bool) -> list[Result]:
                 {"the worker": pg_costs.worker_ms, "the server": pg_costs.server_ms},
                 None,
                 None,
-            )
-        )
-    rates = bench.postgres_rates(dsn, requests, 50, runs, (1, 2))
-    one, two = statistics.median(rates[1]), statistics.median(rates[2])
-    if pg_costs.server_ms is not None:
-        cores = os.cpu_count() or 1
-        results.append(
+            ),
             result(
                 "runtime",
                 "PostgreSQL, what the cores allow (cores over processor time a request)",
                 unit,
-                cores * 1000 / (pg_costs.worker_ms + pg_costs.server_ms),
+                (os.cpu_count() or 1) * 1000 / processor,
                 {"two workers": two, "one worker": one},
                 None,
                 None,
-            )
-        )
+            ),
+        ]
     return [
         *results,
         result(
