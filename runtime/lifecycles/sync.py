@@ -195,13 +195,17 @@ class SyncRequestMonitor:
             # SQLite, without statistics, would read every Pending request through the index
             # on (state, id) and sort them all for each batch (an initial load of n entities:
             # n²/batch rows read); the partial index on (due_at, id) gives the due ones in
-            # order, the batch's first.
+            # order, the batch's first. PostgreSQL's OFFSET 0 keeps the key's open request a
+            # lookup per candidate: made a join by a planner whose statistics predate the load's
+            # sends (none Awaiting then), every open request was read again for each candidate
+            # (1 s a claim at 15,000 open requests; 3 ms as a lookup).
+            fence = " OFFSET 0"
             if self.store.dialect == "sqlite":
-                index = " INDEXED BY sync_request_due"
+                index, fence = " INDEXED BY sync_request_due", ""
             where = f"""r.state = 'PENDING' AND r.due_at <= {self.store.now}
                       AND NOT EXISTS (SELECT 1 FROM sync_request o
                                       WHERE o.mo = r.mo AND o.pk = r.pk AND o.target = r.target
-                                        AND o.state IN ('AWAITING_ACK', 'ERROR'))"""
+                                        AND o.state IN ('AWAITING_ACK', 'ERROR'){fence})"""
         with self.store.transaction() as tx:
             if not from_error and self.superseding:
                 self._supersede(tx)
