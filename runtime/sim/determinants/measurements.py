@@ -359,16 +359,17 @@ def columns_of_texts(
 
 
 def columns_of_units(
-    ends: Sequence[int],
-    whole: list[int],
+    ends: Sequence[int] | npt.NDArray[np.int64],
+    whole: list[int] | npt.NDArray[np.int64],
     scale: int,
     codes: tuple[tuple[str, ...], ...],
     code_of: Sequence[int],
 ) -> IntervalColumns:
-    """``columns_of_texts`` of values already scaled: each value's integer at ``scale``."""
+    """``columns_of_texts`` of values already scaled: each value's integer at ``scale`` (an
+    int64 array as it is)."""
     return IntervalColumns(
         np.array(ends, dtype=np.int64) * 1_000_000,
-        _units(whole),
+        whole if isinstance(whole, np.ndarray) else _units(whole),
         scale,
         codes,
         np.array(code_of, dtype=np.intp),

@@ -23,11 +23,16 @@ else to find.
 
 from __future__ import annotations
 
+import operator
 import re
 import zlib
 from collections import Counter
 from collections.abc import Sequence
 from functools import cache
+from itertools import chain
+
+import numpy as np
+import numpy.typing as npt
 
 DECIMALS = 1
 DEFLATED = 0x80
@@ -132,8 +137,20 @@ def _put(out: bytearray, number: int) -> None:
 def pack(values: Sequence[str]) -> bytes:
     """The day's value texts, in order, as bytes that ``unpack`` reads back."""
     numbers, scale, listed = _numbers(values)
+    return _packed(numbers, scale, listed)
+
+
+def pack_units(units: Sequence[int], scale: int) -> bytes:
+    """``pack`` of the texts of ``units`` at ``scale`` (126 at scale 3 is ``0.126``), from the
+    integers: a generator of values need not spell them to have them packed."""
+    if not 0 <= scale <= _MAX_SCALE:
+        raise ValueError(f"a scale of {scale}: a day's scale is 0 to {_MAX_SCALE}")
+    return _packed(units, scale, [])
+
+
+def _packed(numbers: Sequence[int], scale: int, listed: list[Listed]) -> bytes:
     out = bytearray((DECIMALS,))
-    _put(out, len(values))
+    _put(out, len(numbers))
     out.append(scale)
     _put(out, len(listed))
     last = -1
@@ -144,16 +161,30 @@ def pack(values: Sequence[str]) -> bytes:
             _put(out, len(literal))
             out += literal
         last = index
-    previous = 0
-    for number in numbers:
-        step = number - previous
-        previous = number
-        _put(out, step << 1 if step >= 0 else ~(step << 1))  # zigzag: -1 is 1, 1 is 2
+    steps = map(operator.sub, numbers, chain((0,), numbers))
+    # zigzag (-1 is 1, 1 is 2), then each a varint: a small one's bytes looked up
+    out += b"".join(
+        [
+            _SMALL[zigzag] if zigzag < _SMALL_LIMIT else _varint_bytes(zigzag)
+            for zigzag in [step << 1 if step >= 0 else ~(step << 1) for step in steps]
+        ]
+    )
     if len(set(out)) * 2 < len(out):
         deflated = zlib.compress(out[1:], 9, -15)
         if len(deflated) + 1 < len(out):
             return bytes((DECIMALS | DEFLATED,)) + deflated
     return bytes(out)
+
+
+def _varint_bytes(number: int) -> bytes:
+    out = bytearray()
+    _put(out, number)
+    return bytes(out)
+
+
+# the varints of the differences a meter's neighbouring values mostly have (two bytes at most)
+_SMALL_LIMIT = 1 << 14
+_SMALL = [_varint_bytes(number) for number in range(_SMALL_LIMIT)]
 
 
 Listed = tuple[int, int, bytes | None]  # index, tag (a scale or _LITERAL), the literal's text
@@ -208,6 +239,25 @@ class Damaged(ValueError):
 
 def unpack(packed: bytes) -> list[str]:
     """The value texts ``pack`` was given."""
+    return _decimals(_inflated(packed))
+
+
+def _varint(body: bytes, position: int) -> tuple[int, int]:
+    """The unsigned varint at ``position``, and the position after it."""
+    found = shift = 0
+    while True:
+        if position >= len(body):
+            raise Damaged("the values' bytes end inside a number")
+        byte = body[position]
+        position += 1
+        found |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return found, position
+        shift += 7
+
+
+def _inflated(packed: bytes) -> bytes:
+    """What follows the form byte, inflated when deflated; ``Damaged`` for another form."""
     if not packed:
         raise Damaged("no bytes where a day's values were expected")
     form = packed[0]
@@ -223,7 +273,7 @@ def unpack(packed: bytes) -> list[str]:
             f"the values are in form {form}, which this version does not know: the store was "
             "written by a later version of ccbmdm; read it with that version"
         )
-    return _decimals(body)
+    return body
 
 
 def _decimals(body: bytes) -> list[str]:
@@ -231,16 +281,8 @@ def _decimals(body: bytes) -> list[str]:
 
     def number() -> int:
         nonlocal position
-        found = shift = 0
-        while True:
-            if position >= len(body):
-                raise Damaged("the values' bytes end inside a number")
-            byte = body[position]
-            position += 1
-            found |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                return found
-            shift += 7
+        found, position = _varint(body, position)
+        return found
 
     count = number()
     if position >= len(body):
@@ -292,3 +334,54 @@ def _decimals(body: bytes) -> list[str]:
         else:
             spelled[index] = text_of(numbers[index], tag)
     return spelled
+
+
+# -- days read together as integers -------------------------------------------------------------
+
+_FAST_BYTES = 6  # the longest varint read together: differences within 2**41
+_FAST_COUNT = 1 << 16  # values a day may have to be read together (their sums stay in int64)
+
+
+def scaled_days(days: Sequence[bytes]) -> tuple[npt.NDArray[np.int64], int, list[int]] | None:
+    """The values of ``days`` (each as ``pack`` wrote it), in order, as integers at their one
+    scale, with each day's count: decoded together in a few array operations, for a reader of a
+    month that computes on integers (a day's texts are then never made). None when a day lists
+    values apart (another scale, a text kept as it is), the days' scales differ, or a
+    difference is longer than read together; ``unpack`` reads those, and names any damage."""
+    runs: list[bytes] = []
+    counts: list[int] = []
+    scale: int | None = None
+    try:
+        for packed in days:
+            body = _inflated(packed)
+            count, position = _varint(body, 0)
+            if position >= len(body) or count > _FAST_COUNT:
+                return None
+            own = body[position]
+            listed, position = _varint(body, position + 1)
+            if listed or (scale is not None and own != scale):
+                return None
+            scale = own
+            runs.append(body[position:])
+            counts.append(count)
+    except Damaged:
+        return None
+    data = np.frombuffer(b"".join(runs), dtype=np.uint8)
+    last = np.flatnonzero(data < 0x80)  # the last byte of each number
+    if len(last) != sum(counts) or (len(data) and data[-1] >= 0x80):
+        return None
+    if not len(last):
+        return np.zeros(0, dtype=np.int64), scale or 0, counts
+    starts = np.empty_like(last)
+    starts[0], starts[1:] = 0, last[:-1] + 1
+    lengths = last - starts + 1
+    if int(lengths.max()) > _FAST_BYTES:
+        return None
+    shifts = (np.arange(len(data), dtype=np.int64) - np.repeat(starts, lengths)) * 7
+    zigzag = np.add.reduceat((data & 0x7F).astype(np.int64) << shifts, starts)
+    steps = (zigzag >> 1) ^ -(zigzag & 1)
+    # each day's differences start from zero: the sum of the days' before it comes off
+    summed = np.concatenate((np.zeros(1, dtype=np.int64), np.cumsum(steps)))
+    firsts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    numbers: npt.NDArray[np.int64] = summed[1:] - np.repeat(summed[firsts], counts)
+    return numbers, scale or 0, counts

@@ -27,6 +27,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
+import numpy as np
+import numpy.typing as npt
+
 from ccbmdm.runtime.sim.mdm import interval_amounts
 from ccbmdm.runtime.store import Transaction
 from ccbmdm.runtime.store.base import Row
@@ -137,6 +140,26 @@ class Day(NamedTuple):
         ends, values, codes = _columns(mc_id, day, intervals)
         return cls(mc_id, day, ends, interval_amounts.pack(values), codes)
 
+    @classmethod
+    def of_units(
+        cls,
+        mc_id: str,
+        day: int,
+        ends: Sequence[int],
+        units: Sequence[int],
+        scale: int,
+        codes: Sequence[str],
+    ) -> Day:
+        """``of`` a day given in order as integers at ``scale`` (a generator's), whose texts
+        are never made."""
+        return cls(
+            mc_id,
+            day,
+            pack_ends(day, ends),
+            interval_amounts.pack_units(units, scale),
+            pack_codes(codes),
+        )
+
     def unpacked(self) -> Values:
         ends = unpack_ends(self.day, self.ends)
         try:
@@ -163,15 +186,7 @@ class Day(NamedTuple):
 def read(tx: Transaction, mc_id: str, after: int, until: int) -> Values:
     """The MC's values ending in ``(after, until]`` (epoch seconds), ordered by end."""
     found = Values([], [], [])
-    if until <= after:
-        return found
-    rows = tx.fetch(
-        f"""SELECT day, ends, amounts, quality_codes FROM {TABLE}
-            WHERE mc_id = :mc AND day >= :first AND day <= :last ORDER BY day""",
-        {"mc": mc_id, "first": day_of(after + 1), "last": day_of(until)},
-    )
-    for row in rows:
-        day = Day(mc_id, int(row["day"]), row["ends"], row["amounts"], row["quality_codes"])
+    for day in _days_of(tx, mc_id, after, until):
         ends, values, codes = day.unpacked()
         if ends[0] <= after or ends[-1] > until:  # the range's first or last day: trimmed
             kept = [i for i, end in enumerate(ends) if after < end <= until]
@@ -182,6 +197,55 @@ def read(tx: Transaction, mc_id: str, after: int, until: int) -> Values:
         found.values.extend(values)
         found.codes.extend(codes)
     return found
+
+
+class Scaled(NamedTuple):
+    """An MC's values in a range as integers at one scale, column by column, ordered by end."""
+
+    ends: npt.NDArray[np.int64]
+    units: npt.NDArray[np.int64]  # each value x 10**scale
+    scale: int
+    codes: list[str]
+
+
+def read_scaled(tx: Transaction, mc_id: str, after: int, until: int) -> Scaled | None:
+    """``read`` as integers, for a reader that computes on them: the days' values decoded
+    together and no text made for them. None when a day's values are not all plain decimals
+    of one scale, the same for every day (``read`` gives those)."""
+    days = _days_of(tx, mc_id, after, until)
+    decoded = interval_amounts.scaled_days([day.amounts for day in days])
+    if decoded is None:
+        return None
+    units, scale, counts = decoded
+    ends: list[int] = []
+    codes: list[str] = []
+    for day, count in zip(days, counts, strict=True):
+        day_ends = unpack_ends(day.day, day.ends)
+        if len(day_ends) != count:
+            return None  # damaged: ``read`` says how
+        ends += day_ends
+        codes += unpack_codes(count, day.quality_codes)
+    stamped = np.array(ends, dtype=np.int64)
+    if len(stamped) and (stamped[0] <= after or stamped[-1] > until):
+        kept = (stamped > after) & (stamped <= until)
+        stamped, units = stamped[kept], units[kept]
+        codes = [code for code, keep in zip(codes, kept.tolist(), strict=True) if keep]
+    return Scaled(stamped, units, scale, codes)
+
+
+def _days_of(tx: Transaction, mc_id: str, after: int, until: int) -> list[Day]:
+    """The stored days holding the MC's values ending in ``(after, until]``, in order."""
+    if until <= after:
+        return []
+    rows = tx.fetch(
+        f"""SELECT day, ends, amounts, quality_codes FROM {TABLE}
+            WHERE mc_id = :mc AND day >= :first AND day <= :last ORDER BY day""",
+        {"mc": mc_id, "first": day_of(after + 1), "last": day_of(until)},
+    )
+    return [
+        Day(mc_id, int(row["day"]), row["ends"], row["amounts"], row["quality_codes"])
+        for row in rows
+    ]
 
 
 def read_one(tx: Transaction, mc_id: str, end: int) -> tuple[str, str] | None:
@@ -230,6 +294,19 @@ def write_days(
         days.append(Day.of(*key, merged))
     _upsert(tx, dialect, days)
     return len(days)
+
+
+def keep_days(tx: Transaction, dialect: str, days: Sequence[Day]) -> int:
+    """``write_days`` keeping what is stored, of days already packed (a generator's): a day
+    with nothing stored is written as it is, one with values stored gets only the ends it
+    lacks. Returns the number of days written."""
+    stored = _stored(tx, dialect, sorted((day.mc_id, day.day) for day in days))
+    fresh = [day for day in days if (day.mc_id, day.day) not in stored]
+    _upsert(tx, dialect, fresh)
+    merged = {
+        (day.mc_id, day.day): day.intervals() for day in days if (day.mc_id, day.day) in stored
+    }
+    return len(fresh) + (write_days(tx, dialect, merged, replace=False) if merged else 0)
 
 
 def delete(tx: Transaction, dialect: str, mc_id: str, after: int, until: int) -> int:

@@ -41,7 +41,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from itertools import repeat
 from pathlib import Path
 
 import numpy
@@ -62,7 +61,7 @@ from ccbmdm.runtime.sim.determinants.measurements import (
     columns_of_units,
     instant,
 )
-from ccbmdm.runtime.sim.mdm import interval_amounts, interval_days
+from ccbmdm.runtime.sim.mdm import interval_days
 from ccbmdm.runtime.sim.mdm.espi import EspiFeed, read_espi, read_espi_file
 from ccbmdm.runtime.sim.mdm.records import (
     MeasuringComponent,
@@ -144,14 +143,15 @@ class Measurements:
         self, tx: Transaction, mc_id: str, after: datetime, until: datetime
     ) -> IntervalColumns:
         """The values of an interval MC stamped in ``(after, until]``, as the engine computes
-        on them: read as columns from the texts kept (a month holds thousands of values and a
-        handful of code lists, each split once)."""
+        on them: read as columns, the values' integers straight from the bytes kept when they
+        are plain decimals of one scale, else from their texts (a month holds thousands of
+        values and a handful of code lists, each split once)."""
+        scaled = interval_days.read_scaled(tx, mc_id, epoch(after), epoch(until))
+        if scaled is not None:
+            codes, code_of = _code_lists(scaled.codes)
+            return columns_of_units(scaled.ends, scaled.units, scaled.scale, codes, code_of)
         found = interval_days.read(tx, mc_id, epoch(after), epoch(until))
-        index = {text: number for number, text in enumerate(dict.fromkeys(found.codes))}
-        codes, code_of = tuple(map(codes_of, index)), list(map(index.__getitem__, found.codes))
-        uniform = interval_amounts.scaled(found.values)  # the packer's parse, remembered
-        if uniform is not None:
-            return columns_of_units(found.ends, *uniform, codes, code_of)
+        codes, code_of = _code_lists(found.codes)
         return columns_of_texts(found.ends, found.values, codes, code_of)
 
     def interval_value(self, tx: Transaction, mc_id: str, end: datetime) -> StoredValue | None:
@@ -496,20 +496,32 @@ def generate_interval_data(
     total = 0
     for start in range(0, len(meters), batch):
         group = meters[start : start + batch]
-        days: dict[tuple[str, int], dict[int, tuple[str, str]]] = {}
+        days: dict[tuple[str, int], interval_days.Day] = {}
         for meter in group:
             key = (meter.time_zone, meter.seconds)
             if key not in profiles:
                 profiles[key] = _Profile.of(meter.time_zone, meter.seconds, first, last)
-            for day, intervals in _meter_days(meter, profiles[key], seed):
-                # a meter listed twice (installed again) keeps the first values of an end
-                days[(meter.mc_id, day)] = intervals | days.get((meter.mc_id, day), {})
-                total += len(intervals)
+            for day, count in _meter_days(meter, profiles[key], seed):
+                total += count
+                earlier = days.get((meter.mc_id, day.day))
+                if earlier is not None:  # a meter listed twice (installed again) keeps the
+                    # first values of an end
+                    day = interval_days.Day.of(
+                        meter.mc_id, day.day, day.intervals() | earlier.intervals()
+                    )
+                days[(meter.mc_id, day.day)] = day
         with store.transaction() as tx:
-            interval_days.write_days(tx, store.dialect, days, replace=False)
+            interval_days.keep_days(tx, store.dialect, list(days.values()))
         if progress is not None:
             progress(len(group))
     return GeneratedData(len(meters), total, first, last)
+
+
+def _code_lists(texts: list[str]) -> tuple[tuple[tuple[str, ...], ...], list[int]]:
+    """The distinct code lists of a range's values, each split once, and each value's index
+    into them."""
+    index = {text: number for number, text in enumerate(dict.fromkeys(texts))}
+    return tuple(map(codes_of, index)), list(map(index.__getitem__, texts))
 
 
 def _next_month(day: date) -> date:
@@ -608,9 +620,10 @@ def _commercial(hour: float, weekend: bool) -> float:
 
 def _meter_days(
     meter: _Meter, profile: _Profile, seed: int
-) -> Iterator[tuple[int, dict[int, tuple[str, str]]]]:
-    """The meter's synthetic values, day by day (UTC, as ``interval_days`` keeps them): end ->
-    (kWh text, codes text), drawn in the order of the ends from a generator seeded by the MC."""
+) -> Iterator[tuple[interval_days.Day, int]]:
+    """The meter's synthetic values, day by day (UTC, as ``interval_days`` keeps them) with
+    each day's count: kWh to three decimals, drawn in the order of the ends from a generator
+    seeded by the MC; a quarter of the meters have a run of up to four estimated intervals."""
     rng = random.Random(f"{seed}:{meter.mc_id}")
     daily_kwh = rng.uniform(180, 650) if meter.commercial else rng.uniform(14, 38)
     shape = profile.commercial if meter.commercial else profile.residential
@@ -633,22 +646,19 @@ def _meter_days(
     uniform = rng.random
     draws = numpy.fromiter((uniform() for _ in range(first, last)), float, last - first)
     wh = (scale * numpy.asarray(shape[first:last]) * (0.8 + 0.4 * draws)).astype(numpy.int64)
-    values = interval_amounts.texts(wh.tolist(), 3)  # kWh to three decimals
+    units = wh.tolist()
     actual, flagged = codes_text(ACTUAL_CODES), codes_text(ESTIMATED_CODES)
     start = first
     while start < last:
         day = interval_days.day_of(ends[start])
         stop = bisect.bisect_right(ends, (day + 1) * interval_days.DAY, start, last)
-        intervals = dict(
-            zip(
-                ends[start:stop],
-                zip(
-                    values[start - first : stop - first], repeat(actual, stop - start), strict=True
-                ),
-                strict=True,
-            )
-        )
+        codes = [actual] * (stop - start)
         for i in estimated.intersection(range(start, stop)):
-            intervals[ends[i]] = (values[i - first], flagged)
-        yield day, intervals
+            codes[i - start] = flagged
+        yield (
+            interval_days.Day.of_units(
+                meter.mc_id, day, ends[start:stop], units[start - first : stop - first], 3, codes
+            ),
+            stop - start,
+        )
         start = stop

@@ -206,23 +206,14 @@ class MdmSimulator:
     def step(self, batch: int | None = None) -> int:
         """One claim of due Pending and retryable requests in dependency order, each under a
         savepoint; one commit. Returns how many moved."""
-        lock = " FOR UPDATE SKIP LOCKED" if self.store.dialect == "postgres" else ""
-        index = " INDEXED BY mdm_sync_request_open_flow" if self.store.dialect == "sqlite" else ""
         wanted = batch or self.batch
         with self.store.transaction() as tx:
-            # flow by flow, each one's open requests in arrival order from its index, so that a
-            # claim reads what it takes rather than every open request
             rows: list[Row] = []
+            claim = claim_statement(self.store.dialect, tx.now)
             for flow in _RANKED:
                 if len(rows) >= wanted:
                     break
-                rows += tx.fetch(
-                    f"""SELECT id, flow, mo, external_key, message_id, state FROM {TABLE}{index}
-                        WHERE flow = :flow AND state IN ('PENDING','ERROR_RETRYABLE')
-                          AND due_at <= {tx.now}
-                        ORDER BY id LIMIT :batch{lock}""",
-                    {"flow": flow, "batch": wanted - len(rows)},
-                )
+                rows += tx.fetch(claim, {"flow": flow, "batch": wanted - len(rows)})
 
             def process(row: Row) -> int:
                 self._process(tx, row)
@@ -474,6 +465,24 @@ class MdmSimulator:
             (str(r["flow"]), str(r["external_key"]), str(r["state"]), r["reason"])
             for r in tx.fetch(f"SELECT flow, external_key, state, reason FROM {TABLE} ORDER BY id")
         ]
+
+
+def claim_statement(dialect: str, now: str) -> str:
+    """The open requests of flow ``:flow`` due by ``now``, at most ``:batch``, in arrival order
+    from the flow's index, so that a claim reads what it takes rather than every open request.
+    SQLite is told the index; PostgreSQL is asked for the index's own order (flow, id), the
+    flow given as a range it cannot take for a constant: for ``flow = :flow ORDER BY id`` it
+    walked the primary key past every request of the flows before (0.1 s a claim at 100,000
+    customers)."""
+    if dialect == "postgres":
+        index, lock = "", " FOR UPDATE SKIP LOCKED"
+        flow_is, order = "flow >= :flow AND flow <= :flow", "flow, id"
+    else:
+        index, lock = " INDEXED BY mdm_sync_request_open_flow", ""
+        flow_is, order = "flow = :flow", "id"
+    return f"""SELECT id, flow, mo, external_key, message_id, state FROM {TABLE}{index}
+               WHERE {flow_is} AND state IN ('PENDING','ERROR_RETRYABLE') AND due_at <= {now}
+               ORDER BY {order} LIMIT :batch{lock}"""
 
 
 def _positive(ids: list[ExternalId]) -> dict[str, Any]:

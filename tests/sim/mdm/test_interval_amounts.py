@@ -5,6 +5,7 @@ texts' bytes; bytes that are not a packed day are refused with what is wrong."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from decimal import Decimal
@@ -155,3 +156,42 @@ def test_integers_are_spelled_at_their_scale_as_a_stored_day_reads_them(
     expected = [interval_amounts.text_of(number, scale) for number in numbers]
     assert interval_amounts.texts(numbers, scale) == expected  # made, or some looked up
     assert interval_amounts.texts(numbers, scale) == expected  # every one looked up
+
+
+@given(
+    months=st.lists(
+        st.lists(st.one_of(decimal_texts(), st.sampled_from(ODD)), max_size=120), max_size=6
+    ),
+    scale=st.integers(0, 4),
+    deltas=st.lists(st.integers(-(10**12), 10**12), min_size=1, max_size=300),
+)
+def test_days_read_together_as_integers_are_the_texts_they_hold(
+    months: list[list[str]], scale: int, deltas: list[int]
+) -> None:
+    """Read together, days give each value's integer at their one scale, in order, with each
+    day's count; any day the integers cannot give exactly (another scale, a text kept as it is)
+    makes the whole read decline, never give another value."""
+    running = list(itertools.accumulate(deltas))  # large steps, up and down
+    plain_days = [running[i : i + 96] for i in range(0, len(running), 96)]
+    only_plain = not months
+    for texts in [[interval_amounts.text_of(n, scale) for n in day] for day in plain_days]:
+        months.append(texts)
+    decoded = interval_amounts.scaled_days([pack(texts) for texts in months])
+    if decoded is None:
+        assert not only_plain, "plain days of one scale are read together"
+        return
+    units, found_scale, counts = decoded
+    assert counts == [len(texts) for texts in months]
+    spelled = [interval_amounts.text_of(int(n), found_scale) for n in units]
+    assert spelled == [text for texts in months for text in texts]
+
+
+def test_plain_days_of_one_scale_are_read_together_and_others_decline() -> None:
+    flat, noisy = ["0.250"] * 96, [f"{n / 1000:.3f}" for n in range(100, 196)]
+    decoded = interval_amounts.scaled_days([pack(flat), pack(noisy)])
+    assert decoded is not None
+    units, scale, counts = decoded
+    assert (units.tolist(), scale, counts) == ([250] * 96 + list(range(100, 196)), 3, [96, 96])
+    assert interval_amounts.scaled_days([pack(["1.25"]), pack(["1.5"])]) is None  # two scales
+    assert interval_amounts.scaled_days([pack(["1.25", "1.5"])]) is None  # one listed apart
+    assert interval_amounts.scaled_days([pack(["1.25"]), b"\x07"]) is None  # unknown form
