@@ -109,7 +109,7 @@ def _numbers_at(values: Sequence[str], scale: int) -> list[int] | None:
 
 def texts(numbers: Sequence[int], scale: int) -> list[str]:
     """The texts of integers at ``scale`` (126 at scale 3 is ``0.126``), each made once and
-    then looked up: a generator of values spells them as a stored day reads them back."""
+    then looked up: a stored day's values are read back as these."""
     known = _TEXTS.setdefault(scale, {})
     spelled = list(map(known.get, numbers))
     if None not in spelled:
