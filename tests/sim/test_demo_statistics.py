@@ -1,7 +1,8 @@
 """The demo refreshes PostgreSQL's planner statistics after its bulk loads and, while a phase
-drains, those of the tables changed past autovacuum's threshold (runtime.sim.demo): without
-them the sync monitor's claim read every Pending request for each batch, and a worker's prepared
-statements kept the whole-table reads planned when MDM's tables were empty."""
+drains, does autovacuum's work on the tables changed past its thresholds (runtime.sim.demo):
+without statistics the sync monitor's claim read every Pending request for each batch, and a
+worker's prepared statements kept the whole-table reads planned when MDM's tables were empty;
+without vacuuming, claims walked the dead entries of every request that had moved on."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ccbmdm.runtime.sim.demo import refresh_statistics
+from ccbmdm.runtime.sim.demo import refresh_statistics, vacuum_dead
 from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.store.postgres import PostgresStore
 from support import pg_dsn, postgres_schema
@@ -63,6 +64,35 @@ def test_only_the_tables_changed_past_the_threshold_are_analysed_again(
     with store.transaction() as tx:
         assert _analysed_rows(tx, "grown") == 3 * ROWS
         assert _analysed_rows(tx, "steady") == ROWS
+
+
+def _upkeep(store: Store, table: str) -> tuple[int, int]:
+    """The table's dead rows as the statistics count them, and how often it was vacuumed."""
+    with store.transaction() as tx:
+        row = tx.fetch_one(
+            "SELECT n_dead_tup, vacuum_count FROM pg_stat_user_tables "
+            "WHERE schemaname = current_schema() AND relname = :table",
+            {"table": table},
+        )
+    assert row is not None
+    return int(row["n_dead_tup"]), int(row["vacuum_count"])
+
+
+def test_only_the_tables_with_dead_rows_past_the_threshold_are_vacuumed(
+    postgres_store: PostgresStore,
+) -> None:
+    store = postgres_store
+    _load(store, "churned", ROWS)
+    _load(store, "calm", ROWS)
+    with store.transaction() as tx:
+        tx.execute("UPDATE churned SET n = n + 1")  # 300 dead: over 50 and a fifth of 300
+        tx.execute("UPDATE calm SET n = n + 1 WHERE n < 40")  # 40 dead: under 50
+    with store.transaction() as tx:
+        tx.fetch("SELECT pg_stat_force_next_flush()")
+    assert (_upkeep(store, "churned"), _upkeep(store, "calm")) == ((ROWS, 0), (40, 0))
+    vacuum_dead(store)
+    # vacuumed once (how many dead rows it could remove depends on the server's other work)
+    assert (_upkeep(store, "churned")[1], _upkeep(store, "calm")) == (1, (40, 0))
 
 
 def test_the_runtime_s_statements_are_not_compiled_to_machine_code(
