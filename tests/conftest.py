@@ -61,6 +61,16 @@ def empty_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stor
 
 
 @pytest.fixture
+def postgres_store() -> Iterator[PostgresStore]:
+    """A PostgreSQL store with no tables yet, in a schema of its own, for what only
+    PostgreSQL does (its planner, its statistics, vacuuming)."""
+    with postgres_schema(pg_dsn()) as dsn:
+        created = PostgresStore(dsn)
+        yield created
+        created.close()
+
+
+@pytest.fixture
 def store(empty_store: Store) -> Store:
     """A store with the runtime's tables."""
     empty_store.migrate()

@@ -176,20 +176,9 @@ def refresh_statistics(store: Store, *, changed_only: bool = False) -> None:
     them. SQLite's claims name their index and need none."""
     if store.dialect != "postgres":
         return
-    changed = (
-        """ AND s.n_mod_since_analyze > 50 + 0.1 * greatest(c.reltuples, 0)"""
-        if changed_only
-        else ""
-    )
+    changed = " AND s.n_mod_since_analyze > 50 + 0.1 * greatest(c.reltuples, 0)"
+    tables = _tables(store, changed if changed_only else "")
     with store.transaction() as tx:
-        tables = [
-            str(row["relname"])
-            for row in tx.fetch(
-                f"""SELECT s.relname FROM pg_stat_user_tables s
-                    JOIN pg_class c ON c.oid = s.relid
-                    WHERE s.schemaname = current_schema(){changed} ORDER BY s.relname"""
-            )
-        ]
         for table in tables:
             tx.execute(f'ANALYZE "{table}"')
 
@@ -208,16 +197,7 @@ def vacuum_dead(store: Store) -> None:
     from ccbmdm.runtime.store.postgres import PostgresStore
 
     assert isinstance(store, PostgresStore)
-    with store.transaction() as tx:
-        tables = [
-            str(row["relname"])
-            for row in tx.fetch(
-                """SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
-                   WHERE s.schemaname = current_schema()
-                     AND s.n_dead_tup > 50 + 0.2 * greatest(c.reltuples, 0)
-                   ORDER BY s.relname"""
-            )
-        ]
+    tables = _tables(store, " AND s.n_dead_tup > 50 + 0.2 * greatest(c.reltuples, 0)")
     connection = store.connection()  # outside a transaction: VACUUM cannot run in one
     for table in tables:
         try:
@@ -225,6 +205,20 @@ def vacuum_dead(store: Store) -> None:
         except psycopg.Error as exc:
             reason = store.described(exc)
             raise StoreError(f"cannot vacuum {table} in {store.where}: {reason}") from None
+
+
+def _tables(store: Store, condition: str) -> list[str]:
+    """The names of the demo schema's tables whose statistics meet ``condition`` (SQL over
+    ``pg_stat_user_tables s`` and ``pg_class c``), by name."""
+    with store.transaction() as tx:
+        return [
+            str(row["relname"])
+            for row in tx.fetch(
+                f"""SELECT s.relname FROM pg_stat_user_tables s
+                    JOIN pg_class c ON c.oid = s.relid
+                    WHERE s.schemaname = current_schema(){condition} ORDER BY s.relname"""
+            )
+        ]
 
 
 def rate_check(runtime: Runtime, customer: Customer, plan: Plan) -> str:

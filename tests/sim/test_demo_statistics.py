@@ -6,14 +6,9 @@ without vacuuming, claims walked the dead entries of every request that had move
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from ccbmdm.runtime.sim.demo import refresh_statistics, vacuum_dead
 from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.store.postgres import PostgresStore
-from support import pg_dsn, postgres_schema
 
 ROWS = 300
 
@@ -22,9 +17,14 @@ def _load(store: Store, table: str, rows: int) -> None:
     with store.transaction() as tx:
         tx.execute(f"CREATE TABLE IF NOT EXISTS {table} (n integer NOT NULL)")
         tx.execute_many(f"INSERT INTO {table} (n) VALUES (:n)", [{"n": n} for n in range(rows)])
-    if store.dialect == "postgres":  # the counts of changes reach the statistics views now
-        with store.transaction() as tx:
-            tx.fetch("SELECT pg_stat_force_next_flush()")
+    if store.dialect == "postgres":
+        _flush_counts(store)
+
+
+def _flush_counts(store: Store) -> None:
+    """The counts of changes made so far reach the statistics views now."""
+    with store.transaction() as tx:
+        tx.fetch("SELECT pg_stat_force_next_flush()")
 
 
 def _analysed_rows(tx: Transaction, table: str) -> int:
@@ -41,14 +41,6 @@ def test_after_a_bulk_load_the_planner_knows_the_rows(store: Store) -> None:
             assert _analysed_rows(tx, "loaded") == ROWS
         else:  # SQLite's claims name their index: no statistics are gathered
             assert tx.fetch("SELECT name FROM sqlite_master WHERE name = 'sqlite_stat1'") == []
-
-
-@pytest.fixture
-def postgres_store() -> Iterator[PostgresStore]:
-    with postgres_schema(pg_dsn()) as dsn:
-        created = PostgresStore(dsn)
-        yield created
-        created.close()
 
 
 def test_only_the_tables_changed_past_the_threshold_are_analysed_again(
@@ -87,8 +79,7 @@ def test_only_the_tables_with_dead_rows_past_the_threshold_are_vacuumed(
     with store.transaction() as tx:
         tx.execute("UPDATE churned SET n = n + 1")  # 300 dead: over 50 and a fifth of 300
         tx.execute("UPDATE calm SET n = n + 1 WHERE n < 40")  # 40 dead: under 50
-    with store.transaction() as tx:
-        tx.fetch("SELECT pg_stat_force_next_flush()")
+    _flush_counts(store)
     assert (_upkeep(store, "churned"), _upkeep(store, "calm")) == ((ROWS, 0), (40, 0))
     vacuum_dead(store)
     # vacuumed once (how many dead rows it could remove depends on the server's other work)

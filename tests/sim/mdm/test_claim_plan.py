@@ -13,36 +13,33 @@ import pytest
 from ccbmdm.runtime.sim.mdm import schema
 from ccbmdm.runtime.sim.mdm.simulator import claim_statement
 from ccbmdm.runtime.store.postgres import PostgresStore
-from support import pg_dsn, postgres_schema
 
 ROWS, BATCH = 20_000, 200
 
 
 @pytest.fixture
-def loaded() -> Iterator[PostgresStore]:
+def loaded(postgres_store: PostgresStore) -> PostgresStore:
     """A store where one flow's requests have all settled and two later flows' are open, the
     claimed one's last: a third of the requests, which a walk of the primary key expects to
     meet among the first few hundred."""
-    with postgres_schema(pg_dsn()) as dsn:
-        store = PostgresStore(dsn)
-        store.migrate()  # the runtime's tables, mdm_sync_request among them
-        schema.migrate(store)
-        with store.transaction() as tx:
-            for flow, state in (
-                ("PERSON_SYNC", "SYNCHRONIZED"),
-                ("METER_SYNC", "PENDING"),
-                ("SA_SYNC", "PENDING"),
-            ):
-                tx.execute(
-                    f"""INSERT INTO mdm_sync_request
-                          (flow, mo, external_key, message_id, state, due_at, created_at)
-                        SELECT '{flow}', 'D1-US', n::text, gen_random_uuid(), '{state}',
-                               CASE WHEN '{state}' = 'PENDING' THEN now() END, now()
-                        FROM generate_series(1, {ROWS}) AS n"""
-                )
-            tx.execute("ANALYZE mdm_sync_request")
-        yield store
-        store.close()
+    store = postgres_store
+    store.migrate()  # the runtime's tables, mdm_sync_request among them
+    schema.migrate(store)
+    with store.transaction() as tx:
+        for flow, state in (
+            ("PERSON_SYNC", "SYNCHRONIZED"),
+            ("METER_SYNC", "PENDING"),
+            ("SA_SYNC", "PENDING"),
+        ):
+            tx.execute(
+                f"""INSERT INTO mdm_sync_request
+                      (flow, mo, external_key, message_id, state, due_at, created_at)
+                    SELECT '{flow}', 'D1-US', n::text, gen_random_uuid(), '{state}',
+                           CASE WHEN '{state}' = 'PENDING' THEN now() END, now()
+                    FROM generate_series(1, {ROWS}) AS n"""
+            )
+        tx.execute("ANALYZE mdm_sync_request")
+    return store
 
 
 def _scans(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
