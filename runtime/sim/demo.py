@@ -252,21 +252,28 @@ def drain(
     total: int,
     advance: Callable[[int], None],
     workers: int = 1,
+    patience_s: float = DEMO_DELIVERY.lease_s,
 ) -> None:
     """Run the workers' rounds until nothing is due, advancing as the ``total`` requests of
     ``table`` end. With ``workers`` above 1, ``workers - 1`` worker processes share the work
-    until all of them have ended (or none has for a lease's length: what is left waits for
-    something else); this process's rounds then move what is left."""
+    until all of them have ended, or until for ``patience_s`` none has ended and this process's
+    rounds found nothing to move (what is left waits for something else); this process's rounds
+    then move what is left.
+
+    Rounds that move work count as progress even when no request ends: a billing run sends all
+    its requests before the first determinants come back, which at 100,000 customers took longer
+    than a lease, and the helpers were stopped while every request was still on its way."""
     worker = runtime.worker(batch=200)
     progress = _Progress(runtime.store, table, advance)
     upkeep = _Upkeep(runtime.store)
     if workers > 1:
         with helpers(runtime, workers - 1):
-            last_end = clock.monotonic()
-            while progress.done < total and clock.monotonic() - last_end < DEMO_DELIVERY.lease_s:
+            last_move = clock.monotonic()
+            while progress.done < total and clock.monotonic() - last_move < patience_s:
                 moved = worker.round()
-                if progress.counted():
-                    last_end = clock.monotonic()
+                ended = progress.counted()
+                if moved or ended:
+                    last_move = clock.monotonic()
                 upkeep.run()
                 if moved == 0:
                     clock.sleep(DEMO_DELIVERY.poll_interval_s)
