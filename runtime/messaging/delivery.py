@@ -24,7 +24,7 @@ from ccbmdm.runtime.lifecycles.lifecycle import SYNC_REQUEST
 from ccbmdm.runtime.lifecycles.machine import moved
 from ccbmdm.runtime.logs import emit
 from ccbmdm.runtime.store import Store, Transaction
-from ccbmdm.runtime.store.base import Row, background, unnested
+from ccbmdm.runtime.store.base import Row, background, on_the_row, unnested
 from ccbmdm.runtime.store.bodies import original, stored_rows
 
 log = logging.getLogger("ccbmdm.delivery")
@@ -597,7 +597,7 @@ class Outbox:
             for row in tx.fetch(
                 f"""UPDATE outbox SET state = 'DELIVERED', due_at = NULL, lease_token = NULL
                     WHERE node = :node AND partner = :partner AND message_id IN ({listed})
-                      AND state IN ('SENDING','AWAITING_REPLY','RETRY_WAIT')
+                      AND {on_the_row("state IN ('SENDING','AWAITING_REPLY','RETRY_WAIT')")}
                     RETURNING message_id, flow, part, owner_type, owner_id""",
                 {"node": self.node, "partner": partner, **params},
             ):

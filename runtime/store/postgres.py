@@ -24,6 +24,7 @@ from ccbmdm.runtime.store.base import (
     StoreUnavailable,
     Transaction,
     named_to,
+    on_the_row,
     unnested,
 )
 from ccbmdm.runtime.store.dsn import redacted, scrubbed
@@ -44,7 +45,7 @@ def _update_over(table: str, assignments: str, names: tuple[str, ...], condition
     relation's columns here."""
     values = re.compile(r"(?<![:\w]):(" + "|".join(map(re.escape, names)) + r")\b")
     assigned = values.sub(r"v.\1", assignments)
-    where = f"{table}.id = v.id AND {condition}" if condition else f"{table}.id = v.id"
+    where = f"{table}.id = v.id AND {on_the_row(condition)}" if condition else f"{table}.id = v.id"
     return f"UPDATE {table} SET {assigned} FROM {{relation}} WHERE {where}"
 
 
