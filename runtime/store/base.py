@@ -273,7 +273,6 @@ class Store(ABC):
         return None
 
 
-@functools.lru_cache(maxsize=512)
 def on_the_row(condition: str) -> str:
     """``condition`` written so that it is tested on each row a statement has found by its key,
     and neither offered to the planner as a way to find the rows nor weighed with the
@@ -288,6 +287,7 @@ def on_the_row(condition: str) -> str:
     return f"CASE WHEN {condition} THEN true END"
 
 
+@functools.lru_cache(maxsize=512)
 def named_to(style: str, sql: str) -> str:
     """Rewrite ``:name`` parameters into ``%(name)s`` (psycopg) or keep them (sqlite3). A
     batch's column as an array (``:name_of_rows``, ``unnested``) becomes ``%(name_of_rows)b``,
