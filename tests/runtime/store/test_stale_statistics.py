@@ -51,9 +51,8 @@ def test_a_reply_is_matched_by_its_message_s_key(store: PostgresStore) -> None:
     replies = [("bridge", str(row["message_id"])) for row in last]
     with store.transaction() as tx:
         before = _heap_rows_read(tx, "outbox")
-        owners = outbox.replies_received(tx, replies)
+        outbox.replies_received(tx, replies)
         read = _heap_rows_read(tx, "outbox") - before
-    assert len(owners) == MATCHED
     assert read <= 2 * MATCHED, f"matching {MATCHED} replies read {read} outbox rows"
     with store.transaction() as tx:
         delivered = tx.fetch_one("SELECT count(*) AS n FROM outbox WHERE state = 'DELIVERED'")
