@@ -146,7 +146,8 @@ class Transaction(ABC):
         nothing waiting for the count (``send``). Executed once a row here (in process, on
         SQLite); on PostgreSQL one statement for the batch (``unnested``), sent. ``condition``
         names the table's columns with the table's name (``inbox.state``), the rows' values
-        being columns there too."""
+        being columns there too; it is tested on each row found by its id, never used to find
+        the rows (on PostgreSQL, ``on_the_row``)."""
         where = f"id = :id AND {condition}" if condition else "id = :id"
         self.execute_many(f"UPDATE {table} SET {assignments} WHERE {where}", rows)
 

@@ -52,7 +52,7 @@ class Phase:
 
 
 class Progress:
-    def __init__(self, phase: Phase, advance: object) -> None:
+    def __init__(self, phase: Phase) -> None:
         self.phase, self.done = phase, 0
 
     def counted(self) -> bool:
@@ -86,7 +86,7 @@ def _share(monkeypatch: pytest.MonkeyPatch, phase: Phase) -> None:
 
     monkeypatch.setattr(demo, "clock", phase.clock)
     monkeypatch.setattr(demo, "helpers", helpers)
-    monkeypatch.setattr(demo, "_Progress", lambda store, table, advance: Progress(phase, advance))
+    monkeypatch.setattr(demo, "_Progress", lambda store, table, advance: Progress(phase))
     monkeypatch.setattr(demo, "_Upkeep", lambda store: Upkeep())
     demo.drain(
         Runtime(phase),  # type: ignore[arg-type]
