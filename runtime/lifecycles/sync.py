@@ -94,12 +94,12 @@ def capture(
         "before": json.dumps(before, sort_keys=True, default=str),
         "initial_load": initial_load,
     }
-    tx.execute(
+    tx.send(
         """INSERT INTO entity_version (mo, pk, target, version) VALUES (:mo, :pk, :target, 1)
            ON CONFLICT (mo, pk, target) DO UPDATE SET version = entity_version.version + 1""",
         params,
     )
-    tx.execute(
+    tx.send(
         f"""INSERT INTO sync_request (mo, pk, target, flow, state, initial_snapshot, due_at, created_at, initial_load)
             VALUES (:mo, :pk, :target, :flow, 'PENDING', :before, {tx.now}, {tx.now}, :initial_load)
             ON CONFLICT (mo, pk, target) WHERE state = 'PENDING' DO NOTHING""",
@@ -249,7 +249,7 @@ class SyncRequestMonitor:
                 {"state": transition.target, "reason": reason, "old": row["old"]},
             ):
                 moved(tx, SYNC_REQUEST, TABLE, int(row["old"]), (transition,), reason)
-                tx.execute(
+                tx.send(
                     "UPDATE sync_request SET initial_snapshot = :snapshot WHERE id = :new",
                     {
                         "snapshot": json.dumps(self.store.json_value(row["initial_snapshot"])),
@@ -329,7 +329,7 @@ class SyncRequestMonitor:
         entity_field, entity_model = _entity_of(contract.model)
         if self._same(row["flow"], entity_model, initial, final):
             transition = SYNC_REQUEST.next("DETERMINE", "no_difference")
-            tx.execute(
+            tx.send(
                 "UPDATE sync_request SET state = :state, reason = 'no difference', due_at = NULL, "
                 "final_snapshot = :final WHERE id = :id",
                 {
@@ -417,7 +417,7 @@ class SyncRequestMonitor:
         values (``unmasked_reasons``)."""
         transition = SYNC_REQUEST.next("DETERMINE", "build_failed")
         reason = f"message not built: {_reason(exc)}"
-        tx.execute(
+        tx.send(
             f"""UPDATE sync_request SET state = :state, reason = :reason, due_at = {self.store.now},
                    final_snapshot = :final WHERE id = :id""",
             {

@@ -223,7 +223,7 @@ class UsageRequestMonitor:
                 tx, request, state, "data_synced", "build_failed", f"request not built: {exc}"
             )
         message_id = str(message.message_header.message_id)  # type: ignore[attr-defined]
-        tx.execute(
+        tx.send(
             "UPDATE usage_request SET message_id = :message_id WHERE id = :id",
             {"message_id": message_id, "id": request.id},
         )
@@ -295,7 +295,7 @@ class UsageRequestMonitor:
             self.machine.move(tx, request.id, state, "skip", reason=skip.skip_reason)
             self.billing.apply(tx, request, response)  # billing stores the next read date
             return None
-        tx.execute(
+        tx.send(
             "UPDATE usage_request SET response_message_id = :response, usage_id = :usage WHERE id = :id",
             {
                 "response": received.message_id,

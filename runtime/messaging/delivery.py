@@ -832,12 +832,23 @@ class Inbox:
 
     def payload(self, tx: Transaction, partner: str, message_id: str) -> bytes | None:
         """The bytes of a message received from ``partner``, or None when there is none."""
-        row = tx.fetch_one(
-            """SELECT b.payload FROM inbox i JOIN inbox_body b ON b.id = i.id
-               WHERE i.node = :node AND i.partner = :partner AND i.message_id = :message_id""",
-            {"node": self.node, "partner": partner, "message_id": message_id},
+        return self.payloads(tx, partner, [message_id]).get(message_id)
+
+    def payloads(
+        self, tx: Transaction, partner: str, message_ids: Sequence[str]
+    ) -> dict[str, bytes]:
+        """The bytes of the messages received from ``partner`` by their ids, in one statement
+        (a step's batch read at once, not a round trip each); an id not received is absent."""
+        if not message_ids:
+            return {}
+        names = {f"m{n}": message_id for n, message_id in enumerate(message_ids)}
+        rows = tx.fetch(
+            f"""SELECT i.message_id, b.payload FROM inbox i JOIN inbox_body b ON b.id = i.id
+                WHERE i.node = :node AND i.partner = :partner
+                  AND i.message_id IN ({", ".join(":" + name for name in names)})""",
+            {"node": self.node, "partner": partner, **names},
         )
-        return None if row is None else original(row["payload"])
+        return {str(row["message_id"]): original(row["payload"]) for row in rows}
 
     def _outcome(self, tx: Transaction, partner: str, arrival: Arrival) -> str | None:
         row = tx.fetch_one(

@@ -243,7 +243,7 @@ class Billing:
             rebill_of=old.id,
         )
         if new is not None:
-            tx.execute(
+            tx.send(
                 "UPDATE ccb_bill_segment SET status = 'PENDING_CANCEL' WHERE id = :id",
                 {"id": old.id},
             )
@@ -293,9 +293,9 @@ class Billing:
             previous_usage_id=previous_usage_id,
         )
         if request_id is None:  # the duplicate guard
-            tx.execute("DELETE FROM ccb_bill_segment WHERE id = :id", {"id": segment_id})
+            tx.send("DELETE FROM ccb_bill_segment WHERE id = :id", {"id": segment_id})
             return None
-        tx.execute(
+        tx.send(
             "UPDATE ccb_bill_segment SET usage_request_id = :request WHERE id = :id",
             {"request": request_id, "id": segment_id},
         )
@@ -391,7 +391,7 @@ class Billing:
         segment = self._segment_of(tx, request)
         skip = getattr(response, "skip", None)
         if skip is not None and skip.skip_indicator:
-            tx.execute(
+            tx.send(
                 """INSERT INTO ccb_sa_characteristic (sa_id, type, value)
                    VALUES (:sa, :type, :value)
                    ON CONFLICT (sa_id, type) DO UPDATE SET value = excluded.value""",
@@ -419,7 +419,7 @@ class Billing:
         per_day = (first_rate.fixed / 30).quantize(Decimal("0.0001"), ROUND_HALF_UP)
         lines.insert(0, ("fixed charge, days", days, per_day))
         for seq, (period, sq) in enumerate(quantities):
-            tx.execute(
+            tx.send(
                 """INSERT INTO ccb_service_quantity (segment_id, seq, period_start, period_end, uom,
                      tou, sqi, quantity, quality, value_count, estimated_count, edited_count)
                    VALUES (:segment, :seq, :start, :end, :uom, :tou, :sqi, :quantity, :quality,
@@ -443,7 +443,7 @@ class Billing:
         for seq, (description, quantity, price) in enumerate(lines):
             amount = (quantity * price).quantize(CENT, ROUND_HALF_UP)
             total += amount
-            tx.execute(
+            tx.send(
                 """INSERT INTO ccb_bill_line (segment_id, seq, description, quantity, rate, amount)
                    VALUES (:segment, :seq, :description, :quantity, :rate, :amount)""",
                 {
@@ -455,7 +455,7 @@ class Billing:
                     "amount": str(amount),
                 },
             )
-        tx.execute(
+        tx.send(
             """UPDATE ccb_bill_segment SET status = 'FREEZABLE', end_date_time = :end,
                  usage_id = :usage, amount = :amount WHERE id = :id""",
             {
@@ -496,7 +496,7 @@ class Billing:
                 {"account": account_id, "amount": str(total)},
             )
             assert bill is not None
-            tx.execute(
+            tx.send(
                 "UPDATE ccb_bill_segment SET status = 'FROZEN', bill_id = :bill WHERE id IN ("
                 + ",".join(str(int(s["id"])) for s in segments)
                 + ")",
@@ -573,7 +573,7 @@ class Billing:
         )
 
     def _close(self, tx: Transaction, segment_id: int, status: str, reason: str) -> None:
-        tx.execute(
+        tx.send(
             "UPDATE ccb_bill_segment SET status = :status, reason = :reason WHERE id = :id",
             {"status": status, "reason": reason[:1000], "id": segment_id},
         )

@@ -100,7 +100,7 @@ class CcbSimulator:
         captured, and an initial load sends it later."""
         key = self._key(mo, record)
         before = self.read(tx, mo, key) if captured else None
-        tx.execute(_UPSERT, self._row(mo, key, record))
+        tx.send(_UPSERT, self._row(mo, key, record))
         if captured:
             capture(tx, mo, key, before)
         return key
@@ -128,7 +128,7 @@ class CcbSimulator:
     def delete(self, tx: Transaction, mo: str, key: Sequence[str]) -> None:
         """Delete a record and capture it (MDM gets a DELETE, PD-C03)."""
         before = self.read(tx, mo, tuple(key))
-        tx.execute(
+        tx.send(
             "DELETE FROM ccb_entity WHERE mo = :mo AND pk = :pk",
             {"mo": self._kind(mo).mo, "pk": KEY_SEPARATOR.join(key)},
         )

@@ -124,12 +124,22 @@ def wake_waiting(tx: Transaction, mo: str, key: str) -> None:
     """An entity of ``mo`` and ``key`` was stored: the requests in retryable Error that wait
     for it fall due now, in the transaction that stores it, rather than at their next 15-minute
     retry (an SA that came before its person moves on as soon as the person is loaded)."""
-    tx.execute(
+    tx.send(
         f"""UPDATE mdm_sync_request SET due_at = {tx.now}
             WHERE state = 'ERROR_RETRYABLE' AND waiting_mo = :mo AND waiting_key = :key
               AND due_at > {tx.now}""",
         {"mo": mo, "key": key},
     )
+
+
+def _cross_reference(prefix: str, source: str) -> str:
+    """The statement recording an external key's production id, unless the key has one: its
+    rows from ``source`` (a VALUES list, or a query of the ``prefix``'s WITH)."""
+    return f"""{prefix}INSERT INTO mdm_cross_reference
+                 (external_system, mo, pk1, pk2, pk3, pk4, pk5, production_id, created_at)
+               {source}
+               ON CONFLICT (external_system, mo, pk1, pk2, pk3, pk4, pk5) DO NOTHING
+               RETURNING production_id"""
 
 
 @dataclass(frozen=True)
@@ -461,17 +471,28 @@ class Loader:
         found = production_id(tx, system, mo, key)
         if found is not None:
             return found
-        new = production or self.allocate(tx, mo)
-        inserted = tx.fetch(
-            f"""INSERT INTO mdm_cross_reference
-                  (external_system, mo, pk1, pk2, pk3, pk4, pk5, production_id, created_at)
-                VALUES (:system, :mo, :pk1, :pk2, :pk3, :pk4, :pk5, :id, {tx.now})
-                ON CONFLICT (external_system, mo, pk1, pk2, pk3, pk4, pk5) DO NOTHING
-                RETURNING production_id""",
-            {"system": system, "mo": mo, "id": new, **key_params(key)},
-        )
+        params = {"system": system, "mo": mo, **key_params(key)}
+        if production is None and tx.dialect == "postgres":
+            # the id allocated in the statement that records it: one round trip, not two
+            inserted = tx.fetch(
+                _cross_reference(
+                    "WITH allocated AS (INSERT INTO mdm_key (mo) VALUES (:mo) RETURNING id) ",
+                    "SELECT CAST(:system AS text), CAST(:mo AS text), CAST(:pk1 AS text), "
+                    "CAST(:pk2 AS text), CAST(:pk3 AS text), CAST(:pk4 AS text), "
+                    "CAST(:pk5 AS text), lpad(CAST(:first + allocated.id AS text), 12, '0'), "
+                    "now() FROM allocated",
+                ),
+                {**params, "first": FIRST_PRODUCTION_ID},
+            )
+        else:
+            inserted = tx.fetch(
+                _cross_reference(
+                    "", f"VALUES (:system, :mo, :pk1, :pk2, :pk3, :pk4, :pk5, :id, {tx.now})"
+                ),
+                {**params, "id": production or self.allocate(tx, mo)},
+            )
         if inserted:
-            return new
+            return str(inserted[0]["production_id"])
         found = production_id(tx, system, mo, key)  # another worker saw it first, and committed
         if found is None:
             raise LookupError(f"{mo} {list(key)}: the cross-reference lost its entry")
@@ -489,7 +510,7 @@ class Loader:
     def _upsert(self, tx: Transaction, table: str, values: Mapping[str, Any]) -> None:
         columns = list(values)
         updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != "id")
-        tx.execute(
+        tx.send(
             f"INSERT INTO {table} ({', '.join(columns)}) "
             f"VALUES ({', '.join(':' + c for c in columns)}) "
             f"ON CONFLICT (id) DO UPDATE SET {updates}",
@@ -500,10 +521,10 @@ class Loader:
         self, tx: Transaction, table: str, owner: str, owner_id: str, rows: list[dict[str, Any]]
     ) -> None:
         """Replace an entity's dependent list (periods, links, values) with the one sent."""
-        tx.execute(f"DELETE FROM {table} WHERE {owner} = :id", {"id": owner_id})
+        tx.send(f"DELETE FROM {table} WHERE {owner} = :id", {"id": owner_id})
         for seq, row in enumerate(rows, 1):
             values = {owner: owner_id, "seq": seq, **row}
-            tx.execute(
+            tx.send(
                 f"INSERT INTO {table} ({', '.join(values)}) "
                 f"VALUES ({', '.join(':' + c for c in values)})",
                 values,
@@ -524,12 +545,12 @@ class Loader:
             return []  # never known to MDM: nothing to inactivate
         table = _TABLES[kind.entity]
         at = tx.instant(request.changed_at)
-        tx.execute(
+        tx.send(
             f"UPDATE {table} SET status = 'INACTIVE', inactive_from = :at WHERE id = :id",
             {"at": at, "id": production},
         )
         if kind.entity == "device_configuration":
-            tx.execute(
+            tx.send(
                 """UPDATE mdm_measuring_component SET status = 'INACTIVE'
                    WHERE device_configuration_id = :id""",
                 {"id": production},
@@ -799,7 +820,7 @@ class Loader:
             )
             loaded.append((MEASURING_COMPONENT, mc_id))
         kept = [mc_id for _, mc_id in loaded[1:]]
-        tx.execute(
+        tx.send(
             f"""UPDATE mdm_measuring_component SET status = 'INACTIVE'
                 WHERE device_configuration_id = :id
                   AND id NOT IN ({", ".join(f":mc{i}" for i in range(len(kept)))})""",
@@ -820,7 +841,7 @@ class Loader:
         )
         ends = [row["effective_date_time"] for row in rows[1:]] + [None]
         for row, end in zip(rows, ends, strict=True):
-            tx.execute(
+            tx.send(
                 "UPDATE mdm_device_configuration SET end_date_time = :end WHERE id = :id",
                 {"end": end, "id": row["id"]},
             )
@@ -898,7 +919,7 @@ class Loader:
                 },
             )
         for imd in existing.values():  # a read no longer sent
-            tx.execute(
+            tx.send(
                 "UPDATE mdm_scalar_measurement SET status = 'DISCARDED' WHERE id = :id",
                 {"id": imd},
             )
@@ -971,7 +992,7 @@ class Loader:
             )
             loaded.append((request.kind.mo, imd))
         kept = [imd for _, imd in loaded]
-        tx.execute(  # a CHANGE replaces the read's IMDs (PD-F30)
+        tx.send(  # a CHANGE replaces the read's IMDs (PD-F30)
             f"""UPDATE mdm_scalar_measurement SET status = 'DISCARDED'
                 WHERE meter_read_id = :read
                   AND id NOT IN ({", ".join(f":imd{i}" for i in range(len(kept)))})""",
@@ -994,13 +1015,13 @@ class Loader:
         )
         if cycle.schedule:  # PD-F19: the entries from the earliest window end sent replaced
             earliest = min(entry.window_end_date for entry in cycle.schedule)
-            tx.execute(
+            tx.send(
                 """DELETE FROM mdm_bill_cycle_schedule
                    WHERE bill_cycle_id = :id AND window_end_date >= :earliest""",
                 {"id": production, "earliest": earliest.isoformat()},
             )
         for entry in cycle.schedule:
-            tx.execute(
+            tx.send(
                 """INSERT INTO mdm_bill_cycle_schedule
                      (bill_cycle_id, window_start_date, window_end_date, accounting_date,
                       estimate_date, freeze_complete)

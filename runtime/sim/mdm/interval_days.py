@@ -321,7 +321,7 @@ def delete(tx: Transaction, dialect: str, mc_id: str, after: int, until: int) ->
         if kept and len(kept) != len(day):
             kept_days.append(Day.of(*key, kept))
         elif not kept:
-            tx.execute(
+            tx.send(
                 f"DELETE FROM {TABLE} WHERE mc_id = :mc AND day = :day",
                 {"mc": key[0], "day": key[1]},
             )
@@ -371,7 +371,7 @@ def _upsert(tx: Transaction, dialect: str, days: Sequence[Day]) -> None:
         chunk = days[first : first + _DAYS_PER_WRITE]
         if dialect == "postgres":
             mcs, numbers, ends, amounts, codes = (list(c) for c in zip(*chunk, strict=True))
-            tx.execute(
+            tx.send(
                 f"""INSERT INTO {TABLE} (mc_id, day, ends, amounts, quality_codes)
                     SELECT * FROM unnest(CAST(:mcs AS text[]), CAST(:days AS bigint[]),
                                          CAST(:ends AS text[]), CAST(:amounts AS bytea[]),

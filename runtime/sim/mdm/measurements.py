@@ -323,14 +323,14 @@ class Measurements:
         """MDM's own data of a measurement cycle: a default bill cycle other than the naming
         rule's, and scheduled read dates to add."""
         if default_bill_cycle is not None:
-            tx.execute(
+            tx.send(
                 """INSERT INTO mdm_measurement_cycle (measurement_cycle, default_bill_cycle)
                    VALUES (:cycle, :bill_cycle) ON CONFLICT (measurement_cycle)
                    DO UPDATE SET default_bill_cycle = excluded.default_bill_cycle""",
                 {"cycle": measurement_cycle, "bill_cycle": default_bill_cycle},
             )
         for day in read_dates:
-            tx.execute(
+            tx.send(
                 """INSERT INTO mdm_measurement_cycle_read (measurement_cycle, read_date)
                    VALUES (:cycle, :day) ON CONFLICT DO NOTHING""",
                 {"cycle": measurement_cycle, "day": day.isoformat()},
@@ -355,7 +355,7 @@ class Measurements:
         new: tuple[Decimal, tuple[str, ...]],
     ) -> None:
         """Keep the replaced version of an edited measurement (PD-D09)."""
-        tx.execute(
+        tx.send(
             f"""INSERT INTO mdm_measurement_edit (mc_id, kind, measured_at, old_value,
                   old_quality_codes, new_value, new_quality_codes, edited_at)
                 VALUES (:mc, :kind, :at, :old, :old_codes, :new, :new_codes, {tx.now})""",

@@ -241,7 +241,7 @@ class MdmUsage:
             {"date_time": b.date_time.isoformat(), "reason": str(b.reason)}
             for b in request.date_breaks
         ]
-        tx.execute(
+        tx.send(
             f"""INSERT INTO {TABLE} (ut_id, external_id, flow, message_id, us_external_id,
                   previous_usage_id, start_date_time, end_date_time_from, end_date_time_to,
                   bill_condition, date_breaks, bill_cycle, window_start_date,
@@ -308,7 +308,7 @@ class MdmUsage:
             outcome = fault
         except ValueError as problem:  # measurements the engine cannot take
             outcome = Unanswerable(INSUFFICIENT_DATA, f"measurements cannot be used: {problem}")
-        tx.execute(
+        tx.send(
             f"UPDATE {TABLE} SET retry_until = :until WHERE id = :id",
             {"until": tx.instant(retry_until), "id": row["id"]},
         )
@@ -345,7 +345,7 @@ class MdmUsage:
         if not self._move(tx, row, (first, "exception"), text):
             return 0
         if silent:  # PD-L08: data may still arrive
-            tx.execute(
+            tx.send(
                 f"UPDATE {TABLE} SET due_at = {self.store.now_plus} WHERE id = :id",
                 {"seconds": self.retry_after_s, "id": row["id"]},
             )
@@ -371,7 +371,7 @@ class MdmUsage:
         ):
             state = str(earlier["state"])
             if state in _SENT:
-                tx.execute(
+                tx.send(
                     f"UPDATE {TABLE} SET superseded = TRUE WHERE id = :id", {"id": earlier["id"]}
                 )
             elif state != "DISCARDED":
@@ -429,7 +429,7 @@ class MdmUsage:
                     build.installations,
                     build.points,
                 )
-        tx.execute(
+        tx.send(
             f"""UPDATE {TABLE} SET us_id = :us, usage_group = :group,
                   estimate_date_reached = :reached WHERE id = :id""",
             {
@@ -577,7 +577,7 @@ class MdmUsage:
         self, tx: Transaction, row: Row, calculation: Calculation, determinants: Determinants
     ) -> None:
         periods = determinants.periods
-        tx.execute(
+        tx.send(
             f"""UPDATE {TABLE} SET determinants = :determinants, period_start = :start,
                   period_end = :end, sent_at = {tx.now} WHERE id = :id""",
             {
@@ -627,11 +627,11 @@ class MdmUsage:
         self.node.outbox.enqueue(
             tx, self.partner, str(row["flow"]), "response", message_id, payload
         )
-        tx.execute(
+        tx.send(
             f"UPDATE {TABLE} SET response_message_id = :response WHERE id = :id",
             {"response": message_id, "id": row["id"]},
         )
-        tx.execute(
+        tx.send(
             """UPDATE inbox SET outcome_message_id = :response
                WHERE node = :node AND partner = :partner AND message_id = :request""",
             {
@@ -669,7 +669,7 @@ class MdmUsage:
                     }
                 )
                 continue
-            tx.execute(
+            tx.send(
                 f"UPDATE {TABLE} SET used_on_bill = :used, used_on_bill_at = :at WHERE id = :id",
                 {
                     "used": bool(item.used_on_bill),
@@ -735,7 +735,7 @@ class MdmUsage:
                         self._notify(tx, row, correction)
                         corrected.append(usage.usage_id)
                 elif outcome is CorrectionOutcome.STALE:
-                    tx.execute(f"UPDATE {TABLE} SET stale = TRUE WHERE id = :id", {"id": row["id"]})
+                    tx.send(f"UPDATE {TABLE} SET stale = TRUE WHERE id = :id", {"id": row["id"]})
                     stale.append(usage.usage_id)
                 else:
                     unchanged.append(usage.usage_id)
@@ -816,7 +816,7 @@ class MdmUsage:
         )
         if reading is None:
             raise LookupError(f"MC {mc_id} has no reading at {instant(at).isoformat()}")
-        tx.execute(
+        tx.send(
             """UPDATE mdm_scalar_measurement SET reading = :value, quality_code = :code
                WHERE mc_id = :mc AND status = 'ACTIVE'
                  AND measurement_date_time > :low AND measurement_date_time < :high""",
@@ -926,7 +926,7 @@ class MdmUsage:
         self.node.outbox.enqueue(
             tx, self.partner, "REPLACEMENT_READS", "notification", message_id, codec.encode(notice)
         )
-        tx.execute(
+        tx.send(
             f"UPDATE {TABLE} SET notification_id = :notification WHERE id = :id",
             {"notification": notification_id, "id": row["id"]},
         )
