@@ -275,6 +275,23 @@ def together_or_apart(
         return apart(taken), taken
 
 
+def move_claim(
+    tx: Transaction,
+    rows: Sequence[Row],
+    move: Callable[[Row], int],
+    name: Callable[[Row], str],
+    log: logging.Logger,
+) -> int:
+    """A monitor step's claimed rows moved under one savepoint (``together_or_apart``), and
+    when one of them fails, each under a savepoint of its own (``each_apart``): on PostgreSQL a
+    savepoint under which statements were sent is waited for at its end, a round trip for the
+    claim rather than one a row. Returns how many moved."""
+    moved, _ = together_or_apart(
+        tx, rows, move, lambda taken: [each_apart(tx, taken, move, name, log)]
+    )
+    return sum(moved)
+
+
 def each_apart(
     tx: Transaction,
     rows: Iterable[Row],

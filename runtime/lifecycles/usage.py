@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from ccbmdm.runtime.lifecycles.lifecycle import USAGE_REQUEST
-from ccbmdm.runtime.lifecycles.machine import Machine, each_apart
+from ccbmdm.runtime.lifecycles.machine import Machine, move_claim
 from ccbmdm.runtime.lifecycles.sync import canonical_key
 from ccbmdm.runtime.messages.contracts import ContractRegistry
 from ccbmdm.runtime.messages.model import ContractModel
@@ -136,8 +136,9 @@ class UsageRequestMonitor:
         outbox.on_undelivered[OWNER] = self._undelivered
 
     def step(self, batch: int = 50) -> int:
-        """One claim of due requests (and of every request waiting for its data to sync), each
-        under a savepoint; one commit. Returns how many moved."""
+        """One claim of due requests (and of every request waiting for its data to sync), under
+        one savepoint, or each under its own when one fails; one commit. Returns how many
+        moved."""
         lock = " FOR UPDATE SKIP LOCKED" if self.store.dialect == "postgres" else ""
         now = self.store.now
         # SQLite, without statistics, prefers the index on (state, id) and sorts every open
@@ -163,7 +164,7 @@ class UsageRequestMonitor:
                 {"batch": batch},
             )
             rows = heapq.nsmallest(batch, [*due, *waiting], key=_claim_order)
-            return each_apart(
+            return move_claim(
                 tx,
                 rows,
                 lambda row: self._advance(tx, row),

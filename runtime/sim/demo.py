@@ -265,43 +265,63 @@ def drain(
     than a lease, and the helpers were stopped while every request was still on its way."""
     worker = runtime.worker(batch=200)
     progress = _Progress(runtime.store, table, advance)
-    upkeep = _Upkeep(runtime.store)
-    if workers > 1:
-        with helpers(runtime, workers - 1):
-            last_move = clock.monotonic()
-            while progress.done < total and clock.monotonic() - last_move < patience_s:
-                moved = worker.round()
-                ended = progress.counted()
-                if moved or ended:
-                    last_move = clock.monotonic()
-                upkeep.run()
-                if moved == 0:
-                    clock.sleep(DEMO_DELIVERY.poll_interval_s)
-    while True:
-        moved = worker.round()
-        progress.counted()
-        upkeep.run()
-        if moved == 0:
-            return
+    with _Upkeep(runtime.store):
+        if workers > 1:
+            with helpers(runtime, workers - 1):
+                last_move = clock.monotonic()
+                while progress.done < total and clock.monotonic() - last_move < patience_s:
+                    moved = worker.round()
+                    ended = progress.counted()
+                    if moved or ended:
+                        last_move = clock.monotonic()
+                    if moved == 0:
+                        clock.sleep(DEMO_DELIVERY.poll_interval_s)
+        while True:
+            moved = worker.round()
+            progress.counted()
+            if moved == 0:
+                return
 
 
 class _Upkeep:
-    """Autovacuum's work on the tables a phase changes, done while it drains, at most once a
-    second: their dead rows vacuumed and their statistics refreshed (the tables the phase fills,
-    MDM's and the outboxes, grow from nothing as it runs)."""
+    """Autovacuum's work on the tables a phase changes, done while it drains, once a second:
+    their dead rows vacuumed and their statistics refreshed (the tables the phase fills, MDM's
+    and the outboxes, grow from nothing as it runs). It runs in a thread of its own, on its own
+    connection, beside this process's rounds, as autovacuum runs beside a server's sessions: in
+    the rounds' thread, the rounds stopped for as long as a vacuum ran (12% of the initial
+    sync's time at 2,000 customers, in one process). A failure stops it, and is raised when the
+    phase ends."""
 
     INTERVAL_S = 1.0
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.last = clock.monotonic()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failure: Exception | None = None
 
-    def run(self) -> None:
-        if self.store.dialect != "postgres" or clock.monotonic() - self.last < self.INTERVAL_S:
-            return
-        vacuum_dead(self.store)
-        refresh_statistics(self.store, changed_only=True)
-        self.last = clock.monotonic()
+    def __enter__(self) -> _Upkeep:
+        if self.store.dialect == "postgres":
+            self._thread = threading.Thread(target=self._run, name="demo-upkeep", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._failure is not None and kind is None:
+            raise self._failure
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.INTERVAL_S):
+                vacuum_dead(self.store)
+                refresh_statistics(self.store, changed_only=True)
+        except Exception as failure:  # raised in the phase's thread when it ends
+            self._failure = failure
+        finally:
+            self.store.close()  # this thread's connection
 
 
 class _Progress:

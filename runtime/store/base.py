@@ -156,12 +156,16 @@ class Transaction(ABC):
         return rows[0] if rows else None
 
     @contextmanager
-    def savepoint(self) -> Iterator[None]:
+    def savepoint(self, *, waited: bool = True) -> Iterator[None]:
         """A nested scope rolled back alone when it raises (a failed item of a batch), with the
-        rows queued under it (``later``)."""
+        rows queued under it (``later``). What was sent under it (``send``) is waited for at its
+        end, so that its failure is the savepoint's; with ``waited`` false, it goes with the next
+        statement waited for, and its failure raises from there, outside: for a scope that
+        guards against its caller's own exceptions only (a rule broken, a key unresolved), whose
+        writes fail only where a defect would, and a savepoint around it takes them back."""
         queued, after = len(self._queued), len(self._after)
         try:
-            with self._savepoint():
+            with self._savepoint(waited):
                 yield
         except BaseException:
             del self._queued[queued:]
@@ -169,8 +173,8 @@ class Transaction(ABC):
             raise
 
     @abstractmethod
-    def _savepoint(self) -> AbstractContextManager[None]:
-        """The database's own savepoint."""
+    def _savepoint(self, waited: bool) -> AbstractContextManager[None]:
+        """The database's own savepoint; ``waited``: see ``savepoint``."""
 
     def later(self, flush: Flush, row: Any) -> None:
         """Queue a row that ``flush`` writes just before the commit, with every other row it was

@@ -206,11 +206,11 @@ class PostgresTransaction(Transaction):
             self.connection.close()
 
     @contextmanager
-    def _savepoint(self) -> Iterator[None]:
+    def _savepoint(self, waited: bool) -> Iterator[None]:
         """SAVEPOINT, RELEASE and ROLLBACK TO go with the next statement that waits, and a
         savepoint inside which nothing went to the server costs nothing. A statement sent
         inside it (``send``) is waited for at its end, so that a failure of it is the
-        savepoint's."""
+        savepoint's, unless not ``waited``."""
         self._depth += 1
         name = f"sp{self._depth}"
         at, trips, failures = len(self._unsent), self.round_trips, self._failures
@@ -219,7 +219,9 @@ class PostgresTransaction(Transaction):
             yield
             if self.round_trips == trips and len(self._unsent) == at + 1:
                 del self._unsent[at]  # nothing went on inside
-            elif self._failures != failures or not all(s.control for s in self._unsent):
+            elif self._failures != failures or (
+                waited and not all(s.control for s in self._unsent)
+            ):
                 self._waited(f"RELEASE {name}", None, control=True)
             else:
                 self._unsent.append(_Unsent(f"RELEASE {name}", None, None, True))

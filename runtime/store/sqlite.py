@@ -61,8 +61,8 @@ class SqliteTransaction(Transaction):
         columns = [d[0] for d in cursor.description or ()]
         return rows(columns, iter(cursor.fetchall()))
 
-    def _savepoint(self) -> _Savepoint:
-        return _Savepoint(self)
+    def _savepoint(self, waited: bool) -> _Savepoint:
+        return _Savepoint(self)  # each statement runs at once: nothing is left to wait for
 
 
 class _Savepoint:

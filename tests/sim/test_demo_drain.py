@@ -8,7 +8,7 @@ started and stopped."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import pytest
@@ -61,11 +61,6 @@ class Progress:
         return moved_on
 
 
-class Upkeep:
-    def run(self) -> None:
-        pass
-
-
 @dataclass
 class Runtime:
     phase: Phase
@@ -87,7 +82,7 @@ def _share(monkeypatch: pytest.MonkeyPatch, phase: Phase) -> None:
     monkeypatch.setattr(demo, "clock", phase.clock)
     monkeypatch.setattr(demo, "helpers", helpers)
     monkeypatch.setattr(demo, "_Progress", lambda store, table, advance: Progress(phase))
-    monkeypatch.setattr(demo, "_Upkeep", lambda store: Upkeep())
+    monkeypatch.setattr(demo, "_Upkeep", lambda store: nullcontext())
     demo.drain(
         Runtime(phase),  # type: ignore[arg-type]
         "usage_request",

@@ -6,8 +6,14 @@ without vacuuming, claims walked the dead entries of every request that had move
 
 from __future__ import annotations
 
-from ccbmdm.runtime.sim.demo import refresh_statistics, vacuum_dead
-from ccbmdm.runtime.store import Store, Transaction
+import threading
+import time
+
+import pytest
+
+from ccbmdm.runtime.sim import demo
+from ccbmdm.runtime.sim.demo import _Upkeep, refresh_statistics, vacuum_dead
+from ccbmdm.runtime.store import Store, StoreError, Transaction
 from ccbmdm.runtime.store.postgres import PostgresStore
 
 ROWS = 300
@@ -84,6 +90,40 @@ def test_only_the_tables_with_dead_rows_past_the_threshold_are_vacuumed(
     vacuum_dead(store)
     # vacuumed once (how many dead rows it could remove depends on the server's other work)
     assert (_upkeep(store, "churned")[1], _upkeep(store, "calm")) == (1, (40, 0))
+
+
+def test_while_a_phase_drains_its_tables_are_vacuumed_beside_its_rounds(
+    postgres_store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The upkeep runs in a thread of its own: it vacuums while the phase's thread does
+    nothing but wait, and stops with the phase."""
+    store = postgres_store
+    _load(store, "churned", ROWS)
+    with store.transaction() as tx:
+        tx.execute("UPDATE churned SET n = n + 1")
+    _flush_counts(store)
+    monkeypatch.setattr(_Upkeep, "INTERVAL_S", 0.01)
+    with _Upkeep(store):
+        deadline = time.monotonic() + 60
+        while _upkeep(store, "churned")[1] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _upkeep(store, "churned")[1] >= 1
+    assert not [t for t in threading.enumerate() if t.name == "demo-upkeep"]
+
+
+def test_a_failed_upkeep_is_raised_when_the_phase_ends(
+    postgres_store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failed = threading.Event()
+
+    def refused(store: Store) -> None:
+        failed.set()
+        raise StoreError("cannot vacuum churned")
+
+    monkeypatch.setattr(_Upkeep, "INTERVAL_S", 0.01)
+    monkeypatch.setattr(demo, "vacuum_dead", refused)
+    with pytest.raises(StoreError, match="cannot vacuum churned"), _Upkeep(postgres_store):
+        assert failed.wait(60)
 
 
 def test_the_runtime_s_statements_are_not_compiled_to_machine_code(

@@ -132,6 +132,14 @@ def wake_waiting(tx: Transaction, mo: str, key: str) -> None:
     )
 
 
+def trimmed_key(values: Sequence[str]) -> tuple[str, ...]:
+    """An external key's five values without the empty ones that end it."""
+    values = list(values)
+    while values and not values[-1]:
+        values.pop()
+    return tuple(values)
+
+
 def _cross_reference(prefix: str, source: str) -> str:
     """The statement recording an external key's production id, unless the key has one: its
     rows from ``source`` (a VALUES list, or a query of the ``prefix``'s WITH)."""
@@ -148,6 +156,10 @@ class SyncMessage:
 
     kind: FlowKind
     message: Any  # the generated model of ``kind.contract``
+    # Whether the claim read the production id of the request's own key ahead (``held``, None
+    # when MDM had none): a key already recorded stays so (the cross-reference only grows)
+    read_ahead: bool = False
+    held: str | None = None
 
     @property
     def system(self) -> str:
@@ -155,10 +167,9 @@ class SyncMessage:
 
     @property
     def key(self) -> tuple[str, ...]:
-        values = [getattr(self.message, f"external_pk_value{i}") or "" for i in range(1, 6)]
-        while values and not values[-1]:
-            values.pop()
-        return tuple(str(value) for value in values)
+        return trimmed_key(
+            [str(getattr(self.message, f"external_pk_value{i}") or "") for i in range(1, 6)]
+        )
 
     @property
     def canonical_key(self) -> str:
@@ -469,8 +480,33 @@ class Loader:
         """The production id the external key maps to, allocated on first sight (or the one
         given, for a bill cycle whose code both systems share)."""
         found = production_id(tx, system, mo, key)
-        if found is not None:
-            return found
+        return found if found is not None else self._recorded(tx, system, mo, key, production)
+
+    def held(self, tx: Transaction, request: SyncMessage) -> str | None:
+        """The production id of the request's own key, None when MDM has none: as the claim
+        read it ahead, when it did."""
+        if request.read_ahead:
+            return request.held
+        return production_id(tx, request.system, request.kind.mo, request.key)
+
+    def own_key(self, tx: Transaction, request: SyncMessage, production: str | None = None) -> str:
+        """``key_for`` of the request's own key, without looking it up again when the claim
+        read it ahead."""
+        held = self.held(tx, request)
+        if held is not None:
+            return held
+        return self._recorded(tx, request.system, request.kind.mo, request.key, production)
+
+    def _recorded(
+        self,
+        tx: Transaction,
+        system: str,
+        mo: str,
+        key: Sequence[str],
+        production: str | None,
+    ) -> str:
+        """A new key recorded in the cross-reference with its production id (the one given,
+        else a new one); the one recorded meanwhile by another worker, if any."""
         params = {"system": system, "mo": mo, **key_params(key)}
         if production is None and tx.dialect == "postgres":
             # the id allocated in the statement that records it: one round trip, not two
@@ -540,7 +576,7 @@ class Loader:
                 {"read": request.canonical_key},
             )
             return [(kind.mo, str(row["id"])) for row in sorted(rows, key=lambda r: r["id"])]
-        production = production_id(tx, request.system, kind.mo, request.key)
+        production = self.held(tx, request)
         if production is None:
             return []  # never known to MDM: nothing to inactivate
         table = _TABLES[kind.entity]
@@ -564,7 +600,7 @@ class Loader:
         return [(kind.mo, production)]
 
     def _contact(self, tx: Transaction, request: SyncMessage, contact: Any) -> list[ExternalId]:
-        production = self.key_for(tx, request.system, request.kind.mo, request.key)
+        production = self.own_key(tx, request)
         self._upsert(
             tx,
             "mdm_contact",
@@ -582,7 +618,7 @@ class Loader:
         return [(request.kind.mo, production)]
 
     def _service_point(self, tx: Transaction, request: SyncMessage, sp: Any) -> list[ExternalId]:
-        production = self.key_for(tx, request.system, request.kind.mo, request.key)
+        production = self.own_key(tx, request)
         self._upsert(
             tx,
             "mdm_service_point",
@@ -613,7 +649,7 @@ class Loader:
             (self.resolve(tx, request, "D1-SP", link.sp_external_id), link)
             for link in us.service_points
         ]
-        production = self.key_for(tx, request.system, request.kind.mo, request.key)
+        production = self.own_key(tx, request)
         self._upsert(
             tx,
             "mdm_usage_subscription",
@@ -667,7 +703,7 @@ class Loader:
         self, tx: Transaction, request: SyncMessage, participant: Any
     ) -> list[ExternalId]:
         us = self.resolve(tx, request, "D1-US", participant.us_external_id)
-        production = self.key_for(tx, request.system, request.kind.mo, request.key)
+        production = self.own_key(tx, request)
         self._upsert(
             tx,
             "mdm_us_market_participant",
@@ -691,7 +727,7 @@ class Loader:
             (self.resolve(tx, request, "D1-US", link.us_external_id), link)
             for link in option.usage_subscriptions
         ]
-        production = self.key_for(tx, request.system, request.kind.mo, request.key)
+        production = self.own_key(tx, request)
         self._upsert(
             tx,
             "mdm_dynamic_option",
@@ -730,7 +766,7 @@ class Loader:
         self, tx: Transaction, request: SyncMessage, event: Any
     ) -> list[ExternalId]:
         option = self.resolve(tx, request, "D1-DOP", event.dynamic_option_external_id)
-        production = self.key_for(tx, request.system, request.kind.mo, request.key)
+        production = self.own_key(tx, request)
         self._upsert(
             tx,
             "mdm_dynamic_option_event",
@@ -753,7 +789,7 @@ class Loader:
         return [(request.kind.mo, production)]
 
     def _device(self, tx: Transaction, request: SyncMessage, device: Any) -> list[ExternalId]:
-        production = self.key_for(tx, request.system, request.kind.mo, request.key)
+        production = self.own_key(tx, request)
         retired = device.retire_date
         self._upsert(
             tx,
@@ -776,7 +812,7 @@ class Loader:
         self, tx: Transaction, request: SyncMessage, configuration: Any
     ) -> list[ExternalId]:
         device = self.resolve(tx, request, "D1-DEVICE", configuration.device_external_id)
-        production = self.key_for(tx, request.system, request.kind.mo, request.key)
+        production = self.own_key(tx, request)
         before = tx.fetch_one(
             "SELECT device_id FROM mdm_device_configuration WHERE id = :id", {"id": production}
         )
@@ -877,9 +913,9 @@ class Loader:
             for read in sent:
                 mc, _ = self._measuring_component(tx, request, configuration, read.mc_external_id)
                 reads.append((reason, at, read, mc))
-        own = production_id(tx, request.system, request.kind.mo, request.key)
+        own = self.held(tx, request)
         self._wait_for_removal(tx, request, sp, own or "", event)
-        production = own or self.key_for(tx, request.system, request.kind.mo, request.key)
+        production = own or self._recorded(tx, request.system, request.kind.mo, request.key, None)
         self._upsert(
             tx,
             "mdm_install_event",
@@ -1002,7 +1038,7 @@ class Loader:
 
     def _bill_cycle(self, tx: Transaction, request: SyncMessage, cycle: Any) -> list[ExternalId]:
         code = str(cycle.bill_cycle)
-        production = self.key_for(tx, request.system, request.kind.mo, request.key, code)
+        production = self.own_key(tx, request, code)
         self._upsert(
             tx,
             "mdm_bill_cycle",

@@ -9,7 +9,8 @@ foreign keys through the cross-reference, loads the full state, and acknowledges
 through the node's outbox, a request's load, its move and its acknowledgement committing together
 or not at all: the claim runs under one savepoint of the step's transaction, and when a request
 fails, again with each request under a savepoint of its own, so the others still move. The
-claim's messages and applied versions are read ahead, in a statement or two for all.
+claim's messages, applied versions and keys' production ids are read ahead, a few statements for
+all.
 
 Decisions:
 - Dependency order is one ranking of all flows: bill cycle, contact, SP, US, SA relationship,
@@ -60,7 +61,7 @@ from typing import TYPE_CHECKING, Any
 
 from ccbmdm.codegen.catalogue import Flow
 from ccbmdm.runtime.lifecycles.lifecycle import MDM_INBOUND_SYNC
-from ccbmdm.runtime.lifecycles.machine import Machine, Overtaken, each_apart, together_or_apart
+from ccbmdm.runtime.lifecycles.machine import Machine, Overtaken, move_claim
 from ccbmdm.runtime.messages.header import new_message_id
 from ccbmdm.runtime.messages.mapping import CodeTables
 from ccbmdm.runtime.messages.model import ContractModel
@@ -83,7 +84,7 @@ from ccbmdm.runtime.sim.mdm.apply import (
     wake_waiting,
 )
 from ccbmdm.runtime.sim.mdm.bill_cycle_change import acknowledged
-from ccbmdm.runtime.sim.mdm.read_ahead import ReadAhead, applied_versions
+from ccbmdm.runtime.sim.mdm.read_ahead import ReadAhead
 from ccbmdm.runtime.sim.mdm.records import (
     BillCycle,
     Contact,
@@ -223,17 +224,13 @@ class MdmSimulator:
                 self._process(tx, row, ahead)
                 return 1
 
-            def apart(taken: list[Row]) -> list[int]:
-                return [each_apart(tx, taken, process, _named, log)]
-
-            moved, _ = together_or_apart(tx, rows, process, apart)
-            return sum(moved)
+            return move_claim(tx, rows, process, _named, log)
 
     def _read_ahead(self, tx: Transaction, rows: Sequence[Row]) -> ReadAhead:
-        """What each claimed request reads first, its message and the version last applied
-        for its key, read for the whole claim in a statement or two rather than two round
-        trips a request. A message that cannot be decoded is left for its own request, whose
-        savepoint then fails alone."""
+        """What each claimed request reads first, its message, the version last applied for
+        its key and its key's production id, read for the whole claim in a few statements
+        rather than three round trips a request. A message that cannot be decoded is left for
+        its own request, whose savepoint then fails alone."""
         payloads = self.node.inbox.payloads(
             tx, self.partner, [str(row["message_id"]) for row in rows]
         )
@@ -247,17 +244,17 @@ class MdmSimulator:
             except Exception:  # decoded again, and failing, in its own savepoint
                 continue
             requests[str(row["message_id"])] = SyncMessage(FLOWS[str(row["flow"])], message)
-        return ReadAhead(payloads, requests, applied_versions(tx, requests.values()))
+        return ReadAhead.of(tx, payloads, requests)
 
     def _process(self, tx: Transaction, row: Row, ahead: ReadAhead) -> None:
         source = str(row["state"])
         retrying = source == "ERROR_RETRYABLE"
         first = "retry" if retrying else "transformed"
-        request = self._message(row, ahead)
-        if request is None:
+        decoded = self._message(row, ahead)
+        if decoded is None:
             self._move(tx, row, (first, "invalid") if retrying else ("invalid",), None, None)
             return
-        last = ahead.applied_version(tx, request)
+        request, last = ahead.taken(tx, decoded)
         if last is not None and request.version <= last:
             reason = f"entityVersion {request.version} not above {last}: no effect"
             ids = self._held_ids(tx, request)
@@ -271,7 +268,9 @@ class MdmSimulator:
             return
         try:
             check_rules(request)
-            with tx.savepoint():
+            # a broken rule or an unresolved key takes back what the load wrote; what it sent is
+            # not waited for here (a failure of it is a defect, which the claim's savepoint takes)
+            with tx.savepoint(waited=False):
                 loaded = self.loader.load(tx, request)
         except RuleBroken as broken:
             self._move(tx, row, (first, "invalid"), request, broken)
@@ -371,7 +370,7 @@ class MdmSimulator:
                 {"read": request.canonical_key},
             )
             return [(request.kind.mo, str(r["id"])) for r in rows]
-        held = production_id(tx, request.system, request.kind.mo, request.key)
+        held = self.loader.held(tx, request)
         return [] if held is None else [(request.kind.mo, held)]
 
     def _acknowledge(

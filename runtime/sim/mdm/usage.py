@@ -57,7 +57,7 @@ from decimal import Decimal
 from typing import Any
 
 from ccbmdm.runtime.lifecycles.lifecycle import USAGE_TRANSACTION
-from ccbmdm.runtime.lifecycles.machine import Machine, Overtaken, each_apart
+from ccbmdm.runtime.lifecycles.machine import Machine, Overtaken, move_claim
 from ccbmdm.runtime.messages.contracts import ContractRegistry
 from ccbmdm.runtime.messages.functions import zone
 from ccbmdm.runtime.messages.header import message_header, new_message_id
@@ -275,8 +275,8 @@ class MdmUsage:
     # -- the monitor ---------------------------------------------------------------------
 
     def step(self, batch: int | None = None) -> int:
-        """Calculate the due Pending UTs and the batch UTs whose retry is due, each under a
-        savepoint; one commit. Returns how many moved."""
+        """Calculate the due Pending UTs and the batch UTs whose retry is due, under one
+        savepoint, or each under its own when one fails; one commit. Returns how many moved."""
         lock = " FOR UPDATE SKIP LOCKED" if self.store.dialect == "postgres" else ""
         with self.store.transaction() as tx:
             rows = tx.fetch(
@@ -284,7 +284,7 @@ class MdmUsage:
                       AND due_at <= {tx.now} ORDER BY due_at, id LIMIT :batch{lock}""",
                 {"batch": batch or self.batch},
             )
-            return each_apart(
+            return move_claim(
                 tx,
                 rows,
                 lambda row: self._calculate(tx, row),

@@ -548,8 +548,8 @@ class Recording(Transaction):
         self.statements.append(sql)
         return self.inner.execute_many(sql, params)
 
-    def _savepoint(self) -> AbstractContextManager[None]:
-        return self.inner.savepoint()
+    def _savepoint(self, waited: bool) -> AbstractContextManager[None]:
+        return self.inner.savepoint(waited=waited)
 
     def later(self, flush: Flush, row: Any) -> None:
         self.inner.later(flush, row)  # written by the inner transaction, unrecorded

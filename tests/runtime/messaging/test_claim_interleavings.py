@@ -163,8 +163,8 @@ class GatedTransaction(Transaction):
         self.session.gate(_first_words(sql))
         return self.inner.execute_many(sql, params)
 
-    def _savepoint(self) -> AbstractContextManager[None]:
-        return self.inner.savepoint()
+    def _savepoint(self, waited: bool) -> AbstractContextManager[None]:
+        return self.inner.savepoint(waited=waited)
 
     def later(self, flush: Flush, row: Any) -> None:
         # the inner transaction writes them as it commits: within the COMMIT step, ungated

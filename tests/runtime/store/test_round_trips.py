@@ -91,6 +91,43 @@ def test_a_savepoint_rolled_back_takes_what_was_sent_under_it(empty_store: Store
     assert kept(store) == [(4, "kept")]
 
 
+def test_a_savepoint_not_waited_for_leaves_a_failure_of_what_it_sent_to_the_scope_around(
+    empty_store: Store,
+) -> None:
+    """Its own exception takes back what was sent under it, as any savepoint's does; a sent
+    statement that fails raises from the next statement waited for, and the savepoint around
+    takes the whole item back (SQLite runs it at once: it fails inside)."""
+    store = empty_store
+    table(store)
+    with store.transaction() as tx:
+        with pytest.raises(ValueError), tx.savepoint(waited=False):
+            tx.send("INSERT INTO kept VALUES (1, 'never')")
+            raise ValueError("a rule broken")
+        with pytest.raises(Exception, match=r"(?i)unique|duplicate"), tx.savepoint():
+            with tx.savepoint(waited=False):
+                tx.send("INSERT INTO kept VALUES (2, 'rolled back with the item')")
+                tx.send("INSERT INTO kept VALUES (2, 'a repeat')")
+            tx.fetch("SELECT count(*) AS n FROM kept")
+        with tx.savepoint(), tx.savepoint(waited=False):
+            tx.send("INSERT INTO kept VALUES (3, 'kept')")
+    assert kept(store) == [(3, "kept")]
+
+
+@pytest.mark.parametrize("empty_store", ["postgres"], indirect=True)
+def test_a_savepoint_not_waited_for_costs_no_round_trip_of_its_own(empty_store: Store) -> None:
+    store = empty_store
+    table(store)
+    spans = spans_of(store)
+    with store.transaction() as tx:
+        with tx.savepoint(waited=False):
+            tx.send("INSERT INTO kept VALUES (1, 'a')")
+        with tx.savepoint():  # waited for at its end: one round trip
+            tx.send("INSERT INTO kept VALUES (2, 'b')")
+    store.on_write = None
+    assert [(span.committed, span.round_trips) for span in spans] == [(True, 2)]
+    assert kept(store) == [(1, "a"), (2, "b")]
+
+
 def test_a_failure_caught_without_a_savepoint_is_no_commit(empty_store: Store) -> None:
     """SQLite takes back the failed statement alone; PostgreSQL fails the whole transaction,
     and the store says so rather than return as if it had committed."""
