@@ -23,6 +23,8 @@ from ccbmdm.conformance.outcome import Outcome
 
 # What a case may take when neither it (time_limit_s in case.yaml) nor --time-limit says.
 DEFAULT_TIME_LIMIT_S = 30.0
+# How often a case past its limit is interrupted again, until it has stopped.
+REPEAT_S = 0.1
 
 T = TypeVar("T")
 
@@ -61,14 +63,22 @@ def within(seconds: float, call: Callable[[], T]) -> T:
 
 
 def _interrupted(seconds: float, call: Callable[[], T]) -> T:
+    """``call()`` under SIGALRM at ``seconds``, then again every ``REPEAT_S`` until it ends: an
+    exception raised by a signal handler while a finalizer runs (``__del__``, a weakref's
+    callback) is printed and dropped, so the first interruption may be lost, and a case then
+    went on into a regular expression that backtracked for good."""
+    running = True
+
     def stop(_signal: int, _frame: FrameType | None) -> None:
-        raise TimeLimitExceeded("stopped: still running at")
+        if running:
+            raise TimeLimitExceeded("stopped: still running at")
 
     previous = signal.signal(signal.SIGALRM, stop)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds, REPEAT_S)
     try:
         return call()
     finally:
+        running = False  # first: an alarm due meanwhile raises nothing here
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 

@@ -8,7 +8,9 @@ would take far longer than any test run; SIGALRM stops the regular expression wh
 
 from __future__ import annotations
 
+import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from case_support import copied
 from ccbmdm.cli import app, run
 from ccbmdm.codegen.project import Project, init_project
 from ccbmdm.conformance.cases import read_case
-from ccbmdm.conformance.limit import limited
+from ccbmdm.conformance.limit import TimeLimitExceeded, limited, within
 from ccbmdm.conformance.outcome import Outcome
 from support import run_python
 
@@ -76,6 +78,30 @@ def test_the_run_s_time_limit_applies_to_a_case_without_its_own(
     code, output = conformance(capsys, project, "--case", HANGING, "--time-limit", "0.3")
     assert code == 1
     assert f"    {HANGING}: stopped: still running at its time limit of 0.3 s" in output
+
+
+def test_a_case_whose_first_interruption_was_dropped_is_interrupted_again() -> None:
+    """A signal handler's exception raised inside a finalizer is printed and dropped: the case
+    must still stop, at the next interruption."""
+    dropped = []
+
+    def case() -> str:
+        try:
+            while True:  # interrupted at the limit...
+                pass
+        except TimeLimitExceeded as lost:  # ...as a finalizer running then would drop it
+            dropped.append(lost)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            pass
+        return "ran on past its limit"
+
+    handler = signal.getsignal(signal.SIGALRM)
+    with pytest.raises(TimeLimitExceeded):
+        within(0.2, case)
+    assert len(dropped) == 1
+    assert signal.getsignal(signal.SIGALRM) == handler  # restored
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)  # nothing left to fire
 
 
 def test_a_case_s_limit_must_be_positive(
