@@ -24,7 +24,7 @@ from ccbmdm.runtime.lifecycles.lifecycle import SYNC_REQUEST
 from ccbmdm.runtime.lifecycles.machine import moved
 from ccbmdm.runtime.logs import emit
 from ccbmdm.runtime.store import Store, Transaction
-from ccbmdm.runtime.store.base import Row, background, on_the_row, unnested
+from ccbmdm.runtime.store.base import Row, background, listed, on_the_row, unnested
 from ccbmdm.runtime.store.bodies import original, stored_rows
 
 log = logging.getLogger("ccbmdm.delivery")
@@ -841,12 +841,11 @@ class Inbox:
         (a step's batch read at once, not a round trip each); an id not received is absent."""
         if not message_ids:
             return {}
-        names = {f"m{n}": message_id for n, message_id in enumerate(message_ids)}
+        ids, params = listed("m", message_ids)
         rows = tx.fetch(
             f"""SELECT i.message_id, b.payload FROM inbox i JOIN inbox_body b ON b.id = i.id
-                WHERE i.node = :node AND i.partner = :partner
-                  AND i.message_id IN ({", ".join(":" + name for name in names)})""",
-            {"node": self.node, "partner": partner, **names},
+                WHERE i.node = :node AND i.partner = :partner AND i.message_id IN ({ids})""",
+            {"node": self.node, "partner": partner, **params},
         )
         return {str(row["message_id"]): original(row["payload"]) for row in rows}
 

@@ -292,6 +292,13 @@ def on_the_row(condition: str) -> str:
     return f"CASE WHEN {condition} THEN true END"
 
 
+def listed(name: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
+    """An ``IN`` list of one named parameter per value (``:name0, :name1, …``) and those
+    parameters: a batch's keys read in one statement."""
+    params = {f"{name}{n}": value for n, value in enumerate(values)}
+    return ", ".join(f":{parameter}" for parameter in params), params
+
+
 @functools.lru_cache(maxsize=512)
 def named_to(style: str, sql: str) -> str:
     """Rewrite ``:name`` parameters into ``%(name)s`` (psycopg) or keep them (sqlite3). A

@@ -45,6 +45,7 @@ from ccbmdm.runtime.sim.ccb.records import (
 from ccbmdm.runtime.sim.ccb.schema import MIGRATIONS
 from ccbmdm.runtime.sim.pages import page
 from ccbmdm.runtime.store import Store, Transaction
+from ccbmdm.runtime.store.base import listed
 from ccbmdm.runtime.store.schema import migrate
 
 if TYPE_CHECKING:
@@ -206,10 +207,9 @@ class CcbSimulator:
     ) -> list[Mapping[str, Any] | None]:
         """``read`` for a batch of keys, their records in one statement (the sync monitor's
         ``BatchSnapshotReader``)."""
-        pks = {f"pk{i}": KEY_SEPARATOR.join(key) for i, key in enumerate(keys)}
-        listed = ", ".join(f":{name}" for name in pks)
+        pk_list, pks = listed("pk", [KEY_SEPARATOR.join(key) for key in keys])
         rows = tx.fetch(
-            f"SELECT pk, data FROM ccb_entity WHERE mo = :mo AND pk IN ({listed})",
+            f"SELECT pk, data FROM ccb_entity WHERE mo = :mo AND pk IN ({pk_list})",
             {"mo": self._kind(mo).mo, **pks},
         )
         found = {row["pk"]: row["data"] for row in rows}

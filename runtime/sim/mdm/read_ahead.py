@@ -12,7 +12,7 @@ from ccbmdm.runtime.lifecycles.sync import KEY_SEPARATOR
 from ccbmdm.runtime.sim.mdm.apply import SyncMessage, trimmed_key
 from ccbmdm.runtime.sim.mdm.records import KEY_COLUMNS, key_params
 from ccbmdm.runtime.store import Transaction
-from ccbmdm.runtime.store.base import Row
+from ccbmdm.runtime.store.base import Row, listed
 
 VersionKey = tuple[str, str, str]  # external system, MO, external key
 
@@ -33,13 +33,11 @@ def applied_versions(tx: Transaction, requests: Iterable[SyncMessage]) -> dict[V
     external system and MO among them, each reading the table's key."""
     found: dict[VersionKey, int] = {}
     for (system, mo), grouped in _by_system_and_mo(requests).items():
-        keys = sorted({request.canonical_key for request in grouped})
-        names = {f"k{n}": key for n, key in enumerate(keys)}
+        keys, params = listed("k", sorted({request.canonical_key for request in grouped}))
         rows = tx.fetch(
             f"""SELECT external_key, entity_version FROM mdm_applied_version
-                WHERE external_system = :system AND mo = :mo
-                  AND external_key IN ({", ".join(":" + name for name in names)})""",
-            {"system": system, "mo": mo, **names},
+                WHERE external_system = :system AND mo = :mo AND external_key IN ({keys})""",
+            {"system": system, "mo": mo, **params},
         )
         found |= {(system, mo, str(r["external_key"])): int(r["entity_version"]) for r in rows}
     return found

@@ -17,7 +17,7 @@ import pytest
 from ccbmdm.runtime.messages.contracts import ContractRegistry
 from ccbmdm.runtime.messaging.transport import InProcessTransport
 from ccbmdm.runtime.store import Store, StoreError
-from ccbmdm.runtime.store.base import WriteSpan
+from ccbmdm.runtime.store.base import WriteSpan, named_to
 from ccbmdm.runtime.store.postgres import PostgresStore
 from ccbmdm.runtime.worker import Worker
 from runtime_world import Integration
@@ -235,3 +235,15 @@ def test_a_batch_of_rows_updates_each_row_with_its_own_values(empty_store: Store
     with store.transaction() as tx:
         found = tx.fetch("SELECT id, weight, note FROM weighed ORDER BY id")
     assert [dict(row) for row in found] == [*rows, {"id": 4, "weight": None, "note": None}]
+
+
+def test_a_statement_is_rewritten_for_psycopg_once_however_often_it_runs() -> None:
+    """Every statement a worker runs passes through ``named_to``: without its cache, the
+    10,000-customer demo's processor time grew from 335 s to 453 s (a decorator once moved off
+    it by a function inserted above it)."""
+    statement = "SELECT :a AS a, :b_of_rows AS b -- rewritten once"
+    first = named_to("pyformat", statement)
+    hits = named_to.cache_info().hits
+    assert named_to("pyformat", statement) is first
+    assert named_to.cache_info().hits == hits + 1
+    assert first == "SELECT %(a)s AS a, %(b_of_rows)b AS b -- rewritten once"
