@@ -108,6 +108,14 @@ class Transaction(ABC):
     def fetch(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         """Run a query (or a statement with RETURNING) and return its rows as mappings."""
 
+    def fetch_each(
+        self, queries: Sequence[tuple[str, Mapping[str, Any] | None]]
+    ) -> list[list[Row]]:
+        """Each query's rows, in order: reads that do not depend on each other, which
+        PostgreSQL answers in one round trip (with the statements not yet sent) and SQLite, in
+        the process, one by one."""
+        return [self.fetch(sql, params) for sql, params in queries]
+
     def send(
         self,
         sql: str,

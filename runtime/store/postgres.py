@@ -56,6 +56,7 @@ class _Unsent(NamedTuple):
     params: Mapping[str, Any] | None
     counted: Callable[[int], None] | None  # told the rows it changed, once they are known
     control: bool  # BEGIN, a savepoint's: a statement that changes no row
+    read: Callable[[list[Row]], None] | None = None  # told the rows a query found (fetch_each)
 
 
 _BEGIN = _Unsent("BEGIN", None, None, True)
@@ -93,6 +94,20 @@ class PostgresTransaction(Transaction):
 
     def fetch(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         return list(self._waited(named_to("pyformat", sql), params).fetchall())
+
+    def fetch_each(
+        self, queries: Sequence[tuple[str, Mapping[str, Any] | None]]
+    ) -> list[list[Row]]:
+        if not queries:
+            return []
+        found: list[list[Row]] = []
+        *first, (sql, params) = queries
+        for query, values in first:
+            self._unsent.append(
+                _Unsent(named_to("pyformat", query), values, None, False, found.append)
+            )
+        last = self.fetch(sql, params)  # the round trip that fills ``found``
+        return [*found, last]
 
     def execute_many(self, sql: str, params: Sequence[Mapping[str, Any]]) -> int:
         if not params:
@@ -160,6 +175,8 @@ class PostgresTransaction(Transaction):
         for statement, sent in zip(unsent, cursors, strict=True):
             if statement.counted is not None:
                 statement.counted(max(sent.rowcount, 0))
+            if statement.read is not None:
+                statement.read(list(sent.fetchall()))
         return cursor
 
     def _sent(

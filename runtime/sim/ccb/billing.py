@@ -118,6 +118,9 @@ class MasterData(Protocol):
     def record(self, tx: Transaction, mo: str, key: Sequence[str]) -> dict[str, Any] | None: ...
     def records(self, tx: Transaction, mo: str, ref: str | None = None) -> list[dict[str, Any]]: ...
     def read(self, tx: Transaction, mo: str, key: tuple[str, ...]) -> Mapping[str, Any] | None: ...
+    def snapshot(
+        self, tx: Transaction, mo: str, record: dict[str, Any] | None
+    ) -> Mapping[str, Any] | None: ...
 
 
 class Billing:
@@ -160,7 +163,7 @@ class Billing:
         )
         for row in accounts:
             for sa in self._billable(tx, str(row["account_id"])):
-                zone = self._zone(tx, sa)
+                zone = str(sa["time_zone"])
                 segment = self._segment(
                     tx,
                     sa,
@@ -179,19 +182,21 @@ class Billing:
         """Online billing of one account up to ``end`` (PD-F13): sent at once."""
         segments = []
         for sa in self._billable(tx, account_id):
-            zone = self._zone(tx, sa)
+            zone = str(sa["time_zone"])
             start, stop = _midnight(end, zone), _midnight(end + timedelta(days=1), zone)
             segment = self._segment(tx, sa, "ONLINE_BD", end_from=start, end_to=stop)
             if segment is not None:
                 segments.append(segment)
         return segments
 
-    def _billable(self, tx: Transaction, account_id: str) -> Iterable[dict[str, Any]]:
+    def _billable(self, tx: Transaction, account_id: str) -> Iterable[Mapping[str, Any]]:
+        """The account's active SAs that need bill determinants, as CCB sends them to MDM
+        (with their time zone), from the records read once."""
         for sa in self.ccb.records(tx, "SA", ref=account_id):
-            if sa["sa_status"] in ("ACTIVE", "PENDSTOP") and self.ccb.read(
-                tx, "SA", (sa["sa_id"],)
-            ):
-                yield sa
+            if sa["sa_status"] in ("ACTIVE", "PENDSTOP"):
+                snapshot = self.ccb.snapshot(tx, "SA", sa)
+                if snapshot is not None:
+                    yield snapshot
 
     def _segment(
         self,
@@ -349,10 +354,13 @@ class Billing:
 
     def build_request(self, tx: Transaction, request: UsageRequest) -> ContractModel:
         segment = self._segment_of(tx, request)
-        sa = self.ccb.record(tx, "SA", (request.sa_id,))
-        if sa is None:
+        record = self.ccb.record(tx, "SA", (request.sa_id,))
+        if record is None:
             raise ValueError(f"SA {request.sa_id} no longer exists")
-        zone = self._zone(tx, sa)
+        sa = self.ccb.snapshot(tx, "SA", record)
+        if sa is None:
+            raise ValueError(f"SA {request.sa_id} needs no bill determinants")
+        zone = str(sa["time_zone"])
         end_from, end_to = segment.end_from, segment.end_to
         previous = tx.fetch_one(
             "SELECT count(*) AS n FROM ccb_bill_segment WHERE sa_id = :sa AND id < :id "
@@ -579,6 +587,8 @@ class Billing:
         )
 
     def _next_start(self, tx: Transaction, sa: Mapping[str, Any]) -> str:
+        """Where the SA's next segment starts (``sa`` as ``_billable`` gives it, with its
+        zone): the end of its last segment, else its start date's midnight."""
         row = tx.fetch_one(
             "SELECT end_date_time FROM ccb_bill_segment WHERE sa_id = :sa "
             "AND status NOT IN ('CANCELED','ERROR') AND end_date_time IS NOT NULL "
@@ -587,7 +597,7 @@ class Billing:
         )
         if row is not None:
             return str(row["end_date_time"])
-        return _midnight(date.fromisoformat(sa["start_date"]), self._zone(tx, sa)).isoformat()
+        return _midnight(date.fromisoformat(sa["start_date"]), str(sa["time_zone"])).isoformat()
 
     def _skipped(self, tx: Transaction, sa_id: str, end_to: datetime) -> bool:
         row = tx.fetch_one(
@@ -595,12 +605,6 @@ class Billing:
             {"sa": sa_id, "type": NEXT_READ},
         )
         return row is not None and date.fromisoformat(str(row["value"])) > end_to.date()
-
-    def _zone(self, tx: Transaction, sa: Mapping[str, Any]) -> str:
-        snapshot = self.ccb.read(tx, "SA", (sa["sa_id"],))
-        if snapshot is None:
-            raise ValueError(f"SA {sa['sa_id']} needs no bill determinants")
-        return str(snapshot["time_zone"])
 
 
 def _charges(rate: Rate, sq: Any) -> list[tuple[str, Decimal, Decimal]]:

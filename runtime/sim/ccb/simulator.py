@@ -200,7 +200,7 @@ class CcbSimulator:
     def read(self, tx: Transaction, mo: str, key: tuple[str, ...]) -> Mapping[str, Any] | None:
         """The final snapshot of an entity: the entity element of its flow's CCB contract, as
         JSON; None when CCB has nothing to send (the SnapshotReader of sync requests)."""
-        return self._snapshot(tx, mo, self.record(tx, self._kind(mo).mo, key))
+        return self.snapshot(tx, mo, self.record(tx, self._kind(mo).mo, key))
 
     def read_many(
         self, tx: Transaction, mo: str, keys: Sequence[tuple[str, ...]]
@@ -214,14 +214,15 @@ class CcbSimulator:
         )
         found = {row["pk"]: row["data"] for row in rows}
         return [
-            self._snapshot(tx, mo, None if data is None else parse_record(self.store, data))
+            self.snapshot(tx, mo, None if data is None else parse_record(self.store, data))
             for data in (found.get(pk) for pk in pks.values())
         ]
 
-    def _snapshot(
+    def snapshot(
         self, tx: Transaction, mo: str, record: dict[str, Any] | None
     ) -> Mapping[str, Any] | None:
-        """The snapshot a record gives (None: none, or nothing to send)."""
+        """The snapshot a record already read gives (None: none, or nothing to send): an SA's
+        with its account's person and its SPs' time zone."""
         if record is None:
             return None
         derive = self._snapshots.get(mo)

@@ -142,7 +142,7 @@ def trimmed_key(values: Sequence[str]) -> tuple[str, ...]:
 
 def _cross_reference(prefix: str, source: str) -> str:
     """The statement recording an external key's production id, unless the key has one: its
-    rows from ``source`` (a VALUES list, or a query of the ``prefix``'s WITH)."""
+    row from ``source`` (a VALUES list), after ``prefix`` (a WITH clause)."""
     return f"""{prefix}INSERT INTO mdm_cross_reference
                  (external_system, mo, pk1, pk2, pk3, pk4, pk5, production_id, created_at)
                {source}
@@ -469,6 +469,19 @@ class Loader:
         assert row is not None
         return f"{FIRST_PRODUCTION_ID + int(row['id']):012d}"
 
+    def allocation(self, tx: Transaction, mo: str) -> tuple[str, str, dict[str, Any]]:
+        """A new production id for the statement that records it: the WITH clause to put
+        before that statement, the expression giving the id, and their parameters. On
+        PostgreSQL the statement allocates the id itself, without a round trip of its own;
+        SQLite's is allocated here (``allocate``)."""
+        if tx.dialect == "postgres":
+            return (
+                "WITH allocated AS (INSERT INTO mdm_key (mo) VALUES (:allocated_mo) RETURNING id) ",
+                "(SELECT lpad(CAST(:first_id + id AS text), 12, '0') FROM allocated)",
+                {"allocated_mo": mo, "first_id": FIRST_PRODUCTION_ID},
+            )
+        return "", ":allocated_id", {"allocated_id": self.allocate(tx, mo)}
+
     def key_for(
         self,
         tx: Transaction,
@@ -508,25 +521,17 @@ class Loader:
         """A new key recorded in the cross-reference with its production id (the one given,
         else a new one); the one recorded meanwhile by another worker, if any."""
         params = {"system": system, "mo": mo, **key_params(key)}
-        if production is None and tx.dialect == "postgres":
-            # the id allocated in the statement that records it: one round trip, not two
-            inserted = tx.fetch(
-                _cross_reference(
-                    "WITH allocated AS (INSERT INTO mdm_key (mo) VALUES (:mo) RETURNING id) ",
-                    "SELECT CAST(:system AS text), CAST(:mo AS text), CAST(:pk1 AS text), "
-                    "CAST(:pk2 AS text), CAST(:pk3 AS text), CAST(:pk4 AS text), "
-                    "CAST(:pk5 AS text), lpad(CAST(:first + allocated.id AS text), 12, '0'), "
-                    "now() FROM allocated",
-                ),
-                {**params, "first": FIRST_PRODUCTION_ID},
-            )
+        if production is None:
+            allocated, new_id, allocating = self.allocation(tx, mo)
         else:
-            inserted = tx.fetch(
-                _cross_reference(
-                    "", f"VALUES (:system, :mo, :pk1, :pk2, :pk3, :pk4, :pk5, :id, {tx.now})"
-                ),
-                {**params, "id": production or self.allocate(tx, mo)},
-            )
+            allocated, new_id, allocating = "", ":id", {"id": production}
+        inserted = tx.fetch(
+            _cross_reference(
+                allocated,
+                f"VALUES (:system, :mo, :pk1, :pk2, :pk3, :pk4, :pk5, {new_id}, {tx.now})",
+            ),
+            {**params, **allocating},
+        )
         if inserted:
             return str(inserted[0]["production_id"])
         found = production_id(tx, system, mo, key)  # another worker saw it first, and committed

@@ -68,6 +68,7 @@ from ccbmdm.runtime.sim.mdm.records import (
     Period,
     Records,
     ServicePoint,
+    UsageSubscription,
     production_id,
 )
 from ccbmdm.runtime.sim.mdm.usage_schema import migrate
@@ -265,12 +266,9 @@ class Measurements:
         return tuple(found)
 
     def linked_service_points(
-        self, tx: Transaction, us_id: str, start: datetime, end: datetime
+        self, tx: Transaction, us: UsageSubscription, start: datetime, end: datetime
     ) -> tuple[LinkedServicePoint, ...]:
         """The SPs linked to a US at some time in ``[start, end)``, with their link periods."""
-        us = self.records.usage_subscription(tx, us_id)
-        if us is None:
-            return ()
         low, high = instant(start), instant(end)
         linked = []
         for link in us.service_points:
@@ -284,10 +282,11 @@ class Measurements:
         return tuple(linked)
 
     def us_installations(
-        self, tx: Transaction, us_id: str, start: datetime, end: datetime
+        self, tx: Transaction, us: UsageSubscription, start: datetime, end: datetime
     ) -> tuple[tuple[LinkedServicePoint, ...], tuple[Installation, ...]]:
-        """A US's SPs over a period and their install events, clipped to the links."""
-        points = self.linked_service_points(tx, us_id, start, end)
+        """A US (as the caller read it) its SPs over a period and their install events, clipped
+        to the links."""
+        points = self.linked_service_points(tx, us, start, end)
         installations: list[Installation] = []
         for point in points:
             installations += self.installations(

@@ -329,20 +329,19 @@ class Records:
         )
 
     def usage_subscription(self, tx: Transaction, production: str) -> UsageSubscription | None:
-        row = self._one(tx, "mdm_usage_subscription", production)
-        if row is None:
+        """The US with its usage groups, SPs and market participants, read together."""
+        key = {"id": production}
+        found, groups, points, participants = tx.fetch_each(
+            [
+                ("SELECT * FROM mdm_usage_subscription WHERE id = :id", key),
+                ("SELECT * FROM mdm_us_usage_group WHERE us_id = :id ORDER BY seq", key),
+                ("SELECT * FROM mdm_us_service_point WHERE us_id = :id ORDER BY seq", key),
+                ("SELECT id FROM mdm_us_market_participant WHERE us_id = :id ORDER BY id", key),
+            ]
+        )
+        if not found:
             return None
-        groups = tx.fetch(
-            "SELECT * FROM mdm_us_usage_group WHERE us_id = :id ORDER BY seq", {"id": production}
-        )
-        points = tx.fetch(
-            "SELECT * FROM mdm_us_service_point WHERE us_id = :id ORDER BY seq",
-            {"id": production},
-        )
-        participants = tx.fetch(
-            "SELECT id FROM mdm_us_market_participant WHERE us_id = :id ORDER BY id",
-            {"id": production},
-        )
+        row = found[0]
         return UsageSubscription(
             production_id=production,
             external_id=row["external_id"],

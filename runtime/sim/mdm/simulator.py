@@ -282,10 +282,12 @@ class MdmSimulator:
             else:
                 self._move(tx, row, (first, "unresolved"), request, missing)
             return
-        if not self._record_version(tx, request):
-            raise Overtaken(row["id"])  # a newer version was applied meanwhile
+        recorded: list[int] = []
+        self._record_version(tx, request, recorded.append)
         wake_waiting(tx, request.kind.mo, request.canonical_key)
         self._move(tx, row, (first, "resolved", "applied", "acknowledge"), request, loaded)
+        if recorded != [1]:  # heard with the move's round trip
+            raise Overtaken(row["id"])  # a newer version was applied meanwhile
 
     def _move(
         self,
@@ -341,25 +343,27 @@ class MdmSimulator:
             request = SyncMessage(FLOWS[str(row["flow"])], message)
         return request
 
-    def _record_version(self, tx: Transaction, request: SyncMessage) -> bool:
-        """Record the version applied; False when a newer one was applied meanwhile by another
-        worker (whose load then stands, and this request's is rolled back)."""
-        row = tx.fetch_one(
+    def _record_version(
+        self, tx: Transaction, request: SyncMessage, counted: Callable[[int], None]
+    ) -> None:
+        """Record the version applied, sent: ``counted`` hears 0 when a newer one was applied
+        meanwhile by another worker (whose load then stands, and this request's is rolled
+        back), 1 otherwise, with the next statement waited for."""
+        tx.send(
             f"""INSERT INTO mdm_applied_version AS v
                   (external_system, mo, external_key, entity_version, applied_at)
                 VALUES (:system, :mo, :key, :version, {tx.now})
                 ON CONFLICT (external_system, mo, external_key) DO UPDATE SET
                   entity_version = excluded.entity_version, applied_at = excluded.applied_at
-                WHERE v.entity_version < excluded.entity_version
-                RETURNING entity_version""",
+                WHERE v.entity_version < excluded.entity_version""",
             {
                 "system": request.system,
                 "mo": request.kind.mo,
                 "key": request.canonical_key,
                 "version": request.version,
             },
+            counted,
         )
-        return row is not None
 
     def _held_ids(self, tx: Transaction, request: SyncMessage) -> list[ExternalId]:
         """The keys MDM holds for a request's entity (a stale request names them)."""

@@ -175,6 +175,7 @@ class Calculation:
     group: UsageGroup
     installations: tuple[Installation, ...]
     points: tuple[LinkedServicePoint, ...]
+    us_id: str  # MDM's production id of the US
 
     @property
     def mcs(self) -> frozenset[str]:
@@ -241,17 +242,18 @@ class MdmUsage:
             {"date_time": b.date_time.isoformat(), "reason": str(b.reason)}
             for b in request.date_breaks
         ]
+        allocated, ut_id, allocating = self.loader.allocation(tx, UT_MO)
         tx.send(
-            f"""INSERT INTO {TABLE} (ut_id, external_id, flow, message_id, us_external_id,
-                  previous_usage_id, start_date_time, end_date_time_from, end_date_time_to,
-                  bill_condition, date_breaks, bill_cycle, window_start_date,
+            f"""{allocated}INSERT INTO {TABLE} (ut_id, external_id, flow, message_id,
+                  us_external_id, previous_usage_id, start_date_time, end_date_time_from,
+                  end_date_time_to, bill_condition, date_breaks, bill_cycle, window_start_date,
                   return_interval_data, automated_retry, state, due_at, created_at)
-                VALUES (:ut_id, :external_id, :flow, :message_id, :us, :previous, :start,
+                VALUES ({ut_id}, :external_id, :flow, :message_id, :us, :previous, :start,
                   :end_from, :end_to, :condition, :breaks, :cycle, :window, :interval,
                   :retry, 'PENDING', {tx.now}, {tx.now})
                 ON CONFLICT (message_id) DO NOTHING""",
             {
-                "ut_id": self.loader.allocate(tx, UT_MO),
+                **allocating,
                 "external_id": request.external_id,
                 "flow": received.flow,
                 "message_id": received.message_id,
@@ -423,26 +425,20 @@ class MdmUsage:
             retry_until = max(instant(end_to), estimate_at)
             reached = now >= estimate_at
             if reached != build.request.estimate_date_reached:
-                build = Calculation(
-                    replace(build.request, estimate_date_reached=reached),
-                    build.group,
-                    build.installations,
-                    build.points,
+                build = replace(
+                    build, request=replace(build.request, estimate_date_reached=reached)
                 )
         tx.send(
             f"""UPDATE {TABLE} SET us_id = :us, usage_group = :group,
                   estimate_date_reached = :reached WHERE id = :id""",
             {
-                "us": self._us_id(tx, str(row["us_external_id"])),
+                "us": build.us_id,
                 "group": build.group.name,
                 "reached": build.request.estimate_date_reached,
                 "id": row["id"],
             },
         )
         return build, retry_until
-
-    def _us_id(self, tx: Transaction, sa_id: str) -> str | None:
-        return production_id(tx, "CCB", "D1-US", (sa_id,))
 
     def calculation_for(
         self,
@@ -464,7 +460,7 @@ class MdmUsage:
     ) -> Calculation:
         """Everything the engine needs for a US (by its CCB SA id) over a period, from MDM's
         master data and measurements; ``usage_group`` overrides the US's own (get usage)."""
-        us_id = self._us_id(tx, sa_id)
+        us_id = production_id(tx, "CCB", "D1-US", (sa_id,))
         us = None if us_id is None else self.records.usage_subscription(tx, us_id)
         if us is None:
             raise Unanswerable(UNRESOLVED_KEY, f"MDM has no US for SA {sa_id}", "D1-US", sa_id)
@@ -484,9 +480,7 @@ class MdmUsage:
                 )
             usage_group = current[0].usage_group
         group = self.usage_group(usage_group)
-        points, installations = self.measurements.us_installations(
-            tx, us.production_id, start, end_to
-        )
+        points, installations = self.measurements.us_installations(tx, us, start, end_to)
         if not points:
             raise InsufficientData(f"SA {sa_id} has no SP in the period", sa_id)
         sp_zone = points[0].service_point.time_zone
@@ -519,7 +513,7 @@ class MdmUsage:
             )
         except ValueError as problem:
             raise Unanswerable(SCHEMA_VIOLATION, str(problem), "startDateTime") from None
-        return Calculation(request, group, installations, points)
+        return Calculation(request, group, installations, points, us.production_id)
 
     def _estimate_instant(self, tx: Transaction, row: Row, sp_zone: str) -> datetime | None:
         if row["bill_cycle"] is None or row["window_start_date"] is None:

@@ -61,6 +61,31 @@ def test_a_sent_statement_runs_in_order_with_the_rest_and_hears_its_count(
     assert kept(store) == [(2, "c")]
 
 
+def test_reads_fetched_together_come_back_each_with_its_own_rows_in_order(
+    empty_store: Store,
+) -> None:
+    """``fetch_each``: every query's rows, in the order asked, an empty one included, seeing
+    what was sent before them; on PostgreSQL all in one round trip."""
+    store = empty_store
+    table(store)
+    spans = spans_of(store)
+    with store.transaction() as tx:
+        tx.send("INSERT INTO kept VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+        found = tx.fetch_each(
+            [
+                ("SELECT note FROM kept WHERE id = :id", {"id": 2}),
+                ("SELECT note FROM kept WHERE id > :id ORDER BY id", {"id": 9}),
+                ("SELECT count(*) AS n FROM kept", None),
+                ("SELECT id FROM kept WHERE note <> :note ORDER BY id", {"note": "b"}),
+            ]
+        )
+        assert tx.fetch_each([]) == []
+    store.on_write = None
+    assert found == [[{"note": "b"}], [], [{"n": 3}], [{"id": 1}, {"id": 3}]]
+    if store.dialect == "postgres":
+        assert [(span.committed, span.round_trips) for span in spans] == [(True, 2)]
+
+
 def test_a_sent_statement_that_fails_fails_its_savepoint_alone(empty_store: Store) -> None:
     store = empty_store
     table(store)

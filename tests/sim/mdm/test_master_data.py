@@ -36,6 +36,7 @@ from ccbmdm.runtime.sim.mdm.simulator import MdmSimulator
 from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.store.base import WriteSpan
 from ccbmdm.runtime.store.bodies import original
+from ccbmdm.runtime.store.postgres import PostgresStore
 from runtime_world import FAST, FLOWS
 from support import OUTBOX, REPO, sample
 
@@ -861,6 +862,49 @@ def test_a_request_that_fails_in_a_claim_leaves_the_others_moving(
         held = {person: world.mdm.contact(tx, person) is not None for person in people}
     assert held == {people[0]: True, people[1]: False, people[2]: True}
     assert len(world.acknowledgements()) == 2
+
+
+def test_a_newer_version_applied_by_another_worker_during_a_load_takes_this_one_back(
+    postgres_store: PostgresStore,
+    registry: ContractRegistry,
+    package: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The version a request records is heard with its move's round trip: when another worker
+    applied a newer one after the claim read the versions ahead, what this request loaded is
+    taken back, and, run again on its own, it is acknowledged with no effect."""
+    postgres_store.migrate()
+    world = World(postgres_store, registry, package)
+    world.post("person-sync", contact_request(registry, PERSON, 1, "Okafor,Adaeze"))
+    world.run()
+    world.post("person-sync", contact_request(registry, PERSON, 2, "Stale,Name"))
+    world.mdm_node.process_due()
+    load = world.mdm.loader.load
+    other = PostgresStore(postgres_store.dsn)  # another worker's connection
+
+    def raced(tx: Transaction, request: Any) -> Any:
+        loaded = load(tx, request)
+        if request.version == 2:  # meanwhile, another worker applies version 3 and commits
+            with other.transaction() as theirs:
+                theirs.execute(
+                    "UPDATE mdm_applied_version SET entity_version = 3 "
+                    "WHERE mo = 'D1-CONTACT' AND external_key = :key",
+                    {"key": PERSON},
+                )
+        return loaded
+
+    monkeypatch.setattr(world.mdm.loader, "load", raced)
+    try:
+        assert world.mdm.step() == 1
+    finally:
+        other.close()
+    assert [(state, reason) for *_, state, reason in world.mdm_requests()] == [
+        ("SYNCHRONIZED", None),
+        ("SYNCHRONIZED", "entityVersion 2 not above 3: no effect"),
+    ]
+    with world.store.transaction() as tx:
+        contact = world.mdm.contact(tx, PERSON)
+    assert contact is not None and contact.name == "Okafor,Adaeze"
 
 
 # Round trips a new contact costs MDM's step on PostgreSQL, a claim of 20: measured 3.8 (its
