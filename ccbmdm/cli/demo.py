@@ -38,7 +38,8 @@ def demo(
             "--workers",
             min=1,
             max=64,
-            help="Worker processes sharing the store for the initial sync and the billing run.",
+            help="Worker processes sharing the store for the initial sync, the billing run and "
+            "the bills' completion.",
         ),
     ] = 1,
     project_dir: ProjectDir = None,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time as clock
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -69,8 +69,9 @@ def run_demo(
     workers: int = 1,
 ) -> Report:
     """Run every phase on a fresh store (a SQLite path or a postgresql:// DSN); ``billing``
-    False stops after the initial sync. ``workers`` above 1: the initial sync and the billing
-    run are drained by this process and ``workers - 1`` worker processes sharing the store."""
+    False stops after the initial sync. ``workers`` above 1: the initial sync, the billing
+    run and the bills' completion are drained by this process and ``workers - 1`` worker
+    processes sharing the store."""
     advance = progress or (lambda _name, _total: lambda _n: None)
     runtime = Runtime(reference_config(store, DEMO_DELIVERY), project)
     report = Report(customers, workers=workers)
@@ -151,8 +152,10 @@ def bill(
         drain(runtime, "usage_request", len(segments), billed, report.workers)
     with report.phase("complete bills"):
         with runtime.store.transaction() as tx:
-            ccb.billing.complete_bills(tx)
-        runtime.worker(batch=200).drain()
+            bills = ccb.billing.complete_bills(tx)
+        # a bill's update has ended when MDM's response to it is processed at CCB
+        ended = {"node": "ccb", "flow": "UT_INFO_UPDATE", "part": "response"}
+        drain(runtime, "inbox", bills, advance("completing", bills), report.workers, ended)
     with report.phase("read correction and rebill"):
         corrected = customers[-1]
         mdm.usage.correct_read(
@@ -252,19 +255,20 @@ def drain(
     total: int,
     advance: Callable[[int], None],
     workers: int = 1,
+    keys: Mapping[str, str] | None = None,
     patience_s: float = DEMO_DELIVERY.lease_s,
 ) -> None:
     """Run the workers' rounds until nothing is due, advancing as the ``total`` requests of
-    ``table`` end. With ``workers`` above 1, ``workers - 1`` worker processes share the work
-    until all of them have ended, or until for ``patience_s`` none has ended and this process's
-    rounds found nothing to move (what is left waits for something else); this process's rounds
-    then move what is left.
+    ``table`` end (its rows of ``keys``' node, flow and part, when given). With ``workers``
+    above 1, ``workers - 1`` worker processes share the work until all of them have ended, or
+    until for ``patience_s`` none has ended and this process's rounds found nothing to move
+    (what is left waits for something else); this process's rounds then move what is left.
 
     Rounds that move work count as progress even when no request ends: a billing run sends all
     its requests before the first determinants come back, which at 100,000 customers took longer
     than a lease, and the helpers were stopped while every request was still on its way."""
     worker = runtime.worker(batch=200)
-    progress = _Progress(runtime.store, table, advance)
+    progress = _Progress(runtime.store, table, advance, keys or {})
     with _Upkeep(runtime.store):
         if workers > 1:
             with helpers(runtime, workers - 1):
@@ -330,10 +334,20 @@ class _Progress:
     so that a count costs the same however many requests are open or ended (a count of the
     open ones, once per round, read a large load's open requests once per batch)."""
 
-    def __init__(self, store: Store, table: str, advance: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        table: str,
+        advance: Callable[[int], None],
+        keys: Mapping[str, str],
+    ) -> None:
         (counted,) = [c for c in COUNTED if c.table == table]
-        self.store, self.table, self.advance = store, table, advance
+        self.store, self.table, self.advance, self.keys = store, table, advance, dict(keys)
         self.settled = counted.kept_sql()
+        self.of_keys = "".join(f" AND {key} = :{key}" for key in self.keys)
+        # Error counted where it is an open state, read through its partial index (a table
+        # without one, the inbox, has no Error to count)
+        self.errors = counted.holds_open("ERROR")
         self.start = self._ended()
         self.done = 0
 
@@ -350,10 +364,17 @@ class _Progress:
         with self.store.transaction() as tx:
             settled = tx.fetch_one(
                 f"""SELECT coalesce(sum(present), 0) AS n FROM state_count
-                    WHERE lifecycle = :table AND state IN {self.settled}""",
-                {"table": self.table},
+                    WHERE lifecycle = :table AND state IN {self.settled}{self.of_keys}""",
+                {"table": self.table, **self.keys},
             )
-            errors = tx.fetch_one(f"SELECT count(*) AS n FROM {self.table} WHERE state = 'ERROR'")
+            errors = (
+                tx.fetch_one(
+                    f"SELECT count(*) AS n FROM {self.table} WHERE state = 'ERROR'{self.of_keys}",
+                    self.keys,
+                )
+                if self.errors
+                else None
+            )
         return sum(int(row["n"]) for row in (settled, errors) if row is not None)
 
 

@@ -42,6 +42,10 @@ class Counted:
     node: str = "''"
     part: str = "''"
 
+    def holds_open(self, state: str) -> bool:
+        """Whether ``state`` is one of the open states, which a partial index holds."""
+        return any(f"'{state}'" in condition for condition in self.open)
+
     def kept_sql(self) -> str:
         return "(" + ", ".join(f"'{state}'" for state in self.kept) + ")"
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from uuid import uuid4
 
 import pytest
 
 from ccbmdm.runtime.sim import demo
+from ccbmdm.runtime.store import Store
 
 
 @dataclass
@@ -81,7 +83,7 @@ def _share(monkeypatch: pytest.MonkeyPatch, phase: Phase) -> None:
 
     monkeypatch.setattr(demo, "clock", phase.clock)
     monkeypatch.setattr(demo, "helpers", helpers)
-    monkeypatch.setattr(demo, "_Progress", lambda store, table, advance: Progress(phase))
+    monkeypatch.setattr(demo, "_Progress", lambda store, table, advance, keys: Progress(phase))
     monkeypatch.setattr(demo, "_Upkeep", lambda store: nullcontext())
     demo.drain(
         Runtime(phase),  # type: ignore[arg-type]
@@ -113,3 +115,34 @@ def test_helpers_leave_when_nothing_moves_or_ends_for_the_patience(
     ((started, _, _), (stopped, at, ended)) = phase.helpers
     assert (started, stopped, ended) == ("started", "stopped", 0)
     assert 5.0 + 30.0 <= at < 5.0 + 30.0 + 1.1
+
+
+def test_progress_counts_the_ended_rows_of_its_node_flow_and_part_only(store: Store) -> None:
+    """The bills' phase counts MDM's responses processed at CCB, among every inbox row of the
+    run; the inbox has no Error state, and none is counted."""
+    ended: list[int] = []
+
+    def receive(*rows: tuple[str, str, str, str]) -> None:
+        with store.transaction() as tx:
+            for node, flow, part, state in rows:
+                tx.execute(
+                    f"""INSERT INTO inbox (node, partner, flow, part, message_id, state, due_at,
+                          received_at)
+                        VALUES (:node, 'bridge', :flow, :part, :id, :state, {tx.now}, {tx.now})""",
+                    {"node": node, "flow": flow, "part": part, "id": str(uuid4()), "state": state},
+                )
+
+    receive(("ccb", "UT_INFO_UPDATE", "response", "PROCESSED"))  # before the phase: not its own
+    keys = {"node": "ccb", "flow": "UT_INFO_UPDATE", "part": "response"}
+    progress = demo._Progress(store, "inbox", ended.append, keys)
+    receive(
+        ("ccb", "UT_INFO_UPDATE", "response", "PROCESSED"),
+        ("ccb", "UT_INFO_UPDATE", "response", "PROCESSED"),
+        ("ccb", "UT_INFO_UPDATE", "response", "RECEIVED"),
+        ("mdm", "UT_INFO_UPDATE", "request", "PROCESSED"),
+        ("ccb", "BATCH_BD", "response", "PROCESSED"),
+        ("bridge", "UT_INFO_UPDATE", "response", "PROCESSED"),
+    )
+    assert progress.counted() is True
+    assert (progress.done, ended) == (2, [2])
+    assert progress.counted() is False

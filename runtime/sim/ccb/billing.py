@@ -32,6 +32,7 @@ from ccbmdm.runtime.messages.header import message_header
 from ccbmdm.runtime.messages.model import ContractModel
 from ccbmdm.runtime.messaging.delivery import Outbox
 from ccbmdm.runtime.store import Store, Transaction
+from ccbmdm.runtime.store.base import Row
 from ccbmdm.runtime.store.schema import migrate
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -211,17 +212,38 @@ class Billing:
         window: tuple[str, date] | None = None,
     ) -> int | None:
         """A segment awaiting usage and its usage request; None when the SA is skipped (a
-        segment still awaiting its usage, or a summary-billing skip date still ahead)."""
-        if self._skipped(tx, sa["sa_id"], end_to) or tx.fetch_one(
-            "SELECT id FROM ccb_bill_segment WHERE sa_id = :sa AND status = 'PENDING'",
-            {"sa": sa["sa_id"]},
-        ):
+        segment still awaiting its usage, or a summary-billing skip date still ahead). What
+        decides it, and where the segment starts, is read in one round trip."""
+        key = {"sa": sa["sa_id"]}
+        skip_date, pending, last = tx.fetch_each(
+            [
+                (
+                    "SELECT value FROM ccb_sa_characteristic WHERE sa_id = :sa AND type = :type",
+                    {**key, "type": NEXT_READ},
+                ),
+                ("SELECT id FROM ccb_bill_segment WHERE sa_id = :sa AND status = 'PENDING'", key),
+                (
+                    "SELECT end_date_time FROM ccb_bill_segment WHERE sa_id = :sa "
+                    "AND status NOT IN ('CANCELED','ERROR') AND end_date_time IS NOT NULL "
+                    "ORDER BY id DESC LIMIT 1",
+                    key,
+                ),
+            ]
+        )
+        skipped = skip_date and date.fromisoformat(str(skip_date[0]["value"])) > end_to.date()
+        if skipped or pending:
             return None
+        # the end of the SA's last segment, else its start date's midnight in its zone
+        start = (
+            str(last[0]["end_date_time"])
+            if last
+            else _midnight(date.fromisoformat(sa["start_date"]), str(sa["time_zone"])).isoformat()
+        )
         return self._open_segment(
             tx,
             sa,
             flow,
-            start=self._next_start(tx, sa),
+            start=start,
             end_from=end_from,
             end_to=end_to,
             window_end=window_end,
@@ -353,7 +375,20 @@ class Billing:
         return keys
 
     def build_request(self, tx: Transaction, request: UsageRequest) -> ContractModel:
-        segment = self._segment_of(tx, request)
+        segment_id = int(request.bill_segment_id)
+        found, previous = tx.fetch_each(
+            [
+                (_SEGMENT, {"id": segment_id}),
+                (
+                    "SELECT count(*) AS n FROM ccb_bill_segment WHERE sa_id = :sa AND id < :id "
+                    "AND status NOT IN ('CANCELED','ERROR')",
+                    {"sa": request.sa_id, "id": segment_id},
+                ),
+            ]
+        )
+        if not found:
+            raise ValueError(f"usage request {request.id}: no segment {request.bill_segment_id}")
+        segment = _segment(found[0])
         record = self.ccb.record(tx, "SA", (request.sa_id,))
         if record is None:
             raise ValueError(f"SA {request.sa_id} no longer exists")
@@ -362,12 +397,7 @@ class Billing:
             raise ValueError(f"SA {request.sa_id} needs no bill determinants")
         zone = str(sa["time_zone"])
         end_from, end_to = segment.end_from, segment.end_to
-        previous = tx.fetch_one(
-            "SELECT count(*) AS n FROM ccb_bill_segment WHERE sa_id = :sa AND id < :id "
-            "AND status NOT IN ('CANCELED','ERROR')",
-            {"sa": request.sa_id, "id": segment.id},
-        )
-        first = previous is not None and int(previous["n"]) == 0
+        first = int(previous[0]["n"]) == 0
         start = datetime.fromisoformat(segment.start)
         breaks = [
             {
@@ -559,26 +589,8 @@ class Billing:
         return found
 
     def segment(self, tx: Transaction, segment_id: int) -> Segment | None:
-        row = tx.fetch_one("SELECT * FROM ccb_bill_segment WHERE id = :id", {"id": segment_id})
-        if row is None:
-            return None
-        return Segment(
-            id=int(row["id"]),
-            sa_id=row["sa_id"],
-            account_id=row["account_id"],
-            status=row["status"],
-            start=row["start_date_time"],
-            end=row["end_date_time"],
-            usage_request_id=row["usage_request_id"],
-            usage_id=row["usage_id"],
-            amount=row["amount"],
-            reason=row["reason"],
-            end_from=datetime.fromisoformat(row["end_from"]),
-            end_to=datetime.fromisoformat(row["end_to"]),
-            bill_cycle=row["bill_cycle"],
-            window_start=row["window_start"],
-            rebill_of=row["rebill_of"],
-        )
+        row = tx.fetch_one(_SEGMENT, {"id": segment_id})
+        return None if row is None else _segment(row)
 
     def _close(self, tx: Transaction, segment_id: int, status: str, reason: str) -> None:
         tx.send(
@@ -586,25 +598,28 @@ class Billing:
             {"status": status, "reason": reason[:1000], "id": segment_id},
         )
 
-    def _next_start(self, tx: Transaction, sa: Mapping[str, Any]) -> str:
-        """Where the SA's next segment starts (``sa`` as ``_billable`` gives it, with its
-        zone): the end of its last segment, else its start date's midnight."""
-        row = tx.fetch_one(
-            "SELECT end_date_time FROM ccb_bill_segment WHERE sa_id = :sa "
-            "AND status NOT IN ('CANCELED','ERROR') AND end_date_time IS NOT NULL "
-            "ORDER BY id DESC LIMIT 1",
-            {"sa": sa["sa_id"]},
-        )
-        if row is not None:
-            return str(row["end_date_time"])
-        return _midnight(date.fromisoformat(sa["start_date"]), str(sa["time_zone"])).isoformat()
 
-    def _skipped(self, tx: Transaction, sa_id: str, end_to: datetime) -> bool:
-        row = tx.fetch_one(
-            "SELECT value FROM ccb_sa_characteristic WHERE sa_id = :sa AND type = :type",
-            {"sa": sa_id, "type": NEXT_READ},
-        )
-        return row is not None and date.fromisoformat(str(row["value"])) > end_to.date()
+_SEGMENT = "SELECT * FROM ccb_bill_segment WHERE id = :id"
+
+
+def _segment(row: Row) -> Segment:
+    return Segment(
+        id=int(row["id"]),
+        sa_id=row["sa_id"],
+        account_id=row["account_id"],
+        status=row["status"],
+        start=row["start_date_time"],
+        end=row["end_date_time"],
+        usage_request_id=row["usage_request_id"],
+        usage_id=row["usage_id"],
+        amount=row["amount"],
+        reason=row["reason"],
+        end_from=datetime.fromisoformat(row["end_from"]),
+        end_to=datetime.fromisoformat(row["end_to"]),
+        bill_cycle=row["bill_cycle"],
+        window_start=row["window_start"],
+        rebill_of=row["rebill_of"],
+    )
 
 
 def _charges(rate: Rate, sq: Any) -> list[tuple[str, Decimal, Decimal]]:
