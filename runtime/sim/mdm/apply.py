@@ -19,7 +19,12 @@ from typing import Any
 from ccbmdm.runtime.lifecycles.sync import KEY_SEPARATOR
 from ccbmdm.runtime.messages.mapping import CodeTables
 from ccbmdm.runtime.messages.personal import WITHHELD, is_personal
-from ccbmdm.runtime.sim.mdm.records import external_key, key_params, production_id
+from ccbmdm.runtime.sim.mdm.records import (
+    external_key,
+    key_params,
+    production_id,
+    production_ids,
+)
 from ccbmdm.runtime.store import Transaction
 
 FAULT_CATEGORY = 90000
@@ -539,23 +544,39 @@ class Loader:
             raise LookupError(f"{mo} {list(key)}: the cross-reference lost its entry")
         return found
 
+    def resolve_each(
+        self, tx: Transaction, request: SyncMessage, keys: Sequence[tuple[str, str]]
+    ) -> list[str]:
+        """``resolve`` of each (MO, key), read together; the first unknown one is raised."""
+        found = production_ids(tx, request.system, [(mo, (key,)) for mo, key in keys])
+        for (mo, key), production in zip(keys, found, strict=True):
+            if production is None:
+                raise Unresolved(mo, key, f"MDM has no {mo} for {request.system} key {key}")
+        return [production for production in found if production is not None]
+
     def resolve(self, tx: Transaction, request: SyncMessage, mo: str, key: str) -> str:
         """A foreign key, which the payload carries as the external system's key (§0.5)."""
-        found = production_id(tx, request.system, mo, (key,))
-        if found is None:
-            raise Unresolved(mo, key, f"MDM has no {mo} for {request.system} key {key}")
+        (found,) = self.resolve_each(tx, request, [(mo, key)])
         return found
 
     # -- writing -------------------------------------------------------------------------
 
-    def _upsert(self, tx: Transaction, table: str, values: Mapping[str, Any]) -> None:
+    def _upsert(
+        self, tx: Transaction, table: str, values: Mapping[str, Any], new_of: str | None = None
+    ) -> None:
+        """The row written whole, sent. An ``id`` of None takes a new production id of the MO
+        ``new_of``, allocated by the statement itself (``allocation``)."""
         columns = list(values)
         updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != "id")
+        allocated, allocating = "", dict[str, Any]()
+        placeholders = {c: ":" + c for c in columns}
+        if new_of is not None and values["id"] is None:
+            allocated, placeholders["id"], allocating = self.allocation(tx, new_of)
         tx.send(
-            f"INSERT INTO {table} ({', '.join(columns)}) "
-            f"VALUES ({', '.join(':' + c for c in columns)}) "
+            f"{allocated}INSERT INTO {table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join(placeholders.values())}) "
             f"ON CONFLICT (id) DO UPDATE SET {updates}",
-            values,
+            {**values, **allocating},
         )
 
     def _replace(
@@ -649,11 +670,15 @@ class Loader:
     def _usage_subscription(
         self, tx: Transaction, request: SyncMessage, us: Any
     ) -> list[ExternalId]:
-        contact = self.resolve(tx, request, "D1-CONTACT", us.main_contact_external_id)
-        points = [
-            (self.resolve(tx, request, "D1-SP", link.sp_external_id), link)
-            for link in us.service_points
-        ]
+        contact, *sps = self.resolve_each(
+            tx,
+            request,
+            [
+                ("D1-CONTACT", us.main_contact_external_id),
+                *(("D1-SP", link.sp_external_id) for link in us.service_points),
+            ],
+        )
+        points = list(zip(sps, us.service_points, strict=True))
         production = self.own_key(tx, request)
         self._upsert(
             tx,
@@ -906,9 +931,13 @@ class Loader:
         return mc, str(row["kind"])
 
     def _install_event(self, tx: Transaction, request: SyncMessage, event: Any) -> list[ExternalId]:
-        sp = self.resolve(tx, request, "D1-SP", event.sp_external_id)
-        configuration = self.resolve(
-            tx, request, "D1-DVCCFG", event.device_configuration_external_id
+        sp, configuration = self.resolve_each(
+            tx,
+            request,
+            [
+                ("D1-SP", event.sp_external_id),
+                ("D1-DVCCFG", event.device_configuration_external_id),
+            ],
         )
         reads = []
         for reason, at, sent in (
@@ -941,12 +970,11 @@ class Loader:
             )
         }
         for reason, at, read, mc in reads:
-            imd = existing.pop((reason, mc), None) or self.allocate(tx, "D1-IMD")
             self._upsert(
                 tx,
                 "mdm_scalar_measurement",
                 {
-                    "id": imd,
+                    "id": existing.pop((reason, mc), None),  # None: a new one
                     "mc_id": mc,
                     "measurement_date_time": tx.instant(at),
                     "reading": str(read.reading),
@@ -958,6 +986,7 @@ class Loader:
                     "install_event_id": production,
                     "status": "ACTIVE",
                 },
+                new_of="D1-IMD",
             )
         for imd in existing.values():  # a read no longer sent
             tx.send(

@@ -238,15 +238,25 @@ def key_params(key: Sequence[str]) -> dict[str, str]:
     return dict(zip(KEY_COLUMNS, padded, strict=True))
 
 
+_PRODUCTION_ID = """SELECT production_id FROM mdm_cross_reference
+    WHERE external_system = :system AND mo = :mo AND pk1 = :pk1 AND pk2 = :pk2
+      AND pk3 = :pk3 AND pk4 = :pk4 AND pk5 = :pk5"""
+
+
 def production_id(tx: Transaction, system: str, mo: str, key: Sequence[str]) -> str | None:
     """MDM's production id of the entity the external system knows by ``key``; None: unknown."""
-    row = tx.fetch_one(
-        """SELECT production_id FROM mdm_cross_reference
-           WHERE external_system = :system AND mo = :mo AND pk1 = :pk1 AND pk2 = :pk2
-             AND pk3 = :pk3 AND pk4 = :pk4 AND pk5 = :pk5""",
-        {"system": system, "mo": mo, **key_params(key)},
+    (found,) = production_ids(tx, system, [(mo, key)])
+    return found
+
+
+def production_ids(
+    tx: Transaction, system: str, keys: Sequence[tuple[str, Sequence[str]]]
+) -> list[str | None]:
+    """``production_id`` of each (MO, key), in order, read together (one round trip)."""
+    found = tx.fetch_each(
+        [(_PRODUCTION_ID, {"system": system, "mo": mo, **key_params(key)}) for mo, key in keys]
     )
-    return None if row is None else str(row["production_id"])
+    return [str(rows[0]["production_id"]) if rows else None for rows in found]
 
 
 def external_key(tx: Transaction, mo: str, production: str) -> tuple[str, str] | None:
