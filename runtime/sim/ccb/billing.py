@@ -118,6 +118,9 @@ class MasterData(Protocol):
     def store(self) -> Store: ...
     def record(self, tx: Transaction, mo: str, key: Sequence[str]) -> dict[str, Any] | None: ...
     def records(self, tx: Transaction, mo: str, ref: str | None = None) -> list[dict[str, Any]]: ...
+    def records_each(
+        self, tx: Transaction, asks: Sequence[tuple[str, str | None]]
+    ) -> list[list[dict[str, Any]]]: ...
     def read(self, tx: Transaction, mo: str, key: tuple[str, ...]) -> Mapping[str, Any] | None: ...
     def snapshot(
         self, tx: Transaction, mo: str, record: dict[str, Any] | None
@@ -359,13 +362,22 @@ class Billing:
         if sa is None:
             return []
         keys: list[tuple[str, tuple[str, ...]]] = [("SA", (sa_id,))]
-        for link in sa.get("sp_links") or ():
+        links = sa.get("sp_links") or ()
+        *histories, relationships, options = self.ccb.records_each(
+            tx,
+            [
+                *(("SP MTR HIST", link["sp_id"]) for link in links),
+                ("SA REL", sa_id),
+                ("CONTRACT OPT", None),
+            ],
+        )
+        for link, meter_history in zip(links, histories, strict=True):
             keys.append(("SP", (link["sp_id"],)))
-            for history in self.ccb.records(tx, "SP MTR HIST", ref=link["sp_id"]):
+            for history in meter_history:
                 keys.append(("SP MTR HIST", (history["sp_meter_history_id"],)))
-        for relationship in self.ccb.records(tx, "SA REL", ref=sa_id):
+        for relationship in relationships:
             keys.append(("SA REL", (relationship["sa_relationship_id"],)))
-        for option in self.ccb.records(tx, "CONTRACT OPT"):
+        for option in options:
             if any(link["sa_id"] == sa_id for link in option.get("sa_links") or ()):
                 keys.append(("CONTRACT OPT", (option["contract_option_id"],)))
                 for event in self.ccb.records(

@@ -45,7 +45,7 @@ from ccbmdm.runtime.sim.ccb.records import (
 from ccbmdm.runtime.sim.ccb.schema import MIGRATIONS
 from ccbmdm.runtime.sim.pages import page
 from ccbmdm.runtime.store import Store, Transaction
-from ccbmdm.runtime.store.base import listed
+from ccbmdm.runtime.store.base import Row, listed
 from ccbmdm.runtime.store.schema import migrate
 
 if TYPE_CHECKING:
@@ -63,6 +63,8 @@ DIVISION_ZONES: Mapping[str, str] = {
 }
 BILL_DETERMINANT_SA_TYPES = frozenset({"E-RES", "E-COM", "E-COM-DMD", "G-RES", "G-COM"})
 _EMPTY_SA_STATES = frozenset({"PENDSTART", "CANCELED"})
+_RECORD = "SELECT data FROM ccb_entity WHERE mo = :mo AND pk = :pk"
+_ACCOUNT = "SELECT * FROM ccb_account WHERE account_id = :id"
 # A record added or changed: its row in CCB's entity table, whole.
 _UPSERT = """INSERT INTO ccb_entity (mo, pk, ref, data) VALUES (:mo, :pk, :ref, :data)
              ON CONFLICT (mo, pk) DO UPDATE SET ref = excluded.ref, data = excluded.data"""
@@ -137,20 +139,31 @@ class CcbSimulator:
 
     def record(self, tx: Transaction, mo: str, key: Sequence[str]) -> dict[str, Any] | None:
         """A record as CCB holds it; None when there is none."""
-        row = tx.fetch_one(
-            "SELECT data FROM ccb_entity WHERE mo = :mo AND pk = :pk",
-            {"mo": mo, "pk": KEY_SEPARATOR.join(key)},
-        )
+        row = tx.fetch_one(_RECORD, {"mo": mo, "pk": KEY_SEPARATOR.join(key)})
         return None if row is None else parse_record(self.store, row["data"])
 
     def records(self, tx: Transaction, mo: str, ref: str | None = None) -> list[dict[str, Any]]:
         """Every record of a maintenance object, or those whose foreign key is ``ref``."""
-        where, params = "mo = :mo", {"mo": mo}
-        if ref is not None:
-            where, params = "mo = :mo AND ref = :ref", {"mo": mo, "ref": ref}
+        (found,) = self.records_each(tx, [(mo, ref)])
+        return found
+
+    def records_each(
+        self, tx: Transaction, asks: Sequence[tuple[str, str | None]]
+    ) -> list[list[dict[str, Any]]]:
+        """``records`` of each (MO, ref), in order, read together (one round trip)."""
+        reads: list[tuple[str, Mapping[str, Any]]] = []
+        for mo, ref in asks:
+            if ref is None:
+                reads.append(("SELECT data FROM ccb_entity WHERE mo = :mo ORDER BY pk", {"mo": mo}))
+            else:
+                reads.append(
+                    (
+                        "SELECT data FROM ccb_entity WHERE mo = :mo AND ref = :ref ORDER BY pk",
+                        {"mo": mo, "ref": ref},
+                    )
+                )
         return [
-            parse_record(self.store, row["data"])
-            for row in tx.fetch(f"SELECT data FROM ccb_entity WHERE {where} ORDER BY pk", params)
+            [parse_record(self.store, row["data"]) for row in rows] for rows in tx.fetch_each(reads)
         ]
 
     def save_account(self, tx: Transaction, account: Account) -> None:
@@ -174,16 +187,10 @@ class CcbSimulator:
         )
 
     def account(self, tx: Transaction, account_id: str) -> Account:
-        row = tx.fetch_one("SELECT * FROM ccb_account WHERE account_id = :id", {"id": account_id})
+        row = tx.fetch_one(_ACCOUNT, {"id": account_id})
         if row is None:
             raise UnknownEntity(f"no account {account_id}")
-        return Account(
-            account_id=row["account_id"],
-            person_id=row["person_id"],
-            bill_cycle=row["bill_cycle"],
-            cis_division=row["cis_division"],
-            bill_cycle_protected=bool(row["bill_cycle_protected"]),
-        )
+        return _account(row)
 
     def counts(self, tx: Transaction) -> dict[str, int]:
         """Records per maintenance object, and accounts."""
@@ -233,21 +240,29 @@ class CcbSimulator:
             return None  # PD-F24: activation sends ADD, a cancel DELETE
         if record["sa_type"] not in BILL_DETERMINANT_SA_TYPES:
             return None  # PD-F03: only SAs that need bill determinants
-        account = self.account(tx, record["account_id"])
+        # the account and the SPs read together, in one round trip
+        account, *sps = tx.fetch_each(
+            [(_ACCOUNT, {"id": record["account_id"]}), *_sp_reads(record)]
+        )
+        if not account:
+            raise UnknownEntity(f"no account {record['account_id']}")
         return {
             **record,
-            "person_id": account.person_id,
-            "time_zone": self._sa_zone(tx, record),
+            "person_id": _account(account[0]).person_id,
+            "time_zone": self._zone_of(record, sps),
         }
 
     def _sa_zone(self, tx: Transaction, record: Mapping[str, Any]) -> str:
         """The zone of the SA's SPs, which must share one; the division's when it has none."""
+        return self._zone_of(record, tx.fetch_each(_sp_reads(record)))
+
+    def _zone_of(self, record: Mapping[str, Any], sps: Sequence[Sequence[Row]]) -> str:
+        """``_sa_zone`` from the rows of the SA's SPs, read in the order of its links."""
         zones = set()
-        for link in record.get("sp_links") or ():
-            sp = self.record(tx, "SP", (link["sp_id"],))
-            if sp is None:
+        for link, rows in zip(record.get("sp_links") or (), sps, strict=True):
+            if not rows:
                 raise ValueError(f"SA {record['sa_id']} links SP {link['sp_id']}, which CCB lacks")
-            zones.add(str(sp["time_zone"]))
+            zones.add(str(parse_record(self.store, rows[0]["data"])["time_zone"]))
         if len(zones) > 1:
             raise ValueError(
                 f"the SPs of SA {record['sa_id']} are in different time zones: {sorted(zones)}"
@@ -393,7 +408,20 @@ def page_fields(
     mo = {"person": "PERSON", "sa": "SA", "sp": "SP", "meter": "METER"}.get(kind)
     if mo is None:
         return None
-    row = tx.fetch_one(
-        "SELECT data FROM ccb_entity WHERE mo = :mo AND pk = :pk", {"mo": mo, "pk": entity_id}
-    )
+    row = tx.fetch_one(_RECORD, {"mo": mo, "pk": entity_id})
     return None if row is None else parse_record(store, row["data"])
+
+
+def _sp_reads(record: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """The reads of an SA's SPs' records, in the order of its links."""
+    return [(_RECORD, {"mo": "SP", "pk": link["sp_id"]}) for link in record.get("sp_links") or ()]
+
+
+def _account(row: Row) -> Account:
+    return Account(
+        account_id=row["account_id"],
+        person_id=row["person_id"],
+        bill_cycle=row["bill_cycle"],
+        cis_division=row["cis_division"],
+        bill_cycle_protected=bool(row["bill_cycle_protected"]),
+    )
