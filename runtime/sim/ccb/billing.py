@@ -233,7 +233,7 @@ class Billing:
                 ),
             ]
         )
-        skipped = skip_date and date.fromisoformat(str(skip_date[0]["value"])) > end_to.date()
+        skipped = bool(skip_date) and date.fromisoformat(str(skip_date[0]["value"])) > end_to.date()
         if skipped or pending:
             return None
         # the end of the SA's last segment, else its start date's midnight in its zone

@@ -284,8 +284,8 @@ class Measurements:
     def us_installations(
         self, tx: Transaction, us: UsageSubscription, start: datetime, end: datetime
     ) -> tuple[tuple[LinkedServicePoint, ...], tuple[Installation, ...]]:
-        """A US (as the caller read it) its SPs over a period and their install events, clipped
-        to the links."""
+        """A US's SPs over a period and their install events, clipped to the links (the US as
+        the caller read it)."""
         points = self.linked_service_points(tx, us, start, end)
         installations: list[Installation] = []
         for point in points:
