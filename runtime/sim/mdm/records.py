@@ -448,14 +448,21 @@ class Records:
         )
 
     def device_configuration(self, tx: Transaction, production: str) -> DeviceConfiguration | None:
-        row = self._one(tx, "mdm_device_configuration", production)
-        if row is None:
-            return None
-        components = tx.fetch(
-            """SELECT * FROM mdm_measuring_component WHERE device_configuration_id = :id
-               ORDER BY register_id""",
-            {"id": production},
+        """The configuration with its measuring components, read together."""
+        key = {"id": production}
+        found, components = tx.fetch_each(
+            [
+                ("SELECT * FROM mdm_device_configuration WHERE id = :id", key),
+                (
+                    """SELECT * FROM mdm_measuring_component WHERE device_configuration_id = :id
+                       ORDER BY register_id""",
+                    key,
+                ),
+            ]
         )
+        if not found:
+            return None
+        row = found[0]
         return DeviceConfiguration(
             production_id=production,
             device_id=row["device_id"],
@@ -469,14 +476,21 @@ class Records:
         )
 
     def install_event(self, tx: Transaction, production: str) -> InstallEvent | None:
-        row = self._one(tx, "mdm_install_event", production)
-        if row is None:
-            return None
-        reads = tx.fetch(
-            """SELECT * FROM mdm_scalar_measurement WHERE install_event_id = :id
-               ORDER BY CASE reason WHEN 'INSTALLATION' THEN 0 ELSE 1 END, mc_id""",
-            {"id": production},
+        """The install event with its installation and removal reads, read together."""
+        key = {"id": production}
+        found, reads = tx.fetch_each(
+            [
+                ("SELECT * FROM mdm_install_event WHERE id = :id", key),
+                (
+                    """SELECT * FROM mdm_scalar_measurement WHERE install_event_id = :id
+                       ORDER BY CASE reason WHEN 'INSTALLATION' THEN 0 ELSE 1 END, mc_id""",
+                    key,
+                ),
+            ]
         )
+        if not found:
+            return None
+        row = found[0]
         return InstallEvent(
             production_id=production,
             sp_id=row["sp_id"],
