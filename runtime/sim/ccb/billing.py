@@ -400,7 +400,7 @@ class Billing:
         )
         if not found:
             raise ValueError(f"usage request {request.id}: no segment {request.bill_segment_id}")
-        segment = _segment(found[0])
+        segment = _segment_from(found[0])
         record = self.ccb.record(tx, "SA", (request.sa_id,))
         if record is None:
             raise ValueError(f"SA {request.sa_id} no longer exists")
@@ -602,7 +602,7 @@ class Billing:
 
     def segment(self, tx: Transaction, segment_id: int) -> Segment | None:
         row = tx.fetch_one(_SEGMENT, {"id": segment_id})
-        return None if row is None else _segment(row)
+        return None if row is None else _segment_from(row)
 
     def _close(self, tx: Transaction, segment_id: int, status: str, reason: str) -> None:
         tx.send(
@@ -614,7 +614,8 @@ class Billing:
 _SEGMENT = "SELECT * FROM ccb_bill_segment WHERE id = :id"
 
 
-def _segment(row: Row) -> Segment:
+def _segment_from(row: Row) -> Segment:
+    """A segment as its row holds it."""
     return Segment(
         id=int(row["id"]),
         sa_id=row["sa_id"],

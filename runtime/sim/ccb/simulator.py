@@ -151,17 +151,15 @@ class CcbSimulator:
         self, tx: Transaction, asks: Sequence[tuple[str, str | None]]
     ) -> list[list[dict[str, Any]]]:
         """``records`` of each (MO, ref), in order, read together (one round trip)."""
-        reads: list[tuple[str, Mapping[str, Any]]] = []
-        for mo, ref in asks:
-            if ref is None:
-                reads.append(("SELECT data FROM ccb_entity WHERE mo = :mo ORDER BY pk", {"mo": mo}))
-            else:
-                reads.append(
-                    (
-                        "SELECT data FROM ccb_entity WHERE mo = :mo AND ref = :ref ORDER BY pk",
-                        {"mo": mo, "ref": ref},
-                    )
-                )
+        reads = [
+            (
+                "SELECT data FROM ccb_entity WHERE mo = :mo"
+                + ("" if ref is None else " AND ref = :ref")
+                + " ORDER BY pk",
+                {"mo": mo, "ref": ref},
+            )
+            for mo, ref in asks
+        ]
         return [
             [parse_record(self.store, row["data"]) for row in rows] for rows in tx.fetch_each(reads)
         ]
@@ -190,7 +188,7 @@ class CcbSimulator:
         row = tx.fetch_one(_ACCOUNT, {"id": account_id})
         if row is None:
             raise UnknownEntity(f"no account {account_id}")
-        return _account(row)
+        return _account_from(row)
 
     def counts(self, tx: Transaction) -> dict[str, int]:
         """Records per maintenance object, and accounts."""
@@ -248,7 +246,7 @@ class CcbSimulator:
             raise UnknownEntity(f"no account {record['account_id']}")
         return {
             **record,
-            "person_id": _account(account[0]).person_id,
+            "person_id": _account_from(account[0]).person_id,
             "time_zone": self._zone_of(record, sps),
         }
 
@@ -417,7 +415,8 @@ def _sp_reads(record: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
     return [(_RECORD, {"mo": "SP", "pk": link["sp_id"]}) for link in record.get("sp_links") or ()]
 
 
-def _account(row: Row) -> Account:
+def _account_from(row: Row) -> Account:
+    """An account as its row holds it."""
     return Account(
         account_id=row["account_id"],
         person_id=row["person_id"],

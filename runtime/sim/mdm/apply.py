@@ -145,16 +145,6 @@ def trimmed_key(values: Sequence[str]) -> tuple[str, ...]:
     return tuple(values)
 
 
-def _cross_reference(prefix: str, source: str) -> str:
-    """The statement recording an external key's production id, unless the key has one: its
-    row from ``source`` (a VALUES list), after ``prefix`` (a WITH clause)."""
-    return f"""{prefix}INSERT INTO mdm_cross_reference
-                 (external_system, mo, pk1, pk2, pk3, pk4, pk5, production_id, created_at)
-               {source}
-               ON CONFLICT (external_system, mo, pk1, pk2, pk3, pk4, pk5) DO NOTHING
-               RETURNING production_id"""
-
-
 @dataclass(frozen=True)
 class SyncMessage:
     """A decoded inbound sync request and what its header says."""
@@ -530,11 +520,12 @@ class Loader:
             allocated, new_id, allocating = self.allocation(tx, mo)
         else:
             allocated, new_id, allocating = "", ":id", {"id": production}
-        inserted = tx.fetch(
-            _cross_reference(
-                allocated,
-                f"VALUES (:system, :mo, :pk1, :pk2, :pk3, :pk4, :pk5, {new_id}, {tx.now})",
-            ),
+        inserted = tx.fetch(  # nothing when the key has an id already
+            f"""{allocated}INSERT INTO mdm_cross_reference
+                  (external_system, mo, pk1, pk2, pk3, pk4, pk5, production_id, created_at)
+                VALUES (:system, :mo, :pk1, :pk2, :pk3, :pk4, :pk5, {new_id}, {tx.now})
+                ON CONFLICT (external_system, mo, pk1, pk2, pk3, pk4, pk5) DO NOTHING
+                RETURNING production_id""",
             {**params, **allocating},
         )
         if inserted:

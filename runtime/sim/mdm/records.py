@@ -299,7 +299,19 @@ class Records:
         return Period(self._required(row["start_date_time"]), self.instant(row["end_date_time"]))
 
     def _one(self, tx: Transaction, table: str, production: str) -> Row | None:
-        return tx.fetch_one(f"SELECT * FROM {table} WHERE id = :id", {"id": production})
+        found = self._with_dependents(tx, table, production)
+        return None if found is None else found[0]
+
+    def _with_dependents(
+        self, tx: Transaction, table: str, production: str, *dependents: str
+    ) -> tuple[Row, list[list[Row]]] | None:
+        """An entity's row and the rows of each of ``dependents`` (queries of ``:id``), read
+        together in one round trip; None when the entity has no row."""
+        key = {"id": production}
+        found, *rows = tx.fetch_each(
+            [(f"SELECT * FROM {table} WHERE id = :id", key), *((sql, key) for sql in dependents)]
+        )
+        return (found[0], rows) if found else None
 
     def contact(self, tx: Transaction, production: str) -> Contact | None:
         row = self._one(tx, "mdm_contact", production)
@@ -340,18 +352,17 @@ class Records:
 
     def usage_subscription(self, tx: Transaction, production: str) -> UsageSubscription | None:
         """The US with its usage groups, SPs and market participants, read together."""
-        key = {"id": production}
-        found, groups, points, participants = tx.fetch_each(
-            [
-                ("SELECT * FROM mdm_usage_subscription WHERE id = :id", key),
-                ("SELECT * FROM mdm_us_usage_group WHERE us_id = :id ORDER BY seq", key),
-                ("SELECT * FROM mdm_us_service_point WHERE us_id = :id ORDER BY seq", key),
-                ("SELECT id FROM mdm_us_market_participant WHERE us_id = :id ORDER BY id", key),
-            ]
+        found = self._with_dependents(
+            tx,
+            "mdm_usage_subscription",
+            production,
+            "SELECT * FROM mdm_us_usage_group WHERE us_id = :id ORDER BY seq",
+            "SELECT * FROM mdm_us_service_point WHERE us_id = :id ORDER BY seq",
+            "SELECT id FROM mdm_us_market_participant WHERE us_id = :id ORDER BY id",
         )
-        if not found:
+        if found is None:
             return None
-        row = found[0]
+        row, (groups, points, participants) = found
         return UsageSubscription(
             production_id=production,
             external_id=row["external_id"],
@@ -449,20 +460,16 @@ class Records:
 
     def device_configuration(self, tx: Transaction, production: str) -> DeviceConfiguration | None:
         """The configuration with its measuring components, read together."""
-        key = {"id": production}
-        found, components = tx.fetch_each(
-            [
-                ("SELECT * FROM mdm_device_configuration WHERE id = :id", key),
-                (
-                    """SELECT * FROM mdm_measuring_component WHERE device_configuration_id = :id
-                       ORDER BY register_id""",
-                    key,
-                ),
-            ]
+        found = self._with_dependents(
+            tx,
+            "mdm_device_configuration",
+            production,
+            """SELECT * FROM mdm_measuring_component WHERE device_configuration_id = :id
+               ORDER BY register_id""",
         )
-        if not found:
+        if found is None:
             return None
-        row = found[0]
+        row, (components,) = found
         return DeviceConfiguration(
             production_id=production,
             device_id=row["device_id"],
@@ -477,20 +484,16 @@ class Records:
 
     def install_event(self, tx: Transaction, production: str) -> InstallEvent | None:
         """The install event with its installation and removal reads, read together."""
-        key = {"id": production}
-        found, reads = tx.fetch_each(
-            [
-                ("SELECT * FROM mdm_install_event WHERE id = :id", key),
-                (
-                    """SELECT * FROM mdm_scalar_measurement WHERE install_event_id = :id
-                       ORDER BY CASE reason WHEN 'INSTALLATION' THEN 0 ELSE 1 END, mc_id""",
-                    key,
-                ),
-            ]
+        found = self._with_dependents(
+            tx,
+            "mdm_install_event",
+            production,
+            """SELECT * FROM mdm_scalar_measurement WHERE install_event_id = :id
+               ORDER BY CASE reason WHEN 'INSTALLATION' THEN 0 ELSE 1 END, mc_id""",
         )
-        if not found:
+        if found is None:
             return None
-        row = found[0]
+        row, (reads,) = found
         return InstallEvent(
             production_id=production,
             sp_id=row["sp_id"],
