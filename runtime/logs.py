@@ -25,7 +25,8 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO, get_args
 
@@ -275,9 +276,13 @@ class _StandardError(logging.StreamHandler):  # type: ignore[type-arg]
 
     def emit(self, record: logging.LogRecord) -> None:
         """The line, flushed at once, as ``StreamHandler`` writes it, in fewer steps (``handle``
-        holds the lock)."""
+        holds the lock); inside ``together``, kept for its one write."""
         try:
             line = self.format(record)
+            held = getattr(_held, "lines", None)
+            if held is not None:
+                held.append((self, record, line))
+                return
             stream = sys.stderr
             stream.write(line + "\n")
             stream.flush()
@@ -285,6 +290,44 @@ class _StandardError(logging.StreamHandler):  # type: ignore[type-arg]
             raise
         except Exception:
             self.handleError(record)
+
+    def write_all(self, held: list[tuple[logging.LogRecord, str]]) -> None:
+        """Several lines in one write, flushed, under the handler's lock; a failure is handled
+        as ``emit`` handles one, with the first line's record."""
+        with self.lock:  # type: ignore[union-attr]
+            try:
+                stream = sys.stderr
+                stream.write("".join(line + "\n" for _, line in held))
+                stream.flush()
+            except RecursionError:
+                raise
+            except Exception:
+                self.handleError(held[0][0])
+
+
+# a thread's lines inside ``together``: [(handler, record, line), ...]
+_held = threading.local()
+
+
+@contextmanager
+def together() -> Iterator[None]:
+    """Lines to standard error emitted inside are written together when it ends, in one write
+    a handler: a commit's dozen lines cost one system call rather than a dozen (the backends
+    run a transaction's ``after_commit`` actions inside it). Nested, the outer one writes."""
+    if getattr(_held, "lines", None) is not None:
+        yield
+        return
+    held: list[tuple[_StandardError, logging.LogRecord, str]] = []
+    _held.lines = held
+    try:
+        yield
+    finally:
+        _held.lines = None
+        by_handler: dict[_StandardError, list[tuple[logging.LogRecord, str]]] = {}
+        for handler, record, line in held:
+            by_handler.setdefault(handler, []).append((record, line))
+        for handler, lines in by_handler.items():
+            handler.write_all(lines)
 
 
 class _Worker(logging.Filter):

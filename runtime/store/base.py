@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from ccbmdm.errors import CcbmdmError
+from ccbmdm.runtime import logs
 from ccbmdm.runtime.store.dsn import redacted
 
 T = TypeVar("T")
@@ -198,10 +199,11 @@ class Transaction(ABC):
 
     def committed(self) -> None:
         """Run the ``after_commit`` actions, in the order they came (the backends call it
-        after COMMIT)."""
+        after COMMIT), their log lines written together."""
         actions, self._after = self._after, []
-        for action in actions:
-            action()
+        with logs.together():
+            for action in actions:
+                action()
 
     def flush_later(self) -> None:
         """Write the queued rows: each flush once, with its rows in the order they came (the

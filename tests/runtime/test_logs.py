@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import sys
 
 import pytest
 from hypothesis import given
@@ -140,3 +142,41 @@ def test_lines_emitted_together_are_written_in_order_each_marked_as_one_alone(
     assert [(line["attempt"], line["worker"], line["message"]) for line in written] == [
         (attempt, 3, "received") for attempt in (1, 2, 3, 4)
     ]
+
+
+class _Writes(io.StringIO):
+    """Standard error that counts its writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_lines_emitted_inside_together_reach_standard_error_in_one_write_at_its_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A commit's lines (``Transaction.committed`` runs its actions inside ``together``) cost
+    one write: none is written before the block ends, all are written, in order, when it ends,
+    even by an exception, and a nested block leaves the writing to the outer one. Outside, a
+    line is written at once."""
+    stderr = _Writes()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    log = logging.getLogger("ccbmdm.delivery")
+    logs.configure("info", "json")
+
+    def attempts() -> list[int]:
+        return [json.loads(line)["attempt"] for line in stderr.getvalue().splitlines()]
+
+    with pytest.raises(RuntimeError), logs.together():
+        emit(log, logging.INFO, "received", {"attempt": 1}, {"attempt": 2})
+        with logs.together():
+            emit(log, logging.INFO, "received", {"attempt": 3})
+        assert (attempts(), stderr.writes) == ([], 0)
+        raise RuntimeError("a later action failed")
+    assert (attempts(), stderr.writes) == ([1, 2, 3], 1)
+    emit(log, logging.INFO, "received", {"attempt": 4})
+    assert (attempts(), stderr.writes) == ([1, 2, 3, 4], 2)
