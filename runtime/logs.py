@@ -125,19 +125,23 @@ def _process_name() -> str:
     return "MainProcess" if processes is None else processes.current_process().name
 
 
-_PLANS: dict[tuple[str, ...], tuple[str, ...]] = {}  # a record's attribute names -> its fields
+# a record's attribute names -> its fields, each with its text in a line (the separators
+# before it included)
+_PLANS: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
 
 
-def _fields_of(names: tuple[str, ...]) -> tuple[str, ...]:
+def _plan_of(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     """The names of a record's own fields (``extra=``), in ``FIELDS`` order, any others after
-    them (sorted), for records whose attributes are ``names``; worked out once for each set of
-    names (a few dozen in a runtime: one for each kind of line). A field named as one of the
-    line's own keys (``time``, ``level``...) is left out: a line has each key once."""
+    them (sorted), for records whose attributes are ``names``, each with its key's text in a
+    JSON line; worked out once for each set of names (a few dozen in a runtime: one for each
+    kind of line). A field named as one of the line's own keys (``time``, ``level``...) is left
+    out: a line has each key once."""
     plan = _PLANS.get(names)
     if plan is None:
         present = set(names)
         others = sorted(k for k in present - _STANDARD - _KNOWN - _OWN if not k.startswith("_"))
-        plan = tuple(k for k in FIELDS if k in present) + tuple(others)
+        keys = [k for k in FIELDS if k in present] + others
+        plan = tuple((key, f", {_STRING(key)}: ") for key in keys)
         if len(_PLANS) >= 1024:  # records made with ever new fields: start again
             _PLANS.clear()
         _PLANS[names] = plan
@@ -148,7 +152,7 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     """The record's own fields (``extra=``) but those without a value, in ``FIELDS`` order, any
     others after them; not masked."""
     values = vars(record)
-    return {key: value for key in _fields_of(tuple(values)) if (value := values[key]) is not None}
+    return {key: value for key, _ in _plan_of(tuple(values)) if (value := values[key]) is not None}
 
 
 _second: tuple[int, str] = (-1, "")  # the last whole second written, as text
@@ -198,9 +202,17 @@ class JsonFormatter(logging.Formatter):
             ', "message": ',
             _STRING(record.getMessage()),
         ]
-        for key in _fields_of(tuple(values)):
-            if (value := values[key]) is not None:
-                parts += (_key_text(key), _value_text(value))
+        for key, key_text in _plan_of(tuple(values)):
+            value = values[key]
+            if value is None:
+                continue
+            kind = type(value)  # the kinds lines carry most, in a step; else as json does
+            if kind is str:
+                parts += (key_text, _STRING(value))
+            elif kind is int:
+                parts += (key_text, int.__repr__(value))
+            else:
+                parts += (key_text, _encode(value))
         if record.exc_info:
             parts += (', "error": ', _STRING(self.formatException(record.exc_info)))
         parts.append("}")
@@ -213,26 +225,6 @@ class JsonFormatter(logging.Formatter):
 
 
 _STRING: Callable[[str], str] = json.encoder.encode_basestring_ascii
-_KEYS: dict[str, str] = {}  # a field's name -> its text in a line, with the separators before
-
-
-def _key_text(key: str) -> str:
-    text = _KEYS.get(key)
-    if text is None:
-        if len(_KEYS) >= 1024:  # records made with ever new fields: start again
-            _KEYS.clear()
-        text = _KEYS[key] = f", {_STRING(key)}: "
-    return text
-
-
-def _value_text(value: Any) -> str:
-    """A field's value as ``json`` encodes it; the kinds lines carry most, in a step."""
-    kind = type(value)
-    if kind is str:
-        return _STRING(value)
-    if kind is int:
-        return int.__repr__(value)
-    return _encode(value)
 
 
 class TextFormatter(logging.Formatter):
