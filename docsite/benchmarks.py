@@ -158,6 +158,7 @@ def page(published: Published, guide: str | None) -> str:
             for key, label in MACHINE_FIELDS.items()
         ),
         *_load(published),
+        *_pace(published),
     ]
     described: dict[str, str] = published.document.get("scenarios", {})
     for scenario in published.scenarios():
@@ -199,6 +200,19 @@ def _load(published: Published) -> list[str]:
     return [
         f"- **load average** (one minute): {load['start']:g} at the start, {load['end']:g} at "
         f"the end, on {cores} cores: beyond the cores, a figure includes waiting for one"
+    ]
+
+
+def _pace(published: Published) -> list[str]:
+    """The machine's pace during the run, where the file has it (a line of the machine's
+    list)."""
+    pace = published.document.get("pace") or {}
+    if pace.get("start") is None or pace.get("end") is None:
+        return []
+    return [
+        f"- **pace** (a million additions in a Python loop, the best of five): "
+        f"{pace['start']:g} ms at the start, {pace['end']:g} ms at the end: two runs compare "
+        "through it, where the processor's name and cores are the same on a machine half as fast"
     ]
 
 

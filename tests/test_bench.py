@@ -48,6 +48,8 @@ def test_quick_runs_every_scenario_and_writes_the_machine(
     assert document["quick"] is True
     assert datetime.fromisoformat(document["date"]).tzinfo is not None
     assert set(document["load"]) == {"start", "end"}
+    assert set(document["pace"]) == {"start", "end"}
+    assert all(ms > 0 for ms in document["pace"].values())
     machine = document["machine"]
     assert set(machine) >= {"cpu", "cores", "architecture", "system", "python", "sqlite"}
     assert "postgresql" in machine

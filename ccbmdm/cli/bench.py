@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -65,6 +67,20 @@ def _load_average() -> float | None:
         return round(os.getloadavg()[0], 2)
     except OSError:
         return None
+
+
+def _pace_ms() -> float:
+    """The time of a fixed piece of plain Python (a million additions in a loop, the best of
+    five), in milliseconds: machines that print the same processor name and cores can differ
+    by half in speed, and runs on two of them compare through it."""
+    best = math.inf
+    for _ in range(5):
+        started = time.perf_counter()
+        total = 0
+        for number in range(1_000_000):
+            total += number
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
 
 
 def _print_table(results: list[Any]) -> None:
@@ -131,6 +147,7 @@ def bench(
     )
     started = datetime.now(UTC)
     load = {"start": _load_average()}
+    pace = {"start": _pace_ms()}
     results: list[Any] = []
     failed: dict[str, str] = {}  # scenario -> why it did not run; the others still run
     for scenario in scenarios:
@@ -142,12 +159,14 @@ def bench(
                 say_error(f"the {scenario.name} scenario did not run: {exc}")
     _print_table(results)
     load["end"] = _load_average()
+    pace["end"] = _pace_ms()
     if json_file:
         document = {
             "machine": machine,
             "date": started.isoformat(timespec="seconds"),
             "quick": quick,
             "load": load,
+            "pace": pace,
             "scenarios": {s.name: s.what for s in scenarios},
             "results": [r.as_json() for r in results],
             "failed": failed,

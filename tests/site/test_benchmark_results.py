@@ -204,6 +204,17 @@ def test_a_run_without_its_load_shows_none(run: Published) -> None:
     assert "load average" not in page(run, None)
 
 
+def test_the_pace_is_shown_where_the_run_has_it(run: Published) -> None:
+    """A run's pace (``ccbmdm bench`` times a fixed loop at its start and end) is a line of the
+    machine's list; a file written before it was measured shows none."""
+    assert "**pace**" not in page(run, None)
+    run.document["pace"] = {"start": 41.5, "end": 40.0}
+    assert (
+        "- **pace** (a million additions in a Python loop, the best of five): 41.5 ms at the "
+        "start, 40 ms at the end: two runs compare through it"
+    ) in page(run, None)
+
+
 def test_a_quick_run_says_so(run: Published) -> None:
     run.document["quick"] = True
     assert "a quick run (small sizes, to show the suite works: less steady)" in page(run, None)
