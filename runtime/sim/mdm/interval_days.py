@@ -69,9 +69,14 @@ def day_of(end: int) -> int:
 
 
 def pack_ends(day: int, ends: Sequence[int]) -> str:
-    """Ascending ends of one day as runs of equal steps."""
+    """Ascending ends of one day as runs of equal steps. A day of one run (a meter's whole
+    day) is told by comparing its ends with the run's, in C."""
     base = day * DAY
     runs, i, count = [], 0, len(ends)
+    if count > 2:
+        step = ends[1] - ends[0]
+        if step > 0 and list(ends) == list(range(ends[0], ends[0] + step * count, step)):
+            return f"{ends[0] - base}:{step}:{count}"
     while i < count:
         first = ends[i] - base
         if i + 1 == count:
@@ -98,6 +103,8 @@ def unpack_ends(day: int, text: str) -> list[int]:
 
 
 def pack_codes(codes: Sequence[str]) -> str | None:
+    if codes.count(ACTUAL) == len(codes):  # the common day, told in C
+        return None
     others = [f"{i}={text}" for i, text in enumerate(codes) if text != ACTUAL]
     return ";".join(others) if others else None
 

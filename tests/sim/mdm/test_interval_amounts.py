@@ -42,6 +42,29 @@ def test_any_value_texts_read_back_exactly(values: list[str]) -> None:
     assert unpack(pack(values)) == values
 
 
+STEP_EDGES = st.sampled_from([0, 1, 63, 64, 8191, 8192, 8193, 2**40, 2**63, 2**70])
+
+
+@given(
+    first=st.integers(-(2**70), 2**70),
+    steps=st.lists(st.tuples(STEP_EDGES, st.booleans()), max_size=60),
+    scale=st.integers(0, 6),
+)
+def test_integers_at_a_scale_pack_as_their_texts_whatever_their_differences(
+    first: int, steps: list[tuple[int, bool]], scale: int
+) -> None:
+    """A generator's integers (``pack_units``) read back as their texts, and pack to the same
+    bytes as those texts: differences that a lookup encodes (under 8,192 either way) and
+    those encoded one by one (larger, beyond 64 bits too) alike, side by side."""
+    units = list(
+        itertools.accumulate((-step if down else step for step, down in steps), initial=first)
+    )
+    spelled = interval_amounts.texts(units, scale)
+    packed = interval_amounts.pack_units(units, scale)
+    assert unpack(packed) == spelled
+    assert packed == pack(spelled)
+
+
 @st.composite
 def days(draw: st.DrawFn) -> tuple[int, dict[int, tuple[str, str]]]:
     """A UTC day's intervals: a 5-, 15- or 60-minute channel with gaps, values mostly of one
