@@ -26,6 +26,7 @@ from ccbmdm.runtime.sim.mdm.records import (
     production_ids,
 )
 from ccbmdm.runtime.store import Transaction
+from ccbmdm.runtime.store.base import unnested
 
 FAULT_CATEGORY = 90000
 SCHEMA_VIOLATION = 1003  # a business-object rule: the message is well formed but not loadable
@@ -128,13 +129,30 @@ class Unresolved(Exception):
 def wake_waiting(tx: Transaction, mo: str, key: str) -> None:
     """An entity of ``mo`` and ``key`` was stored: the requests in retryable Error that wait
     for it fall due now, in the transaction that stores it, rather than at their next 15-minute
-    retry (an SA that came before its person moves on as soon as the person is loaded)."""
-    tx.send(
-        f"""UPDATE mdm_sync_request SET due_at = {tx.now}
-            WHERE state = 'ERROR_RETRYABLE' AND waiting_mo = :mo AND waiting_key = :key
-              AND due_at > {tx.now}""",
-        {"mo": mo, "key": key},
-    )
+    retry (an SA that came before its person moves on as soon as the person is loaded). Woken
+    at the commit, with every other entity the transaction stored (``_woken``)."""
+    tx.later(_woken, (mo, key))
+
+
+def _woken(tx: Transaction, keys: list[tuple[str, str]]) -> None:
+    """The requests waiting for any of the entities ``keys`` fall due now, in one statement: a
+    statement an applied request had cost the server its plan's run and the table's counting
+    trigger, most often to change no row."""
+    rows = [{"mo": mo, "key": key} for mo, key in dict.fromkeys(keys)]
+    waiting = f"state = 'ERROR_RETRYABLE' AND due_at > {tx.now}"
+    if tx.dialect == "postgres":
+        relation, params = unnested(rows, {"mo": "text", "key": "text"})
+        tx.send(
+            f"""UPDATE mdm_sync_request SET due_at = {tx.now} FROM {relation}
+                WHERE {waiting} AND waiting_mo = v.mo AND waiting_key = v.key""",
+            params,
+        )
+    else:
+        tx.execute_many(
+            f"""UPDATE mdm_sync_request SET due_at = {tx.now}
+                WHERE {waiting} AND waiting_mo = :mo AND waiting_key = :key""",
+            rows,
+        )
 
 
 def trimmed_key(values: Sequence[str]) -> tuple[str, ...]:

@@ -36,7 +36,8 @@ from ccbmdm.runtime.sim.mdm.simulator import MdmSimulator
 from ccbmdm.runtime.store import Store, Transaction
 from ccbmdm.runtime.store.base import WriteSpan
 from ccbmdm.runtime.store.bodies import original
-from ccbmdm.runtime.store.postgres import PostgresStore
+from ccbmdm.runtime.store.postgres import PostgresStore, PostgresTransaction
+from ccbmdm.runtime.store.sqlite import SqliteTransaction
 from runtime_world import FAST, FLOWS
 from support import OUTBOX, REPO, sample
 
@@ -577,6 +578,46 @@ def test_a_usage_subscription_before_its_contact_and_sps_moves_on_as_each_key_ar
     world.save(*(entities[f"sp {sp_id}"] for sp_id in SPS))
     world.run()
     assert_usage_subscription_loaded(world)
+
+
+def test_the_keys_a_claim_stores_wake_their_waiters_in_one_statement_at_its_commit(
+    world: World, registry: ContractRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each entity stored wakes the requests waiting for it, and a claim that stores several
+    wakes them all in one statement, made with the claim's commit: a statement an applied
+    request had cost, most often changing no row."""
+    world.save(utility(registry)["sa"])
+    world.run()
+    assert world.waiting() == [("D1-CONTACT", PERSON)]
+    others = [f"00030000{n:02d}" for n in range(4)]
+    for person in [*others, PERSON]:
+        world.post("person-sync", contact_request(registry, person, 1, "Okafor,Adaeze"))
+    world.mdm_node.process_due()
+    wakes: list[str] = []
+    for kind in (PostgresTransaction, SqliteTransaction):
+        for name in ("send", "execute", "execute_many"):
+            monkeypatch.setattr(kind, name, _noting(getattr(kind, name), wakes))
+    assert world.mdm.step() == 5  # the contacts; the SA falls due at their commit
+    assert len(wakes) == 1
+    monkeypatch.undo()
+    world.run()
+    assert world.mdm_requests()[0][2:] == (
+        "ERROR_RETRYABLE",
+        f"unresolved: MDM has no D1-SP for CCB key {SPS[0]}",
+    )
+    assert world.waiting() == [("D1-SP", SPS[0])]
+
+
+def _noting(statement: Any, wakes: list[str]) -> Any:
+    """``statement`` (a transaction's send, execute or execute_many), noting each waking
+    statement it is given."""
+
+    def noted(tx: Transaction, sql: str, *args: Any, **kwargs: Any) -> Any:
+        if sql.lstrip().startswith("UPDATE mdm_sync_request SET due_at"):
+            wakes.append(sql)
+        return statement(tx, sql, *args, **kwargs)
+
+    return noted
 
 
 def assert_usage_subscription_loaded(world: World) -> None:
