@@ -193,12 +193,12 @@ def page(published: Published, guide: str | None) -> str:
 
 def _load(published: Published) -> list[str]:
     """The machine's load during the run, where the file has it (a line of the machine's list)."""
-    load = published.document.get("load") or {}
-    if load.get("start") is None or load.get("end") is None:
+    load = _start_and_end(published, "load")
+    if load is None:
         return []
     cores = published.document["machine"].get("cores")
     return [
-        f"- **load average** (one minute): {load['start']:g} at the start, {load['end']:g} at "
+        f"- **load average** (one minute): {load[0]:g} at the start, {load[1]:g} at "
         f"the end, on {cores} cores: beyond the cores, a figure includes waiting for one"
     ]
 
@@ -206,14 +206,22 @@ def _load(published: Published) -> list[str]:
 def _pace(published: Published) -> list[str]:
     """The machine's pace during the run, where the file has it (a line of the machine's
     list)."""
-    pace = published.document.get("pace") or {}
-    if pace.get("start") is None or pace.get("end") is None:
+    pace = _start_and_end(published, "pace")
+    if pace is None:
         return []
     return [
         f"- **pace** (a million additions in a Python loop, the best of five): "
-        f"{pace['start']:g} ms at the start, {pace['end']:g} ms at the end: two runs compare "
+        f"{pace[0]:g} ms at the start, {pace[1]:g} ms at the end: two runs compare "
         "through it, where the processor's name and cores are the same on a machine half as fast"
     ]
+
+
+def _start_and_end(published: Published, key: str) -> tuple[float, float] | None:
+    """A reading the file took at the run's start and end (``load``, ``pace``); None when it
+    has not both (a file written before the reading was taken)."""
+    reading = published.document.get(key) or {}
+    start, end = reading.get("start"), reading.get("end")
+    return None if start is None or end is None else (start, end)
 
 
 def _text(value: object) -> str:

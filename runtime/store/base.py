@@ -201,6 +201,8 @@ class Transaction(ABC):
         """Run the ``after_commit`` actions, in the order they came (the backends call it
         after COMMIT), their log lines written together."""
         actions, self._after = self._after, []
+        if not actions:
+            return
         with logs.together():
             for action in actions:
                 action()

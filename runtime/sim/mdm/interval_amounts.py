@@ -178,11 +178,13 @@ def _steps(numbers: Sequence[int]) -> bytes:
     if None not in looked_up:
         return b"".join(looked_up)  # type: ignore[arg-type]  # no None in it
     return b"".join(
-        [
-            _SMALL[zigzag] if zigzag < _SMALL_LIMIT else _varint_bytes(zigzag)
-            for zigzag in [step << 1 if step >= 0 else ~(step << 1) for step in steps]
-        ]
+        [part or _varint_bytes(_zigzag(step)) for step, part in zip(steps, looked_up, strict=True)]
     )
+
+
+def _zigzag(step: int) -> int:
+    """A signed number as an unsigned one: 0, -1, 1, -2... as 0, 1, 2, 3..."""
+    return step << 1 if step >= 0 else ~(step << 1)
 
 
 def _varint_bytes(number: int) -> bytes:
@@ -191,14 +193,9 @@ def _varint_bytes(number: int) -> bytes:
     return bytes(out)
 
 
-# the varints of the differences a meter's neighbouring values mostly have (two bytes at most)
-_SMALL_LIMIT = 1 << 14
-_SMALL = [_varint_bytes(number) for number in range(_SMALL_LIMIT)]
-# a difference -> its varint's bytes, for those of two bytes at most
-_BY_STEP = {
-    step: _SMALL[step << 1 if step >= 0 else ~(step << 1)]
-    for step in range(-_SMALL_LIMIT // 2, _SMALL_LIMIT // 2)
-}
+# a difference -> its varint's bytes, for those a meter's neighbouring values mostly have (two
+# bytes at most: a zigzag below 2**14)
+_BY_STEP = {step: _varint_bytes(_zigzag(step)) for step in range(-(1 << 13), 1 << 13)}
 
 
 Listed = tuple[int, int, bytes | None]  # index, tag (a scale or _LITERAL), the literal's text
